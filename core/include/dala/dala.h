@@ -1,0 +1,424 @@
+/*
+ * Dala: an offline-first, encrypted store for field reports. This is the library's one public ABI.
+ *
+ * Conventions (see docs/c-api.md):
+ * - Functions that can fail return a dala_status and take `dala_error **out_error` last. out_error may
+ *   be NULL. On failure *out_error gets a new error (free it with dala_error_free) and every other output
+ *   pointer is set to NULL; on success *out_error is set to NULL.
+ * - Each owned type has one free function; every free function accepts NULL.
+ * - Options structs are set up by their dala_*_options_init function before fields are changed.
+ * - Strings are NUL-terminated UTF-8. Invalid UTF-8 is refused with DALA_ERR_INVALID_ARGUMENT.
+ * - Error messages never contain secrets or report contents.
+ * - Thread safety is stated on each function. "Any thread" means the function may be called from any
+ *   thread concurrently with other calls on the same object.
+ */
+#ifndef DALA_DALA_H
+#define DALA_DALA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define DALA_API __attribute__((visibility("default")))
+#else
+#define DALA_API
+#endif
+
+#ifdef __cplusplus
+#define DALA_NOEXCEPT noexcept
+extern "C" {
+#else
+#define DALA_NOEXCEPT
+#endif
+
+/* ---------------------------------------------------------------------------------------------------
+ * Status and errors
+ * ------------------------------------------------------------------------------------------------- */
+
+/* The numbers never change; new codes get new numbers. Bindings map each one (a test checks). */
+typedef enum dala_status {
+    DALA_OK = 0,
+    DALA_ERR_INTERNAL = 1,          /* a bug or an unexpected library failure */
+    DALA_ERR_INVALID_ARGUMENT = 2,  /* NULL, empty, malformed, invalid UTF-8, out of range */
+    DALA_ERR_WRONG_KEY = 3,         /* wrong passphrase or key */
+    DALA_ERR_NOT_FOUND = 4,         /* no such store, report or item */
+    DALA_ERR_EXISTS = 5,            /* a store already exists there */
+    DALA_ERR_CORRUPT = 6,           /* a damaged key file or database */
+    DALA_ERR_IO = 7,                /* a file system error */
+    DALA_ERR_PERMISSION = 8,        /* the file system refused access */
+    DALA_ERR_STATE = 9,             /* not allowed in the object's current state (e.g. editing a sealed version) */
+    DALA_ERR_TOO_LARGE = 10,        /* over a documented limit */
+    DALA_ERR_VERIFY = 11,           /* a signature, hash or authentication tag did not verify */
+    DALA_ERR_BUSY = 12,             /* the store is locked by another writer for too long */
+    DALA_ERR_NOT_ENCRYPTED = 13,    /* encryption could not be confirmed: refused to continue */
+    DALA_ERR_NO_MEMORY = 14,
+    DALA_ERR_NO_SPACE = 15          /* the disk is full */
+} dala_status;
+
+typedef struct dala_error dala_error;
+
+/* Any thread. The status of an error (DALA_ERR_INTERNAL for NULL). */
+DALA_API dala_status dala_error_status(const dala_error *error) DALA_NOEXCEPT;
+/* Any thread. A message for people: what went wrong and what to do. Valid until the error is freed. */
+DALA_API const char *dala_error_message(const dala_error *error) DALA_NOEXCEPT;
+/* Any thread. Accepts NULL. */
+DALA_API void dala_error_free(dala_error *error) DALA_NOEXCEPT;
+/* Any thread. The enumerator's name, e.g. "DALA_ERR_WRONG_KEY"; "DALA_ERR_UNKNOWN" for unknown values. */
+DALA_API const char *dala_status_name(dala_status status) DALA_NOEXCEPT;
+/* Any thread. The library version, e.g. "0.1.0". */
+DALA_API const char *dala_version(void) DALA_NOEXCEPT;
+/* Any thread. Frees a string the library returned. Accepts NULL. */
+DALA_API void dala_string_free(char *string) DALA_NOEXCEPT;
+
+/* ---------------------------------------------------------------------------------------------------
+ * Credentials and options
+ * ------------------------------------------------------------------------------------------------- */
+
+typedef enum dala_credential_kind {
+    DALA_CREDENTIAL_PASSPHRASE = 1, /* bytes of a passphrase (1 to 1024 bytes); Argon2id derives the key */
+    DALA_CREDENTIAL_RAW_KEY = 2     /* 32 random bytes from the platform keystore (Android Keystore, Keychain) */
+} dala_credential_kind;
+
+/* The library copies the bytes into locked, zeroed-on-release memory; the caller should wipe its copy. */
+typedef struct dala_credential {
+    dala_credential_kind kind;
+    const uint8_t *bytes;
+    size_t length;
+} dala_credential;
+
+typedef struct dala_store_options {
+    /* Argon2id cost used when a passphrase wraps a key (create, change credential). Opening reads the
+       cost recorded in the key file. Minimum 1 and 8 MiB; maximum 16 and 1 GiB. */
+    uint64_t kdf_opslimit;          /* default 3 */
+    uint64_t kdf_memlimit;          /* bytes, default 64 MiB */
+    /* At create: delete a report's content once every destination has delivered it. Later changes:
+       dala_store_set_delete_after_delivery. */
+    int delete_after_delivery;      /* default 0 */
+    /* Outbox retry backoff: base * 2^(attempts-1), capped at max, with jitter down to half. */
+    uint32_t backoff_base_ms;       /* default 5000 */
+    uint32_t backoff_max_ms;        /* default 3600000 */
+} dala_store_options;
+
+/* Any thread. Sets every field to its default. */
+DALA_API void dala_store_options_init(dala_store_options *options) DALA_NOEXCEPT;
+
+/* ---------------------------------------------------------------------------------------------------
+ * Stores
+ * ------------------------------------------------------------------------------------------------- */
+
+/* A store handle may be used from any thread; calls are serialised inside. */
+typedef struct dala_store dala_store;
+
+/* Any thread. Creates a store in `dir` (created if missing, mode 0700): a fresh database key wrapped
+   under `credential`, an encrypted database and a device identity (Ed25519). Fails with DALA_ERR_EXISTS
+   when `dir` already holds a store. options may be NULL for defaults. */
+DALA_API dala_status dala_store_create(const char *dir, const dala_credential *credential,
+                                       const dala_store_options *options, dala_store **out_store,
+                                       dala_error **out_error) DALA_NOEXCEPT;
+
+/* Any thread. Opens an existing store. DALA_ERR_NOT_FOUND: no store in dir; DALA_ERR_WRONG_KEY: wrong
+   credential (nothing is written); DALA_ERR_CORRUPT: a damaged key file or database;
+   DALA_ERR_NOT_ENCRYPTED: the SQLCipher codec is not active in this process. Reports that were in flight
+   when a previous process died become pending again. options may be NULL. */
+DALA_API dala_status dala_store_open(const char *dir, const dala_credential *credential,
+                                     const dala_store_options *options, dala_store **out_store,
+                                     dala_error **out_error) DALA_NOEXCEPT;
+
+/* Any thread, once no other call on the store is running. Closes and frees. Accepts NULL. */
+DALA_API void dala_store_close(dala_store *store) DALA_NOEXCEPT;
+
+/* Any thread. Re-wraps the store's key under a new credential (passphrase or raw key, either way).
+   The database is not rewritten. The change is atomic: after a crash either credential works, never
+   neither. options (may be NULL) gives the Argon2id cost for a new passphrase. */
+DALA_API dala_status dala_store_change_credential(const char *dir, const dala_credential *old_credential,
+                                                  const dala_credential *new_credential,
+                                                  const dala_store_options *options,
+                                                  dala_error **out_error) DALA_NOEXCEPT;
+
+/* Any thread. Panic wipe, no credential needed: destroys the wrapped key first (overwritten, synced and
+   removed: from then on the data cannot be decrypted), then removes the store's files and, if empty,
+   the directory. Close open handles on the store first. DALA_ERR_NOT_FOUND when there is no store. */
+DALA_API dala_status dala_store_wipe(const char *dir, dala_error **out_error) DALA_NOEXCEPT;
+
+/* Any thread. This store's device public key (Ed25519, 32 bytes). */
+DALA_API dala_status dala_store_device_key(dala_store *store, uint8_t out_key[32],
+                                           dala_error **out_error) DALA_NOEXCEPT;
+
+/* Any thread. Sets the organisation recipients (X25519 public keys, `count` x 32 bytes) for a delivery
+   destination, replacing earlier ones. Every sealed version not yet queued for `destination` is sealed
+   to the recipients and queued, in one transaction; later seals are queued at once. */
+DALA_API dala_status dala_store_set_recipients(dala_store *store, const char *destination,
+                                               const uint8_t *keys, size_t count,
+                                               dala_error **out_error) DALA_NOEXCEPT;
+
+/* Any thread. Turns the delete-after-delivery policy on (1) or off (0). Turning it on also deletes the
+   content of reports already delivered everywhere. */
+DALA_API dala_status dala_store_set_delete_after_delivery(dala_store *store, int enabled,
+                                                          dala_error **out_error) DALA_NOEXCEPT;
+
+/* Any thread. Checks every database page (slow on large stores). DALA_ERR_CORRUPT when damaged. */
+DALA_API dala_status dala_store_check(dala_store *store, dala_error **out_error) DALA_NOEXCEPT;
+
+/* ---------------------------------------------------------------------------------------------------
+ * Reports
+ * ------------------------------------------------------------------------------------------------- */
+
+typedef struct dala_report_id {
+    uint8_t bytes[16];
+} dala_report_id;
+
+/* Any thread. Writes 32 lowercase hex characters and a NUL. */
+DALA_API void dala_report_id_to_string(const dala_report_id *id, char out[33]) DALA_NOEXCEPT;
+/* Any thread. Parses 32 hex characters. */
+DALA_API dala_status dala_report_id_parse(const char *text, dala_report_id *out_id,
+                                          dala_error **out_error) DALA_NOEXCEPT;
+
+typedef enum dala_report_state {
+    DALA_REPORT_DRAFT = 0,      /* editable */
+    DALA_REPORT_SEALED = 1,     /* signed and immutable; waiting for recipients */
+    DALA_REPORT_QUEUED = 2,     /* sealed to recipients and in the outbox */
+    DALA_REPORT_DELIVERED = 3,  /* every destination holds a receipt */
+    DALA_REPORT_REJECTED = 4    /* a destination refused it for good */
+} dala_report_state;
+
+typedef enum dala_field_type {
+    DALA_FIELD_TEXT = 1,
+    DALA_FIELD_INTEGER = 2,
+    DALA_FIELD_DECIMAL = 3,     /* decimal text such as "-12.50" */
+    DALA_FIELD_BOOLEAN = 4,
+    DALA_FIELD_TIMESTAMP = 5,   /* milliseconds since the Unix epoch, UTC */
+    DALA_FIELD_GEO = 6,
+    DALA_FIELD_PEOPLE = 7
+} dala_field_type;
+
+typedef struct dala_geo {
+    double latitude;   /* -90..90 */
+    double longitude;  /* -180..180 */
+    double accuracy_m; /* >= 0; 0 = unknown */
+} dala_geo;
+
+typedef struct dala_person {
+    const char *name;  /* 1..256 bytes */
+    const char *role;  /* 0..64 bytes; NULL = "" */
+} dala_person;
+
+/* A report handle is an in-memory snapshot of one version. Not thread-safe: use it from one thread
+   at a time. Setters change drafts only, in memory, until dala_report_save or dala_report_seal. */
+typedef struct dala_report dala_report;
+
+/* Any thread. Creates and saves a new draft. form is "name/version", e.g. "detention/1". */
+DALA_API dala_status dala_report_create(dala_store *store, const char *form, dala_report **out_report,
+                                        dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. The latest version of a report. Sealed versions are verified (signature and hash) on read:
+   DALA_ERR_VERIFY if the stored bytes were altered. */
+DALA_API dala_status dala_report_get(dala_store *store, const dala_report_id *id, dala_report **out_report,
+                                     dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. One version of a report. */
+DALA_API dala_status dala_report_get_version(dala_store *store, const dala_report_id *id, uint32_t version,
+                                             dala_report **out_report, dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. The editable draft of a report: the existing draft, or a new version created from the
+   latest sealed one that links to it by hash. */
+DALA_API dala_status dala_report_edit(dala_store *store, const dala_report_id *id, dala_report **out_report,
+                                      dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. Deletes a report's draft version (a report with no sealed version disappears). */
+DALA_API dala_status dala_report_delete_draft(dala_store *store, const dala_report_id *id,
+                                              dala_error **out_error) DALA_NOEXCEPT;
+/* Accepts NULL. */
+DALA_API void dala_report_free(dala_report *report) DALA_NOEXCEPT;
+
+/* Draft setters. Limits (docs/c-api.md): keys 1..64 bytes of [A-Za-z0-9_.-]; text 64 KiB; narrative
+   1 MiB; 256 fields; 1000 people per field; 4 MiB serialized. Setting a key replaces its value. */
+DALA_API dala_status dala_report_set_text(dala_report *report, const char *key, const char *value,
+                                          dala_error **out_error) DALA_NOEXCEPT;
+DALA_API dala_status dala_report_set_integer(dala_report *report, const char *key, int64_t value,
+                                             dala_error **out_error) DALA_NOEXCEPT;
+DALA_API dala_status dala_report_set_decimal(dala_report *report, const char *key, const char *value,
+                                             dala_error **out_error) DALA_NOEXCEPT;
+DALA_API dala_status dala_report_set_boolean(dala_report *report, const char *key, int value,
+                                             dala_error **out_error) DALA_NOEXCEPT;
+DALA_API dala_status dala_report_set_timestamp(dala_report *report, const char *key, int64_t unix_ms,
+                                               dala_error **out_error) DALA_NOEXCEPT;
+DALA_API dala_status dala_report_set_geo(dala_report *report, const char *key, const dala_geo *value,
+                                         dala_error **out_error) DALA_NOEXCEPT;
+DALA_API dala_status dala_report_set_people(dala_report *report, const char *key, const dala_person *people,
+                                            size_t count, dala_error **out_error) DALA_NOEXCEPT;
+DALA_API dala_status dala_report_remove_field(dala_report *report, const char *key,
+                                              dala_error **out_error) DALA_NOEXCEPT;
+DALA_API dala_status dala_report_set_narrative(dala_report *report, const char *text,
+                                               dala_error **out_error) DALA_NOEXCEPT;
+/* location NULL clears it. */
+DALA_API dala_status dala_report_set_location(dala_report *report, const dala_geo *location,
+                                              dala_error **out_error) DALA_NOEXCEPT;
+/* Outbox priority; higher goes first. Default 0. */
+DALA_API dala_status dala_report_set_priority(dala_report *report, int32_t priority,
+                                              dala_error **out_error) DALA_NOEXCEPT;
+
+/* Any thread (the report handle from one thread). Saves a draft. */
+DALA_API dala_status dala_report_save(dala_store *store, dala_report *report,
+                                      dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread (the report handle from one thread). Saves and seals the draft in one durable transaction:
+   signed, immutable, and queued for every destination with recipients. The handle then shows the
+   sealed version. After a crash the report is either still a draft or fully sealed and queued. */
+DALA_API dala_status dala_report_seal(dala_store *store, dala_report *report,
+                                      dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. Seals the drafts of `count` reports in one transaction (all or none). */
+DALA_API dala_status dala_store_seal_reports(dala_store *store, const dala_report_id *ids, size_t count,
+                                             dala_error **out_error) DALA_NOEXCEPT;
+
+/* Getters: valid while the handle lives; never fail. */
+DALA_API void dala_report_get_id(const dala_report *report, dala_report_id *out_id) DALA_NOEXCEPT;
+DALA_API uint32_t dala_report_version(const dala_report *report) DALA_NOEXCEPT;
+DALA_API dala_report_state dala_report_state_of(const dala_report *report) DALA_NOEXCEPT;
+DALA_API const char *dala_report_form(const dala_report *report) DALA_NOEXCEPT;  /* "name/version" */
+DALA_API int64_t dala_report_created_ms(const dala_report *report) DALA_NOEXCEPT;
+DALA_API const char *dala_report_narrative(const dala_report *report) DALA_NOEXCEPT;
+/* 1 when the content was deleted after delivery (only id, form, state and hashes remain). */
+DALA_API int dala_report_is_purged(const dala_report *report) DALA_NOEXCEPT;
+DALA_API size_t dala_report_field_count(const dala_report *report) DALA_NOEXCEPT;
+/* Fields are in key order. Index out of range: NULL / 0. */
+DALA_API const char *dala_report_field_key(const dala_report *report, size_t index) DALA_NOEXCEPT;
+DALA_API dala_field_type dala_report_field_type(const dala_report *report, size_t index) DALA_NOEXCEPT;
+/* Typed reads by key: DALA_ERR_NOT_FOUND when absent, DALA_ERR_STATE when of another type. Strings
+   stay valid while the handle lives and is not changed. */
+DALA_API dala_status dala_report_get_text(const dala_report *report, const char *key, const char **out_value,
+                                          dala_error **out_error) DALA_NOEXCEPT;
+DALA_API dala_status dala_report_get_integer(const dala_report *report, const char *key, int64_t *out_value,
+                                             dala_error **out_error) DALA_NOEXCEPT;
+DALA_API dala_status dala_report_get_decimal(const dala_report *report, const char *key,
+                                             const char **out_value, dala_error **out_error) DALA_NOEXCEPT;
+DALA_API dala_status dala_report_get_boolean(const dala_report *report, const char *key, int *out_value,
+                                             dala_error **out_error) DALA_NOEXCEPT;
+DALA_API dala_status dala_report_get_timestamp(const dala_report *report, const char *key,
+                                               int64_t *out_unix_ms, dala_error **out_error) DALA_NOEXCEPT;
+DALA_API dala_status dala_report_get_geo(const dala_report *report, const char *key, dala_geo *out_value,
+                                         dala_error **out_error) DALA_NOEXCEPT;
+/* Fills out_people[0..min(capacity, count)) and sets *out_count to the number of people. */
+DALA_API dala_status dala_report_get_people(const dala_report *report, const char *key, dala_person *out_people,
+                                            size_t capacity, size_t *out_count,
+                                            dala_error **out_error) DALA_NOEXCEPT;
+/* Sealed versions: the signing device key, the content hash (BLAKE2b-256 of the signed bytes) and the
+   previous version's hash (all zero for version 1). DALA_ERR_STATE for drafts. */
+DALA_API dala_status dala_report_seal_info(const dala_report *report, uint8_t out_device_key[32],
+                                          uint8_t out_content_hash[32], uint8_t out_previous_hash[32],
+                                          dala_error **out_error) DALA_NOEXCEPT;
+/* The whole report as a JSON object (docs/c-api.md shows it). Free with dala_string_free. */
+DALA_API dala_status dala_report_to_json(const dala_report *report, char **out_json,
+                                         dala_error **out_error) DALA_NOEXCEPT;
+
+/* ---------------------------------------------------------------------------------------------------
+ * Listing
+ * ------------------------------------------------------------------------------------------------- */
+
+typedef struct dala_report_info {
+    dala_report_id id;
+    uint32_t version;          /* the latest version */
+    dala_report_state state;   /* of the latest version */
+    int64_t created_ms;        /* when version 1 was created */
+    int64_t updated_ms;        /* last change of the latest version */
+    const char *form;          /* "name/version"; valid while the list lives */
+} dala_report_info;
+
+/* Not thread-safe; one thread at a time. */
+typedef struct dala_report_list dala_report_list;
+
+/* Any thread. Every report's latest version, newest first. */
+DALA_API dala_status dala_store_list_reports(dala_store *store, dala_report_list **out_list,
+                                             dala_error **out_error) DALA_NOEXCEPT;
+DALA_API size_t dala_report_list_count(const dala_report_list *list) DALA_NOEXCEPT;
+/* DALA_ERR_INVALID_ARGUMENT when index is out of range. */
+DALA_API dala_status dala_report_list_get(const dala_report_list *list, size_t index, dala_report_info *out_info,
+                                          dala_error **out_error) DALA_NOEXCEPT;
+DALA_API void dala_report_list_free(dala_report_list *list) DALA_NOEXCEPT;
+/* Any thread. "draft", "sealed", "queued", "delivered", "rejected"; "unknown" otherwise. */
+DALA_API const char *dala_report_state_name(dala_report_state state) DALA_NOEXCEPT;
+
+/* ---------------------------------------------------------------------------------------------------
+ * Outbox: a durable queue per destination, driven by the sync engine (or the app's own transport)
+ * ------------------------------------------------------------------------------------------------- */
+
+typedef struct dala_outbox_item {
+    dala_report_id id;
+    uint32_t version;
+    int32_t priority;
+    uint32_t attempts;         /* including this one */
+    const uint8_t *envelope;   /* the sealed envelope (dala.v1.SealedEnvelope); valid while the batch lives */
+    size_t envelope_size;
+} dala_outbox_item;
+
+/* Not thread-safe; one thread at a time. */
+typedef struct dala_outbox_batch dala_outbox_batch;
+
+typedef struct dala_outbox_stats {
+    uint64_t pending;
+    uint64_t in_flight;
+    uint64_t delivered;
+    uint64_t rejected;
+    int64_t next_attempt_ms;   /* earliest pending retry time (Unix ms), 0 when nothing waits */
+} dala_outbox_stats;
+
+/* Any thread. Hands out up to max_items due items (highest priority first, then oldest) whose envelopes
+   total at most max_bytes (the first item always fits), and marks them in flight. An empty batch is not
+   an error. Items in flight when the process died are pending again after the next open. */
+DALA_API dala_status dala_outbox_next_batch(dala_store *store, const char *destination, size_t max_items,
+                                            size_t max_bytes, dala_outbox_batch **out_batch,
+                                            dala_error **out_error) DALA_NOEXCEPT;
+DALA_API size_t dala_outbox_batch_count(const dala_outbox_batch *batch) DALA_NOEXCEPT;
+DALA_API dala_status dala_outbox_batch_get(const dala_outbox_batch *batch, size_t index,
+                                           dala_outbox_item *out_item, dala_error **out_error) DALA_NOEXCEPT;
+DALA_API void dala_outbox_batch_free(dala_outbox_batch *batch) DALA_NOEXCEPT;
+
+/* Any thread. Delivered: the receipt bytes are kept. Under the delete-after-delivery policy the content
+   is deleted once every destination has delivered. */
+DALA_API dala_status dala_outbox_mark_delivered(dala_store *store, const char *destination,
+                                                const dala_report_id *id, uint32_t version,
+                                                const uint8_t *receipt, size_t receipt_size,
+                                                dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. A transient failure: pending again after backoff with jitter. reason may be NULL. */
+DALA_API dala_status dala_outbox_mark_retry(dala_store *store, const char *destination,
+                                            const dala_report_id *id, uint32_t version, const char *reason,
+                                            dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. A permanent refusal: rejected with the reason, not retried. */
+DALA_API dala_status dala_outbox_mark_rejected(dala_store *store, const char *destination,
+                                               const dala_report_id *id, uint32_t version, const char *reason,
+                                               dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. */
+DALA_API dala_status dala_outbox_get_stats(dala_store *store, const char *destination,
+                                           dala_outbox_stats *out_stats, dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. The receipt kept for a delivered version; free it with dala_bytes_free.
+   DALA_ERR_NOT_FOUND when none. */
+DALA_API dala_status dala_outbox_get_receipt(dala_store *store, const char *destination,
+                                             const dala_report_id *id, uint32_t version, uint8_t **out_receipt,
+                                             size_t *out_size, dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. Frees bytes the library returned. Accepts NULL. */
+DALA_API void dala_bytes_free(uint8_t *bytes) DALA_NOEXCEPT;
+
+/* ---------------------------------------------------------------------------------------------------
+ * Desk: the organisation's side (key pair, opening sealed envelopes)
+ * ------------------------------------------------------------------------------------------------- */
+
+/* Any thread. Writes a new organisation key file at `path` (must not exist): an X25519 secret key
+   wrapped under `credential`. Sets out_public_key to the recipient public key. */
+DALA_API dala_status dala_desk_keygen(const char *path, const dala_credential *credential,
+                                      const dala_store_options *options, uint8_t out_public_key[32],
+                                      dala_error **out_error) DALA_NOEXCEPT;
+
+/* A desk handle may be used from any thread. */
+typedef struct dala_desk dala_desk;
+
+/* Any thread. Opens an organisation key file. DALA_ERR_WRONG_KEY on a wrong credential. */
+DALA_API dala_status dala_desk_open(const char *path, const dala_credential *credential, dala_desk **out_desk,
+                                    dala_error **out_error) DALA_NOEXCEPT;
+DALA_API void dala_desk_close(dala_desk *desk) DALA_NOEXCEPT;
+/* Any thread. The recipient public key. */
+DALA_API dala_status dala_desk_public_key(dala_desk *desk, uint8_t out_public_key[32],
+                                          dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. Verifies the outer device signature, decrypts, verifies the inner signature and that inner
+   and outer agree, and returns the sealed report (read-only). DALA_ERR_VERIFY on any mismatch. */
+DALA_API dala_status dala_desk_open_envelope(dala_desk *desk, const uint8_t *envelope, size_t envelope_size,
+                                             dala_report **out_report, dala_error **out_error) DALA_NOEXCEPT;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DALA_DALA_H */

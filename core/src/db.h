@@ -1,0 +1,97 @@
+// RAII over SQLCipher: the connection, statements and transactions. Only this file and db.cc include
+// <sqlite3.h>, which must be SQLCipher's (libsqlite3 must never be linked: ../shared/PLATFORM.md).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "secret.h"
+#include "status.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace dala::db {
+
+class Stmt;
+
+class Db {
+ public:
+  // Opens `path` with a 32-byte raw key and verifies that encryption is active (the codec answers and
+  // reads back our settings) before anything else is read or written.
+  static Result<Db> Open(const std::string& path, const SecretBuffer& key, bool create);
+  Db() = default;
+  ~Db();
+  Db(Db&& other) noexcept;
+  Db& operator=(Db&& other) noexcept;
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  Status Exec(const char* sql);
+  Result<Stmt> Prepare(std::string_view sql);
+  Status Error(int rc, std::string_view action) const;  // maps a SQLite result code
+  int64_t Changes() const;
+  void Close();
+  bool is_open() const { return db_ != nullptr; }
+
+ private:
+  explicit Db(sqlite3* db) : db_(db) {}
+  sqlite3* db_ = nullptr;
+};
+
+class Stmt {
+ public:
+  Stmt() = default;
+  ~Stmt();
+  Stmt(Stmt&& other) noexcept;
+  Stmt& operator=(Stmt&& other) noexcept;
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  // Bind indexes start at 1.
+  Stmt& Bind(int i, int64_t v);
+  Stmt& Bind(int i, std::span<const uint8_t> blob);
+  Stmt& BindText(int i, std::string_view text);
+  Stmt& BindNull(int i);
+
+  // true: a row is ready; false: done.
+  Result<bool> Step();
+  Status Run();  // steps to completion
+  void Reset();
+
+  int64_t Int(int col) const;
+  std::vector<uint8_t> Blob(int col) const;
+  std::span<const uint8_t> BlobView(int col) const;
+  std::string Text(int col) const;
+  bool IsNull(int col) const;
+
+ private:
+  friend class Db;
+  Stmt(const Db* db, sqlite3_stmt* s) : db_(db), s_(s) {}
+  const Db* db_ = nullptr;
+  sqlite3_stmt* s_ = nullptr;
+};
+
+// BEGIN IMMEDIATE on construction; rolls back unless Commit() succeeded.
+class Txn {
+ public:
+  explicit Txn(Db& db) : db_(db) {}
+  Status Begin();
+  Status Commit();
+  ~Txn();
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
+
+ private:
+  Db& db_;
+  bool open_ = false;
+};
+
+inline std::span<const uint8_t> AsBytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+}  // namespace dala::db

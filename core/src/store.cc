@@ -1,0 +1,332 @@
+// Store lifecycle: create, open, migrations, credential change, wipe, recipients and policy.
+#include "store.h"
+
+#include <sodium.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "fsutil.h"
+
+namespace dala {
+
+int64_t SystemNowMs() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+namespace {
+
+// Forward-only migrations; PRAGMA user_version holds how many have run. SQL stays within SQLite 3.15.
+const char* const kMigrations[] = {
+    // 1: the initial schema.
+    R"sql(
+CREATE TABLE meta(
+  key TEXT PRIMARY KEY NOT NULL,
+  value BLOB
+) WITHOUT ROWID;
+CREATE TABLE reports(
+  seq INTEGER PRIMARY KEY,
+  id BLOB NOT NULL CHECK(length(id) = 16),
+  version INTEGER NOT NULL CHECK(version >= 1),
+  sealed INTEGER NOT NULL DEFAULT 0,
+  form TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  priority INTEGER NOT NULL DEFAULT 0,
+  body BLOB,
+  content_hash BLOB,
+  purged INTEGER NOT NULL DEFAULT 0,
+  UNIQUE(id, version)
+);
+CREATE TABLE recipients(
+  destination TEXT NOT NULL,
+  public_key BLOB NOT NULL CHECK(length(public_key) = 32),
+  PRIMARY KEY(destination, public_key)
+) WITHOUT ROWID;
+CREATE TABLE outbox(
+  seq INTEGER PRIMARY KEY,
+  destination TEXT NOT NULL,
+  report_id BLOB NOT NULL,
+  version INTEGER NOT NULL,
+  state INTEGER NOT NULL DEFAULT 0,
+  priority INTEGER NOT NULL DEFAULT 0,
+  size INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT,
+  envelope BLOB,
+  receipt BLOB,
+  enqueued_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  UNIQUE(destination, report_id, version),
+  FOREIGN KEY(report_id, version) REFERENCES reports(id, version) ON DELETE CASCADE
+);
+CREATE INDEX outbox_due ON outbox(destination, state, priority DESC, seq);
+CREATE INDEX outbox_report ON outbox(report_id, version);
+CREATE INDEX outbox_in_flight ON outbox(state) WHERE state = 1;
+CREATE INDEX reports_created ON reports(created_ms);
+)sql",
+};
+constexpr int kSchemaVersion = sizeof kMigrations / sizeof kMigrations[0];
+
+constexpr char kMetaDeviceKey[] = "device_secret_key";
+constexpr char kMetaCounter[] = "counter";
+constexpr char kMetaDeleteAfterDelivery[] = "delete_after_delivery";
+constexpr char kMetaCreated[] = "created_ms";
+
+std::string KeyPath(const std::string& dir) { return fs::Join(dir, kKeyFileName); }
+std::string DbPath(const std::string& dir) { return fs::Join(dir, kDbFileName); }
+
+// Every file a store may own, key file first (wipe order matters).
+std::vector<std::string> StoreFiles(const std::string& dir) {
+  std::string db = DbPath(dir), key = KeyPath(dir);
+  return {key, key + ".tmp", db, db + "-wal", db + "-shm", db + "-journal"};
+}
+
+Status CheckHeaderEncrypted(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return fs::FromErrno(errno, "open", path);
+  char head[16] = {0};
+  size_t n = std::fread(head, 1, sizeof head, f);
+  std::fclose(f);
+  static const char kPlainHeader[16] = "SQLite format 3";  // 15 chars + NUL: the plaintext file header
+  if (n == sizeof head && std::memcmp(head, kPlainHeader, sizeof head) == 0)
+    return {Code::kNotEncrypted, "the store database is not encrypted; refusing to continue"};
+  return Status::Ok();
+}
+
+Status PutMeta(db::Db& db, const char* key, std::span<const uint8_t> value) {
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)"));
+  st.BindText(1, key).Bind(2, value);
+  return st.Run();
+}
+
+Status PutMetaInt(db::Db& db, const char* key, int64_t value) {
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)"));
+  st.BindText(1, key).Bind(2, value);
+  return st.Run();
+}
+
+}  // namespace
+
+Store::Store(std::string dir, db::Db db, crypto::SigningKey device, const StoreOptions& options)
+    : dir_(std::move(dir)), db_(std::move(db)), device_(std::move(device)), options_(options), clock_(SystemNowMs) {}
+
+Store::~Store() = default;
+
+void Store::set_clock(Clock clock) {
+  std::lock_guard lock(mu_);
+  clock_ = std::move(clock);
+}
+
+Status Store::Migrate(db::Db& db) {
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db.Prepare("PRAGMA user_version;"));
+  DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+  int current = row ? static_cast<int>(st.Int(0)) : 0;
+  st = db::Stmt();
+  if (current > kSchemaVersion)
+    return {Code::kState, "the store was written by a newer version of Dala; upgrade the app to open it"};
+  for (int v = current; v < kSchemaVersion; ++v) {
+    db::Txn txn(db);
+    DALA_RETURN_IF_ERROR(txn.Begin());
+    DALA_RETURN_IF_ERROR(db.Exec(kMigrations[v]));
+    std::string set_version = "PRAGMA user_version = " + std::to_string(v + 1) + ";";
+    DALA_RETURN_IF_ERROR(db.Exec(set_version.c_str()));
+    DALA_RETURN_IF_ERROR(txn.Commit());
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Store>> Store::Create(const std::string& dir, const Credential& cred,
+                                             const StoreOptions& options) {
+  if (!InitSodium()) return Status(Code::kInternal, "libsodium could not start");
+  DALA_RETURN_IF_ERROR(ValidateCredential(cred));
+  if (cred.kind == CredentialKind::kPassphrase) DALA_RETURN_IF_ERROR(ValidateKdfParams(options.kdf));
+  if (dir.empty()) return Status(Code::kInvalidArgument, "the store directory must not be empty");
+  if (Status st = fs::EnsureDirectory(dir); !st.ok()) {
+    if (st.code() == Code::kNotFound)
+      return Status(Code::kNotFound, "cannot create the store: the parent of '" + dir + "' does not exist");
+    return st;
+  }
+  if (fs::Exists(KeyPath(dir))) return Status(Code::kExists, "'" + dir + "' already holds a Dala store");
+  // The key file is written last and marks the store as existing: anything else here is left over from an
+  // interrupted create or wipe, unreadable without its key, and safe to remove.
+  for (const auto& f : StoreFiles(dir)) DALA_RETURN_IF_ERROR(fs::RemoveFile(f));
+
+  SecretBuffer db_key(32);
+  randombytes_buf(db_key.data(), db_key.size());
+  crypto::SigningKey device = crypto::GenerateSigningKey();
+  // SQLite would create the file 0644; the -wal and -shm files take the database file's mode.
+  DALA_RETURN_IF_ERROR(fs::CreatePrivateFile(DbPath(dir)));
+  {
+    DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(DbPath(dir), db_key, /*create=*/true));
+    DALA_RETURN_IF_ERROR(Migrate(db));
+    db::Txn txn(db);
+    DALA_RETURN_IF_ERROR(txn.Begin());
+    DALA_RETURN_IF_ERROR(PutMeta(db, kMetaDeviceKey, device.secret_key.span()));
+    DALA_RETURN_IF_ERROR(PutMetaInt(db, kMetaCounter, 0));
+    DALA_RETURN_IF_ERROR(PutMetaInt(db, kMetaDeleteAfterDelivery, options.delete_after_delivery ? 1 : 0));
+    DALA_RETURN_IF_ERROR(PutMetaInt(db, kMetaCreated, SystemNowMs()));
+    DALA_RETURN_IF_ERROR(txn.Commit());
+    DALA_RETURN_IF_ERROR(CheckHeaderEncrypted(DbPath(dir)));
+  }
+  Failpoint("create.before_key");
+  DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> keyfile,
+                        WrapSecret(KeyPurpose::kStoreDatabase, db_key, cred, options.kdf));
+  DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(KeyPath(dir), keyfile));
+  return Open(dir, cred, options);
+}
+
+Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, const Credential& cred,
+                                           const StoreOptions& options) {
+  DALA_RETURN_IF_ERROR(ValidateCredential(cred));
+  if (dir.empty()) return Status(Code::kInvalidArgument, "the store directory must not be empty");
+  static const char kNoStore[] = "no Dala store at '%s' (never created, or wiped); create one with init";
+  std::string no_store = kNoStore;
+  no_store.replace(no_store.find("%s"), 2, dir);
+  if (!fs::IsDirectory(dir)) return Status(Code::kNotFound, no_store);
+  auto keyfile = fs::ReadFile(KeyPath(dir), 4096);
+  if (!keyfile.ok()) {
+    if (keyfile.status().code() == Code::kNotFound) return Status(Code::kNotFound, no_store);
+    if (keyfile.status().code() == Code::kCorrupt)
+      return Status(Code::kCorrupt, "the key file is not a Dala key file; restore it from a backup");
+    return keyfile.status();
+  }
+  DALA_ASSIGN_OR_RETURN(SecretBuffer db_key, UnwrapSecret(KeyPurpose::kStoreDatabase, *keyfile, cred));
+  if (!fs::Exists(DbPath(dir)))
+    return Status(Code::kCorrupt, "the store's database file is missing; restore it from a backup");
+  DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(DbPath(dir), db_key, /*create=*/false));
+  DALA_RETURN_IF_ERROR(CheckHeaderEncrypted(DbPath(dir)));
+  DALA_RETURN_IF_ERROR(Migrate(db));
+
+  std::optional<crypto::SigningKey> device;
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db.Prepare("SELECT value FROM meta WHERE key = ?"));
+    st.BindText(1, kMetaDeviceKey);
+    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return Status(Code::kCorrupt, "the store has no device identity; it is damaged");
+    DALA_ASSIGN_OR_RETURN(device, crypto::SigningKeyFromSecret(st.BlobView(0)));
+  }
+  // Anything in flight when a previous process died is pending again.
+  DALA_RETURN_IF_ERROR(db.Exec("UPDATE outbox SET state = 0 WHERE state = 1;"));
+  (void)fs::RemoveFile(KeyPath(dir) + ".tmp");
+  return std::unique_ptr<Store>(new Store(dir, std::move(db), std::move(*device), options));
+}
+
+Status Store::ChangeCredential(const std::string& dir, const Credential& old_cred, const Credential& new_cred,
+                               const KdfParams& kdf) {
+  DALA_RETURN_IF_ERROR(ValidateCredential(old_cred));
+  DALA_RETURN_IF_ERROR(ValidateCredential(new_cred));
+  if (new_cred.kind == CredentialKind::kPassphrase) DALA_RETURN_IF_ERROR(ValidateKdfParams(kdf));
+  auto keyfile = fs::ReadFile(KeyPath(dir), 4096);
+  if (!keyfile.ok()) {
+    if (keyfile.status().code() == Code::kNotFound)
+      return Status(Code::kNotFound, "no Dala store at '" + dir + "' (never created, or wiped)");
+    return keyfile.status();
+  }
+  DALA_ASSIGN_OR_RETURN(SecretBuffer db_key, UnwrapSecret(KeyPurpose::kStoreDatabase, *keyfile, old_cred));
+  DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> wrapped, WrapSecret(KeyPurpose::kStoreDatabase, db_key, new_cred, kdf));
+  return fs::WriteFileAtomic(KeyPath(dir), wrapped);
+}
+
+Status Store::Wipe(const std::string& dir) {
+  if (dir.empty()) return {Code::kInvalidArgument, "the store directory must not be empty"};
+  bool any = false;
+  for (const auto& f : StoreFiles(dir)) any = any || fs::Exists(f);
+  if (!any) return {Code::kNotFound, "no Dala store at '" + dir + "' to wipe"};
+  // Crypto-shredding: the wrapped key goes first; from here the database cannot be decrypted.
+  DALA_RETURN_IF_ERROR(fs::ShredFile(KeyPath(dir)));
+  DALA_RETURN_IF_ERROR(fs::ShredFile(KeyPath(dir) + ".tmp"));
+  DALA_RETURN_IF_ERROR(fs::SyncDirectory(dir));
+  Failpoint("wipe.key_destroyed");
+  for (const auto& f : StoreFiles(dir)) DALA_RETURN_IF_ERROR(fs::RemoveFile(f));
+  (void)::rmdir(dir.c_str());  // only if empty: the app may keep its own files there
+  return Status::Ok();
+}
+
+Status Store::SetDeleteAfterDelivery(bool enabled) {
+  std::lock_guard lock(mu_);
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  DALA_RETURN_IF_ERROR(PutMetaInt(db_, kMetaDeleteAfterDelivery, enabled ? 1 : 0));
+  if (enabled) DALA_RETURN_IF_ERROR(PurgeDeliveredLocked(nullptr, std::nullopt));
+  return txn.Commit();
+}
+
+Result<bool> Store::DeleteAfterDeliveryLocked() {
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("SELECT value FROM meta WHERE key = ?"));
+  st.BindText(1, kMetaDeleteAfterDelivery);
+  DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+  return row && st.Int(0) != 0;
+}
+
+Status Store::Check() {
+  std::lock_guard lock(mu_);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("PRAGMA quick_check;"));
+  DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row || st.Text(0) != "ok")
+    return {Code::kCorrupt, "the store database is damaged; export what still reads and restore from a backup"};
+  return Status::Ok();
+}
+
+Status Store::SetRecipients(const std::string& destination, const std::vector<crypto::PublicKey>& keys) {
+  DALA_RETURN_IF_ERROR(ValidateText("the destination name", destination, 128, false));
+  std::lock_guard lock(mu_);
+  int64_t now = Now();
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt del, db_.Prepare("DELETE FROM recipients WHERE destination = ?"));
+    del.BindText(1, destination);
+    DALA_RETURN_IF_ERROR(del.Run());
+    DALA_ASSIGN_OR_RETURN(db::Stmt ins,
+                          db_.Prepare("INSERT OR IGNORE INTO recipients(destination, public_key) VALUES(?, ?)"));
+    for (const auto& k : keys) {
+      ins.BindText(1, destination).Bind(2, k);
+      DALA_RETURN_IF_ERROR(ins.Run());
+      ins.Reset();
+    }
+  }
+  if (!keys.empty()) {
+    // Seal every sealed version not yet queued for this destination.
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+        "SELECT r.id, r.version, r.priority, r.body FROM reports r WHERE r.sealed = 1 AND r.purged = 0 AND "
+        "NOT EXISTS (SELECT 1 FROM outbox o WHERE o.destination = ? AND o.report_id = r.id AND "
+        "o.version = r.version) ORDER BY r.seq"));
+    st.BindText(1, destination);
+    for (;;) {
+      DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      ReportId id{};
+      auto idv = st.BlobView(0);
+      if (idv.size() != id.size()) return Status(Code::kCorrupt, "a report id in the store is damaged");
+      std::memcpy(id.data(), idv.data(), id.size());
+      DALA_RETURN_IF_ERROR(EnqueueLocked(destination, keys, id, static_cast<uint32_t>(st.Int(1)),
+                                         static_cast<int32_t>(st.Int(2)), st.BlobView(3), now));
+    }
+  }
+  return txn.Commit();
+}
+
+Result<std::vector<std::pair<std::string, std::vector<crypto::PublicKey>>>> Store::DestinationsLocked() {
+  std::vector<std::pair<std::string, std::vector<crypto::PublicKey>>> out;
+  DALA_ASSIGN_OR_RETURN(db::Stmt st,
+                        db_.Prepare("SELECT destination, public_key FROM recipients ORDER BY destination"));
+  for (;;) {
+    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    std::string dest = st.Text(0);
+    auto pk = st.BlobView(1);
+    if (pk.size() != 32) return Status(Code::kCorrupt, "a recipient key in the store is damaged");
+    if (out.empty() || out.back().first != dest) out.emplace_back(dest, std::vector<crypto::PublicKey>{});
+    crypto::PublicKey k;
+    std::memcpy(k.data(), pk.data(), 32);
+    out.back().second.push_back(k);
+  }
+  return out;
+}
+
+}  // namespace dala

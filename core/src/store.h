@@ -1,0 +1,126 @@
+// Store: one encrypted report store in one directory. Lifecycle (create, open, change credential,
+// wipe), reports (drafts, sealing, versions) and the durable outbox. All public methods are
+// thread-safe: calls are serialised by one mutex. Layout and schema: docs/storage-format.md.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "crypto.h"
+#include "db.h"
+#include "keyfile.h"
+#include "report.h"
+#include "status.h"
+
+namespace dala {
+
+struct StoreOptions {
+  KdfParams kdf;
+  bool delete_after_delivery = false;  // used at create
+  uint32_t backoff_base_ms = 5000;
+  uint32_t backoff_max_ms = 3600000;
+};
+
+struct ReportInfo {
+  ReportId id{};
+  uint32_t version = 0;
+  ReportState state = ReportState::kDraft;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  std::string form;
+};
+
+struct OutboxItem {
+  ReportId id{};
+  uint32_t version = 0;
+  int32_t priority = 0;
+  uint32_t attempts = 0;
+  std::vector<uint8_t> envelope;
+};
+
+struct OutboxStats {
+  uint64_t pending = 0, in_flight = 0, delivered = 0, rejected = 0;
+  int64_t next_attempt_ms = 0;
+};
+
+// File names inside a store directory.
+inline constexpr char kKeyFileName[] = "dala.key";
+inline constexpr char kDbFileName[] = "dala.db";
+
+class Store {
+ public:
+  using Clock = std::function<int64_t()>;  // Unix milliseconds
+
+  static Result<std::unique_ptr<Store>> Create(const std::string& dir, const Credential& cred,
+                                               const StoreOptions& options);
+  static Result<std::unique_ptr<Store>> Open(const std::string& dir, const Credential& cred,
+                                             const StoreOptions& options);
+  static Status ChangeCredential(const std::string& dir, const Credential& old_cred, const Credential& new_cred,
+                                 const KdfParams& kdf);
+  static Status Wipe(const std::string& dir);
+
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  crypto::PublicKey device_key() const { return device_.public_key; }
+  void set_clock(Clock clock);  // tests
+  Status SetRecipients(const std::string& destination, const std::vector<crypto::PublicKey>& keys);
+  Status SetDeleteAfterDelivery(bool enabled);
+  Status Check();
+
+  // Reports.
+  Result<Report> CreateDraft(const std::string& form);
+  Result<Report> Get(const ReportId& id, std::optional<uint32_t> version = std::nullopt);
+  Result<Report> Edit(const ReportId& id);
+  Status SaveDraft(Report& report);
+  Status Seal(Report& report);
+  Status SealMany(const std::vector<ReportId>& ids);
+  Status DeleteDraft(const ReportId& id);
+  Result<std::vector<ReportInfo>> List();
+
+  // Outbox.
+  Result<std::vector<OutboxItem>> NextBatch(const std::string& destination, size_t max_items, size_t max_bytes);
+  Status MarkDelivered(const std::string& destination, const ReportId& id, uint32_t version,
+                       std::span<const uint8_t> receipt);
+  Status MarkRetry(const std::string& destination, const ReportId& id, uint32_t version, std::string_view reason);
+  Status MarkRejected(const std::string& destination, const ReportId& id, uint32_t version,
+                      std::string_view reason);
+  Result<OutboxStats> Stats(const std::string& destination);
+  Result<std::vector<uint8_t>> Receipt(const std::string& destination, const ReportId& id, uint32_t version);
+
+ private:
+  Store(std::string dir, db::Db db, crypto::SigningKey device, const StoreOptions& options);
+  static Status Migrate(db::Db& db);
+
+  // *Locked: the caller holds mu_ (and, where they write, an open transaction).
+  Result<uint64_t> NextCounterLocked();
+  Result<Report> GetLocked(const ReportId& id, std::optional<uint32_t> version);
+  Result<ReportState> StateLocked(const ReportId& id, uint32_t version);
+  Status SealLocked(Report& report, int64_t now);
+  Status EnqueueLocked(const std::string& destination, const std::vector<crypto::PublicKey>& recipients,
+                       const ReportId& id, uint32_t version, int32_t priority, std::span<const uint8_t> signed_bytes,
+                       int64_t now);
+  Result<std::vector<std::pair<std::string, std::vector<crypto::PublicKey>>>> DestinationsLocked();
+  Status PurgeDeliveredLocked(const ReportId* only_id, std::optional<uint32_t> only_version);
+  Result<bool> DeleteAfterDeliveryLocked();
+  Status MarkLocked(const std::string& destination, const ReportId& id, uint32_t version, int state,
+                    std::string_view reason, int64_t next_attempt_ms);
+  int64_t Now() const { return clock_(); }
+
+  std::mutex mu_;
+  std::string dir_;
+  db::Db db_;
+  crypto::SigningKey device_;
+  StoreOptions options_;
+  Clock clock_;
+};
+
+int64_t SystemNowMs();
+
+}  // namespace dala
