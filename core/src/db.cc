@@ -90,6 +90,13 @@ Result<Db> Db::Open(const std::string& path, const SecretBuffer& key, bool creat
   if (rc != SQLITE_OK) return db.Error(rc, "cannot open the store database");
   sqlite3_extended_result_codes(raw, 1);
 
+  // Before keying: if plain libsqlite3 was loaded first, its sqlite3_* symbols win, PRAGMA key is ignored
+  // (plaintext would be written) and sqlite3_key() crashes. SQLCipher answers cipher_version unkeyed.
+  DALA_ASSIGN_OR_RETURN(std::string codec, QueryText(db, "PRAGMA cipher_version;"));
+  if (codec.empty())
+    return Status(Code::kNotEncrypted,
+                  "SQLCipher is not active in this process (plain SQLite was loaded first); refusing to continue");
+
   // Raw key: "x'<64 hex>'" skips SQLCipher's own KDF (the key already comes from Argon2id or a keystore).
   SecretBuffer keyspec(2 + 64 + 1 + 1);
   keyspec.data()[0] = 'x';
@@ -157,6 +164,11 @@ Result<bool> Stmt::Step() {
   int rc = sqlite3_step(s_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
+  // Our statements are fixed and tested, so a generic error while stepping is SQLCipher refusing a page
+  // whose authentication code does not match (3.4 reports that as SQLITE_ERROR, not SQLITE_CORRUPT).
+  if ((rc & 0xff) == SQLITE_ERROR)
+    return Status(Code::kCorrupt,
+                  "a page of the store database is damaged or was altered; run a check and restore from a backup");
   return db_->Error(rc, "database statement failed");
 }
 

@@ -1,0 +1,280 @@
+// The C API as an app sees it: libdala.so, dala.h, nothing else.
+#include <dala/dala.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    std::string t = (std::filesystem::temp_directory_path() / "dala-capi-XXXXXX").string();
+    path = mkdtemp(t.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+dala_credential Pass(const char* p) { return {DALA_CREDENTIAL_PASSPHRASE, reinterpret_cast<const uint8_t*>(p), strlen(p)}; }
+
+dala_store_options Fast() {
+  dala_store_options o;
+  dala_store_options_init(&o);
+  o.kdf_opslimit = 1;
+  o.kdf_memlimit = 8u << 20;
+  return o;
+}
+
+// Owns an error and reports it in assertion messages.
+struct Err {
+  dala_error* e = nullptr;
+  ~Err() { dala_error_free(e); }
+  dala_error** out() {
+    dala_error_free(e);
+    e = nullptr;
+    return &e;
+  }
+  std::string msg() const { return e ? dala_error_message(e) : "(no error)"; }
+};
+
+struct StoreFixture : ::testing::Test {
+  TempDir dir;
+  std::string path = dir.path + "/store";
+  dala_store* store = nullptr;
+  dala_credential cred = Pass("correct horse");
+  dala_store_options opts = Fast();
+  void SetUp() override {
+    Err e;
+    ASSERT_EQ(dala_store_create(path.c_str(), &cred, &opts, &store, e.out()), DALA_OK) << e.msg();
+  }
+  void TearDown() override { dala_store_close(store); }
+};
+
+TEST(CApi, DefaultsAndNames) {
+  dala_store_options o;
+  std::memset(&o, 0xff, sizeof o);
+  dala_store_options_init(&o);
+  EXPECT_EQ(o.kdf_opslimit, 3u);
+  EXPECT_EQ(o.kdf_memlimit, 64u << 20);
+  EXPECT_EQ(o.delete_after_delivery, 0);
+  EXPECT_STREQ(dala_status_name(DALA_ERR_WRONG_KEY), "DALA_ERR_WRONG_KEY");
+  EXPECT_STREQ(dala_status_name(static_cast<dala_status>(999)), "DALA_ERR_UNKNOWN");
+  EXPECT_STREQ(dala_report_state_name(DALA_REPORT_QUEUED), "queued");
+  EXPECT_STRNE(dala_version(), "");
+}
+
+TEST(CApi, FreesAcceptNull) {
+  dala_error_free(nullptr);
+  dala_store_close(nullptr);
+  dala_report_free(nullptr);
+  dala_report_list_free(nullptr);
+  dala_outbox_batch_free(nullptr);
+  dala_desk_close(nullptr);
+  dala_string_free(nullptr);
+  dala_bytes_free(nullptr);
+}
+
+TEST(CApi, FailureSetsOutputsToNullAndErrorOptional) {
+  TempDir d;
+  dala_credential c = Pass("x");
+  dala_store* s = reinterpret_cast<dala_store*>(0x1);
+  Err e;
+  EXPECT_EQ(dala_store_open((d.path + "/none").c_str(), &c, nullptr, &s, e.out()), DALA_ERR_NOT_FOUND);
+  EXPECT_EQ(s, nullptr);
+  EXPECT_EQ(dala_error_status(e.e), DALA_ERR_NOT_FOUND);
+  EXPECT_NE(std::string(dala_error_message(e.e)).find("no Dala store"), std::string::npos);
+  s = reinterpret_cast<dala_store*>(0x1);
+  EXPECT_EQ(dala_store_open((d.path + "/none").c_str(), &c, nullptr, &s, nullptr), DALA_ERR_NOT_FOUND);
+  EXPECT_EQ(s, nullptr);
+  EXPECT_EQ(dala_store_open(nullptr, &c, nullptr, &s, nullptr), DALA_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(dala_store_open(d.path.c_str(), nullptr, nullptr, &s, nullptr), DALA_ERR_INVALID_ARGUMENT);
+  dala_credential empty = {DALA_CREDENTIAL_PASSPHRASE, nullptr, 0};
+  EXPECT_EQ(dala_store_create(d.path.c_str(), &empty, nullptr, &s, nullptr), DALA_ERR_INVALID_ARGUMENT);
+  dala_credential bogus = {static_cast<dala_credential_kind>(7), reinterpret_cast<const uint8_t*>("k"), 1};
+  EXPECT_EQ(dala_store_create(d.path.c_str(), &bogus, nullptr, &s, nullptr), DALA_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(s, nullptr);
+}
+
+TEST_F(StoreFixture, ReportLifecycleThroughTheCApi) {
+  dala_report* r = nullptr;
+  Err e;
+  ASSERT_EQ(dala_report_create(store, "detention/1", &r, e.out()), DALA_OK) << e.msg();
+  EXPECT_EQ(dala_report_state_of(r), DALA_REPORT_DRAFT);
+  EXPECT_STREQ(dala_report_form(r), "detention/1");
+  ASSERT_EQ(dala_report_set_text(r, "place", "Oral", e.out()), DALA_OK);
+  ASSERT_EQ(dala_report_set_integer(r, "hours", 3, e.out()), DALA_OK);
+  ASSERT_EQ(dala_report_set_decimal(r, "fine", "12.50", e.out()), DALA_OK);
+  ASSERT_EQ(dala_report_set_boolean(r, "released", 1, e.out()), DALA_OK);
+  ASSERT_EQ(dala_report_set_timestamp(r, "when", 1755421200000, e.out()), DALA_OK);
+  dala_geo g = {51.23, 51.37, 15};
+  ASSERT_EQ(dala_report_set_geo(r, "where", &g, e.out()), DALA_OK);
+  dala_person people[] = {{"Roza Kariyeva", "detained"}, {"Marua Eskendirova", nullptr}};
+  ASSERT_EQ(dala_report_set_people(r, "detained", people, 2, e.out()), DALA_OK);
+  ASSERT_EQ(dala_report_set_narrative(r, "Detained during a run.", e.out()), DALA_OK);
+  ASSERT_EQ(dala_report_set_location(r, &g, e.out()), DALA_OK);
+  ASSERT_EQ(dala_report_seal(store, r, e.out()), DALA_OK) << e.msg();
+  EXPECT_EQ(dala_report_state_of(r), DALA_REPORT_SEALED);
+  EXPECT_EQ(dala_report_set_text(r, "place", "x", e.out()), DALA_ERR_STATE);
+
+  dala_report_id id;
+  dala_report_get_id(r, &id);
+  dala_report_free(r);
+  r = nullptr;
+  ASSERT_EQ(dala_report_get(store, &id, &r, e.out()), DALA_OK);
+  ASSERT_EQ(dala_report_field_count(r), 7u);
+  EXPECT_STREQ(dala_report_field_key(r, 0), "detained");  // key order
+  EXPECT_EQ(dala_report_field_type(r, 0), DALA_FIELD_PEOPLE);
+  EXPECT_EQ(dala_report_field_key(r, 99), nullptr);
+  const char* text = nullptr;
+  ASSERT_EQ(dala_report_get_text(r, "place", &text, e.out()), DALA_OK);
+  EXPECT_STREQ(text, "Oral");
+  int64_t hours = 0;
+  ASSERT_EQ(dala_report_get_integer(r, "hours", &hours, e.out()), DALA_OK);
+  EXPECT_EQ(hours, 3);
+  EXPECT_EQ(dala_report_get_integer(r, "place", &hours, e.out()), DALA_ERR_STATE);
+  EXPECT_EQ(dala_report_get_text(r, "absent", &text, e.out()), DALA_ERR_NOT_FOUND);
+  EXPECT_EQ(text, nullptr);
+  dala_person out[4];
+  size_t n = 0;
+  ASSERT_EQ(dala_report_get_people(r, "detained", out, 4, &n, e.out()), DALA_OK);
+  ASSERT_EQ(n, 2u);
+  EXPECT_STREQ(out[1].name, "Marua Eskendirova");
+  EXPECT_STREQ(out[1].role, "");
+  dala_geo g2;
+  ASSERT_EQ(dala_report_get_geo(r, "where", &g2, e.out()), DALA_OK);
+  EXPECT_DOUBLE_EQ(g2.latitude, 51.23);
+  uint8_t dev[32], hash[32], prev[32], mine[32];
+  ASSERT_EQ(dala_report_seal_info(r, dev, hash, prev, e.out()), DALA_OK);
+  ASSERT_EQ(dala_store_device_key(store, mine, e.out()), DALA_OK);
+  EXPECT_EQ(std::memcmp(dev, mine, 32), 0);
+  char* json = nullptr;
+  ASSERT_EQ(dala_report_to_json(r, &json, e.out()), DALA_OK);
+  std::string js = json;
+  dala_string_free(json);
+  EXPECT_NE(js.find("\"state\":\"sealed\""), std::string::npos);
+  EXPECT_NE(js.find("\"Roza Kariyeva\""), std::string::npos);
+  dala_report_free(r);
+
+  // A new version through edit, linked by hash.
+  ASSERT_EQ(dala_report_edit(store, &id, &r, e.out()), DALA_OK);
+  EXPECT_EQ(dala_report_version(r), 2u);
+  ASSERT_EQ(dala_report_seal(store, r, e.out()), DALA_OK);
+  uint8_t prev2[32];
+  ASSERT_EQ(dala_report_seal_info(r, nullptr, nullptr, prev2, e.out()), DALA_OK);
+  EXPECT_EQ(std::memcmp(prev2, hash, 32), 0);
+  dala_report_free(r);
+
+  dala_report_list* list = nullptr;
+  ASSERT_EQ(dala_store_list_reports(store, &list, e.out()), DALA_OK);
+  ASSERT_EQ(dala_report_list_count(list), 1u);
+  dala_report_info info;
+  ASSERT_EQ(dala_report_list_get(list, 0, &info, e.out()), DALA_OK);
+  EXPECT_EQ(info.version, 2u);
+  EXPECT_EQ(info.state, DALA_REPORT_SEALED);
+  EXPECT_STREQ(info.form, "detention/1");
+  EXPECT_EQ(dala_report_list_get(list, 1, &info, e.out()), DALA_ERR_INVALID_ARGUMENT);
+  dala_report_list_free(list);
+}
+
+TEST_F(StoreFixture, InvalidInputIsClear) {
+  dala_report* r = nullptr;
+  Err e;
+  EXPECT_EQ(dala_report_create(store, "no-version", &r, e.out()), DALA_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(r, nullptr);
+  ASSERT_EQ(dala_report_create(store, "detention/1", &r, e.out()), DALA_OK);
+  EXPECT_EQ(dala_report_set_text(r, "k", "\xff\xfe", e.out()), DALA_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(e.msg().find("UTF-8"), std::string::npos);
+  EXPECT_EQ(dala_report_set_text(r, "k", nullptr, e.out()), DALA_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(dala_report_set_text(r, nullptr, "v", e.out()), DALA_ERR_INVALID_ARGUMENT);
+  std::string big(70000, 'x');
+  EXPECT_EQ(dala_report_set_text(r, "k", big.c_str(), e.out()), DALA_ERR_TOO_LARGE);
+  EXPECT_EQ(e.msg().find("xxxx"), std::string::npos);  // contents never in messages
+  dala_geo bad = {0, 200, 0};
+  EXPECT_EQ(dala_report_set_geo(r, "g", &bad, e.out()), DALA_ERR_INVALID_ARGUMENT);
+  dala_person nameless = {nullptr, "x"};
+  EXPECT_EQ(dala_report_set_people(r, "p", &nameless, 1, e.out()), DALA_ERR_INVALID_ARGUMENT);
+  dala_report_id id;
+  EXPECT_EQ(dala_report_id_parse("xyz", &id, e.out()), DALA_ERR_INVALID_ARGUMENT);
+  dala_report_free(r);
+}
+
+TEST_F(StoreFixture, OutboxAndDeskEndToEnd) {
+  TempDir d;
+  std::string keyfile = d.path + "/org.key";
+  dala_credential desk_pass = Pass("desk passphrase");
+  uint8_t org_pk[32];
+  Err e;
+  ASSERT_EQ(dala_desk_keygen(keyfile.c_str(), &desk_pass, &opts, org_pk, e.out()), DALA_OK) << e.msg();
+  EXPECT_EQ(dala_desk_keygen(keyfile.c_str(), &desk_pass, &opts, org_pk, e.out()), DALA_ERR_EXISTS);
+  ASSERT_EQ(dala_store_set_recipients(store, "org", org_pk, 1, e.out()), DALA_OK) << e.msg();
+
+  dala_report* r = nullptr;
+  ASSERT_EQ(dala_report_create(store, "detention/1", &r, e.out()), DALA_OK);
+  ASSERT_EQ(dala_report_set_narrative(r, "Shymkent: Yermek Konshbaev detained.", e.out()), DALA_OK);
+  ASSERT_EQ(dala_report_seal(store, r, e.out()), DALA_OK);
+  EXPECT_EQ(dala_report_state_of(r), DALA_REPORT_QUEUED);
+  dala_report_id id;
+  dala_report_get_id(r, &id);
+  dala_report_free(r);
+
+  dala_outbox_batch* batch = nullptr;
+  ASSERT_EQ(dala_outbox_next_batch(store, "org", 10, 1 << 20, &batch, e.out()), DALA_OK);
+  ASSERT_EQ(dala_outbox_batch_count(batch), 1u);
+  dala_outbox_item item;
+  ASSERT_EQ(dala_outbox_batch_get(batch, 0, &item, e.out()), DALA_OK);
+  EXPECT_EQ(std::memcmp(item.id.bytes, id.bytes, 16), 0);
+  EXPECT_EQ(item.attempts, 1u);
+
+  dala_desk* desk = nullptr;
+  dala_credential wrong = Pass("nope");
+  EXPECT_EQ(dala_desk_open(keyfile.c_str(), &wrong, &desk, e.out()), DALA_ERR_WRONG_KEY);
+  EXPECT_EQ(desk, nullptr);
+  ASSERT_EQ(dala_desk_open(keyfile.c_str(), &desk_pass, &desk, e.out()), DALA_OK);
+  dala_report* opened = nullptr;
+  ASSERT_EQ(dala_desk_open_envelope(desk, item.envelope, item.envelope_size, &opened, e.out()), DALA_OK) << e.msg();
+  EXPECT_STREQ(dala_report_narrative(opened), "Shymkent: Yermek Konshbaev detained.");
+  dala_report_free(opened);
+  std::vector<uint8_t> tampered(item.envelope, item.envelope + item.envelope_size);
+  tampered[tampered.size() / 2] ^= 1;
+  EXPECT_EQ(dala_desk_open_envelope(desk, tampered.data(), tampered.size(), &opened, e.out()), DALA_ERR_VERIFY);
+  EXPECT_EQ(opened, nullptr);
+  dala_desk_close(desk);
+
+  ASSERT_EQ(dala_outbox_mark_delivered(store, "org", &id, 1, reinterpret_cast<const uint8_t*>("rcpt"), 4, e.out()),
+            DALA_OK);
+  dala_outbox_batch_free(batch);
+  uint8_t* receipt = nullptr;
+  size_t size = 0;
+  ASSERT_EQ(dala_outbox_get_receipt(store, "org", &id, 1, &receipt, &size, e.out()), DALA_OK);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(receipt), size), "rcpt");
+  dala_bytes_free(receipt);
+  dala_outbox_stats st;
+  ASSERT_EQ(dala_outbox_get_stats(store, "org", &st, e.out()), DALA_OK);
+  EXPECT_EQ(st.delivered, 1u);
+}
+
+TEST(CApi, WrongPassphraseThenWipe) {
+  TempDir d;
+  std::string path = d.path + "/s";
+  dala_credential c = Pass("right"), w = Pass("wrong");
+  dala_store_options o = Fast();
+  dala_store* s = nullptr;
+  Err e;
+  ASSERT_EQ(dala_store_create(path.c_str(), &c, &o, &s, e.out()), DALA_OK);
+  dala_store_close(s);
+  EXPECT_EQ(dala_store_create(path.c_str(), &c, &o, &s, e.out()), DALA_ERR_EXISTS);
+  EXPECT_EQ(dala_store_open(path.c_str(), &w, &o, &s, e.out()), DALA_ERR_WRONG_KEY);
+  EXPECT_EQ(e.msg().find("wrong"), 0u);
+  EXPECT_EQ(e.msg().find("right"), std::string::npos);
+  ASSERT_EQ(dala_store_change_credential(path.c_str(), &c, &w, &o, e.out()), DALA_OK);
+  ASSERT_EQ(dala_store_open(path.c_str(), &w, &o, &s, e.out()), DALA_OK);
+  dala_store_close(s);
+  ASSERT_EQ(dala_store_wipe(path.c_str(), e.out()), DALA_OK);
+  EXPECT_EQ(dala_store_open(path.c_str(), &w, &o, &s, e.out()), DALA_ERR_NOT_FOUND);
+}
+
+}  // namespace

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The dala CLI contract: output and exit codes that docs and later tests rely on.
+set -uo pipefail
+DALA=$1
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+S=$T/store
+FAST=(--kdf-ops 1 --kdf-mem-mib 8)
+export DALA_PASSPHRASE="cli test passphrase"
+unset DALA_NEW_PASSPHRASE
+pass=0 fail=0
+
+check() {  # check NAME EXPECTED_EXIT ACTUAL_EXIT
+  if [ "$2" = "$3" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1 (exit $3, expected $2)"; fi
+}
+expect() {  # expect NAME CONDITION...
+  if "${@:2}"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi
+}
+
+$DALA init --store "$S" "${FAST[@]}" 2>/dev/null; check "init" 0 $?
+$DALA init --store "$S" "${FAST[@]}" 2>"$T/err"; check "init twice" 1 $?
+expect "init twice says why" grep -q "already holds a Dala store" "$T/err"
+
+id=$($DALA report add --store "$S" --form detention/1 --field place=Oral --field hours:int=3 \
+      --field "detained:person=Roza Kariyeva|detained" --field "detained:person=Marua Eskendirova|detained" \
+      --field when:time=2025-08-17T09:30Z --field fine:dec=0.00 --field released:bool=true \
+      --field where:geo=51.23,51.37,20 --text "Detained during a run; no grounds given." --seal)
+check "report add --seal" 0 $?
+expect "report add prints the id alone" bash -c "[[ '$id' =~ ^[0-9a-f]{32}$ ]]"
+
+draft=$($DALA report add --store "$S" --form detention/1 --text-file /dev/null); check "add draft" 0 $?
+$DALA report list --store "$S" --json >"$T/list.json"; check "list --json" 0 $?
+python3 - "$T/list.json" "$id" "$draft" <<'PY'; check "list JSON contract" 0 $?
+import json, sys
+items = json.load(open(sys.argv[1]))
+by_id = {i["id"]: i for i in items}
+assert set(by_id) == {sys.argv[2], sys.argv[3]}, items
+for i in items:
+    assert {"id", "form", "state", "created"} <= set(i), i
+    assert i["form"] == "detention/1"
+assert by_id[sys.argv[2]]["state"] == "sealed", by_id
+assert by_id[sys.argv[3]]["state"] == "draft", by_id
+PY
+
+$DALA report show --store "$S" "$id" --json >"$T/show.json"; check "show --json" 0 $?
+python3 - "$T/show.json" <<'PY'; check "show JSON content" 0 $?
+import json, sys
+r = json.load(open(sys.argv[1]))
+f = r["fields"]
+assert r["state"] == "sealed" and r["version"] == 1
+assert f["place"] == {"type": "text", "value": "Oral"}
+assert f["hours"] == {"type": "integer", "value": 3}
+assert f["detained"]["value"][1] == {"name": "Marua Eskendirova", "role": "detained"}
+assert f["when"]["value"] == 1755423000000
+assert f["released"]["value"] is True and f["fine"]["value"] == "0.00"
+assert r["narrative"] == "Detained during a run; no grounds given."
+assert len(r["content_hash"]) == 64 and len(r["device_key"]) == 64
+PY
+$DALA report show --store "$S" "$id" | grep -q "Roza Kariyeva — detained"; check "show (text)" 0 $?
+
+# Edit a sealed report: a new version linked to the first.
+$DALA report edit --store "$S" "$id" --field hours:int=4 --seal >/dev/null 2>&1; check "edit sealed" 0 $?
+$DALA report show --store "$S" "$id" --json | python3 -c '
+import json,sys; r=json.load(sys.stdin); assert r["version"]==2 and r["fields"]["hours"]["value"]==4 and r["previous_hash"]'
+check "edit made version 2 with previous hash" 0 $?
+$DALA report show --store "$S" "$id" --version 1 --json | python3 -c '
+import json,sys; r=json.load(sys.stdin); assert r["fields"]["hours"]["value"]==3'
+check "version 1 unchanged" 0 $?
+$DALA report seal --store "$S" "$draft" 2>/dev/null; check "seal draft" 0 $?
+
+# Exit codes.
+DALA_PASSPHRASE=wrong $DALA report list --store "$S" 2>"$T/err"; check "wrong passphrase" 3 $?
+expect "wrong passphrase message" grep -q "wrong passphrase" "$T/err"
+$DALA report list --store "$T/nothing" 2>/dev/null; check "no such store" 4 $?
+$DALA report show --store "$S" 0123456789abcdef0123456789abcdef 2>/dev/null; check "no such report" 4 $?
+$DALA report show --store "$S" not-an-id 2>/dev/null; check "bad id" 2 $?
+$DALA report add --store "$S" 2>/dev/null; check "missing --form" 2 $?
+$DALA frobnicate 2>/dev/null; check "unknown command" 2 $?
+$DALA report add --store "$S" --form detention/1 --bogus 2>/dev/null; check "unknown option" 2 $?
+$DALA report add --store "$S" --form "bad form" 2>/dev/null; check "bad form" 2 $?
+$DALA report add --store "$S" --form detention/1 --field "k=$(printf 'bad \xff utf8')" 2>"$T/err"; check "invalid UTF-8" 2 $?
+expect "invalid UTF-8 message" grep -q "UTF-8" "$T/err"
+head -c 70000 /dev/zero | tr '\0' 'x' >"$T/big"
+$DALA report add --store "$S" --form detention/1 --field "k=$(cat "$T/big")" 2>"$T/err"; check "oversized field" 2 $?
+expect "oversized message names the limit" grep -q "65536 bytes" "$T/err"
+expect "oversized message has no content" bash -c "! grep -q xxxx '$T/err'"
+count=$($DALA report list --store "$S" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+expect "failed adds left nothing behind" [ "$count" = 2 ]
+
+# Passphrase prompt refused without a terminal.
+(unset DALA_PASSPHRASE; setsid -w $DALA report list --store "$S" </dev/null >/dev/null 2>"$T/err"); check "no terminal" 2 $?
+expect "no terminal says what to do" grep -q "DALA_PASSPHRASE" "$T/err"
+echo -n "cli test passphrase" >"$T/pf"
+(unset DALA_PASSPHRASE; $DALA report list --store "$S" --passphrase-file "$T/pf" >/dev/null); check "--passphrase-file" 0 $?
+
+# Passphrase change.
+DALA_NEW_PASSPHRASE="new one" $DALA passphrase change --store "$S" "${FAST[@]}" 2>/dev/null; check "passphrase change" 0 $?
+$DALA report list --store "$S" >/dev/null 2>&1; check "old passphrase refused" 3 $?
+DALA_PASSPHRASE="new one" $DALA report list --store "$S" >/dev/null; check "new passphrase works" 0 $?
+
+# Wipe.
+$DALA wipe --store "$S" 2>/dev/null; check "wipe without --yes" 2 $?
+$DALA wipe --store "$S" --yes 2>/dev/null; check "wipe" 0 $?
+DALA_PASSPHRASE="new one" $DALA report list --store "$S" 2>/dev/null; check "after wipe: no store" 4 $?
+
+echo "cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,508 @@
+// The store's behaviour under normal use and under every bad input the secure-core issue names.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "fsutil.h"
+#include "test_util.h"
+
+namespace dala {
+namespace {
+
+using test::FastOptions;
+using test::Pass;
+using test::RawKey;
+using test::TempDir;
+
+std::unique_ptr<Store> MustCreate(const std::string& dir, const Credential& c = Pass("pw")) {
+  auto s = Store::Create(dir, c, FastOptions());
+  EXPECT_TRUE(s.ok()) << s.status().message();
+  return s.ok() ? std::move(s).value() : nullptr;
+}
+
+std::unique_ptr<Store> MustOpen(const std::string& dir, const Credential& c = Pass("pw")) {
+  auto s = Store::Open(dir, c, FastOptions());
+  EXPECT_TRUE(s.ok()) << s.status().message();
+  return s.ok() ? std::move(s).value() : nullptr;
+}
+
+Report MustDraft(Store& s, const std::string& narrative) {
+  auto r = s.CreateDraft("detention/1");
+  EXPECT_TRUE(r.ok());
+  v1::FieldValue v;
+  v.set_text("Oral");
+  EXPECT_TRUE(r->SetValue("place", v).ok());
+  EXPECT_TRUE(r->SetNarrative(narrative).ok());
+  EXPECT_TRUE(s.SaveDraft(*r).ok());
+  return std::move(r).value();
+}
+
+TEST(Store, CreateOpenAndReadBack) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  crypto::PublicKey device;
+  ReportId id;
+  {
+    auto s = MustCreate(dir);
+    device = s->device_key();
+    Report r = MustDraft(*s, "Roza Kariyeva and Marua Eskendirova detained during a run");
+    id = r.id();
+    ASSERT_TRUE(s->Seal(r).ok());
+    EXPECT_EQ(r.state, ReportState::kSealed);
+  }
+  auto s = MustOpen(dir);
+  EXPECT_EQ(s->device_key(), device);
+  auto r = s->Get(id);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->state, ReportState::kSealed);
+  EXPECT_EQ(r->content.narrative(), "Roza Kariyeva and Marua Eskendirova detained during a run");
+  EXPECT_EQ(r->form(), "detention/1");
+  ASSERT_NE(r->Find("place"), nullptr);
+  EXPECT_EQ(r->Find("place")->text(), "Oral");
+  // Files are private to the owner.
+  for (const char* f : {kKeyFileName, kDbFileName}) {
+    auto perms = std::filesystem::status(dir + "/" + f).permissions();
+    EXPECT_EQ(perms & (std::filesystem::perms::group_all | std::filesystem::perms::others_all),
+              std::filesystem::perms::none)
+        << f;
+  }
+}
+
+TEST(Store, SealedIsImmutableAndEditMakesLinkedVersion) {
+  TempDir t;
+  auto s = MustCreate(t.sub("s"));
+  Report r = MustDraft(*s, "v1");
+  ASSERT_TRUE(s->Seal(r).ok());
+  EXPECT_EQ(r.SetNarrative("changed").code(), Code::kState);
+  EXPECT_EQ(s->SaveDraft(r).code(), Code::kState);
+  EXPECT_EQ(s->Seal(r).code(), Code::kState);
+
+  auto v2 = s->Edit(r.id());
+  ASSERT_TRUE(v2.ok());
+  EXPECT_EQ(v2->content.version(), 2u);
+  EXPECT_EQ(v2->state, ReportState::kDraft);
+  EXPECT_EQ(v2->content.previous_hash(), std::string(r.content_hash.begin(), r.content_hash.end()));
+  EXPECT_GT(v2->content.capture().counter(), r.content.capture().counter());
+  ASSERT_TRUE(v2->SetNarrative("v2").ok());
+  ASSERT_TRUE(s->Seal(*v2).ok());
+  auto old = s->Get(r.id(), 1);
+  ASSERT_TRUE(old.ok());
+  EXPECT_EQ(old->content.narrative(), "v1");
+  auto latest = s->Get(r.id());
+  ASSERT_TRUE(latest.ok());
+  EXPECT_EQ(latest->content.version(), 2u);
+  EXPECT_EQ(latest->content.narrative(), "v2");
+  auto list = s->List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].version, 2u);
+}
+
+TEST(Store, WrongPassphraseChangesNoFile) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  { auto s = MustCreate(dir); MustDraft(*s, "x"); }
+  auto before = test::HashTree(dir);
+  auto r = Store::Open(dir, Pass("not the passphrase"), FastOptions());
+  EXPECT_EQ(r.status().code(), Code::kWrongKey);
+  EXPECT_EQ(r.status().message(), "wrong passphrase");
+  EXPECT_EQ(test::HashTree(dir), before);
+  EXPECT_EQ(Store::ChangeCredential(dir, Pass("nope"), Pass("new"), FastOptions().kdf).code(), Code::kWrongKey);
+  EXPECT_EQ(test::HashTree(dir), before);
+}
+
+TEST(Store, TruncatedOrCorruptedKeyFile) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  ReportId id;
+  { auto s = MustCreate(dir); id = MustDraft(*s, "kept").id(); }
+  std::string key = dir + "/" + kKeyFileName;
+  auto good = test::ReadAll(key);
+
+  auto cut = good;
+  cut.resize(100);
+  test::WriteAll(key, cut);
+  auto r = Store::Open(dir, Pass("pw"), FastOptions());
+  EXPECT_EQ(r.status().code(), Code::kCorrupt);
+  EXPECT_NE(r.status().message().find("restore it from a backup"), std::string::npos);
+
+  auto flipped = good;
+  flipped[80] ^= 0x10;
+  test::WriteAll(key, flipped);
+  EXPECT_EQ(Store::Open(dir, Pass("pw"), FastOptions()).status().code(), Code::kCorrupt);
+
+  // Nothing was lost: with the key file restored, the report is there.
+  test::WriteAll(key, good);
+  auto s = MustOpen(dir);
+  EXPECT_TRUE(s->Get(id).ok());
+}
+
+TEST(Store, DamagedDatabasePageGivesClearError) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  std::vector<ReportId> ids;
+  {
+    auto s = MustCreate(dir);
+    for (int i = 0; i < 100; ++i) {
+      Report r = MustDraft(*s, std::string(3000, static_cast<char>('a' + i % 26)));
+      ASSERT_TRUE(s->Seal(r).ok());
+      ids.push_back(r.id());
+    }
+  }
+  std::string db = dir + "/" + kDbFileName;
+  auto bytes = test::ReadAll(db);
+  ASSERT_GT(bytes.size(), 40u * 4096);
+  size_t page = bytes.size() / 4096 / 2;
+  for (size_t i = 0; i < 64; ++i) bytes[page * 4096 + 100 + i] ^= 0x5a;
+  test::WriteAll(db, bytes);
+
+  auto s = MustOpen(dir);  // page 1 is intact, so the store opens
+  ASSERT_NE(s, nullptr);
+  Status check = s->Check();
+  EXPECT_EQ(check.code(), Code::kCorrupt) << check.message();
+  // Each report either reads and verifies, or fails with a clear "damaged" error; the rest is not lost.
+  size_t readable = 0, damaged = 0;
+  for (const auto& id : ids) {
+    auto r = s->Get(id);
+    if (r.ok()) {
+      ++readable;
+    } else {
+      ++damaged;
+      EXPECT_EQ(r.status().code(), Code::kCorrupt) << r.status().message();
+      EXPECT_NE(r.status().message().find("damaged"), std::string::npos) << r.status().message();
+    }
+  }
+  EXPECT_GE(damaged, 1u);
+  EXPECT_GE(readable, ids.size() - 3);
+}
+
+TEST(Store, DirectoryProblems) {
+  TempDir t;
+  // Missing directory: open says there is no store; create in a missing parent says so.
+  EXPECT_EQ(Store::Open(t.sub("missing"), Pass("pw"), FastOptions()).status().code(), Code::kNotFound);
+  EXPECT_EQ(Store::Create(t.sub("no/such/parent"), Pass("pw"), FastOptions()).status().code(), Code::kNotFound);
+  // Already holds a store: refused, and the existing store is untouched.
+  std::string dir = t.sub("s");
+  ReportId id;
+  { auto s = MustCreate(dir); id = MustDraft(*s, "first").id(); }
+  auto before = test::HashTree(dir);
+  EXPECT_EQ(Store::Create(dir, Pass("other"), FastOptions()).status().code(), Code::kExists);
+  EXPECT_EQ(test::HashTree(dir), before);
+  EXPECT_TRUE(MustOpen(dir)->Get(id).ok());
+}
+
+// Runs fn in a child process as user "nobody" (root ignores directory permissions) and returns the
+// Status code it reported through its exit code.
+int AsNobody(const std::function<Code()>& fn) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (getuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(100);
+    _exit(static_cast<int>(fn()));
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(Store, ReadOnlyDirectory) {
+  TempDir t;
+  std::string ro = t.sub("ro");
+  ASSERT_EQ(::mkdir(ro.c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(t.path().c_str(), 0755), 0);
+  int code = AsNobody([&] { return Store::Create(ro + "/s", Pass("pw"), FastOptions()).status().code(); });
+  EXPECT_EQ(code, static_cast<int>(Code::kPermission));
+  int code2 = AsNobody([&] { return Store::Create(ro, Pass("pw"), FastOptions()).status().code(); });
+  EXPECT_EQ(code2, static_cast<int>(Code::kPermission));
+  EXPECT_TRUE(std::filesystem::is_empty(ro));
+}
+
+TEST(Store, InvalidInputIsRefusedAndLosesNothing) {
+  TempDir t;
+  auto s = MustCreate(t.sub("s"));
+  Report r = MustDraft(*s, "original narrative");
+  v1::FieldValue bad;
+  bad.set_text(std::string("bad \xC3\x28 utf8"));
+  EXPECT_EQ(r.SetValue("k", bad).code(), Code::kInvalidArgument);
+  EXPECT_EQ(r.SetNarrative("\xED\xA0\x80 surrogate").code(), Code::kInvalidArgument);
+  EXPECT_EQ(r.SetNarrative("overlong \xC0\xAF").code(), Code::kInvalidArgument);
+  EXPECT_EQ(r.SetNarrative(std::string(Limits::kNarrative + 1, 'a')).code(), Code::kTooLarge);
+  v1::FieldValue big;
+  big.set_text(std::string(Limits::kText + 1, 'a'));
+  EXPECT_EQ(r.SetValue("k", big).code(), Code::kTooLarge);
+  v1::FieldValue ok;
+  ok.set_text("fine");
+  EXPECT_EQ(r.SetValue("bad key!", ok).code(), Code::kInvalidArgument);
+  EXPECT_EQ(r.SetValue(std::string(65, 'k'), ok).code(), Code::kInvalidArgument);
+  v1::FieldValue dec;
+  dec.set_decimal("1.2.3");
+  EXPECT_EQ(r.SetValue("d", dec).code(), Code::kInvalidArgument);
+  v1::FieldValue geo;
+  geo.mutable_geo()->set_latitude(91);
+  EXPECT_EQ(r.SetValue("g", geo).code(), Code::kInvalidArgument);
+  for (int i = 0; i < 255; ++i) ASSERT_TRUE(r.SetValue("f" + std::to_string(i), ok).ok());  // 256 with "place"
+  EXPECT_EQ(r.SetValue("one-too-many", ok).code(), Code::kTooLarge);
+  // Kazakh, Russian and emoji are valid.
+  EXPECT_TRUE(r.SetNarrative("Орал қаласында ұсталды. Задержаны во время пробежки 🏃").ok());
+  ASSERT_TRUE(s->SaveDraft(r).ok());
+  auto back = s->Get(r.id());
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->content.narrative(), "Орал қаласында ұсталды. Задержаны во время пробежки 🏃");
+  EXPECT_EQ(back->content.fields_size(), 256);
+  // Forms.
+  for (const char* f : {"", "detention", "/1", "detention/", "detention/0", "Detention/1", "a b/1", "x/1a"})
+    EXPECT_EQ(s->CreateDraft(f).status().code(), Code::kInvalidArgument) << f;
+}
+
+TEST(Store, TamperedSealedReportIsRefused) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  ReportId id;
+  { auto s = MustCreate(dir); Report r = MustDraft(*s, "evidence"); ASSERT_TRUE(s->Seal(r).ok()); id = r.id(); }
+  // Reach into the database as an attacker holding the key would.
+  auto key = UnwrapSecret(KeyPurpose::kStoreDatabase, test::ReadAll(dir + "/" + kKeyFileName), Pass("pw"));
+  ASSERT_TRUE(key.ok());
+  auto tamper = [&](bool fix_hash, const std::string& find, char replacement) {
+    auto db = db::Db::Open(dir + "/" + kDbFileName, *key, false);
+    ASSERT_TRUE(db.ok());
+    auto st = db->Prepare("SELECT body FROM reports WHERE id = ?");
+    ASSERT_TRUE(st.ok());
+    st->Bind(1, std::span<const uint8_t>(id.data(), id.size()));
+    auto row = st->Step();
+    ASSERT_TRUE(row.ok() && *row);
+    auto body = st->Blob(0);
+    *st = db::Stmt();
+    std::string b(body.begin(), body.end());
+    auto pos = b.find(find);
+    ASSERT_NE(pos, std::string::npos);
+    b[pos] = replacement;
+    auto up = db->Prepare(fix_hash ? "UPDATE reports SET body = ?, content_hash = ? WHERE id = ?"
+                                   : "UPDATE reports SET body = ? WHERE id = ?");
+    ASSERT_TRUE(up.ok());
+    up->Bind(1, crypto::Bytes(b));
+    if (fix_hash) up->Bind(2, crypto::Blake2b256(crypto::Bytes(b))).Bind(3, std::span<const uint8_t>(id.data(), 16));
+    else up->Bind(2, std::span<const uint8_t>(id.data(), 16));
+    ASSERT_TRUE(up->Run().ok());
+  };
+  tamper(false, "evidence", 'E');
+  {
+    auto s = MustOpen(dir);
+    auto r = s->Get(id);
+    EXPECT_EQ(r.status().code(), Code::kVerify);
+    EXPECT_EQ(r.status().message().find("evidence"), std::string::npos);
+  }
+  tamper(true, "vidence", 'V');  // the hash is recomputed, so only the signature can catch it
+  auto s = MustOpen(dir);
+  auto r = s->Get(id);
+  EXPECT_EQ(r.status().code(), Code::kVerify);
+  EXPECT_NE(r.status().message().find("signature"), std::string::npos);
+}
+
+TEST(Store, ChangePassphraseRewrapsWithoutRewritingDatabase) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  ReportId id;
+  { auto s = MustCreate(dir); id = MustDraft(*s, "x").id(); }
+  auto db_before = test::ReadAll(dir + "/" + kDbFileName);
+  ASSERT_TRUE(Store::ChangeCredential(dir, Pass("pw"), Pass("new pw"), FastOptions().kdf).ok());
+  EXPECT_EQ(test::ReadAll(dir + "/" + kDbFileName), db_before);
+  EXPECT_EQ(Store::Open(dir, Pass("pw"), FastOptions()).status().code(), Code::kWrongKey);
+  EXPECT_TRUE(MustOpen(dir, Pass("new pw"))->Get(id).ok());
+  // Passphrase -> platform key -> passphrase.
+  ASSERT_TRUE(Store::ChangeCredential(dir, Pass("new pw"), RawKey(3), FastOptions().kdf).ok());
+  EXPECT_EQ(Store::Open(dir, Pass("new pw"), FastOptions()).status().code(), Code::kWrongKey);
+  EXPECT_TRUE(MustOpen(dir, RawKey(3))->Get(id).ok());
+  EXPECT_FALSE(std::filesystem::exists(dir + "/" + kKeyFileName + ".tmp"));
+}
+
+TEST(Store, WipeDestroysKeyAndFiles) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  { auto s = MustCreate(dir); MustDraft(*s, "x"); }
+  ASSERT_TRUE(Store::Wipe(dir).ok());
+  EXPECT_FALSE(std::filesystem::exists(dir));
+  EXPECT_EQ(Store::Open(dir, Pass("pw"), FastOptions()).status().code(), Code::kNotFound);
+  EXPECT_EQ(Store::Wipe(dir).code(), Code::kNotFound);
+  // The app's own files in the directory are left alone.
+  { auto s = MustCreate(dir); }
+  test::WriteAll(dir + "/app-settings", {1, 2, 3});
+  ASSERT_TRUE(Store::Wipe(dir).ok());
+  EXPECT_TRUE(std::filesystem::exists(dir + "/app-settings"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/" + kDbFileName));
+}
+
+// A crash right after the key is destroyed: the store is gone for good (no key), and a new store can be
+// created in its place.
+TEST(Store, WipeInterruptedAfterKeyDestroyed) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  { auto s = MustCreate(dir); MustDraft(*s, "x"); }
+  pid_t pid = fork();
+  if (pid == 0) {
+    testing::SetFailpointHook([](const char* n) { if (std::string(n) == "wipe.key_destroyed") _exit(0); });
+    (void)Store::Wipe(dir);
+    _exit(1);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/" + kDbFileName));
+  EXPECT_EQ(Store::Open(dir, Pass("pw"), FastOptions()).status().code(), Code::kNotFound);
+  EXPECT_TRUE(MustCreate(dir, Pass("fresh")) != nullptr);
+}
+
+TEST(Store, RawKeyStoreAndWrongKind) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  { MustCreate(dir, RawKey(1)); }
+  EXPECT_TRUE(MustOpen(dir, RawKey(1)) != nullptr);
+  EXPECT_EQ(Store::Open(dir, RawKey(2), FastOptions()).status().code(), Code::kWrongKey);
+  EXPECT_EQ(Store::Open(dir, Pass("pw"), FastOptions()).status().code(), Code::kWrongKey);
+}
+
+TEST(Store, NewerSchemaIsRefused) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  { MustCreate(dir); }
+  auto key = UnwrapSecret(KeyPurpose::kStoreDatabase, test::ReadAll(dir + "/" + kKeyFileName), Pass("pw"));
+  ASSERT_TRUE(key.ok());
+  {
+    auto db = db::Db::Open(dir + "/" + kDbFileName, *key, false);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(db->Exec("PRAGMA user_version = 99;").ok());
+  }
+  auto r = Store::Open(dir, Pass("pw"), FastOptions());
+  EXPECT_EQ(r.status().code(), Code::kState);
+  EXPECT_NE(r.status().message().find("newer version"), std::string::npos);
+}
+
+// Seals to recipients when it has some; the desk side opens it.
+TEST(Store, RecipientsSealAndQueue) {
+  TempDir t;
+  auto s = MustCreate(t.sub("s"));
+  Report before = MustDraft(*s, "sealed before the store knew its organisation");
+  ASSERT_TRUE(s->Seal(before).ok());
+  EXPECT_EQ(before.state, ReportState::kSealed);
+  auto org = crypto::GenerateBoxKeyPair();
+  ASSERT_TRUE(s->SetRecipients("org", {org.public_key}).ok());
+  EXPECT_EQ(s->Get(before.id())->state, ReportState::kQueued);
+  Report after = MustDraft(*s, "sealed after");
+  ASSERT_TRUE(s->Seal(after).ok());
+  EXPECT_EQ(after.state, ReportState::kQueued);
+  auto batch = s->NextBatch("org", 10, 1 << 20);
+  ASSERT_TRUE(batch.ok());
+  ASSERT_EQ(batch->size(), 2u);
+  for (const auto& item : *batch) {
+    crypto::EnvelopeHeader h;
+    auto plain = crypto::OpenEnvelope(item.envelope, org, &h);
+    ASSERT_TRUE(plain.ok()) << plain.status().message();
+    auto content = VerifySignedReport(plain->span());
+    ASSERT_TRUE(content.ok());
+    const crypto::PublicKey dev = s->device_key();
+    EXPECT_EQ(content->device_key(), std::string(dev.begin(), dev.end()));
+  }
+  // Setting the same recipients again queues nothing twice.
+  ASSERT_TRUE(s->SetRecipients("org", {org.public_key}).ok());
+  EXPECT_EQ(s->Stats("org")->in_flight + s->Stats("org")->pending, 2u);
+}
+
+// Crash between any two steps of sealing: the report is a draft, or fully sealed and queued.
+class SealCrash : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(SealCrash, DraftOrFullySealed) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  ReportId id;
+  {
+    auto s = MustCreate(dir);
+    auto org = crypto::GenerateBoxKeyPair();
+    ASSERT_TRUE(s->SetRecipients("org-a", {org.public_key}).ok());
+    ASSERT_TRUE(s->SetRecipients("org-b", {org.public_key}).ok());
+    id = MustDraft(*s, "crash me").id();
+  }
+  static std::string point;
+  point = GetParam();
+  pid_t pid = fork();
+  if (pid == 0) {
+    testing::SetFailpointHook([](const char* n) { if (point == n) _exit(0); });
+    auto s = Store::Open(dir, Pass("pw"), FastOptions());
+    if (!s.ok()) _exit(2);
+    auto r = (*s)->Get(id);
+    if (!r.ok() || !r->SetNarrative("crash me, edited").ok()) _exit(3);
+    (void)(*s)->Seal(*r);
+    _exit(1);  // the failpoint was not reached
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0) << "failpoint " << point << " not reached";
+
+  auto s = MustOpen(dir);
+  auto r = s->Get(id);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  auto a = s->Stats("org-a"), b = s->Stats("org-b");
+  uint64_t queued = a->pending + a->in_flight + b->pending + b->in_flight;
+  if (point == "seal.committed") {
+    EXPECT_EQ(r->state, ReportState::kQueued);
+    EXPECT_EQ(r->content.narrative(), "crash me, edited");
+    EXPECT_EQ(queued, 2u);
+  } else {
+    EXPECT_EQ(r->state, ReportState::kDraft);
+    EXPECT_EQ(r->content.narrative(), "crash me");
+    EXPECT_EQ(queued, 0u);
+  }
+  EXPECT_TRUE(s->Check().ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Steps, SealCrash,
+                         ::testing::Values("seal.begin", "seal.signed", "seal.stored", "seal.queued",
+                                           "seal.before_commit", "seal.committed"));
+
+TEST(Store, PassphraseChangeCrashKeepsOneWorkingPassphrase) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  { MustCreate(dir); }
+  pid_t pid = fork();
+  if (pid == 0) {
+    testing::SetFailpointHook([](const char* n) { if (std::string(n) == "atomic_write.before_rename") _exit(0); });
+    (void)Store::ChangeCredential(dir, Pass("pw"), Pass("new"), FastOptions().kdf);
+    _exit(1);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_TRUE(MustOpen(dir, Pass("pw")) != nullptr);  // the old one still works; the leftover .tmp is removed
+  EXPECT_FALSE(std::filesystem::exists(dir + "/" + kKeyFileName + ".tmp"));
+}
+
+TEST(Store, PlaintextCanaryAppearsInNoFile) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  const std::string canary = "CANARY-7f3a9c-Kariyeva";
+  auto org = crypto::GenerateBoxKeyPair();
+  {
+    auto s = MustCreate(dir);
+    ASSERT_TRUE(s->SetRecipients("org", {org.public_key}).ok());
+    for (int i = 0; i < 50; ++i) {
+      auto r = s->CreateDraft("detention/1");
+      ASSERT_TRUE(r.ok());
+      v1::FieldValue v;
+      v.mutable_people()->add_people()->set_name(canary);
+      ASSERT_TRUE(r->SetValue("people", v).ok());
+      ASSERT_TRUE(r->SetNarrative(canary + " narrative " + std::to_string(i)).ok());
+      if (i % 2) ASSERT_TRUE(s->SaveDraft(*r).ok());
+      else ASSERT_TRUE(s->Seal(*r).ok());
+    }
+    // While open (WAL and shared-memory files present) ...
+    std::string where;
+    EXPECT_FALSE(test::TreeContains(dir, canary, &where)) << where;
+    EXPECT_FALSE(test::TreeContains(dir, "SQLite format 3", &where)) << where;
+  }
+  // ... and after closing.
+  std::string where;
+  EXPECT_FALSE(test::TreeContains(dir, canary, &where)) << where;
+  EXPECT_FALSE(test::TreeContains(dir, "SQLite format 3", &where)) << where;
+}
+
+}  // namespace
+}  // namespace dala

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The story so far: a phone's encrypted store, reports from the 17 August 2025 detentions described in
+# ../shared/samples/ (KIBHR open letter), sealing, the organisation's key, a passphrase change, a refused
+# passphrase, and a panic wipe. Usage: tools/demo.sh BIN_DIR
+set -euo pipefail
+BIN=${1:?usage: demo.sh BIN_DIR}
+DALA="$BIN/dala"
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LETTER=$(ls "$ROOT"/../shared/samples/*.txt 2>/dev/null | head -1 || true)
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+PHONE=$WORK/phone-store
+
+say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*" | sed "s|$BIN/||; s|$WORK/||g"; "$@"; }
+
+# The sentence of the letter that names a place, or a fallback when the sample is not beside the repo.
+sentence() {
+  if [ -n "$LETTER" ]; then
+    tr '\n' ' ' <"$LETTER" | sed 's/\. /.\n/g' | grep -m1 "$1" || echo "$2"
+  else
+    echo "$2"
+  fi
+}
+
+export DALA_PASSPHRASE="Run for Marat, 17 August"
+say "1. An activist's phone creates its encrypted store (Argon2id-wrapped key, SQLCipher database, device key)"
+run "$DALA" init --store "$PHONE"
+ls -l "$PHONE" | sed "s|$WORK/||"
+
+say "2. Reports from the detentions of 17 August 2025${LETTER:+ (from $(basename "$LETTER"))}, written offline and sealed"
+add() {  # add PLACE WHEN NARRATIVE PERSON...
+  local place=$1 when=$2 text=$3; shift 3
+  local people=()
+  for p in "$@"; do people+=(--field "detained:person=$p|detained"); done
+  "$DALA" report add --store "$PHONE" --form detention/1 --field "place=$place" --field "when:time=$when" \
+    --field "grounds=none given" "${people[@]}" --text "$text" --seal
+}
+ORAL=$(add "Oral (Uralsk)" 2025-08-17T07:00Z \
+  "$(sentence 'In Oral' 'In Oral, civic activists Roza Kariyeva and Marua Eskendirova were detained during their run.')" \
+  "Roza Kariyeva" "Marua Eskendirova")
+echo "Oral:            $ORAL"
+EK=$(add "East Kazakhstan" 2025-08-17T06:30Z \
+  "$(sentence 'East Kazakhstan' 'Former political prisoner Serik Ydyryshev was detained while attempting to go for a run.')" \
+  "Serik Ydyryshev")
+echo "East Kazakhstan: $EK"
+SHYM=$(add "Shymkent" 2025-08-17T08:00Z "$(sentence 'In Shymkent' 'In Shymkent, Yermek Konshbaev was detained.')" \
+  "Yermek Konshbaev")
+echo "Shymkent:        $SHYM"
+ALA=$(add "Almaty" 2025-08-17T08:15Z \
+  "$(sentence 'In Almaty' 'In Almaty, activists Ninagul Zhumaniyazova and Kumis Kulmanova were also detained.')" \
+  "Ninagul Zhumaniyazova" "Kumis Kulmanova")
+echo "Almaty:          $ALA"
+SHORT=$("$DALA" report add --store "$PHONE" --form detention/1 --field "place=Shortandy" \
+  --field "detained:person=Amangeldy Zhakhin|detained" --text "Amangeldy Zhakhin detained. Time not yet confirmed.")
+echo "Shortandy:       $SHORT (a draft: the time is not confirmed yet)"
+
+say "3. The store lists them; a sealed report is signed by this phone and immutable"
+run "$DALA" report list --store "$PHONE"
+run "$DALA" report show --store "$PHONE" "$ORAL"
+
+say "4. The draft is completed and sealed; correcting a sealed report makes a new version linked by hash"
+run "$DALA" report edit --store "$PHONE" "$SHORT" --field when:time=2025-08-17T09:00Z --seal >/dev/null
+run "$DALA" report edit --store "$PHONE" "$ORAL" --field "released:bool=true" --field "hours_held:int=3" --seal >/dev/null
+"$DALA" report show --store "$PHONE" "$ORAL" --json | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print("version %d, previous version hash %s..., state %s" % (r["version"], r["previous_hash"][:16], r["state"]))'
+
+say "5. The organisation makes its key pair; the phone seals every report to it and queues them"
+ORG_PK=$(DALA_PASSPHRASE="desk passphrase" "$DALA" desk keygen --out "$WORK/org.key")
+echo "organisation public key: $ORG_PK"
+run "$DALA" recipients set --store "$PHONE" --destination kibhr "$ORG_PK"
+run "$DALA" outbox --store "$PHONE" --destination kibhr
+run "$DALA" report list --store "$PHONE"
+
+say "6. Nothing readable on disk: no name from the reports appears in any file of the store"
+for name in Kariyeva Konshbaev Zhakhin "SQLite format 3"; do
+  if grep -rqa "$name" "$PHONE"; then echo "FOUND '$name' in plaintext!"; exit 1; fi
+  echo "'$name': not found in $(ls "$PHONE" | tr '\n' ' ')"
+done
+
+say "7. The passphrase is changed (the key is re-wrapped; the database is not rewritten)"
+DB_HASH=$(sha256sum "$PHONE/dala.db" | cut -c1-16)
+DALA_NEW_PASSPHRASE="a new passphrase" run "$DALA" passphrase change --store "$PHONE"
+echo "database hash before: $DB_HASH, after: $(sha256sum "$PHONE/dala.db" | cut -c1-16)"
+set +e
+run "$DALA" report list --store "$PHONE"
+echo "exit code $? (3: the old passphrase is refused)"
+DALA_PASSPHRASE="guess" "$DALA" report list --store "$PHONE"
+echo "exit code $? (3: a wrong passphrase is refused)"
+set -e
+export DALA_PASSPHRASE="a new passphrase"
+run "$DALA" report list --store "$PHONE"
+
+say "8. The phone is about to be taken: panic wipe (no passphrase needed; the key is destroyed first)"
+start=$(date +%s%N)
+run "$DALA" wipe --store "$PHONE" --yes
+echo "wipe took $(( ($(date +%s%N) - start) / 1000000 )) ms (including process start)"
+set +e
+run "$DALA" report list --store "$PHONE"
+echo "exit code $? (4: no store)"
+set -e
+say "Done. Next: delivery to the organisation's server (sync), which the delivery issue adds."
