@@ -39,6 +39,16 @@ using dala::Status;
 
 Status Invalid(const char* what) { return {Code::kInvalidArgument, what}; }
 
+// A C caller may store any int in an enum; in C++ loading an out-of-range enum is undefined. Enum inputs
+// are therefore read as their raw integer.
+template <typename E>
+int RawEnum(const E& e) {
+  static_assert(sizeof(E) == sizeof(int));
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
 template <typename F>
 dala_status Guard(dala_error** out_error, F&& body) noexcept {
   if (out_error != nullptr) *out_error = nullptr;
@@ -60,8 +70,9 @@ Result<dala::Credential> ToCredential(const dala_credential* c) {
   if (c == nullptr) return Invalid("a credential (passphrase or key) is required");
   if (c->bytes == nullptr && c->length > 0) return Invalid("credential bytes are NULL");
   dala::Credential out;
-  if (c->kind == DALA_CREDENTIAL_PASSPHRASE) out.kind = dala::CredentialKind::kPassphrase;
-  else if (c->kind == DALA_CREDENTIAL_RAW_KEY) out.kind = dala::CredentialKind::kRawKey;
+  int kind = RawEnum(c->kind);
+  if (kind == DALA_CREDENTIAL_PASSPHRASE) out.kind = dala::CredentialKind::kPassphrase;
+  else if (kind == DALA_CREDENTIAL_RAW_KEY) out.kind = dala::CredentialKind::kRawKey;
   else return Invalid("unknown credential kind");
   if (c->length > 4096) return Invalid("the credential is too long");
   out.bytes = dala::SecretBuffer(c->bytes, c->length);
@@ -129,8 +140,8 @@ void dala_string_free(char* s) noexcept { std::free(s); }
 void dala_bytes_free(uint8_t* b) noexcept { std::free(b); }
 const char* dala_version(void) noexcept { return DALA_VERSION_STRING; }
 
-const char* dala_status_name(dala_status s) noexcept {
-  switch (s) {
+const char* dala_status_name(dala_status status) noexcept {
+  switch (RawEnum(status)) {
     case DALA_OK: return "DALA_OK";
     case DALA_ERR_INTERNAL: return "DALA_ERR_INTERNAL";
     case DALA_ERR_INVALID_ARGUMENT: return "DALA_ERR_INVALID_ARGUMENT";
@@ -632,7 +643,9 @@ dala_status dala_report_list_get(const dala_report_list* list, size_t index, dal
 void dala_report_list_free(dala_report_list* list) noexcept { delete list; }
 
 const char* dala_report_state_name(dala_report_state state) noexcept {
-  return dala::ReportStateName(static_cast<dala::ReportState>(state));
+  int v = RawEnum(state);
+  if (v < DALA_REPORT_DRAFT || v > DALA_REPORT_REJECTED) return "unknown";
+  return dala::ReportStateName(static_cast<dala::ReportState>(v));
 }
 
 /* ---- outbox ---- */
