@@ -12,16 +12,20 @@
 namespace dala::db {
 
 Db::~Db() { Close(); }
-Db::Db(Db&& o) noexcept : db_(std::exchange(o.db_, nullptr)) {}
+Db::Db(Db&& o) noexcept : db_(std::exchange(o.db_, nullptr)), cache_(std::move(o.cache_)) { o.cache_.clear(); }
 Db& Db::operator=(Db&& o) noexcept {
   if (this != &o) {
     Close();
     db_ = std::exchange(o.db_, nullptr);
+    cache_ = std::move(o.cache_);
+    o.cache_.clear();
   }
   return *this;
 }
 
 void Db::Close() {
+  for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+  cache_.clear();
   if (db_ != nullptr) sqlite3_close_v2(db_);
   db_ = nullptr;
 }
@@ -62,10 +66,15 @@ Status Db::Exec(const char* sql) {
 }
 
 Result<Stmt> Db::Prepare(std::string_view sql) {
+  std::string key(sql);
+  auto it = cache_.find(key);
+  if (it != cache_.end() && !sqlite3_stmt_busy(it->second)) return Stmt(this, it->second, /*cached=*/true);
   sqlite3_stmt* s = nullptr;
   int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr);
   if (rc != SQLITE_OK) return Error(rc, "database statement failed");
-  return Stmt(this, s);
+  if (it != cache_.end()) return Stmt(this, s, /*cached=*/false);  // the cached one is busy
+  cache_.emplace(std::move(key), s);
+  return Stmt(this, s, /*cached=*/true);
 }
 
 int64_t Db::Changes() const { return sqlite3_changes(db_); }
@@ -123,20 +132,29 @@ Result<Db> Db::Open(const std::string& path, const SecretBuffer& key, bool creat
   if (mode != "wal") return Status(Code::kIo, "the store database cannot use write-ahead logging here");
   DALA_RETURN_IF_ERROR(db.Exec(
       "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;"
-      "PRAGMA temp_store = MEMORY;"));
+      "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8192;"));
   sqlite3_busy_timeout(raw, 5000);
   return db;
 }
 
-Stmt::~Stmt() {
-  if (s_ != nullptr) sqlite3_finalize(s_);
+void Stmt::Release() {
+  if (s_ == nullptr) return;
+  if (cached_) {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  } else {
+    sqlite3_finalize(s_);
+  }
+  s_ = nullptr;
 }
-Stmt::Stmt(Stmt&& o) noexcept : db_(o.db_), s_(std::exchange(o.s_, nullptr)) {}
+Stmt::~Stmt() { Release(); }
+Stmt::Stmt(Stmt&& o) noexcept : db_(o.db_), s_(std::exchange(o.s_, nullptr)), cached_(o.cached_) {}
 Stmt& Stmt::operator=(Stmt&& o) noexcept {
   if (this != &o) {
-    if (s_ != nullptr) sqlite3_finalize(s_);
+    Release();
     db_ = o.db_;
     s_ = std::exchange(o.s_, nullptr);
+    cached_ = o.cached_;
   }
   return *this;
 }

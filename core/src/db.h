@@ -6,6 +6,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "secret.h"
@@ -31,6 +32,8 @@ class Db {
   Db& operator=(const Db&) = delete;
 
   Status Exec(const char* sql);
+  // Statements are prepared once and cached per connection; a Stmt hands its statement back (reset) when
+  // it goes. If the cached one is in use, a fresh statement is prepared and finalized after use.
   Result<Stmt> Prepare(std::string_view sql);
   Status Error(int rc, std::string_view action) const;  // maps a SQLite result code
   int64_t Changes() const;
@@ -40,6 +43,7 @@ class Db {
  private:
   explicit Db(sqlite3* db) : db_(db) {}
   sqlite3* db_ = nullptr;
+  std::unordered_map<std::string, sqlite3_stmt*> cache_;
 };
 
 class Stmt {
@@ -70,9 +74,11 @@ class Stmt {
 
  private:
   friend class Db;
-  Stmt(const Db* db, sqlite3_stmt* s) : db_(db), s_(s) {}
+  Stmt(const Db* db, sqlite3_stmt* s, bool cached) : db_(db), s_(s), cached_(cached) {}
+  void Release();
   const Db* db_ = nullptr;
   sqlite3_stmt* s_ = nullptr;
+  bool cached_ = false;
 };
 
 // BEGIN IMMEDIATE on construction; rolls back unless Commit() succeeded.

@@ -311,8 +311,8 @@ Status Store::SetRecipients(const std::string& destination, const std::vector<cr
   return txn.Commit();
 }
 
-Result<std::vector<std::pair<std::string, std::vector<crypto::PublicKey>>>> Store::DestinationsLocked() {
-  std::vector<std::pair<std::string, std::vector<crypto::PublicKey>>> out;
+Result<Store::Destinations> Store::DestinationsLocked() {
+  Destinations out;
   DALA_ASSIGN_OR_RETURN(db::Stmt st,
                         db_.Prepare("SELECT destination, public_key FROM recipients ORDER BY destination"));
   for (;;) {

@@ -102,11 +102,12 @@ class Store {
   Result<uint64_t> NextCounterLocked();
   Result<Report> GetLocked(const ReportId& id, std::optional<uint32_t> version);
   Result<ReportState> StateLocked(const ReportId& id, uint32_t version);
-  Status SealLocked(Report& report, int64_t now);
+  using Destinations = std::vector<std::pair<std::string, std::vector<crypto::PublicKey>>>;
+  Status SealLocked(Report& report, int64_t now, const Destinations& destinations);
   Status EnqueueLocked(const std::string& destination, const std::vector<crypto::PublicKey>& recipients,
                        const ReportId& id, uint32_t version, int32_t priority, std::span<const uint8_t> signed_bytes,
                        int64_t now);
-  Result<std::vector<std::pair<std::string, std::vector<crypto::PublicKey>>>> DestinationsLocked();
+  Result<Destinations> DestinationsLocked();
   Status PurgeDeliveredLocked(const ReportId* only_id, std::optional<uint32_t> only_version);
   Result<bool> DeleteAfterDeliveryLocked();
   Status MarkLocked(const std::string& destination, const ReportId& id, uint32_t version, int state,

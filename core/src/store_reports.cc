@@ -192,7 +192,7 @@ Status Store::EnqueueLocked(const std::string& destination, const std::vector<cr
 
 // Within a transaction: sign, store, seal to every destination's recipients and queue. A crash at any
 // point before COMMIT leaves the draft untouched (SQLite's atomic commit).
-Status Store::SealLocked(Report& r, int64_t now) {
+Status Store::SealLocked(Report& r, int64_t now, const Destinations& destinations) {
   if (r.sealed()) return {Code::kState, "this version is already sealed"};
   DALA_RETURN_IF_ERROR(CheckSerializedSize(r.content));
   Failpoint("seal.begin");
@@ -213,7 +213,6 @@ Status Store::SealLocked(Report& r, int64_t now) {
     if (db_.Changes() == 0) return {Code::kState, "this draft no longer exists as a draft (sealed or deleted)"};
   }
   Failpoint("seal.stored");
-  DALA_ASSIGN_OR_RETURN(auto destinations, DestinationsLocked());
   for (const auto& [dest, keys] : destinations) {
     DALA_RETURN_IF_ERROR(EnqueueLocked(dest, keys, id, content.version(), r.priority,
                                        crypto::Bytes(signed_bytes), now));
@@ -240,7 +239,8 @@ Status Store::Seal(Report& r) {
     st.Bind(1, crypto::Bytes(body)).Bind(2, IdBytes(id)).Bind(3, work.content.version());
     DALA_RETURN_IF_ERROR(st.Run());
   }
-  DALA_RETURN_IF_ERROR(SealLocked(work, Now()));
+  DALA_ASSIGN_OR_RETURN(Destinations destinations, DestinationsLocked());
+  DALA_RETURN_IF_ERROR(SealLocked(work, Now(), destinations));
   Failpoint("seal.before_commit");
   DALA_RETURN_IF_ERROR(txn.Commit());
   Failpoint("seal.committed");
@@ -253,10 +253,11 @@ Status Store::SealMany(const std::vector<ReportId>& ids) {
   int64_t now = Now();
   db::Txn txn(db_);
   DALA_RETURN_IF_ERROR(txn.Begin());
+  DALA_ASSIGN_OR_RETURN(Destinations destinations, DestinationsLocked());
   for (const ReportId& id : ids) {
     DALA_ASSIGN_OR_RETURN(Report r, GetLocked(id, std::nullopt));
     if (r.sealed()) return {Code::kState, "a report in the batch has no draft to seal"};
-    DALA_RETURN_IF_ERROR(SealLocked(r, now));
+    DALA_RETURN_IF_ERROR(SealLocked(r, now, destinations));
   }
   return txn.Commit();
 }

@@ -240,7 +240,11 @@ TEST(Store, InvalidInputIsRefusedAndLosesNothing) {
   v1::FieldValue geo;
   geo.mutable_geo()->set_latitude(91);
   EXPECT_EQ(r.SetValue("g", geo).code(), Code::kInvalidArgument);
-  for (int i = 0; i < 255; ++i) ASSERT_TRUE(r.SetValue("f" + std::to_string(i), ok).ok());  // 256 with "place"
+  for (int i = 0; i < 255; ++i) {
+    std::string key = "f";
+    key += std::to_string(i);
+    ASSERT_TRUE(r.SetValue(key, ok).ok());
+  }  // 256 with "place"
   EXPECT_EQ(r.SetValue("one-too-many", ok).code(), Code::kTooLarge);
   // Kazakh, Russian and emoji are valid.
   EXPECT_TRUE(r.SetNarrative("Орал қаласында ұсталды. Задержаны во время пробежки 🏃").ok());
