@@ -59,6 +59,11 @@ BoxKeyPair GenerateBoxKeyPair() {
   return k;
 }
 
+bool IsUsableBoxPublicKey(const PublicKey& key) {
+  uint8_t probe[32] = {0}, sealed[crypto_box_SEALBYTES + sizeof probe];
+  return crypto_box_seal(sealed, probe, sizeof probe, key.data()) == 0;
+}
+
 PublicKey BoxPublicFromSecret(const SecretBuffer& secret_key) {
   PublicKey pk;
   crypto_scalarmult_base(pk.data(), secret_key.data());
@@ -107,7 +112,9 @@ Result<std::string> SealEnvelope(const SigningKey& device, const EnvelopeHeader&
     auto* wk = body.add_keys();
     wk->set_recipient(r.data(), r.size());
     std::string sealed(crypto_box_SEALBYTES + content_key.size(), '\0');
-    crypto_box_seal(reinterpret_cast<uint8_t*>(sealed.data()), content_key.data(), content_key.size(), r.data());
+    if (crypto_box_seal(reinterpret_cast<uint8_t*>(sealed.data()), content_key.data(), content_key.size(),
+                        r.data()) != 0)
+      return Status(Code::kInvalidArgument, "a recipient public key is not a usable X25519 key");
     wk->set_sealed_key(std::move(sealed));
   }
   uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];

@@ -45,6 +45,8 @@ struct BoxKeyPair {
   SecretBuffer secret_key;  // 32 bytes, X25519
 };
 BoxKeyPair GenerateBoxKeyPair();
+// False for keys a sealed box cannot use (all-zero and other low-order points).
+bool IsUsableBoxPublicKey(const PublicKey& key);
 PublicKey BoxPublicFromSecret(const SecretBuffer& secret_key);
 
 // The envelope: the signed report encrypted under a random content key (XChaCha20-Poly1305), the key

@@ -4,6 +4,7 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -177,7 +178,7 @@ Result<std::unique_ptr<Store>> Store::Create(const std::string& dir, const Crede
   DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> keyfile,
                         WrapSecret(KeyPurpose::kStoreDatabase, db_key, cred, options.kdf));
   DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(KeyPath(dir), keyfile));
-  return Open(dir, cred, options);
+  return OpenWithKey(dir, db_key, options);
 }
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, const Credential& cred,
@@ -196,6 +197,11 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, const Credent
     return keyfile.status();
   }
   DALA_ASSIGN_OR_RETURN(SecretBuffer db_key, UnwrapSecret(KeyPurpose::kStoreDatabase, *keyfile, cred));
+  return OpenWithKey(dir, db_key, options);
+}
+
+Result<std::unique_ptr<Store>> Store::OpenWithKey(const std::string& dir, const SecretBuffer& db_key,
+                                                  const StoreOptions& options) {
   if (!fs::Exists(DbPath(dir)))
     return Status(Code::kCorrupt, "the store's database file is missing; restore it from a backup");
   DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(DbPath(dir), db_key, /*create=*/false));
@@ -274,6 +280,12 @@ Status Store::Check() {
 
 Status Store::SetRecipients(const std::string& destination, const std::vector<crypto::PublicKey>& keys) {
   DALA_RETURN_IF_ERROR(ValidateText("the destination name", destination, 128, false));
+  std::vector<crypto::PublicKey> unique;
+  for (const auto& k : keys) {
+    if (!crypto::IsUsableBoxPublicKey(k))
+      return {Code::kInvalidArgument, "a recipient public key is not a usable X25519 key"};
+    if (std::find(unique.begin(), unique.end(), k) == unique.end()) unique.push_back(k);
+  }
   std::lock_guard lock(mu_);
   int64_t now = Now();
   db::Txn txn(db_);
@@ -284,13 +296,13 @@ Status Store::SetRecipients(const std::string& destination, const std::vector<cr
     DALA_RETURN_IF_ERROR(del.Run());
     DALA_ASSIGN_OR_RETURN(db::Stmt ins,
                           db_.Prepare("INSERT OR IGNORE INTO recipients(destination, public_key) VALUES(?, ?)"));
-    for (const auto& k : keys) {
+    for (const auto& k : unique) {
       ins.BindText(1, destination).Bind(2, k);
       DALA_RETURN_IF_ERROR(ins.Run());
       ins.Reset();
     }
   }
-  if (!keys.empty()) {
+  if (!unique.empty()) {
     // Seal every sealed version not yet queued for this destination.
     DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
         "SELECT r.id, r.version, r.priority, r.body FROM reports r WHERE r.sealed = 1 AND r.purged = 0 AND "
@@ -304,7 +316,7 @@ Status Store::SetRecipients(const std::string& destination, const std::vector<cr
       auto idv = st.BlobView(0);
       if (idv.size() != id.size()) return Status(Code::kCorrupt, "a report id in the store is damaged");
       std::memcpy(id.data(), idv.data(), id.size());
-      DALA_RETURN_IF_ERROR(EnqueueLocked(destination, keys, id, static_cast<uint32_t>(st.Int(1)),
+      DALA_RETURN_IF_ERROR(EnqueueLocked(destination, unique, id, static_cast<uint32_t>(st.Int(1)),
                                          static_cast<int32_t>(st.Int(2)), st.BlobView(3), now));
     }
   }

@@ -97,6 +97,8 @@ class Store {
  private:
   Store(std::string dir, db::Db db, crypto::SigningKey device, const StoreOptions& options);
   static Status Migrate(db::Db& db);
+  static Result<std::unique_ptr<Store>> OpenWithKey(const std::string& dir, const SecretBuffer& db_key,
+                                                    const StoreOptions& options);
 
   // *Locked: the caller holds mu_ (and, where they write, an open transaction).
   Result<uint64_t> NextCounterLocked();

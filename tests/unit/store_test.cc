@@ -405,6 +405,8 @@ TEST(Store, RecipientsSealAndQueue) {
     const crypto::PublicKey dev = s->device_key();
     EXPECT_EQ(content->device_key(), std::string(dev.begin(), dev.end()));
   }
+  // Unusable keys are refused; duplicates are sealed to once.
+  EXPECT_EQ(s->SetRecipients("org", {crypto::PublicKey{}}).code(), Code::kInvalidArgument);
   // Setting the same recipients again queues nothing twice.
   ASSERT_TRUE(s->SetRecipients("org", {org.public_key}).ok());
   EXPECT_EQ(s->Stats("org")->in_flight + s->Stats("org")->pending, 2u);
