@@ -102,6 +102,7 @@ class Store {
 
   // *Locked: the caller holds mu_ (and, where they write, an open transaction).
   Result<uint64_t> NextCounterLocked();
+  Status InsertDraftLocked(Report& report, int64_t now);
   Result<Report> GetLocked(const ReportId& id, std::optional<uint32_t> version);
   Result<ReportState> StateLocked(const ReportId& id, uint32_t version);
   using Destinations = std::vector<std::pair<std::string, std::vector<crypto::PublicKey>>>;

@@ -32,6 +32,25 @@ Result<uint64_t> Store::NextCounterLocked() {
   return static_cast<uint64_t>(st.Int(0));
 }
 
+// Stamps the capture metadata (device time, next store-wide counter) and inserts the draft version.
+Status Store::InsertDraftLocked(Report& r, int64_t now) {
+  r.updated_ms = now;
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  DALA_ASSIGN_OR_RETURN(uint64_t counter, NextCounterLocked());
+  r.content.mutable_capture()->set_device_time_ms(now);
+  r.content.mutable_capture()->set_counter(counter);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "INSERT INTO reports(id, version, sealed, form, created_ms, updated_ms, priority, body) "
+      "VALUES(?, ?, 0, ?, ?, ?, ?, ?)"));
+  std::string body = r.content.SerializeAsString();
+  ReportId id = r.id();
+  st.Bind(1, IdBytes(id)).Bind(2, r.content.version()).BindText(3, r.form()).Bind(4, r.content.created_ms());
+  st.Bind(5, now).Bind(6, r.priority).Bind(7, crypto::Bytes(body));
+  DALA_RETURN_IF_ERROR(st.Run());
+  return txn.Commit();
+}
+
 Result<Report> Store::CreateDraft(const std::string& form) {
   std::string name;
   uint32_t form_version = 0;
@@ -46,19 +65,7 @@ Result<Report> Store::CreateDraft(const std::string& form) {
   r.content.set_form(name);
   r.content.set_form_version(form_version);
   r.content.set_created_ms(now);
-  r.updated_ms = now;
-  db::Txn txn(db_);
-  DALA_RETURN_IF_ERROR(txn.Begin());
-  DALA_ASSIGN_OR_RETURN(uint64_t counter, NextCounterLocked());
-  r.content.mutable_capture()->set_device_time_ms(now);
-  r.content.mutable_capture()->set_counter(counter);
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
-      "INSERT INTO reports(id, version, sealed, form, created_ms, updated_ms, priority, body) "
-      "VALUES(?, 1, 0, ?, ?, ?, 0, ?)"));
-  std::string body = r.content.SerializeAsString();
-  st.Bind(1, IdBytes(id)).BindText(2, r.form()).Bind(3, now).Bind(4, now).Bind(5, crypto::Bytes(body));
-  DALA_RETURN_IF_ERROR(st.Run());
-  DALA_RETURN_IF_ERROR(txn.Commit());
+  DALA_RETURN_IF_ERROR(InsertDraftLocked(r, now));
   return r;
 }
 
@@ -140,20 +147,7 @@ Result<Report> Store::Edit(const ReportId& id) {
   r.content.clear_sealed_ms();
   r.content.clear_device_key();
   r.priority = latest.priority;
-  r.updated_ms = now;
-  db::Txn txn(db_);
-  DALA_RETURN_IF_ERROR(txn.Begin());
-  DALA_ASSIGN_OR_RETURN(uint64_t counter, NextCounterLocked());
-  r.content.mutable_capture()->set_device_time_ms(now);
-  r.content.mutable_capture()->set_counter(counter);
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
-      "INSERT INTO reports(id, version, sealed, form, created_ms, updated_ms, priority, body) "
-      "VALUES(?, ?, 0, ?, ?, ?, ?, ?)"));
-  std::string body = r.content.SerializeAsString();
-  st.Bind(1, IdBytes(id)).Bind(2, r.content.version()).BindText(3, r.form()).Bind(4, r.content.created_ms());
-  st.Bind(5, now).Bind(6, r.priority).Bind(7, crypto::Bytes(body));
-  DALA_RETURN_IF_ERROR(st.Run());
-  DALA_RETURN_IF_ERROR(txn.Commit());
+  DALA_RETURN_IF_ERROR(InsertDraftLocked(r, now));
   return r;
 }
 
