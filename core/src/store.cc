@@ -70,6 +70,20 @@ CREATE INDEX outbox_report ON outbox(report_id, version);
 CREATE INDEX outbox_in_flight ON outbox(state) WHERE state = 1;
 CREATE INDEX reports_created ON reports(created_ms);
 )sql",
+    // 2: servers this store delivers to (joined from invites).
+    R"sql(
+CREATE TABLE servers(
+  destination TEXT PRIMARY KEY NOT NULL,
+  server_key BLOB NOT NULL,
+  urls TEXT NOT NULL,
+  token BLOB NOT NULL,
+  organisation TEXT NOT NULL,
+  tls_pin BLOB,
+  enrolled INTEGER NOT NULL DEFAULT 0,
+  joined_ms INTEGER NOT NULL,
+  last_error TEXT
+) WITHOUT ROWID;
+)sql",
 };
 constexpr int kSchemaVersion = sizeof kMigrations / sizeof kMigrations[0];
 
@@ -279,6 +293,14 @@ Status Store::Check() {
 }
 
 Status Store::SetRecipients(const std::string& destination, const std::vector<crypto::PublicKey>& keys) {
+  std::lock_guard lock(mu_);
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  DALA_RETURN_IF_ERROR(SetRecipientsLocked(destination, keys));
+  return txn.Commit();
+}
+
+Status Store::SetRecipientsLocked(const std::string& destination, const std::vector<crypto::PublicKey>& keys) {
   DALA_RETURN_IF_ERROR(ValidateText("the destination name", destination, 128, false));
   std::vector<crypto::PublicKey> unique;
   for (const auto& k : keys) {
@@ -286,10 +308,7 @@ Status Store::SetRecipients(const std::string& destination, const std::vector<cr
       return {Code::kInvalidArgument, "a recipient public key is not a usable X25519 key"};
     if (std::find(unique.begin(), unique.end(), k) == unique.end()) unique.push_back(k);
   }
-  std::lock_guard lock(mu_);
   int64_t now = Now();
-  db::Txn txn(db_);
-  DALA_RETURN_IF_ERROR(txn.Begin());
   {
     DALA_ASSIGN_OR_RETURN(db::Stmt del, db_.Prepare("DELETE FROM recipients WHERE destination = ?"));
     del.BindText(1, destination);
@@ -302,25 +321,24 @@ Status Store::SetRecipients(const std::string& destination, const std::vector<cr
       ins.Reset();
     }
   }
-  if (!unique.empty()) {
-    // Seal every sealed version not yet queued for this destination.
-    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
-        "SELECT r.id, r.version, r.priority, r.body FROM reports r WHERE r.sealed = 1 AND r.purged = 0 AND "
-        "NOT EXISTS (SELECT 1 FROM outbox o WHERE o.destination = ? AND o.report_id = r.id AND "
-        "o.version = r.version) ORDER BY r.seq"));
-    st.BindText(1, destination);
-    for (;;) {
-      DALA_ASSIGN_OR_RETURN(bool row, st.Step());
-      if (!row) break;
-      ReportId id{};
-      auto idv = st.BlobView(0);
-      if (idv.size() != id.size()) return Status(Code::kCorrupt, "a report id in the store is damaged");
-      std::memcpy(id.data(), idv.data(), id.size());
-      DALA_RETURN_IF_ERROR(EnqueueLocked(destination, unique, id, static_cast<uint32_t>(st.Int(1)),
-                                         static_cast<int32_t>(st.Int(2)), st.BlobView(3), now));
-    }
+  if (unique.empty()) return Status::Ok();
+  // Seal every sealed version not yet queued for this destination.
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "SELECT r.id, r.version, r.priority, r.body FROM reports r WHERE r.sealed = 1 AND r.purged = 0 AND "
+      "NOT EXISTS (SELECT 1 FROM outbox o WHERE o.destination = ? AND o.report_id = r.id AND "
+      "o.version = r.version) ORDER BY r.seq"));
+  st.BindText(1, destination);
+  for (;;) {
+    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    ReportId id{};
+    auto idv = st.BlobView(0);
+    if (idv.size() != id.size()) return Status(Code::kCorrupt, "a report id in the store is damaged");
+    std::memcpy(id.data(), idv.data(), id.size());
+    DALA_RETURN_IF_ERROR(EnqueueLocked(destination, unique, id, static_cast<uint32_t>(st.Int(1)),
+                                       static_cast<int32_t>(st.Int(2)), st.BlobView(3), now));
   }
-  return txn.Commit();
+  return Status::Ok();
 }
 
 Result<Store::Destinations> Store::DestinationsLocked() {

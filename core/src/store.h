@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "crypto.h"
+#include "dala/v1/sync.pb.h"
 #include "db.h"
 #include "keyfile.h"
 #include "report.h"
@@ -41,6 +42,18 @@ struct OutboxItem {
   int32_t priority = 0;
   uint32_t attempts = 0;
   std::vector<uint8_t> envelope;
+};
+
+// A server this store delivers to, recorded from an invite by Join.
+struct ServerInfo {
+  std::string destination;            // the outbox destination: "org-" + first 8 bytes of the server key in hex
+  crypto::PublicKey server_key{};
+  std::vector<std::string> urls;
+  std::string token;
+  std::string organisation;
+  std::string tls_pin;
+  bool enrolled = false;
+  std::string last_error;
 };
 
 struct OutboxStats {
@@ -73,6 +86,14 @@ class Store {
   Status SetRecipients(const std::string& destination, const std::vector<crypto::PublicKey>& keys);
   Status SetDeleteAfterDelivery(bool enabled);
   Status Check();
+
+  // Servers (sync). Join verifies the invite, records the server and its recipients, and seals every
+  // sealed report to them at once, in one transaction; enrolment happens at the first contact.
+  Result<ServerInfo> Join(std::string_view invite_text);
+  Result<std::vector<ServerInfo>> Servers();
+  Status SetServerState(const std::string& destination, bool enrolled, std::string_view last_error);
+  // Signs a sync request with the device key (the secret never leaves the store). Fills device_key.
+  std::string SignRequest(v1::Request& request);
 
   // Reports.
   Result<Report> CreateDraft(const std::string& form);
@@ -107,6 +128,7 @@ class Store {
   Result<ReportState> StateLocked(const ReportId& id, uint32_t version);
   using Destinations = std::vector<std::pair<std::string, std::vector<crypto::PublicKey>>>;
   Status SealLocked(Report& report, int64_t now, const Destinations& destinations);
+  Status SetRecipientsLocked(const std::string& destination, const std::vector<crypto::PublicKey>& keys);
   Status EnqueueLocked(const std::string& destination, const std::vector<crypto::PublicKey>& recipients,
                        const ReportId& id, uint32_t version, int32_t priority, std::span<const uint8_t> signed_bytes,
                        int64_t now);

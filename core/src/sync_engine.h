@@ -1,0 +1,84 @@
+// The client sync engine, sans-IO: SyncEngine plans the next request from the outbox and applies the
+// response; a Transport carries requests (the built-in HTTP one, or the app's own). RunOnce drives both
+// until nothing is due, the deadline passes, or the server cannot be reached. The store's lock is never
+// held during network I/O.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "status.h"
+#include "store.h"
+
+namespace dala::sync {
+
+struct HttpRequest {
+  std::string path;  // "/v1/enrol", "/v1/push"; always POST application/x-protobuf
+  std::string body;
+};
+
+struct HttpResponse {
+  int status = 0;
+  std::string body;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // POSTs body to base_url + path. A failure to reach the server (DNS, connect, reset, timeout) is a
+  // non-OK Status; any HTTP answer, even 5xx, is an HttpResponse.
+  virtual Result<HttpResponse> Post(const std::string& base_url, const HttpRequest& request, int64_t timeout_ms,
+                                    const std::string& tls_pin) = 0;
+};
+
+struct Progress {
+  std::string destination;
+  uint64_t delivered = 0;  // in this run
+  uint64_t rejected = 0;
+  uint64_t remaining = 0;  // pending + in flight for this destination
+};
+using ProgressFn = std::function<void(const Progress&)>;
+
+struct RunResult {
+  uint64_t delivered = 0;
+  uint64_t rejected = 0;
+  uint64_t remaining = 0;       // across destinations: left for a later run
+  bool unreachable = false;     // some server could not be reached
+  std::string last_error;
+};
+
+class SyncEngine {
+ public:
+  SyncEngine(Store& store, ServerInfo server, size_t max_batch = 64, size_t max_bytes = 4u << 20);
+  // The next request to send, or nullopt when this destination has nothing due (or must stop).
+  Result<std::optional<HttpRequest>> Next();
+  // Applies the result of sending the request Next() returned.
+  Status Apply(const HttpRequest& request, const Result<HttpResponse>& response);
+
+  const ServerInfo& server() const { return server_; }
+  bool stopped() const { return stopped_; }
+  uint64_t delivered() const { return delivered_; }
+  uint64_t rejected() const { return rejected_; }
+  const std::string& last_error() const { return last_error_; }
+  bool unreachable() const { return unreachable_; }
+
+ private:
+  Status RetryAll(std::string_view reason);
+  Status ApplyPush(const v1::Response& response);
+  void Stop(std::string reason, bool unreachable);
+
+  Store& store_;
+  ServerInfo server_;
+  size_t max_batch_, max_bytes_;
+  std::vector<OutboxItem> in_flight_;
+  bool stopped_ = false, unreachable_ = false;
+  uint64_t delivered_ = 0, rejected_ = 0;
+  std::string last_error_;
+};
+
+Result<RunResult> RunOnce(Store& store, Transport& transport, int64_t deadline_ms, const ProgressFn& progress);
+
+}  // namespace dala::sync
