@@ -6,7 +6,11 @@
 #include <cstring>
 #include <new>
 
+#include "desk.h"
 #include "fsutil.h"
+#include "http_transport.h"
+#include "protocol.h"
+#include "sync_engine.h"
 #include "keyfile.h"
 #include "store.h"
 
@@ -26,6 +30,23 @@ struct dala_report_list {
 };
 struct dala_outbox_batch {
   std::vector<dala::OutboxItem> items;
+};
+struct dala_server_list {
+  std::vector<dala::ServerInfo> items;
+};
+struct dala_receipt_list {
+  struct Item {
+    dala::ReceiptRow row;
+    uint64_t sequence = 0;
+    int64_t server_time_ms = 0;
+    bool verified = false;
+  };
+  std::vector<Item> items;
+};
+struct dala_http_response {
+  int status = 0;
+  std::string body;
+  bool set = false;
 };
 struct dala_desk {
   dala::crypto::BoxKeyPair keys;
@@ -811,3 +832,172 @@ dala_status dala_desk_open_envelope(dala_desk* desk, const uint8_t* envelope, si
   });
 }
 
+
+/* ---- delivery ---- */
+
+dala_status dala_store_join(dala_store* store, const char* invite, char** out_destination,
+                            dala_error** out_error) noexcept {
+  if (out_destination != nullptr) *out_destination = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr, "store is NULL");
+    DALA_RETURN_IF_ERROR(CheckString(invite, "invite"));
+    DALA_ASSIGN_OR_RETURN(dala::ServerInfo info, store->impl->Join(invite));
+    if (out_destination != nullptr) *out_destination = CopyString(info.destination);
+    return Status::Ok();
+  });
+}
+
+dala_status dala_store_list_servers(dala_store* store, dala_server_list** out_list, dala_error** out_error) noexcept {
+  if (out_list != nullptr) *out_list = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr && out_list != nullptr, "store or out_list is NULL");
+    DALA_ASSIGN_OR_RETURN(auto servers, store->impl->Servers());
+    *out_list = new dala_server_list{std::move(servers)};
+    return Status::Ok();
+  });
+}
+
+size_t dala_server_list_count(const dala_server_list* list) noexcept { return list ? list->items.size() : 0; }
+
+dala_status dala_server_list_get(const dala_server_list* list, size_t index, dala_server_info* out_info,
+                                 dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(list != nullptr && out_info != nullptr, "list or out_info is NULL");
+    DALA_CHECK_ARG(index < list->items.size(), "index is out of range");
+    const auto& s = list->items[index];
+    out_info->destination = s.destination.c_str();
+    out_info->organisation = s.organisation.c_str();
+    out_info->url = s.urls.empty() ? "" : s.urls[0].c_str();
+    std::memcpy(out_info->server_key, s.server_key.data(), 32);
+    out_info->enrolled = s.enrolled ? 1 : 0;
+    out_info->last_error = s.last_error.c_str();
+    return Status::Ok();
+  });
+}
+
+void dala_server_list_free(dala_server_list* list) noexcept { delete list; }
+
+void dala_http_response_set(dala_http_response* response, int http_status, const uint8_t* body,
+                            size_t body_size) noexcept {
+  if (response == nullptr) return;
+  try {
+    response->status = http_status;
+    response->body.assign(body != nullptr ? reinterpret_cast<const char*>(body) : "", body != nullptr ? body_size : 0);
+    response->set = true;
+  } catch (...) {
+    response->set = false;
+  }
+}
+
+void dala_sync_options_init(dala_sync_options* options) noexcept {
+  if (options == nullptr) return;
+  *options = dala_sync_options{30000, nullptr, nullptr, nullptr, nullptr};
+}
+
+namespace {
+// Adapts an app's C transport callback to the engine's Transport.
+class CallbackTransport : public dala::sync::Transport {
+ public:
+  CallbackTransport(dala_transport_post_fn fn, void* ctx) : fn_(fn), ctx_(ctx) {}
+  Result<dala::sync::HttpResponse> Post(const std::string& base_url, const dala::sync::HttpRequest& request,
+                                        int64_t timeout_ms, const std::string& tls_pin) override {
+    std::string url = base_url;
+    while (!url.empty() && url.back() == '/') url.pop_back();
+    url += request.path;
+    dala_http_response resp;
+    dala_status st = fn_(ctx_, url.c_str(), reinterpret_cast<const uint8_t*>(request.body.data()), request.body.size(),
+                         timeout_ms, reinterpret_cast<const uint8_t*>(tls_pin.data()), tls_pin.size(), &resp);
+    if (st != DALA_OK) return Status(Code::kIo, "the app's transport could not reach the server");
+    if (!resp.set) return Status(Code::kIo, "the app's transport gave no response");
+    return dala::sync::HttpResponse{resp.status, std::move(resp.body)};
+  }
+
+ private:
+  dala_transport_post_fn fn_;
+  void* ctx_;
+};
+}  // namespace
+
+dala_status dala_sync_run_once(dala_store* store, const dala_sync_options* options, dala_sync_result* out_result,
+                               dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr && out_result != nullptr, "store or out_result is NULL");
+    dala_sync_options o;
+    dala_sync_options_init(&o);
+    if (options != nullptr) o = *options;
+    DALA_CHECK_ARG(o.timeout_ms > 0, "timeout_ms must be positive");
+    std::unique_ptr<dala::sync::Transport> transport;
+    if (o.transport != nullptr) transport = std::make_unique<CallbackTransport>(o.transport, o.transport_context);
+    else transport = std::make_unique<dala::sync::HttpTransport>();
+    dala::sync::ProgressFn progress;
+    if (o.progress != nullptr) {
+      progress = [&o](const dala::sync::Progress& p) {
+        dala_sync_progress cp{p.destination.c_str(), p.delivered, p.rejected, p.remaining};
+        o.progress(o.progress_context, &cp);
+      };
+    }
+    DALA_ASSIGN_OR_RETURN(auto r, dala::sync::RunOnce(*store->impl, *transport, dala::SystemNowMs() + o.timeout_ms,
+                                                      progress));
+    *out_result = dala_sync_result{r.delivered, r.rejected, r.remaining, r.unreachable ? 1 : 0};
+    return Status::Ok();
+  });
+}
+
+dala_status dala_store_list_receipts(dala_store* store, dala_receipt_list** out_list, dala_error** out_error) noexcept {
+  if (out_list != nullptr) *out_list = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr && out_list != nullptr, "store or out_list is NULL");
+    DALA_ASSIGN_OR_RETURN(auto servers, store->impl->Servers());
+    DALA_ASSIGN_OR_RETURN(auto rows, store->impl->Receipts());
+    auto list = std::make_unique<dala_receipt_list>();
+    for (auto& row : rows) {
+      dala_receipt_list::Item item;
+      for (const auto& s : servers) {
+        if (s.destination != row.destination) continue;
+        auto r = dala::protocol::VerifyReceipt(row.receipt, s.server_key);
+        if (r.ok() && r->version() == row.version &&
+            r->report_id() == std::string_view(reinterpret_cast<const char*>(row.id.data()), 16)) {
+          item.verified = true;
+          item.sequence = r->sequence();
+          item.server_time_ms = r->server_time_ms();
+        }
+      }
+      item.row = std::move(row);
+      list->items.push_back(std::move(item));
+    }
+    *out_list = list.release();
+    return Status::Ok();
+  });
+}
+
+size_t dala_receipt_list_count(const dala_receipt_list* list) noexcept { return list ? list->items.size() : 0; }
+
+dala_status dala_receipt_list_get(const dala_receipt_list* list, size_t index, dala_receipt_info* out_info,
+                                  dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(list != nullptr && out_info != nullptr, "list or out_info is NULL");
+    DALA_CHECK_ARG(index < list->items.size(), "index is out of range");
+    const auto& it = list->items[index];
+    std::memcpy(out_info->id.bytes, it.row.id.data(), 16);
+    out_info->version = it.row.version;
+    out_info->destination = it.row.destination.c_str();
+    out_info->sequence = it.sequence;
+    out_info->server_time_ms = it.server_time_ms;
+    out_info->verified = it.verified ? 1 : 0;
+    return Status::Ok();
+  });
+}
+
+void dala_receipt_list_free(dala_receipt_list* list) noexcept { delete list; }
+
+dala_status dala_desk_open_export(dala_desk* desk, const char* export_path, const char* out_dir,
+                                  dala_desk_summary* out_summary, dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(desk != nullptr && out_summary != nullptr, "desk or out_summary is NULL");
+    DALA_RETURN_IF_ERROR(CheckString(export_path, "export_path"));
+    DALA_RETURN_IF_ERROR(CheckString(out_dir, "out_dir"));
+    DALA_ASSIGN_OR_RETURN(dala::desk::Summary s, dala::desk::OpenExport(desk->keys, export_path, out_dir));
+    *out_summary = dala_desk_summary{s.reports, s.verified, s.failed};
+    return Status::Ok();
+  });
+}

@@ -56,6 +56,13 @@ struct ServerInfo {
   std::string last_error;
 };
 
+struct ReceiptRow {
+  std::string destination;
+  ReportId id{};
+  uint32_t version = 0;
+  std::vector<uint8_t> receipt;
+};
+
 struct OutboxStats {
   uint64_t pending = 0, in_flight = 0, delivered = 0, rejected = 0;
   int64_t next_attempt_ms = 0;
@@ -94,6 +101,7 @@ class Store {
   Status SetServerState(const std::string& destination, bool enrolled, std::string_view last_error);
   // Signs a sync request with the device key (the secret never leaves the store). Fills device_key.
   std::string SignRequest(v1::Request& request);
+  Result<std::vector<ReceiptRow>> Receipts();
 
   // Reports.
   Result<Report> CreateDraft(const std::string& form);

@@ -92,6 +92,26 @@ Status Store::SetServerState(const std::string& destination, bool enrolled, std:
   return st.Run();
 }
 
+Result<std::vector<ReceiptRow>> Store::Receipts() {
+  std::lock_guard lock(mu_);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "SELECT destination, report_id, version, receipt FROM outbox WHERE state = 2 ORDER BY updated_ms, seq"));
+  std::vector<ReceiptRow> out;
+  for (;;) {
+    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    ReceiptRow r;
+    r.destination = st.Text(0);
+    auto id = st.BlobView(1);
+    if (id.size() != r.id.size()) return Status(Code::kCorrupt, "a report id in the store is damaged");
+    std::memcpy(r.id.data(), id.data(), id.size());
+    r.version = static_cast<uint32_t>(st.Int(2));
+    r.receipt = st.Blob(3);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 std::string Store::SignRequest(v1::Request& request) {
   request.set_device_key(device_.public_key.data(), device_.public_key.size());
   return protocol::SignRequest(device_, request);

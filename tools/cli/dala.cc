@@ -17,9 +17,14 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
+
 namespace {
 
-constexpr int kExitOk = 0, kExitError = 1, kExitUsage = 2, kExitWrongKey = 3, kExitNotFound = 4;
+using cli::Args;
+using cli::UsageError;
+
+constexpr int kExitOk = 0, kExitError = 1, kExitUsage = 2, kExitWrongKey = 3, kExitNotFound = 4, kExitLater = 5;
 
 const char kUsage[] = R"(usage: dala COMMAND [OPTIONS]
 
@@ -40,78 +45,22 @@ Reports:
   dala report list --store DIR [--json]
   dala report delete --store DIR ID       deletes the draft version
 
+Delivery:
+  dala join --store DIR INVITE            records the organisation's server; reports are sealed to it at once
+  dala sync --store DIR [--timeout SECONDS]   sends what is due; exit 0: nothing left, 5: work remains
+  dala receipts --store DIR [--json]      the server's signed receipts kept on this phone
+
 Organisation desk:
   dala desk keygen --out FILE             prints the organisation's public key
+  dala desk open --key FILE --from EXPORT --out DIR   decrypts and verifies a dala-server export
 
 Field types (default text): text, int, dec, bool (true/false), time (Unix ms or YYYY-MM-DDTHH:MM[:SS]Z),
   geo (LAT,LON[,ACCURACY_M]), person (NAME or NAME|ROLE; repeat the key to add people).
 
 Passphrase: DALA_PASSPHRASE, or --passphrase-file FILE, or a prompt on the terminal.
-Exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 wrong passphrase or key, 4 no such store or report.
+Exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 wrong passphrase or key, 4 no such store or report,
+5 (sync) work remains for later: offline, server down, or waiting to retry.
 )";
-
-struct UsageError {
-  std::string message;
-};
-
-// Parsed command line: positional words and --options (repeatable ones keep every value).
-struct Args {
-  std::vector<std::string> words;
-  std::multimap<std::string, std::string> opts;
-  std::vector<std::pair<std::string, std::string>> ordered;  // --field and --remove-field in order
-
-  bool flag(const std::string& k) const { return opts.count(k) > 0; }
-  std::optional<std::string> get(const std::string& k) const {
-    auto it = opts.find(k);
-    if (it == opts.end()) return std::nullopt;
-    return it->second;
-  }
-  std::string need(const std::string& k) const {
-    auto v = get(k);
-    if (!v) throw UsageError{"missing --" + k};
-    return *v;
-  }
-};
-
-const char* const kFlags[] = {"seal", "json", "yes", "delete-after-delivery", "help"};
-const char* const kValued[] = {"store", "form", "field", "text", "text-file", "passphrase-file",
-                               "new-passphrase-file", "version", "remove-field", "out", "destination",
-                               "kdf-ops", "kdf-mem-mib", "location", "priority"};
-
-Args Parse(int argc, char** argv) {
-  Args a;
-  for (int i = 1; i < argc; ++i) {
-    std::string s = argv[i];
-    if (s.rfind("--", 0) != 0 || s.size() == 2) {
-      a.words.push_back(s);
-      continue;
-    }
-    std::string name = s.substr(2), value;
-    bool has_value = false;
-    if (auto eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-      has_value = true;
-    }
-    bool is_flag = false, is_valued = false;
-    for (auto* f : kFlags) is_flag |= name == f;
-    for (auto* v : kValued) is_valued |= name == v;
-    if (is_flag) {
-      if (has_value) throw UsageError{"--" + name + " takes no value"};
-      a.opts.emplace(name, "");
-    } else if (is_valued) {
-      if (!has_value) {
-        if (i + 1 >= argc) throw UsageError{"--" + name + " needs a value"};
-        value = argv[++i];
-      }
-      a.opts.emplace(name, value);
-      if (name == "field" || name == "remove-field") a.ordered.emplace_back(name, value);
-    } else {
-      throw UsageError{"unknown option --" + name};
-    }
-  }
-  return a;
-}
 
 // A failed library call: the message plus the exit code for its status.
 struct Failure {
@@ -307,6 +256,7 @@ std::string IdString(const dala_report_id& id) {
 void ApplyEdits(dala_report* r, const Args& a) {
   std::map<std::string, std::vector<std::pair<std::string, std::string>>> people;  // key -> (name, role)
   for (const auto& [kind, spec] : a.ordered) {
+    if (kind != "field" && kind != "remove-field") continue;
     Error e;
     if (kind == "remove-field") {
       e.Check(dala_report_remove_field(r, spec.c_str(), e.out()));
@@ -371,6 +321,16 @@ std::string Arg1(const Args& a, size_t index, const char* what) {
   return a.words[index];
 }
 
+std::string Hex(const uint8_t* b, size_t n) {
+  std::string s;
+  char buf[3];
+  for (size_t i = 0; i < n; ++i) {
+    std::snprintf(buf, sizeof buf, "%02x", b[i]);
+    s += buf;
+  }
+  return s;
+}
+
 void PrintReport(dala_report* r) {
   dala_report_id id;
   dala_report_get_id(r, &id);
@@ -384,15 +344,7 @@ void PrintReport(dala_report* r) {
   uint8_t dev[32], hash[32], prev[32];
   dala_error* e = nullptr;
   if (dala_report_seal_info(r, dev, hash, prev, &e) == DALA_OK) {
-    auto hex = [](const uint8_t* b) {
-      std::string s;
-      char buf[3];
-      for (int i = 0; i < 32; ++i) {
-        std::snprintf(buf, sizeof buf, "%02x", b[i]);
-        s += buf;
-      }
-      return s;
-    };
+    auto hex = [](const uint8_t* b) { return Hex(b, 32); };
     std::printf("signed by: %s\nhash:      %s\n", hex(dev).c_str(), hex(hash).c_str());
     if (dala_report_version(r) > 1) std::printf("previous:  %s\n", hex(prev).c_str());
   }
@@ -634,7 +586,25 @@ int CmdOutbox(const Args& a) {
 }
 
 int CmdDesk(const Args& a) {
-  if (a.words.size() < 2 || a.words[1] != "keygen") throw UsageError{"usage: dala desk keygen --out FILE"};
+  if (a.words.size() == 2 && a.words[1] == "open") {
+    std::string key = a.need("key"), from = a.need("from"), out = a.need("out");
+    Secret pass = Passphrase(a, "DALA_PASSPHRASE", "passphrase-file", "Desk passphrase: ", false);
+    dala_credential cred = Cred(pass);
+    dala_desk* desk = nullptr;
+    Error e;
+    e.Check(dala_desk_open(key.c_str(), &cred, &desk, e.out()));
+    dala_desk_summary sum;
+    Error e2;
+    dala_status st = dala_desk_open_export(desk, from.c_str(), out.c_str(), &sum, e2.out());
+    dala_desk_close(desk);
+    e2.Check(st);
+    std::printf("%llu reports: %llu verified, %llu failed (details in %s/summary.json)\n",
+                (unsigned long long)sum.reports, (unsigned long long)sum.verified, (unsigned long long)sum.failed,
+                out.c_str());
+    return sum.failed == 0 ? kExitOk : kExitError;
+  }
+  if (a.words.size() < 2 || a.words[1] != "keygen")
+    throw UsageError{"usage: dala desk keygen --out FILE | dala desk open --key FILE --from EXPORT --out DIR"};
   std::string out = a.need("out");
   Secret pass = Passphrase(a, "DALA_PASSPHRASE", "passphrase-file", "New desk passphrase: ", true);
   dala_credential cred = Cred(pass);
@@ -645,16 +615,103 @@ int CmdDesk(const Args& a) {
   uint8_t pk[32];
   Error e;
   e.Check(dala_desk_keygen(out.c_str(), &cred, &opts, pk, e.out()));
-  for (uint8_t b : pk) std::printf("%02x", b);
-  std::printf("\n");
+  std::printf("%s\n", Hex(pk, 32).c_str());
+  return kExitOk;
+}
+
+int CmdJoin(const Args& a) {
+  std::string invite = Arg1(a, 1, "invite");
+  Store s(a, false);
+  char* dest = nullptr;
+  Error e;
+  e.Check(dala_store_join(s.get(), invite.c_str(), &dest, e.out()));
+  std::fprintf(stderr, "Joined (destination %s). New and sealed reports are sealed to the organisation now; the "
+                       "phone enrols at its first sync.\n", dest);
+  dala_string_free(dest);
+  return kExitOk;
+}
+
+void ShowProgress(void* ctx, const dala_sync_progress* p) {
+  (void)ctx;
+  std::fprintf(stderr, "\r%s: %llu delivered, %llu left   ", p->destination, (unsigned long long)p->delivered,
+               (unsigned long long)p->remaining);
+  std::fflush(stderr);
+}
+
+int CmdSync(const Args& a) {
+  dala_sync_options o;
+  dala_sync_options_init(&o);
+  if (auto t = a.get("timeout")) o.timeout_ms = static_cast<int64_t>(ParseUint(*t, "--timeout")) * 1000;
+  if (o.timeout_ms <= 0) throw UsageError{"--timeout must be at least 1 second"};
+  bool tty = isatty(fileno(stderr));
+  if (tty) o.progress = ShowProgress;
+  Store s(a, false);
+  dala_server_list* servers = nullptr;
+  Error le;
+  le.Check(dala_store_list_servers(s.get(), &servers, le.out()));
+  size_t n = dala_server_list_count(servers);
+  dala_server_list_free(servers);
+  if (n == 0) {
+    std::fprintf(stderr, "dala: this store has not joined an organisation; run 'dala join' with an invite\n");
+    return kExitError;
+  }
+  dala_sync_result r;
+  Error e;
+  e.Check(dala_sync_run_once(s.get(), &o, &r, e.out()));
+  if (tty) std::fprintf(stderr, "\n");
+  std::fprintf(stderr, "%llu delivered, %llu rejected, %llu left%s\n", (unsigned long long)r.delivered,
+               (unsigned long long)r.rejected, (unsigned long long)r.remaining,
+               r.unreachable ? " (a server could not be reached; try again later)" : "");
+  dala_server_list* after = nullptr;
+  Error ae;
+  ae.Check(dala_store_list_servers(s.get(), &after, ae.out()));
+  for (size_t i = 0; i < dala_server_list_count(after); ++i) {
+    dala_server_info info;
+    Error ie;
+    ie.Check(dala_server_list_get(after, i, &info, ie.out()));
+    if (info.last_error[0] != '\0')
+      std::fprintf(stderr, "%s (%s): %s\n", info.organisation[0] ? info.organisation : info.destination, info.url,
+                   info.last_error);
+  }
+  dala_server_list_free(after);
+  return r.remaining == 0 ? kExitOk : kExitLater;
+}
+
+int CmdReceipts(const Args& a) {
+  Store s(a, false);
+  dala_receipt_list* list = nullptr;
+  Error e;
+  e.Check(dala_store_list_receipts(s.get(), &list, e.out()));
+  bool json = a.flag("json");
+  if (json) std::printf("[");
+  for (size_t i = 0; i < dala_receipt_list_count(list); ++i) {
+    dala_receipt_info r;
+    Error ie;
+    ie.Check(dala_receipt_list_get(list, i, &r, ie.out()));
+    if (json)
+      std::printf("%s{\"id\":\"%s\",\"version\":%u,\"destination\":\"%s\",\"sequence\":%llu,"
+                  "\"server_time\":%lld,\"verified\":%s}",
+                  i ? "," : "", IdString(r.id).c_str(), r.version, r.destination, (unsigned long long)r.sequence,
+                  (long long)r.server_time_ms, r.verified ? "true" : "false");
+    else
+      std::printf("%s  v%-3u #%-6llu %s  %s\n", IdString(r.id).c_str(), r.version, (unsigned long long)r.sequence,
+                  FormatTime(r.server_time_ms).c_str(), r.verified ? "verified" : "NOT VERIFIED");
+  }
+  if (json) std::printf("]\n");
+  dala_receipt_list_free(list);
   return kExitOk;
 }
 
 }  // namespace
 
+const char* const kFlags[] = {"seal", "json", "yes", "delete-after-delivery", "help"};
+const char* const kValued[] = {"store", "form", "field", "text", "text-file", "passphrase-file",
+                               "new-passphrase-file", "version", "remove-field", "out", "destination",
+                               "kdf-ops", "kdf-mem-mib", "location", "priority", "timeout", "key", "from"};
+
 int main(int argc, char** argv) {
   try {
-    Args a = Parse(argc, argv);
+    Args a = cli::Parse(argc, argv, kFlags, kValued);
     if (a.flag("help") || a.words.empty() || a.words[0] == "help") {
       std::fputs(kUsage, a.words.empty() && !a.flag("help") ? stderr : stdout);
       return a.words.empty() && !a.flag("help") ? kExitUsage : kExitOk;
@@ -672,6 +729,9 @@ int main(int argc, char** argv) {
     if (cmd == "recipients") return CmdRecipients(a);
     if (cmd == "outbox") return CmdOutbox(a);
     if (cmd == "desk") return CmdDesk(a);
+    if (cmd == "join") return CmdJoin(a);
+    if (cmd == "sync") return CmdSync(a);
+    if (cmd == "receipts") return CmdReceipts(a);
     throw UsageError{"unknown command '" + cmd + "'"};
   } catch (const UsageError& u) {
     std::fprintf(stderr, "dala: %s\n(run 'dala --help' for usage)\n", u.message.c_str());

@@ -393,6 +393,104 @@ DALA_API dala_status dala_outbox_get_receipt(dala_store *store, const char *dest
 DALA_API void dala_bytes_free(uint8_t *bytes) DALA_NOEXCEPT;
 
 /* ---------------------------------------------------------------------------------------------------
+ * Delivery: joining an organisation's server and syncing (docs/protocol.md)
+ * ------------------------------------------------------------------------------------------------- */
+
+/* Any thread. Records the server named by an invite ("DALA1-..."): its addresses, its signing key (receipts
+   are verified against it) and the organisation's recipient keys. Every sealed report is sealed to the
+   recipients and queued at once, so this works offline; the device enrols at the first contact. Sets
+   *out_destination (free with dala_string_free) to the outbox destination of this server; may be NULL.
+   DALA_ERR_VERIFY: the invite was altered; DALA_ERR_STATE: it has expired. */
+DALA_API dala_status dala_store_join(dala_store *store, const char *invite, char **out_destination,
+                                     dala_error **out_error) DALA_NOEXCEPT;
+
+typedef struct dala_server_info {
+    const char *destination;   /* valid while the list lives */
+    const char *organisation;
+    const char *url;           /* the first address */
+    uint8_t server_key[32];
+    int enrolled;
+    const char *last_error;    /* "" when the last contact went well */
+} dala_server_info;
+
+typedef struct dala_server_list dala_server_list;
+/* Any thread. The servers this store delivers to. */
+DALA_API dala_status dala_store_list_servers(dala_store *store, dala_server_list **out_list,
+                                             dala_error **out_error) DALA_NOEXCEPT;
+DALA_API size_t dala_server_list_count(const dala_server_list *list) DALA_NOEXCEPT;
+DALA_API dala_status dala_server_list_get(const dala_server_list *list, size_t index, dala_server_info *out_info,
+                                          dala_error **out_error) DALA_NOEXCEPT;
+DALA_API void dala_server_list_free(dala_server_list *list) DALA_NOEXCEPT;
+
+/* An app's own transport (iOS background URLSession, OkHttp) fills the response with this. */
+typedef struct dala_http_response dala_http_response;
+/* Copies body. Call once per request. */
+DALA_API void dala_http_response_set(dala_http_response *response, int http_status, const uint8_t *body,
+                                     size_t body_size) DALA_NOEXCEPT;
+
+/* POSTs body (Content-Type application/x-protobuf) to url and fills response. Return DALA_OK when any HTTP
+   answer came back (even 5xx), or DALA_ERR_IO when the server could not be reached. tls_pin (may be empty)
+   is the SHA-256 of the server certificate's SubjectPublicKeyInfo that the invite pins. Called on the thread
+   that called dala_sync_run_once. */
+typedef dala_status (*dala_transport_post_fn)(void *context, const char *url, const uint8_t *body,
+                                              size_t body_size, int64_t timeout_ms, const uint8_t *tls_pin,
+                                              size_t tls_pin_size, dala_http_response *response);
+
+typedef struct dala_sync_progress {
+    const char *destination;
+    uint64_t delivered;        /* in this run */
+    uint64_t rejected;
+    uint64_t remaining;        /* pending + in flight for this destination */
+} dala_sync_progress;
+
+/* Called on the thread that called dala_sync_run_once, after each request. Must not call back into the
+   same store's sync. */
+typedef void (*dala_progress_fn)(void *context, const dala_sync_progress *progress);
+
+typedef struct dala_sync_options {
+    int64_t timeout_ms;                   /* run_once returns by then; default 30000 */
+    dala_transport_post_fn transport;     /* NULL: the built-in HTTP/HTTPS transport */
+    void *transport_context;
+    dala_progress_fn progress;            /* may be NULL */
+    void *progress_context;
+} dala_sync_options;
+
+/* Any thread. */
+DALA_API void dala_sync_options_init(dala_sync_options *options) DALA_NOEXCEPT;
+
+typedef struct dala_sync_result {
+    uint64_t delivered;        /* receipts verified and kept in this run */
+    uint64_t rejected;         /* refused for good by a server in this run */
+    uint64_t remaining;        /* still queued: for a later run (offline, backoff, server down) */
+    int unreachable;           /* 1 when some server could not be reached */
+} dala_sync_result;
+
+/* Any thread; one run per store at a time. Sends what is due to every joined server until nothing is
+   due, the timeout passes, or a server cannot be reached (for OS background schedulers: give it the
+   time the OS grants). No store lock is held during network I/O. A receipt counts only if it verifies
+   against the server key from the invite; then the report is marked delivered. */
+DALA_API dala_status dala_sync_run_once(dala_store *store, const dala_sync_options *options,
+                                        dala_sync_result *out_result, dala_error **out_error) DALA_NOEXCEPT;
+
+typedef struct dala_receipt_info {
+    dala_report_id id;
+    uint32_t version;
+    const char *destination;   /* valid while the list lives */
+    uint64_t sequence;         /* the server's sequence number */
+    int64_t server_time_ms;
+    int verified;              /* 1: signed by the server key from the invite */
+} dala_receipt_info;
+
+typedef struct dala_receipt_list dala_receipt_list;
+/* Any thread. Every receipt kept, oldest first. */
+DALA_API dala_status dala_store_list_receipts(dala_store *store, dala_receipt_list **out_list,
+                                              dala_error **out_error) DALA_NOEXCEPT;
+DALA_API size_t dala_receipt_list_count(const dala_receipt_list *list) DALA_NOEXCEPT;
+DALA_API dala_status dala_receipt_list_get(const dala_receipt_list *list, size_t index, dala_receipt_info *out_info,
+                                           dala_error **out_error) DALA_NOEXCEPT;
+DALA_API void dala_receipt_list_free(dala_receipt_list *list) DALA_NOEXCEPT;
+
+/* ---------------------------------------------------------------------------------------------------
  * Desk: the organisation's side (key pair, opening sealed envelopes)
  * ------------------------------------------------------------------------------------------------- */
 
@@ -416,6 +514,19 @@ DALA_API dala_status dala_desk_public_key(dala_desk *desk, uint8_t out_public_ke
    and outer agree, and returns the sealed report (read-only). DALA_ERR_VERIFY on any mismatch. */
 DALA_API dala_status dala_desk_open_envelope(dala_desk *desk, const uint8_t *envelope, size_t envelope_size,
                                              dala_report **out_report, dala_error **out_error) DALA_NOEXCEPT;
+
+typedef struct dala_desk_summary {
+    uint64_t reports;
+    uint64_t verified;   /* every check passed */
+    uint64_t failed;     /* listed with their problems in OUT_DIR/summary.json */
+} dala_desk_summary;
+
+/* Any thread. Opens a dala-server export: for each report verifies the device's outer signature, decrypts,
+   verifies the inner signature, the version chain (each version names the previous one's hash) and the
+   server's receipt, and writes OUT_DIR/<id>-v<version>.json plus OUT_DIR/summary.json. Reports that fail a
+   check are written with their problems, not dropped. */
+DALA_API dala_status dala_desk_open_export(dala_desk *desk, const char *export_path, const char *out_dir,
+                                           dala_desk_summary *out_summary, dala_error **out_error) DALA_NOEXCEPT;
 
 #ifdef __cplusplus
 }

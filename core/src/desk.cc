@@ -1,0 +1,130 @@
+#include "desk.h"
+
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "dala/v1/sync.pb.h"
+#include "fsutil.h"
+#include "protocol.h"
+#include "report.h"
+
+namespace dala::desk {
+namespace {
+
+struct Opened {
+  std::string id_hex;
+  uint32_t version = 0;
+  Report report;
+  bool opened = false;
+  std::vector<std::string> problems;
+  bool receipt_ok = false;
+  uint64_t sequence = 0;
+};
+
+std::string ProblemsJson(const std::vector<std::string>& p) {
+  std::string j = "[";
+  for (size_t i = 0; i < p.size(); ++i) j += (i ? "," : "") + JsonEscape(p[i]);
+  return j + "]";
+}
+
+}  // namespace
+
+Result<Summary> OpenExport(const crypto::BoxKeyPair& keys, const std::string& export_path, const std::string& out_dir) {
+  DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, fs::ReadFile(export_path, 4ull << 30));
+  v1::Export ex;
+  if (!ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) || ex.server_key().size() != 32)
+    return Status(Code::kCorrupt, "'" + export_path + "' is not a dala-server export");
+  DALA_RETURN_IF_ERROR(fs::EnsureDirectory(out_dir));
+
+  std::vector<Opened> all;
+  for (const auto& item : ex.reports()) {
+    Opened o;
+    crypto::EnvelopeHeader h;
+    auto plain = crypto::OpenEnvelope(crypto::Bytes(item.envelope()), keys, &h);
+    if (!plain.ok()) {
+      o.problems.push_back(plain.status().message());
+      if (crypto::VerifyEnvelope(crypto::Bytes(item.envelope()), &h).ok()) {
+        o.id_hex = crypto::ToHex(h.report_id);
+        o.version = h.version;
+      }
+    } else {
+      o.id_hex = crypto::ToHex(h.report_id);
+      o.version = h.version;
+      auto content = VerifySignedReport(plain->span());
+      if (!content.ok()) {
+        o.problems.push_back(content.status().message());
+      } else if (content->report_id() != std::string_view(reinterpret_cast<const char*>(h.report_id.data()), 16) ||
+                 content->version() != h.version ||
+                 content->device_key() != std::string_view(reinterpret_cast<const char*>(h.device_key.data()), 32)) {
+        o.problems.push_back("the envelope and the report inside disagree on id, version or device");
+      } else {
+        o.report.content = std::move(*content);
+        o.report.state = ReportState::kDelivered;
+        o.report.content_hash = crypto::Blake2b256(plain->span());
+        o.report.updated_ms = o.report.content.sealed_ms();
+        o.opened = true;
+      }
+    }
+    auto receipt = protocol::VerifyReceipt(crypto::Bytes(item.receipt()), crypto::Bytes(ex.server_key()));
+    crypto::Hash env_hash = crypto::Blake2b256(crypto::Bytes(item.envelope()));
+    if (!receipt.ok()) {
+      o.problems.push_back("receipt: " + receipt.status().message());
+    } else if (receipt->content_hash() != std::string_view(reinterpret_cast<const char*>(env_hash.data()), 32)) {
+      o.problems.push_back("the receipt is for different bytes than the stored report");
+    } else {
+      o.receipt_ok = true;
+      o.sequence = receipt->sequence();
+    }
+    all.push_back(std::move(o));
+  }
+
+  // Version chains: version n names version n-1's content hash.
+  std::map<std::pair<std::string, uint32_t>, const Opened*> by_version;
+  for (const auto& o : all)
+    if (o.opened) by_version[{o.id_hex, o.version}] = &o;
+  for (auto& o : all) {
+    if (!o.opened) continue;
+    const std::string& prev = o.report.content.previous_hash();
+    if (o.version == 1) {
+      if (!prev.empty()) o.problems.push_back("version 1 names a previous version");
+      continue;
+    }
+    auto it = by_version.find({o.id_hex, o.version - 1});
+    if (it == by_version.end()) {
+      o.problems.push_back("version " + std::to_string(o.version - 1) + " is missing from the export");
+    } else if (prev != std::string_view(reinterpret_cast<const char*>(it->second->report.content_hash.data()), 32)) {
+      o.problems.push_back("the previous-version hash does not match version " + std::to_string(o.version - 1));
+    } else if (it->second->report.content.device_key() != o.report.content.device_key()) {
+      o.problems.push_back("version " + std::to_string(o.version - 1) + " was signed by another device");
+    }
+  }
+
+  Summary sum;
+  std::string index = "[";
+  for (size_t i = 0; i < all.size(); ++i) {
+    const Opened& o = all[i];
+    std::string name = (o.id_hex.empty() ? "unreadable-" + std::to_string(i) : o.id_hex) + "-v" +
+                       std::to_string(o.version) + ".json";
+    bool ok = o.opened && o.problems.empty();
+    ++sum.reports;
+    ok ? ++sum.verified : ++sum.failed;
+    std::string j = "{\"verified\":" + std::string(ok ? "true" : "false") +
+                    ",\"problems\":" + ProblemsJson(o.problems) +
+                    ",\"receipt\":{\"verified\":" + (o.receipt_ok ? "true" : "false") +
+                    ",\"sequence\":" + std::to_string(o.sequence) + "}" +
+                    ",\"report\":" + (o.opened ? ReportToJson(o.report) : std::string("null")) + "}\n";
+    DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(fs::Join(out_dir, name), crypto::Bytes(j)));
+    index += std::string(i ? "," : "") + "{\"file\":" + JsonEscape(name) + ",\"id\":" + JsonEscape(o.id_hex) +
+             ",\"version\":" + std::to_string(o.version) + ",\"verified\":" + (ok ? "true" : "false") +
+             ",\"problems\":" + ProblemsJson(o.problems) + "}";
+  }
+  index += "]";
+  std::string summary = "{\"server_key\":" + JsonEscape(crypto::ToHex(crypto::Bytes(ex.server_key()))) +
+                        ",\"reports\":" + std::to_string(sum.reports) + ",\"verified\":" + std::to_string(sum.verified) +
+                        ",\"failed\":" + std::to_string(sum.failed) + ",\"items\":" + index + "}\n";
+  DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(fs::Join(out_dir, "summary.json"), crypto::Bytes(summary)));
+  return sum;
+}
+
+}  // namespace dala::desk

@@ -1,0 +1,259 @@
+#include "http_server.h"
+
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace dala::server {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+void Log(const char* level, const std::string& fields) {
+  static std::mutex mu;
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::lock_guard lock(mu);
+  std::fprintf(stderr, "{\"ts\":%lld,\"level\":\"%s\",%s}\n", static_cast<long long>(ms), level, fields.c_str());
+}
+
+std::string Q(std::string_view s) {  // JSON string for our own short, known-safe values
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) >= 0x20) out += c;
+  }
+  return out + "\"";
+}
+}  // namespace
+
+// One per connection, shared with Stop(): lets it close idle keep-alive connections at once.
+// Touched only on the connection's strand (alive and busy) or under the registry mutex.
+struct Conn {
+  asio::any_io_executor ex;
+  beast::tcp_stream* tcp = nullptr;
+  bool alive = true;
+  bool busy = false;
+};
+
+struct HttpServer::Impl {
+  std::mutex conns_mu;
+  std::vector<std::weak_ptr<Conn>> conns;
+  ServerCore& core;
+  HttpOptions opt;
+  asio::io_context ioc;
+  tcp::acceptor acceptor{ioc};
+  std::unique_ptr<ssl::context> tls;
+  std::atomic<bool> stopping{false};
+  std::atomic<size_t> connections{0};
+  std::atomic<uint64_t> served{0};
+  uint16_t bound_port = 0;
+
+  Impl(ServerCore& c, HttpOptions o) : core(c), opt(std::move(o)) {}
+
+  template <typename Stream>
+  asio::awaitable<void> Serve(Stream& stream, beast::tcp_stream& tcp_layer, const std::string& peer, Conn& conn) {
+    beast::flat_buffer buffer;
+    for (;;) {
+      conn.busy = false;
+      if (stopping) co_return;
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(static_cast<std::uint32_t>(opt.max_header_bytes));
+      parser.body_limit(opt.max_body_bytes);
+      tcp_layer.expires_after(std::chrono::seconds(opt.header_timeout_s));
+      auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kTuple);
+      if (hec) {
+        if (hec != http::error::end_of_stream && hec != beast::error::timeout && hec != asio::error::eof)
+          Log("info", "\"event\":\"bad_header\",\"peer\":" + Q(peer) + ",\"error\":" + Q(hec.message()));
+        co_return;
+      }
+      conn.busy = true;
+      auto start = std::chrono::steady_clock::now();
+      tcp_layer.expires_after(std::chrono::seconds(opt.body_timeout_s));
+      auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kTuple);
+      HttpResult result;
+      bool keep_alive = false;
+      std::string method, target;
+      if (bec == http::error::body_limit) {
+        result = {413, "text/plain", "request body too large\n"};
+      } else if (bec) {
+        co_return;  // timed out or dropped mid-body: nothing was processed
+      } else {
+        auto& req = parser.get();
+        method = std::string(req.method_string());
+        target = std::string(req.target());
+        keep_alive = req.keep_alive() && !stopping;
+        result = core.Handle(method, target, req[http::field::content_type], req.body());
+      }
+      http::response<http::string_body> res{static_cast<http::status>(result.status), 11};
+      res.set(http::field::server, "dala-server");
+      if (!result.content_type.empty()) res.set(http::field::content_type, result.content_type);
+      res.body() = std::move(result.body);
+      res.keep_alive(keep_alive);
+      res.prepare_payload();
+      tcp_layer.expires_after(std::chrono::seconds(opt.body_timeout_s));
+      auto [wec, wn] = co_await http::async_write(stream, res, kTuple);
+      ++served;
+      if (opt.log_requests) {
+        auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+        char t[32];
+        std::snprintf(t, sizeof t, "%.2f", ms);
+        Log("info", "\"event\":\"request\",\"peer\":" + Q(peer) + ",\"method\":" + Q(method) +
+                        ",\"path\":" + Q(target.substr(0, 64)) + ",\"status\":" + std::to_string(result.status) +
+                        ",\"ms\":" + t + ",\"bytes_in\":" + std::to_string(bn));
+      }
+      if (wec || !keep_alive) co_return;
+    }
+  }
+
+  asio::awaitable<void> Session(tcp::socket socket) {
+    struct Count {
+      std::atomic<size_t>& n;
+      ~Count() { --n; }
+    } count{connections};
+    std::string peer;
+    boost::system::error_code ec;
+    auto ep = socket.remote_endpoint(ec);
+    if (!ec) peer = ep.address().to_string();
+    auto conn = std::make_shared<Conn>();
+    conn->ex = socket.get_executor();
+    struct Dead {
+      Conn& c;
+      ~Dead() { c.alive = false; }
+    } dead{*conn};
+    if (tls) {
+      beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *tls);
+      Register(conn, &beast::get_lowest_layer(stream));
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(opt.header_timeout_s));
+      auto [hs] = co_await stream.async_handshake(ssl::stream_base::server, kTuple);
+      if (hs) co_return;
+      co_await Serve(stream, beast::get_lowest_layer(stream), peer, *conn);
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+      co_await stream.async_shutdown(kTuple);
+    } else {
+      beast::tcp_stream stream(std::move(socket));
+      Register(conn, &stream);
+      co_await Serve(stream, stream, peer, *conn);
+      stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    }
+  }
+
+  void Register(const std::shared_ptr<Conn>& conn, beast::tcp_stream* tcp) {
+    conn->tcp = tcp;
+    std::lock_guard lock(conns_mu);
+    std::erase_if(conns, [](const std::weak_ptr<Conn>& w) { return w.expired(); });
+    conns.push_back(conn);
+  }
+
+  // Closes connections that wait for a next request; busy ones finish theirs (keep-alive is off now).
+  void CloseIdle() {
+    std::lock_guard lock(conns_mu);
+    for (auto& w : conns) {
+      if (auto c = w.lock()) {
+        asio::post(c->ex, [c] {
+          if (c->alive && !c->busy && c->tcp != nullptr) c->tcp->cancel();
+        });
+      }
+    }
+  }
+
+  asio::awaitable<void> Accept() {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc), kTuple);
+      if (stopping) co_return;
+      if (ec) continue;
+      if (connections >= opt.max_connections) {
+        Log("warn", "\"event\":\"connection_limit\",\"limit\":" + std::to_string(opt.max_connections));
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        continue;
+      }
+      ++connections;
+      auto ex = socket.get_executor();
+      asio::co_spawn(ex, Session(std::move(socket)), asio::detached);
+    }
+  }
+};
+
+HttpServer::HttpServer(ServerCore& core, HttpOptions options) : impl_(new Impl(core, std::move(options))) {}
+HttpServer::~HttpServer() = default;
+
+Status HttpServer::Listen() {
+  auto& o = impl_->opt;
+  boost::system::error_code ec;
+  if (!o.tls_cert.empty() || !o.tls_key.empty()) {
+    if (o.tls_cert.empty() || o.tls_key.empty()) return {Code::kInvalidArgument, "give both --tls-cert and --tls-key"};
+    impl_->tls = std::make_unique<ssl::context>(ssl::context::tls_server);
+    impl_->tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                            ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    impl_->tls->use_certificate_chain_file(o.tls_cert, ec);
+    if (ec) return {Code::kInvalidArgument, "cannot load the TLS certificate: " + ec.message()};
+    impl_->tls->use_private_key_file(o.tls_key, ssl::context::pem, ec);
+    if (ec) return {Code::kInvalidArgument, "cannot load the TLS key: " + ec.message()};
+  }
+  auto addr = asio::ip::make_address(o.host, ec);
+  if (ec) return {Code::kInvalidArgument, "'" + o.host + "' is not an IP address to listen on"};
+  tcp::endpoint ep(addr, o.port);
+  auto& acc = impl_->acceptor;
+  acc.open(ep.protocol(), ec);
+  if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acc.bind(ep, ec);
+  if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return {Code::kIo, "cannot listen on " + o.host + ":" + std::to_string(o.port) + ": " + ec.message()};
+  impl_->bound_port = acc.local_endpoint().port();
+  return Status::Ok();
+}
+
+uint16_t HttpServer::port() const { return impl_->bound_port; }
+uint64_t HttpServer::requests_served() const { return impl_->served; }
+
+void HttpServer::Run() {
+  auto& im = *impl_;
+  asio::co_spawn(im.ioc, im.Accept(), asio::detached);
+  Log("info", "\"event\":\"listening\",\"port\":" + std::to_string(im.bound_port) + ",\"tls\":" +
+                  (im.tls ? "true" : "false"));
+  std::vector<std::thread> pool;
+  for (int i = 1; i < std::max(1, im.opt.threads); ++i) pool.emplace_back([&] { im.ioc.run(); });
+  im.ioc.run();
+  for (auto& t : pool) t.join();
+  Log("info", "\"event\":\"stopped\",\"requests\":" + std::to_string(im.served.load()));
+}
+
+void HttpServer::Stop() {
+  auto& im = *impl_;
+  if (im.stopping.exchange(true)) return;
+  // Stop accepting; connections finish the request they are in (keep-alive is switched off) and close.
+  asio::post(im.ioc, [&im] {
+    boost::system::error_code ec;
+    im.acceptor.close(ec);
+    im.CloseIdle();
+    auto timer = std::make_shared<asio::steady_timer>(im.ioc);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(im.opt.shutdown_grace_s);
+    auto poll = std::make_shared<std::function<void()>>();
+    std::weak_ptr<std::function<void()>> weak = poll;  // the pending wait owns the function, not itself
+    *poll = [&im, timer, deadline, weak]() {
+      if (im.connections == 0 || std::chrono::steady_clock::now() >= deadline) {
+        im.ioc.stop();
+        return;
+      }
+      timer->expires_after(std::chrono::milliseconds(20));
+      timer->async_wait([p = weak.lock()](const boost::system::error_code&) { (*p)(); });
+    };
+    (*poll)();
+  });
+}
+
+}  // namespace dala::server
