@@ -7,10 +7,15 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
 #include <chrono>
 #include <cstdio>
 #include <mutex>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace dala::server {
@@ -75,7 +80,9 @@ struct HttpServer::Impl {
       parser.body_limit(opt.max_body_bytes);
       tcp_layer.expires_after(std::chrono::seconds(opt.header_timeout_s));
       auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kTuple);
-      if (hec) {
+      // A declared Content-Length over the limit is refused right after the header.
+      bool too_large = hec == http::error::body_limit;
+      if (hec && !too_large) {
         if (hec != http::error::end_of_stream && hec != beast::error::timeout && hec != asio::error::eof)
           Log("info", "\"event\":\"bad_header\",\"peer\":" + Q(peer) + ",\"error\":" + Q(hec.message()));
         co_return;
@@ -83,11 +90,14 @@ struct HttpServer::Impl {
       conn.busy = true;
       auto start = std::chrono::steady_clock::now();
       tcp_layer.expires_after(std::chrono::seconds(opt.body_timeout_s));
-      auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kTuple);
+      boost::system::error_code bec;
+      size_t bn = 0;
+      if (!too_large) std::tie(bec, bn) = co_await http::async_read(stream, buffer, parser, kTuple);
+      if (bec == http::error::body_limit) too_large = true;
       HttpResult result;
       bool keep_alive = false;
       std::string method, target;
-      if (bec == http::error::body_limit) {
+      if (too_large) {
         result = {413, "text/plain", "request body too large\n"};
       } else if (bec) {
         co_return;  // timed out or dropped mid-body: nothing was processed
@@ -115,7 +125,22 @@ struct HttpServer::Impl {
                         ",\"path\":" + Q(target.substr(0, 64)) + ",\"status\":" + std::to_string(result.status) +
                         ",\"ms\":" + t + ",\"bytes_in\":" + std::to_string(bn));
       }
-      if (wec || !keep_alive) co_return;
+      if (wec) co_return;
+      if (result.status == 413) {
+        // Lingering close: the client may still be sending the body we refused. Stop sending and drain
+        // what it sends for a while, so it reads our 413 instead of a connection reset.
+        boost::system::error_code ignored;
+        tcp_layer.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        tcp_layer.expires_after(std::chrono::seconds(2));
+        char sink[16384];
+        for (size_t drained = 0; drained < (64u << 20);) {
+          auto [dec, dn] = co_await tcp_layer.async_read_some(asio::buffer(sink), kTuple);
+          if (dec) break;
+          drained += dn;
+        }
+        co_return;
+      }
+      if (!keep_alive) co_return;
     }
   }
 
@@ -187,6 +212,22 @@ struct HttpServer::Impl {
     }
   }
 };
+
+Result<std::string> CertificatePin(const std::string& pem_path) {
+  FILE* f = std::fopen(pem_path.c_str(), "r");
+  if (f == nullptr) return Status(Code::kNotFound, "cannot read the certificate '" + pem_path + "'");
+  X509* cert = PEM_read_X509(f, nullptr, nullptr, nullptr);
+  std::fclose(f);
+  if (cert == nullptr) return Status(Code::kInvalidArgument, "'" + pem_path + "' is not a PEM certificate");
+  unsigned char* der = nullptr;
+  int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+  X509_free(cert);
+  if (len <= 0) return Status(Code::kInvalidArgument, "the certificate has no usable public key");
+  std::string pin(SHA256_DIGEST_LENGTH, '\0');
+  SHA256(der, static_cast<size_t>(len), reinterpret_cast<unsigned char*>(pin.data()));
+  OPENSSL_free(der);
+  return pin;
+}
 
 HttpServer::HttpServer(ServerCore& core, HttpOptions options) : impl_(new Impl(core, std::move(options))) {}
 HttpServer::~HttpServer() = default;

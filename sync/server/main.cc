@@ -2,6 +2,7 @@
 // Exit codes: 0 success, 1 error, 2 usage, 4 no such data directory or device.
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "../../tools/cli/args.h"
 #include "crypto.h"
+#include "fsutil.h"
 #include "http_server.h"
 #include "server_core.h"
 #include "store.h"
@@ -25,7 +27,8 @@ const char kUsage[] = R"(usage: dala-server COMMAND [OPTIONS]
 
   dala-server init --data DIR --recipient PUBKEY [--recipient PUBKEY]...
   dala-server invite --data DIR --url URL [--url URL]... [--uses N] [--expires DURATION] [--organisation NAME]
-                                                       prints the invite (DURATION: 30m, 12h, 7d; default 7d)
+                     [--tls-cert FILE]   prints the invite (DURATION: 30m, 12h, 7d; default 7d; uses: 1);
+                                         --tls-cert pins that certificate's key (self-signed servers)
   dala-server run --data DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE] [--threads N]
                   [--max-connections N] [--max-body-mib N] [--header-timeout S] [--body-timeout S] [--quiet]
   dala-server devices --data DIR [--json]
@@ -110,6 +113,11 @@ int Run(const Args& a) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // Crash tests only: slow the server down at its failpoints so a SIGKILL lands inside a push.
+  if (const char* d = std::getenv("DALA_TEST_FAILPOINT_DELAY_MS")) {
+    static int delay_ms = std::atoi(d);
+    dala::testing::SetFailpointHook([](const char*) { std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms)); });
+  }
   auto core = OpenCore(a, limits);
   dala::server::HttpServer server(*core, o);
   Check(server.Listen());
@@ -145,8 +153,11 @@ int Main(const Args& a) {
       if (k == "url") urls.push_back(v);
     uint32_t uses = static_cast<uint32_t>(Number(a.get("uses").value_or("1"), "--uses"));
     int64_t expires = dala::SystemNowMs() + DurationMs(a.get("expires").value_or("7d"));
+    std::string pin;
+    if (auto cert = a.get("tls-cert")) pin = Check(dala::server::CertificatePin(*cert));
     auto core = OpenCore(a);
-    std::printf("%s\n", Check(core->CreateInvite(urls, uses, expires, a.get("organisation").value_or(""))).c_str());
+    std::printf("%s\n",
+                Check(core->CreateInvite(urls, uses, expires, a.get("organisation").value_or(""), pin)).c_str());
     return 0;
   }
   if (cmd == "run") return Run(a);

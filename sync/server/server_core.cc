@@ -121,7 +121,7 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Lim
 }
 
 Result<std::string> ServerCore::CreateInvite(const std::vector<std::string>& urls, uint32_t uses, int64_t expires_ms,
-                                             const std::string& organisation) {
+                                             const std::string& organisation, const std::string& tls_pin) {
   if (urls.empty()) return Status(Code::kInvalidArgument, "give the server address (--url)");
   for (const auto& u : urls)
     if (u.rfind("http://", 0) != 0 && u.rfind("https://", 0) != 0)
@@ -145,6 +145,7 @@ Result<std::string> ServerCore::CreateInvite(const std::vector<std::string>& url
   inv.set_uses(uses);
   inv.set_expires_ms(expires_ms);
   inv.set_organisation(organisation);
+  inv.set_tls_pin(tls_pin);
   DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
       "INSERT INTO invites(token, uses_left, expires_ms, created_ms) VALUES(?, ?, ?, ?)"));
   st.Bind(1, std::span<const uint8_t>(token, 16)).Bind(2, uses).Bind(3, expires_ms).Bind(4, clock_());
@@ -310,6 +311,7 @@ HttpResult ServerCore::Push(const std::string& device_key,
     if (!upd->Run().ok()) return unavailable();
     res->set_code(v1::STORED);
     res->set_receipt(std::move(signed_receipt));
+    Failpoint("server.push.stored");  // crash tests stop the server here, inside the transaction
   }
   {
     auto seen = db_.Prepare("UPDATE devices SET last_seen_ms = ? WHERE device_key = ?");

@@ -48,7 +48,7 @@ class ServerCore {
 
   crypto::PublicKey server_key() const { return signing_.public_key; }
   Result<std::string> CreateInvite(const std::vector<std::string>& urls, uint32_t uses, int64_t expires_ms,
-                                   const std::string& organisation);
+                                   const std::string& organisation, const std::string& tls_pin = "");
   Result<std::vector<DeviceInfo>> Devices();
   Status Revoke(const crypto::PublicKey& device);
   // Writes every stored report (envelope + receipt) as a dala.v1.Export to `path`.
