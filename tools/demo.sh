@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The story so far: a phone's encrypted store, reports from the 17 August 2025 detentions described in
-# ../shared/samples/ (KIBHR open letter), sealing, the organisation's key, a passphrase change, a refused
-# passphrase, and a panic wipe. Usage: tools/demo.sh BIN_DIR
+# The whole story: phones' encrypted stores, reports from the 17 August 2025 detentions described in
+# ../shared/samples/ (KIBHR open letter), sealing, the organisation's key and server, joining while the
+# server is down, delivery when it comes up, verified receipts, the desk opening the export, a passphrase
+# change, a refused passphrase, and a panic wipe. Usage: tools/demo.sh BIN_DIR
 set -euo pipefail
 BIN=${1:?usage: demo.sh BIN_DIR}
 DALA="$BIN/dala"
@@ -67,20 +68,60 @@ import json, sys
 r = json.load(sys.stdin)
 print("version %d, previous version hash %s..., state %s" % (r["version"], r["previous_hash"][:16], r["state"]))'
 
-say "5. The organisation makes its key pair; the phone seals every report to it and queues them"
-ORG_PK=$(DALA_PASSPHRASE="desk passphrase" "$DALA" desk keygen --out "$WORK/org.key")
+say "5. The organisation makes its key pair (the desk keeps the secret half offline) and a server with an invite"
+export DALA_DESK_PASS="desk passphrase"
+ORG_PK=$(DALA_PASSPHRASE="$DALA_DESK_PASS" "$DALA" desk keygen --out "$WORK/org.key")
 echo "organisation public key: $ORG_PK"
-run "$DALA" recipients set --store "$PHONE" --destination kibhr "$ORG_PK"
-run "$DALA" outbox --store "$PHONE" --destination kibhr
-run "$DALA" report list --store "$PHONE"
+"$BIN/dala-server" init --data "$WORK/server" --recipient "$ORG_PK"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+INVITE=$("$BIN/dala-server" invite --data "$WORK/server" --url "http://127.0.0.1:$PORT" --uses 2 --organisation KIBHR)
+echo "invite (fits a QR code): ${INVITE:0:48}..."
 
-say "6. Nothing readable on disk: no name from the reports appears in any file of the store"
+say "6. Two phones join while the server is down; their reports are sealed to the organisation at once"
+run "$DALA" join --store "$PHONE" "$INVITE"
+PHONE2=$WORK/second-phone
+DALA_PASSPHRASE="second phone" "$DALA" init --store "$PHONE2" 2>/dev/null
+DALA_PASSPHRASE="second phone" "$DALA" join --store "$PHONE2" "$INVITE" 2>/dev/null
+DALA_PASSPHRASE="second phone" "$DALA" report add --store "$PHONE2" --form detention/1 --field place=Astana \
+  --text "$(sentence 'In Astana' 'In Astana, police officers and representatives of local authorities attempted to prevent running.')" \
+  --seal >/dev/null
+run "$DALA" report list --store "$PHONE"
+set +e
+run "$DALA" sync --store "$PHONE" --timeout 5
+echo "exit code $? (5: nothing lost, everything stays queued for later)"
+set -e
+
+say "7. Nothing readable on the phone: no name from the reports appears in any file of its store"
 for name in Kariyeva Konshbaev Zhakhin "SQLite format 3"; do
   if grep -rqa "$name" "$PHONE"; then echo "FOUND '$name' in plaintext!"; exit 1; fi
   echo "'$name': not found in $(ls "$PHONE" | tr '\n' ' ')"
 done
 
-say "7. The passphrase is changed (the key is re-wrapped; the database is not rewritten)"
+say "8. Connectivity returns: the server comes up, the phones sync, the receipts verify"
+"$BIN/dala-server" run --data "$WORK/server" --listen "127.0.0.1:$PORT" --quiet >"$WORK/server.out" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 100); do grep -q listening "$WORK/server.out" && break; sleep 0.05; done
+run "$DALA" sync --store "$PHONE"
+DALA_PASSPHRASE="second phone" "$DALA" sync --store "$PHONE2"
+run "$DALA" receipts --store "$PHONE"
+run "$BIN/dala-server" devices --data "$WORK/server"
+echo "the server holds only ciphertext: $(grep -rqa Kariyeva "$WORK/server" && echo 'NAME FOUND!' || echo 'no name from the reports under its data directory')"
+
+say "9. The desk opens the server's export and verifies every report"
+"$BIN/dala-server" export --data "$WORK/server" --out "$WORK/export.bin"
+DALA_PASSPHRASE="$DALA_DESK_PASS" run "$DALA" desk open --key "$WORK/org.key" --from "$WORK/export.bin" --out "$WORK/desk"
+python3 - "$WORK/desk" <<'PY'
+import glob, json, sys
+for f in sorted(glob.glob(sys.argv[1] + "/*-v*.json")):
+    d = json.load(open(f))
+    r = d["report"]
+    who = "; ".join(p["name"] for p in r["fields"].get("detained", {}).get("value", []))
+    place = r["fields"].get("place", {}).get("value", "?")
+    print(f'{"verified" if d["verified"] else "FAILED  "}  v{r["version"]}  {place:16} {who}')
+PY
+
+say "10. The passphrase is changed (the key is re-wrapped; the database is not rewritten)"
 DB_HASH=$(sha256sum "$PHONE/dala.db" | cut -c1-16)
 DALA_NEW_PASSPHRASE="a new passphrase" run "$DALA" passphrase change --store "$PHONE"
 echo "database hash before: $DB_HASH, after: $(sha256sum "$PHONE/dala.db" | cut -c1-16)"
@@ -91,9 +132,8 @@ DALA_PASSPHRASE="guess" "$DALA" report list --store "$PHONE"
 echo "exit code $? (3: a wrong passphrase is refused)"
 set -e
 export DALA_PASSPHRASE="a new passphrase"
-run "$DALA" report list --store "$PHONE"
 
-say "8. The phone is about to be taken: panic wipe (no passphrase needed; the key is destroyed first)"
+say "11. The phone is about to be taken: panic wipe (no passphrase needed; the key is destroyed first)"
 start=$(date +%s%N)
 run "$DALA" wipe --store "$PHONE" --yes
 echo "wipe took $(( ($(date +%s%N) - start) / 1000000 )) ms (including process start)"
@@ -101,4 +141,4 @@ set +e
 run "$DALA" report list --store "$PHONE"
 echo "exit code $? (4: no store)"
 set -e
-say "Done. Next: delivery to the organisation's server (sync), which the delivery issue adds."
+say "Done: written offline, sealed, delivered exactly once with verified receipts, read only by the organisation."
