@@ -35,7 +35,14 @@ std::string SignRequest(const crypto::SigningKey& device, const v1::Request& req
 // Parses a SignedRequest and verifies it under the device key it names.
 Result<v1::Request> VerifyRequest(std::span<const uint8_t> body);
 
+// The canonical bytes a receipt signature covers (fixed layout; independent of protobuf encoding).
+std::string ReceiptMessage(const v1::Receipt& receipt);
+// Serialized SignedReceipt.
 std::string SignReceipt(const crypto::SigningKey& server, const v1::Receipt& receipt);
+// Builds the SignedReceipt for `receipt` with a signature received on the wire and verifies it under the
+// pinned server key. Returns the serialized SignedReceipt to keep.
+Result<std::string> CompleteReceipt(const v1::Receipt& receipt, std::string_view signature,
+                                    std::span<const uint8_t> server_key);
 // Verifies a SignedReceipt under the pinned server key.
 Result<v1::Receipt> VerifyReceipt(std::span<const uint8_t> signed_receipt, std::span<const uint8_t> server_key);
 

@@ -105,20 +105,26 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
     switch (res.code()) {
       case v1::STORED:
       case v1::DUPLICATE: {
-        // A receipt counts only if the pinned server key signed it for exactly what we sent.
-        auto receipt = protocol::VerifyReceipt(crypto::Bytes(res.receipt()), server_.server_key);
+        // A receipt counts only if the pinned server key signed it for exactly what we sent: the phone
+        // rebuilds it from what it knows and checks the signature.
         crypto::Hash sent = crypto::Blake2b256(it.envelope);
         crypto::PublicKey me = store_.device_key();
-        if (!receipt.ok() || receipt->version() != it.version || receipt->report_id().size() != 16 ||
-            std::memcmp(receipt->report_id().data(), it.id.data(), 16) != 0 ||
-            receipt->content_hash() != std::string_view(reinterpret_cast<const char*>(sent.data()), 32) ||
-            receipt->device_key() != std::string_view(reinterpret_cast<const char*>(me.data()), 32)) {
+        v1::Receipt receipt;
+        receipt.set_report_id(it.id.data(), it.id.size());
+        receipt.set_version(it.version);
+        receipt.set_content_hash(sent.data(), sent.size());
+        receipt.set_server_time_ms(res.server_time_ms());
+        receipt.set_sequence(res.sequence());
+        receipt.set_server_key(server_.server_key.data(), 32);
+        receipt.set_device_key(me.data(), me.size());
+        auto kept = protocol::CompleteReceipt(receipt, res.receipt_signature(), server_.server_key);
+        if (!kept.ok()) {
           DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, it.id, it.version,
                                                 "the server's receipt did not verify; kept queued"));
           last_error_ = "a receipt did not verify against the organisation's server key";
           break;
         }
-        DALA_RETURN_IF_ERROR(store_.MarkDelivered(server_.destination, it.id, it.version, crypto::Bytes(res.receipt())));
+        DALA_RETURN_IF_ERROR(store_.MarkDelivered(server_.destination, it.id, it.version, crypto::Bytes(*kept)));
         ++delivered_;
         break;
       }

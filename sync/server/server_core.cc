@@ -276,7 +276,14 @@ HttpResult ServerCore::Push(const std::string& device_key,
       if (stored.size() == 32 && std::memcmp(stored.data(), it.hash.data(), 32) == 0) {
         res->set_code(v1::DUPLICATE);  // the same push again: one copy, the same receipt
         auto rc = find->BlobView(1);
-        res->set_receipt(reinterpret_cast<const char*>(rc.data()), rc.size());
+        v1::SignedReceipt original;
+        v1::Receipt fields;
+        if (!original.ParseFromArray(rc.data(), static_cast<int>(rc.size())) ||
+            !fields.ParseFromString(original.receipt()))
+          return unavailable();
+        res->set_sequence(fields.sequence());
+        res->set_server_time_ms(fields.server_time_ms());
+        res->set_receipt_signature(original.signature());
       } else {
         res->set_code(v1::REJECTED);
         res->set_reason("a different report with this id and version is already stored");
@@ -309,8 +316,12 @@ HttpResult ServerCore::Push(const std::string& device_key,
     if (!upd.ok()) return unavailable();
     upd->Bind(1, B(signed_receipt)).Bind(2, sequence);
     if (!upd->Run().ok()) return unavailable();
+    v1::SignedReceipt sent;
+    sent.ParseFromString(signed_receipt);
     res->set_code(v1::STORED);
-    res->set_receipt(std::move(signed_receipt));
+    res->set_sequence(receipt.sequence());
+    res->set_server_time_ms(now);
+    res->set_receipt_signature(sent.signature());
     Failpoint("server.push.stored");  // crash tests stop the server here, inside the transaction
   }
   {

@@ -29,14 +29,14 @@ class LoopTransport : public sync::Transport {
       --drop_answers;
       return Status(Code::kIo, "connection reset");
     }
-    if (tamper) tamper(r.body);
+    if (tamper) tamper(req.body, r.body);
     return sync::HttpResponse{r.status, r.body};
   }
   server::ServerCore* server_;
   bool down = false;
   int drop_answers = 0;
   std::atomic<int> calls{0};
-  std::function<void(std::string&)> tamper;
+  std::function<void(const std::string& request, std::string& response)> tamper;
 };
 
 struct World {
@@ -161,7 +161,9 @@ TEST(Sync, SamePushTwiceGivesOneCopyAndTheSameReceipt) {
   ASSERT_TRUE(r1.ParseFromString(first.body) && r2.ParseFromString(second.body));
   EXPECT_EQ(r1.results(0).code(), v1::STORED);
   EXPECT_EQ(r2.results(0).code(), v1::DUPLICATE);
-  EXPECT_EQ(r1.results(0).receipt(), r2.results(0).receipt());
+  EXPECT_EQ(r1.results(0).receipt_signature(), r2.results(0).receipt_signature());
+  EXPECT_EQ(r1.results(0).sequence(), r2.results(0).sequence());
+  EXPECT_EQ(r1.results(0).server_time_ms(), r2.results(0).server_time_ms());
   EXPECT_EQ(*w.server->ReportCount(), 1u);
 }
 
@@ -171,15 +173,34 @@ TEST(Sync, ReceiptSignedByAnotherKeyIsNotAccepted) {
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
   ReportId id = SealOne(*phone, "needs a real receipt");
   auto impostor = crypto::GenerateSigningKey();
-  w.net->tamper = [&](std::string& body) {
+  const crypto::PublicKey dev = phone->device_key();
+  const crypto::PublicKey srv = w.server->server_key();
+  int forged = 0;
+  w.net->tamper = [&](const std::string& request, std::string& body) {
+    v1::SignedRequest sreq;
+    v1::Request req;
     v1::Response r;
-    if (!r.ParseFromString(body)) return;
-    for (auto& res : *r.mutable_results()) {
-      v1::SignedReceipt sr;
-      sr.ParseFromString(res.receipt());
+    if (!sreq.ParseFromString(request) || !req.ParseFromString(sreq.request()) || !req.has_push() ||
+        !r.ParseFromString(body))
+      return;
+    for (int i = 0; i < r.results_size(); ++i) {
+      auto& res = *r.mutable_results(i);
+      // Exactly the receipt the phone expects, with only the signer changed.
       v1::Receipt rc;
-      rc.ParseFromString(sr.receipt());
-      res.set_receipt(protocol::SignReceipt(impostor, rc));  // same content, another signer
+      rc.set_report_id(res.report_id());
+      rc.set_version(res.version());
+      auto hash = crypto::Blake2b256(crypto::Bytes(req.push().envelopes(i)));
+      rc.set_content_hash(hash.data(), 32);
+      rc.set_server_time_ms(res.server_time_ms());
+      rc.set_sequence(res.sequence());
+      rc.set_server_key(srv.data(), 32);
+      rc.set_device_key(dev.data(), 32);
+      // The genuine signature verifies on this rebuild, so the forgery differs in the signer alone.
+      EXPECT_TRUE(protocol::CompleteReceipt(rc, res.receipt_signature(), srv).ok());
+      v1::SignedReceipt fake;
+      fake.ParseFromString(protocol::SignReceipt(impostor, rc));
+      res.set_receipt_signature(fake.signature());
+      ++forged;
     }
     body = r.SerializeAsString();
   };
@@ -187,6 +208,7 @@ TEST(Sync, ReceiptSignedByAnotherKeyIsNotAccepted) {
   EXPECT_EQ(run.delivered, 0u);
   EXPECT_EQ(phone->Get(id)->state, ReportState::kQueued);
   EXPECT_EQ(phone->Stats((*phone->Servers())[0].destination)->pending, 1u);
+  EXPECT_EQ(forged, 1);
 }
 
 TEST(Sync, RevokedDeviceIsRefusedAndKeepsItsReports) {
