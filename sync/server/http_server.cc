@@ -69,6 +69,26 @@ struct HttpServer::Impl {
 
   Impl(ServerCore& c, HttpOptions o) : core(c), opt(std::move(o)) {}
 
+  // Hands the request to the core and waits for its answer without blocking this I/O thread (pushes are
+  // answered by the storage writer after its group commit).
+  asio::awaitable<HttpResult> Call(const std::string& method, const std::string& target, const std::string& ctype,
+                                   const std::string& body) {
+    struct Slot {
+      asio::steady_timer timer;
+      HttpResult result;
+      explicit Slot(asio::any_io_executor ex) : timer(ex, asio::steady_timer::time_point::max()) {}
+    };
+    auto slot = std::make_shared<Slot>(co_await asio::this_coro::executor);
+    core.HandleAsync(method, target, ctype, body, [slot](HttpResult r) {
+      asio::post(slot->timer.get_executor(), [slot, r = std::move(r)]() mutable {
+        slot->result = std::move(r);
+        slot->timer.cancel();
+      });
+    });
+    co_await slot->timer.async_wait(kTuple);
+    co_return std::move(slot->result);
+  }
+
   template <typename Stream>
   asio::awaitable<void> Serve(Stream& stream, beast::tcp_stream& tcp_layer, const std::string& peer, Conn& conn) {
     beast::flat_buffer buffer;
@@ -106,7 +126,7 @@ struct HttpServer::Impl {
         method = std::string(req.method_string());
         target = std::string(req.target());
         keep_alive = req.keep_alive() && !stopping;
-        result = core.Handle(method, target, req[http::field::content_type], req.body());
+        result = co_await Call(method, target, std::string(req[http::field::content_type]), req.body());
       }
       http::response<http::string_body> res{static_cast<http::status>(result.status), 11};
       res.set(http::field::server, "dala-server");
@@ -263,7 +283,8 @@ uint64_t HttpServer::requests_served() const { return impl_->served; }
 
 void HttpServer::Run() {
   auto& im = *impl_;
-  asio::co_spawn(im.ioc, im.Accept(), asio::detached);
+  // One accept loop per thread: a burst of connections (phones coming back online together) is taken in parallel.
+  for (int i = 0; i < std::max(1, im.opt.threads); ++i) asio::co_spawn(im.ioc, im.Accept(), asio::detached);
   Log("info", "\"event\":\"listening\",\"port\":" + std::to_string(im.bound_port) + ",\"tls\":" +
                   (im.tls ? "true" : "false"));
   std::vector<std::thread> pool;

@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <cstring>
+#include <optional>
 
 #include "dala/v1/sync.pb.h"
 #include "fsutil.h"
@@ -62,7 +63,18 @@ std::span<const uint8_t> B(const std::string& s) { return crypto::Bytes(s); }
 }  // namespace
 
 ServerCore::ServerCore(db::Db db, crypto::SigningKey signing, Limits limits)
-    : db_(std::move(db)), signing_(std::move(signing)), limits_(limits), clock_(WallClock) {}
+    : db_(std::move(db)), signing_(std::move(signing)), limits_(limits), clock_(WallClock) {
+  writer_ = std::thread([this] { WriterLoop(); });
+}
+
+ServerCore::~ServerCore() {
+  {
+    std::lock_guard lock(queue_mu_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  writer_.join();  // answers everything still queued first
+}
 
 void ServerCore::set_clock(int64_t (*clock)()) {
   std::lock_guard lock(mu_);
@@ -117,7 +129,13 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Lim
   if (!row) return Status(Code::kCorrupt, "the server database has no signing key");
   DALA_ASSIGN_OR_RETURN(crypto::SigningKey signing, crypto::SigningKeyFromSecret(st.BlobView(0)));
   st = db::Stmt();
-  return std::unique_ptr<ServerCore>(new ServerCore(std::move(db), std::move(signing), limits));
+  DALA_ASSIGN_OR_RETURN(db::Stmt mx, db.Prepare("SELECT coalesce(max(seq), 0) FROM reports"));
+  DALA_ASSIGN_OR_RETURN(bool got, mx.Step());
+  int64_t next = got ? mx.Int(0) + 1 : 1;
+  mx = db::Stmt();
+  auto core = std::unique_ptr<ServerCore>(new ServerCore(std::move(db), std::move(signing), limits));
+  core->next_sequence_ = next;
+  return core;
 }
 
 Result<std::string> ServerCore::CreateInvite(const std::vector<std::string>& urls, uint32_t uses, int64_t expires_ms,
@@ -155,30 +173,104 @@ Result<std::string> ServerCore::CreateInvite(const std::vector<std::string>& url
 
 HttpResult ServerCore::Handle(std::string_view method, std::string_view target, std::string_view content_type,
                               std::string_view body) {
+  std::mutex m;
+  std::condition_variable cv;
+  std::optional<HttpResult> out;
+  HandleAsync(method, target, content_type, body, [&](HttpResult r) {
+    std::lock_guard lock(m);
+    out = std::move(r);
+    cv.notify_one();
+  });
+  std::unique_lock lock(m);
+  cv.wait(lock, [&] { return out.has_value(); });
+  return std::move(*out);
+}
+
+void ServerCore::HandleAsync(std::string_view method, std::string_view target, std::string_view content_type,
+                             std::string_view body, Done done) {
   int64_t now = clock_();
   if (target == protocol::kPathHealth) {
-    if (method != "GET") return Reply(405, v1::BAD_REQUEST, "use GET", now);
-    return {200, "application/json",
-            "{\"status\":\"ok\",\"server_key\":\"" + crypto::ToHex(signing_.public_key) + "\"}"};
+    if (method != "GET") return done(Reply(405, v1::BAD_REQUEST, "use GET", now));
+    return done({200, "application/json",
+                 "{\"status\":\"ok\",\"server_key\":\"" + crypto::ToHex(signing_.public_key) + "\"}"});
   }
   if (target != protocol::kPathEnrol && target != protocol::kPathPush)
-    return Reply(404, v1::BAD_REQUEST, "no such endpoint", now);
-  if (method != "POST") return Reply(405, v1::BAD_REQUEST, "use POST", now);
+    return done(Reply(404, v1::BAD_REQUEST, "no such endpoint", now));
+  if (method != "POST") return done(Reply(405, v1::BAD_REQUEST, "use POST", now));
   if (content_type.substr(0, content_type.find(';')) != protocol::kContentType)
-    return Reply(415, v1::BAD_REQUEST, "the body must be application/x-protobuf", now);
-  if (body.size() > limits_.max_body_bytes) return Reply(413, v1::TOO_LARGE, "the request body is too large", now);
+    return done(Reply(415, v1::BAD_REQUEST, "the body must be application/x-protobuf", now));
+  if (body.size() > limits_.max_body_bytes) return done(Reply(413, v1::TOO_LARGE, "the request body is too large", now));
   auto req = protocol::VerifyRequest(crypto::Bytes(body));
-  if (!req.ok()) return Reply(400, v1::BAD_REQUEST, req.status().message(), now);
+  if (!req.ok()) return done(Reply(400, v1::BAD_REQUEST, req.status().message(), now));
   if (req->server_key() != std::string_view(reinterpret_cast<const char*>(signing_.public_key.data()), 32))
-    return Reply(403, v1::WRONG_SERVER, "this request was signed for another server", now);
+    return done(Reply(403, v1::WRONG_SERVER, "this request was signed for another server", now));
   if (target == protocol::kPathEnrol) {
-    if (!req->has_enrol()) return Reply(400, v1::BAD_REQUEST, "an enrol request was expected", now);
-    return Enrol(req->device_key(), req->enrol().token());
+    if (!req->has_enrol()) return done(Reply(400, v1::BAD_REQUEST, "an enrol request was expected", now));
+    return done(Enrol(req->device_key(), req->enrol().token()));
   }
-  if (!req->has_push()) return Reply(400, v1::BAD_REQUEST, "a push request was expected", now);
-  if (static_cast<size_t>(req->push().envelopes_size()) > limits_.max_batch)
-    return Reply(413, v1::TOO_LARGE, "too many reports in one push", now);
-  return Push(req->device_key(), req->push().envelopes());
+  if (!req->has_push()) return done(Reply(400, v1::BAD_REQUEST, "a push request was expected", now));
+  const auto& envelopes = req->push().envelopes();
+  if (static_cast<size_t>(envelopes.size()) > limits_.max_batch)
+    return done(Reply(413, v1::TOO_LARGE, "too many reports in one push", now));
+  // Here, on the caller's thread (in parallel across connections): every envelope's device signature.
+  PushJob job;
+  job.device_key = req->device_key();
+  job.done = std::move(done);
+  job.items.resize(static_cast<size_t>(envelopes.size()));
+  for (int i = 0; i < envelopes.size(); ++i) {
+    PushItem& it = job.items[static_cast<size_t>(i)];
+    it.envelope = envelopes[i];
+    if (it.envelope.size() > limits_.max_envelope_bytes) {
+      it.reject = "the sealed report is too large";
+    } else if (Status st = crypto::VerifyEnvelope(B(it.envelope), &it.h); !st.ok()) {
+      it.reject = st.message();
+    } else if (std::memcmp(it.h.device_key.data(), job.device_key.data(), 32) != 0) {
+      it.reject = "the sealed report was signed by another device";
+    }
+    it.hash = crypto::Blake2b256(B(it.envelope));
+  }
+  {
+    std::lock_guard lock(queue_mu_);
+    queue_.push_back(std::move(job));
+  }
+  queue_cv_.notify_one();
+}
+
+// The storage writer: takes every push waiting, stores them in one transaction, commits (one fsync), and
+// only then answers each. A failed commit answers all of them 503, so the phones send again.
+void ServerCore::WriterLoop() {
+  for (;;) {
+    std::vector<PushJob> jobs;
+    {
+      std::unique_lock lock(queue_mu_);
+      queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, nothing left
+      while (!queue_.empty() && jobs.size() < 256) {
+        jobs.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    std::vector<HttpResult> answers(jobs.size());
+    {
+      std::lock_guard lock(mu_);
+      int64_t now = clock_();
+      const int64_t first_sequence = next_sequence_;
+      bool ok = true;
+      db::Txn txn(db_);
+      ok = txn.Begin().ok();
+      for (size_t i = 0; ok && i < jobs.size(); ++i) {
+        auto r = PushLocked(jobs[i], now);
+        if (r.ok()) answers[i] = std::move(*r);
+        else ok = false;
+      }
+      ok = ok && txn.Commit().ok();
+      if (!ok) {
+        next_sequence_ = first_sequence;  // the transaction rolled back
+        for (auto& a : answers) a = Reply(503, v1::UNAVAILABLE, "storage unavailable; try again later", now);
+      }
+    }
+    for (size_t i = 0; i < jobs.size(); ++i) jobs[i].done(std::move(answers[i]));
+  }
 }
 
 HttpResult ServerCore::Enrol(const std::string& device_key, const std::string& token) {
@@ -217,47 +309,19 @@ HttpResult ServerCore::Enrol(const std::string& device_key, const std::string& t
   return Reply(200, v1::OK, "enrolled", now);
 }
 
-HttpResult ServerCore::Push(const std::string& device_key,
-                            const google::protobuf::RepeatedPtrField<std::string>& envelopes) {
-  // Outside the lock: check every envelope's device signature and compute its hash.
-  struct Item {
-    crypto::EnvelopeHeader h;
-    crypto::Hash hash{};
-    std::string reject;
-  };
-  std::vector<Item> items(static_cast<size_t>(envelopes.size()));
-  for (int i = 0; i < envelopes.size(); ++i) {
-    Item& it = items[static_cast<size_t>(i)];
-    const std::string& env = envelopes[i];
-    if (env.size() > limits_.max_envelope_bytes) {
-      it.reject = "the sealed report is too large";
-    } else if (Status st = crypto::VerifyEnvelope(B(env), &it.h); !st.ok()) {
-      it.reject = st.message();
-    } else if (std::memcmp(it.h.device_key.data(), device_key.data(), 32) != 0) {
-      it.reject = "the sealed report was signed by another device";
-    }
-    it.hash = crypto::Blake2b256(B(env));
-  }
-
-  std::lock_guard lock(mu_);
-  int64_t now = clock_();
-  auto unavailable = [&] { return Reply(503, v1::UNAVAILABLE, "storage unavailable; try again later", now); };
+Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
+  const std::string& device_key = job.device_key;
   {
-    auto dev = db_.Prepare("SELECT revoked FROM devices WHERE device_key = ?");
-    if (!dev.ok()) return unavailable();
-    dev->Bind(1, B(device_key));
-    auto row = dev->Step();
-    if (!row.ok()) return unavailable();
-    if (!*row) return Reply(401, v1::UNKNOWN_DEVICE, "this device is not enrolled; enrol first", now);
-    if (dev->Int(0) != 0) return Reply(403, v1::DEVICE_REVOKED, "this device was revoked by the organisation", now);
+    DALA_ASSIGN_OR_RETURN(db::Stmt dev, db_.Prepare("SELECT revoked FROM devices WHERE device_key = ?"));
+    dev.Bind(1, B(device_key));
+    DALA_ASSIGN_OR_RETURN(bool row, dev.Step());
+    if (!row) return Reply(401, v1::UNKNOWN_DEVICE, "this device is not enrolled; enrol first", now);
+    if (dev.Int(0) != 0) return Reply(403, v1::DEVICE_REVOKED, "this device was revoked by the organisation", now);
   }
   v1::Response resp;
   resp.set_status(v1::OK);
   resp.set_server_time_ms(now);
-  db::Txn txn(db_);
-  if (!txn.Begin().ok()) return unavailable();
-  for (int i = 0; i < envelopes.size(); ++i) {
-    const Item& it = items[static_cast<size_t>(i)];
+  for (PushItem& it : job.items) {
     v1::PushResult* res = resp.add_results();
     res->set_report_id(it.h.report_id.data(), 16);
     res->set_version(it.h.version);
@@ -266,73 +330,62 @@ HttpResult ServerCore::Push(const std::string& device_key,
       res->set_reason(it.reject);
       continue;
     }
-    auto find = db_.Prepare("SELECT content_hash, receipt FROM reports WHERE report_id = ? AND version = ?");
-    if (!find.ok()) return unavailable();
-    find->Bind(1, it.h.report_id).Bind(2, it.h.version);
-    auto row = find->Step();
-    if (!row.ok()) return unavailable();
-    if (*row) {
-      auto stored = find->BlobView(0);
-      if (stored.size() == 32 && std::memcmp(stored.data(), it.hash.data(), 32) == 0) {
-        res->set_code(v1::DUPLICATE);  // the same push again: one copy, the same receipt
-        auto rc = find->BlobView(1);
-        v1::SignedReceipt original;
-        v1::Receipt fields;
-        if (!original.ParseFromArray(rc.data(), static_cast<int>(rc.size())) ||
-            !fields.ParseFromString(original.receipt()))
-          return unavailable();
-        res->set_sequence(fields.sequence());
-        res->set_server_time_ms(fields.server_time_ms());
-        res->set_receipt_signature(original.signature());
-      } else {
-        res->set_code(v1::REJECTED);
-        res->set_reason("a different report with this id and version is already stored");
+    {
+      DALA_ASSIGN_OR_RETURN(db::Stmt find,
+                            db_.Prepare("SELECT content_hash, receipt FROM reports WHERE report_id = ? AND version = ?"));
+      find.Bind(1, it.h.report_id).Bind(2, it.h.version);
+      DALA_ASSIGN_OR_RETURN(bool row, find.Step());
+      if (row) {
+        auto stored = find.BlobView(0);
+        if (stored.size() == 32 && std::memcmp(stored.data(), it.hash.data(), 32) == 0) {
+          // The same report again (a retry, a replay, or twice in one group): one copy, the original receipt.
+          auto rc = find.BlobView(1);
+          v1::SignedReceipt original;
+          v1::Receipt fields;
+          if (!original.ParseFromArray(rc.data(), static_cast<int>(rc.size())) ||
+              !fields.ParseFromString(original.receipt()))
+            return Status(Code::kCorrupt, "a stored receipt is damaged");
+          res->set_code(v1::DUPLICATE);
+          res->set_sequence(fields.sequence());
+          res->set_server_time_ms(fields.server_time_ms());
+          res->set_receipt_signature(original.signature());
+        } else {
+          res->set_code(v1::REJECTED);
+          res->set_reason("a different report with this id and version is already stored");
+        }
+        continue;
       }
-      continue;
     }
-    *find = db::Stmt();
-    auto ins = db_.Prepare(
-        "INSERT INTO reports(report_id, version, device_key, content_hash, envelope, received_ms) "
-        "VALUES(?, ?, ?, ?, ?, ?)");
-    if (!ins.ok()) return unavailable();
-    ins->Bind(1, it.h.report_id).Bind(2, it.h.version).Bind(3, B(device_key)).Bind(4, it.hash);
-    ins->Bind(5, B(envelopes[i])).Bind(6, now);
-    if (!ins->Run().ok()) return unavailable();
-    *ins = db::Stmt();
-    auto seq = db_.Prepare("SELECT last_insert_rowid()");
-    if (!seq.ok() || !seq->Step().ok()) return unavailable();
+    // The writer is the only writer: it numbers reports itself and stores each row once, receipt included.
+    int64_t sequence = next_sequence_;
     v1::Receipt receipt;
     receipt.set_report_id(it.h.report_id.data(), 16);
     receipt.set_version(it.h.version);
     receipt.set_content_hash(it.hash.data(), 32);
     receipt.set_server_time_ms(now);
-    receipt.set_sequence(static_cast<uint64_t>(seq->Int(0)));
+    receipt.set_sequence(static_cast<uint64_t>(sequence));
     receipt.set_server_key(signing_.public_key.data(), 32);
     receipt.set_device_key(device_key);
-    int64_t sequence = seq->Int(0);
-    *seq = db::Stmt();
     std::string signed_receipt = protocol::SignReceipt(signing_, receipt);
-    auto upd = db_.Prepare("UPDATE reports SET receipt = ? WHERE seq = ?");
-    if (!upd.ok()) return unavailable();
-    upd->Bind(1, B(signed_receipt)).Bind(2, sequence);
-    if (!upd->Run().ok()) return unavailable();
+    DALA_ASSIGN_OR_RETURN(db::Stmt ins, db_.Prepare(
+        "INSERT INTO reports(seq, report_id, version, device_key, content_hash, envelope, receipt, received_ms) "
+        "VALUES(?, ?, ?, ?, ?, ?, ?, ?)"));
+    ins.Bind(1, sequence).Bind(2, it.h.report_id).Bind(3, it.h.version).Bind(4, B(device_key)).Bind(5, it.hash);
+    ins.Bind(6, B(it.envelope)).Bind(7, B(signed_receipt)).Bind(8, now);
+    DALA_RETURN_IF_ERROR(ins.Run());
+    ++next_sequence_;
     v1::SignedReceipt sent;
     sent.ParseFromString(signed_receipt);
     res->set_code(v1::STORED);
-    res->set_sequence(receipt.sequence());
+    res->set_sequence(static_cast<uint64_t>(sequence));
     res->set_server_time_ms(now);
     res->set_receipt_signature(sent.signature());
     Failpoint("server.push.stored");  // crash tests stop the server here, inside the transaction
   }
-  {
-    auto seen = db_.Prepare("UPDATE devices SET last_seen_ms = ? WHERE device_key = ?");
-    if (!seen.ok()) return unavailable();
-    seen->Bind(1, now).Bind(2, B(device_key));
-    if (!seen->Run().ok()) return unavailable();
-  }
-  // Durable before any receipt leaves the server.
-  if (!txn.Commit().ok()) return unavailable();
-  return {200, kProto, resp.SerializeAsString()};
+  DALA_ASSIGN_OR_RETURN(db::Stmt seen, db_.Prepare("UPDATE devices SET last_seen_ms = ? WHERE device_key = ?"));
+  seen.Bind(1, now).Bind(2, B(device_key));
+  DALA_RETURN_IF_ERROR(seen.Run());
+  return HttpResult{200, kProto, resp.SerializeAsString()};
 }
 
 Result<std::vector<DeviceInfo>> ServerCore::Devices() {

@@ -1,11 +1,17 @@
-// dala-server's storage and protocol logic, without any I/O of its own: Handle() takes one HTTP request
-// and returns the response. The HTTP front end (http_server.cc) and the tests both drive it.
-// Thread-safe: request parsing and signature checks run outside the lock; database work inside it.
+// dala-server's storage and protocol logic, without any I/O of its own: HandleAsync() takes one HTTP
+// request and calls back with the response. The HTTP front end (http_server.cc) and the tests drive it.
+// Thread-safe. Parsing and signature checks run on the caller's thread; pushes then go to one storage
+// writer that commits every push waiting at that moment in a single transaction (group commit) and only
+// then answers them: receipts leave the server only for durable reports.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -55,17 +61,43 @@ class ServerCore {
   Result<uint64_t> Export(const std::string& path);
   Result<uint64_t> ReportCount();
 
+  using Done = std::function<void(HttpResult)>;
+  // `done` is called exactly once, on this thread or on the storage writer's thread.
+  void HandleAsync(std::string_view method, std::string_view target, std::string_view content_type,
+                   std::string_view body, Done done);
+  // The same, waiting for the answer.
   HttpResult Handle(std::string_view method, std::string_view target, std::string_view content_type,
                     std::string_view body);
+  ~ServerCore();
 
   void set_clock(int64_t (*clock)());  // tests
 
  private:
+  struct PushItem {
+    crypto::EnvelopeHeader h;
+    crypto::Hash hash{};
+    std::string reject;
+    std::string envelope;
+  };
+  struct PushJob {
+    std::string device_key;
+    std::vector<PushItem> items;
+    Done done;
+  };
   ServerCore(db::Db db, crypto::SigningKey signing, Limits limits);
   HttpResult Enrol(const std::string& device_key, const std::string& token);
-  HttpResult Push(const std::string& device_key, const google::protobuf::RepeatedPtrField<std::string>& envelopes);
+  void WriterLoop();
+  // Under mu_ and inside the writer's transaction: stores one push and builds its answer.
+  Result<HttpResult> PushLocked(PushJob& job, int64_t now);
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<PushJob> queue_;
+  bool stopping_ = false;
+  std::thread writer_;
 
   std::mutex mu_;
+  int64_t next_sequence_ = 1;  // under mu_
   db::Db db_;
   crypto::SigningKey signing_;
   Limits limits_;
