@@ -6,6 +6,7 @@
 #include <cstring>
 #include <new>
 
+#include "background_sync.h"
 #include "desk.h"
 #include "fsutil.h"
 #include "http_transport.h"
@@ -42,6 +43,9 @@ struct dala_receipt_list {
     bool verified = false;
   };
   std::vector<Item> items;
+};
+struct dala_sync_session {
+  std::unique_ptr<dala::sync::BackgroundSync> impl;
 };
 struct dala_http_response {
   int status = 0;
@@ -918,6 +922,23 @@ class CallbackTransport : public dala::sync::Transport {
 };
 }  // namespace
 
+static std::unique_ptr<dala::sync::Transport> MakeTransport(const dala_sync_options& o) {
+  if (o.transport != nullptr) return std::make_unique<CallbackTransport>(o.transport, o.transport_context);
+  return std::make_unique<dala::sync::HttpTransport>();
+}
+
+static dala::sync::ProgressFn MakeProgress(const dala_sync_options& o) {
+  if (o.progress == nullptr) return {};
+  return [fn = o.progress, ctx = o.progress_context](const dala::sync::Progress& p) {
+    dala_sync_progress cp{p.destination.c_str(), p.delivered, p.rejected, p.remaining};
+    fn(ctx, &cp);
+  };
+}
+
+static dala_sync_result ToResult(const dala::sync::RunResult& r) {
+  return dala_sync_result{r.delivered, r.rejected, r.remaining, r.unreachable ? 1 : 0};
+}
+
 dala_status dala_sync_run_once(dala_store* store, const dala_sync_options* options, dala_sync_result* out_result,
                                dala_error** out_error) noexcept {
   return Guard(out_error, [&]() -> Status {
@@ -926,22 +947,49 @@ dala_status dala_sync_run_once(dala_store* store, const dala_sync_options* optio
     dala_sync_options_init(&o);
     if (options != nullptr) o = *options;
     DALA_CHECK_ARG(o.timeout_ms > 0, "timeout_ms must be positive");
-    std::unique_ptr<dala::sync::Transport> transport;
-    if (o.transport != nullptr) transport = std::make_unique<CallbackTransport>(o.transport, o.transport_context);
-    else transport = std::make_unique<dala::sync::HttpTransport>();
-    dala::sync::ProgressFn progress;
-    if (o.progress != nullptr) {
-      progress = [&o](const dala::sync::Progress& p) {
-        dala_sync_progress cp{p.destination.c_str(), p.delivered, p.rejected, p.remaining};
-        o.progress(o.progress_context, &cp);
-      };
-    }
+    auto transport = MakeTransport(o);
+    auto progress = MakeProgress(o);
     DALA_ASSIGN_OR_RETURN(auto r, dala::sync::RunOnce(*store->impl, *transport, dala::SystemNowMs() + o.timeout_ms,
                                                       progress));
-    *out_result = dala_sync_result{r.delivered, r.rejected, r.remaining, r.unreachable ? 1 : 0};
+    *out_result = ToResult(r);
     return Status::Ok();
   });
 }
+
+dala_status dala_sync_session_start(dala_store* store, const dala_sync_options* options, dala_sync_session** out_session,
+                                    dala_error** out_error) noexcept {
+  if (out_session != nullptr) *out_session = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr && out_session != nullptr, "store or out_session is NULL");
+    dala_sync_options o;
+    dala_sync_options_init(&o);
+    if (options != nullptr) o = *options;
+    DALA_CHECK_ARG(o.timeout_ms > 0, "timeout_ms must be positive");
+    *out_session = new dala_sync_session{
+        std::make_unique<dala::sync::BackgroundSync>(*store->impl, MakeTransport(o), MakeProgress(o), o.timeout_ms)};
+    return Status::Ok();
+  });
+}
+
+void dala_sync_session_notify_online(dala_sync_session* session) noexcept {
+  if (session != nullptr) session->impl->NotifyOnline();
+}
+
+void dala_sync_session_cancel(dala_sync_session* session) noexcept {
+  if (session != nullptr) session->impl->Cancel();
+}
+
+dala_status dala_sync_session_last_result(dala_sync_session* session, dala_sync_result* out_result,
+                                          dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(session != nullptr && out_result != nullptr, "session or out_result is NULL");
+    DALA_ASSIGN_OR_RETURN(auto r, session->impl->LastResult());
+    *out_result = ToResult(r);
+    return Status::Ok();
+  });
+}
+
+void dala_sync_session_stop(dala_sync_session* session) noexcept { delete session; }
 
 dala_status dala_store_list_receipts(dala_store* store, dala_receipt_list** out_list, dala_error** out_error) noexcept {
   if (out_list != nullptr) *out_list = nullptr;

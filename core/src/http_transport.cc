@@ -9,6 +9,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include <atomic>
 #include <optional>
 
 #include "protocol.h"
@@ -70,6 +71,7 @@ std::string SpkiPin(X509* cert) {
 
 struct HttpTransport::Impl {
   asio::io_context ioc;
+  std::atomic<bool> cancelled{false};
   ssl::context tls_ctx{ssl::context::tls_client};
   std::string connected_to;  // Url::key() of the open connection
   std::optional<beast::tcp_stream> plain;
@@ -197,6 +199,7 @@ HttpTransport::~HttpTransport() = default;
 Result<HttpResponse> HttpTransport::Post(const std::string& base_url, const HttpRequest& request, int64_t timeout_ms,
                                          const std::string& tls_pin) {
   DALA_ASSIGN_OR_RETURN(Url u, ParseUrl(base_url));
+  if (impl_->cancelled) return Status(Code::kIo, "cancelled");
   Status st(Code::kIo, "not sent");
   HttpResponse out;
   auto timeout = std::chrono::milliseconds(std::max<int64_t>(1, timeout_ms));
@@ -205,8 +208,19 @@ Result<HttpResponse> HttpTransport::Post(const std::string& base_url, const Http
   });
   impl_->ioc.restart();
   impl_->ioc.run();
+  if (impl_->cancelled) {
+    impl_->Close();
+    return Status(Code::kIo, "cancelled");
+  }
   if (!st.ok()) return st;
   return out;
 }
+
+void HttpTransport::Cancel() {
+  impl_->cancelled = true;
+  impl_->ioc.stop();  // thread-safe: run() returns; the connection is closed by Post
+}
+
+void HttpTransport::Reset() { impl_->cancelled = false; }
 
 }  // namespace dala::sync

@@ -14,6 +14,8 @@ class HttpTransport : public Transport {
   ~HttpTransport() override;
   Result<HttpResponse> Post(const std::string& base_url, const HttpRequest& request, int64_t timeout_ms,
                             const std::string& tls_pin) override;
+  void Cancel() override;
+  void Reset() override;
 
  private:
   struct Impl;

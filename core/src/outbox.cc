@@ -152,6 +152,14 @@ Status Store::MarkRejected(const std::string& destination, const ReportId& id, u
   return MarkLocked(destination, id, version, kRejected, r.empty() ? "rejected by the server" : r, 0);
 }
 
+Status Store::RetryOfflineNow() {
+  std::lock_guard lock(mu_);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "UPDATE outbox SET next_attempt_ms = 0 WHERE state = 0 AND last_error = ?"));
+  st.BindText(1, kOfflineReason);
+  return st.Run();
+}
+
 Result<OutboxStats> Store::Stats(const std::string& destination) {
   DALA_RETURN_IF_ERROR(ValidateDestination(destination));
   std::lock_guard lock(mu_);

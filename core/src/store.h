@@ -68,6 +68,9 @@ struct OutboxStats {
   int64_t next_attempt_ms = 0;
 };
 
+// The retry reason the sync engine records when no server could be reached.
+inline constexpr char kOfflineReason[] = "offline";
+
 // File names inside a store directory.
 inline constexpr char kKeyFileName[] = "dala.key";
 inline constexpr char kDbFileName[] = "dala.db";
@@ -121,6 +124,8 @@ class Store {
   Status MarkRejected(const std::string& destination, const ReportId& id, uint32_t version,
                       std::string_view reason);
   Result<OutboxStats> Stats(const std::string& destination);
+  // Connectivity returned: items that failed only because no server could be reached are due now.
+  Status RetryOfflineNow();
   Result<std::vector<uint8_t>> Receipt(const std::string& destination, const ReportId& id, uint32_t version);
 
  private:

@@ -47,7 +47,7 @@ Status SyncEngine::Apply(const HttpRequest& request, const Result<HttpResponse>&
   if (!response.ok()) {
     Stop("the server cannot be reached: " + response.status().message(), true);
     DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, server_.enrolled, last_error_));
-    return RetryAll("offline");
+    return RetryAll(kOfflineReason);
   }
   v1::Response resp;
   bool parsed = resp.ParseFromString(response->body);
@@ -146,13 +146,14 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
   return Status::Ok();
 }
 
-Result<RunResult> RunOnce(Store& store, Transport& transport, int64_t deadline_ms, const ProgressFn& progress) {
+Result<RunResult> RunOnce(Store& store, Transport& transport, int64_t deadline_ms, const ProgressFn& progress,
+                          const std::atomic<bool>* cancel) {
   RunResult result;
   DALA_ASSIGN_OR_RETURN(auto servers, store.Servers());
   for (auto& server : servers) {
     SyncEngine engine(store, server);
     size_t url = 0;
-    while (SystemNowMs() < deadline_ms) {
+    while (SystemNowMs() < deadline_ms && !(cancel != nullptr && cancel->load())) {
       DALA_ASSIGN_OR_RETURN(auto req, engine.Next());
       if (!req) break;
       int64_t left = deadline_ms - SystemNowMs();

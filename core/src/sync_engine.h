@@ -4,6 +4,7 @@
 // held during network I/O.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -32,6 +33,9 @@ class Transport {
   // non-OK Status; any HTTP answer, even 5xx, is an HttpResponse.
   virtual Result<HttpResponse> Post(const std::string& base_url, const HttpRequest& request, int64_t timeout_ms,
                                     const std::string& tls_pin) = 0;
+  // Thread-safe: makes a Post in progress (and later ones, until Reset) fail promptly.
+  virtual void Cancel() {}
+  virtual void Reset() {}
 };
 
 struct Progress {
@@ -79,6 +83,8 @@ class SyncEngine {
   std::string last_error_;
 };
 
-Result<RunResult> RunOnce(Store& store, Transport& transport, int64_t deadline_ms, const ProgressFn& progress);
+// cancel (may be null) is checked between requests; to abort a request in flight, cancel the transport too.
+Result<RunResult> RunOnce(Store& store, Transport& transport, int64_t deadline_ms, const ProgressFn& progress,
+                          const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace dala::sync

@@ -103,7 +103,8 @@ struct HttpServer::Impl {
       // A declared Content-Length over the limit is refused right after the header.
       bool too_large = hec == http::error::body_limit;
       if (hec && !too_large) {
-        if (hec != http::error::end_of_stream && hec != beast::error::timeout && hec != asio::error::eof)
+        if (hec != http::error::end_of_stream && hec != beast::error::timeout && hec != asio::error::eof &&
+            hec != asio::error::operation_aborted)
           Log("info", "\"event\":\"bad_header\",\"peer\":" + Q(peer) + ",\"error\":" + Q(hec.message()));
         co_return;
       }

@@ -257,6 +257,112 @@ TEST_F(StoreFixture, OutboxAndDeskEndToEnd) {
   EXPECT_EQ(st.delivered, 1u);
 }
 
+// The app's own transport: what it is asked to send, and what happens when it cannot reach the server.
+struct FakeNet {
+  int calls = 0;
+  std::string last_url;
+  dala_status reach = DALA_ERR_IO;
+  int http = 503;
+};
+
+dala_status FakePost(void* ctx, const char* url, const uint8_t* body, size_t size, int64_t timeout_ms,
+                     const uint8_t*, size_t, dala_http_response* response) {
+  auto* n = static_cast<FakeNet*>(ctx);
+  ++n->calls;
+  n->last_url = url;
+  EXPECT_GT(size, 0u);
+  EXPECT_NE(body, nullptr);
+  EXPECT_GT(timeout_ms, 0);
+  if (n->reach != DALA_OK) return n->reach;
+  dala_http_response_set(response, n->http, nullptr, 0);
+  return DALA_OK;
+}
+
+TEST_F(StoreFixture, AppTransportAndSessionsThroughTheCApi) {
+  Err e;
+  dala_sync_result r;
+  dala_sync_options o;
+  dala_sync_options_init(&o);
+  EXPECT_EQ(o.timeout_ms, 30000);
+  FakeNet net;
+  o.transport = FakePost;
+  o.transport_context = &net;
+  // Not joined: nothing to do.
+  ASSERT_EQ(dala_sync_run_once(store, &o, &r, e.out()), DALA_OK) << e.msg();
+  EXPECT_EQ(net.calls, 0);
+  EXPECT_EQ(dala_store_join(store, "DALA1-not-an-invite", nullptr, e.out()), DALA_ERR_VERIFY);
+  EXPECT_EQ(dala_store_join(store, "hello", nullptr, e.out()), DALA_ERR_INVALID_ARGUMENT);
+
+  // A real invite from dala-server (ctest passes its path).
+  const char* server_bin = getenv("DALA_SERVER_BIN");
+  ASSERT_NE(server_bin, nullptr) << "DALA_SERVER_BIN is not set";
+  TempDir d;
+  uint8_t org[32];
+  dala_credential dp = Pass("desk");
+  ASSERT_EQ(dala_desk_keygen((d.path + "/org.key").c_str(), &dp, &opts, org, e.out()), DALA_OK);
+  char hex[65];
+  for (int i = 0; i < 32; ++i) snprintf(hex + 2 * i, 3, "%02x", org[i]);
+  std::string data = d.path + "/srv";
+  std::string cmd = std::string(server_bin) + " init --data " + data + " --recipient " + hex + " 2>/dev/null && " +
+                    server_bin + " invite --data " + data + " --url http://127.0.0.1:9 --uses 1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char line[4096] = {0};
+  ASSERT_NE(fgets(line, sizeof line, p), nullptr);
+  pclose(p);
+  std::string invite(line);
+  while (!invite.empty() && invite.back() == '\n') invite.pop_back();
+  char* dest = nullptr;
+  ASSERT_EQ(dala_store_join(store, invite.c_str(), &dest, e.out()), DALA_OK) << e.msg();
+  EXPECT_EQ(std::string(dest).rfind("org-", 0), 0u);
+  dala_string_free(dest);
+  dala_report* rep = nullptr;
+  ASSERT_EQ(dala_report_create(store, "detention/1", &rep, e.out()), DALA_OK);
+  ASSERT_EQ(dala_report_seal(store, rep, e.out()), DALA_OK);
+  EXPECT_EQ(dala_report_state_of(rep), DALA_REPORT_QUEUED);
+  dala_report_free(rep);
+
+  // Offline: the app's transport is asked to enrol first; nothing is lost.
+  ASSERT_EQ(dala_sync_run_once(store, &o, &r, e.out()), DALA_OK) << e.msg();
+  EXPECT_EQ(net.calls, 1);
+  EXPECT_EQ(net.last_url, "http://127.0.0.1:9/v1/enrol");
+  EXPECT_EQ(r.unreachable, 1);
+  EXPECT_EQ(r.remaining, 1u);
+  EXPECT_EQ(r.delivered, 0u);
+  // The server answers 503: try again later.
+  net.reach = DALA_OK;
+  ASSERT_EQ(dala_sync_run_once(store, &o, &r, e.out()), DALA_OK);
+  EXPECT_EQ(net.calls, 2);
+  EXPECT_EQ(r.remaining, 1u);
+  dala_server_list* joined = nullptr;
+  ASSERT_EQ(dala_store_list_servers(store, &joined, e.out()), DALA_OK);
+  ASSERT_EQ(dala_server_list_count(joined), 1u);
+  dala_server_info si;
+  ASSERT_EQ(dala_server_list_get(joined, 0, &si, e.out()), DALA_OK);
+  EXPECT_EQ(si.enrolled, 0);
+  EXPECT_STRNE(si.last_error, "");
+  dala_server_list_free(joined);
+  dala_sync_session* session = reinterpret_cast<dala_sync_session*>(0x1);
+  o.timeout_ms = 0;
+  EXPECT_EQ(dala_sync_session_start(store, &o, &session, e.out()), DALA_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(session, nullptr);
+  dala_sync_session_stop(nullptr);
+  dala_sync_session_notify_online(nullptr);
+  dala_sync_session_cancel(nullptr);
+  o.timeout_ms = 1000;
+  ASSERT_EQ(dala_sync_session_start(store, &o, &session, e.out()), DALA_OK);
+  dala_sync_session_notify_online(session);
+  for (int i = 0; i < 200 && dala_sync_session_last_result(session, &r, nullptr) != DALA_OK; ++i) usleep(10000);
+  ASSERT_EQ(dala_sync_session_last_result(session, &r, e.out()), DALA_OK);
+  EXPECT_EQ(r.remaining, 1u);
+  EXPECT_GE(net.calls, 3);  // the session ran and used the app's transport
+  dala_sync_session_stop(session);
+  dala_receipt_list* receipts = nullptr;
+  ASSERT_EQ(dala_store_list_receipts(store, &receipts, e.out()), DALA_OK);
+  EXPECT_EQ(dala_receipt_list_count(receipts), 0u);
+  dala_receipt_list_free(receipts);
+}
+
 TEST(CApi, WrongPassphraseThenWipe) {
   TempDir d;
   std::string path = d.path + "/s";

@@ -472,6 +472,25 @@ typedef struct dala_sync_result {
 DALA_API dala_status dala_sync_run_once(dala_store *store, const dala_sync_options *options,
                                         dala_sync_result *out_result, dala_error **out_error) DALA_NOEXCEPT;
 
+/* Background mode: a thread of the session's own runs the sync at start, whenever the app calls
+   dala_sync_session_notify_online, and when the earliest retry falls due. options->timeout_ms bounds each
+   run; progress callbacks run on the session's thread. The store must outlive the session. */
+typedef struct dala_sync_session dala_sync_session;
+DALA_API dala_status dala_sync_session_start(dala_store *store, const dala_sync_options *options,
+                                             dala_sync_session **out_session, dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. Connectivity is back (or the user asked to sync now): run at once; reports that waited only
+   because no server could be reached are due now. */
+DALA_API void dala_sync_session_notify_online(dala_sync_session *session) DALA_NOEXCEPT;
+/* Any thread. Stops a run in progress promptly. A request cut off is sent again later (requests are
+   idempotent). The session keeps running and syncs again on the next notify or due retry. */
+DALA_API void dala_sync_session_cancel(dala_sync_session *session) DALA_NOEXCEPT;
+/* Any thread. The last finished run's result; DALA_ERR_NOT_FOUND before the first run ended. */
+DALA_API dala_status dala_sync_session_last_result(dala_sync_session *session, dala_sync_result *out_result,
+                                                   dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread but the session's own (not from a progress callback). Cancels, waits for the thread and
+   frees. Accepts NULL. */
+DALA_API void dala_sync_session_stop(dala_sync_session *session) DALA_NOEXCEPT;
+
 typedef struct dala_receipt_info {
     dala_report_id id;
     uint32_t version;
