@@ -220,7 +220,15 @@ struct HttpServer::Impl {
     for (;;) {
       auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc), kTuple);
       if (stopping) co_return;
-      if (ec) continue;
+      if (ec) {
+        // E.g. out of file descriptors under a flood: pause instead of spinning, keep serving the rest.
+        Log("warn", "\"event\":\"accept_failed\",\"error\":" + Q(ec.message()));
+        asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
+        co_await pause.async_wait(kTuple);
+        continue;
+      }
+      boost::system::error_code nd;
+      socket.set_option(tcp::no_delay(true), nd);
       if (connections >= opt.max_connections) {
         Log("warn", "\"event\":\"connection_limit\",\"limit\":" + std::to_string(opt.max_connections));
         boost::system::error_code ignored;

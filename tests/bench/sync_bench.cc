@@ -81,9 +81,19 @@ struct ServerProcess {
       std::string listen = "127.0.0.1:" + std::to_string(port);
       int null = ::open("/dev/null", O_WRONLY);
       dup2(null, 1);
-      dup2(null, 2);
-      execl(exe.c_str(), exe.c_str(), "run", "--data", data.c_str(), "--listen", listen.c_str(), "--quiet",
-            "--threads", "2", "--max-connections", "4096", nullptr);
+      if (const char* log = std::getenv("DALA_BENCH_SERVER_LOG")) {
+        int fd = ::open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 2);
+      } else {
+        dup2(null, 2);
+      }
+      // DALA_BENCH_SERVER_LOG=FILE keeps the server's request log (for diagnosis).
+      const char* log = std::getenv("DALA_BENCH_SERVER_LOG");
+      std::vector<const char*> args = {exe.c_str(), "run", "--data", data.c_str(), "--listen", listen.c_str(),
+                                       "--threads", "2", "--max-connections", "4096"};
+      if (log == nullptr) args.push_back("--quiet");
+      args.push_back(nullptr);
+      execv(exe.c_str(), const_cast<char* const*>(args.data()));
       _exit(127);
     }
     for (int i = 0; i < 200; ++i) {  // wait until it accepts
