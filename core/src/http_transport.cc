@@ -1,6 +1,5 @@
 #include "http_transport.h"
 
-#include <openssl/sha.h>
 #include <openssl/x509.h>
 
 #include <boost/asio.hpp>
@@ -13,6 +12,7 @@
 #include <optional>
 
 #include "protocol.h"
+#include "tls_pin.h"
 
 namespace dala::sync {
 
@@ -54,17 +54,6 @@ Result<Url> ParseUrl(const std::string& s) {
   if (u.port.empty()) u.port = u.tls ? "443" : "80";
   if (u.host.empty()) return Status(Code::kInvalidArgument, "the server address has no host");
   return u;
-}
-
-// SHA-256 of the certificate's SubjectPublicKeyInfo (the usual "SPKI pin").
-std::string SpkiPin(X509* cert) {
-  unsigned char* der = nullptr;
-  int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
-  if (len <= 0) return {};
-  std::string out(SHA256_DIGEST_LENGTH, '\0');
-  SHA256(der, static_cast<size_t>(len), reinterpret_cast<unsigned char*>(out.data()));
-  OPENSSL_free(der);
-  return out;
 }
 
 }  // namespace
@@ -118,7 +107,7 @@ struct HttpTransport::Impl {
           X509_STORE_CTX* sctx = ctx.native_handle();
           if (X509_STORE_CTX_get_error_depth(sctx) > 0) return true;
           X509* cert = X509_STORE_CTX_get_current_cert(sctx);
-          return cert != nullptr && SpkiPin(cert) == pin;
+          return cert != nullptr && tls::SpkiPin(cert) == pin;
         });
       }
     } else {

@@ -7,10 +7,6 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
-#include <openssl/pem.h>
-#include <openssl/sha.h>
-#include <openssl/x509.h>
-
 #include <chrono>
 #include <cstdio>
 #include <mutex>
@@ -241,22 +237,6 @@ struct HttpServer::Impl {
     }
   }
 };
-
-Result<std::string> CertificatePin(const std::string& pem_path) {
-  FILE* f = std::fopen(pem_path.c_str(), "r");
-  if (f == nullptr) return Status(Code::kNotFound, "cannot read the certificate '" + pem_path + "'");
-  X509* cert = PEM_read_X509(f, nullptr, nullptr, nullptr);
-  std::fclose(f);
-  if (cert == nullptr) return Status(Code::kInvalidArgument, "'" + pem_path + "' is not a PEM certificate");
-  unsigned char* der = nullptr;
-  int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
-  X509_free(cert);
-  if (len <= 0) return Status(Code::kInvalidArgument, "the certificate has no usable public key");
-  std::string pin(SHA256_DIGEST_LENGTH, '\0');
-  SHA256(der, static_cast<size_t>(len), reinterpret_cast<unsigned char*>(pin.data()));
-  OPENSSL_free(der);
-  return pin;
-}
 
 HttpServer::HttpServer(ServerCore& core, HttpOptions options) : impl_(new Impl(core, std::move(options))) {}
 HttpServer::~HttpServer() = default;

@@ -26,9 +26,6 @@ struct HttpOptions {
   bool log_requests = true;       // JSON lines on stderr; never contents or keys
 };
 
-// SHA-256 of a PEM certificate's SubjectPublicKeyInfo: the pin an invite carries.
-Result<std::string> CertificatePin(const std::string& pem_path);
-
 class HttpServer {
  public:
   HttpServer(ServerCore& core, HttpOptions options);

@@ -15,6 +15,7 @@
 #include "http_server.h"
 #include "server_core.h"
 #include "store.h"
+#include "tls_pin.h"
 
 namespace {
 
@@ -154,7 +155,7 @@ int Main(const Args& a) {
     uint32_t uses = static_cast<uint32_t>(Number(a.get("uses").value_or("1"), "--uses"));
     int64_t expires = dala::SystemNowMs() + DurationMs(a.get("expires").value_or("7d"));
     std::string pin;
-    if (auto cert = a.get("tls-cert")) pin = Check(dala::server::CertificatePin(*cert));
+    if (auto cert = a.get("tls-cert")) pin = Check(dala::tls::CertificateFilePin(*cert));
     auto core = OpenCore(a);
     std::printf("%s\n",
                 Check(core->CreateInvite(urls, uses, expires, a.get("organisation").value_or(""), pin)).c_str());
