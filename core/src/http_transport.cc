@@ -61,6 +61,7 @@ Result<Url> ParseUrl(const std::string& s) {
 struct HttpTransport::Impl {
   asio::io_context ioc;
   std::atomic<bool> cancelled{false};
+  uint64_t sent = 0, received = 0;
   ssl::context tls_ctx{ssl::context::tls_client};
   std::string connected_to;  // Url::key() of the open connection
   std::optional<beast::tcp_stream> plain;
@@ -137,6 +138,7 @@ struct HttpTransport::Impl {
   asio::awaitable<void> Exchange(Stream& s, const http::request<http::string_body>& req, HttpResponse* out,
                                  Status* st) {
     auto [wec, wn] = co_await http::async_write(s, req, kTuple);
+    sent += wn;
     if (wec) {
       *st = Status(Code::kIo, "sending failed: " + wec.message());
       co_return;
@@ -145,6 +147,7 @@ struct HttpTransport::Impl {
     http::response_parser<http::string_body> parser;
     parser.body_limit(64u << 20);
     auto [rec, rn] = co_await http::async_read(s, buf, parser, kTuple);
+    received += rn;
     if (rec) {
       *st = Status(Code::kIo, "no answer: " + rec.message());
       co_return;
@@ -211,5 +214,7 @@ void HttpTransport::Cancel() {
 }
 
 void HttpTransport::Reset() { impl_->cancelled = false; }
+uint64_t HttpTransport::bytes_sent() const { return impl_->sent; }
+uint64_t HttpTransport::bytes_received() const { return impl_->received; }
 
 }  // namespace dala::sync

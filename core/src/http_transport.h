@@ -16,6 +16,9 @@ class HttpTransport : public Transport {
                             const std::string& tls_pin) override;
   void Cancel() override;
   void Reset() override;
+  // HTTP bytes written and read so far (request and status lines, headers and bodies; not TCP/TLS framing).
+  uint64_t bytes_sent() const;
+  uint64_t bytes_received() const;
 
  private:
   struct Impl;

@@ -77,7 +77,9 @@ TEST(Http, FiftyPhonesTwoHundredReportsEachExactlyOnce) {
   LiveServer server(w.data, port);
   std::vector<std::unique_ptr<Store>> phones;
   for (int p = 0; p < 50; ++p) {
-    phones.push_back(std::move(Store::Create(w.t.sub("p" + std::to_string(p)), Pass("pw"), FastOptions())).value());
+    std::string name = "p";
+    name += std::to_string(p);
+    phones.push_back(std::move(Store::Create(w.t.sub(name), Pass("pw"), FastOptions())).value());
     ASSERT_TRUE(phones.back()->Join(invite).ok());
     SealMany(*phones.back(), 200);
   }
