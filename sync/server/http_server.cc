@@ -88,6 +88,7 @@ struct HttpServer::Impl {
   template <typename Stream>
   asio::awaitable<void> Serve(Stream& stream, beast::tcp_stream& tcp_layer, const std::string& peer, Conn& conn) {
     beast::flat_buffer buffer;
+    auto idle_since = std::chrono::steady_clock::now();  // accepted, or the last answer went out
     for (;;) {
       conn.busy = false;
       if (stopping) co_return;
@@ -106,6 +107,7 @@ struct HttpServer::Impl {
       }
       conn.busy = true;
       auto start = std::chrono::steady_clock::now();
+      double queued_ms = std::chrono::duration<double, std::milli>(start - idle_since).count();
       tcp_layer.expires_after(std::chrono::seconds(opt.body_timeout_s));
       boost::system::error_code bec;
       size_t bn = 0;
@@ -136,12 +138,13 @@ struct HttpServer::Impl {
       ++served;
       if (opt.log_requests) {
         auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-        char t[32];
-        std::snprintf(t, sizeof t, "%.2f", ms);
+        char t[64];
+        std::snprintf(t, sizeof t, "%.2f,\"queued_ms\":%.2f", ms, queued_ms);
         Log("info", "\"event\":\"request\",\"peer\":" + Q(peer) + ",\"method\":" + Q(method) +
                         ",\"path\":" + Q(target.substr(0, 64)) + ",\"status\":" + std::to_string(result.status) +
                         ",\"ms\":" + t + ",\"bytes_in\":" + std::to_string(bn));
       }
+      idle_since = std::chrono::steady_clock::now();
       if (wec) co_return;
       if (result.status == 413) {
         // Lingering close: the client may still be sending the body we refused. Stop sending and drain
@@ -212,6 +215,20 @@ struct HttpServer::Impl {
     }
   }
 
+  void Admit(tcp::socket socket) {
+    if (connections >= opt.max_connections) {
+      Log("warn", "\"event\":\"connection_limit\",\"limit\":" + std::to_string(opt.max_connections));
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      return;
+    }
+    boost::system::error_code nd;
+    socket.set_option(tcp::no_delay(true), nd);
+    ++connections;
+    auto ex = socket.get_executor();
+    asio::co_spawn(ex, Session(std::move(socket)), asio::detached);
+  }
+
   asio::awaitable<void> Accept() {
     for (;;) {
       auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc), kTuple);
@@ -223,17 +240,16 @@ struct HttpServer::Impl {
         co_await pause.async_wait(kTuple);
         continue;
       }
-      boost::system::error_code nd;
-      socket.set_option(tcp::no_delay(true), nd);
-      if (connections >= opt.max_connections) {
-        Log("warn", "\"event\":\"connection_limit\",\"limit\":" + std::to_string(opt.max_connections));
-        boost::system::error_code ignored;
-        socket.close(ignored);
-        continue;
+      Admit(std::move(socket));
+      // Drain the backlog now: one accept per trip through a run queue full of busy handlers would leave
+      // a burst of phones (all back online at once) waiting in the kernel's accept queue for hundreds of ms.
+      for (int i = 0; i < 4096 && !stopping; ++i) {
+        tcp::socket next(asio::make_strand(ioc));
+        boost::system::error_code aec;
+        acceptor.accept(next, aec);  // the acceptor is non-blocking: would_block ends the drain
+        if (aec) break;
+        Admit(std::move(next));
       }
-      ++connections;
-      auto ex = socket.get_executor();
-      asio::co_spawn(ex, Session(std::move(socket)), asio::detached);
     }
   }
 };
@@ -262,6 +278,7 @@ Status HttpServer::Listen() {
   if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acc.bind(ep, ec);
   if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (!ec) acc.non_blocking(true, ec);
   if (ec) return {Code::kIo, "cannot listen on " + o.host + ":" + std::to_string(o.port) + ": " + ec.message()};
   impl_->bound_port = acc.local_endpoint().port();
   return Status::Ok();
