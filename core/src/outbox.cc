@@ -160,6 +160,12 @@ Status Store::RetryOfflineNow() {
   return st.Run();
 }
 
+Status Store::Requeue(const std::string& destination, const ReportId& id, uint32_t version) {
+  DALA_RETURN_IF_ERROR(ValidateDestination(destination));
+  std::lock_guard lock(mu_);
+  return MarkLocked(destination, id, version, kPending, "", 0);
+}
+
 Result<OutboxStats> Store::Stats(const std::string& destination) {
   DALA_RETURN_IF_ERROR(ValidateDestination(destination));
   std::lock_guard lock(mu_);

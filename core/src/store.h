@@ -123,6 +123,8 @@ class Store {
   Status MarkRetry(const std::string& destination, const ReportId& id, uint32_t version, std::string_view reason);
   Status MarkRejected(const std::string& destination, const ReportId& id, uint32_t version,
                       std::string_view reason);
+  // Back to pending and due at once, without backoff (e.g. the batch was too large, not the item at fault).
+  Status Requeue(const std::string& destination, const ReportId& id, uint32_t version);
   Result<OutboxStats> Stats(const std::string& destination);
   // Connectivity returned: items that failed only because no server could be reached are due now.
   Status RetryOfflineNow();

@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "protocol.h"
@@ -74,10 +75,12 @@ Status SyncEngine::Apply(const HttpRequest& request, const Result<HttpResponse>&
       DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, server_.enrolled, why));
       return RetryAll(why);
     case v1::TOO_LARGE:
-      if (max_batch_ > 1) {  // send smaller batches
-        max_batch_ /= 2;
-        max_bytes_ /= 2;
-        return RetryAll(why);
+      if (in_flight_.size() > 1) {  // the batch, not the reports, was too large: send smaller ones now
+        max_batch_ = std::max<size_t>(1, in_flight_.size() / 2);
+        max_bytes_ = std::max<size_t>(1, max_bytes_ / 2);
+        for (const auto& item : in_flight_) DALA_RETURN_IF_ERROR(store_.Requeue(server_.destination, item.id, item.version));
+        in_flight_.clear();
+        return Status::Ok();
       }
       break;
     default:

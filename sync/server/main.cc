@@ -31,7 +31,8 @@ const char kUsage[] = R"(usage: dala-server COMMAND [OPTIONS]
                      [--tls-cert FILE]   prints the invite (DURATION: 30m, 12h, 7d; default 7d; uses: 1);
                                          --tls-cert pins that certificate's key (self-signed servers)
   dala-server run --data DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE] [--threads N]
-                  [--max-connections N] [--max-body-mib N] [--header-timeout S] [--body-timeout S] [--quiet]
+                  [--max-connections N] [--max-body-mib N] [--max-batch N] [--header-timeout S] [--body-timeout S]
+                  [--quiet]
   dala-server devices --data DIR [--json]
   dala-server revoke --data DIR DEVICE_KEY
   dala-server export --data DIR --out PATH
@@ -42,7 +43,7 @@ and stops gracefully on SIGTERM or SIGINT: requests in flight finish, nothing is
 
 const char* const kFlags[] = {"json", "quiet", "help"};
 const char* const kValued[] = {"data", "recipient", "url", "uses", "expires", "organisation", "listen", "tls-cert",
-                               "tls-key", "threads", "max-connections", "max-body-mib", "header-timeout",
+                               "tls-key", "threads", "max-connections", "max-body-mib", "max-batch", "header-timeout",
                                "body-timeout", "out"};
 
 struct Failure {
@@ -105,6 +106,7 @@ int Run(const Args& a) {
   o.log_requests = !a.flag("quiet");
   dala::server::Limits limits;
   limits.max_body_bytes = o.max_body_bytes;
+  if (auto v = a.get("max-batch")) limits.max_batch = std::max<uint64_t>(1, Number(*v, "--max-batch"));
 
   // Signals are taken by one thread with sigwait; every other thread has them blocked.
   sigset_t set;
