@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "../unit/test_util.h"
+#include "desk.h"
 #include "protocol.h"
 #include "server_core.h"
 #include "sync_engine.h"
@@ -337,6 +338,60 @@ TEST(Server, CanaryAppearsNowhereUnderTheDataDirectory) {
   EXPECT_FALSE(test::TreeContains(w.t.sub("server"), canary, &where)) << where;
   ASSERT_TRUE(w.server->Export(w.t.sub("export.bin")).ok());
   EXPECT_FALSE(test::TreeContains(w.t.path(), canary, &where)) << where;
+}
+
+TEST(Desk, ExportProblemsAreReportedNotHidden) {
+  World w;
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  ReportId edited = SealOne(*phone, "first version");
+  auto v2 = phone->Edit(edited);
+  ASSERT_TRUE(v2.ok());
+  ASSERT_TRUE(v2->SetNarrative("second version").ok());
+  ASSERT_TRUE(phone->Seal(*v2).ok());
+  SealOne(*phone, "another report");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 3u);
+  ASSERT_TRUE(w.server->Export(w.t.sub("export.bin")).ok());
+
+  auto good = desk::OpenExport(w.org, w.t.sub("export.bin"), w.t.sub("desk-good"));
+  ASSERT_TRUE(good.ok()) << good.status().message();
+  EXPECT_EQ(good->verified, 3u);
+  EXPECT_EQ(good->failed, 0u);
+
+  // Drop version 1 of the edited report and damage the other report's receipt.
+  v1::Export ex;
+  auto bytes = test::ReadAll(w.t.sub("export.bin"));
+  ASSERT_TRUE(ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())));
+  v1::Export bad;
+  bad.set_server_key(ex.server_key());
+  for (const auto& item : ex.reports()) {
+    crypto::EnvelopeHeader h;
+    ASSERT_TRUE(crypto::VerifyEnvelope(crypto::Bytes(item.envelope()), &h).ok());
+    if (h.report_id == edited && h.version == 1) continue;
+    auto* copy = bad.add_reports();
+    *copy = item;
+    if (h.report_id != edited) {
+      std::string r = copy->receipt();
+      r[r.size() - 1] ^= 1;
+      copy->set_receipt(r);
+    }
+  }
+  std::string out = bad.SerializeAsString();
+  test::WriteAll(w.t.sub("bad.bin"), std::vector<uint8_t>(out.begin(), out.end()));
+  auto sum = desk::OpenExport(w.org, w.t.sub("bad.bin"), w.t.sub("desk-bad"));
+  ASSERT_TRUE(sum.ok()) << sum.status().message();
+  EXPECT_EQ(sum->reports, 2u);
+  EXPECT_EQ(sum->verified, 0u);
+  EXPECT_EQ(sum->failed, 2u);
+  auto summary = test::ReadAll(w.t.sub("desk-bad") + "/summary.json");
+  std::string text(summary.begin(), summary.end());
+  EXPECT_NE(text.find("version 1 is missing"), std::string::npos) << text;
+  EXPECT_NE(text.find("receipt"), std::string::npos) << text;
+  // Both reports are still written out with their content, flagged.
+  auto v2file = test::ReadAll(w.t.sub("desk-bad") + "/" + crypto::ToHex(edited) + "-v2.json");
+  std::string v2text(v2file.begin(), v2file.end());
+  EXPECT_NE(v2text.find("\"verified\":false"), std::string::npos);
+  EXPECT_NE(v2text.find("second version"), std::string::npos);
 }
 
 }  // namespace
