@@ -9,6 +9,26 @@
 
 namespace dala::sync {
 
+// Text from a server (its message, a rejection reason) is shown to people and kept in the store. A hostile
+// server or a man in the middle could send terminal escape sequences: keep printable UTF-8 only, bounded.
+std::string Printable(std::string_view in) {
+  std::string out;
+  for (size_t i = 0; i < in.size() && out.size() < 512;) {
+    auto c = static_cast<unsigned char>(in[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    std::string_view ch = len == 0 || i + len > in.size() ? std::string_view() : in.substr(i, len);
+    bool c1 = len == 2 && c == 0xC2 && static_cast<unsigned char>(in[i + 1]) < 0xA0;  // U+0080..U+009F
+    if (ch.empty() || c < 0x20 || c == 0x7F || c1 || !IsValidUtf8(ch)) {
+      out += '?';
+      i += len == 0 ? 1 : std::min(len, in.size() - i);
+    } else {
+      out += ch;
+      i += len;
+    }
+  }
+  return out;
+}
+
 SyncEngine::SyncEngine(Store& store, ServerInfo server, size_t max_batch, size_t max_bytes)
     : store_(store), server_(std::move(server)), max_batch_(max_batch), max_bytes_(max_bytes) {}
 
@@ -52,7 +72,8 @@ Status SyncEngine::Apply(const HttpRequest& request, const Result<HttpResponse>&
   }
   v1::Response resp;
   bool parsed = resp.ParseFromString(response->body);
-  const std::string why = parsed && !resp.message().empty() ? resp.message() : "HTTP " + std::to_string(response->status);
+  const std::string why =
+      parsed && !resp.message().empty() ? Printable(resp.message()) : "HTTP " + std::to_string(response->status);
   if (response->status == 200 && parsed && resp.status() == v1::OK) {
     if (enrol) {
       server_.enrolled = true;
@@ -132,12 +153,13 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
         break;
       }
       case v1::REJECTED:
-        DALA_RETURN_IF_ERROR(store_.MarkRejected(server_.destination, it.id, it.version, res.reason()));
+        DALA_RETURN_IF_ERROR(store_.MarkRejected(server_.destination, it.id, it.version, Printable(res.reason())));
         ++rejected_;
         break;
       default:
         DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, it.id, it.version,
-                                              res.reason().empty() ? "the server asked to retry later" : res.reason()));
+                                              res.reason().empty() ? "the server asked to retry later"
+                                                                   : Printable(res.reason())));
         break;
     }
   }

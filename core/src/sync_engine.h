@@ -84,6 +84,10 @@ class SyncEngine {
 };
 
 // cancel (may be null) is checked between requests; to abort a request in flight, cancel the transport too.
+// Server-provided text made safe to store and show: printable UTF-8 only (no control or escape characters),
+// at most 512 bytes.
+std::string Printable(std::string_view text);
+
 Result<RunResult> RunOnce(Store& store, Transport& transport, int64_t deadline_ms, const ProgressFn& progress,
                           const std::atomic<bool>* cancel = nullptr);
 

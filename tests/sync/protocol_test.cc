@@ -249,6 +249,28 @@ TEST(Sync, ExpiredUsedUpAndUnknownInvites) {
   EXPECT_EQ(Sync(*p2, *w.net).remaining, 0u);
 }
 
+TEST(Sync, ServerTextIsMadePrintable) {
+  EXPECT_EQ(sync::Printable("revoked"), "revoked");
+  EXPECT_EQ(sync::Printable("\x1b]0;pwned\x07 \x1b[2J"), "?]0;pwned? ?[2J");
+  EXPECT_EQ(sync::Printable("line\nbreak\r\x7f"), "line?break??");
+  EXPECT_EQ(sync::Printable("Орал \xc2\x9b C1"), "Орал ? C1");   // U+009B (CSI) is an escape too
+  EXPECT_EQ(sync::Printable("bad \xff utf8 \xe2\x82"), "bad ? utf8 ?");  // a cut-off sequence: one mark
+  EXPECT_EQ(sync::Printable(std::string(2000, 'a')).size(), 512u);
+  // End to end: a hostile server's message is stored without the escape.
+  World w;
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  SealOne(*phone, "x");
+  w.net->tamper = [](const std::string&, std::string& body) {
+    v1::Response r;
+    r.set_status(v1::DEVICE_REVOKED);
+    r.set_message("revoked \x1b[31mred");
+    body = r.SerializeAsString();
+  };
+  Sync(*phone, *w.net);
+  EXPECT_EQ((*phone->Servers())[0].last_error, "revoked ?[31mred");
+}
+
 TEST(Server, BadRequestsAreRefusedCleanly) {
   World w;
   EXPECT_EQ(w.server->Handle("POST", "/v1/push", "text/plain", "x").status, 415);
