@@ -285,7 +285,6 @@ Status HttpServer::Listen() {
 }
 
 uint16_t HttpServer::port() const { return impl_->bound_port; }
-uint64_t HttpServer::requests_served() const { return impl_->served; }
 
 void HttpServer::Run() {
   auto& im = *impl_;

@@ -34,7 +34,6 @@ class HttpServer {
   uint16_t port() const;
   void Run();          // serves until Stop(); returns when every connection is closed (or the grace ran out)
   void Stop();         // thread-safe and signal-safe to call from another thread
-  uint64_t requests_served() const;
 
  private:
   struct Impl;
