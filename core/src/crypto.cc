@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "attachment.h"
 #include "dala/v1/report.pb.h"
 
 namespace dala::crypto {
@@ -94,6 +95,14 @@ Status ParseVerified(std::span<const uint8_t> envelope, v1::EnvelopeBody* body, 
   std::memcpy(header->report_id.data(), body->report_id().data(), 16);
   header->version = body->version();
   std::memcpy(header->device_key.data(), body->device_key().data(), 32);
+  header->attachments.clear();
+  for (const auto& m : body->attachments()) {
+    DALA_RETURN_IF_ERROR(media::CheckManifest(m));
+    for (const auto& seen : header->attachments)
+      if (seen.attachment_id() == m.attachment_id())
+        return {Code::kVerify, "the sealed envelope lists one attachment twice"};
+    header->attachments.push_back(m);
+  }
   return Status::Ok();
 }
 }  // namespace
@@ -108,6 +117,7 @@ Result<std::string> SealEnvelope(const SigningKey& device, const EnvelopeHeader&
   body.set_report_id(header.report_id.data(), header.report_id.size());
   body.set_version(header.version);
   body.set_device_key(header.device_key.data(), header.device_key.size());
+  for (const auto& m : header.attachments) *body.add_attachments() = m;
   for (const PublicKey& r : recipients) {
     auto* wk = body.add_keys();
     wk->set_recipient(r.data(), r.size());

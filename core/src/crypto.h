@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dala/v1/report.pb.h"
 #include "secret.h"
 #include "status.h"
 
@@ -55,6 +56,7 @@ struct EnvelopeHeader {
   std::array<uint8_t, 16> report_id{};
   uint32_t version = 0;
   PublicKey device_key{};
+  std::vector<v1::AttachmentManifest> attachments;  // each checked (shape, root) by VerifyEnvelope
 };
 Result<std::string> SealEnvelope(const SigningKey& device, const EnvelopeHeader& header,
                                  std::span<const uint8_t> plaintext, std::span<const PublicKey> recipients);

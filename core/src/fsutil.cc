@@ -1,5 +1,6 @@
 #include "fsutil.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <sys/stat.h>
@@ -96,6 +97,21 @@ Result<std::vector<uint8_t>> ReadFile(const std::string& path, size_t max_size) 
     if (out.size() + static_cast<size_t>(r) > max_size) return Status(Code::kCorrupt, "file '" + path + "' is larger than expected");
     out.insert(out.end(), buf, buf + r);
   }
+  return out;
+}
+
+Result<std::vector<std::string>> ListFiles(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) {
+    if (errno == ENOENT) return out;
+    return FromErrno(errno, "list", dir);
+  }
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name != "." && name != ".." && e->d_type != DT_DIR) out.push_back(std::move(name));
+  }
+  ::closedir(d);
   return out;
 }
 

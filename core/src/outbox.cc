@@ -107,7 +107,9 @@ Status Store::MarkDelivered(const std::string& destination, const ReportId& id, 
   }
   DALA_ASSIGN_OR_RETURN(bool purge, DeleteAfterDeliveryLocked());
   if (purge) DALA_RETURN_IF_ERROR(PurgeDeliveredLocked(&id, version));
-  return txn.Commit();
+  DALA_RETURN_IF_ERROR(txn.Commit());
+  SweepAfterCommitLocked();
+  return Status::Ok();
 }
 
 // Deletes the content of sealed versions that every destination has delivered (receipts, ids and hashes
@@ -121,7 +123,9 @@ Status Store::PurgeDeliveredLocked(const ReportId* only_id, std::optional<uint32
   if (only_id != nullptr) sql += " AND id = ? AND version = ?";
   DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(sql));
   if (only_id != nullptr) st.Bind(1, IdBytes(*only_id)).Bind(2, only_version.value_or(0));
-  return st.Run();
+  DALA_RETURN_IF_ERROR(st.Run());
+  if (db_.Changes() == 0) return Status::Ok();
+  return DropUnusedAttachmentsLocked();
 }
 
 Status Store::MarkRetry(const std::string& destination, const ReportId& id, uint32_t version,

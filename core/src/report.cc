@@ -326,7 +326,17 @@ std::string ReportToJson(const Report& r) {
     j += "}";
   }
   j += "},\"narrative\":" + JsonEscape(c.narrative());
-  j += "}";
+  // Attachments: never the key.
+  j += ",\"attachments\":[";
+  for (int i = 0; i < c.attachments_size(); ++i) {
+    const auto& a = c.attachments(i);
+    if (i) j += ",";
+    j += "{\"id\":" + JsonEscape(crypto::ToHex(crypto::Bytes(a.attachment_id()))) +
+         ",\"mime\":" + JsonEscape(a.mime_type()) + ",\"size\":" + std::to_string(a.size()) +
+         ",\"plaintext_hash\":" + JsonEscape(crypto::ToHex(crypto::Bytes(a.plaintext_hash()))) +
+         ",\"ciphertext_hash\":" + JsonEscape(crypto::ToHex(crypto::Bytes(a.ciphertext_hash()))) + "}";
+  }
+  j += "]}";
   return j;
 }
 

@@ -84,6 +84,25 @@ CREATE TABLE servers(
   last_error TEXT
 ) WITHOUT ROWID;
 )sql",
+    // 3: attachments (encrypted files in media/; the keys live here only).
+    R"sql(
+CREATE TABLE attachments(
+  id BLOB PRIMARY KEY NOT NULL CHECK(length(id) = 16),
+  report_id BLOB NOT NULL,
+  version INTEGER NOT NULL,
+  file TEXT NOT NULL UNIQUE,
+  mime TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  plaintext_hash BLOB NOT NULL,
+  ciphertext_size INTEGER NOT NULL,
+  chunk_size INTEGER NOT NULL,
+  ciphertext_hash BLOB NOT NULL,
+  chunk_hashes BLOB NOT NULL,
+  key BLOB NOT NULL,
+  created_ms INTEGER NOT NULL
+);
+CREATE INDEX attachments_report ON attachments(report_id, version);
+)sql",
 };
 constexpr int kSchemaVersion = sizeof kMigrations / sizeof kMigrations[0];
 
@@ -233,7 +252,13 @@ Result<std::unique_ptr<Store>> Store::OpenWithKey(const std::string& dir, const 
   // Anything in flight when a previous process died is pending again.
   DALA_RETURN_IF_ERROR(db.Exec("UPDATE outbox SET state = 0 WHERE state = 1;"));
   (void)fs::RemoveFile(KeyPath(dir) + ".tmp");
-  return std::unique_ptr<Store>(new Store(dir, std::move(db), std::move(*device), options));
+  std::unique_ptr<Store> store(new Store(dir, std::move(db), std::move(*device), options));
+  {
+    // Attachment files without a row: a capture cut short by a crash, or a removal interrupted after commit.
+    std::lock_guard lock(store->mu_);
+    DALA_RETURN_IF_ERROR(store->SweepMediaLocked());
+  }
+  return store;
 }
 
 Status Store::ChangeCredential(const std::string& dir, const Credential& old_cred, const Credential& new_cred,
@@ -254,7 +279,7 @@ Status Store::ChangeCredential(const std::string& dir, const Credential& old_cre
 
 Status Store::Wipe(const std::string& dir) {
   if (dir.empty()) return {Code::kInvalidArgument, "the store directory must not be empty"};
-  bool any = false;
+  bool any = fs::IsDirectory(fs::Join(dir, kMediaDirName));
   for (const auto& f : StoreFiles(dir)) any = any || fs::Exists(f);
   if (!any) return {Code::kNotFound, "no Dala store at '" + dir + "' to wipe"};
   // Crypto-shredding: the wrapped key goes first; from here the database cannot be decrypted.
@@ -263,6 +288,11 @@ Status Store::Wipe(const std::string& dir) {
   DALA_RETURN_IF_ERROR(fs::SyncDirectory(dir));
   Failpoint("wipe.key_destroyed");
   for (const auto& f : StoreFiles(dir)) DALA_RETURN_IF_ERROR(fs::RemoveFile(f));
+  // Attachment files are ciphertext under keys that were in the database: unreadable now; removed.
+  const std::string media = fs::Join(dir, kMediaDirName);
+  DALA_ASSIGN_OR_RETURN(std::vector<std::string> files, fs::ListFiles(media));
+  for (const auto& f : files) DALA_RETURN_IF_ERROR(fs::RemoveFile(fs::Join(media, f)));
+  (void)::rmdir(media.c_str());
   (void)::rmdir(dir.c_str());  // only if empty: the app may keep its own files there
   return Status::Ok();
 }
@@ -273,7 +303,9 @@ Status Store::SetDeleteAfterDelivery(bool enabled) {
   DALA_RETURN_IF_ERROR(txn.Begin());
   DALA_RETURN_IF_ERROR(PutMetaInt(db_, kMetaDeleteAfterDelivery, enabled ? 1 : 0));
   if (enabled) DALA_RETURN_IF_ERROR(PurgeDeliveredLocked(nullptr, std::nullopt));
-  return txn.Commit();
+  DALA_RETURN_IF_ERROR(txn.Commit());
+  SweepAfterCommitLocked();
+  return Status::Ok();
 }
 
 Result<bool> Store::DeleteAfterDeliveryLocked() {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,55 @@
 #include "status.h"
 
 namespace dala {
+
+namespace media {
+class Writer;
+class Reader;
+}  // namespace media
+
+using AttachmentId = std::array<uint8_t, 16>;
+
+// One attachment as the store records it (never the key).
+struct AttachmentInfo {
+  AttachmentId id{};
+  ReportId report_id{};
+  uint32_t version = 0;            // the draft version it was added to; later versions carry it on
+  std::string mime;
+  uint64_t size = 0;               // plaintext bytes
+  crypto::Hash plaintext_hash{};
+  uint64_t ciphertext_size = 0;
+  crypto::Hash ciphertext_hash{};  // the chunk-tree root
+  int64_t created_ms = 0;
+};
+
+class Store;
+
+// Captures one attachment into a draft: plaintext in, ciphertext to a random file in the store. Nothing
+// is recorded until Finish; an abandoned capture leaves nothing behind (its file is removed, or swept at
+// the next open after a crash). Not thread-safe; must not outlive its store.
+class AttachmentCapture {
+ public:
+  ~AttachmentCapture();
+  Status Write(std::span<const uint8_t> data);
+  Result<AttachmentInfo> Finish();
+  uint64_t size() const;
+
+ private:
+  friend class Store;
+  AttachmentCapture(Store& store, ReportId report, uint32_t version, std::string file,
+                    std::unique_ptr<media::Writer> writer);
+  Store& store_;
+  ReportId report_;
+  uint32_t version_;
+  std::string file_;
+  std::unique_ptr<media::Writer> writer_;
+};
+
+// Where the encrypted file of an attachment is, for uploads.
+struct AttachmentFile {
+  std::string path;
+  uint64_t ciphertext_size = 0;
+};
 
 struct StoreOptions {
   KdfParams kdf;
@@ -74,6 +124,7 @@ inline constexpr char kOfflineReason[] = "offline";
 // File names inside a store directory.
 inline constexpr char kKeyFileName[] = "dala.key";
 inline constexpr char kDbFileName[] = "dala.db";
+inline constexpr char kMediaDirName[] = "media";
 
 class Store {
  public:
@@ -116,6 +167,16 @@ class Store {
   Status DeleteDraft(const ReportId& id);
   Result<std::vector<ReportInfo>> List();
 
+  // Attachments. Added to the report's draft (the latest version must be a draft); a sealed version
+  // carries every attachment added up to it. Removing works on attachments of the draft only.
+  Result<std::unique_ptr<AttachmentCapture>> CaptureAttachment(const ReportId& id, const std::string& mime);
+  Result<AttachmentInfo> ImportAttachment(const ReportId& id, const std::string& path, const std::string& mime);
+  Result<std::vector<AttachmentInfo>> Attachments(const ReportId& id, std::optional<uint32_t> version = std::nullopt);
+  Result<std::unique_ptr<media::Reader>> OpenAttachment(const AttachmentId& id);
+  Status RemoveAttachment(const AttachmentId& id);
+  Result<AttachmentFile> LocalAttachmentFile(const AttachmentId& id);
+  const std::string& dir() const { return dir_; }
+
   // Outbox.
   Result<std::vector<OutboxItem>> NextBatch(const std::string& destination, size_t max_items, size_t max_bytes);
   Status MarkDelivered(const std::string& destination, const ReportId& id, uint32_t version,
@@ -149,6 +210,20 @@ class Store {
                        int64_t now);
   Result<Destinations> DestinationsLocked();
   Status PurgeDeliveredLocked(const ReportId* only_id, std::optional<uint32_t> only_version);
+  // Removes attachment files no row refers to (a crash during capture, a purge, a deleted draft), except
+  // captures in progress.
+  Status SweepMediaLocked();
+  // Inside a transaction: deletes the rows of attachments no unpurged version needs any more. Their files
+  // go only after the commit (SweepAfterCommitLocked): removed before it, a rollback would keep rows
+  // whose files are gone.
+  Status DropUnusedAttachmentsLocked();
+  void SweepAfterCommitLocked();
+  Status FinishCapture(AttachmentCapture& capture, Result<AttachmentInfo>* out);
+  void EndCapture(const std::string& file);
+  Status FillAttachmentsLocked(const ReportId& id, uint32_t version, v1::ReportContent& content, bool with_keys);
+  Status AttachmentManifestsLocked(const ReportId& id, uint32_t version, std::vector<v1::AttachmentManifest>* out);
+  std::string MediaDir() const;
+  friend class AttachmentCapture;
   Result<bool> DeleteAfterDeliveryLocked();
   Status MarkLocked(const std::string& destination, const ReportId& id, uint32_t version, int state,
                     std::string_view reason, int64_t next_attempt_ms);
@@ -160,6 +235,8 @@ class Store {
   crypto::SigningKey device_;
   StoreOptions options_;
   Clock clock_;
+  std::set<std::string> capturing_;  // file names of captures in progress (under mu_)
+  bool sweep_pending_ = false;       // under mu_
 };
 
 int64_t SystemNowMs();

@@ -11,6 +11,14 @@ namespace {
 
 std::span<const uint8_t> IdBytes(const ReportId& id) { return {id.data(), id.size()}; }
 
+// A draft's stored body: its attachments live in the attachments table (with their keys), not here.
+std::string DraftBody(const v1::ReportContent& content) {
+  if (content.attachments_size() == 0) return content.SerializeAsString();
+  v1::ReportContent copy = content;
+  copy.clear_attachments();
+  return copy.SerializeAsString();
+}
+
 const Status kNoReport(Code::kNotFound, "no such report in this store");
 
 // A sealed version's state follows from its outbox rows (one per destination).
@@ -43,7 +51,7 @@ Status Store::InsertDraftLocked(Report& r, int64_t now) {
   DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
       "INSERT INTO reports(id, version, sealed, form, created_ms, updated_ms, priority, body) "
       "VALUES(?, ?, 0, ?, ?, ?, ?, ?)"));
-  std::string body = r.content.SerializeAsString();
+  std::string body = DraftBody(r.content);
   ReportId id = r.id();
   st.Bind(1, IdBytes(id)).Bind(2, r.content.version()).BindText(3, r.form()).Bind(4, r.content.created_ms());
   st.Bind(5, now).Bind(6, r.priority).Bind(7, crypto::Bytes(body));
@@ -98,6 +106,9 @@ Result<Report> Store::GetLocked(const ReportId& id, std::optional<uint32_t> vers
     auto body = st.BlobView(6);
     if (!r.content.ParseFromArray(body.data(), static_cast<int>(body.size())))
       return Status(Code::kCorrupt, "a draft in the store is damaged");
+    st = db::Stmt();
+    // A draft shows its attachments (without keys); sealing records them from the attachments table.
+    DALA_RETURN_IF_ERROR(FillAttachmentsLocked(id, ver, r.content, /*with_keys=*/false));
     return r;
   }
   auto hash = st.BlobView(7);
@@ -146,8 +157,10 @@ Result<Report> Store::Edit(const ReportId& id) {
   r.content.set_previous_hash(latest.content_hash.data(), latest.content_hash.size());
   r.content.clear_sealed_ms();
   r.content.clear_device_key();
+  r.content.clear_attachments();  // carried on by the attachments table
   r.priority = latest.priority;
   DALA_RETURN_IF_ERROR(InsertDraftLocked(r, now));
+  DALA_RETURN_IF_ERROR(FillAttachmentsLocked(id, r.content.version(), r.content, /*with_keys=*/false));
   return r;
 }
 
@@ -159,7 +172,7 @@ Status Store::SaveDraft(Report& r) {
   ReportId id = r.id();
   DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
       "UPDATE reports SET body = ?, updated_ms = ?, priority = ? WHERE id = ? AND version = ? AND sealed = 0"));
-  std::string body = r.content.SerializeAsString();
+  std::string body = DraftBody(r.content);
   st.Bind(1, crypto::Bytes(body)).Bind(2, now).Bind(3, r.priority).Bind(4, IdBytes(id)).Bind(5, r.content.version());
   DALA_RETURN_IF_ERROR(st.Run());
   if (db_.Changes() == 0)
@@ -175,6 +188,7 @@ Status Store::EnqueueLocked(const std::string& destination, const std::vector<cr
   h.report_id = id;
   h.version = version;
   h.device_key = device_.public_key;
+  DALA_RETURN_IF_ERROR(AttachmentManifestsLocked(id, version, &h.attachments));
   DALA_ASSIGN_OR_RETURN(std::string env, crypto::SealEnvelope(device_, h, signed_bytes, recipients));
   DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
       "INSERT INTO outbox(destination, report_id, version, state, priority, size, envelope, enqueued_ms, "
@@ -191,6 +205,7 @@ Status Store::SealLocked(Report& r, int64_t now, const Destinations& destination
   DALA_RETURN_IF_ERROR(CheckSerializedSize(r.content));
   Failpoint("seal.begin");
   v1::ReportContent content = r.content;
+  DALA_RETURN_IF_ERROR(FillAttachmentsLocked(r.id(), content.version(), content, /*with_keys=*/true));
   content.set_sealed_ms(now);
   content.set_device_key(device_.public_key.data(), device_.public_key.size());
   std::string signed_bytes = SignContent(device_, content);
@@ -228,7 +243,7 @@ Status Store::Seal(Report& r) {
     // Save the handle's latest edits as part of the same transaction.
     DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
         "UPDATE reports SET body = ? WHERE id = ? AND version = ? AND sealed = 0"));
-    std::string body = work.content.SerializeAsString();
+    std::string body = DraftBody(work.content);
     ReportId id = work.id();
     st.Bind(1, crypto::Bytes(body)).Bind(2, IdBytes(id)).Bind(3, work.content.version());
     DALA_RETURN_IF_ERROR(st.Run());
@@ -258,10 +273,17 @@ Status Store::SealMany(const std::vector<ReportId>& ids) {
 
 Status Store::DeleteDraft(const ReportId& id) {
   std::lock_guard lock(mu_);
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("DELETE FROM reports WHERE id = ? AND sealed = 0"));
-  st.Bind(1, IdBytes(id));
-  DALA_RETURN_IF_ERROR(st.Run());
-  if (db_.Changes() == 0) return {Code::kNotFound, "this report has no draft to delete"};
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("DELETE FROM reports WHERE id = ? AND sealed = 0"));
+    st.Bind(1, IdBytes(id));
+    DALA_RETURN_IF_ERROR(st.Run());
+    if (db_.Changes() == 0) return {Code::kNotFound, "this report has no draft to delete"};
+  }
+  DALA_RETURN_IF_ERROR(DropUnusedAttachmentsLocked());  // the draft's own attachments
+  DALA_RETURN_IF_ERROR(txn.Commit());
+  SweepAfterCommitLocked();
   return Status::Ok();
 }
 
