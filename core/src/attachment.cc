@@ -1,6 +1,7 @@
 #include "attachment.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -258,6 +259,34 @@ Result<size_t> Reader::Read(std::span<uint8_t> out) {
   std::memcpy(out.data(), piece_.data() + piece_pos_, n);
   piece_pos_ += n;
   return n;
+}
+
+Result<crypto::Hash> HashFileRange(const std::string& path, uint64_t offset, uint64_t length) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fs::FromErrno(errno, "open", path);
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, nullptr, 0, 32);
+  std::vector<uint8_t> buf(kPiece);
+  while (length > 0) {
+    ssize_t n = ::pread(fd, buf.data(), std::min<uint64_t>(length, buf.size()), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      return Status(Code::kVerify, "the attachment file is shorter than recorded");
+    }
+    crypto_generichash_update(&st, buf.data(), static_cast<size_t>(n));
+    offset += static_cast<uint64_t>(n);
+    length -= static_cast<uint64_t>(n);
+  }
+  ::close(fd);
+  crypto::Hash h;
+  crypto_generichash_final(&st, h.data(), h.size());
+  return h;
+}
+
+int64_t FileSize(const std::string& path) {
+  struct stat sb;
+  return ::stat(path.c_str(), &sb) == 0 ? static_cast<int64_t>(sb.st_size) : -1;
 }
 
 Status CopyFileInto(const std::string& source, Writer& writer) {

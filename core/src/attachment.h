@@ -125,6 +125,11 @@ class Reader {
   bool final_ = false, verified_ = false;
 };
 
+// BLAKE2b-256 of bytes [offset, offset + length) of a file (an upload chunk), read in pieces.
+Result<crypto::Hash> HashFileRange(const std::string& path, uint64_t offset, uint64_t length);
+// The file's size, or -1 when it cannot be read.
+int64_t FileSize(const std::string& path);
+
 // Plaintext from a file on disk into a writer, kPiece at a time.
 Status CopyFileInto(const std::string& source, Writer& writer);
 

@@ -100,6 +100,28 @@ Result<std::vector<uint8_t>> ReadFile(const std::string& path, size_t max_size) 
   return out;
 }
 
+Status CopyFile(const std::string& from, const std::string& to) {
+  Fd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in.get() < 0) return FromErrno(errno, "open", from);
+  Fd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (out.get() < 0) return FromErrno(errno, "create", to);
+  std::vector<uint8_t> buf(1u << 20);
+  for (;;) {
+    ssize_t n = ::read(in.get(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return FromErrno(errno, "read", from);
+    if (n == 0) break;
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = ::write(out.get(), buf.data() + done, static_cast<size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return FromErrno(errno, "write", to);
+      done += w;
+    }
+  }
+  if (::fsync(out.get()) != 0) return FromErrno(errno, "sync", to);
+  return Status::Ok();
+}
+
 Result<std::vector<std::string>> ListFiles(const std::string& dir) {
   std::vector<std::string> out;
   DIR* d = ::opendir(dir.c_str());

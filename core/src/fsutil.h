@@ -28,6 +28,8 @@ Status RemoveFile(const std::string& path);
 // Overwrites the whole file with random bytes, syncs it, then removes it.
 Status ShredFile(const std::string& path);
 std::string Join(const std::string& dir, const std::string& name);
+// Streams `from` into a new file `to` (0600) and syncs it.
+Status CopyFile(const std::string& from, const std::string& to);
 // Names of the regular files in `dir` (not . or ..); a missing directory is an empty list.
 Result<std::vector<std::string>> ListFiles(const std::string& dir);
 

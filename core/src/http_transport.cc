@@ -1,6 +1,8 @@
 #include "http_transport.h"
 
+#include <fcntl.h>
 #include <openssl/x509.h>
+#include <unistd.h>
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -143,6 +145,11 @@ struct HttpTransport::Impl {
       *st = Status(Code::kIo, "sending failed: " + wec.message());
       co_return;
     }
+    co_await ReadResponse(s, out, st);
+  }
+
+  template <typename Stream>
+  asio::awaitable<void> ReadResponse(Stream& s, HttpResponse* out, Status* st) {
     beast::flat_buffer buf;
     http::response_parser<http::string_body> parser;
     parser.body_limit(64u << 20);
@@ -157,6 +164,70 @@ struct HttpTransport::Impl {
     out->body = std::move(res.body());
     if (!res.keep_alive()) Close();
     *st = Status::Ok();
+  }
+
+  // An upload: the body is a range of the attachment's encrypted file, read and sent a piece at a time.
+  template <typename Stream>
+  asio::awaitable<void> ExchangeUpload(Stream& s, const Url& u, const HttpRequest& request, HttpResponse* out,
+                                       Status* st) {
+    int fd = ::open(request.file_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      *st = Status(Code::kNotFound, "the attachment's file cannot be opened");
+      co_return;
+    }
+    struct Closer {
+      int fd;
+      ~Closer() { ::close(fd); }
+    } closer{fd};
+    http::request<http::buffer_body> req{http::verb::post, u.prefix + request.path, 11};
+    req.set(http::field::host, u.host);
+    req.set(http::field::user_agent, "dala");
+    req.set(http::field::content_type, protocol::kUploadContentType);
+    req.set(protocol::kUploadHeader, request.upload_header);
+    req.keep_alive(true);
+    req.content_length(request.file_length);
+    req.body().data = nullptr;
+    req.body().more = request.file_length > 0;
+    http::request_serializer<http::buffer_body> sr{req};
+    auto [hec, hn] = co_await http::async_write_header(s, sr, kTuple);
+    sent += hn;
+    if (hec) {
+      *st = Status(Code::kIo, "sending failed: " + hec.message());
+      co_return;
+    }
+    std::vector<uint8_t> piece(std::min<uint64_t>(request.file_length, 256u << 10));
+    for (uint64_t done = 0; done < request.file_length;) {
+      size_t want = static_cast<size_t>(std::min<uint64_t>(piece.size(), request.file_length - done));
+      ssize_t n = ::pread(fd, piece.data(), want, static_cast<off_t>(request.file_offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        *st = Status(Code::kVerify, "the attachment's file is shorter than recorded");
+        Close();
+        co_return;
+      }
+      done += static_cast<uint64_t>(n);
+      req.body().data = piece.data();
+      req.body().size = static_cast<size_t>(n);
+      req.body().more = done < request.file_length;
+      auto [wec, wn] = co_await http::async_write(s, sr, kTuple);
+      if (wec == http::error::need_buffer) wec = {};
+      sent += static_cast<uint64_t>(n);
+      if (wec) {
+        *st = Status(Code::kIo, "sending failed: " + wec.message());
+        co_return;
+      }
+    }
+    if (!sr.is_done()) {
+      req.body().data = nullptr;
+      req.body().size = 0;
+      req.body().more = false;
+      auto [fec, fn] = co_await http::async_write(s, sr, kTuple);
+      if (fec && fec != http::error::need_buffer) {
+        *st = Status(Code::kIo, "sending failed: " + fec.message());
+        co_return;
+      }
+    }
+    co_await ReadResponse(s, out, st);
   }
 
   asio::awaitable<void> Post(Url u, const HttpRequest& request, std::chrono::milliseconds timeout,
@@ -175,8 +246,14 @@ struct HttpTransport::Impl {
         if (!st->ok()) co_return;
       }
       Lowest().expires_after(timeout);
-      if (secure) co_await Exchange(*secure, req, out, st);
-      else co_await Exchange(*plain, req, out, st);
+      if (request.is_upload()) {
+        if (secure) co_await ExchangeUpload(*secure, u, request, out, st);
+        else co_await ExchangeUpload(*plain, u, request, out, st);
+      } else if (secure) {
+        co_await Exchange(*secure, req, out, st);
+      } else {
+        co_await Exchange(*plain, req, out, st);
+      }
       if (st->ok()) co_return;
       Close();
       if (!reused) co_return;  // a fresh connection failed: report it

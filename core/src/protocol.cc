@@ -4,6 +4,10 @@
 
 namespace dala::protocol {
 
+std::string AttachmentFileName(std::span<const uint8_t> device_key, std::span<const uint8_t> attachment_id) {
+  return crypto::ToHex(device_key) + "-" + crypto::ToHex(attachment_id);
+}
+
 std::string Base64Url(std::span<const uint8_t> bytes) {
   const int variant = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
   std::string out(sodium_base64_encoded_len(bytes.size(), variant), '\0');

@@ -20,6 +20,14 @@ inline constexpr std::string_view kContentType = "application/x-protobuf";
 inline constexpr char kPathHealth[] = "/v1/health";
 inline constexpr char kPathEnrol[] = "/v1/enrol";
 inline constexpr char kPathPush[] = "/v1/push";
+inline constexpr char kPathUpload[] = "/v1/upload";
+inline constexpr char kUploadHeader[] = "X-Dala-Request";      // base64url(SignedRequest) of an upload
+inline constexpr char kUploadContentType[] = "application/octet-stream";
+inline constexpr size_t kMaxUploadHeader = 2048;                // bytes of the header's value
+
+// Where an attachment's ciphertext is kept on the server and in an export's media directory:
+// hex(device key) "-" hex(attachment id). Devices choose attachment ids, so the device key is part of it.
+std::string AttachmentFileName(std::span<const uint8_t> device_key, std::span<const uint8_t> attachment_id);
 
 std::string Base64Url(std::span<const uint8_t> bytes);
 bool FromBase64Url(std::string_view text, std::string* out);

@@ -3,8 +3,12 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
+#include "attachment.h"
+#include "fsutil.h"
 #include "protocol.h"
 
 namespace dala::sync {
@@ -50,8 +54,32 @@ Result<std::optional<HttpRequest>> SyncEngine::Next() {
     req.mutable_enrol()->set_token(server_.token);
     return std::optional<HttpRequest>(HttpRequest{protocol::kPathEnrol, store_.SignRequest(req)});
   }
-  DALA_ASSIGN_OR_RETURN(in_flight_, store_.NextBatch(server_.destination, max_batch_, max_bytes_));
-  if (in_flight_.empty()) return std::optional<HttpRequest>();
+  if (!ready_.empty()) {
+    in_flight_ = std::move(ready_);  // attachments all held: push again for the receipts
+    ready_.clear();
+  } else {
+    DALA_ASSIGN_OR_RETURN(in_flight_, store_.NextBatch(server_.destination, max_batch_, max_bytes_));
+  }
+  if (in_flight_.empty()) {
+    // Small reports went first (every push precedes the uploads); now the attachments, by priority.
+    if (uploads_.empty()) return std::optional<HttpRequest>();
+    Upload& u = uploads_.front();
+    const auto& m = u.manifests[u.current];
+    const uint64_t offset = u.received[u.current];
+    auto* up = req.mutable_upload();
+    up->set_report_id(u.item.id.data(), u.item.id.size());
+    up->set_version(u.item.version);
+    up->set_attachment_id(m.attachment_id());
+    up->set_offset(offset);
+    up->set_length(u.probe ? 0 : std::min<uint64_t>(kMaxUploadRequest, m.size() - offset));
+    HttpRequest h;
+    h.path = protocol::kPathUpload;
+    h.upload_header = protocol::Base64Url(crypto::Bytes(store_.SignRequest(req)));
+    h.file_path = u.files[u.current];
+    h.file_offset = offset;
+    h.file_length = up->length();
+    return std::optional<HttpRequest>(std::move(h));
+  }
   auto* push = req.mutable_push();
   for (const auto& item : in_flight_) push->add_envelopes(item.envelope.data(), item.envelope.size());
   return std::optional<HttpRequest>(HttpRequest{protocol::kPathPush, store_.SignRequest(req)});
@@ -59,12 +87,146 @@ Result<std::optional<HttpRequest>> SyncEngine::Next() {
 
 Status SyncEngine::RetryAll(std::string_view reason) {
   for (const auto& item : in_flight_) DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, item.id, item.version, reason));
+  for (const auto& item : ready_) DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, item.id, item.version, reason));
+  for (const auto& u : uploads_)
+    DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, u.item.id, u.item.version, reason));
   in_flight_.clear();
+  ready_.clear();
+  uploads_.clear();
+  return Status::Ok();
+}
+
+Status SyncEngine::Finish() {
+  for (const auto& item : ready_) DALA_RETURN_IF_ERROR(store_.Requeue(server_.destination, item.id, item.version));
+  for (const auto& u : uploads_) DALA_RETURN_IF_ERROR(store_.Requeue(server_.destination, u.item.id, u.item.version));
+  ready_.clear();
+  uploads_.clear();
+  return Status::Ok();
+}
+
+uint64_t SyncEngine::upload_done() const {
+  uint64_t n = upload_finished_;
+  for (const auto& u : uploads_)
+    for (uint64_t r : u.received) n += r;
+  return n;
+}
+
+uint64_t SyncEngine::upload_total() const { return upload_total_; }
+
+// Reports the server holds as INCOMPLETE: find each attachment's file here and where the server stands.
+Status SyncEngine::StartUpload(const OutboxItem& item, const v1::PushResult& res) {
+  Upload u;
+  u.item = item;
+  crypto::EnvelopeHeader h;
+  DALA_RETURN_IF_ERROR(crypto::VerifyEnvelope(item.envelope, &h));
+  u.manifests = h.attachments;
+  uploads_.push_back(std::move(u));
+  Upload& up = uploads_.back();
+  for (const auto& m : up.manifests) {
+    upload_total_ += m.size();
+    uint64_t received = 0;
+    for (const auto& p : res.attachments())
+      if (p.attachment_id() == m.attachment_id()) received = std::min<uint64_t>(p.received(), m.size());
+    up.received.push_back(received);
+    AttachmentId id{};
+    std::memcpy(id.data(), m.attachment_id().data(), id.size());
+    auto file = store_.LocalAttachmentFile(id);
+    if (!file.ok() || file->ciphertext_size != m.size() || !fs::Exists(file->path) ||
+        media::FileSize(file->path) != m.size()) {
+      uploads_.pop_back();
+      return Damaged(item, "an attachment of this report is missing or damaged on this phone");
+    }
+    up.files.push_back(file->path);
+  }
+  Advance();
+  return Status::Ok();
+}
+
+Status SyncEngine::Damaged(const OutboxItem& item, const std::string& why) {
+  ++rejected_;
+  last_error_ = why;
+  return store_.MarkRejected(server_.destination, item.id, item.version, why);
+}
+
+// Skips attachments the server holds whole; a report whose attachments are all held is pushed again.
+void SyncEngine::Advance() {
+  while (!uploads_.empty()) {
+    Upload& u = uploads_.front();
+    while (u.current < u.manifests.size() && u.received[u.current] >= u.manifests[u.current].size()) ++u.current;
+    if (u.current < u.manifests.size()) return;
+    for (const auto& m : u.manifests) upload_finished_ += m.size();
+    ready_.push_back(std::move(u.item));
+    uploads_.pop_front();
+  }
+}
+
+Status SyncEngine::ApplyUpload(const HttpRequest& request, const v1::UploadResult& r) {
+  Upload& u = uploads_.front();
+  const auto& m = u.manifests[u.current];
+  uint64_t& received = u.received[u.current];
+  const uint64_t before = received;
+  attachment_bytes_sent_ += request.file_length;
+  switch (r.code()) {
+    case v1::UPLOAD_OK:
+    case v1::UPLOAD_OFFSET:
+      received = std::min<uint64_t>(r.received(), m.size());
+      u.probe = false;
+      if (received > before) u.failures = 0;
+      break;
+    case v1::UPLOAD_BAD_CHUNK: {
+      // Refused: is the chunk damaged here, or was it corrupted on the way?
+      received = std::min<uint64_t>(r.received(), m.size());
+      const uint64_t index = received / m.chunk_size();
+      const uint64_t len = std::min<uint64_t>(m.chunk_size(), m.size() - received);
+      auto here = media::HashFileRange(u.files[u.current], received, len);
+      if (!here.ok() || std::memcmp(here->data(), m.chunk_hashes().data() + 32 * index, 32) != 0) {
+        OutboxItem item = u.item;
+        uploads_.pop_front();
+        Advance();
+        return Damaged(item, "an attachment of this report is damaged on this phone (it no longer matches what "
+                             "was sealed); the report cannot be delivered as sealed");
+      }
+      if (++u.bad_chunks > 8) {
+        OutboxItem item = u.item;
+        uploads_.pop_front();
+        Advance();
+        last_error_ = "the connection keeps corrupting uploads";
+        return store_.MarkRetry(server_.destination, item.id, item.version, last_error_);
+      }
+      break;  // sent again
+    }
+    case v1::UPLOAD_UNKNOWN: {
+      // The server has no declaration of this attachment (e.g. it lost its pending reports): push again.
+      OutboxItem item = u.item;
+      uploads_.pop_front();
+      Advance();
+      ready_.push_back(std::move(item));
+      return Status::Ok();
+    }
+    default:
+      Stop("the server answered an upload with something this version does not understand", false);
+      return RetryAll(last_error_);
+  }
+  Advance();
   return Status::Ok();
 }
 
 Status SyncEngine::Apply(const HttpRequest& request, const Result<HttpResponse>& response) {
   const bool enrol = request.path == protocol::kPathEnrol;
+  pause_ms_ = 0;
+  if (request.is_upload() && !uploads_.empty()) {
+    Upload& u = uploads_.front();
+    // A cut connection: ask where the server stands and go on from there, a few times in a row at most.
+    if (!response.ok() && ++u.failures <= 3) {
+      u.probe = true;
+      return Status::Ok();
+    }
+    if (response.ok() && response->status == 409 && ++u.failures <= 20) {  // the cut upload is still ending there
+      pause_ms_ = 100;
+      u.probe = true;
+      return Status::Ok();
+    }
+  }
   if (!response.ok()) {
     Stop("the server cannot be reached: " + response.status().message(), true);
     DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, server_.enrolled, last_error_));
@@ -78,6 +240,13 @@ Status SyncEngine::Apply(const HttpRequest& request, const Result<HttpResponse>&
     if (enrol) {
       server_.enrolled = true;
       return store_.SetServerState(server_.destination, true, "");
+    }
+    if (request.is_upload()) {
+      if (uploads_.empty() || !resp.has_upload()) {
+        Stop("the server answered an upload without an upload result", false);
+        return RetryAll(last_error_);
+      }
+      return ApplyUpload(request, resp.upload());
     }
     return ApplyPush(resp);
   }
@@ -156,6 +325,9 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
         DALA_RETURN_IF_ERROR(store_.MarkRejected(server_.destination, it.id, it.version, Printable(res.reason())));
         ++rejected_;
         break;
+      case v1::INCOMPLETE:  // held; stays in flight while its attachments upload in this run
+        DALA_RETURN_IF_ERROR(StartUpload(it, res));
+        break;
       default:
         DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, it.id, it.version,
                                               res.reason().empty() ? "the server asked to retry later"
@@ -192,9 +364,13 @@ Result<RunResult> RunOnce(Store& store, Transport& transport, int64_t deadline_m
       DALA_RETURN_IF_ERROR(engine.Apply(*req, resp));
       if (progress) {
         DALA_ASSIGN_OR_RETURN(OutboxStats st, store.Stats(server.destination));
-        progress(Progress{server.destination, engine.delivered(), engine.rejected(), st.pending + st.in_flight});
+        progress(Progress{server.destination, engine.delivered(), engine.rejected(), st.pending + st.in_flight,
+                          engine.upload_done(), engine.upload_total()});
       }
+      if (engine.pause_ms() > 0 && SystemNowMs() + engine.pause_ms() < deadline_ms)
+        std::this_thread::sleep_for(std::chrono::milliseconds(engine.pause_ms()));
     }
+    DALA_RETURN_IF_ERROR(engine.Finish());
     result.delivered += engine.delivered();
     result.rejected += engine.rejected();
     result.unreachable = result.unreachable || engine.unreachable();

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -17,8 +18,14 @@
 namespace dala::sync {
 
 struct HttpRequest {
-  std::string path;  // "/v1/enrol", "/v1/push"; always POST application/x-protobuf
+  std::string path;  // "/v1/enrol", "/v1/push" (POST application/x-protobuf), "/v1/upload"
   std::string body;
+  // Uploads: the signed request for the X-Dala-Request header, and the body as a byte range of the
+  // attachment's encrypted file, sent from the file as it is (no copy, no second encryption).
+  std::string upload_header;
+  std::string file_path;
+  uint64_t file_offset = 0, file_length = 0;
+  bool is_upload() const { return !file_path.empty() || !upload_header.empty(); }
 };
 
 struct HttpResponse {
@@ -43,6 +50,8 @@ struct Progress {
   uint64_t delivered = 0;  // in this run
   uint64_t rejected = 0;
   uint64_t remaining = 0;  // pending + in flight for this destination
+  uint64_t upload_done = 0;   // attachment bytes the server holds, of the reports being uploaded in this run
+  uint64_t upload_total = 0;  // their total size
 };
 using ProgressFn = std::function<void(const Progress&)>;
 
@@ -68,16 +77,45 @@ class SyncEngine {
   uint64_t rejected() const { return rejected_; }
   const std::string& last_error() const { return last_error_; }
   bool unreachable() const { return unreachable_; }
+  // Ends a run cut short (deadline, cancel): reports still waiting for uploads are due again at once.
+  Status Finish();
+  // A pause the engine asks for before its next request (another upload of the same file is ending).
+  int64_t pause_ms() const { return pause_ms_; }
+  uint64_t upload_done() const;
+  uint64_t upload_total() const;
+  uint64_t attachment_bytes_sent() const { return attachment_bytes_sent_; }
+
+  static constexpr uint64_t kMaxUploadRequest = 16u << 20;  // body bytes per upload request
 
  private:
+  // A report the server holds as INCOMPLETE: its attachments are being uploaded.
+  struct Upload {
+    OutboxItem item;
+    std::vector<v1::AttachmentManifest> manifests;
+    std::vector<uint64_t> received;
+    std::vector<std::string> files;
+    size_t current = 0;        // the attachment being uploaded
+    int bad_chunks = 0;        // chunks the server refused although they match here: corrupted on the way
+    int failures = 0;          // consecutive transport failures without progress
+    bool probe = false;        // after a failure: ask the server how much it holds before sending more
+  };
   Status RetryAll(std::string_view reason);
   Status ApplyPush(const v1::Response& response);
+  Status ApplyUpload(const HttpRequest& request, const v1::UploadResult& result);
+  Status StartUpload(const OutboxItem& item, const v1::PushResult& result);
+  Status Damaged(const OutboxItem& item, const std::string& why);
+  void Advance();
   void Stop(std::string reason, bool unreachable);
 
   Store& store_;
   ServerInfo server_;
   size_t max_batch_, max_bytes_;
   std::vector<OutboxItem> in_flight_;
+  std::deque<Upload> uploads_;
+  std::vector<OutboxItem> ready_;  // every attachment held: push again for the receipt
+  int64_t pause_ms_ = 0;
+  uint64_t attachment_bytes_sent_ = 0;
+  uint64_t upload_total_ = 0, upload_finished_ = 0;
   bool stopped_ = false, unreachable_ = false;
   uint64_t delivered_ = 0, rejected_ = 0;
   std::string last_error_;

@@ -8,11 +8,15 @@
 #include <boost/beast/ssl.hpp>
 
 #include <chrono>
+#include <limits>
+#include <variant>
 #include <cstdio>
 #include <mutex>
 #include <thread>
 #include <tuple>
 #include <vector>
+
+#include "protocol.h"
 
 namespace dala::server {
 
@@ -85,6 +89,47 @@ struct HttpServer::Impl {
     co_return std::move(slot->result);
   }
 
+  // Reads an upload body chunk by chunk into the core's session. *dropped: the connection failed mid-body.
+  template <typename Stream>
+  asio::awaitable<HttpResult> Upload(Stream& stream, beast::tcp_stream& tcp_layer, beast::flat_buffer& buffer,
+                                     http::request_parser<http::empty_body>&& head, bool* body_done, bool* dropped,
+                                     size_t* bytes_in) {
+    auto len = head.content_length();
+    if (!len) {
+      *body_done = head.is_done();
+      co_return HttpResult{411, "text/plain", "an upload needs a Content-Length\n"};
+    }
+    auto started = core.BeginUpload(std::string(head.get()[protocol::kUploadHeader]), *len);
+    if (auto* r = std::get_if<HttpResult>(&started)) {
+      *body_done = *len == 0;
+      co_return std::move(*r);
+    }
+    auto session = std::move(std::get<std::unique_ptr<UploadSession>>(started));
+    http::request_parser<http::buffer_body> bp(std::move(head));
+    bp.body_limit(std::numeric_limits<std::uint64_t>::max());
+    std::vector<uint8_t> chunk(session->max_chunk());
+    for (size_t want; (want = session->want()) > 0;) {
+      size_t filled = 0;
+      while (filled < want && !bp.is_done()) {
+        bp.get().body().data = chunk.data() + filled;
+        bp.get().body().size = want - filled;
+        tcp_layer.expires_after(std::chrono::seconds(opt.body_timeout_s));
+        auto [ec, n] = co_await http::async_read(stream, buffer, bp, kTuple);
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) {
+          *dropped = true;
+          co_return HttpResult{};
+        }
+        filled = want - bp.get().body().size;
+      }
+      *bytes_in += filled;
+      if (filled < want) break;  // the body ended before the length it announced
+      if (!session->Feed({chunk.data(), want})) break;
+    }
+    *body_done = bp.is_done();
+    co_return session->Answer();
+  }
+
   template <typename Stream>
   asio::awaitable<void> Serve(Stream& stream, beast::tcp_stream& tcp_layer, const std::string& peer, Conn& conn) {
     beast::flat_buffer buffer;
@@ -92,14 +137,12 @@ struct HttpServer::Impl {
     for (;;) {
       conn.busy = false;
       if (stopping) co_return;
-      http::request_parser<http::string_body> parser;
-      parser.header_limit(static_cast<std::uint32_t>(opt.max_header_bytes));
-      parser.body_limit(opt.max_body_bytes);
+      http::request_parser<http::empty_body> head;
+      head.header_limit(static_cast<std::uint32_t>(opt.max_header_bytes));
+      head.body_limit(std::numeric_limits<std::uint64_t>::max());  // uploads stream; others are checked below
       tcp_layer.expires_after(std::chrono::seconds(opt.header_timeout_s));
-      auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kTuple);
-      // A declared Content-Length over the limit is refused right after the header.
-      bool too_large = hec == http::error::body_limit;
-      if (hec && !too_large) {
+      auto [hec, hn] = co_await http::async_read_header(stream, buffer, head, kTuple);
+      if (hec) {
         if (hec != http::error::end_of_stream && hec != beast::error::timeout && hec != asio::error::eof &&
             hec != asio::error::operation_aborted)
           Log("info", "\"event\":\"bad_header\",\"peer\":" + Q(peer) + ",\"error\":" + Q(hec.message()));
@@ -109,23 +152,35 @@ struct HttpServer::Impl {
       auto start = std::chrono::steady_clock::now();
       double queued_ms = std::chrono::duration<double, std::milli>(start - idle_since).count();
       tcp_layer.expires_after(std::chrono::seconds(opt.body_timeout_s));
-      boost::system::error_code bec;
-      size_t bn = 0;
-      if (!too_large) std::tie(bec, bn) = co_await http::async_read(stream, buffer, parser, kTuple);
-      if (bec == http::error::body_limit) too_large = true;
       HttpResult result;
-      bool keep_alive = false;
-      std::string method, target;
-      if (too_large) {
-        result = {413, "text/plain", "request body too large\n"};
-      } else if (bec) {
-        co_return;  // timed out or dropped mid-body: nothing was processed
+      bool keep_alive = false, linger = false;
+      std::string method(head.get().method_string()), target(head.get().target());
+      size_t bn = 0;
+      if (target == protocol::kPathUpload && head.get().method() == http::verb::post) {
+        // Streamed: one chunk in memory at a time, each verified and made durable before the next.
+        bool body_done = false, dropped = false;
+        keep_alive = head.get().keep_alive() && !stopping;
+        result = co_await Upload(stream, tcp_layer, buffer, std::move(head), &body_done, &dropped, &bn);
+        if (dropped) co_return;  // cut mid-body: what arrived whole is kept; nothing to answer
+        if (!body_done) keep_alive = false, linger = true;  // answered early (e.g. a bad chunk)
       } else {
-        auto& req = parser.get();
-        method = std::string(req.method_string());
-        target = std::string(req.target());
-        keep_alive = req.keep_alive() && !stopping;
-        result = co_await Call(method, target, std::string(req[http::field::content_type]), req.body());
+        // A declared Content-Length over the limit is refused right after the header.
+        bool too_large = head.content_length() && *head.content_length() > opt.max_body_bytes;
+        http::request_parser<http::string_body> parser(std::move(head));
+        parser.body_limit(opt.max_body_bytes);
+        boost::system::error_code bec;
+        if (!too_large) std::tie(bec, bn) = co_await http::async_read(stream, buffer, parser, kTuple);
+        if (bec == http::error::body_limit) too_large = true;
+        if (too_large) {
+          result = {413, "text/plain", "request body too large\n"};
+          linger = true;
+        } else if (bec) {
+          co_return;  // timed out or dropped mid-body: nothing was processed
+        } else {
+          auto& req = parser.get();
+          keep_alive = req.keep_alive() && !stopping;
+          result = co_await Call(method, target, std::string(req[http::field::content_type]), req.body());
+        }
       }
       http::response<http::string_body> res{static_cast<http::status>(result.status), 11};
       res.set(http::field::server, "dala-server");
@@ -146,9 +201,9 @@ struct HttpServer::Impl {
       }
       idle_since = std::chrono::steady_clock::now();
       if (wec) co_return;
-      if (result.status == 413) {
+      if (linger) {
         // Lingering close: the client may still be sending the body we refused. Stop sending and drain
-        // what it sends for a while, so it reads our 413 instead of a connection reset.
+        // what it sends for a while, so it reads our answer instead of a connection reset.
         boost::system::error_code ignored;
         tcp_layer.socket().shutdown(tcp::socket::shutdown_send, ignored);
         tcp_layer.expires_after(std::chrono::seconds(2));

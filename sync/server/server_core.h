@@ -5,15 +5,20 @@
 // then answers them: receipts leave the server only for durable reports.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <thread>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "crypto.h"
@@ -24,9 +29,10 @@
 namespace dala::server {
 
 struct Limits {
-  size_t max_body_bytes = 16u << 20;   // one request body
+  size_t max_body_bytes = 16u << 20;   // one request body (enrol, push; uploads stream)
   size_t max_batch = 256;              // envelopes per push
   size_t max_envelope_bytes = 8u << 20;
+  uint64_t max_storage_bytes = 0;      // attachment bytes the server may hold; 0 = no limit but the disk's
 };
 
 struct HttpResult {
@@ -45,6 +51,33 @@ struct DeviceInfo {
 
 inline constexpr char kServerKeyFile[] = "server.key";
 inline constexpr char kServerDbFile[] = "server.db";
+inline constexpr char kBlobDirName[] = "blobs";
+
+class ServerCore;
+
+// One upload request in progress: the HTTP front end feeds the body one chunk at a time (the session
+// says how many bytes it wants next) and sends Answer() at the end. Each chunk is checked against the
+// signed manifest and made durable (fdatasync) before it counts. At most one session per attachment.
+class UploadSession {
+ public:
+  ~UploadSession();
+  size_t want() const;                        // bytes to feed next; 0 = no more wanted
+  bool Feed(std::span<const uint8_t> data);   // exactly want() bytes; false = stop reading, answer now
+  HttpResult Answer();
+  size_t max_chunk() const { return chunk_size_; }
+
+ private:
+  friend class ServerCore;
+  UploadSession(ServerCore& core) : core_(core) {}
+  HttpResult Reply(v1::UploadCode code);
+  ServerCore& core_;
+  std::string name_, device_key_, attachment_id_, chunk_hashes_;
+  uint64_t size_ = 0, received_ = 0, offset_ = 0, end_ = 0;
+  uint32_t chunk_size_ = 0;
+  int fd_ = -1;
+  bool holds_ = false;  // this session marked the attachment busy
+  std::optional<HttpResult> answer_;
+};
 
 class ServerCore {
  public:
@@ -68,6 +101,16 @@ class ServerCore {
   // The same, waiting for the answer.
   HttpResult Handle(std::string_view method, std::string_view target, std::string_view content_type,
                     std::string_view body);
+
+  // POST /v1/upload: checks the X-Dala-Request header's signed request; on success the caller streams
+  // the body into the session. `body_length` is the request's Content-Length.
+  using UploadStart = std::variant<HttpResult, std::unique_ptr<UploadSession>>;
+  UploadStart BeginUpload(std::string_view request_header, uint64_t body_length);
+  // The whole upload in one call (tests, the in-process transport). A `declared_length` longer than the
+  // body is a connection cut after body.size() bytes.
+  HttpResult HandleUpload(std::string_view request_header, std::string_view body,
+                          std::optional<uint64_t> declared_length = std::nullopt);
+  uint64_t stored_attachment_bytes() const { return stored_bytes_; }
   ~ServerCore();
 
   void set_clock(int64_t (*clock)());  // tests
@@ -84,7 +127,21 @@ class ServerCore {
     std::vector<PushItem> items;
     Done done;
   };
-  ServerCore(db::Db db, crypto::SigningKey signing, Limits limits);
+  friend class UploadSession;
+  struct Blob {
+    uint64_t size = 0;
+    uint32_t chunk_size = 0;
+    std::string root, chunk_hashes;
+    bool complete = false;
+  };
+  ServerCore(std::string dir, db::Db db, crypto::SigningKey signing, Limits limits);
+  std::string BlobPath(const std::string& name) const;
+  // Verified, durable bytes held for an attachment (from memory, or from its file after a restart).
+  uint64_t Received(const std::string& name, const Blob& blob);
+  void EndUpload(const std::string& name, uint64_t received);
+  Status MarkComplete(const std::string& device_key, const std::string& attachment_id);
+  // Under mu_, inside the writer's transaction: records the envelope's attachments; true if all complete.
+  Result<bool> AttachmentsLocked(const std::string& device_key, const crypto::EnvelopeHeader& h, std::string* conflict);
   HttpResult Enrol(const std::string& device_key, const std::string& token);
   void WriterLoop();
   // Under mu_ and inside the writer's transaction: stores one push and builds its answer.
@@ -96,6 +153,15 @@ class ServerCore {
   bool stopping_ = false;
   std::thread writer_;
 
+  struct UploadState {
+    uint64_t received = 0;
+    bool busy = false;
+  };
+  std::mutex uploads_mu_;
+  std::map<std::string, UploadState> uploads_;  // by blob file name, under uploads_mu_
+  std::atomic<uint64_t> stored_bytes_{0};
+
+  std::string dir_;
   std::mutex mu_;
   int64_t next_sequence_ = 1;  // under mu_
   db::Db db_;

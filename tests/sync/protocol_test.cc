@@ -1,10 +1,13 @@
 // The sync protocol end to end in one process: phones (Store + SyncEngine) and a ServerCore, joined by a
 // transport that calls ServerCore::Handle. Faults are injected in the transport.
 #include <atomic>
+#include <filesystem>
 #include <thread>
 
 #include "../unit/test_util.h"
+#include "attachment.h"
 #include "desk.h"
+#include "fsutil.h"
 #include "protocol.h"
 #include "server_core.h"
 #include "sync_engine.h"
@@ -25,6 +28,7 @@ class LoopTransport : public sync::Transport {
                                   const std::string&) override {
     ++calls;
     if (down) return Status(Code::kIo, "connection refused");
+    if (req.is_upload()) return Upload(req);
     auto r = server_->Handle("POST", req.path, protocol::kContentType, req.body);
     if (drop_answers > 0) {
       --drop_answers;
@@ -33,7 +37,36 @@ class LoopTransport : public sync::Transport {
     if (tamper) tamper(req.body, r.body);
     return sync::HttpResponse{r.status, r.body};
   }
+  // Uploads: the body is read from the file range, as a real transport would send it. Knobs: cut the
+  // connection after `cut_at.front()` body bytes (the server keeps what it got whole); flip one byte.
+  Result<sync::HttpResponse> Upload(const sync::HttpRequest& req) {
+    std::string body(req.file_length, '\0');
+    std::FILE* f = std::fopen(req.file_path.c_str(), "rb");
+    if (f == nullptr) return Status(Code::kNotFound, "no file");
+    std::fseek(f, static_cast<long>(req.file_offset), SEEK_SET);
+    size_t n = std::fread(body.data(), 1, body.size(), f);
+    std::fclose(f);
+    if (n != body.size()) return Status(Code::kIo, "short file");
+    if (corrupt_uploads > 0 && !body.empty()) {
+      --corrupt_uploads;
+      body[body.size() / 2] ^= 0x40;
+    }
+    if (!cut_at.empty() && cut_at.front() < body.size()) {
+      size_t cut = cut_at.front();
+      cut_at.erase(cut_at.begin());
+      upload_bytes += cut;
+      server_->HandleUpload(req.upload_header, std::string_view(body).substr(0, cut), body.size());
+      return Status(Code::kIo, "connection reset by the proxy");
+    }
+    if (!cut_at.empty()) cut_at.front() -= body.size();
+    upload_bytes += body.size();
+    auto r = server_->HandleUpload(req.upload_header, body);
+    return sync::HttpResponse{r.status, r.body};
+  }
   server::ServerCore* server_;
+  int corrupt_uploads = 0;
+  std::vector<size_t> cut_at;  // body-byte offsets (relative to the bytes after the previous cut)
+  uint64_t upload_bytes = 0;
   bool down = false;
   int drop_answers = 0;
   std::atomic<int> calls{0};
@@ -414,6 +447,283 @@ TEST(Desk, ExportProblemsAreReportedNotHidden) {
   std::string v2text(v2file.begin(), v2file.end());
   EXPECT_NE(v2text.find("\"verified\":false"), std::string::npos);
   EXPECT_NE(v2text.find("second version"), std::string::npos);
+}
+
+
+// --- Media: attachments upload in verified chunks; the receipt comes only when all of them are held ---
+
+std::vector<uint8_t> Bytes(size_t n, uint32_t seed) {
+  std::vector<uint8_t> v(n);
+  uint32_t x = seed * 2654435761u + 7;
+  for (auto& b : v) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    b = static_cast<uint8_t>(x);
+  }
+  return v;
+}
+
+struct MediaReport {
+  ReportId id{};
+  std::vector<AttachmentInfo> attachments;
+};
+
+MediaReport SealWithMedia(Store& s, const std::vector<size_t>& sizes, const std::string& text = "media") {
+  MediaReport out;
+  auto r = s.CreateDraft("detention/1");
+  EXPECT_TRUE(r.ok());
+  EXPECT_TRUE(r->SetNarrative(text).ok());
+  EXPECT_TRUE(s.SaveDraft(*r).ok());
+  uint32_t seed = 1;
+  for (size_t n : sizes) {
+    auto c = s.CaptureAttachment(r->id(), "video/mp4");
+    EXPECT_TRUE(c.ok());
+    auto data = Bytes(n, seed++);
+    EXPECT_TRUE((*c)->Write(data).ok());
+    auto info = (*c)->Finish();
+    EXPECT_TRUE(info.ok()) << info.status().message();
+    out.attachments.push_back(*info);
+  }
+  EXPECT_TRUE(s.Seal(*r).ok());
+  out.id = r->id();
+  return out;
+}
+
+uint64_t TotalCiphertext(const MediaReport& m) {
+  uint64_t n = 0;
+  for (const auto& a : m.attachments) n += a.ciphertext_size;
+  return n;
+}
+
+std::string BlobFile(World& w, Store& phone, const AttachmentInfo& a) {
+  return w.t.sub("server") + "/blobs/" +
+         protocol::AttachmentFileName(phone.device_key(), std::span<const uint8_t>(a.id.data(), 16));
+}
+
+bool SameFile(const std::string& a, const std::string& b) {
+  auto x = fs::ReadFile(a, 64u << 20), y = fs::ReadFile(b, 64u << 20);
+  return x.ok() && y.ok() && *x == *y;
+}
+
+TEST(Media, UploadsThenDeliversWithAReceiptCoveringTheAttachments) {
+  World w;
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  MediaReport big = SealWithMedia(*phone, {2 * media::kUploadChunk + 1000, 5000}, "with video");
+  ReportId small = SealOne(*phone, "text only");
+  auto r = Sync(*phone, *w.net);
+  EXPECT_EQ(r.delivered, 2u) << r.last_error;
+  EXPECT_EQ(r.remaining, 0u);
+  EXPECT_EQ(*w.server->ReportCount(), 2u);
+  // The server holds exactly the phone's encrypted files, sent once.
+  for (const auto& a : big.attachments) {
+    auto local = phone->LocalAttachmentFile(a.id);
+    ASSERT_TRUE(local.ok());
+    EXPECT_TRUE(SameFile(local->path, BlobFile(w, *phone, a)));
+  }
+  EXPECT_EQ(w.net->upload_bytes, TotalCiphertext(big));
+  // Both receipts verify; the attachment report's receipt is over the envelope that names the attachments.
+  auto receipts = phone->Receipts();
+  ASSERT_TRUE(receipts.ok());
+  EXPECT_EQ(receipts->size(), 2u);
+  EXPECT_EQ(phone->Get(big.id)->state, ReportState::kDelivered);
+  EXPECT_EQ(phone->Get(small)->state, ReportState::kDelivered);
+  // A second run has nothing to do, and sends nothing.
+  uint64_t before = w.net->upload_bytes;
+  auto again = Sync(*phone, *w.net);
+  EXPECT_EQ(again.delivered, 0u);
+  EXPECT_EQ(w.net->upload_bytes, before);
+}
+
+TEST(Media, ASmallReportIsNotHeldBackBehindMedia) {
+  World w;
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  MediaReport big = SealWithMedia(*phone, {3 * media::kUploadChunk}, "video first");
+  ReportId small = SealOne(*phone, "sealed after the video");
+  // The connection dies during the first upload: the small report was already delivered by then.
+  w.net->cut_at = {100, 0, 0, 0};
+  auto r = Sync(*phone, *w.net);
+  EXPECT_EQ(phone->Get(small)->state, ReportState::kDelivered);
+  EXPECT_NE(phone->Get(big.id)->state, ReportState::kDelivered);
+  EXPECT_TRUE(r.unreachable);
+  w.net->cut_at.clear();
+  ASSERT_TRUE(phone->RetryOfflineNow().ok());
+  r = Sync(*phone, *w.net);
+  EXPECT_EQ(phone->Get(big.id)->state, ReportState::kDelivered) << r.last_error;
+}
+
+TEST(Media, CutsAtRandomOffsetsResendAtMostOneChunkEach) {
+  World w;
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  MediaReport m = SealWithMedia(*phone, {5 * media::kUploadChunk + 12345, 70000});
+  const uint64_t total = TotalCiphertext(m);
+  // Ten cuts at random byte offsets across the upload.
+  uint32_t seed = 12345;
+  for (int i = 0; i < 10; ++i) w.net->cut_at.push_back(1 + (seed = seed * 1103515245u + 12345u) % (total / 6));
+  const size_t cuts = w.net->cut_at.size();
+  sync::RunResult r;
+  for (int run = 0; run < 20 && phone->Get(m.id)->state != ReportState::kDelivered; ++run) {
+    ASSERT_TRUE(phone->RetryOfflineNow().ok());
+    r = Sync(*phone, *w.net);
+  }
+  ASSERT_EQ(phone->Get(m.id)->state, ReportState::kDelivered) << r.last_error;
+  EXPECT_TRUE(w.net->cut_at.empty());
+  for (const auto& a : m.attachments)
+    EXPECT_TRUE(SameFile(phone->LocalAttachmentFile(a.id)->path, BlobFile(w, *phone, a)));
+  EXPECT_LE(w.net->upload_bytes, total + cuts * media::kUploadChunk)
+      << "sent " << w.net->upload_bytes << " for " << total << " bytes and " << cuts << " cuts";
+  EXPECT_GE(w.net->upload_bytes, total);
+}
+
+TEST(Media, ACorruptedChunkIsRefusedAndSentAgain) {
+  World w;
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  MediaReport m = SealWithMedia(*phone, {2 * media::kUploadChunk + 5});
+  w.net->corrupt_uploads = 2;
+  auto r = Sync(*phone, *w.net);
+  EXPECT_EQ(r.delivered, 1u) << r.last_error;
+  EXPECT_EQ(w.net->corrupt_uploads, 0);
+  EXPECT_TRUE(SameFile(phone->LocalAttachmentFile(m.attachments[0].id)->path, BlobFile(w, *phone, m.attachments[0])));
+}
+
+TEST(Media, ALocalFileThatNoLongerMatchesTheEnvelopeIsNotDelivered) {
+  World w;
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  MediaReport bad = SealWithMedia(*phone, {media::kUploadChunk + 10}, "damaged later");
+  MediaReport good = SealWithMedia(*phone, {1000}, "fine");
+  ReportId text = SealOne(*phone, "text");
+  // The phone's copy changes after sealing (a bad flash cell, a tool): its hash no longer matches.
+  {
+    std::string path = phone->LocalAttachmentFile(bad.attachments[0].id)->path;
+    std::FILE* f = std::fopen(path.c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    std::fseek(f, 100, SEEK_SET);
+    std::fputc(0x55, f);
+    std::fclose(f);
+  }
+  auto r = Sync(*phone, *w.net);
+  EXPECT_EQ(r.delivered, 2u);
+  EXPECT_EQ(r.rejected, 1u);
+  EXPECT_EQ(phone->Get(bad.id)->state, ReportState::kRejected);
+  EXPECT_NE(r.last_error.find("damaged on this phone"), std::string::npos) << r.last_error;
+  EXPECT_EQ(phone->Get(good.id)->state, ReportState::kDelivered);
+  EXPECT_EQ(phone->Get(text)->state, ReportState::kDelivered);
+  EXPECT_EQ(*w.server->ReportCount(), 2u);  // the damaged one has no receipt and is not counted
+  // The server refused the chunk outright: it never holds bytes that differ from the signed manifest.
+  EXPECT_EQ(std::filesystem::file_size(BlobFile(w, *phone, bad.attachments[0])), 0u);
+}
+
+TEST(Media, ServerStorageFullKeepsEverythingForLater) {
+  World w;
+  server::Limits small;
+  small.max_storage_bytes = media::kUploadChunk;  // room for one chunk
+  w.net.reset();
+  w.server.reset();
+  w.server = std::move(server::ServerCore::Open(w.t.sub("server"), small)).value();
+  w.net = std::make_unique<LoopTransport>(w.server.get());
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  MediaReport m = SealWithMedia(*phone, {3 * media::kUploadChunk});
+  ReportId text = SealOne(*phone, "text");
+  auto r = Sync(*phone, *w.net);
+  EXPECT_EQ(r.delivered, 1u);
+  EXPECT_EQ(r.remaining, 1u);
+  EXPECT_NE(r.last_error.find("storage is full"), std::string::npos) << r.last_error;
+  EXPECT_EQ(phone->Get(text)->state, ReportState::kDelivered);
+  EXPECT_EQ(phone->Get(m.id)->state, ReportState::kQueued);
+  auto back = phone->OpenAttachment(m.attachments[0].id);  // still whole on the phone
+  ASSERT_TRUE(back.ok());
+  // The organisation makes room: the next run (after the backoff) delivers.
+  w.net.reset();
+  w.server.reset();
+  w.server = std::move(server::ServerCore::Open(w.t.sub("server"))).value();
+  w.net = std::make_unique<LoopTransport>(w.server.get());
+  phone->set_clock([] { return SystemNowMs() + 24 * 3600 * 1000LL; });
+  r = Sync(*phone, *w.net);
+  EXPECT_EQ(phone->Get(m.id)->state, ReportState::kDelivered) << r.last_error;
+}
+
+TEST(Media, AServerRestartKeepsEveryAcknowledgedChunk) {
+  World w;
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  MediaReport m = SealWithMedia(*phone, {4 * media::kUploadChunk + 77});
+  const uint64_t total = TotalCiphertext(m);
+  w.net->cut_at = {2 * media::kUploadChunk + 500, 0, 0, 0, 0, 0, 0, 0};  // two chunks and a bit, then the link dies
+  Sync(*phone, *w.net);
+  EXPECT_NE(phone->Get(m.id)->state, ReportState::kDelivered);
+  // The server restarts (a crash after the cut: its process state is gone, its files are not).
+  w.net.reset();
+  w.server.reset();
+  w.server = std::move(server::ServerCore::Open(w.t.sub("server"))).value();
+  w.net = std::make_unique<LoopTransport>(w.server.get());
+  ASSERT_TRUE(phone->RetryOfflineNow().ok());
+  auto r = Sync(*phone, *w.net);
+  EXPECT_EQ(phone->Get(m.id)->state, ReportState::kDelivered) << r.last_error;
+  EXPECT_LE(w.net->upload_bytes, total - 2 * media::kUploadChunk);  // resumed after the two durable chunks
+}
+
+TEST(Media, UploadRequestsThatDoNotFitAreRefused) {
+  World w;
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  MediaReport m = SealWithMedia(*phone, {media::kUploadChunk * 2});
+  ASSERT_TRUE(Sync(*phone, *w.net).delivered == 1);
+  auto sign = [&](uint64_t offset, uint64_t length, std::string id) {
+    v1::Request req;
+    req.set_server_key(w.server->server_key().data(), 32);
+    auto* up = req.mutable_upload();
+    up->set_report_id(m.id.data(), 16);
+    up->set_version(1);
+    up->set_attachment_id(id);
+    up->set_offset(offset);
+    up->set_length(length);
+    return protocol::Base64Url(crypto::Bytes(phone->SignRequest(req)));
+  };
+  std::string id(reinterpret_cast<const char*>(m.attachments[0].id.data()), 16);
+  auto code = [](const server::HttpResult& r) { v1::Response x; x.ParseFromString(r.body); return x; };
+  EXPECT_EQ(w.server->HandleUpload("", "abc").status, 400);
+  EXPECT_EQ(w.server->HandleUpload("not base64 !", "abc").status, 400);
+  EXPECT_EQ(w.server->HandleUpload(sign(0, 5, id), "abc").status, 400);  // length differs from the body
+  // Complete already: nothing to do, the server says so without reading more.
+  auto done = code(w.server->HandleUpload(sign(0, 3, id), "abc"));
+  EXPECT_TRUE(done.upload().complete());
+  // An attachment this device never declared.
+  auto unknown = code(w.server->HandleUpload(sign(0, 3, std::string(16, 'x')), "abc"));
+  EXPECT_EQ(unknown.upload().code(), v1::UPLOAD_UNKNOWN);
+  // Another device cannot upload into this device's attachment (its key names a different blob).
+  auto other = w.Phone("q");
+  ASSERT_TRUE(other->Join(w.Invite()).ok());
+  ASSERT_TRUE(Sync(*other, *w.net).unreachable == false);
+  v1::Request req;
+  req.set_server_key(w.server->server_key().data(), 32);
+  req.mutable_upload()->set_attachment_id(id);
+  req.mutable_upload()->set_length(3);
+  auto theirs = code(w.server->HandleUpload(protocol::Base64Url(crypto::Bytes(other->SignRequest(req))), "abc"));
+  EXPECT_EQ(theirs.upload().code(), v1::UPLOAD_UNKNOWN);
+}
+
+TEST(Media, CanaryAppearsNowhereOnThePhoneOrTheServer) {
+  World w;
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  const std::string canary = "CANARY-video-3c1f-Eskendirova";
+  auto r = phone->CreateDraft("detention/1");
+  ASSERT_TRUE(r.ok());
+  auto c = phone->CaptureAttachment(r->id(), "video/mp4");
+  ASSERT_TRUE(c.ok());
+  for (int i = 0; i < 100000; ++i) ASSERT_TRUE((*c)->Write(crypto::Bytes(canary)).ok());
+  ASSERT_TRUE((*c)->Finish().ok());
+  ASSERT_TRUE(phone->Seal(*r).ok());
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  ASSERT_TRUE(w.server->Export(w.t.sub("export.pb")).ok());
+  std::string where;
+  EXPECT_FALSE(test::TreeContains(w.t.path(), canary, &where)) << where;
 }
 
 }  // namespace
