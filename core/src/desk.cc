@@ -1,9 +1,12 @@
 #include "desk.h"
 
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <vector>
 
+#include "attachment.h"
 #include "dala/v1/sync.pb.h"
 #include "fsutil.h"
 #include "protocol.h"
@@ -20,7 +23,62 @@ struct Opened {
   std::vector<std::string> problems;
   bool receipt_ok = false;
   uint64_t sequence = 0;
+  crypto::EnvelopeHeader header;
+  std::string attachments_json = "[]";
 };
+
+std::string Extension(const std::string& mime) {
+  static const std::pair<const char*, const char*> kKnown[] = {
+      {"video/mp4", ".mp4"}, {"video/quicktime", ".mov"}, {"video/webm", ".webm"}, {"image/jpeg", ".jpg"},
+      {"image/png", ".png"}, {"image/heic", ".heic"}, {"audio/ogg", ".ogg"}, {"audio/mpeg", ".mp3"},
+      {"audio/mp4", ".m4a"}, {"audio/aac", ".aac"}, {"application/pdf", ".pdf"}, {"text/plain", ".txt"}};
+  for (const auto& [m, e] : kKnown)
+    if (mime == m) return e;
+  return ".bin";
+}
+
+// Decrypts one attachment from the export's media directory into `to`, checking the signed ciphertext
+// hash, every piece's authentication and the plaintext hash. On any failure nothing is left at `to`.
+Status OpenAttachment(const v1::AttachmentRef& ref, const v1::AttachmentManifest* manifest, const std::string& from,
+                      const std::string& to) {
+  if (manifest == nullptr) return {Code::kVerify, "the envelope does not declare it (the server never checked it)"};
+  if (manifest->root() != ref.ciphertext_hash() || manifest->size() != ref.ciphertext_size())
+    return {Code::kVerify, "the envelope's manifest and the sealed report disagree on it"};
+  if (ref.plaintext_hash().size() != 32) return {Code::kVerify, "its recorded plaintext hash is malformed"};
+  media::Reader::Expect expect;
+  expect.size = ref.size();
+  std::memcpy(expect.plaintext_hash.data(), ref.plaintext_hash().data(), 32);
+  expect.check_root = true;
+  expect.chunk_size = manifest->chunk_size();
+  std::memcpy(expect.root.data(), manifest->root().data(), 32);
+  if (!fs::Exists(from)) return {Code::kNotFound, "its file is missing from the export"};
+  DALA_ASSIGN_OR_RETURN(auto reader, media::Reader::Open(from, crypto::Bytes(ref.key()), expect));
+  const std::string part = to + ".part";
+  (void)fs::RemoveFile(part);
+  std::FILE* out = std::fopen(part.c_str(), "wbx");
+  if (out == nullptr) return fs::FromErrno(errno, "create", part);
+  std::vector<uint8_t> buf(media::kPiece);
+  Status st = Status::Ok();
+  for (;;) {
+    auto n = reader->Read(buf);
+    if (!n.ok()) {
+      st = n.status();
+      break;
+    }
+    if (*n == 0) break;
+    if (std::fwrite(buf.data(), 1, *n, out) != *n) {
+      st = fs::FromErrno(errno, "write", part);
+      break;
+    }
+  }
+  if (std::fclose(out) != 0 && st.ok()) st = fs::FromErrno(errno, "write", part);
+  if (!st.ok()) {
+    (void)fs::RemoveFile(part);
+    return st;
+  }
+  if (std::rename(part.c_str(), to.c_str()) != 0) return fs::FromErrno(errno, "rename", to);
+  return Status::Ok();
+}
 
 std::string ProblemsJson(const std::vector<std::string>& p) {
   std::string j = "[";
@@ -40,7 +98,7 @@ Result<Summary> OpenExport(const crypto::BoxKeyPair& keys, const std::string& ex
   std::vector<Opened> all;
   for (const auto& item : ex.reports()) {
     Opened o;
-    crypto::EnvelopeHeader h;
+    crypto::EnvelopeHeader& h = o.header;
     auto plain = crypto::OpenEnvelope(crypto::Bytes(item.envelope()), keys, &h);
     if (!plain.ok()) {
       o.problems.push_back(plain.status().message());
@@ -100,6 +158,33 @@ Result<Summary> OpenExport(const crypto::BoxKeyPair& keys, const std::string& ex
     }
   }
 
+  // Attachments: decrypted next to the reports (ATTACHMENT-ID.ext under a directory per report), each
+  // checked end to end. One that fails makes its report fail; it is reported, not hidden.
+  const std::string media_dir = export_path + ".media";
+  for (auto& o : all) {
+    if (!o.opened || o.report.content.attachments_size() == 0) continue;
+    const std::string sub = o.id_hex + "-v" + std::to_string(o.version) + "-attachments";
+    const std::string dir = fs::Join(out_dir, sub);
+    DALA_RETURN_IF_ERROR(fs::EnsureDirectory(dir));
+    o.attachments_json = "[";
+    for (int i = 0; i < o.report.content.attachments_size(); ++i) {
+      const auto& ref = o.report.content.attachments(i);
+      const v1::AttachmentManifest* manifest = nullptr;
+      for (const auto& m : o.header.attachments)
+        if (m.attachment_id() == ref.attachment_id()) manifest = &m;
+      std::string id_hex = crypto::ToHex(crypto::Bytes(ref.attachment_id()));
+      std::string file = id_hex + Extension(ref.mime_type());
+      std::string from = fs::Join(media_dir, protocol::AttachmentFileName(o.header.device_key, crypto::Bytes(ref.attachment_id())));
+      Status st = OpenAttachment(ref, manifest, from, fs::Join(dir, file));
+      if (!st.ok()) o.problems.push_back("attachment " + id_hex + ": " + st.message());
+      o.attachments_json += std::string(i ? "," : "") + "{\"id\":" + JsonEscape(id_hex) + ",\"mime\":" +
+                            JsonEscape(ref.mime_type()) + ",\"size\":" + std::to_string(ref.size()) +
+                            ",\"verified\":" + (st.ok() ? "true" : "false") + ",\"file\":" +
+                            (st.ok() ? JsonEscape(sub + "/" + file) : "null") + "}";
+    }
+    o.attachments_json += "]";
+  }
+
   Summary sum;
   std::string index = "[";
   for (size_t i = 0; i < all.size(); ++i) {
@@ -113,6 +198,7 @@ Result<Summary> OpenExport(const crypto::BoxKeyPair& keys, const std::string& ex
                     ",\"problems\":" + ProblemsJson(o.problems) +
                     ",\"receipt\":{\"verified\":" + (o.receipt_ok ? "true" : "false") +
                     ",\"sequence\":" + std::to_string(o.sequence) + "}" +
+                    ",\"attachments\":" + o.attachments_json +
                     ",\"report\":" + (o.opened ? ReportToJson(o.report) : std::string("null")) + "}\n";
     DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(fs::Join(out_dir, name), crypto::Bytes(j)));
     index += std::string(i ? "," : "") + "{\"file\":" + JsonEscape(name) + ",\"id\":" + JsonEscape(o.id_hex) +

@@ -726,5 +726,47 @@ TEST(Media, CanaryAppearsNowhereOnThePhoneOrTheServer) {
   EXPECT_FALSE(test::TreeContains(w.t.path(), canary, &where)) << where;
 }
 
+
+TEST(Media, DeskDecryptsAndVerifiesAttachmentsAndReportsWhatFails) {
+  World w;
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  MediaReport m = SealWithMedia(*phone, {media::kUploadChunk + 3, 10}, "two files");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  const std::string ex = w.t.sub("export.pb");
+  ASSERT_TRUE(w.server->Export(ex).ok());
+  auto sum = desk::OpenExport(w.org, ex, w.t.sub("desk"));
+  ASSERT_TRUE(sum.ok()) << sum.status().message();
+  EXPECT_EQ(sum->verified, 1u);
+  const std::string dir = w.t.sub("desk") + "/" + crypto::ToHex(m.id) + "-v1-attachments/";
+  for (size_t i = 0; i < 2; ++i) {
+    auto plain = fs::ReadFile(dir + crypto::ToHex(m.attachments[i].id) + ".mp4", 8u << 20);
+    ASSERT_TRUE(plain.ok());
+    EXPECT_EQ(*plain, Bytes(i == 0 ? media::kUploadChunk + 3 : 10, static_cast<uint32_t>(i + 1)));
+  }
+  // One altered byte in the exported file: that attachment and its report fail, with the reason; the
+  // other attachment still opens.
+  std::string blob = ex + ".media/" + protocol::AttachmentFileName(phone->device_key(), std::span<const uint8_t>(m.attachments[0].id.data(), 16));
+  std::filesystem::remove(blob);  // a hard link to the server's file: replace it, do not edit through it
+  auto good = fs::ReadFile(BlobFile(w, *phone, m.attachments[0]), 8u << 20);
+  (*good)[500] ^= 1;
+  ASSERT_TRUE(fs::WriteFileAtomic(blob, *good).ok());
+  auto sum2 = desk::OpenExport(w.org, ex, w.t.sub("desk2"));
+  ASSERT_TRUE(sum2.ok());
+  EXPECT_EQ(sum2->failed, 1u);
+  auto json = fs::ReadFile(w.t.sub("desk2") + "/" + crypto::ToHex(m.id) + "-v1.json", 1u << 20);
+  std::string text(json->begin(), json->end());
+  EXPECT_NE(text.find("altered"), std::string::npos) << text;
+  EXPECT_FALSE(std::filesystem::exists(w.t.sub("desk2") + "/" + crypto::ToHex(m.id) + "-v1-attachments/" +
+                                       crypto::ToHex(m.attachments[0].id) + ".mp4"));
+  EXPECT_TRUE(std::filesystem::exists(w.t.sub("desk2") + "/" + crypto::ToHex(m.id) + "-v1-attachments/" +
+                                      crypto::ToHex(m.attachments[1].id) + ".mp4"));
+  // A missing file is reported too.
+  std::filesystem::remove(blob);
+  auto sum3 = desk::OpenExport(w.org, ex, w.t.sub("desk3"));
+  ASSERT_TRUE(sum3.ok());
+  EXPECT_EQ(sum3->failed, 1u);
+}
+
 }  // namespace
 }  // namespace dala
