@@ -52,6 +52,19 @@ ALA=$(add "Almaty" 2025-08-17T08:15Z \
   "$(sentence 'In Almaty' 'In Almaty, activists Ninagul Zhumaniyazova and Kumis Kulmanova were also detained.')" \
   "Ninagul Zhumaniyazova" "Kumis Kulmanova")
 echo "Almaty:          $ALA"
+# A short video recorded while running (generated here: 16 MiB of "frames"), encrypted as it is read in.
+python3 - "$WORK/run-almaty.mp4" <<'PY'
+import hashlib, sys
+with open(sys.argv[1], "wb") as f:
+    f.write(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2")
+    for i in range(2048):
+        seed = hashlib.blake2b(b"frame %d" % i).digest()
+        f.write((b"frame %05d of the run in Almaty, Zhumaniyazova filmed " % i).ljust(64, b".") + seed * 126)
+PY
+VIDEO=$("$DALA" report add --store "$PHONE" --form detention/1 --field "place=Almaty" \
+  --field "when:time=2025-08-17T08:20Z" --text "Video filmed while running, just before the detentions in Almaty." \
+  --attach "$WORK/run-almaty.mp4" --priority -1 --seal)
+echo "Almaty video:    $VIDEO ($(du -h "$WORK/run-almaty.mp4" | cut -f1), encrypted on capture)"
 SHORT=$("$DALA" report add --store "$PHONE" --form detention/1 --field "place=Shortandy" \
   --field "detained:person=Amangeldy Zhakhin|detained" --text "Amangeldy Zhakhin detained. Time not yet confirmed.")
 echo "Shortandy:       $SHORT (a draft: the time is not confirmed yet)"
@@ -73,7 +86,9 @@ export DALA_DESK_PASS="desk passphrase"
 ORG_PK=$(DALA_PASSPHRASE="$DALA_DESK_PASS" "$DALA" desk keygen --out "$WORK/org.key")
 echo "organisation public key: $ORG_PK"
 "$BIN/dala-server" init --data "$WORK/server" --recipient "$ORG_PK"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)    # what phones dial: a proxy that will cut the first upload (a bad network)
+SPORT=$(free_port)   # the server itself
 INVITE=$("$BIN/dala-server" invite --data "$WORK/server" --url "http://127.0.0.1:$PORT" --uses 2 --organisation KIBHR)
 echo "invite (fits a QR code): ${INVITE:0:48}..."
 
@@ -92,33 +107,48 @@ echo "exit code $? (5: nothing lost, everything stays queued for later)"
 set -e
 
 say "7. Nothing readable on the phone: no name from the reports appears in any file of its store"
-for name in Kariyeva Konshbaev Zhakhin "SQLite format 3"; do
+for name in Kariyeva Konshbaev Zhakhin Zhumaniyazova "SQLite format 3"; do
   if grep -rqa "$name" "$PHONE"; then echo "FOUND '$name' in plaintext!"; exit 1; fi
-  echo "'$name': not found in $(ls "$PHONE" | tr '\n' ' ')"
+  echo "'$name': not found in $(ls "$PHONE" | tr '\n' ' ')(nor in media/: $(ls "$PHONE/media" | wc -l) encrypted file)"
 done
 
-say "8. Connectivity returns: the server comes up, the phones sync, the receipts verify"
-"$BIN/dala-server" run --data "$WORK/server" --listen "127.0.0.1:$PORT" --quiet >"$WORK/server.out" 2>&1 &
+say "8. Connectivity returns (badly: the link drops once mid-video); the upload resumes; the receipts verify"
+"$BIN/dala-server" run --data "$WORK/server" --listen "127.0.0.1:$SPORT" --quiet >"$WORK/server.out" 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 100); do grep -q listening "$WORK/server.out" && break; sleep 0.05; done
+python3 "$ROOT/tools/cutproxy.py" "$PORT" "$SPORT" 6000000 2>"$WORK/proxy.out" &
+PROXY=$!
+trap 'kill $SERVER $PROXY 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 100); do grep -q listening "$WORK/server.out" && grep -q listening "$WORK/proxy.out" && break; sleep 0.05; done
 run "$DALA" sync --store "$PHONE"
+grep "cut the" "$WORK/proxy.out" | sed 's/^cutproxy: /network: /'
+CIPHER=$(du -b "$PHONE"/media/* | cut -f1)
 DALA_PASSPHRASE="second phone" "$DALA" sync --store "$PHONE2"
 run "$DALA" receipts --store "$PHONE"
+kill -TERM $PROXY; wait $PROXY 2>/dev/null || true
+FORWARDED=$(sed -n 's/.*forwarded \([0-9]*\) bytes.*/\1/p' "$WORK/proxy.out")
+echo "the proxy forwarded $FORWARDED bytes: the encrypted video once ($CIPHER bytes) plus $((FORWARDED - CIPHER)) (the reports,"
+echo "the requests, and the part of one 1 MiB chunk that the cut interrupted: at most one chunk is ever sent twice)"
 run "$BIN/dala-server" devices --data "$WORK/server"
-echo "the server holds only ciphertext: $(grep -rqa Kariyeva "$WORK/server" && echo 'NAME FOUND!' || echo 'no name from the reports under its data directory')"
+echo "the server holds only ciphertext: $(grep -rqaE 'Kariyeva|Zhumaniyazova' "$WORK/server" && echo 'NAME FOUND!' || echo 'no name from the reports or the video under its data directory')"
 
 say "9. The desk opens the server's export and verifies every report"
 "$BIN/dala-server" export --data "$WORK/server" --out "$WORK/export.bin"
 DALA_PASSPHRASE="$DALA_DESK_PASS" run "$DALA" desk open --key "$WORK/org.key" --from "$WORK/export.bin" --out "$WORK/desk"
-python3 - "$WORK/desk" <<'PY'
-import glob, json, sys
+python3 - "$WORK/desk" "$WORK/run-almaty.mp4" <<'PY'
+import glob, hashlib, json, os, sys
+original = hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest()
 for f in sorted(glob.glob(sys.argv[1] + "/*-v*.json")):
     d = json.load(open(f))
     r = d["report"]
     who = "; ".join(p["name"] for p in r["fields"].get("detained", {}).get("value", []))
     place = r["fields"].get("place", {}).get("value", "?")
     print(f'{"verified" if d["verified"] else "FAILED  "}  v{r["version"]}  {place:16} {who}')
+    for a in d["attachments"]:
+        path = os.path.join(sys.argv[1], a["file"]) if a["file"] else None
+        same = path and hashlib.sha256(open(path, "rb").read()).hexdigest() == original
+        print(f'          attachment {a["mime"]} {a["size"] / 1048576:.1f} MiB: '
+              f'{"decrypted, plaintext hash verified" if a["verified"] else "FAILED"}'
+              f'{", identical to the file filmed on the phone" if same else ""}')
 PY
 
 say "10. The passphrase is changed (the key is re-wrapped; the database is not rewritten)"

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <new>
 
+#include "attachment.h"
 #include "background_sync.h"
 #include "desk.h"
 #include "fsutil.h"
@@ -28,6 +29,15 @@ struct dala_report {
 };
 struct dala_report_list {
   std::vector<dala::ReportInfo> items;
+};
+struct dala_attachment_writer {
+  std::unique_ptr<dala::AttachmentCapture> impl;
+};
+struct dala_attachment_reader {
+  std::unique_ptr<dala::media::Reader> impl;
+};
+struct dala_attachment_list {
+  std::vector<dala::AttachmentInfo> items;
 };
 struct dala_outbox_batch {
   std::vector<dala::OutboxItem> items;
@@ -673,6 +683,153 @@ const char* dala_report_state_name(dala_report_state state) noexcept {
   return dala::ReportStateName(static_cast<dala::ReportState>(v));
 }
 
+/* ---- attachments ---- */
+
+namespace {
+dala::AttachmentId ToAttachmentId(const dala_attachment_id* id) {
+  dala::AttachmentId r;
+  std::memcpy(r.data(), id->bytes, r.size());
+  return r;
+}
+}  // namespace
+
+void dala_attachment_id_to_string(const dala_attachment_id* id, char out[33]) noexcept {
+  if (out == nullptr) return;
+  if (id == nullptr) {
+    out[0] = '\0';
+    return;
+  }
+  sodium_bin2hex(out, 33, id->bytes, sizeof id->bytes);
+}
+
+dala_status dala_attachment_id_parse(const char* text, dala_attachment_id* out_id, dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(text != nullptr && out_id != nullptr, "text or out_id is NULL");
+    dala_attachment_id id;
+    if (!dala::crypto::FromHex(text, {id.bytes, sizeof id.bytes}))
+      return Invalid("an attachment id is 32 hexadecimal characters");
+    *out_id = id;
+    return Status::Ok();
+  });
+}
+
+dala_status dala_attachment_writer_open(dala_store* store, const dala_report_id* report, const char* mime_type,
+                                        dala_attachment_writer** out_writer, dala_error** out_error) noexcept {
+  if (out_writer != nullptr) *out_writer = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr && report != nullptr && out_writer != nullptr, "store, report or out_writer is NULL");
+    DALA_CHECK_ARG(mime_type != nullptr, "mime_type is NULL");
+    DALA_ASSIGN_OR_RETURN(auto capture, store->impl->CaptureAttachment(ToId(report), mime_type));
+    *out_writer = new dala_attachment_writer{std::move(capture)};
+    return Status::Ok();
+  });
+}
+
+dala_status dala_attachment_writer_write(dala_attachment_writer* writer, const uint8_t* data, size_t size,
+                                         dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(writer != nullptr, "writer is NULL");
+    DALA_CHECK_ARG(data != nullptr || size == 0, "data is NULL");
+    if (!writer->impl) return {Code::kState, "this attachment writer is finished"};
+    return writer->impl->Write({data, size});
+  });
+}
+
+dala_status dala_attachment_writer_finish(dala_attachment_writer* writer, dala_attachment_id* out_id,
+                                          dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(writer != nullptr && out_id != nullptr, "writer or out_id is NULL");
+    if (!writer->impl) return {Code::kState, "this attachment writer is finished"};
+    auto info = writer->impl->Finish();
+    writer->impl.reset();
+    if (!info.ok()) return info.status();
+    std::memcpy(out_id->bytes, info->id.data(), info->id.size());
+    return Status::Ok();
+  });
+}
+
+void dala_attachment_writer_free(dala_attachment_writer* writer) noexcept { delete writer; }
+
+dala_status dala_attachment_import_file(dala_store* store, const dala_report_id* report, const char* path,
+                                        const char* mime_type, dala_attachment_id* out_id,
+                                        dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr && report != nullptr && out_id != nullptr, "store, report or out_id is NULL");
+    DALA_CHECK_ARG(path != nullptr && mime_type != nullptr, "path or mime_type is NULL");
+    DALA_ASSIGN_OR_RETURN(auto info, store->impl->ImportAttachment(ToId(report), path, mime_type));
+    std::memcpy(out_id->bytes, info.id.data(), info.id.size());
+    return Status::Ok();
+  });
+}
+
+dala_status dala_attachment_reader_open(dala_store* store, const dala_attachment_id* id,
+                                        dala_attachment_reader** out_reader, dala_error** out_error) noexcept {
+  if (out_reader != nullptr) *out_reader = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr && id != nullptr && out_reader != nullptr, "store, id or out_reader is NULL");
+    DALA_ASSIGN_OR_RETURN(auto reader, store->impl->OpenAttachment(ToAttachmentId(id)));
+    *out_reader = new dala_attachment_reader{std::move(reader)};
+    return Status::Ok();
+  });
+}
+
+dala_status dala_attachment_reader_read(dala_attachment_reader* reader, uint8_t* buffer, size_t capacity,
+                                        size_t* out_size, dala_error** out_error) noexcept {
+  if (out_size != nullptr) *out_size = 0;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(reader != nullptr && buffer != nullptr && out_size != nullptr, "reader, buffer or out_size is NULL");
+    DALA_CHECK_ARG(capacity > 0, "capacity must be positive");
+    DALA_ASSIGN_OR_RETURN(size_t n, reader->impl->Read({buffer, capacity}));
+    *out_size = n;
+    return Status::Ok();
+  });
+}
+
+void dala_attachment_reader_free(dala_attachment_reader* reader) noexcept { delete reader; }
+
+dala_status dala_attachment_remove(dala_store* store, const dala_attachment_id* id, dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr && id != nullptr, "store or id is NULL");
+    return store->impl->RemoveAttachment(ToAttachmentId(id));
+  });
+}
+
+dala_status dala_store_list_attachments(dala_store* store, const dala_report_id* report, dala_attachment_list** out_list,
+                                        dala_error** out_error) noexcept {
+  if (out_list != nullptr) *out_list = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr && report != nullptr && out_list != nullptr, "store, report or out_list is NULL");
+    DALA_ASSIGN_OR_RETURN(dala::Report latest, store->impl->Get(ToId(report)));
+    DALA_ASSIGN_OR_RETURN(auto items, store->impl->Attachments(ToId(report), latest.content.version()));
+    *out_list = new dala_attachment_list{std::move(items)};
+    return Status::Ok();
+  });
+}
+
+size_t dala_attachment_list_count(const dala_attachment_list* list) noexcept {
+  return list == nullptr ? 0 : list->items.size();
+}
+
+dala_status dala_attachment_list_get(const dala_attachment_list* list, size_t index, dala_attachment_info* out_info,
+                                     dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(list != nullptr && out_info != nullptr, "list or out_info is NULL");
+    DALA_CHECK_ARG(index < list->items.size(), "index is out of range");
+    const auto& a = list->items[index];
+    std::memcpy(out_info->id.bytes, a.id.data(), a.id.size());
+    out_info->version = a.version;
+    out_info->mime_type = a.mime.c_str();
+    out_info->size = a.size;
+    out_info->ciphertext_size = a.ciphertext_size;
+    std::memcpy(out_info->plaintext_hash, a.plaintext_hash.data(), 32);
+    std::memcpy(out_info->ciphertext_hash, a.ciphertext_hash.data(), 32);
+    out_info->created_ms = a.created_ms;
+    return Status::Ok();
+  });
+}
+
+void dala_attachment_list_free(dala_attachment_list* list) noexcept { delete list; }
+
 /* ---- outbox ---- */
 
 dala_status dala_outbox_next_batch(dala_store* store, const char* destination, size_t max_items, size_t max_bytes,
@@ -895,22 +1052,32 @@ void dala_http_response_set(dala_http_response* response, int http_status, const
 
 void dala_sync_options_init(dala_sync_options* options) noexcept {
   if (options == nullptr) return;
-  *options = dala_sync_options{30000, nullptr, nullptr, nullptr, nullptr};
+  *options = dala_sync_options{30000, nullptr, nullptr, nullptr, nullptr, nullptr};
 }
 
 namespace {
 // Adapts an app's C transport callback to the engine's Transport.
 class CallbackTransport : public dala::sync::Transport {
  public:
-  CallbackTransport(dala_transport_post_fn fn, void* ctx) : fn_(fn), ctx_(ctx) {}
+  CallbackTransport(dala_transport_post_fn fn, dala_transport_upload_fn upload, void* ctx)
+      : fn_(fn), upload_(upload), ctx_(ctx) {}
   Result<dala::sync::HttpResponse> Post(const std::string& base_url, const dala::sync::HttpRequest& request,
                                         int64_t timeout_ms, const std::string& tls_pin) override {
     std::string url = base_url;
     while (!url.empty() && url.back() == '/') url.pop_back();
     url += request.path;
     dala_http_response resp;
-    dala_status st = fn_(ctx_, url.c_str(), reinterpret_cast<const uint8_t*>(request.body.data()), request.body.size(),
-                         timeout_ms, reinterpret_cast<const uint8_t*>(tls_pin.data()), tls_pin.size(), &resp);
+    const auto* pin = reinterpret_cast<const uint8_t*>(tls_pin.data());
+    dala_status st;
+    if (request.is_upload()) {
+      if (upload_ == nullptr)
+        return Status(Code::kIo, "the app's transport has no upload function (dala_sync_options.transport_upload)");
+      st = upload_(ctx_, url.c_str(), request.upload_header.c_str(), request.file_path.c_str(), request.file_offset,
+                   request.file_length, timeout_ms, pin, tls_pin.size(), &resp);
+    } else {
+      st = fn_(ctx_, url.c_str(), reinterpret_cast<const uint8_t*>(request.body.data()), request.body.size(),
+               timeout_ms, pin, tls_pin.size(), &resp);
+    }
     if (st != DALA_OK) return Status(Code::kIo, "the app's transport could not reach the server");
     if (!resp.set) return Status(Code::kIo, "the app's transport gave no response");
     return dala::sync::HttpResponse{resp.status, std::move(resp.body)};
@@ -918,19 +1085,22 @@ class CallbackTransport : public dala::sync::Transport {
 
  private:
   dala_transport_post_fn fn_;
+  dala_transport_upload_fn upload_;
   void* ctx_;
 };
 }  // namespace
 
 static std::unique_ptr<dala::sync::Transport> MakeTransport(const dala_sync_options& o) {
-  if (o.transport != nullptr) return std::make_unique<CallbackTransport>(o.transport, o.transport_context);
+  if (o.transport != nullptr)
+    return std::make_unique<CallbackTransport>(o.transport, o.transport_upload, o.transport_context);
   return std::make_unique<dala::sync::HttpTransport>();
 }
 
 static dala::sync::ProgressFn MakeProgress(const dala_sync_options& o) {
   if (o.progress == nullptr) return {};
   return [fn = o.progress, ctx = o.progress_context](const dala::sync::Progress& p) {
-    dala_sync_progress cp{p.destination.c_str(), p.delivered, p.rejected, p.remaining};
+    dala_sync_progress cp{p.destination.c_str(), p.delivered, p.rejected, p.remaining, p.upload_done,
+                          p.upload_total};
     fn(ctx, &cp);
   };
 }

@@ -256,7 +256,9 @@ struct HttpTransport::Impl {
       }
       if (st->ok()) co_return;
       Close();
-      if (!reused) co_return;  // a fresh connection failed: report it
+      // A fresh connection failed: report it. So does an upload: the engine asks the server how much
+      // arrived and sends only the rest, instead of the whole range again.
+      if (!reused || request.is_upload()) co_return;
       // A kept-alive connection the server had closed: try once more on a new one (requests are idempotent).
     }
   }

@@ -99,7 +99,17 @@ struct HttpServer::Impl {
       *body_done = head.is_done();
       co_return HttpResult{411, "text/plain", "an upload needs a Content-Length\n"};
     }
-    auto started = core.BeginUpload(std::string(head.get()[protocol::kUploadHeader]), *len);
+    const std::string request_header(head.get()[protocol::kUploadHeader]);
+    auto started = core.BeginUpload(request_header, *len);
+    // The same attachment still uploading on a connection that was just cut: that session ends as soon as
+    // its read fails. Wait a little for it rather than make the phone send this body for nothing.
+    for (int i = 0; i < 40; ++i) {
+      auto* r = std::get_if<HttpResult>(&started);
+      if (r == nullptr || r->status != 409) break;
+      asio::steady_timer wait(co_await asio::this_coro::executor, std::chrono::milliseconds(25));
+      co_await wait.async_wait(kTuple);
+      started = core.BeginUpload(request_header, *len);
+    }
     if (auto* r = std::get_if<HttpResult>(&started)) {
       *body_done = *len == 0;
       co_return std::move(*r);

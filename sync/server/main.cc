@@ -32,10 +32,10 @@ const char kUsage[] = R"(usage: dala-server COMMAND [OPTIONS]
                                          --tls-cert pins that certificate's key (self-signed servers)
   dala-server run --data DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE] [--threads N]
                   [--max-connections N] [--max-body-mib N] [--max-batch N] [--header-timeout S] [--body-timeout S]
-                  [--quiet]
+                  [--max-storage-mib N] [--quiet]     --max-storage-mib: attachment bytes held at most
   dala-server devices --data DIR [--json]
   dala-server revoke --data DIR DEVICE_KEY
-  dala-server export --data DIR --out PATH
+  dala-server export --data DIR --out PATH   attachments go to PATH.media/ (hard links where possible)
 
 run listens on 127.0.0.1:8443 unless told otherwise, logs JSON lines on stderr (never contents or keys),
 and stops gracefully on SIGTERM or SIGINT: requests in flight finish, nothing is half-written.
@@ -44,7 +44,7 @@ and stops gracefully on SIGTERM or SIGINT: requests in flight finish, nothing is
 const char* const kFlags[] = {"json", "quiet", "help"};
 const char* const kValued[] = {"data", "recipient", "url", "uses", "expires", "organisation", "listen", "tls-cert",
                                "tls-key", "threads", "max-connections", "max-body-mib", "max-batch", "header-timeout",
-                               "body-timeout", "out"};
+                               "body-timeout", "out", "max-storage-mib"};
 
 struct Failure {
   Status st;
@@ -107,6 +107,7 @@ int Run(const Args& a) {
   dala::server::Limits limits;
   limits.max_body_bytes = o.max_body_bytes;
   if (auto v = a.get("max-batch")) limits.max_batch = std::max<uint64_t>(1, Number(*v, "--max-batch"));
+  if (auto v = a.get("max-storage-mib")) limits.max_storage_bytes = Number(*v, "--max-storage-mib") << 20;
 
   // Signals are taken by one thread with sigwait; every other thread has them blocked.
   sigset_t set;
@@ -193,7 +194,8 @@ int Main(const Args& a) {
   if (cmd == "export") {
     auto core = OpenCore(a);
     uint64_t n = Check(core->Export(a.need("out")));
-    std::fprintf(stderr, "Exported %llu sealed reports to %s.\n", (unsigned long long)n, a.need("out").c_str());
+    std::fprintf(stderr, "Exported %llu sealed reports to %s (attachments in %s.media).\n", (unsigned long long)n,
+                 a.need("out").c_str(), a.need("out").c_str());
     return 0;
   }
   throw UsageError{"unknown command '" + cmd + "'"};

@@ -616,6 +616,11 @@ ServerCore::UploadStart ServerCore::BeginUpload(std::string_view header, uint64_
     std::lock_guard lock(uploads_mu_);
     auto& st = uploads_[s->name_];
     if (st.busy) return Reply(409, v1::UNAVAILABLE, "another upload of this attachment is in progress", now);
+    received = st.received;
+    if (up.length() == 0) {  // a probe: where the server stands once no upload is running
+      s->received_ = received;
+      return s->Reply(up.offset() == received ? v1::UPLOAD_OK : v1::UPLOAD_OFFSET);
+    }
     st.busy = true;
   }
   s->holds_ = true;  // from here the destructor releases the attachment

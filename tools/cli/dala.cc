@@ -5,6 +5,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -12,6 +13,7 @@
 #include <ctime>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -38,12 +40,15 @@ Stores:
 
 Reports:
   dala report add --store DIR --form NAME/VERSION [--field KEY[:TYPE]=VALUE]... [--text TEXT | --text-file FILE]
-                  [--location LAT,LON[,ACCURACY_M]] [--priority N] [--seal]      prints the new report id
-  dala report edit --store DIR ID [--field ...]... [--remove-field KEY]... [--text ... | --text-file ...] [--seal]
+                  [--location LAT,LON[,ACCURACY_M]] [--priority N] [--attach FILE]... [--seal]
+                                          prints the new report id; attachments are encrypted as they are read
+  dala report edit --store DIR ID [--field ...]... [--remove-field KEY]... [--text ... | --text-file ...]
+                  [--attach FILE]... [--seal]
   dala report seal --store DIR ID
   dala report show --store DIR ID [--version N] [--json]
   dala report list --store DIR [--json]
-  dala report delete --store DIR ID       deletes the draft version
+  dala report delete --store DIR ID       deletes the draft version (and its attachments)
+  dala attachment get --store DIR ATTACHMENT-ID --out FILE   decrypts one attachment (verified) to FILE
 
 Delivery:
   dala join --store DIR INVITE            records the organisation's server; reports are sealed to it at once
@@ -331,6 +336,61 @@ std::string Hex(const uint8_t* b, size_t n) {
   return s;
 }
 
+// A MIME type from the file name; what is not known travels as application/octet-stream.
+std::string GuessMime(const std::string& path) {
+  static const std::pair<const char*, const char*> kKnown[] = {
+      {".mp4", "video/mp4"}, {".mov", "video/quicktime"}, {".webm", "video/webm"}, {".jpg", "image/jpeg"},
+      {".jpeg", "image/jpeg"}, {".png", "image/png"}, {".heic", "image/heic"}, {".ogg", "audio/ogg"},
+      {".opus", "audio/ogg"}, {".mp3", "audio/mpeg"}, {".m4a", "audio/mp4"}, {".aac", "audio/aac"},
+      {".pdf", "application/pdf"}, {".txt", "text/plain"}};
+  auto dot = path.rfind('.');
+  std::string ext = dot == std::string::npos ? "" : path.substr(dot);
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const auto& [e, m] : kKnown)
+    if (ext == e) return m;
+  return "application/octet-stream";
+}
+
+// --attach FILE...: each file streamed into the draft, encrypted as it is read.
+void Attach(dala_store* s, const dala_report_id& id, const Args& a) {
+  for (const auto& [name, value] : a.ordered) {
+    if (name != "attach") continue;
+    dala_attachment_id aid;
+    Error e;
+    e.Check(dala_attachment_import_file(s, &id, value.c_str(), GuessMime(value).c_str(), &aid, e.out()));
+  }
+}
+
+std::string SizeText(uint64_t n) {
+  char buf[32];
+  if (n < 1024) std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n));
+  else if (n < (1u << 20)) std::snprintf(buf, sizeof buf, "%.1f KiB", n / 1024.0);
+  else std::snprintf(buf, sizeof buf, "%.1f MiB", n / 1048576.0);
+  return buf;
+}
+
+void PrintAttachments(dala_store* s, dala_report* r) {
+  dala_report_id id;
+  dala_report_get_id(r, &id);
+  dala_attachment_list* list = nullptr;
+  Error e;
+  e.Check(dala_store_list_attachments(s, &id, &list, e.out()));
+  bool header = false;
+  for (size_t i = 0; i < dala_attachment_list_count(list); ++i) {
+    dala_attachment_info info;
+    Error ie;
+    ie.Check(dala_attachment_list_get(list, i, &info, ie.out()));
+    if (info.version > dala_report_version(r)) continue;  // added to a later version
+    if (!header) std::printf("attachments:\n");
+    header = true;
+    char aid[33];
+    dala_attachment_id_to_string(&info.id, aid);
+    std::printf("  %s  %-24s %10s  plaintext %s\n", aid, info.mime_type, SizeText(info.size).c_str(),
+                Hex(info.plaintext_hash, 32).substr(0, 16).c_str());
+  }
+  dala_attachment_list_free(list);
+}
+
 void PrintReport(dala_report* r) {
   dala_report_id id;
   dala_report_get_id(r, &id);
@@ -422,6 +482,7 @@ int CmdReport(const Args& a) {
     dala_report_get_id(r.r, &id);
     try {
       ApplyEdits(r.r, a);
+      Attach(s.get(), id, a);
       SaveOrSeal(s.get(), r.r, a.flag("seal"));
     } catch (...) {
       dala_report_delete_draft(s.get(), &id, nullptr);  // nothing half-written is left behind
@@ -437,6 +498,7 @@ int CmdReport(const Args& a) {
     Error e;
     e.Check(dala_report_edit(s.get(), &id, &r.r, e.out()));
     ApplyEdits(r.r, a);
+    Attach(s.get(), id, a);
     SaveOrSeal(s.get(), r.r, a.flag("seal"));
     std::printf("%s\n", IdString(id).c_str());
     std::fprintf(stderr, "Version %u is %s.\n", dala_report_version(r.r),
@@ -477,6 +539,7 @@ int CmdReport(const Args& a) {
       dala_string_free(json);
     } else {
       PrintReport(r.r);
+      if (!dala_report_is_purged(r.r)) PrintAttachments(s.get(), r.r);
     }
     return kExitOk;
   }
@@ -633,8 +696,12 @@ int CmdJoin(const Args& a) {
 
 void ShowProgress(void* ctx, const dala_sync_progress* p) {
   (void)ctx;
-  std::fprintf(stderr, "\r%s: %llu delivered, %llu left   ", p->destination, (unsigned long long)p->delivered,
-               (unsigned long long)p->remaining);
+  std::string media;
+  if (p->upload_total > 0)
+    media = ", uploading " + SizeText(p->upload_done) + " of " + SizeText(p->upload_total) + " (" +
+            std::to_string(p->upload_done * 100 / p->upload_total) + "%)";
+  std::fprintf(stderr, "\r%s: %llu delivered, %llu left%s   ", p->destination, (unsigned long long)p->delivered,
+               (unsigned long long)p->remaining, media.c_str());
   std::fflush(stderr);
 }
 
@@ -677,6 +744,43 @@ int CmdSync(const Args& a) {
   return r.remaining == 0 ? kExitOk : kExitLater;
 }
 
+int CmdAttachment(const Args& a) {
+  if (a.words.size() < 2 || a.words[1] != "get")
+    throw UsageError{"usage: dala attachment get --store DIR ATTACHMENT-ID --out FILE"};
+  std::string text = Arg1(a, 2, "attachment id");
+  dala_attachment_id id;
+  Error pe;
+  if (dala_attachment_id_parse(text.c_str(), &id, pe.out()) != DALA_OK)
+    throw UsageError{"'" + text + "' is not an attachment id (32 hexadecimal characters)"};
+  std::string out = a.need("out");
+  Store s(a, false);
+  dala_attachment_reader* reader = nullptr;
+  Error e;
+  e.Check(dala_attachment_reader_open(s.get(), &id, &reader, e.out()));
+  std::unique_ptr<dala_attachment_reader, void (*)(dala_attachment_reader*)> hold(reader, dala_attachment_reader_free);
+  const std::string part = out + ".part";
+  FILE* f = std::fopen(part.c_str(), "wbx");
+  if (f == nullptr) throw UsageError{"cannot create '" + part + "': " + std::strerror(errno)};
+  std::vector<uint8_t> buf(1u << 16);
+  for (;;) {
+    size_t n = 0;
+    Error re;
+    dala_status st = dala_attachment_reader_read(reader, buf.data(), buf.size(), &n, re.out());
+    if (st != DALA_OK) {
+      std::fclose(f);
+      std::remove(part.c_str());  // nothing unverified is left behind
+      re.Check(st);
+    }
+    if (n == 0) break;
+    std::fwrite(buf.data(), 1, n, f);
+  }
+  if (std::fclose(f) != 0 || std::rename(part.c_str(), out.c_str()) != 0) {
+    std::remove(part.c_str());
+    throw UsageError{"cannot write '" + out + "'"};
+  }
+  return kExitOk;
+}
+
 int CmdReceipts(const Args& a) {
   Store s(a, false);
   dala_receipt_list* list = nullptr;
@@ -707,7 +811,8 @@ int CmdReceipts(const Args& a) {
 const char* const kFlags[] = {"seal", "json", "yes", "delete-after-delivery", "help"};
 const char* const kValued[] = {"store", "form", "field", "text", "text-file", "passphrase-file",
                                "new-passphrase-file", "version", "remove-field", "out", "destination",
-                               "kdf-ops", "kdf-mem-mib", "location", "priority", "timeout", "key", "from"};
+                               "kdf-ops", "kdf-mem-mib", "location", "priority", "timeout", "key", "from",
+                               "attach"};
 
 int main(int argc, char** argv) {
   try {
@@ -732,6 +837,7 @@ int main(int argc, char** argv) {
     if (cmd == "join") return CmdJoin(a);
     if (cmd == "sync") return CmdSync(a);
     if (cmd == "receipts") return CmdReceipts(a);
+    if (cmd == "attachment") return CmdAttachment(a);
     throw UsageError{"unknown command '" + cmd + "'"};
   } catch (const UsageError& u) {
     std::fprintf(stderr, "dala: %s\n(run 'dala --help' for usage)\n", u.message.c_str());

@@ -306,6 +306,85 @@ DALA_API dala_status dala_report_to_json(const dala_report *report, char **out_j
                                          dala_error **out_error) DALA_NOEXCEPT;
 
 /* ---------------------------------------------------------------------------------------------------
+ * Attachments: photos, audio, video. Encrypted as they are written (no plaintext on disk), each under its
+ * own key kept in the store's database; sealed into the report; uploaded in verified, resumable chunks.
+ * Free every writer and reader before closing their store.
+ * ------------------------------------------------------------------------------------------------- */
+
+typedef struct dala_attachment_id {
+    uint8_t bytes[16];
+} dala_attachment_id;
+
+/* Any thread. 32 lowercase hex characters and a NUL. */
+DALA_API void dala_attachment_id_to_string(const dala_attachment_id *id, char out[33]) DALA_NOEXCEPT;
+/* Any thread. */
+DALA_API dala_status dala_attachment_id_parse(const char *text, dala_attachment_id *out_id,
+                                              dala_error **out_error) DALA_NOEXCEPT;
+
+typedef struct dala_attachment_info {
+    dala_attachment_id id;
+    uint32_t version;              /* the draft version it was added to; later versions carry it on */
+    const char *mime_type;         /* valid while the list lives */
+    uint64_t size;                 /* plaintext bytes */
+    uint64_t ciphertext_size;      /* bytes of the encrypted file (what is uploaded) */
+    uint8_t plaintext_hash[32];    /* BLAKE2b-256 */
+    uint8_t ciphertext_hash[32];   /* chunk-tree root (docs/protocol.md) */
+    int64_t created_ms;
+} dala_attachment_info;
+
+/* A capture in progress. Use from one thread at a time. */
+typedef struct dala_attachment_writer dala_attachment_writer;
+
+/* Any thread. Starts an attachment of the report's draft (the latest version must be a draft:
+   DALA_ERR_STATE otherwise). mime_type looks like "video/mp4". */
+DALA_API dala_status dala_attachment_writer_open(dala_store *store, const dala_report_id *report,
+                                                 const char *mime_type, dala_attachment_writer **out_writer,
+                                                 dala_error **out_error) DALA_NOEXCEPT;
+/* Encrypts and writes size bytes (any amount, e.g. one camera buffer). */
+DALA_API dala_status dala_attachment_writer_write(dala_attachment_writer *writer, const uint8_t *data, size_t size,
+                                                  dala_error **out_error) DALA_NOEXCEPT;
+/* Ends the capture, makes the file durable and records it in the draft. After it (success or not) the
+   writer only accepts dala_attachment_writer_free. */
+DALA_API dala_status dala_attachment_writer_finish(dala_attachment_writer *writer, dala_attachment_id *out_id,
+                                                   dala_error **out_error) DALA_NOEXCEPT;
+/* An unfinished capture is discarded (its file removed). Accepts NULL. */
+DALA_API void dala_attachment_writer_free(dala_attachment_writer *writer) DALA_NOEXCEPT;
+
+/* Any thread. Streams an existing file into a new attachment of the draft (never read whole). */
+DALA_API dala_status dala_attachment_import_file(dala_store *store, const dala_report_id *report, const char *path,
+                                                 const char *mime_type, dala_attachment_id *out_id,
+                                                 dala_error **out_error) DALA_NOEXCEPT;
+
+/* Reads an attachment back, decrypting as it goes. Use from one thread at a time. */
+typedef struct dala_attachment_reader dala_attachment_reader;
+
+/* Any thread. DALA_ERR_NOT_FOUND when the attachment is unknown or was deleted after delivery. */
+DALA_API dala_status dala_attachment_reader_open(dala_store *store, const dala_attachment_id *id,
+                                                 dala_attachment_reader **out_reader,
+                                                 dala_error **out_error) DALA_NOEXCEPT;
+/* Fills up to capacity bytes; *out_size 0 means the end was reached and size and hash verified.
+   DALA_ERR_VERIFY when the file was truncated, reordered or altered. */
+DALA_API dala_status dala_attachment_reader_read(dala_attachment_reader *reader, uint8_t *buffer, size_t capacity,
+                                                 size_t *out_size, dala_error **out_error) DALA_NOEXCEPT;
+/* Accepts NULL. */
+DALA_API void dala_attachment_reader_free(dala_attachment_reader *reader) DALA_NOEXCEPT;
+
+/* Any thread. Removes an attachment of the draft (sealed ones stay: DALA_ERR_NOT_FOUND). */
+DALA_API dala_status dala_attachment_remove(dala_store *store, const dala_attachment_id *id,
+                                            dala_error **out_error) DALA_NOEXCEPT;
+
+/* Not thread-safe; one thread at a time. */
+typedef struct dala_attachment_list dala_attachment_list;
+/* Any thread. The attachments of the report's latest version, oldest first. */
+DALA_API dala_status dala_store_list_attachments(dala_store *store, const dala_report_id *report,
+                                                 dala_attachment_list **out_list,
+                                                 dala_error **out_error) DALA_NOEXCEPT;
+DALA_API size_t dala_attachment_list_count(const dala_attachment_list *list) DALA_NOEXCEPT;
+DALA_API dala_status dala_attachment_list_get(const dala_attachment_list *list, size_t index,
+                                              dala_attachment_info *out_info, dala_error **out_error) DALA_NOEXCEPT;
+DALA_API void dala_attachment_list_free(dala_attachment_list *list) DALA_NOEXCEPT;
+
+/* ---------------------------------------------------------------------------------------------------
  * Listing
  * ------------------------------------------------------------------------------------------------- */
 
@@ -436,11 +515,22 @@ typedef dala_status (*dala_transport_post_fn)(void *context, const char *url, co
                                               size_t body_size, int64_t timeout_ms, const uint8_t *tls_pin,
                                               size_t tls_pin_size, dala_http_response *response);
 
+/* Attachment uploads. POSTs to url with the headers "X-Dala-Request: <request_header>" and "Content-Type:
+   application/octet-stream"; the body is bytes [offset, offset + length) of the file at file_path, sent as
+   they are (an iOS background upload can send the file directly; for a range, a copy of that range). Same
+   return rules and thread as dala_transport_post_fn. */
+typedef dala_status (*dala_transport_upload_fn)(void *context, const char *url, const char *request_header,
+                                                const char *file_path, uint64_t offset, uint64_t length,
+                                                int64_t timeout_ms, const uint8_t *tls_pin, size_t tls_pin_size,
+                                                dala_http_response *response);
+
 typedef struct dala_sync_progress {
     const char *destination;
     uint64_t delivered;        /* in this run */
     uint64_t rejected;
     uint64_t remaining;        /* pending + in flight for this destination */
+    uint64_t upload_done;      /* attachment bytes the server holds, of the reports uploading in this run */
+    uint64_t upload_total;     /* their total */
 } dala_sync_progress;
 
 /* Called on the thread that called dala_sync_run_once, after each request. Must not call back into the
@@ -453,6 +543,8 @@ typedef struct dala_sync_options {
     void *transport_context;
     dala_progress_fn progress;            /* may be NULL */
     void *progress_context;
+    dala_transport_upload_fn transport_upload;  /* with an app transport: how it uploads attachments
+                                                  (NULL: reports with attachments wait, with an error) */
 } dala_sync_options;
 
 /* Any thread. */
