@@ -1141,6 +1141,13 @@ dala_status dala_sync_session_start(dala_store* store, const dala_sync_options* 
   });
 }
 
+dala_status dala_store_notify_online(dala_store* store, dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr, "store is NULL");
+    return store->impl->RetryOfflineNow();
+  });
+}
+
 void dala_sync_session_notify_online(dala_sync_session* session) noexcept {
   if (session != nullptr) session->impl->NotifyOnline();
 }

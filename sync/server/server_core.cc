@@ -420,6 +420,22 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
         res->set_reason(conflict);
         continue;
       }
+      if (!complete && limits_.max_storage_bytes != 0) {
+        // No room for what is missing: say so now, before the phone sends any of it.
+        uint64_t missing = 0;
+        for (const auto& m : it.h.attachments) {
+          Blob b;
+          b.size = m.size();
+          b.chunk_size = m.chunk_size();
+          b.chunk_hashes = m.chunk_hashes();
+          missing += m.size() - std::min(m.size(), Received(protocol::AttachmentFileName(B(device_key), B(m.attachment_id())), b));
+        }
+        if (stored_bytes_ + missing > limits_.max_storage_bytes) {
+          res->set_code(v1::RETRY_LATER);
+          res->set_reason("the server's storage is full; try again later");
+          continue;
+        }
+      }
       if (!complete) {
         // Held until every attachment is here; no receipt yet. The phone uploads, then pushes again.
         DALA_ASSIGN_OR_RETURN(db::Stmt p, db_.Prepare(

@@ -543,7 +543,7 @@ TEST(Media, ASmallReportIsNotHeldBackBehindMedia) {
   MediaReport big = SealWithMedia(*phone, {3 * media::kUploadChunk}, "video first");
   ReportId small = SealOne(*phone, "sealed after the video");
   // The connection dies during the first upload: the small report was already delivered by then.
-  w.net->cut_at = {100, 0, 0, 0};
+  w.net->cut_at = {100, 0, 0, 0, 0, 0, 0, 0};  // and it stays down
   auto r = Sync(*phone, *w.net);
   EXPECT_EQ(phone->Get(small)->state, ReportState::kDelivered);
   EXPECT_NE(phone->Get(big.id)->state, ReportState::kDelivered);

@@ -722,6 +722,9 @@ int CmdSync(const Args& a) {
     std::fprintf(stderr, "dala: this store has not joined an organisation; run 'dala join' with an invite\n");
     return kExitError;
   }
+  // Someone asked to sync now: what waited only because the network was down is due now.
+  Error ne;
+  ne.Check(dala_store_notify_online(s.get(), ne.out()));
   dala_sync_result r;
   Error e;
   e.Check(dala_sync_run_once(s.get(), &o, &r, e.out()));

@@ -563,6 +563,9 @@ typedef struct dala_sync_result {
    against the server key from the invite; then the report is marked delivered. */
 DALA_API dala_status dala_sync_run_once(dala_store *store, const dala_sync_options *options,
                                         dala_sync_result *out_result, dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. Connectivity is back (or the user asked to sync now): reports that waited only because no
+   server could be reached are due at once, without waiting out their backoff. Call before run_once. */
+DALA_API dala_status dala_store_notify_online(dala_store *store, dala_error **out_error) DALA_NOEXCEPT;
 
 /* Background mode: a thread of the session's own runs the sync at start, whenever the app calls
    dala_sync_session_notify_online, and when the earliest retry falls due. options->timeout_ms bounds each
