@@ -124,7 +124,7 @@ TEST(Attachment, NoPlaintextReachesTheDisk) {
   // A capture in progress, too: its partial file holds no plaintext either.
   auto open = f.store->CaptureAttachment(r.id(), "audio/ogg");
   ASSERT_TRUE(open.ok());
-  ASSERT_TRUE((*open)->Write({data.data(), 200000}).ok());
+  ASSERT_TRUE((*open)->Write(data).ok());
   std::string where;
   EXPECT_FALSE(test::TreeContains(f.dir, canary, &where)) << where;
   auto back = f.ReadAll(info.id);
