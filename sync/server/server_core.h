@@ -57,11 +57,15 @@ class ServerCore;
 
 // One upload request in progress: the HTTP front end feeds the body one chunk at a time (the session
 // says how many bytes it wants next) and sends Answer() at the end. Each chunk is checked against the
-// signed manifest and made durable (fdatasync) before it counts. At most one session per attachment.
+// signed manifest as it arrives and written; they are made durable (fdatasync) before anything counts
+// them: before the answer, or when the connection drops. At most one session per attachment.
 class UploadSession {
  public:
   ~UploadSession();
   size_t want() const;                        // bytes to feed next; 0 = no more wanted
+  // What want() will be once `fed` bytes of the body were fed (each Feed having returned true), for
+  // reading ahead. Depends only on the request, not on Feed's progress.
+  size_t want_at(uint64_t fed) const;
   bool Feed(std::span<const uint8_t> data);   // exactly want() bytes; false = stop reading, answer now
   HttpResult Answer();
   size_t max_chunk() const { return chunk_size_; }
@@ -70,13 +74,16 @@ class UploadSession {
   friend class ServerCore;
   UploadSession(ServerCore& core) : core_(core) {}
   HttpResult Reply(v1::UploadCode code);
+  bool Commit();
   ServerCore& core_;
   std::string name_, device_key_, attachment_id_, chunk_hashes_;
-  uint64_t size_ = 0, received_ = 0, offset_ = 0, end_ = 0;
+  uint64_t size_ = 0, received_ = 0, offset_ = 0, end_ = 0, start_ = 0, skip_until_ = 0;
   uint32_t chunk_size_ = 0;
   int fd_ = -1;
   bool holds_ = false;  // this session marked the attachment busy
-  std::optional<HttpResult> answer_;
+  uint64_t written_ = 0;  // verified and written, not yet synced (counted once Commit syncs them)
+  bool storage_failed_ = false;
+  v1::UploadCode stop_ = v1::UPLOAD_OK;
 };
 
 class ServerCore {
