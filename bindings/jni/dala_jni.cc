@@ -1,0 +1,558 @@
+// JNI glue for org.dala.Native: each function converts arguments, calls one C API function, and turns a
+// failure into an org.dala.DalaException. No logic of its own. Strings cross as UTF-8 byte arrays (JNI's
+// "modified UTF-8" would mangle characters outside the BMP, such as emoji); secrets are copied out of
+// their Java arrays and the copies zeroed after the call (the Java side zeroes the arrays).
+#include <dala/dala.h>
+#include <jni.h>
+
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "org_dala_Native.h"
+
+namespace {
+
+// A Java byte[] as an owned, NUL-terminated string; nullopt for null.
+std::optional<std::string> Str(JNIEnv* env, jbyteArray a) {
+  if (a == nullptr) return std::nullopt;
+  jsize n = env->GetArrayLength(a);
+  std::string s(static_cast<size_t>(n), '\0');
+  env->GetByteArrayRegion(a, 0, n, reinterpret_cast<jbyte*>(s.data()));
+  return s;
+}
+
+const char* C(const std::optional<std::string>& s) { return s ? s->c_str() : nullptr; }
+
+jbyteArray Bytes(JNIEnv* env, const void* p, size_t n) {
+  jbyteArray a = env->NewByteArray(static_cast<jsize>(n));
+  if (a != nullptr && n > 0) env->SetByteArrayRegion(a, 0, static_cast<jsize>(n), static_cast<const jbyte*>(p));
+  return a;
+}
+
+jbyteArray Utf8(JNIEnv* env, const char* s) { return s == nullptr ? nullptr : Bytes(env, s, std::strlen(s)); }
+
+void Zero(std::vector<uint8_t>& v) {
+  volatile uint8_t* p = v.data();
+  for (size_t i = 0; i < v.size(); ++i) p[i] = 0;
+}
+
+// Throws the DalaException for a failed call; frees the error.
+void Throw(JNIEnv* env, dala_status st, dala_error* e) {
+  const char* msg = e != nullptr ? dala_error_message(e) : dala_status_name(st);
+  jclass cls = env->FindClass("org/dala/DalaException");
+  if (cls != nullptr) {
+    jmethodID create = env->GetStaticMethodID(cls, "create", "(I[B)Lorg/dala/DalaException;");
+    jbyteArray m = Utf8(env, msg);
+    auto ex = static_cast<jthrowable>(env->CallStaticObjectMethod(cls, create, static_cast<jint>(st), m));
+    if (ex != nullptr && !env->ExceptionCheck()) env->Throw(ex);
+  }
+  dala_error_free(e);
+}
+
+// True when the call succeeded; otherwise throws and returns false.
+bool Ok(JNIEnv* env, dala_status st, dala_error* e) {
+  if (st == DALA_OK) return true;
+  Throw(env, st, e);
+  return false;
+}
+
+void ThrowInvalid(JNIEnv* env, const char* what) {
+  jclass cls = env->FindClass("org/dala/DalaException$InvalidArgument");
+  if (cls != nullptr) env->ThrowNew(cls, what);
+}
+
+// A 16-byte id from Java; throws (and returns false) when it is null or of another length.
+template <typename Id>
+bool ToId(JNIEnv* env, jbyteArray a, Id* out, const char* what) {
+  if (a == nullptr || env->GetArrayLength(a) != 16) {
+    ThrowInvalid(env, what);
+    return false;
+  }
+  env->GetByteArrayRegion(a, 0, 16, reinterpret_cast<jbyte*>(out->bytes));
+  return true;
+}
+
+struct Credential {
+  std::vector<uint8_t> bytes;
+  dala_credential c{};
+  Credential(JNIEnv* env, jint kind, jbyteArray a) {
+    if (a != nullptr) {
+      bytes.resize(static_cast<size_t>(env->GetArrayLength(a)));
+      env->GetByteArrayRegion(a, 0, static_cast<jsize>(bytes.size()), reinterpret_cast<jbyte*>(bytes.data()));
+    }
+    c.kind = static_cast<dala_credential_kind>(kind);
+    c.bytes = a != nullptr ? bytes.data() : nullptr;
+    c.length = bytes.size();
+  }
+  ~Credential() { Zero(bytes); }
+  const dala_credential* get() const { return &c; }
+};
+
+dala_store* S(jlong h) { return reinterpret_cast<dala_store*>(h); }
+dala_report* R(jlong h) { return reinterpret_cast<dala_report*>(h); }
+
+jobjectArray NewArray(JNIEnv* env, const char* cls, size_t n, jclass* out_cls) {
+  *out_cls = env->FindClass(cls);
+  return *out_cls == nullptr ? nullptr : env->NewObjectArray(static_cast<jsize>(n), *out_cls, nullptr);
+}
+
+}  // namespace
+
+extern "C" {
+
+JNIEXPORT void JNICALL Java_org_dala_Native_free(JNIEnv*, jclass, jint kind, jlong h) {
+  switch (kind) {
+    case org_dala_Native_STORE: dala_store_close(S(h)); break;
+    case org_dala_Native_REPORT: dala_report_free(R(h)); break;
+    case org_dala_Native_WRITER: dala_attachment_writer_free(reinterpret_cast<dala_attachment_writer*>(h)); break;
+    case org_dala_Native_READER: dala_attachment_reader_free(reinterpret_cast<dala_attachment_reader*>(h)); break;
+    default: break;
+  }
+}
+
+JNIEXPORT jstring JNICALL Java_org_dala_Native_version(JNIEnv* env, jclass) { return env->NewStringUTF(dala_version()); }
+
+JNIEXPORT jintArray JNICALL Java_org_dala_Native_statusCodes(JNIEnv* env, jclass) {
+  // Every value the header defines: the names that dala_status_name knows.
+  std::vector<jint> codes;
+  for (int c = 0; c < 256; ++c)
+    if (std::strcmp(dala_status_name(static_cast<dala_status>(c)), "DALA_ERR_UNKNOWN") != 0) codes.push_back(c);
+  jintArray a = env->NewIntArray(static_cast<jsize>(codes.size()));
+  if (a != nullptr) env->SetIntArrayRegion(a, 0, static_cast<jsize>(codes.size()), codes.data());
+  return a;
+}
+
+JNIEXPORT jstring JNICALL Java_org_dala_Native_statusName(JNIEnv* env, jclass, jint code) {
+  return env->NewStringUTF(dala_status_name(static_cast<dala_status>(code)));
+}
+
+// --- stores ---
+
+JNIEXPORT jlong JNICALL Java_org_dala_Native_storeCreate(JNIEnv* env, jclass, jbyteArray dir, jint kind, jbyteArray cred,
+                                                         jlong ops, jlong mem, jboolean dad) {
+  auto d = Str(env, dir);
+  Credential c(env, kind, cred);
+  dala_store_options o;
+  dala_store_options_init(&o);
+  o.kdf_opslimit = static_cast<uint64_t>(ops);
+  o.kdf_memlimit = static_cast<uint64_t>(mem);
+  o.delete_after_delivery = dad ? 1 : 0;
+  dala_store* s = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_store_create(C(d), c.get(), &o, &s, &e), e)) return 0;
+  return reinterpret_cast<jlong>(s);
+}
+
+JNIEXPORT jlong JNICALL Java_org_dala_Native_storeOpen(JNIEnv* env, jclass, jbyteArray dir, jint kind, jbyteArray cred) {
+  auto d = Str(env, dir);
+  Credential c(env, kind, cred);
+  dala_store* s = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_store_open(C(d), c.get(), nullptr, &s, &e), e)) return 0;
+  return reinterpret_cast<jlong>(s);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_storeWipe(JNIEnv* env, jclass, jbyteArray dir) {
+  auto d = Str(env, dir);
+  dala_error* e = nullptr;
+  Ok(env, dala_store_wipe(C(d), &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_storeChangeCredential(JNIEnv* env, jclass, jbyteArray dir, jint ok,
+                                                                  jbyteArray oc, jint nk, jbyteArray nc, jlong ops,
+                                                                  jlong mem) {
+  auto d = Str(env, dir);
+  Credential oldc(env, ok, oc), newc(env, nk, nc);
+  dala_store_options o;
+  dala_store_options_init(&o);
+  o.kdf_opslimit = static_cast<uint64_t>(ops);
+  o.kdf_memlimit = static_cast<uint64_t>(mem);
+  dala_error* e = nullptr;
+  Ok(env, dala_store_change_credential(C(d), oldc.get(), newc.get(), &o, &e), e);
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_storeDeviceKey(JNIEnv* env, jclass, jlong s) {
+  uint8_t key[32];
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_store_device_key(S(s), key, &e), e)) return nullptr;
+  return Bytes(env, key, sizeof key);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_storeNotifyOnline(JNIEnv* env, jclass, jlong s) {
+  dala_error* e = nullptr;
+  Ok(env, dala_store_notify_online(S(s), &e), e);
+}
+
+// --- reports ---
+
+JNIEXPORT jlong JNICALL Java_org_dala_Native_reportCreate(JNIEnv* env, jclass, jlong s, jbyteArray form) {
+  auto f = Str(env, form);
+  dala_report* r = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_report_create(S(s), C(f), &r, &e), e)) return 0;
+  return reinterpret_cast<jlong>(r);
+}
+
+JNIEXPORT jlong JNICALL Java_org_dala_Native_reportGet(JNIEnv* env, jclass, jlong s, jbyteArray id, jint version) {
+  dala_report_id rid;
+  if (!ToId(env, id, &rid, "a report id is 16 bytes")) return 0;
+  dala_report* r = nullptr;
+  dala_error* e = nullptr;
+  dala_status st = version > 0 ? dala_report_get_version(S(s), &rid, static_cast<uint32_t>(version), &r, &e)
+                               : dala_report_get(S(s), &rid, &r, &e);
+  if (!Ok(env, st, e)) return 0;
+  return reinterpret_cast<jlong>(r);
+}
+
+JNIEXPORT jlong JNICALL Java_org_dala_Native_reportEdit(JNIEnv* env, jclass, jlong s, jbyteArray id) {
+  dala_report_id rid;
+  if (!ToId(env, id, &rid, "a report id is 16 bytes")) return 0;
+  dala_report* r = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_report_edit(S(s), &rid, &r, &e), e)) return 0;
+  return reinterpret_cast<jlong>(r);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportDeleteDraft(JNIEnv* env, jclass, jlong s, jbyteArray id) {
+  dala_report_id rid;
+  if (!ToId(env, id, &rid, "a report id is 16 bytes")) return;
+  dala_error* e = nullptr;
+  Ok(env, dala_report_delete_draft(S(s), &rid, &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSave(JNIEnv* env, jclass, jlong s, jlong r) {
+  dala_error* e = nullptr;
+  Ok(env, dala_report_save(S(s), R(r), &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSeal(JNIEnv* env, jclass, jlong s, jlong r) {
+  dala_error* e = nullptr;
+  Ok(env, dala_report_seal(S(s), R(r), &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSetText(JNIEnv* env, jclass, jlong r, jbyteArray k, jbyteArray v) {
+  auto key = Str(env, k), value = Str(env, v);
+  dala_error* e = nullptr;
+  Ok(env, dala_report_set_text(R(r), C(key), C(value), &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSetInteger(JNIEnv* env, jclass, jlong r, jbyteArray k, jlong v) {
+  auto key = Str(env, k);
+  dala_error* e = nullptr;
+  Ok(env, dala_report_set_integer(R(r), C(key), v, &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSetBoolean(JNIEnv* env, jclass, jlong r, jbyteArray k, jboolean v) {
+  auto key = Str(env, k);
+  dala_error* e = nullptr;
+  Ok(env, dala_report_set_boolean(R(r), C(key), v ? 1 : 0, &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSetTimestamp(JNIEnv* env, jclass, jlong r, jbyteArray k, jlong v) {
+  auto key = Str(env, k);
+  dala_error* e = nullptr;
+  Ok(env, dala_report_set_timestamp(R(r), C(key), v, &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSetDecimal(JNIEnv* env, jclass, jlong r, jbyteArray k, jbyteArray v) {
+  auto key = Str(env, k), value = Str(env, v);
+  dala_error* e = nullptr;
+  Ok(env, dala_report_set_decimal(R(r), C(key), C(value), &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportRemoveField(JNIEnv* env, jclass, jlong r, jbyteArray k) {
+  auto key = Str(env, k);
+  dala_error* e = nullptr;
+  Ok(env, dala_report_remove_field(R(r), C(key), &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSetNarrative(JNIEnv* env, jclass, jlong r, jbyteArray t) {
+  auto text = Str(env, t);
+  dala_error* e = nullptr;
+  Ok(env, dala_report_set_narrative(R(r), C(text), &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSetPriority(JNIEnv* env, jclass, jlong r, jint p) {
+  dala_error* e = nullptr;
+  Ok(env, dala_report_set_priority(R(r), p, &e), e);
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_reportId(JNIEnv* env, jclass, jlong r) {
+  dala_report_id id;
+  dala_report_get_id(R(r), &id);
+  return Bytes(env, id.bytes, sizeof id.bytes);
+}
+
+JNIEXPORT jint JNICALL Java_org_dala_Native_reportVersion(JNIEnv*, jclass, jlong r) {
+  return static_cast<jint>(dala_report_version(R(r)));
+}
+
+JNIEXPORT jint JNICALL Java_org_dala_Native_reportState(JNIEnv*, jclass, jlong r) {
+  return static_cast<jint>(dala_report_state_of(R(r)));
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_reportForm(JNIEnv* env, jclass, jlong r) {
+  return Utf8(env, dala_report_form(R(r)));
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_reportNarrative(JNIEnv* env, jclass, jlong r) {
+  return Utf8(env, dala_report_narrative(R(r)));
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_reportGetText(JNIEnv* env, jclass, jlong r, jbyteArray k) {
+  auto key = Str(env, k);
+  const char* v = nullptr;
+  dala_error* e = nullptr;
+  dala_status st = dala_report_get_text(R(r), C(key), &v, &e);
+  if (st == DALA_ERR_NOT_FOUND) {
+    dala_error_free(e);
+    return nullptr;
+  }
+  if (!Ok(env, st, e)) return nullptr;
+  return Utf8(env, v);
+}
+
+JNIEXPORT jlong JNICALL Java_org_dala_Native_reportGetInteger(JNIEnv* env, jclass, jlong r, jbyteArray k) {
+  auto key = Str(env, k);
+  int64_t v = 0;
+  dala_error* e = nullptr;
+  Ok(env, dala_report_get_integer(R(r), C(key), &v, &e), e);
+  return v;
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_reportJson(JNIEnv* env, jclass, jlong r) {
+  char* json = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_report_to_json(R(r), &json, &e), e)) return nullptr;
+  jbyteArray out = Utf8(env, json);
+  dala_string_free(json);
+  return out;
+}
+
+JNIEXPORT jobjectArray JNICALL Java_org_dala_Native_listReports(JNIEnv* env, jclass, jlong s) {
+  dala_report_list* list = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_store_list_reports(S(s), &list, &e), e)) return nullptr;
+  size_t n = dala_report_list_count(list);
+  jclass cls = nullptr;
+  jobjectArray out = NewArray(env, "org/dala/ReportInfo", n, &cls);
+  jmethodID of = out ? env->GetStaticMethodID(cls, "of", "([BIIJJ[B)Lorg/dala/ReportInfo;") : nullptr;
+  for (size_t i = 0; of != nullptr && i < n && !env->ExceptionCheck(); ++i) {
+    dala_report_info info;
+    if (dala_report_list_get(list, i, &info, nullptr) != DALA_OK) continue;
+    jbyteArray id = Bytes(env, info.id.bytes, 16), form = Utf8(env, info.form);
+    jobject o = env->CallStaticObjectMethod(cls, of, id, static_cast<jint>(info.version), static_cast<jint>(info.state),
+                                            static_cast<jlong>(info.created_ms), static_cast<jlong>(info.updated_ms), form);
+    if (env->ExceptionCheck()) break;
+    env->SetObjectArrayElement(out, static_cast<jsize>(i), o);
+    env->DeleteLocalRef(o);
+    env->DeleteLocalRef(id);
+    env->DeleteLocalRef(form);
+  }
+  dala_report_list_free(list);
+  return out;
+}
+
+// --- attachments ---
+
+JNIEXPORT jlong JNICALL Java_org_dala_Native_writerOpen(JNIEnv* env, jclass, jlong s, jbyteArray report, jbyteArray mime) {
+  dala_report_id rid;
+  if (!ToId(env, report, &rid, "a report id is 16 bytes")) return 0;
+  auto m = Str(env, mime);
+  dala_attachment_writer* w = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_attachment_writer_open(S(s), &rid, C(m), &w, &e), e)) return 0;
+  return reinterpret_cast<jlong>(w);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_writerWrite(JNIEnv* env, jclass, jlong w, jbyteArray data, jint off, jint len) {
+  // In pieces of at most 1 MiB: bounded native memory whatever the caller's buffer.
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min<jint>(len, 1 << 20)));
+  for (jint done = 0; done < len;) {
+    jint n = std::min<jint>(len - done, static_cast<jint>(buf.size()));
+    env->GetByteArrayRegion(data, off + done, n, reinterpret_cast<jbyte*>(buf.data()));
+    dala_error* e = nullptr;
+    if (!Ok(env, dala_attachment_writer_write(reinterpret_cast<dala_attachment_writer*>(w), buf.data(),
+                                              static_cast<size_t>(n), &e), e))
+      break;
+    done += n;
+  }
+  Zero(buf);
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_writerFinish(JNIEnv* env, jclass, jlong w) {
+  dala_attachment_id id;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_attachment_writer_finish(reinterpret_cast<dala_attachment_writer*>(w), &id, &e), e)) return nullptr;
+  return Bytes(env, id.bytes, 16);
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_attachmentImport(JNIEnv* env, jclass, jlong s, jbyteArray report,
+                                                                   jbyteArray path, jbyteArray mime) {
+  dala_report_id rid;
+  if (!ToId(env, report, &rid, "a report id is 16 bytes")) return nullptr;
+  auto p = Str(env, path), m = Str(env, mime);
+  dala_attachment_id id;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_attachment_import_file(S(s), &rid, C(p), C(m), &id, &e), e)) return nullptr;
+  return Bytes(env, id.bytes, 16);
+}
+
+JNIEXPORT jlong JNICALL Java_org_dala_Native_readerOpen(JNIEnv* env, jclass, jlong s, jbyteArray aid) {
+  dala_attachment_id id;
+  if (!ToId(env, aid, &id, "an attachment id is 16 bytes")) return 0;
+  dala_attachment_reader* r = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_attachment_reader_open(S(s), &id, &r, &e), e)) return 0;
+  return reinterpret_cast<jlong>(r);
+}
+
+JNIEXPORT jint JNICALL Java_org_dala_Native_readerRead(JNIEnv* env, jclass, jlong r, jbyteArray b, jint off, jint len) {
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min<jint>(len, 1 << 20)));
+  size_t n = 0;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_attachment_reader_read(reinterpret_cast<dala_attachment_reader*>(r), buf.data(), buf.size(), &n, &e),
+          e))
+    return -1;
+  if (n > 0) env->SetByteArrayRegion(b, off, static_cast<jsize>(n), reinterpret_cast<jbyte*>(buf.data()));
+  Zero(buf);
+  return n == 0 ? -1 : static_cast<jint>(n);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_attachmentRemove(JNIEnv* env, jclass, jlong s, jbyteArray aid) {
+  dala_attachment_id id;
+  if (!ToId(env, aid, &id, "an attachment id is 16 bytes")) return;
+  dala_error* e = nullptr;
+  Ok(env, dala_attachment_remove(S(s), &id, &e), e);
+}
+
+JNIEXPORT jobjectArray JNICALL Java_org_dala_Native_listAttachments(JNIEnv* env, jclass, jlong s, jbyteArray report) {
+  dala_report_id rid;
+  if (!ToId(env, report, &rid, "a report id is 16 bytes")) return nullptr;
+  dala_attachment_list* list = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_store_list_attachments(S(s), &rid, &list, &e), e)) return nullptr;
+  size_t n = dala_attachment_list_count(list);
+  jclass cls = nullptr;
+  jobjectArray out = NewArray(env, "org/dala/AttachmentInfo", n, &cls);
+  jmethodID of = out ? env->GetStaticMethodID(cls, "of", "([BI[BJJ)Lorg/dala/AttachmentInfo;") : nullptr;
+  for (size_t i = 0; of != nullptr && i < n && !env->ExceptionCheck(); ++i) {
+    dala_attachment_info info;
+    if (dala_attachment_list_get(list, i, &info, nullptr) != DALA_OK) continue;
+    jbyteArray id = Bytes(env, info.id.bytes, 16), mime = Utf8(env, info.mime_type);
+    jobject o = env->CallStaticObjectMethod(cls, of, id, static_cast<jint>(info.version), mime,
+                                            static_cast<jlong>(info.size), static_cast<jlong>(info.ciphertext_size));
+    if (env->ExceptionCheck()) break;
+    env->SetObjectArrayElement(out, static_cast<jsize>(i), o);
+    env->DeleteLocalRef(o);
+    env->DeleteLocalRef(id);
+    env->DeleteLocalRef(mime);
+  }
+  dala_attachment_list_free(list);
+  return out;
+}
+
+// --- delivery ---
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_join(JNIEnv* env, jclass, jlong s, jbyteArray invite) {
+  auto inv = Str(env, invite);
+  char* dest = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_store_join(S(s), C(inv), &dest, &e), e)) return nullptr;
+  jbyteArray out = Utf8(env, dest);
+  dala_string_free(dest);
+  return out;
+}
+
+namespace {
+// The progress listener runs on the calling thread, inside the JNI call. An exception it throws is kept
+// (the first one), cleared so the run goes on, and thrown again once the run has ended.
+struct Progress {
+  JNIEnv* env;
+  jobject listener;
+  jmethodID method;
+  jthrowable thrown = nullptr;
+};
+
+void OnProgress(void* ctx, const dala_sync_progress* p) {
+  auto* pr = static_cast<Progress*>(ctx);
+  JNIEnv* env = pr->env;
+  jbyteArray d = Utf8(env, p->destination);
+  jclass nat = env->FindClass("org/dala/Native");
+  jmethodID str = env->GetStaticMethodID(nat, "string", "([B)Ljava/lang/String;");
+  auto dest = static_cast<jstring>(env->CallStaticObjectMethod(nat, str, d));
+  if (env->ExceptionCheck()) {  // out of memory making the string: skip this report of progress
+    env->ExceptionClear();
+    return;
+  }
+  env->CallVoidMethod(pr->listener, pr->method, dest, static_cast<jlong>(p->delivered), static_cast<jlong>(p->rejected),
+                      static_cast<jlong>(p->remaining), static_cast<jlong>(p->upload_done),
+                      static_cast<jlong>(p->upload_total));
+  if (env->ExceptionCheck()) {
+    jthrowable t = env->ExceptionOccurred();
+    env->ExceptionClear();
+    if (pr->thrown == nullptr) pr->thrown = t;
+  }
+  env->DeleteLocalRef(dest);
+  env->DeleteLocalRef(d);
+  env->DeleteLocalRef(nat);
+}
+}  // namespace
+
+JNIEXPORT jlongArray JNICALL Java_org_dala_Native_syncRunOnce(JNIEnv* env, jclass, jlong s, jlong timeout,
+                                                              jobject listener) {
+  dala_sync_options o;
+  dala_sync_options_init(&o);
+  o.timeout_ms = timeout;
+  Progress pr{env, listener, nullptr};
+  if (listener != nullptr) {
+    jclass cls = env->GetObjectClass(listener);
+    pr.method = env->GetMethodID(cls, "onProgress", "(Ljava/lang/String;JJJJJ)V");
+    if (pr.method == nullptr) return nullptr;
+    o.progress = OnProgress;
+    o.progress_context = &pr;
+  }
+  dala_sync_result r{};
+  dala_error* e = nullptr;
+  dala_status st = dala_sync_run_once(S(s), &o, &r, &e);
+  if (pr.thrown != nullptr) {
+    dala_error_free(e);
+    env->Throw(pr.thrown);
+    return nullptr;
+  }
+  if (!Ok(env, st, e)) return nullptr;
+  jlong vals[4] = {static_cast<jlong>(r.delivered), static_cast<jlong>(r.rejected), static_cast<jlong>(r.remaining),
+                   r.unreachable};
+  jlongArray out = env->NewLongArray(4);
+  if (out != nullptr) env->SetLongArrayRegion(out, 0, 4, vals);
+  return out;
+}
+
+JNIEXPORT jobjectArray JNICALL Java_org_dala_Native_receipts(JNIEnv* env, jclass, jlong s) {
+  dala_receipt_list* list = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_store_list_receipts(S(s), &list, &e), e)) return nullptr;
+  size_t n = dala_receipt_list_count(list);
+  jclass cls = nullptr;
+  jobjectArray out = NewArray(env, "org/dala/Receipt", n, &cls);
+  jmethodID of = out ? env->GetStaticMethodID(cls, "of", "([BI[BJJZ)Lorg/dala/Receipt;") : nullptr;
+  for (size_t i = 0; of != nullptr && i < n && !env->ExceptionCheck(); ++i) {
+    dala_receipt_info info;
+    if (dala_receipt_list_get(list, i, &info, nullptr) != DALA_OK) continue;
+    jbyteArray id = Bytes(env, info.id.bytes, 16), dest = Utf8(env, info.destination);
+    jobject o = env->CallStaticObjectMethod(cls, of, id, static_cast<jint>(info.version), dest,
+                                            static_cast<jlong>(info.sequence), static_cast<jlong>(info.server_time_ms),
+                                            static_cast<jboolean>(info.verified != 0));
+    if (env->ExceptionCheck()) break;
+    env->SetObjectArrayElement(out, static_cast<jsize>(i), o);
+    env->DeleteLocalRef(o);
+    env->DeleteLocalRef(id);
+    env->DeleteLocalRef(dest);
+  }
+  dala_receipt_list_free(list);
+  return out;
+}
+
+}  // extern "C"

@@ -1,0 +1,81 @@
+package org.dala;
+
+import java.nio.charset.StandardCharsets;
+
+/**
+ * The JNI entry points (bindings/jni/dala_jni.cc), one per C function they wrap. Strings cross as UTF-8
+ * byte arrays (never JNI's "modified UTF-8", which mangles emoji); handles cross as longs.
+ */
+final class Native {
+    static {
+        System.loadLibrary("dala_jni");
+    }
+
+    private Native() {}
+
+    static byte[] bytes(String s) {
+        return s == null ? null : s.getBytes(StandardCharsets.UTF_8);
+    }
+
+    static String string(byte[] b) {
+        return b == null ? null : new String(b, StandardCharsets.UTF_8);
+    }
+
+    // Handle kinds for free().
+    static final int STORE = 1, REPORT = 2, WRITER = 3, READER = 4;
+
+    static native void free(int kind, long handle);
+    static native String version();
+    static native int[] statusCodes();   // every code the C header defines, for the mapping check
+    static native String statusName(int code);
+
+    // Stores. credKind: 1 passphrase, 2 raw key. The credential array is wiped by the glue after use.
+    static native long storeCreate(byte[] dir, int credKind, byte[] cred, long opsLimit, long memLimit,
+                                   boolean deleteAfterDelivery);
+    static native long storeOpen(byte[] dir, int credKind, byte[] cred);
+    static native void storeWipe(byte[] dir);
+    static native void storeChangeCredential(byte[] dir, int oldKind, byte[] oldCred, int newKind, byte[] newCred,
+                                             long opsLimit, long memLimit);
+    static native byte[] storeDeviceKey(long store);
+    static native void storeNotifyOnline(long store);
+
+    // Reports.
+    static native long reportCreate(long store, byte[] form);
+    static native long reportGet(long store, byte[] id, int version);   // version 0: the latest
+    static native long reportEdit(long store, byte[] id);
+    static native void reportDeleteDraft(long store, byte[] id);
+    static native void reportSave(long store, long report);
+    static native void reportSeal(long store, long report);
+    static native void reportSetText(long report, byte[] key, byte[] value);
+    static native void reportSetInteger(long report, byte[] key, long value);
+    static native void reportSetBoolean(long report, byte[] key, boolean value);
+    static native void reportSetTimestamp(long report, byte[] key, long unixMs);
+    static native void reportSetDecimal(long report, byte[] key, byte[] value);
+    static native void reportRemoveField(long report, byte[] key);
+    static native void reportSetNarrative(long report, byte[] text);
+    static native void reportSetPriority(long report, int priority);
+    static native byte[] reportId(long report);
+    static native int reportVersion(long report);
+    static native int reportState(long report);
+    static native byte[] reportForm(long report);
+    static native byte[] reportNarrative(long report);
+    static native byte[] reportGetText(long report, byte[] key);        // null when absent
+    static native long reportGetInteger(long report, byte[] key);
+    static native byte[] reportJson(long report);
+    static native ReportInfo[] listReports(long store);
+
+    // Attachments.
+    static native long writerOpen(long store, byte[] reportId, byte[] mime);
+    static native void writerWrite(long writer, byte[] data, int offset, int length);
+    static native byte[] writerFinish(long writer);
+    static native byte[] attachmentImport(long store, byte[] reportId, byte[] path, byte[] mime);
+    static native long readerOpen(long store, byte[] attachmentId);
+    static native int readerRead(long reader, byte[] buffer, int offset, int length);   // -1 at the verified end
+    static native void attachmentRemove(long store, byte[] attachmentId);
+    static native AttachmentInfo[] listAttachments(long store, byte[] reportId);
+
+    // Delivery.
+    static native byte[] join(long store, byte[] invite);
+    static native long[] syncRunOnce(long store, long timeoutMs, Sync.ProgressListener listener);
+    static native Receipt[] receipts(long store);
+}

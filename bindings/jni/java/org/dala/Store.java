@@ -1,0 +1,188 @@
+package org.dala;
+
+import java.io.InputStream;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * One encrypted report store in one directory. Thread-safe: one Store may be used from many threads.
+ * Close it (try-with-resources); calls after close throw IllegalStateException, a second close does
+ * nothing. Passphrases and keys are passed as byte arrays and wiped (zeroed) once used.
+ */
+public final class Store extends NativeHandle {
+    private static final int PASSPHRASE = 1, RAW_KEY = 2;
+
+    /** Options for {@link #create}. The defaults are the library's (Argon2id 3 passes, 64 MiB). */
+    public static final class Options {
+        long opsLimit = 3;
+        long memLimit = 64L << 20;
+        boolean deleteAfterDelivery;
+
+        public Options kdf(long opsLimit, long memLimitBytes) {
+            this.opsLimit = opsLimit;
+            this.memLimit = memLimitBytes;
+            return this;
+        }
+
+        public Options deleteAfterDelivery(boolean on) {
+            this.deleteAfterDelivery = on;
+            return this;
+        }
+    }
+
+    private Store(long handle) {
+        super(handle, Native.STORE, "Store");
+    }
+
+    /** Creates a store protected by a passphrase (UTF-8 bytes; wiped after use). */
+    public static Store create(String dir, byte[] passphrase, Options options) {
+        Options o = options == null ? new Options() : options;
+        try {
+            return new Store(Native.storeCreate(Native.bytes(dir), PASSPHRASE, passphrase, o.opsLimit, o.memLimit,
+                                                o.deleteAfterDelivery));
+        } finally {
+            wipe(passphrase);
+        }
+    }
+
+    /** Creates a store protected by a 32-byte key from the platform keystore (wiped after use). */
+    public static Store createWithKey(String dir, byte[] key, Options options) {
+        Options o = options == null ? new Options() : options;
+        try {
+            return new Store(Native.storeCreate(Native.bytes(dir), RAW_KEY, key, o.opsLimit, o.memLimit,
+                                                o.deleteAfterDelivery));
+        } finally {
+            wipe(key);
+        }
+    }
+
+    /** Opens a store. A wrong passphrase throws {@link DalaException.WrongKey}. */
+    public static Store open(String dir, byte[] passphrase) {
+        try {
+            return new Store(Native.storeOpen(Native.bytes(dir), PASSPHRASE, passphrase));
+        } finally {
+            wipe(passphrase);
+        }
+    }
+
+    public static Store openWithKey(String dir, byte[] key) {
+        try {
+            return new Store(Native.storeOpen(Native.bytes(dir), RAW_KEY, key));
+        } finally {
+            wipe(key);
+        }
+    }
+
+    /** Panic wipe: destroys the key first; needs no passphrase. The store must not be open. */
+    public static void wipe(String dir) {
+        Native.storeWipe(Native.bytes(dir));
+    }
+
+    /** Re-wraps the key under a new passphrase; the database is not rewritten. Both arrays are wiped. */
+    public static void changePassphrase(String dir, byte[] oldPassphrase, byte[] newPassphrase, Options options) {
+        Options o = options == null ? new Options() : options;
+        try {
+            Native.storeChangeCredential(Native.bytes(dir), PASSPHRASE, oldPassphrase, PASSPHRASE, newPassphrase,
+                                         o.opsLimit, o.memLimit);
+        } finally {
+            wipe(oldPassphrase);
+            wipe(newPassphrase);
+        }
+    }
+
+    /** This device's Ed25519 public key (32 bytes). */
+    public byte[] deviceKey() {
+        return with(Native::storeDeviceKey);
+    }
+
+    /** Creates and saves a new draft; form is "name/version", e.g. "detention/1". */
+    public Report createReport(String form) {
+        return new Report(with(h -> Native.reportCreate(h, Native.bytes(form))));
+    }
+
+    /** The latest version of a report (sealed versions are verified on read). */
+    public Report report(ReportId id) {
+        return new Report(with(h -> Native.reportGet(h, idBytes(id), 0)));
+    }
+
+    public Report report(ReportId id, int version) {
+        if (version < 1) throw new DalaException.InvalidArgument("a version is 1 or more");
+        return new Report(with(h -> Native.reportGet(h, idBytes(id), version)));
+    }
+
+    /** The editable draft: the existing one, or a new version of a sealed report linked by hash. */
+    public Report edit(ReportId id) {
+        return new Report(with(h -> Native.reportEdit(h, idBytes(id))));
+    }
+
+    public void save(Report report) {
+        run(h -> report.run(r -> Native.reportSave(h, r)));
+    }
+
+    /** Signs, stores, seals to every destination and queues, in one durable transaction. */
+    public void seal(Report report) {
+        run(h -> report.run(r -> Native.reportSeal(h, r)));
+    }
+
+    public void deleteDraft(ReportId id) {
+        run(h -> Native.reportDeleteDraft(h, idBytes(id)));
+    }
+
+    /** Every report's latest version, newest first. */
+    public List<ReportInfo> reports() {
+        return Arrays.asList(with(Native::listReports));
+    }
+
+    /** Starts an attachment of the report's draft; write to the stream, then close it to finish. */
+    public AttachmentOutputStream attach(ReportId report, String mimeType) {
+        return new AttachmentOutputStream(with(h -> Native.writerOpen(h, idBytes(report), Native.bytes(mimeType))));
+    }
+
+    /** Streams an existing file into a new attachment of the draft, encrypting as it reads. */
+    public AttachmentId attachFile(ReportId report, String path, String mimeType) {
+        return new AttachmentId(with(h -> Native.attachmentImport(h, idBytes(report), Native.bytes(path),
+                                                                  Native.bytes(mimeType))));
+    }
+
+    /** A verified, decrypting stream of an attachment; a damaged file throws {@link DalaException.Verify}. */
+    public InputStream openAttachment(AttachmentId id) {
+        return new AttachmentInputStream(with(h -> Native.readerOpen(h, id == null ? null : id.bytes())));
+    }
+
+    public void removeAttachment(AttachmentId id) {
+        run(h -> Native.attachmentRemove(h, id == null ? null : id.bytes()));
+    }
+
+    public List<AttachmentInfo> attachments(ReportId report) {
+        return Arrays.asList(with(h -> Native.listAttachments(h, idBytes(report))));
+    }
+
+    /** Records the organisation's server from an invite; works offline. Returns the destination name. */
+    public String join(String invite) {
+        return Native.string(with(h -> Native.join(h, Native.bytes(invite))));
+    }
+
+    /** The server's signed receipts kept on this phone, each verified against the invite's server key. */
+    public List<Receipt> receipts() {
+        return Arrays.asList(with(Native::receipts));
+    }
+
+    /** Reports that waited only because no server could be reached are due at once. */
+    public void notifyOnline() {
+        run(Native::storeNotifyOnline);
+    }
+
+    /** Delivery runs on this store. */
+    public Sync sync() {
+        return new Sync(this);
+    }
+
+    static byte[] idBytes(ReportId id) {
+        return id == null ? null : id.bytes();
+    }
+
+    static void wipe(byte[] secret) {
+        if (secret != null) Arrays.fill(secret, (byte) 0);
+    }
+
+}

@@ -1,0 +1,40 @@
+package org.dala;
+
+/** Delivery to the organisation's servers. */
+public final class Sync {
+    /** Called on the thread running {@link #runOnce}, after each request. */
+    public interface ProgressListener {
+        void onProgress(String destination, long delivered, long rejected, long remaining, long uploadDone,
+                        long uploadTotal);
+    }
+
+    /** What a run did. */
+    public static final class Result {
+        public final long delivered;
+        public final long rejected;
+        public final long remaining;
+        public final boolean unreachable;
+
+        Result(long[] r) {
+            delivered = r[0];
+            rejected = r[1];
+            remaining = r[2];
+            unreachable = r[3] != 0;
+        }
+    }
+
+    private final Store store;
+
+    Sync(Store store) {
+        this.store = store;
+    }
+
+    /**
+     * Sends what is due until nothing is, the timeout passes, or a server cannot be reached (the built-in
+     * HTTP/HTTPS transport). A listener that throws does not stop the run or harm the store: its first
+     * exception is thrown again once the run has ended and everything it did is recorded.
+     */
+    public Result runOnce(long timeoutMs, ProgressListener listener) {
+        return new Result(store.with(h -> Native.syncRunOnce(h, timeoutMs, listener)));
+    }
+}

@@ -1,0 +1,274 @@
+package org.dala;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.ByteArrayOutputStream;
+import java.io.File;
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The Java API end to end over the real library (and a real dala-server on loopback). */
+class DalaTest {
+    @TempDir Path tmp;
+
+    static final Store.Options FAST = new Store.Options().kdf(1, 8L << 20);
+
+    static byte[] pass(String s) {
+        return s.getBytes(StandardCharsets.UTF_8);
+    }
+
+    Store newStore(String name) {
+        return Store.create(tmp.resolve(name).toString(), pass("correct horse"), FAST);
+    }
+
+    @Test
+    void textCrossesAsUtf8EmojiKazakhRussian() {
+        String kk = "Ойыл ауданында белсенділер ұсталды 🏃‍♀️🚓";
+        String ru = "Задержаны во время пробежки — «без оснований»";
+        ReportId id;
+        try (Store s = newStore("s")) {
+            try (Report r = s.createReport("detention/1")) {
+                r.setText("place", "Орал (Uralsk) 📍").setNarrative(kk + "\n" + ru).setInteger("hours", 3);
+                s.seal(r);
+                id = r.id();
+                assertEquals(ReportState.SEALED, r.state());
+            }
+        }
+        try (Store s = Store.open(tmp.resolve("s").toString(), pass("correct horse"));
+             Report r = s.report(id)) {
+            assertEquals(kk + "\n" + ru, r.narrative());
+            assertEquals("Орал (Uralsk) 📍", r.text("place"));
+            assertNull(r.text("missing"));
+            assertEquals(3, r.integer("hours"));
+            assertEquals("detention/1", r.form());
+            assertTrue(r.toJson().contains("🏃‍♀️🚓"));
+            List<ReportInfo> all = s.reports();
+            assertEquals(1, all.size());
+            assertEquals(id, all.get(0).id);
+            assertEquals(id, ReportId.parse(id.toString()));
+        }
+    }
+
+    @Test
+    void wrongPassphraseHasItsOwnExceptionAndSecretsAreWiped() {
+        newStore("s").close();
+        byte[] wrong = pass("guess");
+        DalaException.WrongKey e = assertThrows(DalaException.WrongKey.class,
+                () -> Store.open(tmp.resolve("s").toString(), wrong));
+        assertEquals(Status.WRONG_KEY, e.status());
+        assertArrayEquals(new byte[wrong.length], wrong, "the passphrase array is zeroed after use");
+        byte[] right = pass("correct horse");
+        Store.open(tmp.resolve("s").toString(), right).close();
+        assertArrayEquals(new byte[right.length], right);
+        assertThrows(DalaException.NotFound.class, () -> Store.open(tmp.resolve("none").toString(), pass("x")));
+        assertThrows(DalaException.Exists.class, () -> newStore("s"));
+    }
+
+    @Test
+    void useAfterCloseIsAClearErrorAndCloseTwiceIsHarmless() {
+        Store s = newStore("s");
+        Report r = s.createReport("detention/1");
+        r.close();
+        r.close();
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> r.setNarrative("x"));
+        assertTrue(e.getMessage().contains("closed"), e.getMessage());
+        s.close();
+        s.close();
+        assertThrows(IllegalStateException.class, () -> s.createReport("detention/1"));
+        assertThrows(IllegalStateException.class, s::reports);
+    }
+
+    @Test
+    void nullAndEmptyArgumentsAreRefusedClearly() {
+        assertThrows(DalaException.InvalidArgument.class, () -> Store.create(null, pass("x"), FAST));
+        assertThrows(DalaException.InvalidArgument.class, () -> Store.create(tmp.resolve("a").toString(), null, FAST));
+        assertThrows(DalaException.InvalidArgument.class, () -> Store.create(tmp.resolve("b").toString(), new byte[0], FAST));
+        try (Store s = newStore("s")) {
+            assertThrows(DalaException.InvalidArgument.class, () -> s.createReport(""));
+            assertThrows(DalaException.InvalidArgument.class, () -> s.createReport(null));
+            assertThrows(DalaException.InvalidArgument.class, () -> s.report(null));
+            assertThrows(DalaException.InvalidArgument.class, () -> ReportId.parse("xyz"));
+            try (Report r = s.createReport("detention/1")) {
+                assertThrows(DalaException.InvalidArgument.class, () -> r.setText(null, "v"));
+                assertThrows(DalaException.InvalidArgument.class, () -> r.setText("k", null));
+                assertThrows(DalaException.InvalidArgument.class, () -> r.setDecimal("amount", "1,5"));
+                assertThrows(DalaException.InvalidArgument.class, () -> s.attach(r.id(), ""));
+                s.seal(r);
+                assertThrows(DalaException.State.class, () -> r.setNarrative("after sealing"));
+            }
+        }
+    }
+
+    @Test
+    void attachmentsAreStreams() throws IOException {
+        byte[] clip = new byte[3_000_001];
+        for (int i = 0; i < clip.length; ++i) clip[i] = (byte) (i * 31 + (i >> 9));
+        try (Store s = newStore("s"); Report r = s.createReport("detention/1")) {
+            AttachmentId id;
+            try (AttachmentOutputStream out = s.attach(r.id(), "video/mp4")) {
+                for (int off = 0; off < clip.length; off += 65_537) out.write(clip, off, Math.min(65_537, clip.length - off));
+                out.close();
+                id = out.id();
+            }
+            AttachmentOutputStream dropped = s.attach(r.id(), "audio/ogg");
+            dropped.write(new byte[] {1, 2, 3});
+            dropped.abort();
+            assertEquals(1, s.attachments(r.id()).size());
+            assertEquals(clip.length, s.attachments(r.id()).get(0).size);
+            ByteArrayOutputStream back = new ByteArrayOutputStream();
+            try (InputStream in = s.openAttachment(id)) {
+                byte[] buf = new byte[10_000];
+                for (int n; (n = in.read(buf, 0, buf.length)) > 0;) back.write(buf, 0, n);
+            }
+            assertArrayEquals(clip, back.toByteArray());
+            File f = tmp.resolve("photo.jpg").toFile();
+            Files.write(f.toPath(), new byte[] {9, 8, 7});
+            AttachmentId photo = s.attachFile(r.id(), f.getPath(), "image/jpeg");
+            s.removeAttachment(photo);
+            assertThrows(DalaException.NotFound.class, () -> s.openAttachment(photo));
+            assertThrows(DalaException.NotFound.class, () -> s.attachFile(r.id(), tmp.resolve("none").toString(), "image/jpeg"));
+        }
+    }
+
+    @Test
+    void manyThreadsUseOneStore() throws Exception {
+        try (Store s = newStore("s")) {
+            List<Thread> threads = new ArrayList<>();
+            AtomicInteger failures = new AtomicInteger();
+            for (int t = 0; t < 8; ++t) {
+                final int n = t;
+                threads.add(new Thread(() -> {
+                    try {
+                        for (int i = 0; i < 25; ++i) {
+                            try (Report r = s.createReport("detention/1")) {
+                                r.setNarrative("thread " + n + " report " + i);
+                                s.seal(r);
+                            }
+                            s.reports();
+                        }
+                    } catch (RuntimeException e) {
+                        failures.incrementAndGet();
+                    }
+                }));
+            }
+            threads.forEach(Thread::start);
+            for (Thread th : threads) th.join();
+            assertEquals(0, failures.get());
+            assertEquals(200, s.reports().size());
+        }
+    }
+
+    @Test
+    void unclosedHandlesAreFreedByTheBackstop() throws Exception {
+        try (Store s = newStore("s")) {
+            long before = NativeHandle.backstopFreed();
+            for (int i = 0; i < 200; ++i) s.createReport("detention/1");  // never closed
+            for (int i = 0; i < 100 && NativeHandle.backstopFreed() == before; ++i) {
+                System.gc();
+                Thread.sleep(20);
+            }
+            assertTrue(NativeHandle.backstopFreed() > before, "the backstop freed unreachable handles");
+        }
+    }
+
+    @Test
+    void statusCodesMatchTheCHeader() {
+        Map<Integer, Status> java = new HashMap<>();
+        for (Status st : Status.values()) java.put(st.code(), st);
+        int[] codes = Native.statusCodes();
+        assertEquals(codes.length, Status.values().length, "every C status has a Java one, and no more");
+        for (int c : codes) {
+            assertNotNull(java.get(c), "no Java Status for C code " + c);
+            assertEquals(Native.statusName(c), java.get(c).cName());
+            if (c != 0) assertEquals(java.get(c), DalaException.create(c, new byte[0]).status());
+        }
+    }
+
+    static int freePort() throws IOException {
+        try (ServerSocket s = new ServerSocket(0)) {
+            return s.getLocalPort();
+        }
+    }
+
+    static String run(String... cmd) throws Exception {
+        Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        byte[] out = readAll(p.getInputStream());
+        assertTrue(p.waitFor(60, TimeUnit.SECONDS));
+        assertEquals(0, p.exitValue(), String.join(" ", cmd));
+        return new String(out, StandardCharsets.UTF_8).trim();
+    }
+
+    static byte[] readAll(InputStream in) throws IOException {
+        ByteArrayOutputStream b = new ByteArrayOutputStream();
+        byte[] buf = new byte[8192];
+        for (int n; (n = in.read(buf)) > 0;) b.write(buf, 0, n);
+        return b.toByteArray();
+    }
+
+    @Test
+    void syncAgainstDalaServerOnLoopbackWithAThrowingListener() throws Exception {
+        String server = System.getenv("DALA_SERVER_BIN"), cli = System.getenv("DALA_CLI_BIN");
+        assertNotNull(server, "DALA_SERVER_BIN is not set");
+        assertNotNull(cli, "DALA_CLI_BIN is not set");
+        String data = tmp.resolve("srv").toString();
+        String org = run("env", "DALA_PASSPHRASE=desk", cli, "desk", "keygen", "--out", tmp.resolve("org.key").toString(),
+                         "--kdf-ops", "1", "--kdf-mem-mib", "8");
+        run(server, "init", "--data", data, "--recipient", org);
+        int port = freePort();
+        String invite = run(server, "invite", "--data", data, "--url", "http://127.0.0.1:" + port, "--uses", "1");
+        Process srv = new ProcessBuilder(server, "run", "--data", data, "--listen", "127.0.0.1:" + port, "--quiet")
+                .redirectErrorStream(true).start();
+        try (Store s = newStore("phone")) {
+            InputStream log = srv.getInputStream();
+            while (!new String(new byte[] {(byte) log.read()}, StandardCharsets.UTF_8).equals("\n")) {}  // "listening"
+            assertTrue(s.join(invite).startsWith("org-"));
+            for (int i = 0; i < 3; ++i) {
+                try (Report r = s.createReport("detention/1")) {
+                    r.setNarrative("Жеделхат " + i + " ✊");
+                    s.seal(r);
+                }
+            }
+            try (Report r = s.createReport("detention/1")) {
+                try (AttachmentOutputStream out = s.attach(r.id(), "video/mp4")) {
+                    out.write(new byte[2_500_000]);
+                }
+                s.seal(r);
+            }
+            // A listener that throws: the run completes and records everything; then the exception surfaces.
+            IllegalStateException thrown = assertThrows(IllegalStateException.class,
+                    () -> s.sync().runOnce(30_000, (d, delivered, rejected, remaining, up, total) -> {
+                        throw new IllegalStateException("listener failed");
+                    }));
+            assertEquals("listener failed", thrown.getMessage());
+            long[] lastUpload = new long[2];
+            Sync.Result r = s.sync().runOnce(30_000, (d, delivered, rejected, remaining, up, total) -> {
+                lastUpload[0] = up;
+                lastUpload[1] = total;
+            });
+            assertEquals(0, r.remaining);
+            assertEquals(4, s.receipts().size());
+            for (Receipt rc : s.receipts()) assertTrue(rc.verified);
+            for (ReportInfo info : s.reports()) assertEquals(ReportState.DELIVERED, info.state);
+        } finally {
+            srv.destroy();
+            srv.waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+}
