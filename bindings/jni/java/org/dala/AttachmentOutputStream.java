@@ -21,6 +21,11 @@ public final class AttachmentOutputStream extends OutputStream {
     }
 
     @Override
+    public void write(byte[] b) {
+        write(b, 0, b == null ? 0 : b.length);
+    }
+
+    @Override
     public void write(byte[] b, int off, int len) {
         if (b == null) throw new DalaException.InvalidArgument("the data is null");
         if (off < 0 || len < 0 || off > b.length - len) throw new IndexOutOfBoundsException();

@@ -121,12 +121,11 @@ class DalaTest {
         byte[] clip = new byte[3_000_001];
         for (int i = 0; i < clip.length; ++i) clip[i] = (byte) (i * 31 + (i >> 9));
         try (Store s = newStore("s"); Report r = s.createReport("detention/1")) {
-            AttachmentId id;
-            try (AttachmentOutputStream out = s.attach(r.id(), "video/mp4")) {
-                for (int off = 0; off < clip.length; off += 65_537) out.write(clip, off, Math.min(65_537, clip.length - off));
-                out.close();
-                id = out.id();
-            }
+            AttachmentOutputStream out = s.attach(r.id(), "video/mp4");
+            for (int off = 0; off < clip.length; off += 65_537) out.write(clip, off, Math.min(65_537, clip.length - off));
+            out.close();
+            out.close();  // idempotent
+            AttachmentId id = out.id();
             AttachmentOutputStream dropped = s.attach(r.id(), "audio/ogg");
             dropped.write(new byte[] {1, 2, 3});
             dropped.abort();
@@ -222,23 +221,51 @@ class DalaTest {
         return b.toByteArray();
     }
 
+    /** A dala-server on a free loopback port (the binaries come from ctest's environment). */
+    static final class Server implements AutoCloseable {
+        final Process process;
+        final String invite;
+
+        Server(Path tmp) throws Exception {
+            String server = System.getenv("DALA_SERVER_BIN"), cli = System.getenv("DALA_CLI_BIN");
+            assertNotNull(server, "DALA_SERVER_BIN is not set");
+            assertNotNull(cli, "DALA_CLI_BIN is not set");
+            String data = tmp.resolve("srv").toString();
+            String org = run("env", "DALA_PASSPHRASE=desk", cli, "desk", "keygen", "--out",
+                             tmp.resolve("org.key").toString(), "--kdf-ops", "1", "--kdf-mem-mib", "8");
+            run(server, "init", "--data", data, "--recipient", org);
+            int port = freePort();
+            invite = run(server, "invite", "--data", data, "--url", "http://127.0.0.1:" + port, "--uses", "1");
+            process = new ProcessBuilder(server, "run", "--data", data, "--listen", "127.0.0.1:" + port, "--quiet")
+                    .redirectErrorStream(true).start();
+            InputStream log = process.getInputStream();
+            for (int b; (b = log.read()) != '\n';) assertTrue(b >= 0, "dala-server did not start");  // "listening"
+        }
+
+        @Override
+        public void close() {
+            process.destroy();
+            try {
+                process.waitFor(10, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+
+    @Test
+    void readmeSampleRunsAsShown() throws Exception {
+        try (Server srv = new Server(tmp)) {
+            Sync.Result r = org.dala.sample.QuickStart.run(tmp.resolve("phone").toString(), srv.invite, new byte[70_000]);
+            assertEquals(1, r.delivered);
+            assertEquals(0, r.remaining);
+        }
+    }
+
     @Test
     void syncAgainstDalaServerOnLoopbackWithAThrowingListener() throws Exception {
-        String server = System.getenv("DALA_SERVER_BIN"), cli = System.getenv("DALA_CLI_BIN");
-        assertNotNull(server, "DALA_SERVER_BIN is not set");
-        assertNotNull(cli, "DALA_CLI_BIN is not set");
-        String data = tmp.resolve("srv").toString();
-        String org = run("env", "DALA_PASSPHRASE=desk", cli, "desk", "keygen", "--out", tmp.resolve("org.key").toString(),
-                         "--kdf-ops", "1", "--kdf-mem-mib", "8");
-        run(server, "init", "--data", data, "--recipient", org);
-        int port = freePort();
-        String invite = run(server, "invite", "--data", data, "--url", "http://127.0.0.1:" + port, "--uses", "1");
-        Process srv = new ProcessBuilder(server, "run", "--data", data, "--listen", "127.0.0.1:" + port, "--quiet")
-                .redirectErrorStream(true).start();
-        try (Store s = newStore("phone")) {
-            InputStream log = srv.getInputStream();
-            while (!new String(new byte[] {(byte) log.read()}, StandardCharsets.UTF_8).equals("\n")) {}  // "listening"
-            assertTrue(s.join(invite).startsWith("org-"));
+        try (Server srv = new Server(tmp); Store s = newStore("phone")) {
+            assertTrue(s.join(srv.invite).startsWith("org-"));
             for (int i = 0; i < 3; ++i) {
                 try (Report r = s.createReport("detention/1")) {
                     r.setNarrative("Жеделхат " + i + " ✊");
@@ -266,9 +293,7 @@ class DalaTest {
             assertEquals(4, s.receipts().size());
             for (Receipt rc : s.receipts()) assertTrue(rc.verified);
             for (ReportInfo info : s.reports()) assertEquals(ReportState.DELIVERED, info.state);
-        } finally {
-            srv.destroy();
-            srv.waitFor(10, TimeUnit.SECONDS);
+            assertEquals(lastUpload[1], lastUpload[0], "progress reached the whole upload");
         }
     }
 }
