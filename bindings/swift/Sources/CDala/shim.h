@@ -1,0 +1,1 @@
+#include <dala/dala.h>

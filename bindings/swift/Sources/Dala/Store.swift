@@ -1,0 +1,277 @@
+import CDala
+import Foundation
+
+/// One encrypted report store. Thread-safe (the C store serialises its calls), so it is `Sendable`.
+/// `close()` is idempotent; a call after it throws `DalaError.closed`; `deinit` closes as a backstop.
+public final class Store: @unchecked Sendable {
+    private let lock = NSLock()
+    private var handle: OpaquePointer?
+    private var users = 0
+    private let idle = NSCondition()
+
+    /// Argon2id cost for passphrase-protected stores (the library's defaults: 3 passes, 64 MiB).
+    public struct Options: Sendable {
+        public var kdfOpsLimit: UInt64 = 3
+        public var kdfMemLimit: UInt64 = 64 << 20
+        public var deleteAfterDelivery = false
+        public init() {}
+    }
+
+    private init(handle: OpaquePointer) {
+        self.handle = handle
+    }
+
+    deinit {
+        if let h = handle { dala_store_close(h) }
+    }
+
+    /// Creates a store under a passphrase (its bytes are wiped after use).
+    public static func create(at path: String, passphrase: inout [UInt8], options: Options = Options()) throws -> Store {
+        defer { wipe(&passphrase) }
+        var o = dala_store_options()
+        dala_store_options_init(&o)
+        o.kdf_opslimit = options.kdfOpsLimit
+        o.kdf_memlimit = options.kdfMemLimit
+        o.delete_after_delivery = options.deleteAfterDelivery ? 1 : 0
+        var store: OpaquePointer?
+        try withCredential(passphrase) { cred in
+            try check { dala_store_create(path, cred, &o, &store, $0) }
+        }
+        return Store(handle: store!)
+    }
+
+    /// Opens a store; a wrong passphrase throws `DalaError.wrongKey`.
+    public static func open(at path: String, passphrase: inout [UInt8]) throws -> Store {
+        defer { wipe(&passphrase) }
+        var store: OpaquePointer?
+        try withCredential(passphrase) { cred in
+            try check { dala_store_open(path, cred, nil, &store, $0) }
+        }
+        return Store(handle: store!)
+    }
+
+    /// Panic wipe: destroys the key first; needs no passphrase.
+    public static func wipe(at path: String) throws {
+        try check { dala_store_wipe(path, $0) }
+    }
+
+    /// Closes the store once every call in progress has returned. Idempotent.
+    public func close() {
+        idle.lock()
+        while users > 0 { idle.wait() }
+        let h = handle
+        handle = nil
+        idle.unlock()
+        if let h { dala_store_close(h) }
+    }
+
+    /// Runs body with the live handle (calls in progress keep close() waiting).
+    func use<T>(_ body: (OpaquePointer) throws -> T) throws -> T {
+        idle.lock()
+        guard let h = handle else {
+            idle.unlock()
+            throw DalaError.closed("this store is closed")
+        }
+        users += 1
+        idle.unlock()
+        defer {
+            idle.lock()
+            users -= 1
+            idle.broadcast()
+            idle.unlock()
+        }
+        return try body(h)
+    }
+
+    // MARK: Reports
+
+    /// Creates and saves a new draft; form is "name/version".
+    public func createReport(form: String) throws -> Report {
+        try use { s in
+            var r: OpaquePointer?
+            try check { dala_report_create(s, form, &r, $0) }
+            defer { dala_report_free(r) }
+            return try Report.decode(json: json(r!))
+        }
+    }
+
+    /// The latest version (sealed versions are verified on read).
+    public func report(id: String) throws -> Report {
+        try use { s in
+            var rid = try reportID(id)
+            var r: OpaquePointer?
+            try check { dala_report_get(s, &rid, &r, $0) }
+            defer { dala_report_free(r) }
+            return try Report.decode(json: json(r!))
+        }
+    }
+
+    /// Saves the value's narrative, fields and priority into its draft (a sealed report gets a new version).
+    @discardableResult
+    public func save(_ report: Report) throws -> Report {
+        try write(report, seal: false)
+    }
+
+    /// Saves, then signs, seals to every destination and queues, in one transaction. Returns the sealed value.
+    @discardableResult
+    public func seal(_ report: Report) throws -> Report {
+        try write(report, seal: true)
+    }
+
+    private func write(_ value: Report, seal: Bool) throws -> Report {
+        try use { s in
+            var rid = try reportID(value.id)
+            var r: OpaquePointer?
+            try check { dala_report_edit(s, &rid, &r, $0) }
+            defer { dala_report_free(r) }
+            let h = r!
+            try check { dala_report_set_narrative(h, value.narrative, $0) }
+            try check { dala_report_set_priority(h, value.priority, $0) }
+            for i in 0..<dala_report_field_count(h) {  // fields removed from the value
+                let key = String(cString: dala_report_field_key(h, i))
+                if value.fields[key] == nil { try check { dala_report_remove_field(h, key, $0) } }
+            }
+            for (key, field) in value.fields {
+                switch field {
+                case .text(let v): try check { dala_report_set_text(h, key, v, $0) }
+                case .integer(let v): try check { dala_report_set_integer(h, key, v, $0) }
+                case .decimal(let v): try check { dala_report_set_decimal(h, key, v, $0) }
+                case .boolean(let v): try check { dala_report_set_boolean(h, key, v ? 1 : 0, $0) }
+                case .timestamp(let v): try check { dala_report_set_timestamp(h, key, v, $0) }
+                case .other: break  // left as it is
+                }
+            }
+            if seal {
+                try check { dala_report_seal(s, h, $0) }
+            } else {
+                try check { dala_report_save(s, h, $0) }
+            }
+            return try Report.decode(json: json(h))
+        }
+    }
+
+    public func deleteDraft(id: String) throws {
+        try use { s in
+            var rid = try reportID(id)
+            try check { dala_report_delete_draft(s, &rid, $0) }
+        }
+    }
+
+    /// Every report's latest version, newest first.
+    public func reports() throws -> [Report] {
+        let ids: [String] = try use { s in
+            var list: OpaquePointer?
+            try check { dala_store_list_reports(s, &list, $0) }
+            defer { dala_report_list_free(list) }
+            return try (0..<dala_report_list_count(list)).map { i in
+                var info = dala_report_info()
+                try check { dala_report_list_get(list, i, &info, $0) }
+                return hex(info.id)
+            }
+        }
+        return try ids.map { try report(id: $0) }
+    }
+
+    // MARK: Attachments
+
+    /// Adds an attachment to the report's draft from memory (encrypted as it is written).
+    @discardableResult
+    public func attach(_ data: Data, mimeType: String, to reportID: String) throws -> String {
+        try use { s in
+            var rid = try self.reportID(reportID)
+            var w: OpaquePointer?
+            try check { dala_attachment_writer_open(s, &rid, mimeType, &w, $0) }
+            defer { dala_attachment_writer_free(w) }
+            try data.withUnsafeBytes { raw in
+                let p = raw.bindMemory(to: UInt8.self)
+                try check { dala_attachment_writer_write(w, p.baseAddress, p.count, $0) }
+            }
+            var id = dala_attachment_id()
+            try check { dala_attachment_writer_finish(w, &id, $0) }
+            return withUnsafeBytes(of: id.bytes) { Array($0) }.map { String(format: "%02x", $0) }.joined()
+        }
+    }
+
+    /// Reads an attachment back, verified (a damaged file throws `DalaError.verify`).
+    public func attachment(id: String) throws -> Data {
+        try use { s in
+            var aid = dala_attachment_id()
+            try check { dala_attachment_id_parse(id, &aid, $0) }
+            var r: OpaquePointer?
+            try check { dala_attachment_reader_open(s, &aid, &r, $0) }
+            defer { dala_attachment_reader_free(r) }
+            var out = Data()
+            var buf = [UInt8](repeating: 0, count: 65536)
+            while true {
+                var n = 0
+                try check { dala_attachment_reader_read(r, &buf, buf.count, &n, $0) }
+                if n == 0 { return out }
+                out.append(contentsOf: buf[0..<n])
+            }
+        }
+    }
+
+    // MARK: Delivery
+
+    /// Records the organisation's server from an invite (works offline); returns the destination name.
+    @discardableResult
+    public func join(invite: String) throws -> String {
+        try use { s in
+            var dest: UnsafeMutablePointer<CChar>?
+            try check { dala_store_join(s, invite, &dest, $0) }
+            defer { dala_string_free(dest) }
+            return String(cString: dest!)
+        }
+    }
+
+    public struct Receipt: Sendable, Equatable {
+        public let reportID: String
+        public let version: UInt32
+        public let sequence: UInt64
+        public let verified: Bool
+    }
+
+    public func receipts() throws -> [Receipt] {
+        try use { s in
+            var list: OpaquePointer?
+            try check { dala_store_list_receipts(s, &list, $0) }
+            defer { dala_receipt_list_free(list) }
+            return try (0..<dala_receipt_list_count(list)).map { i in
+                var info = dala_receipt_info()
+                try check { dala_receipt_list_get(list, i, &info, $0) }
+                return Receipt(reportID: hex(info.id), version: info.version, sequence: info.sequence,
+                               verified: info.verified != 0)
+            }
+        }
+    }
+
+    // MARK: Helpers
+
+    private func json(_ r: OpaquePointer) throws -> String {
+        var out: UnsafeMutablePointer<CChar>?
+        try check { dala_report_to_json(r, &out, $0) }
+        defer { dala_string_free(out) }
+        return String(cString: out!)
+    }
+
+    private func reportID(_ text: String) throws -> dala_report_id {
+        var id = dala_report_id()
+        try check { dala_report_id_parse(text, &id, $0) }
+        return id
+    }
+
+    private static func withCredential<T>(_ bytes: [UInt8], _ body: (UnsafePointer<dala_credential>) throws -> T) throws -> T {
+        try bytes.withUnsafeBufferPointer { p in
+            var cred = dala_credential(kind: DALA_CREDENTIAL_PASSPHRASE, bytes: p.baseAddress, length: p.count)
+            return try body(&cred)
+        }
+    }
+
+    static func wipe(_ bytes: inout [UInt8]) {
+        for i in bytes.indices { bytes[i] = 0 }
+    }
+}
+
+func hex(_ id: dala_report_id) -> String {
+    withUnsafeBytes(of: id.bytes) { Array($0) }.map { String(format: "%02x", $0) }.joined()
+}
