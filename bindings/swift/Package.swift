@@ -9,6 +9,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CDala", path: "Sources/CDala", pkgConfig: "dala"),
         .target(name: "Dala", dependencies: ["CDala"]),
+        .executableTarget(name: "DalaBench", dependencies: ["Dala", "CDala"]),
         .testTarget(name: "DalaTests", dependencies: ["Dala"]),
     ],
     swiftLanguageModes: [.v6]

@@ -63,10 +63,22 @@ public struct Report: Codable, Sendable, Equatable {
     public var narrative: String
     public var fields: [String: Field]
     public var priority: Int32
-    public let attachments: [Attachment]
+    public internal(set) var attachments: [Attachment]
 
     enum CodingKeys: String, CodingKey {
         case id, version, form, state, narrative, fields, priority, attachments
+    }
+
+    init(id: String, version: UInt32, form: String, state: State, narrative: String, fields: [String: Field],
+         priority: Int32, attachments: [Attachment]) {
+        self.id = id
+        self.version = version
+        self.form = form
+        self.state = state
+        self.narrative = narrative
+        self.fields = fields
+        self.priority = priority
+        self.attachments = attachments
     }
 
     static func decode(json: String) throws -> Report {

@@ -91,7 +91,11 @@ public final class Store: @unchecked Sendable {
             var r: OpaquePointer?
             try check { dala_report_create(s, form, &r, $0) }
             defer { dala_report_free(r) }
-            return try Report.decode(json: json(r!))
+            var id = dala_report_id()
+            dala_report_get_id(r, &id)
+            // A new draft is empty: built from the handle, no JSON round trip.
+            return Report(id: hex(id), version: dala_report_version(r), form: String(cString: dala_report_form(r)),
+                          state: .draft, narrative: "", fields: [:], priority: 0, attachments: [])
         }
     }
 
@@ -112,7 +116,8 @@ public final class Store: @unchecked Sendable {
         try write(report, seal: false)
     }
 
-    /// Saves, then signs, seals to every destination and queues, in one transaction. Returns the sealed value.
+    /// Saves, then signs, seals to every destination and queues, in one transaction. Returns the value with
+    /// its new state (its `attachments` are as they were read: `report(id:)` reads them again).
     @discardableResult
     public func seal(_ report: Report) throws -> Report {
         try write(report, seal: true)
@@ -146,7 +151,13 @@ public final class Store: @unchecked Sendable {
             } else {
                 try check { dala_report_save(s, h, $0) }
             }
-            return try Report.decode(json: json(h))
+            if dala_report_version(h) == value.version {
+                // The same version: what was written is the value; only its state moved.
+                var out = value
+                out.state = Report.State(rawValue: String(cString: dala_report_state_name(dala_report_state_of(h)))) ?? value.state
+                return out
+            }
+            return try Report.decode(json: json(h))  // a new version (the value was sealed): read it whole
         }
     }
 
