@@ -100,6 +100,190 @@ jobjectArray NewArray(JNIEnv* env, const char* cls, size_t n, jclass* out_cls) {
 
 }  // namespace
 
+namespace {
+
+JavaVM* g_vm = nullptr;
+// Looked up once in JNI_OnLoad, where the class loader that loaded org.dala is in effect: a library thread
+// attached later would only see the system class loader.
+jclass g_native = nullptr, g_io_exception = nullptr;
+jmethodID g_string = nullptr;
+
+// The JNIEnv of this thread; a library thread (a sync session's) is attached for the call and detached after.
+struct ThreadEnv {
+  JNIEnv* env = nullptr;
+  bool attached = false;
+  ThreadEnv() {
+    if (g_vm->GetEnv(reinterpret_cast<void**>(&env), JNI_VERSION_1_6) == JNI_EDETACHED) {
+      attached = g_vm->AttachCurrentThread(reinterpret_cast<void**>(&env), nullptr) == JNI_OK;
+      if (!attached) env = nullptr;
+    }
+  }
+  ~ThreadEnv() {
+    if (attached) g_vm->DetachCurrentThread();
+  }
+};
+
+// A Java String from UTF-8 (through Native.string: never JNI's modified UTF-8). Null if it failed.
+jstring JString(JNIEnv* env, const char* s) {
+  jbyteArray b = Utf8(env, s);
+  auto out = static_cast<jstring>(env->CallStaticObjectMethod(g_native, g_string, b));
+  if (env->ExceptionCheck()) {
+    env->ExceptionClear();
+    out = nullptr;
+  }
+  env->DeleteLocalRef(b);
+  return out;
+}
+
+// What a sync run calls back into: the progress listener and the app's transport (global references, so
+// that a session's own thread can use them). In run_once, the first exception a callback throws is kept
+// and thrown again once the run has ended; in a session, it is dropped (the run goes on).
+struct Callbacks {
+  jobject listener = nullptr, transport = nullptr;
+  jmethodID on_progress = nullptr, post = nullptr, upload = nullptr;
+  jfieldID status = nullptr, body = nullptr;
+  bool keep_thrown = false;
+  jthrowable thrown = nullptr;  // global
+
+  bool Init(JNIEnv* env, jobject l, jobject t) {
+    if (l != nullptr) {
+      listener = env->NewGlobalRef(l);
+      jclass c = env->GetObjectClass(l);
+      on_progress = env->GetMethodID(c, "onProgress", "(Ljava/lang/String;JJJJJ)V");
+      if (on_progress == nullptr) return false;
+    }
+    if (t != nullptr) {
+      transport = env->NewGlobalRef(t);
+      jclass c = env->GetObjectClass(t);
+      post = env->GetMethodID(c, "post", "(Ljava/lang/String;[BJ[B)Lorg/dala/Transport$Response;");
+      upload = env->GetMethodID(c, "upload",
+                                "(Ljava/lang/String;Ljava/lang/String;Ljava/lang/String;JJJ[B)Lorg/dala/Transport$Response;");
+      jclass rc = env->FindClass("org/dala/Transport$Response");
+      if (post == nullptr || upload == nullptr || rc == nullptr) return false;
+      status = env->GetFieldID(rc, "status", "I");
+      body = env->GetFieldID(rc, "body", "[B");
+      if (status == nullptr || body == nullptr) return false;
+    }
+    return true;
+  }
+
+  void Release(JNIEnv* env) {
+    if (listener) env->DeleteGlobalRef(listener);
+    if (transport) env->DeleteGlobalRef(transport);
+    if (thrown) env->DeleteGlobalRef(thrown);
+    listener = transport = nullptr;
+    thrown = nullptr;
+  }
+
+  // After a Java call: true when it threw (cleared, and kept when asked to). An IOException from the
+  // transport is its way of saying "unreachable": never kept.
+  bool Threw(JNIEnv* env) {
+    if (!env->ExceptionCheck()) return false;
+    jthrowable t = env->ExceptionOccurred();
+    env->ExceptionClear();
+    if (keep_thrown && thrown == nullptr && !env->IsInstanceOf(t, g_io_exception))
+      thrown = static_cast<jthrowable>(env->NewGlobalRef(t));
+    env->DeleteLocalRef(t);
+    return true;
+  }
+
+  dala_status Answer(JNIEnv* env, jobject resp, dala_http_response* out) {
+    if (Threw(env) || resp == nullptr) return DALA_ERR_IO;  // IOException (or a bug): unreachable
+    jint st = env->GetIntField(resp, status);
+    auto b = static_cast<jbyteArray>(env->GetObjectField(resp, body));
+    auto bytes = Str(env, b);
+    dala_http_response_set(out, st, reinterpret_cast<const uint8_t*>(bytes ? bytes->data() : ""),
+                           bytes ? bytes->size() : 0);
+    env->DeleteLocalRef(b);
+    env->DeleteLocalRef(resp);
+    return DALA_OK;
+  }
+};
+
+void OnProgress(void* ctx, const dala_sync_progress* p) {
+  auto* cb = static_cast<Callbacks*>(ctx);
+  ThreadEnv te;
+  JNIEnv* env = te.env;
+  if (env == nullptr || cb->listener == nullptr) return;
+  jstring dest = JString(env, p->destination);
+  if (dest == nullptr) return;
+  env->CallVoidMethod(cb->listener, cb->on_progress, dest, static_cast<jlong>(p->delivered),
+                      static_cast<jlong>(p->rejected), static_cast<jlong>(p->remaining),
+                      static_cast<jlong>(p->upload_done), static_cast<jlong>(p->upload_total));
+  cb->Threw(env);
+  env->DeleteLocalRef(dest);
+}
+
+dala_status OnPost(void* ctx, const char* url, const uint8_t* body, size_t size, int64_t timeout_ms,
+                   const uint8_t* pin, size_t pin_size, dala_http_response* response) {
+  auto* cb = static_cast<Callbacks*>(ctx);
+  ThreadEnv te;
+  JNIEnv* env = te.env;
+  if (env == nullptr) return DALA_ERR_IO;
+  jstring u = JString(env, url);
+  jbyteArray b = Bytes(env, body, size), p = Bytes(env, pin, pin_size);
+  jobject resp = env->CallObjectMethod(cb->transport, cb->post, u, b, static_cast<jlong>(timeout_ms), p);
+  dala_status st = cb->Answer(env, resp, response);
+  env->DeleteLocalRef(u);
+  env->DeleteLocalRef(b);
+  env->DeleteLocalRef(p);
+  return st;
+}
+
+dala_status OnUpload(void* ctx, const char* url, const char* header, const char* file, uint64_t offset,
+                     uint64_t length, int64_t timeout_ms, const uint8_t* pin, size_t pin_size,
+                     dala_http_response* response) {
+  auto* cb = static_cast<Callbacks*>(ctx);
+  ThreadEnv te;
+  JNIEnv* env = te.env;
+  if (env == nullptr) return DALA_ERR_IO;
+  jstring u = JString(env, url), h = JString(env, header), f = JString(env, file);
+  jbyteArray p = Bytes(env, pin, pin_size);
+  jobject resp = env->CallObjectMethod(cb->transport, cb->upload, u, h, f, static_cast<jlong>(offset),
+                                       static_cast<jlong>(length), static_cast<jlong>(timeout_ms), p);
+  dala_status st = cb->Answer(env, resp, response);
+  env->DeleteLocalRef(u);
+  env->DeleteLocalRef(h);
+  env->DeleteLocalRef(f);
+  env->DeleteLocalRef(p);
+  return st;
+}
+
+void Wire(dala_sync_options& o, Callbacks& cb) {
+  if (cb.listener != nullptr) {
+    o.progress = OnProgress;
+    o.progress_context = &cb;
+  }
+  if (cb.transport != nullptr) {
+    o.transport = OnPost;
+    o.transport_upload = OnUpload;
+    o.transport_context = &cb;
+  }
+}
+
+struct Session {
+  dala_sync_session* s = nullptr;
+  Callbacks cb;
+};
+
+jlongArray ResultArray(JNIEnv* env, const dala_sync_result& r) {
+  jlong vals[4] = {static_cast<jlong>(r.delivered), static_cast<jlong>(r.rejected), static_cast<jlong>(r.remaining),
+                   r.unreachable};
+  jlongArray out = env->NewLongArray(4);
+  if (out != nullptr) env->SetLongArrayRegion(out, 0, 4, vals);
+  return out;
+}
+
+void FreeSession(jlong h) {
+  auto* session = reinterpret_cast<Session*>(h);
+  dala_sync_session_stop(session->s);  // waits for a run in progress; no callback runs after it
+  JNIEnv* env = nullptr;
+  if (g_vm->GetEnv(reinterpret_cast<void**>(&env), JNI_VERSION_1_6) == JNI_OK) session->cb.Release(env);
+  delete session;
+}
+
+}  // namespace
+
 extern "C" {
 
 JNIEXPORT void JNICALL Java_org_dala_Native_free(JNIEnv*, jclass, jint kind, jlong h) {
@@ -108,6 +292,7 @@ JNIEXPORT void JNICALL Java_org_dala_Native_free(JNIEnv*, jclass, jint kind, jlo
     case org_dala_Native_REPORT: dala_report_free(R(h)); break;
     case org_dala_Native_WRITER: dala_attachment_writer_free(reinterpret_cast<dala_attachment_writer*>(h)); break;
     case org_dala_Native_READER: dala_attachment_reader_free(reinterpret_cast<dala_attachment_reader*>(h)); break;
+    case org_dala_Native_SESSION: FreeSession(h); break;
     default: break;
   }
 }
@@ -466,68 +651,78 @@ JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_join(JNIEnv* env, jclass, jlon
   return out;
 }
 
-namespace {
-// The progress listener runs on the calling thread, inside the JNI call. An exception it throws is kept
-// (the first one), cleared so the run goes on, and thrown again once the run has ended.
-struct Progress {
-  JNIEnv* env;
-  jobject listener;
-  jmethodID method;
-  jthrowable thrown = nullptr;
-};
-
-void OnProgress(void* ctx, const dala_sync_progress* p) {
-  auto* pr = static_cast<Progress*>(ctx);
-  JNIEnv* env = pr->env;
-  jbyteArray d = Utf8(env, p->destination);
+JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM* vm, void*) {
+  g_vm = vm;
+  JNIEnv* env = nullptr;
+  if (vm->GetEnv(reinterpret_cast<void**>(&env), JNI_VERSION_1_6) != JNI_OK) return JNI_ERR;
   jclass nat = env->FindClass("org/dala/Native");
-  jmethodID str = env->GetStaticMethodID(nat, "string", "([B)Ljava/lang/String;");
-  auto dest = static_cast<jstring>(env->CallStaticObjectMethod(nat, str, d));
-  if (env->ExceptionCheck()) {  // out of memory making the string: skip this report of progress
-    env->ExceptionClear();
-    return;
-  }
-  env->CallVoidMethod(pr->listener, pr->method, dest, static_cast<jlong>(p->delivered), static_cast<jlong>(p->rejected),
-                      static_cast<jlong>(p->remaining), static_cast<jlong>(p->upload_done),
-                      static_cast<jlong>(p->upload_total));
-  if (env->ExceptionCheck()) {
-    jthrowable t = env->ExceptionOccurred();
-    env->ExceptionClear();
-    if (pr->thrown == nullptr) pr->thrown = t;
-  }
-  env->DeleteLocalRef(dest);
-  env->DeleteLocalRef(d);
-  env->DeleteLocalRef(nat);
+  jclass io = env->FindClass("java/io/IOException");
+  if (nat == nullptr || io == nullptr) return JNI_ERR;
+  g_native = static_cast<jclass>(env->NewGlobalRef(nat));
+  g_io_exception = static_cast<jclass>(env->NewGlobalRef(io));
+  g_string = env->GetStaticMethodID(g_native, "string", "([B)Ljava/lang/String;");
+  return g_string != nullptr ? JNI_VERSION_1_6 : JNI_ERR;
 }
-}  // namespace
 
 JNIEXPORT jlongArray JNICALL Java_org_dala_Native_syncRunOnce(JNIEnv* env, jclass, jlong s, jlong timeout,
-                                                              jobject listener) {
+                                                              jobject listener, jobject transport) {
+  Callbacks cb;
+  cb.keep_thrown = true;
+  if (!cb.Init(env, listener, transport)) {
+    cb.Release(env);
+    return nullptr;  // a NoSuchMethodError is pending
+  }
   dala_sync_options o;
   dala_sync_options_init(&o);
   o.timeout_ms = timeout;
-  Progress pr{env, listener, nullptr};
-  if (listener != nullptr) {
-    jclass cls = env->GetObjectClass(listener);
-    pr.method = env->GetMethodID(cls, "onProgress", "(Ljava/lang/String;JJJJJ)V");
-    if (pr.method == nullptr) return nullptr;
-    o.progress = OnProgress;
-    o.progress_context = &pr;
-  }
+  Wire(o, cb);
   dala_sync_result r{};
   dala_error* e = nullptr;
   dala_status st = dala_sync_run_once(S(s), &o, &r, &e);
-  if (pr.thrown != nullptr) {
+  if (cb.thrown != nullptr) {
     dala_error_free(e);
-    env->Throw(pr.thrown);
+    env->Throw(cb.thrown);
+    cb.Release(env);
     return nullptr;
   }
+  cb.Release(env);
   if (!Ok(env, st, e)) return nullptr;
-  jlong vals[4] = {static_cast<jlong>(r.delivered), static_cast<jlong>(r.rejected), static_cast<jlong>(r.remaining),
-                   r.unreachable};
-  jlongArray out = env->NewLongArray(4);
-  if (out != nullptr) env->SetLongArrayRegion(out, 0, 4, vals);
-  return out;
+  return ResultArray(env, r);
+}
+
+JNIEXPORT jlong JNICALL Java_org_dala_Native_sessionStart(JNIEnv* env, jclass, jlong s, jlong timeout, jobject listener,
+                                                          jobject transport) {
+  auto* session = new Session;
+  if (!session->cb.Init(env, listener, transport)) {
+    session->cb.Release(env);
+    delete session;
+    return 0;
+  }
+  dala_sync_options o;
+  dala_sync_options_init(&o);
+  o.timeout_ms = timeout;
+  Wire(o, session->cb);
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_sync_session_start(S(s), &o, &session->s, &e), e)) {
+    session->cb.Release(env);
+    delete session;
+    return 0;
+  }
+  return reinterpret_cast<jlong>(session);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_sessionNotifyOnline(JNIEnv*, jclass, jlong h) {
+  dala_sync_session_notify_online(reinterpret_cast<Session*>(h)->s);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_sessionCancel(JNIEnv*, jclass, jlong h) {
+  dala_sync_session_cancel(reinterpret_cast<Session*>(h)->s);
+}
+
+JNIEXPORT jlongArray JNICALL Java_org_dala_Native_sessionLastResult(JNIEnv* env, jclass, jlong h) {
+  dala_sync_result r{};
+  if (dala_sync_session_last_result(reinterpret_cast<Session*>(h)->s, &r, nullptr) != DALA_OK) return nullptr;
+  return ResultArray(env, r);
 }
 
 JNIEXPORT jobjectArray JNICALL Java_org_dala_Native_receipts(JNIEnv* env, jclass, jlong s) {

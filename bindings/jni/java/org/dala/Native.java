@@ -22,7 +22,7 @@ final class Native {
     }
 
     // Handle kinds for free().
-    static final int STORE = 1, REPORT = 2, WRITER = 3, READER = 4;
+    static final int STORE = 1, REPORT = 2, WRITER = 3, READER = 4, SESSION = 5;
 
     static native void free(int kind, long handle);
     static native String version();
@@ -76,6 +76,10 @@ final class Native {
 
     // Delivery.
     static native byte[] join(long store, byte[] invite);
-    static native long[] syncRunOnce(long store, long timeoutMs, Sync.ProgressListener listener);
+    static native long[] syncRunOnce(long store, long timeoutMs, Sync.ProgressListener listener, Transport transport);
+    static native long sessionStart(long store, long timeoutMs, Sync.ProgressListener listener, Transport transport);
+    static native void sessionNotifyOnline(long session);
+    static native void sessionCancel(long session);
+    static native long[] sessionLastResult(long session);   // null before the first run ended
     static native Receipt[] receipts(long store);
 }

@@ -30,8 +30,30 @@ public final class Store extends NativeHandle {
         }
     }
 
+    private final java.util.Set<SyncSession> sessions =
+            java.util.Collections.synchronizedSet(new java.util.HashSet<SyncSession>());
+
     private Store(long handle) {
         super(handle, Native.STORE, "Store");
+    }
+
+    void remember(SyncSession s) {
+        sessions.add(s);
+    }
+
+    void forget(SyncSession s) {
+        sessions.remove(s);
+    }
+
+    /** Stops this store's sync sessions, then closes it (idempotent). */
+    @Override
+    public void close() {
+        SyncSession[] live;
+        synchronized (sessions) {
+            live = sessions.toArray(new SyncSession[0]);
+        }
+        for (SyncSession s : live) s.close();
+        super.close();
     }
 
     /** Creates a store protected by a passphrase (UTF-8 bytes; wiped after use). */

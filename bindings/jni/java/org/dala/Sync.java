@@ -35,6 +35,21 @@ public final class Sync {
      * exception is thrown again once the run has ended and everything it did is recorded.
      */
     public Result runOnce(long timeoutMs, ProgressListener listener) {
-        return new Result(store.with(h -> Native.syncRunOnce(h, timeoutMs, listener)));
+        return runOnce(timeoutMs, listener, null);
+    }
+
+    /** The same through the app's own transport (null: the built-in one). */
+    public Result runOnce(long timeoutMs, ProgressListener listener, Transport transport) {
+        return new Result(store.with(h -> Native.syncRunOnce(h, timeoutMs, listener, transport)));
+    }
+
+    /**
+     * Starts background delivery (see {@link SyncSession}); each run is bounded by timeoutMs. Exceptions a
+     * listener throws there are dropped (the run goes on); the transport's IOException means unreachable.
+     */
+    public SyncSession startSession(long timeoutMs, ProgressListener listener, Transport transport) {
+        SyncSession s = new SyncSession(store, store.with(h -> Native.sessionStart(h, timeoutMs, listener, transport)));
+        store.remember(s);
+        return s;
     }
 }

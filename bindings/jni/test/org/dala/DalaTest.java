@@ -296,4 +296,103 @@ class DalaTest {
             assertEquals(lastUpload[1], lastUpload[0], "progress reached the whole upload");
         }
     }
+
+    /** The app's own HTTP stack, as an Android app might write it (HttpURLConnection). */
+    static final class UrlConnectionTransport implements Transport {
+        final AtomicInteger posts = new AtomicInteger(), uploads = new AtomicInteger();
+        volatile boolean offline;
+
+        @Override
+        public Response post(String url, byte[] body, long timeoutMs, byte[] tlsPin) throws IOException {
+            posts.incrementAndGet();
+            return send(url, "application/x-protobuf", null, body, timeoutMs);
+        }
+
+        @Override
+        public Response upload(String url, String requestHeader, String filePath, long offset, long length,
+                               long timeoutMs, byte[] tlsPin) throws IOException {
+            uploads.incrementAndGet();
+            byte[] body = new byte[(int) length];
+            try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(filePath, "r")) {
+                f.seek(offset);
+                f.readFully(body);
+            }
+            return send(url, "application/octet-stream", requestHeader, body, timeoutMs);
+        }
+
+        Response send(String url, String type, String dalaHeader, byte[] body, long timeoutMs) throws IOException {
+            if (offline) throw new IOException("no network");
+            java.net.HttpURLConnection c = (java.net.HttpURLConnection) new java.net.URL(url).openConnection();
+            c.setRequestMethod("POST");
+            c.setDoOutput(true);
+            c.setConnectTimeout((int) Math.min(timeoutMs, 30_000));
+            c.setReadTimeout((int) Math.min(timeoutMs, 30_000));
+            c.setRequestProperty("Content-Type", type);
+            if (dalaHeader != null) c.setRequestProperty("X-Dala-Request", dalaHeader);
+            c.setFixedLengthStreamingMode(body.length);
+            try (java.io.OutputStream out = c.getOutputStream()) {
+                out.write(body);
+            }
+            int status = c.getResponseCode();
+            InputStream in = status >= 400 ? c.getErrorStream() : c.getInputStream();
+            return new Response(status, in == null ? new byte[0] : readAll(in));
+        }
+    }
+
+    @Test
+    void appTransportCarriesReportsAndAttachments() throws Exception {
+        try (Server srv = new Server(tmp); Store s = newStore("phone")) {
+            s.join(srv.invite);
+            try (Report r = s.createReport("detention/1")) {
+                try (AttachmentOutputStream out = s.attach(r.id(), "video/mp4")) {
+                    out.write(new byte[1_500_000]);
+                }
+                s.seal(r);
+            }
+            UrlConnectionTransport net = new UrlConnectionTransport();
+            net.offline = true;
+            Sync.Result r = s.sync().runOnce(20_000, null, net);
+            assertTrue(r.unreachable);
+            assertEquals(1, r.remaining);
+            net.offline = false;
+            s.notifyOnline();
+            r = s.sync().runOnce(20_000, null, net);
+            assertEquals(1, r.delivered);
+            assertEquals(0, r.remaining);
+            assertTrue(net.uploads.get() >= 1, "the attachment went through the app's upload");
+            assertTrue(s.receipts().get(0).verified);
+        }
+    }
+
+    @Test
+    void backgroundSessionDeliversAndStopsWithTheStore() throws Exception {
+        try (Server srv = new Server(tmp)) {
+            Store s = newStore("phone");
+            s.join(srv.invite);
+            for (int i = 0; i < 3; ++i) {
+                try (Report r = s.createReport("detention/1")) {
+                    s.seal(r);
+                }
+            }
+            AtomicInteger calls = new AtomicInteger();
+            SyncSession session = s.sync().startSession(10_000, (d, delivered, rejected, remaining, up, total) -> {
+                calls.incrementAndGet();
+                throw new IllegalStateException("dropped: the session goes on");
+            }, null);
+            session.notifyOnline();
+            Sync.Result last = null;
+            for (int i = 0; i < 200 && (last == null || last.remaining != 0); ++i) {
+                Thread.sleep(25);
+                last = session.lastResult();
+            }
+            assertNotNull(last);
+            assertEquals(0, last.remaining);
+            assertTrue(calls.get() > 0, "the listener ran on the session's thread");
+            assertEquals(3, s.receipts().size());
+            session.cancel();
+            s.close();  // stops the session first
+            assertThrows(IllegalStateException.class, session::notifyOnline);
+            session.close();  // already stopped: harmless
+        }
+    }
 }
