@@ -1070,8 +1070,8 @@ class CallbackTransport : public dala::sync::Transport {
     const auto* pin = reinterpret_cast<const uint8_t*>(tls_pin.data());
     dala_status st;
     if (request.is_upload()) {
-      if (upload_ == nullptr)
-        return Status(Code::kIo, "the app's transport has no upload function (dala_sync_options.transport_upload)");
+      if (upload_ == nullptr)  // a setup mistake, not the network: no point in retrying now
+        return Status(Code::kState, "the app's transport has no upload function (dala_sync_options.transport_upload)");
       st = upload_(ctx_, url.c_str(), request.upload_header.c_str(), request.file_path.c_str(), request.file_offset,
                    request.file_length, timeout_ms, pin, tls_pin.size(), &resp);
     } else {

@@ -52,7 +52,10 @@ Result<std::optional<HttpRequest>> SyncEngine::Next() {
   req.set_server_key(server_.server_key.data(), 32);
   if (!server_.enrolled) {
     req.mutable_enrol()->set_token(server_.token);
-    return std::optional<HttpRequest>(HttpRequest{protocol::kPathEnrol, store_.SignRequest(req)});
+    HttpRequest h;
+    h.path = protocol::kPathEnrol;
+    h.body = store_.SignRequest(req);
+    return std::optional<HttpRequest>(std::move(h));
   }
   if (!ready_.empty()) {
     in_flight_ = std::move(ready_);  // attachments all held: push again for the receipts
@@ -82,7 +85,10 @@ Result<std::optional<HttpRequest>> SyncEngine::Next() {
   }
   auto* push = req.mutable_push();
   for (const auto& item : in_flight_) push->add_envelopes(item.envelope.data(), item.envelope.size());
-  return std::optional<HttpRequest>(HttpRequest{protocol::kPathPush, store_.SignRequest(req)});
+  HttpRequest h;
+  h.path = protocol::kPathPush;
+  h.body = store_.SignRequest(req);
+  return std::optional<HttpRequest>(std::move(h));
 }
 
 Status SyncEngine::RetryAll(std::string_view reason) {
@@ -132,7 +138,7 @@ Status SyncEngine::StartUpload(const OutboxItem& item, const v1::PushResult& res
     std::memcpy(id.data(), m.attachment_id().data(), id.size());
     auto file = store_.LocalAttachmentFile(id);
     if (!file.ok() || file->ciphertext_size != m.size() || !fs::Exists(file->path) ||
-        media::FileSize(file->path) != m.size()) {
+        media::FileSize(file->path) != static_cast<int64_t>(m.size())) {
       uploads_.pop_back();
       return Damaged(item, "an attachment of this report is missing or damaged on this phone");
     }
@@ -218,7 +224,7 @@ Status SyncEngine::Apply(const HttpRequest& request, const Result<HttpResponse>&
     Upload& u = uploads_.front();
     // A cut connection: ask where the server stands and go on from there. Up to 6 cuts in a row that
     // completed no chunk, with growing pauses (0.1 to 0.5 s); any progress resets the count.
-    if (!response.ok() && ++u.failures <= 6) {
+    if (!response.ok() && response.status().code() == Code::kIo && ++u.failures <= 6) {
       u.probe = true;
       pause_ms_ = std::min(500, 100 << (u.failures - 1));
       return Status::Ok();

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "row.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -57,13 +59,8 @@ void Die(const char* what, dala_status st, dala_error* e) {
     (void)e_;                                        \
   } while (0)
 
-int failures = 0;
-void Row(const char* metric, double measured, const char* op, double limit, const char* unit, const char* basis) {
-  bool ok = std::strcmp(op, "<=") == 0 ? measured <= limit : measured >= limit;
-  if (!ok) ++failures;
-  std::printf("%-44s %12.3f %s  %2s %12.3f %s   %-4s  (%s)\n", metric, measured, unit, op, limit, unit,
-              ok ? "ok" : "MISS", basis);
-}
+using bench::failures;
+using bench::Row;
 
 std::string Narrative(size_t n) {
   std::string s;

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "row.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -25,13 +27,8 @@ void Check(dala_status st, dala_error* e, const char* what) {
   std::exit(1);
 }
 
-int failures = 0;
-void Row(const char* metric, double measured, const char* op, double limit, const char* unit, const char* basis) {
-  bool ok = std::strcmp(op, "<=") == 0 ? measured <= limit : measured >= limit;
-  if (!ok) ++failures;
-  std::printf("%-44s %12.3f %s  %2s %12.3f %s   %-4s  (%s)\n", metric, measured, unit, op, limit, unit,
-              ok ? "ok" : "MISS", basis);
-}
+using bench::failures;
+using bench::Row;
 
 }  // namespace
 

@@ -160,12 +160,6 @@ struct Device {
   std::vector<std::string> pushes;  // one report each
 };
 
-std::string HttpPost(const char* path, const std::string& body) {
-  std::string h = std::string("POST ") + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\n"
-                  "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
-  return h + body;
-}
-
 asio::awaitable<void> RunDevice(tcp::endpoint ep, const Device& d, std::vector<double>* latencies,
                                 std::atomic<uint64_t>* ok, std::atomic<uint64_t>* errors) {
   auto ex = co_await asio::this_coro::executor;
@@ -297,7 +291,12 @@ int main(int argc, char** argv) {
   }
   {  // enrol all (not timed)
     sync::HttpTransport t;
-    for (auto& d : devs) Must(t.Post(url, {protocol::kPathEnrol, d.enrol}, 10000, "").status(), "enrol");
+    for (auto& d : devs) {
+      sync::HttpRequest enrol;
+      enrol.path = protocol::kPathEnrol;
+      enrol.body = d.enrol;
+      Must(t.Post(url, enrol, 10000, "").status(), "enrol");
+    }
   }
   // The server's work per report that no design can avoid: two Ed25519 verifications (request, envelope).
   const std::string& sample = devs[0].pushes[0];

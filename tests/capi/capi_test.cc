@@ -20,7 +20,10 @@ struct TempDir {
     std::string t = (std::filesystem::temp_directory_path() / "dala-capi-XXXXXX").string();
     path = mkdtemp(t.data());
   }
-  ~TempDir() { std::filesystem::remove_all(path); }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
 };
 
 dala_credential Pass(const char* p) { return {DALA_CREDENTIAL_PASSPHRASE, reinterpret_cast<const uint8_t*>(p), strlen(p)}; }
@@ -526,9 +529,13 @@ TEST_F(StoreFixture, AttachmentsThroughTheCApiAndAnAppTransport) {
   p = popen(run.c_str(), "r");
   ASSERT_NE(fgets(line, sizeof line, p), nullptr);
   pclose(p);
-  struct Killer {
+  struct Killer {  // stops the server and waits until it has exited (it is not our child: poll)
     int pid;
-    ~Killer() { if (pid > 0) kill(pid, SIGTERM); }
+    ~Killer() {
+      if (pid <= 0) return;
+      kill(pid, SIGTERM);
+      for (int i = 0; i < 500 && kill(pid, 0) == 0; ++i) usleep(10000);
+    }
   } server{atoi(line)};
   for (int i = 0; i < 200; ++i) {
     FILE* f = fopen((d.path + "/server.out").c_str(), "r");

@@ -452,17 +452,7 @@ TEST(Desk, ExportProblemsAreReportedNotHidden) {
 
 // --- Media: attachments upload in verified chunks; the receipt comes only when all of them are held ---
 
-std::vector<uint8_t> Bytes(size_t n, uint32_t seed) {
-  std::vector<uint8_t> v(n);
-  uint32_t x = seed * 2654435761u + 7;
-  for (auto& b : v) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    b = static_cast<uint8_t>(x);
-  }
-  return v;
-}
+std::vector<uint8_t> Bytes(size_t n, uint32_t seed) { return test::PseudoRandomBytes(n, seed); }
 
 struct MediaReport {
   ReportId id{};

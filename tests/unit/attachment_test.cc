@@ -17,17 +17,7 @@ using test::FastOptions;
 using test::RawKey;
 using test::TempDir;
 
-std::vector<uint8_t> Pattern(size_t n, uint32_t seed) {
-  std::vector<uint8_t> v(n);
-  uint32_t x = seed * 2654435761u + 1;
-  for (auto& b : v) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    b = static_cast<uint8_t>(x);
-  }
-  return v;
-}
+std::vector<uint8_t> Pattern(size_t n, uint32_t seed) { return test::PseudoRandomBytes(n, seed); }
 
 struct Fixture {
   TempDir t;

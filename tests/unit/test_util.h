@@ -52,6 +52,19 @@ inline Credential RawKey(uint8_t fill) {
   return c;
 }
 
+// Reproducible pseudo-random bytes (xorshift32), for attachment contents in tests.
+inline std::vector<uint8_t> PseudoRandomBytes(size_t n, uint32_t seed) {
+  std::vector<uint8_t> v(n);
+  uint32_t x = seed * 2654435761u + 1;
+  for (auto& b : v) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    b = static_cast<uint8_t>(x);
+  }
+  return v;
+}
+
 // The cheapest Argon2id cost the library accepts: keeps tests fast. Production defaults are higher.
 inline StoreOptions FastOptions() {
   StoreOptions o;

@@ -756,6 +756,10 @@ int CmdAttachment(const Args& a) {
   if (dala_attachment_id_parse(text.c_str(), &id, pe.out()) != DALA_OK)
     throw UsageError{"'" + text + "' is not an attachment id (32 hexadecimal characters)"};
   std::string out = a.need("out");
+  if (std::FILE* existing = std::fopen(out.c_str(), "rb")) {
+    std::fclose(existing);
+    throw UsageError{"'" + out + "' already exists; give a new file"};
+  }
   Store s(a, false);
   dala_attachment_reader* reader = nullptr;
   Error e;

@@ -20,8 +20,8 @@ options.kdfMemLimit = 8 << 20
 let path = dir.appendingPathComponent("s").path
 let store = try Store.create(at: path, passphrase: &pass, options: options)
 
-// The C path opens its own handle on the same store directory? No: one process, one store handle is the
-// fair comparison, so the C calls use a second handle opened the same way (SQLite serialises them).
+// The C calls go through a second handle on the same store (the Swift Store keeps its handle private); both
+// live in this process and take turns, round by round.
 var cpass = Array("bench".utf8)
 var cstore: OpaquePointer?
 cpass.withUnsafeBufferPointer { p in
