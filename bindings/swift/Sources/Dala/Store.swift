@@ -66,6 +66,7 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Runs body with the live handle (calls in progress keep close() waiting).
+    @discardableResult
     func use<T>(_ body: (OpaquePointer) throws -> T) throws -> T {
         idle.lock()
         guard let h = handle else {
@@ -271,6 +272,7 @@ public final class Store: @unchecked Sendable {
         return id
     }
 
+    @discardableResult
     private static func withCredential<T>(_ bytes: [UInt8], _ body: (UnsafePointer<dala_credential>) throws -> T) throws -> T {
         try bytes.withUnsafeBufferPointer { p in
             var cred = dala_credential(kind: DALA_CREDENTIAL_PASSPHRASE, bytes: p.baseAddress, length: p.count)

@@ -18,49 +18,173 @@ public struct SyncResult: Sendable, Equatable {
     public let unreachable: Bool
 }
 
-private final class ProgressBox {
-    let callback: @Sendable (SyncProgress) -> Void
-    init(_ callback: @escaping @Sendable (SyncProgress) -> Void) { self.callback = callback }
+/// The app's own HTTP stack instead of the built-in one (URLSession, or a background session on iOS).
+/// Called on the sync's thread; throw when the server cannot be reached, return any HTTP answer (even 5xx).
+public protocol DalaTransport: Sendable {
+    /// POST `body` (Content-Type application/x-protobuf) to `url`. `tlsPin`, when not empty, is the SHA-256
+    /// of the server certificate's SubjectPublicKeyInfo that the invite pins.
+    func post(url: String, body: Data, timeoutMilliseconds: Int64, tlsPin: Data) throws -> (status: Int, body: Data)
+    /// POST bytes [offset, offset + length) of the file at `filePath`, as they are, with the headers
+    /// "X-Dala-Request: requestHeader" and "Content-Type: application/octet-stream".
+    func upload(url: String, requestHeader: String, filePath: String, offset: UInt64, length: UInt64,
+                timeoutMilliseconds: Int64, tlsPin: Data) throws -> (status: Int, body: Data)
+}
+
+/// What the C callbacks reach through their context pointer.
+private final class CallbackBox {
+    let progress: (@Sendable (SyncProgress) -> Void)?
+    let transport: DalaTransport?
+    init(_ progress: (@Sendable (SyncProgress) -> Void)?, _ transport: DalaTransport?) {
+        self.progress = progress
+        self.transport = transport
+    }
+}
+
+private func answer(_ r: (status: Int, body: Data), _ response: OpaquePointer?) {
+    r.body.withUnsafeBytes { raw in
+        dala_http_response_set(response, Int32(r.status), raw.bindMemory(to: UInt8.self).baseAddress, raw.count)
+    }
+}
+
+private func box(_ ctx: UnsafeMutableRawPointer?) -> CallbackBox? {
+    ctx.map { Unmanaged<CallbackBox>.fromOpaque($0).takeUnretainedValue() }
+}
+
+/// Fills the options' callbacks from the box (which must outlive the run or the session).
+private func wire(_ o: inout dala_sync_options, _ b: CallbackBox) {
+    let ctx = Unmanaged.passUnretained(b).toOpaque()
+    if b.progress != nil {
+        o.progress_context = ctx
+        o.progress = { ctx, p in
+            guard let b = box(ctx), let p, let progress = b.progress else { return }
+            progress(SyncProgress(destination: String(cString: p.pointee.destination), delivered: p.pointee.delivered,
+                                  rejected: p.pointee.rejected, remaining: p.pointee.remaining,
+                                  uploadDone: p.pointee.upload_done, uploadTotal: p.pointee.upload_total))
+        }
+    }
+    if b.transport != nil {
+        o.transport_context = ctx
+        o.transport = { ctx, url, body, size, timeout, pin, pinSize, response in
+            guard let t = box(ctx)?.transport, let url else { return DALA_ERR_IO }
+            let data = body.map { Data(bytes: $0, count: size) } ?? Data()
+            let pinData = pin.map { Data(bytes: $0, count: pinSize) } ?? Data()
+            guard let r = try? t.post(url: String(cString: url), body: data, timeoutMilliseconds: timeout, tlsPin: pinData)
+            else { return DALA_ERR_IO }
+            answer(r, response)
+            return DALA_OK
+        }
+        o.transport_upload = { ctx, url, header, file, offset, length, timeout, pin, pinSize, response in
+            guard let t = box(ctx)?.transport, let url, let header, let file else { return DALA_ERR_IO }
+            let pinData = pin.map { Data(bytes: $0, count: pinSize) } ?? Data()
+            guard let r = try? t.upload(url: String(cString: url), requestHeader: String(cString: header),
+                                        filePath: String(cString: file), offset: offset, length: length,
+                                        timeoutMilliseconds: timeout, tlsPin: pinData)
+            else { return DALA_ERR_IO }
+            answer(r, response)
+            return DALA_OK
+        }
+    }
+}
+
+/// Background delivery: a thread of the library's own syncs at start, on `notifyOnline()`, and when the
+/// earliest retry falls due; `progress` and the transport are called there. `stop()` (or deinit) ends it;
+/// stop sessions before closing their store.
+public final class SyncSession: @unchecked Sendable {
+    private let lock = NSLock()
+    private var handle: OpaquePointer?
+    private let callbacks: CallbackBox
+    private let store: Store
+
+    fileprivate init(store: Store, handle: OpaquePointer, callbacks: CallbackBox) {
+        self.store = store
+        self.handle = handle
+        self.callbacks = callbacks
+    }
+
+    deinit { stop() }
+
+    /// Connectivity is back (or the user asked to sync now): run at once.
+    public func notifyOnline() {
+        lock.lock()
+        defer { lock.unlock() }
+        if let h = handle { dala_sync_session_notify_online(h) }
+    }
+
+    /// Stops a run in progress promptly; the session syncs again later.
+    public func cancel() {
+        lock.lock()
+        defer { lock.unlock() }
+        if let h = handle { dala_sync_session_cancel(h) }
+    }
+
+    /// The last finished run's result; nil before the first run ended.
+    public var lastResult: SyncResult? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let h = handle else { return nil }
+        var r = dala_sync_result()
+        guard dala_sync_session_last_result(h, &r, nil) == DALA_OK else { return nil }
+        return SyncResult(delivered: r.delivered, rejected: r.rejected, remaining: r.remaining,
+                          unreachable: r.unreachable != 0)
+    }
+
+    /// Stops the session, waiting for a run in progress to end. Idempotent.
+    public func stop() {
+        lock.lock()
+        let h = handle
+        handle = nil
+        lock.unlock()
+        if let h { dala_sync_session_stop(h) }
+    }
 }
 
 extension Store {
     /// Sends what is due to every joined server (the built-in HTTP/HTTPS transport) until nothing is due,
     /// the timeout passes, or a server cannot be reached. The blocking run happens on a thread of its own;
     /// `progress` is called on that thread after each request.
-    public func sync(timeoutMilliseconds: Int64 = 30_000,
+    public func sync(timeoutMilliseconds: Int64 = 30_000, transport: DalaTransport? = nil,
                      progress: (@Sendable (SyncProgress) -> Void)? = nil) async throws -> SyncResult {
         try await withCheckedThrowingContinuation { (done: CheckedContinuation<SyncResult, Error>) in
             let thread = Thread { [self] in
-                done.resume(with: Result { try self.runOnce(timeoutMilliseconds, progress) })
+                done.resume(with: Result { try self.runOnce(timeoutMilliseconds, CallbackBox(progress, transport)) })
             }
             thread.name = "dala-sync"
             thread.start()
         }
     }
 
-    private func runOnce(_ timeout: Int64, _ progress: (@Sendable (SyncProgress) -> Void)?) throws -> SyncResult {
+    private func runOnce(_ timeout: Int64, _ callbacks: CallbackBox) throws -> SyncResult {
         try use { s in
             var o = dala_sync_options()
             dala_sync_options_init(&o)
             o.timeout_ms = timeout
-            let box = progress.map { ProgressBox($0) }
-            if let box {
-                o.progress_context = Unmanaged.passUnretained(box).toOpaque()
-                o.progress = { ctx, p in
-                    guard let ctx, let p else { return }
-                    let box = Unmanaged<ProgressBox>.fromOpaque(ctx).takeUnretainedValue()
-                    box.callback(SyncProgress(destination: String(cString: p.pointee.destination),
-                                              delivered: p.pointee.delivered, rejected: p.pointee.rejected,
-                                              remaining: p.pointee.remaining, uploadDone: p.pointee.upload_done,
-                                              uploadTotal: p.pointee.upload_total))
-                }
-            }
+            wire(&o, callbacks)
             var r = dala_sync_result()
-            try withExtendedLifetime(box) {
+            _ = try withExtendedLifetime(callbacks) {
                 try check { dala_sync_run_once(s, &o, &r, $0) }
             }
             return SyncResult(delivered: r.delivered, rejected: r.rejected, remaining: r.remaining,
                               unreachable: r.unreachable != 0)
         }
+    }
+
+    /// Starts background delivery (see `SyncSession`); each run is bounded by `timeoutMilliseconds`.
+    public func startSession(timeoutMilliseconds: Int64 = 30_000, transport: DalaTransport? = nil,
+                             progress: (@Sendable (SyncProgress) -> Void)? = nil) throws -> SyncSession {
+        let callbacks = CallbackBox(progress, transport)
+        return try use { s in
+            var o = dala_sync_options()
+            dala_sync_options_init(&o)
+            o.timeout_ms = timeoutMilliseconds
+            wire(&o, callbacks)
+            var session: OpaquePointer?
+            try check { dala_sync_session_start(s, &o, &session, $0) }
+            return SyncSession(store: self, handle: session!, callbacks: callbacks)
+        }
+    }
+
+    /// Reports that waited only because no server could be reached are due at once.
+    public func notifyOnline() throws {
+        try use { s in try check { dala_store_notify_online(s, $0) } }
     }
 }

@@ -1,5 +1,8 @@
 import Dala
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import XCTest
 
 final class DalaTests: XCTestCase {
@@ -160,12 +163,101 @@ final class DalaTests: XCTestCase {
         XCTAssertTrue(receipts.allSatisfy(\.verified))
     }
 
+    func testBackgroundSessionAndTheAppsOwnTransport() async throws {
+        let server = try TestServer(dir: dir)
+        defer { server.stop() }
+        let s = try newStore("phone")
+        defer { s.close() }
+        try s.join(invite: server.invite)
+        var r = try s.createReport(form: "detention/1")
+        try s.attach(Data(count: 1_200_000), mimeType: "video/mp4", to: r.id)
+        r = try s.report(id: r.id)
+        try s.seal(r)
+        // Offline first: the transport throws; nothing is lost.
+        let net = URLSessionTransport()
+        net.offline.set(true)
+        let first = try await s.sync(timeoutMilliseconds: 20_000, transport: net)
+        XCTAssertTrue(first.unreachable)
+        XCTAssertEqual(first.remaining, 1)
+        // Online, in the background: a session with the app's transport delivers it.
+        net.offline.set(false)
+        try s.notifyOnline()
+        let session = try s.startSession(timeoutMilliseconds: 20_000, transport: net)
+        session.notifyOnline()
+        var last: SyncResult?
+        for _ in 0..<400 {
+            last = session.lastResult
+            if last?.remaining == 0 { break }
+            try await Task.sleep(nanoseconds: 25_000_000)
+        }
+        session.cancel()
+        session.stop()
+        session.stop()  // idempotent
+        XCTAssertEqual(last?.remaining, 0)
+        XCTAssertGreaterThan(net.uploads.value, 0, "the attachment went through the app's upload")
+        XCTAssertEqual(try s.receipts().count, 1)
+    }
+
     func testReadmeSampleRunsAsShown() async throws {
         let server = try TestServer(dir: dir)
         defer { server.stop() }
         let result = try await ReadmeSample.run(path: dir.appendingPathComponent("phone").path, invite: server.invite)
         XCTAssertEqual(result.delivered, 1)
     }
+}
+
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v = false
+    func set(_ x: Bool) { lock.lock(); v = x; lock.unlock() }
+    var value: Bool { lock.lock(); defer { lock.unlock() }; return v }
+}
+
+/// The app's own HTTP stack, as an iOS app might write it (URLSession), blocking the sync's thread.
+final class URLSessionTransport: DalaTransport, @unchecked Sendable {
+    let offline = Flag()
+    let uploads = Counter()
+
+    func post(url: String, body: Data, timeoutMilliseconds: Int64, tlsPin: Data) throws -> (status: Int, body: Data) {
+        try send(url, "application/x-protobuf", nil, body, timeoutMilliseconds)
+    }
+
+    func upload(url: String, requestHeader: String, filePath: String, offset: UInt64, length: UInt64,
+                timeoutMilliseconds: Int64, tlsPin: Data) throws -> (status: Int, body: Data) {
+        uploads.add()
+        guard let f = FileHandle(forReadingAtPath: filePath) else { throw DalaError.io("cannot open \(filePath)") }
+        defer { try? f.close() }
+        try f.seek(toOffset: offset)
+        let body = f.readData(ofLength: Int(length))
+        return try send(url, "application/octet-stream", requestHeader, body, timeoutMilliseconds)
+    }
+
+    private func send(_ url: String, _ type: String, _ header: String?, _ body: Data, _ timeout: Int64) throws
+        -> (status: Int, body: Data) {
+        if offline.value { throw URLError(.notConnectedToInternet) }
+        var req = URLRequest(url: URL(string: url)!)
+        req.httpMethod = "POST"
+        req.timeoutInterval = Double(timeout) / 1000
+        req.setValue(type, forHTTPHeaderField: "Content-Type")
+        if let header { req.setValue(header, forHTTPHeaderField: "X-Dala-Request") }
+        let done = DispatchSemaphore(value: 0)
+        let result = Box<Result<(Int, Data), Error>>()
+        URLSession.shared.uploadTask(with: req, from: body) { data, response, error in
+            if let error {
+                result.value = .failure(error)
+            } else {
+                result.value = .success(((response as? HTTPURLResponse)?.statusCode ?? 0, data ?? Data()))
+            }
+            done.signal()
+        }.resume()
+        done.wait()
+        let (status, data) = try result.value!.get()
+        return (status, data)
+    }
+}
+
+final class Box<T>: @unchecked Sendable {
+    var value: T?
 }
 
 final class Counter: @unchecked Sendable {
