@@ -12,31 +12,28 @@ enum = re.search(r"typedef enum dala_status \{(.*?)\} dala_status;", header, re.
 c = {name: int(num) for name, num in re.findall(r"\b(DALA_(?:OK|ERR_[A-Z_]+))\s*=\s*(\d+)", enum)}
 problems = []
 
-java_src = open(os.path.join(root, "bindings/jni/java/org/dala/Status.java"), encoding="utf-8").read()
-java = {cname: int(num) for _, num, cname in re.findall(r"\b([A-Z_]+)\((\d+), \"(DALA_[A-Z_]+)\"\)", java_src)}
-for name, num in c.items():
-    if name not in java:
-        problems.append(f"Java: {name} ({num}) has no org.dala.Status")
-    elif java[name] != num:
-        problems.append(f"Java: {name} is {java[name]}, the C header says {num}")
-for name in java:
-    if name not in c:
-        problems.append(f"Java: {name} is not in the C header")
 
-swift_path = os.path.join(root, "bindings/swift/Sources/Dala/DalaError.swift")
+def compare(lang, mapped, what):
+    for name, num in c.items():
+        if name not in mapped:
+            problems.append(f"{lang}: {name} ({num}) has no {what}")
+        elif mapped[name] != num:
+            problems.append(f"{lang}: {name} is {mapped[name]}, the C header says {num}")
+    for name in mapped:
+        if name not in c:
+            problems.append(f"{lang}: {name} is not in the C header")
+
+
+java_src = open(os.path.join(root, "bindings/jni/java/org/dala/Status.java"), encoding="utf-8").read()
+compare("Java", {cname: int(num) for _, num, cname in re.findall(r"\b([A-Z_]+)\((\d+), \"(DALA_[A-Z_]+)\"\)", java_src)},
+        "org.dala.Status")
 checked = ["Java"]
+swift_path = os.path.join(root, "bindings/swift/Sources/Dala/DalaError.swift")
 if os.path.exists(swift_path):
     swift_src = open(swift_path, encoding="utf-8").read()
-    # case wrongKey = 3 // DALA_ERR_WRONG_KEY
-    swift = {cname: int(num) for num, cname in re.findall(r"case \w+ = (\d+)\s*//\s*(DALA_[A-Z_]+)", swift_src)}
-    for name, num in c.items():
-        if name not in swift:
-            problems.append(f"Swift: {name} ({num}) has no DalaError.Code")
-        elif swift[name] != num:
-            problems.append(f"Swift: {name} is {swift[name]}, the C header says {num}")
-    for name in swift:
-        if name not in c:
-            problems.append(f"Swift: {name} is not in the C header")
+    # case wrongKey = 3  // DALA_ERR_WRONG_KEY
+    compare("Swift", {cname: int(num) for num, cname in re.findall(r"case \w+ = (\d+)\s*//\s*(DALA_[A-Z_]+)", swift_src)},
+            "DalaError.Code")
     checked.append("Swift")
 
 if problems:
