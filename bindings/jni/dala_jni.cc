@@ -297,8 +297,6 @@ JNIEXPORT void JNICALL Java_org_dala_Native_free(JNIEnv*, jclass, jint kind, jlo
   }
 }
 
-JNIEXPORT jstring JNICALL Java_org_dala_Native_version(JNIEnv* env, jclass) { return env->NewStringUTF(dala_version()); }
-
 JNIEXPORT jintArray JNICALL Java_org_dala_Native_statusCodes(JNIEnv* env, jclass) {
   // Every value the header defines: the names that dala_status_name knows.
   std::vector<jint> codes;

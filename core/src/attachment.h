@@ -74,8 +74,6 @@ class Writer {
   Status Write(std::span<const uint8_t> data);
   // Encrypts the rest, makes the file durable and returns what to record. The writer is done after it.
   Result<Finished> Finish();
-  const std::string& path() const { return path_; }
-  uint64_t size() const { return plain_size_; }
 
  private:
   Writer() = default;

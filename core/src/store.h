@@ -51,7 +51,6 @@ class AttachmentCapture {
   ~AttachmentCapture();
   Status Write(std::span<const uint8_t> data);
   Result<AttachmentInfo> Finish();
-  uint64_t size() const;
 
  private:
   friend class Store;
@@ -175,7 +174,6 @@ class Store {
   Result<std::unique_ptr<media::Reader>> OpenAttachment(const AttachmentId& id);
   Status RemoveAttachment(const AttachmentId& id);
   Result<AttachmentFile> LocalAttachmentFile(const AttachmentId& id);
-  const std::string& dir() const { return dir_; }
 
   // Outbox.
   Result<std::vector<OutboxItem>> NextBatch(const std::string& destination, size_t max_items, size_t max_bytes);

@@ -60,8 +60,6 @@ Status AttachmentCapture::Write(std::span<const uint8_t> data) {
   return writer_->Write(data);
 }
 
-uint64_t AttachmentCapture::size() const { return writer_ ? writer_->size() : 0; }
-
 Result<AttachmentInfo> AttachmentCapture::Finish() {
   if (!writer_) return Status(Code::kState, "this attachment capture is finished");
   Result<AttachmentInfo> out = Status(Code::kInternal, "not finished");

@@ -166,12 +166,11 @@ void SyncEngine::Advance() {
   }
 }
 
-Status SyncEngine::ApplyUpload(const HttpRequest& request, const v1::UploadResult& r) {
+Status SyncEngine::ApplyUpload(const v1::UploadResult& r) {
   Upload& u = uploads_.front();
   const auto& m = u.manifests[u.current];
   uint64_t& received = u.received[u.current];
   const uint64_t before = received;
-  attachment_bytes_sent_ += request.file_length;
   switch (r.code()) {
     case v1::UPLOAD_OK:
     case v1::UPLOAD_OFFSET:
@@ -254,7 +253,7 @@ Status SyncEngine::Apply(const HttpRequest& request, const Result<HttpResponse>&
         Stop("the server answered an upload without an upload result", false);
         return RetryAll(last_error_);
       }
-      return ApplyUpload(request, resp.upload());
+      return ApplyUpload(resp.upload());
     }
     return ApplyPush(resp);
   }

@@ -83,7 +83,6 @@ class SyncEngine {
   int64_t pause_ms() const { return pause_ms_; }
   uint64_t upload_done() const;
   uint64_t upload_total() const;
-  uint64_t attachment_bytes_sent() const { return attachment_bytes_sent_; }
 
   static constexpr uint64_t kMaxUploadRequest = 16u << 20;  // body bytes per upload request
 
@@ -101,7 +100,7 @@ class SyncEngine {
   };
   Status RetryAll(std::string_view reason);
   Status ApplyPush(const v1::Response& response);
-  Status ApplyUpload(const HttpRequest& request, const v1::UploadResult& result);
+  Status ApplyUpload(const v1::UploadResult& result);
   Status StartUpload(const OutboxItem& item, const v1::PushResult& result);
   Status Damaged(const OutboxItem& item, const std::string& why);
   void Advance();
@@ -114,7 +113,6 @@ class SyncEngine {
   std::deque<Upload> uploads_;
   std::vector<OutboxItem> ready_;  // every attachment held: push again for the receipt
   int64_t pause_ms_ = 0;
-  uint64_t attachment_bytes_sent_ = 0;
   uint64_t upload_total_ = 0, upload_finished_ = 0;
   bool stopped_ = false, unreachable_ = false;
   uint64_t delivered_ = 0, rejected_ = 0;

@@ -117,7 +117,7 @@ class ServerCore {
   // body is a connection cut after body.size() bytes.
   HttpResult HandleUpload(std::string_view request_header, std::string_view body,
                           std::optional<uint64_t> declared_length = std::nullopt);
-  uint64_t stored_attachment_bytes() const { return stored_bytes_; }
+
   ~ServerCore();
 
   void set_clock(int64_t (*clock)());  // tests

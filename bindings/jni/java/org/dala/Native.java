@@ -25,7 +25,6 @@ final class Native {
     static final int STORE = 1, REPORT = 2, WRITER = 3, READER = 4, SESSION = 5;
 
     static native void free(int kind, long handle);
-    static native String version();
     static native int[] statusCodes();   // every code the C header defines, for the mapping check
     static native String statusName(int code);
 
