@@ -368,6 +368,11 @@ JNIEXPORT void JNICALL Java_org_dala_Native_storeNotifyOnline(JNIEnv* env, jclas
   Ok(env, dala_store_notify_online(S(s), &e), e);
 }
 
+JNIEXPORT void JNICALL Java_org_dala_Native_storeRetryNow(JNIEnv* env, jclass, jlong s) {
+  dala_error* e = nullptr;
+  Ok(env, dala_store_retry_now(S(s), &e), e);
+}
+
 // --- reports ---
 
 JNIEXPORT jlong JNICALL Java_org_dala_Native_reportCreate(JNIEnv* env, jclass, jlong s, jbyteArray form) {

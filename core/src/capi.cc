@@ -1148,6 +1148,13 @@ dala_status dala_store_notify_online(dala_store* store, dala_error** out_error) 
   });
 }
 
+dala_status dala_store_retry_now(dala_store* store, dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr, "store is NULL");
+    return store->impl->RetryNow();
+  });
+}
+
 void dala_sync_session_notify_online(dala_sync_session* session) noexcept {
   if (session != nullptr) session->impl->NotifyOnline();
 }

@@ -164,6 +164,12 @@ Status Store::RetryOfflineNow() {
   return st.Run();
 }
 
+Status Store::RetryNow() {
+  std::lock_guard lock(mu_);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("UPDATE outbox SET next_attempt_ms = 0 WHERE state = 0"));
+  return st.Run();
+}
+
 Status Store::Requeue(const std::string& destination, const ReportId& id, uint32_t version) {
   DALA_RETURN_IF_ERROR(ValidateDestination(destination));
   std::lock_guard lock(mu_);

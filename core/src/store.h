@@ -187,6 +187,8 @@ class Store {
   Result<OutboxStats> Stats(const std::string& destination);
   // Connectivity returned: items that failed only because no server could be reached are due now.
   Status RetryOfflineNow();
+  // The user asked to send now: every queued report is due at once, whatever its backoff.
+  Status RetryNow();
   Result<std::vector<uint8_t>> Receipt(const std::string& destination, const ReportId& id, uint32_t version);
 
  private:

@@ -14,34 +14,20 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import ENV, KDF, free_port, run  # noqa: E402
+import harness  # noqa: E402
 
 BIN = os.path.abspath(sys.argv[1])
 TRIALS = int(sys.argv[sys.argv.index("--trials") + 1]) if "--trials" in sys.argv else 50
 SEED = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else int(time.time())
 rng = random.Random(SEED)
 DALA, SERVER = os.path.join(BIN, "dala"), os.path.join(BIN, "dala-server")
-ENV = dict(os.environ, DALA_PASSPHRASE="crash trials")
-KDF = ["--kdf-ops", "1", "--kdf-mem-mib", "8"]
-
-
-def run(*args, check=True, timeout=60):
-    p = subprocess.run(list(args), env=ENV, capture_output=True, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {p.returncode}: {p.stderr.strip()}")
-    return p
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def sha(path):
@@ -49,24 +35,8 @@ def sha(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-class Server:
-    def __init__(self, data, port):
-        self.data, self.port, self.proc = data, port, None
-
-    def start(self):
-        self.proc = subprocess.Popen([SERVER, "run", "--data", self.data, "--listen", f"127.0.0.1:{self.port}",
-                                      "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        self.proc.stdout.readline()  # "listening on ..."
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
+def Server(data, port):
+    return harness.Server(SERVER, data, port)
 
 
 def main():
@@ -75,7 +45,8 @@ def main():
     server = None
     failures = []
     try:
-        pk = run(DALA, "desk", "keygen", "--out", os.path.join(work, "org.key"), *KDF).stdout.strip()
+        org_key = os.path.join(work, "org.key")
+        pk = run(DALA, "desk", "keygen", "--out", org_key, *KDF).stdout.strip()
         run(SERVER, "init", "--data", os.path.join(work, "srv"), "--recipient", pk)
         server = Server(os.path.join(work, "srv"), free_port())
         invite = run(SERVER, "invite", "--data", server.data, "--url", f"http://127.0.0.1:{server.port}",
@@ -86,9 +57,32 @@ def main():
         finished = {}  # report id -> sha256 of its attachment (or None): commands that exited 0
         kills = {}
         for trial in range(TRIALS):
-            action = rng.choice(["report", "media", "media", "sync", "sync"])
+            action = rng.choice(["report", "media", "media", "sync", "sync", "server"])
             cmd = [DALA]
             media = None
+            if action == "server":
+                # dala-server alone is killed while a phone pushes and uploads (a few MB waiting).
+                clip = os.path.join(work, f"clip{trial}.mp4")
+                with open(clip, "wb") as f:
+                    f.write(os.urandom(rng.randint(1_000_000, 8_000_000)))
+                rid = run(DALA, "report", "add", "--store", store, "--form", "detention/1", "--text",
+                          f"trial {trial}", "--attach", clip, "--seal").stdout.strip()
+                finished[rid] = sha(clip)
+                os.remove(clip)
+                proc = subprocess.Popen([DALA, "sync", "--store", store, "--timeout", "10"], env=ENV,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(rng.uniform(0.01, 0.5))
+                killed = proc.poll() is None
+                server.kill()
+                if killed:
+                    kills["server"] = kills.get("server", 0) + 1
+                server.start()
+                proc.wait(timeout=60)
+                try:
+                    check_store(store, finished, full=trial % 10 == 9 or trial == TRIALS - 1)
+                except AssertionError as e:
+                    failures.append(f"trial {trial} (server killed={killed}): {e}")
+                continue
             if action == "report":
                 cmd += ["report", "add", "--store", store, "--form", "detention/1", "--text", f"trial {trial}", "--seal"]
             elif action == "media":
@@ -126,26 +120,16 @@ def main():
                 check_store(store, finished, full=trial % 10 == 9 or trial == TRIALS - 1)
             except AssertionError as e:
                 failures.append(f"trial {trial} ({action}, killed={killed}): {e}")
-        # The end: a clean sync delivers everything sealed exactly once, with verified receipts.
+        # The end: a clean sync delivers everything sealed exactly once, with verified receipts, and the
+        # desk verifies every report and attachment the server exports.
         for _ in range(20):
-            if run(DALA, "sync", "--store", store, "--timeout", "30", check=False).returncode == 0:
+            if run(DALA, "sync", "--store", store, "--now", "--timeout", "30", check=False).returncode == 0:
                 break
             time.sleep(0.5)
-        reports = json.loads(run(DALA, "report", "list", "--store", store, "--json").stdout)
-        sealed = [r for r in reports if r["state"] != "draft"]
-        undelivered = [r["id"] for r in sealed if r["state"] != "delivered"]
-        if undelivered:
-            failures.append(f"after the final sync, not delivered: {undelivered}")
-        receipts = json.loads(run(DALA, "receipts", "--store", store, "--json").stdout)
-        if len(receipts) != len(sealed) or not all(r["verified"] for r in receipts):
-            failures.append(f"{len(receipts)} receipts for {len(sealed)} sealed reports (all verified: "
-                            f"{all(r['verified'] for r in receipts)})")
-        devices = json.loads(run(SERVER, "devices", "--data", server.data, "--json").stdout)
-        stored = sum(d["reports"] for d in devices)
-        if stored != len(sealed):
-            failures.append(f"the server holds {stored} reports for {len(sealed)} sealed on the phone")
+        problems, sealed = harness.check_delivered(DALA, SERVER, server.data, org_key, [store])
+        failures += problems
         print(f"crash trials: seed {SEED}, {TRIALS} trials, SIGKILLs {kills}, {len(finished)} reports finished, "
-              f"{len(sealed)} sealed, {stored} on the server")
+              f"{sealed} sealed versions, each on the server once and verified by the desk: {not problems}")
     finally:
         if server:
             server.stop()

@@ -97,6 +97,29 @@ TEST(Outbox, RetryBacksOffExponentiallyWithJitter) {
   }
 }
 
+// "Send now": a report backing off after a server error is due at once on RetryNow, not on
+// RetryOfflineNow (which is for reports that waited only for the network); delivered ones stay delivered.
+TEST(Outbox, RetryNowIgnoresBackoffOfQueuedReportsOnly) {
+  Fixture f;
+  ReportId failed = f.Seal(), offline = f.Seal(), done = f.Seal();
+  ASSERT_EQ(f.s->NextBatch("org", 3, 1 << 20)->size(), 3u);
+  ASSERT_TRUE(f.s->MarkRetry("org", failed, 1, "HTTP 400").ok());
+  ASSERT_TRUE(f.s->MarkRetry("org", offline, 1, kOfflineReason).ok());
+  ASSERT_TRUE(f.s->MarkDelivered("org", done, 1, crypto::Bytes("receipt")).ok());
+  EXPECT_TRUE(f.s->NextBatch("org", 3, 1 << 20)->empty());
+  ASSERT_TRUE(f.s->RetryOfflineNow().ok());
+  auto b = f.s->NextBatch("org", 3, 1 << 20);
+  ASSERT_EQ(b->size(), 1u);
+  EXPECT_EQ((*b)[0].id, offline);
+  ASSERT_TRUE(f.s->MarkRetry("org", offline, 1, kOfflineReason).ok());
+  ASSERT_TRUE(f.s->RetryNow().ok());
+  b = f.s->NextBatch("org", 3, 1 << 20);
+  ASSERT_EQ(b->size(), 2u);
+  std::set<ReportId> due{(*b)[0].id, (*b)[1].id};
+  EXPECT_EQ(due, (std::set<ReportId>{failed, offline}));
+  EXPECT_EQ(f.s->Stats("org")->delivered, 1u);
+}
+
 TEST(Outbox, JitterSpreadsRetries) {
   StoreOptions o = FastOptions();
   o.backoff_base_ms = 60000;

@@ -52,7 +52,9 @@ Reports:
 
 Delivery:
   dala join --store DIR INVITE            records the organisation's server; reports are sealed to it at once
-  dala sync --store DIR [--timeout SECONDS]   sends what is due; exit 0: nothing left, 5: work remains
+  dala sync --store DIR [--timeout SECONDS] [--now]
+                                              sends what is due (--now: all queued, whatever its backoff);
+                                              exit 0: nothing left, 5: work remains
   dala receipts --store DIR [--json]      the server's signed receipts kept on this phone
 
 Organisation desk:
@@ -722,9 +724,10 @@ int CmdSync(const Args& a) {
     std::fprintf(stderr, "dala: this store has not joined an organisation; run 'dala join' with an invite\n");
     return kExitError;
   }
-  // Someone asked to sync now: what waited only because the network was down is due now.
+  // Someone asked to sync now: what waited only because the network was down is due now; with --now,
+  // everything queued, whatever its backoff.
   Error ne;
-  ne.Check(dala_store_notify_online(s.get(), ne.out()));
+  ne.Check(a.flag("now") ? dala_store_retry_now(s.get(), ne.out()) : dala_store_notify_online(s.get(), ne.out()));
   dala_sync_result r;
   Error e;
   e.Check(dala_sync_run_once(s.get(), &o, &r, e.out()));
@@ -815,7 +818,7 @@ int CmdReceipts(const Args& a) {
 
 }  // namespace
 
-const char* const kFlags[] = {"seal", "json", "yes", "delete-after-delivery", "help"};
+const char* const kFlags[] = {"seal", "json", "yes", "delete-after-delivery", "help", "now"};
 const char* const kValued[] = {"store", "form", "field", "text", "text-file", "passphrase-file",
                                "new-passphrase-file", "version", "remove-field", "out", "destination",
                                "kdf-ops", "kdf-mem-mib", "location", "priority", "timeout", "key", "from",

@@ -566,6 +566,10 @@ DALA_API dala_status dala_sync_run_once(dala_store *store, const dala_sync_optio
 /* Any thread. Connectivity is back (or the user asked to sync now): reports that waited only because no
    server could be reached are due at once, without waiting out their backoff. Call before run_once. */
 DALA_API dala_status dala_store_notify_online(dala_store *store, dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. The user asked to send now ("Send now" in the app): every queued report is due at once,
+   whatever its backoff (a report that failed on a garbled answer, say, waits for nothing). Not for
+   automatic retries: backoff protects a struggling server. Call before run_once. */
+DALA_API dala_status dala_store_retry_now(dala_store *store, dala_error **out_error) DALA_NOEXCEPT;
 
 /* Background mode: a thread of the session's own runs the sync at start, whenever the app calls
    dala_sync_session_notify_online, and when the earliest retry falls due. options->timeout_ms bounds each

@@ -187,4 +187,9 @@ extension Store {
     public func notifyOnline() throws {
         try use { s in try check { dala_store_notify_online(s, $0) } }
     }
+
+    /// The user asked to send now: every queued report is due at once, whatever its backoff.
+    public func retryNow() throws {
+        try use { s in try check { dala_store_retry_now(s, $0) } }
+    }
 }

@@ -37,6 +37,7 @@ final class Native {
                                              long opsLimit, long memLimit);
     static native byte[] storeDeviceKey(long store);
     static native void storeNotifyOnline(long store);
+    static native void storeRetryNow(long store);
 
     // Reports.
     static native long reportCreate(long store, byte[] form);

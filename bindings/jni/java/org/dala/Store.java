@@ -194,6 +194,11 @@ public final class Store extends NativeHandle {
         run(Native::storeNotifyOnline);
     }
 
+    /** The user asked to send now: every queued report is due at once, whatever its backoff. */
+    public void retryNow() {
+        run(Native::storeRetryNow);
+    }
+
     /** Delivery runs on this store. */
     public Sync sync() {
         return new Sync(this);

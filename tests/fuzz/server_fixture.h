@@ -1,0 +1,49 @@
+// A dala-server core for the server fuzz targets: created once per process in a scratch directory, with
+// the fixed organisation key as recipient and the fixed device enrolled.
+#pragma once
+
+#include <memory>
+
+#include "fuzz_common.h"
+#include "protocol.h"
+#include "server_core.h"
+
+namespace dala::fuzz {
+
+inline server::ServerCore& Server() {
+  static server::ServerCore* core = [] {
+    const std::string dir = ScratchDir() + "/server";
+    const crypto::BoxKeyPair org = FixedBoxKeyPair(kOrgLabel);
+    if (!server::ServerCore::Init(dir, {org.public_key}).ok()) std::abort();
+    server::Limits limits;
+    limits.max_storage_bytes = 64u << 20;  // storage-full answers are reachable
+    auto opened = server::ServerCore::Open(dir, limits);
+    if (!opened.ok()) std::abort();
+    server::ServerCore* s = opened->release();
+    std::atexit([] { delete core; });
+    // Enrol the fixed device, as a phone would with an invite.
+    auto invite_text = s->CreateInvite({"http://127.0.0.1:1"}, 1000, 4102444800000, "fuzz");
+    auto invite = protocol::DecodeInvite(*invite_text);
+    if (!invite.ok()) std::abort();
+    v1::Request req;
+    const crypto::SigningKey device = FixedSigningKey(kDeviceLabel);
+    req.set_device_key(device.public_key.data(), 32);
+    req.set_server_key(s->server_key().data(), 32);
+    req.mutable_enrol()->set_token(invite->token());
+    auto r = s->Handle("POST", protocol::kPathEnrol, protocol::kContentType, protocol::SignRequest(device, req));
+    if (r.status != 200) std::abort();
+    return s;
+  }();
+  return *core;
+}
+
+// Every answer is an HTTP status the front end can send, and a protobuf answer parses.
+inline void CheckAnswer(const server::HttpResult& r) {
+  if (r.status < 200 || r.status > 599) std::abort();
+  if (r.status == 200 && r.content_type == protocol::kContentType) {
+    v1::Response resp;
+    if (!resp.ParseFromString(r.body)) std::abort();
+  }
+}
+
+}  // namespace dala::fuzz
