@@ -46,14 +46,19 @@ std::string Q(std::string_view s) {  // JSON string for our own short, known-saf
 }
 }  // namespace
 
-// One per connection, shared with Stop(): lets it close idle keep-alive connections at once.
-// Touched only on the connection's strand (alive and busy) or under the registry mutex.
+// One per connection, shared with Stop() and Admit(): lets them close connections waiting for a request.
+// alive/busy/waiting_since are written on the connection's strand and read by the acceptor to choose
+// whom to evict; the close itself runs on the connection's strand.
 struct Conn {
   asio::any_io_executor ex;
   beast::tcp_stream* tcp = nullptr;
-  bool alive = true;
-  bool busy = false;
+  std::atomic<bool> alive{true};   // false once the session ended (its stream is gone)
+  std::atomic<bool> busy{false};
+  std::atomic<bool> evicted{false};
+  std::atomic<int64_t> waiting_since{0};  // steady clock ns: accepted, or its last answer went out
 };
+
+constexpr size_t kFreeBodyBytes = 64u << 10;  // per connection, outside the shared body budget
 
 struct HttpServer::Impl {
   std::mutex conns_mu;
@@ -65,6 +70,7 @@ struct HttpServer::Impl {
   std::unique_ptr<ssl::context> tls;
   std::atomic<bool> stopping{false};
   std::atomic<size_t> connections{0};
+  std::atomic<size_t> buffered{0};  // body bytes reserved beyond each connection's free 64 KiB
   std::atomic<uint64_t> served{0};
   asio::thread_pool storage_pool{2};  // upload chunks: hash, write, fdatasync
   uint16_t bound_port = 0;
@@ -185,6 +191,7 @@ struct HttpServer::Impl {
     beast::flat_buffer buffer;
     auto idle_since = std::chrono::steady_clock::now();  // accepted, or the last answer went out
     for (;;) {
+      conn.waiting_since = std::chrono::steady_clock::now().time_since_epoch().count();
       conn.busy = false;
       if (stopping) co_return;
       http::request_parser<http::empty_body> head;
@@ -214,14 +221,36 @@ struct HttpServer::Impl {
         if (dropped) co_return;  // cut mid-body: what arrived whole is kept; nothing to answer
         if (!body_done) keep_alive = false, linger = true;  // answered early (e.g. a bad chunk)
       } else {
-        // A declared Content-Length over the limit is refused right after the header.
-        bool too_large = head.content_length() && *head.content_length() > opt.max_body_bytes;
+        // A declared Content-Length over the limit is refused right after the header; so is a body without
+        // one (Dala clients always send it) and one that does not fit the shared body budget now.
+        const auto declared = head.content_length();
+        bool too_large = declared && *declared > opt.max_body_bytes;
+        const size_t reserve = declared && !too_large && *declared > kFreeBodyBytes ? *declared - kFreeBodyBytes : 0;
+        bool over_budget = false;
+        if (reserve > 0 && buffered.fetch_add(reserve) + reserve > opt.max_buffered_bytes) {
+          buffered -= reserve;
+          over_budget = true;
+        }
+        struct Release {
+          std::atomic<size_t>& n;
+          size_t r;
+          ~Release() { n -= r; }
+        } release{buffered, over_budget ? 0 : reserve};
         http::request_parser<http::string_body> parser(std::move(head));
         parser.body_limit(opt.max_body_bytes);
         boost::system::error_code bec;
-        if (!too_large) std::tie(bec, bn) = co_await http::async_read(stream, buffer, parser, kTuple);
+        const bool chunked = !declared && !parser.is_done();
+        if (!too_large && !over_budget && !chunked)
+          std::tie(bec, bn) = co_await http::async_read(stream, buffer, parser, kTuple);
         if (bec == http::error::body_limit) too_large = true;
-        if (too_large) {
+        if (chunked) {
+          result = {411, "text/plain", "a request body needs a Content-Length\n"};
+          linger = true;
+        } else if (over_budget) {
+          Log("warn", "\"event\":\"body_budget\",\"peer\":" + Q(peer) + ",\"bytes\":" + std::to_string(*declared));
+          result = {503, "text/plain", "the server is busy; try again later\n"};
+          linger = true;
+        } else if (too_large) {
           result = {413, "text/plain", "request body too large\n"};
           linger = true;
         } else if (bec) {
@@ -303,6 +332,7 @@ struct HttpServer::Impl {
 
   void Register(const std::shared_ptr<Conn>& conn, beast::tcp_stream* tcp) {
     conn->tcp = tcp;
+    conn->waiting_since = std::chrono::steady_clock::now().time_since_epoch().count();
     std::lock_guard lock(conns_mu);
     std::erase_if(conns, [](const std::weak_ptr<Conn>& w) { return w.expired(); });
     conns.push_back(conn);
@@ -320,8 +350,30 @@ struct HttpServer::Impl {
     }
   }
 
+  // At the connection limit the connection that has waited longest for a request (idle, or trickling a
+  // header in) is closed to make room: idle and slow peers cannot lock phones out, and a connection in
+  // the middle of a request is never the one closed. Only when every connection is busy is the new one
+  // refused. The count may pass the limit by the connections being closed at that moment.
+  bool EvictOldestWaiting() {
+    std::shared_ptr<Conn> oldest;
+    {
+      std::lock_guard lock(conns_mu);
+      for (auto& w : conns) {
+        auto c = w.lock();
+        if (!c || !c->alive || c->busy || c->evicted || c->tcp == nullptr) continue;
+        if (!oldest || c->waiting_since < oldest->waiting_since) oldest = c;
+      }
+    }
+    if (!oldest) return false;
+    oldest->evicted = true;  // not chosen twice
+    asio::post(oldest->ex, [oldest] {
+      if (oldest->alive && !oldest->busy && oldest->tcp != nullptr) oldest->tcp->cancel();
+    });
+    return true;
+  }
+
   void Admit(tcp::socket socket) {
-    if (connections >= opt.max_connections) {
+    if (connections >= opt.max_connections && !(connections < opt.max_connections + 64 && EvictOldestWaiting())) {
       Log("warn", "\"event\":\"connection_limit\",\"limit\":" + std::to_string(opt.max_connections));
       boost::system::error_code ignored;
       socket.close(ignored);

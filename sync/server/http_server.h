@@ -23,6 +23,10 @@ struct HttpOptions {
   size_t max_connections = 1024;
   size_t max_header_bytes = 8192;
   size_t max_body_bytes = 16u << 20;
+  // Request bodies are read whole before their signature can be checked (uploads stream instead). Each
+  // connection may buffer up to 64 KiB freely (a report's push); bigger bodies share this budget, and one
+  // that does not fit is answered 503 at once. Bounds what unauthenticated peers can make the server hold.
+  size_t max_buffered_bytes = 256u << 20;
   bool log_requests = true;       // JSON lines on stderr; never contents or keys
 };
 

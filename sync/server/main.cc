@@ -32,7 +32,9 @@ const char kUsage[] = R"(usage: dala-server COMMAND [OPTIONS]
                                          --tls-cert pins that certificate's key (self-signed servers)
   dala-server run --data DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE] [--threads N]
                   [--max-connections N] [--max-body-mib N] [--max-batch N] [--header-timeout S] [--body-timeout S]
-                  [--max-storage-mib N] [--quiet]     --max-storage-mib: attachment bytes held at most
+                  [--max-buffered-mib N] [--max-storage-mib N] [--quiet]
+                                         --max-storage-mib: attachment bytes held at most
+                                         --max-buffered-mib: request bodies held in memory at once (256)
   dala-server devices --data DIR [--json]
   dala-server revoke --data DIR DEVICE_KEY
   dala-server export --data DIR --out PATH   attachments go to PATH.media/ (hard links where possible)
@@ -44,7 +46,7 @@ and stops gracefully on SIGTERM or SIGINT: requests in flight finish, nothing is
 const char* const kFlags[] = {"json", "quiet", "help"};
 const char* const kValued[] = {"data", "recipient", "url", "uses", "expires", "organisation", "listen", "tls-cert",
                                "tls-key", "threads", "max-connections", "max-body-mib", "max-batch", "header-timeout",
-                               "body-timeout", "out", "max-storage-mib"};
+                               "body-timeout", "out", "max-storage-mib", "max-buffered-mib"};
 
 struct Failure {
   Status st;
@@ -101,6 +103,7 @@ int Run(const Args& a) {
   if (auto v = a.get("threads")) o.threads = static_cast<int>(std::max<uint64_t>(1, Number(*v, "--threads")));
   if (auto v = a.get("max-connections")) o.max_connections = Number(*v, "--max-connections");
   if (auto v = a.get("max-body-mib")) o.max_body_bytes = Number(*v, "--max-body-mib") << 20;
+  if (auto v = a.get("max-buffered-mib")) o.max_buffered_bytes = Number(*v, "--max-buffered-mib") << 20;
   if (auto v = a.get("header-timeout")) o.header_timeout_s = static_cast<int>(Number(*v, "--header-timeout"));
   if (auto v = a.get("body-timeout")) o.body_timeout_s = static_cast<int>(Number(*v, "--body-timeout"));
   o.log_requests = !a.flag("quiet");
