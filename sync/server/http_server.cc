@@ -352,8 +352,10 @@ struct HttpServer::Impl {
 
   // At the connection limit the connection that has waited longest for a request (idle, or trickling a
   // header in) is closed to make room: idle and slow peers cannot lock phones out, and a connection in
-  // the middle of a request is never the one closed. Only when every connection is busy is the new one
-  // refused. The count may pass the limit by the connections being closed at that moment.
+  // the middle of a request is never the one closed; the newest connections, which have only just had
+  // the chance to send theirs, are the last to go. Only when every connection is in a request is the new
+  // one refused. The count passes the limit by the connections being closed at that moment; Accept()
+  // bounds that by waiting for them to close.
   bool EvictOldestWaiting() {
     std::shared_ptr<Conn> oldest;
     {
@@ -373,7 +375,7 @@ struct HttpServer::Impl {
   }
 
   void Admit(tcp::socket socket) {
-    if (connections >= opt.max_connections && !(connections < opt.max_connections + 64 && EvictOldestWaiting())) {
+    if (connections >= opt.max_connections && !EvictOldestWaiting()) {
       Log("warn", "\"event\":\"connection_limit\",\"limit\":" + std::to_string(opt.max_connections));
       boost::system::error_code ignored;
       socket.close(ignored);
@@ -386,8 +388,21 @@ struct HttpServer::Impl {
     asio::co_spawn(ex, Session(std::move(socket)), asio::detached);
   }
 
+  // Evicted connections close on their own strands, a moment after Admit() chose them. While more than
+  // kClosingHeadroom are still closing, new connections wait in the kernel's accept queue rather than
+  // being refused: a burst of connections (a flood, or phones back online together) is taken in order
+  // as room is made, and a phone in it is not turned away for arriving at the wrong moment.
+  static constexpr size_t kClosingHeadroom = 64;
+  asio::awaitable<void> WaitForRoom() {
+    for (int i = 0; i < 500 && !stopping && connections >= opt.max_connections + kClosingHeadroom; ++i) {
+      asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(2));
+      co_await pause.async_wait(kTuple);
+    }
+  }
+
   asio::awaitable<void> Accept() {
     for (;;) {
+      co_await WaitForRoom();
       auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc), kTuple);
       if (stopping) co_return;
       if (ec) {
@@ -400,7 +415,7 @@ struct HttpServer::Impl {
       Admit(std::move(socket));
       // Drain the backlog now: one accept per trip through a run queue full of busy handlers would leave
       // a burst of phones (all back online at once) waiting in the kernel's accept queue for hundreds of ms.
-      for (int i = 0; i < 4096 && !stopping; ++i) {
+      for (int i = 0; i < 4096 && !stopping && connections < opt.max_connections + kClosingHeadroom; ++i) {
         tcp::socket next(asio::make_strand(ioc));
         boost::system::error_code aec;
         acceptor.accept(next, aec);  // the acceptor is non-blocking: would_block ends the drain
