@@ -147,6 +147,9 @@ class ServerCore {
   uint64_t Received(const std::string& name, const Blob& blob);
   void EndUpload(const std::string& name, uint64_t received);
   Status MarkComplete(const std::string& device_key, const std::string& attachment_id);
+  // Under mu_, inside the writer's transaction: an attachment not recorded complete whose file is whole and
+  // verified is made durable and recorded complete (true); false if bytes are missing.
+  Result<bool> CompleteOnDiskLocked(const std::string& device_key, const v1::AttachmentManifest& m);
   // Under mu_, inside the writer's transaction: records the envelope's attachments; true if all complete.
   Result<bool> AttachmentsLocked(const std::string& device_key, const crypto::EnvelopeHeader& h, std::string* conflict);
   HttpResult Enrol(const std::string& device_key, const std::string& token);

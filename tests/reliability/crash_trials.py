@@ -128,16 +128,31 @@ def main():
             time.sleep(0.5)
         problems, sealed = harness.check_delivered(DALA, SERVER, server.data, org_key, [store])
         failures += problems
+        if problems:
+            explain_undelivered(store)
         print(f"crash trials: seed {SEED}, {TRIALS} trials, SIGKILLs {kills}, {len(finished)} reports finished, "
               f"{sealed} sealed versions, each on the server once and verified by the desk: {not problems}")
     finally:
         if server:
             server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if failures:
+            print(f"kept for a look: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     for f in failures:
         print("FAIL:", f)
     print(f"{TRIALS + 1 - len(failures)} passed, {len(failures)} failed")
     return 1 if failures else 0
+
+
+def explain_undelivered(store):
+    """What the phone says of every version it holds no receipt for, and what one more sync says."""
+    got = {(r["id"], r["version"]) for r in json.loads(run(DALA, "receipts", "--store", store, "--json").stdout)}
+    for (rid, version) in sorted(harness.sealed_versions(DALA, store) - got):
+        print(f"UNDELIVERED {rid} v{version}:")
+        print(run(DALA, "report", "show", "--store", store, rid, check=False).stdout)
+    p = run(DALA, "sync", "--store", store, "--now", "--timeout", "30", check=False)
+    print(f"one more sync: exit {p.returncode}: {p.stdout.strip()} {p.stderr.strip()}")
 
 
 def check_store(store, finished, full):

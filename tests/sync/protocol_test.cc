@@ -1,5 +1,8 @@
 // The sync protocol end to end in one process: phones (Store + SyncEngine) and a ServerCore, joined by a
 // transport that calls ServerCore::Handle. Faults are injected in the transport.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <filesystem>
 #include <thread>
@@ -658,6 +661,46 @@ TEST(Media, AServerRestartKeepsEveryAcknowledgedChunk) {
   auto r = Sync(*phone, *w.net);
   EXPECT_EQ(phone->Get(m.id)->state, ReportState::kDelivered) << r.last_error;
   EXPECT_LE(w.net->upload_bytes, total - 2 * media::kUploadChunk);  // resumed after the two durable chunks
+}
+
+// The crash trials found this: dala-server killed after an upload's last chunk was made durable but
+// before it recorded the attachment complete. The phone, told that every byte is there, has nothing left
+// to send; pushing the report again must finish it, not hold it as incomplete for ever.
+TEST(Media, AServerKilledBeforeRecordingAnUploadCompleteStillDelivers) {
+  World w;
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  MediaReport m = SealWithMedia(*phone, {2 * media::kUploadChunk + 300});
+  phone.reset();  // the child opens its own handles, as a separate process would
+  w.net.reset();
+  w.server.reset();
+  pid_t pid = fork();
+  if (pid == 0) {
+    testing::SetFailpointHook([](const char* n) {
+      if (std::string_view(n) == "server.upload.before_complete") _exit(0);
+    });
+    auto server = server::ServerCore::Open(w.t.sub("server"));
+    auto p = Store::Open(w.t.sub("p"), Pass("pw"), FastOptions());
+    if (!server.ok() || !p.ok()) _exit(2);
+    LoopTransport net(server->get());
+    (void)sync::RunOnce(**p, net, SystemNowMs() + 10000, nullptr);
+    _exit(1);  // the failpoint was not reached
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0) << "the failpoint was not reached";
+
+  w.server = std::move(server::ServerCore::Open(w.t.sub("server"))).value();
+  w.net = std::make_unique<LoopTransport>(w.server.get());
+  phone = std::move(Store::Open(w.t.sub("p"), Pass("pw"), FastOptions())).value();
+  ASSERT_TRUE(phone->RetryNow().ok());
+  auto r = Sync(*phone, *w.net);
+  EXPECT_EQ(phone->Get(m.id)->state, ReportState::kDelivered) << r.last_error;
+  EXPECT_EQ(r.remaining, 0u);
+  EXPECT_EQ(w.net->upload_bytes, 0u);  // every byte was already held: nothing is sent again
+  EXPECT_EQ(*w.server->ReportCount(), 1u);
+  EXPECT_TRUE(SameFile(phone->LocalAttachmentFile(m.attachments[0].id)->path, BlobFile(w, *phone, m.attachments[0])));
 }
 
 TEST(Media, UploadRequestsThatDoNotFitAreRefused) {
