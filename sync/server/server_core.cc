@@ -424,11 +424,7 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
         // No room for what is missing: say so now, before the phone sends any of it.
         uint64_t missing = 0;
         for (const auto& m : it.h.attachments) {
-          Blob b;
-          b.size = m.size();
-          b.chunk_size = m.chunk_size();
-          b.chunk_hashes = m.chunk_hashes();
-          missing += m.size() - std::min(m.size(), Received(protocol::AttachmentFileName(B(device_key), B(m.attachment_id())), b));
+          missing += m.size() - std::min(m.size(), ReceivedFor(device_key, m));
         }
         if (stored_bytes_ + missing > limits_.max_storage_bytes) {
           res->set_code(v1::RETRY_LATER);
@@ -446,13 +442,9 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
         DALA_RETURN_IF_ERROR(p.Run());
         res->set_code(v1::INCOMPLETE);
         for (const auto& m : it.h.attachments) {
-          Blob b;
-          b.size = m.size();
-          b.chunk_size = m.chunk_size();
-          b.chunk_hashes = m.chunk_hashes();
           auto* ap = res->add_attachments();
           ap->set_attachment_id(m.attachment_id());
-          ap->set_received(Received(protocol::AttachmentFileName(B(device_key), B(m.attachment_id())), b));
+          ap->set_received(ReceivedFor(device_key, m));
         }
         continue;
       }
@@ -561,22 +553,23 @@ uint64_t VerifiedPrefix(const std::string& path, uint64_t size, uint32_t chunk_s
 // has nothing left to send, so nothing else would ever finish the report: the file is made durable and
 // recorded complete here, when the report is pushed again.
 Result<bool> ServerCore::CompleteOnDiskLocked(const std::string& device_key, const v1::AttachmentManifest& m) {
-  Blob b;
-  b.size = m.size();
-  b.chunk_size = m.chunk_size();
-  b.chunk_hashes = m.chunk_hashes();
-  const std::string name = protocol::AttachmentFileName(B(device_key), B(m.attachment_id()));
-  if (m.size() == 0 || Received(name, b) != m.size()) return false;
-  int fd = ::open(BlobPath(name).c_str(), O_RDONLY | O_CLOEXEC);
+  if (m.size() == 0 || ReceivedFor(device_key, m) != m.size()) return false;
+  int fd = ::open(BlobPath(protocol::AttachmentFileName(B(device_key), B(m.attachment_id()))).c_str(),
+                  O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
   const bool durable = ::fdatasync(fd) == 0;
   ::close(fd);
   if (!durable) return false;
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
-      "UPDATE blobs SET complete = 1 WHERE device_key = ? AND attachment_id = ?"));
-  st.Bind(1, B(device_key)).Bind(2, B(m.attachment_id()));
-  DALA_RETURN_IF_ERROR(st.Run());
+  DALA_RETURN_IF_ERROR(MarkCompleteLocked(device_key, m.attachment_id()));
   return true;
+}
+
+uint64_t ServerCore::ReceivedFor(const std::string& device_key, const v1::AttachmentManifest& m) {
+  Blob b;
+  b.size = m.size();
+  b.chunk_size = m.chunk_size();
+  b.chunk_hashes = m.chunk_hashes();
+  return Received(protocol::AttachmentFileName(B(device_key), B(m.attachment_id())), b);
 }
 
 uint64_t ServerCore::Received(const std::string& name, const Blob& blob) {
@@ -597,6 +590,10 @@ void ServerCore::EndUpload(const std::string& name, uint64_t received) {
 
 Status ServerCore::MarkComplete(const std::string& device_key, const std::string& attachment_id) {
   std::lock_guard lock(mu_);
+  return MarkCompleteLocked(device_key, attachment_id);
+}
+
+Status ServerCore::MarkCompleteLocked(const std::string& device_key, const std::string& attachment_id) {
   DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
       "UPDATE blobs SET complete = 1 WHERE device_key = ? AND attachment_id = ?"));
   st.Bind(1, B(device_key)).Bind(2, B(attachment_id));

@@ -146,7 +146,10 @@ class ServerCore {
   // Verified, durable bytes held for an attachment (from memory, or from its file after a restart).
   uint64_t Received(const std::string& name, const Blob& blob);
   void EndUpload(const std::string& name, uint64_t received);
+  // Received() for an envelope's attachment.
+  uint64_t ReceivedFor(const std::string& device_key, const v1::AttachmentManifest& m);
   Status MarkComplete(const std::string& device_key, const std::string& attachment_id);
+  Status MarkCompleteLocked(const std::string& device_key, const std::string& attachment_id);  // under mu_
   // Under mu_, inside the writer's transaction: an attachment not recorded complete whose file is whole and
   // verified is made durable and recorded complete (true); false if bytes are missing.
   Result<bool> CompleteOnDiskLocked(const std::string& device_key, const v1::AttachmentManifest& m);

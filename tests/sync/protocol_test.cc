@@ -663,7 +663,7 @@ TEST(Media, AServerRestartKeepsEveryAcknowledgedChunk) {
   EXPECT_LE(w.net->upload_bytes, total - 2 * media::kUploadChunk);  // resumed after the two durable chunks
 }
 
-// The crash trials found this: dala-server killed after an upload's last chunk was made durable but
+// A crash-trial failure led here: dala-server killed after an upload's last chunk was made durable but
 // before it recorded the attachment complete. The phone, told that every byte is there, has nothing left
 // to send; pushing the report again must finish it, not hold it as incomplete for ever.
 TEST(Media, AServerKilledBeforeRecordingAnUploadCompleteStillDelivers) {
