@@ -143,7 +143,8 @@ class ServerCore {
   };
   ServerCore(std::string dir, db::Db db, crypto::SigningKey signing, Limits limits);
   std::string BlobPath(const std::string& name) const;
-  // Verified, durable bytes held for an attachment (from memory, or from its file after a restart).
+  // Verified bytes held for an attachment: durable ones (from memory), or after a restart those its file
+  // holds, which a SIGKILL may have left in the page cache only (CompleteOnDiskLocked syncs before use).
   uint64_t Received(const std::string& name, const Blob& blob);
   void EndUpload(const std::string& name, uint64_t received);
   // Received() for an envelope's attachment.
