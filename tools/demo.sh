@@ -115,12 +115,12 @@ done
 say "8. Connectivity returns (badly: the link drops once mid-video); the upload resumes; the receipts verify"
 "$BIN/dala-server" run --data "$WORK/server" --listen "127.0.0.1:$SPORT" --quiet >"$WORK/server.out" 2>&1 &
 SERVER=$!
-python3 "$ROOT/tools/cutproxy.py" "$PORT" "$SPORT" 6000000 2>"$WORK/proxy.out" &
+python3 "$ROOT/tools/faultproxy.py" cut "$PORT" "$SPORT" 6000000 2>"$WORK/proxy.out" &
 PROXY=$!
 trap 'kill $SERVER $PROXY 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 100); do grep -q listening "$WORK/server.out" && grep -q listening "$WORK/proxy.out" && break; sleep 0.05; done
 run "$DALA" sync --store "$PHONE"
-grep "cut the" "$WORK/proxy.out" | sed 's/^cutproxy: /network: /'
+grep "cut the" "$WORK/proxy.out" | sed 's/^faultproxy: /network: /'
 CIPHER=$(du -b "$PHONE"/media/* | cut -f1)
 DALA_PASSPHRASE="second phone" "$DALA" sync --store "$PHONE2"
 run "$DALA" receipts --store "$PHONE"

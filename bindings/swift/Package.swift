@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // The Swift binding: a system-library target over libdala's C API (found through the pkg-config file
-// CMake writes to build/lib/pkgconfig/dala.pc) and the Dala module on top. Swift 6 language mode.
+// CMake writes to build/lib/pkgconfig/dala.pc from the template it also installs) and the Dala module on top. Swift 6 language mode.
 import PackageDescription
 
 let package = Package(

@@ -7,8 +7,8 @@
 #include <memory>
 #include <string>
 
-#include "server_core.h"
-#include "status.h"
+#include "server/server_core.h"
+#include "base/status.h"
 
 namespace dala::server {
 

@@ -1,53 +1,39 @@
 // dala-server: the organisation's sync server. Stores sealed reports it cannot read, signs receipts.
-// Exit codes: 0 success, 1 error, 2 usage, 4 no such data directory or device.
+// Exit codes: 0 success, 1 error, 2 usage or invalid input, 4 no such data directory or device, or nothing
+// to export (docs/cli.md).
 #include <signal.h>
+#include <sodium.h>
+#include <sqlite3.h>
 
+#include <CLI/CLI.hpp>
+#include <boost/url.hpp>
+#include <boost/url/src.hpp>  // Boost.URL is compiled here: the one translation unit of dala-server that has it
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "../../tools/cli/args.h"
-#include "crypto.h"
-#include "fsutil.h"
-#include "http_server.h"
-#include "server_core.h"
-#include "store.h"
-#include "tls_pin.h"
+#include "base/clock.h"
+#include "base/encoding.h"
+#include "base/failpoint.h"
+#include "crypto/crypto.h"
+#include "protocol/tls_pin.h"
+#include "server/http_server.h"
+#include "server/server_core.h"
 
 namespace {
 
-using cli::Args;
-using cli::UsageError;
 using dala::Code;
 using dala::Status;
 
-const char kUsage[] = R"(usage: dala-server COMMAND [OPTIONS]
+constexpr int kExitOk = 0, kExitError = 1, kExitUsage = 2, kExitNotFound = 4;
 
-  dala-server init --data DIR --recipient PUBKEY [--recipient PUBKEY]...
-  dala-server invite --data DIR --url URL [--url URL]... [--uses N] [--expires DURATION] [--organisation NAME]
-                     [--tls-cert FILE]   prints the invite (DURATION: 30m, 12h, 7d; default 7d; uses: 1);
-                                         --tls-cert pins that certificate's key (self-signed servers)
-  dala-server run --data DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE] [--threads N]
-                  [--max-connections N] [--max-body-mib N] [--max-batch N] [--header-timeout S] [--body-timeout S]
-                  [--max-buffered-mib N] [--max-storage-mib N] [--quiet]
-                                         --max-storage-mib: attachment bytes held at most
-                                         --max-buffered-mib: request bodies held in memory at once (256)
-  dala-server devices --data DIR [--json]
-  dala-server revoke --data DIR DEVICE_KEY
-  dala-server export --data DIR --out PATH   attachments go to PATH.media/ (hard links where possible)
-
-run listens on 127.0.0.1:8443 unless told otherwise, logs JSON lines on stderr (never contents or keys),
-and stops gracefully on SIGTERM or SIGINT: requests in flight finish, nothing is half-written.
-)";
-
-const char* const kFlags[] = {"json", "quiet", "help"};
-const char* const kValued[] = {"data", "recipient", "url", "uses", "expires", "organisation", "listen", "tls-cert",
-                               "tls-key", "threads", "max-connections", "max-body-mib", "max-batch", "header-timeout",
-                               "body-timeout", "out", "max-storage-mib", "max-buffered-mib"};
-
+struct UsageError {
+  std::string message;
+};
 struct Failure {
   Status st;
 };
@@ -60,6 +46,60 @@ T Check(dala::Result<T> r) {
   return std::move(r).value();
 }
 
+void PrintJson(const nlohmann::json& j) {
+  std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+}
+
+// "SQLCipher 3.4.1 (SQLite 3.15.2)", measured in this process: PRAGMA cipher_version on a memory database.
+std::string SqlcipherVersion() {
+  std::string cipher;
+  sqlite3* db = nullptr;
+  if (sqlite3_open(":memory:", &db) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, "PRAGMA cipher_version", -1, &st, nullptr) == SQLITE_OK) {
+      if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != nullptr)
+        cipher = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+      sqlite3_finalize(st);
+    }
+  }
+  sqlite3_close(db);
+  return (cipher.empty() ? std::string("SQLCipher: codec NOT active") : "SQLCipher " + cipher) + " (SQLite " +
+         sqlite3_libversion() + ")";
+}
+
+std::string VersionText() {
+  return std::string("dala-server ") + DALA_VERSION_STRING + "\n" + SqlcipherVersion() + "\nlibsodium " +
+         sodium_version_string();
+}
+
+// A server address phones will dial: http(s)://HOST[:PORT][/PATH], nothing else (the transport's rules).
+void CheckServerUrl(const std::string& text) {
+  auto bad = [&](const std::string& why) {
+    throw UsageError{"--url '" + text + "' is not a server address: " + why +
+                     " (write http://HOST:PORT or https://HOST:PORT)"};
+  };
+  if (text.find("://") == std::string::npos) bad("it has no scheme");
+  {  // HOST:PORT with a PORT that is not a number (Boost.URL reads "host:notaport" otherwise)
+    std::string authority = text.substr(text.find("://") + 3);
+    authority = authority.substr(0, authority.find_first_of("/?#"));
+    auto colon = authority.rfind(':');
+    if (colon != std::string::npos && authority.find(']', colon) == std::string::npos &&
+        authority.find_first_not_of("0123456789", colon + 1) != std::string::npos)
+      bad("the port must be a number");
+  }
+  auto parsed = boost::urls::parse_uri(text);
+  if (!parsed) bad("it is not a valid URL");
+  const boost::urls::url_view& u = *parsed;
+  if (u.scheme() != "http" && u.scheme() != "https") bad("the scheme must be http or https");
+  if (!u.has_authority() || u.host().empty()) bad("it has no host");
+  if (u.has_userinfo()) bad("a user name or password does not belong in it");
+  if (u.has_port()) {
+    if (u.port().empty()) bad("the port after ':' is missing");
+    if (u.port().size() > 5 || u.port_number() == 0) bad("the port must be 1 to 65535");
+  }
+  if (u.has_query() || u.has_fragment()) bad("it may not have a query (?) or a fragment (#)");
+}
+
 uint64_t Number(const std::string& s, const char* what) {
   if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 12)
     throw UsageError{std::string(what) + " must be a whole number"};
@@ -67,50 +107,87 @@ uint64_t Number(const std::string& s, const char* what) {
 }
 
 int64_t DurationMs(const std::string& s) {
-  if (s.size() < 2) throw UsageError{"a duration looks like 30m, 12h or 7d"};
-  uint64_t n = Number(s.substr(0, s.size() - 1), "a duration");
+  const char* help = "--expires looks like 30m, 12h or 7d";
+  if (s.size() < 2) throw UsageError{help};
+  uint64_t n = Number(s.substr(0, s.size() - 1), "--expires");
   switch (s.back()) {
     case 's': return static_cast<int64_t>(n) * 1000;
     case 'm': return static_cast<int64_t>(n) * 60000;
     case 'h': return static_cast<int64_t>(n) * 3600000;
     case 'd': return static_cast<int64_t>(n) * 86400000;
   }
-  throw UsageError{"a duration looks like 30m, 12h or 7d"};
+  throw UsageError{help};
 }
 
 dala::crypto::PublicKey Key(const std::string& hex, const char* what) {
   dala::crypto::PublicKey k;
-  if (!dala::crypto::FromHex(hex, k)) throw UsageError{std::string(what) + " must be 64 hexadecimal characters"};
+  if (!dala::encoding::FromHex(hex, k)) throw UsageError{std::string(what) + " must be 64 hexadecimal characters"};
   return k;
 }
 
-std::unique_ptr<dala::server::ServerCore> OpenCore(const Args& a, dala::server::Limits limits = {}) {
-  return Check(dala::server::ServerCore::Open(a.need("data"), limits));
+// Everything the command line can say; each subcommand binds what it takes.
+struct Options {
+  std::string data, config, listen = "127.0.0.1:8443", tls_cert, tls_key, out, organisation, expires = "7d", device;
+  std::vector<std::string> recipients, urls;
+  uint32_t uses = 1;
+  int threads = 2, header_timeout = 10, body_timeout = 60;
+  uint64_t max_connections = 1024, max_body_mib = 16, max_buffered_mib = 256, max_batch = 256, max_storage_mib = 0;
+  bool quiet = false, json = false;
+};
+
+std::unique_ptr<dala::server::ServerCore> OpenCore(const Options& o, dala::server::ServerLimits limits = {}) {
+  return Check(dala::server::ServerCore::Open(o.data, limits));
 }
 
-int Run(const Args& a) {
+// `run --config FILE`: TOML or INI (CLI11's reader), keys named like run's long options, at the top or in a
+// [run] section. The command line wins over the file; an unknown key is refused.
+void ApplyConfig(CLI::App& run, const std::string& file) {
+  std::vector<CLI::ConfigItem> items;
+  try {
+    items = CLI::ConfigTOML().from_file(file);
+  } catch (const CLI::Error& e) {
+    throw UsageError{"cannot read the config file '" + file + "': " + e.what()};
+  }
+  for (const auto& item : items) {
+    if (item.name == "++" || item.name == "--") continue;  // section markers
+    if (!item.parents.empty() && !(item.parents.size() == 1 && item.parents[0] == "run"))
+      throw UsageError{"config file '" + file + "': unknown section [" + item.parents[0] + "] (only [run])"};
+    CLI::Option* opt = run.get_option_no_throw("--" + item.name);
+    if (opt == nullptr || !opt->get_configurable() || item.name == "config")
+      throw UsageError{"config file '" + file + "': unknown setting '" + item.name + "'"};
+    if (opt->count() > 0) continue;  // given on the command line
+    try {
+      opt->add_result(item.inputs);
+      opt->run_callback();
+    } catch (const CLI::Error& e) {
+      throw UsageError{"config file '" + file + "': " + e.what()};
+    }
+  }
+}
+
+int Run(const Options& a) {
   dala::server::HttpOptions o;
-  std::string listen = a.get("listen").value_or("127.0.0.1:8443");
-  auto colon = listen.rfind(':');
+  auto colon = a.listen.rfind(':');
   if (colon == std::string::npos) throw UsageError{"--listen is HOST:PORT"};
-  o.host = listen.substr(0, colon);
+  o.host = a.listen.substr(0, colon);
   if (o.host.size() > 2 && o.host.front() == '[' && o.host.back() == ']') o.host = o.host.substr(1, o.host.size() - 2);
-  uint64_t port = Number(listen.substr(colon + 1), "the port");
-  if (port > 65535) throw UsageError{"the port must be at most 65535"};
+  uint64_t port = Number(a.listen.substr(colon + 1), "the port of --listen");
+  if (port > 65535) throw UsageError{"the port of --listen must be at most 65535"};
   o.port = static_cast<uint16_t>(port);
-  o.tls_cert = a.get("tls-cert").value_or("");
-  o.tls_key = a.get("tls-key").value_or("");
-  if (auto v = a.get("threads")) o.threads = static_cast<int>(std::max<uint64_t>(1, Number(*v, "--threads")));
-  if (auto v = a.get("max-connections")) o.max_connections = Number(*v, "--max-connections");
-  if (auto v = a.get("max-body-mib")) o.max_body_bytes = Number(*v, "--max-body-mib") << 20;
-  if (auto v = a.get("max-buffered-mib")) o.max_buffered_bytes = Number(*v, "--max-buffered-mib") << 20;
-  if (auto v = a.get("header-timeout")) o.header_timeout_s = static_cast<int>(Number(*v, "--header-timeout"));
-  if (auto v = a.get("body-timeout")) o.body_timeout_s = static_cast<int>(Number(*v, "--body-timeout"));
-  o.log_requests = !a.flag("quiet");
-  dala::server::Limits limits;
+  if (a.tls_cert.empty() != a.tls_key.empty()) throw UsageError{"HTTPS needs both --tls-cert and --tls-key"};
+  o.tls_cert = a.tls_cert;
+  o.tls_key = a.tls_key;
+  o.threads = a.threads;
+  o.max_connections = a.max_connections;
+  o.max_body_bytes = a.max_body_mib << 20;
+  o.max_buffered_bytes = a.max_buffered_mib << 20;
+  o.header_timeout_s = a.header_timeout;
+  o.body_timeout_s = a.body_timeout;
+  o.log_requests = !a.quiet;
+  dala::server::ServerLimits limits;
   limits.max_body_bytes = o.max_body_bytes;
-  if (auto v = a.get("max-batch")) limits.max_batch = std::max<uint64_t>(1, Number(*v, "--max-batch"));
-  if (auto v = a.get("max-storage-mib")) limits.max_storage_bytes = Number(*v, "--max-storage-mib") << 20;
+  limits.max_batch = a.max_batch;
+  limits.max_storage_bytes = a.max_storage_mib << 20;
 
   // Signals are taken by one thread with sigwait; every other thread has them blocked.
   sigset_t set;
@@ -139,91 +216,194 @@ int Run(const Args& a) {
   // Wake the signal thread if Run ended for another reason.
   pthread_kill(signals.native_handle(), SIGTERM);
   signals.join();
-  return 0;
+  return kExitOk;
 }
 
-int Main(const Args& a) {
-  const std::string& cmd = a.words[0];
-  if (cmd == "init") {
-    std::vector<dala::crypto::PublicKey> recipients;
-    for (const auto& [k, v] : a.ordered)
-      if (k == "recipient") recipients.push_back(Key(v, "--recipient"));
-    Check(dala::server::ServerCore::Init(a.need("data"), recipients));
-    auto core = OpenCore(a);
-    std::fprintf(stderr, "Server data created in %s. Server key: %s\n", a.need("data").c_str(),
-                 dala::crypto::ToHex(core->server_key()).c_str());
-    return 0;
+int Init(const Options& a) {
+  std::vector<dala::crypto::PublicKey> recipients;
+  for (const auto& r : a.recipients) recipients.push_back(Key(r, "--recipient"));
+  Check(dala::server::ServerCore::Init(a.data, recipients));
+  auto core = OpenCore(a);
+  std::fprintf(stderr, "Server data created in %s. Server key: %s\n", a.data.c_str(),
+               dala::encoding::ToHex(core->server_key()).c_str());
+  return kExitOk;
+}
+
+int Invite(const Options& a) {
+  for (const auto& u : a.urls) CheckServerUrl(u);
+  int64_t expires = dala::SystemNowMs() + DurationMs(a.expires);
+  std::string pin;
+  if (!a.tls_cert.empty()) pin = Check(dala::tls::CertificateFilePin(a.tls_cert));
+  auto core = OpenCore(a);
+  std::printf("%s\n", Check(core->CreateInvite(a.urls, a.uses, expires, a.organisation, pin)).c_str());
+  return kExitOk;
+}
+
+int Devices(const Options& a) {
+  auto core = OpenCore(a);
+  auto devices = Check(core->Devices());
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& d : devices) {
+    std::string key = dala::encoding::ToHex(d.key);
+    if (a.json)
+      list.push_back({{"device", key}, {"enrolled", d.enrolled_ms}, {"last_seen", d.last_seen_ms},
+                      {"revoked", d.revoked}, {"reports", d.reports}});
+    else
+      std::printf("%s  %-8s %llu reports\n", key.c_str(), d.revoked ? "revoked" : "active",
+                  static_cast<unsigned long long>(d.reports));
   }
-  if (cmd == "invite") {
-    std::vector<std::string> urls;
-    for (const auto& [k, v] : a.ordered)
-      if (k == "url") urls.push_back(v);
-    uint32_t uses = static_cast<uint32_t>(Number(a.get("uses").value_or("1"), "--uses"));
-    int64_t expires = dala::SystemNowMs() + DurationMs(a.get("expires").value_or("7d"));
-    std::string pin;
-    if (auto cert = a.get("tls-cert")) pin = Check(dala::tls::CertificateFilePin(*cert));
-    auto core = OpenCore(a);
-    std::printf("%s\n",
-                Check(core->CreateInvite(urls, uses, expires, a.get("organisation").value_or(""), pin)).c_str());
-    return 0;
+  if (a.json) PrintJson(list);
+  else if (devices.empty()) std::fprintf(stderr, "No device has enrolled yet.\n");
+  return kExitOk;
+}
+
+int Revoke(const Options& a) {
+  auto key = Key(a.device, "the device key");
+  auto core = OpenCore(a);
+  Check(core->Revoke(key));
+  std::fprintf(stderr, "Device revoked: its requests are refused from now on.\n");
+  return kExitOk;
+}
+
+int Export(const Options& a) {
+  auto core = OpenCore(a);
+  uint64_t stored = 0;
+  for (const auto& d : Check(core->Devices())) stored += d.reports;
+  if (stored == 0) {
+    std::fprintf(stderr, "dala-server: nothing to export: no sealed reports received yet (%s was not written)\n",
+                 a.out.c_str());
+    return kExitNotFound;
   }
-  if (cmd == "run") return Run(a);
-  if (cmd == "devices") {
-    auto core = OpenCore(a);
-    auto devices = Check(core->Devices());
-    bool json = a.flag("json");
-    if (json) std::printf("[");
-    for (size_t i = 0; i < devices.size(); ++i) {
-      const auto& d = devices[i];
-      std::string key = dala::crypto::ToHex(d.key);
-      if (json)
-        std::printf("%s{\"device\":\"%s\",\"enrolled\":%lld,\"last_seen\":%lld,\"revoked\":%s,\"reports\":%llu}",
-                    i ? "," : "", key.c_str(), (long long)d.enrolled_ms, (long long)d.last_seen_ms,
-                    d.revoked ? "true" : "false", (unsigned long long)d.reports);
-      else
-        std::printf("%s  %-8s %llu reports\n", key.c_str(), d.revoked ? "revoked" : "active",
-                    (unsigned long long)d.reports);
-    }
-    if (json) std::printf("]\n");
-    return 0;
+  uint64_t n = Check(core->Export(a.out));
+  std::fprintf(stderr, "Exported %llu sealed reports to %s (attachments in %s.media).\n",
+               static_cast<unsigned long long>(n), a.out.c_str(), a.out.c_str());
+  return kExitOk;
+}
+
+CLI::Option* AddData(CLI::App* sub, Options& o, bool required = true) {
+  auto* opt = sub->add_option("--data", o.data, "the server's data directory");
+  if (required) opt->required();
+  return opt;
+}
+
+// The deepest subcommand the command line chose.
+const CLI::App* Chosen(const CLI::App& app) {
+  const CLI::App* cur = &app;
+  for (;;) {
+    auto subs = cur->get_subcommands();
+    if (subs.empty()) return cur;
+    cur = subs.front();
   }
-  if (cmd == "revoke") {
-    if (a.words.size() != 2) throw UsageError{"usage: dala-server revoke --data DIR DEVICE_KEY"};
-    auto core = OpenCore(a);
-    Check(core->Revoke(Key(a.words[1], "the device key")));
-    std::fprintf(stderr, "Device revoked: its requests are refused from now on.\n");
-    return 0;
-  }
-  if (cmd == "export") {
-    auto core = OpenCore(a);
-    uint64_t n = Check(core->Export(a.need("out")));
-    std::fprintf(stderr, "Exported %llu sealed reports to %s (attachments in %s.media).\n", (unsigned long long)n,
-                 a.need("out").c_str(), a.need("out").c_str());
-    return 0;
-  }
-  throw UsageError{"unknown command '" + cmd + "'"};
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  CLI::App app{"dala-server: the organisation's sync server. It stores sealed reports it cannot read and signs\n"
+               "a receipt for each. Run 'dala-server COMMAND --help' for a command's options.",
+               "dala-server"};
+  app.set_version_flag("--version", VersionText, "prints the versions of dala-server, SQLCipher and libsodium");
+  app.require_subcommand(1);
+  app.footer("Exit codes: 0 success, 1 error, 2 usage or invalid input, 4 no such data directory or device, or\n"
+             "nothing to export.");
+  Options o;
+  std::map<const CLI::App*, int (*)(const Options&)> handlers;
+
+  auto* init = app.add_subcommand("init", "creates the data directory: encrypted database, its key file, the server's "
+                                          "signing key (printed on stderr)");
+  AddData(init, o);
+  init->add_option("--recipient", o.recipients, "an organisation public key (64 hex; dala desk keygen prints it); repeat")
+      ->required()->allow_extra_args(false);
+  handlers[init] = Init;
+
+  auto* invite = app.add_subcommand("invite", "prints a new invite for phones (dala join)");
+  AddData(invite, o);
+  invite->add_option("--url", o.urls, "an address phones dial: http(s)://HOST:PORT[/PATH]; repeat for several")
+      ->required()->allow_extra_args(false);
+  invite->add_option("--uses", o.uses, "how many phones may join with it (default 1)")->check(CLI::PositiveNumber);
+  invite->add_option("--expires", o.expires, "how long it is valid: 30m, 12h, 7d (default 7d)");
+  invite->add_option("--organisation", o.organisation, "the name phones show");
+  invite->add_option("--tls-cert", o.tls_cert, "pin this certificate's key (self-signed HTTPS servers)")
+      ->check(CLI::ExistingFile);
+  handlers[invite] = Invite;
+
+  auto* run = app.add_subcommand("run", "serves phones (default 127.0.0.1:8443); JSON-lines logs on stderr; SIGTERM "
+                                        "or SIGINT stop it gracefully");
+  AddData(run, o, false);
+  run->add_option("--config", o.config, "read these options from a TOML or INI file (keys as the long options, "
+                                        "e.g. listen = \"0.0.0.0:8443\"); the command line wins")
+      ->check(CLI::ExistingFile)->configurable(false);
+  run->add_option("--listen", o.listen, "HOST:PORT (default 127.0.0.1:8443)");
+  run->add_option("--tls-cert", o.tls_cert, "serve HTTPS with this certificate (PEM) ...")->check(CLI::ExistingFile);
+  run->add_option("--tls-key", o.tls_key, "... and this key (PEM)")->check(CLI::ExistingFile);
+  run->add_option("--threads", o.threads, "I/O threads (default 2)")->check(CLI::Range(1, 256));
+  run->add_option("--max-connections", o.max_connections, "connections at once (default 1024)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20));
+  run->add_option("--max-body-mib", o.max_body_mib, "largest request body (default 16)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{4096}));
+  run->add_option("--max-batch", o.max_batch, "reports per push (default 256)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{65536}));
+  run->add_option("--header-timeout", o.header_timeout, "seconds to send the headers; the idle limit (default 10)")
+      ->check(CLI::Range(1, 3600));
+  run->add_option("--body-timeout", o.body_timeout, "seconds to send a body (default 60)")->check(CLI::Range(1, 86400));
+  run->add_option("--max-buffered-mib", o.max_buffered_mib,
+                  "request bodies held in memory at once beyond 64 KiB per connection (default 256)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20));
+  run->add_option("--max-storage-mib", o.max_storage_mib,
+                  "attachment bytes held at most; phones are told \"storage full\" (default 0: no limit)")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 30));
+  run->add_flag("--quiet", o.quiet, "no request log");
+  handlers[run] = Run;
+
+  auto* devices = app.add_subcommand("devices", "lists enrolled devices, revoked or not, with their report counts");
+  AddData(devices, o);
+  devices->add_flag("--json", o.json, "a JSON array of {device, enrolled, last_seen, revoked, reports}");
+  handlers[devices] = Devices;
+
+  auto* revoke = app.add_subcommand("revoke", "refuses that device from now on");
+  AddData(revoke, o);
+  revoke->add_option("DEVICE_KEY", o.device, "the device's key (64 hex, from 'devices')")->required();
+  handlers[revoke] = Revoke;
+
+  auto* exp = app.add_subcommand("export", "writes every stored sealed report with its receipt, for the desk "
+                                           "(dala desk open); attachments in PATH.media/");
+  AddData(exp, o);
+  exp->add_option("--out", o.out, "the export file")->required();
+  handlers[exp] = Export;
+
   try {
-    Args a = cli::Parse(argc, argv, kFlags, kValued);
-    if (a.flag("help") || a.words.empty()) {
-      std::fputs(kUsage, a.flag("help") ? stdout : stderr);
-      return a.flag("help") ? 0 : 2;
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::CallForHelp&) {
+      std::fputs(app.help().c_str(), stdout);
+      return kExitOk;
+    } catch (const CLI::CallForAllHelp&) {
+      std::fputs(app.help("", CLI::AppFormatMode::All).c_str(), stdout);
+      return kExitOk;
+    } catch (const CLI::CallForVersion& v) {
+      std::printf("%s\n", v.what());
+      return kExitOk;
+    } catch (const CLI::ParseError& e) {
+      const CLI::App* at = Chosen(app);
+      std::string where = at == &app ? "dala-server" : "dala-server " + at->get_name();
+      std::fprintf(stderr, "%s: %s\n(run '%s --help' for usage)\n", where.c_str(), e.what(), where.c_str());
+      return kExitUsage;
     }
-    return Main(a);
+    if (run->parsed()) {
+      if (!o.config.empty()) ApplyConfig(*run, o.config);
+      if (o.data.empty()) throw UsageError{"run needs --data DIR (on the command line or in the --config file)"};
+    }
+    return handlers.at(Chosen(app))(o);
   } catch (const UsageError& u) {
     std::fprintf(stderr, "dala-server: %s\n(run 'dala-server --help' for usage)\n", u.message.c_str());
-    return 2;
+    return kExitUsage;
   } catch (const Failure& f) {
     std::fprintf(stderr, "dala-server: %s\n", f.st.message().c_str());
-    if (f.st.code() == Code::kNotFound) return 4;
-    if (f.st.code() == Code::kInvalidArgument) return 2;
-    return 1;
+    if (f.st.code() == Code::kNotFound) return kExitNotFound;
+    if (f.st.code() == Code::kInvalidArgument) return kExitUsage;
+    return kExitError;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dala-server: unexpected error: %s\n", e.what());
-    return 1;
+    return kExitError;
   }
 }

@@ -21,14 +21,15 @@
 #include <variant>
 #include <vector>
 
-#include "crypto.h"
+#include "crypto/crypto.h"
 #include "dala/v1/sync.pb.h"
-#include "db.h"
-#include "status.h"
+#include "base/db.h"
+#include "base/status.h"
+#include "format/envelope.h"
 
 namespace dala::server {
 
-struct Limits {
+struct ServerLimits {
   size_t max_body_bytes = 16u << 20;   // one request body (enrol, push; uploads stream)
   size_t max_batch = 256;              // envelopes per push
   size_t max_envelope_bytes = 8u << 20;
@@ -51,7 +52,7 @@ struct DeviceInfo {
 
 inline constexpr char kServerKeyFile[] = "server.key";
 inline constexpr char kServerDbFile[] = "server.db";
-inline constexpr char kBlobDirName[] = "blobs";
+inline constexpr char kAttachmentDirName[] = "attachments";  // was "blobs" before version 3
 
 class ServerCore;
 
@@ -90,7 +91,7 @@ class ServerCore {
  public:
   // Creates DIR (0700) with a random database key (server.key, 0600), the database and a signing key.
   static Status Init(const std::string& dir, const std::vector<crypto::PublicKey>& recipients);
-  static Result<std::unique_ptr<ServerCore>> Open(const std::string& dir, Limits limits = {});
+  static Result<std::unique_ptr<ServerCore>> Open(const std::string& dir, ServerLimits limits = {});
 
   crypto::PublicKey server_key() const { return signing_.public_key; }
   Result<std::string> CreateInvite(const std::vector<std::string>& urls, uint32_t uses, int64_t expires_ms,
@@ -124,7 +125,7 @@ class ServerCore {
 
  private:
   struct PushItem {
-    crypto::EnvelopeHeader h;
+    envelope::Header h;
     crypto::Hash hash{};
     std::string reject;
     std::string envelope;
@@ -135,17 +136,17 @@ class ServerCore {
     Done done;
   };
   friend class UploadSession;
-  struct Blob {
+  struct StoredAttachment {  // what the attachments table holds for one
     uint64_t size = 0;
     uint32_t chunk_size = 0;
     std::string root, chunk_hashes;
     bool complete = false;
   };
-  ServerCore(std::string dir, db::Db db, crypto::SigningKey signing, Limits limits);
-  std::string BlobPath(const std::string& name) const;
+  ServerCore(std::string dir, db::Db db, crypto::SigningKey signing, ServerLimits limits);
+  std::string AttachmentPath(const std::string& name) const;
   // Verified bytes held for an attachment: durable ones (from memory), or after a restart those its file
   // holds, which a SIGKILL may have left in the page cache only (CompleteOnDiskLocked syncs before use).
-  uint64_t Received(const std::string& name, const Blob& blob);
+  uint64_t Received(const std::string& name, const StoredAttachment& stored);
   void EndUpload(const std::string& name, uint64_t received);
   // Received() for an envelope's attachment.
   uint64_t ReceivedFor(const std::string& device_key, const v1::AttachmentManifest& m);
@@ -155,7 +156,7 @@ class ServerCore {
   // verified is made durable and recorded complete (true); false if bytes are missing.
   Result<bool> CompleteOnDiskLocked(const std::string& device_key, const v1::AttachmentManifest& m);
   // Under mu_, inside the writer's transaction: records the envelope's attachments; true if all complete.
-  Result<bool> AttachmentsLocked(const std::string& device_key, const crypto::EnvelopeHeader& h, std::string* conflict);
+  Result<bool> AttachmentsLocked(const std::string& device_key, const envelope::Header& h, std::string* conflict);
   HttpResult Enrol(const std::string& device_key, const std::string& token);
   void WriterLoop();
   // Under mu_ and inside the writer's transaction: stores one push and builds its answer.
@@ -172,7 +173,7 @@ class ServerCore {
     bool busy = false;
   };
   std::mutex uploads_mu_;
-  std::map<std::string, UploadState> uploads_;  // by blob file name, under uploads_mu_
+  std::map<std::string, UploadState> uploads_;  // by attachment file name, under uploads_mu_
   std::atomic<uint64_t> stored_bytes_{0};
 
   std::string dir_;
@@ -180,7 +181,7 @@ class ServerCore {
   int64_t next_sequence_ = 1;  // under mu_
   db::Db db_;
   crypto::SigningKey signing_;
-  Limits limits_;
+  ServerLimits limits_;
   int64_t (*clock_)();
 };
 

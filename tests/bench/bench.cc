@@ -102,9 +102,26 @@ int main(int argc, char** argv) {
   dala_credential cred = {DALA_CREDENTIAL_RAW_KEY, raw, sizeof raw};  // excludes Argon2id by design
   dala_store* store = nullptr;
   CHECK(dala_store_create(dir.c_str(), &cred, nullptr, &store, &e_));
+  // One recipient, as a phone has after joining: an invite from the dala-server next to this binary.
   uint8_t org_pk[32], org_sk[32];
   crypto_box_keypair(org_pk, org_sk);
-  CHECK(dala_store_set_recipients(store, "org", org_pk, 1, &e_));
+  {
+    char hex[65];
+    sodium_bin2hex(hex, sizeof hex, org_pk, sizeof org_pk);
+    std::string server = (std::filesystem::path(argv[0]).parent_path() / "dala-server").string();
+    std::string cmd = server + " init --data " + work + "/srv --recipient " + hex + " >/dev/null 2>&1 && " + server +
+                      " invite --data " + work + "/srv --url http://127.0.0.1:9";
+    FILE* p = popen(cmd.c_str(), "r");
+    char line[4096] = {0};
+    if (p == nullptr || std::fgets(line, sizeof line, p) == nullptr) {
+      std::fprintf(stderr, "could not get an invite from %s\n", server.c_str());
+      return 1;
+    }
+    pclose(p);
+    std::string invite(line);
+    invite.erase(invite.find_last_not_of('\n') + 1);
+    CHECK(dala_store_join(store, invite.c_str(), nullptr, &e_));
+  }
 
   // ---- primitives, measured here ----
   const size_t kReportBytes = 2048;

@@ -21,11 +21,16 @@
 #include <thread>
 #include <vector>
 
-#include "http_transport.h"
-#include "protocol.h"
-#include "server_core.h"
-#include "store.h"
-#include "sync_engine.h"
+#include "client/http_transport.h"
+#include "format/invite.h"
+#include "format/receipt.h"
+#include "format/request.h"
+#include "protocol/http_api.h"
+#include "server/server_core.h"
+#include "store/store.h"
+#include "client/sync_engine.h"
+#include "base/clock.h"
+#include "format/envelope.h"
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -277,11 +282,11 @@ int main(int argc, char** argv) {
     req.mutable_enrol()->set_token(Must(protocol::DecodeInvite(invite), "invite").token());
     d.enrol = protocol::SignRequest(d.key, req);
     for (int i = 0; i < per_device; ++i) {
-      crypto::EnvelopeHeader h;
+      envelope::Header h;
       randombytes_buf(h.report_id.data(), 16);
       h.version = 1;
       h.device_key = d.key.public_key;
-      auto env = Must(crypto::SealEnvelope(d.key, h, crypto::Bytes(content), recipients), "envelope");
+      auto env = Must(envelope::Seal(d.key, h, crypto::Bytes(content), recipients), "envelope");
       v1::Request p;
       p.set_device_key(d.key.public_key.data(), 32);
       p.set_server_key(server_key.data(), 32);
@@ -311,7 +316,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < kVerify; ++i) {
     (void)crypto::Verify(devs[0].key.public_key, protocol::kDomainRequest, crypto::Bytes(sreq.request()),
                          crypto::Bytes(sreq.signature()));
-    (void)crypto::Verify(devs[0].key.public_key, crypto::kDomainEnvelope, crypto::Bytes(senv.body()),
+    (void)crypto::Verify(devs[0].key.public_key, envelope::kDomain, crypto::Bytes(senv.body()),
                          crypto::Bytes(senv.signature()));
   }
   double bound = kVerify / (Ms(Clock::now() - tv) / 1000.0);  // reports/s on one core

@@ -1,21 +1,28 @@
 #!/usr/bin/env python3
 """Upload benchmark (issue 4): a large attachment uploaded by `dala sync` to dala-server over loopback,
 beside `curl -T` of the same file to nginx's WebDAV PUT, in the same run; the client's and the server's
-peak memory; bytes sent again per interruption (through tools/cutproxy.py). Each figure is printed beside
+peak memory; bytes sent again per interruption (through tools/faultproxy.py cut). Each figure is printed beside
 its limit. Usage: upload_bench.py BIN_DIR [--mib N] [--rounds N]
 """
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-BIN = os.path.abspath(sys.argv[1])
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-MIB = int(sys.argv[sys.argv.index("--mib") + 1]) if "--mib" in sys.argv else 1024
-ROUNDS = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path[:0] = [os.path.join(HERE, "..", "support"), os.path.join(HERE, "..", "..", "tools")]
+import faultproxy  # noqa: E402
+import harness  # noqa: E402
+from harness import KDF, free_port, measured, run, wait_port  # noqa: E402
+
+_cli = harness.parser(__doc__, seed=False)
+_cli.add_argument("--mib", type=int, default=1024, metavar="N", help="size of the attachment (default 1024 MiB)")
+_cli.add_argument("--rounds", type=int, default=3, metavar="N", help="rounds, medians reported (default 3)")
+ARGS = _cli.parse_args()
+BIN, MIB, ROUNDS = ARGS.bin_dir, ARGS.mib, ARGS.rounds
 CHUNK = 1 << 20
 failures = 0
 
@@ -27,64 +34,24 @@ def row(metric, measured, op, limit, unit, basis):
     print(f"{metric:44} {measured:12.3f} {unit}  {op} {limit:12.3f} {unit}   {'ok' if ok else 'MISS':4}  ({basis})")
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port):
-    for _ in range(400):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.025)
-    raise SystemExit(f"nothing listens on {port}")
-
-
-def measured(cmd, env=None):
-    """Runs cmd; returns (seconds, peak RSS in MiB, exit code)."""
-    start = time.monotonic()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return time.monotonic() - start, usage.ru_maxrss / 1024, p.returncode, p.stderr.read().decode()
-
-
-def vm_hwm_mib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def main():
     if shutil.which("nginx") is None or shutil.which("curl") is None:
         raise SystemExit("upload_bench needs nginx (nginx-core, WebDAV PUT) and curl: tools/dev bench installs them")
     work = tempfile.mkdtemp(prefix="dala-upload-bench-", dir=os.environ.get("DALA_BENCH_DIR"))
     procs = []
     env = dict(os.environ, DALA_PASSPHRASE="bench")
-    dala = [os.path.join(BIN, "dala")]
+    dala_bin, server_bin = harness.binaries(BIN)
+    dala = [dala_bin]
     try:
         big = os.path.join(work, "clip.bin")
         with open(big, "wb") as f:
             for _ in range(MIB):
                 f.write(os.urandom(CHUNK))
-        kdf = ["--kdf-ops", "1", "--kdf-mem-mib", "8"]
-        pk = subprocess.run(dala + ["desk", "keygen", "--out", f"{work}/org.key"] + kdf, env=env, check=True,
-                            capture_output=True, text=True).stdout.strip()
-        subprocess.run([f"{BIN}/dala-server", "init", "--data", f"{work}/srv", "--recipient", pk], check=True,
-                       capture_output=True)
         port, nport, pport = free_port(), free_port(), free_port()
-        invite = subprocess.run([f"{BIN}/dala-server", "invite", "--data", f"{work}/srv", "--url",
-                                 f"http://127.0.0.1:{port}", "--uses", "10"], check=True, capture_output=True,
-                                text=True).stdout.strip()
-        server = subprocess.Popen([f"{BIN}/dala-server", "run", "--data", f"{work}/srv", "--listen",
-                                   f"127.0.0.1:{port}", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(server)
+        _, server = harness.new_server(dala_bin, server_bin, work, port)
+        invite = server.invite(uses=10)
+        server.start()
+        procs.append(server.proc)
         os.makedirs(f"{work}/nginx/www")
         os.makedirs(f"{work}/nginx/tmp")
         os.chmod(work, 0o755)  # nginx's worker may run as another user (when started by root)
@@ -99,14 +66,13 @@ http {{ access_log off; client_body_temp_path {work}/nginx/tmp; client_max_body_
         nginx = subprocess.Popen(["nginx", "-p", f"{work}/nginx", "-c", f"{work}/nginx/nginx.conf"],
                                  stderr=subprocess.DEVNULL)
         procs.append(nginx)
-        wait_port(port)
         wait_port(nport)
 
         dala_t, curl_t, curl_sync_t, sync_rss, cap_rss, cap_t = [], [], [], [], [], []
         for r in range(ROUNDS):
             store = f"{work}/phone{r}"
-            subprocess.run(dala + ["init", "--store", store] + kdf, env=env, check=True, capture_output=True)
-            subprocess.run(dala + ["join", "--store", store, invite], env=env, check=True, capture_output=True)
+            run(*dala, "init", "--store", store, *KDF, env=env, timeout=None)
+            run(*dala, "join", "--store", store, invite, env=env, timeout=None)
             t, rss, rc, err = measured(dala + ["report", "add", "--store", store, "--form", "bench/1", "--attach", big,
                                                "--seal"], env)
             assert rc == 0, err
@@ -128,7 +94,7 @@ http {{ access_log off; client_body_temp_path {work}/nginx/tmp; client_max_body_
             sync_rss.append(rss)
             shutil.rmtree(store)
             os.remove(f"{work}/nginx/www/clip{r}.bin")
-        server_rss = vm_hwm_mib(server.pid)
+        server_rss = server.peak_rss_mib()
         med = lambda v: sorted(v)[len(v) // 2]
         mb = MIB * CHUNK / 1e6
         print(f"Upload of a {MIB} MiB attachment over loopback, medians of {ROUNDS} rounds "
@@ -150,22 +116,18 @@ http {{ access_log off; client_body_temp_path {work}/nginx/tmp; client_max_body_
         forwarded = []
         for cuts in ([], [7_000_001, 9_500_003, 12_250_007, 5_000_011, 11_000_013]):
             store = f"{work}/cut{len(cuts)}"
-            subprocess.run(dala + ["init", "--store", store] + kdf, env=env, check=True, capture_output=True)
-            pinvite = subprocess.run([f"{BIN}/dala-server", "invite", "--data", f"{work}/srv", "--url",
-                                      f"http://127.0.0.1:{pport}"], check=True, capture_output=True,
-                                     text=True).stdout.strip()
-            subprocess.run(dala + ["join", "--store", store, pinvite], env=env, check=True, capture_output=True)
-            subprocess.run(dala + ["report", "add", "--store", store, "--form", "bench/1", "--attach", small, "--seal"],
-                           env=env, check=True, capture_output=True)
-            proxy = subprocess.Popen([sys.executable, f"{ROOT}/tools/cutproxy.py", str(pport), str(port)] +
-                                     [str(c) for c in cuts], stderr=subprocess.PIPE, text=True)
+            run(*dala, "init", "--store", store, *KDF, env=env, timeout=None)
+            pinvite = server.invite(url=f"http://127.0.0.1:{pport}")
+            run(*dala, "join", "--store", store, pinvite, env=env, timeout=None)
+            run(*dala, "report", "add", "--store", store, "--form", "bench/1", "--attach", small, "--seal", env=env,
+                timeout=None)
+            proxy = faultproxy.Proxy("cut", pport, port, *cuts)
             wait_port(pport)
             for _ in range(10):
                 if subprocess.run(dala + ["sync", "--store", store, "--timeout", "120"], env=env,
                                   capture_output=True).returncode == 0:
                     break
-            proxy.terminate()
-            out = proxy.communicate()[1]
+            out = proxy.stop()
             forwarded.append(int(out.split("forwarded ")[1].split()[0]))
             assert out.count("cut the") == len(cuts), out
         per_cut = (forwarded[1] - forwarded[0]) / 5

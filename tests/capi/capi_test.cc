@@ -1,5 +1,9 @@
-// The C API as an app sees it: libdala.so, dala.h, nothing else.
+// The C API as an app sees it: libdala.so and libdala_desk.so through their headers (dala.h, desk.h, and the
+// header-only dala.hh for ownership), nothing else.
 #include <dala/dala.h>
+#include <dala/dala.hh>
+#include <dala/desk.h>
+#include <dala/desk.hh>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <arpa/inet.h>
@@ -28,6 +32,14 @@ struct TempDir {
 
 dala_credential Pass(const char* p) { return {DALA_CREDENTIAL_PASSPHRASE, reinterpret_cast<const uint8_t*>(p), strlen(p)}; }
 
+dala_desk_options FastDesk() {
+  dala_desk_options o;
+  dala_desk_options_init(&o);
+  o.kdf_opslimit = 1;
+  o.kdf_memlimit = 8u << 20;
+  return o;
+}
+
 dala_store_options Fast() {
   dala_store_options o;
   dala_store_options_init(&o);
@@ -36,16 +48,9 @@ dala_store_options Fast() {
   return o;
 }
 
-// Owns an error and reports it in assertion messages.
-struct Err {
-  dala_error* e = nullptr;
-  ~Err() { dala_error_free(e); }
-  dala_error** out() {
-    dala_error_free(e);
-    e = nullptr;
-    return &e;
-  }
-  std::string msg() const { return e ? dala_error_message(e) : "(no error)"; }
+// Keeps a call's error and reports it in assertion messages (dala.hh's ErrorSlot).
+struct Err : dala::ErrorSlot {
+  std::string msg() { return message(); }
 };
 
 struct StoreFixture : ::testing::Test {
@@ -79,10 +84,9 @@ TEST(CApi, FreesAcceptNull) {
   dala_store_close(nullptr);
   dala_report_free(nullptr);
   dala_report_list_free(nullptr);
-  dala_outbox_batch_free(nullptr);
   dala_desk_close(nullptr);
   dala_string_free(nullptr);
-  dala_bytes_free(nullptr);
+  dala_sync_session_free(nullptr);
 }
 
 TEST(CApi, FailureSetsOutputsToNullAndErrorOptional) {
@@ -92,8 +96,8 @@ TEST(CApi, FailureSetsOutputsToNullAndErrorOptional) {
   Err e;
   EXPECT_EQ(dala_store_open((d.path + "/none").c_str(), &c, nullptr, &s, e.out()), DALA_ERR_NOT_FOUND);
   EXPECT_EQ(s, nullptr);
-  EXPECT_EQ(dala_error_status(e.e), DALA_ERR_NOT_FOUND);
-  EXPECT_NE(std::string(dala_error_message(e.e)).find("no Dala store"), std::string::npos);
+  EXPECT_EQ(e.status(), DALA_ERR_NOT_FOUND);
+  EXPECT_NE(e.msg().find("no Dala store"), std::string::npos);
   s = reinterpret_cast<dala_store*>(0x1);
   EXPECT_EQ(dala_store_open((d.path + "/none").c_str(), &c, nullptr, &s, nullptr), DALA_ERR_NOT_FOUND);
   EXPECT_EQ(s, nullptr);
@@ -110,8 +114,8 @@ TEST_F(StoreFixture, ReportLifecycleThroughTheCApi) {
   dala_report* r = nullptr;
   Err e;
   ASSERT_EQ(dala_report_create(store, "detention/1", &r, e.out()), DALA_OK) << e.msg();
-  EXPECT_EQ(dala_report_state_of(r), DALA_REPORT_DRAFT);
-  EXPECT_STREQ(dala_report_form(r), "detention/1");
+  EXPECT_EQ(dala_report_get_state(r), DALA_REPORT_DRAFT);
+  EXPECT_STREQ(dala_report_get_form(r), "detention/1");
   ASSERT_EQ(dala_report_set_text(r, "place", "Oral", e.out()), DALA_OK);
   ASSERT_EQ(dala_report_set_integer(r, "hours", 3, e.out()), DALA_OK);
   ASSERT_EQ(dala_report_set_decimal(r, "fine", "12.50", e.out()), DALA_OK);
@@ -124,18 +128,18 @@ TEST_F(StoreFixture, ReportLifecycleThroughTheCApi) {
   ASSERT_EQ(dala_report_set_narrative(r, "Detained during a run.", e.out()), DALA_OK);
   ASSERT_EQ(dala_report_set_location(r, &g, e.out()), DALA_OK);
   ASSERT_EQ(dala_report_seal(store, r, e.out()), DALA_OK) << e.msg();
-  EXPECT_EQ(dala_report_state_of(r), DALA_REPORT_SEALED);
+  EXPECT_EQ(dala_report_get_state(r), DALA_REPORT_SEALED);
   EXPECT_EQ(dala_report_set_text(r, "place", "x", e.out()), DALA_ERR_STATE);
 
   dala_report_id id;
   dala_report_get_id(r, &id);
   dala_report_free(r);
   r = nullptr;
-  ASSERT_EQ(dala_report_get(store, &id, &r, e.out()), DALA_OK);
-  ASSERT_EQ(dala_report_field_count(r), 7u);
-  EXPECT_STREQ(dala_report_field_key(r, 0), "detained");  // key order
-  EXPECT_EQ(dala_report_field_type(r, 0), DALA_FIELD_PEOPLE);
-  EXPECT_EQ(dala_report_field_key(r, 99), nullptr);
+  ASSERT_EQ(dala_report_load(store, &id, &r, e.out()), DALA_OK);
+  ASSERT_EQ(dala_report_get_field_count(r), 7u);
+  EXPECT_STREQ(dala_report_get_field_key(r, 0), "detained");  // key order
+  EXPECT_EQ(dala_report_get_field_type(r, 0), DALA_FIELD_PEOPLE);
+  EXPECT_EQ(dala_report_get_field_key(r, 99), nullptr);
   const char* text = nullptr;
   ASSERT_EQ(dala_report_get_text(r, "place", &text, e.out()), DALA_OK);
   EXPECT_STREQ(text, "Oral");
@@ -155,7 +159,7 @@ TEST_F(StoreFixture, ReportLifecycleThroughTheCApi) {
   ASSERT_EQ(dala_report_get_geo(r, "where", &g2, e.out()), DALA_OK);
   EXPECT_DOUBLE_EQ(g2.latitude, 51.23);
   uint8_t dev[32], hash[32], prev[32], mine[32];
-  ASSERT_EQ(dala_report_seal_info(r, dev, hash, prev, e.out()), DALA_OK);
+  ASSERT_EQ(dala_report_get_seal_info(r, dev, hash, prev, e.out()), DALA_OK);
   ASSERT_EQ(dala_store_device_key(store, mine, e.out()), DALA_OK);
   EXPECT_EQ(std::memcmp(dev, mine, 32), 0);
   char* json = nullptr;
@@ -168,10 +172,10 @@ TEST_F(StoreFixture, ReportLifecycleThroughTheCApi) {
 
   // A new version through edit, linked by hash.
   ASSERT_EQ(dala_report_edit(store, &id, &r, e.out()), DALA_OK);
-  EXPECT_EQ(dala_report_version(r), 2u);
+  EXPECT_EQ(dala_report_get_version(r), 2u);
   ASSERT_EQ(dala_report_seal(store, r, e.out()), DALA_OK);
   uint8_t prev2[32];
-  ASSERT_EQ(dala_report_seal_info(r, nullptr, nullptr, prev2, e.out()), DALA_OK);
+  ASSERT_EQ(dala_report_get_seal_info(r, nullptr, nullptr, prev2, e.out()), DALA_OK);
   EXPECT_EQ(std::memcmp(prev2, hash, 32), 0);
   dala_report_free(r);
 
@@ -209,59 +213,36 @@ TEST_F(StoreFixture, InvalidInputIsClear) {
   dala_report_free(r);
 }
 
-TEST_F(StoreFixture, OutboxAndDeskEndToEnd) {
+TEST_F(StoreFixture, DeskKeysThroughTheDeskApi) {
   TempDir d;
   std::string keyfile = d.path + "/org.key";
   dala_credential desk_pass = Pass("desk passphrase");
+  dala_desk_options dopts;
+  dala_desk_options_init(&dopts);
+  EXPECT_EQ(dopts.kdf_opslimit, 3u);
+  dopts = FastDesk();
   uint8_t org_pk[32];
   Err e;
-  ASSERT_EQ(dala_desk_keygen(keyfile.c_str(), &desk_pass, &opts, org_pk, e.out()), DALA_OK) << e.msg();
-  EXPECT_EQ(dala_desk_keygen(keyfile.c_str(), &desk_pass, &opts, org_pk, e.out()), DALA_ERR_EXISTS);
-  ASSERT_EQ(dala_store_set_recipients(store, "org", org_pk, 1, e.out()), DALA_OK) << e.msg();
-
-  dala_report* r = nullptr;
-  ASSERT_EQ(dala_report_create(store, "detention/1", &r, e.out()), DALA_OK);
-  ASSERT_EQ(dala_report_set_narrative(r, "Shymkent: Yermek Konshbaev detained.", e.out()), DALA_OK);
-  ASSERT_EQ(dala_report_seal(store, r, e.out()), DALA_OK);
-  EXPECT_EQ(dala_report_state_of(r), DALA_REPORT_QUEUED);
-  dala_report_id id;
-  dala_report_get_id(r, &id);
-  dala_report_free(r);
-
-  dala_outbox_batch* batch = nullptr;
-  ASSERT_EQ(dala_outbox_next_batch(store, "org", 10, 1 << 20, &batch, e.out()), DALA_OK);
-  ASSERT_EQ(dala_outbox_batch_count(batch), 1u);
-  dala_outbox_item item;
-  ASSERT_EQ(dala_outbox_batch_get(batch, 0, &item, e.out()), DALA_OK);
-  EXPECT_EQ(std::memcmp(item.id.bytes, id.bytes, 16), 0);
-  EXPECT_EQ(item.attempts, 1u);
-
-  dala_desk* desk = nullptr;
+  ASSERT_EQ(dala_desk_keygen(keyfile.c_str(), &desk_pass, &dopts, org_pk, e.out()), DALA_OK) << e.msg();
+  EXPECT_EQ(dala_desk_keygen(keyfile.c_str(), &desk_pass, &dopts, org_pk, e.out()), DALA_ERR_EXISTS);
+  dala::Ref<dala_desk> desk;
   dala_credential wrong = Pass("nope");
-  EXPECT_EQ(dala_desk_open(keyfile.c_str(), &wrong, &desk, e.out()), DALA_ERR_WRONG_KEY);
+  EXPECT_EQ(dala_desk_open(keyfile.c_str(), &wrong, dala::Out(desk), e.out()), DALA_ERR_WRONG_KEY);
   EXPECT_EQ(desk, nullptr);
-  ASSERT_EQ(dala_desk_open(keyfile.c_str(), &desk_pass, &desk, e.out()), DALA_OK);
-  dala_report* opened = nullptr;
-  ASSERT_EQ(dala_desk_open_envelope(desk, item.envelope, item.envelope_size, &opened, e.out()), DALA_OK) << e.msg();
-  EXPECT_STREQ(dala_report_narrative(opened), "Shymkent: Yermek Konshbaev detained.");
-  dala_report_free(opened);
-  std::vector<uint8_t> tampered(item.envelope, item.envelope + item.envelope_size);
-  tampered[tampered.size() / 2] ^= 1;
-  EXPECT_EQ(dala_desk_open_envelope(desk, tampered.data(), tampered.size(), &opened, e.out()), DALA_ERR_VERIFY);
-  EXPECT_EQ(opened, nullptr);
-  dala_desk_close(desk);
-
-  ASSERT_EQ(dala_outbox_mark_delivered(store, "org", &id, 1, reinterpret_cast<const uint8_t*>("rcpt"), 4, e.out()),
-            DALA_OK);
-  dala_outbox_batch_free(batch);
-  uint8_t* receipt = nullptr;
-  size_t size = 0;
-  ASSERT_EQ(dala_outbox_get_receipt(store, "org", &id, 1, &receipt, &size, e.out()), DALA_OK);
-  EXPECT_EQ(std::string(reinterpret_cast<char*>(receipt), size), "rcpt");
-  dala_bytes_free(receipt);
-  dala_outbox_stats st;
-  ASSERT_EQ(dala_outbox_get_stats(store, "org", &st, e.out()), DALA_OK);
-  EXPECT_EQ(st.delivered, 1u);
+  EXPECT_EQ(e.msg().find("nope"), std::string::npos);
+  EXPECT_EQ(dala_desk_open((d.path + "/none").c_str(), &desk_pass, dala::Out(desk), e.out()), DALA_ERR_NOT_FOUND);
+  dala::Call(dala_desk_open, keyfile.c_str(), &desk_pass, dala::Out(desk));
+  uint8_t pk[32];
+  dala::Call(dala_desk_public_key, desk.get(), pk);
+  EXPECT_EQ(std::memcmp(pk, org_pk, 32), 0);
+  // dala.hh turns a failed call into dala::Error with the status and message.
+  try {
+    dala::Call(dala_desk_open_export, desk.get(), (d.path + "/no-export").c_str(), d.path.c_str(),
+               static_cast<dala_desk_summary*>(nullptr));
+    ADD_FAILURE() << "no error";
+  } catch (const dala::Error& err) {
+    EXPECT_EQ(err.status(), DALA_ERR_INVALID_ARGUMENT);
+  }
 }
 
 // The app's own transport: what it is asked to send, and what happens when it cannot reach the server.
@@ -306,7 +287,8 @@ TEST_F(StoreFixture, AppTransportAndSessionsThroughTheCApi) {
   TempDir d;
   uint8_t org[32];
   dala_credential dp = Pass("desk");
-  ASSERT_EQ(dala_desk_keygen((d.path + "/org.key").c_str(), &dp, &opts, org, e.out()), DALA_OK);
+  dala_desk_options dopts = FastDesk();
+  ASSERT_EQ(dala_desk_keygen((d.path + "/org.key").c_str(), &dp, &dopts, org, e.out()), DALA_OK);
   char hex[65];
   for (int i = 0; i < 32; ++i) snprintf(hex + 2 * i, 3, "%02x", org[i]);
   std::string data = d.path + "/srv";
@@ -326,7 +308,7 @@ TEST_F(StoreFixture, AppTransportAndSessionsThroughTheCApi) {
   dala_report* rep = nullptr;
   ASSERT_EQ(dala_report_create(store, "detention/1", &rep, e.out()), DALA_OK);
   ASSERT_EQ(dala_report_seal(store, rep, e.out()), DALA_OK);
-  EXPECT_EQ(dala_report_state_of(rep), DALA_REPORT_QUEUED);
+  EXPECT_EQ(dala_report_get_state(rep), DALA_REPORT_QUEUED);
   dala_report_free(rep);
 
   // Offline: the app's transport is asked to enrol first; nothing is lost.
@@ -353,7 +335,7 @@ TEST_F(StoreFixture, AppTransportAndSessionsThroughTheCApi) {
   o.timeout_ms = 0;
   EXPECT_EQ(dala_sync_session_start(store, &o, &session, e.out()), DALA_ERR_INVALID_ARGUMENT);
   EXPECT_EQ(session, nullptr);
-  dala_sync_session_stop(nullptr);
+  dala_sync_session_free(nullptr);
   dala_sync_session_notify_online(nullptr);
   dala_sync_session_cancel(nullptr);
   o.timeout_ms = 1000;
@@ -363,7 +345,7 @@ TEST_F(StoreFixture, AppTransportAndSessionsThroughTheCApi) {
   ASSERT_EQ(dala_sync_session_last_result(session, &r, e.out()), DALA_OK);
   EXPECT_EQ(r.remaining, 1u);
   EXPECT_GE(net.calls, 3);  // the session ran and used the app's transport
-  dala_sync_session_stop(session);
+  dala_sync_session_free(session);
   dala_receipt_list* receipts = nullptr;
   ASSERT_EQ(dala_store_list_receipts(store, &receipts, e.out()), DALA_OK);
   EXPECT_EQ(dala_receipt_list_count(receipts), 0u);
@@ -496,7 +478,8 @@ TEST_F(StoreFixture, AttachmentsThroughTheCApiAndAnAppTransport) {
   TempDir d;
   uint8_t org[32];
   dala_credential dp = Pass("desk");
-  ASSERT_EQ(dala_desk_keygen((d.path + "/org.key").c_str(), &dp, &opts, org, e.out()), DALA_OK);
+  dala_desk_options dopts = FastDesk();
+  ASSERT_EQ(dala_desk_keygen((d.path + "/org.key").c_str(), &dp, &dopts, org, e.out()), DALA_OK);
   char hex[65];
   for (int i = 0; i < 32; ++i) snprintf(hex + 2 * i, 3, "%02x", org[i]);
   std::string data = d.path + "/srv";
@@ -568,9 +551,42 @@ TEST_F(StoreFixture, AttachmentsThroughTheCApiAndAnAppTransport) {
   EXPECT_EQ(fw.uploaded, info.ciphertext_size);  // each byte of the encrypted file sent once
   dala_attachment_list_free(l2);
   dala_report* got = nullptr;
-  ASSERT_EQ(dala_report_get(store, &id, &got, e.out()), DALA_OK);
-  EXPECT_EQ(dala_report_state_of(got), DALA_REPORT_DELIVERED);
+  ASSERT_EQ(dala_report_load(store, &id, &got, e.out()), DALA_OK);
+  EXPECT_EQ(dala_report_get_state(got), DALA_REPORT_DELIVERED);
   dala_report_free(got);
+
+  // The desk opens what the server exports and verifies it; a flipped byte in it is not "verified".
+  std::string exported = d.path + "/export.dala";
+  ASSERT_EQ(system((std::string(server_bin) + " export --data " + data + " --out " + exported + " >/dev/null").c_str()),
+            0);
+  dala::Ref<dala_desk> desk;
+  dala::Call(dala_desk_open, (d.path + "/org.key").c_str(), &dp, dala::Out(desk));
+  dala_desk_summary sum;
+  dala::Call(dala_desk_open_export, desk.get(), exported.c_str(), (d.path + "/opened").c_str(), &sum);
+  EXPECT_EQ(sum.reports, 1u);
+  EXPECT_EQ(sum.verified, 1u);
+  EXPECT_EQ(sum.failed, 0u);
+  std::string bytes;
+  {
+    FILE* f = fopen(exported.c_str(), "rb");
+    ASSERT_NE(f, nullptr);
+    for (int c; (c = fgetc(f)) != EOF;) bytes += static_cast<char>(c);
+    fclose(f);
+  }
+  size_t flips = 0;
+  for (size_t at : {bytes.size() / 3, bytes.size() / 2, bytes.size() - 40}) {  // envelope, receipt, tail
+    std::string bad = bytes;
+    bad[at] ^= 0x20;
+    std::string path = d.path + "/bad.dala";
+    FILE* f = fopen(path.c_str(), "wb");
+    fwrite(bad.data(), 1, bad.size(), f);
+    fclose(f);
+    dala_desk_summary s2{};
+    dala_status st = dala_desk_open_export(desk.get(), path.c_str(), (d.path + "/bad").c_str(), &s2, e.out());
+    EXPECT_EQ(st == DALA_OK ? s2.verified : 0u, 0u) << "flipped byte " << at << " still verified";
+    ++flips;
+  }
+  EXPECT_EQ(flips, 3u);
 }
 
 TEST(CApi, WrongPassphraseThenWipe) {

@@ -1,4 +1,4 @@
-/* PLATFORM.md's trap: this program links plain libsqlite3 before libdala/SQLCipher, so the process's
+/* The symbol clash of docs/platform.md: this program links plain libsqlite3 before libdala/SQLCipher, so the process's
    sqlite3_* symbols are plain SQLite's. Dala must refuse to create a store rather than write plaintext. */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp; the header itself needs nothing beyond C99 */
 #include <dala/dala.h>

@@ -12,10 +12,13 @@
 #include <fstream>
 
 #include "fuzz_common.h"
-#include "protocol.h"
-#include "server_core.h"
-#include "store.h"
-#include "sync_engine.h"
+#include "format/invite.h"
+#include "format/receipt.h"
+#include "format/request.h"
+#include "protocol/http_api.h"
+#include "server/server_core.h"
+#include "store/store.h"
+#include "client/sync_engine.h"
 
 namespace dala::fuzz {
 namespace {
@@ -135,7 +138,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // The checks that matter.
     if (!(*store)->Check().ok()) std::abort();
     const crypto::PublicKey server_key = (*server)->server_key();
-    auto receipts = (*store)->Receipts();
+    auto receipts = (*store)->ListReceipts();
     if (!receipts.ok()) std::abort();
     for (const auto& row : *receipts) {
       auto r = protocol::VerifyReceipt(crypto::Bytes(std::string(row.receipt.begin(), row.receipt.end())), server_key);

@@ -15,8 +15,8 @@
 #include <string>
 #include <string_view>
 
-#include "crypto.h"
-#include "keyfile.h"
+#include "crypto/crypto.h"
+#include "crypto/keyfile.h"
 
 namespace dala::fuzz {
 

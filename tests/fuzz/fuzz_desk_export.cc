@@ -3,7 +3,7 @@
 // trusted and never a crash. The input is the export file; attachments are looked for beside it.
 #include <fstream>
 
-#include "desk.h"
+#include "desk/export_opener.h"
 #include "fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

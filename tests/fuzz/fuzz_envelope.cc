@@ -6,8 +6,12 @@
 //   2: a SignedReport;  3: a ReportContent, signed here with the fixed device key.
 // A report that verifies is also rendered to JSON, as the desk writes it.
 #include "fuzz_common.h"
-#include "protocol.h"
-#include "report.h"
+#include "format/invite.h"
+#include "format/receipt.h"
+#include "format/request.h"
+#include "protocol/http_api.h"
+#include "format/report.h"
+#include "format/envelope.h"
 
 namespace {
 
@@ -38,14 +42,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!body.ParseFromString(bytes)) return 0;
     v1::SealedEnvelope env;
     env.set_body(body.SerializeAsString());
-    auto sig = crypto::Sign(device, crypto::kDomainEnvelope, crypto::Bytes(env.body()));
+    auto sig = crypto::Sign(device, envelope::kDomain, crypto::Bytes(env.body()));
     env.set_signature(sig.data(), sig.size());
     bytes = env.SerializeAsString();
   }
   if (mode <= 1) {
-    crypto::EnvelopeHeader h;
-    const bool verified = crypto::VerifyEnvelope(crypto::Bytes(bytes), &h).ok();
-    auto plain = crypto::OpenEnvelope(crypto::Bytes(bytes), org, &h);
+    envelope::Header h;
+    const bool verified = envelope::Verify(crypto::Bytes(bytes), &h).ok();
+    auto plain = envelope::Open(crypto::Bytes(bytes), org, &h);
     if (plain.ok() && !verified) std::abort();  // opening implies the outer signature verified
     if (plain.ok()) CheckReport(plain->span());
     return 0;

@@ -2,7 +2,10 @@
 // a well-formed invite signed by its own server key, and never crash. First byte odd: the rest is taken
 // as an Invite message and signed with a fixed key first, so the checks behind the signature are reached.
 #include "fuzz_common.h"
-#include "protocol.h"
+#include "format/invite.h"
+#include "format/receipt.h"
+#include "format/request.h"
+#include "protocol/http_api.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace dala;

@@ -2,7 +2,10 @@
 // First byte odd: the rest is a Receipt signed with the fixed server key (the checks behind the
 // signature; bit 1 also names that server); even: the rest is a signed receipt as stored. Only receipts the key signed verify.
 #include "fuzz_common.h"
-#include "protocol.h"
+#include "format/invite.h"
+#include "format/receipt.h"
+#include "format/request.h"
+#include "protocol/http_api.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace dala;

@@ -1,7 +1,10 @@
 // Every POST body the server receives is a SignedRequest: VerifyRequest must accept only a request
 // signed by the key it names, for some server key, and refuse the rest without crashing.
 #include "fuzz_common.h"
-#include "protocol.h"
+#include "format/invite.h"
+#include "format/receipt.h"
+#include "format/request.h"
+#include "protocol/http_api.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace dala;

@@ -2,6 +2,7 @@
 // and body, and uploads with any X-Dala-Request header and body (possibly cut short). The first byte
 // picks method, path and content type; for uploads a 16-bit length gives the header, the rest is the body.
 #include "server_fixture.h"
+#include "protocol/http_api.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace dala;

@@ -4,6 +4,9 @@
 // key (else both are set to the real ones), bit 4 cuts an upload's connection after its body. Then a
 // 16-bit length and the Request; the rest is an upload's body.
 #include "server_fixture.h"
+#include "base/encoding.h"
+#include "format/request.h"
+#include "protocol/http_api.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace dala;
@@ -25,7 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::string_view body = in.Rest();
       std::optional<uint64_t> declared;
       if (sel & 16) declared = body.size() + 1;
-      fuzz::CheckAnswer(server.HandleUpload(protocol::Base64Url(crypto::Bytes(signed_request)), body, declared));
+      fuzz::CheckAnswer(server.HandleUpload(encoding::Base64Url(crypto::Bytes(signed_request)), body, declared));
       break;
     }
     default:

@@ -4,11 +4,17 @@
 #include <cstdio>
 #include <fstream>
 
-#include "attachment.h"
+#include "crypto/attachment_file.h"
 #include "fuzz_common.h"
-#include "keyfile.h"
-#include "protocol.h"
-#include "report.h"
+#include "crypto/keyfile.h"
+#include "format/invite.h"
+#include "format/receipt.h"
+#include "format/request.h"
+#include "protocol/http_api.h"
+#include "format/report.h"
+#include "base/encoding.h"
+#include "crypto/chunk_tree.h"
+#include "format/envelope.h"
 
 namespace {
 
@@ -69,7 +75,7 @@ int main(int argc, char** argv) {
 
   // An attachment of two 64 KiB chunks (the server never decrypts: any bytes make a valid manifest).
   const std::string ct = Ciphertext(65536 + 100);
-  media::ChunkTree tree(65536);
+  attachment::ChunkTree tree(65536);
   tree.Update(crypto::Bytes(ct));
   const crypto::Hash root = tree.Finish();
   v1::AttachmentManifest manifest;
@@ -120,13 +126,13 @@ int main(int argc, char** argv) {
   const std::string signed2 = SignContent(device, c2);
 
   auto seal = [&](const v1::ReportContent& content, const std::string& signed_report, bool with_attachment) {
-    crypto::EnvelopeHeader h;
+    envelope::Header h;
     std::memcpy(h.report_id.data(), content.report_id().data(), 16);
     h.version = content.version();
     h.device_key = device.public_key;
     if (with_attachment) h.attachments.push_back(manifest);
     std::vector<crypto::PublicKey> to{org.public_key};
-    auto env = crypto::SealEnvelope(device, h, crypto::Bytes(signed_report), to);
+    auto env = envelope::Seal(device, h, crypto::Bytes(signed_report), to);
     if (!env.ok()) std::abort();
     return *env;
   };
@@ -217,7 +223,7 @@ int main(int argc, char** argv) {
   Put("fuzz_server_http", "push", 0, protocol::SignRequest(device, push));
   Put("fuzz_server_http", "enrol", 4, protocol::SignRequest(device, enrol));
   Put("fuzz_server_http", "health", 1 | 8, "");
-  const std::string header = protocol::Base64Url(crypto::Bytes(protocol::SignRequest(device, up1)));
+  const std::string header = encoding::Base64Url(crypto::Bytes(protocol::SignRequest(device, up1)));
   Put("fuzz_server_http", "upload", 12, U16(header.size()) + header + std::string(std::string_view(ct).substr(65536)));
 
   // Sync plans: every answer passed on; the first answer's body replaced; a flipped byte in the second;

@@ -5,8 +5,11 @@
 #include <memory>
 
 #include "fuzz_common.h"
-#include "protocol.h"
-#include "server_core.h"
+#include "format/invite.h"
+#include "format/receipt.h"
+#include "format/request.h"
+#include "protocol/http_api.h"
+#include "server/server_core.h"
 
 namespace dala::fuzz {
 
@@ -15,7 +18,7 @@ inline server::ServerCore& Server() {
     const std::string dir = ScratchDir() + "/server";
     const crypto::BoxKeyPair org = FixedBoxKeyPair(kOrgLabel);
     if (!server::ServerCore::Init(dir, {org.public_key}).ok()) std::abort();
-    server::Limits limits;
+    server::ServerLimits limits;
     limits.max_storage_bytes = 64u << 20;  // storage-full answers are reachable
     auto opened = server::ServerCore::Open(dir, limits);
     if (!opened.ok()) std::abort();

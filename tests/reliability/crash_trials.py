@@ -9,7 +9,6 @@ verified receipt for each.
 Usage: crash_trials.py BIN_DIR [--trials N] [--seed S]   (prints 'N passed, M failed')
 """
 import hashlib
-import json
 import os
 import random
 import shutil
@@ -19,24 +18,22 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import ENV, KDF, free_port, run  # noqa: E402
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import harness  # noqa: E402
+from harness import ENV, run  # noqa: E402
 
-BIN = os.path.abspath(sys.argv[1])
-TRIALS = int(sys.argv[sys.argv.index("--trials") + 1]) if "--trials" in sys.argv else 50
-SEED = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else int(time.time())
+_cli = harness.parser(__doc__)
+_cli.add_argument("--trials", type=int, default=50, metavar="N", help="number of trials (default 50)")
+ARGS = _cli.parse_args()
+BIN, TRIALS, SEED = ARGS.bin_dir, ARGS.trials, ARGS.seed
 rng = random.Random(SEED)
-DALA, SERVER = os.path.join(BIN, "dala"), os.path.join(BIN, "dala-server")
+DALA, SERVER = harness.binaries(BIN)
 
 
 def sha(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
-
-
-def Server(data, port):
-    return harness.Server(SERVER, data, port)
 
 
 def main():
@@ -45,14 +42,8 @@ def main():
     server = None
     failures = []
     try:
-        org_key = os.path.join(work, "org.key")
-        pk = run(DALA, "desk", "keygen", "--out", org_key, *KDF).stdout.strip()
-        run(SERVER, "init", "--data", os.path.join(work, "srv"), "--recipient", pk)
-        server = Server(os.path.join(work, "srv"), free_port())
-        invite = run(SERVER, "invite", "--data", server.data, "--url", f"http://127.0.0.1:{server.port}",
-                     "--uses", "1").stdout.strip()
-        run(DALA, "init", "--store", store, *KDF)
-        run(DALA, "join", "--store", store, invite)
+        org_key, server = harness.new_server(DALA, SERVER, work)
+        harness.new_phone(DALA, store, server.invite(uses=1))
         server.start()
         finished = {}  # report id -> sha256 of its attachment (or None): commands that exited 0
         kills = {}
@@ -147,7 +138,7 @@ def main():
 
 def explain_undelivered(store):
     """What the phone says of every version it holds no receipt for, and what one more sync says."""
-    got = {(r["id"], r["version"]) for r in json.loads(run(DALA, "receipts", "--store", store, "--json").stdout)}
+    got = harness.receipted_versions(DALA, store)
     for (rid, version) in sorted(harness.sealed_versions(DALA, store) - got):
         print(f"UNDELIVERED {rid} v{version}:")
         print(run(DALA, "report", "show", "--store", store, rid, check=False).stdout)
@@ -157,7 +148,7 @@ def explain_undelivered(store):
 
 def check_store(store, finished, full):
     run(DALA, "check", "--store", store)
-    reports = {r["id"]: r for r in json.loads(run(DALA, "report", "list", "--store", store, "--json").stdout)}
+    reports = {r["id"]: r for r in harness.reports(DALA, store)}
     for rid in finished:
         if rid not in reports:
             raise AssertionError(f"finished report {rid} is missing")

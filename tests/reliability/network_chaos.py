@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Network chaos (issue 6): phones write reports (some with media) and sync them to dala-server through
-tests/reliability/chaosproxy.py, which gives every connection a random fault plan: cuts (reset or end of
+tools/faultproxy.py (mode chaos), which gives every connection a random fault plan: cuts (reset or end of
 stream) at random byte offsets, stalls and black holes, throttling, latency, flipped bytes. Several phones
 sync at once. Then the network heals and each phone syncs until nothing is left. The server must hold
 exactly the versions the phones sealed, each once, the desk must verify every one (signatures, receipts,
@@ -9,26 +9,29 @@ attachment hashes), and every phone must hold a verified receipt for each and no
 Usage: network_chaos.py BIN_DIR [--sessions N] [--phones P] [--seed S]   (prints a summary; exit 1 on any
 discrepancy)
 """
+import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import json
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import ENV, KDF, Server, check_delivered, free_port, run  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path[:0] = [os.path.join(HERE, "..", "support"), os.path.join(HERE, "..", "..", "tools")]
+import faultproxy  # noqa: E402
+import harness  # noqa: E402
+from harness import ENV, check_delivered, free_port, run  # noqa: E402
 
-BIN = os.path.abspath(sys.argv[1])
-SESSIONS = int(sys.argv[sys.argv.index("--sessions") + 1]) if "--sessions" in sys.argv else 30
-PHONES = int(sys.argv[sys.argv.index("--phones") + 1]) if "--phones" in sys.argv else 3
-SEED = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else int(time.time())
+_cli = harness.parser(__doc__)
+_cli.add_argument("--sessions", type=int, default=30, metavar="N", help="sync sessions (default 30)")
+_cli.add_argument("--phones", type=int, default=3, metavar="P", help="phones (default 3)")
+ARGS = _cli.parse_args()
+BIN, SESSIONS, PHONES, SEED = ARGS.bin_dir, ARGS.sessions, ARGS.phones, ARGS.seed
 rng = random.Random(SEED)
-DALA, SERVER = os.path.join(BIN, "dala"), os.path.join(BIN, "dala-server")
-PROXY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chaosproxy.py")
+DALA, SERVER = harness.binaries(BIN)
 
 
 def write_reports(work, store, n_session):
@@ -43,7 +46,7 @@ def write_reports(work, store, n_session):
             cmd += ["--attach", media]
         run(*cmd)
     if rng.random() < 0.2:
-        reports = json.loads(run(DALA, "report", "list", "--store", store, "--json").stdout)
+        reports = harness.reports(DALA, store)
         if reports:
             r = rng.choice(reports)
             run(DALA, "report", "edit", "--store", store, r["id"], "--text", f"corrected in session {n_session}",
@@ -56,23 +59,12 @@ def main():
     problems = []
     outcomes = {}
     try:
-        org_key = os.path.join(work, "org.key")
-        pk = run(DALA, "desk", "keygen", "--out", org_key, *KDF).stdout.strip()
-        run(SERVER, "init", "--data", os.path.join(work, "srv"), "--recipient", pk)
-        server = Server(SERVER, os.path.join(work, "srv"), free_port())
+        org_key, server = harness.new_server(DALA, SERVER, work)
         server.start()
         proxy_port = free_port()
-        proxy = subprocess.Popen([sys.executable, PROXY, str(proxy_port), str(server.port), str(SEED)],
-                                 stdout=subprocess.PIPE, text=True)
-        proxy.stdout.readline()
-        invite = run(SERVER, "invite", "--data", server.data, "--url", f"http://127.0.0.1:{proxy_port}",
-                     "--uses", str(PHONES)).stdout.strip()
-        stores = []
-        for i in range(PHONES):
-            store = os.path.join(work, f"phone{i}")
-            run(DALA, "init", "--store", store, *KDF)
-            run(DALA, "join", "--store", store, invite)
-            stores.append(store)
+        proxy = faultproxy.Proxy("chaos", proxy_port, server.port, SEED)
+        invite = server.invite(url=f"http://127.0.0.1:{proxy_port}", uses=PHONES)
+        stores = [harness.new_phone(DALA, os.path.join(work, f"phone{i}"), invite) for i in range(PHONES)]
 
         for n in range(SESSIONS):
             # Some phones write, then all of them sync at once, each through its own chaotic connections.
@@ -86,7 +78,7 @@ def main():
                 outcomes[code] = outcomes.get(code, 0) + 1
 
         # The network heals: every phone syncs (sending everything queued now) until nothing is left.
-        proxy.send_signal(signal.SIGUSR1)
+        proxy.heal()
         for store in stores:
             for _ in range(10):
                 if run(DALA, "sync", "--store", store, "--now", "--timeout", "60", check=False).returncode == 0:
@@ -96,9 +88,8 @@ def main():
     finally:
         stats = {}
         if proxy:
-            proxy.terminate()
             try:
-                stats = json.loads(proxy.communicate(timeout=20)[0].strip().splitlines()[-1])
+                stats = json.loads(proxy.stop(timeout=20).strip().splitlines()[-1])
             except (subprocess.TimeoutExpired, ValueError, IndexError):
                 proxy.kill()
         if server:

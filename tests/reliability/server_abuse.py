@@ -18,24 +18,21 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import KDF, Server, check_delivered, free_port, run  # noqa: E402
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import harness  # noqa: E402
+from harness import check_delivered, run  # noqa: E402
 
-BIN = os.path.abspath(sys.argv[1])
-REPORTS = int(sys.argv[sys.argv.index("--reports") + 1]) if "--reports" in sys.argv else 40
-SEED = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else int(time.time())
-DALA, SERVER = os.path.join(BIN, "dala"), os.path.join(BIN, "dala-server")
+_cli = harness.parser(__doc__)
+_cli.add_argument("--reports", type=int, default=40, metavar="N",
+                  help="reports delivered calm, then as many under abuse (default 40)")
+_cli.add_argument("--sanitized", action="store_true",
+                  help="a sanitizer build, whose allocator keeps freed memory: the memory bound is not checked")
+ARGS = _cli.parse_args()
+BIN, REPORTS, SEED, SANITIZED = ARGS.bin_dir, ARGS.reports, ARGS.seed, ARGS.sanitized
+DALA, SERVER = harness.binaries(BIN)
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fuzz", "corpus", "fuzz_request")
 MAX_CONNECTIONS, BUFFERED_MIB, MEMORY_LIMIT_MIB = 128, 64, 256
-SANITIZED = "--sanitized" in sys.argv
-
-
-def peak_rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Abuse:
@@ -189,19 +186,13 @@ def main():
     server = None
     problems = []
     try:
-        org_key = os.path.join(work, "org.key")
-        pk = run(DALA, "desk", "keygen", "--out", org_key, *KDF).stdout.strip()
-        run(SERVER, "init", "--data", os.path.join(work, "srv"), "--recipient", pk)
-        server = Server(SERVER, os.path.join(work, "srv"), free_port())
+        org_key, server = harness.new_server(DALA, SERVER, work)
         server.start("--max-connections", str(MAX_CONNECTIONS), "--max-buffered-mib", str(BUFFERED_MIB),
                      "--body-timeout", "20")
-        invite = run(SERVER, "invite", "--data", server.data, "--url", f"http://127.0.0.1:{server.port}").stdout.strip()
-        store = os.path.join(work, "phone")
-        run(DALA, "init", "--store", store, *KDF)
-        run(DALA, "join", "--store", store, invite)
+        store = harness.new_phone(DALA, os.path.join(work, "phone"), server.invite())
 
         calm, calm_failed = deliver(store, REPORTS, "calm")
-        calm_rss = peak_rss_mib(server.proc.pid)
+        calm_rss = server.peak_rss_mib()
 
         abuse = Abuse(server.port, rng)
         abuse.spawn(abuse.idle)
@@ -212,8 +203,8 @@ def main():
         abuse.spawn(abuse.junk, 4)
         time.sleep(2)  # the connections pile up
         stormy, stormy_failed = deliver(store, REPORTS, "under abuse")
-        alive = server.proc.poll() is None
-        rss = peak_rss_mib(server.proc.pid) if alive else float("nan")
+        alive = server.alive()
+        rss = server.peak_rss_mib() if alive else float("nan")
         abuse.stop.set()
         for t in abuse.threads:
             t.join(timeout=10)

@@ -9,10 +9,11 @@
 #include <thread>
 
 #include "../unit/test_util.h"
-#include "background_sync.h"
-#include "http_server.h"
-#include "http_transport.h"
-#include "server_core.h"
+#include "client/background_sync.h"
+#include "server/http_server.h"
+#include "client/http_transport.h"
+#include "server/server_core.h"
+#include "base/clock.h"
 
 namespace dala {
 namespace {

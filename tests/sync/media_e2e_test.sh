@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Media end to end with real processes over loopback: a phone (dala) uploads attachments to dala-server
-# through a proxy that cuts the connection at random byte offsets (tools/cutproxy.py), over HTTPS too;
+# through a proxy that cuts the connection at random byte offsets (tools/faultproxy.py cut), over HTTPS too;
 # the server's storage fills up; the desk decrypts and verifies. Usage: media_e2e_test.sh BIN_DIR
 set -uo pipefail
 BIN=$(cd "$1" && pwd)
@@ -25,7 +25,7 @@ start_server() {  # start_server PORT [extra...]
   wait_for "$T/server-$1.out"
 }
 start_proxy() {  # start_proxy LISTEN TARGET CUTS...
-  python3 "$ROOT/tools/cutproxy.py" "$@" 2>"$T/proxy-$1.out" &
+  python3 "$ROOT/tools/faultproxy.py" cut "$@" 2>"$T/proxy-$1.out" &
   PROXY_PID=$!
   PIDS+=("$PROXY_PID")
   wait_for "$T/proxy-$1.out"

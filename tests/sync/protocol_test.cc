@@ -8,12 +8,22 @@
 #include <thread>
 
 #include "../unit/test_util.h"
-#include "attachment.h"
-#include "desk.h"
-#include "fsutil.h"
-#include "protocol.h"
-#include "server_core.h"
-#include "sync_engine.h"
+#include "crypto/attachment_file.h"
+#include "desk/export_opener.h"
+#include "base/db.h"
+#include "base/fsutil.h"
+#include "base/secret.h"
+#include "format/invite.h"
+#include "format/receipt.h"
+#include "format/request.h"
+#include "protocol/http_api.h"
+#include "server/server_core.h"
+#include "client/sync_engine.h"
+#include "base/clock.h"
+#include "base/encoding.h"
+#include "base/failpoint.h"
+#include "format/envelope.h"
+#include "format/manifest.h"
 
 namespace dala {
 namespace {
@@ -107,6 +117,29 @@ sync::RunResult Sync(Store& s, sync::Transport& net) {
   auto r = sync::RunOnce(s, net, SystemNowMs() + 10000, nullptr);
   EXPECT_TRUE(r.ok()) << r.status().message();
   return r.ok() ? *r : sync::RunResult{};
+}
+
+// An address a phone could never reach (no port, a port that is not a number, another scheme) is refused
+// when the invite is made and, should a server sign one anyway, when a phone joins.
+TEST(Invite, AnUnusableServerAddressIsRefused) {
+  World w;
+  for (const char* url : {"http://host:notaport", "http://host:0", "http://host:70000", "ftp://host", "http://",
+                          "http://us er@host", "host:8443", "http://[::1", "http://host:"}) {
+    auto inv = w.server->CreateInvite({url}, 1, SystemNowMs() + 60000, "KIBHR");
+    EXPECT_EQ(inv.status().code(), Code::kInvalidArgument) << url;
+  }
+  for (const char* url : {"http://127.0.0.1:8443", "https://dala.example.org/base", "http://[::1]:9", "http://h"})
+    EXPECT_TRUE(w.server->CreateInvite({url}, 1, SystemNowMs() + 60000, "KIBHR").ok()) << url;
+  crypto::SigningKey rogue = crypto::GenerateSigningKey();
+  v1::Invite inv;
+  inv.add_urls("http://host:notaport");
+  inv.add_recipients(std::string(w.org.public_key.begin(), w.org.public_key.end()));
+  inv.set_token(std::string(16, 't'));
+  inv.set_server_key(rogue.public_key.data(), 32);
+  std::string text = protocol::EncodeInvite(inv, rogue);
+  EXPECT_EQ(protocol::DecodeInvite(text).status().code(), Code::kInvalidArgument);
+  auto phone = w.Phone("p");
+  EXPECT_EQ(phone->Join(text).status().code(), Code::kInvalidArgument);
 }
 
 TEST(Invite, RoundTripAndTamper) {
@@ -423,8 +456,8 @@ TEST(Desk, ExportProblemsAreReportedNotHidden) {
   v1::Export bad;
   bad.set_server_key(ex.server_key());
   for (const auto& item : ex.reports()) {
-    crypto::EnvelopeHeader h;
-    ASSERT_TRUE(crypto::VerifyEnvelope(crypto::Bytes(item.envelope()), &h).ok());
+    envelope::Header h;
+    ASSERT_TRUE(envelope::Verify(crypto::Bytes(item.envelope()), &h).ok());
     if (h.report_id == edited && h.version == 1) continue;
     auto* copy = bad.add_reports();
     *copy = item;
@@ -446,7 +479,7 @@ TEST(Desk, ExportProblemsAreReportedNotHidden) {
   EXPECT_NE(text.find("version 1 is missing"), std::string::npos) << text;
   EXPECT_NE(text.find("receipt"), std::string::npos) << text;
   // Both reports are still written out with their content, flagged.
-  auto v2file = test::ReadAll(w.t.sub("desk-bad") + "/" + crypto::ToHex(edited) + "-v2.json");
+  auto v2file = test::ReadAll(w.t.sub("desk-bad") + "/" + encoding::ToHex(edited) + "-v2.json");
   std::string v2text(v2file.begin(), v2file.end());
   EXPECT_NE(v2text.find("\"verified\":false"), std::string::npos);
   EXPECT_NE(v2text.find("second version"), std::string::npos);
@@ -489,9 +522,9 @@ uint64_t TotalCiphertext(const MediaReport& m) {
   return n;
 }
 
-std::string BlobFile(World& w, Store& phone, const AttachmentInfo& a) {
-  return w.t.sub("server") + "/blobs/" +
-         protocol::AttachmentFileName(phone.device_key(), std::span<const uint8_t>(a.id.data(), 16));
+std::string ServerAttachmentFile(World& w, Store& phone, const AttachmentInfo& a) {
+  return w.t.sub("server") + "/attachments/" +
+         attachment::FileName(phone.device_key(), std::span<const uint8_t>(a.id.data(), 16));
 }
 
 bool SameFile(const std::string& a, const std::string& b) {
@@ -499,11 +532,43 @@ bool SameFile(const std::string& a, const std::string& b) {
   return x.ok() && y.ok() && *x == *y;
 }
 
+// Server data written before schema 3 (table and directory named `blobs`) opens as it is: renamed once,
+// nothing lost, uploads work on.
+TEST(Media, ServerDataFromBeforeTheAttachmentsRenameOpens) {
+  World w;
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  MediaReport first = SealWithMedia(*phone, {3000}, "before the upgrade");
+  EXPECT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  w.net.reset();
+  w.server.reset();
+  const std::string dir = w.t.sub("server");
+  {  // as a version 2 server left it
+    auto key = fs::ReadFile(dir + "/server.key", 64);
+    ASSERT_TRUE(key.ok());
+    auto db = db::Db::Open(dir + "/server.db", SecretBuffer(key->data(), key->size()), false);
+    ASSERT_TRUE(db.ok()) << db.status().message();
+    ASSERT_TRUE(db->Exec("ALTER TABLE attachments RENAME TO blobs; PRAGMA user_version = 2;").ok());
+  }
+  std::filesystem::rename(dir + "/attachments", dir + "/blobs");
+  w.server = std::move(server::ServerCore::Open(dir)).value();
+  w.net = std::make_unique<LoopTransport>(w.server.get());
+  EXPECT_FALSE(std::filesystem::exists(dir + "/blobs"));
+  EXPECT_TRUE(SameFile(phone->LocalAttachmentFile(first.attachments[0].id)->path,
+                       ServerAttachmentFile(w, *phone, first.attachments[0])));
+  MediaReport second = SealWithMedia(*phone, {attachment::kUploadChunk + 10}, "after the upgrade");
+  auto r = Sync(*phone, *w.net);
+  EXPECT_EQ(r.delivered, 1u) << r.last_error;
+  EXPECT_EQ(*w.server->ReportCount(), 2u);
+  EXPECT_TRUE(SameFile(phone->LocalAttachmentFile(second.attachments[0].id)->path,
+                       ServerAttachmentFile(w, *phone, second.attachments[0])));
+}
+
 TEST(Media, UploadsThenDeliversWithAReceiptCoveringTheAttachments) {
   World w;
   auto phone = w.Phone("p");
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
-  MediaReport big = SealWithMedia(*phone, {2 * media::kUploadChunk + 1000, 5000}, "with video");
+  MediaReport big = SealWithMedia(*phone, {2 * attachment::kUploadChunk + 1000, 5000}, "with video");
   ReportId small = SealOne(*phone, "text only");
   auto r = Sync(*phone, *w.net);
   EXPECT_EQ(r.delivered, 2u) << r.last_error;
@@ -513,11 +578,11 @@ TEST(Media, UploadsThenDeliversWithAReceiptCoveringTheAttachments) {
   for (const auto& a : big.attachments) {
     auto local = phone->LocalAttachmentFile(a.id);
     ASSERT_TRUE(local.ok());
-    EXPECT_TRUE(SameFile(local->path, BlobFile(w, *phone, a)));
+    EXPECT_TRUE(SameFile(local->path, ServerAttachmentFile(w, *phone, a)));
   }
   EXPECT_EQ(w.net->upload_bytes, TotalCiphertext(big));
   // Both receipts verify; the attachment report's receipt is over the envelope that names the attachments.
-  auto receipts = phone->Receipts();
+  auto receipts = phone->ListReceipts();
   ASSERT_TRUE(receipts.ok());
   EXPECT_EQ(receipts->size(), 2u);
   EXPECT_EQ(phone->Get(big.id)->state, ReportState::kDelivered);
@@ -533,7 +598,7 @@ TEST(Media, ASmallReportIsNotHeldBackBehindMedia) {
   World w;
   auto phone = w.Phone("p");
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
-  MediaReport big = SealWithMedia(*phone, {3 * media::kUploadChunk}, "video first");
+  MediaReport big = SealWithMedia(*phone, {3 * attachment::kUploadChunk}, "video first");
   ReportId small = SealOne(*phone, "sealed after the video");
   // The connection dies during the first upload: the small report was already delivered by then.
   w.net->cut_at = {100, 0, 0, 0, 0, 0, 0, 0};  // and it stays down
@@ -551,7 +616,7 @@ TEST(Media, CutsAtRandomOffsetsResendAtMostOneChunkEach) {
   World w;
   auto phone = w.Phone("p");
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
-  MediaReport m = SealWithMedia(*phone, {5 * media::kUploadChunk + 12345, 70000});
+  MediaReport m = SealWithMedia(*phone, {5 * attachment::kUploadChunk + 12345, 70000});
   const uint64_t total = TotalCiphertext(m);
   // Ten cuts at random byte offsets across the upload.
   uint32_t seed = 12345;
@@ -565,8 +630,8 @@ TEST(Media, CutsAtRandomOffsetsResendAtMostOneChunkEach) {
   ASSERT_EQ(phone->Get(m.id)->state, ReportState::kDelivered) << r.last_error;
   EXPECT_TRUE(w.net->cut_at.empty());
   for (const auto& a : m.attachments)
-    EXPECT_TRUE(SameFile(phone->LocalAttachmentFile(a.id)->path, BlobFile(w, *phone, a)));
-  EXPECT_LE(w.net->upload_bytes, total + cuts * media::kUploadChunk)
+    EXPECT_TRUE(SameFile(phone->LocalAttachmentFile(a.id)->path, ServerAttachmentFile(w, *phone, a)));
+  EXPECT_LE(w.net->upload_bytes, total + cuts * attachment::kUploadChunk)
       << "sent " << w.net->upload_bytes << " for " << total << " bytes and " << cuts << " cuts";
   EXPECT_GE(w.net->upload_bytes, total);
 }
@@ -575,19 +640,19 @@ TEST(Media, ACorruptedChunkIsRefusedAndSentAgain) {
   World w;
   auto phone = w.Phone("p");
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
-  MediaReport m = SealWithMedia(*phone, {2 * media::kUploadChunk + 5});
+  MediaReport m = SealWithMedia(*phone, {2 * attachment::kUploadChunk + 5});
   w.net->corrupt_uploads = 2;
   auto r = Sync(*phone, *w.net);
   EXPECT_EQ(r.delivered, 1u) << r.last_error;
   EXPECT_EQ(w.net->corrupt_uploads, 0);
-  EXPECT_TRUE(SameFile(phone->LocalAttachmentFile(m.attachments[0].id)->path, BlobFile(w, *phone, m.attachments[0])));
+  EXPECT_TRUE(SameFile(phone->LocalAttachmentFile(m.attachments[0].id)->path, ServerAttachmentFile(w, *phone, m.attachments[0])));
 }
 
 TEST(Media, ALocalFileThatNoLongerMatchesTheEnvelopeIsNotDelivered) {
   World w;
   auto phone = w.Phone("p");
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
-  MediaReport bad = SealWithMedia(*phone, {media::kUploadChunk + 10}, "damaged later");
+  MediaReport bad = SealWithMedia(*phone, {attachment::kUploadChunk + 10}, "damaged later");
   MediaReport good = SealWithMedia(*phone, {1000}, "fine");
   ReportId text = SealOne(*phone, "text");
   // The phone's copy changes after sealing (a bad flash cell, a tool): its hash no longer matches.
@@ -610,20 +675,20 @@ TEST(Media, ALocalFileThatNoLongerMatchesTheEnvelopeIsNotDelivered) {
   EXPECT_EQ(phone->Get(text)->state, ReportState::kDelivered);
   EXPECT_EQ(*w.server->ReportCount(), 2u);  // the damaged one has no receipt and is not counted
   // The server refused the chunk outright: it never holds bytes that differ from the signed manifest.
-  EXPECT_EQ(std::filesystem::file_size(BlobFile(w, *phone, bad.attachments[0])), 0u);
+  EXPECT_EQ(std::filesystem::file_size(ServerAttachmentFile(w, *phone, bad.attachments[0])), 0u);
 }
 
 TEST(Media, ServerStorageFullKeepsEverythingForLater) {
   World w;
-  server::Limits small;
-  small.max_storage_bytes = media::kUploadChunk;  // room for one chunk
+  server::ServerLimits small;
+  small.max_storage_bytes = attachment::kUploadChunk;  // room for one chunk
   w.net.reset();
   w.server.reset();
   w.server = std::move(server::ServerCore::Open(w.t.sub("server"), small)).value();
   w.net = std::make_unique<LoopTransport>(w.server.get());
   auto phone = w.Phone("p");
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
-  MediaReport m = SealWithMedia(*phone, {3 * media::kUploadChunk});
+  MediaReport m = SealWithMedia(*phone, {3 * attachment::kUploadChunk});
   ReportId text = SealOne(*phone, "text");
   auto r = Sync(*phone, *w.net);
   EXPECT_EQ(r.delivered, 1u);
@@ -647,9 +712,9 @@ TEST(Media, AServerRestartKeepsEveryAcknowledgedChunk) {
   World w;
   auto phone = w.Phone("p");
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
-  MediaReport m = SealWithMedia(*phone, {4 * media::kUploadChunk + 77});
+  MediaReport m = SealWithMedia(*phone, {4 * attachment::kUploadChunk + 77});
   const uint64_t total = TotalCiphertext(m);
-  w.net->cut_at = {2 * media::kUploadChunk + 500, 0, 0, 0, 0, 0, 0, 0};  // two chunks and a bit, then the link dies
+  w.net->cut_at = {2 * attachment::kUploadChunk + 500, 0, 0, 0, 0, 0, 0, 0};  // two chunks and a bit, then the link dies
   Sync(*phone, *w.net);
   EXPECT_NE(phone->Get(m.id)->state, ReportState::kDelivered);
   // The server restarts (a crash after the cut: its process state is gone, its files are not).
@@ -660,7 +725,7 @@ TEST(Media, AServerRestartKeepsEveryAcknowledgedChunk) {
   ASSERT_TRUE(phone->RetryOfflineNow().ok());
   auto r = Sync(*phone, *w.net);
   EXPECT_EQ(phone->Get(m.id)->state, ReportState::kDelivered) << r.last_error;
-  EXPECT_LE(w.net->upload_bytes, total - 2 * media::kUploadChunk);  // resumed after the two durable chunks
+  EXPECT_LE(w.net->upload_bytes, total - 2 * attachment::kUploadChunk);  // resumed after the two durable chunks
 }
 
 // A crash-trial failure led here: dala-server killed after an upload's last chunk was made durable but
@@ -670,7 +735,7 @@ TEST(Media, AServerKilledBeforeRecordingAnUploadCompleteStillDelivers) {
   World w;
   auto phone = w.Phone("p");
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
-  MediaReport m = SealWithMedia(*phone, {2 * media::kUploadChunk + 300});
+  MediaReport m = SealWithMedia(*phone, {2 * attachment::kUploadChunk + 300});
   phone.reset();  // the child opens its own handles, as a separate process would
   w.net.reset();
   w.server.reset();
@@ -700,14 +765,14 @@ TEST(Media, AServerKilledBeforeRecordingAnUploadCompleteStillDelivers) {
   EXPECT_EQ(r.remaining, 0u);
   EXPECT_EQ(w.net->upload_bytes, 0u);  // every byte was already held: nothing is sent again
   EXPECT_EQ(*w.server->ReportCount(), 1u);
-  EXPECT_TRUE(SameFile(phone->LocalAttachmentFile(m.attachments[0].id)->path, BlobFile(w, *phone, m.attachments[0])));
+  EXPECT_TRUE(SameFile(phone->LocalAttachmentFile(m.attachments[0].id)->path, ServerAttachmentFile(w, *phone, m.attachments[0])));
 }
 
 TEST(Media, UploadRequestsThatDoNotFitAreRefused) {
   World w;
   auto phone = w.Phone("p");
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
-  MediaReport m = SealWithMedia(*phone, {media::kUploadChunk * 2});
+  MediaReport m = SealWithMedia(*phone, {attachment::kUploadChunk * 2});
   ASSERT_TRUE(Sync(*phone, *w.net).delivered == 1);
   auto sign = [&](uint64_t offset, uint64_t length, std::string id) {
     v1::Request req;
@@ -718,7 +783,7 @@ TEST(Media, UploadRequestsThatDoNotFitAreRefused) {
     up->set_attachment_id(id);
     up->set_offset(offset);
     up->set_length(length);
-    return protocol::Base64Url(crypto::Bytes(phone->SignRequest(req)));
+    return encoding::Base64Url(crypto::Bytes(phone->SignRequest(req)));
   };
   std::string id(reinterpret_cast<const char*>(m.attachments[0].id.data()), 16);
   auto code = [](const server::HttpResult& r) { v1::Response x; x.ParseFromString(r.body); return x; };
@@ -731,7 +796,7 @@ TEST(Media, UploadRequestsThatDoNotFitAreRefused) {
   // An attachment this device never declared.
   auto unknown = code(w.server->HandleUpload(sign(0, 3, std::string(16, 'x')), "abc"));
   EXPECT_EQ(unknown.upload().code(), v1::UPLOAD_UNKNOWN);
-  // Another device cannot upload into this device's attachment (its key names a different blob).
+  // Another device cannot upload into this device's attachment (its key names a different file).
   auto other = w.Phone("q");
   ASSERT_TRUE(other->Join(w.Invite()).ok());
   ASSERT_TRUE(Sync(*other, *w.net).unreachable == false);
@@ -739,7 +804,7 @@ TEST(Media, UploadRequestsThatDoNotFitAreRefused) {
   req.set_server_key(w.server->server_key().data(), 32);
   req.mutable_upload()->set_attachment_id(id);
   req.mutable_upload()->set_length(3);
-  auto theirs = code(w.server->HandleUpload(protocol::Base64Url(crypto::Bytes(other->SignRequest(req))), "abc"));
+  auto theirs = code(w.server->HandleUpload(encoding::Base64Url(crypto::Bytes(other->SignRequest(req))), "abc"));
   EXPECT_EQ(theirs.upload().code(), v1::UPLOAD_UNKNOWN);
 }
 
@@ -766,36 +831,36 @@ TEST(Media, DeskDecryptsAndVerifiesAttachmentsAndReportsWhatFails) {
   World w;
   auto phone = w.Phone("p");
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
-  MediaReport m = SealWithMedia(*phone, {media::kUploadChunk + 3, 10}, "two files");
+  MediaReport m = SealWithMedia(*phone, {attachment::kUploadChunk + 3, 10}, "two files");
   ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
   const std::string ex = w.t.sub("export.pb");
   ASSERT_TRUE(w.server->Export(ex).ok());
   auto sum = desk::OpenExport(w.org, ex, w.t.sub("desk"));
   ASSERT_TRUE(sum.ok()) << sum.status().message();
   EXPECT_EQ(sum->verified, 1u);
-  const std::string dir = w.t.sub("desk") + "/" + crypto::ToHex(m.id) + "-v1-attachments/";
+  const std::string dir = w.t.sub("desk") + "/" + encoding::ToHex(m.id) + "-v1-attachments/";
   for (size_t i = 0; i < 2; ++i) {
-    auto plain = fs::ReadFile(dir + crypto::ToHex(m.attachments[i].id) + ".mp4", 8u << 20);
+    auto plain = fs::ReadFile(dir + encoding::ToHex(m.attachments[i].id) + ".mp4", 8u << 20);
     ASSERT_TRUE(plain.ok());
-    EXPECT_EQ(*plain, Bytes(i == 0 ? media::kUploadChunk + 3 : 10, static_cast<uint32_t>(i + 1)));
+    EXPECT_EQ(*plain, Bytes(i == 0 ? attachment::kUploadChunk + 3 : 10, static_cast<uint32_t>(i + 1)));
   }
   // One altered byte in the exported file: that attachment and its report fail, with the reason; the
   // other attachment still opens.
-  std::string blob = ex + ".media/" + protocol::AttachmentFileName(phone->device_key(), std::span<const uint8_t>(m.attachments[0].id.data(), 16));
+  std::string blob = ex + ".media/" + attachment::FileName(phone->device_key(), std::span<const uint8_t>(m.attachments[0].id.data(), 16));
   std::filesystem::remove(blob);  // a hard link to the server's file: replace it, do not edit through it
-  auto good = fs::ReadFile(BlobFile(w, *phone, m.attachments[0]), 8u << 20);
+  auto good = fs::ReadFile(ServerAttachmentFile(w, *phone, m.attachments[0]), 8u << 20);
   (*good)[500] ^= 1;
   ASSERT_TRUE(fs::WriteFileAtomic(blob, *good).ok());
   auto sum2 = desk::OpenExport(w.org, ex, w.t.sub("desk2"));
   ASSERT_TRUE(sum2.ok());
   EXPECT_EQ(sum2->failed, 1u);
-  auto json = fs::ReadFile(w.t.sub("desk2") + "/" + crypto::ToHex(m.id) + "-v1.json", 1u << 20);
+  auto json = fs::ReadFile(w.t.sub("desk2") + "/" + encoding::ToHex(m.id) + "-v1.json", 1u << 20);
   std::string text(json->begin(), json->end());
   EXPECT_NE(text.find("altered"), std::string::npos) << text;
-  EXPECT_FALSE(std::filesystem::exists(w.t.sub("desk2") + "/" + crypto::ToHex(m.id) + "-v1-attachments/" +
-                                       crypto::ToHex(m.attachments[0].id) + ".mp4"));
-  EXPECT_TRUE(std::filesystem::exists(w.t.sub("desk2") + "/" + crypto::ToHex(m.id) + "-v1-attachments/" +
-                                      crypto::ToHex(m.attachments[1].id) + ".mp4"));
+  EXPECT_FALSE(std::filesystem::exists(w.t.sub("desk2") + "/" + encoding::ToHex(m.id) + "-v1-attachments/" +
+                                       encoding::ToHex(m.attachments[0].id) + ".mp4"));
+  EXPECT_TRUE(std::filesystem::exists(w.t.sub("desk2") + "/" + encoding::ToHex(m.id) + "-v1-attachments/" +
+                                      encoding::ToHex(m.attachments[1].id) + ".mp4"));
   // A missing file is reported too.
   std::filesystem::remove(blob);
   auto sum3 = desk::OpenExport(w.org, ex, w.t.sub("desk3"));

@@ -6,9 +6,12 @@
 #include <filesystem>
 #include <fstream>
 
-#include "attachment.h"
-#include "fsutil.h"
+#include "crypto/attachment_file.h"
+#include "base/fsutil.h"
 #include "test_util.h"
+#include "crypto/chunk_tree.h"
+#include "format/envelope.h"
+#include "format/manifest.h"
 
 namespace dala {
 namespace {
@@ -58,7 +61,7 @@ struct Fixture {
     return out;
   }
   std::vector<std::string> MediaFiles() {
-    auto files = fs::ListFiles(fs::Join(dir, kMediaDirName));
+    auto files = fs::ListFiles(fs::Join(dir, kAttachmentDirName));
     return files.ok() ? *files : std::vector<std::string>{};
   }
   std::string FileOf(const AttachmentId& id) {
@@ -71,14 +74,14 @@ struct Fixture {
 TEST(Attachment, RoundTripsAtEverySizeBoundary) {
   Fixture f;
   Report r = f.Draft();
-  const size_t P = media::kPiece;
-  for (size_t n : {size_t{0}, size_t{1}, P - 1, P, P + 1, 2 * P, 3 * P + 5, size_t{media::kUploadChunk} + 3}) {
+  const size_t P = attachment::kPiece;
+  for (size_t n : {size_t{0}, size_t{1}, P - 1, P, P + 1, 2 * P, 3 * P + 5, size_t{attachment::kUploadChunk} + 3}) {
     for (size_t step : {size_t{1000}, P, 3 * P}) {
       if (n > 200000 && step == 1000) continue;  // keeps the test fast
       auto data = Pattern(n, static_cast<uint32_t>(n + step));
       AttachmentInfo info = f.Capture(r.id(), data, step);
       EXPECT_EQ(info.size, n);
-      EXPECT_EQ(info.ciphertext_size, media::CiphertextSize(n));
+      EXPECT_EQ(info.ciphertext_size, attachment::CiphertextSize(n));
       EXPECT_EQ(info.plaintext_hash, crypto::Blake2b256(data));
       EXPECT_EQ(std::filesystem::file_size(f.FileOf(info.id)), info.ciphertext_size);
       auto back = f.ReadAll(info.id);
@@ -91,16 +94,16 @@ TEST(Attachment, RoundTripsAtEverySizeBoundary) {
 TEST(Attachment, ChunkTreeMatchesTheFileOnDisk) {
   Fixture f;
   Report r = f.Draft();
-  auto data = Pattern(2 * media::kUploadChunk + 12345, 9);
+  auto data = Pattern(2 * attachment::kUploadChunk + 12345, 9);
   AttachmentInfo info = f.Capture(r.id(), data, 65536 * 3 + 11);
   auto bytes = fs::ReadFile(f.FileOf(info.id), 16u << 20);
   ASSERT_TRUE(bytes.ok());
-  media::ChunkTree tree;
+  attachment::ChunkTree tree;
   tree.Update(*bytes);
   EXPECT_EQ(tree.Finish(), info.ciphertext_hash);
   EXPECT_EQ(tree.chunk_hashes().size(), 32u * 3);
   // The first chunk hash is the plain BLAKE2b-256 of the first MiB of ciphertext.
-  crypto::Hash first = media::ChunkTree::HashChunk({bytes->data(), media::kUploadChunk});
+  crypto::Hash first = attachment::ChunkTree::HashChunk({bytes->data(), attachment::kUploadChunk});
   EXPECT_EQ(0, std::memcmp(first.data(), tree.chunk_hashes().data(), 32));
 }
 
@@ -126,7 +129,7 @@ TEST(Attachment, NoPlaintextReachesTheDisk) {
 TEST(Attachment, TamperedTruncatedReorderedOrExtendedFilesAreRefused) {
   Fixture f;
   Report r = f.Draft();
-  auto data = Pattern(5 * media::kPiece + 100, 3);
+  auto data = Pattern(5 * attachment::kPiece + 100, 3);
   AttachmentInfo info = f.Capture(r.id(), data);
   const std::string path = f.FileOf(info.id);
   auto original = *fs::ReadFile(path, 16u << 20);
@@ -134,7 +137,7 @@ TEST(Attachment, TamperedTruncatedReorderedOrExtendedFilesAreRefused) {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   };
-  const size_t piece = media::kPiece + crypto_secretstream_xchacha20poly1305_ABYTES;
+  const size_t piece = attachment::kPiece + crypto_secretstream_xchacha20poly1305_ABYTES;
   const size_t header = crypto_secretstream_xchacha20poly1305_HEADERBYTES;
   struct Case {
     const char* name;
@@ -172,7 +175,7 @@ TEST(Attachment, SealedReportCarriesKeysInsideAndManifestsOutside) {
   auto desk = crypto::GenerateBoxKeyPair();
   ASSERT_TRUE(f.store->SetRecipients("org", {desk.public_key}).ok());
   Report r = f.Draft();
-  auto data = Pattern(media::kUploadChunk + 777, 5);
+  auto data = Pattern(attachment::kUploadChunk + 777, 5);
   AttachmentInfo a = f.Capture(r.id(), data);
   AttachmentInfo b = f.Capture(r.id(), Pattern(10, 6), 10, "image/jpeg");
   ASSERT_TRUE(f.store->Seal(r).ok());
@@ -186,8 +189,8 @@ TEST(Attachment, SealedReportCarriesKeysInsideAndManifestsOutside) {
   auto batch = f.store->NextBatch("org", 10, 64u << 20);
   ASSERT_TRUE(batch.ok());
   ASSERT_EQ(batch->size(), 1u);
-  crypto::EnvelopeHeader h;
-  ASSERT_TRUE(crypto::VerifyEnvelope((*batch)[0].envelope, &h).ok());
+  envelope::Header h;
+  ASSERT_TRUE(envelope::Verify((*batch)[0].envelope, &h).ok());
   ASSERT_EQ(h.attachments.size(), 2u);
   EXPECT_EQ(h.attachments[0].size(), a.ciphertext_size);
   EXPECT_EQ(h.attachments[0].chunk_hashes().size(), 64u);
@@ -197,7 +200,7 @@ TEST(Attachment, SealedReportCarriesKeysInsideAndManifestsOutside) {
   EXPECT_EQ(env.find(r.content.attachments(0).key()), std::string::npos);
   EXPECT_EQ(env.find(std::string(reinterpret_cast<const char*>(a.plaintext_hash.data()), 32)), std::string::npos);
   // The organisation's key opens the content and finds both attachments with their keys.
-  auto plain = crypto::OpenEnvelope((*batch)[0].envelope, desk, &h);
+  auto plain = envelope::Open((*batch)[0].envelope, desk, &h);
   ASSERT_TRUE(plain.ok());
   auto content = VerifySignedReport(plain->span());
   ASSERT_TRUE(content.ok());
@@ -221,32 +224,32 @@ TEST(Attachment, SealedReportCarriesKeysInsideAndManifestsOutside) {
 TEST(Attachment, ManifestChecksRefuseInconsistentOnes) {
   Fixture f;
   Report r = f.Draft();
-  AttachmentInfo a = f.Capture(r.id(), Pattern(3 * media::kUploadChunk, 8), 1 << 20);
+  AttachmentInfo a = f.Capture(r.id(), Pattern(3 * attachment::kUploadChunk, 8), 1 << 20);
   std::vector<v1::AttachmentManifest> ms;
   auto batch_dir = f.dir;
   v1::AttachmentManifest m;
   m.set_attachment_id(std::string(reinterpret_cast<const char*>(a.id.data()), 16));
   m.set_size(a.ciphertext_size);
-  m.set_chunk_size(media::kUploadChunk);
+  m.set_chunk_size(attachment::kUploadChunk);
   auto bytes = fs::ReadFile(f.FileOf(a.id), 16u << 20);
-  media::ChunkTree tree;
+  attachment::ChunkTree tree;
   tree.Update(*bytes);
   auto root = tree.Finish();
   m.set_root(std::string(reinterpret_cast<const char*>(root.data()), 32));
   m.set_chunk_hashes(tree.chunk_hashes());
-  EXPECT_TRUE(media::CheckManifest(m).ok());
+  EXPECT_TRUE(attachment::CheckManifest(m).ok());
   auto bad = m;
   bad.mutable_chunk_hashes()->at(5) ^= 1;
-  EXPECT_EQ(media::CheckManifest(bad).code(), Code::kVerify);
+  EXPECT_EQ(attachment::CheckManifest(bad).code(), Code::kVerify);
   bad = m;
-  bad.set_size(m.size() + media::kUploadChunk);
-  EXPECT_EQ(media::CheckManifest(bad).code(), Code::kVerify);
+  bad.set_size(m.size() + attachment::kUploadChunk);
+  EXPECT_EQ(attachment::CheckManifest(bad).code(), Code::kVerify);
   bad = m;
   bad.set_chunk_size(100);
-  EXPECT_EQ(media::CheckManifest(bad).code(), Code::kVerify);
+  EXPECT_EQ(attachment::CheckManifest(bad).code(), Code::kVerify);
   bad = m;
   bad.set_attachment_id("short");
-  EXPECT_EQ(media::CheckManifest(bad).code(), Code::kVerify);
+  EXPECT_EQ(attachment::CheckManifest(bad).code(), Code::kVerify);
 }
 
 TEST(Attachment, LifecycleRemovesFiles) {
@@ -269,7 +272,7 @@ TEST(Attachment, LifecycleRemovesFiles) {
   // A crash during capture leaves an orphan file; the next open removes it and keeps the rest.
   f.store.reset();
   {
-    std::ofstream orphan(fs::Join(fs::Join(f.dir, kMediaDirName), "0123456789abcdef0123456789abcdef.att"));
+    std::ofstream orphan(fs::Join(fs::Join(f.dir, kAttachmentDirName), "0123456789abcdef0123456789abcdef.att"));
     orphan << "half a capture";
   }
   EXPECT_EQ(f.MediaFiles().size(), 2u);
@@ -284,7 +287,7 @@ TEST(Attachment, LifecycleRemovesFiles) {
   f.Capture(r2.id(), Pattern(10, 5));
   f.store.reset();
   ASSERT_TRUE(Store::Wipe(f.dir).ok());
-  EXPECT_FALSE(std::filesystem::exists(fs::Join(f.dir, kMediaDirName)));
+  EXPECT_FALSE(std::filesystem::exists(fs::Join(f.dir, kAttachmentDirName)));
   (void)c;
 }
 

@@ -3,10 +3,15 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
-#include "crypto.h"
+#include "base/encoding.h"
+#include "crypto/crypto.h"
+#include "format/envelope.h"
 
 namespace dala::crypto {
 namespace {
+
+using encoding::FromHex;
+using encoding::ToHex;
 
 std::vector<uint8_t> Hex(std::string_view h) {
   std::vector<uint8_t> out(h.size() / 2);
@@ -62,7 +67,7 @@ TEST(Crypto, DomainSeparation) {
   std::string m = "same bytes";
   Signature s = Sign(k, kDomainReport, Bytes(m));
   EXPECT_TRUE(Verify(k.public_key, kDomainReport, Bytes(m), s));
-  EXPECT_FALSE(Verify(k.public_key, kDomainEnvelope, Bytes(m), s));
+  EXPECT_FALSE(Verify(k.public_key, envelope::kDomain, Bytes(m), s));
   std::string other = "same bytez";
   EXPECT_FALSE(Verify(k.public_key, kDomainReport, Bytes(other), s));
 }
@@ -70,34 +75,34 @@ TEST(Crypto, DomainSeparation) {
 TEST(Crypto, EnvelopeRoundTripAndTamper) {
   SigningKey dev = GenerateSigningKey();
   BoxKeyPair org1 = GenerateBoxKeyPair(), org2 = GenerateBoxKeyPair(), stranger = GenerateBoxKeyPair();
-  EnvelopeHeader h;
+  envelope::Header h;
   randombytes_buf(h.report_id.data(), 16);
   h.version = 3;
   h.device_key = dev.public_key;
   std::string secret = "the signed report bytes";
   std::vector<PublicKey> rec = {org1.public_key, org2.public_key};
-  auto env = SealEnvelope(dev, h, Bytes(secret), rec);
+  auto env = envelope::Seal(dev, h, Bytes(secret), rec);
   ASSERT_TRUE(env.ok());
   EXPECT_EQ(env->find(secret), std::string::npos);
 
   for (const BoxKeyPair* kp : {&org1, &org2}) {
-    EnvelopeHeader got;
-    auto plain = OpenEnvelope(Bytes(*env), *kp, &got);
+    envelope::Header got;
+    auto plain = envelope::Open(Bytes(*env), *kp, &got);
     ASSERT_TRUE(plain.ok()) << plain.status().message();
     EXPECT_EQ(std::string(reinterpret_cast<const char*>(plain->data()), plain->size()), secret);
     EXPECT_EQ(got.version, 3u);
     EXPECT_EQ(got.report_id, h.report_id);
   }
-  EnvelopeHeader got;
-  EXPECT_EQ(OpenEnvelope(Bytes(*env), stranger, &got).status().code(), Code::kNotFound);
-  EXPECT_TRUE(VerifyEnvelope(Bytes(*env), &got).ok());
+  envelope::Header got;
+  EXPECT_EQ(envelope::Open(Bytes(*env), stranger, &got).status().code(), Code::kNotFound);
+  EXPECT_TRUE(envelope::Verify(Bytes(*env), &got).ok());
 
   // Every single-byte change is detected, by the outer signature or by parsing.
   size_t detected = 0;
   for (size_t i = 0; i < env->size(); ++i) {
     std::string bad = *env;
     bad[i] ^= 0x01;
-    if (!OpenEnvelope(Bytes(bad), org1, &got).ok()) ++detected;
+    if (!envelope::Open(Bytes(bad), org1, &got).ok()) ++detected;
   }
   EXPECT_EQ(detected, env->size());
 }

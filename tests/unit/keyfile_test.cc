@@ -1,8 +1,9 @@
 #include <gtest/gtest.h>
 
-#include "keyfile.h"
-#include "crypto.h"
+#include "crypto/keyfile.h"
+#include "crypto/crypto.h"
 #include "test_util.h"
+#include "base/encoding.h"
 
 namespace dala {
 namespace {
@@ -86,7 +87,7 @@ TEST(KeyFile, FormatVersion1VectorStaysReadable) {
       "fb01a36e32ead175746e9db7073420fdf84aacfaea717428a5704c22e9e6a97d11168afc742fba8afde60f0b2ca7d24a93e7f56c4238"
       "6d58388a3ec346dd3018aa4a3c278e1822d4953f48da688a72ef498c68287aef25271034b6c5d8fc";
   std::vector<uint8_t> file(kKeyFileSize);
-  ASSERT_TRUE(crypto::FromHex(kV1, file));
+  ASSERT_TRUE(encoding::FromHex(kV1, file));
   auto secret = UnwrapSecret(KeyPurpose::kStoreDatabase, file, Pass("vector"));
   ASSERT_TRUE(secret.ok()) << secret.status().message();
   auto want = Secret32(6);

@@ -4,8 +4,10 @@
 
 #include <filesystem>
 
-#include "fsutil.h"
+#include "base/fsutil.h"
 #include "test_util.h"
+#include "base/failpoint.h"
+#include "format/envelope.h"
 
 namespace dala {
 namespace {
@@ -226,9 +228,9 @@ TEST(Store, InvalidInputIsRefusedAndLosesNothing) {
   EXPECT_EQ(r.SetValue("k", bad).code(), Code::kInvalidArgument);
   EXPECT_EQ(r.SetNarrative("\xED\xA0\x80 surrogate").code(), Code::kInvalidArgument);
   EXPECT_EQ(r.SetNarrative("overlong \xC0\xAF").code(), Code::kInvalidArgument);
-  EXPECT_EQ(r.SetNarrative(std::string(Limits::kNarrative + 1, 'a')).code(), Code::kTooLarge);
+  EXPECT_EQ(r.SetNarrative(std::string(ReportLimits::kNarrative + 1, 'a')).code(), Code::kTooLarge);
   v1::FieldValue big;
-  big.set_text(std::string(Limits::kText + 1, 'a'));
+  big.set_text(std::string(ReportLimits::kText + 1, 'a'));
   EXPECT_EQ(r.SetValue("k", big).code(), Code::kTooLarge);
   v1::FieldValue ok;
   ok.set_text("fine");
@@ -397,8 +399,8 @@ TEST(Store, RecipientsSealAndQueue) {
   ASSERT_TRUE(batch.ok());
   ASSERT_EQ(batch->size(), 2u);
   for (const auto& item : *batch) {
-    crypto::EnvelopeHeader h;
-    auto plain = crypto::OpenEnvelope(item.envelope, org, &h);
+    envelope::Header h;
+    auto plain = envelope::Open(item.envelope, org, &h);
     ASSERT_TRUE(plain.ok()) << plain.status().message();
     auto content = VerifySignedReport(plain->span());
     ASSERT_TRUE(content.ok());

@@ -11,8 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "keyfile.h"
-#include "store.h"
+#include "crypto/keyfile.h"
+#include "store/store.h"
+#include "base/encoding.h"
 
 namespace dala::test {
 
@@ -89,7 +90,7 @@ inline std::map<std::string, std::string> HashTree(const std::string& dir) {
   for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
     if (!e.is_regular_file()) continue;
     auto bytes = ReadAll(e.path().string());
-    out[e.path().filename().string()] = crypto::ToHex(crypto::Blake2b256(bytes));
+    out[e.path().filename().string()] = encoding::ToHex(crypto::Blake2b256(bytes));
   }
   return out;
 }

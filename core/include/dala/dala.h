@@ -18,6 +18,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The version of this header. CMake reads it from here (the one place it is written); dala_version() and
+   dala_version_number() give the library's, which may be newer. docs/c-api.md says what changes with each. */
+#define DALA_VERSION_MAJOR 0
+#define DALA_VERSION_MINOR 2
+#define DALA_VERSION_PATCH 0
+#define DALA_VERSION_NUMBER (DALA_VERSION_MAJOR * 10000 + DALA_VERSION_MINOR * 100 + DALA_VERSION_PATCH)
+
 #if defined(__GNUC__)
 #define DALA_API __attribute__((visibility("default")))
 #else
@@ -65,8 +72,10 @@ DALA_API const char *dala_error_message(const dala_error *error) DALA_NOEXCEPT;
 DALA_API void dala_error_free(dala_error *error) DALA_NOEXCEPT;
 /* Any thread. The enumerator's name, e.g. "DALA_ERR_WRONG_KEY"; "DALA_ERR_UNKNOWN" for unknown values. */
 DALA_API const char *dala_status_name(dala_status status) DALA_NOEXCEPT;
-/* Any thread. The library version, e.g. "0.1.0". */
+/* Any thread. The library's version, e.g. "0.2.0". */
 DALA_API const char *dala_version(void) DALA_NOEXCEPT;
+/* Any thread. The library's version as DALA_VERSION_NUMBER computes it (0.2.0: 200). */
+DALA_API int dala_version_number(void) DALA_NOEXCEPT;
 /* Any thread. Frees a string the library returned. Accepts NULL. */
 DALA_API void dala_string_free(char *string) DALA_NOEXCEPT;
 
@@ -144,13 +153,6 @@ DALA_API dala_status dala_store_wipe(const char *dir, dala_error **out_error) DA
 DALA_API dala_status dala_store_device_key(dala_store *store, uint8_t out_key[32],
                                            dala_error **out_error) DALA_NOEXCEPT;
 
-/* Any thread. Sets the organisation recipients (X25519 public keys, `count` x 32 bytes) for a delivery
-   destination, replacing earlier ones. Every sealed version not yet queued for `destination` is sealed
-   to the recipients and queued, in one transaction; later seals are queued at once. */
-DALA_API dala_status dala_store_set_recipients(dala_store *store, const char *destination,
-                                               const uint8_t *keys, size_t count,
-                                               dala_error **out_error) DALA_NOEXCEPT;
-
 /* Any thread. Turns the delete-after-delivery policy on (1) or off (0). Turning it on also deletes the
    content of reports already delivered everywhere. */
 DALA_API dala_status dala_store_set_delete_after_delivery(dala_store *store, int enabled,
@@ -211,11 +213,11 @@ DALA_API dala_status dala_report_create(dala_store *store, const char *form, dal
                                         dala_error **out_error) DALA_NOEXCEPT;
 /* Any thread. The latest version of a report. Sealed versions are verified (signature and hash) on read:
    DALA_ERR_VERIFY if the stored bytes were altered. */
-DALA_API dala_status dala_report_get(dala_store *store, const dala_report_id *id, dala_report **out_report,
-                                     dala_error **out_error) DALA_NOEXCEPT;
+DALA_API dala_status dala_report_load(dala_store *store, const dala_report_id *id, dala_report **out_report,
+                                      dala_error **out_error) DALA_NOEXCEPT;
 /* Any thread. One version of a report. */
-DALA_API dala_status dala_report_get_version(dala_store *store, const dala_report_id *id, uint32_t version,
-                                             dala_report **out_report, dala_error **out_error) DALA_NOEXCEPT;
+DALA_API dala_status dala_report_load_version(dala_store *store, const dala_report_id *id, uint32_t version,
+                                              dala_report **out_report, dala_error **out_error) DALA_NOEXCEPT;
 /* Any thread. The editable draft of a report: the existing draft, or a new version created from the
    latest sealed one that links to it by hash. */
 DALA_API dala_status dala_report_edit(dala_store *store, const dala_report_id *id, dala_report **out_report,
@@ -267,17 +269,17 @@ DALA_API dala_status dala_store_seal_reports(dala_store *store, const dala_repor
 
 /* Getters: valid while the handle lives; never fail. */
 DALA_API void dala_report_get_id(const dala_report *report, dala_report_id *out_id) DALA_NOEXCEPT;
-DALA_API uint32_t dala_report_version(const dala_report *report) DALA_NOEXCEPT;
-DALA_API dala_report_state dala_report_state_of(const dala_report *report) DALA_NOEXCEPT;
-DALA_API const char *dala_report_form(const dala_report *report) DALA_NOEXCEPT;  /* "name/version" */
-DALA_API int64_t dala_report_created_ms(const dala_report *report) DALA_NOEXCEPT;
-DALA_API const char *dala_report_narrative(const dala_report *report) DALA_NOEXCEPT;
+DALA_API uint32_t dala_report_get_version(const dala_report *report) DALA_NOEXCEPT;
+DALA_API dala_report_state dala_report_get_state(const dala_report *report) DALA_NOEXCEPT;
+DALA_API const char *dala_report_get_form(const dala_report *report) DALA_NOEXCEPT;  /* "name/version" */
+DALA_API int64_t dala_report_get_created_ms(const dala_report *report) DALA_NOEXCEPT;
+DALA_API const char *dala_report_get_narrative(const dala_report *report) DALA_NOEXCEPT;
 /* 1 when the content was deleted after delivery (only id, form, state and hashes remain). */
 DALA_API int dala_report_is_purged(const dala_report *report) DALA_NOEXCEPT;
-DALA_API size_t dala_report_field_count(const dala_report *report) DALA_NOEXCEPT;
+DALA_API size_t dala_report_get_field_count(const dala_report *report) DALA_NOEXCEPT;
 /* Fields are in key order. Index out of range: NULL / 0. */
-DALA_API const char *dala_report_field_key(const dala_report *report, size_t index) DALA_NOEXCEPT;
-DALA_API dala_field_type dala_report_field_type(const dala_report *report, size_t index) DALA_NOEXCEPT;
+DALA_API const char *dala_report_get_field_key(const dala_report *report, size_t index) DALA_NOEXCEPT;
+DALA_API dala_field_type dala_report_get_field_type(const dala_report *report, size_t index) DALA_NOEXCEPT;
 /* Typed reads by key: DALA_ERR_NOT_FOUND when absent, DALA_ERR_STATE when of another type. Strings
    stay valid while the handle lives and is not changed. */
 DALA_API dala_status dala_report_get_text(const dala_report *report, const char *key, const char **out_value,
@@ -298,7 +300,7 @@ DALA_API dala_status dala_report_get_people(const dala_report *report, const cha
                                             dala_error **out_error) DALA_NOEXCEPT;
 /* Sealed versions: the signing device key, the content hash (BLAKE2b-256 of the signed bytes) and the
    previous version's hash (all zero for version 1). DALA_ERR_STATE for drafts. */
-DALA_API dala_status dala_report_seal_info(const dala_report *report, uint8_t out_device_key[32],
+DALA_API dala_status dala_report_get_seal_info(const dala_report *report, uint8_t out_device_key[32],
                                           uint8_t out_content_hash[32], uint8_t out_previous_hash[32],
                                           dala_error **out_error) DALA_NOEXCEPT;
 /* The whole report as a JSON object (docs/c-api.md shows it). Free with dala_string_free. */
@@ -412,20 +414,8 @@ DALA_API void dala_report_list_free(dala_report_list *list) DALA_NOEXCEPT;
 DALA_API const char *dala_report_state_name(dala_report_state state) DALA_NOEXCEPT;
 
 /* ---------------------------------------------------------------------------------------------------
- * Outbox: a durable queue per destination, driven by the sync engine (or the app's own transport)
+ * Outbox: a durable queue per destination, driven by the sync engine
  * ------------------------------------------------------------------------------------------------- */
-
-typedef struct dala_outbox_item {
-    dala_report_id id;
-    uint32_t version;
-    int32_t priority;
-    uint32_t attempts;         /* including this one */
-    const uint8_t *envelope;   /* the sealed envelope (dala.v1.SealedEnvelope); valid while the batch lives */
-    size_t envelope_size;
-} dala_outbox_item;
-
-/* Not thread-safe; one thread at a time. */
-typedef struct dala_outbox_batch dala_outbox_batch;
 
 typedef struct dala_outbox_stats {
     uint64_t pending;
@@ -435,42 +425,9 @@ typedef struct dala_outbox_stats {
     int64_t next_attempt_ms;   /* earliest pending retry time (Unix ms), 0 when nothing waits */
 } dala_outbox_stats;
 
-/* Any thread. Hands out up to max_items due items (highest priority first, then oldest) whose envelopes
-   total at most max_bytes (the first item always fits), and marks them in flight. An empty batch is not
-   an error. Items in flight when the process died are pending again after the next open. */
-DALA_API dala_status dala_outbox_next_batch(dala_store *store, const char *destination, size_t max_items,
-                                            size_t max_bytes, dala_outbox_batch **out_batch,
-                                            dala_error **out_error) DALA_NOEXCEPT;
-DALA_API size_t dala_outbox_batch_count(const dala_outbox_batch *batch) DALA_NOEXCEPT;
-DALA_API dala_status dala_outbox_batch_get(const dala_outbox_batch *batch, size_t index,
-                                           dala_outbox_item *out_item, dala_error **out_error) DALA_NOEXCEPT;
-DALA_API void dala_outbox_batch_free(dala_outbox_batch *batch) DALA_NOEXCEPT;
-
-/* Any thread. Delivered: the receipt bytes are kept. Under the delete-after-delivery policy the content
-   is deleted once every destination has delivered. */
-DALA_API dala_status dala_outbox_mark_delivered(dala_store *store, const char *destination,
-                                                const dala_report_id *id, uint32_t version,
-                                                const uint8_t *receipt, size_t receipt_size,
-                                                dala_error **out_error) DALA_NOEXCEPT;
-/* Any thread. A transient failure: pending again after backoff with jitter. reason may be NULL. */
-DALA_API dala_status dala_outbox_mark_retry(dala_store *store, const char *destination,
-                                            const dala_report_id *id, uint32_t version, const char *reason,
-                                            dala_error **out_error) DALA_NOEXCEPT;
-/* Any thread. A permanent refusal: rejected with the reason, not retried. */
-DALA_API dala_status dala_outbox_mark_rejected(dala_store *store, const char *destination,
-                                               const dala_report_id *id, uint32_t version, const char *reason,
-                                               dala_error **out_error) DALA_NOEXCEPT;
-/* Any thread. */
+/* Any thread. Counts of the destination's outbox (a destination is a joined server: dala_server_info). */
 DALA_API dala_status dala_outbox_get_stats(dala_store *store, const char *destination,
                                            dala_outbox_stats *out_stats, dala_error **out_error) DALA_NOEXCEPT;
-/* Any thread. The receipt kept for a delivered version; free it with dala_bytes_free.
-   DALA_ERR_NOT_FOUND when none. */
-DALA_API dala_status dala_outbox_get_receipt(dala_store *store, const char *destination,
-                                             const dala_report_id *id, uint32_t version, uint8_t **out_receipt,
-                                             size_t *out_size, dala_error **out_error) DALA_NOEXCEPT;
-/* Any thread. Frees bytes the library returned. Accepts NULL. */
-DALA_API void dala_bytes_free(uint8_t *bytes) DALA_NOEXCEPT;
-
 /* ---------------------------------------------------------------------------------------------------
  * Delivery: joining an organisation's server and syncing (docs/protocol.md)
  * ------------------------------------------------------------------------------------------------- */
@@ -588,7 +545,7 @@ DALA_API dala_status dala_sync_session_last_result(dala_sync_session *session, d
                                                    dala_error **out_error) DALA_NOEXCEPT;
 /* Any thread but the session's own (not from a progress callback). Cancels, waits for the thread and
    frees. Accepts NULL. */
-DALA_API void dala_sync_session_stop(dala_sync_session *session) DALA_NOEXCEPT;
+DALA_API void dala_sync_session_free(dala_sync_session *session) DALA_NOEXCEPT;
 
 typedef struct dala_receipt_info {
     dala_report_id id;
@@ -607,44 +564,6 @@ DALA_API size_t dala_receipt_list_count(const dala_receipt_list *list) DALA_NOEX
 DALA_API dala_status dala_receipt_list_get(const dala_receipt_list *list, size_t index, dala_receipt_info *out_info,
                                            dala_error **out_error) DALA_NOEXCEPT;
 DALA_API void dala_receipt_list_free(dala_receipt_list *list) DALA_NOEXCEPT;
-
-/* ---------------------------------------------------------------------------------------------------
- * Desk: the organisation's side (key pair, opening sealed envelopes)
- * ------------------------------------------------------------------------------------------------- */
-
-/* Any thread. Writes a new organisation key file at `path` (must not exist): an X25519 secret key
-   wrapped under `credential`. Sets out_public_key to the recipient public key. */
-DALA_API dala_status dala_desk_keygen(const char *path, const dala_credential *credential,
-                                      const dala_store_options *options, uint8_t out_public_key[32],
-                                      dala_error **out_error) DALA_NOEXCEPT;
-
-/* A desk handle may be used from any thread. */
-typedef struct dala_desk dala_desk;
-
-/* Any thread. Opens an organisation key file. DALA_ERR_WRONG_KEY on a wrong credential. */
-DALA_API dala_status dala_desk_open(const char *path, const dala_credential *credential, dala_desk **out_desk,
-                                    dala_error **out_error) DALA_NOEXCEPT;
-DALA_API void dala_desk_close(dala_desk *desk) DALA_NOEXCEPT;
-/* Any thread. The recipient public key. */
-DALA_API dala_status dala_desk_public_key(dala_desk *desk, uint8_t out_public_key[32],
-                                          dala_error **out_error) DALA_NOEXCEPT;
-/* Any thread. Verifies the outer device signature, decrypts, verifies the inner signature and that inner
-   and outer agree, and returns the sealed report (read-only). DALA_ERR_VERIFY on any mismatch. */
-DALA_API dala_status dala_desk_open_envelope(dala_desk *desk, const uint8_t *envelope, size_t envelope_size,
-                                             dala_report **out_report, dala_error **out_error) DALA_NOEXCEPT;
-
-typedef struct dala_desk_summary {
-    uint64_t reports;
-    uint64_t verified;   /* every check passed */
-    uint64_t failed;     /* listed with their problems in OUT_DIR/summary.json */
-} dala_desk_summary;
-
-/* Any thread. Opens a dala-server export: for each report verifies the device's outer signature, decrypts,
-   verifies the inner signature, the version chain (each version names the previous one's hash) and the
-   server's receipt, and writes OUT_DIR/<id>-v<version>.json plus OUT_DIR/summary.json. Reports that fail a
-   check are written with their problems, not dropped. */
-DALA_API dala_status dala_desk_open_export(dala_desk *desk, const char *export_path, const char *out_dir,
-                                           dala_desk_summary *out_summary, dala_error **out_error) DALA_NOEXCEPT;
 
 #ifdef __cplusplus
 }

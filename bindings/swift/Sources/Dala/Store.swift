@@ -95,7 +95,7 @@ public final class Store: @unchecked Sendable {
             var id = dala_report_id()
             dala_report_get_id(r, &id)
             // A new draft is empty: built from the handle, no JSON round trip.
-            return Report(id: hex(id), version: dala_report_version(r), form: String(cString: dala_report_form(r)),
+            return Report(id: hex(id), version: dala_report_get_version(r), form: String(cString: dala_report_get_form(r)),
                           state: .draft, narrative: "", fields: [:], priority: 0, attachments: [])
         }
     }
@@ -105,7 +105,7 @@ public final class Store: @unchecked Sendable {
         try use { s in
             var rid = try reportID(id)
             var r: OpaquePointer?
-            try check { dala_report_get(s, &rid, &r, $0) }
+            try check { dala_report_load(s, &rid, &r, $0) }
             defer { dala_report_free(r) }
             return try Report.decode(json: json(r!))
         }
@@ -133,8 +133,8 @@ public final class Store: @unchecked Sendable {
             let h = r!
             try check { dala_report_set_narrative(h, value.narrative, $0) }
             try check { dala_report_set_priority(h, value.priority, $0) }
-            for i in 0..<dala_report_field_count(h) {  // fields removed from the value
-                let key = String(cString: dala_report_field_key(h, i))
+            for i in 0..<dala_report_get_field_count(h) {  // fields removed from the value
+                let key = String(cString: dala_report_get_field_key(h, i))
                 if value.fields[key] == nil { try check { dala_report_remove_field(h, key, $0) } }
             }
             for (key, field) in value.fields {
@@ -152,10 +152,10 @@ public final class Store: @unchecked Sendable {
             } else {
                 try check { dala_report_save(s, h, $0) }
             }
-            if dala_report_version(h) == value.version {
+            if dala_report_get_version(h) == value.version {
                 // The same version: what was written is the value; only its state moved.
                 var out = value
-                out.state = Report.State(rawValue: String(cString: dala_report_state_name(dala_report_state_of(h)))) ?? value.state
+                out.state = Report.State(rawValue: String(cString: dala_report_state_name(dala_report_get_state(h)))) ?? value.state
                 return out
             }
             return try Report.decode(json: json(h))  // a new version (the value was sealed): read it whole

@@ -134,7 +134,7 @@ public final class SyncSession: @unchecked Sendable {
         let h = handle
         handle = nil
         lock.unlock()
-        if let h { dala_sync_session_stop(h) }
+        if let h { dala_sync_session_free(h) }
     }
 }
 

@@ -1,0 +1,281 @@
+// JNI glue for org.dala.Native's reports and attachments (conventions as in dala_jni.cc).
+#include <dala/dala.h>
+#include <jni.h>
+
+#include "jni_util.h"
+#include "org_dala_Native.h"
+
+using namespace dala_jni;
+
+extern "C" {
+
+// --- reports ---
+
+JNIEXPORT jlong JNICALL Java_org_dala_Native_reportCreate(JNIEnv* env, jclass, jlong s, jbyteArray form) {
+  auto f = Str(env, form);
+  dala_report* r = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_report_create(S(s), C(f), &r, &e), e)) return 0;
+  return reinterpret_cast<jlong>(r);
+}
+
+JNIEXPORT jlong JNICALL Java_org_dala_Native_reportGet(JNIEnv* env, jclass, jlong s, jbyteArray id, jint version) {
+  dala_report_id rid;
+  if (!ToId(env, id, &rid, "a report id is 16 bytes")) return 0;
+  dala_report* r = nullptr;
+  dala_error* e = nullptr;
+  dala_status st = version > 0 ? dala_report_load_version(S(s), &rid, static_cast<uint32_t>(version), &r, &e)
+                               : dala_report_load(S(s), &rid, &r, &e);
+  if (!Ok(env, st, e)) return 0;
+  return reinterpret_cast<jlong>(r);
+}
+
+JNIEXPORT jlong JNICALL Java_org_dala_Native_reportEdit(JNIEnv* env, jclass, jlong s, jbyteArray id) {
+  dala_report_id rid;
+  if (!ToId(env, id, &rid, "a report id is 16 bytes")) return 0;
+  dala_report* r = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_report_edit(S(s), &rid, &r, &e), e)) return 0;
+  return reinterpret_cast<jlong>(r);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportDeleteDraft(JNIEnv* env, jclass, jlong s, jbyteArray id) {
+  dala_report_id rid;
+  if (!ToId(env, id, &rid, "a report id is 16 bytes")) return;
+  dala_error* e = nullptr;
+  Ok(env, dala_report_delete_draft(S(s), &rid, &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSave(JNIEnv* env, jclass, jlong s, jlong r) {
+  dala_error* e = nullptr;
+  Ok(env, dala_report_save(S(s), R(r), &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSeal(JNIEnv* env, jclass, jlong s, jlong r) {
+  dala_error* e = nullptr;
+  Ok(env, dala_report_seal(S(s), R(r), &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSetText(JNIEnv* env, jclass, jlong r, jbyteArray k, jbyteArray v) {
+  auto key = Str(env, k), value = Str(env, v);
+  dala_error* e = nullptr;
+  Ok(env, dala_report_set_text(R(r), C(key), C(value), &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSetInteger(JNIEnv* env, jclass, jlong r, jbyteArray k, jlong v) {
+  auto key = Str(env, k);
+  dala_error* e = nullptr;
+  Ok(env, dala_report_set_integer(R(r), C(key), v, &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSetBoolean(JNIEnv* env, jclass, jlong r, jbyteArray k, jboolean v) {
+  auto key = Str(env, k);
+  dala_error* e = nullptr;
+  Ok(env, dala_report_set_boolean(R(r), C(key), v ? 1 : 0, &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSetTimestamp(JNIEnv* env, jclass, jlong r, jbyteArray k, jlong v) {
+  auto key = Str(env, k);
+  dala_error* e = nullptr;
+  Ok(env, dala_report_set_timestamp(R(r), C(key), v, &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSetDecimal(JNIEnv* env, jclass, jlong r, jbyteArray k, jbyteArray v) {
+  auto key = Str(env, k), value = Str(env, v);
+  dala_error* e = nullptr;
+  Ok(env, dala_report_set_decimal(R(r), C(key), C(value), &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportRemoveField(JNIEnv* env, jclass, jlong r, jbyteArray k) {
+  auto key = Str(env, k);
+  dala_error* e = nullptr;
+  Ok(env, dala_report_remove_field(R(r), C(key), &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSetNarrative(JNIEnv* env, jclass, jlong r, jbyteArray t) {
+  auto text = Str(env, t);
+  dala_error* e = nullptr;
+  Ok(env, dala_report_set_narrative(R(r), C(text), &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSetPriority(JNIEnv* env, jclass, jlong r, jint p) {
+  dala_error* e = nullptr;
+  Ok(env, dala_report_set_priority(R(r), p, &e), e);
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_reportId(JNIEnv* env, jclass, jlong r) {
+  dala_report_id id;
+  dala_report_get_id(R(r), &id);
+  return Bytes(env, id.bytes, sizeof id.bytes);
+}
+
+JNIEXPORT jint JNICALL Java_org_dala_Native_reportVersion(JNIEnv*, jclass, jlong r) {
+  return static_cast<jint>(dala_report_get_version(R(r)));
+}
+
+JNIEXPORT jint JNICALL Java_org_dala_Native_reportState(JNIEnv*, jclass, jlong r) {
+  return static_cast<jint>(dala_report_get_state(R(r)));
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_reportForm(JNIEnv* env, jclass, jlong r) {
+  return Utf8(env, dala_report_get_form(R(r)));
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_reportNarrative(JNIEnv* env, jclass, jlong r) {
+  return Utf8(env, dala_report_get_narrative(R(r)));
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_reportGetText(JNIEnv* env, jclass, jlong r, jbyteArray k) {
+  auto key = Str(env, k);
+  const char* v = nullptr;
+  dala_error* e = nullptr;
+  dala_status st = dala_report_get_text(R(r), C(key), &v, &e);
+  if (st == DALA_ERR_NOT_FOUND) {
+    dala_error_free(e);
+    return nullptr;
+  }
+  if (!Ok(env, st, e)) return nullptr;
+  return Utf8(env, v);
+}
+
+JNIEXPORT jlong JNICALL Java_org_dala_Native_reportGetInteger(JNIEnv* env, jclass, jlong r, jbyteArray k) {
+  auto key = Str(env, k);
+  int64_t v = 0;
+  dala_error* e = nullptr;
+  Ok(env, dala_report_get_integer(R(r), C(key), &v, &e), e);
+  return v;
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_reportJson(JNIEnv* env, jclass, jlong r) {
+  char* json = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_report_to_json(R(r), &json, &e), e)) return nullptr;
+  jbyteArray out = Utf8(env, json);
+  dala_string_free(json);
+  return out;
+}
+
+JNIEXPORT jobjectArray JNICALL Java_org_dala_Native_listReports(JNIEnv* env, jclass, jlong s) {
+  dala_report_list* list = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_store_list_reports(S(s), &list, &e), e)) return nullptr;
+  size_t n = dala_report_list_count(list);
+  jclass cls = nullptr;
+  jobjectArray out = NewArray(env, "org/dala/ReportInfo", n, &cls);
+  jmethodID of = out ? env->GetStaticMethodID(cls, "of", "([BIIJJ[B)Lorg/dala/ReportInfo;") : nullptr;
+  for (size_t i = 0; of != nullptr && i < n && !env->ExceptionCheck(); ++i) {
+    dala_report_info info;
+    if (dala_report_list_get(list, i, &info, nullptr) != DALA_OK) continue;
+    jbyteArray id = Bytes(env, info.id.bytes, 16), form = Utf8(env, info.form);
+    jobject o = env->CallStaticObjectMethod(cls, of, id, static_cast<jint>(info.version), static_cast<jint>(info.state),
+                                            static_cast<jlong>(info.created_ms), static_cast<jlong>(info.updated_ms), form);
+    if (env->ExceptionCheck()) break;
+    env->SetObjectArrayElement(out, static_cast<jsize>(i), o);
+    env->DeleteLocalRef(o);
+    env->DeleteLocalRef(id);
+    env->DeleteLocalRef(form);
+  }
+  dala_report_list_free(list);
+  return out;
+}
+
+// --- attachments ---
+
+JNIEXPORT jlong JNICALL Java_org_dala_Native_writerOpen(JNIEnv* env, jclass, jlong s, jbyteArray report, jbyteArray mime) {
+  dala_report_id rid;
+  if (!ToId(env, report, &rid, "a report id is 16 bytes")) return 0;
+  auto m = Str(env, mime);
+  dala_attachment_writer* w = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_attachment_writer_open(S(s), &rid, C(m), &w, &e), e)) return 0;
+  return reinterpret_cast<jlong>(w);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_writerWrite(JNIEnv* env, jclass, jlong w, jbyteArray data, jint off, jint len) {
+  // In pieces of at most 1 MiB: bounded native memory whatever the caller's buffer.
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min<jint>(len, 1 << 20)));
+  for (jint done = 0; done < len;) {
+    jint n = std::min<jint>(len - done, static_cast<jint>(buf.size()));
+    env->GetByteArrayRegion(data, off + done, n, reinterpret_cast<jbyte*>(buf.data()));
+    dala_error* e = nullptr;
+    if (!Ok(env, dala_attachment_writer_write(reinterpret_cast<dala_attachment_writer*>(w), buf.data(),
+                                              static_cast<size_t>(n), &e), e))
+      break;
+    done += n;
+  }
+  Zero(buf);
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_writerFinish(JNIEnv* env, jclass, jlong w) {
+  dala_attachment_id id;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_attachment_writer_finish(reinterpret_cast<dala_attachment_writer*>(w), &id, &e), e)) return nullptr;
+  return Bytes(env, id.bytes, 16);
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_attachmentImport(JNIEnv* env, jclass, jlong s, jbyteArray report,
+                                                                   jbyteArray path, jbyteArray mime) {
+  dala_report_id rid;
+  if (!ToId(env, report, &rid, "a report id is 16 bytes")) return nullptr;
+  auto p = Str(env, path), m = Str(env, mime);
+  dala_attachment_id id;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_attachment_import_file(S(s), &rid, C(p), C(m), &id, &e), e)) return nullptr;
+  return Bytes(env, id.bytes, 16);
+}
+
+JNIEXPORT jlong JNICALL Java_org_dala_Native_readerOpen(JNIEnv* env, jclass, jlong s, jbyteArray aid) {
+  dala_attachment_id id;
+  if (!ToId(env, aid, &id, "an attachment id is 16 bytes")) return 0;
+  dala_attachment_reader* r = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_attachment_reader_open(S(s), &id, &r, &e), e)) return 0;
+  return reinterpret_cast<jlong>(r);
+}
+
+JNIEXPORT jint JNICALL Java_org_dala_Native_readerRead(JNIEnv* env, jclass, jlong r, jbyteArray b, jint off, jint len) {
+  std::vector<uint8_t> buf(static_cast<size_t>(std::min<jint>(len, 1 << 20)));
+  size_t n = 0;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_attachment_reader_read(reinterpret_cast<dala_attachment_reader*>(r), buf.data(), buf.size(), &n, &e),
+          e))
+    return -1;
+  if (n > 0) env->SetByteArrayRegion(b, off, static_cast<jsize>(n), reinterpret_cast<jbyte*>(buf.data()));
+  Zero(buf);
+  return n == 0 ? -1 : static_cast<jint>(n);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_attachmentRemove(JNIEnv* env, jclass, jlong s, jbyteArray aid) {
+  dala_attachment_id id;
+  if (!ToId(env, aid, &id, "an attachment id is 16 bytes")) return;
+  dala_error* e = nullptr;
+  Ok(env, dala_attachment_remove(S(s), &id, &e), e);
+}
+
+JNIEXPORT jobjectArray JNICALL Java_org_dala_Native_listAttachments(JNIEnv* env, jclass, jlong s, jbyteArray report) {
+  dala_report_id rid;
+  if (!ToId(env, report, &rid, "a report id is 16 bytes")) return nullptr;
+  dala_attachment_list* list = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_store_list_attachments(S(s), &rid, &list, &e), e)) return nullptr;
+  size_t n = dala_attachment_list_count(list);
+  jclass cls = nullptr;
+  jobjectArray out = NewArray(env, "org/dala/AttachmentInfo", n, &cls);
+  jmethodID of = out ? env->GetStaticMethodID(cls, "of", "([BI[BJJ)Lorg/dala/AttachmentInfo;") : nullptr;
+  for (size_t i = 0; of != nullptr && i < n && !env->ExceptionCheck(); ++i) {
+    dala_attachment_info info;
+    if (dala_attachment_list_get(list, i, &info, nullptr) != DALA_OK) continue;
+    jbyteArray id = Bytes(env, info.id.bytes, 16), mime = Utf8(env, info.mime_type);
+    jobject o = env->CallStaticObjectMethod(cls, of, id, static_cast<jint>(info.version), mime,
+                                            static_cast<jlong>(info.size), static_cast<jlong>(info.ciphertext_size));
+    if (env->ExceptionCheck()) break;
+    env->SetObjectArrayElement(out, static_cast<jsize>(i), o);
+    env->DeleteLocalRef(o);
+    env->DeleteLocalRef(id);
+    env->DeleteLocalRef(mime);
+  }
+  dala_attachment_list_free(list);
+  return out;
+}
+
+}  // extern "C"

@@ -1,0 +1,108 @@
+// RAII over SQLCipher: the connection, statements and transactions. Only this file and db.cc include
+// <sqlite3.h>, which must be SQLCipher's (libsqlite3 must never be linked: docs/platform.md).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "base/secret.h"
+#include "base/status.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace dala::db {
+
+class Stmt;
+
+class Db {
+ public:
+  // Opens `path` with a 32-byte raw key and verifies that encryption is active (the codec answers and
+  // reads back our settings) before anything else is read or written.
+  static Result<Db> Open(const std::string& path, const SecretBuffer& key, bool create);
+  Db() = default;
+  ~Db();
+  Db(Db&& other) noexcept;
+  Db& operator=(Db&& other) noexcept;
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  Status Exec(const char* sql);
+  // Statements are prepared once and cached per connection; a Stmt hands its statement back (reset) when
+  // it goes. If the cached one is in use, a fresh statement is prepared and finalized after use.
+  Result<Stmt> Prepare(std::string_view sql);
+  Status Error(int rc, std::string_view action) const;  // maps a SQLite result code
+  int64_t Changes() const;
+  void Close();
+  bool is_open() const { return db_ != nullptr; }
+
+ private:
+  explicit Db(sqlite3* db) : db_(db) {}
+  sqlite3* db_ = nullptr;
+  std::unordered_map<std::string, sqlite3_stmt*> cache_;
+};
+
+class Stmt {
+ public:
+  Stmt() = default;
+  ~Stmt();
+  Stmt(Stmt&& other) noexcept;
+  Stmt& operator=(Stmt&& other) noexcept;
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  // Bind indexes start at 1.
+  Stmt& Bind(int i, int64_t v);
+  Stmt& Bind(int i, std::span<const uint8_t> blob);
+  Stmt& BindText(int i, std::string_view text);
+  Stmt& BindNull(int i);
+
+  // true: a row is ready; false: done.
+  Result<bool> Step();
+  Status Run();  // steps to completion
+  void Reset();
+
+  int64_t Int(int col) const;
+  std::vector<uint8_t> Blob(int col) const;
+  std::span<const uint8_t> BlobView(int col) const;
+  std::string Text(int col) const;
+  bool IsNull(int col) const;
+
+ private:
+  friend class Db;
+  Stmt(const Db* db, sqlite3_stmt* s, bool cached) : db_(db), s_(s), cached_(cached) {}
+  void Release();
+  const Db* db_ = nullptr;
+  sqlite3_stmt* s_ = nullptr;
+  bool cached_ = false;
+};
+
+// BEGIN IMMEDIATE on construction; rolls back unless Commit() succeeded.
+class Txn {
+ public:
+  explicit Txn(Db& db) : db_(db) {}
+  Status Begin();
+  Status Commit();
+  ~Txn();
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
+
+ private:
+  Db& db_;
+  bool open_ = false;
+};
+
+// Forward-only schema migrations, the one runner for every database: PRAGMA user_version counts the steps
+// applied; each step left runs in its own transaction together with the version bump. A database whose
+// version is past the last step was written by a newer program: kState with `too_new` as the message.
+Status Migrate(Db& db, std::span<const char* const> steps, std::string_view too_new);
+
+inline std::span<const uint8_t> AsBytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+}  // namespace dala::db

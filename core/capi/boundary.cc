@@ -1,0 +1,47 @@
+#include "capi/boundary.h"
+
+#include <cstdlib>
+
+namespace dala::capi {
+
+dala_error* NewError(const Status& st) noexcept {
+  const std::string& m = st.message();
+  auto* e = static_cast<dala_error*>(std::malloc(sizeof(dala_error) + m.size()));
+  if (e == nullptr) return nullptr;
+  e->status = static_cast<dala_status>(st.code());
+  std::memcpy(e->message, m.c_str(), m.size() + 1);
+  return e;
+}
+
+Status InitOrFail() {
+  if (!InitSodium()) return {Code::kInternal, "libsodium could not start (no randomness?)"};
+  return Status::Ok();
+}
+
+Result<Credential> ToCredential(const dala_credential* c) {
+  if (c == nullptr) return Invalid("a credential (passphrase or key) is required");
+  if (c->bytes == nullptr && c->length > 0) return Invalid("credential bytes are NULL");
+  Credential out;
+  int kind = RawEnum(c->kind);
+  if (kind == DALA_CREDENTIAL_PASSPHRASE) out.kind = CredentialKind::kPassphrase;
+  else if (kind == DALA_CREDENTIAL_RAW_KEY) out.kind = CredentialKind::kRawKey;
+  else return Invalid("unknown credential kind");
+  if (c->length > 4096) return Invalid("the credential is too long");
+  out.bytes = SecretBuffer(c->bytes, c->length);
+  DALA_RETURN_IF_ERROR(ValidateCredential(out));
+  return out;
+}
+
+Status CheckString(const char* s, const char* what) {
+  if (s == nullptr) return {Code::kInvalidArgument, std::string(what) + " is NULL"};
+  return Status::Ok();
+}
+
+char* CopyString(const std::string& s) {
+  char* p = static_cast<char*>(std::malloc(s.size() + 1));
+  if (p == nullptr) throw std::bad_alloc();
+  std::memcpy(p, s.c_str(), s.size() + 1);
+  return p;
+}
+
+}  // namespace dala::capi

@@ -1,0 +1,160 @@
+// The C API of stores: lifecycle, policy, listing and outbox statistics (dala.h, "Stores").
+#include "capi/handles.h"
+
+#include <cstring>
+
+using dala::Code;
+using dala::Result;
+using dala::Status;
+using dala::capi::CheckString;
+using dala::capi::Guard;
+using dala::capi::Invalid;
+using dala::capi::RawEnum;
+using dala::capi::ToCredential;
+using dala::capi::ToOptions;
+
+namespace dala::capi {
+StoreOptions ToOptions(const dala_store_options* o) {
+  dala_store_options d;
+  dala_store_options_init(&d);
+  if (o == nullptr) o = &d;
+  StoreOptions s;
+  s.kdf.opslimit = o->kdf_opslimit;
+  s.kdf.memlimit = o->kdf_memlimit;
+  s.delete_after_delivery = o->delete_after_delivery != 0;
+  s.backoff_base_ms = o->backoff_base_ms;
+  s.backoff_max_ms = o->backoff_max_ms;
+  return s;
+}
+}  // namespace dala::capi
+
+static Status CheckDir(const char* dir) {
+  if (dir == nullptr || dir[0] == '\0') return Invalid("the store directory is NULL or empty");
+  return Status::Ok();
+}
+
+void dala_store_options_init(dala_store_options* o) noexcept {
+  if (o == nullptr) return;
+  dala::StoreOptions d;
+  o->kdf_opslimit = d.kdf.opslimit;
+  o->kdf_memlimit = d.kdf.memlimit;
+  o->delete_after_delivery = d.delete_after_delivery ? 1 : 0;
+  o->backoff_base_ms = d.backoff_base_ms;
+  o->backoff_max_ms = d.backoff_max_ms;
+}
+
+static dala_status OpenOrCreate(bool create, const char* dir, const dala_credential* credential,
+                                const dala_store_options* options, dala_store** out_store,
+                                dala_error** out_error) noexcept {
+  if (out_store != nullptr) *out_store = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(out_store != nullptr, "out_store is NULL");
+    DALA_RETURN_IF_ERROR(CheckDir(dir));
+    DALA_ASSIGN_OR_RETURN(dala::Credential cred, ToCredential(credential));
+    auto opts = ToOptions(options);
+    DALA_ASSIGN_OR_RETURN(auto store, create ? dala::Store::Create(dir, cred, opts) : dala::Store::Open(dir, cred, opts));
+    *out_store = new dala_store{std::move(store)};
+    return Status::Ok();
+  });
+}
+
+dala_status dala_store_create(const char* dir, const dala_credential* credential, const dala_store_options* options,
+                              dala_store** out_store, dala_error** out_error) noexcept {
+  return OpenOrCreate(true, dir, credential, options, out_store, out_error);
+}
+
+dala_status dala_store_open(const char* dir, const dala_credential* credential, const dala_store_options* options,
+                            dala_store** out_store, dala_error** out_error) noexcept {
+  return OpenOrCreate(false, dir, credential, options, out_store, out_error);
+}
+
+void dala_store_close(dala_store* store) noexcept { delete store; }
+
+dala_status dala_store_change_credential(const char* dir, const dala_credential* old_credential,
+                                         const dala_credential* new_credential, const dala_store_options* options,
+                                         dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_RETURN_IF_ERROR(CheckDir(dir));
+    DALA_ASSIGN_OR_RETURN(dala::Credential old_cred, ToCredential(old_credential));
+    DALA_ASSIGN_OR_RETURN(dala::Credential new_cred, ToCredential(new_credential));
+    return dala::Store::ChangeCredential(dir, old_cred, new_cred, ToOptions(options).kdf);
+  });
+}
+
+dala_status dala_store_wipe(const char* dir, dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_RETURN_IF_ERROR(CheckDir(dir));
+    return dala::Store::Wipe(dir);
+  });
+}
+
+dala_status dala_store_device_key(dala_store* store, uint8_t out_key[32], dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr && out_key != nullptr, "store or out_key is NULL");
+    auto pk = store->impl->device_key();
+    std::memcpy(out_key, pk.data(), pk.size());
+    return Status::Ok();
+  });
+}
+
+dala_status dala_store_set_delete_after_delivery(dala_store* store, int enabled, dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr, "store is NULL");
+    return store->impl->SetDeleteAfterDelivery(enabled != 0);
+  });
+}
+
+dala_status dala_store_check(dala_store* store, dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr, "store is NULL");
+    return store->impl->Check();
+  });
+}
+
+dala_status dala_store_list_reports(dala_store* store, dala_report_list** out_list, dala_error** out_error) noexcept {
+  if (out_list != nullptr) *out_list = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr && out_list != nullptr, "store or out_list is NULL");
+    DALA_ASSIGN_OR_RETURN(auto items, store->impl->List());
+    *out_list = new dala_report_list{std::move(items)};
+    return Status::Ok();
+  });
+}
+
+size_t dala_report_list_count(const dala_report_list* list) noexcept { return list ? list->items.size() : 0; }
+
+dala_status dala_report_list_get(const dala_report_list* list, size_t index, dala_report_info* out_info,
+                                 dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(list != nullptr && out_info != nullptr, "list or out_info is NULL");
+    DALA_CHECK_ARG(index < list->items.size(), "index is out of range");
+    const auto& it = list->items[index];
+    std::memcpy(out_info->id.bytes, it.id.data(), it.id.size());
+    out_info->version = it.version;
+    out_info->state = static_cast<dala_report_state>(it.state);
+    out_info->created_ms = it.created_ms;
+    out_info->updated_ms = it.updated_ms;
+    out_info->form = it.form.c_str();
+    return Status::Ok();
+  });
+}
+
+void dala_report_list_free(dala_report_list* list) noexcept { delete list; }
+
+const char* dala_report_state_name(dala_report_state state) noexcept {
+  int v = RawEnum(state);
+  if (v < DALA_REPORT_DRAFT || v > DALA_REPORT_REJECTED) return "unknown";
+  return dala::ReportStateName(static_cast<dala::ReportState>(v));
+}
+
+dala_status dala_outbox_get_stats(dala_store* store, const char* destination, dala_outbox_stats* out_stats,
+                                  dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr && out_stats != nullptr, "store or out_stats is NULL");
+    DALA_RETURN_IF_ERROR(CheckString(destination, "destination"));
+    DALA_ASSIGN_OR_RETURN(dala::OutboxStats s, store->impl->Stats(destination));
+    *out_stats = dala_outbox_stats{s.pending, s.in_flight, s.delivered, s.rejected, s.next_attempt_ms};
+    return Status::Ok();
+  });
+}
+

@@ -1,0 +1,55 @@
+// What the opaque handles of dala.h hold: each a thin owner of the C++ object it stands for.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "capi/boundary.h"
+#include "client/background_sync.h"
+#include "crypto/attachment_file.h"
+#include "format/report.h"
+#include "store/store.h"
+
+struct dala_store {
+  std::unique_ptr<dala::Store> impl;
+};
+struct dala_report {
+  dala::Report r;
+  std::string form;  // "name/version", kept for dala_report_get_form
+};
+struct dala_report_list {
+  std::vector<dala::ReportInfo> items;
+};
+struct dala_attachment_writer {
+  std::unique_ptr<dala::AttachmentCapture> impl;
+};
+struct dala_attachment_reader {
+  std::unique_ptr<dala::attachment::Reader> impl;
+};
+struct dala_attachment_list {
+  std::vector<dala::AttachmentInfo> items;
+};
+struct dala_server_list {
+  std::vector<dala::ServerInfo> items;
+};
+struct dala_receipt_list {
+  std::vector<dala::ReceiptInfo> items;
+};
+struct dala_sync_session {
+  std::unique_ptr<dala::sync::BackgroundSync> impl;
+};
+struct dala_http_response {
+  int status = 0;
+  std::string body;
+  bool set = false;
+};
+
+namespace dala::capi {
+inline dala_report* NewReport(Report r) {
+  auto* h = new dala_report{std::move(r), {}};
+  h->form = h->r.form();
+  return h;
+}
+StoreOptions ToOptions(const dala_store_options* o);
+}  // namespace dala::capi

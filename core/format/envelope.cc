@@ -1,0 +1,138 @@
+#include "format/envelope.h"
+
+#include <sodium.h>
+
+#include <cstring>
+
+#include "format/manifest.h"
+
+namespace dala::envelope {
+
+using crypto::BoxKeyPair;
+using crypto::Bytes;
+using crypto::PublicKey;
+using crypto::Signature;
+using crypto::SigningKey;
+
+namespace {
+constexpr char kAeadLabel[] = "dala/v1/envelope-aead";
+
+std::vector<uint8_t> EnvelopeAd(const Header& h) {
+  std::vector<uint8_t> ad(kAeadLabel, kAeadLabel + sizeof kAeadLabel - 1);
+  ad.insert(ad.end(), h.report_id.begin(), h.report_id.end());
+  for (int i = 0; i < 4; ++i) ad.push_back(static_cast<uint8_t>(h.version >> (8 * i)));
+  ad.insert(ad.end(), h.device_key.begin(), h.device_key.end());
+  return ad;
+}
+
+Status ParseVerified(std::span<const uint8_t> envelope, v1::EnvelopeBody* body, Header* header) {
+  v1::SealedEnvelope env;
+  if (!env.ParseFromArray(envelope.data(), static_cast<int>(envelope.size())))
+    return {Code::kVerify, "the sealed envelope is malformed"};
+  if (!body->ParseFromString(env.body())) return {Code::kVerify, "the sealed envelope body is malformed"};
+  if (body->report_id().size() != 16 || body->device_key().size() != 32 ||
+      body->nonce().size() != crypto_aead_xchacha20poly1305_ietf_NPUBBYTES || body->version() == 0)
+    return {Code::kVerify, "the sealed envelope has fields of the wrong size"};
+  if (!crypto::Verify(Bytes(body->device_key()), kDomain, Bytes(env.body()), Bytes(env.signature())))
+    return {Code::kVerify, "the sealed envelope's device signature does not verify (altered or forged)"};
+  std::memcpy(header->report_id.data(), body->report_id().data(), 16);
+  header->version = body->version();
+  std::memcpy(header->device_key.data(), body->device_key().data(), 32);
+  header->attachments.clear();
+  for (const auto& m : body->attachments()) {
+    DALA_RETURN_IF_ERROR(attachment::CheckManifest(m));
+    for (const auto& seen : header->attachments)
+      if (seen.attachment_id() == m.attachment_id())
+        return {Code::kVerify, "the sealed envelope lists one attachment twice"};
+    header->attachments.push_back(m);
+  }
+  return Status::Ok();
+}
+}  // namespace
+
+Result<std::string> Seal(const SigningKey& device, const Header& header,
+                                 std::span<const uint8_t> plaintext, std::span<const PublicKey> recipients) {
+  if (recipients.empty()) return Status(Code::kInternal, "no recipients to seal to");
+  SecretBuffer content_key(crypto_aead_xchacha20poly1305_ietf_KEYBYTES);
+  crypto_aead_xchacha20poly1305_ietf_keygen(content_key.data());
+
+  v1::EnvelopeBody body;
+  body.set_report_id(header.report_id.data(), header.report_id.size());
+  body.set_version(header.version);
+  body.set_device_key(header.device_key.data(), header.device_key.size());
+  for (const auto& m : header.attachments) *body.add_attachments() = m;
+  for (const PublicKey& r : recipients) {
+    auto* wk = body.add_keys();
+    wk->set_recipient(r.data(), r.size());
+    std::string sealed(crypto_box_SEALBYTES + content_key.size(), '\0');
+    if (crypto_box_seal(reinterpret_cast<uint8_t*>(sealed.data()), content_key.data(), content_key.size(),
+                        r.data()) != 0)
+      return Status(Code::kInvalidArgument, "a recipient public key is not a usable X25519 key");
+    wk->set_sealed_key(std::move(sealed));
+  }
+  uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
+  randombytes_buf(nonce, sizeof nonce);
+  body.set_nonce(nonce, sizeof nonce);
+  std::string ct(plaintext.size() + crypto_aead_xchacha20poly1305_ietf_ABYTES, '\0');
+  auto ad = EnvelopeAd(header);
+  unsigned long long clen = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(reinterpret_cast<uint8_t*>(ct.data()), &clen, plaintext.data(),
+                                             plaintext.size(), ad.data(), ad.size(), nullptr, nonce,
+                                             content_key.data());
+  body.set_ciphertext(std::move(ct));
+
+  v1::SealedEnvelope env;
+  env.set_body(body.SerializeAsString());
+  Signature sig = crypto::Sign(device, kDomain, Bytes(env.body()));
+  env.set_signature(sig.data(), sig.size());
+  return env.SerializeAsString();
+}
+
+Status Verify(std::span<const uint8_t> envelope, Header* header) {
+  v1::EnvelopeBody body;
+  return ParseVerified(envelope, &body, header);
+}
+
+Result<SecretBuffer> Open(std::span<const uint8_t> envelope, const BoxKeyPair& recipient,
+                                  Header* header) {
+  v1::EnvelopeBody body;
+  DALA_RETURN_IF_ERROR(ParseVerified(envelope, &body, header));
+  const v1::WrappedKey* mine = nullptr;
+  for (const auto& wk : body.keys()) {
+    if (wk.recipient().size() == 32 && std::memcmp(wk.recipient().data(), recipient.public_key.data(), 32) == 0) {
+      mine = &wk;
+      break;
+    }
+  }
+  if (mine == nullptr) return Status(Code::kNotFound, "the envelope is not sealed to this organisation key");
+  SecretBuffer content_key(crypto_aead_xchacha20poly1305_ietf_KEYBYTES);
+  if (mine->sealed_key().size() != crypto_box_SEALBYTES + content_key.size() ||
+      crypto_box_seal_open(content_key.data(), reinterpret_cast<const uint8_t*>(mine->sealed_key().data()),
+                           mine->sealed_key().size(), recipient.public_key.data(), recipient.secret_key.data()) != 0)
+    return Status(Code::kVerify, "the envelope's content key does not open with this organisation key");
+  const std::string& ct = body.ciphertext();
+  if (ct.size() < crypto_aead_xchacha20poly1305_ietf_ABYTES)
+    return Status(Code::kVerify, "the envelope's ciphertext is truncated");
+  SecretBuffer plain(ct.size() - crypto_aead_xchacha20poly1305_ietf_ABYTES);
+  auto ad = EnvelopeAd(*header);
+  unsigned long long mlen = 0;
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain.data(), &mlen, nullptr,
+                                                 reinterpret_cast<const uint8_t*>(ct.data()), ct.size(), ad.data(),
+                                                 ad.size(), reinterpret_cast<const uint8_t*>(body.nonce().data()),
+                                                 content_key.data()) != 0)
+    return Status(Code::kVerify, "the envelope's content failed authentication (altered)");
+  return plain;
+}
+
+Result<OpenedReport> OpenReport(std::span<const uint8_t> envelope, const BoxKeyPair& recipient) {
+  OpenedReport out;
+  DALA_ASSIGN_OR_RETURN(SecretBuffer plain, Open(envelope, recipient, &out.header));
+  DALA_ASSIGN_OR_RETURN(out.content, VerifySignedReport(plain.span()));
+  if (out.content.report_id() != IdBytes(out.header.report_id) || out.content.version() != out.header.version ||
+      out.content.device_key() != std::string_view(reinterpret_cast<const char*>(out.header.device_key.data()), 32))
+    return Status(Code::kVerify, "the envelope and the report inside it disagree on id, version or device (altered)");
+  out.content_hash = crypto::Blake2b256(plain.span());
+  return out;
+}
+
+}  // namespace dala::envelope

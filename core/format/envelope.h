@@ -1,0 +1,47 @@
+// The sealed envelope (docs/protocol.md, "Envelopes"): the signed report encrypted under a random content
+// key (XChaCha20-Poly1305), the key sealed (crypto_box_seal) to each recipient, and the device's signature
+// over the whole body. A server can check the signature; only a recipient can open it.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/id.h"
+#include "base/secret.h"
+#include "base/status.h"
+#include "crypto/crypto.h"
+#include "dala/v1/report.pb.h"
+#include "format/report.h"
+
+namespace dala::envelope {
+
+inline constexpr std::string_view kDomain = "dala/v1/envelope";
+
+struct Header {
+  ReportId report_id{};
+  uint32_t version = 0;
+  crypto::PublicKey device_key{};
+  std::vector<v1::AttachmentManifest> attachments;  // each checked (shape, root) by Verify
+};
+
+Result<std::string> Seal(const crypto::SigningKey& device, const Header& header, std::span<const uint8_t> plaintext,
+                         std::span<const crypto::PublicKey> recipients);
+// Checks the outer signature only (what a server can do). Fills header on success.
+Status Verify(std::span<const uint8_t> envelope, Header* header);
+// Verifies the outer signature, then decrypts with the recipient key pair.
+Result<SecretBuffer> Open(std::span<const uint8_t> envelope, const crypto::BoxKeyPair& recipient, Header* header);
+
+// An envelope opened and checked end to end.
+struct OpenedReport {
+  Header header;
+  v1::ReportContent content;  // the verified signed report
+  crypto::Hash content_hash{};  // BLAKE2b-256 of the SignedReport bytes
+};
+// Open(), then the inner signature (VerifySignedReport), then that inside and outside agree on report id,
+// version and device key. Every failure is kVerify (kNotFound: not sealed to this key).
+Result<OpenedReport> OpenReport(std::span<const uint8_t> envelope, const crypto::BoxKeyPair& recipient);
+
+}  // namespace dala::envelope

@@ -1,0 +1,291 @@
+// Store lifecycle: create, open, migrations, credential change, wipe, recipients and policy.
+#include "store/outbox_state.h"
+#include "store/store.h"
+
+#include <sodium.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "base/clock.h"
+#include "base/fsutil.h"
+#include "store/schema.h"
+#include "base/failpoint.h"
+
+namespace dala {
+
+namespace {
+
+
+constexpr char kMetaDeviceKey[] = "device_secret_key";
+constexpr char kMetaCounter[] = "counter";
+constexpr char kMetaDeleteAfterDelivery[] = "delete_after_delivery";
+constexpr char kMetaCreated[] = "created_ms";
+
+std::string KeyPath(const std::string& dir) { return fs::Join(dir, kKeyFileName); }
+std::string DbPath(const std::string& dir) { return fs::Join(dir, kDbFileName); }
+
+// Every file a store may own, key file first (wipe order matters).
+std::vector<std::string> StoreFiles(const std::string& dir) {
+  std::string db = DbPath(dir), key = KeyPath(dir);
+  return {key, key + ".tmp", db, db + "-wal", db + "-shm", db + "-journal"};
+}
+
+Status CheckHeaderEncrypted(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return fs::FromErrno(errno, "open", path);
+  char head[16] = {0};
+  size_t n = std::fread(head, 1, sizeof head, f);
+  std::fclose(f);
+  static const char kPlainHeader[16] = "SQLite format 3";  // 15 chars + NUL: the plaintext file header
+  if (n == sizeof head && std::memcmp(head, kPlainHeader, sizeof head) == 0)
+    return {Code::kNotEncrypted, "the store database is not encrypted; refusing to continue"};
+  return Status::Ok();
+}
+
+Status PutMeta(db::Db& db, const char* key, std::span<const uint8_t> value) {
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)"));
+  st.BindText(1, key).Bind(2, value);
+  return st.Run();
+}
+
+Status PutMetaInt(db::Db& db, const char* key, int64_t value) {
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)"));
+  st.BindText(1, key).Bind(2, value);
+  return st.Run();
+}
+
+}  // namespace
+
+Store::Store(std::string dir, db::Db db, crypto::SigningKey device, const StoreOptions& options)
+    : dir_(std::move(dir)), db_(std::move(db)), device_(std::move(device)), options_(options), clock_(SystemNowMs) {}
+
+Store::~Store() = default;
+
+void Store::set_clock(Clock clock) {
+  std::lock_guard lock(mu_);
+  clock_ = std::move(clock);
+}
+
+
+Result<std::unique_ptr<Store>> Store::Create(const std::string& dir, const Credential& cred,
+                                             const StoreOptions& options) {
+  if (!InitSodium()) return Status(Code::kInternal, "libsodium could not start");
+  DALA_RETURN_IF_ERROR(ValidateCredential(cred));
+  if (cred.kind == CredentialKind::kPassphrase) DALA_RETURN_IF_ERROR(ValidateKdfParams(options.kdf));
+  if (dir.empty()) return Status(Code::kInvalidArgument, "the store directory must not be empty");
+  if (Status st = fs::EnsureDirectory(dir); !st.ok()) {
+    if (st.code() == Code::kNotFound)
+      return Status(Code::kNotFound, "cannot create the store: the parent of '" + dir + "' does not exist");
+    return st;
+  }
+  if (fs::Exists(KeyPath(dir))) return Status(Code::kExists, "'" + dir + "' already holds a Dala store");
+  // The key file is written last and marks the store as existing: anything else here is left over from an
+  // interrupted create or wipe, unreadable without its key, and safe to remove.
+  for (const auto& f : StoreFiles(dir)) DALA_RETURN_IF_ERROR(fs::RemoveFile(f));
+
+  SecretBuffer db_key(32);
+  randombytes_buf(db_key.data(), db_key.size());
+  crypto::SigningKey device = crypto::GenerateSigningKey();
+  // SQLite would create the file 0644; the -wal and -shm files take the database file's mode.
+  DALA_RETURN_IF_ERROR(fs::CreatePrivateFile(DbPath(dir)));
+  {
+    DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(DbPath(dir), db_key, /*create=*/true));
+    DALA_RETURN_IF_ERROR(MigrateStoreSchema(db));
+    db::Txn txn(db);
+    DALA_RETURN_IF_ERROR(txn.Begin());
+    DALA_RETURN_IF_ERROR(PutMeta(db, kMetaDeviceKey, device.secret_key.span()));
+    DALA_RETURN_IF_ERROR(PutMetaInt(db, kMetaCounter, 0));
+    DALA_RETURN_IF_ERROR(PutMetaInt(db, kMetaDeleteAfterDelivery, options.delete_after_delivery ? 1 : 0));
+    DALA_RETURN_IF_ERROR(PutMetaInt(db, kMetaCreated, SystemNowMs()));
+    DALA_RETURN_IF_ERROR(txn.Commit());
+    DALA_RETURN_IF_ERROR(CheckHeaderEncrypted(DbPath(dir)));
+  }
+  Failpoint("create.before_key");
+  DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> keyfile,
+                        WrapSecret(KeyPurpose::kStoreDatabase, db_key, cred, options.kdf));
+  DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(KeyPath(dir), keyfile));
+  return OpenWithKey(dir, db_key, options);
+}
+
+Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, const Credential& cred,
+                                           const StoreOptions& options) {
+  DALA_RETURN_IF_ERROR(ValidateCredential(cred));
+  if (dir.empty()) return Status(Code::kInvalidArgument, "the store directory must not be empty");
+  static const char kNoStore[] = "no Dala store at '%s' (never created, or wiped); create one with init";
+  std::string no_store = kNoStore;
+  no_store.replace(no_store.find("%s"), 2, dir);
+  if (!fs::IsDirectory(dir)) return Status(Code::kNotFound, no_store);
+  auto keyfile = fs::ReadFile(KeyPath(dir), 4096);
+  if (!keyfile.ok()) {
+    if (keyfile.status().code() == Code::kNotFound) return Status(Code::kNotFound, no_store);
+    if (keyfile.status().code() == Code::kCorrupt)
+      return Status(Code::kCorrupt, "the key file is not a Dala key file; restore it from a backup");
+    return keyfile.status();
+  }
+  DALA_ASSIGN_OR_RETURN(SecretBuffer db_key, UnwrapSecret(KeyPurpose::kStoreDatabase, *keyfile, cred));
+  return OpenWithKey(dir, db_key, options);
+}
+
+Result<std::unique_ptr<Store>> Store::OpenWithKey(const std::string& dir, const SecretBuffer& db_key,
+                                                  const StoreOptions& options) {
+  if (!fs::Exists(DbPath(dir)))
+    return Status(Code::kCorrupt, "the store's database file is missing; restore it from a backup");
+  DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(DbPath(dir), db_key, /*create=*/false));
+  DALA_RETURN_IF_ERROR(CheckHeaderEncrypted(DbPath(dir)));
+  DALA_RETURN_IF_ERROR(MigrateStoreSchema(db));
+
+  std::optional<crypto::SigningKey> device;
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db.Prepare("SELECT value FROM meta WHERE key = ?"));
+    st.BindText(1, kMetaDeviceKey);
+    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return Status(Code::kCorrupt, "the store has no device identity; it is damaged");
+    DALA_ASSIGN_OR_RETURN(device, crypto::SigningKeyFromSecret(st.BlobView(0)));
+  }
+  // Anything in flight when a previous process died is pending again.
+  DALA_RETURN_IF_ERROR(db.Exec("UPDATE outbox SET state = " DALA_OUTBOX_PENDING " WHERE state = " DALA_OUTBOX_IN_FLIGHT ";"));
+  (void)fs::RemoveFile(KeyPath(dir) + ".tmp");
+  std::unique_ptr<Store> store(new Store(dir, std::move(db), std::move(*device), options));
+  {
+    // Attachment files without a row: a capture cut short by a crash, or a removal interrupted after commit.
+    std::lock_guard lock(store->mu_);
+    DALA_RETURN_IF_ERROR(store->SweepMediaLocked());
+  }
+  return store;
+}
+
+Status Store::ChangeCredential(const std::string& dir, const Credential& old_cred, const Credential& new_cred,
+                               const KdfParams& kdf) {
+  DALA_RETURN_IF_ERROR(ValidateCredential(old_cred));
+  DALA_RETURN_IF_ERROR(ValidateCredential(new_cred));
+  if (new_cred.kind == CredentialKind::kPassphrase) DALA_RETURN_IF_ERROR(ValidateKdfParams(kdf));
+  auto keyfile = fs::ReadFile(KeyPath(dir), 4096);
+  if (!keyfile.ok()) {
+    if (keyfile.status().code() == Code::kNotFound)
+      return Status(Code::kNotFound, "no Dala store at '" + dir + "' (never created, or wiped)");
+    return keyfile.status();
+  }
+  DALA_ASSIGN_OR_RETURN(SecretBuffer db_key, UnwrapSecret(KeyPurpose::kStoreDatabase, *keyfile, old_cred));
+  DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> wrapped, WrapSecret(KeyPurpose::kStoreDatabase, db_key, new_cred, kdf));
+  return fs::WriteFileAtomic(KeyPath(dir), wrapped);
+}
+
+Status Store::Wipe(const std::string& dir) {
+  if (dir.empty()) return {Code::kInvalidArgument, "the store directory must not be empty"};
+  bool any = fs::IsDirectory(fs::Join(dir, kAttachmentDirName));
+  for (const auto& f : StoreFiles(dir)) any = any || fs::Exists(f);
+  if (!any) return {Code::kNotFound, "no Dala store at '" + dir + "' to wipe"};
+  // Crypto-shredding: the wrapped key goes first; from here the database cannot be decrypted.
+  DALA_RETURN_IF_ERROR(fs::ShredFile(KeyPath(dir)));
+  DALA_RETURN_IF_ERROR(fs::ShredFile(KeyPath(dir) + ".tmp"));
+  DALA_RETURN_IF_ERROR(fs::SyncDirectory(dir));
+  Failpoint("wipe.key_destroyed");
+  for (const auto& f : StoreFiles(dir)) DALA_RETURN_IF_ERROR(fs::RemoveFile(f));
+  // Attachment files are ciphertext under keys that were in the database: unreadable now; removed.
+  const std::string media = fs::Join(dir, kAttachmentDirName);
+  DALA_ASSIGN_OR_RETURN(std::vector<std::string> files, fs::ListFiles(media));
+  for (const auto& f : files) DALA_RETURN_IF_ERROR(fs::RemoveFile(fs::Join(media, f)));
+  (void)::rmdir(media.c_str());
+  (void)::rmdir(dir.c_str());  // only if empty: the app may keep its own files there
+  return Status::Ok();
+}
+
+Status Store::SetDeleteAfterDelivery(bool enabled) {
+  std::lock_guard lock(mu_);
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  DALA_RETURN_IF_ERROR(PutMetaInt(db_, kMetaDeleteAfterDelivery, enabled ? 1 : 0));
+  if (enabled) DALA_RETURN_IF_ERROR(PurgeDeliveredLocked(nullptr, std::nullopt));
+  DALA_RETURN_IF_ERROR(txn.Commit());
+  SweepAfterCommitLocked();
+  return Status::Ok();
+}
+
+Result<bool> Store::DeleteAfterDeliveryLocked() {
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("SELECT value FROM meta WHERE key = ?"));
+  st.BindText(1, kMetaDeleteAfterDelivery);
+  DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+  return row && st.Int(0) != 0;
+}
+
+Status Store::Check() {
+  std::lock_guard lock(mu_);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("PRAGMA quick_check;"));
+  DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row || st.Text(0) != "ok")
+    return {Code::kCorrupt, "the store database is damaged; export what still reads and restore from a backup"};
+  return Status::Ok();
+}
+
+Status Store::SetRecipients(const std::string& destination, const std::vector<crypto::PublicKey>& keys) {
+  std::lock_guard lock(mu_);
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  DALA_RETURN_IF_ERROR(SetRecipientsLocked(destination, keys));
+  return txn.Commit();
+}
+
+Status Store::SetRecipientsLocked(const std::string& destination, const std::vector<crypto::PublicKey>& keys) {
+  DALA_RETURN_IF_ERROR(ValidateText("the destination name", destination, 128, false));
+  std::vector<crypto::PublicKey> unique;
+  for (const auto& k : keys) {
+    if (!crypto::IsUsableBoxPublicKey(k))
+      return {Code::kInvalidArgument, "a recipient public key is not a usable X25519 key"};
+    if (std::find(unique.begin(), unique.end(), k) == unique.end()) unique.push_back(k);
+  }
+  int64_t now = Now();
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt del, db_.Prepare("DELETE FROM recipients WHERE destination = ?"));
+    del.BindText(1, destination);
+    DALA_RETURN_IF_ERROR(del.Run());
+    DALA_ASSIGN_OR_RETURN(db::Stmt ins,
+                          db_.Prepare("INSERT OR IGNORE INTO recipients(destination, public_key) VALUES(?, ?)"));
+    for (const auto& k : unique) {
+      ins.BindText(1, destination).Bind(2, k);
+      DALA_RETURN_IF_ERROR(ins.Run());
+      ins.Reset();
+    }
+  }
+  if (unique.empty()) return Status::Ok();
+  // Seal every sealed version not yet queued for this destination.
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "SELECT r.id, r.version, r.priority, r.body FROM reports r WHERE r.sealed = 1 AND r.purged = 0 AND "
+      "NOT EXISTS (SELECT 1 FROM outbox o WHERE o.destination = ? AND o.report_id = r.id AND "
+      "o.version = r.version) ORDER BY r.seq"));
+  st.BindText(1, destination);
+  for (;;) {
+    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    ReportId id{};
+    auto idv = st.BlobView(0);
+    if (idv.size() != id.size()) return Status(Code::kCorrupt, "a report id in the store is damaged");
+    std::memcpy(id.data(), idv.data(), id.size());
+    DALA_RETURN_IF_ERROR(EnqueueLocked(destination, unique, id, static_cast<uint32_t>(st.Int(1)),
+                                       static_cast<int32_t>(st.Int(2)), st.BlobView(3), now));
+  }
+  return Status::Ok();
+}
+
+Result<Store::Destinations> Store::DestinationsLocked() {
+  Destinations out;
+  DALA_ASSIGN_OR_RETURN(db::Stmt st,
+                        db_.Prepare("SELECT destination, public_key FROM recipients ORDER BY destination"));
+  for (;;) {
+    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    std::string dest = st.Text(0);
+    auto pk = st.BlobView(1);
+    if (pk.size() != 32) return Status(Code::kCorrupt, "a recipient key in the store is damaged");
+    if (out.empty() || out.back().first != dest) out.emplace_back(dest, std::vector<crypto::PublicKey>{});
+    crypto::PublicKey k;
+    std::memcpy(k.data(), pk.data(), 32);
+    out.back().second.push_back(k);
+  }
+  return out;
+}
+
+}  // namespace dala

@@ -1,0 +1,248 @@
+// Store: one encrypted report store in one directory. Lifecycle (create, open, change credential,
+// wipe), reports (drafts, sealing, versions) and the durable outbox. All public methods are
+// thread-safe: calls are serialised by one mutex. Layout and schema: docs/storage-format.md.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "crypto/crypto.h"
+#include "dala/v1/sync.pb.h"
+#include "base/db.h"
+#include "store/outbox_state.h"
+#include "crypto/keyfile.h"
+#include "format/report.h"
+#include "base/status.h"
+
+namespace dala {
+
+namespace attachment {
+class Writer;
+class Reader;
+}  // namespace attachment
+
+using AttachmentId = std::array<uint8_t, 16>;
+
+// One attachment as the store records it (never the key).
+struct AttachmentInfo {
+  AttachmentId id{};
+  ReportId report_id{};
+  uint32_t version = 0;            // the draft version it was added to; later versions carry it on
+  std::string mime;
+  uint64_t size = 0;               // plaintext bytes
+  crypto::Hash plaintext_hash{};
+  uint64_t ciphertext_size = 0;
+  crypto::Hash ciphertext_hash{};  // the chunk-tree root
+  int64_t created_ms = 0;
+};
+
+class Store;
+
+// Captures one attachment into a draft: plaintext in, ciphertext to a random file in the store. Nothing
+// is recorded until Finish; an abandoned capture leaves nothing behind (its file is removed, or swept at
+// the next open after a crash). Not thread-safe; must not outlive its store.
+class AttachmentCapture {
+ public:
+  ~AttachmentCapture();
+  Status Write(std::span<const uint8_t> data);
+  Result<AttachmentInfo> Finish();
+
+ private:
+  friend class Store;
+  AttachmentCapture(Store& store, ReportId report, uint32_t version, std::string file,
+                    std::unique_ptr<attachment::Writer> writer);
+  Store& store_;
+  ReportId report_;
+  uint32_t version_;
+  std::string file_;
+  std::unique_ptr<attachment::Writer> writer_;
+};
+
+// Where the encrypted file of an attachment is, for uploads.
+struct AttachmentFile {
+  std::string path;
+  uint64_t ciphertext_size = 0;
+};
+
+struct StoreOptions {
+  KdfParams kdf;
+  bool delete_after_delivery = false;  // used at create
+  uint32_t backoff_base_ms = 5000;
+  uint32_t backoff_max_ms = 3600000;
+};
+
+struct ReportInfo {
+  ReportId id{};
+  uint32_t version = 0;
+  ReportState state = ReportState::kDraft;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  std::string form;
+};
+
+struct OutboxItem {
+  ReportId id{};
+  uint32_t version = 0;
+  int32_t priority = 0;
+  uint32_t attempts = 0;
+  std::vector<uint8_t> envelope;
+};
+
+// A server this store delivers to, recorded from an invite by Join.
+struct ServerInfo {
+  std::string destination;            // the outbox destination: "org-" + first 8 bytes of the server key in hex
+  crypto::PublicKey server_key{};
+  std::vector<std::string> urls;
+  std::string token;
+  std::string organisation;
+  std::string tls_pin;
+  bool enrolled = false;
+  std::string last_error;
+};
+
+// A receipt the store keeps for a delivered version, checked against the server key from the invite.
+struct ReceiptInfo {
+  std::string destination;
+  ReportId id{};
+  uint32_t version = 0;
+  std::vector<uint8_t> receipt;  // the SignedReceipt bytes
+  bool verified = false;         // signed by the destination's server key, for this id and version
+  uint64_t sequence = 0;         // when verified: the server's sequence number and time
+  int64_t server_time_ms = 0;
+};
+
+struct OutboxStats {
+  uint64_t pending = 0, in_flight = 0, delivered = 0, rejected = 0;
+  int64_t next_attempt_ms = 0;
+};
+
+// The retry reason the sync engine records when no server could be reached.
+inline constexpr char kOfflineReason[] = "offline";
+
+// File names inside a store directory.
+inline constexpr char kKeyFileName[] = "dala.key";
+inline constexpr char kDbFileName[] = "dala.db";
+inline constexpr char kAttachmentDirName[] = "media";  // the attachment files (on-disk name kept from 0.1)
+
+class Store {
+ public:
+  using Clock = std::function<int64_t()>;  // Unix milliseconds
+
+  static Result<std::unique_ptr<Store>> Create(const std::string& dir, const Credential& cred,
+                                               const StoreOptions& options);
+  static Result<std::unique_ptr<Store>> Open(const std::string& dir, const Credential& cred,
+                                             const StoreOptions& options);
+  static Status ChangeCredential(const std::string& dir, const Credential& old_cred, const Credential& new_cred,
+                                 const KdfParams& kdf);
+  static Status Wipe(const std::string& dir);
+
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  crypto::PublicKey device_key() const { return device_.public_key; }
+  void set_clock(Clock clock);  // tests
+  Status SetRecipients(const std::string& destination, const std::vector<crypto::PublicKey>& keys);
+  Status SetDeleteAfterDelivery(bool enabled);
+  Status Check();
+
+  // Servers (sync). Join verifies the invite, records the server and its recipients, and seals every
+  // sealed report to them at once, in one transaction; enrolment happens at the first contact.
+  Result<ServerInfo> Join(std::string_view invite_text);
+  Result<std::vector<ServerInfo>> Servers();
+  Status SetServerState(const std::string& destination, bool enrolled, std::string_view last_error);
+  // Signs a sync request with the device key (the secret never leaves the store). Fills device_key.
+  std::string SignRequest(v1::Request& request);
+  // Every receipt kept, oldest first, each verified again against its server's key.
+  Result<std::vector<ReceiptInfo>> ListReceipts();
+
+  // Reports.
+  Result<Report> CreateDraft(const std::string& form);
+  Result<Report> Get(const ReportId& id, std::optional<uint32_t> version = std::nullopt);
+  Result<Report> Edit(const ReportId& id);
+  Status SaveDraft(Report& report);
+  Status Seal(Report& report);
+  Status SealMany(const std::vector<ReportId>& ids);
+  Status DeleteDraft(const ReportId& id);
+  Result<std::vector<ReportInfo>> List();
+
+  // Attachments. Added to the report's draft (the latest version must be a draft); a sealed version
+  // carries every attachment added up to it. Removing works on attachments of the draft only.
+  Result<std::unique_ptr<AttachmentCapture>> CaptureAttachment(const ReportId& id, const std::string& mime);
+  Result<AttachmentInfo> ImportAttachment(const ReportId& id, const std::string& path, const std::string& mime);
+  Result<std::vector<AttachmentInfo>> Attachments(const ReportId& id, std::optional<uint32_t> version = std::nullopt);
+  Result<std::unique_ptr<attachment::Reader>> OpenAttachment(const AttachmentId& id);
+  Status RemoveAttachment(const AttachmentId& id);
+  Result<AttachmentFile> LocalAttachmentFile(const AttachmentId& id);
+
+  // Outbox.
+  Result<std::vector<OutboxItem>> NextBatch(const std::string& destination, size_t max_items, size_t max_bytes);
+  Status MarkDelivered(const std::string& destination, const ReportId& id, uint32_t version,
+                       std::span<const uint8_t> receipt);
+  Status MarkRetry(const std::string& destination, const ReportId& id, uint32_t version, std::string_view reason);
+  Status MarkRejected(const std::string& destination, const ReportId& id, uint32_t version,
+                      std::string_view reason);
+  // Back to pending and due at once, without backoff (e.g. the batch was too large, not the item at fault).
+  Status Requeue(const std::string& destination, const ReportId& id, uint32_t version);
+  Result<OutboxStats> Stats(const std::string& destination);
+  // Connectivity returned: items that failed only because no server could be reached are due now.
+  Status RetryOfflineNow();
+  // The user asked to send now: every queued report is due at once, whatever its backoff.
+  Status RetryNow();
+  Result<std::vector<uint8_t>> Receipt(const std::string& destination, const ReportId& id, uint32_t version);
+
+ private:
+  Store(std::string dir, db::Db db, crypto::SigningKey device, const StoreOptions& options);
+  static Result<std::unique_ptr<Store>> OpenWithKey(const std::string& dir, const SecretBuffer& db_key,
+                                                    const StoreOptions& options);
+
+  // *Locked: the caller holds mu_ (and, where they write, an open transaction).
+  Result<uint64_t> NextCounterLocked();
+  Status InsertDraftLocked(Report& report, int64_t now);
+  Result<Report> GetLocked(const ReportId& id, std::optional<uint32_t> version);
+  Result<ReportState> StateLocked(const ReportId& id, uint32_t version);
+  using Destinations = std::vector<std::pair<std::string, std::vector<crypto::PublicKey>>>;
+  Status SealLocked(Report& report, int64_t now, const Destinations& destinations);
+  Status SetRecipientsLocked(const std::string& destination, const std::vector<crypto::PublicKey>& keys);
+  Status EnqueueLocked(const std::string& destination, const std::vector<crypto::PublicKey>& recipients,
+                       const ReportId& id, uint32_t version, int32_t priority, std::span<const uint8_t> signed_bytes,
+                       int64_t now);
+  Result<Destinations> DestinationsLocked();
+  Status PurgeDeliveredLocked(const ReportId* only_id, std::optional<uint32_t> only_version);
+  // Removes attachment files no row refers to (a crash during capture, a purge, a deleted draft), except
+  // captures in progress.
+  Status SweepMediaLocked();
+  // Inside a transaction: deletes the rows of attachments no unpurged version needs any more. Their files
+  // go only after the commit (SweepAfterCommitLocked): removed before it, a rollback would keep rows
+  // whose files are gone.
+  Status DropUnusedAttachmentsLocked();
+  void SweepAfterCommitLocked();
+  Status FinishCapture(AttachmentCapture& capture, Result<AttachmentInfo>* out);
+  void EndCapture(const std::string& file);
+  Status FillAttachmentsLocked(const ReportId& id, uint32_t version, v1::ReportContent& content, bool with_keys);
+  Status AttachmentManifestsLocked(const ReportId& id, uint32_t version, std::vector<v1::AttachmentManifest>* out);
+  std::string AttachmentDir() const;
+  friend class AttachmentCapture;
+  Result<bool> DeleteAfterDeliveryLocked();
+  Status MarkLocked(const std::string& destination, const ReportId& id, uint32_t version, OutboxState state,
+                    std::string_view reason, int64_t next_attempt_ms);
+  int64_t Now() const { return clock_(); }
+
+  std::mutex mu_;
+  std::string dir_;
+  db::Db db_;
+  crypto::SigningKey device_;
+  StoreOptions options_;
+  Clock clock_;
+  std::set<std::string> capturing_;  // file names of captures in progress (under mu_)
+  bool sweep_pending_ = false;       // under mu_
+};
+
+
+}  // namespace dala

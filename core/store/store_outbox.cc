@@ -1,0 +1,208 @@
+// Store: the durable outbox. One row per (destination, report version): pending (0), in flight (1),
+// delivered (2, receipt kept) or rejected (3, reason kept), with attempts and the next attempt time.
+#include <sodium.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "store/outbox_state.h"
+#include "store/store.h"
+
+namespace dala {
+namespace {
+
+constexpr size_t kReasonMax = 1024;
+
+
+Status ValidateDestination(const std::string& d) {
+  return ValidateText("the destination name", d, 128, false);
+}
+
+// A reason comes from a server: keep it bounded and valid UTF-8.
+std::string CleanReason(std::string_view reason) {
+  std::string r(reason.substr(0, kReasonMax));
+  while (!r.empty() && !IsValidUtf8(r)) r.pop_back();
+  return r;
+}
+
+}  // namespace
+
+Result<std::vector<OutboxItem>> Store::NextBatch(const std::string& destination, size_t max_items,
+                                                 size_t max_bytes) {
+  DALA_RETURN_IF_ERROR(ValidateDestination(destination));
+  std::vector<OutboxItem> out;
+  if (max_items == 0) return out;
+  std::lock_guard lock(mu_);
+  int64_t now = Now();
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  DALA_ASSIGN_OR_RETURN(db::Stmt sel, db_.Prepare(
+      "SELECT seq, report_id, version, priority, attempts, envelope FROM outbox "
+      "WHERE destination = ? AND state = " DALA_OUTBOX_PENDING " AND next_attempt_ms <= ? ORDER BY priority DESC, seq LIMIT ?"));
+  sel.BindText(1, destination).Bind(2, now).Bind(3, static_cast<int64_t>(std::min<size_t>(max_items, 1u << 20)));
+  DALA_ASSIGN_OR_RETURN(db::Stmt upd, db_.Prepare(
+      "UPDATE outbox SET state = " DALA_OUTBOX_IN_FLIGHT ", attempts = attempts + 1, updated_ms = ? WHERE seq = ?"));
+  size_t bytes = 0;
+  for (;;) {
+    DALA_ASSIGN_OR_RETURN(bool row, sel.Step());
+    if (!row) break;
+    auto env = sel.BlobView(5);
+    if (!out.empty() && bytes + env.size() > max_bytes) break;  // keep priority order; the first always fits
+    OutboxItem item;
+    auto idv = sel.BlobView(1);
+    if (idv.size() != item.id.size()) return Status(Code::kCorrupt, "a queued report id is damaged");
+    std::memcpy(item.id.data(), idv.data(), idv.size());
+    item.version = static_cast<uint32_t>(sel.Int(2));
+    item.priority = static_cast<int32_t>(sel.Int(3));
+    item.attempts = static_cast<uint32_t>(sel.Int(4)) + 1;
+    item.envelope.assign(env.begin(), env.end());
+    bytes += env.size();
+    upd.Bind(1, now).Bind(2, sel.Int(0));
+    DALA_RETURN_IF_ERROR(upd.Run());
+    upd.Reset();
+    out.push_back(std::move(item));
+  }
+  sel = db::Stmt();
+  upd = db::Stmt();
+  DALA_RETURN_IF_ERROR(txn.Commit());
+  return out;
+}
+
+Status Store::MarkLocked(const std::string& destination, const ReportId& id, uint32_t version, OutboxState state,
+                         std::string_view reason, int64_t next_attempt_ms) {
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "UPDATE outbox SET state = ?, last_error = ?, next_attempt_ms = ?, updated_ms = ? "
+      "WHERE destination = ? AND report_id = ? AND version = ? AND state IN (" DALA_OUTBOX_PENDING ", " DALA_OUTBOX_IN_FLIGHT ")"));
+  st.Bind(1, static_cast<int64_t>(state));
+  if (reason.empty()) st.BindNull(2); else st.BindText(2, reason);
+  st.Bind(3, next_attempt_ms).Bind(4, Now()).BindText(5, destination).Bind(6, id).Bind(7, version);
+  DALA_RETURN_IF_ERROR(st.Run());
+  if (db_.Changes() == 0) return {Code::kNotFound, "no pending or in-flight outbox item for that report version"};
+  return Status::Ok();
+}
+
+Status Store::MarkDelivered(const std::string& destination, const ReportId& id, uint32_t version,
+                            std::span<const uint8_t> receipt) {
+  DALA_RETURN_IF_ERROR(ValidateDestination(destination));
+  if (receipt.empty() || receipt.size() > 64 * 1024)
+    return {Code::kInvalidArgument, "a receipt must be 1 byte to 64 KiB"};
+  std::lock_guard lock(mu_);
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  {
+    // Idempotent: a second receipt for a delivered item is ignored (the first one is kept).
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+        "UPDATE outbox SET state = " DALA_OUTBOX_DELIVERED ", receipt = ?, envelope = NULL, last_error = NULL, updated_ms = ? "
+        "WHERE destination = ? AND report_id = ? AND version = ? AND state <> 2"));
+    st.Bind(1, receipt).Bind(2, Now()).BindText(3, destination).Bind(4, id).Bind(5, version);
+    DALA_RETURN_IF_ERROR(st.Run());
+    if (db_.Changes() == 0) {
+      DALA_ASSIGN_OR_RETURN(db::Stmt chk, db_.Prepare(
+          "SELECT 1 FROM outbox WHERE destination = ? AND report_id = ? AND version = ?"));
+      chk.BindText(1, destination).Bind(2, id).Bind(3, version);
+      DALA_ASSIGN_OR_RETURN(bool exists, chk.Step());
+      if (!exists) return {Code::kNotFound, "no outbox item for that report version and destination"};
+    }
+  }
+  DALA_ASSIGN_OR_RETURN(bool purge, DeleteAfterDeliveryLocked());
+  if (purge) DALA_RETURN_IF_ERROR(PurgeDeliveredLocked(&id, version));
+  DALA_RETURN_IF_ERROR(txn.Commit());
+  SweepAfterCommitLocked();
+  return Status::Ok();
+}
+
+// Deletes the content of sealed versions that every destination has delivered (receipts, ids and hashes
+// stay). secure_delete zeroes the freed pages.
+Status Store::PurgeDeliveredLocked(const ReportId* only_id, std::optional<uint32_t> only_version) {
+  std::string sql =
+      "UPDATE reports SET body = NULL, purged = 1 WHERE sealed = 1 AND purged = 0 "
+      "AND EXISTS (SELECT 1 FROM outbox o WHERE o.report_id = reports.id AND o.version = reports.version) "
+      "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.report_id = reports.id AND o.version = reports.version "
+      "AND o.state <> 2)";
+  if (only_id != nullptr) sql += " AND id = ? AND version = ?";
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(sql));
+  if (only_id != nullptr) st.Bind(1, std::span<const uint8_t>(*only_id)).Bind(2, only_version.value_or(0));
+  DALA_RETURN_IF_ERROR(st.Run());
+  if (db_.Changes() == 0) return Status::Ok();
+  return DropUnusedAttachmentsLocked();
+}
+
+Status Store::MarkRetry(const std::string& destination, const ReportId& id, uint32_t version,
+                        std::string_view reason) {
+  DALA_RETURN_IF_ERROR(ValidateDestination(destination));
+  std::lock_guard lock(mu_);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "SELECT attempts FROM outbox WHERE destination = ? AND report_id = ? AND version = ?"));
+  st.BindText(1, destination).Bind(2, id).Bind(3, version);
+  DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return {Code::kNotFound, "no outbox item for that report version and destination"};
+  int64_t attempts = std::max<int64_t>(1, st.Int(0));
+  st = db::Stmt();
+  // Exponential backoff, capped, with jitter: a delay in [d/2, d] so devices that failed together spread out.
+  uint64_t d = options_.backoff_base_ms;
+  for (int64_t i = 1; i < attempts && d < options_.backoff_max_ms; ++i) d *= 2;
+  d = std::min<uint64_t>(d, options_.backoff_max_ms);
+  uint64_t half = d / 2;
+  uint64_t delay = half + (half > 0 ? randombytes_uniform(static_cast<uint32_t>(std::min<uint64_t>(half, UINT32_MAX - 1)) + 1) : 0);
+  return MarkLocked(destination, id, version, OutboxState::kPending, CleanReason(reason), Now() + static_cast<int64_t>(delay));
+}
+
+Status Store::MarkRejected(const std::string& destination, const ReportId& id, uint32_t version,
+                           std::string_view reason) {
+  DALA_RETURN_IF_ERROR(ValidateDestination(destination));
+  std::lock_guard lock(mu_);
+  std::string r = CleanReason(reason);
+  return MarkLocked(destination, id, version, OutboxState::kRejected, r.empty() ? "rejected by the server" : r, 0);
+}
+
+Status Store::RetryOfflineNow() {
+  std::lock_guard lock(mu_);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "UPDATE outbox SET next_attempt_ms = 0 WHERE state = " DALA_OUTBOX_PENDING " AND last_error = ?"));
+  st.BindText(1, kOfflineReason);
+  return st.Run();
+}
+
+Status Store::RetryNow() {
+  std::lock_guard lock(mu_);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("UPDATE outbox SET next_attempt_ms = 0 WHERE state = " DALA_OUTBOX_PENDING));
+  return st.Run();
+}
+
+Status Store::Requeue(const std::string& destination, const ReportId& id, uint32_t version) {
+  DALA_RETURN_IF_ERROR(ValidateDestination(destination));
+  std::lock_guard lock(mu_);
+  return MarkLocked(destination, id, version, OutboxState::kPending, "", 0);
+}
+
+Result<OutboxStats> Store::Stats(const std::string& destination) {
+  DALA_RETURN_IF_ERROR(ValidateDestination(destination));
+  std::lock_guard lock(mu_);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "SELECT sum(state = " DALA_OUTBOX_PENDING "), sum(state = " DALA_OUTBOX_IN_FLIGHT "), sum(state = " DALA_OUTBOX_DELIVERED "), sum(state = " DALA_OUTBOX_REJECTED "), "
+      "min(CASE WHEN state = " DALA_OUTBOX_PENDING " THEN next_attempt_ms END) FROM outbox WHERE destination = ?"));
+  st.BindText(1, destination);
+  DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+  OutboxStats s;
+  if (row) {
+    s.pending = static_cast<uint64_t>(st.Int(0));
+    s.in_flight = static_cast<uint64_t>(st.Int(1));
+    s.delivered = static_cast<uint64_t>(st.Int(2));
+    s.rejected = static_cast<uint64_t>(st.Int(3));
+    s.next_attempt_ms = st.Int(4);
+  }
+  return s;
+}
+
+Result<std::vector<uint8_t>> Store::Receipt(const std::string& destination, const ReportId& id, uint32_t version) {
+  DALA_RETURN_IF_ERROR(ValidateDestination(destination));
+  std::lock_guard lock(mu_);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "SELECT receipt FROM outbox WHERE destination = ? AND report_id = ? AND version = ? AND state = " DALA_OUTBOX_DELIVERED));
+  st.BindText(1, destination).Bind(2, id).Bind(3, version);
+  DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status(Code::kNotFound, "no receipt for that report version and destination");
+  return st.Blob(0);
+}
+
+}  // namespace dala

@@ -1,0 +1,319 @@
+// Store: drafts, sealing and versions of reports.
+#include <sodium.h>
+
+#include <cstring>
+
+#include "base/fsutil.h"
+#include "store/outbox_state.h"
+#include "store/store.h"
+#include "base/failpoint.h"
+#include "format/envelope.h"
+
+namespace dala {
+namespace {
+
+
+// A draft's stored body: its attachments live in the attachments table (with their keys), not here.
+std::string DraftBody(const v1::ReportContent& content) {
+  if (content.attachments_size() == 0) return content.SerializeAsString();
+  v1::ReportContent copy = content;
+  copy.clear_attachments();
+  return copy.SerializeAsString();
+}
+
+const Status kNoReport(Code::kNotFound, "no such report in this store");
+
+// A sealed version's state follows from its outbox rows (one per destination).
+ReportState DeriveState(bool sealed, int64_t queued, int64_t delivered, int64_t rejected) {
+  if (!sealed) return ReportState::kDraft;
+  if (queued == 0) return ReportState::kSealed;
+  if (rejected > 0) return ReportState::kRejected;
+  if (delivered == queued) return ReportState::kDelivered;
+  return ReportState::kQueued;
+}
+
+}  // namespace
+
+Result<uint64_t> Store::NextCounterLocked() {
+  DALA_RETURN_IF_ERROR(db_.Exec("UPDATE meta SET value = value + 1 WHERE key = 'counter';"));
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("SELECT value FROM meta WHERE key = 'counter'"));
+  DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status(Code::kCorrupt, "the store's counter is missing; it is damaged");
+  return static_cast<uint64_t>(st.Int(0));
+}
+
+// Stamps the capture metadata (device time, next store-wide counter) and inserts the draft version.
+Status Store::InsertDraftLocked(Report& r, int64_t now) {
+  r.updated_ms = now;
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  DALA_ASSIGN_OR_RETURN(uint64_t counter, NextCounterLocked());
+  r.content.mutable_capture()->set_device_time_ms(now);
+  r.content.mutable_capture()->set_counter(counter);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "INSERT INTO reports(id, version, sealed, form, created_ms, updated_ms, priority, body) "
+      "VALUES(?, ?, 0, ?, ?, ?, ?, ?)"));
+  std::string body = DraftBody(r.content);
+  ReportId id = r.id();
+  st.Bind(1, id).Bind(2, r.content.version()).BindText(3, r.form()).Bind(4, r.content.created_ms());
+  st.Bind(5, now).Bind(6, r.priority).Bind(7, crypto::Bytes(body));
+  DALA_RETURN_IF_ERROR(st.Run());
+  return txn.Commit();
+}
+
+Result<Report> Store::CreateDraft(const std::string& form) {
+  std::string name;
+  uint32_t form_version = 0;
+  DALA_RETURN_IF_ERROR(ParseForm(form, &name, &form_version));
+  std::lock_guard lock(mu_);
+  int64_t now = Now();
+  Report r;
+  ReportId id;
+  randombytes_buf(id.data(), id.size());
+  r.content.set_report_id(id.data(), id.size());
+  r.content.set_version(1);
+  r.content.set_form(name);
+  r.content.set_form_version(form_version);
+  r.content.set_created_ms(now);
+  DALA_RETURN_IF_ERROR(InsertDraftLocked(r, now));
+  return r;
+}
+
+Result<ReportState> Store::StateLocked(const ReportId& id, uint32_t version) {
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "SELECT count(*), sum(state = " DALA_OUTBOX_DELIVERED "), sum(state = " DALA_OUTBOX_REJECTED ") FROM outbox WHERE report_id = ? AND version = ?"));
+  st.Bind(1, id).Bind(2, version);
+  DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return ReportState::kSealed;
+  return DeriveState(true, st.Int(0), st.Int(1), st.Int(2));
+}
+
+Result<Report> Store::GetLocked(const ReportId& id, std::optional<uint32_t> version) {
+  std::string sql =
+      "SELECT version, sealed, form, created_ms, updated_ms, priority, body, content_hash, purged "
+      "FROM reports WHERE id = ?";
+  sql += version ? " AND version = ?" : " ORDER BY version DESC LIMIT 1";
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(sql));
+  st.Bind(1, id);
+  if (version) st.Bind(2, *version);
+  DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return kNoReport;
+  Report r;
+  uint32_t ver = static_cast<uint32_t>(st.Int(0));
+  bool sealed = st.Int(1) != 0;
+  r.updated_ms = st.Int(4);
+  r.priority = static_cast<int32_t>(st.Int(5));
+  r.purged = st.Int(8) != 0;
+  if (!sealed) {
+    auto body = st.BlobView(6);
+    if (!r.content.ParseFromArray(body.data(), static_cast<int>(body.size())))
+      return Status(Code::kCorrupt, "a draft in the store is damaged");
+    st = db::Stmt();
+    // A draft shows its attachments (without keys); sealing records them from the attachments table.
+    DALA_RETURN_IF_ERROR(FillAttachmentsLocked(id, ver, r.content, /*with_keys=*/false));
+    return r;
+  }
+  auto hash = st.BlobView(7);
+  if (hash.size() != r.content_hash.size()) return Status(Code::kCorrupt, "a sealed report's hash is damaged");
+  std::memcpy(r.content_hash.data(), hash.data(), hash.size());
+  if (r.purged) {
+    // Content deleted after delivery: only what identifies the version remains.
+    r.content.set_report_id(id.data(), id.size());
+    r.content.set_version(ver);
+    std::string name;
+    uint32_t fv = 0;
+    if (ParseForm(st.Text(2), &name, &fv).ok()) {
+      r.content.set_form(name);
+      r.content.set_form_version(fv);
+    }
+    r.content.set_created_ms(st.Int(3));
+  } else {
+    auto body = st.BlobView(6);
+    // Verified on every read: a sealed version that was altered in the database is refused.
+    if (crypto::Blake2b256(body) != r.content_hash)
+      return Status(Code::kVerify, "a sealed report does not match its recorded hash (altered or damaged)");
+    DALA_ASSIGN_OR_RETURN(r.content, VerifySignedReport(body));
+    if (r.id() != id || r.content.version() != ver)
+      return Status(Code::kVerify, "a sealed report's content names another report or version (altered)");
+  }
+  st = db::Stmt();
+  DALA_ASSIGN_OR_RETURN(r.state, StateLocked(id, ver));
+  return r;
+}
+
+Result<Report> Store::Get(const ReportId& id, std::optional<uint32_t> version) {
+  std::lock_guard lock(mu_);
+  return GetLocked(id, version);
+}
+
+Result<Report> Store::Edit(const ReportId& id) {
+  std::lock_guard lock(mu_);
+  DALA_ASSIGN_OR_RETURN(Report latest, GetLocked(id, std::nullopt));
+  if (!latest.sealed()) return latest;
+  if (latest.purged)
+    return Status(Code::kState, "this report's content was deleted after delivery; it cannot be edited");
+  int64_t now = Now();
+  Report r;
+  r.content = latest.content;
+  r.content.set_version(latest.content.version() + 1);
+  r.content.set_previous_hash(latest.content_hash.data(), latest.content_hash.size());
+  r.content.clear_sealed_ms();
+  r.content.clear_device_key();
+  r.content.clear_attachments();  // carried on by the attachments table
+  r.priority = latest.priority;
+  DALA_RETURN_IF_ERROR(InsertDraftLocked(r, now));
+  DALA_RETURN_IF_ERROR(FillAttachmentsLocked(id, r.content.version(), r.content, /*with_keys=*/false));
+  return r;
+}
+
+Status Store::SaveDraft(Report& r) {
+  if (r.sealed()) return {Code::kState, "this version is sealed and cannot change; edit the report instead"};
+  DALA_RETURN_IF_ERROR(CheckSerializedSize(r.content));
+  std::lock_guard lock(mu_);
+  int64_t now = Now();
+  ReportId id = r.id();
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "UPDATE reports SET body = ?, updated_ms = ?, priority = ? WHERE id = ? AND version = ? AND sealed = 0"));
+  std::string body = DraftBody(r.content);
+  st.Bind(1, crypto::Bytes(body)).Bind(2, now).Bind(3, r.priority).Bind(4, id).Bind(5, r.content.version());
+  DALA_RETURN_IF_ERROR(st.Run());
+  if (db_.Changes() == 0)
+    return {Code::kState, "this draft no longer exists as a draft (sealed or deleted elsewhere)"};
+  r.updated_ms = now;
+  return Status::Ok();
+}
+
+Status Store::EnqueueLocked(const std::string& destination, const std::vector<crypto::PublicKey>& recipients,
+                            const ReportId& id, uint32_t version, int32_t priority,
+                            std::span<const uint8_t> signed_bytes, int64_t now) {
+  envelope::Header h;
+  h.report_id = id;
+  h.version = version;
+  h.device_key = device_.public_key;
+  DALA_RETURN_IF_ERROR(AttachmentManifestsLocked(id, version, &h.attachments));
+  DALA_ASSIGN_OR_RETURN(std::string env, envelope::Seal(device_, h, signed_bytes, recipients));
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "INSERT INTO outbox(destination, report_id, version, state, priority, size, envelope, enqueued_ms, "
+      "updated_ms) VALUES(?, ?, ?, 0, ?, ?, ?, ?, ?)"));
+  st.BindText(1, destination).Bind(2, id).Bind(3, version).Bind(4, priority);
+  st.Bind(5, static_cast<int64_t>(env.size())).Bind(6, crypto::Bytes(env)).Bind(7, now).Bind(8, now);
+  return st.Run();
+}
+
+// Within a transaction: sign, store, seal to every destination's recipients and queue. A crash at any
+// point before COMMIT leaves the draft untouched (SQLite's atomic commit).
+Status Store::SealLocked(Report& r, int64_t now, const Destinations& destinations) {
+  if (r.sealed()) return {Code::kState, "this version is already sealed"};
+  DALA_RETURN_IF_ERROR(CheckSerializedSize(r.content));
+  Failpoint("seal.begin");
+  v1::ReportContent content = r.content;
+  DALA_RETURN_IF_ERROR(FillAttachmentsLocked(r.id(), content.version(), content, /*with_keys=*/true));
+  content.set_sealed_ms(now);
+  content.set_device_key(device_.public_key.data(), device_.public_key.size());
+  std::string signed_bytes = SignContent(device_, content);
+  crypto::Hash hash = crypto::Blake2b256(crypto::Bytes(signed_bytes));
+  Failpoint("seal.signed");
+  ReportId id = r.id();
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+        "UPDATE reports SET sealed = 1, body = ?, content_hash = ?, updated_ms = ?, priority = ? "
+        "WHERE id = ? AND version = ? AND sealed = 0"));
+    st.Bind(1, crypto::Bytes(signed_bytes)).Bind(2, hash).Bind(3, now).Bind(4, r.priority);
+    st.Bind(5, id).Bind(6, content.version());
+    DALA_RETURN_IF_ERROR(st.Run());
+    if (db_.Changes() == 0) return {Code::kState, "this draft no longer exists as a draft (sealed or deleted)"};
+  }
+  Failpoint("seal.stored");
+  for (const auto& [dest, keys] : destinations) {
+    DALA_RETURN_IF_ERROR(EnqueueLocked(dest, keys, id, content.version(), r.priority,
+                                       crypto::Bytes(signed_bytes), now));
+    Failpoint("seal.queued");
+  }
+  r.content = std::move(content);
+  r.content_hash = hash;
+  r.updated_ms = now;
+  r.state = destinations.empty() ? ReportState::kSealed : ReportState::kQueued;
+  return Status::Ok();
+}
+
+Status Store::Seal(Report& r) {
+  std::lock_guard lock(mu_);
+  Report work = r;  // the caller's handle changes only if the transaction commits
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  {
+    // Save the handle's latest edits as part of the same transaction.
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+        "UPDATE reports SET body = ? WHERE id = ? AND version = ? AND sealed = 0"));
+    std::string body = DraftBody(work.content);
+    ReportId id = work.id();
+    st.Bind(1, crypto::Bytes(body)).Bind(2, id).Bind(3, work.content.version());
+    DALA_RETURN_IF_ERROR(st.Run());
+  }
+  DALA_ASSIGN_OR_RETURN(Destinations destinations, DestinationsLocked());
+  DALA_RETURN_IF_ERROR(SealLocked(work, Now(), destinations));
+  Failpoint("seal.before_commit");
+  DALA_RETURN_IF_ERROR(txn.Commit());
+  Failpoint("seal.committed");
+  r = std::move(work);
+  return Status::Ok();
+}
+
+Status Store::SealMany(const std::vector<ReportId>& ids) {
+  std::lock_guard lock(mu_);
+  int64_t now = Now();
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  DALA_ASSIGN_OR_RETURN(Destinations destinations, DestinationsLocked());
+  for (const ReportId& id : ids) {
+    DALA_ASSIGN_OR_RETURN(Report r, GetLocked(id, std::nullopt));
+    if (r.sealed()) return {Code::kState, "a report in the batch has no draft to seal"};
+    DALA_RETURN_IF_ERROR(SealLocked(r, now, destinations));
+  }
+  return txn.Commit();
+}
+
+Status Store::DeleteDraft(const ReportId& id) {
+  std::lock_guard lock(mu_);
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("DELETE FROM reports WHERE id = ? AND sealed = 0"));
+    st.Bind(1, id);
+    DALA_RETURN_IF_ERROR(st.Run());
+    if (db_.Changes() == 0) return {Code::kNotFound, "this report has no draft to delete"};
+  }
+  DALA_RETURN_IF_ERROR(DropUnusedAttachmentsLocked());  // the draft's own attachments
+  DALA_RETURN_IF_ERROR(txn.Commit());
+  SweepAfterCommitLocked();
+  return Status::Ok();
+}
+
+Result<std::vector<ReportInfo>> Store::List() {
+  std::lock_guard lock(mu_);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "SELECT r.id, r.version, r.sealed, r.form, r.created_ms, r.updated_ms, "
+      " (SELECT count(*) FROM outbox o WHERE o.report_id = r.id AND o.version = r.version), "
+      " (SELECT count(*) FROM outbox o WHERE o.report_id = r.id AND o.version = r.version AND o.state = " DALA_OUTBOX_DELIVERED "), "
+      " (SELECT count(*) FROM outbox o WHERE o.report_id = r.id AND o.version = r.version AND o.state = " DALA_OUTBOX_REJECTED ") "
+      "FROM reports r WHERE r.version = (SELECT max(version) FROM reports x WHERE x.id = r.id) "
+      "ORDER BY r.created_ms DESC, r.seq DESC"));
+  std::vector<ReportInfo> out;
+  for (;;) {
+    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    ReportInfo info;
+    auto idv = st.BlobView(0);
+    if (idv.size() != info.id.size()) return Status(Code::kCorrupt, "a report id in the store is damaged");
+    std::memcpy(info.id.data(), idv.data(), idv.size());
+    info.version = static_cast<uint32_t>(st.Int(1));
+    info.form = st.Text(3);
+    info.created_ms = st.Int(4);
+    info.updated_ms = st.Int(5);
+    info.state = DeriveState(st.Int(2) != 0, st.Int(6), st.Int(7), st.Int(8));
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+}  // namespace dala

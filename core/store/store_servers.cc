@@ -1,0 +1,136 @@
+// Store: the servers a store delivers to (from invites) and request signing for the sync engine.
+#include <cstring>
+
+#include "format/invite.h"
+#include "format/receipt.h"
+#include "format/request.h"
+#include "store/outbox_state.h"
+#include "store/store.h"
+#include "base/encoding.h"
+#include "base/id.h"
+
+namespace dala {
+
+Result<ServerInfo> Store::Join(std::string_view invite_text) {
+  DALA_ASSIGN_OR_RETURN(v1::Invite inv, protocol::DecodeInvite(invite_text));
+  std::lock_guard lock(mu_);
+  int64_t now = Now();
+  if (inv.expires_ms() <= now)
+    return Status(Code::kState, "the invite has expired; ask the organisation for a new one");
+  ServerInfo info;
+  std::memcpy(info.server_key.data(), inv.server_key().data(), 32);
+  info.destination = "org-" + encoding::ToHex(std::span<const uint8_t>(info.server_key.data(), 8));
+  info.urls.assign(inv.urls().begin(), inv.urls().end());
+  info.token = inv.token();
+  info.organisation = inv.organisation();
+  info.tls_pin = inv.tls_pin();
+  std::string urls;
+  for (const auto& u : info.urls) {
+    DALA_RETURN_IF_ERROR(ValidateText("a server address", u, 2048, false));
+    if (u.find('\n') != std::string::npos) return Status(Code::kInvalidArgument, "a server address has a line break");
+    urls += (urls.empty() ? "" : "\n") + u;
+  }
+  DALA_RETURN_IF_ERROR(ValidateText("the organisation name", info.organisation, 256, true));
+  std::vector<crypto::PublicKey> recipients;
+  for (const auto& r : inv.recipients()) {
+    crypto::PublicKey k;
+    std::memcpy(k.data(), r.data(), 32);
+    recipients.push_back(k);
+  }
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  {
+    // Joining the same server again (a new invite) keeps the enrolment if the device is enrolled already.
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+        "INSERT OR REPLACE INTO servers(destination, server_key, urls, token, organisation, tls_pin, enrolled, "
+        "joined_ms) VALUES(?, ?, ?, ?, ?, ?, "
+        "coalesce((SELECT enrolled FROM servers WHERE destination = ?), 0), ?)"));
+    st.BindText(1, info.destination).Bind(2, info.server_key).BindText(3, urls).Bind(4, crypto::Bytes(info.token));
+    st.BindText(5, info.organisation).Bind(6, crypto::Bytes(info.tls_pin)).BindText(7, info.destination).Bind(8, now);
+    DALA_RETURN_IF_ERROR(st.Run());
+  }
+  DALA_RETURN_IF_ERROR(SetRecipientsLocked(info.destination, recipients));
+  DALA_RETURN_IF_ERROR(txn.Commit());
+  return info;
+}
+
+Result<std::vector<ServerInfo>> Store::Servers() {
+  std::lock_guard lock(mu_);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "SELECT destination, server_key, urls, token, organisation, tls_pin, enrolled, last_error FROM servers "
+      "ORDER BY joined_ms"));
+  std::vector<ServerInfo> out;
+  for (;;) {
+    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    ServerInfo s;
+    s.destination = st.Text(0);
+    auto k = st.BlobView(1);
+    if (k.size() != 32) return Status(Code::kCorrupt, "a server key in the store is damaged");
+    std::memcpy(s.server_key.data(), k.data(), 32);
+    std::string urls = st.Text(2);
+    for (size_t pos = 0; pos <= urls.size();) {
+      size_t nl = urls.find('\n', pos);
+      if (nl == std::string::npos) nl = urls.size();
+      if (nl > pos) s.urls.push_back(urls.substr(pos, nl - pos));
+      pos = nl + 1;
+    }
+    auto t = st.BlobView(3);
+    s.token.assign(reinterpret_cast<const char*>(t.data()), t.size());
+    s.organisation = st.Text(4);
+    auto pin = st.BlobView(5);
+    s.tls_pin.assign(reinterpret_cast<const char*>(pin.data()), pin.size());
+    s.enrolled = st.Int(6) != 0;
+    s.last_error = st.Text(7);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+Status Store::SetServerState(const std::string& destination, bool enrolled, std::string_view last_error) {
+  std::lock_guard lock(mu_);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st,
+                        db_.Prepare("UPDATE servers SET enrolled = ?, last_error = ? WHERE destination = ?"));
+  st.Bind(1, enrolled ? 1 : 0);
+  if (last_error.empty()) st.BindNull(2); else st.BindText(2, last_error.substr(0, 1024));
+  st.BindText(3, destination);
+  return st.Run();
+}
+
+Result<std::vector<ReceiptInfo>> Store::ListReceipts() {
+  DALA_ASSIGN_OR_RETURN(std::vector<ServerInfo> servers, Servers());
+  std::lock_guard lock(mu_);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "SELECT destination, report_id, version, receipt FROM outbox WHERE state = " DALA_OUTBOX_DELIVERED
+      " ORDER BY updated_ms, seq"));
+  std::vector<ReceiptInfo> out;
+  for (;;) {
+    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    ReceiptInfo r;
+    r.destination = st.Text(0);
+    auto id = st.BlobView(1);
+    if (id.size() != r.id.size()) return Status(Code::kCorrupt, "a report id in the store is damaged");
+    std::memcpy(r.id.data(), id.data(), id.size());
+    r.version = static_cast<uint32_t>(st.Int(2));
+    r.receipt = st.Blob(3);
+    for (const auto& s : servers) {
+      if (s.destination != r.destination) continue;
+      auto v = protocol::VerifyReceipt(r.receipt, s.server_key);
+      if (v.ok() && v->version() == r.version && v->report_id() == IdBytes(r.id)) {
+        r.verified = true;
+        r.sequence = v->sequence();
+        r.server_time_ms = v->server_time_ms();
+      }
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::string Store::SignRequest(v1::Request& request) {
+  request.set_device_key(device_.public_key.data(), device_.public_key.size());
+  return protocol::SignRequest(device_, request);
+}
+
+}  // namespace dala

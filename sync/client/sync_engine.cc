@@ -1,0 +1,399 @@
+#include "client/sync_engine.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "crypto/attachment_file.h"
+#include "base/fsutil.h"
+#include "format/invite.h"
+#include "format/receipt.h"
+#include "format/request.h"
+#include "protocol/http_api.h"
+#include "base/clock.h"
+#include "base/encoding.h"
+#include "format/envelope.h"
+
+namespace dala::sync {
+
+// Text from a server (its message, a rejection reason) is shown to people and kept in the store. A hostile
+// server or a man in the middle could send terminal escape sequences: keep printable UTF-8 only, bounded.
+std::string Printable(std::string_view in) {
+  std::string out;
+  for (size_t i = 0; i < in.size() && out.size() < 512;) {
+    auto c = static_cast<unsigned char>(in[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    std::string_view ch = len == 0 || i + len > in.size() ? std::string_view() : in.substr(i, len);
+    bool c1 = len == 2 && c == 0xC2 && static_cast<unsigned char>(in[i + 1]) < 0xA0;  // U+0080..U+009F
+    if (ch.empty() || c < 0x20 || c == 0x7F || c1 || !IsValidUtf8(ch)) {
+      out += '?';
+      i += len == 0 ? 1 : std::min(len, in.size() - i);
+    } else {
+      out += ch;
+      i += len;
+    }
+  }
+  return out;
+}
+
+SyncEngine::SyncEngine(Store& store, ServerInfo server, size_t max_batch, size_t max_bytes)
+    : store_(store), server_(std::move(server)), max_batch_(max_batch), max_bytes_(max_bytes) {}
+
+void SyncEngine::Stop(std::string reason, bool unreachable) {
+  stopped_ = true;
+  unreachable_ = unreachable_ || unreachable;
+  last_error_ = std::move(reason);
+}
+
+Result<std::optional<HttpRequest>> SyncEngine::Next() {
+  if (stopped_) return std::optional<HttpRequest>();
+  v1::Request req;
+  uint8_t rid[16];
+  randombytes_buf(rid, sizeof rid);
+  req.set_request_id(rid, sizeof rid);
+  req.set_device_time_ms(SystemNowMs());
+  req.set_server_key(server_.server_key.data(), 32);
+  if (!server_.enrolled) {
+    req.mutable_enrol()->set_token(server_.token);
+    HttpRequest h;
+    h.path = protocol::kPathEnrol;
+    h.body = store_.SignRequest(req);
+    return std::optional<HttpRequest>(std::move(h));
+  }
+  if (!ready_.empty()) {
+    in_flight_ = std::move(ready_);  // attachments all held: push again for the receipts
+    ready_.clear();
+  } else {
+    DALA_ASSIGN_OR_RETURN(in_flight_, store_.NextBatch(server_.destination, max_batch_, max_bytes_));
+  }
+  if (in_flight_.empty()) {
+    // Small reports went first (every push precedes the uploads); now the attachments, by priority.
+    if (uploads_.empty()) return std::optional<HttpRequest>();
+    Upload& u = uploads_.front();
+    const auto& m = u.manifests[u.current];
+    const uint64_t offset = u.received[u.current];
+    auto* up = req.mutable_upload();
+    up->set_report_id(u.item.id.data(), u.item.id.size());
+    up->set_version(u.item.version);
+    up->set_attachment_id(m.attachment_id());
+    up->set_offset(offset);
+    up->set_length(u.probe ? 0 : std::min<uint64_t>(kMaxUploadRequest, m.size() - offset));
+    HttpRequest h;
+    h.path = protocol::kPathUpload;
+    h.upload_header = encoding::Base64Url(crypto::Bytes(store_.SignRequest(req)));
+    h.file_path = u.files[u.current];
+    h.file_offset = offset;
+    h.file_length = up->length();
+    return std::optional<HttpRequest>(std::move(h));
+  }
+  auto* push = req.mutable_push();
+  for (const auto& item : in_flight_) push->add_envelopes(item.envelope.data(), item.envelope.size());
+  HttpRequest h;
+  h.path = protocol::kPathPush;
+  h.body = store_.SignRequest(req);
+  return std::optional<HttpRequest>(std::move(h));
+}
+
+Status SyncEngine::RetryAll(std::string_view reason) {
+  for (const auto& item : in_flight_) DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, item.id, item.version, reason));
+  for (const auto& item : ready_) DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, item.id, item.version, reason));
+  for (const auto& u : uploads_)
+    DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, u.item.id, u.item.version, reason));
+  in_flight_.clear();
+  ready_.clear();
+  uploads_.clear();
+  return Status::Ok();
+}
+
+Status SyncEngine::Finish() {
+  for (const auto& item : ready_) DALA_RETURN_IF_ERROR(store_.Requeue(server_.destination, item.id, item.version));
+  for (const auto& u : uploads_) DALA_RETURN_IF_ERROR(store_.Requeue(server_.destination, u.item.id, u.item.version));
+  ready_.clear();
+  uploads_.clear();
+  return Status::Ok();
+}
+
+uint64_t SyncEngine::upload_done() const {
+  uint64_t n = upload_finished_;
+  for (const auto& u : uploads_)
+    for (uint64_t r : u.received) n += r;
+  return n;
+}
+
+uint64_t SyncEngine::upload_total() const { return upload_total_; }
+
+// Reports the server holds as INCOMPLETE: find each attachment's file here and where the server stands.
+Status SyncEngine::StartUpload(const OutboxItem& item, const v1::PushResult& res) {
+  Upload u;
+  u.item = item;
+  envelope::Header h;
+  DALA_RETURN_IF_ERROR(envelope::Verify(item.envelope, &h));
+  u.manifests = h.attachments;
+  uploads_.push_back(std::move(u));
+  Upload& up = uploads_.back();
+  for (const auto& m : up.manifests) {
+    upload_total_ += m.size();
+    uint64_t received = 0;
+    for (const auto& p : res.attachments())
+      if (p.attachment_id() == m.attachment_id()) received = std::min<uint64_t>(p.received(), m.size());
+    up.received.push_back(received);
+    AttachmentId id{};
+    std::memcpy(id.data(), m.attachment_id().data(), id.size());
+    auto file = store_.LocalAttachmentFile(id);
+    if (!file.ok() || file->ciphertext_size != m.size() || !fs::Exists(file->path) ||
+        attachment::FileSize(file->path) != static_cast<int64_t>(m.size())) {
+      uploads_.pop_back();
+      return Damaged(item, "an attachment of this report is missing or damaged on this phone");
+    }
+    up.files.push_back(file->path);
+  }
+  Advance();
+  return Status::Ok();
+}
+
+Status SyncEngine::Damaged(const OutboxItem& item, const std::string& why) {
+  ++rejected_;
+  last_error_ = why;
+  return store_.MarkRejected(server_.destination, item.id, item.version, why);
+}
+
+// Skips attachments the server holds whole; a report whose attachments are all held is pushed again.
+void SyncEngine::Advance() {
+  while (!uploads_.empty()) {
+    Upload& u = uploads_.front();
+    while (u.current < u.manifests.size() && u.received[u.current] >= u.manifests[u.current].size()) ++u.current;
+    if (u.current < u.manifests.size()) return;
+    for (const auto& m : u.manifests) upload_finished_ += m.size();
+    ready_.push_back(std::move(u.item));
+    uploads_.pop_front();
+  }
+}
+
+Status SyncEngine::ApplyUpload(const v1::UploadResult& r) {
+  Upload& u = uploads_.front();
+  const auto& m = u.manifests[u.current];
+  uint64_t& received = u.received[u.current];
+  const uint64_t before = received;
+  switch (r.code()) {
+    case v1::UPLOAD_OK:
+    case v1::UPLOAD_OFFSET:
+      received = std::min<uint64_t>(r.received(), m.size());
+      u.probe = false;
+      if (received > before) u.failures = 0;
+      break;
+    case v1::UPLOAD_BAD_CHUNK: {
+      // Refused: is the chunk damaged here, or was it corrupted on the way?
+      received = std::min<uint64_t>(r.received(), m.size());
+      const uint64_t index = received / m.chunk_size();
+      const uint64_t len = std::min<uint64_t>(m.chunk_size(), m.size() - received);
+      auto here = attachment::HashFileRange(u.files[u.current], received, len);
+      if (!here.ok() || std::memcmp(here->data(), m.chunk_hashes().data() + 32 * index, 32) != 0) {
+        OutboxItem item = u.item;
+        uploads_.pop_front();
+        Advance();
+        return Damaged(item, "an attachment of this report is damaged on this phone (it no longer matches what "
+                             "was sealed); the report cannot be delivered as sealed");
+      }
+      if (++u.bad_chunks > 8) {
+        OutboxItem item = u.item;
+        uploads_.pop_front();
+        Advance();
+        last_error_ = "the connection keeps corrupting uploads";
+        return store_.MarkRetry(server_.destination, item.id, item.version, last_error_);
+      }
+      break;  // sent again
+    }
+    case v1::UPLOAD_UNKNOWN: {
+      // The server has no declaration of this attachment (e.g. it lost its pending reports): push again.
+      OutboxItem item = u.item;
+      uploads_.pop_front();
+      Advance();
+      ready_.push_back(std::move(item));
+      return Status::Ok();
+    }
+    default:
+      Stop("the server answered an upload with something this version does not understand", false);
+      return RetryAll(last_error_);
+  }
+  Advance();
+  return Status::Ok();
+}
+
+Status SyncEngine::Apply(const HttpRequest& request, const Result<HttpResponse>& response) {
+  const bool enrol = request.path == protocol::kPathEnrol;
+  pause_ms_ = 0;
+  if (request.is_upload() && !uploads_.empty()) {
+    Upload& u = uploads_.front();
+    // A cut connection: ask where the server stands and go on from there. Up to 6 cuts in a row that
+    // completed no chunk, with growing pauses (0.1 to 0.5 s); any progress resets the count.
+    if (!response.ok() && response.status().code() == Code::kIo && ++u.failures <= 6) {
+      u.probe = true;
+      pause_ms_ = std::min(500, 100 << (u.failures - 1));
+      return Status::Ok();
+    }
+    if (response.ok() && response->status == 409 && ++u.failures <= 20) {  // the cut upload is still ending there
+      pause_ms_ = 100;
+      u.probe = true;
+      return Status::Ok();
+    }
+  }
+  if (!response.ok()) {
+    Stop("the server cannot be reached: " + response.status().message(), true);
+    DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, server_.enrolled, last_error_));
+    return RetryAll(kOfflineReason);
+  }
+  v1::Response resp;
+  bool parsed = resp.ParseFromString(response->body);
+  const std::string why =
+      parsed && !resp.message().empty() ? Printable(resp.message()) : "HTTP " + std::to_string(response->status);
+  if (response->status == 200 && parsed && resp.status() == v1::OK) {
+    if (enrol) {
+      server_.enrolled = true;
+      return store_.SetServerState(server_.destination, true, "");
+    }
+    if (request.is_upload()) {
+      if (uploads_.empty() || !resp.has_upload()) {
+        Stop("the server answered an upload without an upload result", false);
+        return RetryAll(last_error_);
+      }
+      return ApplyUpload(resp.upload());
+    }
+    return ApplyPush(resp);
+  }
+  switch (parsed ? resp.status() : v1::RESPONSE_STATUS_UNSPECIFIED) {
+    case v1::UNKNOWN_DEVICE:  // the server lost or never had our enrolment: enrol again, then push
+      server_.enrolled = false;
+      DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, false, why));
+      return RetryAll("not enrolled yet");
+    case v1::DEVICE_REVOKED:
+    case v1::INVITE_INVALID:
+    case v1::INVITE_EXPIRED:
+    case v1::INVITE_USED_UP:
+    case v1::WRONG_SERVER:
+      // Refused for good at this server; reports stay queued and say why (a new invite can resume).
+      Stop(why, false);
+      DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, server_.enrolled, why));
+      return RetryAll(why);
+    case v1::TOO_LARGE:
+      if (in_flight_.size() > 1) {  // the batch, not the reports, was too large: send smaller ones now
+        max_batch_ = std::max<size_t>(1, in_flight_.size() / 2);
+        max_bytes_ = std::max<size_t>(1, max_bytes_ / 2);
+        for (const auto& item : in_flight_) DALA_RETURN_IF_ERROR(store_.Requeue(server_.destination, item.id, item.version));
+        in_flight_.clear();
+        return Status::Ok();
+      }
+      break;
+    default:
+      break;
+  }
+  // 5xx, a proxy's error page, an unparseable answer: try again later.
+  Stop(why, response->status >= 500 || !parsed);
+  DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, server_.enrolled, why));
+  return RetryAll(why);
+}
+
+Status SyncEngine::ApplyPush(const v1::Response& resp) {
+  std::vector<bool> answered(in_flight_.size(), false);
+  for (const auto& res : resp.results()) {
+    size_t i = 0;
+    for (; i < in_flight_.size(); ++i) {
+      const auto& it = in_flight_[i];
+      if (!answered[i] && res.version() == it.version && res.report_id().size() == 16 &&
+          std::memcmp(res.report_id().data(), it.id.data(), 16) == 0)
+        break;
+    }
+    if (i == in_flight_.size()) continue;  // not something we sent
+    answered[i] = true;
+    const OutboxItem& it = in_flight_[i];
+    switch (res.code()) {
+      case v1::STORED:
+      case v1::DUPLICATE: {
+        // A receipt counts only if the pinned server key signed it for exactly what we sent: the phone
+        // rebuilds it from what it knows and checks the signature.
+        crypto::Hash sent = crypto::Blake2b256(it.envelope);
+        crypto::PublicKey me = store_.device_key();
+        v1::Receipt receipt;
+        receipt.set_report_id(it.id.data(), it.id.size());
+        receipt.set_version(it.version);
+        receipt.set_content_hash(sent.data(), sent.size());
+        receipt.set_server_time_ms(res.server_time_ms());
+        receipt.set_sequence(res.sequence());
+        receipt.set_server_key(server_.server_key.data(), 32);
+        receipt.set_device_key(me.data(), me.size());
+        auto kept = protocol::CompleteReceipt(receipt, res.receipt_signature(), server_.server_key);
+        if (!kept.ok()) {
+          DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, it.id, it.version,
+                                                "the server's receipt did not verify; kept queued"));
+          last_error_ = "a receipt did not verify against the organisation's server key";
+          break;
+        }
+        DALA_RETURN_IF_ERROR(store_.MarkDelivered(server_.destination, it.id, it.version, crypto::Bytes(*kept)));
+        ++delivered_;
+        break;
+      }
+      case v1::REJECTED:
+        DALA_RETURN_IF_ERROR(store_.MarkRejected(server_.destination, it.id, it.version, Printable(res.reason())));
+        ++rejected_;
+        break;
+      case v1::INCOMPLETE:  // held; stays in flight while its attachments upload in this run
+        DALA_RETURN_IF_ERROR(StartUpload(it, res));
+        break;
+      default: {
+        std::string why = res.reason().empty() ? "the server asked to retry later" : Printable(res.reason());
+        DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, it.id, it.version, why));
+        if (last_error_ != why) DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, server_.enrolled, why));
+        last_error_ = why;
+        break;
+      }
+    }
+  }
+  for (size_t i = 0; i < in_flight_.size(); ++i)
+    if (!answered[i])
+      DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, in_flight_[i].id, in_flight_[i].version,
+                                            "the server did not answer for this report"));
+  in_flight_.clear();
+  return Status::Ok();
+}
+
+Result<RunResult> RunOnce(Store& store, Transport& transport, int64_t deadline_ms, const ProgressFn& progress,
+                          const std::atomic<bool>* cancel) {
+  RunResult result;
+  DALA_ASSIGN_OR_RETURN(auto servers, store.Servers());
+  for (auto& server : servers) {
+    SyncEngine engine(store, server);
+    size_t url = 0;
+    while (SystemNowMs() < deadline_ms && !(cancel != nullptr && cancel->load())) {
+      DALA_ASSIGN_OR_RETURN(auto req, engine.Next());
+      if (!req) break;
+      int64_t left = deadline_ms - SystemNowMs();
+      auto resp = transport.Post(engine.server().urls[url], *req, std::max<int64_t>(left, 1), engine.server().tls_pin);
+      if (!resp.ok() && url + 1 < engine.server().urls.size()) {
+        // Try the next address (e.g. an onion service) with the same request: it is idempotent.
+        ++url;
+        resp = transport.Post(engine.server().urls[url], *req, std::max<int64_t>(deadline_ms - SystemNowMs(), 1),
+                              engine.server().tls_pin);
+      }
+      DALA_RETURN_IF_ERROR(engine.Apply(*req, resp));
+      if (progress) {
+        DALA_ASSIGN_OR_RETURN(OutboxStats st, store.Stats(server.destination));
+        progress(Progress{server.destination, engine.delivered(), engine.rejected(), st.pending + st.in_flight,
+                          engine.upload_done(), engine.upload_total()});
+      }
+      if (engine.pause_ms() > 0 && SystemNowMs() + engine.pause_ms() < deadline_ms)
+        std::this_thread::sleep_for(std::chrono::milliseconds(engine.pause_ms()));
+    }
+    DALA_RETURN_IF_ERROR(engine.Finish());
+    result.delivered += engine.delivered();
+    result.rejected += engine.rejected();
+    result.unreachable = result.unreachable || engine.unreachable();
+    if (!engine.last_error().empty()) result.last_error = engine.last_error();
+    DALA_ASSIGN_OR_RETURN(OutboxStats st, store.Stats(server.destination));
+    result.remaining += st.pending + st.in_flight;
+  }
+  return result;
+}
+
+}  // namespace dala::sync

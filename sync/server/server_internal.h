@@ -1,0 +1,33 @@
+// What the files of dala-server's core share (not a public interface of the server).
+#pragma once
+
+#include <span>
+#include <string>
+
+#include "base/db.h"
+#include "base/fsutil.h"
+#include "base/status.h"
+#include "crypto/crypto.h"
+#include "dala/v1/sync.pb.h"
+#include "server/server_core.h"
+
+namespace dala::server {
+
+// Brings the server database to the current schema (server_schema.cc).
+Status MigrateServerSchema(db::Db& db);
+
+inline std::string Path(const std::string& dir, const char* name) { return fs::Join(dir, name); }
+
+inline constexpr char kProto[] = "application/x-protobuf";
+
+inline HttpResult Reply(int http, v1::ResponseStatus status, const std::string& message, int64_t now) {
+  v1::Response r;
+  r.set_status(status);
+  r.set_message(message);
+  r.set_server_time_ms(now);
+  return {http, kProto, r.SerializeAsString()};
+}
+
+inline std::span<const uint8_t> B(const std::string& s) { return crypto::Bytes(s); }
+
+}  // namespace dala::server

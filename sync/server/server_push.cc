@@ -1,0 +1,190 @@
+// dala-server: storing a push (envelopes checked, deduplicated, receipted) inside the writer's transaction.
+#include "server/server_core.h"
+
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <optional>
+
+#include "dala/v1/sync.pb.h"
+#include "base/fsutil.h"
+#include "crypto/attachment_file.h"
+#include "format/invite.h"
+#include "format/receipt.h"
+#include "format/request.h"
+#include "protocol/http_api.h"
+#include "base/clock.h"
+#include "base/failpoint.h"
+#include "format/envelope.h"
+#include "format/manifest.h"
+#include "crypto/chunk_tree.h"
+#include "base/encoding.h"
+
+#include "server/server_internal.h"
+
+namespace dala::server {
+
+Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
+  const std::string& device_key = job.device_key;
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt dev, db_.Prepare("SELECT revoked FROM devices WHERE device_key = ?"));
+    dev.Bind(1, B(device_key));
+    DALA_ASSIGN_OR_RETURN(bool row, dev.Step());
+    if (!row) return Reply(401, v1::UNKNOWN_DEVICE, "this device is not enrolled; enrol first", now);
+    if (dev.Int(0) != 0) return Reply(403, v1::DEVICE_REVOKED, "this device was revoked by the organisation", now);
+  }
+  v1::Response resp;
+  resp.set_status(v1::OK);
+  resp.set_server_time_ms(now);
+  for (PushItem& it : job.items) {
+    v1::PushResult* res = resp.add_results();
+    res->set_report_id(it.h.report_id.data(), 16);
+    res->set_version(it.h.version);
+    if (!it.reject.empty()) {
+      res->set_code(v1::REJECTED);
+      res->set_reason(it.reject);
+      continue;
+    }
+    {
+      DALA_ASSIGN_OR_RETURN(db::Stmt find,
+                            db_.Prepare("SELECT content_hash, receipt FROM reports WHERE report_id = ? AND version = ?"));
+      find.Bind(1, it.h.report_id).Bind(2, it.h.version);
+      DALA_ASSIGN_OR_RETURN(bool row, find.Step());
+      if (row) {
+        auto stored = find.BlobView(0);
+        if (stored.size() == 32 && std::memcmp(stored.data(), it.hash.data(), 32) == 0) {
+          // The same report again (a retry, a replay, or twice in one group): one copy, the original receipt.
+          auto rc = find.BlobView(1);
+          v1::SignedReceipt original;
+          v1::Receipt fields;
+          if (!original.ParseFromArray(rc.data(), static_cast<int>(rc.size())) ||
+              !fields.ParseFromString(original.receipt()))
+            return Status(Code::kCorrupt, "a stored receipt is damaged");
+          res->set_code(v1::DUPLICATE);
+          res->set_sequence(fields.sequence());
+          res->set_server_time_ms(fields.server_time_ms());
+          res->set_receipt_signature(original.signature());
+        } else {
+          res->set_code(v1::REJECTED);
+          res->set_reason("a different report with this id and version is already stored");
+        }
+        continue;
+      }
+    }
+    if (!it.h.attachments.empty()) {
+      std::string conflict;
+      DALA_ASSIGN_OR_RETURN(bool complete, AttachmentsLocked(device_key, it.h, &conflict));
+      if (!conflict.empty()) {
+        res->set_code(v1::REJECTED);
+        res->set_reason(conflict);
+        continue;
+      }
+      if (!complete && limits_.max_storage_bytes != 0) {
+        // No room for what is missing: say so now, before the phone sends any of it.
+        uint64_t missing = 0;
+        for (const auto& m : it.h.attachments) {
+          missing += m.size() - std::min(m.size(), ReceivedFor(device_key, m));
+        }
+        if (stored_bytes_ + missing > limits_.max_storage_bytes) {
+          res->set_code(v1::RETRY_LATER);
+          res->set_reason("the server's storage is full; try again later");
+          continue;
+        }
+      }
+      if (!complete) {
+        // Held until every attachment is here; no receipt yet. The phone uploads, then pushes again.
+        DALA_ASSIGN_OR_RETURN(db::Stmt p, db_.Prepare(
+            "INSERT OR REPLACE INTO pending(report_id, version, device_key, content_hash, envelope, received_ms) "
+            "VALUES(?, ?, ?, ?, ?, ?)"));
+        p.Bind(1, it.h.report_id).Bind(2, it.h.version).Bind(3, B(device_key)).Bind(4, it.hash);
+        p.Bind(5, B(it.envelope)).Bind(6, now);
+        DALA_RETURN_IF_ERROR(p.Run());
+        res->set_code(v1::INCOMPLETE);
+        for (const auto& m : it.h.attachments) {
+          auto* ap = res->add_attachments();
+          ap->set_attachment_id(m.attachment_id());
+          ap->set_received(ReceivedFor(device_key, m));
+        }
+        continue;
+      }
+      DALA_ASSIGN_OR_RETURN(db::Stmt done, db_.Prepare("DELETE FROM pending WHERE report_id = ? AND version = ?"));
+      done.Bind(1, it.h.report_id).Bind(2, it.h.version);
+      DALA_RETURN_IF_ERROR(done.Run());
+    }
+    // The writer is the only writer: it numbers reports itself and stores each row once, receipt included.
+    int64_t sequence = next_sequence_;
+    v1::Receipt receipt;
+    receipt.set_report_id(it.h.report_id.data(), 16);
+    receipt.set_version(it.h.version);
+    receipt.set_content_hash(it.hash.data(), 32);
+    receipt.set_server_time_ms(now);
+    receipt.set_sequence(static_cast<uint64_t>(sequence));
+    receipt.set_server_key(signing_.public_key.data(), 32);
+    receipt.set_device_key(device_key);
+    std::string signed_receipt = protocol::SignReceipt(signing_, receipt);
+    DALA_ASSIGN_OR_RETURN(db::Stmt ins, db_.Prepare(
+        "INSERT INTO reports(seq, report_id, version, device_key, content_hash, envelope, receipt, received_ms) "
+        "VALUES(?, ?, ?, ?, ?, ?, ?, ?)"));
+    ins.Bind(1, sequence).Bind(2, it.h.report_id).Bind(3, it.h.version).Bind(4, B(device_key)).Bind(5, it.hash);
+    ins.Bind(6, B(it.envelope)).Bind(7, B(signed_receipt)).Bind(8, now);
+    DALA_RETURN_IF_ERROR(ins.Run());
+    ++next_sequence_;
+    v1::SignedReceipt sent;
+    sent.ParseFromString(signed_receipt);
+    res->set_code(v1::STORED);
+    res->set_sequence(static_cast<uint64_t>(sequence));
+    res->set_server_time_ms(now);
+    res->set_receipt_signature(sent.signature());
+    Failpoint("server.push.stored");  // crash tests stop the server here, inside the transaction
+  }
+  DALA_ASSIGN_OR_RETURN(db::Stmt seen, db_.Prepare("UPDATE devices SET last_seen_ms = ? WHERE device_key = ?"));
+  seen.Bind(1, now).Bind(2, B(device_key));
+  DALA_RETURN_IF_ERROR(seen.Run());
+  return HttpResult{200, kProto, resp.SerializeAsString()};
+}
+
+
+std::string ServerCore::AttachmentPath(const std::string& name) const { return fs::Join(Path(dir_, kAttachmentDirName), name); }
+
+Result<bool> ServerCore::AttachmentsLocked(const std::string& device_key, const envelope::Header& h,
+                                           std::string* conflict) {
+  bool all = true;
+  for (const auto& m : h.attachments) {
+    DALA_ASSIGN_OR_RETURN(db::Stmt q, db_.Prepare(
+        "SELECT size, chunk_size, root, complete FROM attachments WHERE device_key = ? AND attachment_id = ?"));
+    q.Bind(1, B(device_key)).Bind(2, B(m.attachment_id()));
+    DALA_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (row) {
+      auto root = q.BlobView(2);
+      if (static_cast<uint64_t>(q.Int(0)) != m.size() || static_cast<uint32_t>(q.Int(1)) != m.chunk_size() ||
+          root.size() != 32 || std::memcmp(root.data(), m.root().data(), 32) != 0) {
+        *conflict = "an attachment id of this device is already declared with other contents";
+        return false;
+      }
+      bool complete = q.Int(3) != 0;
+      q = db::Stmt();
+      if (!complete) {
+        DALA_ASSIGN_OR_RETURN(complete, CompleteOnDiskLocked(device_key, m));
+      }
+      all = all && complete;
+      continue;
+    }
+    q = db::Stmt();
+    DALA_ASSIGN_OR_RETURN(db::Stmt ins, db_.Prepare(
+        "INSERT INTO attachments(device_key, attachment_id, size, chunk_size, root, chunk_hashes, complete, created_ms) "
+        "VALUES(?, ?, ?, ?, ?, ?, 0, ?)"));
+    ins.Bind(1, B(device_key)).Bind(2, B(m.attachment_id())).Bind(3, static_cast<int64_t>(m.size()));
+    ins.Bind(4, static_cast<int64_t>(m.chunk_size())).Bind(5, B(m.root())).Bind(6, B(m.chunk_hashes()));
+    ins.Bind(7, clock_());
+    DALA_RETURN_IF_ERROR(ins.Run());
+    all = false;
+  }
+  return all;
+}
+
+
+}  // namespace dala::server

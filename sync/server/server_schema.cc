@@ -1,0 +1,75 @@
+// dala-server's database schema: each step of kMigrations, run in order by the one migration runner.
+#include "server/server_internal.h"
+
+#include "base/db.h"
+
+namespace dala::server {
+namespace {
+
+const char kSchema[] = R"sql(
+CREATE TABLE meta(key TEXT PRIMARY KEY NOT NULL, value BLOB) WITHOUT ROWID;
+CREATE TABLE recipients(public_key BLOB PRIMARY KEY NOT NULL) WITHOUT ROWID;
+CREATE TABLE invites(
+  token BLOB PRIMARY KEY NOT NULL,
+  uses_left INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE devices(
+  device_key BLOB PRIMARY KEY NOT NULL,
+  token BLOB,
+  enrolled_ms INTEGER NOT NULL,
+  last_seen_ms INTEGER NOT NULL,
+  revoked INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE reports(
+  seq INTEGER PRIMARY KEY,
+  report_id BLOB NOT NULL,
+  version INTEGER NOT NULL,
+  device_key BLOB NOT NULL,
+  content_hash BLOB NOT NULL,
+  envelope BLOB NOT NULL,
+  receipt BLOB,
+  received_ms INTEGER NOT NULL,
+  UNIQUE(report_id, version)
+);
+CREATE INDEX reports_device ON reports(device_key);
+)sql";
+
+// 2: attachments. A report whose attachments are not all held waits in `pending`; `blobs` (renamed
+// `attachments` by 3) records what each device declared (its manifest), and whether every chunk arrived.
+const char kSchemaV2[] = R"sql(
+CREATE TABLE pending(
+  report_id BLOB NOT NULL,
+  version INTEGER NOT NULL,
+  device_key BLOB NOT NULL,
+  content_hash BLOB NOT NULL,
+  envelope BLOB NOT NULL,
+  received_ms INTEGER NOT NULL,
+  PRIMARY KEY(report_id, version)
+) WITHOUT ROWID;
+CREATE TABLE blobs(
+  device_key BLOB NOT NULL,
+  attachment_id BLOB NOT NULL,
+  size INTEGER NOT NULL,
+  chunk_size INTEGER NOT NULL,
+  root BLOB NOT NULL,
+  chunk_hashes BLOB NOT NULL,
+  complete INTEGER NOT NULL DEFAULT 0,
+  created_ms INTEGER NOT NULL,
+  PRIMARY KEY(device_key, attachment_id)
+) WITHOUT ROWID;
+)sql";
+
+// 3: one word for attachments everywhere (the table was `blobs`; its directory, renamed in Open, `blobs/`).
+const char kSchemaV3[] = "ALTER TABLE blobs RENAME TO attachments;";
+
+const char* const kMigrations[] = {kSchema, kSchemaV2, kSchemaV3};
+
+}  // namespace
+
+Status MigrateServerSchema(db::Db& db) {
+  return db::Migrate(db, kMigrations, "the server data was written by a newer dala-server; upgrade it");
+}
+
+}  // namespace dala::server

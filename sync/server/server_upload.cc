@@ -1,0 +1,303 @@
+// dala-server: attachment uploads, streamed chunk by chunk, each chunk checked against the signed manifest.
+#include "server/server_core.h"
+
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <optional>
+
+#include "dala/v1/sync.pb.h"
+#include "base/fsutil.h"
+#include "crypto/attachment_file.h"
+#include "format/invite.h"
+#include "format/receipt.h"
+#include "format/request.h"
+#include "protocol/http_api.h"
+#include "base/clock.h"
+#include "base/failpoint.h"
+#include "format/envelope.h"
+#include "format/manifest.h"
+#include "crypto/chunk_tree.h"
+#include "base/encoding.h"
+
+#include "server/server_internal.h"
+
+namespace dala::server {
+
+namespace {
+
+// How much of an attachment file is verified, after a restart: whole chunks from the start, each checked
+// against the manifest, up to the first that is missing or does not match (a crash may leave chunks that
+// were written but never synced). Runs once per unfinished attachment per server start.
+uint64_t VerifiedPrefix(const std::string& path, uint64_t size, uint32_t chunk_size, std::string_view hashes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  std::vector<uint8_t> buf(chunk_size);
+  uint64_t good = 0;
+  for (uint64_t i = 0; good < size; ++i) {
+    uint64_t len = std::min<uint64_t>(chunk_size, size - good);
+    ssize_t n = ::pread(fd, buf.data(), len, static_cast<off_t>(good));
+    if (n != static_cast<ssize_t>(len)) break;
+    crypto::Hash h = attachment::ChunkTree::HashChunk({buf.data(), len});
+    if (std::memcmp(h.data(), hashes.data() + 32 * i, 32) != 0) break;
+    good += len;
+  }
+  ::close(fd);
+  return good;
+}
+
+}  // namespace
+
+// A server killed between an upload's last fdatasync and the update that records the attachment complete
+// leaves every byte in its file, verified, and the flag unset. The phone, told that every byte is here,
+// has nothing left to send, so nothing else would ever finish the report: the file is made durable and
+// recorded complete here, when the report is pushed again.
+Result<bool> ServerCore::CompleteOnDiskLocked(const std::string& device_key, const v1::AttachmentManifest& m) {
+  if (m.size() == 0 || ReceivedFor(device_key, m) != m.size()) return false;
+  int fd = ::open(AttachmentPath(attachment::FileName(B(device_key), B(m.attachment_id()))).c_str(),
+                  O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool durable = ::fdatasync(fd) == 0;
+  ::close(fd);
+  if (!durable) return false;
+  DALA_RETURN_IF_ERROR(MarkCompleteLocked(device_key, m.attachment_id()));
+  return true;
+}
+
+uint64_t ServerCore::ReceivedFor(const std::string& device_key, const v1::AttachmentManifest& m) {
+  StoredAttachment b;
+  b.size = m.size();
+  b.chunk_size = m.chunk_size();
+  b.chunk_hashes = m.chunk_hashes();
+  return Received(attachment::FileName(B(device_key), B(m.attachment_id())), b);
+}
+
+uint64_t ServerCore::Received(const std::string& name, const StoredAttachment& stored) {
+  std::lock_guard lock(uploads_mu_);
+  auto it = uploads_.find(name);
+  if (it != uploads_.end()) return it->second.received;
+  uint64_t r = VerifiedPrefix(AttachmentPath(name), stored.size, stored.chunk_size, stored.chunk_hashes);
+  uploads_[name].received = r;
+  return r;
+}
+
+void ServerCore::EndUpload(const std::string& name, uint64_t received) {
+  std::lock_guard lock(uploads_mu_);
+  auto& st = uploads_[name];
+  st.received = received;
+  st.busy = false;
+}
+
+Status ServerCore::MarkComplete(const std::string& device_key, const std::string& attachment_id) {
+  std::lock_guard lock(mu_);
+  return MarkCompleteLocked(device_key, attachment_id);
+}
+
+Status ServerCore::MarkCompleteLocked(const std::string& device_key, const std::string& attachment_id) {
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "UPDATE attachments SET complete = 1 WHERE device_key = ? AND attachment_id = ?"));
+  st.Bind(1, B(device_key)).Bind(2, B(attachment_id));
+  return st.Run();
+}
+
+ServerCore::UploadStart ServerCore::BeginUpload(std::string_view header, uint64_t body_length) {
+  int64_t now = clock_();
+  std::string raw;
+  if (header.empty() || header.size() > protocol::kMaxUploadHeader || !encoding::FromBase64Url(header, &raw))
+    return Reply(400, v1::BAD_REQUEST, "an upload needs its signed request in the X-Dala-Request header", now);
+  auto req = protocol::VerifyRequest(B(raw));
+  if (!req.ok()) return Reply(400, v1::BAD_REQUEST, req.status().message(), now);
+  if (req->server_key() != std::string_view(reinterpret_cast<const char*>(signing_.public_key.data()), 32))
+    return Reply(403, v1::WRONG_SERVER, "this request was signed for another server", now);
+  if (!req->has_upload()) return Reply(400, v1::BAD_REQUEST, "an upload request was expected", now);
+  const auto& up = req->upload();
+  if (up.attachment_id().size() != 16 || up.length() != body_length)
+    return Reply(400, v1::BAD_REQUEST, "the upload request does not match its body", now);
+  StoredAttachment stored;
+  {
+    std::lock_guard lock(mu_);
+    auto dev = db_.Prepare("SELECT revoked FROM devices WHERE device_key = ?");
+    if (!dev.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
+    dev->Bind(1, B(req->device_key()));
+    auto row = dev->Step();
+    if (!row.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
+    if (!*row) return Reply(401, v1::UNKNOWN_DEVICE, "this device is not enrolled; enrol first", now);
+    if (dev->Int(0) != 0) return Reply(403, v1::DEVICE_REVOKED, "this device was revoked by the organisation", now);
+    *dev = db::Stmt();
+    auto q = db_.Prepare("SELECT size, chunk_size, chunk_hashes, complete FROM attachments WHERE device_key = ? AND attachment_id = ?");
+    if (!q.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
+    q->Bind(1, B(req->device_key())).Bind(2, B(up.attachment_id()));
+    auto brow = q->Step();
+    if (!brow.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
+    std::unique_ptr<UploadSession> probe(new UploadSession(*this));
+    if (!*brow) return probe->Reply(v1::UPLOAD_UNKNOWN);
+    stored.size = static_cast<uint64_t>(q->Int(0));
+    stored.chunk_size = static_cast<uint32_t>(q->Int(1));
+    auto hv = q->BlobView(2);
+    stored.chunk_hashes.assign(reinterpret_cast<const char*>(hv.data()), hv.size());
+    stored.complete = q->Int(3) != 0;
+  }
+  std::unique_ptr<UploadSession> s(new UploadSession(*this));
+  s->name_ = attachment::FileName(B(req->device_key()), B(up.attachment_id()));
+  s->device_key_ = req->device_key();
+  s->attachment_id_ = up.attachment_id();
+  s->size_ = stored.size;
+  s->chunk_size_ = stored.chunk_size;
+  s->chunk_hashes_ = std::move(stored.chunk_hashes);
+  if (stored.complete) {
+    s->received_ = stored.size;
+    return s->Reply(v1::UPLOAD_OK);
+  }
+  const uint64_t end = up.offset() + up.length();
+  if (up.offset() % stored.chunk_size != 0 || end > stored.size || (end != stored.size && end % stored.chunk_size != 0))
+    return Reply(400, v1::BAD_REQUEST, "an upload must cover whole chunks of the attachment", now);
+  uint64_t received = Received(s->name_, stored);
+  {
+    std::lock_guard lock(uploads_mu_);
+    auto& st = uploads_[s->name_];
+    if (st.busy) return Reply(409, v1::UNAVAILABLE, "another upload of this attachment is in progress", now);
+    received = st.received;
+    if (up.length() == 0) {  // a probe: where the server stands once no upload is running
+      s->received_ = received;
+      return s->Reply(up.offset() == received ? v1::UPLOAD_OK : v1::UPLOAD_OFFSET);
+    }
+    st.busy = true;
+  }
+  s->holds_ = true;  // from here the destructor releases the attachment
+  s->received_ = s->written_ = received;
+  s->offset_ = s->start_ = up.offset();
+  s->skip_until_ = received;
+  s->end_ = end;
+  if (up.offset() > received) return s->Reply(v1::UPLOAD_OFFSET);
+  if (limits_.max_storage_bytes != 0 && stored_bytes_ + (end - std::max(received, up.offset())) > limits_.max_storage_bytes)
+    return Reply(507, v1::UNAVAILABLE, "the server's storage is full; try again later", now);
+  s->fd_ = ::open(AttachmentPath(s->name_).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (s->fd_ < 0) return Reply(503, v1::UNAVAILABLE, "storage unavailable; try again later", now);
+  if (::ftruncate(s->fd_, static_cast<off_t>(received)) != 0)  // drops an unverified tail
+    return Reply(503, v1::UNAVAILABLE, "storage unavailable; try again later", now);
+  return s;
+}
+
+UploadSession::~UploadSession() {
+  (void)Commit();  // a cut connection: what arrived whole is made durable and counted
+  if (fd_ >= 0) ::close(fd_);
+  if (holds_) core_.EndUpload(name_, received_);
+}
+
+// Chunks are verified and written as they arrive, then made durable together (one fdatasync per request
+// instead of one per chunk) before anything counts them: before the answer, or when the connection drops.
+bool UploadSession::Commit() {
+  if (fd_ < 0 || written_ <= received_) return true;
+  if (::fdatasync(fd_) != 0) {
+    (void)::ftruncate(fd_, static_cast<off_t>(received_));
+    written_ = received_;
+    storage_failed_ = true;
+    return false;
+  }
+  received_ = written_;
+  {
+    std::lock_guard lock(core_.uploads_mu_);
+    core_.uploads_[name_].received = received_;
+  }
+  // Every chunk matched the signed manifest, whose root the push checked: the file is the declared one.
+  if (received_ == size_) {
+    Failpoint("server.upload.before_complete");  // crash tests stop the server here: durable, not recorded
+    if (!core_.MarkComplete(device_key_, attachment_id_).ok()) storage_failed_ = true;
+  }
+  return !storage_failed_;
+}
+
+size_t UploadSession::want_at(uint64_t fed) const {
+  if (fd_ < 0) return 0;
+  uint64_t at = start_ + fed;
+  if (at >= end_) return 0;
+  if (at < skip_until_) return static_cast<size_t>(std::min<uint64_t>(skip_until_ - at, chunk_size_));
+  return static_cast<size_t>(std::min<uint64_t>(chunk_size_, end_ - at));
+}
+
+size_t UploadSession::want() const {
+  if (stop_ != v1::UPLOAD_OK || storage_failed_ || fd_ < 0 || offset_ >= end_) return 0;
+  if (offset_ < received_) return static_cast<size_t>(std::min<uint64_t>(received_ - offset_, chunk_size_));
+  return static_cast<size_t>(std::min<uint64_t>(chunk_size_, end_ - offset_));
+}
+
+bool UploadSession::Feed(std::span<const uint8_t> data) {
+  if (data.size() != want() || data.empty()) {
+    stop_ = v1::UPLOAD_OFFSET;
+    return false;
+  }
+  if (offset_ < received_) {  // already held: skipped
+    offset_ += data.size();
+    return true;
+  }
+  const uint64_t index = offset_ / chunk_size_;
+  crypto::Hash h = attachment::ChunkTree::HashChunk(data);
+  if (std::memcmp(h.data(), chunk_hashes_.data() + 32 * index, 32) != 0) {
+    stop_ = v1::UPLOAD_BAD_CHUNK;  // nothing of it is kept
+    return false;
+  }
+  Failpoint("server.upload.before_write");
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t w = ::pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset_ + done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    done += static_cast<size_t>(w);
+  }
+  if (done != data.size()) {  // e.g. the disk is full
+    (void)::ftruncate(fd_, static_cast<off_t>(written_));
+    storage_failed_ = true;
+    return false;
+  }
+  // Start writing it to disk now, without waiting: the fdatasync before the answer then has little
+  // left to do, and the disk works while the next chunks arrive.
+#ifdef __linux__
+  (void)::sync_file_range(fd_, static_cast<off_t>(offset_), static_cast<off_t>(data.size()), SYNC_FILE_RANGE_WRITE);
+#endif
+  core_.stored_bytes_ += data.size();
+  offset_ += data.size();
+  written_ = offset_;
+  return true;
+}
+
+HttpResult UploadSession::Reply(v1::UploadCode code) {
+  v1::Response r;
+  r.set_status(v1::OK);
+  r.set_server_time_ms(core_.clock_());
+  auto* u = r.mutable_upload();
+  u->set_code(code);
+  u->set_received(received_);
+  u->set_complete(size_ != 0 && received_ == size_);
+  return {200, kProto, r.SerializeAsString()};
+}
+
+HttpResult UploadSession::Answer() {
+  if (!Commit() || storage_failed_) {
+    v1::Response r;
+    r.set_status(v1::UNAVAILABLE);
+    r.set_message("the server's storage is full or failing; try again later");
+    r.set_server_time_ms(core_.clock_());
+    return {507, kProto, r.SerializeAsString()};
+  }
+  return Reply(stop_);
+}
+
+HttpResult ServerCore::HandleUpload(std::string_view header, std::string_view body,
+                                    std::optional<uint64_t> declared_length) {
+  auto start = BeginUpload(header, declared_length.value_or(body.size()));
+  if (auto* r = std::get_if<HttpResult>(&start)) return std::move(*r);
+  auto& s = *std::get<std::unique_ptr<UploadSession>>(start);
+  size_t pos = 0;
+  for (size_t want; (want = s.want()) > 0;) {
+    if (body.size() - pos < want) break;
+    if (!s.Feed(B(std::string(body.substr(pos, want))))) break;
+    pos += want;
+  }
+  return s.Answer();
+}
+
+}  // namespace dala::server

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# cmake --install into a fresh prefix, then build and run a C and a C++ program against it twice: with
+# find_package(Dala) and with pkg-config. Checks the soname links, the CLIs, and the pkg-config prefix.
+# Usage: install_test.sh BUILD_DIR
+set -euo pipefail
+BUILD=$(cd "$1" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+P=$WORK/prefix
+cmake --install "$BUILD" --prefix "$P" >/dev/null
+fail() { echo "FAIL: $*"; exit 1; }
+
+LIB=$P/lib
+[ -d "$P/lib/x86_64-linux-gnu" ] && LIB=$P/lib/x86_64-linux-gnu
+version=$(sed -n 's/^Version: //p' "$LIB/pkgconfig/dala.pc")
+major=${version%%.*}
+for f in libdala.so libdala.so.$major libdala.so.$version libdala_desk.so libdala_desk.so.$major; do
+  [ -e "$LIB/$f" ] || fail "$f is not installed"
+done
+[ -L "$LIB/libdala.so" ] && [ -L "$LIB/libdala.so.$major" ] || fail "libdala's soname links are not links"
+soname=$(objdump -p "$LIB/libdala.so.$version" | awk '/SONAME/ {print $2}')
+[ "$soname" = "libdala.so.$major" ] || fail "SONAME is '$soname'"
+for h in dala.h dala.hh desk.h desk.hh; do [ -f "$P/include/dala/$h" ] || fail "include/dala/$h"; done
+[ -f "$LIB/cmake/Dala/DalaConfig.cmake" ] && [ -f "$LIB/cmake/Dala/DalaConfigVersion.cmake" ] || fail "CMake package"
+"$P/bin/dala" --version >/dev/null || fail "installed dala does not run"
+"$P/bin/dala-server" --version >/dev/null || fail "installed dala-server does not run"
+# The sources, built, or the build tree, must not be needed: move the build's libraries out of the way.
+export PKG_CONFIG_PATH=$LIB/pkgconfig
+[ "$(cd "$WORK" && pkg-config --variable=includedir dala)" -ef "$P/include" ] || fail "dala.pc includedir"
+[ "$(pkg-config --variable=libdir dala)" -ef "$LIB" ] || fail "dala.pc libdir: $(pkg-config --variable=libdir dala)"
+pkg-config --print-requires-private dala | grep -q sqlcipher || fail "Requires.private lacks sqlcipher"
+
+# 1. find_package(Dala)
+cmake -S "$HERE" -B "$WORK/cm" -G Ninja -DCMAKE_PREFIX_PATH="$P" >/dev/null
+cmake --build "$WORK/cm" >"$WORK/cm.log" 2>&1 || { tail -20 "$WORK/cm.log"; fail "building against the installed prefix (find_package)"; }
+"$WORK/cm/consumer_c" "$WORK/s1" | grep -q "^C: Dala $version, 1 report" || fail "C consumer (find_package)"
+"$WORK/cm/consumer_cc" "$WORK/s2" | grep -q "^C++: Dala $version, report saved" || fail "C++ consumer (find_package)"
+
+# 2. pkg-config
+mkdir "$WORK/pc"
+cc -std=c99 -Wall -Werror -o "$WORK/pc/consumer_c" "$HERE/consumer.c" $(pkg-config --cflags --libs dala_desk) \
+  -Wl,-rpath,"$LIB"
+c++ -std=c++17 -Wall -Werror -o "$WORK/pc/consumer_cc" "$HERE/consumer.cc" $(pkg-config --cflags --libs dala_desk) \
+  -Wl,-rpath,"$LIB"
+"$WORK/pc/consumer_c" "$WORK/s3" | grep -q "^C: Dala $version, 1 report" || fail "C consumer (pkg-config)"
+"$WORK/pc/consumer_cc" "$WORK/s4" | grep -q "^C++: Dala $version" || fail "C++ consumer (pkg-config)"
+# They run on the installed library, not the build tree's.
+ldd "$WORK/pc/consumer_c" | grep -q "$LIB/libdala.so.$major" || fail "pkg-config consumer does not use the installed libdala"
+echo "ok: installed Dala $version into a fresh prefix; C and C++ consumers built with find_package and pkg-config ran"

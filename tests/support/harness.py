@@ -1,0 +1,205 @@
+"""Shared by the Python test scripts (tests/reliability/*.py, tests/bench/upload_bench.py): the command line
+every one of them takes, running the CLIs with a timeout, a free loopback port, a process's memory, a
+dala-server process (init, invite, run until it listens, stop), phones, and the end-to-end check that a
+server holds exactly what phones sealed. Import it with
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+"""
+import argparse
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+ENV = dict(os.environ, DALA_PASSPHRASE="reliability trials")
+KDF = ["--kdf-ops", "1", "--kdf-mem-mib", "8"]
+
+
+def parser(doc, seed=True):
+    """An argparse parser taking BIN_DIR (the directory holding dala and dala-server) and, with seed,
+    --seed S (default: the time now)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bin_dir", metavar="BIN_DIR", type=os.path.abspath,
+                   help="the directory holding dala and dala-server")
+    if seed:
+        p.add_argument("--seed", type=int, default=int(time.time()), metavar="S",
+                       help="replays a run (default: the time now)")
+    return p
+
+
+def binaries(bin_dir):
+    """(dala, dala-server) in bin_dir."""
+    return os.path.join(bin_dir, "dala"), os.path.join(bin_dir, "dala-server")
+
+
+def run(*args, check=True, timeout=60, env=None):
+    """Runs a command (output captured as text) within timeout seconds (None: no limit); with check, an
+    exit other than 0 raises AssertionError naming the command and its stderr."""
+    p = subprocess.run(list(args), env=ENV if env is None else env, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {p.returncode}: {p.stderr.strip()}")
+    return p
+
+
+def measured(cmd, env=None):
+    """Runs cmd (stdout discarded); returns (seconds, peak RSS in MiB, exit code, stderr)."""
+    start = time.monotonic()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return time.monotonic() - start, usage.ru_maxrss / 1024, p.returncode, p.stderr.read().decode()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, tries=400, interval=0.025):
+    """Returns once something accepts connections on 127.0.0.1:port; exits the script if nothing does."""
+    for _ in range(tries):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(interval)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def _status_mib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def rss_mib(pid):
+    """A running process's resident memory now (VmRSS), in MiB."""
+    return _status_mib(pid, "VmRSS")
+
+
+def peak_rss_mib(pid):
+    """A running process's peak resident memory so far (VmHWM), in MiB."""
+    return _status_mib(pid, "VmHWM")
+
+
+class Server:
+    """A dala-server data directory and the process serving it on 127.0.0.1:port."""
+
+    def __init__(self, binary, data, port=None):
+        self.binary, self.data, self.proc = binary, data, None
+        self.port = free_port() if port is None else port
+
+    def init(self, *recipients):
+        run(self.binary, "init", "--data", self.data, *[a for pk in recipients for a in ("--recipient", pk)])
+
+    def invite(self, url=None, uses=None):
+        """A new invite to url (default: this server directly), for uses phones (default: the server's)."""
+        extra = ["--uses", str(uses)] if uses is not None else []
+        return run(self.binary, "invite", "--data", self.data, "--url", url or f"http://127.0.0.1:{self.port}",
+                   *extra).stdout.strip()
+
+    def start(self, *extra):
+        """Runs it (quiet; stderr discarded) and returns once it listens."""
+        self.proc = subprocess.Popen([self.binary, "run", "--data", self.data, "--listen", f"127.0.0.1:{self.port}",
+                                      "--quiet", *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.proc.stdout.readline()  # "listening on ..."
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, timeout=20):
+        if self.alive():
+            self.proc.terminate()
+            self.proc.wait(timeout=timeout)
+
+    def peak_rss_mib(self):
+        return peak_rss_mib(self.proc.pid)
+
+
+def new_server(dala, server_bin, work, port=None):
+    """An organisation key (work/org.key) and a dala-server data directory (work/srv) sealing to it, not
+    running yet: (org key file, Server)."""
+    org_key = os.path.join(work, "org.key")
+    pk = run(dala, "desk", "keygen", "--out", org_key, *KDF).stdout.strip()
+    server = Server(server_bin, os.path.join(work, "srv"), port)
+    server.init(pk)
+    return org_key, server
+
+
+def new_phone(dala, store, invite):
+    """A new store at store, joined to the server of invite."""
+    run(dala, "init", "--store", store, *KDF)
+    run(dala, "join", "--store", store, invite)
+    return store
+
+
+def reports(dala, store):
+    """`dala report list --json`: every report's latest version."""
+    return json.loads(run(dala, "report", "list", "--store", store, "--json").stdout)
+
+
+def receipts(dala, store):
+    """`dala receipts --json`: the receipts a phone holds."""
+    return json.loads(run(dala, "receipts", "--store", store, "--json").stdout)
+
+
+def receipted_versions(dala, store):
+    """(id, version) of every version a phone holds a receipt for."""
+    return {(r["id"], r["version"]) for r in receipts(dala, store)}
+
+
+def sealed_versions(dala, store):
+    """(id, version) of every sealed version on a phone."""
+    out = set()
+    for r in reports(dala, store):
+        last = r["version"] if r["state"] != "draft" else r["version"] - 1
+        out.update((r["id"], v) for v in range(1, last + 1))
+    return out
+
+
+def check_delivered(dala, server_bin, server_data, org_key, stores):
+    """Problems (a list of strings) unless every phone's sealed versions are delivered with verified
+    receipts and the server's export holds exactly those versions, each once, every one verified by the
+    desk (signatures, receipts and attachment hashes)."""
+    problems = []
+    expected = set()
+    for store in stores:
+        mine = sealed_versions(dala, store)
+        expected |= mine
+        held = receipts(dala, store)
+        got = {(r["id"], r["version"]) for r in held}
+        if got != mine or len(held) != len(mine) or not all(r["verified"] for r in held):
+            problems.append(f"{store}: {len(held)} receipts ({len(got)} distinct) for {len(mine)} sealed "
+                            f"versions; missing {sorted(mine - got)[:5]}; all verified: "
+                            f"{all(r['verified'] for r in held)}")
+        rejected = [r["id"] for r in reports(dala, store) if r["state"] == "rejected"]
+        if rejected:
+            problems.append(f"{store}: rejected reports {rejected}")
+    with tempfile.TemporaryDirectory(prefix="dala-export-") as tmp:
+        export = os.path.join(tmp, "export.dala")
+        run(server_bin, "export", "--data", server_data, "--out", export)
+        desk = os.path.join(tmp, "desk")
+        opened = run(dala, "desk", "open", "--key", org_key, "--from", export, "--out", desk, check=False)
+        with open(os.path.join(desk, "summary.json")) as f:
+            summary = json.load(f)
+        held = [(r["id"], r["version"]) for r in summary["items"]]
+        if len(held) != len(set(held)):
+            problems.append(f"the server holds {len(held) - len(set(held))} versions more than once")
+        if set(held) != expected:
+            problems.append(f"the server holds {len(set(held))} versions, the phones sealed {len(expected)}: "
+                            f"missing {sorted(expected - set(held))[:5]}, extra {sorted(set(held) - expected)[:5]}")
+        if opened.returncode != 0 or summary.get("failed", 0) != 0:
+            problems.append(f"the desk found {summary.get('failed')} reports failing a check: {opened.stdout.strip()}")
+    return problems, len(expected)

@@ -1,0 +1,148 @@
+// dala join, sync, receipts.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+
+namespace dala::cli {
+namespace {
+
+void ShowProgress(void*, const dala_sync_progress* p) {
+  std::string media;
+  if (p->upload_total > 0)
+    media = ", uploading " + SizeText(p->upload_done) + " of " + SizeText(p->upload_total) + " (" +
+            std::to_string(p->upload_done * 100 / p->upload_total) + "%)";
+  std::fprintf(stderr, "\r%s: %llu delivered, %llu left%s   ", p->destination, (unsigned long long)p->delivered,
+               (unsigned long long)p->remaining, media.c_str());
+  std::fflush(stderr);
+}
+
+nlohmann::ordered_json Servers(dala_store* s) {
+  Ref<dala_server_list> list;
+  Call(dala_store_list_servers, s, Out(list));
+  nlohmann::ordered_json all = nlohmann::ordered_json::array();
+  for (size_t i = 0; i < dala_server_list_count(list.get()); ++i) {
+    dala_server_info info;
+    Call(dala_server_list_get, list.get(), i, &info);
+    all.push_back({{"destination", info.destination}, {"organisation", info.organisation}, {"url", info.url},
+                   {"enrolled", info.enrolled != 0}, {"last_error", info.last_error}});
+  }
+  return all;
+}
+
+struct SyncArgs {
+  StoreArgs store;
+  uint64_t timeout_s = 30;
+  bool now = false, json = false;
+};
+
+int Sync(const SyncArgs& a) {
+  dala_sync_options o;
+  dala_sync_options_init(&o);
+  o.timeout_ms = static_cast<int64_t>(a.timeout_s) * 1000;
+  bool tty = !a.json && isatty(fileno(stderr));
+  if (tty) o.progress = ShowProgress;
+  auto s = OpenStore(a.store, false);
+  if (Servers(s.get()).empty()) {
+    std::fprintf(stderr, "dala: this store has not joined an organisation; run 'dala join' with an invite\n");
+    return kExitError;
+  }
+  // Someone asked to sync now: what waited only because the network was down is due now; with --now,
+  // everything queued, whatever its backoff.
+  if (a.now) Call(dala_store_retry_now, s.get());
+  else Call(dala_store_notify_online, s.get());
+  dala_sync_result r;
+  Call(dala_sync_run_once, s.get(), &o, &r);
+  if (tty) std::fprintf(stderr, "\n");
+  nlohmann::ordered_json servers = Servers(s.get());
+  if (a.json) {
+    PrintJson({{"delivered", r.delivered}, {"rejected", r.rejected}, {"remaining", r.remaining},
+               {"unreachable", r.unreachable != 0}, {"servers", servers}});
+  } else {
+    std::fprintf(stderr, "%llu delivered, %llu rejected, %llu left%s\n", (unsigned long long)r.delivered,
+                 (unsigned long long)r.rejected, (unsigned long long)r.remaining,
+                 r.unreachable ? " (a server could not be reached; try again later)" : "");
+    for (const auto& sv : servers)
+      if (!sv["last_error"].get<std::string>().empty())
+        std::fprintf(stderr, "%s (%s): %s\n",
+                     (sv["organisation"].get<std::string>().empty() ? sv["destination"] : sv["organisation"])
+                         .get<std::string>()
+                         .c_str(),
+                     sv["url"].get<std::string>().c_str(), sv["last_error"].get<std::string>().c_str());
+  }
+  if (r.rejected > 0) return kExitRejected;
+  return r.remaining == 0 ? kExitOk : kExitLater;
+}
+
+}  // namespace
+
+void AddDeliveryCommands(CLI::App& app, int* rc) {
+  struct JoinArgs {
+    StoreArgs store;
+    std::string invite;
+    bool json = false;
+  };
+  auto join = std::make_shared<JoinArgs>();
+  CLI::App* c = app.add_subcommand("join", "records an organisation's server from its invite (works offline)");
+  AddStoreOptions(c, join->store);
+  c->add_option("invite", join->invite, "the invite (DALA1-...)")->required();
+  c->add_flag("--json", join->json, "as JSON");
+  c->callback([join, rc] {
+    auto s = OpenStore(join->store, false);
+    char* dest = nullptr;
+    Call(dala_store_join, s.get(), join->invite.c_str(), &dest);
+    std::string destination = TakeString(dest);
+    if (join->json) {
+      nlohmann::ordered_json joined;
+      for (const auto& sv : Servers(s.get()))
+        if (sv["destination"] == destination) joined = sv;
+      PrintJson(joined);
+    } else {
+      std::fprintf(stderr,
+                   "Joined (destination %s). New and sealed reports are sealed to the organisation now; the "
+                   "phone enrols at its first sync.\n",
+                   destination.c_str());
+    }
+    *rc = kExitOk;
+  });
+
+  auto sync = std::make_shared<SyncArgs>();
+  c = app.add_subcommand("sync", "sends what is due to every joined server");
+  AddStoreOptions(c, sync->store);
+  c->add_option("--timeout", sync->timeout_s, "give up after SECONDS (default 30)")->check(CLI::Range(1, 86400));
+  c->add_flag("--now", sync->now, "send everything queued now, whatever its backoff");
+  c->add_flag("--json", sync->json, "the result as JSON on stdout");
+  c->callback([sync, rc] { *rc = Sync(*sync); });
+
+  struct ReceiptArgs {
+    StoreArgs store;
+    bool json = false;
+  };
+  auto receipts = std::make_shared<ReceiptArgs>();
+  c = app.add_subcommand("receipts", "the servers' signed receipts kept on this phone");
+  AddStoreOptions(c, receipts->store);
+  c->add_flag("--json", receipts->json, "as JSON");
+  c->callback([receipts, rc] {
+    auto s = OpenStore(receipts->store, false);
+    Ref<dala_receipt_list> list;
+    Call(dala_store_list_receipts, s.get(), Out(list));
+    nlohmann::ordered_json all = nlohmann::ordered_json::array();
+    for (size_t i = 0; i < dala_receipt_list_count(list.get()); ++i) {
+      dala_receipt_info r;
+      Call(dala_receipt_list_get, list.get(), i, &r);
+      if (receipts->json)
+        all.push_back({{"id", ToString(r.id)}, {"version", r.version}, {"destination", r.destination},
+                       {"sequence", r.sequence}, {"server_time", r.server_time_ms}, {"verified", r.verified != 0}});
+      else
+        std::printf("%s  v%-3u #%-6llu %s  %s\n", ToString(r.id).c_str(), r.version, (unsigned long long)r.sequence,
+                    FormatTime(r.server_time_ms).c_str(), r.verified ? "verified" : "NOT VERIFIED");
+    }
+    if (receipts->json) PrintJson(all);
+    *rc = kExitOk;
+  });
+}
+
+}  // namespace dala::cli

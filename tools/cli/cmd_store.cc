@@ -1,0 +1,97 @@
+// dala init, passphrase change, wipe, check, outbox.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+
+namespace dala::cli {
+
+void AddStoreCommands(CLI::App& app, int* rc) {
+  auto init = std::make_shared<StoreArgs>();
+  CLI::App* c = app.add_subcommand("init", "creates an encrypted store");
+  AddStoreOptions(c, *init);
+  AddKdfOptions(c, init->kdf);
+  c->add_flag("--delete-after-delivery", init->delete_after_delivery,
+              "delete a version's content once every server holds it");
+  c->callback([init, rc] {
+    OpenStore(*init, true);
+    std::fprintf(stderr, "Created an encrypted store in %s.\n", init->dir.c_str());
+    *rc = kExitOk;
+  });
+
+  struct ChangeArgs {
+    StoreArgs store;
+    std::string new_file;
+  };
+  auto change = std::make_shared<ChangeArgs>();
+  CLI::App* pass = app.add_subcommand("passphrase", "change the store's passphrase")->require_subcommand(1);
+  c = pass->add_subcommand("change", "rewraps the store key under a new passphrase (the database is not rewritten)");
+  AddStoreOptions(c, change->store);
+  c->add_option("--new-passphrase-file", change->new_file,
+                "read the new passphrase from FILE (else DALA_NEW_PASSPHRASE, else a prompt)");
+  AddKdfOptions(c, change->store.kdf);
+  c->callback([change, rc] {
+    Secret old_pass = ReadPassphrase(change->store.passphrase_file, "DALA_PASSPHRASE", "Current passphrase: ", false);
+    Secret new_pass = ReadPassphrase(change->new_file, "DALA_NEW_PASSPHRASE", "New passphrase: ", true);
+    dala_credential oc = Passphrase(old_pass.value), nc = Passphrase(new_pass.value);
+    dala_store_options opts;
+    dala_store_options_init(&opts);
+    if (change->store.kdf.ops) opts.kdf_opslimit = change->store.kdf.ops;
+    if (change->store.kdf.mem_mib) opts.kdf_memlimit = change->store.kdf.mem_mib << 20;
+    Call(dala_store_change_credential, change->store.dir.c_str(), &oc, &nc, &opts);
+    std::fprintf(stderr, "Passphrase changed. The database was not rewritten.\n");
+    *rc = kExitOk;
+  });
+
+  struct WipeArgs {
+    std::string dir;
+    bool yes = false;
+  };
+  auto wipe = std::make_shared<WipeArgs>();
+  c = app.add_subcommand("wipe", "panic wipe: destroys the key first, then the files; needs no passphrase");
+  c->add_option("--store", wipe->dir, "the store directory")->required();
+  c->add_flag("--yes", wipe->yes, "confirms: the store is destroyed for good");
+  c->callback([wipe, rc] {
+    if (!wipe->yes) throw UsageError{"wipe destroys the store for good; add --yes to confirm"};
+    Call(dala_store_wipe, wipe->dir.c_str());
+    std::fprintf(stderr, "Store wiped: its key was destroyed and its files removed.\n");
+    *rc = kExitOk;
+  });
+
+  auto check = std::make_shared<StoreArgs>();
+  c = app.add_subcommand("check", "checks every database page");
+  AddStoreOptions(c, *check);
+  c->callback([check, rc] {
+    auto s = OpenStore(*check, false);
+    Call(dala_store_check, s.get());
+    std::fprintf(stderr, "The store is intact.\n");
+    *rc = kExitOk;
+  });
+
+  struct OutboxArgs {
+    StoreArgs store;
+    std::string destination = "default";
+    bool json = false;
+  };
+  auto outbox = std::make_shared<OutboxArgs>();
+  c = app.add_subcommand("outbox", "what is pending, in flight, delivered and rejected for a destination");
+  AddStoreOptions(c, outbox->store);
+  c->add_option("--destination", outbox->destination, "the destination (dala join prints it)");
+  c->add_flag("--json", outbox->json, "as JSON");
+  c->callback([outbox, rc] {
+    auto s = OpenStore(outbox->store, false);
+    dala_outbox_stats st;
+    Call(dala_outbox_get_stats, s.get(), outbox->destination.c_str(), &st);
+    if (outbox->json)
+      PrintJson({{"destination", outbox->destination}, {"pending", st.pending}, {"in_flight", st.in_flight},
+                 {"delivered", st.delivered}, {"rejected", st.rejected}});
+    else
+      std::printf("%s: %llu pending, %llu in flight, %llu delivered, %llu rejected\n", outbox->destination.c_str(),
+                  (unsigned long long)st.pending, (unsigned long long)st.in_flight, (unsigned long long)st.delivered,
+                  (unsigned long long)st.rejected);
+    *rc = kExitOk;
+  });
+}
+
+}  // namespace dala::cli
