@@ -131,7 +131,8 @@ struct Options {
   std::vector<std::string> recipients, urls;
   uint32_t uses = 1;
   int threads = 2, header_timeout = 10, body_timeout = 60;
-  uint64_t max_connections = 1024, max_body_mib = 16, max_buffered_mib = 256, max_batch = 256, max_storage_mib = 0;
+  uint64_t max_connections = 1024, max_body_mib = 16, max_buffered_mib = 256, max_batch = 256, max_storage_mib = 0,
+           max_envelope_mib = 8;
   bool quiet = false, json = false;
 };
 
@@ -187,6 +188,7 @@ int Run(const Options& a) {
   dala::server::ServerLimits limits;
   limits.max_body_bytes = o.max_body_bytes;
   limits.max_batch = a.max_batch;
+  limits.max_envelope_bytes = a.max_envelope_mib << 20;
   limits.max_storage_bytes = a.max_storage_mib << 20;
 
   // Signals are taken by one thread with sigwait; every other thread has them blocked.
@@ -349,6 +351,9 @@ int main(int argc, char** argv) {
   run->add_option("--max-buffered-mib", o.max_buffered_mib,
                   "request bodies held in memory at once beyond 64 KiB per connection (default 256)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20));
+  run->add_option("--max-envelope-mib", o.max_envelope_mib,
+                  "largest sealed report accepted; a larger one is rejected for good (default 8)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{4096}));
   run->add_option("--max-storage-mib", o.max_storage_mib,
                   "attachment bytes held at most; phones are told \"storage full\" (default 0: no limit)")
       ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 30));

@@ -204,10 +204,12 @@ void ServerCore::HandleAsync(std::string_view method, std::string_view target, s
   for (int i = 0; i < envelopes.size(); ++i) {
     PushItem& it = job.items[static_cast<size_t>(i)];
     it.envelope = envelopes[i];
-    if (it.envelope.size() > limits_.max_envelope_bytes) {
-      it.reject = "the sealed report is too large";
-    } else if (Status st = envelope::Verify(B(it.envelope), &it.h); !st.ok()) {
+    // Verified first, also when too large, so that the answer names the report it refuses (an answer
+    // without its id is ignored by the phone, which would send the report for ever).
+    if (Status st = envelope::Verify(B(it.envelope), &it.h); !st.ok()) {
       it.reject = st.message();
+    } else if (it.envelope.size() > limits_.max_envelope_bytes) {
+      it.reject = "the sealed report is too large for this server";
     } else if (std::memcmp(it.h.device_key.data(), job.device_key.data(), 32) != 0) {
       it.reject = "the sealed report was signed by another device";
     }

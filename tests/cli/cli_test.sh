@@ -98,7 +98,65 @@ DALA_NEW_PASSPHRASE="new one" $DALA passphrase change --store "$S" "${FAST[@]}" 
 $DALA report list --store "$S" >/dev/null 2>&1; check "old passphrase refused" 3 $?
 DALA_PASSPHRASE="new one" $DALA report list --store "$S" >/dev/null; check "new passphrase works" 0 $?
 
+# Conventions (CLI11): versions, help per command, misplaced options refused and named.
+$DALA --version >"$T/v"; check "--version" 0 $?
+expect "--version names Dala, SQLCipher and libsodium" bash -c "grep -q '^dala [0-9]' '$T/v' && grep -q '^SQLCipher [0-9]' '$T/v' && grep -q '^libsodium [0-9]' '$T/v'"
+$DALA -h >/dev/null; check "-h" 0 $?
+$DALA report add --help >"$T/h1"; check "report add --help" 0 $?
+$DALA sync --help >"$T/h2"; check "sync --help" 0 $?
+expect "each command has its own help" bash -c "grep -q -- --form '$T/h1' && ! grep -q -- --form '$T/h2' && grep -q -- --timeout '$T/h2'"
+DALA_PASSPHRASE="new one" $DALA report list --store "$S" --yes --attach x >/dev/null 2>"$T/err"; check "misplaced options" 2 $?
+expect "misplaced options are named" bash -c "grep -q -- --yes '$T/err' && grep -q -- --attach '$T/err'"
+$DALA report list --store "$S" --store2 x >/dev/null 2>&1; check "unknown option" 2 $?
+
+# --json is valid JSON whatever the content: quotes, backslashes, control characters, emoji, invalid UTF-8.
+export DALA_PASSPHRASE="new one"
+hostile=$(printf 'quote " backslash \\ tab\t ctrl \001 emoji \360\237\223\267 end')
+hid=$($DALA report add --store "$S" --form detention/1 --text "$hostile" --field "k=$hostile"); check "hostile report" 0 $?
+$DALA report show --store "$S" "$hid" --json | python3 -c '
+import json,sys; r=json.load(sys.stdin); n=r["narrative"]; assert "\U0001F4F7" in n and "\"" in n and "\x01" in n and "\\" in n, n'
+check "show --json with hostile content" 0 $?
+$DALA outbox --store "$S" --destination "$hostile" --json | python3 -c '
+import json,sys; d=json.load(sys.stdin); assert "\U0001F4F7" in d["destination"] and "\x01" in d["destination"]'
+check "outbox --json with a hostile destination" 0 $?
+$DALA outbox --store "$S" --destination "$(printf 'bad \377 utf8')" --json >/dev/null 2>&1
+check "invalid UTF-8 in an argument is refused, not echoed" 2 $?
+$DALA receipts --store "$S" --json | python3 -c 'import json,sys; assert json.load(sys.stdin) == []'; check "receipts --json" 0 $?
+
+# With a real dala-server: URLs checked at invite, join/sync --json, a rejected report fails sync (exit 6),
+# and an empty export is said to be empty.
+SRV=$(dirname "$DALA")/dala-server
+pk=$($DALA desk keygen --out "$T/org.key" "${FAST[@]}"); check "desk keygen" 0 $?
+$SRV init --data "$T/srv" --recipient "$pk" 2>/dev/null; check "server init" 0 $?
+for bad in http://host:notaport http://host:0 http://host:99999 ftp://host host:8443 'http://user@host:1'; do
+  $SRV invite --data "$T/srv" --url "$bad" >/dev/null 2>"$T/err"; check "invite --url $bad refused" 2 $?
+done
+expect "a bad URL is explained" grep -q "not a server address" "$T/err"
+$SRV export --data "$T/srv" --out "$T/empty.bin" 2>"$T/err"; check "empty export" 4 $?
+expect "an empty export says so" grep -qi "nothing to export" "$T/err"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+inv=$($SRV invite --data "$T/srv" --url "http://127.0.0.1:$port" --uses 2 --organisation "$hostile"); check "invite" 0 $?
+$SRV run --data "$T/srv" --listen "127.0.0.1:$port" --quiet --max-envelope-mib 1 >"$T/srv.out" 2>&1 &
+srv_pid=$!
+for _ in $(seq 100); do grep -q listening "$T/srv.out" 2>/dev/null && break; sleep 0.05; done
+P=$T/phone
+$DALA init --store "$P" "${FAST[@]}" 2>/dev/null
+$DALA join --store "$P" "$inv" --json >"$T/join.json"; check "join --json" 0 $?
+python3 -c '
+import json,sys; j=json.load(open(sys.argv[1])); assert j["organisation"].endswith("end") and "\U0001F4F7" in j["organisation"], j' "$T/join.json"
+check "join JSON names the organisation, whatever its characters" 0 $?
+head -c 1048576 /dev/zero | tr '\0' 'n' >"$T/long.txt"
+$DALA report add --store "$P" --form detention/1 --text-file "$T/long.txt" --seal >/dev/null; check "1 MiB report" 0 $?
+$DALA sync --store "$P" --json >"$T/sync.json" 2>/dev/null; check "sync with a rejected report" 6 $?
+python3 -c '
+import json,sys; r=json.load(open(sys.argv[1])); assert r["rejected"] == 1 and r["remaining"] == 0 and len(r["servers"]) == 1, r' "$T/sync.json"
+check "sync --json says what was rejected" 0 $?
+$DALA report add --store "$P" --form detention/1 --text small --seal >/dev/null
+$DALA sync --store "$P" 2>"$T/err"; check "a later sync delivers the rest (exit 0)" 0 $?
+kill "$srv_pid" 2>/dev/null; wait "$srv_pid" 2>/dev/null
+
 # Wipe.
+unset DALA_PASSPHRASE
 $DALA wipe --store "$S" 2>/dev/null; check "wipe without --yes" 2 $?
 $DALA wipe --store "$S" --yes 2>/dev/null; check "wipe" 0 $?
 DALA_PASSPHRASE="new one" $DALA report list --store "$S" 2>/dev/null; check "after wipe: no store" 4 $?
