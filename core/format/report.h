@@ -8,13 +8,14 @@
 #include <string_view>
 #include <vector>
 
+#include "base/id.h"
 #include "crypto/crypto.h"
 #include "dala/v1/report.pb.h"
 #include "base/status.h"
 
 namespace dala {
 
-using ReportId = std::array<uint8_t, 16>;
+// ReportId: base/id.h.
 
 enum class ReportState : int { kDraft = 0, kSealed = 1, kQueued = 2, kDelivered = 3, kRejected = 4 };
 const char* ReportStateName(ReportState s);

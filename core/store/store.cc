@@ -153,7 +153,7 @@ Result<std::unique_ptr<Store>> Store::OpenWithKey(const std::string& dir, const 
   {
     // Attachment files without a row: a capture cut short by a crash, or a removal interrupted after commit.
     std::lock_guard lock(store->mu_);
-    DALA_RETURN_IF_ERROR(store->SweepMediaLocked());
+    DALA_RETURN_IF_ERROR(store->SweepAttachmentsLocked());
   }
   return store;
 }

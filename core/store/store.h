@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "base/id.h"
 #include "crypto/crypto.h"
 #include "dala/v1/sync.pb.h"
 #include "base/db.h"
@@ -27,7 +28,6 @@ class Writer;
 class Reader;
 }  // namespace attachment
 
-using AttachmentId = std::array<uint8_t, 16>;
 
 // One attachment as the store records it (never the key).
 struct AttachmentInfo {
@@ -217,7 +217,7 @@ class Store {
   Status PurgeDeliveredLocked(const ReportId* only_id, std::optional<uint32_t> only_version);
   // Removes attachment files no row refers to (a crash during capture, a purge, a deleted draft), except
   // captures in progress.
-  Status SweepMediaLocked();
+  Status SweepAttachmentsLocked();
   // Inside a transaction: deletes the rows of attachments no unpurged version needs any more. Their files
   // go only after the commit (SweepAfterCommitLocked): removed before it, a rollback would keep rows
   // whose files are gone.

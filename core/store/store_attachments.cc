@@ -201,10 +201,10 @@ Status Store::RemoveAttachment(const AttachmentId& id) {
   DALA_RETURN_IF_ERROR(st.Run());
   if (db_.Changes() == 0)
     return {Code::kNotFound, "no attachment with that id in a draft (sealed attachments cannot be removed)"};
-  return SweepMediaLocked();
+  return SweepAttachmentsLocked();
 }
 
-Status Store::SweepMediaLocked() {
+Status Store::SweepAttachmentsLocked() {
   DALA_ASSIGN_OR_RETURN(std::vector<std::string> files, fs::ListFiles(AttachmentDir()));
   if (files.empty()) return Status::Ok();
   std::set<std::string> known;
@@ -230,7 +230,7 @@ Status Store::DropUnusedAttachmentsLocked() {
 void Store::SweepAfterCommitLocked() {
   if (!sweep_pending_) return;
   sweep_pending_ = false;
-  (void)SweepMediaLocked();  // what fails here is swept at the next open
+  (void)SweepAttachmentsLocked();  // what fails here is swept at the next open
 }
 
 Status Store::FillAttachmentsLocked(const ReportId& id, uint32_t version, v1::ReportContent& content, bool with_keys) {

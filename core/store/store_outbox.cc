@@ -93,7 +93,7 @@ Status Store::MarkDelivered(const std::string& destination, const ReportId& id, 
     // Idempotent: a second receipt for a delivered item is ignored (the first one is kept).
     DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
         "UPDATE outbox SET state = " DALA_OUTBOX_DELIVERED ", receipt = ?, envelope = NULL, last_error = NULL, updated_ms = ? "
-        "WHERE destination = ? AND report_id = ? AND version = ? AND state <> 2"));
+        "WHERE destination = ? AND report_id = ? AND version = ? AND state <> " DALA_OUTBOX_DELIVERED));
     st.Bind(1, receipt).Bind(2, Now()).BindText(3, destination).Bind(4, id).Bind(5, version);
     DALA_RETURN_IF_ERROR(st.Run());
     if (db_.Changes() == 0) {
@@ -118,7 +118,7 @@ Status Store::PurgeDeliveredLocked(const ReportId* only_id, std::optional<uint32
       "UPDATE reports SET body = NULL, purged = 1 WHERE sealed = 1 AND purged = 0 "
       "AND EXISTS (SELECT 1 FROM outbox o WHERE o.report_id = reports.id AND o.version = reports.version) "
       "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.report_id = reports.id AND o.version = reports.version "
-      "AND o.state <> 2)";
+      "AND o.state <> " DALA_OUTBOX_DELIVERED ")";
   if (only_id != nullptr) sql += " AND id = ? AND version = ?";
   DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(sql));
   if (only_id != nullptr) st.Bind(1, std::span<const uint8_t>(*only_id)).Bind(2, only_version.value_or(0));

@@ -9,6 +9,7 @@
 #include "base/status.h"
 #include "crypto/crypto.h"
 #include "dala/v1/sync.pb.h"
+#include "protocol/http_api.h"
 #include "server/server_core.h"
 
 namespace dala::server {
@@ -18,7 +19,7 @@ Status MigrateServerSchema(db::Db& db);
 
 inline std::string Path(const std::string& dir, const char* name) { return fs::Join(dir, name); }
 
-inline constexpr char kProto[] = "application/x-protobuf";
+inline constexpr const char* kProto = protocol::kContentType.data();  // NUL-terminated literal
 
 inline HttpResult Reply(int http, v1::ResponseStatus status, const std::string& message, int64_t now) {
   v1::Response r;

@@ -154,6 +154,19 @@ check "sync --json says what was rejected" 0 $?
 $DALA report add --store "$P" --form detention/1 --text small --seal >/dev/null
 $DALA sync --store "$P" 2>"$T/err"; check "a later sync delivers the rest (exit 0)" 0 $?
 kill "$srv_pid" 2>/dev/null; wait "$srv_pid" 2>/dev/null
+$SRV --version >"$T/v"; check "dala-server --version" 0 $?
+expect "dala-server --version names SQLCipher and libsodium" bash -c "grep -q '^dala-server [0-9]' '$T/v' && grep -q '^SQLCipher [0-9]' '$T/v' && grep -q '^libsodium [0-9]' '$T/v'"
+# run --config FILE: the same names as the flags, in a [run] section; unknown keys refused.
+port2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf '[run]\ndata = "%s"\nlisten = "127.0.0.1:%s"\nquiet = true\n' "$T/srv" "$port2" >"$T/run.toml"
+$SRV run --config "$T/run.toml" >"$T/srv2.out" 2>&1 &
+srv_pid=$!
+for _ in $(seq 100); do grep -q listening "$T/srv2.out" 2>/dev/null && break; sleep 0.05; done
+expect "run --config listens where the file says" grep -q "listening on 127.0.0.1:$port2" "$T/srv2.out"
+kill "$srv_pid" 2>/dev/null; wait "$srv_pid" 2>/dev/null
+expect "a quiet = true in the file logs no requests" bash -c "! grep -q '\"event\":\"request\"' '$T/srv2.out'"
+printf '[run]\ndata = "%s"\nlisten_on = "x"\n' "$T/srv" >"$T/bad.toml"
+$SRV run --config "$T/bad.toml" >/dev/null 2>"$T/err"; check "run --config with an unknown key" 2 $?
 
 # Wipe.
 unset DALA_PASSPHRASE

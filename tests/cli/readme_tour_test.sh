@@ -9,7 +9,9 @@ BIN=$(cd "$2" && pwd)
 WORK=$(mktemp -d)
 cleanup() {
   # The tour stops its server itself; if it failed half-way, stop what it started.
-  pkill -f "dala-server run --data srv" -U "$(id -u)" 2>/dev/null || true
+  for p in $(pgrep -f "dala-server run --data srv" || true); do  # only the tour's own server
+    [ "$(readlink "/proc/$p/cwd" 2>/dev/null)" = "$WORK/cwd" ] && kill "$p" 2>/dev/null
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT

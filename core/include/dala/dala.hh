@@ -73,9 +73,14 @@ OutRef<T> Out(Ref<T>& ref) noexcept {
 // An error output kept for inspection instead of thrown (tests, and callers that branch on a status).
 class ErrorSlot {
  public:
+  ErrorSlot() = default;
+  ErrorSlot(const ErrorSlot&) = delete;
+  ErrorSlot& operator=(const ErrorSlot&) = delete;
+  ~ErrorSlot() { Take(); }  // error_ frees it
+  // For the next call: frees what the last one reported.
   dala_error** out() noexcept {
+    Take();
     error_.reset();
-    raw_ = nullptr;
     return &raw_;
   }
   // What the last call through out() reported; DALA_OK when it set no error.
