@@ -225,10 +225,10 @@ DALA_API dala_status dala_report_edit(dala_store *store, const dala_report_id *i
 /* Any thread. Deletes a report's draft version (a report with no sealed version disappears). */
 DALA_API dala_status dala_report_delete_draft(dala_store *store, const dala_report_id *id,
                                               dala_error **out_error) DALA_NOEXCEPT;
-/* Accepts NULL. */
+/* The thread using the report, once no other call uses it. Accepts NULL. */
 DALA_API void dala_report_free(dala_report *report) DALA_NOEXCEPT;
 
-/* Draft setters. Limits (docs/c-api.md): keys 1..64 bytes of [A-Za-z0-9_.-]; text 64 KiB; narrative
+/* Draft setters: the thread using the report (one thread at a time). Limits (docs/c-api.md): keys 1..64 bytes of [A-Za-z0-9_.-]; text 64 KiB; narrative
    1 MiB; 256 fields; 1000 people per field; 4 MiB serialized. Setting a key replaces its value. */
 DALA_API dala_status dala_report_set_text(dala_report *report, const char *key, const char *value,
                                           dala_error **out_error) DALA_NOEXCEPT;
@@ -267,7 +267,7 @@ DALA_API dala_status dala_report_seal(dala_store *store, dala_report *report,
 DALA_API dala_status dala_store_seal_reports(dala_store *store, const dala_report_id *ids, size_t count,
                                              dala_error **out_error) DALA_NOEXCEPT;
 
-/* Getters: valid while the handle lives; never fail. */
+/* Getters: the thread using the report; valid while the handle lives; never fail. */
 DALA_API void dala_report_get_id(const dala_report *report, dala_report_id *out_id) DALA_NOEXCEPT;
 DALA_API uint32_t dala_report_get_version(const dala_report *report) DALA_NOEXCEPT;
 DALA_API dala_report_state dala_report_get_state(const dala_report *report) DALA_NOEXCEPT;
@@ -280,7 +280,7 @@ DALA_API size_t dala_report_get_field_count(const dala_report *report) DALA_NOEX
 /* Fields are in key order. Index out of range: NULL / 0. */
 DALA_API const char *dala_report_get_field_key(const dala_report *report, size_t index) DALA_NOEXCEPT;
 DALA_API dala_field_type dala_report_get_field_type(const dala_report *report, size_t index) DALA_NOEXCEPT;
-/* Typed reads by key: DALA_ERR_NOT_FOUND when absent, DALA_ERR_STATE when of another type. Strings
+/* Typed reads by key, on the thread using the report: DALA_ERR_NOT_FOUND when absent, DALA_ERR_STATE when of another type. Strings
    stay valid while the handle lives and is not changed. */
 DALA_API dala_status dala_report_get_text(const dala_report *report, const char *key, const char **out_value,
                                           dala_error **out_error) DALA_NOEXCEPT;
@@ -298,12 +298,12 @@ DALA_API dala_status dala_report_get_geo(const dala_report *report, const char *
 DALA_API dala_status dala_report_get_people(const dala_report *report, const char *key, dala_person *out_people,
                                             size_t capacity, size_t *out_count,
                                             dala_error **out_error) DALA_NOEXCEPT;
-/* Sealed versions: the signing device key, the content hash (BLAKE2b-256 of the signed bytes) and the
+/* The thread using the report. Sealed versions: the signing device key, the content hash (BLAKE2b-256 of the signed bytes) and the
    previous version's hash (all zero for version 1). DALA_ERR_STATE for drafts. */
 DALA_API dala_status dala_report_get_seal_info(const dala_report *report, uint8_t out_device_key[32],
                                           uint8_t out_content_hash[32], uint8_t out_previous_hash[32],
                                           dala_error **out_error) DALA_NOEXCEPT;
-/* The whole report as a JSON object (docs/c-api.md shows it). Free with dala_string_free. */
+/* The thread using the report. The whole report as a JSON object (docs/c-api.md shows it). Free with dala_string_free. */
 DALA_API dala_status dala_report_to_json(const dala_report *report, char **out_json,
                                          dala_error **out_error) DALA_NOEXCEPT;
 
@@ -342,14 +342,14 @@ typedef struct dala_attachment_writer dala_attachment_writer;
 DALA_API dala_status dala_attachment_writer_open(dala_store *store, const dala_report_id *report,
                                                  const char *mime_type, dala_attachment_writer **out_writer,
                                                  dala_error **out_error) DALA_NOEXCEPT;
-/* Encrypts and writes size bytes (any amount, e.g. one camera buffer). */
+/* The writer's thread. Encrypts and writes size bytes (any amount, e.g. one camera buffer). */
 DALA_API dala_status dala_attachment_writer_write(dala_attachment_writer *writer, const uint8_t *data, size_t size,
                                                   dala_error **out_error) DALA_NOEXCEPT;
-/* Ends the capture, makes the file durable and records it in the draft. After it (success or not) the
+/* The writer's thread. Ends the capture, makes the file durable and records it in the draft. After it (success or not) the
    writer only accepts dala_attachment_writer_free. */
 DALA_API dala_status dala_attachment_writer_finish(dala_attachment_writer *writer, dala_attachment_id *out_id,
                                                    dala_error **out_error) DALA_NOEXCEPT;
-/* An unfinished capture is discarded (its file removed). Accepts NULL. */
+/* The writer's thread, once no other call uses it. An unfinished capture is discarded (its file removed). Accepts NULL. */
 DALA_API void dala_attachment_writer_free(dala_attachment_writer *writer) DALA_NOEXCEPT;
 
 /* Any thread. Streams an existing file into a new attachment of the draft (never read whole). */
@@ -364,11 +364,11 @@ typedef struct dala_attachment_reader dala_attachment_reader;
 DALA_API dala_status dala_attachment_reader_open(dala_store *store, const dala_attachment_id *id,
                                                  dala_attachment_reader **out_reader,
                                                  dala_error **out_error) DALA_NOEXCEPT;
-/* Fills up to capacity bytes; *out_size 0 means the end was reached and size and hash verified.
+/* The reader's thread. Fills up to capacity bytes; *out_size 0 means the end was reached and size and hash verified.
    DALA_ERR_VERIFY when the file was truncated, reordered or altered. */
 DALA_API dala_status dala_attachment_reader_read(dala_attachment_reader *reader, uint8_t *buffer, size_t capacity,
                                                  size_t *out_size, dala_error **out_error) DALA_NOEXCEPT;
-/* Accepts NULL. */
+/* The reader's thread, once no other call uses it. Accepts NULL. */
 DALA_API void dala_attachment_reader_free(dala_attachment_reader *reader) DALA_NOEXCEPT;
 
 /* Any thread. Removes an attachment of the draft (sealed ones stay: DALA_ERR_NOT_FOUND). */
@@ -381,6 +381,8 @@ typedef struct dala_attachment_list dala_attachment_list;
 DALA_API dala_status dala_store_list_attachments(dala_store *store, const dala_report_id *report,
                                                  dala_attachment_list **out_list,
                                                  dala_error **out_error) DALA_NOEXCEPT;
+/* The list's thread (one at a time). count accepts NULL (0); get refuses an index out of range; free
+   accepts NULL and must be the last call. */
 DALA_API size_t dala_attachment_list_count(const dala_attachment_list *list) DALA_NOEXCEPT;
 DALA_API dala_status dala_attachment_list_get(const dala_attachment_list *list, size_t index,
                                               dala_attachment_info *out_info, dala_error **out_error) DALA_NOEXCEPT;
@@ -405,6 +407,8 @@ typedef struct dala_report_list dala_report_list;
 /* Any thread. Every report's latest version, newest first. */
 DALA_API dala_status dala_store_list_reports(dala_store *store, dala_report_list **out_list,
                                              dala_error **out_error) DALA_NOEXCEPT;
+/* The list's thread (one at a time). count accepts NULL (0); get refuses an index out of range; free
+   accepts NULL and must be the last call. */
 DALA_API size_t dala_report_list_count(const dala_report_list *list) DALA_NOEXCEPT;
 /* DALA_ERR_INVALID_ARGUMENT when index is out of range. */
 DALA_API dala_status dala_report_list_get(const dala_report_list *list, size_t index, dala_report_info *out_info,
@@ -453,6 +457,8 @@ typedef struct dala_server_list dala_server_list;
 /* Any thread. The servers this store delivers to. */
 DALA_API dala_status dala_store_list_servers(dala_store *store, dala_server_list **out_list,
                                              dala_error **out_error) DALA_NOEXCEPT;
+/* The list's thread (one at a time). count accepts NULL (0); get refuses an index out of range; free
+   accepts NULL and must be the last call. */
 DALA_API size_t dala_server_list_count(const dala_server_list *list) DALA_NOEXCEPT;
 DALA_API dala_status dala_server_list_get(const dala_server_list *list, size_t index, dala_server_info *out_info,
                                           dala_error **out_error) DALA_NOEXCEPT;
@@ -460,7 +466,8 @@ DALA_API void dala_server_list_free(dala_server_list *list) DALA_NOEXCEPT;
 
 /* An app's own transport (iOS background URLSession, OkHttp) fills the response with this. */
 typedef struct dala_http_response dala_http_response;
-/* Copies body. Call once per request. */
+/* The thread the library called the transport on, before the transport returns. Copies body. Call once per
+   request. */
 DALA_API void dala_http_response_set(dala_http_response *response, int http_status, const uint8_t *body,
                                      size_t body_size) DALA_NOEXCEPT;
 
@@ -532,6 +539,7 @@ DALA_API dala_status dala_store_retry_now(dala_store *store, dala_error **out_er
    dala_sync_session_notify_online, and when the earliest retry falls due. options->timeout_ms bounds each
    run; progress callbacks run on the session's thread. The store must outlive the session. */
 typedef struct dala_sync_session dala_sync_session;
+/* Any thread. Starts the session's thread; DALA_ERR_INVALID_ARGUMENT for a timeout_ms under 1. */
 DALA_API dala_status dala_sync_session_start(dala_store *store, const dala_sync_options *options,
                                              dala_sync_session **out_session, dala_error **out_error) DALA_NOEXCEPT;
 /* Any thread. Connectivity is back (or the user asked to sync now): run at once; reports that waited only
@@ -560,6 +568,8 @@ typedef struct dala_receipt_list dala_receipt_list;
 /* Any thread. Every receipt kept, oldest first. */
 DALA_API dala_status dala_store_list_receipts(dala_store *store, dala_receipt_list **out_list,
                                               dala_error **out_error) DALA_NOEXCEPT;
+/* The list's thread (one at a time). count accepts NULL (0); get refuses an index out of range; free
+   accepts NULL and must be the last call. */
 DALA_API size_t dala_receipt_list_count(const dala_receipt_list *list) DALA_NOEXCEPT;
 DALA_API dala_status dala_receipt_list_get(const dala_receipt_list *list, size_t index, dala_receipt_info *out_info,
                                            dala_error **out_error) DALA_NOEXCEPT;
