@@ -29,13 +29,15 @@ for h in dala.h dala.hh desk.h desk.hh; do [ -f "$P/include/dala/$h" ] || fail "
 export PKG_CONFIG_PATH=$LIB/pkgconfig
 [ "$(cd "$WORK" && pkg-config --variable=includedir dala)" -ef "$P/include" ] || fail "dala.pc includedir"
 [ "$(pkg-config --variable=libdir dala)" -ef "$LIB" ] || fail "dala.pc libdir: $(pkg-config --variable=libdir dala)"
-pkg-config --print-requires-private dala | grep -q sqlcipher || fail "Requires.private lacks sqlcipher"
+grep -q sqlcipher <<<"$(pkg-config --print-requires-private dala)" || fail "Requires.private lacks sqlcipher"
 
 # 1. find_package(Dala)
 cmake -S "$HERE" -B "$WORK/cm" -G Ninja -DCMAKE_PREFIX_PATH="$P" >/dev/null
 cmake --build "$WORK/cm" >"$WORK/cm.log" 2>&1 || { tail -20 "$WORK/cm.log"; fail "building against the installed prefix (find_package)"; }
-"$WORK/cm/consumer_c" "$WORK/s1" | grep -q "^C: Dala $version, 1 report" || fail "C consumer (find_package)"
-"$WORK/cm/consumer_cc" "$WORK/s2" | grep -q "^C++: Dala $version, report saved" || fail "C++ consumer (find_package)"
+out=$("$WORK/cm/consumer_c" "$WORK/s1") || fail "C consumer (find_package): exit $?"
+grep -q "^C: Dala $version, 1 report" <<<"$out" || fail "C consumer (find_package): $out"
+out=$("$WORK/cm/consumer_cc" "$WORK/s2") || fail "C++ consumer (find_package): exit $?"
+grep -q "^C++: Dala $version, report saved" <<<"$out" || fail "C++ consumer (find_package): $out"
 
 # 2. pkg-config
 mkdir "$WORK/pc"
@@ -43,8 +45,11 @@ cc -std=c99 -Wall -Werror -o "$WORK/pc/consumer_c" "$HERE/consumer.c" $(pkg-conf
   -Wl,-rpath,"$LIB"
 c++ -std=c++17 -Wall -Werror -o "$WORK/pc/consumer_cc" "$HERE/consumer.cc" $(pkg-config --cflags --libs dala_desk) \
   -Wl,-rpath,"$LIB"
-"$WORK/pc/consumer_c" "$WORK/s3" | grep -q "^C: Dala $version, 1 report" || fail "C consumer (pkg-config)"
-"$WORK/pc/consumer_cc" "$WORK/s4" | grep -q "^C++: Dala $version" || fail "C++ consumer (pkg-config)"
+out=$("$WORK/pc/consumer_c" "$WORK/s3") || fail "C consumer (pkg-config): exit $?"
+grep -q "^C: Dala $version, 1 report" <<<"$out" || fail "C consumer (pkg-config): $out"
+out=$("$WORK/pc/consumer_cc" "$WORK/s4") || fail "C++ consumer (pkg-config): exit $?"
+grep -q "^C++: Dala $version" <<<"$out" || fail "C++ consumer (pkg-config): $out"
 # They run on the installed library, not the build tree's.
-ldd "$WORK/pc/consumer_c" | grep -q "$LIB/libdala.so.$major" || fail "pkg-config consumer does not use the installed libdala"
+linked=$(ldd "$WORK/pc/consumer_c")  # not piped into grep -q: with pipefail, an early exit is a SIGPIPE failure
+grep -q "$LIB/libdala.so.$major" <<<"$linked" || fail "pkg-config consumer does not use the installed libdala"
 echo "ok: installed Dala $version into a fresh prefix; C and C++ consumers built with find_package and pkg-config ran"
