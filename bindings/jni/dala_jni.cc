@@ -274,7 +274,7 @@ JNIEXPORT void JNICALL Java_org_dala_Native_storeChangeCredential(JNIEnv* env, j
 JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_storeDeviceKey(JNIEnv* env, jclass, jlong s) {
   uint8_t key[32];
   dala_error* e = nullptr;
-  if (!Ok(env, dala_store_device_key(S(s), key, &e), e)) return nullptr;
+  if (!Ok(env, dala_store_get_device_key(S(s), key, &e), e)) return nullptr;
   return Bytes(env, key, sizeof key);
 }
 
@@ -370,7 +370,7 @@ JNIEXPORT void JNICALL Java_org_dala_Native_sessionCancel(JNIEnv*, jclass, jlong
 
 JNIEXPORT jlongArray JNICALL Java_org_dala_Native_sessionLastResult(JNIEnv* env, jclass, jlong h) {
   dala_sync_result r{};
-  if (dala_sync_session_last_result(reinterpret_cast<Session*>(h)->s, &r, nullptr) != DALA_OK) return nullptr;
+  if (dala_sync_session_get_last_result(reinterpret_cast<Session*>(h)->s, &r, nullptr) != DALA_OK) return nullptr;
   return ResultArray(env, r);
 }
 

@@ -88,7 +88,7 @@ dala_status dala_store_wipe(const char* dir, dala_error** out_error) noexcept {
   });
 }
 
-dala_status dala_store_device_key(dala_store* store, uint8_t out_key[32], dala_error** out_error) noexcept {
+dala_status dala_store_get_device_key(dala_store* store, uint8_t out_key[32], dala_error** out_error) noexcept {
   return Guard(out_error, [&]() -> Status {
     DALA_CHECK_ARG(store != nullptr && out_key != nullptr, "store or out_key is NULL");
     auto pk = store->impl->device_key();

@@ -175,7 +175,7 @@ void dala_sync_session_cancel(dala_sync_session* session) noexcept {
   if (session != nullptr) session->impl->Cancel();
 }
 
-dala_status dala_sync_session_last_result(dala_sync_session* session, dala_sync_result* out_result,
+dala_status dala_sync_session_get_last_result(dala_sync_session* session, dala_sync_result* out_result,
                                           dala_error** out_error) noexcept {
   return Guard(out_error, [&]() -> Status {
     DALA_CHECK_ARG(session != nullptr && out_result != nullptr, "session or out_result is NULL");

@@ -160,7 +160,7 @@ TEST_F(StoreFixture, ReportLifecycleThroughTheCApi) {
   EXPECT_DOUBLE_EQ(g2.latitude, 51.23);
   uint8_t dev[32], hash[32], prev[32], mine[32];
   ASSERT_EQ(dala_report_get_seal_info(r, dev, hash, prev, e.out()), DALA_OK);
-  ASSERT_EQ(dala_store_device_key(store, mine, e.out()), DALA_OK);
+  ASSERT_EQ(dala_store_get_device_key(store, mine, e.out()), DALA_OK);
   EXPECT_EQ(std::memcmp(dev, mine, 32), 0);
   char* json = nullptr;
   ASSERT_EQ(dala_report_to_json(r, &json, e.out()), DALA_OK);
@@ -233,7 +233,7 @@ TEST_F(StoreFixture, DeskKeysThroughTheDeskApi) {
   EXPECT_EQ(dala_desk_open((d.path + "/none").c_str(), &desk_pass, dala::Out(desk), e.out()), DALA_ERR_NOT_FOUND);
   dala::Call(dala_desk_open, keyfile.c_str(), &desk_pass, dala::Out(desk));
   uint8_t pk[32];
-  dala::Call(dala_desk_public_key, desk.get(), pk);
+  dala::Call(dala_desk_get_public_key, desk.get(), pk);
   EXPECT_EQ(std::memcmp(pk, org_pk, 32), 0);
   // dala.hh turns a failed call into dala::Error with the status and message.
   try {
@@ -341,8 +341,8 @@ TEST_F(StoreFixture, AppTransportAndSessionsThroughTheCApi) {
   o.timeout_ms = 1000;
   ASSERT_EQ(dala_sync_session_start(store, &o, &session, e.out()), DALA_OK);
   dala_sync_session_notify_online(session);
-  for (int i = 0; i < 200 && dala_sync_session_last_result(session, &r, nullptr) != DALA_OK; ++i) usleep(10000);
-  ASSERT_EQ(dala_sync_session_last_result(session, &r, e.out()), DALA_OK);
+  for (int i = 0; i < 200 && dala_sync_session_get_last_result(session, &r, nullptr) != DALA_OK; ++i) usleep(10000);
+  ASSERT_EQ(dala_sync_session_get_last_result(session, &r, e.out()), DALA_OK);
   EXPECT_EQ(r.remaining, 1u);
   EXPECT_GE(net.calls, 3);  // the session ran and used the app's transport
   dala_sync_session_free(session);

@@ -49,7 +49,7 @@ dala_status dala_desk_open(const char* path, const dala_credential* credential, 
 
 void dala_desk_close(dala_desk* desk) noexcept { delete desk; }
 
-dala_status dala_desk_public_key(dala_desk* desk, uint8_t out_public_key[32], dala_error** out_error) noexcept {
+dala_status dala_desk_get_public_key(dala_desk* desk, uint8_t out_public_key[32], dala_error** out_error) noexcept {
   return Guard(out_error, [&]() -> Status {
     DALA_CHECK_ARG(desk != nullptr && out_public_key != nullptr, "desk or out_public_key is NULL");
     std::memcpy(out_public_key, desk->keys.public_key.data(), 32);

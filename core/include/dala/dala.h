@@ -150,7 +150,7 @@ DALA_API dala_status dala_store_change_credential(const char *dir, const dala_cr
 DALA_API dala_status dala_store_wipe(const char *dir, dala_error **out_error) DALA_NOEXCEPT;
 
 /* Any thread. This store's device public key (Ed25519, 32 bytes). */
-DALA_API dala_status dala_store_device_key(dala_store *store, uint8_t out_key[32],
+DALA_API dala_status dala_store_get_device_key(dala_store *store, uint8_t out_key[32],
                                            dala_error **out_error) DALA_NOEXCEPT;
 
 /* Any thread. Turns the delete-after-delivery policy on (1) or off (0). Turning it on also deletes the
@@ -549,7 +549,7 @@ DALA_API void dala_sync_session_notify_online(dala_sync_session *session) DALA_N
    idempotent). The session keeps running and syncs again on the next notify or due retry. */
 DALA_API void dala_sync_session_cancel(dala_sync_session *session) DALA_NOEXCEPT;
 /* Any thread. The last finished run's result; DALA_ERR_NOT_FOUND before the first run ended. */
-DALA_API dala_status dala_sync_session_last_result(dala_sync_session *session, dala_sync_result *out_result,
+DALA_API dala_status dala_sync_session_get_last_result(dala_sync_session *session, dala_sync_result *out_result,
                                                    dala_error **out_error) DALA_NOEXCEPT;
 /* Any thread but the session's own (not from a progress callback). Cancels, waits for the thread and
    frees. Accepts NULL. */

@@ -123,7 +123,7 @@ public final class SyncSession: @unchecked Sendable {
         defer { lock.unlock() }
         guard let h = handle else { return nil }
         var r = dala_sync_result()
-        guard dala_sync_session_last_result(h, &r, nil) == DALA_OK else { return nil }
+        guard dala_sync_session_get_last_result(h, &r, nil) == DALA_OK else { return nil }
         return SyncResult(delivered: r.delivered, rejected: r.rejected, remaining: r.remaining,
                           unreachable: r.unreachable != 0)
     }

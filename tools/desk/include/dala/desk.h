@@ -39,7 +39,7 @@ DALA_API dala_status dala_desk_open(const char *path, const dala_credential *cre
 /* Any thread, once no other call on the desk is running. Accepts NULL. */
 DALA_API void dala_desk_close(dala_desk *desk) DALA_NOEXCEPT;
 /* Any thread. The recipient public key. */
-DALA_API dala_status dala_desk_public_key(dala_desk *desk, uint8_t out_public_key[32],
+DALA_API dala_status dala_desk_get_public_key(dala_desk *desk, uint8_t out_public_key[32],
                                           dala_error **out_error) DALA_NOEXCEPT;
 
 typedef struct dala_desk_summary {
