@@ -176,17 +176,32 @@ Status SyncEngine::ApplyUpload(const v1::UploadResult& r) {
   Upload& u = uploads_.front();
   const auto& m = u.manifests[u.current];
   uint64_t& received = u.received[u.current];
-  const uint64_t before = received;
+  const uint64_t before = received;  // where the request just answered started
+  const uint64_t sent_to = before + (u.probe ? 0 : std::min<uint64_t>(kMaxUploadRequest, m.size() - before));
+  // An answer is believed only where it can be true: the server holds whole chunks (or the whole file), and
+  // it can refuse only a chunk the request carried. Anything else changes nothing here: try again later
+  // (a forged or garbled answer must neither mark an intact file damaged nor read past the manifest).
+  auto nonsense = [&]() -> Status {
+    OutboxItem item = u.item;
+    uploads_.pop_front();
+    Advance();
+    last_error_ = "the server's answer to an upload did not fit the upload; trying again later";
+    return store_.MarkRetry(server_.destination, item.id, item.version, last_error_);
+  };
   switch (r.code()) {
     case v1::UPLOAD_OK:
     case v1::UPLOAD_OFFSET:
+      if (r.received() < m.size() && r.received() % m.chunk_size() != 0) return nonsense();
       received = std::min<uint64_t>(r.received(), m.size());
       u.probe = false;
       if (received > before) u.failures = 0;
       break;
     case v1::UPLOAD_BAD_CHUNK: {
       // Refused: is the chunk damaged here, or was it corrupted on the way?
-      received = std::min<uint64_t>(r.received(), m.size());
+      if (r.received() % m.chunk_size() != 0 || r.received() < before || r.received() >= sent_to ||
+          r.received() >= m.size())
+        return nonsense();
+      received = r.received();
       const uint64_t index = received / m.chunk_size();
       const uint64_t len = std::min<uint64_t>(m.chunk_size(), m.size() - received);
       auto here = attachment::HashFileRange(u.files[u.current], received, len);

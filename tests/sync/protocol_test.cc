@@ -74,6 +74,7 @@ class LoopTransport : public sync::Transport {
     if (!cut_at.empty()) cut_at.front() -= body.size();
     upload_bytes += body.size();
     auto r = server_->HandleUpload(req.upload_header, body);
+    if (tamper_upload) tamper_upload(r.body);
     return sync::HttpResponse{r.status, r.body};
   }
   server::ServerCore* server_;
@@ -84,6 +85,7 @@ class LoopTransport : public sync::Transport {
   int drop_answers = 0;
   std::atomic<int> calls{0};
   std::function<void(const std::string& request, std::string& response)> tamper;
+  std::function<void(std::string& response)> tamper_upload;
 };
 
 struct World {
@@ -634,6 +636,43 @@ TEST(Media, CutsAtRandomOffsetsResendAtMostOneChunkEach) {
   EXPECT_LE(w.net->upload_bytes, total + cuts * attachment::kUploadChunk)
       << "sent " << w.net->upload_bytes << " for " << total << " bytes and " << cuts << " cuts";
   EXPECT_GE(w.net->upload_bytes, total);
+}
+
+// A forged upload answer (an on-path attacker over http://, a proxy) naming a chunk the request did not
+// carry, a chunk past the end, or an offset inside a chunk, changes nothing: the intact attachment is not
+// marked damaged, nothing is read past the manifest, and the report is delivered once answers are honest.
+TEST(Media, AForgedUploadAnswerCannotMarkAnIntactAttachmentDamaged) {
+  World w;
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  MediaReport m = SealWithMedia(*phone, {3 * attachment::kUploadChunk + 10}, "photo");
+  const uint64_t size = m.attachments[0].ciphertext_size;
+  for (uint64_t forged : {~uint64_t{0}, size, size - size % attachment::kUploadChunk, uint64_t{7},
+                          uint64_t{2} * attachment::kUploadChunk + 1}) {
+    int left = 1;
+    w.net->tamper_upload = [&](std::string& body) {
+      if (left-- <= 0) return;
+      v1::Response r;
+      ASSERT_TRUE(r.ParseFromString(body));
+      r.mutable_upload()->set_code(v1::UPLOAD_BAD_CHUNK);
+      r.mutable_upload()->set_received(forged);
+      body = r.SerializeAsString();
+    };
+    ASSERT_TRUE(phone->RetryNow().ok());
+    auto r = sync::RunOnce(*phone, *w.net, SystemNowMs() + 10000, nullptr);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    EXPECT_EQ(r->rejected, 0u) << "offset " << forged;
+    auto got = phone->Get(m.id);
+    ASSERT_TRUE(got.ok());
+    EXPECT_NE(got->state, ReportState::kRejected) << "offset " << forged;
+    if (got->state == ReportState::kDelivered) break;  // the honest answers after the forged one finished it
+  }
+  w.net->tamper_upload = nullptr;
+  ASSERT_TRUE(phone->RetryNow().ok());
+  Sync(*phone, *w.net);
+  EXPECT_EQ(phone->Get(m.id)->state, ReportState::kDelivered);
+  EXPECT_TRUE(SameFile(phone->LocalAttachmentFile(m.attachments[0].id)->path,
+                       ServerAttachmentFile(w, *phone, m.attachments[0])));
 }
 
 TEST(Media, ACorruptedChunkIsRefusedAndSentAgain) {
