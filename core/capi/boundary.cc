@@ -1,8 +1,28 @@
 #include "capi/boundary.h"
 
+#include <sodium.h>
+
 #include <cstdlib>
 
+#include "base/encoding.h"
+
 namespace dala::capi {
+
+void IdToText(const uint8_t* bytes, char out[33]) noexcept {
+  if (out == nullptr) return;
+  out[0] = '\0';
+  if (bytes == nullptr) return;
+  sodium_bin2hex(out, 33, bytes, 16);
+}
+
+Status IdFromText(const char* text, uint8_t (&bytes)[16], const char* what) {
+  if (text == nullptr) return Invalid("the id text is NULL");
+  uint8_t parsed[16];
+  if (!encoding::FromHex(text, {parsed, sizeof parsed}))
+    return Status(Code::kInvalidArgument, std::string(what) + " is 32 hexadecimal characters");
+  std::memcpy(bytes, parsed, sizeof parsed);
+  return Status::Ok();
+}
 
 dala_error* NewError(const Status& st) noexcept {
   const std::string& m = st.message();

@@ -73,4 +73,9 @@ inline Id16 ToId(const uint8_t (&bytes)[16]) {
 }
 inline void FromId(const Id16& id, uint8_t (&bytes)[16]) { std::memcpy(bytes, id.data(), id.size()); }
 
+// The one text form of both id types: 32 lowercase hex digits, NUL-terminated ("" for a NULL id).
+void IdToText(const uint8_t* bytes, char out[33]) noexcept;
+// Parses 32 hex digits into `bytes`; `what` names the id in the error ("a report id").
+Status IdFromText(const char* text, uint8_t (&bytes)[16], const char* what);
+
 }  // namespace dala::capi

@@ -26,22 +26,13 @@ dala::AttachmentId ToAttachmentId(const dala_attachment_id* id) {
 }  // namespace
 
 void dala_attachment_id_to_string(const dala_attachment_id* id, char out[33]) noexcept {
-  if (out == nullptr) return;
-  if (id == nullptr) {
-    out[0] = '\0';
-    return;
-  }
-  sodium_bin2hex(out, 33, id->bytes, sizeof id->bytes);
+  dala::capi::IdToText(id ? id->bytes : nullptr, out);
 }
 
 dala_status dala_attachment_id_parse(const char* text, dala_attachment_id* out_id, dala_error** out_error) noexcept {
   return Guard(out_error, [&]() -> Status {
     DALA_CHECK_ARG(text != nullptr && out_id != nullptr, "text or out_id is NULL");
-    dala_attachment_id id;
-    if (!dala::encoding::FromHex(text, {id.bytes, sizeof id.bytes}))
-      return Invalid("an attachment id is 32 hexadecimal characters");
-    *out_id = id;
-    return Status::Ok();
+    return dala::capi::IdFromText(text, out_id->bytes, "an attachment id");
   });
 }
 

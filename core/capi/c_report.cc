@@ -16,21 +16,13 @@ using dala::capi::RawEnum;
 using dala::capi::ToId;
 
 void dala_report_id_to_string(const dala_report_id* id, char out[33]) noexcept {
-  if (out == nullptr) return;
-  out[0] = '\0';
-  if (id == nullptr) return;
-  std::string hex = dala::encoding::ToHex({id->bytes, sizeof id->bytes});
-  std::memcpy(out, hex.c_str(), 33);
+  dala::capi::IdToText(id ? id->bytes : nullptr, out);
 }
 
 dala_status dala_report_id_parse(const char* text, dala_report_id* out_id, dala_error** out_error) noexcept {
   return Guard(out_error, [&]() -> Status {
     DALA_CHECK_ARG(text != nullptr && out_id != nullptr, "text or out_id is NULL");
-    dala_report_id id;
-    if (!dala::encoding::FromHex(text, {id.bytes, sizeof id.bytes}))
-      return Invalid("a report id is 32 hexadecimal characters");
-    *out_id = id;
-    return Status::Ok();
+    return dala::capi::IdFromText(text, out_id->bytes, "a report id");
   });
 }
 
