@@ -51,8 +51,9 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
     }
     {
       DALA_ASSIGN_OR_RETURN(db::Stmt find,
-                            db_.Prepare("SELECT content_hash, receipt FROM reports WHERE report_id = ? AND version = ?"));
-      find.Bind(1, it.h.report_id).Bind(2, it.h.version);
+                            db_.Prepare("SELECT content_hash, receipt FROM reports WHERE device_key = ? AND report_id = ? "
+                                        "AND version = ?"));
+      find.Bind(1, B(device_key)).Bind(2, it.h.report_id).Bind(3, it.h.version);
       DALA_ASSIGN_OR_RETURN(bool row, find.Step());
       if (row) {
         auto stored = find.BlobView(0);
@@ -70,7 +71,7 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
           res->set_receipt_signature(original.signature());
         } else {
           res->set_code(v1::REJECTED);
-          res->set_reason("a different report with this id and version is already stored");
+          res->set_reason("this device already stored a different report with this id and version");
         }
         continue;
       }
@@ -111,8 +112,8 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
         }
         continue;
       }
-      DALA_ASSIGN_OR_RETURN(db::Stmt done, db_.Prepare("DELETE FROM pending WHERE report_id = ? AND version = ?"));
-      done.Bind(1, it.h.report_id).Bind(2, it.h.version);
+      DALA_ASSIGN_OR_RETURN(db::Stmt done, db_.Prepare("DELETE FROM pending WHERE device_key = ? AND report_id = ? AND version = ?"));
+      done.Bind(1, B(device_key)).Bind(2, it.h.report_id).Bind(3, it.h.version);
       DALA_RETURN_IF_ERROR(done.Run());
     }
     // The writer is the only writer: it numbers reports itself and stores each row once, receipt included.

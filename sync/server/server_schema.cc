@@ -64,7 +64,40 @@ CREATE TABLE blobs(
 // 3: one word for attachments everywhere (the table was `blobs`; its directory, renamed in Open, `blobs/`).
 const char kSchemaV3[] = "ALTER TABLE blobs RENAME TO attachments;";
 
-const char* const kMigrations[] = {kSchema, kSchemaV2, kSchemaV3};
+// 4: reports are the device's: keyed by (device key, report id, version), so that one device can neither
+// occupy nor conflict with another's ids (a device chooses its ids; 0.1 keyed on id and version alone).
+const char kSchemaV4[] = R"sql(
+CREATE TABLE reports4(
+  seq INTEGER PRIMARY KEY,
+  report_id BLOB NOT NULL,
+  version INTEGER NOT NULL,
+  device_key BLOB NOT NULL,
+  content_hash BLOB NOT NULL,
+  envelope BLOB NOT NULL,
+  receipt BLOB,
+  received_ms INTEGER NOT NULL,
+  UNIQUE(device_key, report_id, version)
+);
+INSERT INTO reports4 SELECT seq, report_id, version, device_key, content_hash, envelope, receipt, received_ms
+  FROM reports;
+DROP TABLE reports;
+ALTER TABLE reports4 RENAME TO reports;
+CREATE INDEX reports_device ON reports(device_key);
+CREATE TABLE pending4(
+  report_id BLOB NOT NULL,
+  version INTEGER NOT NULL,
+  device_key BLOB NOT NULL,
+  content_hash BLOB NOT NULL,
+  envelope BLOB NOT NULL,
+  received_ms INTEGER NOT NULL,
+  PRIMARY KEY(device_key, report_id, version)
+) WITHOUT ROWID;
+INSERT INTO pending4 SELECT report_id, version, device_key, content_hash, envelope, received_ms FROM pending;
+DROP TABLE pending;
+ALTER TABLE pending4 RENAME TO pending;
+)sql";
+
+const char* const kMigrations[] = {kSchema, kSchemaV2, kSchemaV3, kSchemaV4};
 
 }  // namespace
 

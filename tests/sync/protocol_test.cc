@@ -389,6 +389,50 @@ TEST(Server, AnotherDevicesEnvelopeIsRejected) {
   EXPECT_EQ(*w.server->ReportCount(), 0u);
 }
 
+// Report ids are the device's own: a rogue enrolled device that learns a victim's report id and pushes
+// its next version first neither occupies the id nor makes the victim's real version conflict.
+TEST(Server, ARogueDeviceCannotTakeOverAnotherDevicesReportIds) {
+  World w;
+  auto victim = w.Phone("victim");
+  std::string invite = w.Invite();
+  ASSERT_TRUE(victim->Join(invite).ok());
+  ReportId id = SealOne(*victim, "version 1");
+  ASSERT_EQ(Sync(*victim, *w.net).delivered, 1u);
+
+  crypto::SigningKey rogue = crypto::GenerateSigningKey();
+  auto sign = [&](v1::Request& req) {
+    req.set_device_key(rogue.public_key.data(), 32);
+    req.set_server_key(w.server->server_key().data(), 32);
+    return protocol::SignRequest(rogue, req);
+  };
+  v1::Request enrol;
+  enrol.mutable_enrol()->set_token(protocol::DecodeInvite(invite)->token());
+  ASSERT_EQ(w.server->Handle("POST", protocol::kPathEnrol, protocol::kContentType, sign(enrol)).status, 200);
+  v1::Request push;
+  for (uint32_t version : {1u, 2u}) {
+    envelope::Header h;
+    h.report_id = id;
+    h.version = version;
+    h.device_key = rogue.public_key;
+    std::string junk = "not the victim's report";
+    auto env = envelope::Seal(rogue, h, crypto::Bytes(junk), std::vector<crypto::PublicKey>{w.org.public_key});
+    ASSERT_TRUE(env.ok());
+    push.mutable_push()->add_envelopes(*env);
+  }
+  ASSERT_EQ(w.server->Handle("POST", protocol::kPathPush, protocol::kContentType, sign(push)).status, 200);
+  ASSERT_EQ(*w.server->ReportCount(), 3u);  // the rogue's two are its own, beside the victim's
+
+  auto v2 = victim->Edit(id);
+  ASSERT_TRUE(v2.ok());
+  ASSERT_TRUE(v2->SetNarrative("version 2").ok());
+  ASSERT_TRUE(victim->Seal(*v2).ok());
+  auto run = Sync(*victim, *w.net);
+  EXPECT_EQ(run.delivered, 1u) << run.last_error;
+  EXPECT_EQ(run.rejected, 0u);
+  EXPECT_EQ(victim->Get(id)->state, ReportState::kDelivered);
+  EXPECT_EQ(*w.server->ReportCount(), 4u);
+}
+
 TEST(Sync, ManyPhonesConcurrentlyExactlyOnce) {
   World w;
   constexpr int kPhones = 50, kReports = 200;
