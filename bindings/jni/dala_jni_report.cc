@@ -46,6 +46,13 @@ JNIEXPORT void JNICALL Java_org_dala_Native_reportDeleteDraft(JNIEnv* env, jclas
   Ok(env, dala_report_delete_draft(S(s), &rid, &e), e);
 }
 
+JNIEXPORT void JNICALL Java_org_dala_Native_reportRetry(JNIEnv* env, jclass, jlong s, jbyteArray id) {
+  dala_report_id rid;
+  if (!ToId(env, id, &rid, "a report id is 16 bytes")) return;
+  dala_error* e = nullptr;
+  Ok(env, dala_report_retry(S(s), &rid, &e), e);
+}
+
 JNIEXPORT void JNICALL Java_org_dala_Native_reportSave(JNIEnv* env, jclass, jlong s, jlong r) {
   dala_error* e = nullptr;
   Ok(env, dala_report_save(S(s), R(r), &e), e);

@@ -71,6 +71,13 @@ dala_status dala_report_delete_draft(dala_store* store, const dala_report_id* id
   });
 }
 
+dala_status dala_report_retry(dala_store* store, const dala_report_id* id, dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr && id != nullptr, "store or id is NULL");
+    return store->impl->RetryRejected(ToId(id->bytes));
+  });
+}
+
 void dala_report_free(dala_report* report) noexcept { delete report; }
 
 template <typename MakeValue>

@@ -195,6 +195,9 @@ class Store {
   Status RetryOfflineNow();
   // The user asked to send now: every queued report is due at once, whatever its backoff.
   Status RetryNow();
+  // Queues a rejected report again: every rejected version, at every destination, is pending and due now,
+  // its envelope as it was (a rejection keeps everything). kNotFound if no version of it is rejected.
+  Status RetryRejected(const ReportId& id);
   Result<std::vector<uint8_t>> Receipt(const std::string& destination, const ReportId& id, uint32_t version);
 
  private:

@@ -169,6 +169,17 @@ Status Store::RetryNow() {
   return st.Run();
 }
 
+Status Store::RetryRejected(const ReportId& id) {
+  std::lock_guard lock(mu_);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "UPDATE outbox SET state = " DALA_OUTBOX_PENDING ", attempts = 0, next_attempt_ms = 0, last_error = NULL, "
+      "updated_ms = ? WHERE report_id = ? AND state = " DALA_OUTBOX_REJECTED " AND envelope IS NOT NULL"));
+  st.Bind(1, Now()).Bind(2, id);
+  DALA_RETURN_IF_ERROR(st.Run());
+  if (db_.Changes() == 0) return {Code::kNotFound, "no version of that report was rejected"};
+  return Status::Ok();
+}
+
 Status Store::Requeue(const std::string& destination, const ReportId& id, uint32_t version) {
   DALA_RETURN_IF_ERROR(ValidateDestination(destination));
   std::lock_guard lock(mu_);

@@ -12,6 +12,7 @@
 #include "format/invite.h"
 #include "format/receipt.h"
 #include "format/request.h"
+#include "format/response.h"
 #include "protocol/http_api.h"
 #include "base/clock.h"
 #include "base/encoding.h"
@@ -61,6 +62,7 @@ Result<std::optional<HttpRequest>> SyncEngine::Next() {
     HttpRequest h;
     h.path = protocol::kPathEnrol;
     h.body = store_.SignRequest(req);
+    h.request_hash = protocol::RequestHash(crypto::Bytes(h.body));
     return std::optional<HttpRequest>(std::move(h));
   }
   if (!ready_.empty()) {
@@ -83,7 +85,9 @@ Result<std::optional<HttpRequest>> SyncEngine::Next() {
     up->set_length(u.probe ? 0 : std::min<uint64_t>(kMaxUploadRequest, m.size() - offset));
     HttpRequest h;
     h.path = protocol::kPathUpload;
-    h.upload_header = encoding::Base64Url(crypto::Bytes(store_.SignRequest(req)));
+    const std::string signed_request = store_.SignRequest(req);
+    h.request_hash = protocol::RequestHash(crypto::Bytes(signed_request));
+    h.upload_header = encoding::Base64Url(crypto::Bytes(signed_request));
     h.file_path = u.files[u.current];
     h.file_offset = offset;
     h.file_length = up->length();
@@ -94,6 +98,7 @@ Result<std::optional<HttpRequest>> SyncEngine::Next() {
   HttpRequest h;
   h.path = protocol::kPathPush;
   h.body = store_.SignRequest(req);
+  h.request_hash = protocol::RequestHash(crypto::Bytes(h.body));
   return std::optional<HttpRequest>(std::move(h));
 }
 
@@ -260,11 +265,22 @@ Status SyncEngine::Apply(const HttpRequest& request, const Result<HttpResponse>&
     DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, server_.enrolled, last_error_));
     return RetryAll(kOfflineReason);
   }
-  v1::Response resp;
-  bool parsed = resp.ParseFromString(response->body);
-  const std::string why =
-      parsed && !resp.message().empty() ? Printable(resp.message()) : "HTTP " + std::to_string(response->status);
-  if (response->status == 200 && parsed && resp.status() == v1::OK) {
+  // Only an answer signed by the server key this request was for, naming this very request, is acted on.
+  // Anything else (a proxy's error page, an on-path forgery, a replayed answer to another request) changes
+  // nothing recorded: every report stays as it was, to be sent again later.
+  auto verified = protocol::VerifyResponse(crypto::Bytes(response->body), server_.server_key, request.request_hash);
+  if (!verified.ok()) {
+    if (response->status == 413 && in_flight_.size() > 1) return Smaller();  // a front end's limit: nothing recorded
+    Stop("the answer from " + std::string(enrol ? "enrolment" : "the server") +
+             " could not be verified (HTTP " + std::to_string(response->status) + ": " + verified.status().message() +
+             "); trying again later",
+         true);
+    DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, server_.enrolled, last_error_));
+    return RetryAll(last_error_);
+  }
+  const v1::Response& resp = *verified;
+  const std::string why = !resp.message().empty() ? Printable(resp.message()) : "HTTP " + std::to_string(response->status);
+  if (resp.status() == v1::OK) {
     if (enrol) {
       server_.enrolled = true;
       return store_.SetServerState(server_.destination, true, "");
@@ -278,7 +294,7 @@ Status SyncEngine::Apply(const HttpRequest& request, const Result<HttpResponse>&
     }
     return ApplyPush(resp);
   }
-  switch (parsed ? resp.status() : v1::RESPONSE_STATUS_UNSPECIFIED) {
+  switch (resp.status()) {
     case v1::UNKNOWN_DEVICE:  // the server lost or never had our enrolment: enrol again, then push
       server_.enrolled = false;
       DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, false, why));
@@ -293,21 +309,24 @@ Status SyncEngine::Apply(const HttpRequest& request, const Result<HttpResponse>&
       DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, server_.enrolled, why));
       return RetryAll(why);
     case v1::TOO_LARGE:
-      if (in_flight_.size() > 1) {  // the batch, not the reports, was too large: send smaller ones now
-        max_batch_ = std::max<size_t>(1, in_flight_.size() / 2);
-        max_bytes_ = std::max<size_t>(1, max_bytes_ / 2);
-        for (const auto& item : in_flight_) DALA_RETURN_IF_ERROR(store_.Requeue(server_.destination, item.id, item.version));
-        in_flight_.clear();
-        return Status::Ok();
-      }
+      if (in_flight_.size() > 1) return Smaller();
       break;
     default:
       break;
   }
-  // 5xx, a proxy's error page, an unparseable answer: try again later.
-  Stop(why, response->status >= 500 || !parsed);
+  // Storage trouble, anything else: try again later.
+  Stop(why, response->status >= 500);
   DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, server_.enrolled, why));
   return RetryAll(why);
+}
+
+// The batch, not its reports, was too large: send smaller ones at once.
+Status SyncEngine::Smaller() {
+  max_batch_ = std::max<size_t>(1, in_flight_.size() / 2);
+  max_bytes_ = std::max<size_t>(1, max_bytes_ / 2);
+  for (const auto& item : in_flight_) DALA_RETURN_IF_ERROR(store_.Requeue(server_.destination, item.id, item.version));
+  in_flight_.clear();
+  return Status::Ok();
 }
 
 Status SyncEngine::ApplyPush(const v1::Response& resp) {

@@ -25,6 +25,7 @@ struct HttpRequest {
   std::string upload_header;
   std::string file_path;
   uint64_t file_offset = 0, file_length = 0;
+  crypto::Hash request_hash{};  // of the SignedRequest bytes: the answer must name it
   bool is_upload() const { return !file_path.empty() || !upload_header.empty(); }
 };
 
@@ -100,6 +101,7 @@ class SyncEngine {
   };
   Status RetryAll(std::string_view reason);
   Status ApplyPush(const v1::Response& response);
+  Status Smaller();
   Status ApplyUpload(const v1::UploadResult& result);
   Status StartUpload(const OutboxItem& item, const v1::PushResult& result);
   Status Damaged(const OutboxItem& item, const std::string& why);

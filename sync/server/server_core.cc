@@ -17,6 +17,7 @@
 #include "format/invite.h"
 #include "format/receipt.h"
 #include "format/request.h"
+#include "format/response.h"
 #include "protocol/http_api.h"
 #include "base/clock.h"
 #include "base/failpoint.h"
@@ -170,9 +171,18 @@ HttpResult ServerCore::Handle(std::string_view method, std::string_view target, 
   return std::move(*out);
 }
 
+HttpResult ServerCore::Signed(HttpResult r, const crypto::Hash& request_hash) const {
+  if (r.content_type == kProto) r.body = protocol::SignResponse(signing_, std::move(r.body), request_hash);
+  return r;
+}
+
 void ServerCore::HandleAsync(std::string_view method, std::string_view target, std::string_view content_type,
-                             std::string_view body, Done done) {
+                             std::string_view body, Done unsigned_done) {
   int64_t now = clock_();
+  // Every answer is signed and names the request it answers (docs/protocol.md, "Answers").
+  Done done = [this, hash = protocol::RequestHash(crypto::Bytes(body)), d = std::move(unsigned_done)](HttpResult r) {
+    d(Signed(std::move(r), hash));
+  };
   if (target == protocol::kPathHealth) {
     if (method != "GET") return done(Reply(405, v1::BAD_REQUEST, "use GET", now));
     return done({200, "application/json",

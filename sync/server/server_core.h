@@ -77,6 +77,7 @@ class UploadSession {
   HttpResult Reply(v1::UploadCode code);
   bool Commit();
   ServerCore& core_;
+  crypto::Hash request_hash_{};  // of the signed request this session answers
   std::string name_, device_key_, attachment_id_, chunk_hashes_;
   uint64_t size_ = 0, received_ = 0, offset_ = 0, end_ = 0, start_ = 0, skip_until_ = 0;
   uint32_t chunk_size_ = 0;
@@ -158,6 +159,9 @@ class ServerCore {
   // Under mu_, inside the writer's transaction: records the envelope's attachments; true if all complete.
   Result<bool> AttachmentsLocked(const std::string& device_key, const envelope::Header& h, std::string* conflict);
   HttpResult Enrol(const std::string& device_key, const std::string& token);
+  // Signs a protobuf answer (kProto) for the request whose hash is given; other answers pass unchanged.
+  HttpResult Signed(HttpResult r, const crypto::Hash& request_hash) const;
+  UploadStart BeginUploadUnsigned(uint64_t body_length, const crypto::Hash& hash, const std::string& raw);
   void WriterLoop();
   // Under mu_ and inside the writer's transaction: stores one push and builds its answer.
   Result<HttpResult> PushLocked(PushJob& job, int64_t now);

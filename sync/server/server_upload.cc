@@ -16,6 +16,7 @@
 #include "format/invite.h"
 #include "format/receipt.h"
 #include "format/request.h"
+#include "format/response.h"
 #include "protocol/http_api.h"
 #include "base/clock.h"
 #include "base/failpoint.h"
@@ -105,10 +106,21 @@ Status ServerCore::MarkCompleteLocked(const std::string& device_key, const std::
 }
 
 ServerCore::UploadStart ServerCore::BeginUpload(std::string_view header, uint64_t body_length) {
-  int64_t now = clock_();
   std::string raw;
   if (header.empty() || header.size() > protocol::kMaxUploadHeader || !encoding::FromBase64Url(header, &raw))
-    return Reply(400, v1::BAD_REQUEST, "an upload needs its signed request in the X-Dala-Request header", now);
+    return Signed(Reply(400, v1::BAD_REQUEST, "an upload needs its signed request in the X-Dala-Request header",
+                        clock_()),
+                  protocol::RequestHash(crypto::Bytes(header)));
+  const crypto::Hash hash = protocol::RequestHash(B(raw));
+  auto start = BeginUploadUnsigned(body_length, hash, raw);
+  if (auto* r = std::get_if<HttpResult>(&start)) return Signed(std::move(*r), hash);
+  return start;
+}
+
+// BeginUpload once the header decoded: its answers are signed by BeginUpload, a session's by the session.
+ServerCore::UploadStart ServerCore::BeginUploadUnsigned(uint64_t body_length, const crypto::Hash& hash,
+                                                        const std::string& raw) {
+  int64_t now = clock_();
   auto req = protocol::VerifyRequest(B(raw));
   if (!req.ok()) return Reply(400, v1::BAD_REQUEST, req.status().message(), now);
   if (req->server_key() != std::string_view(reinterpret_cast<const char*>(signing_.public_key.data()), 32))
@@ -142,6 +154,7 @@ ServerCore::UploadStart ServerCore::BeginUpload(std::string_view header, uint64_
     stored.complete = q->Int(3) != 0;
   }
   std::unique_ptr<UploadSession> s(new UploadSession(*this));
+  s->request_hash_ = hash;
   s->name_ = attachment::FileName(B(req->device_key()), B(up.attachment_id()));
   s->device_key_ = req->device_key();
   s->attachment_id_ = up.attachment_id();
@@ -272,7 +285,7 @@ HttpResult UploadSession::Reply(v1::UploadCode code) {
   u->set_code(code);
   u->set_received(received_);
   u->set_complete(size_ != 0 && received_ == size_);
-  return {200, kProto, r.SerializeAsString()};
+  return {200, kProto, r.SerializeAsString()};  // unsigned: BeginUpload or Answer signs it
 }
 
 HttpResult UploadSession::Answer() {
@@ -281,9 +294,9 @@ HttpResult UploadSession::Answer() {
     r.set_status(v1::UNAVAILABLE);
     r.set_message("the server's storage is full or failing; try again later");
     r.set_server_time_ms(core_.clock_());
-    return {507, kProto, r.SerializeAsString()};
+    return core_.Signed({507, kProto, r.SerializeAsString()}, request_hash_);
   }
-  return Reply(stop_);
+  return core_.Signed(Reply(stop_), request_hash_);
 }
 
 HttpResult ServerCore::HandleUpload(std::string_view header, std::string_view body,

@@ -25,6 +25,7 @@
 #include "format/invite.h"
 #include "format/receipt.h"
 #include "format/request.h"
+#include "format/response.h"
 #include "protocol/http_api.h"
 #include "server/server_core.h"
 #include "store/store.h"
@@ -161,6 +162,7 @@ void Fill(Store& s, int n) {
 
 struct Device {
   crypto::SigningKey key;
+  crypto::PublicKey server_key{};
   std::string enrol;
   std::vector<std::string> pushes;  // one report each
 };
@@ -186,9 +188,10 @@ asio::awaitable<void> RunDevice(tcp::endpoint ep, const Device& d, std::vector<d
     http::response<http::string_body> res;
     auto [rec, rn] = wec ? std::make_tuple(wec, size_t{0})
                          : co_await http::async_read(stream, buf, res, asio::as_tuple(asio::use_awaitable));
-    v1::Response r;
-    if (wec || rec || res.result_int() != 200 || !r.ParseFromString(res.body()) || r.results_size() != 1 ||
-        r.results(0).code() != v1::STORED) {
+    // As a phone does: the answer must be signed by the server and name this request.
+    auto r = protocol::VerifyResponse(crypto::Bytes(res.body()), d.server_key, protocol::RequestHash(crypto::Bytes(body)));
+    if (wec || rec || res.result_int() != 200 || !r.ok() || r->results_size() != 1 ||
+        r->results(0).code() != v1::STORED) {
       ++*errors;
       continue;
     }
@@ -276,6 +279,7 @@ int main(int argc, char** argv) {
   const std::vector<crypto::PublicKey> recipients = {org.public_key};
   for (auto& d : devs) {
     d.key = crypto::GenerateSigningKey();
+    d.server_key = server_key;
     v1::Request req;
     req.set_device_key(d.key.public_key.data(), 32);
     req.set_server_key(server_key.data(), 32);

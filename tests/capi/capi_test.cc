@@ -210,6 +210,9 @@ TEST_F(StoreFixture, InvalidInputIsClear) {
   EXPECT_EQ(dala_report_set_people(r, "p", &nameless, 1, e.out()), DALA_ERR_INVALID_ARGUMENT);
   dala_report_id id;
   EXPECT_EQ(dala_report_id_parse("xyz", &id, e.out()), DALA_ERR_INVALID_ARGUMENT);
+  dala_report_get_id(r, &id);
+  EXPECT_EQ(dala_report_retry(store, &id, e.out()), DALA_ERR_NOT_FOUND);  // a draft was never rejected
+  EXPECT_EQ(dala_report_retry(store, nullptr, e.out()), DALA_ERR_INVALID_ARGUMENT);
   dala_report_free(r);
 }
 

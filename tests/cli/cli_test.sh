@@ -57,6 +57,8 @@ assert r["narrative"] == "Detained during a run; no grounds given."
 assert len(r["content_hash"]) == 64 and len(r["device_key"]) == 64
 PY
 $DALA report show --store "$S" "$id" | grep -q "Roza Kariyeva — detained"; check "show (text)" 0 $?
+$DALA report retry --store "$S" "$id" 2>"$T/err"; check "retry a report that was not rejected" 4 $?
+expect "retry says why" grep -q "no version of that report was rejected" "$T/err"
 
 # Edit a sealed report: a new version linked to the first.
 $DALA report edit --store "$S" "$id" --field hours:int=4 --seal >/dev/null 2>&1; check "edit sealed" 0 $?

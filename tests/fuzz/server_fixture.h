@@ -8,6 +8,7 @@
 #include "format/invite.h"
 #include "format/receipt.h"
 #include "format/request.h"
+#include "format/response.h"
 #include "protocol/http_api.h"
 #include "server/server_core.h"
 
@@ -40,12 +41,18 @@ inline server::ServerCore& Server() {
   return *core;
 }
 
-// Every answer is an HTTP status the front end can send, and a protobuf answer parses.
+// Every answer is an HTTP status the front end can send, and every protobuf answer is signed by the server
+// and parses.
 inline void CheckAnswer(const server::HttpResult& r) {
   if (r.status < 200 || r.status > 599) std::abort();
-  if (r.status == 200 && r.content_type == protocol::kContentType) {
+  if (r.content_type == protocol::kContentType) {
+    v1::SignedResponse sr;
     v1::Response resp;
-    if (!resp.ParseFromString(r.body)) std::abort();
+    if (!sr.ParseFromString(r.body) || !resp.ParseFromString(sr.response()) || resp.request_hash().size() != 32)
+      std::abort();
+    if (!crypto::Verify(Server().server_key(), protocol::kDomainResponse, crypto::Bytes(sr.response()),
+                        crypto::Bytes(sr.signature())))
+      std::abort();
   }
 }
 

@@ -16,6 +16,7 @@
 #include "format/invite.h"
 #include "format/receipt.h"
 #include "format/request.h"
+#include "format/response.h"
 #include "protocol/http_api.h"
 #include "server/server_core.h"
 #include "client/sync_engine.h"
@@ -41,13 +42,16 @@ class LoopTransport : public sync::Transport {
                                   const std::string&) override {
     ++calls;
     if (down) return Status(Code::kIo, "connection refused");
+    if (intercept) {
+      if (auto forged = intercept(req)) return sync::HttpResponse{200, std::move(*forged)};
+    }
     if (req.is_upload()) return Upload(req);
     auto r = server_->Handle("POST", req.path, protocol::kContentType, req.body);
     if (drop_answers > 0) {
       --drop_answers;
       return Status(Code::kIo, "connection reset");
     }
-    if (tamper) tamper(req.body, r.body);
+    if (tamper) tamper(req, r.body);
     return sync::HttpResponse{r.status, r.body};
   }
   // Uploads: the body is read from the file range, as a real transport would send it. Knobs: cut the
@@ -74,7 +78,7 @@ class LoopTransport : public sync::Transport {
     if (!cut_at.empty()) cut_at.front() -= body.size();
     upload_bytes += body.size();
     auto r = server_->HandleUpload(req.upload_header, body);
-    if (tamper_upload) tamper_upload(r.body);
+    if (tamper_upload) tamper_upload(req, r.body);
     return sync::HttpResponse{r.status, r.body};
   }
   server::ServerCore* server_;
@@ -84,9 +88,28 @@ class LoopTransport : public sync::Transport {
   bool down = false;
   int drop_answers = 0;
   std::atomic<int> calls{0};
-  std::function<void(const std::string& request, std::string& response)> tamper;
-  std::function<void(std::string& response)> tamper_upload;
+  // Change an answer on its way to the phone (req.body is the SignedRequest of a push or an enrolment).
+  std::function<void(const sync::HttpRequest& req, std::string& response)> tamper;
+  std::function<void(const sync::HttpRequest& req, std::string& response)> tamper_upload;
+  // An on-path attacker: answers in the server's place (the server never sees the request) when it returns
+  // a body.
+  std::function<std::optional<std::string>(const sync::HttpRequest& req)> intercept;
 };
+
+// The Response inside a server's signed answer (the test reads it; the phone verifies it as well).
+v1::Response Answer(const std::string& body) {
+  v1::SignedResponse sr;
+  v1::Response r;
+  EXPECT_TRUE(sr.ParseFromString(body) && r.ParseFromString(sr.response()));
+  return r;
+}
+
+// An answer as `key` would sign it for the request `req`: a hostile server (one whose key was taken) or,
+// with any other key, an impostor.
+std::string SignAnswer(const crypto::SigningKey& key, v1::Response r, const sync::HttpRequest& req) {
+  r.clear_request_hash();
+  return protocol::SignResponse(key, r.SerializeAsString(), req.request_hash);
+}
 
 struct World {
   TempDir t;
@@ -104,6 +127,17 @@ struct World {
   }
   std::unique_ptr<Store> Phone(const std::string& name) {
     return std::move(Store::Create(t.sub(name), Pass("pw"), FastOptions())).value();
+  }
+  // The server's signing key, taken from its data directory as a raider would: tests of a hostile server.
+  crypto::SigningKey StolenServerKey() {
+    auto key = fs::ReadFile(t.sub("server") + "/" + server::kServerKeyFile, 64);
+    EXPECT_TRUE(key.ok());
+    SecretBuffer k(key->data(), key->size());
+    auto db = db::Db::Open(t.sub("server") + "/" + server::kServerDbFile, k, false);
+    EXPECT_TRUE(db.ok());
+    auto st = db->Prepare("SELECT value FROM meta WHERE key = 'signing_key'");
+    EXPECT_TRUE(st.ok() && *st->Step());
+    return std::move(crypto::SigningKeyFromSecret(st->BlobView(0))).value();
   }
 };
 
@@ -229,8 +263,7 @@ TEST(Sync, SamePushTwiceGivesOneCopyAndTheSameReceipt) {
   auto second = w.server->Handle("POST", protocol::kPathPush, protocol::kContentType, (*push)->body);
   ASSERT_EQ(first.status, 200);
   ASSERT_EQ(second.status, 200);
-  v1::Response r1, r2;
-  ASSERT_TRUE(r1.ParseFromString(first.body) && r2.ParseFromString(second.body));
+  v1::Response r1 = Answer(first.body), r2 = Answer(second.body);
   EXPECT_EQ(r1.results(0).code(), v1::STORED);
   EXPECT_EQ(r2.results(0).code(), v1::DUPLICATE);
   EXPECT_EQ(r1.results(0).receipt_signature(), r2.results(0).receipt_signature());
@@ -248,13 +281,12 @@ TEST(Sync, ReceiptSignedByAnotherKeyIsNotAccepted) {
   const crypto::PublicKey dev = phone->device_key();
   const crypto::PublicKey srv = w.server->server_key();
   int forged = 0;
-  w.net->tamper = [&](const std::string& request, std::string& body) {
+  const crypto::SigningKey server_key = w.StolenServerKey();
+  w.net->tamper = [&](const sync::HttpRequest& http, std::string& body) {
     v1::SignedRequest sreq;
     v1::Request req;
-    v1::Response r;
-    if (!sreq.ParseFromString(request) || !req.ParseFromString(sreq.request()) || !req.has_push() ||
-        !r.ParseFromString(body))
-      return;
+    if (!sreq.ParseFromString(http.body) || !req.ParseFromString(sreq.request()) || !req.has_push()) return;
+    v1::Response r = Answer(body);
     for (int i = 0; i < r.results_size(); ++i) {
       auto& res = *r.mutable_results(i);
       // Exactly the receipt the phone expects, with only the signer changed.
@@ -274,7 +306,7 @@ TEST(Sync, ReceiptSignedByAnotherKeyIsNotAccepted) {
       res.set_receipt_signature(fake.signature());
       ++forged;
     }
-    body = r.SerializeAsString();
+    body = SignAnswer(server_key, r, http);  // the answer itself is genuine: only the receipt is forged
   };
   auto run = Sync(*phone, *w.net);
   EXPECT_EQ(run.delivered, 0u);
@@ -332,11 +364,12 @@ TEST(Sync, ServerTextIsMadePrintable) {
   auto phone = w.Phone("phone");
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
   SealOne(*phone, "x");
-  w.net->tamper = [](const std::string&, std::string& body) {
+  const crypto::SigningKey hostile = w.StolenServerKey();
+  w.net->tamper = [&](const sync::HttpRequest& req, std::string& body) {
     v1::Response r;
     r.set_status(v1::DEVICE_REVOKED);
     r.set_message("revoked \x1b[31mred");
-    body = r.SerializeAsString();
+    body = SignAnswer(hostile, r, req);
   };
   Sync(*phone, *w.net);
   EXPECT_EQ((*phone->Servers())[0].last_error, "revoked ?[31mred");
@@ -382,8 +415,7 @@ TEST(Server, AnotherDevicesEnvelopeIsRejected) {
   req.set_server_key(w.server->server_key().data(), 32);
   req.mutable_push()->add_envelopes(batch->at(0).envelope.data(), batch->at(0).envelope.size());
   auto r = w.server->Handle("POST", "/v1/push", protocol::kContentType, b->SignRequest(req));
-  v1::Response resp;
-  ASSERT_TRUE(resp.ParseFromString(r.body));
+  v1::Response resp = Answer(r.body);
   ASSERT_EQ(resp.results_size(), 1);
   EXPECT_EQ(resp.results(0).code(), v1::REJECTED);
   EXPECT_EQ(*w.server->ReportCount(), 0u);
@@ -682,11 +714,12 @@ TEST(Media, CutsAtRandomOffsetsResendAtMostOneChunkEach) {
   EXPECT_GE(w.net->upload_bytes, total);
 }
 
-// A forged upload answer (an on-path attacker over http://, a proxy) naming a chunk the request did not
-// carry, a chunk past the end, or an offset inside a chunk, changes nothing: the intact attachment is not
-// marked damaged, nothing is read past the manifest, and the report is delivered once answers are honest.
+// A hostile server (signing with its real key) answering an upload with a chunk the request did not carry,
+// a chunk past the end, or an offset inside a chunk, changes nothing: the intact attachment is not marked
+// damaged, nothing is read past the manifest, and the report is delivered once answers are honest.
 TEST(Media, AForgedUploadAnswerCannotMarkAnIntactAttachmentDamaged) {
   World w;
+  const crypto::SigningKey hostile = w.StolenServerKey();
   auto phone = w.Phone("p");
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
   MediaReport m = SealWithMedia(*phone, {3 * attachment::kUploadChunk + 10}, "photo");
@@ -694,13 +727,12 @@ TEST(Media, AForgedUploadAnswerCannotMarkAnIntactAttachmentDamaged) {
   for (uint64_t forged : {~uint64_t{0}, size, size - size % attachment::kUploadChunk, uint64_t{7},
                           uint64_t{2} * attachment::kUploadChunk + 1}) {
     int left = 1;
-    w.net->tamper_upload = [&](std::string& body) {
+    w.net->tamper_upload = [&](const sync::HttpRequest& req, std::string& body) {
       if (left-- <= 0) return;
-      v1::Response r;
-      ASSERT_TRUE(r.ParseFromString(body));
+      v1::Response r = Answer(body);
       r.mutable_upload()->set_code(v1::UPLOAD_BAD_CHUNK);
       r.mutable_upload()->set_received(forged);
-      body = r.SerializeAsString();
+      body = SignAnswer(hostile, r, req);
     };
     ASSERT_TRUE(phone->RetryNow().ok());
     auto r = sync::RunOnce(*phone, *w.net, SystemNowMs() + 10000, nullptr);
@@ -869,7 +901,7 @@ TEST(Media, UploadRequestsThatDoNotFitAreRefused) {
     return encoding::Base64Url(crypto::Bytes(phone->SignRequest(req)));
   };
   std::string id(reinterpret_cast<const char*>(m.attachments[0].id.data()), 16);
-  auto code = [](const server::HttpResult& r) { v1::Response x; x.ParseFromString(r.body); return x; };
+  auto code = [](const server::HttpResult& r) { return Answer(r.body); };
   EXPECT_EQ(w.server->HandleUpload("", "abc").status, 400);
   EXPECT_EQ(w.server->HandleUpload("not base64 !", "abc").status, 400);
   EXPECT_EQ(w.server->HandleUpload(sign(0, 5, id), "abc").status, 400);  // length differs from the body
@@ -889,6 +921,157 @@ TEST(Media, UploadRequestsThatDoNotFitAreRefused) {
   req.mutable_upload()->set_length(3);
   auto theirs = code(w.server->HandleUpload(encoding::Base64Url(crypto::Bytes(other->SignRequest(req))), "abc"));
   EXPECT_EQ(theirs.upload().code(), v1::UPLOAD_UNKNOWN);
+}
+
+// The ids of the envelopes a push carries (to forge answers that name them).
+std::vector<std::pair<std::string, uint32_t>> PushedIds(const sync::HttpRequest& req) {
+  v1::SignedRequest sreq;
+  v1::Request r;
+  std::vector<std::pair<std::string, uint32_t>> out;
+  if (!sreq.ParseFromString(req.body) || !r.ParseFromString(sreq.request()) || !r.has_push()) return out;
+  for (const auto& e : r.push().envelopes()) {
+    envelope::Header h;
+    if (envelope::Verify(crypto::Bytes(e), &h).ok()) out.emplace_back(IdBytes(h.report_id), h.version);
+  }
+  return out;
+}
+
+// An on-path attacker (plain http://, a TLS-terminating proxy) answers in the server's place: "enrolled",
+// "revoked", "rejected", a bad chunk at any offset, unsigned or signed by a key of its own. None of it
+// changes what the phone records, and everything is delivered once the real server answers.
+TEST(Sync, AnOnPathAttackerCannotDecideAReportsFate) {
+  World w;
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  ReportId text = SealOne(*phone, "a report");
+  MediaReport media = SealWithMedia(*phone, {2 * attachment::kUploadChunk + 10}, "a photo");
+  const crypto::SigningKey impostor = crypto::GenerateSigningKey();
+  const std::string destination = (*phone->Servers())[0].destination;
+  int forged = 0;
+  for (bool sign_it : {false, true}) {
+    for (v1::ResponseStatus status : {v1::OK, v1::DEVICE_REVOKED, v1::UNKNOWN_DEVICE, v1::INVITE_INVALID}) {
+      w.net->intercept = [&](const sync::HttpRequest& req) -> std::optional<std::string> {
+        ++forged;
+        v1::Response r;
+        r.set_status(status);
+        r.set_message("forged");
+        for (const auto& [id, version] : PushedIds(req)) {
+          auto* res = r.add_results();
+          res->set_report_id(id);
+          res->set_version(version);
+          res->set_code(v1::REJECTED);
+          res->set_reason("forged rejection");
+        }
+        if (req.is_upload()) {
+          r.mutable_upload()->set_code(v1::UPLOAD_BAD_CHUNK);
+          r.mutable_upload()->set_received(0);
+        }
+        return sign_it ? SignAnswer(impostor, r, req) : r.SerializeAsString();
+      };
+      ASSERT_TRUE(phone->RetryNow().ok());
+      auto run = Sync(*phone, *w.net);
+      EXPECT_EQ(run.delivered + run.rejected, 0u);
+      EXPECT_FALSE((*phone->Servers())[0].enrolled) << "a forged answer enrolled the phone";
+      EXPECT_EQ(phone->Get(text)->state, ReportState::kQueued);
+      EXPECT_EQ(phone->Get(media.id)->state, ReportState::kQueued);
+      EXPECT_EQ(phone->Stats(destination)->rejected, 0u);
+    }
+  }
+  EXPECT_EQ(*w.server->ReportCount(), 0u);
+  // Enrolled for real, then the attacker forges push and upload answers only.
+  w.net->intercept = nullptr;
+  sync::SyncEngine e(*phone, (*phone->Servers())[0]);
+  auto enrol = e.Next();
+  ASSERT_TRUE(enrol.ok() && *enrol);
+  ASSERT_TRUE(e.Apply(**enrol, w.net->Post("", **enrol, 1000, "")).ok());
+  w.net->intercept = [&](const sync::HttpRequest& req) -> std::optional<std::string> {
+    v1::Response r;
+    r.set_status(v1::OK);
+    for (const auto& [id, version] : PushedIds(req)) {
+      auto* res = r.add_results();
+      res->set_report_id(id);
+      res->set_version(version);
+      res->set_code(v1::REJECTED);
+    }
+    return r.SerializeAsString();
+  };
+  ASSERT_TRUE(phone->RetryNow().ok());
+  EXPECT_EQ(Sync(*phone, *w.net).rejected, 0u);
+  EXPECT_EQ(phone->Stats(destination)->rejected, 0u);
+  // Pushes reach the server (the photo is held INCOMPLETE); upload answers are forged: a bad chunk at the
+  // start, past the end, inside a chunk.
+  int forged_uploads = 0;
+  for (uint64_t offset : {uint64_t{0}, ~uint64_t{0}, uint64_t{7}}) {
+    w.net->intercept = [&](const sync::HttpRequest& req) -> std::optional<std::string> {
+      if (!req.is_upload()) return std::nullopt;
+      ++forged_uploads;
+      v1::Response r;
+      r.set_status(v1::OK);
+      r.mutable_upload()->set_code(v1::UPLOAD_BAD_CHUNK);
+      r.mutable_upload()->set_received(offset);
+      return r.SerializeAsString();
+    };
+    ASSERT_TRUE(phone->RetryNow().ok());
+    EXPECT_EQ(Sync(*phone, *w.net).rejected, 0u);
+    EXPECT_EQ(phone->Get(media.id)->state, ReportState::kQueued);
+  }
+  EXPECT_EQ(forged_uploads, 3);
+  EXPECT_EQ(phone->Get(text)->state, ReportState::kDelivered);  // its push reached the server
+  // The real server answers the uploads: the photo is delivered too.
+  w.net->intercept = nullptr;
+  ASSERT_TRUE(phone->RetryNow().ok());
+  auto run = Sync(*phone, *w.net);
+  EXPECT_EQ(run.delivered, 1u) << run.last_error;
+  EXPECT_EQ(phone->Get(text)->state, ReportState::kDelivered);
+  EXPECT_EQ(phone->Get(media.id)->state, ReportState::kDelivered);
+  EXPECT_EQ(forged, 8);  // each round's enrolment
+}
+
+// A genuine answer is bound to the request it answers: a real rejection, replayed when the phone sends the
+// report again, changes nothing. A rejected report keeps everything, can be queued again, and does not hold
+// back the rest of the queue.
+TEST(Sync, ARejectionCanBeRetriedAndAReplayedRejectionIsIgnored) {
+  World w;
+  w.server.reset();
+  server::ServerLimits tight;
+  tight.max_envelope_bytes = 600;  // a report larger than this is refused (the operator raises it later)
+  w.server = std::move(server::ServerCore::Open(w.t.sub("server"), tight)).value();
+  w.net = std::make_unique<LoopTransport>(w.server.get());
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  ReportId big = SealOne(*phone, std::string(2000, 'x'));
+  ReportId small = SealOne(*phone, "small");
+  std::string genuine_rejection;
+  w.net->tamper = [&](const sync::HttpRequest&, std::string& body) {
+    if (Answer(body).results_size() > 0) genuine_rejection = body;
+  };
+  auto first = Sync(*phone, *w.net);
+  EXPECT_EQ(first.rejected, 1u);
+  EXPECT_EQ(first.delivered, 1u);  // the rejection held nothing back
+  EXPECT_EQ(phone->Get(big)->state, ReportState::kRejected);
+  EXPECT_EQ(phone->Get(small)->state, ReportState::kDelivered);
+  ASSERT_FALSE(genuine_rejection.empty());
+  ASSERT_EQ(Answer(genuine_rejection).results(0).code(), v1::REJECTED);
+
+  // The operator raises the limit; the phone queues the report again; an attacker replays the old answer.
+  w.net.reset();
+  w.server.reset();
+  w.server = std::move(server::ServerCore::Open(w.t.sub("server"))).value();
+  w.net = std::make_unique<LoopTransport>(w.server.get());
+  EXPECT_EQ(phone->RetryRejected(small).code(), Code::kNotFound);
+  ASSERT_TRUE(phone->RetryRejected(big).ok());
+  EXPECT_EQ(phone->Get(big)->state, ReportState::kQueued);
+  w.net->intercept = [&](const sync::HttpRequest& req) -> std::optional<std::string> {
+    if (req.path == protocol::kPathPush) return genuine_rejection;
+    return std::nullopt;
+  };
+  auto replayed = Sync(*phone, *w.net);
+  EXPECT_EQ(replayed.rejected, 0u);
+  EXPECT_EQ(phone->Get(big)->state, ReportState::kQueued);
+  w.net->intercept = nullptr;
+  ASSERT_TRUE(phone->RetryNow().ok());
+  EXPECT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  EXPECT_EQ(phone->Get(big)->state, ReportState::kDelivered);
 }
 
 TEST(Media, CanaryAppearsNowhereOnThePhoneOrTheServer) {

@@ -1,4 +1,4 @@
-// dala report add|edit|seal|show|list|delete and dala attachment get.
+// dala report add|edit|seal|show|list|delete|retry and dala attachment get.
 #include <CLI/CLI.hpp>
 #include <cctype>
 #include <cerrno>
@@ -366,6 +366,18 @@ void AddReportCommands(CLI::App& app, int* rc) {
     dala_report_id id = ParseReportId(del->id);
     auto s = OpenStore(del->store, false);
     Call(dala_report_delete_draft, s.get(), &id);
+    *rc = kExitOk;
+  });
+
+  auto retry = std::make_shared<IdArgs>();
+  c = report->add_subcommand("retry", "queues a rejected report again, exactly as it was sealed (dala sync sends it)");
+  AddStoreOptions(c, retry->store);
+  c->add_option("id", retry->id, "the report id")->required();
+  c->callback([retry, rc] {
+    dala_report_id id = ParseReportId(retry->id);
+    auto s = OpenStore(retry->store, false);
+    Call(dala_report_retry, s.get(), &id);
+    std::printf("queued again: %s\n", retry->id.c_str());
     *rc = kExitOk;
   });
 

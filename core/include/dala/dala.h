@@ -225,6 +225,10 @@ DALA_API dala_status dala_report_edit(dala_store *store, const dala_report_id *i
 /* Any thread. Deletes a report's draft version (a report with no sealed version disappears). */
 DALA_API dala_status dala_report_delete_draft(dala_store *store, const dala_report_id *id,
                                               dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. Queues a rejected report again: each rejected version is pending and due at once, exactly as it
+   was sealed (a rejection keeps everything). DALA_ERR_NOT_FOUND if no version of it was rejected. */
+DALA_API dala_status dala_report_retry(dala_store *store, const dala_report_id *id,
+                                       dala_error **out_error) DALA_NOEXCEPT;
 /* The thread using the report, once no other call uses it. Accepts NULL. */
 DALA_API void dala_report_free(dala_report *report) DALA_NOEXCEPT;
 

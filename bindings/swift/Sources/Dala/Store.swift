@@ -169,6 +169,14 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// Queues a rejected report again, exactly as it was sealed.
+    public func retry(id: String) throws {
+        try use { s in
+            var rid = try reportID(id)
+            try check { dala_report_retry(s, &rid, $0) }
+        }
+    }
+
     /// Every report's latest version, newest first.
     public func reports() throws -> [Report] {
         let ids: [String] = try use { s in

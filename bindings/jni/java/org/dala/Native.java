@@ -44,6 +44,7 @@ final class Native {
     static native long reportGet(long store, byte[] id, int version);   // version 0: the latest
     static native long reportEdit(long store, byte[] id);
     static native void reportDeleteDraft(long store, byte[] id);
+    static native void reportRetry(long store, byte[] id);
     static native void reportSave(long store, long report);
     static native void reportSeal(long store, long report);
     static native void reportSetText(long report, byte[] key, byte[] value);

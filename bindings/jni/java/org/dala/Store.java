@@ -150,6 +150,11 @@ public final class Store extends NativeHandle {
         run(h -> Native.reportDeleteDraft(h, idBytes(id)));
     }
 
+    /** Queues a rejected report again, exactly as it was sealed. */
+    public void retry(ReportId id) {
+        run(h -> Native.reportRetry(h, idBytes(id)));
+    }
+
     /** Every report's latest version, newest first. */
     public List<ReportInfo> reports() {
         return Arrays.asList(with(Native::listReports));
