@@ -81,19 +81,21 @@ import json, sys
 r = json.load(sys.stdin)
 print("version %d, previous version hash %s..., state %s" % (r["version"], r["previous_hash"][:16], r["state"]))'
 
-say "5. The organisation makes its key pair (the desk keeps the secret half offline) and a server with an invite"
+say "5. The organisation makes its root key (kept at the desk), a server for it, and an invite signed by the root"
 export DALA_DESK_PASS="desk passphrase"
-ORG_PK=$(DALA_PASSPHRASE="$DALA_DESK_PASS" "$DALA" desk keygen --out "$WORK/org.key")
-echo "organisation public key: $ORG_PK"
-"$BIN/dala-server" init --data "$WORK/server" --recipient "$ORG_PK"
+ORG=$(DALA_PASSPHRASE="$DALA_DESK_PASS" "$DALA" desk keygen --out "$WORK/org.key" --name KIBHR 2>/dev/null)
+echo "organisation identity: $ORG"
+SERVER_KEY=$("$BIN/dala-server" init --data "$WORK/server" --organisation "$ORG" 2>/dev/null | tail -1)
+echo "server key:            $SERVER_KEY"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(free_port)    # what phones dial: a proxy that will cut the first upload (a bad network)
 SPORT=$(free_port)   # the server itself
-INVITE=$("$BIN/dala-server" invite --data "$WORK/server" --url "http://127.0.0.1:$PORT" --uses 2 --organisation KIBHR)
+INVITE=$(DALA_PASSPHRASE="$DALA_DESK_PASS" "$DALA" desk invite --key "$WORK/org.key" --server-key "$SERVER_KEY" \
+  --url "http://127.0.0.1:$PORT" --uses 2)
 echo "invite (fits a QR code): ${INVITE:0:48}..."
 
-say "6. Two phones join while the server is down; their reports are sealed to the organisation at once"
-run "$DALA" join --store "$PHONE" "$INVITE"
+say "6. Two phones join while the server is down; the first sends what it recorded before (--include-existing)"
+run "$DALA" join --store "$PHONE" --include-existing "$INVITE"
 PHONE2=$WORK/second-phone
 DALA_PASSPHRASE="second phone" "$DALA" init --store "$PHONE2" 2>/dev/null
 DALA_PASSPHRASE="second phone" "$DALA" join --store "$PHONE2" "$INVITE" 2>/dev/null

@@ -290,11 +290,15 @@ JNIEXPORT void JNICALL Java_org_dala_Native_storeRetryNow(JNIEnv* env, jclass, j
 
 // --- delivery ---
 
-JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_join(JNIEnv* env, jclass, jlong s, jbyteArray invite) {
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_join(JNIEnv* env, jclass, jlong s, jbyteArray invite,
+                                                       jboolean include_existing) {
   auto inv = Str(env, invite);
   char* dest = nullptr;
   dala_error* e = nullptr;
-  if (!Ok(env, dala_store_join(S(s), C(inv), &dest, &e), e)) return nullptr;
+  dala_join_options o;
+  dala_join_options_init(&o);
+  o.include_existing = include_existing ? 1 : 0;
+  if (!Ok(env, dala_store_join(S(s), C(inv), &o, &dest, &e), e)) return nullptr;
   jbyteArray out = Utf8(env, dest);
   dala_string_free(dest);
   return out;

@@ -17,13 +17,18 @@ using dala::capi::Invalid;
 using dala::capi::RawEnum;
 using dala::capi::CopyString;
 
-dala_status dala_store_join(dala_store* store, const char* invite, char** out_destination,
-                            dala_error** out_error) noexcept {
+void dala_join_options_init(dala_join_options* options) noexcept {
+  if (options != nullptr) *options = dala_join_options{0};
+}
+
+dala_status dala_store_join(dala_store* store, const char* invite, const dala_join_options* options,
+                            char** out_destination, dala_error** out_error) noexcept {
   if (out_destination != nullptr) *out_destination = nullptr;
   return Guard(out_error, [&]() -> Status {
     DALA_CHECK_ARG(store != nullptr, "store is NULL");
     DALA_RETURN_IF_ERROR(CheckString(invite, "invite"));
-    DALA_ASSIGN_OR_RETURN(dala::ServerInfo info, store->impl->Join(invite));
+    const bool include = options != nullptr && options->include_existing != 0;
+    DALA_ASSIGN_OR_RETURN(dala::ServerInfo info, store->impl->Join(invite, include));
     if (out_destination != nullptr) *out_destination = CopyString(info.destination);
     return Status::Ok();
   });
@@ -53,6 +58,8 @@ dala_status dala_server_list_get(const dala_server_list* list, size_t index, dal
     std::memcpy(out_info->server_key, s.server_key.data(), 32);
     out_info->enrolled = s.enrolled ? 1 : 0;
     out_info->last_error = s.last_error.c_str();
+    out_info->fingerprint = s.fingerprint.c_str();
+    std::memcpy(out_info->organisation_key, s.organisation_key.data(), 32);
     return Status::Ok();
   });
 }

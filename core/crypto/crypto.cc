@@ -28,6 +28,19 @@ Result<SigningKey> SigningKeyFromSecret(std::span<const uint8_t> secret64) {
   return k;
 }
 
+SigningKey SigningKeyFromSeed(const SecretBuffer& seed32) {
+  SigningKey k;
+  k.secret_key = SecretBuffer(crypto_sign_SECRETKEYBYTES);
+  crypto_sign_seed_keypair(k.public_key.data(), k.secret_key.data(), seed32.data());
+  return k;
+}
+
+SecretBuffer DeriveSubkey(const SecretBuffer& master32, const char (&context)[9], uint64_t id) {
+  SecretBuffer out(32);
+  crypto_kdf_derive_from_key(out.data(), out.size(), id, context, master32.data());
+  return out;
+}
+
 static std::vector<uint8_t> Framed(std::string_view domain, std::span<const uint8_t> message) {
   std::vector<uint8_t> m;
   m.reserve(domain.size() + 1 + message.size());

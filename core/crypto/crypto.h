@@ -33,6 +33,11 @@ struct SigningKey {
 };
 SigningKey GenerateSigningKey();
 Result<SigningKey> SigningKeyFromSecret(std::span<const uint8_t> secret64);
+// From a 32-byte seed (crypto_sign_seed_keypair). The caller checks the size.
+SigningKey SigningKeyFromSeed(const SecretBuffer& seed32);
+// A 32-byte subkey of a 32-byte master key: libsodium's crypto_kdf_derive_from_key (BLAKE2b) with an
+// 8-character context and a subkey number.
+SecretBuffer DeriveSubkey(const SecretBuffer& master32, const char (&context)[9], uint64_t id);
 
 // Ed25519 over domain || 0x00 || message.
 Signature Sign(const SigningKey& key, std::string_view domain, std::span<const uint8_t> message);

@@ -107,6 +107,9 @@ Result<SecretBuffer> UnwrapSecret(KeyPurpose purpose, std::span<const uint8_t> f
   if (f[kOffPurpose] != static_cast<uint8_t>(purpose))
     return Status(Code::kInvalidArgument, purpose == KeyPurpose::kStoreDatabase
                                               ? "this key file belongs to an organisation desk, not a store"
+                                          : f[kOffPurpose] == 2
+                                              ? "this organisation key file was made by Dala 0.1, before "
+                                                "organisation roots; make a new one with 'dala desk keygen'"
                                               : "this key file belongs to a store, not an organisation desk");
   if (f[kOffKdf] != static_cast<uint8_t>(cred.kind))
     return Status(Code::kWrongKey, cred.kind == CredentialKind::kPassphrase

@@ -19,7 +19,8 @@ struct Credential {
   SecretBuffer bytes;
 };
 
-enum class KeyPurpose : uint8_t { kStoreDatabase = 1, kDeskSecret = 2 };
+// 2 was Dala 0.1's desk key (one X25519 secret); 3 is the organisation's master secret (tools/desk).
+enum class KeyPurpose : uint8_t { kStoreDatabase = 1, kOrganisation = 3 };
 
 struct KdfParams {
   uint64_t opslimit = 3;

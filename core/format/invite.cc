@@ -1,40 +1,105 @@
 #include "format/invite.h"
 
+#include <sodium.h>
+
+#include <cstring>
+
 #include "base/encoding.h"
+#include "format/organisation.h"
 
 namespace dala::protocol {
 
 using encoding::FromBase64Url;
 
-std::string EncodeInvite(const v1::Invite& invite, const crypto::SigningKey& server) {
+std::string EncodeInvite(v1::Invite invite, const crypto::SigningKey& root) {
+  SecretBuffer seed(32);
+  randombytes_buf(seed.data(), seed.size());
+  crypto::SigningKey enrol = crypto::SigningKeyFromSeed(seed);
+  invite.set_organisation_key(root.public_key.data(), 32);
+  invite.set_enrol_key(enrol.public_key.data(), 32);
   v1::SignedInvite si;
   si.set_invite(invite.SerializeAsString());
-  auto sig = crypto::Sign(server, kDomainInvite, crypto::Bytes(si.invite()));
+  auto sig = crypto::Sign(root, kDomainInvite, crypto::Bytes(si.invite()));
   si.set_signature(sig.data(), sig.size());
-  return std::string(kInvitePrefix) + encoding::Base64Url(crypto::Bytes(si.SerializeAsString()));
+  v1::InviteCode code;
+  code.set_signed_invite(si.SerializeAsString());
+  code.set_enrol_secret(reinterpret_cast<const char*>(seed.data()), seed.size());
+  std::string raw = code.SerializeAsString();
+  std::string text = std::string(kInvitePrefix) + encoding::Base64Url(crypto::Bytes(raw));
+  sodium_memzero(raw.data(), raw.size());
+  code.mutable_enrol_secret()->assign(32, '\0');
+  return text;
 }
 
-Result<v1::Invite> DecodeInvite(std::string_view text) {
+Result<CheckedInvite> CheckSignedInvite(std::string_view signed_invite, const crypto::PublicKey* expected_root) {
+  const Status damaged(Code::kVerify,
+                       "the invite is damaged or was altered (its signature does not verify); ask for a new one");
+  const Status malformed(Code::kInvalidArgument, "the invite is malformed; ask for a new one");
+  CheckedInvite out;
+  v1::SignedInvite si;
+  if (signed_invite.size() > 64 * 1024 || !si.ParseFromArray(signed_invite.data(), static_cast<int>(signed_invite.size())) ||
+      !out.invite.ParseFromString(si.invite()))
+    return malformed;
+  const v1::Invite& inv = out.invite;
+  if (inv.organisation_key().size() != 32) return malformed;
+  std::memcpy(out.root.data(), inv.organisation_key().data(), 32);
+  if (expected_root && out.root != *expected_root)
+    return Status(Code::kVerify, "the invite is signed by another organisation's key");
+  if (!crypto::Verify(out.root, kDomainInvite, crypto::Bytes(si.invite()), crypto::Bytes(si.signature())))
+    return damaged;
+  if (inv.server_key().size() != 32 || inv.enrol_key().size() != 32 || inv.urls_size() == 0 || inv.uses() == 0 ||
+      (!inv.tls_pin().empty() && inv.tls_pin().size() != 32))
+    return Status(Code::kInvalidArgument, "the invite lacks a server address, a key or a use");
+  for (const auto& u : inv.urls()) DALA_RETURN_IF_ERROR(CheckServerUrl(u));
+  DALA_ASSIGN_OR_RETURN(out.statement, VerifyStatement(crypto::Bytes(inv.statement()), out.root));
+  if (!AuthorisedAt(out.statement, crypto::Bytes(inv.server_key()), inv.issued_ms()))
+    return Status(Code::kVerify, "the invite names a server the organisation does not authorise");
+  out.signed_invite.assign(signed_invite);
+  return out;
+}
+
+Result<DecodedInvite> DecodeInvite(std::string_view text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.remove_suffix(1);
   while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
-  static const Status kBad(Code::kInvalidArgument, "this is not a Dala invite (it should start with DALA1-)");
-  static const Status kDamaged(Code::kVerify,
-                               "the invite is damaged or was altered (its signature does not verify); ask for a new one");
-  if (text.substr(0, kInvitePrefix.size()) != kInvitePrefix || text.size() > 8192) return kBad;
+  if (text.substr(0, 6) == "DALA1-")
+    return Status(Code::kInvalidArgument,
+                  "this invite was made by Dala 0.1, whose invites no organisation vouches for; ask the "
+                  "organisation for a new one (made with 'dala desk invite')");
+  static const Status kBad(Code::kInvalidArgument, "this is not a Dala invite (it should start with DALA2-)");
+  if (text.substr(0, kInvitePrefix.size()) != kInvitePrefix || text.size() > 96 * 1024) return kBad;
   std::string raw;
-  if (!FromBase64Url(text.substr(kInvitePrefix.size()), &raw)) return kDamaged;
-  v1::SignedInvite si;
-  v1::Invite inv;
-  if (!si.ParseFromString(raw) || !inv.ParseFromString(si.invite())) return kDamaged;
-  if (inv.server_key().size() != 32 || !crypto::Verify(crypto::Bytes(inv.server_key()), kDomainInvite,
-                                                       crypto::Bytes(si.invite()), crypto::Bytes(si.signature())))
-    return kDamaged;
-  if (inv.urls_size() == 0 || inv.recipients_size() == 0 || inv.token().size() != 16)
-    return Status(Code::kInvalidArgument, "the invite lacks a server address, a recipient key or a token");
-  for (const auto& r : inv.recipients())
-    if (r.size() != 32) return Status(Code::kInvalidArgument, "the invite has a malformed recipient key");
-  for (const auto& u : inv.urls()) DALA_RETURN_IF_ERROR(CheckServerUrl(u));
-  return inv;
+  if (!FromBase64Url(text.substr(kInvitePrefix.size()), &raw))
+    return Status(Code::kVerify, "the invite is damaged; ask for a new one");
+  v1::InviteCode code;
+  bool parsed = code.ParseFromString(raw);
+  sodium_memzero(raw.data(), raw.size());
+  if (!parsed || code.enrol_secret().size() != 32)
+    return Status(Code::kVerify, "the invite is damaged; ask for a new one");
+  DecodedInvite out;
+  out.enrol_secret = SecretBuffer(reinterpret_cast<const uint8_t*>(code.enrol_secret().data()), 32);
+  code.mutable_enrol_secret()->assign(32, '\0');
+  DALA_ASSIGN_OR_RETURN(out.checked, CheckSignedInvite(code.signed_invite()));
+  crypto::SigningKey enrol = crypto::SigningKeyFromSeed(out.enrol_secret);
+  if (std::memcmp(enrol.public_key.data(), out.checked.invite.enrol_key().data(), 32) != 0)
+    return Status(Code::kVerify, "the invite is damaged (its enrolment secret does not match); ask for a new one");
+  return out;
+}
+
+std::string EnrolProof(const SecretBuffer& enrol_secret, std::span<const uint8_t> device_key,
+                       std::span<const uint8_t> server_key) {
+  crypto::SigningKey enrol = crypto::SigningKeyFromSeed(enrol_secret);
+  std::string msg(reinterpret_cast<const char*>(device_key.data()), device_key.size());
+  msg.append(reinterpret_cast<const char*>(server_key.data()), server_key.size());
+  auto sig = crypto::Sign(enrol, kDomainEnrol, crypto::Bytes(msg));
+  return std::string(reinterpret_cast<const char*>(sig.data()), sig.size());
+}
+
+bool VerifyEnrolProof(const v1::Invite& invite, std::span<const uint8_t> device_key,
+                      std::span<const uint8_t> server_key, std::string_view proof) {
+  if (device_key.size() != 32 || server_key.size() != 32 || invite.enrol_key().size() != 32) return false;
+  std::string msg(reinterpret_cast<const char*>(device_key.data()), 32);
+  msg.append(reinterpret_cast<const char*>(server_key.data()), 32);
+  return crypto::Verify(crypto::Bytes(invite.enrol_key()), kDomainEnrol, crypto::Bytes(msg), crypto::Bytes(proof));
 }
 
 Status CheckServerUrl(std::string_view url) {

@@ -86,6 +86,15 @@ CREATE TABLE attachments(
 );
 CREATE INDEX attachments_report ON attachments(report_id, version);
 )sql",
+    // 4: organisations (docs/protocol.md, "The organisation"). A server is joined through an invite its
+    // organisation's root signed; the destination is the organisation's. Rows without organisation_key were
+    // joined with a 0.1 invite: their reports wait until the phone joins the organisation again.
+    R"sql(
+ALTER TABLE servers ADD COLUMN organisation_key BLOB;
+ALTER TABLE servers ADD COLUMN statement BLOB;
+ALTER TABLE servers ADD COLUMN invite BLOB;
+ALTER TABLE servers ADD COLUMN proof BLOB;
+)sql",
 };
 }  // namespace
 

@@ -229,7 +229,8 @@ Status Store::SetRecipients(const std::string& destination, const std::vector<cr
   return txn.Commit();
 }
 
-Status Store::SetRecipientsLocked(const std::string& destination, const std::vector<crypto::PublicKey>& keys) {
+Status Store::SetRecipientsLocked(const std::string& destination, const std::vector<crypto::PublicKey>& keys,
+                                  bool seal_existing) {
   DALA_RETURN_IF_ERROR(ValidateText("the destination name", destination, 128, false));
   std::vector<crypto::PublicKey> unique;
   for (const auto& k : keys) {
@@ -250,7 +251,7 @@ Status Store::SetRecipientsLocked(const std::string& destination, const std::vec
       ins.Reset();
     }
   }
-  if (unique.empty()) return Status::Ok();
+  if (unique.empty() || !seal_existing) return Status::Ok();
   // Seal every sealed version not yet queued for this destination.
   DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
       "SELECT r.id, r.version, r.priority, r.body FROM reports r WHERE r.sealed = 1 AND r.purged = 0 AND "

@@ -94,13 +94,17 @@ struct OutboxItem {
   std::vector<uint8_t> envelope;
 };
 
-// A server this store delivers to, recorded from an invite by Join.
+// The server of an organisation this store delivers to, recorded from an invite by Join.
 struct ServerInfo {
-  std::string destination;            // the outbox destination: "org-" + first 8 bytes of the server key in hex
+  std::string destination;            // the outbox destination: "org-" + first 8 bytes of the root key in hex
   crypto::PublicKey server_key{};
+  crypto::PublicKey organisation_key{};  // the root
+  bool legacy = false;                // joined with a 0.1 invite: nothing is sent until a join of its organisation
   std::vector<std::string> urls;
-  std::string token;
-  std::string organisation;
+  std::string invite;                 // the SignedInvite bytes, presented at enrolment
+  std::string proof;                  // the enrolment proof for this device at this server (made at join)
+  std::string organisation;           // the statement's name
+  std::string fingerprint;            // of the root (protocol::Fingerprint)
   std::string tls_pin;
   bool enrolled = false;
   std::string last_error;
@@ -152,9 +156,12 @@ class Store {
   Status SetDeleteAfterDelivery(bool enabled);
   Status Check();
 
-  // Servers (sync). Join verifies the invite, records the server and its recipients, and seals every
-  // sealed report to them at once, in one transaction; enrolment happens at the first contact.
-  Result<ServerInfo> Join(std::string_view invite_text);
+  // Servers (sync). Join verifies the invite (signed by the organisation's root, its statement by the same
+  // root), records the server and the organisation's recipients; enrolment happens at the first contact.
+  // The destination is the organisation's: another invite of the same root updates its server, one of
+  // another root is another organisation, which gets only what is sealed from now on unless
+  // `include_existing` (then every sealed report is sealed to it at once, in the same transaction).
+  Result<ServerInfo> Join(std::string_view invite_text, bool include_existing = false);
   Result<std::vector<ServerInfo>> Servers();
   Status SetServerState(const std::string& destination, bool enrolled, std::string_view last_error);
   // Signs a sync request with the device key (the secret never leaves the store). Fills device_key.
@@ -212,7 +219,14 @@ class Store {
   Result<ReportState> StateLocked(const ReportId& id, uint32_t version);
   using Destinations = std::vector<std::pair<std::string, std::vector<crypto::PublicKey>>>;
   Status SealLocked(Report& report, int64_t now, const Destinations& destinations);
-  Status SetRecipientsLocked(const std::string& destination, const std::vector<crypto::PublicKey>& keys);
+  // Records the destination's recipients; with `seal_existing`, seals every sealed version not yet queued
+  // for it.
+  Status SetRecipientsLocked(const std::string& destination, const std::vector<crypto::PublicKey>& keys,
+                             bool seal_existing = true);
+  // Queues for `destination` the versions of `id` before `version` not yet queued there: a report goes to
+  // an organisation whole, from version 1.
+  Status EnqueueEarlierLocked(const std::string& destination, const std::vector<crypto::PublicKey>& keys,
+                              const ReportId& id, uint32_t version, int64_t now);
   Status EnqueueLocked(const std::string& destination, const std::vector<crypto::PublicKey>& recipients,
                        const ReportId& id, uint32_t version, int32_t priority, std::span<const uint8_t> signed_bytes,
                        int64_t now);

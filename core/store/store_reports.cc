@@ -200,6 +200,22 @@ Status Store::EnqueueLocked(const std::string& destination, const std::vector<cr
   return st.Run();
 }
 
+Status Store::EnqueueEarlierLocked(const std::string& destination, const std::vector<crypto::PublicKey>& keys,
+                                   const ReportId& id, uint32_t version, int64_t now) {
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "SELECT r.version, r.priority, r.body FROM reports r WHERE r.id = ? AND r.version < ? AND r.sealed = 1 AND "
+      "r.purged = 0 AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.destination = ? AND o.report_id = r.id AND "
+      "o.version = r.version) ORDER BY r.version"));
+  st.Bind(1, id).Bind(2, version).BindText(3, destination);
+  for (;;) {
+    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    DALA_RETURN_IF_ERROR(EnqueueLocked(destination, keys, id, static_cast<uint32_t>(st.Int(0)),
+                                       static_cast<int32_t>(st.Int(1)), st.BlobView(2), now));
+  }
+  return Status::Ok();
+}
+
 // Within a transaction: sign, store, seal to every destination's recipients and queue. A crash at any
 // point before COMMIT leaves the draft untouched (SQLite's atomic commit).
 Status Store::SealLocked(Report& r, int64_t now, const Destinations& destinations) {
@@ -225,6 +241,7 @@ Status Store::SealLocked(Report& r, int64_t now, const Destinations& destination
   }
   Failpoint("seal.stored");
   for (const auto& [dest, keys] : destinations) {
+    if (content.version() > 1) DALA_RETURN_IF_ERROR(EnqueueEarlierLocked(dest, keys, id, content.version(), now));
     DALA_RETURN_IF_ERROR(EnqueueLocked(dest, keys, id, content.version(), r.priority,
                                        crypto::Bytes(signed_bytes), now));
     Failpoint("seal.queued");

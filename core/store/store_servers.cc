@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "format/invite.h"
+#include "format/organisation.h"
 #include "format/receipt.h"
 #include "format/request.h"
 #include "store/outbox_state.h"
@@ -11,28 +12,48 @@
 
 namespace dala {
 
-Result<ServerInfo> Store::Join(std::string_view invite_text) {
-  DALA_ASSIGN_OR_RETURN(v1::Invite inv, protocol::DecodeInvite(invite_text));
+Result<ServerInfo> Store::Join(std::string_view invite_text, bool include_existing) {
+  DALA_ASSIGN_OR_RETURN(protocol::DecodedInvite decoded, protocol::DecodeInvite(invite_text));
+  const v1::Invite& inv = decoded.checked.invite;
   std::lock_guard lock(mu_);
   int64_t now = Now();
   if (inv.expires_ms() <= now)
     return Status(Code::kState, "the invite has expired; ask the organisation for a new one");
   ServerInfo info;
   std::memcpy(info.server_key.data(), inv.server_key().data(), 32);
-  info.destination = "org-" + encoding::ToHex(std::span<const uint8_t>(info.server_key.data(), 8));
+  info.organisation_key = decoded.checked.root;
+  info.destination = "org-" + encoding::ToHex(std::span<const uint8_t>(info.organisation_key.data(), 8));
   info.urls.assign(inv.urls().begin(), inv.urls().end());
-  info.token = inv.token();
-  info.organisation = inv.organisation();
+  info.invite = decoded.checked.signed_invite;
+  info.proof = protocol::EnrolProof(decoded.enrol_secret, device_.public_key, info.server_key);
   info.tls_pin = inv.tls_pin();
+  info.fingerprint = protocol::Fingerprint(info.organisation_key);
   std::string urls;
   for (const auto& u : info.urls) {
     DALA_RETURN_IF_ERROR(ValidateText("a server address", u, 2048, false));
     if (u.find('\n') != std::string::npos) return Status(Code::kInvalidArgument, "a server address has a line break");
     urls += (urls.empty() ? "" : "\n") + u;
   }
+  // The statement to keep: the invite's, unless the store holds a newer one of the same root.
+  v1::OrgStatement statement = decoded.checked.statement;
+  std::string statement_bytes = inv.statement();
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("SELECT statement FROM servers WHERE destination = ?"));
+    st.BindText(1, info.destination);
+    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row) {
+      auto held = protocol::VerifyStatement(st.BlobView(0), info.organisation_key);
+      if (held.ok() && held->version() > statement.version()) {
+        statement = std::move(*held);
+        auto b = st.BlobView(0);
+        statement_bytes.assign(reinterpret_cast<const char*>(b.data()), b.size());
+      }
+    }
+  }
+  info.organisation = statement.name();
   DALA_RETURN_IF_ERROR(ValidateText("the organisation name", info.organisation, 256, true));
   std::vector<crypto::PublicKey> recipients;
-  for (const auto& r : inv.recipients()) {
+  for (const auto& r : statement.recipients()) {
     crypto::PublicKey k;
     std::memcpy(k.data(), r.data(), 32);
     recipients.push_back(k);
@@ -40,16 +61,20 @@ Result<ServerInfo> Store::Join(std::string_view invite_text) {
   db::Txn txn(db_);
   DALA_RETURN_IF_ERROR(txn.Begin());
   {
-    // Joining the same server again (a new invite) keeps the enrolment if the device is enrolled already.
+    // Another invite to the same server keeps the enrolment; a new server of the organisation enrols anew.
     DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
         "INSERT OR REPLACE INTO servers(destination, server_key, urls, token, organisation, tls_pin, enrolled, "
-        "joined_ms) VALUES(?, ?, ?, ?, ?, ?, "
-        "coalesce((SELECT enrolled FROM servers WHERE destination = ?), 0), ?)"));
-    st.BindText(1, info.destination).Bind(2, info.server_key).BindText(3, urls).Bind(4, crypto::Bytes(info.token));
-    st.BindText(5, info.organisation).Bind(6, crypto::Bytes(info.tls_pin)).BindText(7, info.destination).Bind(8, now);
+        "joined_ms, organisation_key, statement, invite, proof) VALUES(?, ?, ?, X'', ?, ?, "
+        "coalesce((SELECT enrolled FROM servers WHERE destination = ? AND server_key = ?), 0), ?, ?, ?, ?, ?)"));
+    st.BindText(1, info.destination).Bind(2, info.server_key).BindText(3, urls).BindText(4, info.organisation);
+    st.Bind(5, crypto::Bytes(info.tls_pin)).BindText(6, info.destination).Bind(7, info.server_key).Bind(8, now);
+    st.Bind(9, info.organisation_key).Bind(10, crypto::Bytes(statement_bytes)).Bind(11, crypto::Bytes(info.invite));
+    st.Bind(12, crypto::Bytes(info.proof));
     DALA_RETURN_IF_ERROR(st.Run());
   }
-  DALA_RETURN_IF_ERROR(SetRecipientsLocked(info.destination, recipients));
+  // A new organisation gets what is sealed from now on; what the phone already holds only when asked.
+  // (For one it knows, the reports sealed since it was joined are queued already.)
+  DALA_RETURN_IF_ERROR(SetRecipientsLocked(info.destination, recipients, include_existing));
   DALA_RETURN_IF_ERROR(txn.Commit());
   return info;
 }
@@ -57,8 +82,8 @@ Result<ServerInfo> Store::Join(std::string_view invite_text) {
 Result<std::vector<ServerInfo>> Store::Servers() {
   std::lock_guard lock(mu_);
   DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
-      "SELECT destination, server_key, urls, token, organisation, tls_pin, enrolled, last_error FROM servers "
-      "ORDER BY joined_ms"));
+      "SELECT destination, server_key, urls, invite, organisation, tls_pin, enrolled, last_error, organisation_key, "
+      "proof FROM servers ORDER BY joined_ms"));
   std::vector<ServerInfo> out;
   for (;;) {
     DALA_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -76,12 +101,23 @@ Result<std::vector<ServerInfo>> Store::Servers() {
       pos = nl + 1;
     }
     auto t = st.BlobView(3);
-    s.token.assign(reinterpret_cast<const char*>(t.data()), t.size());
+    s.invite.assign(reinterpret_cast<const char*>(t.data()), t.size());
     s.organisation = st.Text(4);
     auto pin = st.BlobView(5);
     s.tls_pin.assign(reinterpret_cast<const char*>(pin.data()), pin.size());
     s.enrolled = st.Int(6) != 0;
     s.last_error = st.Text(7);
+    auto org = st.BlobView(8);
+    if (org.size() == 32) {
+      std::memcpy(s.organisation_key.data(), org.data(), 32);
+      s.fingerprint = protocol::Fingerprint(s.organisation_key);
+    } else {
+      s.legacy = true;
+      s.last_error = "joined with a Dala 0.1 invite: its reports wait until this phone joins the organisation "
+                     "again (an invite from its desk, with include_existing)";
+    }
+    auto proof = st.BlobView(9);
+    s.proof.assign(reinterpret_cast<const char*>(proof.data()), proof.size());
     out.push_back(std::move(s));
   }
   return out;

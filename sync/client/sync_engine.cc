@@ -58,7 +58,8 @@ Result<std::optional<HttpRequest>> SyncEngine::Next() {
   req.set_device_time_ms(SystemNowMs());
   req.set_server_key(server_.server_key.data(), 32);
   if (!server_.enrolled) {
-    req.mutable_enrol()->set_token(server_.token);
+    req.mutable_enrol()->set_invite(server_.invite);
+    req.mutable_enrol()->set_proof(server_.proof);
     HttpRequest h;
     h.path = protocol::kPathEnrol;
     h.body = store_.SignRequest(req);
@@ -397,6 +398,7 @@ Result<RunResult> RunOnce(Store& store, Transport& transport, int64_t deadline_m
   RunResult result;
   DALA_ASSIGN_OR_RETURN(auto servers, store.Servers());
   for (auto& server : servers) {
+    if (server.legacy || server.urls.empty()) continue;  // waits for a join of its organisation
     SyncEngine engine(store, server);
     size_t url = 0;
     while (SystemNowMs() < deadline_ms && !(cancel != nullptr && cancel->load())) {

@@ -6,8 +6,6 @@
 #include <sqlite3.h>
 
 #include <CLI/CLI.hpp>
-#include <boost/url.hpp>
-#include <boost/url/src.hpp>  // Boost.URL is compiled here: the one translation unit of dala-server that has it
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +18,7 @@
 #include "base/encoding.h"
 #include "base/failpoint.h"
 #include "crypto/crypto.h"
+#include "format/organisation.h"
 #include "protocol/tls_pin.h"
 #include "server/http_server.h"
 #include "server/server_core.h"
@@ -72,51 +71,10 @@ std::string VersionText() {
          sodium_version_string();
 }
 
-// A server address phones will dial: http(s)://HOST[:PORT][/PATH], nothing else (the transport's rules).
-void CheckServerUrl(const std::string& text) {
-  auto bad = [&](const std::string& why) {
-    throw UsageError{"--url '" + text + "' is not a server address: " + why +
-                     " (write http://HOST:PORT or https://HOST:PORT)"};
-  };
-  if (text.find("://") == std::string::npos) bad("it has no scheme");
-  {  // HOST:PORT with a PORT that is not a number (Boost.URL reads "host:notaport" otherwise)
-    std::string authority = text.substr(text.find("://") + 3);
-    authority = authority.substr(0, authority.find_first_of("/?#"));
-    auto colon = authority.rfind(':');
-    if (colon != std::string::npos && authority.find(']', colon) == std::string::npos &&
-        authority.find_first_not_of("0123456789", colon + 1) != std::string::npos)
-      bad("the port must be a number");
-  }
-  auto parsed = boost::urls::parse_uri(text);
-  if (!parsed) bad("it is not a valid URL");
-  const boost::urls::url_view& u = *parsed;
-  if (u.scheme() != "http" && u.scheme() != "https") bad("the scheme must be http or https");
-  if (!u.has_authority() || u.host().empty()) bad("it has no host");
-  if (u.has_userinfo()) bad("a user name or password does not belong in it");
-  if (u.has_port()) {
-    if (u.port().empty()) bad("the port after ':' is missing");
-    if (u.port().size() > 5 || u.port_number() == 0) bad("the port must be 1 to 65535");
-  }
-  if (u.has_query() || u.has_fragment()) bad("it may not have a query (?) or a fragment (#)");
-}
-
 uint64_t Number(const std::string& s, const char* what) {
   if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 12)
     throw UsageError{std::string(what) + " must be a whole number"};
   return std::stoull(s);
-}
-
-int64_t DurationMs(const std::string& s) {
-  const char* help = "--expires looks like 30m, 12h or 7d";
-  if (s.size() < 2) throw UsageError{help};
-  uint64_t n = Number(s.substr(0, s.size() - 1), "--expires");
-  switch (s.back()) {
-    case 's': return static_cast<int64_t>(n) * 1000;
-    case 'm': return static_cast<int64_t>(n) * 60000;
-    case 'h': return static_cast<int64_t>(n) * 3600000;
-    case 'd': return static_cast<int64_t>(n) * 86400000;
-  }
-  throw UsageError{help};
 }
 
 dala::crypto::PublicKey Key(const std::string& hex, const char* what) {
@@ -127,9 +85,7 @@ dala::crypto::PublicKey Key(const std::string& hex, const char* what) {
 
 // Everything the command line can say; each subcommand binds what it takes.
 struct Options {
-  std::string data, config, listen = "127.0.0.1:8443", tls_cert, tls_key, out, organisation, expires = "7d", device;
-  std::vector<std::string> recipients, urls;
-  uint32_t uses = 1;
+  std::string data, config, listen = "127.0.0.1:8443", tls_cert, tls_key, out, organisation, device;
   int threads = 2, header_timeout = 10, body_timeout = 60;
   uint64_t max_connections = 1024, max_body_mib = 16, max_buffered_mib = 256, max_batch = 256, max_storage_mib = 0,
            max_envelope_mib = 8;
@@ -222,22 +178,20 @@ int Run(const Options& a) {
 }
 
 int Init(const Options& a) {
-  std::vector<dala::crypto::PublicKey> recipients;
-  for (const auto& r : a.recipients) recipients.push_back(Key(r, "--recipient"));
-  Check(dala::server::ServerCore::Init(a.data, recipients));
+  auto root = dala::protocol::ParseIdentity(a.organisation);
+  if (!root.ok()) throw UsageError{"--organisation: " + root.status().message()};
+  Check(dala::server::ServerCore::Init(a.data, *root));
   auto core = OpenCore(a);
-  std::fprintf(stderr, "Server data created in %s. Server key: %s\n", a.data.c_str(),
-               dala::encoding::ToHex(core->server_key()).c_str());
+  std::fprintf(stderr,
+               "Server data created in %s for the organisation %s (fingerprint %s).\n"
+               "Its server key, which the desk names in invites (dala desk invite --server-key):\n",
+               a.data.c_str(), a.organisation.c_str(), dala::protocol::Fingerprint(*root).c_str());
+  std::printf("%s\n", dala::encoding::ToHex(core->server_key()).c_str());
   return kExitOk;
 }
 
-int Invite(const Options& a) {
-  for (const auto& u : a.urls) CheckServerUrl(u);
-  int64_t expires = dala::SystemNowMs() + DurationMs(a.expires);
-  std::string pin;
-  if (!a.tls_cert.empty()) pin = Check(dala::tls::CertificateFilePin(a.tls_cert));
-  auto core = OpenCore(a);
-  std::printf("%s\n", Check(core->CreateInvite(a.urls, a.uses, expires, a.organisation, pin)).c_str());
+int Pin(const Options& a) {
+  std::printf("%s\n", dala::encoding::ToHex(dala::crypto::Bytes(Check(dala::tls::CertificateFilePin(a.tls_cert)))).c_str());
   return kExitOk;
 }
 
@@ -312,22 +266,16 @@ int main(int argc, char** argv) {
   std::map<const CLI::App*, int (*)(const Options&)> handlers;
 
   auto* init = app.add_subcommand("init", "creates the data directory: encrypted database, its key file, the server's "
-                                          "signing key (printed on stderr)");
+                                          "signing key (its public key printed alone on the last line)");
   AddData(init, o);
-  init->add_option("--recipient", o.recipients, "an organisation public key (64 hex; dala desk keygen prints it); repeat")
-      ->required()->allow_extra_args(false);
+  init->add_option("--organisation", o.organisation,
+                   "the organisation's identity, DALA-ORG1-... (dala desk keygen prints it)")->required();
   handlers[init] = Init;
 
-  auto* invite = app.add_subcommand("invite", "prints a new invite for phones (dala join)");
-  AddData(invite, o);
-  invite->add_option("--url", o.urls, "an address phones dial: http(s)://HOST:PORT[/PATH]; repeat for several")
-      ->required()->allow_extra_args(false);
-  invite->add_option("--uses", o.uses, "how many phones may join with it (default 1)")->check(CLI::PositiveNumber);
-  invite->add_option("--expires", o.expires, "how long it is valid: 30m, 12h, 7d (default 7d)");
-  invite->add_option("--organisation", o.organisation, "the name phones show");
-  invite->add_option("--tls-cert", o.tls_cert, "pin this certificate's key (self-signed HTTPS servers)")
+  auto* pin = app.add_subcommand("pin", "prints the TLS pin of a certificate (for dala desk invite --tls-pin)");
+  pin->add_option("--tls-cert", o.tls_cert, "the certificate (PEM) the server serves")->required()
       ->check(CLI::ExistingFile);
-  handlers[invite] = Invite;
+  handlers[pin] = Pin;
 
   auto* run = app.add_subcommand("run", "serves phones (default 127.0.0.1:8443); JSON-lines logs on stderr; SIGTERM "
                                         "or SIGINT stop it gracefully");

@@ -15,6 +15,7 @@
 #include "base/fsutil.h"
 #include "crypto/attachment_file.h"
 #include "format/invite.h"
+#include "format/organisation.h"
 #include "format/receipt.h"
 #include "format/request.h"
 #include "format/response.h"
@@ -54,11 +55,8 @@ void ServerCore::set_clock(int64_t (*clock)()) {
   clock_ = clock;
 }
 
-Status ServerCore::Init(const std::string& dir, const std::vector<crypto::PublicKey>& recipients) {
+Status ServerCore::Init(const std::string& dir, const crypto::PublicKey& organisation) {
   if (!InitSodium()) return {Code::kInternal, "libsodium could not start"};
-  if (recipients.empty()) return {Code::kInvalidArgument, "give at least one --recipient (the desk's public key)"};
-  for (const auto& r : recipients)
-    if (!crypto::IsUsableBoxPublicKey(r)) return {Code::kInvalidArgument, "a recipient key is not a usable X25519 key"};
   DALA_RETURN_IF_ERROR(fs::EnsureDirectory(dir));
   if (fs::Exists(Path(dir, kServerKeyFile)) || fs::Exists(Path(dir, kServerDbFile)))
     return {Code::kExists, "'" + dir + "' already holds a dala-server data directory"};
@@ -74,12 +72,9 @@ Status ServerCore::Init(const std::string& dir, const std::vector<crypto::Public
     DALA_ASSIGN_OR_RETURN(db::Stmt st, db.Prepare("INSERT INTO meta(key, value) VALUES('signing_key', ?)"));
     st.Bind(1, signing.secret_key.span());
     DALA_RETURN_IF_ERROR(st.Run());
-    DALA_ASSIGN_OR_RETURN(db::Stmt rs, db.Prepare("INSERT OR IGNORE INTO recipients(public_key) VALUES(?)"));
-    for (const auto& r : recipients) {
-      rs.Bind(1, r);
-      DALA_RETURN_IF_ERROR(rs.Run());
-      rs.Reset();
-    }
+    DALA_ASSIGN_OR_RETURN(db::Stmt org, db.Prepare("INSERT INTO meta(key, value) VALUES('organisation_key', ?)"));
+    org.Bind(1, organisation);
+    DALA_RETURN_IF_ERROR(org.Run());
     DALA_RETURN_IF_ERROR(txn.Commit());
   }
   return fs::WriteFileAtomic(Path(dir, kServerKeyFile), key.span());
@@ -97,11 +92,18 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Ser
   SecretBuffer k(key->data(), key->size());
   sodium_memzero(key->data(), key->size());
   DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(Path(dir, kServerDbFile), k, false));
+  // Before any migration: data of dala-server 0.1 (no organisation key) is left exactly as it is, so that
+  // the 0.1 binary can still export it.
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt m, db.Prepare("SELECT length(value) FROM meta WHERE key = 'organisation_key'"));
+    DALA_ASSIGN_OR_RETURN(bool has_org, m.Step());
+    if (!has_org || m.Int(0) != 32)
+      return Status(Code::kState,
+                    "this data directory was made by dala-server 0.1, before organisation keys; it was not "
+                    "changed. Export it with that version ('dala-server export'), then make a new one with "
+                    "'dala-server init --organisation'");
+  }
   DALA_RETURN_IF_ERROR(MigrateServerSchema(db));
-  // Data written before version 3 kept attachment files in DIR/blobs (one rename, atomic).
-  if (!fs::Exists(Path(dir, kAttachmentDirName)) && fs::Exists(Path(dir, "blobs")) &&
-      ::rename(Path(dir, "blobs").c_str(), Path(dir, kAttachmentDirName).c_str()) != 0)
-    return Status(Code::kIo, "could not rename the server's blobs directory to attachments");
   DALA_RETURN_IF_ERROR(fs::EnsureDirectory(Path(dir, kAttachmentDirName)));
   uint64_t stored = 0;
   {
@@ -115,45 +117,31 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Ser
   if (!row) return Status(Code::kCorrupt, "the server database has no signing key");
   DALA_ASSIGN_OR_RETURN(crypto::SigningKey signing, crypto::SigningKeyFromSecret(st.BlobView(0)));
   st = db::Stmt();
+  crypto::PublicKey organisation{};
+  std::string statement;
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt m, db.Prepare("SELECT key, value FROM meta WHERE key IN ('organisation_key', 'statement')"));
+    for (;;) {
+      DALA_ASSIGN_OR_RETURN(bool r, m.Step());
+      if (!r) break;
+      auto v = m.BlobView(1);
+      if (m.Text(0) == "statement") {
+        statement.assign(reinterpret_cast<const char*>(v.data()), v.size());
+      } else if (v.size() == 32) {
+        std::memcpy(organisation.data(), v.data(), 32);
+      }
+    }
+  }
   DALA_ASSIGN_OR_RETURN(db::Stmt mx, db.Prepare("SELECT coalesce(max(seq), 0) FROM reports"));
   DALA_ASSIGN_OR_RETURN(bool got, mx.Step());
   int64_t next = got ? mx.Int(0) + 1 : 1;
   mx = db::Stmt();
   auto core = std::unique_ptr<ServerCore>(new ServerCore(dir, std::move(db), std::move(signing), limits));
   core->next_sequence_ = next;
+  core->organisation_ = organisation;
+  core->statement_ = std::move(statement);
   core->stored_bytes_ = stored;
   return core;
-}
-
-Result<std::string> ServerCore::CreateInvite(const std::vector<std::string>& urls, uint32_t uses, int64_t expires_ms,
-                                             const std::string& organisation, const std::string& tls_pin) {
-  if (urls.empty()) return Status(Code::kInvalidArgument, "give the server address (--url)");
-  for (const auto& u : urls) DALA_RETURN_IF_ERROR(protocol::CheckServerUrl(u));
-  if (uses == 0) return Status(Code::kInvalidArgument, "an invite needs at least one use");
-  std::lock_guard lock(mu_);
-  v1::Invite inv;
-  for (const auto& u : urls) inv.add_urls(u);
-  inv.set_server_key(signing_.public_key.data(), 32);
-  DALA_ASSIGN_OR_RETURN(db::Stmt rs, db_.Prepare("SELECT public_key FROM recipients"));
-  for (;;) {
-    DALA_ASSIGN_OR_RETURN(bool row, rs.Step());
-    if (!row) break;
-    auto pk = rs.BlobView(0);
-    inv.add_recipients(pk.data(), pk.size());
-  }
-  rs = db::Stmt();
-  uint8_t token[16];
-  randombytes_buf(token, sizeof token);
-  inv.set_token(token, sizeof token);
-  inv.set_uses(uses);
-  inv.set_expires_ms(expires_ms);
-  inv.set_organisation(organisation);
-  inv.set_tls_pin(tls_pin);
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
-      "INSERT INTO invites(token, uses_left, expires_ms, created_ms) VALUES(?, ?, ?, ?)"));
-  st.Bind(1, std::span<const uint8_t>(token, 16)).Bind(2, uses).Bind(3, expires_ms).Bind(4, clock_());
-  DALA_RETURN_IF_ERROR(st.Run());
-  return protocol::EncodeInvite(inv, signing_);
 }
 
 HttpResult ServerCore::Handle(std::string_view method, std::string_view target, std::string_view content_type,
@@ -200,7 +188,7 @@ void ServerCore::HandleAsync(std::string_view method, std::string_view target, s
     return done(Reply(403, v1::WRONG_SERVER, "this request was signed for another server", now));
   if (target == protocol::kPathEnrol) {
     if (!req->has_enrol()) return done(Reply(400, v1::BAD_REQUEST, "an enrol request was expected", now));
-    return done(Enrol(req->device_key(), req->enrol().token()));
+    return done(Enrol(req->device_key(), req->enrol()));
   }
   if (!req->has_push()) return done(Reply(400, v1::BAD_REQUEST, "a push request was expected", now));
   const auto& envelopes = req->push().envelopes();
@@ -269,9 +257,31 @@ void ServerCore::WriterLoop() {
   }
 }
 
-HttpResult ServerCore::Enrol(const std::string& device_key, const std::string& token) {
-  std::lock_guard lock(mu_);
+// Enrolment (docs/protocol.md, "Enrolment"): the invite must be signed by this server's organisation for
+// this server, still authorised by the newest statement the server holds, not expired, not used up; the
+// proof must be the invite holder's for this very device, so a captured request enrols no other device.
+HttpResult ServerCore::Enrol(const std::string& device_key, const v1::EnrolRequest& enrol) {
   int64_t now = clock_();
+  auto inv = protocol::CheckSignedInvite(enrol.invite(), &organisation_);
+  if (!inv.ok()) return Reply(403, v1::INVITE_INVALID, "the invite is not one of this organisation's: " + inv.status().message(), now);
+  if (inv->invite.server_key() != std::string_view(reinterpret_cast<const char*>(signing_.public_key.data()), 32))
+    return Reply(403, v1::INVITE_INVALID, "the invite is for another server of the organisation", now);
+  if (!protocol::VerifyEnrolProof(inv->invite, B(device_key), signing_.public_key, enrol.proof()))
+    return Reply(403, v1::INVITE_INVALID, "the enrolment proof does not verify for this device", now);
+  const crypto::Hash invite_hash = crypto::Blake2b256(B(enrol.invite()));
+  std::lock_guard lock(mu_);
+  // The newest statement wins: the invite's, or one the server already holds.
+  v1::OrgStatement newest = inv->statement;
+  std::string newest_bytes = inv->invite.statement();
+  if (!statement_.empty()) {
+    auto held = protocol::VerifyStatement(B(statement_), organisation_);
+    if (held.ok() && held->version() > newest.version()) {
+      newest = std::move(*held);
+      newest_bytes = statement_;
+    }
+  }
+  if (!protocol::AuthorisedAt(newest, signing_.public_key, now))
+    return Reply(403, v1::INVITE_INVALID, "the organisation does not authorise this server now", now);
   auto dev = db_.Prepare("SELECT revoked FROM devices WHERE device_key = ?");
   if (!dev.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
   dev->Bind(1, B(device_key));
@@ -283,25 +293,27 @@ HttpResult ServerCore::Enrol(const std::string& device_key, const std::string& t
     return Reply(200, v1::OK, "already enrolled", now);
   }
   *dev = db::Stmt();
+  if (inv->invite.expires_ms() <= now) return Reply(403, v1::INVITE_EXPIRED, "the invite has expired; ask for a new one", now);
   db::Txn txn(db_);
   if (!txn.Begin().ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
-  auto inv = db_.Prepare("SELECT uses_left, expires_ms FROM invites WHERE token = ?");
-  if (!inv.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
-  inv->Bind(1, B(token));
-  auto irow = inv->Step();
-  if (!irow.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
-  if (!*irow) return Reply(403, v1::INVITE_INVALID, "the invite is not known to this server", now);
-  if (inv->Int(1) <= now) return Reply(403, v1::INVITE_EXPIRED, "the invite has expired; ask for a new one", now);
-  if (inv->Int(0) <= 0) return Reply(403, v1::INVITE_USED_UP, "the invite has been used up; ask for a new one", now);
-  *inv = db::Stmt();
-  auto use = db_.Prepare("UPDATE invites SET uses_left = uses_left - 1 WHERE token = ?");
+  auto used = db_.Prepare("SELECT count(*) FROM devices WHERE invite_hash = ?");
+  if (!used.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
+  used->Bind(1, invite_hash);
+  auto urow = used->Step();
+  if (!urow.ok() || !*urow) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
+  if (used->Int(0) >= static_cast<int64_t>(inv->invite.uses()))
+    return Reply(403, v1::INVITE_USED_UP, "the invite has been used up; ask for a new one", now);
+  *used = db::Stmt();
   auto add = db_.Prepare(
-      "INSERT INTO devices(device_key, token, enrolled_ms, last_seen_ms, revoked) VALUES(?, ?, ?, ?, 0)");
-  if (!use.ok() || !add.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
-  use->Bind(1, B(token));
-  add->Bind(1, B(device_key)).Bind(2, B(token)).Bind(3, now).Bind(4, now);
-  if (!use->Run().ok() || !add->Run().ok() || !txn.Commit().ok())
+      "INSERT INTO devices(device_key, enrolled_ms, last_seen_ms, revoked, invite, invite_hash, proof) "
+      "VALUES(?, ?, ?, 0, ?, ?, ?)");
+  auto keep = db_.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('statement', ?)");
+  if (!add.ok() || !keep.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
+  add->Bind(1, B(device_key)).Bind(2, now).Bind(3, now).Bind(4, B(enrol.invite())).Bind(5, invite_hash).Bind(6, B(enrol.proof()));
+  keep->Bind(1, B(newest_bytes));
+  if (!add->Run().ok() || !keep->Run().ok() || !txn.Commit().ok())
     return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
+  statement_ = std::move(newest_bytes);
   return Reply(200, v1::OK, "enrolled", now);
 }
 
@@ -348,6 +360,20 @@ Result<uint64_t> ServerCore::Export(const std::string& path) {
   {
     std::lock_guard lock(mu_);
     ex.set_server_key(signing_.public_key.data(), 32);
+    ex.set_statement(statement_);
+    DALA_ASSIGN_OR_RETURN(db::Stmt en, db_.Prepare(
+        "SELECT device_key, invite, proof, enrolled_ms FROM devices WHERE invite IS NOT NULL ORDER BY enrolled_ms"));
+    for (;;) {
+      DALA_ASSIGN_OR_RETURN(bool row, en.Step());
+      if (!row) break;
+      auto* e = ex.add_enrolments();
+      auto k = en.BlobView(0), i = en.BlobView(1), p = en.BlobView(2);
+      e->set_device_key(reinterpret_cast<const char*>(k.data()), k.size());
+      e->set_invite(reinterpret_cast<const char*>(i.data()), i.size());
+      e->set_proof(reinterpret_cast<const char*>(p.data()), p.size());
+      e->set_enrolled_ms(en.Int(3));
+    }
+    en = db::Stmt();
     DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("SELECT envelope, receipt FROM reports ORDER BY seq"));
     for (;;) {
       DALA_ASSIGN_OR_RETURN(bool row, st.Step());

@@ -90,13 +90,14 @@ class UploadSession {
 
 class ServerCore {
  public:
-  // Creates DIR (0700) with a random database key (server.key, 0600), the database and a signing key.
-  static Status Init(const std::string& dir, const std::vector<crypto::PublicKey>& recipients);
+  // Creates DIR (0700) with a random database key (server.key, 0600), the database and a signing key, for
+  // the organisation whose root key is `organisation`: the server enrols only devices that present an
+  // invite that root signed for this server.
+  static Status Init(const std::string& dir, const crypto::PublicKey& organisation);
   static Result<std::unique_ptr<ServerCore>> Open(const std::string& dir, ServerLimits limits = {});
 
   crypto::PublicKey server_key() const { return signing_.public_key; }
-  Result<std::string> CreateInvite(const std::vector<std::string>& urls, uint32_t uses, int64_t expires_ms,
-                                   const std::string& organisation, const std::string& tls_pin = "");
+  crypto::PublicKey organisation_key() const { return organisation_; }
   Result<std::vector<DeviceInfo>> Devices();
   Status Revoke(const crypto::PublicKey& device);
   // Writes every stored report (envelope + receipt) as a dala.v1.Export to `path`.
@@ -158,7 +159,7 @@ class ServerCore {
   Result<bool> CompleteOnDiskLocked(const std::string& device_key, const v1::AttachmentManifest& m);
   // Under mu_, inside the writer's transaction: records the envelope's attachments; true if all complete.
   Result<bool> AttachmentsLocked(const std::string& device_key, const envelope::Header& h, std::string* conflict);
-  HttpResult Enrol(const std::string& device_key, const std::string& token);
+  HttpResult Enrol(const std::string& device_key, const v1::EnrolRequest& enrol);
   // Signs a protobuf answer (kProto) for the request whose hash is given; other answers pass unchanged.
   HttpResult Signed(HttpResult r, const crypto::Hash& request_hash) const;
   UploadStart BeginUploadUnsigned(uint64_t body_length, const crypto::Hash& hash, const std::string& raw);
@@ -185,6 +186,8 @@ class ServerCore {
   int64_t next_sequence_ = 1;  // under mu_
   db::Db db_;
   crypto::SigningKey signing_;
+  crypto::PublicKey organisation_{};
+  std::string statement_;  // the newest SignedStatement seen (in an invite), under mu_
   ServerLimits limits_;
   int64_t (*clock_)();
 };

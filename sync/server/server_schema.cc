@@ -97,7 +97,19 @@ DROP TABLE pending;
 ALTER TABLE pending4 RENAME TO pending;
 )sql";
 
-const char* const kMigrations[] = {kSchema, kSchemaV2, kSchemaV3, kSchemaV4};
+// 5: the organisation's root decides who enrols (docs/protocol.md, "Enrolment"): each device keeps the
+// invite it presented and its proof (for the desk), and an invite's uses are counted by its hash. The
+// 0.1 invite tokens (kept in plaintext, minted by the server alone) are gone.
+const char kSchemaV5[] = R"sql(
+ALTER TABLE devices ADD COLUMN invite BLOB;
+ALTER TABLE devices ADD COLUMN invite_hash BLOB;
+ALTER TABLE devices ADD COLUMN proof BLOB;
+CREATE INDEX devices_invite ON devices(invite_hash);
+DROP TABLE invites;
+DROP TABLE recipients;
+)sql";
+
+const char* const kMigrations[] = {kSchema, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5};
 
 }  // namespace
 

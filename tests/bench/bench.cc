@@ -102,15 +102,17 @@ int main(int argc, char** argv) {
   dala_credential cred = {DALA_CREDENTIAL_RAW_KEY, raw, sizeof raw};  // excludes Argon2id by design
   dala_store* store = nullptr;
   CHECK(dala_store_create(dir.c_str(), &cred, nullptr, &store, &e_));
-  // One recipient, as a phone has after joining: an invite from the dala-server next to this binary.
-  uint8_t org_pk[32], org_sk[32];
+  uint8_t org_pk[32], org_sk[32];  // for the sealed-box primitive measured below
   crypto_box_keypair(org_pk, org_sk);
+  // One organisation, as a phone has after joining: its desk key and an invite from the dala and
+  // dala-server programs next to this binary.
   {
-    char hex[65];
-    sodium_bin2hex(hex, sizeof hex, org_pk, sizeof org_pk);
-    std::string server = (std::filesystem::path(argv[0]).parent_path() / "dala-server").string();
-    std::string cmd = server + " init --data " + work + "/srv --recipient " + hex + " >/dev/null 2>&1 && " + server +
-                      " invite --data " + work + "/srv --url http://127.0.0.1:9";
+    std::string bin = std::filesystem::path(argv[0]).parent_path().string();
+    std::string cmd = "export DALA_PASSPHRASE=bench; org=$(" + bin + "/dala desk keygen --out " + work +
+                      "/org.key --kdf-ops 1 --kdf-mem-mib 8 2>/dev/null) && key=$(" + bin + "/dala-server init --data " +
+                      work + "/srv --organisation \"$org\" 2>/dev/null | tail -1) && " + bin + "/dala desk invite --key " +
+                      work + "/org.key --server-key \"$key\" --url http://127.0.0.1:9";
+    std::string server = bin + "/dala-server";
     FILE* p = popen(cmd.c_str(), "r");
     char line[4096] = {0};
     if (p == nullptr || std::fgets(line, sizeof line, p) == nullptr) {
@@ -120,7 +122,7 @@ int main(int argc, char** argv) {
     pclose(p);
     std::string invite(line);
     invite.erase(invite.find_last_not_of('\n') + 1);
-    CHECK(dala_store_join(store, invite.c_str(), nullptr, &e_));
+    CHECK(dala_store_join(store, invite.c_str(), nullptr, nullptr, &e_));
   }
 
   // ---- primitives, measured here ----

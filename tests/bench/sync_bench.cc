@@ -28,6 +28,7 @@
 #include "format/response.h"
 #include "protocol/http_api.h"
 #include "server/server_core.h"
+#include "../support/test_org.h"
 #include "store/store.h"
 #include "client/sync_engine.h"
 #include "base/clock.h"
@@ -216,14 +217,15 @@ int main(int argc, char** argv) {
   std::string exe = std::filesystem::canonical("/proc/self/exe").parent_path().string() + "/dala-server";
   std::string work = std::filesystem::temp_directory_path().string() + "/dala-sync-bench-" + std::to_string(getpid());
   std::filesystem::create_directories(work);
-  auto org = crypto::GenerateBoxKeyPair();
-  Must(server::ServerCore::Init(work + "/srv", {org.public_key}), "server init");
+  testing::TestOrg organisation("bench");
+  const crypto::BoxKeyPair& org = organisation.recipient;
+  Must(server::ServerCore::Init(work + "/srv", organisation.root.public_key), "server init");
   uint16_t port = FreePort();
   std::string url = "http://127.0.0.1:" + std::to_string(port);
   std::string invite;
   {
     auto core = Must(server::ServerCore::Open(work + "/srv"), "server open");
-    invite = Must(core->CreateInvite({url}, 100000, SystemNowMs() + 86400000, "bench"), "invite");
+    invite = organisation.Invite(core->server_key(), 100000, 86400000, {url});
   }
   ServerProcess server(exe, work + "/srv", port);
   std::printf("Dala delivery benchmark (dala-server on 127.0.0.1, 2 threads; 1 KB reports)\n\n");
@@ -274,8 +276,9 @@ int main(int argc, char** argv) {
   auto server_key = crypto::PublicKey{};
   {
     auto inv = Must(protocol::DecodeInvite(invite), "invite");
-    std::memcpy(server_key.data(), inv.server_key().data(), 32);
+    std::memcpy(server_key.data(), inv.checked.invite.server_key().data(), 32);
   }
+  const auto decoded_invite = Must(protocol::DecodeInvite(invite), "invite");
   const std::vector<crypto::PublicKey> recipients = {org.public_key};
   for (auto& d : devs) {
     d.key = crypto::GenerateSigningKey();
@@ -283,7 +286,8 @@ int main(int argc, char** argv) {
     v1::Request req;
     req.set_device_key(d.key.public_key.data(), 32);
     req.set_server_key(server_key.data(), 32);
-    req.mutable_enrol()->set_token(Must(protocol::DecodeInvite(invite), "invite").token());
+    req.mutable_enrol()->set_invite(decoded_invite.checked.signed_invite);
+    req.mutable_enrol()->set_proof(protocol::EnrolProof(decoded_invite.enrol_secret, d.key.public_key, server_key));
     d.enrol = protocol::SignRequest(d.key, req);
     for (int i = 0; i < per_device; ++i) {
       envelope::Header h;

@@ -224,10 +224,13 @@ TEST_F(StoreFixture, DeskKeysThroughTheDeskApi) {
   dala_desk_options_init(&dopts);
   EXPECT_EQ(dopts.kdf_opslimit, 3u);
   dopts = FastDesk();
-  uint8_t org_pk[32];
+  char* identity = nullptr;
   Err e;
-  ASSERT_EQ(dala_desk_keygen(keyfile.c_str(), &desk_pass, &dopts, org_pk, e.out()), DALA_OK) << e.msg();
-  EXPECT_EQ(dala_desk_keygen(keyfile.c_str(), &desk_pass, &dopts, org_pk, e.out()), DALA_ERR_EXISTS);
+  ASSERT_EQ(dala_desk_keygen(keyfile.c_str(), &desk_pass, &dopts, &identity, e.out()), DALA_OK) << e.msg();
+  std::string org_id = dala::TakeString(identity);
+  EXPECT_EQ(org_id.rfind("DALA-ORG1-", 0), 0u);
+  EXPECT_EQ(dala_desk_keygen(keyfile.c_str(), &desk_pass, &dopts, &identity, e.out()), DALA_ERR_EXISTS);
+  EXPECT_EQ(identity, nullptr);
   dala::Ref<dala_desk> desk;
   dala_credential wrong = Pass("nope");
   EXPECT_EQ(dala_desk_open(keyfile.c_str(), &wrong, dala::Out(desk), e.out()), DALA_ERR_WRONG_KEY);
@@ -235,9 +238,28 @@ TEST_F(StoreFixture, DeskKeysThroughTheDeskApi) {
   EXPECT_EQ(e.msg().find("nope"), std::string::npos);
   EXPECT_EQ(dala_desk_open((d.path + "/none").c_str(), &desk_pass, dala::Out(desk), e.out()), DALA_ERR_NOT_FOUND);
   dala::Call(dala_desk_open, keyfile.c_str(), &desk_pass, dala::Out(desk));
-  uint8_t pk[32];
-  dala::Call(dala_desk_get_public_key, desk.get(), pk);
-  EXPECT_EQ(std::memcmp(pk, org_pk, 32), 0);
+  char* got = nullptr;
+  dala::Call(dala_desk_get_identity, desk.get(), &got);
+  EXPECT_EQ(dala::TakeString(got), org_id);
+  dala::Call(dala_desk_get_fingerprint, desk.get(), &got);
+  std::string fp = dala::TakeString(got);
+  EXPECT_EQ(fp.size(), 35u);  // 6 groups of 5 digits
+  // An invite needs a server key and an address; a malformed address is refused.
+  dala_desk_invite_options io;
+  dala_desk_invite_options_init(&io);
+  EXPECT_EQ(io.uses, 1u);
+  EXPECT_EQ(dala_desk_create_invite(desk.get(), &io, &got, e.out()), DALA_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(got, nullptr);
+  const char* bad[] = {"ftp://x"};
+  io.urls = bad;
+  io.url_count = 1;
+  std::memset(io.server_key, 7, 32);
+  EXPECT_EQ(dala_desk_create_invite(desk.get(), &io, &got, e.out()), DALA_ERR_INVALID_ARGUMENT);
+  const char* good[] = {"http://127.0.0.1:9"};
+  io.urls = good;
+  dala::Call(dala_desk_create_invite, desk.get(), &io, &got);
+  EXPECT_EQ(dala::TakeString(got).rfind("DALA2-", 0), 0u);
+  EXPECT_EQ(dala_desk_create_invite(desk.get(), nullptr, &got, e.out()), DALA_ERR_INVALID_ARGUMENT);
   // dala.hh turns a failed call into dala::Error with the status and message.
   try {
     dala::Call(dala_desk_open_export, desk.get(), (d.path + "/no-export").c_str(), d.path.c_str(),
@@ -246,6 +268,41 @@ TEST_F(StoreFixture, DeskKeysThroughTheDeskApi) {
   } catch (const dala::Error& err) {
     EXPECT_EQ(err.status(), DALA_ERR_INVALID_ARGUMENT);
   }
+}
+
+// A real organisation and server: the desk's key through the desk API, `dala-server init --organisation`
+// (ctest passes its path in DALA_SERVER_BIN), and an invite to `url` signed at the desk.
+std::string OrganisationInvite(const std::string& dir, const std::string& url, uint32_t uses) {
+  const char* server_bin = getenv("DALA_SERVER_BIN");
+  EXPECT_NE(server_bin, nullptr) << "DALA_SERVER_BIN is not set";
+  if (server_bin == nullptr) return "";
+  Err e;
+  dala_credential dp = Pass("desk");
+  dala_desk_options dopts = FastDesk();
+  char* identity = nullptr;
+  EXPECT_EQ(dala_desk_keygen((dir + "/org.key").c_str(), &dp, &dopts, &identity, e.out()), DALA_OK) << e.msg();
+  std::string org = dala::TakeString(identity);
+  std::string cmd = std::string(server_bin) + " init --data " + dir + "/srv --organisation " + org + " 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  EXPECT_NE(p, nullptr);
+  char line[256] = {0};
+  std::string last;
+  while (p && fgets(line, sizeof line, p) != nullptr) last = line;
+  if (p) pclose(p);
+  last.erase(last.find_last_not_of('\n') + 1);
+  EXPECT_EQ(last.size(), 64u) << last;
+  dala_desk_invite_options io;
+  dala_desk_invite_options_init(&io);
+  for (size_t i = 0; i < 32 && last.size() == 64; ++i) io.server_key[i] = static_cast<uint8_t>(std::stoi(last.substr(2 * i, 2), nullptr, 16));
+  const char* urls[] = {url.c_str()};
+  io.urls = urls;
+  io.url_count = 1;
+  io.uses = uses;
+  dala::Ref<dala_desk> desk;
+  dala::Call(dala_desk_open, (dir + "/org.key").c_str(), &dp, dala::Out(desk));
+  char* invite = nullptr;
+  dala::Call(dala_desk_create_invite, desk.get(), &io, &invite);
+  return dala::TakeString(invite);
 }
 
 // The app's own transport: what it is asked to send, and what happens when it cannot reach the server.
@@ -281,31 +338,17 @@ TEST_F(StoreFixture, AppTransportAndSessionsThroughTheCApi) {
   // Not joined: nothing to do.
   ASSERT_EQ(dala_sync_run_once(store, &o, &r, e.out()), DALA_OK) << e.msg();
   EXPECT_EQ(net.calls, 0);
-  EXPECT_EQ(dala_store_join(store, "DALA1-not-an-invite", nullptr, e.out()), DALA_ERR_VERIFY);
-  EXPECT_EQ(dala_store_join(store, "hello", nullptr, e.out()), DALA_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(dala_store_join(store, "DALA2-not-an-invite", nullptr, nullptr, e.out()), DALA_ERR_VERIFY);
+  EXPECT_EQ(dala_store_join(store, "hello", nullptr, nullptr, e.out()), DALA_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(dala_store_join(store, "DALA1-a-0.1-invite", nullptr, nullptr, e.out()), DALA_ERR_INVALID_ARGUMENT);
+  dala_join_options jo;
+  dala_join_options_init(&jo);
+  EXPECT_EQ(jo.include_existing, 0);
 
-  // A real invite from dala-server (ctest passes its path).
-  const char* server_bin = getenv("DALA_SERVER_BIN");
-  ASSERT_NE(server_bin, nullptr) << "DALA_SERVER_BIN is not set";
   TempDir d;
-  uint8_t org[32];
-  dala_credential dp = Pass("desk");
-  dala_desk_options dopts = FastDesk();
-  ASSERT_EQ(dala_desk_keygen((d.path + "/org.key").c_str(), &dp, &dopts, org, e.out()), DALA_OK);
-  char hex[65];
-  for (int i = 0; i < 32; ++i) snprintf(hex + 2 * i, 3, "%02x", org[i]);
-  std::string data = d.path + "/srv";
-  std::string cmd = std::string(server_bin) + " init --data " + data + " --recipient " + hex + " 2>/dev/null && " +
-                    server_bin + " invite --data " + data + " --url http://127.0.0.1:9 --uses 1";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  char line[4096] = {0};
-  ASSERT_NE(fgets(line, sizeof line, p), nullptr);
-  pclose(p);
-  std::string invite(line);
-  while (!invite.empty() && invite.back() == '\n') invite.pop_back();
+  std::string invite = OrganisationInvite(d.path, "http://127.0.0.1:9", 1);
   char* dest = nullptr;
-  ASSERT_EQ(dala_store_join(store, invite.c_str(), &dest, e.out()), DALA_OK) << e.msg();
+  ASSERT_EQ(dala_store_join(store, invite.c_str(), &jo, &dest, e.out()), DALA_OK) << e.msg();
   EXPECT_EQ(std::string(dest).rfind("org-", 0), 0u);
   dala_string_free(dest);
   dala_report* rep = nullptr;
@@ -479,12 +522,6 @@ TEST_F(StoreFixture, AttachmentsThroughTheCApiAndAnAppTransport) {
   const char* server_bin = getenv("DALA_SERVER_BIN");
   ASSERT_NE(server_bin, nullptr);
   TempDir d;
-  uint8_t org[32];
-  dala_credential dp = Pass("desk");
-  dala_desk_options dopts = FastDesk();
-  ASSERT_EQ(dala_desk_keygen((d.path + "/org.key").c_str(), &dp, &dopts, org, e.out()), DALA_OK);
-  char hex[65];
-  for (int i = 0; i < 32; ++i) snprintf(hex + 2 * i, 3, "%02x", org[i]);
   std::string data = d.path + "/srv";
   int port = 0;
   {  // a free loopback port
@@ -499,15 +536,11 @@ TEST_F(StoreFixture, AttachmentsThroughTheCApiAndAnAppTransport) {
     close(fd);
   }
   std::string url = "http://127.0.0.1:" + std::to_string(port);
-  std::string cmd = std::string(server_bin) + " init --data " + data + " --recipient " + hex + " >/dev/null 2>&1 && " +
-                    server_bin + " invite --data " + data + " --url " + url;
-  FILE* p = popen(cmd.c_str(), "r");
+  std::string invite = OrganisationInvite(d.path, url, 10);
+  ASSERT_EQ(dala_store_join(store, invite.c_str(), nullptr, nullptr, e.out()), DALA_OK) << e.msg();
+  FILE* p = nullptr;
   char line[4096] = {0};
-  ASSERT_NE(fgets(line, sizeof line, p), nullptr);
-  pclose(p);
-  std::string invite(line);
-  invite.erase(invite.find_last_not_of('\n') + 1);
-  ASSERT_EQ(dala_store_join(store, invite.c_str(), nullptr, e.out()), DALA_OK) << e.msg();
+  dala_credential dp = Pass("desk");
   ASSERT_EQ(dala_report_seal(store, rep, e.out()), DALA_OK) << e.msg();
   dala_report_free(rep);
   std::string run = std::string(server_bin) + " run --data " + data + " --listen 127.0.0.1:" + std::to_string(port) +

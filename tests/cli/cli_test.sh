@@ -125,19 +125,45 @@ $DALA outbox --store "$S" --destination "$(printf 'bad \377 utf8')" --json >/dev
 check "invalid UTF-8 in an argument is refused, not echoed" 2 $?
 $DALA receipts --store "$S" --json | python3 -c 'import json,sys; assert json.load(sys.stdin) == []'; check "receipts --json" 0 $?
 
-# With a real dala-server: URLs checked at invite, join/sync --json, a rejected report fails sync (exit 6),
-# and an empty export is said to be empty.
+# With a real dala-server: the desk's key (named with characters JSON and shells treat specially, but
+# nothing that moves text on a screen: a name is read beside the fingerprint), the server made for it, URLs
+# checked at invite (by the desk), join/sync --json, a rejected report fails sync (exit 6), and an empty
+# export is said to be empty.
 SRV=$(dirname "$DALA")/dala-server
-pk=$($DALA desk keygen --out "$T/org.key" "${FAST[@]}"); check "desk keygen" 0 $?
-$SRV init --data "$T/srv" --recipient "$pk" 2>/dev/null; check "server init" 0 $?
+orgname=$(printf 'quote " backslash \\ emoji \360\237\223\267 end')
+org=$($DALA desk keygen --out "$T/org.key" --name "$orgname" "${FAST[@]}" 2>"$T/err"); check "desk keygen" 0 $?
+expect "desk keygen prints the organisation identity alone" bash -c "[[ '$org' =~ ^DALA-ORG1-[A-Za-z0-9_-]+$ ]]"
+expect "desk keygen tells where the key went and its fingerprint" grep -q "fingerprint" "$T/err"
+$DALA desk keygen --out "$T/org.key" "${FAST[@]}" >/dev/null 2>&1; check "desk keygen over an existing key file" 1 $?
+$DALA desk keygen --out "$T/bad-name.key" --name "$(printf 'bad \377')" "${FAST[@]}" >/dev/null 2>&1
+check "desk keygen refuses a name that is not UTF-8" 2 $?
+expect "... and writes no key file" test ! -e "$T/bad-name.key"
+# A name that could paint another fingerprint over its own: escapes, line breaks, tabs, a right-to-left override.
+for bad in "$(printf 'KIBHR\033[8m')" "$(printf 'KIBHR\nfingerprint 00000')" "$(printf 'a\tb')" "$(printf 'KIBHR \342\200\256')"; do
+  $DALA desk keygen --out "$T/bad-name.key" --name "$bad" "${FAST[@]}" >/dev/null 2>"$T/err"
+  check "desk keygen refuses a name that moves text on a screen" 2 $?
+done
+expect "... and says why" grep -q "text-direction" "$T/err"
+skey=$($SRV init --data "$T/srv" --organisation "$org" 2>/dev/null | tail -1); check "server init" 0 $?
+expect "server init prints its key alone on the last line" bash -c "[[ '$skey' =~ ^[0-9a-f]{64}$ ]]"
+$SRV init --data "$T/srv2" --organisation "not-an-identity" >/dev/null 2>&1; check "server init for a bad identity" 2 $?
+invite() { $DALA desk invite --key "$T/org.key" --server-key "$skey" "$@"; }
 for bad in http://host:notaport http://host:0 http://host:99999 ftp://host host:8443 'http://user@host:1'; do
-  $SRV invite --data "$T/srv" --url "$bad" >/dev/null 2>"$T/err"; check "invite --url $bad refused" 2 $?
+  invite --url "$bad" >/dev/null 2>"$T/err"; check "invite --url $bad refused" 2 $?
 done
 expect "a bad URL is explained" grep -q "not a server address" "$T/err"
+invite --url http://127.0.0.1:1 --url ftp://host >/dev/null 2>&1; check "invite: every --url is checked" 2 $?
+$DALA desk invite --key "$T/org.key" --server-key "${skey:0:63}" --url http://127.0.0.1:1 >/dev/null 2>"$T/err"
+check "invite --server-key that is not 64 hex refused" 2 $?
+expect "a bad server key is explained" grep -q -- "--server-key" "$T/err"
+invite --url http://127.0.0.1:1 --expires 7 >/dev/null 2>&1; check "invite --expires without a unit refused" 2 $?
+DALA_PASSPHRASE=wrong $DALA desk invite --key "$T/org.key" --server-key "$skey" --url http://127.0.0.1:1 >/dev/null 2>&1
+check "invite with a wrong desk passphrase" 3 $?
 $SRV export --data "$T/srv" --out "$T/empty.bin" 2>"$T/err"; check "empty export" 4 $?
 expect "an empty export says so" grep -qi "nothing to export" "$T/err"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-inv=$($SRV invite --data "$T/srv" --url "http://127.0.0.1:$port" --uses 2 --organisation "$hostile"); check "invite" 0 $?
+inv=$(invite --url "http://127.0.0.1:$port" --uses 2); check "invite" 0 $?
+expect "invite prints the invite alone" bash -c "[[ '$inv' =~ ^DALA2-[A-Za-z0-9_-]+$ ]]"
 $SRV run --data "$T/srv" --listen "127.0.0.1:$port" --quiet --max-envelope-mib 1 >"$T/srv.out" 2>&1 &
 srv_pid=$!
 for _ in $(seq 100); do grep -q listening "$T/srv.out" 2>/dev/null && break; sleep 0.05; done

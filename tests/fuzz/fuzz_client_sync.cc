@@ -29,13 +29,12 @@ const std::string& TemplateDir() {
   static const std::string dir = [] {
     std::string d = ScratchDir() + "/template";
     fsys::create_directories(d);
-    const crypto::BoxKeyPair org = FixedBoxKeyPair(kOrgLabel);
-    if (!server::ServerCore::Init(d + "/server", {org.public_key}).ok()) std::abort();
+    if (!server::ServerCore::Init(d + "/server", FixedSigningKey(kRootLabel).public_key).ok()) std::abort();
     std::string invite;
     {
       auto s = server::ServerCore::Open(d + "/server");
       if (!s.ok()) std::abort();
-      invite = *(*s)->CreateInvite({"http://127.0.0.1:1"}, 10, 4102444800000, "fuzz");
+      invite = FixedOrgInvite((*s)->server_key(), 10);
     }
     auto store = Store::Create(d + "/phone", FixedRawKey(), StoreOptions{});
     if (!store.ok() || !(*store)->Join(invite).ok()) std::abort();

@@ -16,6 +16,8 @@
 #include <string_view>
 
 #include "crypto/crypto.h"
+#include "format/invite.h"
+#include "format/organisation.h"
 #include "crypto/keyfile.h"
 
 namespace dala::fuzz {
@@ -42,7 +44,31 @@ inline crypto::BoxKeyPair FixedBoxKeyPair(uint8_t label) {
   return kp;
 }
 
-inline constexpr uint8_t kDeviceLabel = 0xD1, kServerLabel = 0x5E, kOrgLabel = 0x0A;
+inline constexpr uint8_t kDeviceLabel = 0xD1, kServerLabel = 0x5E, kOrgLabel = 0x0A, kRootLabel = 0x0B;
+
+// The fixed organisation: root FixedSigningKey(kRootLabel), recipient FixedBoxKeyPair(kOrgLabel), a statement
+// (version 2) authorising `server`, and an invite to it signed by the root, as the desk makes them.
+inline std::string FixedOrgStatement(const crypto::PublicKey& server) {
+  const crypto::SigningKey root = FixedSigningKey(kRootLabel);
+  v1::OrgStatement st;
+  st.set_organisation_key(root.public_key.data(), 32);
+  st.set_version(2);
+  st.set_name("fuzz");
+  st.add_recipients(FixedBoxKeyPair(kOrgLabel).public_key.data(), 32);
+  auto* a = st.add_servers();
+  a->set_server_key(server.data(), 32);
+  return protocol::SignStatement(root, st);
+}
+inline std::string FixedOrgInvite(const crypto::PublicKey& server, uint32_t uses) {
+  v1::Invite inv;
+  inv.add_urls("http://127.0.0.1:1");
+  inv.set_server_key(server.data(), 32);
+  inv.set_uses(uses);
+  inv.set_issued_ms(1764000000000);
+  inv.set_expires_ms(4102444800000);
+  inv.set_statement(FixedOrgStatement(server));
+  return protocol::EncodeInvite(std::move(inv), FixedSigningKey(kRootLabel));
+}
 
 inline Credential FixedRawKey() {
   if (sodium_init() < 0) std::abort();

@@ -5,10 +5,21 @@
 
 #include "desk/export_opener.h"
 #include "fuzz_common.h"
+#include "format/organisation.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace dala;
-  static const crypto::BoxKeyPair org = fuzz::FixedBoxKeyPair(fuzz::kOrgLabel);
+  // The fixed organisation, as its desk holds it: root, recipient, a statement authorising the fixed server.
+  static const desk::Organisation org = [] {
+    desk::Organisation o;
+    o.root = fuzz::FixedSigningKey(fuzz::kRootLabel);
+    o.recipients.push_back(fuzz::FixedBoxKeyPair(fuzz::kOrgLabel));
+    o.signed_statement = fuzz::FixedOrgStatement(fuzz::FixedSigningKey(fuzz::kServerLabel).public_key);
+    auto st = protocol::VerifyStatement(crypto::Bytes(o.signed_statement), o.root.public_key);
+    if (!st.ok()) std::abort();
+    o.statement = *st;
+    return o;
+  }();
   const std::string path = fuzz::ScratchDir() + "/export.dala";
   const std::string out = fuzz::ScratchDir() + "/desk";
   {

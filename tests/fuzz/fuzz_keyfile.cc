@@ -14,7 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<uint8_t> file(rest.begin(), rest.end());
   if ((mode & 1) && file.size() == kKeyFileSize)
     crypto_generichash(file.data() + kOffChecksum, kKeyFileSize - kOffChecksum, file.data(), kOffChecksum, nullptr, 0);
-  const KeyPurpose purpose = (mode & 2) ? KeyPurpose::kDeskSecret : KeyPurpose::kStoreDatabase;
+  const KeyPurpose purpose = (mode & 2) ? KeyPurpose::kOrganisation : KeyPurpose::kStoreDatabase;
   Credential cred = fuzz::FixedRawKey();
   if (mode & 4) {
     if (file.size() != kKeyFileSize || file[kOffKdf] != static_cast<uint8_t>(CredentialKind::kPassphrase)) return 0;

@@ -64,13 +64,12 @@ int main(int argc, char** argv) {
   inv.add_urls("https://127.0.0.1:8443");
   inv.add_urls("http://example.onion");
   inv.set_server_key(Str(server.public_key));
-  inv.add_recipients(Str(org.public_key));
-  inv.set_token(std::string(16, 't'));
   inv.set_uses(5);
+  inv.set_issued_ms(1764000000000);
   inv.set_expires_ms(4102444800000);
-  inv.set_organisation("KIBHR");
   inv.set_tls_pin(std::string(32, 'p'));
-  Put("fuzz_invite", "signed-text", 0, protocol::EncodeInvite(inv, server));
+  inv.set_statement(fuzz::FixedOrgStatement(server.public_key));
+  Put("fuzz_invite", "signed-text", 0, protocol::EncodeInvite(inv, fuzz::FixedSigningKey(fuzz::kRootLabel)));
   Put("fuzz_invite", "invite-message", 1, inv.SerializeAsString());
 
   // An attachment of two 64 KiB chunks (the server never decrypts: any bytes make a valid manifest).
@@ -168,6 +167,16 @@ int main(int argc, char** argv) {
   item = ex.add_reports();
   item->set_envelope(env2);
   item->set_receipt(protocol::SignReceipt(server, r2));
+  {  // the device's enrolment through the fixed organisation's invite, so that a seed verifies in full
+    auto inv = protocol::DecodeInvite(fuzz::FixedOrgInvite(server.public_key, 5));
+    if (!inv.ok()) std::abort();
+    auto* e = ex.add_enrolments();
+    e->set_device_key(Str(device.public_key));
+    e->set_invite(inv->checked.signed_invite);
+    e->set_proof(protocol::EnrolProof(inv->enrol_secret, device.public_key, server.public_key));
+    e->set_enrolled_ms(1764000001000);
+    ex.set_statement(fuzz::FixedOrgStatement(server.public_key));
+  }
   PutRaw("fuzz_desk_export", "two-versions", ex.SerializeAsString());
   ex.mutable_reports()->RemoveLast();
   PutRaw("fuzz_desk_export", "one-report", ex.SerializeAsString());
@@ -180,7 +189,7 @@ int main(int argc, char** argv) {
   pass.bytes = SecretBuffer(reinterpret_cast<const uint8_t*>("pw"), 2);
   KdfParams cheap{kKdfOpsMin, kKdfMemMin};
   auto kf = WrapSecret(KeyPurpose::kStoreDatabase, secret, raw, cheap);
-  auto kd = WrapSecret(KeyPurpose::kDeskSecret, secret, raw, cheap);
+  auto kd = WrapSecret(KeyPurpose::kOrganisation, secret, raw, cheap);
   auto kp = WrapSecret(KeyPurpose::kStoreDatabase, secret, pass, cheap);
   if (!kf.ok() || !kd.ok() || !kp.ok()) std::abort();
   Put("fuzz_keyfile", "platform-key", 0, Str(*kf));
@@ -194,7 +203,8 @@ int main(int argc, char** argv) {
   req.set_device_time_ms(1764000003000);
   req.set_server_key(std::string(32, 's'));  // the fuzz targets' server key is made at run time
   v1::Request enrol = req;
-  enrol.mutable_enrol()->set_token(std::string(16, 't'));
+  enrol.mutable_enrol()->set_invite(std::string(64, 'i'));  // the real one is made at run time (its server key)
+  enrol.mutable_enrol()->set_proof(std::string(64, 'p'));
   v1::Request push = req;
   push.mutable_push()->add_envelopes(env1);
   push.mutable_push()->add_envelopes(env2);

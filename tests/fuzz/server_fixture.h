@@ -1,5 +1,5 @@
 // A dala-server core for the server fuzz targets: created once per process in a scratch directory, with
-// the fixed organisation key as recipient and the fixed device enrolled.
+// the fixed organisation's root and the fixed device enrolled through its invite.
 #pragma once
 
 #include <memory>
@@ -17,8 +17,7 @@ namespace dala::fuzz {
 inline server::ServerCore& Server() {
   static server::ServerCore* core = [] {
     const std::string dir = ScratchDir() + "/server";
-    const crypto::BoxKeyPair org = FixedBoxKeyPair(kOrgLabel);
-    if (!server::ServerCore::Init(dir, {org.public_key}).ok()) std::abort();
+    if (!server::ServerCore::Init(dir, FixedSigningKey(kRootLabel).public_key).ok()) std::abort();
     server::ServerLimits limits;
     limits.max_storage_bytes = 64u << 20;  // storage-full answers are reachable
     auto opened = server::ServerCore::Open(dir, limits);
@@ -26,14 +25,14 @@ inline server::ServerCore& Server() {
     server::ServerCore* s = opened->release();
     std::atexit([] { delete core; });
     // Enrol the fixed device, as a phone would with an invite.
-    auto invite_text = s->CreateInvite({"http://127.0.0.1:1"}, 1000, 4102444800000, "fuzz");
-    auto invite = protocol::DecodeInvite(*invite_text);
+    auto invite = protocol::DecodeInvite(FixedOrgInvite(s->server_key(), 1000));
     if (!invite.ok()) std::abort();
     v1::Request req;
     const crypto::SigningKey device = FixedSigningKey(kDeviceLabel);
     req.set_device_key(device.public_key.data(), 32);
     req.set_server_key(s->server_key().data(), 32);
-    req.mutable_enrol()->set_token(invite->token());
+    req.mutable_enrol()->set_invite(invite->checked.signed_invite);
+    req.mutable_enrol()->set_proof(protocol::EnrolProof(invite->enrol_secret, device.public_key, s->server_key()));
     auto r = s->Handle("POST", protocol::kPathEnrol, protocol::kContentType, protocol::SignRequest(device, req));
     if (r.status != 200) std::abort();
     return s;

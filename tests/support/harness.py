@@ -1,7 +1,8 @@
 """Shared by the Python test scripts (tests/reliability/*.py, tests/bench/upload_bench.py): the command line
-every one of them takes, running the CLIs with a timeout, a free loopback port, a process's memory, a
-dala-server process (init, invite, run until it listens, stop), phones, and the end-to-end check that a
-server holds exactly what phones sealed. Import it with
+every one of them takes, running the CLIs with a timeout, a free loopback port, a process's memory, the
+organisation's desk (its key file from `dala desk keygen`, invites signed by it with `dala desk invite`), a
+dala-server process (init for the organisation, invite through the desk, run until it listens, stop),
+phones, and the end-to-end check that a server holds exactly what phones sealed. Import it with
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 """
 import argparse
@@ -89,21 +90,56 @@ def peak_rss_mib(pid):
     return _status_mib(pid, "VmHWM")
 
 
-class Server:
-    """A dala-server data directory and the process serving it on 127.0.0.1:port."""
+class Desk:
+    """The organisation's desk: a key file made by `dala desk keygen` (passphrase: ENV's DALA_PASSPHRASE)
+    and the invites it signs with `dala desk invite`. identity is the DALA-ORG1-... that keygen printed."""
 
-    def __init__(self, binary, data, port=None):
-        self.binary, self.data, self.proc = binary, data, None
+    def __init__(self, dala, key, name=None):
+        self.dala, self.key = dala, key
+        extra = ["--name", name] if name is not None else []
+        self.identity = run(dala, "desk", "keygen", "--out", key, *extra, *KDF).stdout.strip()
+        if not self.identity.startswith("DALA-ORG1-") or "\n" in self.identity:
+            raise AssertionError(f"dala desk keygen printed {self.identity!r}, not an organisation identity alone")
+
+    def invite(self, server_key, *urls, uses=None, expires=None, tls_pin=None):
+        """A new invite (DALA2-...) to the server whose key is server_key, dialled at urls, for uses phones
+        (default: dala desk invite's), valid for expires (30m, 12h, 7d; default its)."""
+        extra = [a for u in urls for a in ("--url", u)]
+        extra += ["--uses", str(uses)] if uses is not None else []
+        extra += ["--expires", expires] if expires is not None else []
+        extra += ["--tls-pin", tls_pin] if tls_pin is not None else []
+        text = run(self.dala, "desk", "invite", "--key", self.key, "--server-key", server_key, *extra).stdout.strip()
+        if not text.startswith("DALA2-") or "\n" in text:
+            raise AssertionError(f"dala desk invite printed {text!r}, not an invite alone")
+        return text
+
+
+class Server:
+    """A dala-server data directory and the process serving it on 127.0.0.1:port; its invites come from
+    desk (a Desk), which signs them for the server's key (what init printed on its last line)."""
+
+    def __init__(self, binary, data, port=None, desk=None):
+        self.binary, self.data, self.proc, self.desk, self.key = binary, data, None, desk, None
         self.port = free_port() if port is None else port
 
-    def init(self, *recipients):
-        run(self.binary, "init", "--data", self.data, *[a for pk in recipients for a in ("--recipient", pk)])
+    def init(self, organisation=None):
+        """Creates the data directory for organisation (an identity, DALA-ORG1-...; default: desk's) and
+        keeps the server's public key, which init prints alone on its last stdout line."""
+        if organisation is None:
+            organisation = self.desk.identity
+        out = run(self.binary, "init", "--data", self.data, "--organisation", organisation).stdout
+        lines = out.strip().splitlines()
+        self.key = lines[-1].strip() if lines else ""
+        if len(self.key) != 64 or any(c not in "0123456789abcdef" for c in self.key.lower()):
+            raise AssertionError(f"dala-server init's last line is {self.key!r}, not the server's key (64 hex)")
+        return self.key
 
     def invite(self, url=None, uses=None):
-        """A new invite to url (default: this server directly), for uses phones (default: the server's)."""
-        extra = ["--uses", str(uses)] if uses is not None else []
-        return run(self.binary, "invite", "--data", self.data, "--url", url or f"http://127.0.0.1:{self.port}",
-                   *extra).stdout.strip()
+        """A new invite from the desk to url (default: this server directly), for uses phones (default: the
+        desk's, one)."""
+        if self.desk is None or self.key is None:
+            raise AssertionError("Server.invite needs a desk and an initialised server (init)")
+        return self.desk.invite(self.key, url or f"http://127.0.0.1:{self.port}", uses=uses)
 
     def start(self, *extra):
         """Runs it (quiet; stderr discarded) and returns once it listens."""
@@ -129,19 +165,19 @@ class Server:
 
 
 def new_server(dala, server_bin, work, port=None):
-    """An organisation key (work/org.key) and a dala-server data directory (work/srv) sealing to it, not
-    running yet: (org key file, Server)."""
-    org_key = os.path.join(work, "org.key")
-    pk = run(dala, "desk", "keygen", "--out", org_key, *KDF).stdout.strip()
-    server = Server(server_bin, os.path.join(work, "srv"), port)
-    server.init(pk)
-    return org_key, server
+    """An organisation key (work/org.key, its Desk as server.desk) and a dala-server data directory (work/srv)
+    for it, not running yet: (org key file, Server)."""
+    desk = Desk(dala, os.path.join(work, "org.key"))
+    server = Server(server_bin, os.path.join(work, "srv"), port, desk)
+    server.init(desk.identity)
+    return desk.key, server
 
 
-def new_phone(dala, store, invite):
-    """A new store at store, joined to the server of invite."""
+def new_phone(dala, store, invite, include_existing=False):
+    """A new store at store, joined to the server of invite (with include_existing, the reports sealed
+    before the join are sent too; a new store has none)."""
     run(dala, "init", "--store", store, *KDF)
-    run(dala, "join", "--store", store, invite)
+    run(dala, "join", "--store", store, *(["--include-existing"] if include_existing else []), invite)
     return store
 
 

@@ -13,6 +13,7 @@
 #include "server/http_server.h"
 #include "client/http_transport.h"
 #include "server/server_core.h"
+#include "../support/test_org.h"
 #include "base/clock.h"
 
 namespace dala {
@@ -44,12 +45,12 @@ struct LiveServer {
 
 struct World {
   TempDir t;
-  crypto::BoxKeyPair org = crypto::GenerateBoxKeyPair();
+  testing::TestOrg org{"T"};
   std::string data = t.sub("server");
-  World() { EXPECT_TRUE(server::ServerCore::Init(data, {org.public_key}).ok()); }
+  World() { EXPECT_TRUE(server::ServerCore::Init(data, org.root.public_key).ok()); }
   std::string Invite(uint16_t port, uint32_t uses) {
     auto core = std::move(server::ServerCore::Open(data)).value();
-    return *core->CreateInvite({"http://127.0.0.1:" + std::to_string(port)}, uses, SystemNowMs() + 3600000, "T");
+    return org.Invite(core->server_key(), uses, 3600000, {"http://127.0.0.1:" + std::to_string(port)});
   }
 };
 

@@ -9,12 +9,15 @@
 
 #include "../unit/test_util.h"
 #include "crypto/attachment_file.h"
+#include "desk/desk_key.h"
 #include "desk/export_opener.h"
+#include "format/organisation.h"
 #include "base/db.h"
 #include "base/fsutil.h"
 #include "base/secret.h"
 #include "format/invite.h"
 #include "format/receipt.h"
+#include "format/report.h"
 #include "format/request.h"
 #include "format/response.h"
 #include "protocol/http_api.h"
@@ -111,19 +114,34 @@ std::string SignAnswer(const crypto::SigningKey& key, v1::Response r, const sync
   return protocol::SignResponse(key, r.SerializeAsString(), req.request_hash);
 }
 
+// The organisation's desk (a real key file), one server for it, and phones.
+desk::Organisation NewDesk(const TempDir& t, const std::string& file = "org.key") {
+  auto id = desk::GenerateKey(t.sub(file), Pass("desk"), {1, 8u << 20}, "KIBHR");
+  EXPECT_TRUE(id.ok()) << id.status().message();
+  return std::move(desk::OpenKey(t.sub(file), Pass("desk"))).value();
+}
+
 struct World {
   TempDir t;
-  crypto::BoxKeyPair org = crypto::GenerateBoxKeyPair();
+  desk::Organisation desk = NewDesk(t);
   std::unique_ptr<server::ServerCore> server;
   std::unique_ptr<LoopTransport> net;
 
   World() {
-    EXPECT_TRUE(server::ServerCore::Init(t.sub("server"), {org.public_key}).ok());
+    EXPECT_TRUE(server::ServerCore::Init(t.sub("server"), desk.root.public_key).ok());
     server = std::move(server::ServerCore::Open(t.sub("server"))).value();
     net = std::make_unique<LoopTransport>(server.get());
   }
+  const crypto::PublicKey& recipient() const { return desk.recipients.back().public_key; }
   std::string Invite(uint32_t uses = 10, int64_t ttl_ms = 3600000) {
-    return *server->CreateInvite({"http://127.0.0.1:1"}, uses, SystemNowMs() + ttl_ms, "KIBHR");
+    desk::InviteParams p;
+    p.server = server->server_key();
+    p.urls = {"http://127.0.0.1:1"};
+    p.uses = uses;
+    p.expires_ms = SystemNowMs() + ttl_ms;
+    auto inv = desk::MakeInvite(desk, p, SystemNowMs() - (ttl_ms < 0 ? 2 * -ttl_ms : 0));
+    EXPECT_TRUE(inv.ok()) << inv.status().message();
+    return inv.ok() ? *inv : std::string();
   }
   std::unique_ptr<Store> Phone(const std::string& name) {
     return std::move(Store::Create(t.sub(name), Pass("pw"), FastOptions())).value();
@@ -156,23 +174,29 @@ sync::RunResult Sync(Store& s, sync::Transport& net) {
 }
 
 // An address a phone could never reach (no port, a port that is not a number, another scheme) is refused
-// when the invite is made and, should a server sign one anyway, when a phone joins.
+// when the invite is made and, should a desk sign one anyway, when a phone joins.
 TEST(Invite, AnUnusableServerAddressIsRefused) {
   World w;
+  desk::InviteParams p;
+  p.server = w.server->server_key();
+  p.expires_ms = SystemNowMs() + 60000;
   for (const char* url : {"http://host:notaport", "http://host:0", "http://host:70000", "ftp://host", "http://",
                           "http://us er@host", "host:8443", "http://[::1", "http://host:"}) {
-    auto inv = w.server->CreateInvite({url}, 1, SystemNowMs() + 60000, "KIBHR");
-    EXPECT_EQ(inv.status().code(), Code::kInvalidArgument) << url;
+    p.urls = {url};
+    EXPECT_EQ(desk::MakeInvite(w.desk, p, SystemNowMs()).status().code(), Code::kInvalidArgument) << url;
   }
-  for (const char* url : {"http://127.0.0.1:8443", "https://dala.example.org/base", "http://[::1]:9", "http://h"})
-    EXPECT_TRUE(w.server->CreateInvite({url}, 1, SystemNowMs() + 60000, "KIBHR").ok()) << url;
-  crypto::SigningKey rogue = crypto::GenerateSigningKey();
+  for (const char* url : {"http://127.0.0.1:8443", "https://dala.example.org/base", "http://[::1]:9", "http://h"}) {
+    p.urls = {url};
+    EXPECT_TRUE(desk::MakeInvite(w.desk, p, SystemNowMs()).ok()) << url;
+  }
   v1::Invite inv;
   inv.add_urls("http://host:notaport");
-  inv.add_recipients(std::string(w.org.public_key.begin(), w.org.public_key.end()));
-  inv.set_token(std::string(16, 't'));
-  inv.set_server_key(rogue.public_key.data(), 32);
-  std::string text = protocol::EncodeInvite(inv, rogue);
+  inv.set_server_key(w.server->server_key().data(), 32);
+  inv.set_uses(1);
+  inv.set_expires_ms(SystemNowMs() + 60000);
+  inv.set_issued_ms(SystemNowMs());
+  inv.set_statement(w.desk.signed_statement);
+  std::string text = protocol::EncodeInvite(inv, w.desk.root);
   EXPECT_EQ(protocol::DecodeInvite(text).status().code(), Code::kInvalidArgument);
   auto phone = w.Phone("p");
   EXPECT_EQ(phone->Join(text).status().code(), Code::kInvalidArgument);
@@ -183,8 +207,10 @@ TEST(Invite, RoundTripAndTamper) {
   std::string inv = w.Invite();
   auto decoded = protocol::DecodeInvite(inv);
   ASSERT_TRUE(decoded.ok()) << decoded.status().message();
-  EXPECT_EQ(decoded->organisation(), "KIBHR");
-  EXPECT_EQ(decoded->recipients(0), std::string(w.org.public_key.begin(), w.org.public_key.end()));
+  EXPECT_EQ(decoded->checked.statement.name(), "KIBHR");
+  EXPECT_EQ(decoded->checked.root, w.desk.root.public_key);
+  const crypto::PublicKey recipient = w.recipient();
+  EXPECT_EQ(decoded->checked.statement.recipients(0), std::string(recipient.begin(), recipient.end()));
   // Any changed character is caught.
   for (size_t i = protocol::kInvitePrefix.size(); i < inv.size(); i += 7) {
     std::string bad = inv;
@@ -193,6 +219,81 @@ TEST(Invite, RoundTripAndTamper) {
   }
   EXPECT_EQ(protocol::DecodeInvite("hello").status().code(), Code::kInvalidArgument);
   EXPECT_EQ(protocol::DecodeInvite(inv.substr(0, inv.size() - 10)).status().code(), Code::kVerify);
+  // 0.1's invites, which no organisation vouched for, are refused with what to do.
+  auto old = protocol::DecodeInvite("DALA1-CgVodHRwOg");
+  EXPECT_EQ(old.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(old.status().message().find("0.1"), std::string::npos);
+}
+
+// An invite is the organisation's only if its root signed it, its statement (by the same root) authorises
+// the server it names, and the enrolment secret matches: a raided server's key alone mints nothing.
+TEST(Invite, OnlyTheOrganisationsRootMakesAnInvite) {
+  World w;
+  auto phone = w.Phone("p");
+  const crypto::SigningKey server_key = w.StolenServerKey();
+  auto make = [&](const crypto::SigningKey& signer, const std::string& statement, const crypto::PublicKey& server) {
+    v1::Invite inv;
+    inv.add_urls("http://127.0.0.1:1");
+    inv.set_server_key(server.data(), 32);
+    inv.set_uses(1);
+    inv.set_issued_ms(SystemNowMs());
+    inv.set_expires_ms(SystemNowMs() + 60000);
+    inv.set_statement(statement);
+    return protocol::EncodeInvite(inv, signer);
+  };
+  // Signed by the raided server's key, with the organisation's genuine statement: not the root's signature.
+  w.Invite();  // the desk authorised this server
+  EXPECT_EQ(phone->Join(make(server_key, w.desk.signed_statement, w.server->server_key())).status().code(),
+            Code::kVerify);
+  // Signed by the root, for a server the statement does not authorise.
+  crypto::SigningKey other = crypto::GenerateSigningKey();
+  EXPECT_EQ(phone->Join(make(w.desk.root, w.desk.signed_statement, other.public_key)).status().code(), Code::kVerify);
+  // A statement of another root inside the root's invite.
+  desk::Organisation stranger = NewDesk(w.t, "stranger.key");
+  desk::InviteParams p;
+  p.server = w.server->server_key();
+  p.urls = {"http://127.0.0.1:1"};
+  p.expires_ms = SystemNowMs() + 60000;
+  ASSERT_TRUE(desk::MakeInvite(stranger, p, SystemNowMs()).ok());
+  EXPECT_EQ(phone->Join(make(w.desk.root, stranger.signed_statement, w.server->server_key())).status().code(),
+            Code::kVerify);
+  // The enrolment secret swapped for another: refused.
+  std::string raw;
+  std::string good = w.Invite();
+  ASSERT_TRUE(encoding::FromBase64Url(std::string_view(good).substr(protocol::kInvitePrefix.size()), &raw));
+  v1::InviteCode code;
+  ASSERT_TRUE(code.ParseFromString(raw));
+  code.set_enrol_secret(std::string(32, 'x'));
+  std::string swapped = std::string(protocol::kInvitePrefix) + encoding::Base64Url(crypto::Bytes(code.SerializeAsString()));
+  EXPECT_EQ(phone->Join(swapped).status().code(), Code::kVerify);
+  EXPECT_TRUE(phone->Servers()->empty());
+  EXPECT_TRUE(phone->Join(good).ok());
+}
+
+// The name a phone shows beside the fingerprint cannot move text on the screen: an organisation (or whoever
+// holds a root) that names itself with escapes, line breaks or text-direction marks is refused at join.
+TEST(Invite, ANameThatCouldPaintAnotherFingerprintIsRefused) {
+  EXPECT_TRUE(protocol::IsDisplayName("Қазақстан халықаралық бюросы \xf0\x9f\x93\xb7 \"KIBHR\""));
+  for (const char* bad : {"KIBHR\x1b[8m", "a\nb", "a\tb", "a\x7f", "a\xc2\x9b", "a\xe2\x80\xae", "a\xe2\x81\xa6",
+                          "a\xe2\x80\x8f", "a\xe2\x80\xa8", "\xff", "\xc0\xaf", "\xed\xa0\x80"})
+    EXPECT_FALSE(protocol::IsDisplayName(bad)) << bad;
+  EXPECT_FALSE(protocol::IsDisplayName(std::string(257, 'a')));
+  World w;
+  v1::OrgStatement st = w.desk.statement;
+  st.set_name("KIBHR', fingerprint 00000 00000\x1b[8m");
+  st.set_version(st.version() + 1);
+  auto* a = st.add_servers();
+  a->set_server_key(w.server->server_key().data(), 32);
+  v1::Invite inv;
+  inv.add_urls("http://127.0.0.1:1");
+  inv.set_server_key(w.server->server_key().data(), 32);
+  inv.set_uses(1);
+  inv.set_issued_ms(SystemNowMs());
+  inv.set_expires_ms(SystemNowMs() + 60000);
+  inv.set_statement(protocol::SignStatement(w.desk.root, st));
+  auto phone = w.Phone("p");
+  EXPECT_EQ(phone->Join(protocol::EncodeInvite(inv, w.desk.root)).status().code(), Code::kInvalidArgument);
+  EXPECT_TRUE(phone->Servers()->empty());
 }
 
 TEST(Sync, JoinOfflineSealsAtOnceThenDeliversWhenOnline) {
@@ -200,7 +301,7 @@ TEST(Sync, JoinOfflineSealsAtOnceThenDeliversWhenOnline) {
   auto phone = w.Phone("phone");
   ReportId before = SealOne(*phone, "sealed before joining");
   w.net->down = true;  // no network: join still works and seals to the organisation at once
-  auto info = phone->Join(w.Invite());
+  auto info = phone->Join(w.Invite(), /*include_existing=*/true);
   ASSERT_TRUE(info.ok()) << info.status().message();
   ReportId after = SealOne(*phone, "sealed after joining");
   EXPECT_EQ(phone->Get(before)->state, ReportState::kQueued);
@@ -352,6 +453,124 @@ TEST(Sync, ExpiredUsedUpAndUnknownInvites) {
   EXPECT_EQ(Sync(*p2, *w.net).remaining, 0u);
 }
 
+// A phone that holds reports joins a second organisation (a fake QR code, a raided server's invite, or a
+// genuine one): that organisation gets only what is sealed from now on, never the phone's history, and the
+// first organisation's keys are untouched. With include_existing, the user hands the history over.
+TEST(Join, AnotherOrganisationGetsNothingThePhoneAlreadyHolds) {
+  World a, b;  // two organisations, each with its own desk and server
+  auto phone = a.Phone("phone");
+  auto joined_a = phone->Join(a.Invite());
+  ASSERT_TRUE(joined_a.ok());
+  ReportId old = SealOne(*phone, "history the phone holds");
+  ReportId draft_then_edit = SealOne(*phone, "version 1, before the second join");
+  ASSERT_EQ(Sync(*phone, *a.net).delivered, 2u);
+
+  auto joined_b = phone->Join(b.Invite());
+  ASSERT_TRUE(joined_b.ok()) << joined_b.status().message();
+  EXPECT_NE(joined_b->destination, joined_a->destination);
+  EXPECT_EQ(joined_b->fingerprint, protocol::Fingerprint(b.desk.root.public_key));
+  EXPECT_EQ(phone->Stats(joined_b->destination)->pending, 0u);  // nothing of the history
+  ReportId fresh = SealOne(*phone, "after joining b");
+  auto v2 = phone->Edit(draft_then_edit);
+  ASSERT_TRUE(v2.ok());
+  ASSERT_TRUE(v2->SetNarrative("version 2, after the second join").ok());
+  ASSERT_TRUE(phone->Seal(*v2).ok());
+  // b gets the new report and the edited one whole (versions 1 and 2); never `old`.
+  EXPECT_EQ(Sync(*phone, *b.net).delivered, 3u);
+  ASSERT_TRUE(b.server->Export(b.t.sub("export.bin")).ok());
+  auto sum = desk::OpenExport(b.desk, b.t.sub("export.bin"), b.t.sub("desk"));
+  ASSERT_TRUE(sum.ok()) << sum.status().message();
+  EXPECT_EQ(sum->reports, 3u);
+  EXPECT_EQ(sum->verified, 3u);
+  EXPECT_FALSE(test::TreeContains(b.t.sub("desk"), "history the phone holds", nullptr));
+  EXPECT_FALSE(test::TreeContains(b.t.sub("desk"), encoding::ToHex(old), nullptr));
+  // a's recipients did not change: a still opens all it gets. (One loopback transport reaches one server,
+  // so the sync through b's left a's items waiting: due now.)
+  ASSERT_TRUE(phone->RetryNow().ok());
+  EXPECT_EQ(Sync(*phone, *a.net).delivered, 2u);
+  ASSERT_TRUE(a.server->Export(a.t.sub("export.bin")).ok());
+  auto sum_a = desk::OpenExport(a.desk, a.t.sub("export.bin"), a.t.sub("desk"));
+  ASSERT_TRUE(sum_a.ok());
+  EXPECT_EQ(sum_a->verified, 4u);
+  (void)fresh;
+
+  // Asked for, the history goes too.
+  World c;
+  auto joined_c = phone->Join(c.Invite(), /*include_existing=*/true);
+  ASSERT_TRUE(joined_c.ok());
+  EXPECT_EQ(phone->Stats(joined_c->destination)->pending, 4u);  // old, both versions of the edited one, fresh
+  EXPECT_EQ(Sync(*phone, *c.net).delivered, 4u);
+}
+
+// Another invite of the same organisation (a new server, a second address) keeps one destination; an
+// invite of the same server signed by another root is another organisation and replaces nothing.
+TEST(Join, ASecondInviteOfTheSameOrganisationKeepsOneDestination) {
+  World w;
+  auto phone = w.Phone("phone");
+  auto first = phone->Join(w.Invite());
+  ASSERT_TRUE(first.ok());
+  SealOne(*phone, "one");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  auto again = phone->Join(w.Invite());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->destination, first->destination);
+  auto servers = phone->Servers();
+  ASSERT_EQ(servers->size(), 1u);
+  EXPECT_TRUE((*servers)[0].enrolled);  // the same server: the enrolment holds
+  desk::Organisation stranger = NewDesk(w.t, "stranger.key");
+  desk::InviteParams p;
+  p.server = w.server->server_key();
+  p.urls = {"http://127.0.0.1:1"};
+  p.expires_ms = SystemNowMs() + 60000;
+  auto foreign = phone->Join(*desk::MakeInvite(stranger, p, SystemNowMs()));
+  ASSERT_TRUE(foreign.ok());
+  EXPECT_NE(foreign->destination, first->destination);
+  EXPECT_EQ(phone->Servers()->size(), 2u);
+  // The server refuses the stranger's invite at enrolment: it is not this server's organisation.
+  SealOne(*phone, "two");
+  sync::SyncEngine e(*phone, (*phone->Servers())[1]);
+  auto enrol = e.Next();
+  ASSERT_TRUE(enrol.ok() && *enrol);
+  auto answer = w.server->Handle("POST", protocol::kPathEnrol, protocol::kContentType, (*enrol)->body);
+  EXPECT_EQ(answer.status, 403);
+  EXPECT_EQ(Answer(answer.body).status(), v1::INVITE_INVALID);
+}
+
+// An observer of the plain-HTTP enrolment (invite and proof) cannot enrol its own device with them, and
+// the server stores no secret of the invite: its enrolment key is public.
+TEST(Server, ACapturedEnrolmentEnrolsNoOtherDevice) {
+  World w;
+  auto phone = w.Phone("phone");
+  const std::string invite = w.Invite(5);
+  ASSERT_TRUE(phone->Join(invite).ok());
+  std::optional<std::string> captured;
+  w.net->intercept = [&](const sync::HttpRequest& req) -> std::optional<std::string> {
+    if (req.path == protocol::kPathEnrol) captured = req.body;
+    return std::nullopt;
+  };
+  SealOne(*phone, "x");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  ASSERT_TRUE(captured.has_value());
+  v1::SignedRequest sr;
+  v1::Request req;
+  ASSERT_TRUE(sr.ParseFromString(*captured) && req.ParseFromString(sr.request()));
+  crypto::SigningKey thief = crypto::GenerateSigningKey();
+  v1::Request stolen = req;
+  stolen.set_device_key(thief.public_key.data(), 32);
+  auto r = w.server->Handle("POST", protocol::kPathEnrol, protocol::kContentType, protocol::SignRequest(thief, stolen));
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(Answer(r.body).status(), v1::INVITE_INVALID);
+  EXPECT_EQ(w.server->Devices()->size(), 1u);
+  // The request replayed as it was changes nothing either.
+  EXPECT_EQ(w.server->Handle("POST", protocol::kPathEnrol, protocol::kContentType, *captured).status, 200);
+  EXPECT_EQ(w.server->Devices()->size(), 1u);
+  // The invite's secret never crosses the network: the server could not keep it if it wanted to.
+  auto decoded = protocol::DecodeInvite(invite);
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(captured->find(std::string(reinterpret_cast<const char*>(decoded->enrol_secret.data()), 32)),
+            std::string::npos);
+}
+
 TEST(Sync, ServerTextIsMadePrintable) {
   EXPECT_EQ(sync::Printable("revoked"), "revoked");
   EXPECT_EQ(sync::Printable("\x1b]0;pwned\x07 \x1b[2J"), "?]0;pwned? ?[2J");
@@ -438,7 +657,10 @@ TEST(Server, ARogueDeviceCannotTakeOverAnotherDevicesReportIds) {
     return protocol::SignRequest(rogue, req);
   };
   v1::Request enrol;
-  enrol.mutable_enrol()->set_token(protocol::DecodeInvite(invite)->token());
+  auto decoded = protocol::DecodeInvite(invite);
+  ASSERT_TRUE(decoded.ok());
+  enrol.mutable_enrol()->set_invite(decoded->checked.signed_invite);
+  enrol.mutable_enrol()->set_proof(protocol::EnrolProof(decoded->enrol_secret, rogue.public_key, w.server->server_key()));
   ASSERT_EQ(w.server->Handle("POST", protocol::kPathEnrol, protocol::kContentType, sign(enrol)).status, 200);
   v1::Request push;
   for (uint32_t version : {1u, 2u}) {
@@ -447,7 +669,7 @@ TEST(Server, ARogueDeviceCannotTakeOverAnotherDevicesReportIds) {
     h.version = version;
     h.device_key = rogue.public_key;
     std::string junk = "not the victim's report";
-    auto env = envelope::Seal(rogue, h, crypto::Bytes(junk), std::vector<crypto::PublicKey>{w.org.public_key});
+    auto env = envelope::Seal(rogue, h, crypto::Bytes(junk), std::vector<crypto::PublicKey>{w.recipient()});
     ASSERT_TRUE(env.ok());
     push.mutable_push()->add_envelopes(*env);
   }
@@ -522,7 +744,7 @@ TEST(Desk, ExportProblemsAreReportedNotHidden) {
   ASSERT_EQ(Sync(*phone, *w.net).delivered, 3u);
   ASSERT_TRUE(w.server->Export(w.t.sub("export.bin")).ok());
 
-  auto good = desk::OpenExport(w.org, w.t.sub("export.bin"), w.t.sub("desk-good"));
+  auto good = desk::OpenExport(w.desk, w.t.sub("export.bin"), w.t.sub("desk-good"));
   ASSERT_TRUE(good.ok()) << good.status().message();
   EXPECT_EQ(good->verified, 3u);
   EXPECT_EQ(good->failed, 0u);
@@ -547,7 +769,7 @@ TEST(Desk, ExportProblemsAreReportedNotHidden) {
   }
   std::string out = bad.SerializeAsString();
   test::WriteAll(w.t.sub("bad.bin"), std::vector<uint8_t>(out.begin(), out.end()));
-  auto sum = desk::OpenExport(w.org, w.t.sub("bad.bin"), w.t.sub("desk-bad"));
+  auto sum = desk::OpenExport(w.desk, w.t.sub("bad.bin"), w.t.sub("desk-bad"));
   ASSERT_TRUE(sum.ok()) << sum.status().message();
   EXPECT_EQ(sum->reports, 2u);
   EXPECT_EQ(sum->verified, 0u);
@@ -563,6 +785,133 @@ TEST(Desk, ExportProblemsAreReportedNotHidden) {
   EXPECT_NE(v2text.find("second version"), std::string::npos);
 }
 
+
+// What an attacker can build without the organisation's root: an export from scratch with the public keys
+// every invite carries (a device of their own, a server key of their own, a receipt it signed), even with a
+// genuine invite scanned from a QR code to enrol their device. None of it is "verified".
+TEST(Desk, AnExportFabricatedFromPublicKeysIsNotVerified) {
+  World w;
+  const std::string invite = w.Invite();  // what the attacker holds: the QR code, public keys inside
+  auto decoded = protocol::DecodeInvite(invite);
+  ASSERT_TRUE(decoded.ok());
+  crypto::SigningKey device = crypto::GenerateSigningKey(), fake_server = crypto::GenerateSigningKey();
+  v1::ReportContent c;
+  ReportId id{};
+  randombytes_buf(id.data(), id.size());
+  c.set_report_id(id.data(), id.size());
+  c.set_version(1);
+  c.set_form("detention/1");
+  c.set_form_version(1);
+  c.set_narrative("a fabricated detention");
+  c.set_created_ms(SystemNowMs());
+  c.set_sealed_ms(SystemNowMs());
+  c.set_device_key(device.public_key.data(), 32);
+  std::string signed_report = SignContent(device, c);
+  envelope::Header h;
+  h.report_id = id;
+  h.version = 1;
+  h.device_key = device.public_key;
+  auto env = envelope::Seal(device, h, crypto::Bytes(signed_report), std::vector<crypto::PublicKey>{w.recipient()});
+  ASSERT_TRUE(env.ok());
+  v1::Receipt r;
+  r.set_report_id(id.data(), id.size());
+  r.set_version(1);
+  auto hash = crypto::Blake2b256(crypto::Bytes(*env));
+  r.set_content_hash(hash.data(), 32);
+  r.set_server_time_ms(SystemNowMs());
+  r.set_sequence(1);
+  r.set_server_key(fake_server.public_key.data(), 32);
+  r.set_device_key(device.public_key.data(), 32);
+  // 0: the attacker's own server key; 1: the same with the genuine invite; 2: the raided server's real key
+  // (it signs a receipt the organisation would believe), for a device no invite enrolled.
+  const crypto::SigningKey stolen = w.StolenServerKey();
+  for (int variant : {0, 1, 2}) {
+    const crypto::SigningKey& signer = variant == 2 ? stolen : fake_server;
+    v1::Receipt rc = r;
+    rc.set_server_key(signer.public_key.data(), 32);
+    v1::Export ex;
+    ex.set_server_key(signer.public_key.data(), 32);
+    auto* item = ex.add_reports();
+    item->set_envelope(*env);
+    item->set_receipt(protocol::SignReceipt(signer, rc));
+    if (variant == 1) {  // the genuine invite, and a proof for the attacker's device made with its secret
+      auto* e = ex.add_enrolments();
+      e->set_device_key(device.public_key.data(), 32);
+      e->set_invite(decoded->checked.signed_invite);
+      e->set_proof(protocol::EnrolProof(decoded->enrol_secret, device.public_key, w.server->server_key()));
+    }
+    std::string out = ex.SerializeAsString();
+    const std::string file = w.t.sub("forged" + std::to_string(variant) + ".bin");
+    test::WriteAll(file, std::vector<uint8_t>(out.begin(), out.end()));
+    auto sum = desk::OpenExport(w.desk, file, file + ".desk");
+    ASSERT_TRUE(sum.ok()) << sum.status().message();
+    EXPECT_EQ(sum->reports, 1u);
+    EXPECT_EQ(sum->verified, 0u) << variant;
+    auto summary = test::ReadAll(file + ".desk/summary.json");
+    std::string text(summary.begin(), summary.end());
+    EXPECT_EQ(text.find("never authorised") != std::string::npos, variant != 2) << text;
+    EXPECT_EQ(text.find("not enrolled") != std::string::npos, variant != 1) << text;
+  }
+}
+
+// A genuine export whose receipts were all re-signed by another key (as a raider who lost the server key
+// would), back-dated a year, with the export's own server key replaced to match: not verified.
+TEST(Desk, AGenuineExportResignedByAnotherServerKeyIsNotVerified) {
+  World w;
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  SealOne(*phone, "one");
+  SealOne(*phone, "two");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 2u);
+  ASSERT_TRUE(w.server->Export(w.t.sub("export.bin")).ok());
+  auto bytes = test::ReadAll(w.t.sub("export.bin"));
+  v1::Export ex;
+  ASSERT_TRUE(ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())));
+  ASSERT_EQ(desk::OpenExport(w.desk, w.t.sub("export.bin"), w.t.sub("desk-good"))->verified, 2u);
+  crypto::SigningKey other = crypto::GenerateSigningKey();
+  ex.set_server_key(other.public_key.data(), 32);
+  for (auto& item : *ex.mutable_reports()) {
+    v1::SignedReceipt sr;
+    v1::Receipt r;
+    ASSERT_TRUE(sr.ParseFromString(item.receipt()) && r.ParseFromString(sr.receipt()));
+    r.set_server_key(other.public_key.data(), 32);
+    r.set_server_time_ms(r.server_time_ms() - 365LL * 86400000);
+    item.set_receipt(protocol::SignReceipt(other, r));
+  }
+  std::string out = ex.SerializeAsString();
+  test::WriteAll(w.t.sub("resigned.bin"), std::vector<uint8_t>(out.begin(), out.end()));
+  auto sum = desk::OpenExport(w.desk, w.t.sub("resigned.bin"), w.t.sub("desk-resigned"));
+  ASSERT_TRUE(sum.ok());
+  EXPECT_EQ(sum->verified, 0u);
+  EXPECT_EQ(sum->failed, 2u);
+}
+
+// The organisation revokes a server key it believes stolen: receipts it signed before stay the
+// organisation's, any dated from the revocation on are not.
+TEST(Desk, ReceiptsOfARevokedServerKeyAreNotTrustedFromTheRevocationOn) {
+  World w;
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  SealOne(*phone, "before the revocation");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  const int64_t revoked = SystemNowMs() + 1;
+  ASSERT_TRUE(desk::RevokeServer(w.desk, w.server->server_key(), revoked, SystemNowMs()).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  SealOne(*phone, "after the revocation");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  ASSERT_TRUE(w.server->Export(w.t.sub("export.bin")).ok());
+  auto sum = desk::OpenExport(w.desk, w.t.sub("export.bin"), w.t.sub("desk"));
+  ASSERT_TRUE(sum.ok());
+  EXPECT_EQ(sum->verified, 1u);
+  EXPECT_EQ(sum->failed, 1u);
+  auto summary = test::ReadAll(w.t.sub("desk") + "/summary.json");
+  EXPECT_NE(std::string(summary.begin(), summary.end()).find("revoked"), std::string::npos);
+  // The key file keeps the revocation: a desk opened again knows it.
+  auto again = desk::OpenKey(w.t.sub("org.key"), Pass("desk"));
+  ASSERT_TRUE(again.ok());
+  EXPECT_NE(protocol::FindServer(again->statement, w.server->server_key())->revoked_ms(), 0);
+  EXPECT_EQ(desk::OpenExport(*again, w.t.sub("export.bin"), w.t.sub("desk2"))->verified, 1u);
+}
 
 // --- Media: attachments upload in verified chunks; the receipt comes only when all of them are held ---
 
@@ -610,36 +959,30 @@ bool SameFile(const std::string& a, const std::string& b) {
   return x.ok() && y.ok() && *x == *y;
 }
 
-// Server data written before schema 3 (table and directory named `blobs`) opens as it is: renamed once,
-// nothing lost, uploads work on.
-TEST(Media, ServerDataFromBeforeTheAttachmentsRenameOpens) {
+// A data directory of dala-server 0.1 (no organisation key: its invites were its own) is refused with
+// what to do, and left exactly as it was, so that the 0.1 binary can still export it.
+TEST(Server, DataOfDala01IsRefusedAndLeftUntouched) {
   World w;
   auto phone = w.Phone("p");
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
-  MediaReport first = SealWithMedia(*phone, {3000}, "before the upgrade");
+  SealOne(*phone, "before the upgrade");
   EXPECT_EQ(Sync(*phone, *w.net).delivered, 1u);
   w.net.reset();
   w.server.reset();
   const std::string dir = w.t.sub("server");
-  {  // as a version 2 server left it
-    auto key = fs::ReadFile(dir + "/server.key", 64);
-    ASSERT_TRUE(key.ok());
+  auto key = fs::ReadFile(dir + "/server.key", 64);
+  ASSERT_TRUE(key.ok());
+  {  // as 0.1 (schema 2) left it: no organisation key
     auto db = db::Db::Open(dir + "/server.db", SecretBuffer(key->data(), key->size()), false);
     ASSERT_TRUE(db.ok()) << db.status().message();
-    ASSERT_TRUE(db->Exec("ALTER TABLE attachments RENAME TO blobs; PRAGMA user_version = 2;").ok());
+    ASSERT_TRUE(db->Exec("DELETE FROM meta WHERE key = 'organisation_key'; PRAGMA user_version = 2;").ok());
   }
-  std::filesystem::rename(dir + "/attachments", dir + "/blobs");
-  w.server = std::move(server::ServerCore::Open(dir)).value();
-  w.net = std::make_unique<LoopTransport>(w.server.get());
-  EXPECT_FALSE(std::filesystem::exists(dir + "/blobs"));
-  EXPECT_TRUE(SameFile(phone->LocalAttachmentFile(first.attachments[0].id)->path,
-                       ServerAttachmentFile(w, *phone, first.attachments[0])));
-  MediaReport second = SealWithMedia(*phone, {attachment::kUploadChunk + 10}, "after the upgrade");
-  auto r = Sync(*phone, *w.net);
-  EXPECT_EQ(r.delivered, 1u) << r.last_error;
-  EXPECT_EQ(*w.server->ReportCount(), 2u);
-  EXPECT_TRUE(SameFile(phone->LocalAttachmentFile(second.attachments[0].id)->path,
-                       ServerAttachmentFile(w, *phone, second.attachments[0])));
+  auto before = fs::ReadFile(dir + "/server.db", 64u << 20);
+  auto opened = server::ServerCore::Open(dir);
+  EXPECT_EQ(opened.status().code(), Code::kState);
+  EXPECT_NE(opened.status().message().find("0.1"), std::string::npos) << opened.status().message();
+  EXPECT_NE(opened.status().message().find("export"), std::string::npos);
+  EXPECT_EQ(*fs::ReadFile(dir + "/server.db", 64u << 20), *before);
 }
 
 TEST(Media, UploadsThenDeliversWithAReceiptCoveringTheAttachments) {
@@ -1101,7 +1444,7 @@ TEST(Media, DeskDecryptsAndVerifiesAttachmentsAndReportsWhatFails) {
   ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
   const std::string ex = w.t.sub("export.pb");
   ASSERT_TRUE(w.server->Export(ex).ok());
-  auto sum = desk::OpenExport(w.org, ex, w.t.sub("desk"));
+  auto sum = desk::OpenExport(w.desk, ex, w.t.sub("desk"));
   ASSERT_TRUE(sum.ok()) << sum.status().message();
   EXPECT_EQ(sum->verified, 1u);
   const std::string dir = w.t.sub("desk") + "/" + encoding::ToHex(m.id) + "-v1-attachments/";
@@ -1117,7 +1460,7 @@ TEST(Media, DeskDecryptsAndVerifiesAttachmentsAndReportsWhatFails) {
   auto good = fs::ReadFile(ServerAttachmentFile(w, *phone, m.attachments[0]), 8u << 20);
   (*good)[500] ^= 1;
   ASSERT_TRUE(fs::WriteFileAtomic(blob, *good).ok());
-  auto sum2 = desk::OpenExport(w.org, ex, w.t.sub("desk2"));
+  auto sum2 = desk::OpenExport(w.desk, ex, w.t.sub("desk2"));
   ASSERT_TRUE(sum2.ok());
   EXPECT_EQ(sum2->failed, 1u);
   auto json = fs::ReadFile(w.t.sub("desk2") + "/" + encoding::ToHex(m.id) + "-v1.json", 1u << 20);
@@ -1129,7 +1472,7 @@ TEST(Media, DeskDecryptsAndVerifiesAttachmentsAndReportsWhatFails) {
                                       encoding::ToHex(m.attachments[1].id) + ".mp4"));
   // A missing file is reported too.
   std::filesystem::remove(blob);
-  auto sum3 = desk::OpenExport(w.org, ex, w.t.sub("desk3"));
+  auto sum3 = desk::OpenExport(w.desk, ex, w.t.sub("desk3"));
   ASSERT_TRUE(sum3.ok());
   EXPECT_EQ(sum3->failed, 1u);
 }

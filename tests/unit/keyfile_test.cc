@@ -63,7 +63,7 @@ TEST(KeyFile, TruncatedOrDamagedIsCorrupt) {
 }
 
 TEST(KeyFile, PurposeIsChecked) {
-  auto file = WrapSecret(KeyPurpose::kDeskSecret, Secret32(4), Pass("p"), Fast());
+  auto file = WrapSecret(KeyPurpose::kOrganisation, Secret32(4), Pass("p"), Fast());
   ASSERT_TRUE(file.ok());
   EXPECT_EQ(UnwrapSecret(KeyPurpose::kStoreDatabase, *file, Pass("p")).status().code(), Code::kInvalidArgument);
 }

@@ -27,8 +27,10 @@ nlohmann::ordered_json Servers(dala_store* s) {
   for (size_t i = 0; i < dala_server_list_count(list.get()); ++i) {
     dala_server_info info;
     Call(dala_server_list_get, list.get(), i, &info);
-    all.push_back({{"destination", info.destination}, {"organisation", info.organisation}, {"url", info.url},
-                   {"enrolled", info.enrolled != 0}, {"last_error", info.last_error}});
+    all.push_back({{"destination", info.destination}, {"organisation", info.organisation},
+                   {"fingerprint", info.fingerprint}, {"url", info.url},
+                   {"server_key", Hex(info.server_key, 32)}, {"enrolled", info.enrolled != 0},
+                   {"last_error", info.last_error}});
   }
   return all;
 }
@@ -83,28 +85,38 @@ void AddDeliveryCommands(CLI::App& app, int* rc) {
   struct JoinArgs {
     StoreArgs store;
     std::string invite;
-    bool json = false;
+    bool json = false, include_existing = false;
   };
   auto join = std::make_shared<JoinArgs>();
   CLI::App* c = app.add_subcommand("join", "records an organisation's server from its invite (works offline)");
   AddStoreOptions(c, join->store);
-  c->add_option("invite", join->invite, "the invite (DALA1-...)")->required();
+  c->add_option("invite", join->invite, "the invite (DALA2-...)")->required();
+  c->add_flag("--include-existing", join->include_existing,
+              "also send this organisation the reports sealed before (default: only what is sealed from now on)");
   c->add_flag("--json", join->json, "as JSON");
   c->callback([join, rc] {
     auto s = OpenStore(join->store, false);
     char* dest = nullptr;
-    Call(dala_store_join, s.get(), join->invite.c_str(), &dest);
+    dala_join_options o;
+    dala_join_options_init(&o);
+    o.include_existing = join->include_existing ? 1 : 0;
+    Call(dala_store_join, s.get(), join->invite.c_str(), &o, &dest);
     std::string destination = TakeString(dest);
+    nlohmann::ordered_json joined;
+    for (const auto& sv : Servers(s.get()))
+      if (sv["destination"] == destination) joined = sv;
     if (join->json) {
-      nlohmann::ordered_json joined;
-      for (const auto& sv : Servers(s.get()))
-        if (sv["destination"] == destination) joined = sv;
       PrintJson(joined);
     } else {
+      std::string name = joined["organisation"].get<std::string>();
       std::fprintf(stderr,
-                   "Joined (destination %s). New and sealed reports are sealed to the organisation now; the "
-                   "phone enrols at its first sync.\n",
-                   destination.c_str());
+                   "Joined %s, fingerprint %s (destination %s): compare the fingerprint with the one the "
+                   "organisation gave you.\nReports sealed from now on go to it%s; the phone enrols at its first "
+                   "sync.\n",
+                   name.empty() ? "an organisation with no name" : ("'" + name + "'").c_str(),
+                   joined["fingerprint"].get<std::string>().c_str(), destination.c_str(),
+                   join->include_existing ? ", and so do those sealed before"
+                                          : " (those sealed before only with --include-existing)");
     }
     *rc = kExitOk;
   });

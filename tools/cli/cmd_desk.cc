@@ -2,23 +2,93 @@
 #include <dala/desk.hh>
 
 #include <CLI/CLI.hpp>
+#include <boost/url.hpp>
+#include <boost/url/src.hpp>  // Boost.URL is compiled here: the one translation unit of dala that has it
+#include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "cli.h"
 
 namespace dala::cli {
+namespace {
+
+// A server address phones will dial: http(s)://HOST[:PORT][/PATH], nothing else (the transport's rules).
+void CheckServerUrl(const std::string& text) {
+  auto bad = [&](const std::string& why) {
+    throw UsageError{"--url '" + text + "' is not a server address: " + why +
+                     " (write http://HOST:PORT or https://HOST:PORT)"};
+  };
+  if (text.find("://") == std::string::npos) bad("it has no scheme");
+  {  // HOST:PORT with a PORT that is not a number (Boost.URL reads "host:notaport" otherwise)
+    std::string authority = text.substr(text.find("://") + 3);
+    authority = authority.substr(0, authority.find_first_of("/?#"));
+    auto colon = authority.rfind(':');
+    if (colon != std::string::npos && authority.find(']', colon) == std::string::npos &&
+        authority.find_first_not_of("0123456789", colon + 1) != std::string::npos)
+      bad("the port must be a number");
+  }
+  auto parsed = boost::urls::parse_uri(text);
+  if (!parsed) bad("it is not a valid URL");
+  const boost::urls::url_view& u = *parsed;
+  if (u.scheme() != "http" && u.scheme() != "https") bad("the scheme must be http or https");
+  if (!u.has_authority() || u.host().empty()) bad("it has no host");
+  if (u.has_userinfo()) bad("a user name or password does not belong in it");
+  if (u.has_port()) {
+    if (u.port().empty()) bad("the port after ':' is missing");
+    if (u.port().size() > 5 || u.port_number() == 0) bad("the port must be 1 to 65535");
+  }
+  if (u.has_query() || u.has_fragment()) bad("it may not have a query (?) or a fragment (#)");
+}
+
+
+int64_t DurationMs(const std::string& s) {
+  const char* help = "--expires looks like 30m, 12h or 7d";
+  if (s.size() < 2) throw UsageError{help};
+  uint64_t n = 0;
+  const std::string digits = s.substr(0, s.size() - 1);
+  if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos)
+    throw UsageError{help};
+  n = std::stoull(digits);
+  switch (s.back()) {
+    case 's': return static_cast<int64_t>(n) * 1000;
+    case 'm': return static_cast<int64_t>(n) * 60000;
+    case 'h': return static_cast<int64_t>(n) * 3600000;
+    case 'd': return static_cast<int64_t>(n) * 86400000;
+  }
+  throw UsageError{help};
+}
+
+
+void FromHex32(const std::string& hex, uint8_t out[32], const char* what) {
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  if (hex.size() != 64) throw UsageError{std::string(what) + " must be 64 hexadecimal characters"};
+  for (size_t i = 0; i < 32; ++i) {
+    int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) throw UsageError{std::string(what) + " must be 64 hexadecimal characters"};
+    out[i] = static_cast<uint8_t>(hi * 16 + lo);
+  }
+}
+
+}  // namespace
 
 void AddDeskCommands(CLI::App& app, int* rc) {
   CLI::App* desk = app.add_subcommand("desk", "the organisation's desk: its key, and opening exports")
                        ->require_subcommand(1);
   struct KeygenArgs {
-    std::string out, passphrase_file;
+    std::string out, passphrase_file, name;
     KdfArgs kdf;
   };
   auto keygen = std::make_shared<KeygenArgs>();
-  CLI::App* c = desk->add_subcommand("keygen", "writes a new organisation key file; prints its public key");
+  CLI::App* c = desk->add_subcommand("keygen", "writes a new organisation key file; prints the organisation's identity");
   c->add_option("--out", keygen->out, "the key file to write (must not exist)")->required();
+  c->add_option("--name", keygen->name, "the organisation's name, which phones show beside its fingerprint");
   c->add_option("--passphrase-file", keygen->passphrase_file,
                 "read the desk passphrase from FILE (else DALA_PASSPHRASE, else a prompt)");
   AddKdfOptions(c, keygen->kdf);
@@ -29,9 +99,61 @@ void AddDeskCommands(CLI::App& app, int* rc) {
     dala_desk_options_init(&opts);
     if (keygen->kdf.ops) opts.kdf_opslimit = keygen->kdf.ops;
     if (keygen->kdf.mem_mib) opts.kdf_memlimit = keygen->kdf.mem_mib << 20;
-    uint8_t pk[32];
-    Call(dala_desk_keygen, keygen->out.c_str(), &cred, &opts, pk);
-    std::printf("%s\n", Hex(pk, 32).c_str());
+    opts.name = keygen->name.c_str();
+    char* identity = nullptr;
+    Call(dala_desk_keygen, keygen->out.c_str(), &cred, &opts, &identity);
+    std::string id = TakeString(identity);
+    Ref<dala_desk> d;
+    Call(dala_desk_open, keygen->out.c_str(), &cred, Out(d));
+    char* fp = nullptr;
+    Call(dala_desk_get_fingerprint, d.get(), &fp);
+    std::fprintf(stderr, "Organisation key written to %s (fingerprint %s). Keep it and its passphrase safe: "
+                 "whoever holds both speaks for the organisation.\n", keygen->out.c_str(), TakeString(fp).c_str());
+    std::printf("%s\n", id.c_str());
+    *rc = kExitOk;
+  });
+
+  struct InviteArgs {
+    std::string key, passphrase_file, server_key, expires = "7d", tls_pin;
+    std::vector<std::string> urls;
+    uint32_t uses = 1;
+  };
+  auto invite = std::make_shared<InviteArgs>();
+  c = desk->add_subcommand("invite", "prints a new invite to one of the organisation's servers, signed by its key");
+  c->add_option("--key", invite->key, "the organisation key file")->required();
+  c->add_option("--server-key", invite->server_key, "the server's key (64 hex; dala-server init prints it)")->required();
+  c->add_option("--url", invite->urls, "an address phones dial: http(s)://HOST:PORT[/PATH]; repeat for several")
+      ->required()->allow_extra_args(false);
+  c->add_option("--uses", invite->uses, "how many phones may join with it (default 1)")->check(CLI::PositiveNumber);
+  c->add_option("--expires", invite->expires, "how long it is valid: 30m, 12h, 7d (default 7d)");
+  c->add_option("--tls-pin", invite->tls_pin, "pin the server's certificate key (64 hex; dala-server pin prints it)");
+  c->add_option("--passphrase-file", invite->passphrase_file,
+                "read the desk passphrase from FILE (else DALA_PASSPHRASE, else a prompt)");
+  c->callback([invite, rc] {
+    for (const auto& u : invite->urls) CheckServerUrl(u);
+    int64_t ttl = DurationMs(invite->expires);
+    dala_desk_invite_options o;
+    dala_desk_invite_options_init(&o);
+    FromHex32(invite->server_key, o.server_key, "--server-key");
+    uint8_t pin[32];
+    if (!invite->tls_pin.empty()) {
+      FromHex32(invite->tls_pin, pin, "--tls-pin");
+      o.tls_pin = pin;
+    }
+    std::vector<const char*> urls;
+    for (const auto& u : invite->urls) urls.push_back(u.c_str());
+    o.urls = urls.data();
+    o.url_count = urls.size();
+    o.uses = invite->uses;
+    o.expires_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count() + ttl;
+    Secret pass = ReadPassphrase(invite->passphrase_file, "DALA_PASSPHRASE", "Desk passphrase: ", false);
+    dala_credential cred = Passphrase(pass.value);
+    Ref<dala_desk> d;
+    Call(dala_desk_open, invite->key.c_str(), &cred, Out(d));
+    char* text = nullptr;
+    Call(dala_desk_create_invite, d.get(), &o, &text);
+    std::printf("%s\n", TakeString(text).c_str());
     *rc = kExitOk;
   });
 

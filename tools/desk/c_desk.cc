@@ -2,13 +2,17 @@
 #include <dala/desk.h>
 
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "capi/boundary.h"
 #include "desk/desk_key.h"
 #include "desk/export_opener.h"
+#include "base/clock.h"
+#include "format/organisation.h"
 
 struct dala_desk {
-  dala::crypto::BoxKeyPair keys;
+  dala::desk::Organisation org;
 };
 
 using dala::Status;
@@ -18,19 +22,21 @@ using dala::capi::Guard;
 void dala_desk_options_init(dala_desk_options* options) noexcept {
   if (options == nullptr) return;
   dala::KdfParams d;
-  *options = dala_desk_options{d.opslimit, d.memlimit};
+  *options = dala_desk_options{d.opslimit, d.memlimit, nullptr};
 }
 
 dala_status dala_desk_keygen(const char* path, const dala_credential* credential, const dala_desk_options* options,
-                             uint8_t out_public_key[32], dala_error** out_error) noexcept {
+                             char** out_identity, dala_error** out_error) noexcept {
+  if (out_identity != nullptr) *out_identity = nullptr;
   return Guard(out_error, [&]() -> Status {
-    DALA_CHECK_ARG(path != nullptr && path[0] != '\0' && out_public_key != nullptr, "path or out_public_key is NULL");
+    DALA_CHECK_ARG(path != nullptr && path[0] != '\0' && out_identity != nullptr, "path or out_identity is NULL");
     DALA_ASSIGN_OR_RETURN(dala::Credential cred, dala::capi::ToCredential(credential));
     dala_desk_options o;
     dala_desk_options_init(&o);
     if (options != nullptr) o = *options;
-    DALA_ASSIGN_OR_RETURN(auto pk, dala::desk::GenerateKey(path, cred, {o.kdf_opslimit, o.kdf_memlimit}));
-    std::memcpy(out_public_key, pk.data(), pk.size());
+    DALA_ASSIGN_OR_RETURN(std::string id, dala::desk::GenerateKey(path, cred, {o.kdf_opslimit, o.kdf_memlimit},
+                                                                  o.name ? o.name : ""));
+    *out_identity = dala::capi::CopyString(id);
     return Status::Ok();
   });
 }
@@ -41,18 +47,57 @@ dala_status dala_desk_open(const char* path, const dala_credential* credential, 
   return Guard(out_error, [&]() -> Status {
     DALA_CHECK_ARG(path != nullptr && out_desk != nullptr, "path or out_desk is NULL");
     DALA_ASSIGN_OR_RETURN(dala::Credential cred, dala::capi::ToCredential(credential));
-    DALA_ASSIGN_OR_RETURN(auto keys, dala::desk::OpenKey(path, cred));
-    *out_desk = new dala_desk{std::move(keys)};
+    DALA_ASSIGN_OR_RETURN(auto org, dala::desk::OpenKey(path, cred));
+    *out_desk = new dala_desk{std::move(org)};
     return Status::Ok();
   });
 }
 
 void dala_desk_close(dala_desk* desk) noexcept { delete desk; }
 
-dala_status dala_desk_get_public_key(dala_desk* desk, uint8_t out_public_key[32], dala_error** out_error) noexcept {
+dala_status dala_desk_get_identity(dala_desk* desk, char** out_identity, dala_error** out_error) noexcept {
+  if (out_identity != nullptr) *out_identity = nullptr;
   return Guard(out_error, [&]() -> Status {
-    DALA_CHECK_ARG(desk != nullptr && out_public_key != nullptr, "desk or out_public_key is NULL");
-    std::memcpy(out_public_key, desk->keys.public_key.data(), 32);
+    DALA_CHECK_ARG(desk != nullptr && out_identity != nullptr, "desk or out_identity is NULL");
+    *out_identity = dala::capi::CopyString(dala::protocol::IdentityText(desk->org.root.public_key));
+    return Status::Ok();
+  });
+}
+
+dala_status dala_desk_get_fingerprint(dala_desk* desk, char** out_fingerprint, dala_error** out_error) noexcept {
+  if (out_fingerprint != nullptr) *out_fingerprint = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(desk != nullptr && out_fingerprint != nullptr, "desk or out_fingerprint is NULL");
+    *out_fingerprint = dala::capi::CopyString(dala::protocol::Fingerprint(desk->org.root.public_key));
+    return Status::Ok();
+  });
+}
+
+void dala_desk_invite_options_init(dala_desk_invite_options* options) noexcept {
+  if (options == nullptr) return;
+  *options = dala_desk_invite_options{};
+  options->uses = 1;
+}
+
+dala_status dala_desk_create_invite(dala_desk* desk, const dala_desk_invite_options* options, char** out_invite,
+                                    dala_error** out_error) noexcept {
+  if (out_invite != nullptr) *out_invite = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(desk != nullptr && options != nullptr && out_invite != nullptr,
+                   "desk, options or out_invite is NULL");
+    DALA_CHECK_ARG(options->urls != nullptr || options->url_count == 0, "urls is NULL");
+    dala::desk::InviteParams p;
+    std::memcpy(p.server.data(), options->server_key, 32);
+    for (size_t i = 0; i < options->url_count; ++i) {
+      DALA_RETURN_IF_ERROR(CheckString(options->urls[i], "a url"));
+      p.urls.emplace_back(options->urls[i]);
+    }
+    p.uses = options->uses;
+    const int64_t now = dala::SystemNowMs();
+    p.expires_ms = options->expires_ms != 0 ? options->expires_ms : now + 7 * 24 * 3600 * 1000LL;
+    if (options->tls_pin != nullptr) p.tls_pin.assign(reinterpret_cast<const char*>(options->tls_pin), 32);
+    DALA_ASSIGN_OR_RETURN(std::string invite, dala::desk::MakeInvite(desk->org, p, now));
+    *out_invite = dala::capi::CopyString(invite);
     return Status::Ok();
   });
 }
@@ -63,7 +108,7 @@ dala_status dala_desk_open_export(dala_desk* desk, const char* export_path, cons
     DALA_CHECK_ARG(desk != nullptr && out_summary != nullptr, "desk or out_summary is NULL");
     DALA_RETURN_IF_ERROR(CheckString(export_path, "export_path"));
     DALA_RETURN_IF_ERROR(CheckString(out_dir, "out_dir"));
-    DALA_ASSIGN_OR_RETURN(dala::desk::Summary s, dala::desk::OpenExport(desk->keys, export_path, out_dir));
+    DALA_ASSIGN_OR_RETURN(dala::desk::Summary s, dala::desk::OpenExport(desk->org, export_path, out_dir));
     *out_summary = dala_desk_summary{s.reports, s.verified, s.failed};
     return Status::Ok();
   });

@@ -13,6 +13,7 @@
 #include "dala/v1/sync.pb.h"
 #include "base/fsutil.h"
 #include "format/invite.h"
+#include "format/organisation.h"
 #include "format/receipt.h"
 #include "format/request.h"
 #include "format/report.h"
@@ -91,19 +92,65 @@ std::string ProblemsJson(const std::vector<std::string>& p) {
   return j + "]";
 }
 
+// The devices enrolled through an invite of this organisation (signed by its root, naming a server it
+// authorised, with the invite holder's proof for that device at that server), by device key.
+std::map<std::string, const v1::Enrolment*> Enrolled(const v1::Export& ex, const Organisation& org) {
+  std::map<std::string, const v1::Enrolment*> out;
+  for (const auto& e : ex.enrolments()) {
+    auto inv = protocol::CheckSignedInvite(e.invite(), &org.root.public_key);
+    if (!inv.ok() || e.device_key().size() != 32) continue;
+    if (!protocol::VerifyEnrolProof(inv->invite, crypto::Bytes(e.device_key()), crypto::Bytes(inv->invite.server_key()),
+                                    e.proof()))
+      continue;
+    out.emplace(e.device_key(), &e);
+  }
+  return out;
+}
+
+// The receipt, if a server key the organisation authorised (in the desk's own statement, not the export's)
+// signed it at the time it bears, for exactly these envelope bytes and this device.
+Result<v1::Receipt> CheckReceipt(const std::string& signed_receipt, const std::string& envelope_bytes,
+                                 const envelope::Header& h, const Organisation& org) {
+  v1::SignedReceipt sr;
+  v1::Receipt claimed;
+  if (!sr.ParseFromString(signed_receipt) || !claimed.ParseFromString(sr.receipt()) ||
+      claimed.server_key().size() != 32)
+    return Status(Code::kVerify, "missing or malformed");
+  if (!protocol::FindServer(org.statement, crypto::Bytes(claimed.server_key())))
+    return Status(Code::kVerify, "signed by a server key the organisation never authorised");
+  DALA_ASSIGN_OR_RETURN(v1::Receipt r, protocol::VerifyReceipt(crypto::Bytes(signed_receipt),
+                                                               crypto::Bytes(claimed.server_key())));
+  if (!protocol::AuthorisedAt(org.statement, crypto::Bytes(r.server_key()), r.server_time_ms()))
+    return Status(Code::kVerify, "dated when the organisation did not authorise its server key (before, after or "
+                                 "revoked)");
+  crypto::Hash env_hash = crypto::Blake2b256(crypto::Bytes(envelope_bytes));
+  if (r.content_hash() != std::string_view(reinterpret_cast<const char*>(env_hash.data()), 32))
+    return Status(Code::kVerify, "for different bytes than the stored report");
+  if (r.device_key() != std::string_view(reinterpret_cast<const char*>(h.device_key.data()), 32) ||
+      r.report_id() != std::string_view(reinterpret_cast<const char*>(h.report_id.data()), h.report_id.size()) ||
+      r.version() != h.version)
+    return Status(Code::kVerify, "for another report, version or device");
+  return r;
+}
+
 }  // namespace
 
-Result<Summary> OpenExport(const crypto::BoxKeyPair& keys, const std::string& export_path, const std::string& out_dir) {
+Result<Summary> OpenExport(const Organisation& org, const std::string& export_path, const std::string& out_dir) {
   DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, fs::ReadFile(export_path, 4ull << 30));
   v1::Export ex;
   if (!ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) || ex.server_key().size() != 32)
     return Status(Code::kCorrupt, "'" + export_path + "' is not a dala-server export");
   DALA_RETURN_IF_ERROR(fs::EnsureDirectory(out_dir));
+  const auto enrolled = Enrolled(ex, org);
 
   std::vector<Opened> all;
   for (const auto& item : ex.reports()) {
     Opened o;
-    auto opened = envelope::OpenReport(crypto::Bytes(item.envelope()), keys);
+    Result<envelope::OpenedReport> opened = Status(Code::kNotFound, "not sealed to this organisation's keys");
+    for (const auto& k : org.recipients) {
+      opened = envelope::OpenReport(crypto::Bytes(item.envelope()), k);
+      if (opened.ok() || opened.status().code() != Code::kNotFound) break;
+    }
     if (!opened.ok()) {
       o.problems.push_back(opened.status().message());
       if (envelope::Verify(crypto::Bytes(item.envelope()), &o.header).ok()) {
@@ -120,12 +167,14 @@ Result<Summary> OpenExport(const crypto::BoxKeyPair& keys, const std::string& ex
       o.report.updated_ms = o.report.content.sealed_ms();
       o.opened = true;
     }
-    auto receipt = protocol::VerifyReceipt(crypto::Bytes(item.receipt()), crypto::Bytes(ex.server_key()));
-    crypto::Hash env_hash = crypto::Blake2b256(crypto::Bytes(item.envelope()));
+    if (o.id_hex.empty()) {
+      // Not even the outer signature holds: nothing in it can be attributed.
+    } else if (!enrolled.count(std::string(reinterpret_cast<const char*>(o.header.device_key.data()), 32))) {
+      o.problems.push_back("the device that signed it was not enrolled through an invite of this organisation");
+    }
+    auto receipt = CheckReceipt(item.receipt(), item.envelope(), o.header, org);
     if (!receipt.ok()) {
       o.problems.push_back("receipt: " + receipt.status().message());
-    } else if (receipt->content_hash() != std::string_view(reinterpret_cast<const char*>(env_hash.data()), 32)) {
-      o.problems.push_back("the receipt is for different bytes than the stored report");
     } else {
       o.receipt_ok = true;
       o.sequence = receipt->sequence();

@@ -7,6 +7,7 @@
 
 #include "crypto/crypto.h"
 #include "base/status.h"
+#include "desk/desk_key.h"
 
 namespace dala::desk {
 
@@ -16,6 +17,7 @@ struct Summary {
   uint64_t failed = 0;     // something did not verify (see summary.json)
 };
 
-Result<Summary> OpenExport(const crypto::BoxKeyPair& keys, const std::string& export_path, const std::string& out_dir);
+// Trusts only `org`: its root, its statement (which server keys sign receipts, and when), its keys.
+Result<Summary> OpenExport(const Organisation& org, const std::string& export_path, const std::string& out_dir);
 
 }  // namespace dala::desk

@@ -440,21 +440,37 @@ DALA_API dala_status dala_outbox_get_stats(dala_store *store, const char *destin
  * Delivery: joining an organisation's server and syncing (docs/protocol.md)
  * ------------------------------------------------------------------------------------------------- */
 
-/* Any thread. Records the server named by an invite ("DALA1-..."): its addresses, its signing key (receipts
-   are verified against it) and the organisation's recipient keys. Every sealed report is sealed to the
-   recipients and queued at once, so this works offline; the device enrols at the first contact. Sets
-   *out_destination (free with dala_string_free) to the outbox destination of this server; may be NULL.
-   DALA_ERR_VERIFY: the invite was altered; DALA_ERR_STATE: it has expired. */
-DALA_API dala_status dala_store_join(dala_store *store, const char *invite, char **out_destination,
-                                     dala_error **out_error) DALA_NOEXCEPT;
+typedef struct dala_join_options {
+    /* 1: seal every report this store already holds to the organisation as well (the user confirmed that
+       this organisation may have them). Default 0: it gets only what is sealed from now on. Reports queued
+       for a server joined with a Dala 0.1 invite reach their organisation this way. */
+    int include_existing;
+} dala_join_options;
+
+/* Any thread. Sets every field to its default. */
+DALA_API void dala_join_options_init(dala_join_options *options) DALA_NOEXCEPT;
+
+/* Any thread. Joins the organisation server named by an invite ("DALA2-..."), which the organisation's root
+   key signed: records the server's addresses, its key (answers and receipts are verified against it) and
+   the organisation's recipient keys. Works offline; the device enrols at the first contact. The destination
+   is the organisation's ("org-" and 16 hex digits of its root key): another invite of the same organisation
+   updates its server; an invite of another root is another organisation. Show the user the organisation's
+   name and fingerprint (dala_server_info) to compare with the organisation's own. Sets *out_destination
+   (free with dala_string_free); may be NULL. options may be NULL (defaults).
+   DALA_ERR_VERIFY: the invite was altered or names a server its organisation does not authorise;
+   DALA_ERR_STATE: it has expired; DALA_ERR_INVALID_ARGUMENT: not an invite, or a Dala 0.1 invite. */
+DALA_API dala_status dala_store_join(dala_store *store, const char *invite, const dala_join_options *options,
+                                     char **out_destination, dala_error **out_error) DALA_NOEXCEPT;
 
 typedef struct dala_server_info {
     const char *destination;   /* valid while the list lives */
-    const char *organisation;
+    const char *organisation;  /* the organisation's name (from its signed statement) */
     const char *url;           /* the first address */
     uint8_t server_key[32];
     int enrolled;
     const char *last_error;    /* "" when the last contact went well */
+    const char *fingerprint;   /* of the organisation's root key: 6 groups of 5 digits; "" for a 0.1 server */
+    uint8_t organisation_key[32];  /* the root key; all zero for a server joined with a 0.1 invite */
 } dala_server_info;
 
 typedef struct dala_server_list dala_server_list;

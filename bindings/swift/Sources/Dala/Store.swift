@@ -233,12 +233,17 @@ public final class Store: @unchecked Sendable {
 
     // MARK: Delivery
 
-    /// Records the organisation's server from an invite (works offline); returns the destination name.
+    /// Joins an organisation's server from an invite its root key signed (works offline); returns the
+    /// destination name. The organisation gets only what is sealed from now on, unless `includeExisting`
+    /// (ask the user first): then every report this phone already holds is sealed to it as well.
     @discardableResult
-    public func join(invite: String) throws -> String {
+    public func join(invite: String, includeExisting: Bool = false) throws -> String {
         try use { s in
             var dest: UnsafeMutablePointer<CChar>?
-            try check { dala_store_join(s, invite, &dest, $0) }
+            var options = dala_join_options()
+            dala_join_options_init(&options)
+            options.include_existing = includeExisting ? 1 : 0
+            try check { dala_store_join(s, invite, &options, &dest, $0) }
             defer { dala_string_free(dest) }
             return String(cString: dest!)
         }

@@ -198,6 +198,36 @@ final class DalaTests: XCTestCase {
         XCTAssertEqual(try s.receipts().count, 1)
     }
 
+    func testAnOrganisationJoinedLaterGetsEarlierReportsOnlyWithIncludeExisting() async throws {
+        let server = try TestServer(dir: dir, uses: 2)
+        defer { server.stop() }
+        let later = try newStore("phone")
+        defer { later.close() }
+        let all = try newStore("phone2")
+        defer { all.close() }
+        let before = try later.seal(try later.createReport(form: "detention/1")).id
+        let beforeAll = try all.seal(try all.createReport(form: "detention/1")).id
+        let destination = try later.join(invite: server.invite)
+        XCTAssertEqual(try all.join(invite: server.invite, includeExisting: true), destination,
+                       "the destination is the organisation's")
+        XCTAssertEqual(try later.report(id: before).state, .sealed, "not queued for an organisation joined later")
+        XCTAssertEqual(try all.report(id: beforeAll).state, .queued, "queued: the user included it")
+        let after = try later.seal(try later.createReport(form: "detention/1")).id
+
+        var result = try await later.sync(timeoutMilliseconds: 30_000)
+        XCTAssertEqual(result.delivered, 1, "only the report sealed after the join")
+        XCTAssertEqual(result.remaining, 0)
+        XCTAssertEqual(try later.receipts().map(\.reportID), [after])
+        XCTAssertEqual(try later.report(id: before).state, .sealed)
+
+        result = try await all.sync(timeoutMilliseconds: 30_000)
+        XCTAssertEqual(result.delivered, 1)
+        XCTAssertEqual(result.remaining, 0)
+        XCTAssertEqual(try all.receipts().map(\.reportID), [beforeAll])
+        XCTAssertTrue(try all.receipts().allSatisfy(\.verified))
+        XCTAssertEqual(try all.report(id: beforeAll).state, .delivered)
+    }
+
     func testReadmeSampleRunsAsShown() async throws {
         let server = try TestServer(dir: dir)
         defer { server.stop() }
@@ -267,22 +297,31 @@ final class Counter: @unchecked Sendable {
     var value: Int { lock.lock(); defer { lock.unlock() }; return n }
 }
 
-/// A dala-server on a free loopback port (the binaries come from ctest's environment).
+/// A dala-server on a free loopback port, made as an organisation makes one: the desk's root key
+/// (dala desk keygen), a server initialised for that organisation, and an invite the root key signs
+/// (dala desk invite). The binaries come from ctest's environment.
 struct TestServer {
     let process: Process
     let invite: String
 
-    init(dir: URL) throws {
+    init(dir: URL, uses: Int = 1) throws {
         let env = ProcessInfo.processInfo.environment
         guard let server = env["DALA_SERVER_BIN"], let cli = env["DALA_CLI_BIN"] else {
             throw XCTSkip("DALA_SERVER_BIN or DALA_CLI_BIN is not set")
         }
         let data = dir.appendingPathComponent("srv").path
-        let org = try Self.run(cli, ["desk", "keygen", "--out", dir.appendingPathComponent("org.key").path,
-                                     "--kdf-ops", "1", "--kdf-mem-mib", "8"], env: ["DALA_PASSPHRASE": "desk"])
-        _ = try Self.run(server, ["init", "--data", data, "--recipient", org])
+        let key = dir.appendingPathComponent("org.key").path
+        let desk = ["DALA_PASSPHRASE": "desk"]
+        let org = try Self.run(cli, ["desk", "keygen", "--out", key, "--name", "KIBHR",
+                                     "--kdf-ops", "1", "--kdf-mem-mib", "8"], env: desk)
+        XCTAssertTrue(org.hasPrefix("DALA-ORG1-") && !org.contains("\n"), "desk keygen prints the identity alone: \(org)")
+        let initOut = try Self.run(server, ["init", "--data", data, "--organisation", org])
+        let serverKey = String(initOut.split(separator: "\n").last ?? "")
+        XCTAssertTrue(serverKey.count == 64 && serverKey.allSatisfy(\.isHexDigit), "server init ends with its key: \(initOut)")
         let port = Self.freePort()
-        invite = try Self.run(server, ["invite", "--data", data, "--url", "http://127.0.0.1:\(port)", "--uses", "1"])
+        invite = try Self.run(cli, ["desk", "invite", "--key", key, "--server-key", serverKey,
+                                    "--url", "http://127.0.0.1:\(port)", "--uses", "\(uses)"], env: desk)
+        XCTAssertTrue(invite.hasPrefix("DALA2-") && !invite.contains("\n"), "desk invite prints the invite alone: \(invite)")
         process = Process()
         process.executableURL = URL(fileURLWithPath: server)
         process.arguments = ["run", "--data", data, "--listen", "127.0.0.1:\(port)", "--quiet"]

@@ -17,30 +17,55 @@ typedef struct dala_desk_options {
     /* Argon2id cost used when a passphrase wraps the key (keygen). Minimum 1 and 8 MiB; maximum 16 and 1 GiB. */
     uint64_t kdf_opslimit;          /* default 3 */
     uint64_t kdf_memlimit;          /* bytes, default 64 MiB */
+    const char *name;               /* keygen: the organisation's display name (at most 256 bytes); NULL = "" */
 } dala_desk_options;
 
 /* Any thread. Sets every field to its default. */
 DALA_API void dala_desk_options_init(dala_desk_options *options) DALA_NOEXCEPT;
 
-/* Any thread. Writes a new organisation key file at `path` (DALA_ERR_EXISTS if anything is there): an
-   X25519 secret key wrapped under `credential`. Sets out_public_key to the recipient public key, which
-   dala-server init takes. options may be NULL. */
+/* Any thread. Writes a new organisation key file at `path` (DALA_ERR_EXISTS if anything is there): the
+   organisation's master secret, wrapped under `credential`, from which its root signing key and recipient
+   keys come, and its first statement. Sets *out_identity (free with dala_string_free) to the
+   organisation's public identity, "DALA-ORG1-...", which dala-server init takes. options may be NULL. */
 DALA_API dala_status dala_desk_keygen(const char *path, const dala_credential *credential,
-                                      const dala_desk_options *options, uint8_t out_public_key[32],
+                                      const dala_desk_options *options, char **out_identity,
                                       dala_error **out_error) DALA_NOEXCEPT;
 
-/* A desk handle may be used from any thread. */
+/* A desk handle may be used from any thread, one call at a time (calls that make invites write the key
+   file). */
 typedef struct dala_desk dala_desk;
 
 /* Any thread. Opens an organisation key file. DALA_ERR_NOT_FOUND: no such file; DALA_ERR_WRONG_KEY: wrong
-   credential. */
+   credential; DALA_ERR_INVALID_ARGUMENT: a key file of Dala 0.1 or of a store. */
 DALA_API dala_status dala_desk_open(const char *path, const dala_credential *credential, dala_desk **out_desk,
                                     dala_error **out_error) DALA_NOEXCEPT;
 /* Any thread, once no other call on the desk is running. Accepts NULL. */
 DALA_API void dala_desk_close(dala_desk *desk) DALA_NOEXCEPT;
-/* Any thread. The recipient public key. */
-DALA_API dala_status dala_desk_get_public_key(dala_desk *desk, uint8_t out_public_key[32],
-                                          dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. The organisation's public identity ("DALA-ORG1-..."); free with dala_string_free. */
+DALA_API dala_status dala_desk_get_identity(dala_desk *desk, char **out_identity,
+                                            dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. The fingerprint people compare: 30 digits in 6 groups of 5 ("12345 67890 ..."), the same
+   that `dala join` prints; free with dala_string_free. */
+DALA_API dala_status dala_desk_get_fingerprint(dala_desk *desk, char **out_fingerprint,
+                                               dala_error **out_error) DALA_NOEXCEPT;
+
+typedef struct dala_desk_invite_options {
+    uint8_t server_key[32];         /* the server's public key (dala-server init prints it) */
+    const char *const *urls;        /* its addresses, http(s)://HOST[:PORT][/PATH]; at least one */
+    size_t url_count;
+    uint32_t uses;                  /* devices that may enrol with it; default 1 */
+    int64_t expires_ms;             /* Unix ms; default 0 = 7 days from now */
+    const uint8_t *tls_pin;         /* NULL, or 32 bytes: SHA-256 of the certificate's SubjectPublicKeyInfo */
+} dala_desk_invite_options;
+
+/* Any thread. Sets every field to its default (no server key, no address). */
+DALA_API void dala_desk_invite_options_init(dala_desk_invite_options *options) DALA_NOEXCEPT;
+
+/* One call at a time per desk. An invite to one server of the organisation ("DALA2-..."), signed by the
+   root; free with dala_string_free. The first invite to a server authorises its key from now on (a new
+   statement, written into the key file). DALA_ERR_STATE: the organisation revoked that server key. */
+DALA_API dala_status dala_desk_create_invite(dala_desk *desk, const dala_desk_invite_options *options,
+                                             char **out_invite, dala_error **out_error) DALA_NOEXCEPT;
 
 typedef struct dala_desk_summary {
     uint64_t reports;

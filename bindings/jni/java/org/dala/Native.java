@@ -76,7 +76,7 @@ final class Native {
     static native AttachmentInfo[] listAttachments(long store, byte[] reportId);
 
     // Delivery.
-    static native byte[] join(long store, byte[] invite);
+    static native byte[] join(long store, byte[] invite, boolean includeExisting);
     static native long[] syncRunOnce(long store, long timeoutMs, Sync.ProgressListener listener, Transport transport);
     static native long sessionStart(long store, long timeoutMs, Sync.ProgressListener listener, Transport transport);
     static native void sessionNotifyOnline(long session);

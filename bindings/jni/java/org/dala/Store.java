@@ -184,9 +184,20 @@ public final class Store extends NativeHandle {
         return Arrays.asList(with(h -> Native.listAttachments(h, idBytes(report))));
     }
 
-    /** Records the organisation's server from an invite; works offline. Returns the destination name. */
+    /**
+     * Joins an organisation's server from an invite its root key signed; works offline. The organisation
+     * gets only what is sealed from now on. Returns the destination name.
+     */
     public String join(String invite) {
-        return Native.string(with(h -> Native.join(h, Native.bytes(invite))));
+        return join(invite, false);
+    }
+
+    /**
+     * As {@link #join(String)}; with {@code includeExisting}, every report this phone already holds is
+     * sealed to the organisation as well (ask the user first).
+     */
+    public String join(String invite, boolean includeExisting) {
+        return Native.string(with(h -> Native.join(h, Native.bytes(invite), includeExisting)));
     }
 
     /** The server's signed receipts kept on this phone, each verified against the invite's server key. */

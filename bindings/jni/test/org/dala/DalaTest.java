@@ -221,21 +221,35 @@ class DalaTest {
         return b.toByteArray();
     }
 
-    /** A dala-server on a free loopback port (the binaries come from ctest's environment). */
+    /**
+     * A dala-server on a free loopback port, made as an organisation makes one: the desk's root key
+     * (dala desk keygen), a server initialised for that organisation, and an invite the root key signs
+     * (dala desk invite). The binaries come from ctest's environment.
+     */
     static final class Server implements AutoCloseable {
+        static final String ORGANISATION = "KIBHR";
         final Process process;
         final String invite;
 
         Server(Path tmp) throws Exception {
+            this(tmp, 1);
+        }
+
+        Server(Path tmp, int uses) throws Exception {
             String server = System.getenv("DALA_SERVER_BIN"), cli = System.getenv("DALA_CLI_BIN");
             assertNotNull(server, "DALA_SERVER_BIN is not set");
             assertNotNull(cli, "DALA_CLI_BIN is not set");
-            String data = tmp.resolve("srv").toString();
-            String org = run("env", "DALA_PASSPHRASE=desk", cli, "desk", "keygen", "--out",
-                             tmp.resolve("org.key").toString(), "--kdf-ops", "1", "--kdf-mem-mib", "8");
-            run(server, "init", "--data", data, "--recipient", org);
+            String data = tmp.resolve("srv").toString(), key = tmp.resolve("org.key").toString();
+            String org = run("env", "DALA_PASSPHRASE=desk", cli, "desk", "keygen", "--out", key,
+                             "--name", ORGANISATION, "--kdf-ops", "1", "--kdf-mem-mib", "8");
+            assertTrue(org.matches("DALA-ORG1-[A-Za-z0-9_-]+"), "desk keygen prints the identity alone: " + org);
+            String init = run(server, "init", "--data", data, "--organisation", org);
+            String serverKey = init.substring(init.lastIndexOf('\n') + 1);
+            assertTrue(serverKey.matches("[0-9a-f]{64}"), "server init ends with its key: " + init);
             int port = freePort();
-            invite = run(server, "invite", "--data", data, "--url", "http://127.0.0.1:" + port, "--uses", "1");
+            invite = run("env", "DALA_PASSPHRASE=desk", cli, "desk", "invite", "--key", key,
+                         "--server-key", serverKey, "--url", "http://127.0.0.1:" + port, "--uses", String.valueOf(uses));
+            assertTrue(invite.matches("DALA2-[A-Za-z0-9_-]+"), "desk invite prints the invite alone: " + invite);
             process = new ProcessBuilder(server, "run", "--data", data, "--listen", "127.0.0.1:" + port, "--quiet")
                     .redirectErrorStream(true).start();
             InputStream log = process.getInputStream();
@@ -294,6 +308,46 @@ class DalaTest {
             for (Receipt rc : s.receipts()) assertTrue(rc.verified);
             for (ReportInfo info : s.reports()) assertEquals(ReportState.DELIVERED, info.state);
             assertEquals(lastUpload[1], lastUpload[0], "progress reached the whole upload");
+        }
+    }
+
+    static ReportId sealOne(Store s, String narrative) {
+        try (Report r = s.createReport("detention/1")) {
+            r.setNarrative(narrative);
+            s.seal(r);
+            return r.id();
+        }
+    }
+
+    static ReportState stateOf(Store s, ReportId id) {
+        for (ReportInfo info : s.reports()) if (info.id.equals(id)) return info.state;
+        throw new AssertionError("no report " + id);
+    }
+
+    @Test
+    void anOrganisationJoinedLaterGetsEarlierReportsOnlyWithIncludeExisting() throws Exception {
+        try (Server srv = new Server(tmp, 2); Store later = newStore("phone"); Store all = newStore("phone2")) {
+            ReportId before = sealOne(later, "sealed before joining");
+            ReportId beforeAll = sealOne(all, "sealed before joining, shared");
+            String destination = later.join(srv.invite);
+            assertEquals(destination, all.join(srv.invite, true), "the destination is the organisation's");
+            assertEquals(ReportState.SEALED, stateOf(later, before), "not queued for an organisation joined later");
+            assertEquals(ReportState.QUEUED, stateOf(all, beforeAll), "queued: the user included it");
+            ReportId after = sealOne(later, "sealed after joining");
+
+            Sync.Result r = later.sync().runOnce(30_000, null);
+            assertEquals(1, r.delivered, "only the report sealed after the join");
+            assertEquals(0, r.remaining);
+            assertEquals(1, later.receipts().size());
+            assertEquals(after, later.receipts().get(0).id);
+            assertEquals(ReportState.SEALED, stateOf(later, before));
+
+            r = all.sync().runOnce(30_000, null);
+            assertEquals(1, r.delivered);
+            assertEquals(0, r.remaining);
+            assertEquals(beforeAll, all.receipts().get(0).id);
+            assertTrue(all.receipts().get(0).verified);
+            assertEquals(ReportState.DELIVERED, stateOf(all, beforeAll));
         }
     }
 
