@@ -218,6 +218,8 @@ dala_status dala_receipt_list_get(const dala_receipt_list* list, size_t index, d
     out_info->sequence = it.sequence;
     out_info->server_time_ms = it.server_time_ms;
     out_info->verified = it.verified ? 1 : 0;
+    out_info->receipt = it.receipt.data();
+    out_info->receipt_size = it.receipt.size();
     return Status::Ok();
   });
 }

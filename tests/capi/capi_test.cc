@@ -262,7 +262,7 @@ TEST_F(StoreFixture, DeskKeysThroughTheDeskApi) {
   EXPECT_EQ(dala_desk_create_invite(desk.get(), nullptr, &got, e.out()), DALA_ERR_INVALID_ARGUMENT);
   // dala.hh turns a failed call into dala::Error with the status and message.
   try {
-    dala::Call(dala_desk_open_export, desk.get(), (d.path + "/no-export").c_str(), d.path.c_str(),
+    dala::Call(dala_desk_open_export, desk.get(), (d.path + "/no-export").c_str(), d.path.c_str(), nullptr,
                static_cast<dala_desk_summary*>(nullptr));
     ADD_FAILURE() << "no error";
   } catch (const dala::Error& err) {
@@ -598,7 +598,7 @@ TEST_F(StoreFixture, AttachmentsThroughTheCApiAndAnAppTransport) {
   dala::Ref<dala_desk> desk;
   dala::Call(dala_desk_open, (d.path + "/org.key").c_str(), &dp, dala::Out(desk));
   dala_desk_summary sum;
-  dala::Call(dala_desk_open_export, desk.get(), exported.c_str(), (d.path + "/opened").c_str(), &sum);
+  dala::Call(dala_desk_open_export, desk.get(), exported.c_str(), (d.path + "/opened").c_str(), nullptr, &sum);
   EXPECT_EQ(sum.reports, 1u);
   EXPECT_EQ(sum.verified, 1u);
   EXPECT_EQ(sum.failed, 0u);
@@ -618,7 +618,7 @@ TEST_F(StoreFixture, AttachmentsThroughTheCApiAndAnAppTransport) {
     fwrite(bad.data(), 1, bad.size(), f);
     fclose(f);
     dala_desk_summary s2{};
-    dala_status st = dala_desk_open_export(desk.get(), path.c_str(), (d.path + "/bad").c_str(), &s2, e.out());
+    dala_status st = dala_desk_open_export(desk.get(), path.c_str(), (d.path + "/bad").c_str(), nullptr, &s2, e.out());
     EXPECT_EQ(st == DALA_OK ? s2.verified : 0u, 0u) << "flipped byte " << at << " still verified";
     ++flips;
   }

@@ -113,6 +113,23 @@ import json; s=json.load(open('desk/summary.json')); assert s['reports']==326 an
 import glob; r=json.load(open(glob.glob('desk/*-v1.json')[0])); assert r['verified'] and r['receipt']['verified']"
 check "desk: 326 verified" 0 $?
 
+# The phones' receipts, cross-checked at the desk: all held; then a report delivered after the export is
+# one a phone holds a receipt for and the export lacks (exit 1, "missing": 1).
+"$BIN/dala" receipts --store a --json >receipts-a.json; check "receipts --json" 0 $?
+python3 -c "
+import json; r=json.load(open('receipts-a.json')); assert r and all(len(x['receipt']) > 200 for x in r), r[:1]"
+check "receipts --json carries each signed receipt" 0 $?
+"$BIN/dala" desk open --key org.key --from export.bin --out desk-r --receipts receipts-a.json >/dev/null
+check "desk open --receipts: all held" 0 $?
+seal_many a 1 "after the export"
+"$BIN/dala" sync --store a 2>/dev/null; check "sync after the export" 0 $?
+"$BIN/dala" receipts --store a --json >receipts-a2.json
+"$BIN/dala" desk open --key org.key --from export.bin --out desk-r2 --receipts receipts-a2.json --json >desk-r2.out
+check "desk open --receipts: a withheld report fails" 1 $?
+python3 -c "
+import json; s=json.load(open('desk-r2.out')); assert s['missing']==1 and not s['clean'], s"
+check "... and says one is missing" 0 $?
+
 # Server abuse: wrong content type, malformed body, oversized body, slow headers, many idle connections;
 # meanwhile an enrolled phone is still served.
 kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null; check "SIGTERM: clean exit" 0 $?

@@ -9,6 +9,7 @@
 
 #include "../unit/test_util.h"
 #include "crypto/attachment_file.h"
+#include "crypto/chunk_tree.h"
 #include "desk/desk_key.h"
 #include "desk/export_opener.h"
 #include "format/organisation.h"
@@ -911,6 +912,225 @@ TEST(Desk, ReceiptsOfARevokedServerKeyAreNotTrustedFromTheRevocationOn) {
   ASSERT_TRUE(again.ok());
   EXPECT_NE(protocol::FindServer(again->statement, w.server->server_key())->revoked_ms(), 0);
   EXPECT_EQ(desk::OpenExport(*again, w.t.sub("export.bin"), w.t.sub("desk2"))->verified, 1u);
+}
+
+// An export as a raided server or a courier could alter it: entries repeated, listed out of order, hidden
+// behind an unknown tag, a report's latest version or a whole report dropped. The desk says so, counts
+// nothing twice, and a phone's receipts show what was withheld.
+struct ExportFile {
+  v1::Export ex;
+  std::string Write(const std::string& path) const {
+    std::string out = ex.SerializeAsString();
+    test::WriteAll(path, std::vector<uint8_t>(out.begin(), out.end()));
+    return path;
+  }
+};
+
+TEST(Desk, AlteredExportsAreCaught) {
+  World w;
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  ReportId edited = SealOne(*phone, "version 1");
+  SealOne(*phone, "another");
+  auto v2 = phone->Edit(edited);
+  ASSERT_TRUE(v2.ok());
+  ASSERT_TRUE(v2->SetNarrative("version 2").ok());
+  ASSERT_TRUE(phone->Seal(*v2).ok());
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 3u);
+  ASSERT_TRUE(w.server->Export(w.t.sub("export.bin")).ok());
+  auto bytes = test::ReadAll(w.t.sub("export.bin"));
+  ExportFile good;
+  ASSERT_TRUE(good.ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())));
+  ASSERT_EQ(good.ex.reports_size(), 3);
+  auto open = [&](const ExportFile& f, const std::string& name, std::vector<std::string> receipts = {}) {
+    auto sum = desk::OpenExport(w.desk, f.Write(w.t.sub(name + ".bin")), w.t.sub(name), receipts);
+    EXPECT_TRUE(sum.ok()) << sum.status().message();
+    return sum.ok() ? *sum : desk::Summary{};
+  };
+  desk::Summary clean = open(good, "good");
+  EXPECT_TRUE(clean.clean());
+  EXPECT_EQ(clean.verified, 3u);
+
+  ExportFile dup = good;  // an entry twice: counted and written once
+  *dup.ex.add_reports() = good.ex.reports(0);
+  desk::Summary d = open(dup, "dup");
+  EXPECT_EQ(d.reports, 3u);
+  EXPECT_EQ(d.verified, 3u);
+  EXPECT_EQ(d.duplicates, 1u);
+  EXPECT_FALSE(d.clean());
+
+  ExportFile reordered = good;
+  reordered.ex.mutable_reports()->SwapElements(0, 2);
+  desk::Summary r = open(reordered, "reordered");
+  EXPECT_GT(r.reordered, 0u);
+  EXPECT_FALSE(r.clean());
+
+  // The last entry's field tag flipped from 2 to 15: protobuf would keep it as an unknown field.
+  std::string flipped = good.ex.SerializeAsString();
+  {
+    v1::Export last_only;
+    *last_only.add_reports() = good.ex.reports(2);
+    std::string entry = last_only.SerializeAsString();  // field 2, length-delimited: the entry's tag and bytes
+    size_t at = flipped.find(entry);
+    ASSERT_NE(at, std::string::npos);
+    ASSERT_EQ(static_cast<uint8_t>(flipped[at]), 0x12);
+    flipped[at] = 0x7a;  // field 15
+  }
+  test::WriteAll(w.t.sub("flipped.bin"), std::vector<uint8_t>(flipped.begin(), flipped.end()));
+  auto f = desk::OpenExport(w.desk, w.t.sub("flipped.bin"), w.t.sub("flipped"));
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->reports, 2u);
+  EXPECT_EQ(f->unknown_fields, 1u);
+  EXPECT_FALSE(f->clean());
+
+  // Version 1 of the edited report dropped from the middle: the chain and the sequence numbers show it.
+  ExportFile middle = good;
+  middle.ex.mutable_reports()->DeleteSubrange(0, 1);
+  desk::Summary m = open(middle, "middle");
+  EXPECT_EQ(m.missing, 1u);
+  EXPECT_EQ(m.failed, 1u);
+
+  // The latest version dropped (the last sequence number): only the phone's receipts can tell.
+  ExportFile latest = good;
+  latest.ex.mutable_reports()->RemoveLast();
+  desk::Summary l = open(latest, "latest");
+  EXPECT_TRUE(l.clean());  // nothing in the export itself gives it away
+  std::vector<std::string> receipts;
+  auto kept = phone->ListReceipts();
+  ASSERT_TRUE(kept.ok());
+  for (const auto& ri : *kept) receipts.emplace_back(ri.receipt.begin(), ri.receipt.end());
+  ASSERT_EQ(receipts.size(), 3u);
+  desk::Summary with_receipts = open(latest, "latest-receipts", receipts);
+  EXPECT_EQ(with_receipts.missing, 1u);
+  EXPECT_FALSE(with_receipts.clean());
+  auto summary = test::ReadAll(w.t.sub("latest-receipts") + "/summary.json");
+  EXPECT_NE(std::string(summary.begin(), summary.end()).find("which the export lacks"), std::string::npos);
+  EXPECT_TRUE(open(good, "good-receipts", receipts).clean());
+  // A phone receipt nobody authorised signed is said to be one.
+  v1::SignedReceipt sr;
+  ASSERT_TRUE(sr.ParseFromString(receipts[0]));
+  std::string sig = sr.signature();
+  sig[3] ^= 1;
+  sr.set_signature(sig);
+  desk::Summary bad_receipt = open(good, "bad-receipt", {sr.SerializeAsString()});
+  EXPECT_EQ(bad_receipt.phone_receipts_invalid, 1u);
+}
+
+// What an enrolled device could seal that the desk must not call verified: a version 2 naming the wrong
+// previous version, one changing the form, one claiming another device's report, a forged inner signature,
+// an envelope declaring an attachment the report does not list. Receipts are genuine (the server's key),
+// so only the desk's own checks can catch them.
+TEST(Desk, WhatAnEnrolledDeviceCouldSealIsChecked) {
+  World w;
+  auto phone = w.Phone("phone");
+  const std::string invite = w.Invite();
+  ASSERT_TRUE(phone->Join(invite).ok());
+  ReportId theirs = SealOne(*phone, "the victim's version 1");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  // A second device, enrolled with the same invite.
+  crypto::SigningKey dev = crypto::GenerateSigningKey();
+  auto decoded = protocol::DecodeInvite(invite);
+  ASSERT_TRUE(decoded.ok());
+  v1::Request enrol;
+  enrol.set_device_key(dev.public_key.data(), 32);
+  enrol.set_server_key(w.server->server_key().data(), 32);
+  enrol.mutable_enrol()->set_invite(decoded->checked.signed_invite);
+  enrol.mutable_enrol()->set_proof(protocol::EnrolProof(decoded->enrol_secret, dev.public_key, w.server->server_key()));
+  ASSERT_EQ(w.server->Handle("POST", protocol::kPathEnrol, protocol::kContentType, protocol::SignRequest(dev, enrol)).status, 200);
+  ASSERT_TRUE(w.server->Export(w.t.sub("export.bin")).ok());
+  auto bytes = test::ReadAll(w.t.sub("export.bin"));
+  v1::Export ex;
+  ASSERT_TRUE(ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())));
+  const crypto::SigningKey server_key = w.StolenServerKey();
+  uint64_t sequence = 1;
+  auto content = [&](const ReportId& id, uint32_t version) {
+    v1::ReportContent c;
+    c.set_report_id(id.data(), id.size());
+    c.set_version(version);
+    c.set_form("detention/1");
+    c.set_form_version(1);
+    c.set_narrative("by the second device");
+    c.set_created_ms(1000);
+    c.set_sealed_ms(2000);
+    c.set_device_key(dev.public_key.data(), 32);
+    return c;
+  };
+  auto add = [&](const v1::ReportContent& c, bool forge_inner = false, bool extra_manifest = false) {
+    std::string signed_bytes = SignContent(dev, c);
+    if (forge_inner) {
+      v1::SignedReport sr;
+      sr.ParseFromString(signed_bytes);
+      std::string sig = sr.signature();
+      sig[0] ^= 1;
+      sr.set_signature(sig);
+      signed_bytes = sr.SerializeAsString();
+    }
+    envelope::Header h;
+    std::memcpy(h.report_id.data(), c.report_id().data(), 16);
+    h.version = c.version();
+    h.device_key = dev.public_key;
+    if (extra_manifest) {
+      const std::string ct(1000, 'c');  // any bytes make a valid manifest: the server never decrypts
+      attachment::ChunkTree tree(65536);
+      tree.Update(crypto::Bytes(ct));
+      const crypto::Hash root = tree.Finish();
+      v1::AttachmentManifest m;
+      m.set_attachment_id(std::string(16, 'x'));
+      m.set_size(ct.size());
+      m.set_chunk_size(65536);
+      m.set_root(root.data(), 32);
+      m.set_chunk_hashes(tree.chunk_hashes());
+      h.attachments.push_back(m);
+    }
+    auto env = envelope::Seal(dev, h, crypto::Bytes(signed_bytes), std::vector<crypto::PublicKey>{w.recipient()});
+    EXPECT_TRUE(env.ok()) << env.status().message();
+    v1::Receipt r;
+    r.set_report_id(c.report_id());
+    r.set_version(c.version());
+    auto hash = crypto::Blake2b256(crypto::Bytes(*env));
+    r.set_content_hash(hash.data(), 32);
+    r.set_server_time_ms(SystemNowMs());
+    r.set_sequence(++sequence);
+    r.set_server_key(server_key.public_key.data(), 32);
+    r.set_device_key(dev.public_key.data(), 32);
+    auto* item = ex.add_reports();
+    item->set_envelope(*env);
+    item->set_receipt(protocol::SignReceipt(server_key, r));
+    return crypto::Blake2b256(crypto::Bytes(signed_bytes));
+  };
+  ReportId a{}, b{}, d{}, e{}, g{};
+  for (ReportId* id : {&a, &b, &d, &e, &g}) randombytes_buf(id->data(), id->size());
+  crypto::Hash a1 = add(content(a, 1));
+  v1::ReportContent a2 = content(a, 2);
+  a2.set_previous_hash(std::string(32, 'w'));  // not version 1's hash
+  add(a2);
+  crypto::Hash b1 = add(content(b, 1));
+  v1::ReportContent b2 = content(b, 2);
+  b2.set_previous_hash(b1.data(), 32);
+  b2.set_form("release/1");  // the form changed
+  add(b2);
+  v1::ReportContent takeover = content(theirs, 2);  // the victim's id, "version 2"
+  takeover.set_previous_hash(std::string(32, 'v'));
+  add(takeover);
+  add(content(d, 1), /*forge_inner=*/true);
+  add(content(e, 1), false, /*extra_manifest=*/true);
+  crypto::Hash g1 = add(content(g, 1));  // and a chain that is right, to show the checks pass what is genuine
+  v1::ReportContent g2 = content(g, 2);
+  g2.set_previous_hash(g1.data(), 32);
+  add(g2);
+  (void)a1;
+  std::string out = ex.SerializeAsString();
+  test::WriteAll(w.t.sub("crafted.bin"), std::vector<uint8_t>(out.begin(), out.end()));
+  auto sum = desk::OpenExport(w.desk, w.t.sub("crafted.bin"), w.t.sub("desk"));
+  ASSERT_TRUE(sum.ok()) << sum.status().message();
+  EXPECT_EQ(sum->reports, 10u);
+  EXPECT_EQ(sum->verified, 1u + 2u + 2u);  // the victim's v1, a v1, b v1, g v1 and v2
+  EXPECT_EQ(sum->failed, 5u);
+  auto summary = test::ReadAll(w.t.sub("desk") + "/summary.json");
+  std::string text(summary.begin(), summary.end());
+  for (const char* why : {"the previous-version hash does not match", "the form differs",
+                          "version 1 was signed by another device", "does not list"})
+    EXPECT_NE(text.find(why), std::string::npos) << why << "\n" << text;
 }
 
 // --- Media: attachments upload in verified chunks; the receipt comes only when all of them are held ---

@@ -147,7 +147,8 @@ void AddDeliveryCommands(CLI::App& app, int* rc) {
       Call(dala_receipt_list_get, list.get(), i, &r);
       if (receipts->json)
         all.push_back({{"id", ToString(r.id)}, {"version", r.version}, {"destination", r.destination},
-                       {"sequence", r.sequence}, {"server_time", r.server_time_ms}, {"verified", r.verified != 0}});
+                       {"sequence", r.sequence}, {"server_time", r.server_time_ms}, {"verified", r.verified != 0},
+                       {"receipt", Hex(r.receipt, r.receipt_size)}});
       else
         std::printf("%s  v%-3u #%-6llu %s  %s\n", ToString(r.id).c_str(), r.version, (unsigned long long)r.sequence,
                     FormatTime(r.server_time_ms).c_str(), r.verified ? "verified" : "NOT VERIFIED");

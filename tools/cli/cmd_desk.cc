@@ -159,6 +159,7 @@ void AddDeskCommands(CLI::App& app, int* rc) {
 
   struct OpenArgs {
     std::string key, from, out, passphrase_file;
+    std::vector<std::string> receipts;
     bool json = false;
   };
   auto open = std::make_shared<OpenArgs>();
@@ -168,24 +169,71 @@ void AddDeskCommands(CLI::App& app, int* rc) {
   c->add_option("--out", open->out, "the directory to write the reports and summary.json to")->required();
   c->add_option("--passphrase-file", open->passphrase_file,
                 "read the desk passphrase from FILE (else DALA_PASSPHRASE, else a prompt)");
+  c->add_option("--receipts", open->receipts,
+                "cross-check the receipts a phone kept (a file written by dala receipts --json); repeat")
+      ->allow_extra_args(false);
   c->add_flag("--json", open->json, "the summary as JSON on stdout");
   c->callback([open, rc] {
+    // The phones' receipts first: a file that is not what dala receipts --json writes is a usage error.
+    std::vector<std::vector<uint8_t>> receipts;
+    for (const auto& file : open->receipts) {
+      nlohmann::json list;
+      try {
+        list = nlohmann::json::parse(ReadTextFile(file, "--receipts"));
+      } catch (const nlohmann::json::exception&) {
+        throw UsageError{"--receipts " + file + " is not JSON (write it with dala receipts --json)"};
+      }
+      if (!list.is_array()) throw UsageError{"--receipts " + file + " is not a list of receipts (dala receipts --json)"};
+      for (const auto& r : list) {
+        if (!r.is_object() || !r.contains("receipt") || !r["receipt"].is_string())
+          throw UsageError{"--receipts " + file + ": an entry without its signed receipt (from Dala 0.1?)"};
+        std::string hex = r["receipt"].get<std::string>();
+        if (hex.size() % 2 != 0 || hex.size() > 4096 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
+          throw UsageError{"--receipts " + file + ": a receipt is not lowercase hex"};
+        std::vector<uint8_t> bytes(hex.size() / 2);
+        for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+        receipts.push_back(std::move(bytes));
+      }
+    }
+    std::vector<const uint8_t*> ptrs;
+    std::vector<size_t> sizes;
+    for (const auto& r : receipts) {
+      ptrs.push_back(r.data());
+      sizes.push_back(r.size());
+    }
+    dala_desk_open_options o;
+    dala_desk_open_options_init(&o);
+    o.receipts = ptrs.data();
+    o.receipt_sizes = sizes.data();
+    o.receipt_count = ptrs.size();
     Secret pass = ReadPassphrase(open->passphrase_file, "DALA_PASSPHRASE", "Desk passphrase: ", false);
     dala_credential cred = Passphrase(pass.value);
     Ref<dala_desk> desk;
     Call(dala_desk_open, open->key.c_str(), &cred, Out(desk));
     dala_desk_summary sum;
-    Call(dala_desk_open_export, desk.get(), open->from.c_str(), open->out.c_str(), &sum);
-    if (open->json)
+    Call(dala_desk_open_export, desk.get(), open->from.c_str(), open->out.c_str(), &o, &sum);
+    const bool clean = sum.failed == 0 && sum.duplicates == 0 && sum.reordered == 0 && sum.unknown_fields == 0 &&
+                       sum.missing == 0 && sum.phone_receipts_invalid == 0;
+    if (open->json) {
       PrintJson({{"reports", sum.reports}, {"verified", sum.verified}, {"failed", sum.failed},
+                 {"duplicates", sum.duplicates}, {"reordered", sum.reordered}, {"unknown_fields", sum.unknown_fields},
+                 {"missing", sum.missing}, {"phone_receipts", receipts.size()},
+                 {"phone_receipts_invalid", sum.phone_receipts_invalid}, {"clean", clean},
                  {"summary", open->out + "/summary.json"}});
-    else if (sum.reports == 0)
+    } else if (sum.reports == 0 && clean) {
       std::fprintf(stderr, "dala: the export %s holds no reports: nothing to open\n", open->from.c_str());
-    else
+    } else {
       std::printf("%llu reports: %llu verified, %llu failed (details in %s/summary.json)\n",
                   (unsigned long long)sum.reports, (unsigned long long)sum.verified, (unsigned long long)sum.failed,
                   open->out.c_str());
-    *rc = sum.reports == 0 ? kExitNotFound : sum.failed == 0 ? kExitOk : kExitError;
+      if (!clean)
+        std::printf("the export was altered or is incomplete: %llu missing, %llu duplicated, %llu out of order, "
+                    "%llu hidden-field places, %llu phone receipts that do not verify\n",
+                    (unsigned long long)sum.missing, (unsigned long long)sum.duplicates,
+                    (unsigned long long)sum.reordered, (unsigned long long)sum.unknown_fields,
+                    (unsigned long long)sum.phone_receipts_invalid);
+    }
+    *rc = sum.reports == 0 && clean ? kExitNotFound : clean ? kExitOk : kExitError;
   });
 }
 

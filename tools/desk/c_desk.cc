@@ -102,14 +102,28 @@ dala_status dala_desk_create_invite(dala_desk* desk, const dala_desk_invite_opti
   });
 }
 
+void dala_desk_open_options_init(dala_desk_open_options* options) noexcept {
+  if (options != nullptr) *options = dala_desk_open_options{};
+}
+
 dala_status dala_desk_open_export(dala_desk* desk, const char* export_path, const char* out_dir,
-                                  dala_desk_summary* out_summary, dala_error** out_error) noexcept {
+                                  const dala_desk_open_options* options, dala_desk_summary* out_summary,
+                                  dala_error** out_error) noexcept {
   return Guard(out_error, [&]() -> Status {
     DALA_CHECK_ARG(desk != nullptr && out_summary != nullptr, "desk or out_summary is NULL");
     DALA_RETURN_IF_ERROR(CheckString(export_path, "export_path"));
     DALA_RETURN_IF_ERROR(CheckString(out_dir, "out_dir"));
-    DALA_ASSIGN_OR_RETURN(dala::desk::Summary s, dala::desk::OpenExport(desk->org, export_path, out_dir));
-    *out_summary = dala_desk_summary{s.reports, s.verified, s.failed};
+    std::vector<std::string> receipts;
+    if (options != nullptr && options->receipt_count > 0) {
+      DALA_CHECK_ARG(options->receipts != nullptr && options->receipt_sizes != nullptr, "receipts is NULL");
+      for (size_t i = 0; i < options->receipt_count; ++i) {
+        DALA_CHECK_ARG(options->receipts[i] != nullptr || options->receipt_sizes[i] == 0, "a receipt is NULL");
+        receipts.emplace_back(reinterpret_cast<const char*>(options->receipts[i]), options->receipt_sizes[i]);
+      }
+    }
+    DALA_ASSIGN_OR_RETURN(dala::desk::Summary s, dala::desk::OpenExport(desk->org, export_path, out_dir, receipts));
+    *out_summary = dala_desk_summary{s.reports, s.verified, s.failed, s.duplicates, s.reordered, s.unknown_fields,
+                                     s.missing, s.phone_receipts_invalid};
     return Status::Ok();
   });
 }

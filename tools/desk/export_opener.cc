@@ -3,7 +3,13 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+
+#include <algorithm>
 #include <map>
+#include <set>
+#include <tuple>
 #include <vector>
 
 #include "base/encoding.h"
@@ -22,6 +28,7 @@ namespace dala::desk {
 namespace {
 
 struct Opened {
+  std::string device;  // the 32-byte device key, as bytes
   std::string id_hex;
   uint32_t version = 0;
   Report report;
@@ -31,6 +38,7 @@ struct Opened {
   uint64_t sequence = 0;
   envelope::Header header;
   std::string attachments_json = "[]";
+  crypto::Hash envelope_hash{};
 };
 
 std::string Extension(const std::string& mime) {
@@ -92,6 +100,74 @@ std::string ProblemsJson(const std::vector<std::string>& p) {
   return j + "]";
 }
 
+// Splits a serialized message into its top-level fields: (field number, wire type, payload). Only the wire
+// types Dala uses (varint, length-delimited); false for anything else or a truncated message.
+struct WireField {
+  uint32_t number;
+  int wire_type;
+  std::string_view payload;
+};
+bool SplitFields(std::string_view bytes, std::vector<WireField>* out) {
+  namespace pb = google::protobuf;
+  pb::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()), static_cast<int>(bytes.size()));
+  in.SetTotalBytesLimit(static_cast<int>(std::min<size_t>(bytes.size(), INT32_MAX)));
+  for (;;) {
+    uint32_t tag = in.ReadTag();
+    if (tag == 0) return in.CurrentPosition() == static_cast<int>(bytes.size());
+    WireField f{static_cast<uint32_t>(pb::internal::WireFormatLite::GetTagFieldNumber(tag)),
+                static_cast<int>(pb::internal::WireFormatLite::GetTagWireType(tag)), {}};
+    if (f.wire_type == pb::internal::WireFormatLite::WIRETYPE_VARINT) {
+      uint64_t v;
+      if (!in.ReadVarint64(&v)) return false;
+    } else if (f.wire_type == pb::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      uint32_t n;
+      if (!in.ReadVarint32(&n) || n > bytes.size() - static_cast<size_t>(in.CurrentPosition())) return false;
+      f.payload = bytes.substr(static_cast<size_t>(in.CurrentPosition()), n);
+      if (!in.Skip(static_cast<int>(n))) return false;
+    } else {
+      return false;
+    }
+    out->push_back(f);
+  }
+}
+
+// Each field must be one `rules` names, with its wire type, a singular one at most once.
+struct FieldRule {
+  uint32_t number;
+  int wire_type;
+  bool repeated;
+};
+bool OnlyKnown(const std::vector<WireField>& fields, std::initializer_list<FieldRule> rules) {
+  std::map<uint32_t, int> count;
+  for (const auto& f : fields) {
+    const FieldRule* rule = nullptr;
+    for (const auto& r : rules)
+      if (r.number == f.number) rule = &r;
+    if (rule == nullptr || rule->wire_type != f.wire_type || (!rule->repeated && ++count[f.number] > 1)) return false;
+  }
+  return true;
+}
+
+// How many places of an export (the export itself, an entry, an enrolment) hold a field that is not in
+// dala.v1.Export as this desk knows it, or a singular field twice: protobuf would keep the first as an
+// unknown field, or take the last, in silence.
+uint64_t StrictExportFields(std::string_view bytes) {
+  constexpr int kVarint = 0, kBytes = 2;
+  std::vector<WireField> top;
+  if (!SplitFields(bytes, &top)) return 1;
+  uint64_t bad = OnlyKnown(top, {{1, kBytes, false}, {2, kBytes, true}, {3, kBytes, true}, {4, kBytes, false}}) ? 0 : 1;
+  for (const auto& f : top) {
+    if (f.wire_type != kBytes || (f.number != 2 && f.number != 3)) continue;
+    std::vector<WireField> inner;
+    const bool ok = SplitFields(f.payload, &inner) &&
+                    (f.number == 2 ? OnlyKnown(inner, {{1, kBytes, false}, {2, kBytes, false}})
+                                   : OnlyKnown(inner, {{1, kBytes, false}, {2, kBytes, false}, {3, kBytes, false},
+                                                       {4, kVarint, false}}));
+    bad += ok ? 0 : 1;
+  }
+  return bad;
+}
+
 // The devices enrolled through an invite of this organisation (signed by its root, naming a server it
 // authorised, with the invite holder's proof for that device at that server), by device key.
 std::map<std::string, const v1::Enrolment*> Enrolled(const v1::Export& ex, const Organisation& org) {
@@ -135,17 +211,51 @@ Result<v1::Receipt> CheckReceipt(const std::string& signed_receipt, const std::s
 
 }  // namespace
 
-Result<Summary> OpenExport(const Organisation& org, const std::string& export_path, const std::string& out_dir) {
+Result<Summary> OpenExport(const Organisation& org, const std::string& export_path, const std::string& out_dir,
+                           const std::vector<std::string>& phone_receipts) {
   DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, fs::ReadFile(export_path, 4ull << 30));
   v1::Export ex;
   if (!ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) || ex.server_key().size() != 32)
     return Status(Code::kCorrupt, "'" + export_path + "' is not a dala-server export");
   DALA_RETURN_IF_ERROR(fs::EnsureDirectory(out_dir));
   const auto enrolled = Enrolled(ex, org);
+  Summary sum;
+  std::vector<std::string> export_problems;
+  // Strict parsing: a field this desk does not know may be an entry hidden behind a changed tag.
+  {
+    uint64_t unknown = StrictExportFields(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    if (unknown > 0) {
+      sum.unknown_fields = unknown;
+      export_problems.push_back("the export holds fields this desk does not know, in " + std::to_string(unknown) +
+                                " places: an entry may be hidden there");
+    }
+  }
 
   std::vector<Opened> all;
-  for (const auto& item : ex.reports()) {
+  std::map<std::string, size_t> seen;  // device || id || version -> index in `all`
+  uint64_t last_sequence = 0;
+  for (int index = 0; index < ex.reports_size(); ++index) {
+    const auto& item = ex.reports(index);
+    {  // the same report version twice: written and counted once
+      envelope::Header h;
+      if (envelope::Verify(crypto::Bytes(item.envelope()), &h).ok()) {
+        std::string key(reinterpret_cast<const char*>(h.device_key.data()), 32);
+        key.append(reinterpret_cast<const char*>(h.report_id.data()), h.report_id.size());
+        key += std::to_string(h.version);
+        auto [it, fresh] = seen.emplace(key, all.size());
+        if (!fresh) {
+          ++sum.duplicates;
+          export_problems.push_back("entry " + std::to_string(index + 1) + " repeats report " +
+                                    encoding::ToHex(h.report_id) + " version " + std::to_string(h.version) +
+                                    ": counted once");
+          if (all[it->second].envelope_hash != crypto::Blake2b256(crypto::Bytes(item.envelope())))
+            all[it->second].problems.push_back("the export holds another envelope for the same version");
+          continue;
+        }
+      }
+    }
     Opened o;
+    o.envelope_hash = crypto::Blake2b256(crypto::Bytes(item.envelope()));
     Result<envelope::OpenedReport> opened = Status(Code::kNotFound, "not sealed to this organisation's keys");
     for (const auto& k : org.recipients) {
       opened = envelope::OpenReport(crypto::Bytes(item.envelope()), k);
@@ -172,20 +282,75 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
     } else if (!enrolled.count(std::string(reinterpret_cast<const char*>(o.header.device_key.data()), 32))) {
       o.problems.push_back("the device that signed it was not enrolled through an invite of this organisation");
     }
+    o.device.assign(reinterpret_cast<const char*>(o.header.device_key.data()), 32);
     auto receipt = CheckReceipt(item.receipt(), item.envelope(), o.header, org);
     if (!receipt.ok()) {
       o.problems.push_back("receipt: " + receipt.status().message());
     } else {
       o.receipt_ok = true;
       o.sequence = receipt->sequence();
+      if (o.sequence <= last_sequence) {
+        ++sum.reordered;
+        export_problems.push_back("entry " + std::to_string(index + 1) + " (sequence " + std::to_string(o.sequence) +
+                                  ") is listed after sequence " + std::to_string(last_sequence));
+      }
+      last_sequence = std::max(last_sequence, o.sequence);
     }
     all.push_back(std::move(o));
   }
+  // The server numbers what it stores 1, 2, 3...: a number no entry carries is a report version withheld.
+  {
+    std::set<uint64_t> sequences;
+    for (const auto& o : all)
+      if (o.receipt_ok) sequences.insert(o.sequence);
+    const uint64_t highest = sequences.empty() ? 0 : *sequences.rbegin();
+    if (highest > sequences.size()) {
+      sum.missing += highest - sequences.size();
+      export_problems.push_back(std::to_string(highest - sequences.size()) + " of the server's sequence numbers 1 to " +
+                                std::to_string(highest) + " are in no entry: report versions it received are not "
+                                "in the export");
+    }
+  }
 
-  // Version chains: version n names version n-1's content hash.
-  std::map<std::pair<std::string, uint32_t>, const Opened*> by_version;
+  // Receipts the phones kept: each one the organisation's servers signed names a version the export must hold,
+  // as the same bytes.
+  for (size_t i = 0; i < phone_receipts.size(); ++i) {
+    v1::SignedReceipt sr;
+    v1::Receipt r;
+    const std::string what = "the phone receipt " + std::to_string(i + 1);
+    if (!sr.ParseFromString(phone_receipts[i]) || !r.ParseFromString(sr.receipt()) || r.server_key().size() != 32 ||
+        r.device_key().size() != 32 ||
+        !protocol::VerifyReceipt(crypto::Bytes(phone_receipts[i]), crypto::Bytes(r.server_key())).ok() ||
+        !protocol::AuthorisedAt(org.statement, crypto::Bytes(r.server_key()), r.server_time_ms())) {
+      ++sum.phone_receipts_invalid;
+      export_problems.push_back(what + " was not signed by a server key the organisation authorised at its time");
+      continue;
+    }
+    const Opened* held = nullptr;
+    for (const auto& o : all)
+      if (o.device == r.device_key() && o.version == r.version() && o.id_hex == encoding::ToHex(crypto::Bytes(r.report_id())))
+        held = &o;
+    if (held == nullptr) {
+      ++sum.missing;
+      export_problems.push_back(what + " is for report " + encoding::ToHex(crypto::Bytes(r.report_id())) + " version " +
+                                std::to_string(r.version()) + " (sequence " + std::to_string(r.sequence()) +
+                                "), which the export lacks");
+    } else if (r.content_hash() != std::string_view(reinterpret_cast<const char*>(held->envelope_hash.data()), 32)) {
+      ++sum.missing;
+      export_problems.push_back(what + " is for other bytes of report " + held->id_hex + " version " +
+                                std::to_string(r.version()) + " than the export holds");
+    }
+  }
+
+  // Version chains, per device (report ids are the device's): version n names version n-1's content hash,
+  // was signed by the same device, and keeps the form and the creation time.
+  std::map<std::tuple<std::string, std::string, uint32_t>, const Opened*> by_version;
+  std::map<std::pair<std::string, uint32_t>, const Opened*> any_device;
   for (const auto& o : all)
-    if (o.opened) by_version[{o.id_hex, o.version}] = &o;
+    if (o.opened) {
+      by_version[{o.device, o.id_hex, o.version}] = &o;
+      any_device[{o.id_hex, o.version}] = &o;
+    }
   for (auto& o : all) {
     if (!o.opened) continue;
     const std::string& prev = o.report.content.previous_hash();
@@ -193,13 +358,31 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
       if (!prev.empty()) o.problems.push_back("version 1 names a previous version");
       continue;
     }
-    auto it = by_version.find({o.id_hex, o.version - 1});
+    auto it = by_version.find({o.device, o.id_hex, o.version - 1});
     if (it == by_version.end()) {
-      o.problems.push_back("version " + std::to_string(o.version - 1) + " is missing from the export");
-    } else if (prev != std::string_view(reinterpret_cast<const char*>(it->second->report.content_hash.data()), 32)) {
+      o.problems.push_back(any_device.count({o.id_hex, o.version - 1})
+                               ? "version " + std::to_string(o.version - 1) + " was signed by another device"
+                               : "version " + std::to_string(o.version - 1) + " is missing from the export");
+      continue;
+    }
+    const v1::ReportContent& before = it->second->report.content;
+    if (prev != std::string_view(reinterpret_cast<const char*>(it->second->report.content_hash.data()), 32))
       o.problems.push_back("the previous-version hash does not match version " + std::to_string(o.version - 1));
-    } else if (it->second->report.content.device_key() != o.report.content.device_key()) {
-      o.problems.push_back("version " + std::to_string(o.version - 1) + " was signed by another device");
+    if (before.form() != o.report.content.form() || before.form_version() != o.report.content.form_version())
+      o.problems.push_back("the form differs from version " + std::to_string(o.version - 1));
+    if (before.created_ms() != o.report.content.created_ms())
+      o.problems.push_back("the creation time differs from version " + std::to_string(o.version - 1));
+  }
+
+  // The envelope's manifest declares exactly the attachments the sealed report lists.
+  for (auto& o : all) {
+    if (!o.opened) continue;
+    for (const auto& m : o.header.attachments) {
+      bool listed = false;
+      for (const auto& ref : o.report.content.attachments()) listed = listed || ref.attachment_id() == m.attachment_id();
+      if (!listed)
+        o.problems.push_back("the envelope declares an attachment the sealed report does not list (" +
+                             encoding::ToHex(crypto::Bytes(m.attachment_id())) + ")");
     }
   }
 
@@ -230,12 +413,16 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
     o.attachments_json += "]";
   }
 
-  Summary sum;
+  std::set<std::string> names;
   std::string index = "[";
   for (size_t i = 0; i < all.size(); ++i) {
     const Opened& o = all[i];
     std::string name = (o.id_hex.empty() ? "unreadable-" + std::to_string(i) : o.id_hex) + "-v" +
                        std::to_string(o.version) + ".json";
+    if (!names.insert(name).second) {  // another device's report with the same id
+      name = name.substr(0, name.size() - 5) + "-" + encoding::ToHex(crypto::Bytes(o.device.substr(0, 8))) + ".json";
+      names.insert(name);
+    }
     bool ok = o.opened && o.problems.empty();
     ++sum.reports;
     ok ? ++sum.verified : ++sum.failed;
@@ -253,7 +440,13 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
   index += "]";
   std::string summary = "{\"server_key\":" + JsonEscape(encoding::ToHex(crypto::Bytes(ex.server_key()))) +
                         ",\"reports\":" + std::to_string(sum.reports) + ",\"verified\":" + std::to_string(sum.verified) +
-                        ",\"failed\":" + std::to_string(sum.failed) + ",\"items\":" + index + "}\n";
+                        ",\"failed\":" + std::to_string(sum.failed) + ",\"duplicates\":" + std::to_string(sum.duplicates) +
+                        ",\"reordered\":" + std::to_string(sum.reordered) +
+                        ",\"unknown_fields\":" + std::to_string(sum.unknown_fields) +
+                        ",\"missing\":" + std::to_string(sum.missing) +
+                        ",\"phone_receipts\":" + std::to_string(phone_receipts.size()) +
+                        ",\"phone_receipts_invalid\":" + std::to_string(sum.phone_receipts_invalid) + ",\"problems\":" + ProblemsJson(export_problems) +
+                        ",\"items\":" + index + "}\n";
   DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(fs::Join(out_dir, "summary.json"), crypto::Bytes(summary)));
   return sum;
 }

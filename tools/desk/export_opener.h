@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "crypto/crypto.h"
 #include "base/status.h"
@@ -15,9 +16,22 @@ struct Summary {
   uint64_t reports = 0;
   uint64_t verified = 0;   // every check passed
   uint64_t failed = 0;     // something did not verify (see summary.json)
+  // About the export as a whole (summary.json lists each): any of them means it was altered or incomplete.
+  uint64_t duplicates = 0;      // entries repeating a report version (written and counted once)
+  uint64_t reordered = 0;       // entries listed out of the server's sequence order
+  uint64_t unknown_fields = 0;  // places holding fields this desk does not know (an entry may hide there)
+  uint64_t missing = 0;         // report versions the server received (its sequence numbers, a phone's
+                                // receipt) not in the export, or in it as other bytes
+  uint64_t phone_receipts_invalid = 0;  // given receipts no authorised server key signed
+  bool clean() const {
+    return failed == 0 && duplicates == 0 && reordered == 0 && unknown_fields == 0 && missing == 0 &&
+           phone_receipts_invalid == 0;
+  }
 };
 
 // Trusts only `org`: its root, its statement (which server keys sign receipts, and when), its keys.
-Result<Summary> OpenExport(const Organisation& org, const std::string& export_path, const std::string& out_dir);
+// `phone_receipts`: SignedReceipt bytes phones kept (dala receipts --json), each cross-checked.
+Result<Summary> OpenExport(const Organisation& org, const std::string& export_path, const std::string& out_dir,
+                           const std::vector<std::string>& phone_receipts = {});
 
 }  // namespace dala::desk

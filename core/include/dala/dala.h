@@ -582,6 +582,8 @@ typedef struct dala_receipt_info {
     uint64_t sequence;         /* the server's sequence number */
     int64_t server_time_ms;
     int verified;              /* 1: signed by the server key from the invite */
+    const uint8_t *receipt;    /* the complete SignedReceipt (docs/protocol.md), valid while the list lives: */
+    size_t receipt_size;       /* anyone can check it, the desk cross-checks it with an export */
 } dala_receipt_info;
 
 typedef struct dala_receipt_list dala_receipt_list;

@@ -68,17 +68,38 @@ DALA_API dala_status dala_desk_create_invite(dala_desk *desk, const dala_desk_in
                                              char **out_invite, dala_error **out_error) DALA_NOEXCEPT;
 
 typedef struct dala_desk_summary {
-    uint64_t reports;
+    uint64_t reports;    /* report versions in the export, each counted once */
     uint64_t verified;   /* every check passed */
     uint64_t failed;     /* listed with their problems in OUT_DIR/summary.json */
+    /* About the export as a whole (summary.json "problems" says each): any of them non-zero means it was
+       altered or is incomplete. */
+    uint64_t duplicates;       /* entries repeating a report version (written and counted once) */
+    uint64_t reordered;        /* entries listed out of the server's sequence order */
+    uint64_t unknown_fields;   /* places holding fields this desk does not know: an entry may hide there */
+    uint64_t missing;          /* versions the server received (its sequence numbers, a phone's receipt) that the
+                                  export lacks or holds as other bytes */
+    uint64_t phone_receipts_invalid;  /* given phone receipts that no authorised server key signed */
 } dala_desk_summary;
 
-/* Any thread. Opens a dala-server export: for each report verifies the device's outer signature, decrypts,
-   verifies the inner signature, the version chain (each version names the previous one's hash) and the
-   server's receipt, and writes OUT_DIR/<id>-v<version>.json plus OUT_DIR/summary.json. Reports that fail a
-   check are written with their problems, not dropped. */
+typedef struct dala_desk_open_options {
+    /* Receipts phones kept (the "receipt" of `dala receipts --json`, SignedReceipt bytes): each is checked,
+       and the export must hold the version it names as the same bytes. */
+    const uint8_t *const *receipts;
+    const size_t *receipt_sizes;
+    size_t receipt_count;
+} dala_desk_open_options;
+
+/* Any thread. Sets every field to its default (no receipts). */
+DALA_API void dala_desk_open_options_init(dala_desk_open_options *options) DALA_NOEXCEPT;
+
+/* Any thread. Opens a dala-server export trusting only the desk's key file, runs every check of
+   docs/protocol.md ("What the desk checks") on each report version, and writes OUT_DIR/<id>-v<version>.json
+   plus OUT_DIR/summary.json. Reports that fail a check are written with their problems, not dropped.
+   options may be NULL. The export is clean when failed, duplicates, reordered, unknown_fields, missing and
+   phone_receipts_invalid are all 0. */
 DALA_API dala_status dala_desk_open_export(dala_desk *desk, const char *export_path, const char *out_dir,
-                                           dala_desk_summary *out_summary, dala_error **out_error) DALA_NOEXCEPT;
+                                           const dala_desk_open_options *options, dala_desk_summary *out_summary,
+                                           dala_error **out_error) DALA_NOEXCEPT;
 
 #ifdef __cplusplus
 }
