@@ -45,6 +45,7 @@ bool IsDisplayName(std::string_view name) {
   if (name.size() > 256) return false;
   const auto* p = reinterpret_cast<const unsigned char*>(name.data());
   const auto* end = p + name.size();
+  int digits = 0;  // a run of 5 digits could pass for a group of a fingerprint
   while (p < end) {
     uint32_t cp;
     int n;
@@ -62,9 +63,14 @@ bool IsDisplayName(std::string_view name) {
     if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
         (cp >= 0xD800 && cp <= 0xDFFF))
       return false;
-    if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || cp == 0x200E || cp == 0x200F || cp == 0x061C ||
-        (cp >= 0x2028 && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069))
+    if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || cp == 0x061C || cp == 0x00AD ||
+        (cp >= 0x2000 && cp <= 0x200F) ||  // wide and zero-width spaces, joiners, direction marks
+        (cp >= 0x2028 && cp <= 0x202F) || (cp >= 0x205F && cp <= 0x206F) || cp == 0x3000 || cp == 0xFEFF ||
+        cp == 0x115F || cp == 0x1160 || cp == 0x3164 || cp == 0xFFA0 ||  // Hangul fillers
+        (cp >= 0xFFF9 && cp <= 0xFFFB) || (cp >= 0xE0000 && cp <= 0xE007F))  // annotations, tags
       return false;
+    digits = (cp >= '0' && cp <= '9') ? digits + 1 : 0;
+    if (digits >= 5) return false;
     p += n;
   }
   return true;

@@ -27,8 +27,9 @@ std::string Fingerprint(const crypto::PublicKey& root);
 
 // A name people read beside a fingerprint: valid UTF-8, at most 256 bytes, and nothing that moves,
 // hides or reorders text on a screen (C0 and C1 controls, DEL, line and paragraph separators,
-// bidirectional marks, embeddings, overrides and isolates). A hostile name could otherwise show another
-// organisation's fingerprint in place of its own.
+// bidirectional marks, embeddings, overrides and isolates, zero-width and wide spaces, soft hyphens, fillers,
+// tags), and no run of 5 or more digits. A hostile name could otherwise show another organisation's
+// fingerprint in place of its own.
 bool IsDisplayName(std::string_view name);
 
 // Serialized SignedStatement. The statement's organisation_key must be the root's public key.

@@ -108,6 +108,8 @@ struct ServerInfo {
   std::string tls_pin;
   bool enrolled = false;
   std::string last_error;
+  uint64_t statement_version = 0;     // of the organisation statement the store holds
+  bool authorised = false;            // that statement authorises server_key now
 };
 
 // A receipt the store keeps for a delivered version, checked against the server key from the invite.
@@ -163,6 +165,10 @@ class Store {
   // `include_existing` (then every sealed report is sealed to it at once, in the same transaction).
   Result<ServerInfo> Join(std::string_view invite_text, bool include_existing = false);
   Result<std::vector<ServerInfo>> Servers();
+  // A statement of the destination's organisation received from a server: kept if it verifies under the
+  // organisation's root and is newer; its recipients seal what is sealed from now on. Returns the version
+  // held afterwards. kVerify: not that organisation's.
+  Result<uint64_t> UpdateStatement(const std::string& destination, std::string_view signed_statement);
   Status SetServerState(const std::string& destination, bool enrolled, std::string_view last_error);
   // Signs a sync request with the device key (the secret never leaves the store). Fills device_key.
   std::string SignRequest(v1::Request& request);
@@ -223,10 +229,6 @@ class Store {
   // for it.
   Status SetRecipientsLocked(const std::string& destination, const std::vector<crypto::PublicKey>& keys,
                              bool seal_existing = true);
-  // Queues for `destination` the versions of `id` before `version` not yet queued there: a report goes to
-  // an organisation whole, from version 1.
-  Status EnqueueEarlierLocked(const std::string& destination, const std::vector<crypto::PublicKey>& keys,
-                              const ReportId& id, uint32_t version, int64_t now);
   Status EnqueueLocked(const std::string& destination, const std::vector<crypto::PublicKey>& recipients,
                        const ReportId& id, uint32_t version, int32_t priority, std::span<const uint8_t> signed_bytes,
                        int64_t now);

@@ -200,22 +200,6 @@ Status Store::EnqueueLocked(const std::string& destination, const std::vector<cr
   return st.Run();
 }
 
-Status Store::EnqueueEarlierLocked(const std::string& destination, const std::vector<crypto::PublicKey>& keys,
-                                   const ReportId& id, uint32_t version, int64_t now) {
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
-      "SELECT r.version, r.priority, r.body FROM reports r WHERE r.id = ? AND r.version < ? AND r.sealed = 1 AND "
-      "r.purged = 0 AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.destination = ? AND o.report_id = r.id AND "
-      "o.version = r.version) ORDER BY r.version"));
-  st.Bind(1, id).Bind(2, version).BindText(3, destination);
-  for (;;) {
-    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    DALA_RETURN_IF_ERROR(EnqueueLocked(destination, keys, id, static_cast<uint32_t>(st.Int(0)),
-                                       static_cast<int32_t>(st.Int(1)), st.BlobView(2), now));
-  }
-  return Status::Ok();
-}
-
 // Within a transaction: sign, store, seal to every destination's recipients and queue. A crash at any
 // point before COMMIT leaves the draft untouched (SQLite's atomic commit).
 Status Store::SealLocked(Report& r, int64_t now, const Destinations& destinations) {
@@ -240,16 +224,27 @@ Status Store::SealLocked(Report& r, int64_t now, const Destinations& destination
     if (db_.Changes() == 0) return {Code::kState, "this draft no longer exists as a draft (sealed or deleted)"};
   }
   Failpoint("seal.stored");
+  size_t queued = 0;
   for (const auto& [dest, keys] : destinations) {
-    if (content.version() > 1) DALA_RETURN_IF_ERROR(EnqueueEarlierLocked(dest, keys, id, content.version(), now));
+    // A report begun before this destination was joined (without include_existing) is not its: no later
+    // version goes there either, so that neither the edit nor the history reaches a newly joined
+    // organisation.
+    if (content.version() > 1) {
+      DALA_ASSIGN_OR_RETURN(db::Stmt has, db_.Prepare(
+          "SELECT 1 FROM outbox WHERE destination = ? AND report_id = ? AND version < ? LIMIT 1"));
+      has.BindText(1, dest).Bind(2, id).Bind(3, content.version());
+      DALA_ASSIGN_OR_RETURN(bool row, has.Step());
+      if (!row) continue;
+    }
     DALA_RETURN_IF_ERROR(EnqueueLocked(dest, keys, id, content.version(), r.priority,
                                        crypto::Bytes(signed_bytes), now));
+    ++queued;
     Failpoint("seal.queued");
   }
   r.content = std::move(content);
   r.content_hash = hash;
   r.updated_ms = now;
-  r.state = destinations.empty() ? ReportState::kSealed : ReportState::kQueued;
+  r.state = queued == 0 ? ReportState::kSealed : ReportState::kQueued;
   return Status::Ok();
 }
 

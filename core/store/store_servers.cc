@@ -38,9 +38,12 @@ Result<ServerInfo> Store::Join(std::string_view invite_text, bool include_existi
   v1::OrgStatement statement = decoded.checked.statement;
   std::string statement_bytes = inv.statement();
   {
-    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("SELECT statement FROM servers WHERE destination = ?"));
+    DALA_ASSIGN_OR_RETURN(db::Stmt st,
+                          db_.Prepare("SELECT statement, organisation_key FROM servers WHERE destination = ?"));
     st.BindText(1, info.destination);
     DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row && (st.BlobView(1).size() != 32 || std::memcmp(st.BlobView(1).data(), info.organisation_key.data(), 32) != 0))
+      return Status(Code::kState, "another organisation already uses this destination name; this invite cannot be joined");
     if (row) {
       auto held = protocol::VerifyStatement(st.BlobView(0), info.organisation_key);
       if (held.ok() && held->version() > statement.version()) {
@@ -52,6 +55,12 @@ Result<ServerInfo> Store::Join(std::string_view invite_text, bool include_existi
   }
   info.organisation = statement.name();
   DALA_RETURN_IF_ERROR(ValidateText("the organisation name", info.organisation, 256, true));
+  // An invite for a server the organisation has since revoked (as the newest statement the phone holds
+  // says) is refused: a raided server's old invites die with its key.
+  if (!protocol::AuthorisedAt(statement, info.server_key, now))
+    return Status(Code::kVerify, "the organisation no longer authorises the server this invite names; ask it for a new invite");
+  info.statement_version = statement.version();
+  info.authorised = true;
   std::vector<crypto::PublicKey> recipients;
   for (const auto& r : statement.recipients()) {
     crypto::PublicKey k;
@@ -83,7 +92,8 @@ Result<std::vector<ServerInfo>> Store::Servers() {
   std::lock_guard lock(mu_);
   DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
       "SELECT destination, server_key, urls, invite, organisation, tls_pin, enrolled, last_error, organisation_key, "
-      "proof FROM servers ORDER BY joined_ms"));
+      "proof, statement FROM servers ORDER BY joined_ms"));
+  const int64_t now = Now();
   std::vector<ServerInfo> out;
   for (;;) {
     DALA_ASSIGN_OR_RETURN(bool row, st.Step());
@@ -111,6 +121,10 @@ Result<std::vector<ServerInfo>> Store::Servers() {
     if (org.size() == 32) {
       std::memcpy(s.organisation_key.data(), org.data(), 32);
       s.fingerprint = protocol::Fingerprint(s.organisation_key);
+      auto statement = protocol::VerifyStatement(st.BlobView(10), s.organisation_key);
+      if (!statement.ok()) return Status(Code::kCorrupt, "an organisation statement in the store is damaged");
+      s.statement_version = statement->version();
+      s.authorised = protocol::AuthorisedAt(*statement, s.server_key, now);
     } else {
       s.legacy = true;
       s.last_error = "joined with a Dala 0.1 invite: its reports wait until this phone joins the organisation "
@@ -121,6 +135,39 @@ Result<std::vector<ServerInfo>> Store::Servers() {
     out.push_back(std::move(s));
   }
   return out;
+}
+
+Result<uint64_t> Store::UpdateStatement(const std::string& destination, std::string_view signed_statement) {
+  std::lock_guard lock(mu_);
+  crypto::PublicKey root{};
+  uint64_t held = 0;
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("SELECT organisation_key, statement FROM servers WHERE destination = ?"));
+    st.BindText(1, destination);
+    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row || st.BlobView(0).size() != 32) return Status(Code::kNotFound, "no organisation server for this destination");
+    std::memcpy(root.data(), st.BlobView(0).data(), 32);
+    auto current = protocol::VerifyStatement(st.BlobView(1), root);
+    if (current.ok()) held = current->version();
+  }
+  DALA_ASSIGN_OR_RETURN(v1::OrgStatement next, protocol::VerifyStatement(crypto::Bytes(signed_statement), root));
+  if (next.version() <= held) return held;  // an older or the same statement: nothing changes
+  std::vector<crypto::PublicKey> recipients;
+  for (const auto& r : next.recipients()) {
+    crypto::PublicKey k;
+    std::memcpy(k.data(), r.data(), 32);
+    recipients.push_back(k);
+  }
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt up, db_.Prepare("UPDATE servers SET statement = ?, organisation = ? WHERE destination = ?"));
+    up.Bind(1, crypto::Bytes(signed_statement)).BindText(2, next.name()).BindText(3, destination);
+    DALA_RETURN_IF_ERROR(up.Run());
+  }
+  DALA_RETURN_IF_ERROR(SetRecipientsLocked(destination, recipients, /*seal_existing=*/false));
+  DALA_RETURN_IF_ERROR(txn.Commit());
+  return next.version();
 }
 
 Status Store::SetServerState(const std::string& destination, bool enrolled, std::string_view last_error) {

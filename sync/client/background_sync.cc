@@ -52,7 +52,7 @@ int64_t BackgroundSync::NextWakeMs() {
   auto servers = store_.Servers();
   if (!servers.ok()) return SystemNowMs() + 60000;
   for (const auto& s : *servers) {
-    if (s.legacy) continue;  // nothing is sent there (RunOnce skips it)
+    if (s.legacy || !s.authorised) continue;  // nothing is sent there (RunOnce skips it)
     auto st = store_.Stats(s.destination);
     if (st.ok() && st->pending > 0) next = std::min(next, std::max<int64_t>(st->next_attempt_ms, SystemNowMs()));
   }

@@ -40,6 +40,9 @@ std::string Printable(std::string_view in) {
   return out;
 }
 
+const char kNotAuthorised[] =
+    "the organisation no longer authorises this server (its key was revoked or expired); ask it for a new invite";
+
 SyncEngine::SyncEngine(Store& store, ServerInfo server, size_t max_batch, size_t max_bytes)
     : store_(store), server_(std::move(server)), max_batch_(max_batch), max_bytes_(max_bytes) {}
 
@@ -57,6 +60,7 @@ Result<std::optional<HttpRequest>> SyncEngine::Next() {
   req.set_request_id(rid, sizeof rid);
   req.set_device_time_ms(SystemNowMs());
   req.set_server_key(server_.server_key.data(), 32);
+  req.set_statement_version(server_.statement_version);
   if (!server_.enrolled) {
     req.mutable_enrol()->set_invite(server_.invite);
     req.mutable_enrol()->set_proof(server_.proof);
@@ -280,6 +284,19 @@ Status SyncEngine::Apply(const HttpRequest& request, const Result<HttpResponse>&
     return RetryAll(last_error_);
   }
   const v1::Response& resp = *verified;
+  // A newer statement of the organisation: new recipient keys for what is sealed from now on, and maybe
+  // the end of this server's authorisation.
+  if (!resp.statement().empty()) {
+    DALA_ASSIGN_OR_RETURN(uint64_t held, store_.UpdateStatement(server_.destination, resp.statement()));
+    server_.statement_version = held;
+    DALA_ASSIGN_OR_RETURN(auto servers, store_.Servers());
+    for (const auto& s : servers)
+      if (s.destination == server_.destination && !s.authorised) {
+        Stop(kNotAuthorised, false);
+        DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, server_.enrolled, last_error_));
+        return RetryAll(last_error_);
+      }
+  }
   const std::string why = !resp.message().empty() ? Printable(resp.message()) : "HTTP " + std::to_string(response->status);
   if (resp.status() == v1::OK) {
     if (enrol) {
@@ -398,7 +415,14 @@ Result<RunResult> RunOnce(Store& store, Transport& transport, int64_t deadline_m
   RunResult result;
   DALA_ASSIGN_OR_RETURN(auto servers, store.Servers());
   for (auto& server : servers) {
-    if (server.legacy || server.urls.empty()) continue;  // waits for a join of its organisation
+    if (server.legacy || server.urls.empty() || !server.authorised) {
+      // Waits for a join of its organisation, or (revoked by it) for a new invite: nothing goes there, and
+      // what is queued for it is still left.
+      if (!server.legacy && !server.urls.empty()) result.last_error = std::string(kNotAuthorised);
+      DALA_ASSIGN_OR_RETURN(OutboxStats st, store.Stats(server.destination));
+      result.remaining += st.pending + st.in_flight;
+      continue;
+    }
     SyncEngine engine(store, server);
     size_t url = 0;
     while (SystemNowMs() < deadline_ms && !(cancel != nullptr && cancel->load())) {

@@ -85,7 +85,7 @@ dala::crypto::PublicKey Key(const std::string& hex, const char* what) {
 
 // Everything the command line can say; each subcommand binds what it takes.
 struct Options {
-  std::string data, config, listen = "127.0.0.1:8443", tls_cert, tls_key, out, organisation, device;
+  std::string data, config, listen = "127.0.0.1:8443", tls_cert, tls_key, out, organisation, device, statement;
   int threads = 2, header_timeout = 10, body_timeout = 60;
   uint64_t max_connections = 1024, max_body_mib = 16, max_buffered_mib = 256, max_batch = 256, max_storage_mib = 0,
            max_envelope_mib = 8;
@@ -190,6 +190,22 @@ int Init(const Options& a) {
   return kExitOk;
 }
 
+int Statement(const Options& a) {
+  std::string bytes;
+  {
+    std::FILE* f = std::fopen(a.statement.c_str(), "rb");
+    if (f == nullptr) throw UsageError{"cannot read the statement file '" + a.statement + "'"};
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0 && bytes.size() < (1u << 20)) bytes.append(buf, n);
+    std::fclose(f);
+  }
+  auto core = OpenCore(a);
+  Check(core->SetStatement(bytes));
+  std::fprintf(stderr, "Statement installed: phones receive it with their next answers.\n");
+  return kExitOk;
+}
+
 int Pin(const Options& a) {
   std::printf("%s\n", dala::encoding::ToHex(dala::crypto::Bytes(Check(dala::tls::CertificateFilePin(a.tls_cert)))).c_str());
   return kExitOk;
@@ -276,6 +292,12 @@ int main(int argc, char** argv) {
   pin->add_option("--tls-cert", o.tls_cert, "the certificate (PEM) the server serves")->required()
       ->check(CLI::ExistingFile);
   handlers[pin] = Pin;
+
+  auto* statement = app.add_subcommand("statement", "installs the organisation's newer statement (dala desk "
+                                                    "statement writes it): new recipient keys, revoked servers");
+  AddData(statement, o);
+  statement->add_option("--file", o.statement, "the statement file")->required()->check(CLI::ExistingFile);
+  handlers[statement] = Statement;
 
   auto* run = app.add_subcommand("run", "serves phones (default 127.0.0.1:8443); JSON-lines logs on stderr; SIGTERM "
                                         "or SIGINT stop it gracefully");

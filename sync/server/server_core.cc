@@ -139,7 +139,10 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Ser
   auto core = std::unique_ptr<ServerCore>(new ServerCore(dir, std::move(db), std::move(signing), limits));
   core->next_sequence_ = next;
   core->organisation_ = organisation;
-  core->statement_ = std::move(statement);
+  if (!statement.empty()) {
+    auto st = protocol::VerifyStatement(B(statement), organisation);
+    if (st.ok()) core->KeepStatement(std::move(statement), st->version());
+  }
   core->stored_bytes_ = stored;
   return core;
 }
@@ -186,6 +189,17 @@ void ServerCore::HandleAsync(std::string_view method, std::string_view target, s
   if (!req.ok()) return done(Reply(400, v1::BAD_REQUEST, req.status().message(), now));
   if (req->server_key() != std::string_view(reinterpret_cast<const char*>(signing_.public_key.data()), 32))
     return done(Reply(403, v1::WRONG_SERVER, "this request was signed for another server", now));
+  // A phone holding an older statement of the organisation gets the newest with the answer.
+  if (std::string st = StatementFor(req->statement_version()); !st.empty()) {
+    done = [st = std::move(st), d = std::move(done)](HttpResult r) {
+      if (r.content_type == kProto) {
+        v1::Response extra;
+        extra.set_statement(st);
+        r.body += extra.SerializeAsString();  // protobuf concatenation: the field joins the answer
+      }
+      d(std::move(r));
+    };
+  }
   if (target == protocol::kPathEnrol) {
     if (!req->has_enrol()) return done(Reply(400, v1::BAD_REQUEST, "an enrol request was expected", now));
     return done(Enrol(req->device_key(), req->enrol()));
@@ -268,16 +282,17 @@ HttpResult ServerCore::Enrol(const std::string& device_key, const v1::EnrolReque
     return Reply(403, v1::INVITE_INVALID, "the invite is for another server of the organisation", now);
   if (!protocol::VerifyEnrolProof(inv->invite, B(device_key), signing_.public_key, enrol.proof()))
     return Reply(403, v1::INVITE_INVALID, "the enrolment proof does not verify for this device", now);
-  const crypto::Hash invite_hash = crypto::Blake2b256(B(enrol.invite()));
+  // Uses are counted per invite by its enrolment key: one per invite, whatever bytes encode the invite.
+  const crypto::Hash invite_hash = crypto::Blake2b256(B(inv->invite.enrol_key()));
   std::lock_guard lock(mu_);
   // The newest statement wins: the invite's, or one the server already holds.
   v1::OrgStatement newest = inv->statement;
   std::string newest_bytes = inv->invite.statement();
-  if (!statement_.empty()) {
-    auto held = protocol::VerifyStatement(B(statement_), organisation_);
-    if (held.ok() && held->version() > newest.version()) {
+  if (std::string held_bytes = StatementFor(newest.version()); !held_bytes.empty()) {
+    auto held = protocol::VerifyStatement(B(held_bytes), organisation_);
+    if (held.ok()) {
       newest = std::move(*held);
-      newest_bytes = statement_;
+      newest_bytes = std::move(held_bytes);
     }
   }
   if (!protocol::AuthorisedAt(newest, signing_.public_key, now))
@@ -313,8 +328,32 @@ HttpResult ServerCore::Enrol(const std::string& device_key, const v1::EnrolReque
   keep->Bind(1, B(newest_bytes));
   if (!add->Run().ok() || !keep->Run().ok() || !txn.Commit().ok())
     return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
-  statement_ = std::move(newest_bytes);
+  KeepStatement(std::move(newest_bytes), newest.version());
   return Reply(200, v1::OK, "enrolled", now);
+}
+
+std::string ServerCore::StatementFor(uint64_t version) const {
+  std::lock_guard lock(statement_mu_);
+  return statement_version_ > version ? statement_ : std::string();
+}
+
+void ServerCore::KeepStatement(std::string signed_statement, uint64_t version) {
+  std::lock_guard lock(statement_mu_);
+  if (version <= statement_version_) return;
+  statement_ = std::move(signed_statement);
+  statement_version_ = version;
+}
+
+Status ServerCore::SetStatement(std::string_view signed_statement) {
+  DALA_ASSIGN_OR_RETURN(v1::OrgStatement st, protocol::VerifyStatement(crypto::Bytes(signed_statement), organisation_));
+  std::lock_guard lock(mu_);
+  if (!StatementFor(st.version() - 1).empty())  // it holds version >= st.version()
+    return Status(Code::kState, "the server holds this statement or a newer one already");
+  DALA_ASSIGN_OR_RETURN(db::Stmt keep, db_.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('statement', ?)"));
+  keep.Bind(1, crypto::Bytes(signed_statement));
+  DALA_RETURN_IF_ERROR(keep.Run());
+  KeepStatement(std::string(signed_statement), st.version());
+  return Status::Ok();
 }
 
 Result<std::vector<DeviceInfo>> ServerCore::Devices() {
@@ -360,7 +399,7 @@ Result<uint64_t> ServerCore::Export(const std::string& path) {
   {
     std::lock_guard lock(mu_);
     ex.set_server_key(signing_.public_key.data(), 32);
-    ex.set_statement(statement_);
+    ex.set_statement(StatementFor(0));
     DALA_ASSIGN_OR_RETURN(db::Stmt en, db_.Prepare(
         "SELECT device_key, invite, proof, enrolled_ms FROM devices WHERE invite IS NOT NULL ORDER BY enrolled_ms"));
     for (;;) {

@@ -98,6 +98,9 @@ class ServerCore {
 
   crypto::PublicKey server_key() const { return signing_.public_key; }
   crypto::PublicKey organisation_key() const { return organisation_; }
+  // Installs a newer statement of the organisation (dala desk statement): phones get it with their next
+  // answers. kVerify: not the organisation's; kState: not newer than the one held.
+  Status SetStatement(std::string_view signed_statement);
   Result<std::vector<DeviceInfo>> Devices();
   Status Revoke(const crypto::PublicKey& device);
   // Writes every stored report (envelope + receipt) as a dala.v1.Export to `path`.
@@ -187,7 +190,13 @@ class ServerCore {
   db::Db db_;
   crypto::SigningKey signing_;
   crypto::PublicKey organisation_{};
-  std::string statement_;  // the newest SignedStatement seen (in an invite), under mu_
+  // The newest SignedStatement seen (in an invite, or installed) and its version, under statement_mu_.
+  mutable std::mutex statement_mu_;
+  std::string statement_;
+  uint64_t statement_version_ = 0;
+  // What an enrol or push answer carries for a phone holding statement `version`: the statement if newer.
+  std::string StatementFor(uint64_t version) const;
+  void KeepStatement(std::string signed_statement, uint64_t version);
   ServerLimits limits_;
   int64_t (*clock_)();
 };

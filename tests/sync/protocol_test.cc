@@ -275,7 +275,9 @@ TEST(Invite, OnlyTheOrganisationsRootMakesAnInvite) {
 // holds a root) that names itself with escapes, line breaks or text-direction marks is refused at join.
 TEST(Invite, ANameThatCouldPaintAnotherFingerprintIsRefused) {
   EXPECT_TRUE(protocol::IsDisplayName("Қазақстан халықаралық бюросы \xf0\x9f\x93\xb7 \"KIBHR\""));
+  EXPECT_TRUE(protocol::IsDisplayName("Bureau 2025"));
   for (const char* bad : {"KIBHR\x1b[8m", "a\nb", "a\tb", "a\x7f", "a\xc2\x9b", "a\xe2\x80\xae", "a\xe2\x81\xa6",
+                          "fingerprint 65121 60126", "a\xe2\x80\x8b", "a\xef\xbb\xbf", "a\xc2\xad", "a\xe3\x80\x80",
                           "a\xe2\x80\x8f", "a\xe2\x80\xa8", "\xff", "\xc0\xaf", "\xed\xa0\x80"})
     EXPECT_FALSE(protocol::IsDisplayName(bad)) << bad;
   EXPECT_FALSE(protocol::IsDisplayName(std::string(257, 'a')));
@@ -476,15 +478,18 @@ TEST(Join, AnotherOrganisationGetsNothingThePhoneAlreadyHolds) {
   ASSERT_TRUE(v2.ok());
   ASSERT_TRUE(v2->SetNarrative("version 2, after the second join").ok());
   ASSERT_TRUE(phone->Seal(*v2).ok());
-  // b gets the new report and the edited one whole (versions 1 and 2); never `old`.
-  EXPECT_EQ(Sync(*phone, *b.net).delivered, 3u);
+  // b gets the new report only: neither `old` nor any version of the report begun before the join (its
+  // version 1 may hold what version 2 removed).
+  EXPECT_EQ(Sync(*phone, *b.net).delivered, 1u);
   ASSERT_TRUE(b.server->Export(b.t.sub("export.bin")).ok());
   auto sum = desk::OpenExport(b.desk, b.t.sub("export.bin"), b.t.sub("desk"));
   ASSERT_TRUE(sum.ok()) << sum.status().message();
-  EXPECT_EQ(sum->reports, 3u);
-  EXPECT_EQ(sum->verified, 3u);
+  EXPECT_EQ(sum->reports, 1u);
+  EXPECT_EQ(sum->verified, 1u);
   EXPECT_FALSE(test::TreeContains(b.t.sub("desk"), "history the phone holds", nullptr));
+  EXPECT_FALSE(test::TreeContains(b.t.sub("desk"), "before the second join", nullptr));
   EXPECT_FALSE(test::TreeContains(b.t.sub("desk"), encoding::ToHex(old), nullptr));
+  EXPECT_FALSE(test::TreeContains(b.t.sub("desk"), encoding::ToHex(draft_then_edit), nullptr));
   // a's recipients did not change: a still opens all it gets. (One loopback transport reaches one server,
   // so the sync through b's left a's items waiting: due now.)
   ASSERT_TRUE(phone->RetryNow().ok());
@@ -1026,7 +1031,8 @@ TEST(Desk, WhatAnEnrolledDeviceCouldSealIsChecked) {
   const std::string invite = w.Invite();
   ASSERT_TRUE(phone->Join(invite).ok());
   ReportId theirs = SealOne(*phone, "the victim's version 1");
-  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  ReportId second = SealOne(*phone, "the victim's other report");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 2u);
   // A second device, enrolled with the same invite.
   crypto::SigningKey dev = crypto::GenerateSigningKey();
   auto decoded = protocol::DecodeInvite(invite);
@@ -1042,7 +1048,7 @@ TEST(Desk, WhatAnEnrolledDeviceCouldSealIsChecked) {
   v1::Export ex;
   ASSERT_TRUE(ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())));
   const crypto::SigningKey server_key = w.StolenServerKey();
-  uint64_t sequence = 1;
+  uint64_t sequence = 2;  // the victim's two
   auto content = [&](const ReportId& id, uint32_t version) {
     v1::ReportContent c;
     c.set_report_id(id.data(), id.size());
@@ -1112,6 +1118,7 @@ TEST(Desk, WhatAnEnrolledDeviceCouldSealIsChecked) {
   v1::ReportContent takeover = content(theirs, 2);  // the victim's id, "version 2"
   takeover.set_previous_hash(std::string(32, 'v'));
   add(takeover);
+  add(content(second, 1));  // the victim's id and version: the rogue's own report, written beside the victim's
   add(content(d, 1), /*forge_inner=*/true);
   add(content(e, 1), false, /*extra_manifest=*/true);
   crypto::Hash g1 = add(content(g, 1));  // and a chain that is right, to show the checks pass what is genuine
@@ -1123,14 +1130,123 @@ TEST(Desk, WhatAnEnrolledDeviceCouldSealIsChecked) {
   test::WriteAll(w.t.sub("crafted.bin"), std::vector<uint8_t>(out.begin(), out.end()));
   auto sum = desk::OpenExport(w.desk, w.t.sub("crafted.bin"), w.t.sub("desk"));
   ASSERT_TRUE(sum.ok()) << sum.status().message();
-  EXPECT_EQ(sum->reports, 10u);
-  EXPECT_EQ(sum->verified, 1u + 2u + 2u);  // the victim's v1, a v1, b v1, g v1 and v2
+  EXPECT_EQ(sum->reports, 12u);
+  EXPECT_EQ(sum->verified, 2u + 2u + 2u + 1u);  // the victim's two, a v1, b v1, g v1 and v2, the rogue's v1
   EXPECT_EQ(sum->failed, 5u);
+  // Two devices' version 1 of one id: each written under its own name (attachments likewise), neither
+  // in the other's place.
+  for (const crypto::PublicKey& k : {phone->device_key(), dev.public_key}) {
+    const std::string file = w.t.sub("desk") + "/" + encoding::ToHex(second) + "-v1-" +
+                             encoding::ToHex(std::span<const uint8_t>(k.data(), 8)) + ".json";
+    auto j = test::ReadAll(file);
+    EXPECT_NE(std::string(j.begin(), j.end()).find("\"verified\":true"), std::string::npos) << file;
+  }
   auto summary = test::ReadAll(w.t.sub("desk") + "/summary.json");
   std::string text(summary.begin(), summary.end());
   for (const char* why : {"the previous-version hash does not match", "the form differs",
                           "version 1 was signed by another device", "does not list"})
     EXPECT_NE(text.find(why), std::string::npos) << why << "\n" << text;
+}
+
+// The organisation rotates its recipient key: the server hands the new statement to phones with their next
+// answers; reports sealed before stay sealed to the old key, those sealed after go to the new one only, and
+// the desk opens both.
+TEST(Organisation, RecipientKeysRotateWithReportsBeforeAndAfter) {
+  World w;
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  SealOne(*phone, "sealed to the first key");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  const crypto::PublicKey old_key = w.recipient();
+  ASSERT_TRUE(desk::RotateRecipients(w.desk, SystemNowMs()).ok());
+  const crypto::PublicKey new_key = w.recipient();
+  ASSERT_NE(old_key, new_key);
+  ASSERT_TRUE(w.server->SetStatement(w.desk.signed_statement).ok());
+  EXPECT_EQ(w.server->SetStatement(w.desk.signed_statement).code(), Code::kState);  // not newer
+  SealOne(*phone, "sealed before the phone heard of the rotation");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);  // the answer carries the statement
+  EXPECT_EQ((*phone->Servers())[0].statement_version, w.desk.statement.version());
+  SealOne(*phone, "sealed to the new key");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  ASSERT_TRUE(w.server->Export(w.t.sub("export.bin")).ok());
+  auto bytes = test::ReadAll(w.t.sub("export.bin"));
+  v1::Export ex;
+  ASSERT_TRUE(ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())));
+  ASSERT_EQ(ex.reports_size(), 3);
+  auto sealed_to = [](const std::string& env) {
+    v1::SealedEnvelope se;
+    v1::EnvelopeBody body;
+    EXPECT_TRUE(se.ParseFromString(env) && body.ParseFromString(se.body()));
+    std::vector<std::string> keys;
+    for (const auto& k : body.keys()) keys.push_back(k.recipient());
+    return keys;
+  };
+  const std::string o(old_key.begin(), old_key.end()), n(new_key.begin(), new_key.end());
+  EXPECT_EQ(sealed_to(ex.reports(0).envelope()), std::vector<std::string>{o});
+  EXPECT_EQ(sealed_to(ex.reports(1).envelope()), std::vector<std::string>{o});
+  EXPECT_EQ(sealed_to(ex.reports(2).envelope()), std::vector<std::string>{n});
+  auto again = desk::OpenKey(w.t.sub("org.key"), Pass("desk"));  // the key file keeps both generations
+  ASSERT_TRUE(again.ok());
+  auto sum = desk::OpenExport(*again, w.t.sub("export.bin"), w.t.sub("desk"));
+  ASSERT_TRUE(sum.ok());
+  EXPECT_EQ(sum->verified, 3u);
+  EXPECT_TRUE(sum->clean());
+}
+
+// A raided server's key is revoked at the desk; the phone learns it (here with an invite to the new
+// server); an old, unexpired invite for the raided server is then refused, and nothing goes there.
+TEST(Organisation, AnOldInviteForARevokedServerIsRefused) {
+  World w;
+  auto phone = w.Phone("phone");
+  const std::string old_invite = w.Invite();
+  ASSERT_TRUE(phone->Join(old_invite).ok());
+  ASSERT_TRUE(desk::RevokeServer(w.desk, w.server->server_key(), SystemNowMs(), SystemNowMs()).ok());
+  crypto::SigningKey replacement = crypto::GenerateSigningKey();
+  desk::InviteParams p;
+  p.server = replacement.public_key;
+  p.urls = {"http://127.0.0.1:2"};
+  p.expires_ms = SystemNowMs() + 60000;
+  auto fresh = desk::MakeInvite(w.desk, p, SystemNowMs());
+  ASSERT_TRUE(fresh.ok());
+  ASSERT_TRUE(phone->Join(*fresh).ok());
+  auto refused = phone->Join(old_invite);
+  EXPECT_EQ(refused.status().code(), Code::kVerify);
+  EXPECT_NE(refused.status().message().find("no longer authorises"), std::string::npos);
+  auto servers = phone->Servers();
+  ASSERT_EQ(servers->size(), 1u);
+  EXPECT_EQ((*servers)[0].server_key, replacement.public_key);
+  // And a phone that hears of the revocation from the server's own answer stops sending to it.
+  auto other = w.Phone("other");
+  ASSERT_TRUE(other->Join(old_invite).ok());  // it has not heard yet
+  ASSERT_TRUE(w.server->SetStatement(w.desk.signed_statement).ok());
+  SealOne(*other, "x");
+  auto r = Sync(*other, *w.net);
+  EXPECT_EQ(r.delivered, 0u);
+  EXPECT_FALSE((*other->Servers())[0].authorised);
+  EXPECT_EQ(Sync(*other, *w.net).remaining, 1u);  // kept, for a new invite
+}
+
+// One photographed invite enrols at most its uses, however its bytes are re-encoded, at the server and at
+// the desk.
+TEST(Server, AnInvitesUsesCannotBeStretchedByReencodingIt) {
+  World w;
+  const std::string invite = w.Invite(1);
+  auto decoded = protocol::DecodeInvite(invite);
+  ASSERT_TRUE(decoded.ok());
+  auto enrol = [&](const std::string& signed_invite) {
+    crypto::SigningKey dev = crypto::GenerateSigningKey();
+    v1::Request req;
+    req.set_device_key(dev.public_key.data(), 32);
+    req.set_server_key(w.server->server_key().data(), 32);
+    req.mutable_enrol()->set_invite(signed_invite);
+    req.mutable_enrol()->set_proof(protocol::EnrolProof(decoded->enrol_secret, dev.public_key, w.server->server_key()));
+    return Answer(w.server->Handle("POST", protocol::kPathEnrol, protocol::kContentType, protocol::SignRequest(dev, req)).body)
+        .status();
+  };
+  EXPECT_EQ(enrol(decoded->checked.signed_invite), v1::OK);
+  EXPECT_EQ(enrol(decoded->checked.signed_invite), v1::INVITE_USED_UP);
+  EXPECT_EQ(enrol(decoded->checked.signed_invite + std::string("\x18\x01", 2)), v1::INVITE_USED_UP);  // an extra field
+  EXPECT_EQ(w.server->Devices()->size(), 1u);
 }
 
 // --- Media: attachments upload in verified chunks; the receipt comes only when all of them are held ---

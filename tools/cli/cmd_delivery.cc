@@ -110,13 +110,13 @@ void AddDeliveryCommands(CLI::App& app, int* rc) {
     } else {
       std::string name = joined["organisation"].get<std::string>();
       std::fprintf(stderr,
-                   "Joined %s, fingerprint %s (destination %s): compare the fingerprint with the one the "
-                   "organisation gave you.\nReports sealed from now on go to it%s; the phone enrols at its first "
+                   "Fingerprint of the organisation joined:\n  %s\ncompare it with the one the organisation gave you.\n"
+                   "Joined %s (destination %s). Reports sealed from now on go to it%s; the phone enrols at its first "
                    "sync.\n",
-                   name.empty() ? "an organisation with no name" : ("'" + name + "'").c_str(),
-                   joined["fingerprint"].get<std::string>().c_str(), destination.c_str(),
+                   joined["fingerprint"].get<std::string>().c_str(),
+                   name.empty() ? "an organisation with no name" : ("'" + name + "'").c_str(), destination.c_str(),
                    join->include_existing ? ", and so do those sealed before"
-                                          : " (those sealed before only with --include-existing)");
+                                          : " (those begun before only with --include-existing)");
     }
     *rc = kExitOk;
   });

@@ -157,6 +157,47 @@ void AddDeskCommands(CLI::App& app, int* rc) {
     *rc = kExitOk;
   });
 
+  // The organisation's statement: rotate the recipient key, revoke a server key, write it for the servers.
+  struct StatementArgs {
+    std::string key, passphrase_file, server_key, out;
+  };
+  auto st = std::make_shared<StatementArgs>();
+  auto with_desk = [](const StatementArgs& a, auto fn) {
+    Secret pass = ReadPassphrase(a.passphrase_file, "DALA_PASSPHRASE", "Desk passphrase: ", false);
+    dala_credential cred = Passphrase(pass.value);
+    Ref<dala_desk> d;
+    Call(dala_desk_open, a.key.c_str(), &cred, Out(d));
+    fn(d.get());
+  };
+  c = desk->add_subcommand("rotate", "a new recipient key from now on (then: dala desk statement, dala-server statement)");
+  c->add_option("--key", st->key, "the organisation key file")->required();
+  c->add_option("--passphrase-file", st->passphrase_file, "read the desk passphrase from FILE");
+  c->callback([st, rc, with_desk] {
+    with_desk(*st, [](dala_desk* d) { Call(dala_desk_rotate_recipients, d); });
+    std::fprintf(stderr, "New recipient key in the statement. Give it to the servers: dala desk statement, then "
+                         "dala-server statement.\n");
+    *rc = kExitOk;
+  });
+  c = desk->add_subcommand("revoke-server", "revokes a server key from now on: its receipts are not believed");
+  c->add_option("--key", st->key, "the organisation key file")->required();
+  c->add_option("--server-key", st->server_key, "the server's key (64 hex)")->required();
+  c->add_option("--passphrase-file", st->passphrase_file, "read the desk passphrase from FILE");
+  c->callback([st, rc, with_desk] {
+    uint8_t k[32];
+    FromHex32(st->server_key, k, "--server-key");
+    with_desk(*st, [&](dala_desk* d) { Call(dala_desk_revoke_server, d, k, int64_t{0}); });
+    std::fprintf(stderr, "Server key revoked. Give the statement to the other servers and make new invites.\n");
+    *rc = kExitOk;
+  });
+  c = desk->add_subcommand("statement", "writes the organisation's current statement (for dala-server statement)");
+  c->add_option("--key", st->key, "the organisation key file")->required();
+  c->add_option("--out", st->out, "the file to write")->required();
+  c->add_option("--passphrase-file", st->passphrase_file, "read the desk passphrase from FILE");
+  c->callback([st, rc, with_desk] {
+    with_desk(*st, [&](dala_desk* d) { Call(dala_desk_write_statement, d, st->out.c_str()); });
+    *rc = kExitOk;
+  });
+
   struct OpenArgs {
     std::string key, from, out, passphrase_file;
     std::vector<std::string> receipts;

@@ -9,6 +9,7 @@
 #include "desk/desk_key.h"
 #include "desk/export_opener.h"
 #include "base/clock.h"
+#include "base/fsutil.h"
 #include "format/organisation.h"
 
 struct dala_desk {
@@ -99,6 +100,32 @@ dala_status dala_desk_create_invite(dala_desk* desk, const dala_desk_invite_opti
     DALA_ASSIGN_OR_RETURN(std::string invite, dala::desk::MakeInvite(desk->org, p, now));
     *out_invite = dala::capi::CopyString(invite);
     return Status::Ok();
+  });
+}
+
+dala_status dala_desk_rotate_recipients(dala_desk* desk, dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(desk != nullptr, "desk is NULL");
+    return dala::desk::RotateRecipients(desk->org, dala::SystemNowMs());
+  });
+}
+
+dala_status dala_desk_revoke_server(dala_desk* desk, const uint8_t server_key[32], int64_t revoked_ms,
+                                    dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(desk != nullptr && server_key != nullptr, "desk or server_key is NULL");
+    dala::crypto::PublicKey k;
+    std::memcpy(k.data(), server_key, 32);
+    const int64_t now = dala::SystemNowMs();
+    return dala::desk::RevokeServer(desk->org, k, revoked_ms != 0 ? revoked_ms : now, now);
+  });
+}
+
+dala_status dala_desk_write_statement(dala_desk* desk, const char* path, dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(desk != nullptr, "desk is NULL");
+    DALA_RETURN_IF_ERROR(CheckString(path, "path"));
+    return dala::fs::WriteFileAtomic(path, dala::crypto::Bytes(desk->org.signed_statement));
   });
 }
 

@@ -97,6 +97,7 @@ Result<Organisation> OpenKey(const std::string& path, const Credential& cred) {
   }
   if (!found_all) return Status(Code::kCorrupt, "the organisation key file's statement names a key it does not hold");
   for (uint64_t g = 0; g <= newest; ++g) org.recipients.push_back(Recipient(master, g));
+  org.master = std::move(master);
   return org;
 }
 
@@ -111,6 +112,19 @@ Status AuthoriseServer(Organisation& org, const crypto::PublicKey& server, int64
   a->set_server_key(server.data(), 32);
   a->set_not_before_ms(now_ms);
   return Replace(org, std::move(next));
+}
+
+Status RotateRecipients(Organisation& org, int64_t now_ms) {
+  if (org.recipients.size() >= kMaxGenerations)
+    return Status(Code::kState, "the organisation has used every recipient key generation; make a new key file");
+  crypto::BoxKeyPair next = Recipient(org.master, org.recipients.size());
+  v1::OrgStatement st = org.statement;
+  st.set_issued_ms(now_ms);
+  st.clear_recipients();
+  st.add_recipients(next.public_key.data(), 32);
+  DALA_RETURN_IF_ERROR(Replace(org, std::move(st)));
+  org.recipients.push_back(std::move(next));
+  return Status::Ok();
 }
 
 Status RevokeServer(Organisation& org, const crypto::PublicKey& server, int64_t revoked_ms, int64_t now_ms) {

@@ -17,6 +17,7 @@ namespace dala::desk {
 
 struct Organisation {
   std::string path;                          // the key file
+  SecretBuffer master;                       // the master secret (every key below comes from it)
   crypto::SigningKey root;
   std::vector<crypto::BoxKeyPair> recipients;  // every generation up to the newest the statement names
   v1::OrgStatement statement;
@@ -37,6 +38,11 @@ Status AuthoriseServer(Organisation& org, const crypto::PublicKey& server, int64
 // Revokes `server` from `revoked_ms` on (a new statement, saved): receipts it signs dated then or later are
 // not the organisation's. kNotFound if the statement never authorised it.
 Status RevokeServer(Organisation& org, const crypto::PublicKey& server, int64_t revoked_ms, int64_t now_ms);
+
+// A new recipient key (the next generation) replaces the current ones from now on (a new statement, saved):
+// phones seal new reports to it once they hold the statement; older envelopes still open (the desk keeps
+// every generation). kState after 64 generations.
+Status RotateRecipients(Organisation& org, int64_t now_ms);
 
 // The text of a new invite to `server` (authorised first if need be).
 struct InviteParams {

@@ -39,6 +39,8 @@ struct Opened {
   envelope::Header header;
   std::string attachments_json = "[]";
   crypto::Hash envelope_hash{};
+  std::string base;  // the output name, without .json
+  std::string receipt_server;  // the server key of a receipt that verified
 };
 
 std::string Extension(const std::string& mime) {
@@ -171,14 +173,23 @@ uint64_t StrictExportFields(std::string_view bytes) {
 // The devices enrolled through an invite of this organisation (signed by its root, naming a server it
 // authorised, with the invite holder's proof for that device at that server), by device key.
 std::map<std::string, const v1::Enrolment*> Enrolled(const v1::Export& ex, const Organisation& org) {
+  // As the server counts: each invite (by its enrolment key) enrols at most `uses` devices, before it
+  // expires; earliest first.
+  std::vector<const v1::Enrolment*> order;
+  for (const auto& e : ex.enrolments()) order.push_back(&e);
+  std::stable_sort(order.begin(), order.end(),
+                   [](const v1::Enrolment* a, const v1::Enrolment* b) { return a->enrolled_ms() < b->enrolled_ms(); });
   std::map<std::string, const v1::Enrolment*> out;
-  for (const auto& e : ex.enrolments()) {
-    auto inv = protocol::CheckSignedInvite(e.invite(), &org.root.public_key);
-    if (!inv.ok() || e.device_key().size() != 32) continue;
-    if (!protocol::VerifyEnrolProof(inv->invite, crypto::Bytes(e.device_key()), crypto::Bytes(inv->invite.server_key()),
-                                    e.proof()))
+  std::map<std::string, uint32_t> used;
+  for (const v1::Enrolment* e : order) {
+    auto inv = protocol::CheckSignedInvite(e->invite(), &org.root.public_key);
+    if (!inv.ok() || e->device_key().size() != 32 || out.count(e->device_key())) continue;
+    if (!protocol::VerifyEnrolProof(inv->invite, crypto::Bytes(e->device_key()), crypto::Bytes(inv->invite.server_key()),
+                                    e->proof()))
       continue;
-    out.emplace(e.device_key(), &e);
+    if (e->enrolled_ms() >= inv->invite.expires_ms() || used[inv->invite.enrol_key()] >= inv->invite.uses()) continue;
+    ++used[inv->invite.enrol_key()];
+    out.emplace(e->device_key(), e);
   }
   return out;
 }
@@ -289,6 +300,12 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
     } else {
       o.receipt_ok = true;
       o.sequence = receipt->sequence();
+      o.receipt_server = receipt->server_key();
+      // One export, one server: an entry another server signed for cannot fill this server's gaps.
+      if (o.receipt_server != ex.server_key()) {
+        o.receipt_ok = false;
+        o.problems.push_back("receipt: signed by another server than the one whose export this is");
+      }
       if (o.sequence <= last_sequence) {
         ++sum.reordered;
         export_problems.push_back("entry " + std::to_string(index + 1) + " (sequence " + std::to_string(o.sequence) +
@@ -298,22 +315,27 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
     }
     all.push_back(std::move(o));
   }
-  // The server numbers what it stores 1, 2, 3...: a number no entry carries is a report version withheld.
-  {
-    std::set<uint64_t> sequences;
-    for (const auto& o : all)
-      if (o.receipt_ok) sequences.insert(o.sequence);
-    const uint64_t highest = sequences.empty() ? 0 : *sequences.rbegin();
-    if (highest > sequences.size()) {
-      sum.missing += highest - sequences.size();
-      export_problems.push_back(std::to_string(highest - sequences.size()) + " of the server's sequence numbers 1 to " +
-                                std::to_string(highest) + " are in no entry: report versions it received are not "
-                                "in the export");
+  // Each server numbers what it stores 1, 2, 3...: a number no entry carries is a report version withheld.
+  // Counted per server key, so that one server's entry cannot fill another's gap.
+  std::map<std::string, std::set<uint64_t>> sequences;  // server key -> numbers
+  for (const auto& o : all)
+    if (o.receipt_ok) sequences[o.receipt_server].insert(o.sequence);
+  for (const auto& [key, numbers] : sequences) {
+    const uint64_t highest = *numbers.rbegin();
+    if (highest > numbers.size()) {
+      sum.missing += highest - numbers.size();
+      export_problems.push_back(std::to_string(highest - numbers.size()) + " of the sequence numbers 1 to " +
+                                std::to_string(highest) + " of server " + encoding::ToHex(crypto::Bytes(key)) +
+                                " are in no entry: report versions it received are not in the export");
     }
   }
+  if (sequences.size() > 1)
+    export_problems.push_back("the receipts come from " + std::to_string(sequences.size()) +
+                              " server keys of the organisation (each checked on its own)");
 
   // Receipts the phones kept: each one the organisation's servers signed names a version the export must hold,
   // as the same bytes.
+  uint64_t other_server = 0;
   for (size_t i = 0; i < phone_receipts.size(); ++i) {
     v1::SignedReceipt sr;
     v1::Receipt r;
@@ -324,6 +346,10 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
         !protocol::AuthorisedAt(org.statement, crypto::Bytes(r.server_key()), r.server_time_ms())) {
       ++sum.phone_receipts_invalid;
       export_problems.push_back(what + " was not signed by a server key the organisation authorised at its time");
+      continue;
+    }
+    if (r.server_key() != ex.server_key()) {  // another server of the organisation: not this export's business
+      ++other_server;
       continue;
     }
     const Opened* held = nullptr;
@@ -341,6 +367,10 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
                                 std::to_string(r.version()) + " than the export holds");
     }
   }
+
+  if (other_server > 0)
+    export_problems.push_back(std::to_string(other_server) + " phone receipts are from another server of the "
+                              "organisation: not checked against this export");
 
   // Version chains, per device (report ids are the device's): version n names version n-1's content hash,
   // was signed by the same device, and keeps the form and the creation time.
@@ -388,10 +418,26 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
 
   // Attachments: decrypted next to the reports (ATTACHMENT-ID.ext under a directory per report), each
   // checked end to end. One that fails makes its report fail; it is reported, not hidden.
+  // Output names: <id>-v<version>, with the device's first 8 key bytes added when two devices used the
+  // same id (ids are the device's), so that no report's files can take another's place.
+  {
+    std::map<std::pair<std::string, uint32_t>, int> uses;
+    for (const auto& o : all) ++uses[{o.id_hex, o.version}];
+    for (size_t i = 0; i < all.size(); ++i) {
+      Opened& o = all[i];
+      o.base = (o.id_hex.empty() ? "unreadable-" + std::to_string(i) : o.id_hex) + "-v" + std::to_string(o.version);
+      if (!o.id_hex.empty() && uses[{o.id_hex, o.version}] > 1)
+        o.base += "-" + encoding::ToHex(crypto::Bytes(o.device.substr(0, 8)));
+    }
+  }
   const std::string media_dir = export_path + ".media";
   for (auto& o : all) {
     if (!o.opened || o.report.content.attachments_size() == 0) continue;
-    const std::string sub = o.id_hex + "-v" + std::to_string(o.version) + "-attachments";
+    std::set<std::string> ids;
+    for (const auto& ref : o.report.content.attachments())
+      if (!ids.insert(ref.attachment_id()).second)
+        o.problems.push_back("the sealed report lists one attachment twice");
+    const std::string sub = o.base + "-attachments";
     const std::string dir = fs::Join(out_dir, sub);
     DALA_RETURN_IF_ERROR(fs::EnsureDirectory(dir));
     o.attachments_json = "[";
@@ -417,12 +463,8 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
   std::string index = "[";
   for (size_t i = 0; i < all.size(); ++i) {
     const Opened& o = all[i];
-    std::string name = (o.id_hex.empty() ? "unreadable-" + std::to_string(i) : o.id_hex) + "-v" +
-                       std::to_string(o.version) + ".json";
-    if (!names.insert(name).second) {  // another device's report with the same id
-      name = name.substr(0, name.size() - 5) + "-" + encoding::ToHex(crypto::Bytes(o.device.substr(0, 8))) + ".json";
-      names.insert(name);
-    }
+    std::string name = o.base + ".json";
+    if (!names.insert(name).second) return Status(Code::kInternal, "two reports were to be written as " + name);
     bool ok = o.opened && o.problems.empty();
     ++sum.reports;
     ok ? ++sum.verified : ++sum.failed;

@@ -67,6 +67,21 @@ DALA_API void dala_desk_invite_options_init(dala_desk_invite_options *options) D
 DALA_API dala_status dala_desk_create_invite(dala_desk *desk, const dala_desk_invite_options *options,
                                              char **out_invite, dala_error **out_error) DALA_NOEXCEPT;
 
+/* One call at a time per desk. A new recipient key replaces the current one from now on (a new statement,
+   written into the key file); envelopes sealed to older ones still open. Give the statement to the servers
+   (dala_desk_write_statement, dala-server statement): phones take it up with their next answers and seal
+   new reports to the new key. */
+DALA_API dala_status dala_desk_rotate_recipients(dala_desk *desk, dala_error **out_error) DALA_NOEXCEPT;
+
+/* One call at a time per desk. Revokes a server key from revoked_ms on (0: now): receipts it signs dated
+   then or later are not the organisation's, and phones that hold the statement no longer join or send to
+   it. DALA_ERR_NOT_FOUND: the organisation never authorised that key. */
+DALA_API dala_status dala_desk_revoke_server(dala_desk *desk, const uint8_t server_key[32], int64_t revoked_ms,
+                                             dala_error **out_error) DALA_NOEXCEPT;
+
+/* Any thread. Writes the organisation's current SignedStatement to `path` (for dala-server statement). */
+DALA_API dala_status dala_desk_write_statement(dala_desk *desk, const char *path, dala_error **out_error) DALA_NOEXCEPT;
+
 typedef struct dala_desk_summary {
     uint64_t reports;    /* report versions in the export, each counted once */
     uint64_t verified;   /* every check passed */
