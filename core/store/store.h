@@ -110,6 +110,7 @@ struct ServerInfo {
   std::string last_error;
   uint64_t statement_version = 0;     // of the organisation statement the store holds
   bool authorised = false;            // that statement authorises server_key now
+  v1::OrgStatement statement;         // that statement (empty for a 0.1 server)
 };
 
 // A receipt the store keeps for a delivered version, checked against the server key from the invite.

@@ -125,6 +125,7 @@ Result<std::vector<ServerInfo>> Store::Servers() {
       if (!statement.ok()) return Status(Code::kCorrupt, "an organisation statement in the store is damaged");
       s.statement_version = statement->version();
       s.authorised = protocol::AuthorisedAt(*statement, s.server_key, now);
+      s.statement = std::move(*statement);
     } else {
       s.legacy = true;
       s.last_error = "joined with a Dala 0.1 invite: its reports wait until this phone joins the organisation "
@@ -199,8 +200,19 @@ Result<std::vector<ReceiptInfo>> Store::ListReceipts() {
     r.receipt = st.Blob(3);
     for (const auto& s : servers) {
       if (s.destination != r.destination) continue;
-      auto v = protocol::VerifyReceipt(r.receipt, s.server_key);
-      if (v.ok() && v->version() == r.version && v->report_id() == IdBytes(r.id)) {
+      // Signed by the destination's server, or by an earlier server of the same organisation that its
+      // statement authorised when it signed.
+      v1::SignedReceipt sr;
+      v1::Receipt claimed;
+      if (!sr.ParseFromArray(r.receipt.data(), static_cast<int>(r.receipt.size())) ||
+          !claimed.ParseFromString(sr.receipt()) || claimed.server_key().size() != 32)
+        continue;
+      const bool current = std::memcmp(claimed.server_key().data(), s.server_key.data(), 32) == 0;
+      if (!current && !protocol::AuthorisedAt(s.statement, crypto::Bytes(claimed.server_key()), claimed.server_time_ms()))
+        continue;
+      auto v = protocol::VerifyReceipt(r.receipt, crypto::Bytes(claimed.server_key()));
+      if (v.ok() && v->version() == r.version && v->report_id() == IdBytes(r.id) &&
+          v->device_key() == std::string_view(reinterpret_cast<const char*>(device_.public_key.data()), 32)) {
         r.verified = true;
         r.sequence = v->sequence();
         r.server_time_ms = v->server_time_ms();

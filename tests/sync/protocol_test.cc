@@ -542,6 +542,29 @@ TEST(Join, ASecondInviteOfTheSameOrganisationKeepsOneDestination) {
   EXPECT_EQ(Answer(answer.body).status(), v1::INVITE_INVALID);
 }
 
+// The organisation moves the phone to a new server: receipts the earlier one signed still verify on the
+// phone (its statement authorised that key when it signed).
+TEST(Join, ReceiptsOfAnEarlierServerOfTheOrganisationStillVerify) {
+  World w;
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  SealOne(*phone, "delivered to the first server");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  crypto::SigningKey next = crypto::GenerateSigningKey();
+  desk::InviteParams p;
+  p.server = next.public_key;
+  p.urls = {"http://127.0.0.1:2"};
+  p.expires_ms = SystemNowMs() + 60000;
+  auto moved = desk::MakeInvite(w.desk, p, SystemNowMs());
+  ASSERT_TRUE(moved.ok());
+  ASSERT_TRUE(phone->Join(*moved).ok());
+  ASSERT_EQ((*phone->Servers())[0].server_key, next.public_key);
+  auto receipts = phone->ListReceipts();
+  ASSERT_TRUE(receipts.ok());
+  ASSERT_EQ(receipts->size(), 1u);
+  EXPECT_TRUE((*receipts)[0].verified);
+}
+
 // An observer of the plain-HTTP enrolment (invite and proof) cannot enrol its own device with them, and
 // the server stores no secret of the invite: its enrolment key is public.
 TEST(Server, ACapturedEnrolmentEnrolsNoOtherDevice) {
