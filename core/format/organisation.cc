@@ -110,6 +110,16 @@ Result<v1::OrgStatement> VerifyStatement(std::span<const uint8_t> signed_stateme
   return st;
 }
 
+std::vector<crypto::PublicKey> Recipients(const v1::OrgStatement& statement) {
+  std::vector<crypto::PublicKey> out;
+  for (const auto& r : statement.recipients()) {
+    crypto::PublicKey k{};
+    if (r.size() == k.size()) std::memcpy(k.data(), r.data(), k.size());
+    out.push_back(k);
+  }
+  return out;
+}
+
 const v1::ServerAuthorisation* FindServer(const v1::OrgStatement& statement, std::span<const uint8_t> server) {
   for (const auto& s : statement.servers())
     if (server.size() == 32 && std::memcmp(s.server_key().data(), server.data(), 32) == 0) return &s;

@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 #include "crypto/crypto.h"
@@ -39,6 +40,9 @@ std::string SignStatement(const crypto::SigningKey& root, const v1::OrgStatement
 // a name that IsDisplayName accepts.
 // kVerify for a bad signature or another root, kInvalidArgument for a malformed one.
 Result<v1::OrgStatement> VerifyStatement(std::span<const uint8_t> signed_statement, const crypto::PublicKey& root);
+
+// The statement's recipient keys (VerifyStatement checked each is 32 bytes).
+std::vector<crypto::PublicKey> Recipients(const v1::OrgStatement& statement);
 
 // Whether `statement` authorises `server` to sign receipts dated `time_ms`:
 // not_before_ms <= time_ms, (not_after_ms == 0 or time_ms < not_after_ms), (revoked_ms == 0 or

@@ -61,12 +61,7 @@ Result<ServerInfo> Store::Join(std::string_view invite_text, bool include_existi
     return Status(Code::kVerify, "the organisation no longer authorises the server this invite names; ask it for a new invite");
   info.statement_version = statement.version();
   info.authorised = true;
-  std::vector<crypto::PublicKey> recipients;
-  for (const auto& r : statement.recipients()) {
-    crypto::PublicKey k;
-    std::memcpy(k.data(), r.data(), 32);
-    recipients.push_back(k);
-  }
+  const std::vector<crypto::PublicKey> recipients = protocol::Recipients(statement);
   db::Txn txn(db_);
   DALA_RETURN_IF_ERROR(txn.Begin());
   {
@@ -153,12 +148,7 @@ Result<uint64_t> Store::UpdateStatement(const std::string& destination, std::str
   }
   DALA_ASSIGN_OR_RETURN(v1::OrgStatement next, protocol::VerifyStatement(crypto::Bytes(signed_statement), root));
   if (next.version() <= held) return held;  // an older or the same statement: nothing changes
-  std::vector<crypto::PublicKey> recipients;
-  for (const auto& r : next.recipients()) {
-    crypto::PublicKey k;
-    std::memcpy(k.data(), r.data(), 32);
-    recipients.push_back(k);
-  }
+  const std::vector<crypto::PublicKey> recipients = protocol::Recipients(next);
   db::Txn txn(db_);
   DALA_RETURN_IF_ERROR(txn.Begin());
   {
