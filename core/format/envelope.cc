@@ -15,7 +15,21 @@ using crypto::Signature;
 using crypto::SigningKey;
 
 namespace {
-constexpr char kAeadLabel[] = "dala/v1/envelope-aead";
+constexpr char kAeadLabel[] = "dala/v2/envelope-aead";
+
+// The key commitment: BLAKE2b-256(kDomainKeyCommitment || content key). The content key is 256 random
+// bits, so the hash gives nothing of it away; being signed in the body, it binds the envelope to one key.
+crypto::Hash KeyCommitment(const SecretBuffer& content_key) {
+  crypto::Hash out{};
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, nullptr, 0, out.size());
+  crypto_generichash_update(&st, reinterpret_cast<const uint8_t*>(kDomainKeyCommitment.data()),
+                            kDomainKeyCommitment.size());
+  crypto_generichash_update(&st, content_key.data(), content_key.size());
+  crypto_generichash_final(&st, out.data(), out.size());
+  sodium_memzero(&st, sizeof st);
+  return out;
+}
 
 std::vector<uint8_t> EnvelopeAd(const Header& h) {
   std::vector<uint8_t> ad(kAeadLabel, kAeadLabel + sizeof kAeadLabel - 1);
@@ -31,7 +45,8 @@ Status ParseVerified(std::span<const uint8_t> envelope, v1::EnvelopeBody* body, 
     return {Code::kVerify, "the sealed envelope is malformed"};
   if (!body->ParseFromString(env.body())) return {Code::kVerify, "the sealed envelope body is malformed"};
   if (body->report_id().size() != 16 || body->device_key().size() != 32 ||
-      body->nonce().size() != crypto_aead_xchacha20poly1305_ietf_NPUBBYTES || body->version() == 0)
+      body->nonce().size() != crypto_aead_xchacha20poly1305_ietf_NPUBBYTES || body->version() == 0 ||
+      body->key_commitment().size() != crypto::Hash{}.size())
     return {Code::kVerify, "the sealed envelope has fields of the wrong size"};
   if (!crypto::Verify(Bytes(body->device_key()), kDomain, Bytes(env.body()), Bytes(env.signature())))
     return {Code::kVerify, "the sealed envelope's device signature does not verify (altered or forged)"};
@@ -73,6 +88,8 @@ Result<std::string> Seal(const SigningKey& device, const Header& header,
   uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
   randombytes_buf(nonce, sizeof nonce);
   body.set_nonce(nonce, sizeof nonce);
+  const crypto::Hash commitment = KeyCommitment(content_key);
+  body.set_key_commitment(commitment.data(), commitment.size());
   std::string ct(plaintext.size() + crypto_aead_xchacha20poly1305_ietf_ABYTES, '\0');
   auto ad = EnvelopeAd(header);
   unsigned long long clen = 0;
@@ -110,6 +127,11 @@ Result<SecretBuffer> Open(std::span<const uint8_t> envelope, const BoxKeyPair& r
       crypto_box_seal_open(content_key.data(), reinterpret_cast<const uint8_t*>(mine->sealed_key().data()),
                            mine->sealed_key().size(), recipient.public_key.data(), recipient.secret_key.data()) != 0)
     return Status(Code::kVerify, "the envelope's content key does not open with this organisation key");
+  // The key this recipient was given must be the one the device signed for: otherwise the envelope could
+  // open to one report for one recipient and to another for the next.
+  const crypto::Hash commitment = KeyCommitment(content_key);
+  if (sodium_memcmp(commitment.data(), body.key_commitment().data(), commitment.size()) != 0)
+    return Status(Code::kVerify, "the envelope's content key is not the one it commits to (forged)");
   const std::string& ct = body.ciphertext();
   if (ct.size() < crypto_aead_xchacha20poly1305_ietf_ABYTES)
     return Status(Code::kVerify, "the envelope's ciphertext is truncated");

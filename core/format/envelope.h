@@ -1,6 +1,7 @@
 // The sealed envelope (docs/protocol.md, "Envelopes"): the signed report encrypted under a random content
 // key (XChaCha20-Poly1305), the key sealed (crypto_box_seal) to each recipient, and the device's signature
-// over the whole body. A server can check the signature; only a recipient can open it.
+// over the whole body, which commits to the content key. A server can check the signature; only a
+// recipient can open it, and every recipient opens the same report.
 #pragma once
 
 #include <cstdint>
@@ -18,7 +19,8 @@
 
 namespace dala::envelope {
 
-inline constexpr std::string_view kDomain = "dala/v1/envelope";
+inline constexpr std::string_view kDomain = "dala/v2/envelope";
+inline constexpr std::string_view kDomainKeyCommitment = "dala/v2/envelope-key";
 
 struct Header {
   ReportId report_id{};

@@ -13,8 +13,8 @@
 
 namespace dala::protocol {
 
-inline constexpr std::string_view kDomainInvite = "dala/v1/invite";
-inline constexpr std::string_view kDomainEnrol = "dala/v1/enrol";
+inline constexpr std::string_view kDomainInvite = "dala/v2/invite";
+inline constexpr std::string_view kDomainEnrol = "dala/v2/enrol";
 inline constexpr std::string_view kInvitePrefix = "DALA2-";
 
 // A SignedInvite whose signature, statement and sizes were checked.
@@ -45,7 +45,7 @@ struct DecodedInvite {
 Result<DecodedInvite> DecodeInvite(std::string_view text);
 
 // The proof that the holder of an invite enrols `device_key` at `server_key`: Ed25519 by the invite's
-// enrolment key over device_key || server_key, domain "dala/v1/enrol".
+// enrolment key over device_key || server_key, domain "dala/v2/enrol".
 std::string EnrolProof(const SecretBuffer& enrol_secret, std::span<const uint8_t> device_key,
                        std::span<const uint8_t> server_key);
 bool VerifyEnrolProof(const v1::Invite& invite, std::span<const uint8_t> device_key,

@@ -15,8 +15,8 @@
 
 namespace dala::protocol {
 
-inline constexpr std::string_view kDomainStatement = "dala/v1/statement";
-inline constexpr std::string_view kDomainFingerprint = "dala/v1/fingerprint";
+inline constexpr std::string_view kDomainStatement = "dala/v2/statement";
+inline constexpr std::string_view kDomainFingerprint = "dala/v2/fingerprint";
 inline constexpr std::string_view kIdentityPrefix = "DALA-ORG1-";
 
 // "DALA-ORG1-" + base64url(root public key): the organisation's public identity, one line.

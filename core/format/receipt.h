@@ -11,7 +11,7 @@
 
 namespace dala::protocol {
 
-inline constexpr std::string_view kDomainReceipt = "dala/v1/receipt";
+inline constexpr std::string_view kDomainReceipt = "dala/v2/receipt";
 
 // The canonical bytes a receipt signature covers (fixed layout; independent of protobuf encoding).
 std::string ReceiptMessage(const v1::Receipt& receipt);

@@ -11,7 +11,7 @@
 
 namespace dala::protocol {
 
-inline constexpr std::string_view kDomainRequest = "dala/v1/request";
+inline constexpr std::string_view kDomainRequest = "dala/v2/request";
 
 // Serialized SignedRequest.
 std::string SignRequest(const crypto::SigningKey& device, const v1::Request& request);

@@ -12,7 +12,7 @@
 
 namespace dala::protocol {
 
-inline constexpr std::string_view kDomainResponse = "dala/v1/response";
+inline constexpr std::string_view kDomainResponse = "dala/v2/response";
 
 // The hash an answer names: BLAKE2b-256 of the SignedRequest bytes exactly as sent.
 crypto::Hash RequestHash(std::span<const uint8_t> signed_request);

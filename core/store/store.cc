@@ -273,8 +273,11 @@ Status Store::SetRecipientsLocked(const std::string& destination, const std::vec
 
 Result<Store::Destinations> Store::DestinationsLocked() {
   Destinations out;
-  DALA_ASSIGN_OR_RETURN(db::Stmt st,
-                        db_.Prepare("SELECT destination, public_key FROM recipients ORDER BY destination"));
+  // A destination joined with a 0.1 invite (a server row without an organisation key) gets nothing new:
+  // nothing is ever sent there.
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "SELECT r.destination, r.public_key FROM recipients r LEFT JOIN servers s ON s.destination = r.destination "
+      "WHERE s.destination IS NULL OR length(s.organisation_key) = 32 ORDER BY r.destination"));
   for (;;) {
     DALA_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;

@@ -79,6 +79,18 @@ Result<ServerInfo> Store::Join(std::string_view invite_text, bool include_existi
   // A new organisation gets what is sealed from now on; what the phone already holds only when asked.
   // (For one it knows, the reports sealed since it was joined are queued already.)
   DALA_RETURN_IF_ERROR(SetRecipientsLocked(info.destination, recipients, include_existing));
+  if (include_existing) {
+    // What waited for a 0.1 destination (never sent: no server speaks 0.1's protocol) is now queued for
+    // this organisation; those copies go, so that they neither wait for ever nor block delete-after-delivery.
+    // The 0.1 receipts stay.
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+        "DELETE FROM outbox WHERE state <> " DALA_OUTBOX_DELIVERED " AND destination IN "
+        "(SELECT destination FROM servers WHERE organisation_key IS NULL OR length(organisation_key) <> 32) "
+        "AND EXISTS (SELECT 1 FROM outbox n WHERE n.destination = ? AND n.report_id = outbox.report_id "
+        "AND n.version = outbox.version)"));
+    st.BindText(1, info.destination);
+    DALA_RETURN_IF_ERROR(st.Run());
+  }
   DALA_RETURN_IF_ERROR(txn.Commit());
   return info;
 }
@@ -123,8 +135,8 @@ Result<std::vector<ServerInfo>> Store::Servers() {
       s.statement = std::move(*statement);
     } else {
       s.legacy = true;
-      s.last_error = "joined with a Dala 0.1 invite: its reports wait until this phone joins the organisation "
-                     "again (an invite from its desk, with include_existing)";
+      s.last_error = "joined with a Dala 0.1 invite: nothing is sent there; what waits for it is delivered once "
+                     "this phone joins its organisation again (an invite from its desk, with include_existing)";
     }
     auto proof = st.BlobView(9);
     s.proof.assign(reinterpret_cast<const char*>(proof.data()), proof.size());

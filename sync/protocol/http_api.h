@@ -8,10 +8,14 @@
 namespace dala::protocol {
 
 inline constexpr std::string_view kContentType = "application/x-protobuf";
-inline constexpr char kPathHealth[] = "/v1/health";
-inline constexpr char kPathEnrol[] = "/v1/enrol";
-inline constexpr char kPathPush[] = "/v1/push";
-inline constexpr char kPathUpload[] = "/v1/upload";
+inline constexpr char kPathHealth[] = "/v2/health";
+inline constexpr char kPathEnrol[] = "/v2/enrol";
+inline constexpr char kPathPush[] = "/v2/push";
+inline constexpr char kPathUpload[] = "/v2/upload";
+// Dala 0.1 spoke protocol 1 under /v1/: its phones are told, with 410 Gone, what to do.
+inline constexpr std::string_view kPathOldProtocol = "/v1/";
+inline constexpr char kOldProtocolMessage[] =
+    "this server speaks Dala protocol 2: update the app, then join the organisation with a new invite";
 inline constexpr char kUploadHeader[] = "X-Dala-Request";      // base64url(SignedRequest) of an upload
 inline constexpr char kUploadContentType[] = "application/octet-stream";
 inline constexpr size_t kMaxUploadHeader = 2048;                // bytes of the header's value

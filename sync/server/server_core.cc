@@ -179,6 +179,8 @@ void ServerCore::HandleAsync(std::string_view method, std::string_view target, s
     return done({200, "application/json",
                  "{\"status\":\"ok\",\"server_key\":\"" + encoding::ToHex(signing_.public_key) + "\"}"});
   }
+  if (target.starts_with(protocol::kPathOldProtocol))
+    return done(Reply(410, v1::BAD_REQUEST, protocol::kOldProtocolMessage, now));
   if (target != protocol::kPathEnrol && target != protocol::kPathPush)
     return done(Reply(404, v1::BAD_REQUEST, "no such endpoint", now));
   if (method != "POST") return done(Reply(405, v1::BAD_REQUEST, "use POST", now));

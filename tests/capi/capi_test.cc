@@ -360,7 +360,7 @@ TEST_F(StoreFixture, AppTransportAndSessionsThroughTheCApi) {
   // Offline: the app's transport is asked to enrol first; nothing is lost.
   ASSERT_EQ(dala_sync_run_once(store, &o, &r, e.out()), DALA_OK) << e.msg();
   EXPECT_EQ(net.calls, 1);
-  EXPECT_EQ(net.last_url, "http://127.0.0.1:9/v1/enrol");
+  EXPECT_EQ(net.last_url, "http://127.0.0.1:9/v2/enrol");
   EXPECT_EQ(r.unreachable, 1);
   EXPECT_EQ(r.remaining, 1u);
   EXPECT_EQ(r.delivered, 0u);

@@ -229,7 +229,7 @@ int main(int argc, char** argv) {
   signed_put("upload-whole", 2, up0, ct);
   signed_put("upload-second-chunk", 2, up1, std::string_view(ct).substr(65536));
   signed_put("upload-cut", 2 | 16, up0, std::string_view(ct).substr(0, 70000));
-  // The same over the unauthenticated surface: push (sel 0: POST /v1/push) and upload (sel 12: /v1/upload).
+  // The same over the unauthenticated surface: push (sel 0: POST /v2/push) and upload (sel 12: /v2/upload).
   Put("fuzz_server_http", "push", 0, protocol::SignRequest(device, push));
   Put("fuzz_server_http", "enrol", 4, protocol::SignRequest(device, enrol));
   Put("fuzz_server_http", "health", 1 | 8, "");

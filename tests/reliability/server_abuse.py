@@ -94,7 +94,7 @@ class Abuse:
     def slow_header(self, _):
         s = self.connect()
         self.count("slow headers")
-        s.sendall(b"POST /v1/push HTTP/1.1\r\nHost: x\r\n")
+        s.sendall(b"POST /v2/push HTTP/1.1\r\nHost: x\r\n")
         while not self.stop.is_set():
             s.sendall(b"X")
             time.sleep(0.5)
@@ -102,7 +102,7 @@ class Abuse:
     def slow_body(self, _):
         s = self.connect()
         self.count("slow 16 MiB bodies")
-        s.sendall(b"POST /v1/push HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+        s.sendall(b"POST /v2/push HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
                   b"Content-Length: 16777216\r\n\r\n")
         while not self.stop.is_set():
             s.sendall(b"\x00" * 100)
@@ -122,10 +122,10 @@ class Abuse:
 
     def oversized(self, _):
         if self.rng.random() < 0.5:
-            self.send("1 GiB body", b"POST /v1/push HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n" +
+            self.send("1 GiB body", b"POST /v2/push HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n" +
                       b"\x00" * 65536)
         else:
-            self.send("100 KB header", b"GET /v1/health HTTP/1.1\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+            self.send("100 KB header", b"GET /v2/health HTTP/1.1\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
 
     def malformed(self, _):
         kind = self.rng.randrange(3)
@@ -133,10 +133,10 @@ class Abuse:
             self.send("random bytes", os.urandom(self.rng.randint(1, 4096)))
         elif kind == 1:
             body = os.urandom(self.rng.randint(0, 20000))
-            self.send("random push body", b"POST /v1/push HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf"
+            self.send("random push body", b"POST /v2/push HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf"
                       b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
         else:
-            self.send("chunked push", b"POST /v1/push HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            self.send("chunked push", b"POST /v2/push HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                       b"10\r\n0123456789abcdef\r\n0\r\n\r\n")
 
     def junk(self, _):

@@ -137,7 +137,7 @@ start_server srv "$PORT" --max-body-mib 1 --header-timeout 1 --max-connections 3
 python3 - "$PORT" <<'PY'; check "server under abuse" 0 $?
 import socket, sys, time
 port = int(sys.argv[1])
-def req(body, ctype="application/x-protobuf", path="/v1/push"):
+def req(body, ctype="application/x-protobuf", path="/v2/push"):
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
     s.sendall(body)   # the server may answer before the body is sent; it must still let us read the answer
@@ -153,7 +153,7 @@ assert req(b"\x0a\xff\xff\xff\x0fgarbage") == 400
 assert req(b"A" * (2 << 20)) == 413
 idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(200)]
 slow = socket.create_connection(("127.0.0.1", port), timeout=5)
-slow.sendall(b"POST /v1/push HTTP/1.1\r\nHost: x\r\n")   # headers never finished
+slow.sendall(b"POST /v2/push HTTP/1.1\r\nHost: x\r\n")   # headers never finished
 t0 = time.time()
 assert slow.recv(1) == b"", "slow client not dropped"
 assert time.time() - t0 < 5, "slow client kept too long"

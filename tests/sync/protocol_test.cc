@@ -625,29 +625,38 @@ TEST(Sync, ServerTextIsMadePrintable) {
 
 TEST(Server, BadRequestsAreRefusedCleanly) {
   World w;
-  EXPECT_EQ(w.server->Handle("POST", "/v1/push", "text/plain", "x").status, 415);
-  EXPECT_EQ(w.server->Handle("POST", "/v1/push", protocol::kContentType, "\xff\xff garbage").status, 400);
-  EXPECT_EQ(w.server->Handle("GET", "/v1/push", protocol::kContentType, "").status, 405);
+  EXPECT_EQ(w.server->Handle("POST", "/v2/push", "text/plain", "x").status, 415);
+  EXPECT_EQ(w.server->Handle("POST", "/v2/push", protocol::kContentType, "\xff\xff garbage").status, 400);
+  EXPECT_EQ(w.server->Handle("GET", "/v2/push", protocol::kContentType, "").status, 405);
   EXPECT_EQ(w.server->Handle("POST", "/nope", protocol::kContentType, "").status, 404);
-  EXPECT_EQ(w.server->Handle("GET", "/v1/health", "", "").status, 200);
+  EXPECT_EQ(w.server->Handle("GET", "/v2/health", "", "").status, 200);
+  // A Dala 0.1 phone (protocol 1, under /v1/) is told to update, not left guessing.
+  for (const char* old : {"/v1/push", "/v1/enrol", "/v1/upload"}) {
+    auto gone = w.server->Handle("POST", old, protocol::kContentType, "x");
+    EXPECT_EQ(gone.status, 410) << old;
+    auto said = protocol::VerifyResponse(crypto::Bytes(gone.body), w.server->server_key(),
+                                         protocol::RequestHash(crypto::Bytes(std::string_view("x"))));
+    ASSERT_TRUE(said.ok()) << old;
+    EXPECT_NE(said->message().find("protocol 2"), std::string::npos) << old;
+  }
   // Unknown device: 401.
   auto phone = w.Phone("phone");
   v1::Request req;
   req.set_server_key(w.server->server_key().data(), 32);
   req.mutable_push();
   std::string body = phone->SignRequest(req);
-  EXPECT_EQ(w.server->Handle("POST", "/v1/push", protocol::kContentType, body).status, 401);
+  EXPECT_EQ(w.server->Handle("POST", "/v2/push", protocol::kContentType, body).status, 401);
   // Signed for another server: refused.
   auto other = crypto::GenerateSigningKey();
   req.set_server_key(other.public_key.data(), 32);
-  EXPECT_EQ(w.server->Handle("POST", "/v1/push", protocol::kContentType, phone->SignRequest(req)).status, 403);
+  EXPECT_EQ(w.server->Handle("POST", "/v2/push", protocol::kContentType, phone->SignRequest(req)).status, 403);
   // A forged signature: 400.
   v1::SignedRequest sr;
   sr.ParseFromString(body);
   std::string sig = sr.signature();
   sig[0] ^= 1;
   sr.set_signature(sig);
-  EXPECT_EQ(w.server->Handle("POST", "/v1/push", protocol::kContentType, sr.SerializeAsString()).status, 400);
+  EXPECT_EQ(w.server->Handle("POST", "/v2/push", protocol::kContentType, sr.SerializeAsString()).status, 400);
 }
 
 TEST(Server, AnotherDevicesEnvelopeIsRejected) {
@@ -662,7 +671,7 @@ TEST(Server, AnotherDevicesEnvelopeIsRejected) {
   v1::Request req;
   req.set_server_key(w.server->server_key().data(), 32);
   req.mutable_push()->add_envelopes(batch->at(0).envelope.data(), batch->at(0).envelope.size());
-  auto r = w.server->Handle("POST", "/v1/push", protocol::kContentType, b->SignRequest(req));
+  auto r = w.server->Handle("POST", "/v2/push", protocol::kContentType, b->SignRequest(req));
   v1::Response resp = Answer(r.body);
   ASSERT_EQ(resp.results_size(), 1);
   EXPECT_EQ(resp.results(0).code(), v1::REJECTED);

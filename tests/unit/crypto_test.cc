@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
+#include <boost/multiprecision/cpp_int.hpp>
+
 #include "base/encoding.h"
 #include "crypto/crypto.h"
 #include "format/envelope.h"
@@ -105,6 +107,151 @@ TEST(Crypto, EnvelopeRoundTripAndTamper) {
     if (!envelope::Open(Bytes(bad), org1, &got).ok()) ++detected;
   }
   EXPECT_EQ(detected, env->size());
+}
+
+// The attack key commitment stops ("invisible salamanders"): XChaCha20-Poly1305 is not key-committing, so
+// a malicious device can make one ciphertext that authenticates under two content keys, seal one key to
+// each recipient, and sign the lot. Without the commitment both recipients open it, to different bytes.
+namespace salamander {
+using boost::multiprecision::cpp_int;
+const cpp_int kP = (cpp_int(1) << 130) - 5;
+
+cpp_int Le(const uint8_t* b, size_t n) {
+  cpp_int v = 0;
+  for (size_t i = n; i-- > 0;) v = (v << 8) | b[i];
+  return v;
+}
+void PutLe(cpp_int v, uint8_t* out, size_t n) {
+  for (size_t i = 0; i < n; ++i, v >>= 8) out[i] = static_cast<uint8_t>(v & 0xff);
+}
+cpp_int PowMod(cpp_int b, cpp_int e) {
+  cpp_int r = 1;
+  for (b %= kP; e > 0; e >>= 1, b = b * b % kP)
+    if ((e & 1) != 0) r = r * b % kP;
+  return r;
+}
+struct Poly {
+  cpp_int r, s;
+  std::vector<uint8_t> stream;  // ChaCha20 keystream from block 1 (the ciphertext's)
+};
+// What XChaCha20-Poly1305-IETF derives from a key and nonce: the Poly1305 key and the keystream.
+Poly Derive(const uint8_t key[32], const uint8_t nonce[24], size_t len) {
+  uint8_t sub[32], n2[12] = {0}, block0[64] = {0};
+  crypto_core_hchacha20(sub, nonce, key, nullptr);
+  std::memcpy(n2 + 4, nonce + 16, 8);
+  crypto_stream_chacha20_ietf_xor_ic(block0, block0, 64, n2, 0, sub);
+  Poly p;
+  p.r = Le(block0, 16) & cpp_int("0x0ffffffc0ffffffc0ffffffc0fffffff");
+  p.s = Le(block0 + 16, 16);
+  p.stream.assign(len, 0);
+  crypto_stream_chacha20_ietf_xor_ic(p.stream.data(), p.stream.data(), len, n2, 1, sub);
+  return p;
+}
+// Poly1305 accumulator (before adding s) over 16-byte-aligned AEAD input.
+cpp_int Accumulate(const std::vector<uint8_t>& msg, const cpp_int& r) {
+  cpp_int h = 0;
+  for (size_t i = 0; i < msg.size(); i += 16) h = (h + Le(&msg[i], 16) + (cpp_int(1) << 128)) * r % kP;
+  return h;
+}
+std::vector<uint8_t> MacInput(const std::vector<uint8_t>& ad, const std::vector<uint8_t>& ct) {
+  std::vector<uint8_t> m = ad;
+  m.resize((m.size() + 15) / 16 * 16, 0);
+  m.insert(m.end(), ct.begin(), ct.end());
+  m.resize((m.size() + 15) / 16 * 16, 0);
+  uint8_t lens[16];
+  PutLe(ad.size(), lens, 8);
+  PutLe(ct.size(), lens + 8, 8);
+  m.insert(m.end(), lens, lens + 16);
+  return m;
+}
+}  // namespace salamander
+
+TEST(Crypto, EnvelopeOpensToOneReportForEveryRecipient) {
+  using namespace salamander;
+  SigningKey dev = GenerateSigningKey();
+  BoxKeyPair org1 = GenerateBoxKeyPair(), org2 = GenerateBoxKeyPair();
+  ReportId id{};
+  randombytes_buf(id.data(), id.size());
+  std::vector<uint8_t> ad;  // docs/storage-format.md: label || report_id || version (u32 LE) || device key
+  const std::string label = "dala/v2/envelope-aead";
+  ad.insert(ad.end(), label.begin(), label.end());
+  ad.insert(ad.end(), id.begin(), id.end());
+  ad.insert(ad.end(), {1, 0, 0, 0});
+  ad.insert(ad.end(), dev.public_key.begin(), dev.public_key.end());
+
+  uint8_t k1[32], k2[32], nonce[24];
+  crypto_aead_xchacha20poly1305_ietf_keygen(k1);
+  crypto_aead_xchacha20poly1305_ietf_keygen(k2);
+  randombytes_buf(nonce, sizeof nonce);
+  const size_t len = 64, free_block = 2;  // the ciphertext's third block is solved for
+  Poly p1 = Derive(k1, nonce, len), p2 = Derive(k2, nonce, len);
+  std::vector<uint8_t> ct(len);
+  std::vector<uint8_t> tag(16);
+  bool found = false;
+  for (int attempt = 0; attempt < 200 && !found; ++attempt) {
+    randombytes_buf(ct.data(), ct.size());
+    std::memset(&ct[free_block * 16], 0, 16);
+    const std::vector<uint8_t> mac = MacInput(ad, ct);
+    const size_t blocks = mac.size() / 16, index = (ad.size() + 15) / 16 + free_block;
+    const cpp_int e = blocks - index;  // the free block is multiplied by r^e
+    const cpp_int h1 = Accumulate(mac, p1.r), h2 = Accumulate(mac, p2.r);
+    const cpp_int c1 = PowMod(p1.r, e), c2 = PowMod(p2.r, e);
+    // With X added to that block: h_i(X) = h_i + X c_i (mod p). Ask for h1 - h2 = s2 - s1 exactly.
+    const cpp_int want = ((p2.s - p1.s) % kP + kP) % kP;
+    const cpp_int diff = ((c1 - c2) % kP + kP) % kP;
+    const cpp_int x = (((want - (h1 - h2)) % kP + kP) % kP) * PowMod(diff, kP - 2) % kP;
+    if (x >= (cpp_int(1) << 128)) continue;  // must fit in the block
+    PutLe(x, &ct[free_block * 16], 16);
+    const std::vector<uint8_t> solved = MacInput(ad, ct);
+    const cpp_int t1 = (Accumulate(solved, p1.r) + p1.s) % (cpp_int(1) << 128);
+    const cpp_int t2 = (Accumulate(solved, p2.r) + p2.s) % (cpp_int(1) << 128);
+    if (t1 != t2) continue;
+    PutLe(t1, tag.data(), 16);
+    found = true;
+  }
+  ASSERT_TRUE(found);
+  std::vector<uint8_t> sealed_ct = ct;
+  sealed_ct.insert(sealed_ct.end(), tag.begin(), tag.end());
+  // The crafted ciphertext really authenticates under both keys, to different bytes.
+  std::vector<uint8_t> m1(len), m2(len);
+  ASSERT_EQ(crypto_aead_xchacha20poly1305_ietf_decrypt(m1.data(), nullptr, nullptr, sealed_ct.data(), sealed_ct.size(),
+                                                       ad.data(), ad.size(), nonce, k1), 0);
+  ASSERT_EQ(crypto_aead_xchacha20poly1305_ietf_decrypt(m2.data(), nullptr, nullptr, sealed_ct.data(), sealed_ct.size(),
+                                                       ad.data(), ad.size(), nonce, k2), 0);
+  ASSERT_NE(m1, m2);
+
+  // The device seals k1 to one recipient and k2 to the other, commits to k1 and signs.
+  v1::EnvelopeBody body;
+  body.set_report_id(id.data(), id.size());
+  body.set_version(1);
+  body.set_device_key(dev.public_key.data(), 32);
+  for (auto [kp, key] : {std::pair{&org1, k1}, std::pair{&org2, k2}}) {
+    std::string wrapped(crypto_box_SEALBYTES + 32, '\0');
+    crypto_box_seal(reinterpret_cast<uint8_t*>(wrapped.data()), key, 32, kp->public_key.data());
+    auto* wk = body.add_keys();
+    wk->set_recipient(kp->public_key.data(), 32);
+    wk->set_sealed_key(wrapped);
+  }
+  body.set_nonce(nonce, sizeof nonce);
+  body.set_ciphertext(sealed_ct.data(), sealed_ct.size());
+  Hash commitment{};
+  std::string to_hash(envelope::kDomainKeyCommitment);
+  to_hash.append(reinterpret_cast<const char*>(k1), 32);
+  commitment = Blake2b256(Bytes(to_hash));
+  body.set_key_commitment(commitment.data(), commitment.size());
+  v1::SealedEnvelope env;
+  env.set_body(body.SerializeAsString());
+  Signature sig = Sign(dev, envelope::kDomain, Bytes(env.body()));
+  env.set_signature(sig.data(), sig.size());
+  const std::string bytes = env.SerializeAsString();
+
+  envelope::Header got;
+  ASSERT_TRUE(envelope::Verify(Bytes(bytes), &got).ok());  // a server sees nothing wrong
+  auto one = envelope::Open(Bytes(bytes), org1, &got);
+  ASSERT_TRUE(one.ok()) << one.status().message();
+  EXPECT_EQ(std::vector<uint8_t>(one->data(), one->data() + one->size()), m1);
+  auto two = envelope::Open(Bytes(bytes), org2, &got);
+  EXPECT_EQ(two.status().code(), Code::kVerify) << "the second recipient opened other bytes";
 }
 
 }  // namespace
