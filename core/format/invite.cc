@@ -25,7 +25,12 @@ std::string EncodeInvite(v1::Invite invite, const crypto::SigningKey& root) {
   code.set_signed_invite(si.SerializeAsString());
   code.set_enrol_secret(reinterpret_cast<const char*>(seed.data()), seed.size());
   std::string raw = code.SerializeAsString();
-  std::string text = std::string(kInvitePrefix) + encoding::Base64Url(crypto::Bytes(raw));
+  // Every copy of the enrolment secret but the text returned is wiped.
+  std::string b64 = encoding::Base64Url(crypto::Bytes(raw));
+  std::string text;
+  text.reserve(kInvitePrefix.size() + b64.size());
+  text.append(kInvitePrefix).append(b64);
+  sodium_memzero(b64.data(), b64.size());
   sodium_memzero(raw.data(), raw.size());
   code.mutable_enrol_secret()->assign(32, '\0');
   return text;

@@ -34,17 +34,26 @@ Result<ServerInfo> Store::Join(std::string_view invite_text, bool include_existi
     if (u.find('\n') != std::string::npos) return Status(Code::kInvalidArgument, "a server address has a line break");
     urls += (urls.empty() ? "" : "\n") + u;
   }
+  int64_t held_issued_ms = 0;  // of the invite joined last for this organisation
   // The statement to keep: the invite's, unless the store holds a newer one of the same root.
   v1::OrgStatement statement = decoded.checked.statement;
   std::string statement_bytes = inv.statement();
   {
-    DALA_ASSIGN_OR_RETURN(db::Stmt st,
-                          db_.Prepare("SELECT statement, organisation_key FROM servers WHERE destination = ?"));
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+        "SELECT statement, organisation_key, invite FROM servers WHERE destination = ?"));
     st.BindText(1, info.destination);
     DALA_ASSIGN_OR_RETURN(bool row, st.Step());
     if (row && (st.BlobView(1).size() != 32 || std::memcmp(st.BlobView(1).data(), info.organisation_key.data(), 32) != 0))
       return Status(Code::kState, "another organisation already uses this destination name; this invite cannot be joined");
     if (row) {
+      // An older invite of the organisation (a QR code kept or captured, still unexpired) cannot take the
+      // phone back to the addresses, TLS pin or server it named then: the newest invite joined stands.
+      v1::SignedInvite held_signed;
+      v1::Invite held_invite;
+      const auto held_bytes = st.BlobView(2);
+      if (held_signed.ParseFromArray(held_bytes.data(), static_cast<int>(held_bytes.size())) &&
+          held_invite.ParseFromString(held_signed.invite()))
+        held_issued_ms = held_invite.issued_ms();
       auto held = protocol::VerifyStatement(st.BlobView(0), info.organisation_key);
       if (held.ok() && held->version() > statement.version()) {
         statement = std::move(*held);
@@ -59,6 +68,8 @@ Result<ServerInfo> Store::Join(std::string_view invite_text, bool include_existi
   // says) is refused: a raided server's old invites die with its key.
   if (!protocol::AuthorisedAt(statement, info.server_key, now))
     return Status(Code::kVerify, "the organisation no longer authorises the server this invite names; ask it for a new invite");
+  if (held_issued_ms > inv.issued_ms())
+    return Status(Code::kState, "this phone already holds a newer invite of this organisation; nothing changed");
   info.statement_version = statement.version();
   info.authorised = true;
   const std::vector<crypto::PublicKey> recipients = protocol::Recipients(statement);

@@ -141,7 +141,7 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Ser
   core->organisation_ = organisation;
   if (!statement.empty()) {
     auto st = protocol::VerifyStatement(B(statement), organisation);
-    if (st.ok()) core->KeepStatement(std::move(statement), st->version());
+    if (st.ok()) core->KeepStatement(std::move(statement), std::move(*st));
   }
   core->stored_bytes_ = stored;
   return core;
@@ -207,6 +207,7 @@ void ServerCore::HandleAsync(std::string_view method, std::string_view target, s
     return done(Enrol(req->device_key(), req->enrol()));
   }
   if (!req->has_push()) return done(Reply(400, v1::BAD_REQUEST, "a push request was expected", now));
+  if (!AuthorisedNow(now)) return done(Reply(403, v1::WRONG_SERVER, kNotAuthorisedNow, now));
   const auto& envelopes = req->push().envelopes();
   if (static_cast<size_t>(envelopes.size()) > limits_.max_batch)
     return done(Reply(413, v1::TOO_LARGE, "too many reports in one push", now));
@@ -330,7 +331,7 @@ HttpResult ServerCore::Enrol(const std::string& device_key, const v1::EnrolReque
   keep->Bind(1, B(newest_bytes));
   if (!add->Run().ok() || !keep->Run().ok() || !txn.Commit().ok())
     return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
-  KeepStatement(std::move(newest_bytes), newest.version());
+  KeepStatement(std::move(newest_bytes), std::move(newest));
   return Reply(200, v1::OK, "enrolled", now);
 }
 
@@ -339,11 +340,17 @@ std::string ServerCore::StatementFor(uint64_t version) const {
   return statement_version_ > version ? statement_ : std::string();
 }
 
-void ServerCore::KeepStatement(std::string signed_statement, uint64_t version) {
+void ServerCore::KeepStatement(std::string signed_statement, v1::OrgStatement statement) {
   std::lock_guard lock(statement_mu_);
-  if (version <= statement_version_) return;
+  if (statement.version() <= statement_version_) return;
   statement_ = std::move(signed_statement);
-  statement_version_ = version;
+  statement_version_ = statement.version();
+  statement_parsed_ = std::move(statement);
+}
+
+bool ServerCore::AuthorisedNow(int64_t now) const {
+  std::lock_guard lock(statement_mu_);
+  return statement_version_ == 0 || protocol::AuthorisedAt(statement_parsed_, signing_.public_key, now);
 }
 
 Status ServerCore::SetStatement(std::string_view signed_statement) {
@@ -354,7 +361,7 @@ Status ServerCore::SetStatement(std::string_view signed_statement) {
   DALA_ASSIGN_OR_RETURN(db::Stmt keep, db_.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('statement', ?)"));
   keep.Bind(1, crypto::Bytes(signed_statement));
   DALA_RETURN_IF_ERROR(keep.Run());
-  KeepStatement(std::string(signed_statement), st.version());
+  KeepStatement(std::string(signed_statement), std::move(st));
   return Status::Ok();
 }
 

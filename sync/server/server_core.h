@@ -194,9 +194,13 @@ class ServerCore {
   mutable std::mutex statement_mu_;
   std::string statement_;
   uint64_t statement_version_ = 0;
+  v1::OrgStatement statement_parsed_;
   // What an enrol or push answer carries for a phone holding statement `version`: the statement if newer.
   std::string StatementFor(uint64_t version) const;
-  void KeepStatement(std::string signed_statement, uint64_t version);
+  void KeepStatement(std::string signed_statement, v1::OrgStatement statement);
+  // Whether the newest statement held authorises this server's key at `now` (true before any statement:
+  // then no device is enrolled). A server the organisation revoked or let expire signs nothing more.
+  bool AuthorisedNow(int64_t now) const;
   ServerLimits limits_;
   int64_t (*clock_)();
 };

@@ -20,6 +20,8 @@ Status MigrateServerSchema(db::Db& db);
 inline std::string Path(const std::string& dir, const char* name) { return fs::Join(dir, name); }
 
 inline constexpr const char* kProto = protocol::kContentType.data();  // NUL-terminated literal
+inline constexpr char kNotAuthorisedNow[] =
+    "the organisation no longer authorises this server (revoked or expired): it accepts nothing more";
 
 inline HttpResult Reply(int http, v1::ResponseStatus status, const std::string& message, int64_t now) {
   v1::Response r;

@@ -126,6 +126,7 @@ ServerCore::UploadStart ServerCore::BeginUploadUnsigned(uint64_t body_length, co
   if (req->server_key() != std::string_view(reinterpret_cast<const char*>(signing_.public_key.data()), 32))
     return Reply(403, v1::WRONG_SERVER, "this request was signed for another server", now);
   if (!req->has_upload()) return Reply(400, v1::BAD_REQUEST, "an upload request was expected", now);
+  if (!AuthorisedNow(now)) return Reply(403, v1::WRONG_SERVER, kNotAuthorisedNow, now);
   const auto& up = req->upload();
   if (up.attachment_id().size() != 16 || up.length() != body_length)
     return Reply(400, v1::BAD_REQUEST, "the upload request does not match its body", now);

@@ -169,7 +169,11 @@ srv_pid=$!
 for _ in $(seq 100); do grep -q listening "$T/srv.out" 2>/dev/null && break; sleep 0.05; done
 P=$T/phone
 $DALA init --store "$P" "${FAST[@]}" 2>/dev/null
-$DALA join --store "$P" "$inv" --json >"$T/join.json"; check "join --json" 0 $?
+$DALA join --store "$P" >/dev/null 2>&1; check "join without an invite" 2 $?
+$DALA join --store "$P" "$inv" --invite-file /dev/null >/dev/null 2>&1; check "join: an invite and --invite-file" 2 $?
+printf '%s\n' "$inv" >"$T/invite.txt"
+$DALA join --store "$P" --invite-file "$T/invite.txt" >/dev/null 2>&1; check "join --invite-file" 0 $?
+printf '%s\n' "$inv" | $DALA join --store "$P" --invite-file - --json >"$T/join.json"; check "join --invite-file - --json" 0 $?
 python3 -c '
 import json,sys; j=json.load(open(sys.argv[1])); assert j["organisation"].endswith("end") and "\U0001F4F7" in j["organisation"], j' "$T/join.json"
 check "join JSON names the organisation, whatever its characters" 0 $?

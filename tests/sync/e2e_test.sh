@@ -170,8 +170,9 @@ TPORT=$(free_port)
 start_server srv "$TPORT" --tls-cert tls.crt --tls-key tls.key || exit 1
 PIN=$("$BIN/dala-server" pin --tls-cert tls.crt); check "dala-server pin" 0 $?
 [[ "$PIN" =~ ^[0-9a-f]{64}$ ]]; check "the pin is 64 hex alone" 0 $?
-PINNED=$(invite --url "https://127.0.0.1:$TPORT" --tls-pin "$PIN")
+# (the unpinned one first: a phone refuses an invite older than the one it joined last)
 UNPINNED=$(invite --url "https://127.0.0.1:$TPORT")
+PINNED=$(invite --url "https://127.0.0.1:$TPORT" --tls-pin "$PIN")
 "$BIN/dala" init --store e "${F[@]}" 2>/dev/null; "$BIN/dala" join --store e "$UNPINNED" 2>/dev/null; seal_many e 1 "tls"
 "$BIN/dala" sync --store e --timeout 5 2>"$T/err"; check "self-signed without pin refused" 5 $?
 grep -qi "tls" "$T/err"; check "TLS failure says so" 0 $?

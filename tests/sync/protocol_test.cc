@@ -542,6 +542,31 @@ TEST(Join, ASecondInviteOfTheSameOrganisationKeepsOneDestination) {
   EXPECT_EQ(Answer(answer.body).status(), v1::INVITE_INVALID);
 }
 
+// An older invite of the same organisation, still unexpired (a QR code kept, photographed or captured),
+// cannot take the phone back to the addresses or the TLS pin of then: the newest invite joined stands.
+TEST(Join, AnOlderInviteOfTheOrganisationCannotDowngradeTheServer) {
+  World w;
+  auto phone = w.Phone("phone");
+  desk::InviteParams p;
+  p.server = w.server->server_key();
+  p.urls = {"http://old.example:1"};
+  p.expires_ms = SystemNowMs() + 3600000;
+  auto older = desk::MakeInvite(w.desk, p, SystemNowMs() - 60000);
+  ASSERT_TRUE(older.ok());
+  p.urls = {"https://new.example:1"};
+  p.tls_pin = std::string(32, 'p');
+  auto newer = desk::MakeInvite(w.desk, p, SystemNowMs());
+  ASSERT_TRUE(newer.ok());
+  ASSERT_TRUE(phone->Join(*newer).ok());
+  auto refused = phone->Join(*older);
+  EXPECT_EQ(refused.status().code(), Code::kState) << refused.status().message();
+  auto servers = phone->Servers();
+  ASSERT_EQ(servers->size(), 1u);
+  EXPECT_EQ((*servers)[0].urls, std::vector<std::string>{"https://new.example:1"});
+  EXPECT_EQ((*servers)[0].tls_pin, std::string(32, 'p'));
+  EXPECT_TRUE(phone->Join(*newer).ok());  // the same invite again is fine
+}
+
 // The organisation moves the phone to a new server: receipts the earlier one signed still verify on the
 // phone (its statement authorised that key when it signed).
 TEST(Join, ReceiptsOfAnEarlierServerOfTheOrganisationStillVerify) {
@@ -930,6 +955,7 @@ TEST(Desk, ReceiptsOfARevokedServerKeyAreNotTrustedFromTheRevocationOn) {
   World w;
   auto phone = w.Phone("phone");
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  const std::string before = w.desk.signed_statement;  // as the invite carried it
   SealOne(*phone, "before the revocation");
   ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
   const int64_t revoked = SystemNowMs() + 1;
@@ -949,6 +975,17 @@ TEST(Desk, ReceiptsOfARevokedServerKeyAreNotTrustedFromTheRevocationOn) {
   ASSERT_TRUE(again.ok());
   EXPECT_NE(protocol::FindServer(again->statement, w.server->server_key())->revoked_ms(), 0);
   EXPECT_EQ(desk::OpenExport(*again, w.t.sub("export.bin"), w.t.sub("desk2"))->verified, 1u);
+
+  // Statements are public (every invite carries one): the one from before the revocation, pasted into the
+  // key file after its wrapped secret, does not bring the revoked server back.
+  auto file = test::ReadAll(w.t.sub("org.key"));
+  const size_t tail = w.desk.signed_statement.size();
+  ASSERT_GT(file.size(), tail);
+  file.resize(file.size() - tail);
+  file.insert(file.end(), before.begin(), before.end());
+  test::WriteAll(w.t.sub("org.key"), file);
+  auto spliced = desk::OpenKey(w.t.sub("org.key"), Pass("desk"));
+  EXPECT_EQ(spliced.status().code(), Code::kCorrupt) << "an older statement was taken for the desk's own";
 }
 
 // An export as a raided server or a courier could alter it: entries repeated, listed out of order, hidden
@@ -1256,6 +1293,34 @@ TEST(Organisation, AnOldInviteForARevokedServerIsRefused) {
   EXPECT_EQ(r.delivered, 0u);
   EXPECT_FALSE((*other->Servers())[0].authorised);
   EXPECT_EQ(Sync(*other, *w.net).remaining, 1u);  // kept, for a new invite
+}
+
+// A server that holds the statement revoking it accepts nothing more from phones enrolled before: a
+// receipt it signed now would be worthless at the desk while the phone took the report as delivered.
+TEST(Organisation, ARevokedServerAcceptsNothingMore) {
+  World w;
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  SealOne(*phone, "before");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  ASSERT_TRUE(desk::RevokeServer(w.desk, w.server->server_key(), SystemNowMs(), SystemNowMs()).ok());
+  ASSERT_TRUE(w.server->SetStatement(w.desk.signed_statement).ok());
+  SealOne(*phone, "after");
+  auto r = Sync(*phone, *w.net);
+  EXPECT_EQ(r.delivered, 0u);
+  EXPECT_EQ(r.remaining, 1u);
+  EXPECT_EQ(*w.server->ReportCount(), 1u);  // the server stored nothing more
+  EXPECT_FALSE((*phone->Servers())[0].authorised);
+  // Nor by an upload of an attachment, for a phone that has not heard yet.
+  crypto::SigningKey dev = crypto::GenerateSigningKey();
+  v1::Request up;
+  up.set_device_key(dev.public_key.data(), 32);
+  up.set_server_key(w.server->server_key().data(), 32);
+  up.mutable_upload()->set_attachment_id(std::string(16, 'a'));
+  up.mutable_upload()->set_length(0);
+  auto answer = w.server->HandleUpload(encoding::Base64Url(crypto::Bytes(protocol::SignRequest(dev, up))), "", 0);
+  EXPECT_EQ(answer.status, 403);
+  EXPECT_NE(answer.body.find("no longer authorises"), std::string::npos);
 }
 
 // One photographed invite enrols at most its uses, however its bytes are re-encoded, at the server and at

@@ -3,6 +3,8 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <iostream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
@@ -84,17 +86,31 @@ int Sync(const SyncArgs& a) {
 void AddDeliveryCommands(CLI::App& app, int* rc) {
   struct JoinArgs {
     StoreArgs store;
-    std::string invite;
+    std::string invite, invite_file;
     bool json = false, include_existing = false;
   };
   auto join = std::make_shared<JoinArgs>();
   CLI::App* c = app.add_subcommand("join", "records an organisation's server from its invite (works offline)");
   AddStoreOptions(c, join->store);
-  c->add_option("invite", join->invite, "the invite (DALA2-...)")->required();
+  auto* text = c->add_option("invite", join->invite,
+                             "the invite (DALA2-...); it holds an enrolment secret, and a command line is visible "
+                             "to other programs: prefer --invite-file");
+  c->add_option("--invite-file", join->invite_file, "read the invite from FILE ('-': standard input)")->excludes(text);
   c->add_flag("--include-existing", join->include_existing,
               "also send this organisation the reports sealed before (default: only what is sealed from now on)");
   c->add_flag("--json", join->json, "as JSON");
   c->callback([join, rc] {
+    if (!join->invite_file.empty()) {
+      if (join->invite_file == "-") {
+        std::stringstream ss;
+        ss << std::cin.rdbuf();
+        join->invite = ss.str();
+      } else {
+        join->invite = ReadTextFile(join->invite_file, "invite file");
+      }
+    } else if (join->invite.empty()) {
+      throw UsageError{"give the invite, or --invite-file FILE"};
+    }
     auto s = OpenStore(join->store, false);
     char* dest = nullptr;
     dala_join_options o;

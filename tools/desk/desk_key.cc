@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <array>
 #include <cstring>
 
 #include "base/fsutil.h"
@@ -13,6 +14,8 @@ namespace {
 
 constexpr char kRootContext[9] = "dalaroot";
 constexpr char kRecipientContext[9] = "dalarcpt";
+constexpr char kStatementContext[9] = "dalastmt";
+constexpr size_t kTagSize = 32;
 constexpr uint64_t kMaxGenerations = 64;
 
 crypto::BoxKeyPair Recipient(const SecretBuffer& master, uint64_t generation) {
@@ -22,12 +25,28 @@ crypto::BoxKeyPair Recipient(const SecretBuffer& master, uint64_t generation) {
   return k;
 }
 
+// The statement's tag in the key file: keyed BLAKE2b-256 (key: subkey 0 of context "dalastmt") over the
+// SignedStatement bytes. Statements are public (every invite carries one), so without it anyone who can
+// write the file could paste an older one, from before a server was revoked, after the wrapped secret.
+std::array<uint8_t, kTagSize> StatementTag(const SecretBuffer& master, std::span<const uint8_t> signed_statement) {
+  SecretBuffer key = crypto::DeriveSubkey(master, kStatementContext, 0);
+  std::array<uint8_t, kTagSize> tag{};
+  crypto_generichash(tag.data(), tag.size(), signed_statement.data(), signed_statement.size(), key.data(), key.size());
+  return tag;
+}
+
+void AppendStatement(std::vector<uint8_t>& file, const SecretBuffer& master, const std::string& signed_statement) {
+  const auto tag = StatementTag(master, crypto::Bytes(signed_statement));
+  file.insert(file.end(), tag.begin(), tag.end());
+  file.insert(file.end(), signed_statement.begin(), signed_statement.end());
+}
+
 // Rewrites the statement after the wrapped secret (atomically; the wrapped part is kept as it is).
 Status SaveStatement(const Organisation& org, std::string signed_statement) {
   DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> file, fs::ReadFile(org.path, 1 << 20));
   if (file.size() < kKeyFileSize) return Status(Code::kCorrupt, "the organisation key file is truncated");
   file.resize(kKeyFileSize);
-  file.insert(file.end(), signed_statement.begin(), signed_statement.end());
+  AppendStatement(file, org.master, signed_statement);
   return fs::WriteFileAtomic(org.path, file);
 }
 
@@ -61,7 +80,7 @@ Result<std::string> GenerateKey(const std::string& path, const Credential& cred,
   st.add_recipients(first.public_key.data(), 32);
   std::string signed_statement = protocol::SignStatement(root, st);
   DALA_ASSIGN_OR_RETURN(auto file, WrapSecret(KeyPurpose::kOrganisation, master, cred, kdf));
-  file.insert(file.end(), signed_statement.begin(), signed_statement.end());
+  AppendStatement(file, master, signed_statement);
   DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(path, file));
   return protocol::IdentityText(root.public_key);
 }
@@ -79,7 +98,12 @@ Result<Organisation> OpenKey(const std::string& path, const Credential& cred) {
   Organisation org;
   org.path = path;
   org.root = crypto::SigningKeyFromSeed(crypto::DeriveSubkey(master, kRootContext, 0));
-  org.signed_statement.assign(file->begin() + kKeyFileSize, file->end());
+  if (file->size() < kKeyFileSize + kTagSize) return Status(Code::kCorrupt, "the organisation key file is truncated");
+  org.signed_statement.assign(file->begin() + kKeyFileSize + kTagSize, file->end());
+  const auto tag = StatementTag(master, crypto::Bytes(org.signed_statement));
+  if (sodium_memcmp(tag.data(), file->data() + kKeyFileSize, kTagSize) != 0)
+    return Status(Code::kCorrupt, "the organisation key file's statement is not the one this desk saved (replaced or "
+                                  "damaged); restore the key file from its backup");
   auto st = protocol::VerifyStatement(crypto::Bytes(org.signed_statement), org.root.public_key);
   if (!st.ok()) return Status(Code::kCorrupt, "the organisation key file's statement is damaged: " + st.status().message());
   org.statement = std::move(*st);
