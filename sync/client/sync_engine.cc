@@ -426,7 +426,9 @@ Result<RunResult> RunOnce(Store& store, Transport& transport, int64_t deadline_m
     SyncEngine engine(store, server);
     size_t url = 0;
     while (SystemNowMs() < deadline_ms && !(cancel != nullptr && cancel->load())) {
+      auto T0 = std::chrono::steady_clock::now();
       DALA_ASSIGN_OR_RETURN(auto req, engine.Next());
+      auto T1 = std::chrono::steady_clock::now();
       if (!req) break;
       int64_t left = deadline_ms - SystemNowMs();
       auto resp = transport.Post(engine.server().urls[url], *req, std::max<int64_t>(left, 1), engine.server().tls_pin);
@@ -436,7 +438,14 @@ Result<RunResult> RunOnce(Store& store, Transport& transport, int64_t deadline_m
         resp = transport.Post(engine.server().urls[url], *req, std::max<int64_t>(deadline_ms - SystemNowMs(), 1),
                               engine.server().tls_pin);
       }
+      auto T2 = std::chrono::steady_clock::now();
       DALA_RETURN_IF_ERROR(engine.Apply(*req, resp));
+      auto T3 = std::chrono::steady_clock::now();
+      static double tn, tp, ta; static int cnt;
+      tn += std::chrono::duration<double, std::milli>(T1 - T0).count();
+      tp += std::chrono::duration<double, std::milli>(T2 - T1).count();
+      ta += std::chrono::duration<double, std::milli>(T3 - T2).count();
+      if (++cnt % 50 == 0) fprintf(stderr, "n=%d next %.1f post %.1f apply %.1f ms\n", cnt, tn, tp, ta);
       if (progress) {
         DALA_ASSIGN_OR_RETURN(OutboxStats st, store.Stats(server.destination));
         progress(Progress{server.destination, engine.delivered(), engine.rejected(), st.pending + st.in_flight,
