@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "../unit/test_util.h"
@@ -792,6 +793,20 @@ TEST(Server, CanaryAppearsNowhereUnderTheDataDirectory) {
   EXPECT_FALSE(test::TreeContains(w.t.sub("server"), canary, &where)) << where;
   ASSERT_TRUE(w.server->Export(w.t.sub("export.bin")).ok());
   EXPECT_FALSE(test::TreeContains(w.t.path(), canary, &where)) << where;
+}
+
+// An export past what one protobuf message can hold (2 GiB) is refused as such, before it is read.
+TEST(Desk, AnExportLargerThan2GiBIsRefusedNotMisread) {
+  World w;
+  const std::string path = w.t.sub("huge.dala");
+  {
+    std::ofstream f(path, std::ios::binary);
+    f << "x";
+  }
+  std::filesystem::resize_file(path, (2ull << 30) + 1);  // sparse: nothing is written
+  auto sum = desk::OpenExport(w.desk, path, w.t.sub("huge"));
+  EXPECT_EQ(sum.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(sum.status().message().find("2 GiB"), std::string::npos) << sum.status().message();
 }
 
 TEST(Desk, ExportProblemsAreReportedNotHidden) {

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 
@@ -224,7 +225,14 @@ Result<v1::Receipt> CheckReceipt(const std::string& signed_receipt, const std::s
 
 Result<Summary> OpenExport(const Organisation& org, const std::string& export_path, const std::string& out_dir,
                            const std::vector<std::string>& phone_receipts) {
-  DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, fs::ReadFile(export_path, 4ull << 30));
+  // Protobuf parses at most 2 GiB in one message: a larger export is refused as such, not misread. (The
+  // server's export holds envelopes only, about 1.5 KB a report; attachments are files beside it.)
+  constexpr size_t kMaxExport = static_cast<size_t>(INT32_MAX);
+  std::error_code size_error;
+  if (const auto size = std::filesystem::file_size(export_path, size_error); !size_error && size > kMaxExport)
+    return Status(Code::kInvalidArgument, "'" + export_path + "' is larger than 2 GiB, more than one export may hold; "
+                                          "export the server's reports in parts");
+  DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, fs::ReadFile(export_path, kMaxExport));
   v1::Export ex;
   if (!ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) || ex.server_key().size() != 32)
     return Status(Code::kCorrupt, "'" + export_path + "' is not a dala-server export");
