@@ -3,6 +3,9 @@
 dala_make_vectors, see docs/protocol.md, "Test vectors") must get exactly the verdicts in
 tests/vectors/expected.json: exit code, counts, each report version verified or failed with the named
 problem, versions absent, the export's own problems, and the attachments decrypted to the bytes sealed.
+Then the same counts and verdicts from a second implementation (tests/vectors/second: Python and
+libsodium through ctypes, written from docs/protocol.md and docs/storage-format.md, sharing no code with
+the desk).
 
     check_vectors.py BIN_DIR
 """
@@ -83,10 +86,44 @@ def main():
                     with open(os.path.join(folder, fn), "rb") as f:
                         if f.read().decode(errors="replace") != expected["attachment_text"]:
                             problems.append(f"{name}: {role}'s attachment {fn} is not what was sealed")
+    problems += second_implementation(expected, keys)
     if problems:
         print("\n".join(problems))
         sys.exit(1)
-    print(f"desk test vectors: {len(expected['vectors'])} verdicts as docs/protocol.md requires")
+    print(f"desk test vectors: {len(expected['vectors'])} verdicts as docs/protocol.md requires, from the desk "
+          "and from a second implementation")
+
+
+def second_implementation(expected, keys):
+    sys.path.insert(0, os.path.join(HERE, "second"))
+    import verify  # noqa: E402 (tests/vectors/second/verify.py)
+    problems = []
+    org = verify.open_key(os.path.join(DATA, "desk.key"), passphrase=keys["passphrase"])
+    if org["root"].hex() != keys["root_public_key"]:
+        problems.append("second implementation: the key file gives another root")
+    ids = {keys["report_a"]: "A", keys["report_b"]: "B"}
+    for vec in expected["vectors"]:
+        name = "second implementation: " + vec["file"] + (" with receipts" if "receipts" in vec else "")
+        receipts = []
+        if "receipts" in vec:
+            with open(os.path.join(DATA, vec["receipts"])) as f:
+                receipts = [bytes.fromhex(r["receipt"]) for r in json.load(f)]
+        counts, items = verify.open_export(org, os.path.join(DATA, vec["file"]), receipts)
+        counts["phone_receipts"] = len(receipts)  # the number given, as the desk prints it
+        for k, v in vec.get("counts", {}).items():
+            if counts.get(k, 0) != v:
+                problems.append(f"{name}: {k} = {counts.get(k, 0)}, expected {v}")
+        for k, v in vec.get("at_least", {}).items():
+            if counts.get(k, 0) < v:
+                problems.append(f"{name}: {k} = {counts.get(k, 0)}, expected at least {v}")
+        got = {}
+        for it in items:
+            if it["body"]:
+                got[ids.get(it["body"]["report_id"].hex(), "X") + str(it["body"]["version"])] = it["ok"]
+        want = {role: verdict is True for role, verdict in vec.get("items", {}).items()}
+        if got != want:
+            problems.append(f"{name}: verdicts {got}, expected {want}")
+    return problems
 
 
 if __name__ == "__main__":
