@@ -27,6 +27,7 @@
 #include "crypto/chunk_tree.h"
 #include "base/encoding.h"
 
+#include "format/log.h"
 #include "server/server_internal.h"
 
 namespace dala::server {
@@ -144,7 +145,70 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Ser
     if (st.ok()) core->KeepStatement(std::move(statement), std::move(*st));
   }
   core->stored_bytes_ = stored;
+  {
+    std::lock_guard lock(core->mu_);
+    DALA_RETURN_IF_ERROR(core->log_.Load());
+    if (core->log_.size() == 0) DALA_RETURN_IF_ERROR(core->BackfillLogLocked());
+  }
   return core;
+}
+
+Result<std::string> ServerCore::SignHeadLocked(int64_t now) {
+  const uint64_t size = log_.size();
+  if (size == 0) return std::string();
+  {  // the newest head recorded (by this process or another on the same data directory)
+    DALA_ASSIGN_OR_RETURN(db::Stmt q, db_.Prepare("SELECT coalesce(max(size), 0) FROM log_heads"));
+    DALA_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (row && static_cast<uint64_t>(q.Int(0)) >= size) return std::string();
+  }
+  protocol::LogHead head;
+  head.size = size;
+  DALA_ASSIGN_OR_RETURN(head.root, merkle::Root(log_, size));
+  head.time_ms = now;
+  head.server_key = signing_.public_key;
+  std::string signed_head = protocol::SignLogHead(signing_, head);
+  DALA_ASSIGN_OR_RETURN(db::Stmt ins, db_.Prepare("INSERT INTO log_heads(size, signed) VALUES(?, ?)"));
+  ins.Bind(1, static_cast<int64_t>(size)).Bind(2, B(signed_head));
+  DALA_RETURN_IF_ERROR(ins.Run());
+  return signed_head;
+}
+
+Status ServerCore::BackfillLogLocked() {
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  if (std::string st = StatementFor(0); !st.empty()) {
+    auto parsed = protocol::VerifyStatement(B(st), organisation_);
+    if (parsed.ok()) DALA_RETURN_IF_ERROR(log_.Append(protocol::StatementLeaf(st, parsed->version())).status());
+  }
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt en, db_.Prepare(
+        "SELECT device_key, invite, proof, enrolled_ms FROM devices WHERE invite IS NOT NULL ORDER BY enrolled_ms"));
+    for (;;) {
+      DALA_ASSIGN_OR_RETURN(bool row, en.Step());
+      if (!row) break;
+      auto k = en.BlobView(0), i = en.BlobView(1), p = en.BlobView(2);
+      DALA_RETURN_IF_ERROR(log_.Append(protocol::EnrolmentLeaf(
+          std::string_view(reinterpret_cast<const char*>(k.data()), k.size()),
+          std::string_view(reinterpret_cast<const char*>(i.data()), i.size()),
+          std::string_view(reinterpret_cast<const char*>(p.data()), p.size()), en.Int(3))).status());
+    }
+  }
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt rs, db_.Prepare("SELECT receipt FROM reports ORDER BY seq"));
+    for (;;) {
+      DALA_ASSIGN_OR_RETURN(bool row, rs.Step());
+      if (!row) break;
+      auto b = rs.BlobView(0);
+      v1::SignedReceipt sr;
+      v1::Receipt r;
+      if (!sr.ParseFromArray(b.data(), static_cast<int>(b.size())) || !r.ParseFromString(sr.receipt()))
+        return Status(Code::kCorrupt, "a stored receipt is damaged");
+      DALA_RETURN_IF_ERROR(log_.Append(protocol::ReportLeaf(r)).status());
+    }
+  }
+  if (log_.size() == 0) return Status::Ok();  // nothing yet: the transaction ends unused
+  DALA_RETURN_IF_ERROR(SignHeadLocked(clock_()).status());
+  return txn.Commit();
 }
 
 HttpResult ServerCore::Handle(std::string_view method, std::string_view target, std::string_view content_type,
@@ -256,6 +320,7 @@ void ServerCore::WriterLoop() {
       std::lock_guard lock(mu_);
       int64_t now = clock_();
       const int64_t first_sequence = next_sequence_;
+      const uint64_t first_leaf = log_.size();
       bool ok = true;
       db::Txn txn(db_);
       ok = txn.Begin().ok();
@@ -264,9 +329,12 @@ void ServerCore::WriterLoop() {
         if (r.ok()) answers[i] = std::move(*r);
         else ok = false;
       }
-      ok = ok && txn.Commit().ok();
+      // One head for the whole group, signed inside its transaction.
+      Result<std::string> head = ok ? SignHeadLocked(now) : Result<std::string>(Status(Code::kInternal, ""));
+      ok = ok && head.ok() && txn.Commit().ok();
       if (!ok) {
         next_sequence_ = first_sequence;  // the transaction rolled back
+        log_.Rollback(first_leaf);
         for (auto& a : answers) a = Reply(503, v1::UNAVAILABLE, "storage unavailable; try again later", now);
       }
     }
@@ -329,8 +397,16 @@ HttpResult ServerCore::Enrol(const std::string& device_key, const v1::EnrolReque
   if (!add.ok() || !keep.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
   add->Bind(1, B(device_key)).Bind(2, now).Bind(3, now).Bind(4, B(enrol.invite())).Bind(5, invite_hash).Bind(6, B(enrol.proof()));
   keep->Bind(1, B(newest_bytes));
-  if (!add->Run().ok() || !keep->Run().ok() || !txn.Commit().ok())
+  const uint64_t first_leaf = log_.size();
+  bool ok = add->Run().ok() && keep->Run().ok();
+  if (ok && StatementFor(newest.version() - 1).empty())  // a statement newer than any the server held
+    ok = log_.Append(protocol::StatementLeaf(newest_bytes, newest.version())).ok();
+  ok = ok && log_.Append(protocol::EnrolmentLeaf(device_key, enrol.invite(), enrol.proof(), now)).ok();
+  Result<std::string> head = ok ? SignHeadLocked(now) : Result<std::string>(Status(Code::kInternal, ""));
+  if (!ok || !head.ok() || !txn.Commit().ok()) {
+    log_.Rollback(first_leaf);
     return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
+  }
   KeepStatement(std::move(newest_bytes), std::move(newest));
   return Reply(200, v1::OK, "enrolled", now);
 }
@@ -358,9 +434,22 @@ Status ServerCore::SetStatement(std::string_view signed_statement) {
   std::lock_guard lock(mu_);
   if (!StatementFor(st.version() - 1).empty())  // it holds version >= st.version()
     return Status(Code::kState, "the server holds this statement or a newer one already");
-  DALA_ASSIGN_OR_RETURN(db::Stmt keep, db_.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('statement', ?)"));
-  keep.Bind(1, crypto::Bytes(signed_statement));
-  DALA_RETURN_IF_ERROR(keep.Run());
+  const uint64_t first_leaf = log_.size();
+  std::string head;
+  Status done = [&]() -> Status {
+    db::Txn txn(db_);
+    DALA_RETURN_IF_ERROR(txn.Begin());
+    DALA_ASSIGN_OR_RETURN(db::Stmt keep, db_.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('statement', ?)"));
+    keep.Bind(1, crypto::Bytes(signed_statement));
+    DALA_RETURN_IF_ERROR(keep.Run());
+    DALA_RETURN_IF_ERROR(log_.Append(protocol::StatementLeaf(signed_statement, st.version())).status());
+    DALA_ASSIGN_OR_RETURN(head, SignHeadLocked(clock_()));
+    return txn.Commit();
+  }();
+  if (!done.ok()) {
+    log_.Rollback(first_leaf);
+    return done;
+  }
   KeepStatement(std::string(signed_statement), std::move(st));
   return Status::Ok();
 }
@@ -389,10 +478,25 @@ Result<std::vector<DeviceInfo>> ServerCore::Devices() {
 
 Status ServerCore::Revoke(const crypto::PublicKey& device) {
   std::lock_guard lock(mu_);
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("UPDATE devices SET revoked = 1 WHERE device_key = ?"));
-  st.Bind(1, device);
-  DALA_RETURN_IF_ERROR(st.Run());
-  if (db_.Changes() == 0) return {Code::kNotFound, "no enrolled device with that key"};
+  const uint64_t first_leaf = log_.size();
+  std::string head;
+  Status done = [&]() -> Status {
+    db::Txn txn(db_);
+    DALA_RETURN_IF_ERROR(txn.Begin());
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("UPDATE devices SET revoked = 1 WHERE device_key = ? AND revoked = 0"));
+    st.Bind(1, device);
+    DALA_RETURN_IF_ERROR(st.Run());
+    if (db_.Changes() == 0) return {Code::kNotFound, "no enrolled device with that key (or it is revoked already)"};
+    const int64_t now = clock_();
+    DALA_RETURN_IF_ERROR(log_.Append(protocol::DeviceRevokedLeaf(
+        std::string_view(reinterpret_cast<const char*>(device.data()), 32), now)).status());
+    DALA_ASSIGN_OR_RETURN(head, SignHeadLocked(now));
+    return txn.Commit();
+  }();
+  if (!done.ok()) {
+    log_.Rollback(first_leaf);
+    return done;
+  }
   return Status::Ok();
 }
 
@@ -430,6 +534,17 @@ Result<uint64_t> ServerCore::Export(const std::string& path) {
       auto e = st.BlobView(0), rc = st.BlobView(1);
       r->set_envelope(reinterpret_cast<const char*>(e.data()), e.size());
       r->set_receipt(reinterpret_cast<const char*>(rc.data()), rc.size());
+    }
+    st = db::Stmt();
+    // The log as it stands, and the head that covers exactly it.
+    DALA_ASSIGN_OR_RETURN(std::vector<std::string> leaves, log_.Leaves());
+    for (auto& l : leaves) ex.add_log(std::move(l));
+    DALA_ASSIGN_OR_RETURN(db::Stmt h, db_.Prepare("SELECT signed FROM log_heads WHERE size = ?"));
+    h.Bind(1, static_cast<int64_t>(ex.log_size()));
+    DALA_ASSIGN_OR_RETURN(bool have, h.Step());
+    if (have) {
+      auto b = h.BlobView(0);
+      ex.set_log_head(reinterpret_cast<const char*>(b.data()), b.size());
     }
   }
   // Attachments beside the export (hard links where the file system allows, else streamed copies).

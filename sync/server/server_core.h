@@ -23,6 +23,7 @@
 
 #include "crypto/crypto.h"
 #include "dala/v1/sync.pb.h"
+#include "server/server_log.h"
 #include "base/db.h"
 #include "base/status.h"
 #include "format/envelope.h"
@@ -188,6 +189,12 @@ class ServerCore {
   std::mutex mu_;
   int64_t next_sequence_ = 1;  // under mu_
   db::Db db_;
+  ServerLog log_{db_};  // under mu_
+  // Under mu_, inside a transaction: signs and records (log_heads) a head over the log as it now is;
+  // returns it, or nothing if a head of that size is recorded already.
+  Result<std::string> SignHeadLocked(int64_t now);
+  // Once, for data from before the log: its statement, enrolments and reports become its first leaves.
+  Status BackfillLogLocked();
   crypto::SigningKey signing_;
   crypto::PublicKey organisation_{};
   // The newest SignedStatement seen (in an invite, or installed) and its version, under statement_mu_.

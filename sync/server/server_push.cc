@@ -14,6 +14,7 @@
 #include "base/fsutil.h"
 #include "crypto/attachment_file.h"
 #include "format/invite.h"
+#include "format/log.h"
 #include "format/receipt.h"
 #include "format/request.h"
 #include "protocol/http_api.h"
@@ -133,6 +134,7 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
     ins.Bind(1, sequence).Bind(2, it.h.report_id).Bind(3, it.h.version).Bind(4, B(device_key)).Bind(5, it.hash);
     ins.Bind(6, B(it.envelope)).Bind(7, B(signed_receipt)).Bind(8, now);
     DALA_RETURN_IF_ERROR(ins.Run());
+    DALA_RETURN_IF_ERROR(log_.Append(protocol::ReportLeaf(receipt)).status());
     ++next_sequence_;
     v1::SignedReceipt sent;
     sent.ParseFromString(signed_receipt);

@@ -238,6 +238,16 @@ int main(int argc, char** argv) {
     e.mutable_reports()->DeleteSubrange(last, 1);
     variant("latest-dropped.dala", e);
   }
+  {  // One byte of a leaf of the server's log changed: the leaves no longer make the signed head.
+    v1::Export e = ex;
+    (*e.mutable_log(2))[7] ^= 1;
+    variant("log-leaf-changed.dala", e);
+  }
+  {  // The log's signed head taken away: nothing shows the export holds everything.
+    v1::Export e = ex;
+    e.clear_log_head();
+    variant("log-without-head.dala", e);
+  }
   {  // Every receipt re-signed by another key (a raider's new key), back-dated a year; the export names it.
     v1::Export e = ex;
     crypto::SigningKey other = crypto::GenerateSigningKey();

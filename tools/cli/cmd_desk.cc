@@ -254,12 +254,13 @@ void AddDeskCommands(CLI::App& app, int* rc) {
     dala_desk_summary sum;
     Call(dala_desk_open_export, desk.get(), open->from.c_str(), open->out.c_str(), &o, &sum);
     const bool clean = sum.failed == 0 && sum.duplicates == 0 && sum.reordered == 0 && sum.unknown_fields == 0 &&
-                       sum.missing == 0 && sum.phone_receipts_invalid == 0;
+                       sum.missing == 0 && sum.phone_receipts_invalid == 0 && sum.log_problems == 0;
     if (open->json) {
       PrintJson({{"reports", sum.reports}, {"verified", sum.verified}, {"failed", sum.failed},
                  {"duplicates", sum.duplicates}, {"reordered", sum.reordered}, {"unknown_fields", sum.unknown_fields},
                  {"missing", sum.missing}, {"phone_receipts", receipts.size()},
-                 {"phone_receipts_invalid", sum.phone_receipts_invalid}, {"clean", clean},
+                 {"phone_receipts_invalid", sum.phone_receipts_invalid}, {"log_problems", sum.log_problems},
+                 {"clean", clean},
                  {"summary", open->out + "/summary.json"}});
     } else if (sum.reports == 0 && clean) {
       std::fprintf(stderr, "dala: the export %s holds no reports: nothing to open\n", open->from.c_str());
@@ -269,10 +270,10 @@ void AddDeskCommands(CLI::App& app, int* rc) {
                   open->out.c_str());
       if (!clean)
         std::printf("the export was altered or is incomplete: %llu missing, %llu duplicated, %llu out of order, "
-                    "%llu hidden-field places, %llu phone receipts that do not verify\n",
+                    "%llu hidden-field places, %llu phone receipts that do not verify, %llu log problems\n",
                     (unsigned long long)sum.missing, (unsigned long long)sum.duplicates,
                     (unsigned long long)sum.reordered, (unsigned long long)sum.unknown_fields,
-                    (unsigned long long)sum.phone_receipts_invalid);
+                    (unsigned long long)sum.phone_receipts_invalid, (unsigned long long)sum.log_problems);
     }
     *rc = sum.reports == 0 && clean ? kExitNotFound : clean ? kExitOk : kExitError;
   });

@@ -150,7 +150,7 @@ dala_status dala_desk_open_export(dala_desk* desk, const char* export_path, cons
     }
     DALA_ASSIGN_OR_RETURN(dala::desk::Summary s, dala::desk::OpenExport(desk->org, export_path, out_dir, receipts));
     *out_summary = dala_desk_summary{s.reports, s.verified, s.failed, s.duplicates, s.reordered, s.unknown_fields,
-                                     s.missing, s.phone_receipts_invalid};
+                                     s.missing, s.phone_receipts_invalid, s.log_problems};
     return Status::Ok();
   });
 }

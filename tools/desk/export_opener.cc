@@ -16,6 +16,8 @@
 #include "base/encoding.h"
 #include "crypto/attachment_file.h"
 #include "format/envelope.h"
+#include "format/log.h"
+#include "format/merkle.h"
 #include "format/manifest.h"
 #include "dala/v1/sync.pb.h"
 #include "base/fsutil.h"
@@ -42,6 +44,7 @@ struct Opened {
   crypto::Hash envelope_hash{};
   std::string base;  // the output name, without .json
   std::string receipt_server;  // the server key of a receipt that verified
+  std::string leaf;            // its leaf in the server's log (protocol::ReportLeaf), once the receipt verified
 };
 
 std::string Extension(const std::string& mime) {
@@ -158,7 +161,8 @@ uint64_t StrictExportFields(std::string_view bytes) {
   constexpr int kVarint = 0, kBytes = 2;
   std::vector<WireField> top;
   if (!SplitFields(bytes, &top)) return 1;
-  uint64_t bad = OnlyKnown(top, {{1, kBytes, false}, {2, kBytes, true}, {3, kBytes, true}, {4, kBytes, false}}) ? 0 : 1;
+  uint64_t bad = OnlyKnown(top, {{1, kBytes, false}, {2, kBytes, true}, {3, kBytes, true}, {4, kBytes, false},
+                                 {5, kBytes, true}, {6, kBytes, false}}) ? 0 : 1;
   for (const auto& f : top) {
     if (f.wire_type != kBytes || (f.number != 2 && f.number != 3)) continue;
     std::vector<WireField> inner;
@@ -219,6 +223,68 @@ Result<v1::Receipt> CheckReceipt(const std::string& signed_receipt, const std::s
       r.version() != h.version)
     return Status(Code::kVerify, "for another report, version or device");
   return r;
+}
+
+// The server's log (docs/protocol.md, "The log"): the export's leaves must make the signed head, which a
+// key the organisation authorised signed for this export's server; every entry whose receipt verified must
+// be a leaf, and every report leaf an entry (else that version was withheld); enrolments likewise.
+void AuditLog(const v1::Export& ex, const Organisation& org, const std::vector<Opened>& all, Summary* sum,
+              std::set<uint64_t>* withheld, std::vector<std::string>* problems) {
+  merkle::MemoryTree tree;
+  std::map<std::string, uint64_t> leaves;  // leaf bytes -> index
+  for (const auto& leaf : ex.log()) {
+    leaves.emplace(leaf, tree.size());
+    tree.Append(merkle::LeafHash(crypto::Bytes(leaf)));
+  }
+  if (ex.log_head().empty()) {
+    ++sum->log_problems;
+    problems->push_back("the export carries no signed log head: nothing shows that it holds all the server received");
+    return;
+  }
+  auto head = protocol::VerifyLogHead(crypto::Bytes(ex.log_head()));
+  if (!head.ok() || std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != ex.server_key() ||
+      !protocol::AuthorisedAt(org.statement, head->server_key, head->time_ms)) {
+    ++sum->log_problems;
+    problems->push_back("the log head is not signed by this export's server under a key the organisation "
+                        "authorised at its time");
+    return;
+  }
+  auto root = merkle::Root(tree, tree.size());
+  if (head->size != tree.size() || !root.ok() || *root != head->root) {
+    ++sum->log_problems;
+    problems->push_back("the log's " + std::to_string(tree.size()) + " leaves do not make the signed head of " +
+                        std::to_string(head->size) + " (a leaf changed, added, dropped or reordered)");
+    return;
+  }
+  std::set<std::string> entries;
+  for (const auto& o : all) {
+    if (!o.receipt_ok) continue;
+    entries.insert(o.leaf);
+    if (!leaves.count(o.leaf)) {
+      ++sum->log_problems;
+      problems->push_back("report " + o.id_hex + " version " + std::to_string(o.version) +
+                          " has a receipt but is not in the server's log");
+    }
+  }
+  for (const auto& [leaf, index] : leaves) {
+    if (leaf.size() == 1 + 132 && static_cast<uint8_t>(leaf[0]) == static_cast<uint8_t>(protocol::LeafType::kReport) &&
+        !entries.count(leaf)) {
+      uint64_t sequence = 0;
+      for (int i = 0; i < 8; ++i) sequence = (sequence << 8) | static_cast<uint8_t>(leaf[1 + 16 + 4 + 32 + 8 + i]);
+      withheld->insert(sequence);
+      problems->push_back("the server's log holds report " + encoding::ToHex(crypto::Bytes(std::string_view(leaf).substr(1, 16))) +
+                          " version " + std::to_string((static_cast<uint8_t>(leaf[17]) << 24) | (static_cast<uint8_t>(leaf[18]) << 16) |
+                                                       (static_cast<uint8_t>(leaf[19]) << 8) | static_cast<uint8_t>(leaf[20])) +
+                          " (leaf " + std::to_string(index) + "), which the export lacks");
+    }
+  }
+  for (const auto& e : ex.enrolments()) {
+    if (!leaves.count(protocol::EnrolmentLeaf(e.device_key(), e.invite(), e.proof(), e.enrolled_ms()))) {
+      ++sum->log_problems;
+      problems->push_back("the enrolment of device " + encoding::ToHex(crypto::Bytes(e.device_key())) +
+                          " is not in the server's log");
+    }
+  }
 }
 
 }  // namespace
@@ -308,6 +374,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
     } else {
       o.receipt_ok = true;
       o.sequence = receipt->sequence();
+      o.leaf = protocol::ReportLeaf(*receipt);
       o.receipt_server = receipt->server_key();
       // One export, one server: an entry another server signed for cannot fill this server's gaps.
       if (o.receipt_server != ex.server_key()) {
@@ -324,19 +391,24 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
     all.push_back(std::move(o));
   }
   // Each server numbers what it stores 1, 2, 3...: a number no entry carries is a report version withheld.
-  // Counted per server key, so that one server's entry cannot fill another's gap.
+  // Counted per server key, so that one server's entry cannot fill another's gap. Withheld versions of
+  // this export's server are counted once, by sequence number, however they show (a gap, the log, a
+  // phone's receipt).
+  std::set<uint64_t> withheld;
   std::map<std::string, std::set<uint64_t>> sequences;  // server key -> numbers
   for (const auto& o : all)
     if (o.receipt_ok) sequences[o.receipt_server].insert(o.sequence);
   for (const auto& [key, numbers] : sequences) {
     const uint64_t highest = *numbers.rbegin();
     if (highest > numbers.size()) {
-      sum.missing += highest - numbers.size();
+      for (uint64_t n = 1; n <= highest; ++n)
+        if (!numbers.count(n)) withheld.insert(n);
       export_problems.push_back(std::to_string(highest - numbers.size()) + " of the sequence numbers 1 to " +
                                 std::to_string(highest) + " of server " + encoding::ToHex(crypto::Bytes(key)) +
                                 " are in no entry: report versions it received are not in the export");
     }
   }
+  AuditLog(ex, org, all, &sum, &withheld, &export_problems);
   if (sequences.size() > 1)
     export_problems.push_back("the receipts come from " + std::to_string(sequences.size()) +
                               " server keys of the organisation (each checked on its own)");
@@ -365,7 +437,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
       if (o.device == r.device_key() && o.version == r.version() && o.id_hex == encoding::ToHex(crypto::Bytes(r.report_id())))
         held = &o;
     if (held == nullptr) {
-      ++sum.missing;
+      withheld.insert(r.sequence());
       export_problems.push_back(what + " is for report " + encoding::ToHex(crypto::Bytes(r.report_id())) + " version " +
                                 std::to_string(r.version()) + " (sequence " + std::to_string(r.sequence()) +
                                 "), which the export lacks");
@@ -376,6 +448,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
     }
   }
 
+  sum.missing += withheld.size();
   if (other_server > 0)
     export_problems.push_back(std::to_string(other_server) + " phone receipts are from another server of the "
                               "organisation: not checked against this export");
@@ -493,6 +566,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
                         ",\"failed\":" + std::to_string(sum.failed) + ",\"duplicates\":" + std::to_string(sum.duplicates) +
                         ",\"reordered\":" + std::to_string(sum.reordered) +
                         ",\"unknown_fields\":" + std::to_string(sum.unknown_fields) +
+                        ",\"log_problems\":" + std::to_string(sum.log_problems) +
                         ",\"missing\":" + std::to_string(sum.missing) +
                         ",\"phone_receipts\":" + std::to_string(phone_receipts.size()) +
                         ",\"phone_receipts_invalid\":" + std::to_string(sum.phone_receipts_invalid) + ",\"problems\":" + ProblemsJson(export_problems) +

@@ -20,12 +20,13 @@ struct Summary {
   uint64_t duplicates = 0;      // entries repeating a report version (written and counted once)
   uint64_t reordered = 0;       // entries listed out of the server's sequence order
   uint64_t unknown_fields = 0;  // places holding fields this desk does not know (an entry may hide there)
-  uint64_t missing = 0;         // report versions the server received (its sequence numbers, a phone's
-                                // receipt) not in the export, or in it as other bytes
+  uint64_t missing = 0;         // report versions the server received (its sequence numbers, its log, a
+                                // phone's receipt) not in the export, or in it as other bytes
   uint64_t phone_receipts_invalid = 0;  // given receipts no authorised server key signed
+  uint64_t log_problems = 0;  // the server's log does not verify, or a receipted entry or an enrolment is not in it
   bool clean() const {
     return failed == 0 && duplicates == 0 && reordered == 0 && unknown_fields == 0 && missing == 0 &&
-           phone_receipts_invalid == 0;
+           phone_receipts_invalid == 0 && log_problems == 0;
   }
 };
 

@@ -13,7 +13,8 @@ ServerAuth = S(server_key=(1,B,F), not_before_ms=(2,I64,F), not_after_ms=(3,I64,
 Signed2 = S(a=(1,B,F), sig=(2,B,F))
 Invite = S(urls=(1,STR,T), server_key=(2,B,F), uses=(5,U32,F), expires_ms=(6,I64,F), tls_pin=(8,B,F), organisation_key=(9,B,F), enrol_key=(10,B,F), statement=(11,B,F), issued_ms=(12,I64,F))
 Receipt = S(report_id=(1,B,F), version=(2,U32,F), content_hash=(3,B,F), server_time_ms=(4,I64,F), sequence=(5,U,F), server_key=(6,B,F), device_key=(7,B,F))
-Export = S(server_key=(1,B,F), reports=(2,B,T), enrolments=(3,B,T), statement=(4,B,F))
+Export = S(server_key=(1,B,F), reports=(2,B,T), enrolments=(3,B,T), statement=(4,B,F), log=(5,B,T), log_head=(6,B,F))
+SignedHead = S(head=(1,B,F), sig=(2,B,F))
 Entry = S(envelope=(1,B,F), receipt=(2,B,F))
 Enrolment = S(device_key=(1,B,F), invite=(2,B,F), proof=(3,B,F), enrolled_ms=(4,I64,F))
 EnvBody = S(report_id=(1,B,F), version=(2,U32,F), device_key=(3,B,F), keys=(4,B,T), nonce=(5,B,F), ciphertext=(6,B,F), attachments=(7,B,T), key_commitment=(8,B,F))
@@ -114,7 +115,7 @@ def strict(b):
                 if seen[num] > 1: return False
         return True
     top = fields(b)
-    bad += 0 if ok(top, {1:(2,F),2:(2,T),3:(2,T),4:(2,F)}) else 1
+    bad += 0 if ok(top, {1:(2,F),2:(2,T),3:(2,T),4:(2,F),5:(2,T),6:(2,F)}) else 1
     for num, wt, v in top:
         if wt == 2 and num == 2: bad += 0 if ok(fields(v), {1:(2,F),2:(2,F)}) else 1
         if wt == 2 and num == 3: bad += 0 if ok(fields(v), {1:(2,F),2:(2,F),3:(2,F),4:(0,F)}) else 1
@@ -148,11 +149,44 @@ def attachment_check(path, ref, man):
     if na.blake2b(plain) != ref["plaintext_hash"]: return "plaintext hash"
     return None
 
+# The log (docs/protocol.md, "The log"): RFC 9162 over SHA-256.
+import hashlib
+def mth(leaves):
+    if not leaves: return hashlib.sha256(b"").digest()
+    if len(leaves) == 1: return hashlib.sha256(b"\0" + leaves[0]).digest()
+    k = 1
+    while k * 2 < len(leaves): k *= 2
+    return hashlib.sha256(b"\1" + mth(leaves[:k]) + mth(leaves[k:])).digest()
+
+def audit_log(ex, st, items, summ, withheld):
+    if not ex["log_head"]:
+        summ["log_problems"] += 1; return
+    sh = msg(ex["log_head"], SignedHead); h = sh["head"]
+    if len(h) != 80:
+        summ["log_problems"] += 1; return
+    size, root, t, key = int.from_bytes(h[:8], "big"), h[8:40], int.from_bytes(h[40:48], "big", signed=True), h[48:80]
+    if not na.verify(key, "dala/v2/log-head", h, sh["sig"]) or key != ex["server_key"] or not authorised_at(st, key, t):
+        summ["log_problems"] += 1; return
+    if size != len(ex["log"]) or mth(ex["log"]) != root:
+        summ["log_problems"] += 1; return
+    leaves = set(ex["log"]); entries = set()
+    for it in items:
+        if not it["rok"]: continue
+        entries.add(it["leaf"])
+        if it["leaf"] not in leaves: summ["log_problems"] += 1
+    for leaf in leaves:
+        if len(leaf) == 133 and leaf[0] == 1 and leaf not in entries:
+            withheld.add(int.from_bytes(leaf[61:69], "big"))
+    for e in ex["enrolments"]:
+        e = msg(e, Enrolment)
+        leaf = b"\2" + e["device_key"] + na.blake2b(e["invite"]) + na.blake2b(e["proof"]) + struct.pack(">q", e["enrolled_ms"])
+        if leaf not in leaves: summ["log_problems"] += 1
+
 def open_export(org, path, phone_receipts=()):
     b = open(path, "rb").read()
     ex = msg(b, Export)
     st = org["statement"]
-    summ = dict(reports=0, verified=0, failed=0, duplicates=0, reordered=0, unknown_fields=strict(b), missing=0, phone_receipts_invalid=0)
+    summ = dict(reports=0, verified=0, failed=0, duplicates=0, reordered=0, unknown_fields=strict(b), missing=0, phone_receipts_invalid=0, log_problems=0)
     # enrolments
     enrolled = {}; used = {}
     ens = sorted((msg(e, Enrolment) for e in ex["enrolments"]), key=lambda e: e["enrolled_ms"])
@@ -193,12 +227,13 @@ def open_export(org, path, phone_receipts=()):
             elif not k or (r["device_key"], r["report_id"], r["version"]) != k: probs.append("receipt other report")
             elif r["server_key"] != ex["server_key"]: probs.append("receipt other server")
             else:
-                it["rok"] = True; it["seq"] = r["sequence"]
+                it["rok"] = True; it["seq"] = r["sequence"]; it["leaf"] = b"\1" + canon
                 if r["sequence"] <= last_seq: summ["reordered"] += 1
                 last_seq = max(last_seq, r["sequence"])
         items.append(it)
     seqs = {i["seq"] for i in items if i["rok"]}
-    if seqs and max(seqs) > len(seqs): summ["missing"] += max(seqs) - len(seqs)
+    withheld = set(n for n in range(1, max(seqs) + 1) if n not in seqs) if seqs else set()
+    audit_log(ex, st, items, summ, withheld)
     for pr in phone_receipts:
         sr = msg(pr, Signed2); r = msg(sr["a"], Receipt)
         canon = r["report_id"] + struct.pack(">I", r["version"]) + r["content_hash"] + struct.pack(">qQ", r["server_time_ms"], r["sequence"]) + r["server_key"] + r["device_key"]
@@ -207,7 +242,9 @@ def open_export(org, path, phone_receipts=()):
         if r["server_key"] != ex["server_key"]: continue
         k = (r["device_key"], r["report_id"], r["version"])
         held = seen.get(k)
-        if held is None or held["envh"] != r["content_hash"]: summ["missing"] += 1
+        if held is None: withheld.add(r["sequence"])
+        elif held["envh"] != r["content_hash"]: summ["missing"] += 1
+    summ["missing"] += len(withheld)
     # chains
     for it in items:
         c = it["c"]

@@ -94,6 +94,8 @@ typedef struct dala_desk_summary {
     uint64_t missing;          /* versions the server received (its sequence numbers, a phone's receipt) that the
                                   export lacks or holds as other bytes */
     uint64_t phone_receipts_invalid;  /* given phone receipts that no authorised server key signed */
+    uint64_t log_problems;     /* the server's log (docs/protocol.md, "The log") does not verify against its
+                                  signed head, or an entry with a receipt or an enrolment is not in it */
 } dala_desk_summary;
 
 typedef struct dala_desk_open_options {
@@ -110,8 +112,8 @@ DALA_API void dala_desk_open_options_init(dala_desk_open_options *options) DALA_
 /* Any thread. Opens a dala-server export trusting only the desk's key file, runs every check of
    docs/protocol.md ("What the desk checks") on each report version, and writes OUT_DIR/<id>-v<version>.json
    plus OUT_DIR/summary.json. Reports that fail a check are written with their problems, not dropped.
-   options may be NULL. The export is clean when failed, duplicates, reordered, unknown_fields, missing and
-   phone_receipts_invalid are all 0. */
+   options may be NULL. The export is clean when failed, duplicates, reordered, unknown_fields, missing,
+   phone_receipts_invalid and log_problems are all 0. */
 DALA_API dala_status dala_desk_open_export(dala_desk *desk, const char *export_path, const char *out_dir,
                                            const dala_desk_open_options *options, dala_desk_summary *out_summary,
                                            dala_error **out_error) DALA_NOEXCEPT;

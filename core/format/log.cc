@@ -1,0 +1,89 @@
+#include "format/log.h"
+
+#include <cstring>
+
+#include "format/receipt.h"
+
+namespace dala::protocol {
+namespace {
+
+void PutBe(std::string& m, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) m.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint64_t GetBe(const std::string& m, size_t at, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v = (v << 8) | static_cast<uint8_t>(m[at + i]);
+  return v;
+}
+void PutFixed(std::string& m, std::string_view f, size_t n) {
+  std::string v(f.substr(0, n));
+  v.resize(n, '\0');
+  m += v;
+}
+void PutHash(std::string& m, std::string_view bytes) {
+  const crypto::Hash h = crypto::Blake2b256(crypto::Bytes(bytes));
+  m.append(reinterpret_cast<const char*>(h.data()), h.size());
+}
+
+}  // namespace
+
+std::string ReportLeaf(const v1::Receipt& receipt) {
+  return std::string(1, static_cast<char>(LeafType::kReport)) + ReceiptMessage(receipt);
+}
+
+std::string EnrolmentLeaf(std::string_view device_key, std::string_view invite, std::string_view proof,
+                          int64_t enrolled_ms) {
+  std::string m(1, static_cast<char>(LeafType::kEnrolment));
+  PutFixed(m, device_key, 32);
+  PutHash(m, invite);
+  PutHash(m, proof);
+  PutBe(m, static_cast<uint64_t>(enrolled_ms), 8);
+  return m;
+}
+
+std::string StatementLeaf(std::string_view signed_statement, uint64_t version) {
+  std::string m(1, static_cast<char>(LeafType::kStatement));
+  PutHash(m, signed_statement);
+  PutBe(m, version, 8);
+  return m;
+}
+
+std::string DeviceRevokedLeaf(std::string_view device_key, int64_t revoked_ms) {
+  std::string m(1, static_cast<char>(LeafType::kDeviceRevoked));
+  PutFixed(m, device_key, 32);
+  PutBe(m, static_cast<uint64_t>(revoked_ms), 8);
+  return m;
+}
+
+std::string LogHeadMessage(const LogHead& h) {
+  std::string m;
+  PutBe(m, h.size, 8);
+  m.append(reinterpret_cast<const char*>(h.root.data()), h.root.size());
+  PutBe(m, static_cast<uint64_t>(h.time_ms), 8);
+  m.append(reinterpret_cast<const char*>(h.server_key.data()), h.server_key.size());
+  return m;
+}
+
+std::string SignLogHead(const crypto::SigningKey& server, const LogHead& head) {
+  v1::SignedLogHead s;
+  s.set_head(LogHeadMessage(head));
+  const crypto::Signature sig = crypto::Sign(server, kDomainLogHead, crypto::Bytes(s.head()));
+  s.set_signature(sig.data(), sig.size());
+  return s.SerializeAsString();
+}
+
+Result<LogHead> VerifyLogHead(std::span<const uint8_t> signed_head) {
+  v1::SignedLogHead s;
+  if (!s.ParseFromArray(signed_head.data(), static_cast<int>(signed_head.size())) || s.head().size() != 80)
+    return Status(Code::kVerify, "the log head is malformed");
+  LogHead h;
+  h.size = GetBe(s.head(), 0, 8);
+  std::memcpy(h.root.data(), s.head().data() + 8, 32);
+  h.time_ms = static_cast<int64_t>(GetBe(s.head(), 40, 8));
+  std::memcpy(h.server_key.data(), s.head().data() + 48, 32);
+  if (!crypto::Verify(h.server_key, kDomainLogHead, crypto::Bytes(s.head()), crypto::Bytes(s.signature())))
+    return Status(Code::kVerify, "the log head's signature does not verify");
+  return h;
+}
+
+}  // namespace dala::protocol

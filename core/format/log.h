@@ -1,0 +1,45 @@
+// The server's append-only log (docs/protocol.md, "The log"): what its leaves hold and its signed heads.
+// The tree over the leaves is merkle.h's (RFC 9162). No I/O.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+#include "crypto/crypto.h"
+#include "dala/v1/sync.pb.h"
+#include "format/merkle.h"
+
+namespace dala::protocol {
+
+inline constexpr std::string_view kDomainLogHead = "dala/v2/log-head";
+
+// Leaf data: one type byte, then fixed fields.
+enum class LeafType : uint8_t { kReport = 1, kEnrolment = 2, kStatement = 3, kDeviceRevoked = 4 };
+// 0x01 || the receipt's 132 signed bytes (ReceiptMessage): a stored report version.
+std::string ReportLeaf(const v1::Receipt& receipt);
+// 0x02 || device key (32) || BLAKE2b-256(SignedInvite bytes) || BLAKE2b-256(proof) || enrolled_ms (i64 BE).
+std::string EnrolmentLeaf(std::string_view device_key, std::string_view invite, std::string_view proof,
+                          int64_t enrolled_ms);
+// 0x03 || BLAKE2b-256(SignedStatement bytes) || its version (u64 BE): a statement the server adopted.
+std::string StatementLeaf(std::string_view signed_statement, uint64_t version);
+// 0x04 || device key (32) || revoked_ms (i64 BE).
+std::string DeviceRevokedLeaf(std::string_view device_key, int64_t revoked_ms);
+
+struct LogHead {
+  uint64_t size = 0;
+  merkle::Hash root{};
+  int64_t time_ms = 0;
+  crypto::PublicKey server_key{};
+};
+// The signed bytes: size (u64 BE) || root (32) || time_ms (i64 BE) || server key (32).
+std::string LogHeadMessage(const LogHead& head);
+// Serialized SignedLogHead.
+std::string SignLogHead(const crypto::SigningKey& server, const LogHead& head);
+// Parses a SignedLogHead and checks its signature under the key it names (the caller decides whether
+// that key is one the organisation authorised at the head's time).
+Result<LogHead> VerifyLogHead(std::span<const uint8_t> signed_head);
+
+}  // namespace dala::protocol

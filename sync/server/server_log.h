@@ -1,0 +1,33 @@
+// dala-server's append-only log in its database (docs/protocol.md, "The log"): leaves in `log`, the hash
+// of every complete subtree in `log_nodes` (level 0: the leaf hashes), heads in `log_heads`. Appends run
+// inside the caller's transaction; Rollback() forgets what a failed transaction appended.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/db.h"
+#include "base/status.h"
+#include "format/merkle.h"
+
+namespace dala::server {
+
+class ServerLog : public merkle::Tree {
+ public:
+  explicit ServerLog(db::Db& db) : db_(db) {}
+  Status Load();  // the size from the database (Append reads it again: other processes may append)
+  uint64_t size() const override { return size_; }
+  Result<merkle::Hash> Perfect(uint32_t level, uint64_t index) const override;
+  // Appends one leaf (its data as hashed); returns its index.
+  Result<uint64_t> Append(std::string_view leaf);
+  void Rollback(uint64_t size) { size_ = size; }
+  Result<std::vector<std::string>> Leaves() const;
+
+ private:
+  db::Db& db_;
+  uint64_t size_ = 0;
+};
+
+}  // namespace dala::server
