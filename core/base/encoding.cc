@@ -13,6 +13,7 @@ std::string ToHex(std::span<const uint8_t> bytes) {
 
 bool FromHex(std::string_view hex, std::span<uint8_t> out) {
   if (hex.size() != out.size() * 2) return false;
+  if (out.empty()) return true;  // an empty span's data() may be null, which libsodium must not be given
   size_t len = 0;
   const char* end = nullptr;
   return sodium_hex2bin(out.data(), out.size(), hex.data(), hex.size(), nullptr, &len, &end) == 0 &&
