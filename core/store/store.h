@@ -124,6 +124,16 @@ struct ReceiptInfo {
   int64_t server_time_ms = 0;
 };
 
+// What one verified answer of a server means for one queued version (Store::RecordOutcomes).
+struct OutboxOutcome {
+  enum class Kind { kDelivered, kRetry, kRejected };
+  Kind kind = Kind::kRetry;
+  ReportId id{};
+  uint32_t version = 0;
+  std::vector<uint8_t> receipt;  // kDelivered: the receipt, verified by the caller
+  std::string reason;            // kRetry, kRejected
+};
+
 struct OutboxStats {
   uint64_t pending = 0, in_flight = 0, delivered = 0, rejected = 0;
   int64_t next_attempt_ms = 0;
@@ -202,6 +212,11 @@ class Store {
   Status MarkRetry(const std::string& destination, const ReportId& id, uint32_t version, std::string_view reason);
   Status MarkRejected(const std::string& destination, const ReportId& id, uint32_t version,
                       std::string_view reason);
+  // Every outcome of one answer in one transaction, all or none: each as MarkDelivered, MarkRetry or
+  // MarkRejected records it (the first error rolls all of them back).
+  Status RecordOutcomes(const std::string& destination, std::span<const OutboxOutcome> outcomes);
+  // Gives back items NextBatch handed out that were never sent: pending as before, their attempt not counted.
+  Status Unclaim(const std::string& destination, std::span<const OutboxItem> items);
   // Back to pending and due at once, without backoff (e.g. the batch was too large, not the item at fault).
   Status Requeue(const std::string& destination, const ReportId& id, uint32_t version);
   Result<OutboxStats> Stats(const std::string& destination);
@@ -252,6 +267,15 @@ class Store {
   Result<bool> DeleteAfterDeliveryLocked();
   Status MarkLocked(const std::string& destination, const ReportId& id, uint32_t version, OutboxState state,
                     std::string_view reason, int64_t next_attempt_ms);
+  Status UpdateInFlightLocked(const std::vector<int64_t>& seqs, int64_t now);
+  Status MarkDeliveredManyLocked(const std::string& destination, std::span<const OutboxOutcome* const> items,
+                                 bool purge);
+  // Inside the caller's transaction (`purge`: the store deletes content after delivery).
+  Status MarkDeliveredLocked(const std::string& destination, const ReportId& id, uint32_t version,
+                             std::span<const uint8_t> receipt, bool purge);
+  Status MarkRetryLocked(const std::string& destination, const ReportId& id, uint32_t version, std::string_view reason);
+  Status MarkRejectedLocked(const std::string& destination, const ReportId& id, uint32_t version,
+                            std::string_view reason);
   int64_t Now() const { return clock_(); }
 
   std::mutex mu_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "store/outbox_state.h"
 #include "store/store.h"
@@ -27,6 +28,80 @@ std::string CleanReason(std::string_view reason) {
 
 }  // namespace
 
+// Rows per statement when many rows change at once: within a transaction a statement that may abort half
+// way journals each page it changes (encrypted, in SQLCipher) before changing it, so one statement per row
+// would pay for the same pages again and again. The batch statements say OR FAIL: the only constraint they
+// could break is NOT NULL, with values that are never NULL, and an error rolls the whole transaction back
+// anyway; so SQLite keeps no statement journal for them at all. A chunk's list is padded (repeating its
+// last row) to a power of two, so that few statements are cached.
+constexpr size_t kRowsPerStatement = 256;  // 2 parameters each stay below SQLite's 999
+size_t PaddedRows(size_t n) {
+  size_t p = 8;
+  while (p < n) p *= 2;
+  return p;
+}
+
+// Marks the rows `seqs` in flight (one more attempt).
+Status Store::UpdateInFlightLocked(const std::vector<int64_t>& seqs, int64_t now) {
+  for (size_t start = 0; start < seqs.size(); start += kRowsPerStatement) {
+    const size_t n = std::min(kRowsPerStatement, seqs.size() - start), padded = PaddedRows(n);
+    std::string sql = "UPDATE OR FAIL outbox SET state = " DALA_OUTBOX_IN_FLIGHT ", attempts = attempts + 1, updated_ms = ? WHERE seq IN (";
+    for (size_t i = 0; i < padded; ++i) sql += i == 0 ? "?" : ",?";
+    sql += ")";
+    DALA_ASSIGN_OR_RETURN(db::Stmt upd, db_.Prepare(sql));
+    upd.Bind(1, now);
+    for (size_t i = 0; i < padded; ++i) upd.Bind(static_cast<int>(i + 2), seqs[start + std::min(i, n - 1)]);
+    DALA_RETURN_IF_ERROR(upd.Run());
+  }
+  return Status::Ok();
+}
+
+// MarkDeliveredLocked for many versions, the rows changed by few statements. Each version must be queued
+// (kNotFound otherwise); one delivered already keeps its first receipt.
+Status Store::MarkDeliveredManyLocked(const std::string& destination, std::span<const OutboxOutcome* const> items,
+                                      bool purge) {
+  DALA_RETURN_IF_ERROR(ValidateDestination(destination));
+  std::vector<std::pair<int64_t, const OutboxOutcome*>> rows;  // seq, outcome
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt find, db_.Prepare(
+        "SELECT seq, state FROM outbox WHERE destination = ? AND report_id = ? AND version = ?"));
+    for (const OutboxOutcome* o : items) {
+      if (o->receipt.empty() || o->receipt.size() > 64 * 1024)
+        return {Code::kInvalidArgument, "a receipt must be 1 byte to 64 KiB"};
+      find.BindText(1, destination).Bind(2, o->id).Bind(3, o->version);
+      DALA_ASSIGN_OR_RETURN(bool row, find.Step());
+      if (!row) return {Code::kNotFound, "no outbox item for that report version and destination"};
+      const int64_t seq = find.Int(0);
+      const bool delivered = find.Int(1) == static_cast<int64_t>(OutboxState::kDelivered);
+      find.Reset();
+      bool again = false;  // the same version twice: the first receipt counts
+      for (const auto& r : rows) again = again || r.first == seq;
+      if (!delivered && !again) rows.emplace_back(seq, o);
+    }
+  }
+  const int64_t now = Now();
+  for (size_t start = 0; start < rows.size(); start += kRowsPerStatement) {
+    const size_t n = std::min(kRowsPerStatement, rows.size() - start), padded = PaddedRows(n);
+    std::string sql = "UPDATE OR FAIL outbox SET state = " DALA_OUTBOX_DELIVERED ", receipt = CASE seq";
+    for (size_t i = 0; i < padded; ++i) sql += " WHEN ? THEN ?";
+    sql += " END, envelope = NULL, last_error = NULL, updated_ms = ? WHERE state <> " DALA_OUTBOX_DELIVERED " AND seq IN (";
+    for (size_t i = 0; i < padded; ++i) sql += i == 0 ? "?" : ",?";
+    sql += ")";
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(sql));
+    int k = 1;
+    for (size_t i = 0; i < padded; ++i) {
+      const auto& [seq, o] = rows[start + std::min(i, n - 1)];
+      st.Bind(k++, seq).Bind(k++, o->receipt);
+    }
+    st.Bind(k++, now);
+    for (size_t i = 0; i < padded; ++i) st.Bind(k++, rows[start + std::min(i, n - 1)].first);
+    DALA_RETURN_IF_ERROR(st.Run());
+  }
+  if (purge)
+    for (const auto& [seq, o] : rows) DALA_RETURN_IF_ERROR(PurgeDeliveredLocked(&o->id, o->version));
+  return Status::Ok();
+}
+
 Result<std::vector<OutboxItem>> Store::NextBatch(const std::string& destination, size_t max_items,
                                                  size_t max_bytes) {
   DALA_RETURN_IF_ERROR(ValidateDestination(destination));
@@ -40,9 +115,8 @@ Result<std::vector<OutboxItem>> Store::NextBatch(const std::string& destination,
       "SELECT seq, report_id, version, priority, attempts, envelope FROM outbox "
       "WHERE destination = ? AND state = " DALA_OUTBOX_PENDING " AND next_attempt_ms <= ? ORDER BY priority DESC, seq LIMIT ?"));
   sel.BindText(1, destination).Bind(2, now).Bind(3, static_cast<int64_t>(std::min<size_t>(max_items, 1u << 20)));
-  DALA_ASSIGN_OR_RETURN(db::Stmt upd, db_.Prepare(
-      "UPDATE outbox SET state = " DALA_OUTBOX_IN_FLIGHT ", attempts = attempts + 1, updated_ms = ? WHERE seq = ?"));
   size_t bytes = 0;
+  std::vector<int64_t> seqs;
   for (;;) {
     DALA_ASSIGN_OR_RETURN(bool row, sel.Step());
     if (!row) break;
@@ -57,13 +131,13 @@ Result<std::vector<OutboxItem>> Store::NextBatch(const std::string& destination,
     item.attempts = static_cast<uint32_t>(sel.Int(4)) + 1;
     item.envelope.assign(env.begin(), env.end());
     bytes += env.size();
-    upd.Bind(1, now).Bind(2, sel.Int(0));
-    DALA_RETURN_IF_ERROR(upd.Run());
-    upd.Reset();
+    seqs.push_back(sel.Int(0));
     out.push_back(std::move(item));
   }
   sel = db::Stmt();
-  upd = db::Stmt();
+  // All in flight in as few statements as possible: within a transaction each statement journals every page
+  // it changes (encrypted), so one statement per row would pay for the same pages again and again.
+  DALA_RETURN_IF_ERROR(UpdateInFlightLocked(seqs, now));
   DALA_RETURN_IF_ERROR(txn.Commit());
   return out;
 }
@@ -81,14 +155,11 @@ Status Store::MarkLocked(const std::string& destination, const ReportId& id, uin
   return Status::Ok();
 }
 
-Status Store::MarkDelivered(const std::string& destination, const ReportId& id, uint32_t version,
-                            std::span<const uint8_t> receipt) {
+Status Store::MarkDeliveredLocked(const std::string& destination, const ReportId& id, uint32_t version,
+                                  std::span<const uint8_t> receipt, bool purge) {
   DALA_RETURN_IF_ERROR(ValidateDestination(destination));
   if (receipt.empty() || receipt.size() > 64 * 1024)
     return {Code::kInvalidArgument, "a receipt must be 1 byte to 64 KiB"};
-  std::lock_guard lock(mu_);
-  db::Txn txn(db_);
-  DALA_RETURN_IF_ERROR(txn.Begin());
   {
     // Idempotent: a second receipt for a delivered item is ignored (the first one is kept).
     DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
@@ -104,11 +175,78 @@ Status Store::MarkDelivered(const std::string& destination, const ReportId& id, 
       if (!exists) return {Code::kNotFound, "no outbox item for that report version and destination"};
     }
   }
-  DALA_ASSIGN_OR_RETURN(bool purge, DeleteAfterDeliveryLocked());
   if (purge) DALA_RETURN_IF_ERROR(PurgeDeliveredLocked(&id, version));
+  return Status::Ok();
+}
+
+Status Store::MarkDelivered(const std::string& destination, const ReportId& id, uint32_t version,
+                            std::span<const uint8_t> receipt) {
+  std::lock_guard lock(mu_);
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  DALA_ASSIGN_OR_RETURN(bool purge, DeleteAfterDeliveryLocked());
+  DALA_RETURN_IF_ERROR(MarkDeliveredLocked(destination, id, version, receipt, purge));
   DALA_RETURN_IF_ERROR(txn.Commit());
   SweepAfterCommitLocked();
   return Status::Ok();
+}
+
+// One answer's outcomes, one commit: a phone draining its outbox pays one synced write per answer, not one
+// per report. A crash before the commit leaves them all in flight, pending again at the next open: they are
+// sent again and the server answers with the receipts it gave the first time.
+Status Store::RecordOutcomes(const std::string& destination, std::span<const OutboxOutcome> outcomes) {
+  DALA_RETURN_IF_ERROR(ValidateDestination(destination));
+  if (outcomes.empty()) return Status::Ok();
+  std::lock_guard lock(mu_);
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  // In order; consecutive deliveries together (few statements).
+  std::optional<bool> purge;
+  std::vector<const OutboxOutcome*> delivered;
+  auto flush = [&]() -> Status {
+    if (delivered.empty()) return Status::Ok();
+    if (!purge) {
+      DALA_ASSIGN_OR_RETURN(bool p, DeleteAfterDeliveryLocked());
+      purge = p;
+    }
+    DALA_RETURN_IF_ERROR(MarkDeliveredManyLocked(destination, delivered, *purge));
+    delivered.clear();
+    return Status::Ok();
+  };
+  for (const OutboxOutcome& o : outcomes) {
+    if (o.kind == OutboxOutcome::Kind::kDelivered) {
+      delivered.push_back(&o);
+      continue;
+    }
+    DALA_RETURN_IF_ERROR(flush());
+    if (o.kind == OutboxOutcome::Kind::kRetry) {
+      DALA_RETURN_IF_ERROR(MarkRetryLocked(destination, o.id, o.version, o.reason));
+    } else {
+      DALA_RETURN_IF_ERROR(MarkRejectedLocked(destination, o.id, o.version, o.reason));
+    }
+  }
+  DALA_RETURN_IF_ERROR(flush());
+  DALA_RETURN_IF_ERROR(txn.Commit());
+  SweepAfterCommitLocked();
+  return Status::Ok();
+}
+
+Status Store::Unclaim(const std::string& destination, std::span<const OutboxItem> items) {
+  DALA_RETURN_IF_ERROR(ValidateDestination(destination));
+  if (items.empty()) return Status::Ok();
+  std::lock_guard lock(mu_);
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "UPDATE outbox SET state = " DALA_OUTBOX_PENDING ", attempts = max(attempts - 1, 0), updated_ms = ? "
+      "WHERE destination = ? AND report_id = ? AND version = ? AND state = " DALA_OUTBOX_IN_FLIGHT));
+  for (const OutboxItem& item : items) {
+    st.Bind(1, Now()).BindText(2, destination).Bind(3, item.id).Bind(4, item.version);
+    DALA_RETURN_IF_ERROR(st.Run());
+    st.Reset();
+  }
+  st = db::Stmt();
+  return txn.Commit();
 }
 
 // Deletes the content of sealed versions that every destination has delivered (receipts, ids and hashes
@@ -127,10 +265,9 @@ Status Store::PurgeDeliveredLocked(const ReportId* only_id, std::optional<uint32
   return DropUnusedAttachmentsLocked();
 }
 
-Status Store::MarkRetry(const std::string& destination, const ReportId& id, uint32_t version,
-                        std::string_view reason) {
+Status Store::MarkRetryLocked(const std::string& destination, const ReportId& id, uint32_t version,
+                              std::string_view reason) {
   DALA_RETURN_IF_ERROR(ValidateDestination(destination));
-  std::lock_guard lock(mu_);
   DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
       "SELECT attempts FROM outbox WHERE destination = ? AND report_id = ? AND version = ?"));
   st.BindText(1, destination).Bind(2, id).Bind(3, version);
@@ -147,12 +284,23 @@ Status Store::MarkRetry(const std::string& destination, const ReportId& id, uint
   return MarkLocked(destination, id, version, OutboxState::kPending, CleanReason(reason), Now() + static_cast<int64_t>(delay));
 }
 
-Status Store::MarkRejected(const std::string& destination, const ReportId& id, uint32_t version,
-                           std::string_view reason) {
-  DALA_RETURN_IF_ERROR(ValidateDestination(destination));
+Status Store::MarkRetry(const std::string& destination, const ReportId& id, uint32_t version,
+                        std::string_view reason) {
   std::lock_guard lock(mu_);
+  return MarkRetryLocked(destination, id, version, reason);
+}
+
+Status Store::MarkRejectedLocked(const std::string& destination, const ReportId& id, uint32_t version,
+                                 std::string_view reason) {
+  DALA_RETURN_IF_ERROR(ValidateDestination(destination));
   std::string r = CleanReason(reason);
   return MarkLocked(destination, id, version, OutboxState::kRejected, r.empty() ? "rejected by the server" : r, 0);
+}
+
+Status Store::MarkRejected(const std::string& destination, const ReportId& id, uint32_t version,
+                           std::string_view reason) {
+  std::lock_guard lock(mu_);
+  return MarkRejectedLocked(destination, id, version, reason);
 }
 
 Status Store::RetryOfflineNow() {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <future>
 #include <thread>
 
 #include "crypto/attachment_file.h"
@@ -52,15 +53,25 @@ void SyncEngine::Stop(std::string reason, bool unreachable) {
   last_error_ = std::move(reason);
 }
 
-Result<std::optional<HttpRequest>> SyncEngine::Next() {
-  if (stopped_) return std::optional<HttpRequest>();
+namespace {
+
+// What every request carries.
+v1::Request NewRequest(const ServerInfo& server) {
   v1::Request req;
   uint8_t rid[16];
   randombytes_buf(rid, sizeof rid);
   req.set_request_id(rid, sizeof rid);
   req.set_device_time_ms(SystemNowMs());
-  req.set_server_key(server_.server_key.data(), 32);
-  req.set_statement_version(server_.statement_version);
+  req.set_server_key(server.server_key.data(), 32);
+  req.set_statement_version(server.statement_version);
+  return req;
+}
+
+}  // namespace
+
+Result<std::optional<HttpRequest>> SyncEngine::Next() {
+  if (stopped_) return std::optional<HttpRequest>();
+  v1::Request req = NewRequest(server_);
   if (!server_.enrolled) {
     req.mutable_enrol()->set_invite(server_.invite);
     req.mutable_enrol()->set_proof(server_.proof);
@@ -70,13 +81,14 @@ Result<std::optional<HttpRequest>> SyncEngine::Next() {
     h.request_hash = protocol::RequestHash(crypto::Bytes(h.body));
     return std::optional<HttpRequest>(std::move(h));
   }
+  std::vector<OutboxItem> items;
   if (!ready_.empty()) {
-    in_flight_ = std::move(ready_);  // attachments all held: push again for the receipts
+    items = std::move(ready_);  // attachments all held: push again for the receipts
     ready_.clear();
   } else {
-    DALA_ASSIGN_OR_RETURN(in_flight_, store_.NextBatch(server_.destination, max_batch_, max_bytes_));
+    DALA_ASSIGN_OR_RETURN(items, store_.NextBatch(server_.destination, max_batch_, max_bytes_));
   }
-  if (in_flight_.empty()) {
+  if (items.empty()) {
     // Small reports went first (every push precedes the uploads); now the attachments, by priority.
     if (uploads_.empty()) return std::optional<HttpRequest>();
     Upload& u = uploads_.front();
@@ -98,24 +110,61 @@ Result<std::optional<HttpRequest>> SyncEngine::Next() {
     h.file_length = up->length();
     return std::optional<HttpRequest>(std::move(h));
   }
+  return Push(req, std::move(items));
+}
+
+Result<std::optional<HttpRequest>> SyncEngine::Push(v1::Request& req, std::vector<OutboxItem> items) {
   auto* push = req.mutable_push();
-  for (const auto& item : in_flight_) push->add_envelopes(item.envelope.data(), item.envelope.size());
+  for (const auto& item : items) push->add_envelopes(item.envelope.data(), item.envelope.size());
   HttpRequest h;
   h.path = protocol::kPathPush;
   h.body = store_.SignRequest(req);
   h.request_hash = protocol::RequestHash(crypto::Bytes(h.body));
+  pushes_.push_back(Batch{h.request_hash, std::move(items)});
   return std::optional<HttpRequest>(std::move(h));
 }
 
+Result<std::optional<HttpRequest>> SyncEngine::NextPush() {
+  // Only queued reports, one push ahead: enrolment, pushes again after uploads, and uploads go as Next()
+  // sends them, each after the answer before it was applied.
+  if (stopped_ || !server_.enrolled || !ready_.empty() || pushes_.size() != 1) return std::optional<HttpRequest>();
+  DALA_ASSIGN_OR_RETURN(std::vector<OutboxItem> items, store_.NextBatch(server_.destination, max_batch_, max_bytes_));
+  if (items.empty()) return std::optional<HttpRequest>();
+  v1::Request req = NewRequest(server_);
+  return Push(req, std::move(items));
+}
+
+bool SyncEngine::Pipelinable(const HttpRequest& request, const Result<HttpResponse>& response) const {
+  if (stopped_ || request.path != protocol::kPathPush || !response.ok()) return false;
+  auto verified = protocol::VerifyResponse(crypto::Bytes(response->body), server_.server_key, request.request_hash);
+  return verified.ok() && verified->status() == v1::OK && verified->statement().empty();
+}
+
+Status SyncEngine::Unsent(const HttpRequest& request) {
+  for (auto it = pushes_.begin(); it != pushes_.end(); ++it) {
+    if (it->request_hash != request.request_hash) continue;
+    std::vector<OutboxItem> items = std::move(it->items);
+    pushes_.erase(it);
+    return store_.Unclaim(server_.destination, items);
+  }
+  return Status::Ok();
+}
+
 Status SyncEngine::RetryAll(std::string_view reason) {
-  for (const auto& item : in_flight_) DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, item.id, item.version, reason));
-  for (const auto& item : ready_) DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, item.id, item.version, reason));
-  for (const auto& u : uploads_)
-    DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, u.item.id, u.item.version, reason));
-  in_flight_.clear();
+  std::vector<OutboxOutcome> retry;
+  auto add = [&](const OutboxItem& item) {
+    retry.push_back(OutboxOutcome{OutboxOutcome::Kind::kRetry, item.id, item.version, {}, std::string(reason)});
+  };
+  for (const auto& item : answering_) add(item);
+  for (const auto& b : pushes_)
+    for (const auto& item : b.items) add(item);
+  for (const auto& item : ready_) add(item);
+  for (const auto& u : uploads_) add(u.item);
+  answering_.clear();
+  pushes_.clear();
   ready_.clear();
   uploads_.clear();
-  return Status::Ok();
+  return store_.RecordOutcomes(server_.destination, retry);
 }
 
 Status SyncEngine::Finish() {
@@ -250,6 +299,15 @@ Status SyncEngine::ApplyUpload(const v1::UploadResult& r) {
 Status SyncEngine::Apply(const HttpRequest& request, const Result<HttpResponse>& response) {
   const bool enrol = request.path == protocol::kPathEnrol;
   pause_ms_ = 0;
+  // The reports of the push this answers (none for other requests).
+  answering_.clear();
+  if (request.path == protocol::kPathPush)
+    for (auto it = pushes_.begin(); it != pushes_.end(); ++it)
+      if (it->request_hash == request.request_hash) {
+        answering_ = std::move(it->items);
+        pushes_.erase(it);
+        break;
+      }
   if (request.is_upload() && !uploads_.empty()) {
     Upload& u = uploads_.front();
     // A cut connection: ask where the server stands and go on from there. Up to 6 cuts in a row that
@@ -275,7 +333,7 @@ Status SyncEngine::Apply(const HttpRequest& request, const Result<HttpResponse>&
   // nothing recorded: every report stays as it was, to be sent again later.
   auto verified = protocol::VerifyResponse(crypto::Bytes(response->body), server_.server_key, request.request_hash);
   if (!verified.ok()) {
-    if (response->status == 413 && in_flight_.size() > 1) return Smaller();  // a front end's limit: nothing recorded
+    if (response->status == 413 && answering_.size() > 1) return Smaller();  // a front end's limit: nothing recorded
     Stop("the answer from " + std::string(enrol ? "enrolment" : "the server") +
              " could not be verified (HTTP " + std::to_string(response->status) + ": " + verified.status().message() +
              "); trying again later",
@@ -327,7 +385,7 @@ Status SyncEngine::Apply(const HttpRequest& request, const Result<HttpResponse>&
       DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, server_.enrolled, why));
       return RetryAll(why);
     case v1::TOO_LARGE:
-      if (in_flight_.size() > 1) return Smaller();
+      if (answering_.size() > 1) return Smaller();
       break;
     default:
       break;
@@ -340,26 +398,36 @@ Status SyncEngine::Apply(const HttpRequest& request, const Result<HttpResponse>&
 
 // The batch, not its reports, was too large: send smaller ones at once.
 Status SyncEngine::Smaller() {
-  max_batch_ = std::max<size_t>(1, in_flight_.size() / 2);
+  max_batch_ = std::max<size_t>(1, answering_.size() / 2);
   max_bytes_ = std::max<size_t>(1, max_bytes_ / 2);
-  for (const auto& item : in_flight_) DALA_RETURN_IF_ERROR(store_.Requeue(server_.destination, item.id, item.version));
-  in_flight_.clear();
+  for (const auto& item : answering_) DALA_RETURN_IF_ERROR(store_.Requeue(server_.destination, item.id, item.version));
+  answering_.clear();
   return Status::Ok();
 }
 
 Status SyncEngine::ApplyPush(const v1::Response& resp) {
-  std::vector<bool> answered(in_flight_.size(), false);
+  // Everything this answer means for its reports is recorded in one transaction at the end (uploads
+  // starting aside); the counts follow the commit.
+  const std::vector<OutboxItem> in_flight = std::move(answering_);
+  answering_.clear();
+  std::vector<OutboxOutcome> outcomes;
+  uint64_t delivered = 0, rejected = 0;
+  auto outcome = [&](OutboxOutcome::Kind kind, const OutboxItem& it, std::string reason,
+                     std::vector<uint8_t> receipt = {}) {
+    outcomes.push_back(OutboxOutcome{kind, it.id, it.version, std::move(receipt), std::move(reason)});
+  };
+  std::vector<bool> answered(in_flight.size(), false);
   for (const auto& res : resp.results()) {
     size_t i = 0;
-    for (; i < in_flight_.size(); ++i) {
-      const auto& it = in_flight_[i];
+    for (; i < in_flight.size(); ++i) {
+      const auto& it = in_flight[i];
       if (!answered[i] && res.version() == it.version && res.report_id().size() == 16 &&
           std::memcmp(res.report_id().data(), it.id.data(), 16) == 0)
         break;
     }
-    if (i == in_flight_.size()) continue;  // not something we sent
+    if (i == in_flight.size()) continue;  // not something we sent
     answered[i] = true;
-    const OutboxItem& it = in_flight_[i];
+    const OutboxItem& it = in_flight[i];
     switch (res.code()) {
       case v1::STORED:
       case v1::DUPLICATE: {
@@ -377,36 +445,35 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
         receipt.set_device_key(me.data(), me.size());
         auto kept = protocol::CompleteReceipt(receipt, res.receipt_signature(), server_.server_key);
         if (!kept.ok()) {
-          DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, it.id, it.version,
-                                                "the server's receipt did not verify; kept queued"));
+          outcome(OutboxOutcome::Kind::kRetry, it, "the server's receipt did not verify; kept queued");
           last_error_ = "a receipt did not verify against the organisation's server key";
           break;
         }
-        DALA_RETURN_IF_ERROR(store_.MarkDelivered(server_.destination, it.id, it.version, crypto::Bytes(*kept)));
-        ++delivered_;
+        outcome(OutboxOutcome::Kind::kDelivered, it, "", std::vector<uint8_t>(kept->begin(), kept->end()));
+        ++delivered;
         break;
       }
       case v1::REJECTED:
-        DALA_RETURN_IF_ERROR(store_.MarkRejected(server_.destination, it.id, it.version, Printable(res.reason())));
-        ++rejected_;
+        outcome(OutboxOutcome::Kind::kRejected, it, Printable(res.reason()));
+        ++rejected;
         break;
       case v1::INCOMPLETE:  // held; stays in flight while its attachments upload in this run
         DALA_RETURN_IF_ERROR(StartUpload(it, res));
         break;
       default: {
         std::string why = res.reason().empty() ? "the server asked to retry later" : Printable(res.reason());
-        DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, it.id, it.version, why));
+        outcome(OutboxOutcome::Kind::kRetry, it, why);
         if (last_error_ != why) DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, server_.enrolled, why));
         last_error_ = why;
         break;
       }
     }
   }
-  for (size_t i = 0; i < in_flight_.size(); ++i)
-    if (!answered[i])
-      DALA_RETURN_IF_ERROR(store_.MarkRetry(server_.destination, in_flight_[i].id, in_flight_[i].version,
-                                            "the server did not answer for this report"));
-  in_flight_.clear();
+  for (size_t i = 0; i < in_flight.size(); ++i)
+    if (!answered[i]) outcome(OutboxOutcome::Kind::kRetry, in_flight[i], "the server did not answer for this report");
+  DALA_RETURN_IF_ERROR(store_.RecordOutcomes(server_.destination, outcomes));
+  delivered_ += delivered;
+  rejected_ += rejected;
   return Status::Ok();
 }
 
@@ -424,33 +491,70 @@ Result<RunResult> RunOnce(Store& store, Transport& transport, int64_t deadline_m
       continue;
     }
     SyncEngine engine(store, server);
+    const std::vector<std::string> urls = server.urls;
+    const std::string tls_pin = server.tls_pin;
     size_t url = 0;
-    while (SystemNowMs() < deadline_ms && !(cancel != nullptr && cancel->load())) {
-      auto T0 = std::chrono::steady_clock::now();
-      DALA_ASSIGN_OR_RETURN(auto req, engine.Next());
-      auto T1 = std::chrono::steady_clock::now();
-      if (!req) break;
-      int64_t left = deadline_ms - SystemNowMs();
-      auto resp = transport.Post(engine.server().urls[url], *req, std::max<int64_t>(left, 1), engine.server().tls_pin);
-      if (!resp.ok() && url + 1 < engine.server().urls.size()) {
+    auto due = [&] { return SystemNowMs() < deadline_ms && !(cancel != nullptr && cancel->load()); };
+    auto post = [&](const HttpRequest& req) {
+      auto resp = transport.Post(urls[url], req, std::max<int64_t>(deadline_ms - SystemNowMs(), 1), tls_pin);
+      if (!resp.ok() && url + 1 < urls.size()) {
         // Try the next address (e.g. an onion service) with the same request: it is idempotent.
         ++url;
-        resp = transport.Post(engine.server().urls[url], *req, std::max<int64_t>(deadline_ms - SystemNowMs(), 1),
-                              engine.server().tls_pin);
+        resp = transport.Post(urls[url], req, std::max<int64_t>(deadline_ms - SystemNowMs(), 1), tls_pin);
       }
-      auto T2 = std::chrono::steady_clock::now();
-      DALA_RETURN_IF_ERROR(engine.Apply(*req, resp));
-      auto T3 = std::chrono::steady_clock::now();
-      static double tn, tp, ta; static int cnt;
-      tn += std::chrono::duration<double, std::milli>(T1 - T0).count();
-      tp += std::chrono::duration<double, std::milli>(T2 - T1).count();
-      ta += std::chrono::duration<double, std::milli>(T3 - T2).count();
-      if (++cnt % 50 == 0) fprintf(stderr, "n=%d next %.1f post %.1f apply %.1f ms\n", cnt, tn, tp, ta);
-      if (progress) {
-        DALA_ASSIGN_OR_RETURN(OutboxStats st, store.Stats(server.destination));
-        progress(Progress{server.destination, engine.delivered(), engine.rejected(), st.pending + st.in_flight,
-                          engine.upload_done(), engine.upload_total()});
+      return resp;
+    };
+    auto report = [&]() -> Status {
+      if (!progress) return Status::Ok();
+      DALA_ASSIGN_OR_RETURN(OutboxStats st, store.Stats(server.destination));
+      progress(Progress{server.destination, engine.delivered(), engine.rejected(), st.pending + st.in_flight,
+                        engine.upload_done(), engine.upload_total()});
+      return Status::Ok();
+    };
+    // Pushes are pipelined: while the server works on one, a helper thread records the answer to the one
+    // before and prepares the next, which goes out as soon as this answer is known to be a verified OK
+    // (then applied on the helper while the server works on the next). Any other answer is applied here
+    // first and the prepared push given back unsent, so the requests sent are those of an engine that
+    // applies each answer before the next request. The transport and the progress callback are only
+    // called on this thread; the helper touches only the engine and the store.
+    struct Answered {
+      HttpRequest request;
+      Result<HttpResponse> response;
+    };
+    std::optional<HttpRequest> current;  // to send now
+    std::optional<Answered> previous;    // answered, verified OK, applied while `current` is at the server
+    for (;;) {
+      if (!current) {
+        if (!due()) break;
+        DALA_ASSIGN_OR_RETURN(current, engine.Next());
+        if (!current) break;
       }
+      const bool push = current->path == protocol::kPathPush;
+      std::future<Result<std::optional<HttpRequest>>> helper;
+      if (previous || push)
+        helper = std::async(std::launch::async | std::launch::deferred,
+                            [&engine, &previous, push]() -> Result<std::optional<HttpRequest>> {
+                              if (previous) DALA_RETURN_IF_ERROR(engine.Apply(previous->request, previous->response));
+                              if (!push) return std::optional<HttpRequest>();
+                              return engine.NextPush();
+                            });
+      auto resp = post(*current);
+      Result<std::optional<HttpRequest>> following =
+          helper.valid() ? helper.get() : Result<std::optional<HttpRequest>>(std::optional<HttpRequest>());
+      if (previous) {
+        previous.reset();
+        if (following.ok()) DALA_RETURN_IF_ERROR(report());
+      }
+      DALA_RETURN_IF_ERROR(following.status());
+      if (*following && due() && engine.Pipelinable(*current, resp)) {
+        previous.emplace(Answered{std::move(*current), std::move(resp)});
+        current = std::move(*following);
+        continue;
+      }
+      if (*following) DALA_RETURN_IF_ERROR(engine.Unsent(**following));
+      DALA_RETURN_IF_ERROR(engine.Apply(*current, resp));
+      current.reset();
+      DALA_RETURN_IF_ERROR(report());
       if (engine.pause_ms() > 0 && SystemNowMs() + engine.pause_ms() < deadline_ms)
         std::this_thread::sleep_for(std::chrono::milliseconds(engine.pause_ms()));
     }

@@ -69,8 +69,19 @@ class SyncEngine {
   SyncEngine(Store& store, ServerInfo server, size_t max_batch = 64, size_t max_bytes = 4u << 20);
   // The next request to send, or nullopt when this destination has nothing due (or must stop).
   Result<std::optional<HttpRequest>> Next();
-  // Applies the result of sending the request Next() returned.
+  // Applies the result of sending the request Next() (or NextPush()) returned.
   Status Apply(const HttpRequest& request, const Result<HttpResponse>& response);
+
+  // Pipelining (RunOnce): while the server works on one push, the phone prepares the next and then records
+  // the first answer while the server works on the second. NextPush: the push that Next() would send after
+  // the one outstanding now, if the engine is pushing queued reports (else nullopt; nothing is taken).
+  Result<std::optional<HttpRequest>> NextPush();
+  // Whether the answer to `request` lets the push NextPush() prepared go out before this answer is applied:
+  // a push answered OK, verified (signed by the server key, naming this request), without a new statement.
+  // Whatever else the answer is, it is applied first and the prepared push is given back (Unsent).
+  bool Pipelinable(const HttpRequest& request, const Result<HttpResponse>& response) const;
+  // Gives back the reports of a push that was prepared but never sent: queued as before.
+  Status Unsent(const HttpRequest& request);
 
   const ServerInfo& server() const { return server_; }
   bool stopped() const { return stopped_; }
@@ -99,6 +110,12 @@ class SyncEngine {
     int failures = 0;          // consecutive transport failures without progress
     bool probe = false;        // after a failure: ask the server how much it holds before sending more
   };
+  // The reports of one push, from Next() until its answer is applied.
+  struct Batch {
+    crypto::Hash request_hash{};
+    std::vector<OutboxItem> items;
+  };
+  Result<std::optional<HttpRequest>> Push(v1::Request& req, std::vector<OutboxItem> items);
   Status RetryAll(std::string_view reason);
   Status ApplyPush(const v1::Response& response);
   Status Smaller();
@@ -111,7 +128,8 @@ class SyncEngine {
   Store& store_;
   ServerInfo server_;
   size_t max_batch_, max_bytes_;
-  std::vector<OutboxItem> in_flight_;
+  std::deque<Batch> pushes_;  // sent (or about to be) and not yet answered, oldest first: at most two
+  std::vector<OutboxItem> answering_;  // during Apply: the reports of the push being answered
   std::deque<Upload> uploads_;
   std::vector<OutboxItem> ready_;  // every attachment held: push again for the receipt
   int64_t pause_ms_ = 0;

@@ -1964,6 +1964,60 @@ TEST(Sync, ARejectionCanBeRetriedAndAReplayedRejectionIsIgnored) {
   EXPECT_EQ(phone->Get(big)->state, ReportState::kDelivered);
 }
 
+// A phone draining its queue sends the next push while it records the answer to the one before (pipelined).
+// That may change nothing it sends: a push goes out early only after an answer that verified, said OK and
+// brought no statement. After any other answer the prepared push is given back unsent, the answer applied
+// first, and the next push built from what it changed, exactly as one push at a time would.
+TEST(Sync, APipelinedDrainSendsOnlyWhatOnePushAtATimeWould) {
+  World w;
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  for (int i = 0; i < 200; ++i) SealOne(*phone, "report " + std::to_string(i));  // 4 pushes of at most 64
+  const std::string destination = (*phone->Servers())[0].destination;
+  auto push_statement = [](const sync::HttpRequest& req) {
+    v1::SignedRequest sreq;
+    v1::Request r;
+    EXPECT_TRUE(sreq.ParseFromString(req.body) && r.ParseFromString(sreq.request()));
+    return r.statement_version();
+  };
+  // The second push's answer is forged (unsigned): the phone stops, and the third push, prepared while the
+  // server worked on the second, never goes out; its reports are queued as before, not left in flight.
+  int pushes = 0;
+  w.net->intercept = [&](const sync::HttpRequest& req) -> std::optional<std::string> {
+    if (req.path != protocol::kPathPush || ++pushes != 2) return std::nullopt;
+    v1::Response r;
+    r.set_status(v1::OK);
+    return r.SerializeAsString();
+  };
+  auto first = Sync(*phone, *w.net);
+  EXPECT_EQ(pushes, 2);
+  EXPECT_EQ(first.delivered, 64u);
+  EXPECT_EQ(first.remaining, 136u);
+  EXPECT_EQ(phone->Stats(destination)->in_flight, 0u);
+  EXPECT_EQ(phone->Stats(destination)->pending, 136u);
+  // The organisation rotates its recipients; the server learns it while it works on the first push of the
+  // next run, whose answer carries the statement. Every later push names the new statement: none was sent
+  // before the phone had applied it.
+  ASSERT_TRUE(desk::RotateRecipients(w.desk, SystemNowMs()).ok());
+  std::vector<uint64_t> versions;
+  w.net->intercept = [&](const sync::HttpRequest& req) -> std::optional<std::string> {
+    if (req.path != protocol::kPathPush) return std::nullopt;
+    versions.push_back(push_statement(req));
+    if (versions.size() == 1) EXPECT_TRUE(w.server->SetStatement(w.desk.signed_statement).ok());
+    return std::nullopt;
+  };
+  ASSERT_TRUE(phone->RetryNow().ok());
+  auto second = Sync(*phone, *w.net);
+  EXPECT_EQ(second.delivered, 136u) << second.last_error;
+  EXPECT_EQ(second.remaining, 0u);
+  ASSERT_EQ(versions.size(), 3u);
+  EXPECT_LT(versions[0], w.desk.statement.version());
+  EXPECT_EQ(versions[1], w.desk.statement.version());
+  EXPECT_EQ(versions[2], w.desk.statement.version());
+  EXPECT_EQ(*w.server->ReportCount(), 200u);  // each stored once
+  EXPECT_EQ(phone->Stats(destination)->delivered, 200u);
+}
+
 TEST(Media, CanaryAppearsNowhereOnThePhoneOrTheServer) {
   World w;
   auto phone = w.Phone("p");

@@ -197,6 +197,60 @@ TEST(Outbox, DeleteAfterDeliveryWaitsForEveryDestination) {
   EXPECT_TRUE(f.s->Get(id)->purged);
 }
 
+// One answer's outcomes are recorded together, in one transaction: all of them, or (an item that is not
+// queued) none. Many deliveries at once (more than one statement's worth of rows) keep each its own receipt
+// and purge each when the store deletes after delivery; a version answered twice keeps its first receipt.
+TEST(Outbox, OneAnswersOutcomesAreRecordedTogetherOrNotAtAll) {
+  StoreOptions o = FastOptions();
+  o.delete_after_delivery = true;
+  Fixture f(o);
+  std::vector<ReportId> ids;
+  for (int i = 0; i < 600; ++i) ids.push_back(f.Seal(0, 20));
+  auto batch = f.s->NextBatch("org", 1000, 1 << 30);
+  ASSERT_EQ(batch->size(), 600u);
+  auto delivered = [&](size_t i, uint8_t mark) {
+    return OutboxOutcome{OutboxOutcome::Kind::kDelivered, ids[i], 1, {mark, static_cast<uint8_t>(i), static_cast<uint8_t>(i >> 8)}, ""};
+  };
+  std::vector<OutboxOutcome> outcomes;
+  for (size_t i = 0; i < 598; ++i) outcomes.push_back(delivered(i, 1));
+  outcomes.push_back({OutboxOutcome::Kind::kRetry, ids[598], 1, {}, "try later"});
+  outcomes.push_back({OutboxOutcome::Kind::kRejected, ids[599], 1, {}, "refused"});
+  outcomes.push_back(delivered(5, 2));  // the same version again: the first receipt counts
+  // With one item that is not queued, nothing at all is recorded.
+  std::vector<OutboxOutcome> bad = outcomes;
+  bad.insert(bad.begin() + 300, {OutboxOutcome::Kind::kDelivered, ReportId{}, 1, {1}, ""});
+  EXPECT_EQ(f.s->RecordOutcomes("org", bad).code(), Code::kNotFound);
+  EXPECT_EQ(f.s->Stats("org")->in_flight, 600u);
+  EXPECT_FALSE(f.s->Get(ids[0])->purged);
+  ASSERT_TRUE(f.s->RecordOutcomes("org", outcomes).ok());
+  auto st = f.s->Stats("org");
+  EXPECT_EQ(st->delivered, 598u);
+  EXPECT_EQ(st->pending, 1u);
+  EXPECT_EQ(st->rejected, 1u);
+  EXPECT_EQ(st->in_flight, 0u);
+  for (size_t i : {size_t{0}, size_t{5}, size_t{255}, size_t{256}, size_t{597}}) {
+    EXPECT_EQ(*f.s->Receipt("org", ids[i], 1), delivered(i, 1).receipt) << i;
+    EXPECT_TRUE(f.s->Get(ids[i])->purged) << i;
+  }
+  EXPECT_FALSE(f.s->Get(ids[598])->purged);
+  EXPECT_EQ(f.s->Get(ids[599])->state, ReportState::kRejected);
+}
+
+// Items handed out but never sent go back as they were: pending, due, their attempt not counted.
+TEST(Outbox, UnclaimedItemsAreQueuedAsBefore) {
+  Fixture f;
+  ReportId a = f.Seal(), b = f.Seal();
+  auto batch = f.s->NextBatch("org", 10, 1 << 20);
+  ASSERT_EQ(batch->size(), 2u);
+  ASSERT_TRUE(f.s->Unclaim("org", *batch).ok());
+  EXPECT_EQ(f.s->Stats("org")->pending, 2u);
+  auto again = f.s->NextBatch("org", 10, 1 << 20);
+  ASSERT_EQ(again->size(), 2u);
+  EXPECT_EQ((*again)[0].id, a);
+  EXPECT_EQ((*again)[1].id, b);
+  EXPECT_EQ((*again)[0].attempts, 1u);
+}
+
 TEST(Outbox, ConcurrentUseFromManyThreads) {
   Fixture f;
   std::atomic<int> failures{0};
