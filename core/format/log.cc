@@ -86,4 +86,37 @@ Result<LogHead> VerifyLogHead(std::span<const uint8_t> signed_head) {
   return h;
 }
 
+uint64_t LogHeadSize(std::string_view signed_head) {
+  v1::SignedLogHead s;
+  if (!s.ParseFromArray(signed_head.data(), static_cast<int>(signed_head.size())) || s.head().size() != 80) return 0;
+  return GetBe(s.head(), 0, 8);
+}
+
+Result<std::vector<merkle::Hash>> ProofHashes(const google::protobuf::RepeatedPtrField<std::string>& hashes) {
+  if (hashes.size() > 128) return Status(Code::kVerify, "the proof is longer than any tree needs");
+  std::vector<merkle::Hash> out(static_cast<size_t>(hashes.size()));
+  for (int i = 0; i < hashes.size(); ++i) {
+    if (hashes[i].size() != 32) return Status(Code::kVerify, "a proof hash is not 32 bytes");
+    std::memcpy(out[static_cast<size_t>(i)].data(), hashes[i].data(), 32);
+  }
+  return out;
+}
+
+bool ReceiptInLog(const v1::Receipt& receipt, uint64_t leaf_index,
+                  const google::protobuf::RepeatedPtrField<std::string>& proof, const LogHead& head) {
+  auto hashes = ProofHashes(proof);
+  if (!hashes.ok()) return false;
+  const std::string leaf = ReportLeaf(receipt);
+  return merkle::VerifyInclusion(merkle::LeafHash(crypto::Bytes(leaf)), leaf_index, head.size, *hashes, head.root);
+}
+
+bool Extends(const LogHead& new_head, const LogHead& old_head,
+             const google::protobuf::RepeatedPtrField<std::string>& proof) {
+  if (old_head.size > new_head.size) return false;
+  if (old_head.size == new_head.size) return old_head.root == new_head.root && proof.empty();
+  if (old_head.size == 0) return proof.empty();
+  auto hashes = ProofHashes(proof);
+  return hashes.ok() && merkle::VerifyConsistency(old_head.size, new_head.size, old_head.root, new_head.root, *hashes);
+}
+
 }  // namespace dala::protocol

@@ -42,4 +42,16 @@ std::string SignLogHead(const crypto::SigningKey& server, const LogHead& head);
 // that key is one the organisation authorised at the head's time).
 Result<LogHead> VerifyLogHead(std::span<const uint8_t> signed_head);
 
+// The size a SignedLogHead names, unverified (0 if malformed): a server reads the heads phones send back.
+uint64_t LogHeadSize(std::string_view signed_head);
+// Hashes of a proof as it travels (repeated bytes): each exactly 32 bytes, at most 128 of them.
+Result<std::vector<merkle::Hash>> ProofHashes(const google::protobuf::RepeatedPtrField<std::string>& hashes);
+// Whether `receipt`'s report leaf is leaf `leaf_index` of the tree `head` signs, by the inclusion proof.
+bool ReceiptInLog(const v1::Receipt& receipt, uint64_t leaf_index,
+                  const google::protobuf::RepeatedPtrField<std::string>& proof, const LogHead& head);
+// Whether the tree `old_head` signs is a prefix of the one `new_head` signs, by the consistency proof
+// (equal sizes: equal roots; a smaller new head never is).
+bool Extends(const LogHead& new_head, const LogHead& old_head,
+             const google::protobuf::RepeatedPtrField<std::string>& proof);
+
 }  // namespace dala::protocol

@@ -95,6 +95,11 @@ ALTER TABLE servers ADD COLUMN statement BLOB;
 ALTER TABLE servers ADD COLUMN invite BLOB;
 ALTER TABLE servers ADD COLUMN proof BLOB;
 )sql",
+    // 5: what the phone knows of its server's log (docs/protocol.md, "What a phone checks"): a
+    // serialized v1::LogWitness.
+    R"sql(
+ALTER TABLE servers ADD COLUMN log_witness BLOB;
+)sql",
 };
 }  // namespace
 

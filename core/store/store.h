@@ -111,6 +111,7 @@ struct ServerInfo {
   uint64_t statement_version = 0;     // of the organisation statement the store holds
   bool authorised = false;            // that statement authorises server_key now
   v1::OrgStatement statement;         // that statement (empty for a 0.1 server)
+  std::string log_witness;            // serialized v1::LogWitness: the server's log heads this phone holds
 };
 
 // A receipt the store keeps for a delivered version, checked against the server key from the invite.
@@ -180,6 +181,8 @@ class Store {
   // organisation's root and is newer; its recipients seal what is sealed from now on. Returns the version
   // held afterwards. kVerify: not that organisation's.
   Result<uint64_t> UpdateStatement(const std::string& destination, std::string_view signed_statement);
+  // What the phone knows of the server's log (sync::LogWitness), replaced whole.
+  Status SetLogWitness(const std::string& destination, std::string_view witness);
   Status SetServerState(const std::string& destination, bool enrolled, std::string_view last_error);
   // Signs a sync request with the device key (the secret never leaves the store). Fills device_key.
   std::string SignRequest(v1::Request& request);

@@ -79,12 +79,13 @@ Result<ServerInfo> Store::Join(std::string_view invite_text, bool include_existi
     // Another invite to the same server keeps the enrolment; a new server of the organisation enrols anew.
     DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
         "INSERT OR REPLACE INTO servers(destination, server_key, urls, token, organisation, tls_pin, enrolled, "
-        "joined_ms, organisation_key, statement, invite, proof) VALUES(?, ?, ?, X'', ?, ?, "
-        "coalesce((SELECT enrolled FROM servers WHERE destination = ? AND server_key = ?), 0), ?, ?, ?, ?, ?)"));
+        "joined_ms, organisation_key, statement, invite, proof, log_witness) VALUES(?, ?, ?, X'', ?, ?, "
+        "coalesce((SELECT enrolled FROM servers WHERE destination = ? AND server_key = ?), 0), ?, ?, ?, ?, ?, "
+        "(SELECT log_witness FROM servers WHERE destination = ?))"));
     st.BindText(1, info.destination).Bind(2, info.server_key).BindText(3, urls).BindText(4, info.organisation);
     st.Bind(5, crypto::Bytes(info.tls_pin)).BindText(6, info.destination).Bind(7, info.server_key).Bind(8, now);
     st.Bind(9, info.organisation_key).Bind(10, crypto::Bytes(statement_bytes)).Bind(11, crypto::Bytes(info.invite));
-    st.Bind(12, crypto::Bytes(info.proof));
+    st.Bind(12, crypto::Bytes(info.proof)).BindText(13, info.destination);  // the log witness stays (its heads name their server)
     DALA_RETURN_IF_ERROR(st.Run());
   }
   // A new organisation gets what is sealed from now on; what the phone already holds only when asked.
@@ -110,7 +111,7 @@ Result<std::vector<ServerInfo>> Store::Servers() {
   std::lock_guard lock(mu_);
   DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
       "SELECT destination, server_key, urls, invite, organisation, tls_pin, enrolled, last_error, organisation_key, "
-      "proof, statement FROM servers ORDER BY joined_ms"));
+      "proof, statement, log_witness FROM servers ORDER BY joined_ms"));
   const int64_t now = Now();
   std::vector<ServerInfo> out;
   for (;;) {
@@ -151,6 +152,8 @@ Result<std::vector<ServerInfo>> Store::Servers() {
     }
     auto proof = st.BlobView(9);
     s.proof.assign(reinterpret_cast<const char*>(proof.data()), proof.size());
+    auto witness = st.BlobView(11);
+    s.log_witness.assign(reinterpret_cast<const char*>(witness.data()), witness.size());
     out.push_back(std::move(s));
   }
   return out;
@@ -182,6 +185,14 @@ Result<uint64_t> Store::UpdateStatement(const std::string& destination, std::str
   DALA_RETURN_IF_ERROR(SetRecipientsLocked(destination, recipients, /*seal_existing=*/false));
   DALA_RETURN_IF_ERROR(txn.Commit());
   return next.version();
+}
+
+Status Store::SetLogWitness(const std::string& destination, std::string_view witness) {
+  if (witness.size() > 64 * 1024) return Status(Code::kInvalidArgument, "a log witness is at most 64 KiB");
+  std::lock_guard lock(mu_);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("UPDATE servers SET log_witness = ? WHERE destination = ?"));
+  st.Bind(1, crypto::Bytes(witness)).BindText(2, destination);
+  return st.Run();
 }
 
 Status Store::SetServerState(const std::string& destination, bool enrolled, std::string_view last_error) {

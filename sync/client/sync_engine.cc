@@ -11,6 +11,7 @@
 #include "crypto/attachment_file.h"
 #include "base/fsutil.h"
 #include "format/invite.h"
+#include "format/log.h"
 #include "format/receipt.h"
 #include "format/request.h"
 #include "format/response.h"
@@ -45,7 +46,8 @@ const char kNotAuthorised[] =
     "the organisation no longer authorises this server (its key was revoked or expired); ask it for a new invite";
 
 SyncEngine::SyncEngine(Store& store, ServerInfo server, size_t max_batch, size_t max_bytes)
-    : store_(store), server_(std::move(server)), max_batch_(max_batch), max_bytes_(max_bytes) {}
+    : store_(store), server_(std::move(server)), max_batch_(max_batch), max_bytes_(max_bytes),
+      witness_(LogWitness::Load(server_.log_witness, server_.server_key)) {}
 
 void SyncEngine::Stop(std::string reason, bool unreachable) {
   stopped_ = true;
@@ -116,11 +118,13 @@ Result<std::optional<HttpRequest>> SyncEngine::Next() {
 Result<std::optional<HttpRequest>> SyncEngine::Push(v1::Request& req, std::vector<OutboxItem> items) {
   auto* push = req.mutable_push();
   for (const auto& item : items) push->add_envelopes(item.envelope.data(), item.envelope.size());
+  std::vector<std::string> heads = witness_.HeadsToSend();  // handed back: the answer proves its head extends them
+  for (const auto& head : heads) req.add_log_heads(head);
   HttpRequest h;
   h.path = protocol::kPathPush;
   h.body = store_.SignRequest(req);
   h.request_hash = protocol::RequestHash(crypto::Bytes(h.body));
-  pushes_.push_back(Batch{h.request_hash, std::move(items)});
+  pushes_.push_back(Batch{h.request_hash, std::move(items), std::move(heads)});
   return std::optional<HttpRequest>(std::move(h));
 }
 
@@ -301,10 +305,12 @@ Status SyncEngine::Apply(const HttpRequest& request, const Result<HttpResponse>&
   pause_ms_ = 0;
   // The reports of the push this answers (none for other requests).
   answering_.clear();
+  answering_heads_.clear();
   if (request.path == protocol::kPathPush)
     for (auto it = pushes_.begin(); it != pushes_.end(); ++it)
       if (it->request_hash == request.request_hash) {
         answering_ = std::move(it->items);
+        answering_heads_ = std::move(it->log_heads);
         pushes_.erase(it);
         break;
       }
@@ -406,6 +412,24 @@ Status SyncEngine::Smaller() {
 }
 
 Status SyncEngine::ApplyPush(const v1::Response& resp) {
+  // The log (docs/protocol.md, "What a phone checks"): a receipt counts only with its place in a head that
+  // extends every head the server signed for this phone before. A head that cannot is kept as evidence.
+  std::optional<protocol::LogHead> head;
+  bool receipts = false;
+  for (const auto& res : resp.results()) receipts = receipts || res.code() == v1::STORED || res.code() == v1::DUPLICATE;
+  if (receipts || !resp.log_head().empty()) {
+    Result<protocol::LogHead> observed =
+        resp.log_head().empty() ? Result<protocol::LogHead>(Status(Code::kVerify, "the answer carries no log head"))
+                                : witness_.Observe(answering_heads_, resp.log_head(), resp.consistency());
+    if (!observed.ok()) {
+      const bool contradicts = LogWitness::Contradicts(observed.status());
+      if (contradicts) DALA_RETURN_IF_ERROR(store_.SetLogWitness(server_.destination, witness_.Serialize()));
+      Stop("the server's log: " + observed.status().message() + (contradicts ? "" : "; trying again later"), !contradicts);
+      DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, server_.enrolled, last_error_));
+      return RetryAll(last_error_);
+    }
+    head = *observed;
+  }
   // Everything this answer means for its reports is recorded in one transaction at the end (uploads
   // starting aside); the counts follow the commit.
   const std::vector<OutboxItem> in_flight = std::move(answering_);
@@ -449,7 +473,19 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
           last_error_ = "a receipt did not verify against the organisation's server key";
           break;
         }
-        outcome(OutboxOutcome::Kind::kDelivered, it, "", std::vector<uint8_t>(kept->begin(), kept->end()));
+        // And only at its place in the server's log, which the phone keeps with it.
+        if (!res.has_leaf_index() || !protocol::ReceiptInLog(receipt, res.leaf_index(), res.inclusion_proof(), *head)) {
+          outcome(OutboxOutcome::Kind::kRetry, it, "the server's log does not show this receipt; kept queued");
+          last_error_ = "a receipt is not in the server's log as its answer claims";
+          break;
+        }
+        v1::SignedReceipt held;
+        held.ParseFromString(*kept);
+        held.set_leaf_index(res.leaf_index());
+        *held.mutable_inclusion_proof() = res.inclusion_proof();
+        held.set_log_head(resp.log_head());
+        const std::string held_bytes = held.SerializeAsString();
+        outcome(OutboxOutcome::Kind::kDelivered, it, "", std::vector<uint8_t>(held_bytes.begin(), held_bytes.end()));
         ++delivered;
         break;
       }
@@ -472,6 +508,7 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
   for (size_t i = 0; i < in_flight.size(); ++i)
     if (!answered[i]) outcome(OutboxOutcome::Kind::kRetry, in_flight[i], "the server did not answer for this report");
   DALA_RETURN_IF_ERROR(store_.RecordOutcomes(server_.destination, outcomes));
+  if (head) DALA_RETURN_IF_ERROR(store_.SetLogWitness(server_.destination, witness_.Serialize()));
   delivered_ += delivered;
   rejected_ += rejected;
   return Status::Ok();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "client/log_witness.h"
 #include "store/store.h"
 
 namespace dala::sync {
@@ -114,6 +115,7 @@ class SyncEngine {
   struct Batch {
     crypto::Hash request_hash{};
     std::vector<OutboxItem> items;
+    std::vector<std::string> log_heads;  // the SignedLogHeads the request carried
   };
   Result<std::optional<HttpRequest>> Push(v1::Request& req, std::vector<OutboxItem> items);
   Status RetryAll(std::string_view reason);
@@ -130,6 +132,8 @@ class SyncEngine {
   size_t max_batch_, max_bytes_;
   std::deque<Batch> pushes_;  // sent (or about to be) and not yet answered, oldest first: at most two
   std::vector<OutboxItem> answering_;  // during Apply: the reports of the push being answered
+  std::vector<std::string> answering_heads_;  // and the log heads its request carried
+  LogWitness witness_;                 // what this phone knows of the server's log
   std::deque<Upload> uploads_;
   std::vector<OutboxItem> ready_;  // every attachment held: push again for the receipt
   int64_t pause_ms_ = 0;

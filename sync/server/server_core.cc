@@ -173,6 +173,37 @@ Result<std::string> ServerCore::SignHeadLocked(int64_t now) {
   return signed_head;
 }
 
+Result<std::string> ServerCore::NewestHeadLocked(uint64_t size) {
+  DALA_ASSIGN_OR_RETURN(db::Stmt h, db_.Prepare("SELECT signed FROM log_heads WHERE size = ?"));
+  h.Bind(1, static_cast<int64_t>(size));
+  DALA_ASSIGN_OR_RETURN(bool row, h.Step());
+  if (!row) return std::string();
+  auto b = h.BlobView(0);
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+Status ServerCore::AddLogLocked(const PushJob& job, const std::string& signed_head, uint64_t size,
+                                HttpResult* answer) {
+  if (answer->status != 200 || answer->content_type != kProto) return Status::Ok();
+  v1::Response r;
+  if (!r.ParseFromString(answer->body)) return Status(Code::kInternal, "an answer could not be read back");
+  r.set_log_head(signed_head);
+  for (auto& res : *r.mutable_results()) {
+    if (!res.has_leaf_index()) continue;
+    DALA_ASSIGN_OR_RETURN(std::vector<merkle::Hash> proof, merkle::InclusionProof(log_, res.leaf_index(), size));
+    for (const auto& h : proof) res.add_inclusion_proof(h.data(), h.size());
+  }
+  for (uint64_t from : job.log_sizes) {
+    v1::ConsistencyProof* c = r.add_consistency();
+    c->set_from_size(from);
+    if (from == 0 || from >= size) continue;  // nothing to prove, or more than this log holds: the phone decides
+    DALA_ASSIGN_OR_RETURN(std::vector<merkle::Hash> proof, merkle::ConsistencyProof(log_, from, size));
+    for (const auto& h : proof) c->add_hashes(h.data(), h.size());
+  }
+  answer->body = r.SerializeAsString();
+  return Status::Ok();
+}
+
 Status ServerCore::BackfillLogLocked() {
   db::Txn txn(db_);
   DALA_RETURN_IF_ERROR(txn.Begin());
@@ -203,7 +234,10 @@ Status ServerCore::BackfillLogLocked() {
       v1::Receipt r;
       if (!sr.ParseFromArray(b.data(), static_cast<int>(b.size())) || !r.ParseFromString(sr.receipt()))
         return Status(Code::kCorrupt, "a stored receipt is damaged");
-      DALA_RETURN_IF_ERROR(log_.Append(protocol::ReportLeaf(r)).status());
+      DALA_ASSIGN_OR_RETURN(uint64_t leaf, log_.Append(protocol::ReportLeaf(r)));
+      DALA_ASSIGN_OR_RETURN(db::Stmt up, db_.Prepare("UPDATE reports SET leaf = ? WHERE seq = ?"));
+      up.Bind(1, static_cast<int64_t>(leaf)).Bind(2, static_cast<int64_t>(r.sequence()));
+      DALA_RETURN_IF_ERROR(up.Run());
     }
   }
   if (log_.size() == 0) return Status::Ok();  // nothing yet: the transaction ends unused
@@ -278,6 +312,8 @@ void ServerCore::HandleAsync(std::string_view method, std::string_view target, s
   // Here, on the caller's thread (in parallel across connections): every envelope's device signature.
   PushJob job;
   job.device_key = req->device_key();
+  if (req->log_heads_size() > 16) return done(Reply(400, v1::BAD_REQUEST, "too many log heads in one request", now));
+  for (const auto& h : req->log_heads()) job.log_sizes.push_back(protocol::LogHeadSize(h));
   job.done = std::move(done);
   job.items.resize(static_cast<size_t>(envelopes.size()));
   for (int i = 0; i < envelopes.size(); ++i) {
@@ -329,8 +365,12 @@ void ServerCore::WriterLoop() {
         if (r.ok()) answers[i] = std::move(*r);
         else ok = false;
       }
-      // One head for the whole group, signed inside its transaction.
+      // One head for the whole group, signed inside its transaction; every answer of the group carries it
+      // (or, when the group appended nothing, the newest recorded) with its proofs.
       Result<std::string> head = ok ? SignHeadLocked(now) : Result<std::string>(Status(Code::kInternal, ""));
+      if (ok && head.ok() && head->empty()) head = NewestHeadLocked(log_.size());
+      for (size_t i = 0; ok && head.ok() && !head->empty() && i < jobs.size(); ++i)
+        ok = AddLogLocked(jobs[i], *head, log_.size(), &answers[i]).ok();
       ok = ok && head.ok() && txn.Commit().ok();
       if (!ok) {
         next_sequence_ = first_sequence;  // the transaction rolled back

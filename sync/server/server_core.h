@@ -139,6 +139,7 @@ class ServerCore {
   struct PushJob {
     std::string device_key;
     std::vector<PushItem> items;
+    std::vector<uint64_t> log_sizes;  // of the heads the request carried: the answer proves its head extends each
     Done done;
   };
   friend class UploadSession;
@@ -193,6 +194,11 @@ class ServerCore {
   // Under mu_, inside a transaction: signs and records (log_heads) a head over the log as it now is;
   // returns it, or nothing if a head of that size is recorded already.
   Result<std::string> SignHeadLocked(int64_t now);
+  // Under mu_: a push answer (200) gains the log (docs/protocol.md, "The log"): the head `signed_head` of
+  // `size` leaves, each stored or duplicate report's inclusion proof in it, and a consistency proof from
+  // each head the request carried.
+  Result<std::string> NewestHeadLocked(uint64_t size);  // the recorded head of that size, or empty
+  Status AddLogLocked(const PushJob& job, const std::string& signed_head, uint64_t size, HttpResult* answer);
   // Once, for data from before the log: its statement, enrolments and reports become its first leaves.
   Status BackfillLogLocked();
   crypto::SigningKey signing_;

@@ -52,8 +52,8 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
     }
     {
       DALA_ASSIGN_OR_RETURN(db::Stmt find,
-                            db_.Prepare("SELECT content_hash, receipt FROM reports WHERE device_key = ? AND report_id = ? "
-                                        "AND version = ?"));
+                            db_.Prepare("SELECT content_hash, receipt, leaf FROM reports WHERE device_key = ? AND "
+                                        "report_id = ? AND version = ?"));
       find.Bind(1, B(device_key)).Bind(2, it.h.report_id).Bind(3, it.h.version);
       DALA_ASSIGN_OR_RETURN(bool row, find.Step());
       if (row) {
@@ -70,6 +70,7 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
           res->set_sequence(fields.sequence());
           res->set_server_time_ms(fields.server_time_ms());
           res->set_receipt_signature(original.signature());
+          if (!find.IsNull(2)) res->set_leaf_index(static_cast<uint64_t>(find.Int(2)));
         } else {
           res->set_code(v1::REJECTED);
           res->set_reason("this device already stored a different report with this id and version");
@@ -129,12 +130,12 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
     receipt.set_device_key(device_key);
     std::string signed_receipt = protocol::SignReceipt(signing_, receipt);
     DALA_ASSIGN_OR_RETURN(db::Stmt ins, db_.Prepare(
-        "INSERT INTO reports(seq, report_id, version, device_key, content_hash, envelope, receipt, received_ms) "
-        "VALUES(?, ?, ?, ?, ?, ?, ?, ?)"));
+        "INSERT INTO reports(seq, report_id, version, device_key, content_hash, envelope, receipt, received_ms, leaf) "
+        "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+    DALA_ASSIGN_OR_RETURN(uint64_t leaf, log_.Append(protocol::ReportLeaf(receipt)));
     ins.Bind(1, sequence).Bind(2, it.h.report_id).Bind(3, it.h.version).Bind(4, B(device_key)).Bind(5, it.hash);
-    ins.Bind(6, B(it.envelope)).Bind(7, B(signed_receipt)).Bind(8, now);
+    ins.Bind(6, B(it.envelope)).Bind(7, B(signed_receipt)).Bind(8, now).Bind(9, static_cast<int64_t>(leaf));
     DALA_RETURN_IF_ERROR(ins.Run());
-    DALA_RETURN_IF_ERROR(log_.Append(protocol::ReportLeaf(receipt)).status());
     ++next_sequence_;
     v1::SignedReceipt sent;
     sent.ParseFromString(signed_receipt);
@@ -142,6 +143,7 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
     res->set_sequence(static_cast<uint64_t>(sequence));
     res->set_server_time_ms(now);
     res->set_receipt_signature(sent.signature());
+    res->set_leaf_index(leaf);
     Failpoint("server.push.stored");  // crash tests stop the server here, inside the transaction
   }
   DALA_ASSIGN_OR_RETURN(db::Stmt seen, db_.Prepare("UPDATE devices SET last_seen_ms = ? WHERE device_key = ?"));

@@ -110,12 +110,14 @@ DROP TABLE recipients;
 )sql";
 
 // 6: the append-only log (docs/protocol.md, "The log"): leaves, every complete subtree's hash, and the
-// heads signed. Nothing in it is ever changed or removed.
+// heads signed. Nothing in it is ever changed or removed. A report's row names its leaf (answers to a
+// report pushed again carry its place in the log).
 const char kSchemaV6[] = R"sql(
 CREATE TABLE log(idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL);
 CREATE TABLE log_nodes(level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
   PRIMARY KEY(level, idx)) WITHOUT ROWID;
 CREATE TABLE log_heads(size INTEGER PRIMARY KEY, signed BLOB NOT NULL);
+ALTER TABLE reports ADD COLUMN leaf INTEGER;
 CREATE TRIGGER log_no_update BEFORE UPDATE ON log BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
 CREATE TRIGGER log_no_delete BEFORE DELETE ON log BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
 CREATE TRIGGER log_nodes_no_update BEFORE UPDATE ON log_nodes BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;

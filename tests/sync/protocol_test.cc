@@ -26,6 +26,7 @@
 #include "format/response.h"
 #include "protocol/http_api.h"
 #include "server/server_core.h"
+#include "client/log_witness.h"
 #include "client/sync_engine.h"
 #include "base/clock.h"
 #include "base/encoding.h"
@@ -853,6 +854,242 @@ TEST(Server, TheLogHoldsEverythingTheServerAcceptedInOrder) {
   EXPECT_FALSE(db->Exec("UPDATE log SET leaf = X'00' WHERE idx = 2").ok());
   EXPECT_FALSE(db->Exec("DELETE FROM log WHERE idx = 4").ok());
   EXPECT_FALSE(db->Exec("DELETE FROM log_nodes").ok());
+}
+
+// The log as a phone sees it (docs/protocol.md, "What a phone checks").
+v1::SignedReceipt HeldReceipt(Store& phone, const ReportId& id, uint32_t version = 1) {
+  auto bytes = phone.Receipt((*phone.Servers())[0].destination, id, version);
+  v1::SignedReceipt sr;
+  EXPECT_TRUE(bytes.ok() && sr.ParseFromArray(bytes->data(), static_cast<int>(bytes->size())));
+  return sr;
+}
+v1::LogWitness Witness(Store& phone) {
+  v1::LogWitness w;
+  EXPECT_TRUE(w.ParseFromString((*phone.Servers())[0].log_witness));
+  return w;
+}
+// A copy of a server's data directory, taken while it is closed (a backup, or a raider's clone).
+void CopyServer(World& w, const std::string& to) {
+  w.net.reset();
+  w.server.reset();
+  std::filesystem::copy(w.t.sub("server"), w.t.sub(to), std::filesystem::copy_options::recursive);
+  w.server = std::move(server::ServerCore::Open(w.t.sub("server"))).value();
+  w.net = std::make_unique<LoopTransport>(w.server.get());
+}
+
+// Each receipt comes with its report's place in the server's log: the leaf, the inclusion proof and the
+// signed head; the phone keeps the newest head, hands it back, and takes the next only as its extension.
+// A receipt whose place does not hold (a server, or whoever has its key, lying about it) is not taken.
+TEST(Log, EveryReceiptCarriesItsPlaceInTheServersLog) {
+  World w;
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  ReportId a = SealOne(*phone, "a"), b = SealOne(*phone, "b");
+  std::vector<int> heads_sent;
+  w.net->tamper = [&](const sync::HttpRequest& req, std::string&) {
+    v1::SignedRequest sreq;
+    v1::Request r;
+    if (req.path == protocol::kPathPush && sreq.ParseFromString(req.body) && r.ParseFromString(sreq.request()))
+      heads_sent.push_back(r.log_heads_size());
+  };
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 2u);
+  ReportId c = SealOne(*phone, "c");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  EXPECT_EQ(heads_sent, (std::vector<int>{0, 1}));  // the second run hands back the head of the first
+  ASSERT_TRUE(w.server->Export(w.t.sub("e.dala")).ok());
+  auto bytes = test::ReadAll(w.t.sub("e.dala"));
+  v1::Export ex;
+  ASSERT_TRUE(ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())));
+  for (const ReportId& id : {a, b, c}) {
+    v1::SignedReceipt sr = HeldReceipt(*phone, id);
+    v1::Receipt r;
+    ASSERT_TRUE(r.ParseFromString(sr.receipt()));
+    auto head = protocol::VerifyLogHead(crypto::Bytes(sr.log_head()));
+    ASSERT_TRUE(head.ok());
+    EXPECT_EQ(head->server_key, w.server->server_key());
+    ASSERT_TRUE(sr.has_leaf_index());
+    EXPECT_TRUE(protocol::ReceiptInLog(r, sr.leaf_index(), sr.inclusion_proof(), *head));
+    EXPECT_EQ(ex.log(static_cast<int>(sr.leaf_index())), protocol::ReportLeaf(r));
+  }
+  v1::LogWitness witness = Witness(*phone);
+  EXPECT_EQ(witness.tip(), HeldReceipt(*phone, c).log_head());
+  EXPECT_EQ(witness.unlinked_size(), 0);
+  EXPECT_EQ(witness.evidence_size(), 0);
+  EXPECT_EQ(protocol::VerifyLogHead(crypto::Bytes(witness.tip()))->size, static_cast<uint64_t>(ex.log_size()));
+  // The desk, given the phone's receipts, finds each where the phone was told it is.
+  std::vector<std::string> held;
+  for (const ReportId& id : {a, b, c}) held.push_back(HeldReceipt(*phone, id).SerializeAsString());
+  auto sum = desk::OpenExport(w.desk, w.t.sub("e.dala"), w.t.sub("desk"), held);
+  ASSERT_TRUE(sum.ok());
+  EXPECT_TRUE(sum->clean());
+  EXPECT_EQ(sum->log_problems, 0u);
+
+  // Whoever holds the server's key answers with the report at another leaf, or without its proof.
+  const crypto::SigningKey stolen = w.StolenServerKey();
+  for (int lie : {0, 1, 2}) {
+    SealOne(*phone, "lied about " + std::to_string(lie));
+    w.net->tamper = [&](const sync::HttpRequest& req, std::string& body) {
+      v1::Response r = Answer(body);
+      if (r.results_size() == 0) return;
+      if (lie == 0) r.mutable_results(0)->set_leaf_index(r.results(0).leaf_index() - 1);
+      if (lie == 1) r.mutable_results(0)->clear_inclusion_proof();
+      if (lie == 2) r.clear_log_head();
+      body = SignAnswer(stolen, r, req);
+    };
+    auto run = Sync(*phone, *w.net);
+    EXPECT_EQ(run.delivered, 0u) << lie;
+    EXPECT_EQ(run.remaining, 1u) << lie;
+    w.net->tamper = nullptr;
+    ASSERT_TRUE(phone->RetryNow().ok());
+    EXPECT_EQ(Sync(*phone, *w.net).delivered, 1u) << lie;  // stored already: the true answer comes now
+  }
+  EXPECT_EQ(Witness(*phone).evidence_size(), 0);
+}
+
+// A server that shows two phones two logs (a clone of its data directory run with its key, or a fork on
+// purpose) is caught by the desk given both phones' receipts, and by the phone that later meets the other
+// branch, which keeps both heads as evidence and delivers nothing there.
+TEST(Log, AForkedLogIsCaughtByTheDeskAndByThePhoneThatSeesBothBranches) {
+  World w;
+  const std::string invite = w.Invite();
+  auto alice = w.Phone("alice");
+  ASSERT_TRUE(alice->Join(invite).ok());
+  SealOne(*alice, "before the fork");
+  ASSERT_EQ(Sync(*alice, *w.net).delivered, 1u);
+  CopyServer(w, "clone");
+  auto clone = std::move(server::ServerCore::Open(w.t.sub("clone"))).value();
+  LoopTransport to_clone(clone.get());
+  auto bob = w.Phone("bob");
+  ASSERT_TRUE(bob->Join(invite).ok());
+  ReportId bobs = SealOne(*bob, "shown only the clone's log");
+  ASSERT_EQ(Sync(*bob, to_clone).delivered, 1u);
+  for (int i = 0; i < 4; ++i) SealOne(*alice, "after the fork " + std::to_string(i));
+  ASSERT_EQ(Sync(*alice, *w.net).delivered, 4u);
+  ASSERT_TRUE(w.server->Export(w.t.sub("e.dala")).ok());
+  auto receipts = [](Store& phone) {
+    std::vector<std::string> out;
+    auto held = phone.ListReceipts();
+    for (const auto& r : *held) out.emplace_back(r.receipt.begin(), r.receipt.end());
+    return out;
+  };
+  // Alice's receipts alone agree with the export: a forked server's own export is consistent.
+  auto alone = desk::OpenExport(w.desk, w.t.sub("e.dala"), w.t.sub("desk1"), receipts(*alice));
+  ASSERT_TRUE(alone.ok());
+  { auto t = test::ReadAll(w.t.sub("desk1") + "/summary.json"); EXPECT_TRUE(alone->clean()) << std::string(t.begin(), t.end()); }
+  std::vector<std::string> both = receipts(*alice);
+  for (auto& r : receipts(*bob)) both.push_back(r);
+  auto sum = desk::OpenExport(w.desk, w.t.sub("e.dala"), w.t.sub("desk2"), both);
+  ASSERT_TRUE(sum.ok());
+  EXPECT_GE(sum->log_problems, 1u);
+  EXPECT_FALSE(sum->clean());
+  std::ifstream summary(w.t.sub("desk2") + "/summary.json");
+  std::string text((std::istreambuf_iterator<char>(summary)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("forked its log"), std::string::npos) << text;
+  // Bob reaches the other branch: its head does not extend the one he holds.
+  SealOne(*bob, "sent to the other branch");
+  EXPECT_EQ(Sync(*bob, *w.net).delivered, 0u);  // this branch never enrolled him: he enrols anew
+  ASSERT_TRUE(bob->RetryNow().ok());
+  auto run = Sync(*bob, *w.net);
+  EXPECT_EQ(run.delivered, 0u);
+  EXPECT_EQ(run.remaining, 1u);
+  EXPECT_NE(run.last_error.find("fork"), std::string::npos) << run.last_error;
+  v1::LogWitness witness = Witness(*bob);
+  ASSERT_EQ(witness.evidence_size(), 2);
+  EXPECT_EQ(witness.evidence(0), HeldReceipt(*bob, bobs).log_head());
+  EXPECT_EQ(protocol::VerifyLogHead(crypto::Bytes(witness.evidence(1)))->server_key, w.server->server_key());
+  EXPECT_EQ(witness.tip(), HeldReceipt(*bob, bobs).log_head());  // still the head it had
+  EXPECT_EQ(Sync(*bob, *w.net).delivered, 0u);  // and so it stays
+}
+
+// A server restored from an old backup would hand out log positions again that phones already hold:
+// a phone holding a newer head takes nothing from it.
+TEST(Log, AServerRestoredFromAnOldBackupIsCaughtByPhonesHoldingNewerHeads) {
+  World w;
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  SealOne(*phone, "one");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  CopyServer(w, "backup");
+  SealOne(*phone, "two");
+  SealOne(*phone, "three");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 2u);
+  w.net.reset();
+  w.server.reset();
+  std::filesystem::remove_all(w.t.sub("server"));
+  std::filesystem::rename(w.t.sub("backup"), w.t.sub("server"));
+  w.server = std::move(server::ServerCore::Open(w.t.sub("server"))).value();
+  w.net = std::make_unique<LoopTransport>(w.server.get());
+  SealOne(*phone, "four");
+  auto run = Sync(*phone, *w.net);
+  EXPECT_EQ(run.delivered, 0u);
+  EXPECT_EQ(run.remaining, 1u);
+  EXPECT_NE(run.last_error.find("old backup"), std::string::npos) << run.last_error;
+  EXPECT_EQ(Witness(*phone).evidence_size(), 2);
+  // The restored server's export is consistent in itself; the phone's receipts show what it lost.
+  ASSERT_TRUE(w.server->Export(w.t.sub("e.dala")).ok());
+  std::vector<std::string> held;
+  auto receipts = phone->ListReceipts();
+  for (const auto& r : *receipts) held.emplace_back(r.receipt.begin(), r.receipt.end());
+  auto sum = desk::OpenExport(w.desk, w.t.sub("e.dala"), w.t.sub("desk"), held);
+  ASSERT_TRUE(sum.ok());
+  EXPECT_GE(sum->log_problems, 2u);  // the two receipts of the reports after the backup
+  EXPECT_EQ(sum->missing, 2u);
+  auto text = test::ReadAll(w.t.sub("desk") + "/summary.json");
+  EXPECT_NE(std::string(text.begin(), text.end()).find("the server logged more than the export shows"), std::string::npos);
+}
+
+// A push sent before the answer that moved the tip (pipelining) brings a head proven against an older one
+// only: it waits, unlinked, and the next answer links it. Proofs that are missing or for other heads prove
+// nothing and change nothing.
+TEST(Log, AHeadProvenOnlyAgainstAnOlderHeadWaitsForTheNextAnswer) {
+  const crypto::SigningKey server = crypto::GenerateSigningKey();
+  merkle::MemoryTree tree;
+  auto head_at = [&](uint64_t leaves) {
+    while (tree.size() < leaves) tree.Append(merkle::LeafHash(crypto::Bytes(std::to_string(tree.size()))));
+    protocol::LogHead h;
+    h.size = leaves;
+    h.root = *merkle::Root(tree, leaves);
+    h.server_key = server.public_key;
+    return protocol::SignLogHead(server, h);
+  };
+  auto proofs = [&](const std::vector<std::string>& from, uint64_t to) {
+    google::protobuf::RepeatedPtrField<v1::ConsistencyProof> out;
+    for (const auto& f : from) {
+      auto* c = out.Add();
+      c->set_from_size(protocol::LogHeadSize(f));
+      if (c->from_size() >= to) continue;
+      auto proof = merkle::ConsistencyProof(tree, c->from_size(), to);  // held: a range-for over *temporary dangles
+      for (const auto& h : *proof) c->add_hashes(h.data(), h.size());
+    }
+    return out;
+  };
+  const std::string h3 = head_at(3), h5 = head_at(5), h8 = head_at(8), h9 = head_at(9);
+  sync::LogWitness w = sync::LogWitness::Load("", server.public_key);
+  ASSERT_TRUE(w.Observe({}, h3, proofs({}, 3)).ok());
+  const std::vector<std::string> sent_early = w.HeadsToSend();  // {h3}: a pipelined push
+  auto o5 = w.Observe(w.HeadsToSend(), h5, proofs(w.HeadsToSend(), 5));
+  ASSERT_TRUE(o5.ok()) << o5.status().message();
+  EXPECT_EQ(w.state().tip(), h5);
+  ASSERT_TRUE(w.Observe(sent_early, h8, proofs(sent_early, 8)).ok());  // proven against h3 only
+  EXPECT_EQ(w.state().tip(), h5);
+  ASSERT_EQ(w.state().unlinked_size(), 1);
+  EXPECT_EQ(w.HeadsToSend(), (std::vector<std::string>{h5, h8}));
+  // Missing, or for another size: nothing changes.
+  EXPECT_EQ(w.Observe(w.HeadsToSend(), h9, proofs({h5}, 9)).status().code(), Code::kVerify);
+  auto shifted = proofs(w.HeadsToSend(), 9);
+  shifted.Mutable(1)->set_from_size(7);
+  EXPECT_EQ(w.Observe(w.HeadsToSend(), h9, shifted).status().code(), Code::kVerify);
+  EXPECT_EQ(w.state().unlinked_size(), 1);
+  ASSERT_TRUE(w.Observe(w.HeadsToSend(), h9, proofs(w.HeadsToSend(), 9)).ok());
+  EXPECT_EQ(w.state().tip(), h9);
+  EXPECT_EQ(w.state().unlinked_size(), 0);
+  // A head of another key is not this server's.
+  const crypto::SigningKey other = crypto::GenerateSigningKey();
+  protocol::LogHead fake;
+  fake.size = 10;
+  fake.server_key = other.public_key;
+  EXPECT_EQ(w.Observe(w.HeadsToSend(), protocol::SignLogHead(other, fake), {}).status().code(), Code::kVerify);
+  EXPECT_EQ(w.state().evidence_size(), 0);
 }
 
 // An export past what one protobuf message can hold (2 GiB) is refused as such, before it is read.

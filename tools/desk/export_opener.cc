@@ -228,14 +228,11 @@ Result<v1::Receipt> CheckReceipt(const std::string& signed_receipt, const std::s
 // The server's log (docs/protocol.md, "The log"): the export's leaves must make the signed head, which a
 // key the organisation authorised signed for this export's server; every entry whose receipt verified must
 // be a leaf, and every report leaf an entry (else that version was withheld); enrolments likewise.
-void AuditLog(const v1::Export& ex, const Organisation& org, const std::vector<Opened>& all, Summary* sum,
-              std::set<uint64_t>* withheld, std::vector<std::string>* problems) {
-  merkle::MemoryTree tree;
+void AuditLog(const v1::Export& ex, const Organisation& org, const std::vector<Opened>& all,
+              const merkle::MemoryTree& tree, Summary* sum, std::set<uint64_t>* withheld,
+              std::vector<std::string>* problems) {
   std::map<std::string, uint64_t> leaves;  // leaf bytes -> index
-  for (const auto& leaf : ex.log()) {
-    leaves.emplace(leaf, tree.size());
-    tree.Append(merkle::LeafHash(crypto::Bytes(leaf)));
-  }
+  for (const auto& leaf : ex.log()) leaves.emplace(leaf, leaves.size());
   if (ex.log_head().empty()) {
     ++sum->log_problems;
     problems->push_back("the export carries no signed log head: nothing shows that it holds all the server received");
@@ -285,6 +282,31 @@ void AuditLog(const v1::Export& ex, const Organisation& org, const std::vector<O
                           " is not in the server's log");
     }
   }
+}
+
+// A phone keeps, with each receipt, the report's place in a head of the server's log (docs/protocol.md,
+// "What the desk checks"). That head must be a prefix of the export's log, holding the report's leaf there:
+// else the server showed the phone another log than the desk (a fork), or the export stops short of what
+// the server had logged. Empty when it holds (or the receipt carries no log).
+std::string PhoneReceiptInLog(const v1::SignedReceipt& sr, const v1::Receipt& r, const v1::Export& ex,
+                              const merkle::MemoryTree& tree, const Organisation& org) {
+  if (sr.log_head().empty()) return "";
+  auto head = protocol::VerifyLogHead(crypto::Bytes(sr.log_head()));
+  if (!head.ok() || std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != r.server_key() ||
+      !protocol::AuthorisedAt(org.statement, head->server_key, head->time_ms))
+    return "its log head is not signed by its server under a key the organisation authorised at its time";
+  if (!sr.has_leaf_index() || !protocol::ReceiptInLog(r, sr.leaf_index(), sr.inclusion_proof(), *head))
+    return "its log head does not hold its report where the phone was told";
+  if (head->size > tree.size())
+    return "the phone holds a head of " + std::to_string(head->size) + " log leaves, the export's log only " +
+           std::to_string(tree.size()) + ": the server logged more than the export shows, or forked its log";
+  auto root = merkle::Root(tree, head->size);
+  if (!root.ok() || *root != head->root)
+    return "the phone was shown a log of " + std::to_string(head->size) + " leaves that is not the first " +
+           std::to_string(head->size) + " leaves of the export's: the server forked its log";
+  if (ex.log(static_cast<int>(sr.leaf_index())) != protocol::ReportLeaf(r))
+    return "the export's log holds another leaf where the phone's receipt is";
+  return "";
 }
 
 }  // namespace
@@ -408,7 +430,9 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
                                 " are in no entry: report versions it received are not in the export");
     }
   }
-  AuditLog(ex, org, all, &sum, &withheld, &export_problems);
+  merkle::MemoryTree tree;  // the export's log
+  for (const auto& leaf : ex.log()) tree.Append(merkle::LeafHash(crypto::Bytes(leaf)));
+  AuditLog(ex, org, all, tree, &sum, &withheld, &export_problems);
   if (sequences.size() > 1)
     export_problems.push_back("the receipts come from " + std::to_string(sequences.size()) +
                               " server keys of the organisation (each checked on its own)");
@@ -431,6 +455,10 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
     if (r.server_key() != ex.server_key()) {  // another server of the organisation: not this export's business
       ++other_server;
       continue;
+    }
+    if (std::string log = PhoneReceiptInLog(sr, r, ex, tree, org); !log.empty()) {
+      ++sum.log_problems;
+      export_problems.push_back(what + ": " + log);
     }
     const Opened* held = nullptr;
     for (const auto& o : all)
