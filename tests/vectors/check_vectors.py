@@ -19,6 +19,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
 
 
+def receipt_files(vec):
+    """A vector's phones' receipts: one file (`dala receipts --json`) or several, given to the desk in order."""
+    r = vec.get("receipts", [])
+    return [r] if isinstance(r, str) else r
+
+
 def main():
     if len(sys.argv) != 2:
         raise SystemExit(__doc__)
@@ -30,12 +36,12 @@ def main():
     env = dict(os.environ, DALA_PASSPHRASE=keys["passphrase"])
     problems = []
     for n, vec in enumerate(expected["vectors"]):
-        name = vec["file"] + (f" --receipts {vec['receipts']}" if "receipts" in vec else "")
+        name = vec["file"] + "".join(f" --receipts {r}" for r in receipt_files(vec))
         with tempfile.TemporaryDirectory(prefix="dala-vectors-") as out:
             cmd = [dala, "desk", "open", "--key", os.path.join(DATA, "desk.key"), "--from",
                    os.path.join(DATA, vec["file"]), "--out", os.path.join(out, "desk"), "--json"]
-            if "receipts" in vec:
-                cmd += ["--receipts", os.path.join(DATA, vec["receipts"])]
+            for r in receipt_files(vec):
+                cmd += ["--receipts", os.path.join(DATA, r)]
             p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
             if p.returncode != vec["exit"]:
                 problems.append(f"{name}: exit {p.returncode}, expected {vec['exit']} ({p.stderr.strip()})")
@@ -103,13 +109,18 @@ def second_implementation(expected, keys):
         problems.append("second implementation: the key file gives another root")
     ids = {keys["report_a"]: "A", keys["report_b"]: "B"}
     for vec in expected["vectors"]:
-        name = "second implementation: " + vec["file"] + (" with receipts" if "receipts" in vec else "")
+        name = "second implementation: " + vec["file"] + "".join(" with " + r for r in receipt_files(vec))
         receipts = []
-        if "receipts" in vec:
-            with open(os.path.join(DATA, vec["receipts"])) as f:
-                receipts = [bytes.fromhex(r["receipt"]) for r in json.load(f)]
+        for file in receipt_files(vec):
+            with open(os.path.join(DATA, file)) as f:
+                receipts += [bytes.fromhex(r["receipt"]) for r in json.load(f)]
         counts, items = verify.open_export(org, os.path.join(DATA, vec["file"]), receipts)
         counts["phone_receipts"] = len(receipts)  # the number given, as the desk prints it
+        # docs/protocol.md, "Order of the work", 5: the exit code follows from the counts.
+        exit_code = 4 if counts["reports"] == 0 else int(any(counts[k] for k in (
+            "failed", "duplicates", "reordered", "unknown_fields", "missing", "phone_receipts_invalid", "log_problems")))
+        if exit_code != vec["exit"]:
+            problems.append(f"{name}: exit {exit_code} from its counts, expected {vec['exit']}")
         for k, v in vec.get("counts", {}).items():
             if counts.get(k, 0) != v:
                 problems.append(f"{name}: {k} = {counts.get(k, 0)}, expected {v}")

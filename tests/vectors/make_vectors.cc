@@ -1,7 +1,10 @@
 // Writes the desk's test vectors (docs/protocol.md, "Test vectors") into a directory: an organisation's
 // desk key file, a genuine export made by a real server from a real phone (with an attachment), the
 // phone's receipts as `dala receipts --json` writes them, and altered copies of the export, each as a
-// courier, a raided server or an enrolled device could make it. The verdicts each must get are in
+// courier, a raided server or an enrolled device could make it. Receipts files beside phone-receipts.json:
+// forked-receipts.json (a second phone served by a clone of the server's data directory), phone-receipts-
+// later.json (also a report delivered after the export), phone-receipts-leaf-moved.json (one receipt's
+// leaf_index changed) and phone-receipts-before-log.json (no leaf, proof or head, as before the log). The verdicts each must get are in
 // tests/vectors/expected.json, written from docs/protocol.md, not from running the desk; check_vectors.py
 // checks `dala desk open` against them.
 //
@@ -14,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -105,6 +109,41 @@ void WriteExport(const std::string& out, const std::string& name, const std::str
   stdfs::copy(media, out + "/" + name + ".media", stdfs::copy_options::recursive);
 }
 
+// A phone's receipts as `dala receipts --json` writes them (the desk reads each "receipt": the stored
+// SignedReceipt, with the report's place in the server's log). `alter` may change one before it is written.
+std::string ReceiptsJson(Store& phone, const std::function<void(const ReportId&, uint32_t, v1::SignedReceipt&)>& alter = {}) {
+  auto receipts = Must(phone.ListReceipts(), "receipts");
+  std::string j = "[";
+  for (size_t i = 0; i < receipts.size(); ++i) {
+    const auto& r = receipts[i];
+    v1::SignedReceipt sr;
+    v1::Receipt body;
+    if (!sr.ParseFromArray(r.receipt.data(), static_cast<int>(r.receipt.size())) || !body.ParseFromString(sr.receipt()) ||
+        !r.verified || !sr.has_leaf_index() || sr.log_head().empty()) {
+      std::fprintf(stderr, "make_vectors: a receipt the phone holds is not verified with its place in the log\n");
+      std::exit(1);
+    }
+    std::string bytes(r.receipt.begin(), r.receipt.end());
+    if (alter) {
+      alter(r.id, r.version, sr);
+      bytes = sr.SerializeAsString();
+    }
+    j += std::string(i ? "," : "") + "\n {\"id\":\"" + encoding::ToHex(r.id) + "\",\"version\":" +
+         std::to_string(r.version) + ",\"destination\":\"" + r.destination + "\",\"sequence\":" +
+         std::to_string(body.sequence()) + ",\"server_time\":" + std::to_string(body.server_time_ms()) +
+         ",\"verified\":" + (r.verified ? "true" : "false") + ",\"receipt\":\"" +
+         encoding::ToHex(crypto::Bytes(bytes)) + "\"}";
+  }
+  return j + "\n]\n";
+}
+
+Report SealNew(Store& phone, const std::string& narrative) {
+  Report r = Must(phone.CreateDraft("detention/1"), "draft");
+  Must(r.SetNarrative(narrative), "narrative");
+  Must(phone.Seal(r), "seal");
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -136,6 +175,36 @@ int main(int argc, char** argv) {
   auto phone = Must(Store::Create(work + "/phone", Pass(), so), "phone");
   Must(phone->Join(invite).status(), "join");
 
+  // The phone enrols in a run of its own; then the server's data directory is copied while it is closed: a
+  // clone that whoever has it runs with the server's key, showing another phone another log (a fork).
+  {
+    InProcess first(server.get());
+    auto run = Must(sync::RunOnce(*phone, first, SystemNowMs() + 60000, nullptr), "enrol");
+    if (run.delivered != 0 || !run.last_error.empty() || !(*phone->Servers())[0].enrolled) {
+      std::fprintf(stderr, "make_vectors: the phone did not enrol: %s\n", run.last_error.c_str());
+      return 1;
+    }
+  }
+  server.reset();
+  stdfs::copy(work + "/srv", work + "/clone", stdfs::copy_options::recursive);
+  server = Must(server::ServerCore::Open(work + "/srv"), "server reopen");
+  std::string clone_device, report_f, report_c;
+  {  // A second phone, enrolled with the invite's second use at the clone, delivers one report there.
+    auto clone = Must(server::ServerCore::Open(work + "/clone"), "clone open");
+    auto other = Must(Store::Create(work + "/other-phone", Pass(), so), "other phone");
+    Must(other->Join(invite).status(), "join the clone");
+    Report f = SealNew(*other, "test vector: a report only the server's clone logged");
+    InProcess to_clone(clone.get());
+    auto run = Must(sync::RunOnce(*other, to_clone, SystemNowMs() + 60000, nullptr), "sync to the clone");
+    if (run.delivered != 1 || run.remaining != 0) {
+      std::fprintf(stderr, "make_vectors: the clone took %llu of 1\n", static_cast<unsigned long long>(run.delivered));
+      return 1;
+    }
+    Write(out + "/forked-receipts.json", ReceiptsJson(*other));
+    clone_device = encoding::ToHex(other->device_key());
+    report_f = encoding::ToHex(f.id());
+  }
+
   // Report A: version 1 with an attachment, versions 2 and 3 edits. Report B: one version.
   Write(work + "/photo.txt", "test vector attachment: not a photo of anyone\n");
   Report a = Must(phone->CreateDraft("detention/1"), "draft");
@@ -148,9 +217,7 @@ int main(int argc, char** argv) {
     Must(next.SetNarrative("test vector report A, version " + std::to_string(v)), "narrative");
     Must(phone->Seal(next), "seal A");
   }
-  Report b = Must(phone->CreateDraft("detention/1"), "draft B");
-  Must(b.SetNarrative("test vector report B"), "narrative");
-  Must(phone->Seal(b), "seal B");
+  Report b = SealNew(*phone, "test vector report B");
   InProcess net(server.get());
   auto run = Must(sync::RunOnce(*phone, net, SystemNowMs() + 60000, nullptr), "sync");
   if (run.delivered != 4 || run.remaining != 0) {
@@ -164,22 +231,23 @@ int main(int argc, char** argv) {
   WriteExport(out, "genuine.dala", genuine, media);
 
   // The phone's receipts, as `dala receipts --json` writes them (the desk reads each "receipt").
-  {
-    auto receipts = Must(phone->ListReceipts(), "receipts");
-    std::string j = "[";
-    for (size_t i = 0; i < receipts.size(); ++i) {
-      const auto& r = receipts[i];
-      v1::SignedReceipt sr;
-      v1::Receipt body;
-      sr.ParseFromArray(r.receipt.data(), static_cast<int>(r.receipt.size()));
-      body.ParseFromString(sr.receipt());
-      j += std::string(i ? "," : "") + "\n {\"id\":\"" + encoding::ToHex(r.id) + "\",\"version\":" +
-           std::to_string(r.version) + ",\"destination\":\"" + r.destination + "\",\"sequence\":" +
-           std::to_string(body.sequence()) + ",\"server_time\":" + std::to_string(body.server_time_ms()) +
-           ",\"verified\":" + (r.verified ? "true" : "false") + ",\"receipt\":\"" +
-           encoding::ToHex(std::span<const uint8_t>(r.receipt)) + "\"}";
-    }
-    Write(out + "/phone-receipts.json", j + "\n]\n");
+  Write(out + "/phone-receipts.json", ReceiptsJson(*phone));
+  // The same receipts as a phone from before the log kept them: no leaf, proof or head.
+  Write(out + "/phone-receipts-before-log.json", ReceiptsJson(*phone, [](const ReportId&, uint32_t, v1::SignedReceipt& sr) {
+          sr.clear_leaf_index();
+          sr.clear_inclusion_proof();
+          sr.clear_log_head();
+        }));
+  {  // A3's receipt claiming A2's leaf, inside its head (its signature still verifies: the leaf index is not
+     // signed, but the inclusion proof no longer leads to the head's root).
+    uint64_t a2_leaf = 0;
+    ReceiptsJson(*phone, [&](const ReportId& id, uint32_t version, v1::SignedReceipt& sr) {
+      if (id == a.id() && version == 2) a2_leaf = sr.leaf_index();
+    });
+    Write(out + "/phone-receipts-leaf-moved.json",
+          ReceiptsJson(*phone, [&](const ReportId& id, uint32_t version, v1::SignedReceipt& sr) {
+            if (id == a.id() && version == 3) sr.set_leaf_index(a2_leaf);
+          }));
   }
 
   v1::Export ex;
@@ -323,6 +391,17 @@ int main(int argc, char** argv) {
     WriteExport(out, "uncommitted-key.dala", Read(work + "/uncommitted.dala"), media);
   }
 
+  {  // Report C, delivered after the export was taken: its head is of a log larger than genuine.dala's (an
+     // export cut short, or taken from the server restored from a backup made when genuine.dala was).
+    report_c = encoding::ToHex(SealNew(*phone, "test vector report C, delivered after the export").id());
+    auto run = Must(sync::RunOnce(*phone, net, SystemNowMs() + 60000, nullptr), "sync C");
+    if (run.delivered != 1 || run.remaining != 0) {
+      std::fprintf(stderr, "make_vectors: delivered %llu of C\n", static_cast<unsigned long long>(run.delivered));
+      return 1;
+    }
+    Write(out + "/phone-receipts-later.json", ReceiptsJson(*phone));
+  }
+
   // What an independent implementation needs besides the files: the passphrase, and (to start without
   // the key file's Argon2id) the master secret and what derives from it.
   {
@@ -336,7 +415,10 @@ int main(int argc, char** argv) {
     j += " \"server_public_key\": \"" + encoding::ToHex(server->server_key()) + "\",\n";
     j += " \"device_public_key\": \"" + encoding::ToHex(phone->device_key()) + "\",\n";
     j += " \"report_a\": \"" + encoding::ToHex(a.id()) + "\",\n";
-    j += " \"report_b\": \"" + encoding::ToHex(b.id()) + "\"\n}\n";
+    j += " \"report_b\": \"" + encoding::ToHex(b.id()) + "\",\n";
+    j += " \"clone_device_public_key\": \"" + clone_device + "\",\n";
+    j += " \"report_c\": \"" + report_c + "\",\n";
+    j += " \"report_f\": \"" + report_f + "\"\n}\n";
     Write(out + "/keys.json", j);
   }
   phone.reset();

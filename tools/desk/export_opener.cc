@@ -1,5 +1,8 @@
 #include "desk/export_opener.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -228,7 +231,8 @@ Result<v1::Receipt> CheckReceipt(const std::string& signed_receipt, const std::s
 // The server's log (docs/protocol.md, "The log"): the export's leaves must make the signed head, which a
 // key the organisation authorised signed for this export's server; every entry whose receipt verified must
 // be a leaf, and every report leaf an entry (else that version was withheld); enrolments likewise.
-void AuditLog(const v1::Export& ex, const Organisation& org, const std::vector<Opened>& all,
+// Whether the log verified (its head, and the leaves making it): only then are phones' heads held against it.
+bool AuditLog(const v1::Export& ex, const Organisation& org, const std::vector<Opened>& all,
               const merkle::MemoryTree& tree, Summary* sum, std::set<uint64_t>* withheld,
               std::vector<std::string>* problems) {
   std::map<std::string, uint64_t> leaves;  // leaf bytes -> index
@@ -236,7 +240,7 @@ void AuditLog(const v1::Export& ex, const Organisation& org, const std::vector<O
   if (ex.log_head().empty()) {
     ++sum->log_problems;
     problems->push_back("the export carries no signed log head: nothing shows that it holds all the server received");
-    return;
+    return false;
   }
   auto head = protocol::VerifyLogHead(crypto::Bytes(ex.log_head()));
   if (!head.ok() || std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != ex.server_key() ||
@@ -244,14 +248,14 @@ void AuditLog(const v1::Export& ex, const Organisation& org, const std::vector<O
     ++sum->log_problems;
     problems->push_back("the log head is not signed by this export's server under a key the organisation "
                         "authorised at its time");
-    return;
+    return false;
   }
   auto root = merkle::Root(tree, tree.size());
   if (head->size != tree.size() || !root.ok() || *root != head->root) {
     ++sum->log_problems;
     problems->push_back("the log's " + std::to_string(tree.size()) + " leaves do not make the signed head of " +
                         std::to_string(head->size) + " (a leaf changed, added, dropped or reordered)");
-    return;
+    return false;
   }
   std::set<std::string> entries;
   for (const auto& o : all) {
@@ -282,6 +286,7 @@ void AuditLog(const v1::Export& ex, const Organisation& org, const std::vector<O
                           " is not in the server's log");
     }
   }
+  return true;
 }
 
 // A phone keeps, with each receipt, the report's place in a head of the server's log (docs/protocol.md,
@@ -307,6 +312,24 @@ std::string PhoneReceiptInLog(const v1::SignedReceipt& sr, const v1::Receipt& r,
   if (ex.log(static_cast<int>(sr.leaf_index())) != protocol::ReportLeaf(r))
     return "the export's log holds another leaf where the phone's receipt is";
   return "";
+}
+
+// A report's file, written without a sync of its own (SyncFileSystem covers all of them at the end).
+Status WriteUnsynced(const std::string& path, const std::string& text) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return fs::FromErrno(errno, "could not write", path);
+  Status st = fs::WriteAll(fd, reinterpret_cast<const uint8_t*>(text.data()), text.size(), path);
+  if (::close(fd) != 0 && st.ok()) st = fs::FromErrno(errno, "could not write", path);
+  return st;
+}
+
+Status SyncFileSystem(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return fs::FromErrno(errno, "could not open", dir);
+  const int rc = ::syncfs(fd);
+  const int err = errno;
+  ::close(fd);
+  return rc == 0 ? Status::Ok() : fs::FromErrno(err, "could not sync the files in", dir);
 }
 
 }  // namespace
@@ -343,24 +366,6 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
   uint64_t last_sequence = 0;
   for (int index = 0; index < ex.reports_size(); ++index) {
     const auto& item = ex.reports(index);
-    {  // the same report version twice: written and counted once
-      envelope::Header h;
-      if (envelope::Verify(crypto::Bytes(item.envelope()), &h).ok()) {
-        std::string key(reinterpret_cast<const char*>(h.device_key.data()), 32);
-        key.append(reinterpret_cast<const char*>(h.report_id.data()), h.report_id.size());
-        key += std::to_string(h.version);
-        auto [it, fresh] = seen.emplace(key, all.size());
-        if (!fresh) {
-          ++sum.duplicates;
-          export_problems.push_back("entry " + std::to_string(index + 1) + " repeats report " +
-                                    encoding::ToHex(h.report_id) + " version " + std::to_string(h.version) +
-                                    ": counted once");
-          if (all[it->second].envelope_hash != crypto::Blake2b256(crypto::Bytes(item.envelope())))
-            all[it->second].problems.push_back("the export holds another envelope for the same version");
-          continue;
-        }
-      }
-    }
     Opened o;
     o.envelope_hash = crypto::Blake2b256(crypto::Bytes(item.envelope()));
     Result<envelope::OpenedReport> opened = Status(Code::kNotFound, "not sealed to this organisation's keys");
@@ -383,6 +388,20 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
       o.report.content_hash = opened->content_hash;
       o.report.updated_ms = o.report.content.sealed_ms();
       o.opened = true;
+    }
+    if (!o.id_hex.empty()) {  // the same report version twice (by its verified header): written and counted once
+      std::string key(reinterpret_cast<const char*>(o.header.device_key.data()), 32);
+      key.append(reinterpret_cast<const char*>(o.header.report_id.data()), o.header.report_id.size());
+      key += std::to_string(o.header.version);
+      auto [it, fresh] = seen.emplace(key, all.size());
+      if (!fresh) {
+        ++sum.duplicates;
+        export_problems.push_back("entry " + std::to_string(index + 1) + " repeats report " + o.id_hex + " version " +
+                                  std::to_string(o.version) + ": counted once");
+        if (all[it->second].envelope_hash != o.envelope_hash)
+          all[it->second].problems.push_back("the export holds another envelope for the same version");
+        continue;
+      }
     }
     if (o.id_hex.empty()) {
       // Not even the outer signature holds: nothing in it can be attributed.
@@ -432,7 +451,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
   }
   merkle::MemoryTree tree;  // the export's log
   for (const auto& leaf : ex.log()) tree.Append(merkle::LeafHash(crypto::Bytes(leaf)));
-  AuditLog(ex, org, all, tree, &sum, &withheld, &export_problems);
+  const bool log_verified = AuditLog(ex, org, all, tree, &sum, &withheld, &export_problems);
   if (sequences.size() > 1)
     export_problems.push_back("the receipts come from " + std::to_string(sequences.size()) +
                               " server keys of the organisation (each checked on its own)");
@@ -456,7 +475,8 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
       ++other_server;
       continue;
     }
-    if (std::string log = PhoneReceiptInLog(sr, r, ex, tree, org); !log.empty()) {
+    // Against a log that verified only: one that does not is counted once, above, whatever the phones hold.
+    if (std::string log = log_verified ? PhoneReceiptInLog(sr, r, ex, tree, org) : ""; !log.empty()) {
       ++sum.log_problems;
       export_problems.push_back(what + ": " + log);
     }
@@ -583,7 +603,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
                     ",\"sequence\":" + std::to_string(o.sequence) + "}" +
                     ",\"attachments\":" + o.attachments_json +
                     ",\"report\":" + (o.opened ? ReportToJson(o.report) : std::string("null")) + "}\n";
-    DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(fs::Join(out_dir, name), crypto::Bytes(j)));
+    DALA_RETURN_IF_ERROR(WriteUnsynced(fs::Join(out_dir, name), j));
     index += std::string(i ? "," : "") + "{\"file\":" + JsonEscape(name) + ",\"id\":" + JsonEscape(o.id_hex) +
              ",\"version\":" + std::to_string(o.version) + ",\"verified\":" + (ok ? "true" : "false") +
              ",\"problems\":" + ProblemsJson(o.problems) + "}";
@@ -599,6 +619,9 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
                         ",\"phone_receipts\":" + std::to_string(phone_receipts.size()) +
                         ",\"phone_receipts_invalid\":" + std::to_string(sum.phone_receipts_invalid) + ",\"problems\":" + ProblemsJson(export_problems) +
                         ",\"items\":" + index + "}\n";
+  // One sync for every report file, then summary.json, atomically: it names only files already on disk. (An
+  // fsync per file, as before, took about half the time of a 100,000-report export.)
+  DALA_RETURN_IF_ERROR(SyncFileSystem(out_dir));
   DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(fs::Join(out_dir, "summary.json"), crypto::Bytes(summary)));
   return sum;
 }

@@ -15,6 +15,7 @@ Invite = S(urls=(1,STR,T), server_key=(2,B,F), uses=(5,U32,F), expires_ms=(6,I64
 Receipt = S(report_id=(1,B,F), version=(2,U32,F), content_hash=(3,B,F), server_time_ms=(4,I64,F), sequence=(5,U,F), server_key=(6,B,F), device_key=(7,B,F))
 Export = S(server_key=(1,B,F), reports=(2,B,T), enrolments=(3,B,T), statement=(4,B,F), log=(5,B,T), log_head=(6,B,F))
 SignedHead = S(head=(1,B,F), sig=(2,B,F))
+PhoneReceipt = S(receipt=(1,B,F), sig=(2,B,F), leaf_index=(3,U,F), inclusion_proof=(4,B,T), log_head=(5,B,F))
 Entry = S(envelope=(1,B,F), receipt=(2,B,F))
 Enrolment = S(device_key=(1,B,F), invite=(2,B,F), proof=(3,B,F), enrolled_ms=(4,I64,F))
 EnvBody = S(report_id=(1,B,F), version=(2,U32,F), device_key=(3,B,F), keys=(4,B,T), nonce=(5,B,F), ciphertext=(6,B,F), attachments=(7,B,T), key_commitment=(8,B,F))
@@ -158,17 +159,58 @@ def mth(leaves):
     while k * 2 < len(leaves): k *= 2
     return hashlib.sha256(b"\1" + mth(leaves[:k]) + mth(leaves[k:])).digest()
 
+def leaf_hash(leaf): return hashlib.sha256(b"\0" + leaf).digest()
+
+def inclusion_ok(leaf, index, size, proof, root):
+    """RFC 9162 2.1.3.2: the leaf is leaf `index` of the tree of `size` leaves whose root is `root`."""
+    if index >= size or any(len(p) != 32 for p in proof): return False
+    fn, sn, r = index, size - 1, leaf_hash(leaf)
+    for p in proof:
+        if sn == 0: return False
+        if fn & 1 or fn == sn:
+            r = hashlib.sha256(b"\1" + p + r).digest()
+            if not fn & 1:
+                while not fn & 1 and fn != 0: fn >>= 1; sn >>= 1
+        else:
+            r = hashlib.sha256(b"\1" + r + p).digest()
+        fn >>= 1; sn >>= 1
+    return sn == 0 and r == root
+
+def parse_head(b):
+    """SignedLogHead -> (size, root, time_ms, server_key, head bytes, signature), or None."""
+    try: sh = msg(b, SignedHead)
+    except ValueError: return None
+    h = sh["head"]
+    if len(h) != 80: return None
+    return int.from_bytes(h[:8], "big"), h[8:40], int.from_bytes(h[40:48], "big", signed=True), h[48:80], h, sh["sig"]
+
+# docs/protocol.md, "Exact rules for a verifier", "Phone receipts": a phone receipt of this export's server
+# that carries log_head counts 1 in log_problems unless all of these hold.
+def phone_receipt_in_log(pr, r, leaf, ex, st):
+    sr = msg(pr, PhoneReceipt)
+    if not sr["log_head"]: return True  # no log_head (proto3: empty is absent): from before the log, not looked at
+    present = {num for num, wt, v in fields(pr)}  # leaf_index is `optional`: present or not, even when 0
+    head = parse_head(sr["log_head"])
+    if head is None: return False
+    size, root, t, key, h, sig = head
+    if key != r["server_key"] or not na.verify(key, "dala/v2/log-head", h, sig) or not authorised_at(st, key, t): return False
+    if 3 not in present or not inclusion_ok(leaf, sr["leaf_index"], size, sr["inclusion_proof"], root): return False
+    if size > len(ex["log"]): return False       # the server logged more than the export shows (or forked)
+    if mth(ex["log"][:size]) != root: return False  # another log shown to that phone: a fork
+    return ex["log"][sr["leaf_index"]] == leaf
+
+# Returns whether the log verified (head and leaves): phones' heads are held against it only then.
 def audit_log(ex, st, items, summ, withheld):
     if not ex["log_head"]:
-        summ["log_problems"] += 1; return
+        summ["log_problems"] += 1; return False
     sh = msg(ex["log_head"], SignedHead); h = sh["head"]
     if len(h) != 80:
-        summ["log_problems"] += 1; return
+        summ["log_problems"] += 1; return False
     size, root, t, key = int.from_bytes(h[:8], "big"), h[8:40], int.from_bytes(h[40:48], "big", signed=True), h[48:80]
     if not na.verify(key, "dala/v2/log-head", h, sh["sig"]) or key != ex["server_key"] or not authorised_at(st, key, t):
-        summ["log_problems"] += 1; return
+        summ["log_problems"] += 1; return False
     if size != len(ex["log"]) or mth(ex["log"]) != root:
-        summ["log_problems"] += 1; return
+        summ["log_problems"] += 1; return False
     leaves = set(ex["log"]); entries = set()
     for it in items:
         if not it["rok"]: continue
@@ -181,6 +223,7 @@ def audit_log(ex, st, items, summ, withheld):
         e = msg(e, Enrolment)
         leaf = b"\2" + e["device_key"] + na.blake2b(e["invite"]) + na.blake2b(e["proof"]) + struct.pack(">q", e["enrolled_ms"])
         if leaf not in leaves: summ["log_problems"] += 1
+    return True
 
 def open_export(org, path, phone_receipts=()):
     b = open(path, "rb").read()
@@ -233,13 +276,14 @@ def open_export(org, path, phone_receipts=()):
         items.append(it)
     seqs = {i["seq"] for i in items if i["rok"]}
     withheld = set(n for n in range(1, max(seqs) + 1) if n not in seqs) if seqs else set()
-    audit_log(ex, st, items, summ, withheld)
+    log_ok = audit_log(ex, st, items, summ, withheld)
     for pr in phone_receipts:
         sr = msg(pr, Signed2); r = msg(sr["a"], Receipt)
         canon = r["report_id"] + struct.pack(">I", r["version"]) + r["content_hash"] + struct.pack(">qQ", r["server_time_ms"], r["sequence"]) + r["server_key"] + r["device_key"]
         if not na.verify(r["server_key"], "dala/v2/receipt", canon, sr["sig"]) or not authorised_at(st, r["server_key"], r["server_time_ms"]):
             summ["phone_receipts_invalid"] += 1; continue
         if r["server_key"] != ex["server_key"]: continue
+        if log_ok and not phone_receipt_in_log(pr, r, b"\1" + canon, ex, st): summ["log_problems"] += 1
         k = (r["device_key"], r["report_id"], r["version"])
         held = seen.get(k)
         if held is None: withheld.add(r["sequence"])
