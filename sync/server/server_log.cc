@@ -13,12 +13,14 @@ Status ServerLog::Load() {
 }
 
 Result<merkle::Hash> ServerLog::Perfect(uint32_t level, uint64_t index) const {
+  if (auto it = cache_.find({level, index}); it != cache_.end()) return it->second;
   DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("SELECT hash FROM log_nodes WHERE level = ? AND idx = ?"));
   st.Bind(1, static_cast<int64_t>(level)).Bind(2, static_cast<int64_t>(index));
   DALA_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row || st.BlobView(0).size() != 32) return Status(Code::kCorrupt, "the log is missing a node");
   merkle::Hash h{};
   std::memcpy(h.data(), st.BlobView(0).data(), 32);
+  Remember(level, index, h);
   return h;
 }
 
@@ -39,6 +41,7 @@ Result<uint64_t> ServerLog::Append(std::string_view leaf) {
     node.Bind(1, static_cast<int64_t>(level)).Bind(2, static_cast<int64_t>(at)).Bind(3, h);
     DALA_RETURN_IF_ERROR(node.Run());
     node.Reset();
+    Remember(level, at, h);
     if ((at & 1) == 0) break;  // a left child: its parent is not complete yet
     DALA_ASSIGN_OR_RETURN(merkle::Hash left, Perfect(level, at - 1));
     h = merkle::NodeHash(left, h);

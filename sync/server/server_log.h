@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,12 +23,23 @@ class ServerLog : public merkle::Tree {
   Result<merkle::Hash> Perfect(uint32_t level, uint64_t index) const override;
   // Appends one leaf (its data as hashed); returns its index.
   Result<uint64_t> Append(std::string_view leaf);
-  void Rollback(uint64_t size) { size_ = size; }
+  void Rollback(uint64_t size) {
+    size_ = size;
+    cache_.clear();  // it may hold nodes of leaves the failed transaction appended
+  }
   Result<std::vector<std::string>> Leaves() const;
 
  private:
   db::Db& db_;
   uint64_t size_ = 0;
+  // Nodes never change once written, so the ones read or written lately are kept: a group commit's heads
+  // and its reports' inclusion proofs read the same few nodes again and again. Bounded; cleared whole.
+  mutable std::map<std::pair<uint32_t, uint64_t>, merkle::Hash> cache_;
+  static constexpr size_t kCacheNodes = 1 << 14;
+  void Remember(uint32_t level, uint64_t index, const merkle::Hash& h) const {
+    if (cache_.size() >= kCacheNodes) cache_.clear();
+    cache_.emplace(std::make_pair(level, index), h);
+  }
 };
 
 }  // namespace dala::server

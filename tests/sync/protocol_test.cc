@@ -26,6 +26,7 @@
 #include "format/response.h"
 #include "protocol/http_api.h"
 #include "server/server_core.h"
+#include "server/server_log.h"
 #include "client/log_witness.h"
 #include "client/sync_engine.h"
 #include "base/clock.h"
@@ -854,6 +855,36 @@ TEST(Server, TheLogHoldsEverythingTheServerAcceptedInOrder) {
   EXPECT_FALSE(db->Exec("UPDATE log SET leaf = X'00' WHERE idx = 2").ok());
   EXPECT_FALSE(db->Exec("DELETE FROM log WHERE idx = 4").ok());
   EXPECT_FALSE(db->Exec("DELETE FROM log_nodes").ok());
+}
+
+// The server keeps recent log nodes in memory; a transaction that fails takes its leaves with it, and
+// what is appended in their place is read back, not what the failed transaction had written.
+TEST(Log, NodesOfAFailedTransactionAreNotRemembered) {
+  TempDir t;
+  SecretBuffer key(32);
+  randombytes_buf(key.data(), key.size());
+  auto db = db::Db::Open(t.sub("log.db"), key, true);
+  ASSERT_TRUE(db.ok());
+  ASSERT_TRUE(db->Exec("CREATE TABLE log(idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL);"
+                       "CREATE TABLE log_nodes(level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, "
+                       "PRIMARY KEY(level, idx)) WITHOUT ROWID;").ok());
+  server::ServerLog log(*db);
+  ASSERT_TRUE(log.Load().ok());
+  ASSERT_TRUE(log.Append("a").ok());
+  {
+    db::Txn txn(*db);
+    ASSERT_TRUE(txn.Begin().ok());
+    ASSERT_TRUE(log.Append("forgotten").ok());
+    ASSERT_TRUE(log.Perfect(1, 0).ok());
+    log.Rollback(1);  // the transaction ends without a commit
+  }
+  ASSERT_TRUE(log.Append("b").ok());
+  merkle::MemoryTree want;
+  want.Append(merkle::LeafHash(crypto::Bytes(std::string("a"))));
+  want.Append(merkle::LeafHash(crypto::Bytes(std::string("b"))));
+  EXPECT_EQ(*log.Perfect(0, 1), *want.Perfect(0, 1));
+  EXPECT_EQ(*log.Perfect(1, 0), *want.Perfect(1, 0));
+  EXPECT_EQ(*merkle::Root(log, 2), *merkle::Root(want, 2));
 }
 
 // The log as a phone sees it (docs/protocol.md, "What a phone checks").
