@@ -74,7 +74,10 @@ std::string SignLogHead(const crypto::SigningKey& server, const LogHead& head) {
 
 Result<LogHead> VerifyLogHead(std::span<const uint8_t> signed_head) {
   v1::SignedLogHead s;
-  if (!s.ParseFromArray(signed_head.data(), static_cast<int>(signed_head.size())) || s.head().size() != 80)
+  // Exactly the 148 bytes of {head, signature}: nothing unsigned rides along into receipts and witnesses.
+  if (signed_head.size() != kSignedLogHeadBytes ||
+      !s.ParseFromArray(signed_head.data(), static_cast<int>(signed_head.size())) || s.head().size() != 80 ||
+      s.signature().size() != 64 || s.SerializeAsString() != std::string_view(reinterpret_cast<const char*>(signed_head.data()), signed_head.size()))
     return Status(Code::kVerify, "the log head is malformed");
   LogHead h;
   h.size = GetBe(s.head(), 0, 8);
@@ -88,7 +91,9 @@ Result<LogHead> VerifyLogHead(std::span<const uint8_t> signed_head) {
 
 uint64_t LogHeadSize(std::string_view signed_head) {
   v1::SignedLogHead s;
-  if (!s.ParseFromArray(signed_head.data(), static_cast<int>(signed_head.size())) || s.head().size() != 80) return 0;
+  if (signed_head.size() != kSignedLogHeadBytes ||
+      !s.ParseFromArray(signed_head.data(), static_cast<int>(signed_head.size())) || s.head().size() != 80)
+    return 0;
   return GetBe(s.head(), 0, 8);
 }
 
@@ -113,8 +118,8 @@ bool ReceiptInLog(const v1::Receipt& receipt, uint64_t leaf_index,
 bool Extends(const LogHead& new_head, const LogHead& old_head,
              const google::protobuf::RepeatedPtrField<std::string>& proof) {
   if (old_head.size > new_head.size) return false;
-  if (old_head.size == new_head.size) return old_head.root == new_head.root && proof.empty();
-  if (old_head.size == 0) return proof.empty();
+  if (old_head.size == new_head.size) return old_head.root == new_head.root;  // nothing to prove
+  if (old_head.size == 0) return true;
   auto hashes = ProofHashes(proof);
   return hashes.ok() && merkle::VerifyConsistency(old_head.size, new_head.size, old_head.root, new_head.root, *hashes);
 }

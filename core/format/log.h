@@ -34,6 +34,11 @@ struct LogHead {
   int64_t time_ms = 0;
   crypto::PublicKey server_key{};
 };
+// A SignedLogHead as the server writes it: {head (80 bytes), signature (64)}, 148 bytes; no other encoding
+// of it is accepted.
+inline constexpr size_t kSignedLogHeadBytes = 148;
+// A request hands back at most this many heads (a phone's tip and up to 8 waiting to be linked).
+inline constexpr int kMaxLogHeadsPerRequest = 9;
 // The signed bytes: size (u64 BE) || root (32) || time_ms (i64 BE) || server key (32).
 std::string LogHeadMessage(const LogHead& head);
 // Serialized SignedLogHead.
@@ -50,7 +55,8 @@ Result<std::vector<merkle::Hash>> ProofHashes(const google::protobuf::RepeatedPt
 bool ReceiptInLog(const v1::Receipt& receipt, uint64_t leaf_index,
                   const google::protobuf::RepeatedPtrField<std::string>& proof, const LogHead& head);
 // Whether the tree `old_head` signs is a prefix of the one `new_head` signs, by the consistency proof
-// (equal sizes: equal roots; a smaller new head never is).
+// (equal sizes: equal roots, whatever the proof; a smaller new head never is). A malformed proof is
+// not a contradiction: check it with ProofHashes first.
 bool Extends(const LogHead& new_head, const LogHead& old_head,
              const google::protobuf::RepeatedPtrField<std::string>& proof);
 

@@ -217,7 +217,9 @@ class Store {
                       std::string_view reason);
   // Every outcome of one answer in one transaction, all or none: each as MarkDelivered, MarkRetry or
   // MarkRejected records it (the first error rolls all of them back).
-  Status RecordOutcomes(const std::string& destination, std::span<const OutboxOutcome> outcomes);
+  // `log_witness`, when not null, is stored for the destination in the same transaction (SetLogWitness).
+  Status RecordOutcomes(const std::string& destination, std::span<const OutboxOutcome> outcomes,
+                        const std::string* log_witness = nullptr);
   // Gives back items NextBatch handed out that were never sent: pending as before, their attempt not counted.
   Status Unclaim(const std::string& destination, std::span<const OutboxItem> items);
   // Back to pending and due at once, without backoff (e.g. the batch was too large, not the item at fault).

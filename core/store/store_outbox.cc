@@ -194,9 +194,12 @@ Status Store::MarkDelivered(const std::string& destination, const ReportId& id, 
 // One answer's outcomes, one commit: a phone draining its outbox pays one synced write per answer, not one
 // per report. A crash before the commit leaves them all in flight, pending again at the next open: they are
 // sent again and the server answers with the receipts it gave the first time.
-Status Store::RecordOutcomes(const std::string& destination, std::span<const OutboxOutcome> outcomes) {
+Status Store::RecordOutcomes(const std::string& destination, std::span<const OutboxOutcome> outcomes,
+                             const std::string* log_witness) {
   DALA_RETURN_IF_ERROR(ValidateDestination(destination));
-  if (outcomes.empty()) return Status::Ok();
+  if (outcomes.empty() && log_witness == nullptr) return Status::Ok();
+  if (log_witness != nullptr && log_witness->size() > 64 * 1024)
+    return Status(Code::kInvalidArgument, "a log witness is at most 64 KiB");
   std::lock_guard lock(mu_);
   db::Txn txn(db_);
   DALA_RETURN_IF_ERROR(txn.Begin());
@@ -226,6 +229,11 @@ Status Store::RecordOutcomes(const std::string& destination, std::span<const Out
     }
   }
   DALA_RETURN_IF_ERROR(flush());
+  if (log_witness != nullptr) {
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("UPDATE servers SET log_witness = ? WHERE destination = ?"));
+    st.Bind(1, crypto::Bytes(*log_witness)).BindText(2, destination);
+    DALA_RETURN_IF_ERROR(st.Run());
+  }
   DALA_RETURN_IF_ERROR(txn.Commit());
   SweepAfterCommitLocked();
   return Status::Ok();

@@ -5,7 +5,7 @@
 namespace dala::sync {
 namespace {
 
-constexpr int kMaxUnlinked = 8;  // a pipelined engine leaves at most a few; a request carries 16 heads at most
+constexpr int kMaxUnlinked = protocol::kMaxLogHeadsPerRequest - 1;  // a pipelined engine leaves at most a few
 constexpr int kMaxEvidence = 16;
 
 // The head, if `server` signed it.
@@ -31,6 +31,12 @@ LogWitness LogWitness::Load(std::string_view stored, const crypto::PublicKey& se
   return w;
 }
 
+bool LogWitness::Contradicted() const {
+  for (const auto& e : state_.evidence())
+    if (HeadOf(e, server_).ok()) return true;
+  return false;
+}
+
 std::vector<std::string> LogWitness::HeadsToSend() const {
   std::vector<std::string> out;
   if (!state_.tip().empty()) out.push_back(state_.tip());
@@ -45,7 +51,8 @@ Result<protocol::LogHead> LogWitness::Observe(const std::vector<std::string>& se
     return Status(Code::kVerify, "the answer does not prove its log head extends each head the request carried");
   for (size_t i = 0; i < sent.size(); ++i) {
     auto old = HeadOf(sent[i], server_);
-    if (!old.ok() || proofs[static_cast<int>(i)].from_size() != old->size)
+    if (!old.ok() || proofs[static_cast<int>(i)].from_size() != old->size ||
+        !protocol::ProofHashes(proofs[static_cast<int>(i)].hashes()).ok())
       return Status(Code::kVerify, "the answer's consistency proofs do not match the heads the request carried");
     if (!protocol::Extends(head, *old, proofs[static_cast<int>(i)].hashes())) {
       if (state_.evidence_size() < kMaxEvidence) {

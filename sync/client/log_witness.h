@@ -33,6 +33,9 @@ class LogWitness {
   Result<protocol::LogHead> Observe(const std::vector<std::string>& sent, std::string_view answer_head,
                                     const google::protobuf::RepeatedPtrField<v1::ConsistencyProof>& proofs);
   static bool Contradicts(const Status& s) { return s.code() == Code::kState; }
+  // Whether this server's log was caught contradicting itself: nothing more is sent to it (a server key the
+  // organisation has since replaced starts clean).
+  bool Contradicted() const;
 
   const v1::LogWitness& state() const { return state_; }
 

@@ -72,6 +72,9 @@ v1::Request NewRequest(const ServerInfo& server) {
 }  // namespace
 
 Result<std::optional<HttpRequest>> SyncEngine::Next() {
+  if (!stopped_ && witness_.Contradicted())
+    Stop("this server's log contradicted a head it signed before (a fork, or a server restored from an old "
+         "backup): nothing more is sent there; the evidence is kept; tell the organisation", false);
   if (stopped_) return std::optional<HttpRequest>();
   v1::Request req = NewRequest(server_);
   if (!server_.enrolled) {
@@ -92,7 +95,13 @@ Result<std::optional<HttpRequest>> SyncEngine::Next() {
   }
   if (items.empty()) {
     // Small reports went first (every push precedes the uploads); now the attachments, by priority.
-    if (uploads_.empty()) return std::optional<HttpRequest>();
+    if (uploads_.empty()) {
+      // Heads a pipelined push brought, not yet proven to extend the newest: one push of no reports, with
+      // every head, links them before the run ends.
+      if (witness_.state().unlinked_size() == 0 || linking_sent_) return std::optional<HttpRequest>();
+      linking_sent_ = true;
+      return Push(req, {});
+    }
     Upload& u = uploads_.front();
     const auto& m = u.manifests[u.current];
     const uint64_t offset = u.received[u.current];
@@ -131,7 +140,7 @@ Result<std::optional<HttpRequest>> SyncEngine::Push(v1::Request& req, std::vecto
 Result<std::optional<HttpRequest>> SyncEngine::NextPush() {
   // Only queued reports, one push ahead: enrolment, pushes again after uploads, and uploads go as Next()
   // sends them, each after the answer before it was applied.
-  if (stopped_ || !server_.enrolled || !ready_.empty() || pushes_.size() != 1) return std::optional<HttpRequest>();
+  if (stopped_ || witness_.Contradicted() || !server_.enrolled || !ready_.empty() || pushes_.size() != 1) return std::optional<HttpRequest>();
   DALA_ASSIGN_OR_RETURN(std::vector<OutboxItem> items, store_.NextBatch(server_.destination, max_batch_, max_bytes_));
   if (items.empty()) return std::optional<HttpRequest>();
   v1::Request req = NewRequest(server_);
@@ -169,6 +178,12 @@ Status SyncEngine::RetryAll(std::string_view reason) {
   ready_.clear();
   uploads_.clear();
   return store_.RecordOutcomes(server_.destination, retry);
+}
+
+Status SyncEngine::Abandon(std::string_view why) {
+  Status retried = RetryAll(why);
+  Status finished = Finish();
+  return retried.ok() ? finished : retried;
 }
 
 Status SyncEngine::Finish() {
@@ -415,15 +430,21 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
   // The log (docs/protocol.md, "What a phone checks"): a receipt counts only with its place in a head that
   // extends every head the server signed for this phone before. A head that cannot is kept as evidence.
   std::optional<protocol::LogHead> head;
+  std::optional<LogWitness> next_witness;
   bool receipts = false;
   for (const auto& res : resp.results()) receipts = receipts || res.code() == v1::STORED || res.code() == v1::DUPLICATE;
   if (receipts || !resp.log_head().empty()) {
+    // On a copy: the witness moves on only once what this answer means is recorded, together with it.
+    next_witness = witness_;
     Result<protocol::LogHead> observed =
         resp.log_head().empty() ? Result<protocol::LogHead>(Status(Code::kVerify, "the answer carries no log head"))
-                                : witness_.Observe(answering_heads_, resp.log_head(), resp.consistency());
+                                : next_witness->Observe(answering_heads_, resp.log_head(), resp.consistency());
     if (!observed.ok()) {
       const bool contradicts = LogWitness::Contradicts(observed.status());
-      if (contradicts) DALA_RETURN_IF_ERROR(store_.SetLogWitness(server_.destination, witness_.Serialize()));
+      if (contradicts) {  // the evidence, at once
+        DALA_RETURN_IF_ERROR(store_.SetLogWitness(server_.destination, next_witness->Serialize()));
+        witness_ = *next_witness;
+      }
       Stop("the server's log: " + observed.status().message() + (contradicts ? "" : "; trying again later"), !contradicts);
       DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, server_.enrolled, last_error_));
       return RetryAll(last_error_);
@@ -441,7 +462,27 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
     outcomes.push_back(OutboxOutcome{kind, it.id, it.version, std::move(receipt), std::move(reason)});
   };
   std::vector<bool> answered(in_flight.size(), false);
-  for (const auto& res : resp.results()) {
+  // Each result's whole inclusion proof: what it carries, then the tail it shares with the previous one's.
+  std::vector<google::protobuf::RepeatedPtrField<std::string>> proofs(static_cast<size_t>(resp.results_size()));
+  {
+    const google::protobuf::RepeatedPtrField<std::string>* previous = nullptr;
+    for (int r = 0; r < resp.results_size(); ++r) {
+      const v1::PushResult& res = resp.results(r);
+      if (!res.has_leaf_index()) continue;
+      auto& proof = proofs[static_cast<size_t>(r)];
+      proof = res.inclusion_proof();
+      const int shared = static_cast<int>(std::min<uint32_t>(res.proof_shared(), 1024));
+      if (shared > 0 && previous != nullptr && shared <= previous->size() && proof.size() + shared <= 128) {
+        for (int k = previous->size() - shared; k < previous->size(); ++k) *proof.Add() = (*previous)[k];
+      } else if (shared > 0) {
+        proof.Clear();  // names hashes that are not there: this receipt's place is not shown
+      }
+      previous = &proof;
+    }
+  }
+  for (int r = 0; r < resp.results_size(); ++r) {
+    const v1::PushResult& res = resp.results(r);
+    const auto& inclusion_proof = proofs[static_cast<size_t>(r)];
     size_t i = 0;
     for (; i < in_flight.size(); ++i) {
       const auto& it = in_flight[i];
@@ -474,7 +515,7 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
           break;
         }
         // And only at its place in the server's log, which the phone keeps with it.
-        if (!res.has_leaf_index() || !protocol::ReceiptInLog(receipt, res.leaf_index(), res.inclusion_proof(), *head)) {
+        if (!res.has_leaf_index() || !protocol::ReceiptInLog(receipt, res.leaf_index(), inclusion_proof, *head)) {
           outcome(OutboxOutcome::Kind::kRetry, it, "the server's log does not show this receipt; kept queued");
           last_error_ = "a receipt is not in the server's log as its answer claims";
           break;
@@ -482,7 +523,7 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
         v1::SignedReceipt held;
         held.ParseFromString(*kept);
         held.set_leaf_index(res.leaf_index());
-        *held.mutable_inclusion_proof() = res.inclusion_proof();
+        *held.mutable_inclusion_proof() = inclusion_proof;
         held.set_log_head(resp.log_head());
         const std::string held_bytes = held.SerializeAsString();
         outcome(OutboxOutcome::Kind::kDelivered, it, "", std::vector<uint8_t>(held_bytes.begin(), held_bytes.end()));
@@ -507,8 +548,9 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
   }
   for (size_t i = 0; i < in_flight.size(); ++i)
     if (!answered[i]) outcome(OutboxOutcome::Kind::kRetry, in_flight[i], "the server did not answer for this report");
-  DALA_RETURN_IF_ERROR(store_.RecordOutcomes(server_.destination, outcomes));
-  if (head) DALA_RETURN_IF_ERROR(store_.SetLogWitness(server_.destination, witness_.Serialize()));
+  const std::string witness_bytes = head ? next_witness->Serialize() : std::string();
+  DALA_RETURN_IF_ERROR(store_.RecordOutcomes(server_.destination, outcomes, head ? &witness_bytes : nullptr));
+  if (head) witness_ = std::move(*next_witness);
   delivered_ += delivered;
   rejected_ += rejected;
   return Status::Ok();
@@ -560,40 +602,49 @@ Result<RunResult> RunOnce(Store& store, Transport& transport, int64_t deadline_m
     };
     std::optional<HttpRequest> current;  // to send now
     std::optional<Answered> previous;    // answered, verified OK, applied while `current` is at the server
-    for (;;) {
-      if (!current) {
-        if (!due()) break;
-        DALA_ASSIGN_OR_RETURN(current, engine.Next());
-        if (!current) break;
+    // An error of this side (the store) ends the run: what it had taken is queued again, not left in flight
+    // until the store is next opened.
+    auto drive = [&]() -> Status {
+      for (;;) {
+        if (!current) {
+          if (!due()) break;
+          DALA_ASSIGN_OR_RETURN(current, engine.Next());
+          if (!current) break;
+        }
+        const bool push = current->path == protocol::kPathPush;
+        std::future<Result<std::optional<HttpRequest>>> helper;
+        if (previous || push)
+          helper = std::async(std::launch::async | std::launch::deferred,
+                              [&engine, &previous, push]() -> Result<std::optional<HttpRequest>> {
+                                if (previous) DALA_RETURN_IF_ERROR(engine.Apply(previous->request, previous->response));
+                                if (!push) return std::optional<HttpRequest>();
+                                return engine.NextPush();
+                              });
+        auto resp = post(*current);
+        Result<std::optional<HttpRequest>> following =
+            helper.valid() ? helper.get() : Result<std::optional<HttpRequest>>(std::optional<HttpRequest>());
+        if (previous) {
+          previous.reset();
+          if (following.ok()) DALA_RETURN_IF_ERROR(report());
+        }
+        DALA_RETURN_IF_ERROR(following.status());
+        if (*following && due() && engine.Pipelinable(*current, resp)) {
+          previous.emplace(Answered{std::move(*current), std::move(resp)});
+          current = std::move(*following);
+          continue;
+        }
+        if (*following) DALA_RETURN_IF_ERROR(engine.Unsent(**following));
+        DALA_RETURN_IF_ERROR(engine.Apply(*current, resp));
+        current.reset();
+        DALA_RETURN_IF_ERROR(report());
+        if (engine.pause_ms() > 0 && SystemNowMs() + engine.pause_ms() < deadline_ms)
+          std::this_thread::sleep_for(std::chrono::milliseconds(engine.pause_ms()));
       }
-      const bool push = current->path == protocol::kPathPush;
-      std::future<Result<std::optional<HttpRequest>>> helper;
-      if (previous || push)
-        helper = std::async(std::launch::async | std::launch::deferred,
-                            [&engine, &previous, push]() -> Result<std::optional<HttpRequest>> {
-                              if (previous) DALA_RETURN_IF_ERROR(engine.Apply(previous->request, previous->response));
-                              if (!push) return std::optional<HttpRequest>();
-                              return engine.NextPush();
-                            });
-      auto resp = post(*current);
-      Result<std::optional<HttpRequest>> following =
-          helper.valid() ? helper.get() : Result<std::optional<HttpRequest>>(std::optional<HttpRequest>());
-      if (previous) {
-        previous.reset();
-        if (following.ok()) DALA_RETURN_IF_ERROR(report());
-      }
-      DALA_RETURN_IF_ERROR(following.status());
-      if (*following && due() && engine.Pipelinable(*current, resp)) {
-        previous.emplace(Answered{std::move(*current), std::move(resp)});
-        current = std::move(*following);
-        continue;
-      }
-      if (*following) DALA_RETURN_IF_ERROR(engine.Unsent(**following));
-      DALA_RETURN_IF_ERROR(engine.Apply(*current, resp));
-      current.reset();
-      DALA_RETURN_IF_ERROR(report());
-      if (engine.pause_ms() > 0 && SystemNowMs() + engine.pause_ms() < deadline_ms)
-        std::this_thread::sleep_for(std::chrono::milliseconds(engine.pause_ms()));
+      return Status::Ok();
+    };
+    if (Status failed = drive(); !failed.ok()) {
+      (void)engine.Abandon("the run stopped on an error of this phone's store; sent again later");
+      return failed;
     }
     DALA_RETURN_IF_ERROR(engine.Finish());
     result.delivered += engine.delivered();

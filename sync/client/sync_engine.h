@@ -92,6 +92,8 @@ class SyncEngine {
   bool unreachable() const { return unreachable_; }
   // Ends a run cut short (deadline, cancel): reports still waiting for uploads are due again at once.
   Status Finish();
+  // Ends a run that failed on this side (the store): every report taken for it is queued again.
+  Status Abandon(std::string_view why);
   // A pause the engine asks for before its next request (another upload of the same file is ending).
   int64_t pause_ms() const { return pause_ms_; }
   uint64_t upload_done() const;
@@ -139,6 +141,7 @@ class SyncEngine {
   int64_t pause_ms_ = 0;
   uint64_t upload_total_ = 0, upload_finished_ = 0;
   bool stopped_ = false, unreachable_ = false;
+  bool linking_sent_ = false;  // the run's push that carries only log heads, to link those left unlinked
   uint64_t delivered_ = 0, rejected_ = 0;
   std::string last_error_;
 };

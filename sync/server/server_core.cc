@@ -188,15 +188,30 @@ Status ServerCore::AddLogLocked(const PushJob& job, const std::string& signed_he
   v1::Response r;
   if (!r.ParseFromString(answer->body)) return Status(Code::kInternal, "an answer could not be read back");
   r.set_log_head(signed_head);
+  std::vector<merkle::Hash> previous;
   for (auto& res : *r.mutable_results()) {
     if (!res.has_leaf_index()) continue;
     DALA_ASSIGN_OR_RETURN(std::vector<merkle::Hash> proof, merkle::InclusionProof(log_, res.leaf_index(), size));
-    for (const auto& h : proof) res.add_inclusion_proof(h.data(), h.size());
+    size_t shared = 0;  // the longest common tail with the previous proof travels once
+    while (shared < proof.size() && shared < previous.size() &&
+           proof[proof.size() - 1 - shared] == previous[previous.size() - 1 - shared])
+      ++shared;
+    for (size_t i = 0; i + shared < proof.size(); ++i) res.add_inclusion_proof(proof[i].data(), proof[i].size());
+    res.set_proof_shared(static_cast<uint32_t>(shared));
+    previous = std::move(proof);
   }
-  for (uint64_t from : job.log_sizes) {
+  for (size_t i = 0; i < job.log_sizes.size(); ++i) {
+    const uint64_t from = job.log_sizes[i];
     v1::ConsistencyProof* c = r.add_consistency();
     c->set_from_size(from);
     if (from == 0 || from >= size) continue;  // nothing to prove, or more than this log holds: the phone decides
+    bool again = false;  // the same size twice: proven once
+    for (size_t k = 0; k < i && !again; ++k)
+      if (job.log_sizes[k] == from) {
+        *c->mutable_hashes() = r.consistency(static_cast<int>(k)).hashes();
+        again = true;
+      }
+    if (again) continue;
     DALA_ASSIGN_OR_RETURN(std::vector<merkle::Hash> proof, merkle::ConsistencyProof(log_, from, size));
     for (const auto& h : proof) c->add_hashes(h.data(), h.size());
   }
@@ -312,7 +327,8 @@ void ServerCore::HandleAsync(std::string_view method, std::string_view target, s
   // Here, on the caller's thread (in parallel across connections): every envelope's device signature.
   PushJob job;
   job.device_key = req->device_key();
-  if (req->log_heads_size() > 16) return done(Reply(400, v1::BAD_REQUEST, "too many log heads in one request", now));
+  if (req->log_heads_size() > protocol::kMaxLogHeadsPerRequest)
+    return done(Reply(400, v1::BAD_REQUEST, "too many log heads in one request", now));
   for (const auto& h : req->log_heads()) job.log_sizes.push_back(protocol::LogHeadSize(h));
   job.done = std::move(done);
   job.items.resize(static_cast<size_t>(envelopes.size()));

@@ -957,7 +957,7 @@ TEST(Log, EveryReceiptCarriesItsPlaceInTheServersLog) {
 
   // Whoever holds the server's key answers with the report at another leaf, or without its proof.
   const crypto::SigningKey stolen = w.StolenServerKey();
-  for (int lie : {0, 1, 2}) {
+  for (int lie : {0, 1, 2, 3}) {
     SealOne(*phone, "lied about " + std::to_string(lie));
     w.net->tamper = [&](const sync::HttpRequest& req, std::string& body) {
       v1::Response r = Answer(body);
@@ -965,6 +965,7 @@ TEST(Log, EveryReceiptCarriesItsPlaceInTheServersLog) {
       if (lie == 0) r.mutable_results(0)->set_leaf_index(r.results(0).leaf_index() - 1);
       if (lie == 1) r.mutable_results(0)->clear_inclusion_proof();
       if (lie == 2) r.clear_log_head();
+      if (lie == 3) r.set_log_head(r.log_head() + std::string("\x1a\x04pad!", 6));  // unsigned bytes riding along
       body = SignAnswer(stolen, r, req);
     };
     auto run = Sync(*phone, *w.net);
@@ -974,6 +975,30 @@ TEST(Log, EveryReceiptCarriesItsPlaceInTheServersLog) {
     ASSERT_TRUE(phone->RetryNow().ok());
     EXPECT_EQ(Sync(*phone, *w.net).delivered, 1u) << lie;  // stored already: the true answer comes now
   }
+  // The reports of one push are neighbouring leaves: each proof after the first carries only the hashes it
+  // does not share with the one before. A count that claims more than is there shows nothing.
+  SealOne(*phone, "first of two");
+  ReportId second = SealOne(*phone, "second of two");
+  w.net->tamper = [&](const sync::HttpRequest& req, std::string& body) {
+    v1::Response r = Answer(body);
+    if (r.results_size() != 2) return;
+    EXPECT_GT(r.results(1).proof_shared(), 0u);
+    EXPECT_LT(r.results(1).inclusion_proof_size(), r.results(0).inclusion_proof_size());
+    r.mutable_results(1)->set_proof_shared(r.results(1).proof_shared() + 1);
+    body = SignAnswer(stolen, r, req);
+  };
+  auto shared = Sync(*phone, *w.net);
+  EXPECT_EQ(shared.delivered, 1u);
+  EXPECT_EQ(shared.remaining, 1u);
+  EXPECT_EQ(phone->Get(second)->state, ReportState::kQueued);
+  w.net->tamper = nullptr;
+  ASSERT_TRUE(phone->RetryNow().ok());
+  EXPECT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  v1::SignedReceipt whole = HeldReceipt(*phone, second);  // kept whole: anyone can check it alone
+  v1::Receipt wr;
+  ASSERT_TRUE(wr.ParseFromString(whole.receipt()));
+  EXPECT_TRUE(protocol::ReceiptInLog(wr, whole.leaf_index(), whole.inclusion_proof(),
+                                     *protocol::VerifyLogHead(crypto::Bytes(whole.log_head()))));
   EXPECT_EQ(Witness(*phone).evidence_size(), 0);
 }
 
@@ -1024,6 +1049,11 @@ TEST(Log, AForkedLogIsCaughtByTheDeskAndByThePhoneThatSeesBothBranches) {
   EXPECT_EQ(run.delivered, 0u);
   EXPECT_EQ(run.remaining, 1u);
   EXPECT_NE(run.last_error.find("fork"), std::string::npos) << run.last_error;
+  // Nor does he send anything more to the branch he knew, which could otherwise feed him its own log again.
+  int to_clone_calls = to_clone.calls;
+  ASSERT_TRUE(bob->RetryNow().ok());
+  EXPECT_EQ(Sync(*bob, to_clone).delivered, 0u);
+  EXPECT_EQ(to_clone.calls.load(), to_clone_calls);
   v1::LogWitness witness = Witness(*bob);
   ASSERT_EQ(witness.evidence_size(), 2);
   EXPECT_EQ(witness.evidence(0), HeldReceipt(*bob, bobs).log_head());
@@ -1114,6 +1144,13 @@ TEST(Log, AHeadProvenOnlyAgainstAnOlderHeadWaitsForTheNextAnswer) {
   ASSERT_TRUE(w.Observe(w.HeadsToSend(), h9, proofs(w.HeadsToSend(), 9)).ok());
   EXPECT_EQ(w.state().tip(), h9);
   EXPECT_EQ(w.state().unlinked_size(), 0);
+  // A malformed proof (a hash of 31 bytes) proves nothing, and is no evidence either.
+  const std::string h12 = head_at(12);
+  auto malformed = proofs(w.HeadsToSend(), 12);
+  ASSERT_GT(malformed.Mutable(0)->hashes_size(), 0);
+  malformed.Mutable(0)->mutable_hashes(0)->pop_back();
+  EXPECT_EQ(w.Observe(w.HeadsToSend(), h12, malformed).status().code(), Code::kVerify);
+  EXPECT_EQ(w.state().evidence_size(), 0);
   // A head of another key is not this server's.
   const crypto::SigningKey other = crypto::GenerateSigningKey();
   protocol::LogHead fake;
@@ -2269,7 +2306,7 @@ TEST(Sync, APipelinedDrainSendsOnlyWhatOnePushAtATimeWould) {
   ASSERT_TRUE(desk::RotateRecipients(w.desk, SystemNowMs()).ok());
   std::vector<uint64_t> versions;
   w.net->intercept = [&](const sync::HttpRequest& req) -> std::optional<std::string> {
-    if (req.path != protocol::kPathPush) return std::nullopt;
+    if (req.path != protocol::kPathPush || PushedIds(req).empty()) return std::nullopt;  // not the linking push
     versions.push_back(push_statement(req));
     if (versions.size() == 1) EXPECT_TRUE(w.server->SetStatement(w.desk.signed_statement).ok());
     return std::nullopt;
@@ -2284,6 +2321,11 @@ TEST(Sync, APipelinedDrainSendsOnlyWhatOnePushAtATimeWould) {
   EXPECT_EQ(versions[2], w.desk.statement.version());
   EXPECT_EQ(*w.server->ReportCount(), 200u);  // each stored once
   EXPECT_EQ(phone->Stats(destination)->delivered, 200u);
+  // A pipelined push's head was proven against an older head only; the run ends linking it to the newest.
+  v1::LogWitness witness = Witness(*phone);
+  EXPECT_EQ(witness.unlinked_size(), 0);
+  EXPECT_EQ(witness.evidence_size(), 0);
+  EXPECT_EQ(protocol::VerifyLogHead(crypto::Bytes(witness.tip()))->size, 1 + 1 + 200 + 1u);  // statements, enrolment, reports
 }
 
 TEST(Media, CanaryAppearsNowhereOnThePhoneOrTheServer) {
