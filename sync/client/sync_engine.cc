@@ -127,8 +127,8 @@ Result<std::optional<HttpRequest>> SyncEngine::Next() {
 Result<std::optional<HttpRequest>> SyncEngine::Push(v1::Request& req, std::vector<OutboxItem> items) {
   auto* push = req.mutable_push();
   for (const auto& item : items) push->add_envelopes(item.envelope.data(), item.envelope.size());
-  std::vector<std::string> heads = witness_.HeadsToSend();  // handed back: the answer proves its head extends them
-  for (const auto& head : heads) req.add_log_heads(head);
+  std::vector<std::string> heads = witness_.HeadsToSend();  // their sizes handed back: the answer proves its head
+  for (const auto& head : heads) req.add_log_sizes(protocol::LogHeadSize(head));  // extends each
   HttpRequest h;
   h.path = protocol::kPathPush;
   h.body = store_.SignRequest(req);

@@ -327,9 +327,9 @@ void ServerCore::HandleAsync(std::string_view method, std::string_view target, s
   // Here, on the caller's thread (in parallel across connections): every envelope's device signature.
   PushJob job;
   job.device_key = req->device_key();
-  if (req->log_heads_size() > protocol::kMaxLogHeadsPerRequest)
+  if (req->log_sizes_size() > protocol::kMaxLogHeadsPerRequest)
     return done(Reply(400, v1::BAD_REQUEST, "too many log heads in one request", now));
-  for (const auto& h : req->log_heads()) job.log_sizes.push_back(protocol::LogHeadSize(h));
+  job.log_sizes.assign(req->log_sizes().begin(), req->log_sizes().end());
   job.done = std::move(done);
   job.items.resize(static_cast<size_t>(envelopes.size()));
   for (int i = 0; i < envelopes.size(); ++i) {

@@ -921,7 +921,7 @@ TEST(Log, EveryReceiptCarriesItsPlaceInTheServersLog) {
     v1::SignedRequest sreq;
     v1::Request r;
     if (req.path == protocol::kPathPush && sreq.ParseFromString(req.body) && r.ParseFromString(sreq.request()))
-      heads_sent.push_back(r.log_heads_size());
+      heads_sent.push_back(r.log_sizes_size());
   };
   ASSERT_EQ(Sync(*phone, *w.net).delivered, 2u);
   ReportId c = SealOne(*phone, "c");
