@@ -504,7 +504,7 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
         receipt.set_report_id(it.id.data(), it.id.size());
         receipt.set_version(it.version);
         receipt.set_content_hash(sent.data(), sent.size());
-        receipt.set_server_time_ms(res.server_time_ms());
+        receipt.set_server_time_ms(res.server_time_ms() != 0 ? res.server_time_ms() : resp.server_time_ms());
         receipt.set_sequence(res.sequence());
         receipt.set_server_key(server_.server_key.data(), 32);
         receipt.set_device_key(me.data(), me.size());

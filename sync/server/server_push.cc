@@ -141,7 +141,7 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
     sent.ParseFromString(signed_receipt);
     res->set_code(v1::STORED);
     res->set_sequence(static_cast<uint64_t>(sequence));
-    res->set_server_time_ms(now);
+    // The receipt's time is the answer's (resp.server_time_ms): not repeated per report.
     res->set_receipt_signature(sent.signature());
     res->set_leaf_index(leaf);
     Failpoint("server.push.stored");  // crash tests stop the server here, inside the transaction
