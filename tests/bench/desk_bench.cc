@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "../support/must.h"
 #include "base/clock.h"
 #include "base/fsutil.h"
 #include "client/sync_engine.h"
@@ -41,20 +42,7 @@ void Info(const char* metric, double v, const char* unit) {
   std::printf("%-44s %12.3f %s  (reported; no target)\n", metric, v, unit);
 }
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-template <typename T>
-T Must(Result<T> r, const char* what) {
-  if (!r.ok()) {
-    std::fprintf(stderr, "%s: %s\n", what, r.status().message().c_str());
-    std::exit(1);
-  }
-  return std::move(r).value();
-}
-void Must(const Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "%s: %s\n", what, s.message().c_str());
-    std::exit(1);
-  }
-}
+using testing::Must;
 
 // CPU seconds (user + system) this process used so far, all threads: beside a wall time it tells computing
 // from waiting (for fsync, say).

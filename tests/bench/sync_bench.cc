@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "../support/must.h"
 #include "client/http_transport.h"
 #include "format/invite.h"
 #include "format/receipt.h"
@@ -63,20 +64,7 @@ double Pct(std::vector<double> v, double p) {
   return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
 }
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-template <typename T>
-T Must(Result<T> r, const char* what) {
-  if (!r.ok()) {
-    std::fprintf(stderr, "%s: %s\n", what, r.status().message().c_str());
-    std::exit(1);
-  }
-  return std::move(r).value();
-}
-void Must(const Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "%s: %s\n", what, s.message().c_str());
-    std::exit(1);
-  }
-}
+using testing::Must;
 
 uint16_t FreePort() {
   asio::io_context ioc;
