@@ -212,6 +212,10 @@ Status ServerCore::AddLogLocked(const PushJob& job, const std::string& signed_he
         again = true;
       }
     if (again) continue;
+    // Only from a head this server signed (a phone holds no other): a size it never signed gets an empty
+    // proof, which the phone takes as the contradiction it is, and costs the server one lookup.
+    DALA_ASSIGN_OR_RETURN(std::string signed_at, NewestHeadLocked(from));
+    if (signed_at.empty()) continue;
     DALA_ASSIGN_OR_RETURN(std::vector<merkle::Hash> proof, merkle::ConsistencyProof(log_, from, size));
     for (const auto& h : proof) c->add_hashes(h.data(), h.size());
   }

@@ -1003,6 +1003,36 @@ TEST(Log, EveryReceiptCarriesItsPlaceInTheServersLog) {
   EXPECT_EQ(Witness(*phone).evidence_size(), 0);
 }
 
+// A server proves consistency only from the size of a head it signed: a phone holds no other, and any
+// other size would let a rogue device make the server compute proofs at will under its lock.
+TEST(Log, ConsistencyIsProvenOnlyFromHeadsTheServerSigned) {
+  World w;
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  SealOne(*phone, "one");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  const uint64_t head = protocol::VerifyLogHead(crypto::Bytes(Witness(*phone).tip()))->size;  // statement, enrolment, report
+  SealOne(*phone, "two");
+  SealOne(*phone, "three");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 2u);
+  v1::Request req;
+  const crypto::PublicKey device = phone->device_key(), server = w.server->server_key();
+  req.set_device_key(device.data(), 32);
+  req.set_server_key(server.data(), 32);
+  req.mutable_push();
+  for (uint64_t size : {head, head + 1, head}) req.add_log_sizes(size);
+  auto answer = w.server->Handle("POST", protocol::kPathPush, protocol::kContentType, phone->SignRequest(req));
+  ASSERT_EQ(answer.status, 200);
+  v1::Response r = Answer(answer.body);
+  ASSERT_EQ(r.consistency_size(), 3);
+  EXPECT_GT(r.consistency(0).hashes_size(), 0);   // a head it signed
+  EXPECT_EQ(r.consistency(1).hashes_size(), 0);   // a size inside a commit: never a head
+  EXPECT_EQ(r.consistency(2).SerializeAsString(), r.consistency(0).SerializeAsString());
+  req.clear_log_sizes();
+  for (int i = 0; i < 10; ++i) req.add_log_sizes(head);
+  EXPECT_EQ(w.server->Handle("POST", protocol::kPathPush, protocol::kContentType, phone->SignRequest(req)).status, 400);
+}
+
 // A server that shows two phones two logs (a clone of its data directory run with its key, or a fork on
 // purpose) is caught by the desk given both phones' receipts, and by the phone that later meets the other
 // branch, which keeps both heads as evidence and delivers nothing there.
