@@ -332,7 +332,7 @@ int main(int argc, char** argv) {
 
   auto* devices = app.add_subcommand("devices", "lists enrolled devices, revoked or not, with their report counts");
   AddData(devices, o);
-  devices->add_flag("--json", o.json, "a JSON array of {device, enrolled, last_seen, revoked, reports}");
+  devices->add_flag("--json", o.json, "a JSON array of {device, enrolled, last_seen (its last push, to the minute), revoked, reports}");
   handlers[devices] = Devices;
 
   auto* revoke = app.add_subcommand("revoke", "refuses that device from now on");

@@ -440,6 +440,31 @@ TEST(Sync, RevokedDeviceIsRefusedAndKeepsItsReports) {
   EXPECT_NE((*phone->Servers())[0].last_error.find("revoked"), std::string::npos);
 }
 
+// A device's last contact is kept to the minute (the writer does not rewrite the device's row on every
+// push), and never falls more than a minute behind.
+int64_t server_now_ms = 0;
+TEST(Server, ADevicesLastContactIsKeptToTheMinute) {
+  World w;
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  server_now_ms = SystemNowMs() + 1000;  // after the organisation authorised the server
+  const int64_t start = server_now_ms;
+  w.server->set_clock([] { return server_now_ms; });
+  auto last_seen = [&] { return (*w.server->Devices())[0].last_seen_ms; };
+  SealOne(*phone, "first");
+  auto first = Sync(*phone, *w.net);
+  ASSERT_EQ(first.delivered, 1u) << first.last_error;
+  EXPECT_EQ(last_seen(), start);
+  server_now_ms = start + 59'000;
+  SealOne(*phone, "within the minute");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  EXPECT_EQ(last_seen(), start);
+  server_now_ms = start + 60'000;
+  SealOne(*phone, "a minute later");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  EXPECT_EQ(last_seen(), start + 60'000);
+}
+
 TEST(Sync, ExpiredUsedUpAndUnknownInvites) {
   World w;
   // Expired before join: refused at join.
