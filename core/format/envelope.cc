@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "format/manifest.h"
@@ -110,8 +111,30 @@ Status Verify(std::span<const uint8_t> envelope, Header* header) {
   return ParseVerified(envelope, &body, header);
 }
 
-Result<SecretBuffer> Open(std::span<const uint8_t> envelope, const BoxKeyPair& recipient,
-                                  Header* header) {
+namespace {
+
+// One thread's secret scratch memory, reused from envelope to envelope: sodium_malloc maps, guards and
+// locks fresh pages on every call, which cost a desk opening 100,000 envelopes more than their signatures.
+// Everything written to it is zeroed before the call that wrote it returns.
+struct Scratch {
+  SecretBuffer key{crypto_aead_xchacha20poly1305_ietf_KEYBYTES};
+  SecretBuffer plain;
+  uint8_t* Plain(size_t n) {
+    if (plain.size() < n) plain = SecretBuffer(std::max<size_t>({n, 2 * plain.size(), 4096}));
+    return plain.data();
+  }
+};
+
+// Zeroes the first `n` bytes of `b` when it goes out of scope.
+struct Wipe {
+  SecretBuffer& b;
+  size_t n = 0;
+  ~Wipe() { sodium_memzero(b.data(), std::min(n, b.size())); }
+};
+
+// Open() into this thread's scratch: the plaintext is scratch.plain's first *len bytes.
+Status OpenToScratch(std::span<const uint8_t> envelope, const BoxKeyPair& recipient, Header* header, Scratch& scratch,
+                     Wipe& plain_wipe, size_t* len) {
   v1::EnvelopeBody body;
   DALA_RETURN_IF_ERROR(ParseVerified(envelope, &body, header));
   const v1::WrappedKey* mine = nullptr;
@@ -122,7 +145,8 @@ Result<SecretBuffer> Open(std::span<const uint8_t> envelope, const BoxKeyPair& r
     }
   }
   if (mine == nullptr) return Status(Code::kNotFound, "the envelope is not sealed to this organisation key");
-  SecretBuffer content_key(crypto_aead_xchacha20poly1305_ietf_KEYBYTES);
+  SecretBuffer& content_key = scratch.key;
+  Wipe key_wipe{content_key, content_key.size()};
   if (mine->sealed_key().size() != crypto_box_SEALBYTES + content_key.size() ||
       crypto_box_seal_open(content_key.data(), reinterpret_cast<const uint8_t*>(mine->sealed_key().data()),
                            mine->sealed_key().size(), recipient.public_key.data(), recipient.secret_key.data()) != 0)
@@ -135,25 +159,42 @@ Result<SecretBuffer> Open(std::span<const uint8_t> envelope, const BoxKeyPair& r
   const std::string& ct = body.ciphertext();
   if (ct.size() < crypto_aead_xchacha20poly1305_ietf_ABYTES)
     return Status(Code::kVerify, "the envelope's ciphertext is truncated");
-  SecretBuffer plain(ct.size() - crypto_aead_xchacha20poly1305_ietf_ABYTES);
+  const size_t n = ct.size() - crypto_aead_xchacha20poly1305_ietf_ABYTES;
+  uint8_t* plain = scratch.Plain(n);
+  plain_wipe.n = n;
   auto ad = EnvelopeAd(*header);
   unsigned long long mlen = 0;
-  if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain.data(), &mlen, nullptr,
-                                                 reinterpret_cast<const uint8_t*>(ct.data()), ct.size(), ad.data(),
-                                                 ad.size(), reinterpret_cast<const uint8_t*>(body.nonce().data()),
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &mlen, nullptr, reinterpret_cast<const uint8_t*>(ct.data()),
+                                                 ct.size(), ad.data(), ad.size(),
+                                                 reinterpret_cast<const uint8_t*>(body.nonce().data()),
                                                  content_key.data()) != 0)
     return Status(Code::kVerify, "the envelope's content failed authentication (altered)");
-  return plain;
+  *len = n;
+  return Status::Ok();
+}
+
+thread_local Scratch scratch;
+
+}  // namespace
+
+Result<SecretBuffer> Open(std::span<const uint8_t> envelope, const BoxKeyPair& recipient, Header* header) {
+  Wipe wipe{scratch.plain};
+  size_t n = 0;
+  DALA_RETURN_IF_ERROR(OpenToScratch(envelope, recipient, header, scratch, wipe, &n));
+  return SecretBuffer(scratch.plain.data(), n);
 }
 
 Result<OpenedReport> OpenReport(std::span<const uint8_t> envelope, const BoxKeyPair& recipient) {
   OpenedReport out;
-  DALA_ASSIGN_OR_RETURN(SecretBuffer plain, Open(envelope, recipient, &out.header));
-  DALA_ASSIGN_OR_RETURN(out.content, VerifySignedReport(plain.span()));
+  Wipe wipe{scratch.plain};
+  size_t n = 0;
+  DALA_RETURN_IF_ERROR(OpenToScratch(envelope, recipient, &out.header, scratch, wipe, &n));
+  const std::span<const uint8_t> plain(scratch.plain.data(), n);
+  DALA_ASSIGN_OR_RETURN(out.content, VerifySignedReport(plain));
   if (out.content.report_id() != IdBytes(out.header.report_id) || out.content.version() != out.header.version ||
       out.content.device_key() != std::string_view(reinterpret_cast<const char*>(out.header.device_key.data()), 32))
     return Status(Code::kVerify, "the envelope and the report inside it disagree on id, version or device (altered)");
-  out.content_hash = crypto::Blake2b256(plain.span());
+  out.content_hash = crypto::Blake2b256(plain);
   return out;
 }
 

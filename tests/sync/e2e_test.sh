@@ -112,6 +112,14 @@ python3 -c "
 import json; s=json.load(open('desk/summary.json')); assert s['reports']==326 and s['verified']==326, (s['reports'], s['verified'])
 import glob; r=json.load(open(glob.glob('desk/*-v1.json')[0])); assert r['verified'] and r['receipt']['verified']"
 check "desk: 326 verified" 0 $?
+# dala desk verify: the same checks, nothing decrypted written (the canary stays off the disk).
+mkdir verify-cwd && (cd verify-cwd && "$BIN/dala" desk verify --key ../org.key --from ../export.bin \
+  --summary ../verify-summary.json --json >../verify.out); check "desk verify" 0 $?
+python3 -c "
+import json; s=json.load(open('verify.out')); assert s['verified']==326 and s['clean'], s
+t=json.load(open('verify-summary.json')); assert t['verified']==326 and all(i['file'] is None for i in t['items'])"
+check "desk verify: 326 verified, no report files" 0 $?
+if [ -n "$(ls -A verify-cwd)" ] || grep -qa "$CANARY" verify-summary.json verify.out; then bad "desk verify wrote contents"; else ok; fi
 
 # The phones' receipts, cross-checked at the desk: all held; then a report delivered after the export is
 # one a phone holds a receipt for and the export lacks (exit 1, "missing": 1).
@@ -126,6 +134,8 @@ seal_many a 1 "after the export"
 "$BIN/dala" receipts --store a --json >receipts-a2.json
 "$BIN/dala" desk open --key org.key --from export.bin --out desk-r2 --receipts receipts-a2.json --json >desk-r2.out
 check "desk open --receipts: a withheld report fails" 1 $?
+"$BIN/dala" desk verify --key org.key --from export.bin --receipts receipts-a2.json >/dev/null
+check "desk verify --receipts: a withheld report fails" 1 $?
 python3 -c "
 import json; s=json.load(open('desk-r2.out')); assert s['missing']==1 and not s['clean'], s"
 check "... and says one is missing" 0 $?

@@ -96,6 +96,17 @@ for name, mime in (("clip.mp4", "video/mp4"), ("photo.jpg", "image/jpeg")):
     got = open("desk/" + files[mime]["file"], "rb").read()
     assert hashlib.sha256(got).digest() == hashlib.sha256(open(name, "rb").read()).digest(), name
 PY
+# dala desk verify reads every attachment through and checks it, writing none: a flipped byte in one of
+# the export's media files fails it.
+"$BIN/dala" desk verify --key org.key --from export.bin >/dev/null; check "desk verify: attachments checked" 0 $?
+cp export.bin flipped.bin && cp -r export.bin.media flipped.bin.media
+python3 - <<'PY'
+import glob
+f = sorted(glob.glob("flipped.bin.media/*"), key=lambda p: -__import__("os").path.getsize(p))[0]
+b = bytearray(open(f, "rb").read()); b[len(b) // 2] ^= 1; open(f, "wb").write(b)
+PY
+"$BIN/dala" desk verify --key org.key --from flipped.bin --json >flipped.out; check "desk verify: a damaged attachment fails" 1 $?
+python3 -c "import json; s=json.load(open('flipped.out')); assert s['failed']==1, s"; check "... one report failed" 0 $?
 
 # The server's storage is full: a clear error, the phone keeps everything and delivers later.
 stop "$SERVER_PID"

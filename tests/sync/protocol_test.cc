@@ -1452,9 +1452,29 @@ TEST(Desk, AlteredExportsAreCaught) {
   ExportFile good;
   ASSERT_TRUE(good.ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())));
   ASSERT_EQ(good.ex.reports_size(), 3);
+  // Each export is also only verified (dala desk verify: no output directory): the same verdicts, the
+  // same summary.json, and nothing else written.
   auto open = [&](const ExportFile& f, const std::string& name, std::vector<std::string> receipts = {}) {
-    auto sum = desk::OpenExport(w.desk, f.Write(w.t.sub(name + ".bin")), w.t.sub(name), receipts);
+    const std::string file = f.Write(w.t.sub(name + ".bin"));
+    auto sum = desk::OpenExport(w.desk, file, w.t.sub(name), receipts);
     EXPECT_TRUE(sum.ok()) << sum.status().message();
+    auto before = std::filesystem::directory_iterator(w.t.sub("")), end = std::filesystem::directory_iterator();
+    const auto files = std::distance(before, end);
+    auto checked = desk::OpenExport(w.desk, file, "", receipts, w.t.sub(name + "-verify.json"));
+    EXPECT_TRUE(checked.ok()) << checked.status().message();
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(w.t.sub("")), end), files + 1) << name;
+    auto a = test::ReadAll(w.t.sub(name) + "/summary.json"), b = test::ReadAll(w.t.sub(name + "-verify.json"));
+    std::string ta(a.begin(), a.end()), tb(b.begin(), b.end());
+    for (std::string* t : {&ta, &tb})  // the only difference: no report files to name
+      for (size_t at; (at = t->find("\"file\":\"")) != std::string::npos;)
+        t->replace(at, t->find('"', at + 8) + 1 - at, "\"file\":null");
+    EXPECT_EQ(ta, tb) << name;
+    if (sum.ok() && checked.ok()) {
+      EXPECT_EQ(sum->verified, checked->verified) << name;
+      EXPECT_EQ(sum->failed, checked->failed) << name;
+      EXPECT_EQ(sum->clean(), checked->clean()) << name;
+      EXPECT_EQ(sum->missing, checked->missing) << name;
+    }
     return sum.ok() ? *sum : desk::Summary{};
   };
   desk::Summary clean = open(good, "good");

@@ -76,6 +76,80 @@ void FromHex32(const std::string& hex, uint8_t out[32], const char* what) {
   }
 }
 
+// dala desk open (decrypt, check, write) and dala desk verify (check, write nothing decrypted).
+struct OpenArgs {
+  std::string key, from, out, summary, passphrase_file;
+  std::vector<std::string> receipts;
+  bool json = false;
+};
+
+void DeskOpen(const OpenArgs& a, int* rc) {
+  // The phones' receipts first: a file that is not what dala receipts --json writes is a usage error.
+  std::vector<std::vector<uint8_t>> receipts;
+  for (const auto& file : a.receipts) {
+    nlohmann::json list;
+    try {
+      list = nlohmann::json::parse(ReadTextFile(file, "--receipts"));
+    } catch (const nlohmann::json::exception&) {
+      throw UsageError{"--receipts " + file + " is not JSON (write it with dala receipts --json)"};
+    }
+    if (!list.is_array()) throw UsageError{"--receipts " + file + " is not a list of receipts (dala receipts --json)"};
+    for (const auto& r : list) {
+      if (!r.is_object() || !r.contains("receipt") || !r["receipt"].is_string())
+        throw UsageError{"--receipts " + file + ": an entry without its signed receipt (from Dala 0.1?)"};
+      std::string hex = r["receipt"].get<std::string>();
+      if (hex.size() % 2 != 0 || hex.size() > 4096 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
+        throw UsageError{"--receipts " + file + ": a receipt is not lowercase hex"};
+      std::vector<uint8_t> bytes(hex.size() / 2);
+      for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+      receipts.push_back(std::move(bytes));
+    }
+  }
+  std::vector<const uint8_t*> ptrs;
+  std::vector<size_t> sizes;
+  for (const auto& r : receipts) {
+    ptrs.push_back(r.data());
+    sizes.push_back(r.size());
+  }
+  dala_desk_open_options o;
+  dala_desk_open_options_init(&o);
+  o.receipts = ptrs.data();
+  o.receipt_sizes = sizes.data();
+  o.receipt_count = ptrs.size();
+  if (!a.summary.empty()) o.summary_path = a.summary.c_str();
+  // dala desk verify: no --out, nothing decrypted written; summary.json only where --summary says.
+  const std::string summary = !a.summary.empty() ? a.summary : a.out.empty() ? "" : a.out + "/summary.json";
+  Secret pass = ReadPassphrase(a.passphrase_file, "DALA_PASSPHRASE", "Desk passphrase: ", false);
+  dala_credential cred = Passphrase(pass.value);
+  Ref<dala_desk> desk;
+  Call(dala_desk_open, a.key.c_str(), &cred, Out(desk));
+  dala_desk_summary sum;
+  Call(dala_desk_open_export, desk.get(), a.from.c_str(), a.out.empty() ? nullptr : a.out.c_str(), &o, &sum);
+  const bool clean = sum.failed == 0 && sum.duplicates == 0 && sum.reordered == 0 && sum.unknown_fields == 0 &&
+                     sum.missing == 0 && sum.phone_receipts_invalid == 0 && sum.log_problems == 0;
+  if (a.json) {
+    PrintJson({{"reports", sum.reports}, {"verified", sum.verified}, {"failed", sum.failed},
+               {"duplicates", sum.duplicates}, {"reordered", sum.reordered}, {"unknown_fields", sum.unknown_fields},
+               {"missing", sum.missing}, {"phone_receipts", receipts.size()},
+               {"phone_receipts_invalid", sum.phone_receipts_invalid}, {"log_problems", sum.log_problems},
+               {"clean", clean},
+               {"summary", summary.empty() ? nlohmann::json() : nlohmann::json(summary)}});
+  } else if (sum.reports == 0 && clean) {
+    std::fprintf(stderr, "dala: the export %s holds no reports: nothing to open\n", a.from.c_str());
+  } else {
+    std::printf("%llu reports: %llu verified, %llu failed (%s%s)\n", (unsigned long long)sum.reports,
+                (unsigned long long)sum.verified, (unsigned long long)sum.failed,
+                summary.empty() ? "details with --summary FILE" : "details in ", summary.c_str());
+    if (!clean)
+      std::printf("the export was altered or is incomplete: %llu missing, %llu duplicated, %llu out of order, "
+                  "%llu hidden-field places, %llu phone receipts that do not verify, %llu log problems\n",
+                  (unsigned long long)sum.missing, (unsigned long long)sum.duplicates,
+                  (unsigned long long)sum.reordered, (unsigned long long)sum.unknown_fields,
+                  (unsigned long long)sum.phone_receipts_invalid, (unsigned long long)sum.log_problems);
+  }
+  *rc = sum.reports == 0 && clean ? kExitNotFound : clean ? kExitOk : kExitError;
+}
+
 }  // namespace
 
 void AddDeskCommands(CLI::App& app, int* rc) {
@@ -198,85 +272,26 @@ void AddDeskCommands(CLI::App& app, int* rc) {
     *rc = kExitOk;
   });
 
-  struct OpenArgs {
-    std::string key, from, out, passphrase_file;
-    std::vector<std::string> receipts;
-    bool json = false;
+  auto common = [](CLI::App* cmd, OpenArgs& a) {
+    cmd->add_option("--key", a.key, "the organisation key file")->required();
+    cmd->add_option("--from", a.from, "the export (dala-server export --out)")->required();
+    cmd->add_option("--passphrase-file", a.passphrase_file,
+                    "read the desk passphrase from FILE (else DALA_PASSPHRASE, else a prompt)");
+    cmd->add_option("--receipts", a.receipts,
+                    "cross-check the receipts a phone kept (a file written by dala receipts --json); repeat")
+        ->allow_extra_args(false);
+    cmd->add_flag("--json", a.json, "the summary as JSON on stdout");
   };
   auto open = std::make_shared<OpenArgs>();
   c = desk->add_subcommand("open", "decrypts and verifies a dala-server export: one JSON file per report");
-  c->add_option("--key", open->key, "the organisation key file")->required();
-  c->add_option("--from", open->from, "the export (dala-server export --out)")->required();
+  common(c, *open);
   c->add_option("--out", open->out, "the directory to write the reports and summary.json to")->required();
-  c->add_option("--passphrase-file", open->passphrase_file,
-                "read the desk passphrase from FILE (else DALA_PASSPHRASE, else a prompt)");
-  c->add_option("--receipts", open->receipts,
-                "cross-check the receipts a phone kept (a file written by dala receipts --json); repeat")
-      ->allow_extra_args(false);
-  c->add_flag("--json", open->json, "the summary as JSON on stdout");
-  c->callback([open, rc] {
-    // The phones' receipts first: a file that is not what dala receipts --json writes is a usage error.
-    std::vector<std::vector<uint8_t>> receipts;
-    for (const auto& file : open->receipts) {
-      nlohmann::json list;
-      try {
-        list = nlohmann::json::parse(ReadTextFile(file, "--receipts"));
-      } catch (const nlohmann::json::exception&) {
-        throw UsageError{"--receipts " + file + " is not JSON (write it with dala receipts --json)"};
-      }
-      if (!list.is_array()) throw UsageError{"--receipts " + file + " is not a list of receipts (dala receipts --json)"};
-      for (const auto& r : list) {
-        if (!r.is_object() || !r.contains("receipt") || !r["receipt"].is_string())
-          throw UsageError{"--receipts " + file + ": an entry without its signed receipt (from Dala 0.1?)"};
-        std::string hex = r["receipt"].get<std::string>();
-        if (hex.size() % 2 != 0 || hex.size() > 4096 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
-          throw UsageError{"--receipts " + file + ": a receipt is not lowercase hex"};
-        std::vector<uint8_t> bytes(hex.size() / 2);
-        for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
-        receipts.push_back(std::move(bytes));
-      }
-    }
-    std::vector<const uint8_t*> ptrs;
-    std::vector<size_t> sizes;
-    for (const auto& r : receipts) {
-      ptrs.push_back(r.data());
-      sizes.push_back(r.size());
-    }
-    dala_desk_open_options o;
-    dala_desk_open_options_init(&o);
-    o.receipts = ptrs.data();
-    o.receipt_sizes = sizes.data();
-    o.receipt_count = ptrs.size();
-    Secret pass = ReadPassphrase(open->passphrase_file, "DALA_PASSPHRASE", "Desk passphrase: ", false);
-    dala_credential cred = Passphrase(pass.value);
-    Ref<dala_desk> desk;
-    Call(dala_desk_open, open->key.c_str(), &cred, Out(desk));
-    dala_desk_summary sum;
-    Call(dala_desk_open_export, desk.get(), open->from.c_str(), open->out.c_str(), &o, &sum);
-    const bool clean = sum.failed == 0 && sum.duplicates == 0 && sum.reordered == 0 && sum.unknown_fields == 0 &&
-                       sum.missing == 0 && sum.phone_receipts_invalid == 0 && sum.log_problems == 0;
-    if (open->json) {
-      PrintJson({{"reports", sum.reports}, {"verified", sum.verified}, {"failed", sum.failed},
-                 {"duplicates", sum.duplicates}, {"reordered", sum.reordered}, {"unknown_fields", sum.unknown_fields},
-                 {"missing", sum.missing}, {"phone_receipts", receipts.size()},
-                 {"phone_receipts_invalid", sum.phone_receipts_invalid}, {"log_problems", sum.log_problems},
-                 {"clean", clean},
-                 {"summary", open->out + "/summary.json"}});
-    } else if (sum.reports == 0 && clean) {
-      std::fprintf(stderr, "dala: the export %s holds no reports: nothing to open\n", open->from.c_str());
-    } else {
-      std::printf("%llu reports: %llu verified, %llu failed (details in %s/summary.json)\n",
-                  (unsigned long long)sum.reports, (unsigned long long)sum.verified, (unsigned long long)sum.failed,
-                  open->out.c_str());
-      if (!clean)
-        std::printf("the export was altered or is incomplete: %llu missing, %llu duplicated, %llu out of order, "
-                    "%llu hidden-field places, %llu phone receipts that do not verify, %llu log problems\n",
-                    (unsigned long long)sum.missing, (unsigned long long)sum.duplicates,
-                    (unsigned long long)sum.reordered, (unsigned long long)sum.unknown_fields,
-                    (unsigned long long)sum.phone_receipts_invalid, (unsigned long long)sum.log_problems);
-    }
-    *rc = sum.reports == 0 && clean ? kExitNotFound : clean ? kExitOk : kExitError;
-  });
+  c->callback([open, rc] { DeskOpen(*open, rc); });
+  auto verify = std::make_shared<OpenArgs>();
+  c = desk->add_subcommand("verify", "every check of dala desk open, writing nothing decrypted (exit 1: a check failed)");
+  common(c, *verify);
+  c->add_option("--summary", verify->summary, "also write summary.json (ids and problems, no contents) to FILE");
+  c->callback([verify, rc] { DeskOpen(*verify, rc); });
 }
 
 }  // namespace dala::cli

@@ -139,7 +139,12 @@ dala_status dala_desk_open_export(dala_desk* desk, const char* export_path, cons
   return Guard(out_error, [&]() -> Status {
     DALA_CHECK_ARG(desk != nullptr && out_summary != nullptr, "desk or out_summary is NULL");
     DALA_RETURN_IF_ERROR(CheckString(export_path, "export_path"));
-    DALA_RETURN_IF_ERROR(CheckString(out_dir, "out_dir"));
+    DALA_CHECK_ARG(out_dir == nullptr || *out_dir != '\0', "out_dir is empty (NULL writes nothing)");
+    std::string summary_path;
+    if (options != nullptr && options->summary_path != nullptr) {
+      DALA_RETURN_IF_ERROR(CheckString(options->summary_path, "summary_path"));
+      summary_path = options->summary_path;
+    }
     std::vector<std::string> receipts;
     if (options != nullptr && options->receipt_count > 0) {
       DALA_CHECK_ARG(options->receipts != nullptr && options->receipt_sizes != nullptr, "receipts is NULL");
@@ -148,7 +153,7 @@ dala_status dala_desk_open_export(dala_desk* desk, const char* export_path, cons
         receipts.emplace_back(reinterpret_cast<const char*>(options->receipts[i]), options->receipt_sizes[i]);
       }
     }
-    DALA_ASSIGN_OR_RETURN(dala::desk::Summary s, dala::desk::OpenExport(desk->org, export_path, out_dir, receipts));
+    DALA_ASSIGN_OR_RETURN(dala::desk::Summary s, dala::desk::OpenExport(desk->org, export_path, out_dir != nullptr ? out_dir : "", receipts, summary_path));
     *out_summary = dala_desk_summary{s.reports, s.verified, s.failed, s.duplicates, s.reordered, s.unknown_fields,
                                      s.missing, s.phone_receipts_invalid, s.log_problems};
     return Status::Ok();

@@ -32,7 +32,10 @@ struct Summary {
 
 // Trusts only `org`: its root, its statement (which server keys sign receipts, and when), its keys.
 // `phone_receipts`: SignedReceipt bytes phones kept (dala receipts --json), each cross-checked.
+// An empty `out_dir` runs every check and writes nothing decrypted (attachments are read through and
+// checked, not kept). summary.json goes to `summary_path` if given, else into `out_dir` if given.
 Result<Summary> OpenExport(const Organisation& org, const std::string& export_path, const std::string& out_dir,
-                           const std::vector<std::string>& phone_receipts = {});
+                           const std::vector<std::string>& phone_receipts = {},
+                           const std::string& summary_path = "");
 
 }  // namespace dala::desk

@@ -104,15 +104,19 @@ typedef struct dala_desk_open_options {
     const uint8_t *const *receipts;
     const size_t *receipt_sizes;
     size_t receipt_count;
+    /* Where to write summary.json (it holds no report contents). NULL: OUT_DIR/summary.json, or nowhere
+       when out_dir is NULL. */
+    const char *summary_path;
 } dala_desk_open_options;
 
-/* Any thread. Sets every field to its default (no receipts). */
+/* Any thread. Sets every field to its default (no receipts, summary in OUT_DIR). */
 DALA_API void dala_desk_open_options_init(dala_desk_open_options *options) DALA_NOEXCEPT;
 
 /* Any thread. Opens a dala-server export trusting only the desk's key file, runs every check of
    docs/protocol.md ("What the desk checks") on each report version, and writes OUT_DIR/<id>-v<version>.json
    plus OUT_DIR/summary.json. Reports that fail a check are written with their problems, not dropped.
-   options may be NULL. The export is clean when failed, duplicates, reordered, unknown_fields, missing,
+   out_dir NULL: every check is made and nothing decrypted is written anywhere (attachments are read
+   through and checked); only options->summary_path, if set, is written. options may be NULL. The export is clean when failed, duplicates, reordered, unknown_fields, missing,
    phone_receipts_invalid and log_problems are all 0. */
 DALA_API dala_status dala_desk_open_export(dala_desk *desk, const char *export_path, const char *out_dir,
                                            const dala_desk_open_options *options, dala_desk_summary *out_summary,
