@@ -136,6 +136,12 @@ seal_many a 1 "after the export"
 check "desk open --receipts: a withheld report fails" 1 $?
 "$BIN/dala" desk verify --key org.key --from export.bin --receipts receipts-a2.json >/dev/null
 check "desk verify --receipts: a withheld report fails" 1 $?
+"$BIN/dala-server" export --data srv --out export2.bin 2>/dev/null
+"$BIN/dala" desk verify --key org.key --from export2.bin --since export.bin >/dev/null
+check "desk verify --since: a later export extends the earlier one" 0 $?
+"$BIN/dala" desk verify --key org.key --from export.bin --since export2.bin --json >since.out
+check "desk verify --since: an export shorter than an earlier one fails" 1 $?
+python3 -c "import json; s=json.load(open('since.out')); assert s['log_problems']==1, s"; check "... a log problem" 0 $?
 python3 -c "
 import json; s=json.load(open('desk-r2.out')); assert s['missing']==1 and not s['clean'], s"
 check "... and says one is missing" 0 $?

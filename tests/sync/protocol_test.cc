@@ -1155,6 +1155,55 @@ TEST(Log, AServerRestoredFromAnOldBackupIsCaughtByPhonesHoldingNewerHeads) {
   EXPECT_NE(std::string(text.begin(), text.end()).find("the server logged more than the export shows"), std::string::npos);
 }
 
+// The desk holds each export against its earlier exports of the same server (--since): a server restored
+// from an old backup gives an export consistent in itself, from which the reports after the backup are
+// gone; next to the earlier export, which held them, that is a log rewritten.
+TEST(Log, AnExportIsHeldAgainstTheDesksEarlierExportsOfTheSameServer) {
+  World w;
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite(2)).ok());
+  SealOne(*phone, "one");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  ASSERT_TRUE(w.server->Export(w.t.sub("first.dala")).ok());
+  CopyServer(w, "backup");
+  SealOne(*phone, "two");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  ASSERT_TRUE(w.server->Export(w.t.sub("second.dala")).ok());
+  auto open = [&](const std::string& file, const std::vector<std::string>& since) {
+    auto sum = desk::OpenExport(w.desk, w.t.sub(file), "", {}, w.t.sub("summary.json"), since);
+    EXPECT_TRUE(sum.ok()) << sum.status().message();
+    auto text = test::ReadAll(w.t.sub("summary.json"));
+    return std::make_pair(sum.ok() ? *sum : desk::Summary{}, std::string(text.begin(), text.end()));
+  };
+  // An honest server: each export extends the one before, whatever their order on the command line.
+  EXPECT_TRUE(open("second.dala", {w.t.sub("first.dala")}).first.clean());
+  EXPECT_TRUE(open("second.dala", {w.t.sub("first.dala"), w.t.sub("second.dala")}).first.clean());
+  // The earlier export held more than this one: leaves were removed.
+  auto [shorter, shorter_text] = open("first.dala", {w.t.sub("second.dala")});
+  EXPECT_EQ(shorter.log_problems, 1u);
+  EXPECT_NE(shorter_text.find("leaves were removed since"), std::string::npos) << shorter_text;
+
+  // Restored from the backup (before "two"), the server takes another phone's report in its place.
+  w.net.reset();
+  w.server.reset();
+  std::filesystem::remove_all(w.t.sub("server"));
+  std::filesystem::rename(w.t.sub("backup"), w.t.sub("server"));
+  w.server = std::move(server::ServerCore::Open(w.t.sub("server"))).value();
+  w.net = std::make_unique<LoopTransport>(w.server.get());
+  auto other = w.Phone("other");
+  ASSERT_TRUE(other->Join(w.Invite()).ok());
+  SealOne(*other, "in its place");
+  ASSERT_EQ(Sync(*other, *w.net).delivered, 1u);
+  ASSERT_TRUE(w.server->Export(w.t.sub("restored.dala")).ok());
+  auto [alone, alone_text] = open("restored.dala", {});
+  EXPECT_TRUE(alone.clean()) << alone_text;  // consistent in itself
+  EXPECT_TRUE(open("restored.dala", {w.t.sub("first.dala")}).first.clean());  // before the backup: still held
+  auto [caught, caught_text] = open("restored.dala", {w.t.sub("first.dala"), w.t.sub("second.dala")});
+  EXPECT_EQ(caught.log_problems, 1u);
+  EXPECT_FALSE(caught.clean());
+  EXPECT_NE(caught_text.find("leaves were removed or changed since"), std::string::npos) << caught_text;
+}
+
 // A push sent before the answer that moved the tip (pipelining) brings a head proven against an older one
 // only: it waits, unlinked, and the next answer links it. Proofs that are missing or for other heads prove
 // nothing and change nothing.

@@ -79,7 +79,7 @@ void FromHex32(const std::string& hex, uint8_t out[32], const char* what) {
 // dala desk open (decrypt, check, write) and dala desk verify (check, write nothing decrypted).
 struct OpenArgs {
   std::string key, from, out, summary, passphrase_file;
-  std::vector<std::string> receipts;
+  std::vector<std::string> receipts, since;
   bool json = false;
 };
 
@@ -117,6 +117,10 @@ void DeskOpen(const OpenArgs& a, int* rc) {
   o.receipt_sizes = sizes.data();
   o.receipt_count = ptrs.size();
   if (!a.summary.empty()) o.summary_path = a.summary.c_str();
+  std::vector<const char*> since;
+  for (const auto& f : a.since) since.push_back(f.c_str());
+  o.earlier_exports = since.data();
+  o.earlier_export_count = since.size();
   // dala desk verify: no --out, nothing decrypted written; summary.json only where --summary says.
   const std::string summary = !a.summary.empty() ? a.summary : a.out.empty() ? "" : a.out + "/summary.json";
   Secret pass = ReadPassphrase(a.passphrase_file, "DALA_PASSPHRASE", "Desk passphrase: ", false);
@@ -279,6 +283,9 @@ void AddDeskCommands(CLI::App& app, int* rc) {
                     "read the desk passphrase from FILE (else DALA_PASSPHRASE, else a prompt)");
     cmd->add_option("--receipts", a.receipts,
                     "cross-check the receipts a phone kept (a file written by dala receipts --json); repeat")
+        ->allow_extra_args(false);
+    cmd->add_option("--since", a.since,
+                    "an earlier export of the same server: its log must be a prefix of this one's; repeat")
         ->allow_extra_args(false);
     cmd->add_flag("--json", a.json, "the summary as JSON on stdout");
   };

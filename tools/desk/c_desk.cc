@@ -145,6 +145,14 @@ dala_status dala_desk_open_export(dala_desk* desk, const char* export_path, cons
       DALA_RETURN_IF_ERROR(CheckString(options->summary_path, "summary_path"));
       summary_path = options->summary_path;
     }
+    std::vector<std::string> earlier;
+    if (options != nullptr && options->earlier_export_count > 0) {
+      DALA_CHECK_ARG(options->earlier_exports != nullptr, "earlier_exports is NULL");
+      for (size_t i = 0; i < options->earlier_export_count; ++i) {
+        DALA_RETURN_IF_ERROR(CheckString(options->earlier_exports[i], "an earlier export"));
+        earlier.emplace_back(options->earlier_exports[i]);
+      }
+    }
     std::vector<std::string> receipts;
     if (options != nullptr && options->receipt_count > 0) {
       DALA_CHECK_ARG(options->receipts != nullptr && options->receipt_sizes != nullptr, "receipts is NULL");
@@ -153,7 +161,7 @@ dala_status dala_desk_open_export(dala_desk* desk, const char* export_path, cons
         receipts.emplace_back(reinterpret_cast<const char*>(options->receipts[i]), options->receipt_sizes[i]);
       }
     }
-    DALA_ASSIGN_OR_RETURN(dala::desk::Summary s, dala::desk::OpenExport(desk->org, export_path, out_dir != nullptr ? out_dir : "", receipts, summary_path));
+    DALA_ASSIGN_OR_RETURN(dala::desk::Summary s, dala::desk::OpenExport(desk->org, export_path, out_dir != nullptr ? out_dir : "", receipts, summary_path, earlier));
     *out_summary = dala_desk_summary{s.reports, s.verified, s.failed, s.duplicates, s.reordered, s.unknown_fields,
                                      s.missing, s.phone_receipts_invalid, s.log_problems};
     return Status::Ok();

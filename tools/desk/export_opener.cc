@@ -323,6 +323,29 @@ std::string PhoneReceiptInLog(const v1::SignedReceipt& sr, const v1::Receipt& r,
   return "";
 }
 
+// An earlier export of the same server (the desk's own earlier import): its signed head must be a prefix of
+// this export's log, so that nothing it held was removed or changed since. "" when it is; else the problem.
+std::string HeldAgainstEarlier(const std::string& path, const v1::Export& ex, const merkle::MemoryTree& tree,
+                               const Organisation& org) {
+  auto bytes = fs::ReadFile(path, static_cast<size_t>(INT32_MAX));
+  v1::Export earlier;
+  if (!bytes.ok() || !earlier.ParseFromArray(bytes->data(), static_cast<int>(bytes->size())))
+    return "the earlier export " + path + " cannot be read";
+  if (earlier.server_key() != ex.server_key()) return "";  // another server's log: nothing to compare
+  auto head = protocol::VerifyLogHead(crypto::Bytes(earlier.log_head()));
+  if (!head.ok() || std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != ex.server_key() ||
+      !protocol::AuthorisedAt(org.statement, head->server_key, head->time_ms))
+    return "the earlier export " + path + " carries no log head its server signed under an authorised key";
+  if (head->size > tree.size())
+    return "the earlier export " + path + " showed a log of " + std::to_string(head->size) + " leaves, this one only " +
+           std::to_string(tree.size()) + ": leaves were removed since (a server restored from a backup, or a fork)";
+  auto root = merkle::Root(tree, head->size);
+  if (!root.ok() || *root != head->root)
+    return "the first " + std::to_string(head->size) + " leaves of this export's log are not the log of the earlier "
+           "export " + path + ": leaves were removed or changed since (a server restored from a backup, or a fork)";
+  return "";
+}
+
 // Opens one entry's envelope with the organisation's recipient keys (each checks the device's signatures);
 // one that does not open still gets its header when its outer signature holds, so that it can be named.
 void OpenEntry(const std::string& envelope_bytes, const Organisation& org, Opened* o) {
@@ -371,7 +394,8 @@ Status SyncFileSystem(const std::string& dir) {
 }  // namespace
 
 Result<Summary> OpenExport(const Organisation& org, const std::string& export_path, const std::string& out_dir,
-                           const std::vector<std::string>& phone_receipts, const std::string& summary_path) {
+                           const std::vector<std::string>& phone_receipts, const std::string& summary_path,
+                           const std::vector<std::string>& earlier_exports) {
   const bool write = !out_dir.empty();  // else: every check, nothing decrypted written
   // Protobuf parses at most 2 GiB in one message: a larger export is refused as such, not misread. (The
   // server's export holds envelopes only, about 1.5 KB a report; attachments are files beside it.)
@@ -487,6 +511,13 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
   merkle::MemoryTree tree;  // the export's log
   for (const auto& leaf : ex.log()) tree.Append(merkle::LeafHash(crypto::Bytes(leaf)));
   const bool log_verified = AuditLog(ex, org, all, tree, &sum, &withheld, &export_problems);
+  // Earlier exports of this server: against a log that verified only (one that does not is counted above).
+  for (const auto& path : earlier_exports) {
+    if (std::string p = log_verified ? HeldAgainstEarlier(path, ex, tree, org) : ""; !p.empty()) {
+      ++sum.log_problems;
+      export_problems.push_back(p);
+    }
+  }
   if (sequences.size() > 1)
     export_problems.push_back("the receipts come from " + std::to_string(sequences.size()) +
                               " server keys of the organisation (each checked on its own)");

@@ -34,8 +34,11 @@ struct Summary {
 // `phone_receipts`: SignedReceipt bytes phones kept (dala receipts --json), each cross-checked.
 // An empty `out_dir` runs every check and writes nothing decrypted (attachments are read through and
 // checked, not kept). summary.json goes to `summary_path` if given, else into `out_dir` if given.
+// `earlier_exports`: files of earlier exports (the desk's earlier imports); each of the same server must
+// show a log this export's extends (nothing removed or changed since), else a log problem.
 Result<Summary> OpenExport(const Organisation& org, const std::string& export_path, const std::string& out_dir,
                            const std::vector<std::string>& phone_receipts = {},
-                           const std::string& summary_path = "");
+                           const std::string& summary_path = "",
+                           const std::vector<std::string>& earlier_exports = {});
 
 }  // namespace dala::desk

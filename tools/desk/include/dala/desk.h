@@ -107,6 +107,10 @@ typedef struct dala_desk_open_options {
     /* Where to write summary.json (it holds no report contents). NULL: OUT_DIR/summary.json, or nowhere
        when out_dir is NULL. */
     const char *summary_path;
+    /* Earlier exports of the same server (paths): this export's log must extend each one's, else a log
+       problem (leaves removed or changed since: a server restored from a backup, or a fork). */
+    const char *const *earlier_exports;
+    size_t earlier_export_count;
 } dala_desk_open_options;
 
 /* Any thread. Sets every field to its default (no receipts, summary in OUT_DIR). */
