@@ -8,8 +8,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <optional>
+#include <system_error>
+#include <thread>
 
 #include "dala/v1/sync.pb.h"
 #include "base/fsutil.h"
@@ -338,9 +341,9 @@ void ServerCore::HandleAsync(std::string_view method, std::string_view target, s
   job.log_sizes.assign(req->log_sizes().begin(), req->log_sizes().end());
   job.done = std::move(done);
   job.items.resize(static_cast<size_t>(envelopes.size()));
-  for (int i = 0; i < envelopes.size(); ++i) {
-    PushItem& it = job.items[static_cast<size_t>(i)];
-    it.envelope = envelopes[i];
+  auto check = [&](size_t i) {
+    PushItem& it = job.items[i];
+    it.envelope = envelopes[static_cast<int>(i)];
     // Verified first, also when too large, so that the answer names the report it refuses (an answer
     // without its id is ignored by the phone, which would send the report for ever).
     if (Status st = envelope::Verify(B(it.envelope), &it.h); !st.ok()) {
@@ -351,7 +354,22 @@ void ServerCore::HandleAsync(std::string_view method, std::string_view target, s
       it.reject = "the sealed report was signed by another device";
     }
     it.hash = crypto::Blake2b256(B(it.envelope));
+  };
+  // A phone draining its queue sends one push at a time and waits for its answer: a batch's signatures
+  // are checked on two cores (the other would idle), a single report's on this thread.
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < job.items.size();) check(i);
+  };
+  std::optional<std::thread> helper;
+  if (job.items.size() >= kParallelCheckFrom) {
+    try {
+      helper.emplace(work);
+    } catch (const std::system_error&) {  // no thread to be had: this one does it all
+    }
   }
+  work();
+  if (helper) helper->join();
   {
     std::lock_guard lock(queue_mu_);
     queue_.push_back(std::move(job));

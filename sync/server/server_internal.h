@@ -20,6 +20,7 @@ Status MigrateServerSchema(db::Db& db);
 inline std::string Path(const std::string& dir, const char* name) { return fs::Join(dir, name); }
 
 inline constexpr const char* kProto = protocol::kContentType.data();  // NUL-terminated literal
+inline constexpr size_t kParallelCheckFrom = 8;  // envelopes in one push checked on two threads from here
 inline constexpr int64_t kLastSeenResolutionMs = 60'000;  // a device's last contact is kept to the minute
 inline constexpr char kNotAuthorisedNow[] =
     "the organisation no longer authorises this server (revoked or expired): it accepts nothing more";
