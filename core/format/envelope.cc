@@ -125,11 +125,15 @@ struct Scratch {
   }
 };
 
-// Zeroes the first `n` bytes of `b` when it goes out of scope.
+// Zeroes the first `n` bytes of `b` when it goes out of scope; a buffer grown past 1 MiB (a large report)
+// is given back rather than kept locked for the thread's lifetime.
 struct Wipe {
   SecretBuffer& b;
   size_t n = 0;
-  ~Wipe() { sodium_memzero(b.data(), std::min(n, b.size())); }
+  ~Wipe() {
+    sodium_memzero(b.data(), std::min(n, b.size()));
+    if (b.size() > (1u << 20)) b = SecretBuffer();
+  }
 };
 
 // Open() into this thread's scratch: the plaintext is scratch.plain's first *len bytes.

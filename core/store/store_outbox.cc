@@ -91,7 +91,8 @@ Status Store::MarkDeliveredManyLocked(const std::string& destination, std::span<
     int k = 1;
     for (size_t i = 0; i < padded; ++i) {
       const auto& [seq, o] = rows[start + std::min(i, n - 1)];
-      st.Bind(k++, seq).Bind(k++, o->receipt);
+      st.Bind(k, seq).Bind(k + 1, o->receipt);
+      k += 2;
     }
     st.Bind(k++, now);
     for (size_t i = 0; i < padded; ++i) st.Bind(k++, rows[start + std::min(i, n - 1)].first);

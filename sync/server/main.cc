@@ -7,6 +7,8 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -22,6 +24,7 @@
 #include "protocol/tls_pin.h"
 #include "server/http_server.h"
 #include "server/server_core.h"
+#include "server/tsa_client.h"
 
 namespace {
 
@@ -85,8 +88,9 @@ dala::crypto::PublicKey Key(const std::string& hex, const char* what) {
 
 // Everything the command line can say; each subcommand binds what it takes.
 struct Options {
-  std::string data, config, listen = "127.0.0.1:8443", tls_cert, tls_key, out, organisation, device, statement;
-  int threads = 2, header_timeout = 10, body_timeout = 60;
+  std::string data, config, listen = "127.0.0.1:8443", tls_cert, tls_key, out, organisation, device, statement,
+      tsa_url;
+  int threads = 2, header_timeout = 10, body_timeout = 60, tsa_interval = 60;
   uint64_t max_connections = 1024, max_body_mib = 16, max_buffered_mib = 256, max_batch = 256, max_storage_mib = 0,
            max_envelope_mib = 8;
   bool quiet = false, json = false;
@@ -160,6 +164,7 @@ int Run(const Options& a) {
     static int delay_ms = std::atoi(d);
     dala::testing::SetFailpointHook([](const char*) { std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms)); });
   }
+  if (!a.tsa_url.empty()) Check(dala::server::CheckTsaUrl(a.tsa_url));
   auto core = OpenCore(a, limits);
   dala::server::HttpServer server(*core, o);
   Check(server.Listen());
@@ -170,10 +175,54 @@ int Run(const Options& a) {
     sigwait(&set, &sig);
     server.Stop();
   });
+  // Trusted time: the newest head stamped by the time-stamping authority every --tsa-interval seconds
+  // when the log grew (docs/protocol.md, "Trusted time"). A TSA that fails costs that stamp only.
+  std::mutex stamp_mu;
+  std::condition_variable stamp_cv;
+  bool stopping = false;
+  std::thread stamper;
+  if (!a.tsa_url.empty()) {
+    stamper = std::thread([&] {
+      std::unique_lock lock(stamp_mu);
+      while (!stamp_cv.wait_for(lock, std::chrono::seconds(a.tsa_interval), [&] { return stopping; })) {
+        lock.unlock();
+        auto stamped = core->StampNewestHead([&](const std::string& q) {
+          return dala::server::PostTimeStampQuery(a.tsa_url, q, 20000);
+        });
+        if (!stamped.ok())
+          std::fprintf(stderr, "{\"level\":\"warn\",\"event\":\"timestamp_failed\",\"error\":%s}\n",
+                       nlohmann::json(stamped.status().message()).dump().c_str());
+        lock.lock();
+      }
+    });
+  }
   server.Run();
+  if (stamper.joinable()) {
+    {
+      std::lock_guard lock(stamp_mu);
+      stopping = true;
+    }
+    stamp_cv.notify_all();
+    stamper.join();
+  }
   // Wake the signal thread if Run ended for another reason.
   pthread_kill(signals.native_handle(), SIGTERM);
   signals.join();
+  return kExitOk;
+}
+
+// `timestamp`: the newest head stamped now (for cron, or a first stamp), with the server running or not.
+int Timestamp(const Options& a) {
+  Check(dala::server::CheckTsaUrl(a.tsa_url));
+  auto core = OpenCore(a);
+  const uint64_t size = Check(core->StampNewestHead(
+      [&](const std::string& q) { return dala::server::PostTimeStampQuery(a.tsa_url, q, 20000); }));
+  if (size == 0) {
+    std::fprintf(stderr, "Nothing to stamp: the newest head is stamped already (or the log is empty).\n");
+  } else {
+    std::fprintf(stderr, "Stamped the log head of %llu leaves.\n", static_cast<unsigned long long>(size));
+  }
+  std::printf("%llu\n", static_cast<unsigned long long>(size));
   return kExitOk;
 }
 
@@ -328,7 +377,18 @@ int main(int argc, char** argv) {
                   "attachment bytes held at most; phones are told \"storage full\" (default 0: no limit)")
       ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 30));
   run->add_flag("--quiet", o.quiet, "no request log");
+  run->add_option("--tsa-url", o.tsa_url,
+                  "an RFC 3161 time-stamping authority (http://HOST[:PORT][/PATH]): the log's heads get its tokens");
+  run->add_option("--tsa-interval", o.tsa_interval, "seconds between stamps when the log grew (default 60)")
+      ->check(CLI::Range(1, 86400));
   handlers[run] = Run;
+
+  auto* stamp = app.add_subcommand("timestamp", "has the newest log head stamped by a time-stamping authority now; "
+                                                "prints the head's size (0: nothing new)");
+  AddData(stamp, o);
+  stamp->add_option("--tsa-url", o.tsa_url, "the RFC 3161 time-stamping authority (http://HOST[:PORT][/PATH])")
+      ->required();
+  handlers[stamp] = Timestamp;
 
   auto* devices = app.add_subcommand("devices", "lists enrolled devices, revoked or not, with their report counts");
   AddData(devices, o);

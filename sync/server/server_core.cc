@@ -626,6 +626,20 @@ Result<uint64_t> ServerCore::Export(const std::string& path) {
       auto b = h.BlobView(0);
       ex.set_log_head(reinterpret_cast<const char*>(b.data()), b.size());
     }
+    h = db::Stmt();
+    // Every head a time-stamping authority stamped, with its token (oldest first).
+    DALA_ASSIGN_OR_RETURN(db::Stmt ts, db_.Prepare(
+        "SELECT h.signed, t.token FROM log_timestamps t JOIN log_heads h ON h.size = t.size WHERE t.size <= ? "
+        "ORDER BY t.size"));
+    ts.Bind(1, static_cast<int64_t>(ex.log_size()));
+    for (;;) {
+      DALA_ASSIGN_OR_RETURN(bool row, ts.Step());
+      if (!row) break;
+      auto* t = ex.add_timestamps();
+      auto hb = ts.BlobView(0), tb = ts.BlobView(1);
+      t->set_head(reinterpret_cast<const char*>(hb.data()), hb.size());
+      t->set_token(reinterpret_cast<const char*>(tb.data()), tb.size());
+    }
   }
   // Attachments beside the export (hard links where the file system allows, else streamed copies).
   const std::string media = path + ".media";

@@ -106,6 +106,13 @@ class ServerCore {
   Status Revoke(const crypto::PublicKey& device);
   // Writes every stored report (envelope + receipt) as a dala.v1.Export to `path`.
   Result<uint64_t> Export(const std::string& path);
+
+  // Trusted time (docs/protocol.md, "Trusted time"): asks a time-stamping authority, through `post` (an
+  // RFC 3161 TimeStampReq in, the authority's TimeStampResp out), for a token over the newest signed head
+  // not stamped yet, and keeps it. Returns the size of the head stamped, 0 when nothing was signed since
+  // the last stamp. Thread-safe; no lock is held while the authority answers.
+  using TsaPost = std::function<Result<std::string>(const std::string& request_der)>;
+  Result<uint64_t> StampNewestHead(const TsaPost& post);
   Result<uint64_t> ReportCount();
 
   using Done = std::function<void(HttpResult)>;

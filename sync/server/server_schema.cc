@@ -128,7 +128,13 @@ CREATE TRIGGER log_nodes_no_delete BEFORE DELETE ON log_nodes BEGIN SELECT RAISE
 // device, and a second index on a random key cost every stored report one more page written.
 const char kSchemaV7[] = "DROP INDEX reports_device;";
 
-const char* const kMigrations[] = {kSchema, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6, kSchemaV7};
+// 8: trusted time (docs/protocol.md, "Trusted time"): a time-stamping authority's token over the head of
+// each size stamped.
+const char kSchemaV8[] = "CREATE TABLE log_timestamps(size INTEGER PRIMARY KEY, token BLOB NOT NULL, "
+                         "stamped_ms INTEGER NOT NULL);";
+
+const char* const kMigrations[] = {kSchema,   kSchemaV2, kSchemaV3, kSchemaV4,
+                                   kSchemaV5, kSchemaV6, kSchemaV7, kSchemaV8};
 
 }  // namespace
 

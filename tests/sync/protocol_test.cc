@@ -34,6 +34,7 @@
 #include "base/failpoint.h"
 #include "format/envelope.h"
 #include "format/manifest.h"
+#include "timestamp/rfc3161.h"
 
 namespace dala {
 namespace {
@@ -1170,7 +1171,10 @@ TEST(Log, AnExportIsHeldAgainstTheDesksEarlierExportsOfTheSameServer) {
   ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
   ASSERT_TRUE(w.server->Export(w.t.sub("second.dala")).ok());
   auto open = [&](const std::string& file, const std::vector<std::string>& since) {
-    auto sum = desk::OpenExport(w.desk, w.t.sub(file), "", {}, w.t.sub("summary.json"), since);
+    desk::OpenOptions o;
+    o.summary_path = w.t.sub("summary.json");
+    o.earlier_exports = since;
+    auto sum = desk::OpenExport(w.desk, w.t.sub(file), "", o);
     EXPECT_TRUE(sum.ok()) << sum.status().message();
     auto text = test::ReadAll(w.t.sub("summary.json"));
     return std::make_pair(sum.ok() ? *sum : desk::Summary{}, std::string(text.begin(), text.end()));
@@ -1509,7 +1513,10 @@ TEST(Desk, AlteredExportsAreCaught) {
     EXPECT_TRUE(sum.ok()) << sum.status().message();
     auto before = std::filesystem::directory_iterator(w.t.sub("")), end = std::filesystem::directory_iterator();
     const auto files = std::distance(before, end);
-    auto checked = desk::OpenExport(w.desk, file, "", receipts, w.t.sub(name + "-verify.json"));
+    desk::OpenOptions o;
+    o.phone_receipts = receipts;
+    o.summary_path = w.t.sub(name + "-verify.json");
+    auto checked = desk::OpenExport(w.desk, file, "", o);
     EXPECT_TRUE(checked.ok()) << checked.status().message();
     EXPECT_EQ(std::distance(std::filesystem::directory_iterator(w.t.sub("")), end), files + 1) << name;
     auto a = test::ReadAll(w.t.sub(name) + "/summary.json"), b = test::ReadAll(w.t.sub(name + "-verify.json"));
@@ -1632,6 +1639,146 @@ TEST(Desk, AlteredExportsAreCaught) {
   sr.set_signature(sig);
   desk::Summary bad_receipt = open(good, "bad-receipt", {sr.SerializeAsString()});
   EXPECT_EQ(bad_receipt.phone_receipts_invalid, 1u);
+}
+
+// ---- trusted time: a real RFC 3161 time-stamping authority (openssl ts, tests/support/tsa.py) ----
+
+// A TSA in a directory: its CA and TSA certificates, made at first use; Post() answers as it would.
+struct Tsa {
+  std::string dir;
+  Tsa(const TempDir& t, const std::string& name) : dir(t.sub("tsa-" + std::to_string(std::hash<std::string>()(name)))) {
+    const std::string cmd = "python3 " DALA_TEST_SOURCE_DIR "/support/tsa.py init " + dir + " '" + name + "'";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  std::string Pem(const std::string& file = "ca.crt") const {
+    auto b = test::ReadAll(dir + "/" + file);
+    return std::string(b.begin(), b.end());
+  }
+  server::ServerCore::TsaPost Post() const {
+    return [d = dir](const std::string& query) -> Result<std::string> {
+      test::WriteAll(d + "/q.tsq", std::vector<uint8_t>(query.begin(), query.end()));
+      const std::string cmd = "python3 " DALA_TEST_SOURCE_DIR "/support/tsa.py reply " + d + " " + d + "/q.tsq " + d +
+                              "/r.tsr";
+      if (std::system(cmd.c_str()) != 0) return Status(Code::kIo, "the TSA failed");
+      auto r = test::ReadAll(d + "/r.tsr");
+      return std::string(r.begin(), r.end());
+    };
+  }
+};
+
+// Heads stamped by a TSA the organisation trusts date the reports they hold ("received no later than");
+// the desk checks every token: one over another head, one from a TSA it does not trust, one over a head of
+// another log, a stamp removed, each is a time-stamp problem.
+TEST(Time, HeadsStampedByATrustedAuthorityDateTheReportsTheyHold) {
+  World w;
+  Tsa tsa(w.t, "Trusted Time"), other(w.t, "Other Time");
+  EXPECT_EQ(*w.server->StampNewestHead(tsa.Post()), 0u);  // an empty log: nothing to stamp
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  ReportId first = SealOne(*phone, "first");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  auto stamped = w.server->StampNewestHead(tsa.Post());
+  ASSERT_TRUE(stamped.ok()) << stamped.status().message();
+  EXPECT_GT(*stamped, 0u);
+  EXPECT_EQ(*w.server->StampNewestHead(tsa.Post()), 0u);  // nothing new since
+  // An answer that does not answer this request (a replay of the last one: another nonce, another head)
+  // is not kept.
+  SealOne(*phone, "second");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  auto replayed = w.server->StampNewestHead([&](const std::string&) -> Result<std::string> {
+    auto r = test::ReadAll(tsa.dir + "/r.tsr");
+    return std::string(r.begin(), r.end());
+  });
+  EXPECT_FALSE(replayed.ok());
+  ASSERT_TRUE(w.server->StampNewestHead(tsa.Post()).ok());
+  ReportId third = SealOne(*phone, "third, not stamped");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  ASSERT_TRUE(w.server->Export(w.t.sub("e.dala")).ok());
+  auto bytes = test::ReadAll(w.t.sub("e.dala"));
+  ExportFile good;
+  ASSERT_TRUE(good.ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())));
+  ASSERT_EQ(good.ex.timestamps_size(), 2);
+
+  auto open = [&](const ExportFile& f, const std::string& name, const std::string& pem) {
+    desk::OpenOptions o;
+    o.trusted_tsa_pem = pem;
+    auto sum = desk::OpenExport(w.desk, f.Write(w.t.sub(name + ".bin")), w.t.sub(name), o);
+    EXPECT_TRUE(sum.ok()) << sum.status().message();
+    auto text = test::ReadAll(w.t.sub(name) + "/summary.json");
+    return std::make_pair(sum.ok() ? *sum : desk::Summary{}, std::string(text.begin(), text.end()));
+  };
+  const int64_t before = SystemNowMs();
+  auto [sum, text] = open(good, "good", tsa.Pem());
+  EXPECT_TRUE(sum.clean()) << text;
+  EXPECT_EQ(sum.timestamps, 2u);
+  auto report = test::ReadAll(w.t.sub("good") + "/" + encoding::ToHex(first) + "-v1.json");
+  std::string rtext(report.begin(), report.end());
+  const std::string key = "\"timestamp\":{\"no_later_than_ms\":";
+  auto at = rtext.find(key);
+  ASSERT_NE(at, std::string::npos) << rtext;
+  const int64_t no_later_than = std::stoll(rtext.substr(at + key.size()));
+  EXPECT_LE(no_later_than, before);
+  EXPECT_GE(no_later_than, before - 120000);
+  EXPECT_NE(rtext.find("Trusted Time TSA"), std::string::npos) << rtext;
+  auto later = test::ReadAll(w.t.sub("good") + "/" + encoding::ToHex(third) + "-v1.json");
+  EXPECT_NE(std::string(later.begin(), later.end()).find("\"timestamp\":null"), std::string::npos);
+  // The TSA's own certificate is trusted as well as its CA's.
+  EXPECT_EQ(open(good, "by-tsa-cert", tsa.Pem("tsa.crt")).first.timestamps, 2u);
+  // Without trusted TSA certificates: not checked, nothing claimed, still clean.
+  auto [unchecked, unchecked_text] = open(good, "unchecked", "");
+  EXPECT_TRUE(unchecked.clean());
+  EXPECT_EQ(unchecked.timestamps, 0u);
+  EXPECT_NE(unchecked_text.find("were not checked"), std::string::npos);
+
+  // A TSA the organisation does not trust.
+  auto [untrusted, untrusted_text] = open(good, "untrusted", other.Pem());
+  EXPECT_EQ(untrusted.timestamp_problems, 2u);
+  EXPECT_FALSE(untrusted.clean());
+  EXPECT_NE(untrusted_text.find("not signed by a trusted time-stamping authority"), std::string::npos) << untrusted_text;
+  // Tokens swapped between the heads: each is for another hash.
+  ExportFile swapped = good;
+  swapped.ex.mutable_timestamps(0)->set_token(good.ex.timestamps(1).token());
+  swapped.ex.mutable_timestamps(1)->set_token(good.ex.timestamps(0).token());
+  auto [other_hash, other_hash_text] = open(swapped, "swapped", tsa.Pem());
+  EXPECT_EQ(other_hash.timestamp_problems, 2u);
+  EXPECT_NE(other_hash_text.find("for other data"), std::string::npos) << other_hash_text;
+  // The right token over a head the server did not sign (its time moved), or of another log.
+  ExportFile moved = good;
+  std::string head = good.ex.timestamps(0).head();
+  head[20] ^= 1;
+  moved.ex.mutable_timestamps(0)->set_head(head);
+  EXPECT_EQ(open(moved, "moved", tsa.Pem()).first.timestamp_problems, 1u);
+  // A head the server's key signed (a raider holding it), stamped by the trusted TSA, over another log.
+  {
+    auto real = protocol::VerifyLogHead(crypto::Bytes(good.ex.timestamps(0).head()));
+    ASSERT_TRUE(real.ok());
+    protocol::LogHead forged = *real;
+    forged.root[0] ^= 1;
+    const std::string forged_head = protocol::SignLogHead(w.StolenServerKey(), forged);
+    auto req = rfc3161::MakeRequest(crypto::Bytes(forged_head));
+    ASSERT_TRUE(req.ok());
+    auto answer = tsa.Post()(req->der);
+    ASSERT_TRUE(answer.ok());
+    auto token = rfc3161::TokenFromResponse(crypto::Bytes(*answer), *req, crypto::Bytes(forged_head));
+    ASSERT_TRUE(token.ok()) << token.status().message();
+    // An answer to another request for the same head (another nonce) is not taken.
+    auto again = rfc3161::MakeRequest(crypto::Bytes(forged_head));
+    EXPECT_FALSE(rfc3161::TokenFromResponse(crypto::Bytes(*answer), *again, crypto::Bytes(forged_head)).ok());
+    ExportFile forked = good;
+    auto* t = forked.ex.add_timestamps();
+    t->set_head(forged_head);
+    t->set_token(*token);
+    auto [fork, fork_text] = open(forked, "forked", tsa.Pem());
+    EXPECT_EQ(fork.timestamp_problems, 1u);
+    EXPECT_EQ(fork.timestamps, 2u);
+    EXPECT_NE(fork_text.find("not of this export's log"), std::string::npos) << fork_text;
+  }
+  // The stamps removed, where the organisation expects them.
+  ExportFile stripped = good;
+  stripped.ex.clear_timestamps();
+  auto [none, none_text] = open(stripped, "stripped", tsa.Pem());
+  EXPECT_EQ(none.timestamp_problems, 1u);
+  EXPECT_NE(none_text.find("holds no time-stamp"), std::string::npos);
 }
 
 // What an enrolled device could seal that the desk must not call verified: a version 2 naming the wrong

@@ -78,7 +78,7 @@ void FromHex32(const std::string& hex, uint8_t out[32], const char* what) {
 
 // dala desk open (decrypt, check, write) and dala desk verify (check, write nothing decrypted).
 struct OpenArgs {
-  std::string key, from, out, summary, passphrase_file;
+  std::string key, from, out, summary, passphrase_file, tsa_cert;
   std::vector<std::string> receipts, since;
   bool json = false;
 };
@@ -117,6 +117,7 @@ void DeskOpen(const OpenArgs& a, int* rc) {
   o.receipt_sizes = sizes.data();
   o.receipt_count = ptrs.size();
   if (!a.summary.empty()) o.summary_path = a.summary.c_str();
+  if (!a.tsa_cert.empty()) o.tsa_cert_path = a.tsa_cert.c_str();
   std::vector<const char*> since;
   for (const auto& f : a.since) since.push_back(f.c_str());
   o.earlier_exports = since.data();
@@ -130,12 +131,14 @@ void DeskOpen(const OpenArgs& a, int* rc) {
   dala_desk_summary sum;
   Call(dala_desk_open_export, desk.get(), a.from.c_str(), a.out.empty() ? nullptr : a.out.c_str(), &o, &sum);
   const bool clean = sum.failed == 0 && sum.duplicates == 0 && sum.reordered == 0 && sum.unknown_fields == 0 &&
-                     sum.missing == 0 && sum.phone_receipts_invalid == 0 && sum.log_problems == 0;
+                     sum.missing == 0 && sum.phone_receipts_invalid == 0 && sum.log_problems == 0 &&
+                     sum.timestamp_problems == 0;
   if (a.json) {
     PrintJson({{"reports", sum.reports}, {"verified", sum.verified}, {"failed", sum.failed},
                {"duplicates", sum.duplicates}, {"reordered", sum.reordered}, {"unknown_fields", sum.unknown_fields},
                {"missing", sum.missing}, {"phone_receipts", receipts.size()},
                {"phone_receipts_invalid", sum.phone_receipts_invalid}, {"log_problems", sum.log_problems},
+               {"timestamps", sum.timestamps}, {"timestamp_problems", sum.timestamp_problems},
                {"clean", clean},
                {"summary", summary.empty() ? nlohmann::json() : nlohmann::json(summary)}});
   } else if (sum.reports == 0 && clean) {
@@ -146,10 +149,14 @@ void DeskOpen(const OpenArgs& a, int* rc) {
                 summary.empty() ? "details with --summary FILE" : "details in ", summary.c_str());
     if (!clean)
       std::printf("the export was altered or is incomplete: %llu missing, %llu duplicated, %llu out of order, "
-                  "%llu hidden-field places, %llu phone receipts that do not verify, %llu log problems\n",
+                  "%llu hidden-field places, %llu phone receipts that do not verify, %llu log problems, %llu "
+                  "time-stamp problems\n",
                   (unsigned long long)sum.missing, (unsigned long long)sum.duplicates,
                   (unsigned long long)sum.reordered, (unsigned long long)sum.unknown_fields,
-                  (unsigned long long)sum.phone_receipts_invalid, (unsigned long long)sum.log_problems);
+                  (unsigned long long)sum.phone_receipts_invalid, (unsigned long long)sum.log_problems,
+                  (unsigned long long)sum.timestamp_problems);
+    if (sum.timestamps > 0)
+      std::printf("%llu time-stamps of the server's log verified\n", (unsigned long long)sum.timestamps);
   }
   *rc = sum.reports == 0 && clean ? kExitNotFound : clean ? kExitOk : kExitError;
 }
@@ -287,12 +294,16 @@ void AddDeskCommands(CLI::App& app, int* rc) {
     cmd->add_option("--since", a.since,
                     "an earlier export of the same server: its log must be a prefix of this one's; repeat")
         ->allow_extra_args(false);
+    cmd->add_option("--tsa-cert", a.tsa_cert,
+                    "PEM certificates trusted for time (a TSA's or its CA's): the log's RFC 3161 time-stamps are checked");
     cmd->add_flag("--json", a.json, "the summary as JSON on stdout");
   };
   auto open = std::make_shared<OpenArgs>();
   c = desk->add_subcommand("open", "decrypts and verifies a dala-server export: one JSON file per report");
   common(c, *open);
-  c->add_option("--out", open->out, "the directory to write the reports and summary.json to")->required();
+  c->add_option("--out", open->out, "the directory to write the reports and summary.json to")
+      ->required()
+      ->check([](const std::string& v) { return v.empty() ? std::string("must not be empty") : std::string(); });
   c->callback([open, rc] { DeskOpen(*open, rc); });
   auto verify = std::make_shared<OpenArgs>();
   c = desk->add_subcommand("verify", "every check of dala desk open, writing nothing decrypted (exit 1: a check failed)");

@@ -140,30 +140,36 @@ dala_status dala_desk_open_export(dala_desk* desk, const char* export_path, cons
     DALA_CHECK_ARG(desk != nullptr && out_summary != nullptr, "desk or out_summary is NULL");
     DALA_RETURN_IF_ERROR(CheckString(export_path, "export_path"));
     DALA_CHECK_ARG(out_dir == nullptr || *out_dir != '\0', "out_dir is empty (NULL writes nothing)");
-    std::string summary_path;
+    dala::desk::OpenOptions o;
     if (options != nullptr && options->summary_path != nullptr) {
       DALA_RETURN_IF_ERROR(CheckString(options->summary_path, "summary_path"));
-      summary_path = options->summary_path;
+      o.summary_path = options->summary_path;
     }
-    std::vector<std::string> earlier;
     if (options != nullptr && options->earlier_export_count > 0) {
       DALA_CHECK_ARG(options->earlier_exports != nullptr, "earlier_exports is NULL");
       for (size_t i = 0; i < options->earlier_export_count; ++i) {
         DALA_RETURN_IF_ERROR(CheckString(options->earlier_exports[i], "an earlier export"));
-        earlier.emplace_back(options->earlier_exports[i]);
+        o.earlier_exports.emplace_back(options->earlier_exports[i]);
       }
     }
-    std::vector<std::string> receipts;
+    if (options != nullptr && options->tsa_cert_path != nullptr) {
+      DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> pem, dala::fs::ReadFile(options->tsa_cert_path, 1 << 20));
+      o.trusted_tsa_pem.assign(pem.begin(), pem.end());
+      if (o.trusted_tsa_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+        return Status(dala::Code::kInvalidArgument, "the TSA certificate file holds no PEM certificate");
+    }
     if (options != nullptr && options->receipt_count > 0) {
       DALA_CHECK_ARG(options->receipts != nullptr && options->receipt_sizes != nullptr, "receipts is NULL");
       for (size_t i = 0; i < options->receipt_count; ++i) {
         DALA_CHECK_ARG(options->receipts[i] != nullptr || options->receipt_sizes[i] == 0, "a receipt is NULL");
-        receipts.emplace_back(reinterpret_cast<const char*>(options->receipts[i]), options->receipt_sizes[i]);
+        o.phone_receipts.emplace_back(reinterpret_cast<const char*>(options->receipts[i]), options->receipt_sizes[i]);
       }
     }
-    DALA_ASSIGN_OR_RETURN(dala::desk::Summary s, dala::desk::OpenExport(desk->org, export_path, out_dir != nullptr ? out_dir : "", receipts, summary_path, earlier));
+    DALA_ASSIGN_OR_RETURN(dala::desk::Summary s,
+                          dala::desk::OpenExport(desk->org, export_path, out_dir != nullptr ? out_dir : "", o));
     *out_summary = dala_desk_summary{s.reports, s.verified, s.failed, s.duplicates, s.reordered, s.unknown_fields,
-                                     s.missing, s.phone_receipts_invalid, s.log_problems};
+                                     s.missing, s.phone_receipts_invalid, s.log_problems, s.timestamps,
+                                     s.timestamp_problems};
     return Status::Ok();
   });
 }

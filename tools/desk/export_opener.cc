@@ -12,6 +12,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <exception>
+#include <mutex>
+#include <system_error>
 #include <map>
 #include <set>
 #include <thread>
@@ -31,6 +34,7 @@
 #include "format/receipt.h"
 #include "format/request.h"
 #include "format/report.h"
+#include "timestamp/rfc3161.h"
 
 namespace dala::desk {
 namespace {
@@ -174,14 +178,14 @@ uint64_t StrictExportFields(std::string_view bytes) {
   std::vector<WireField> top;
   if (!SplitFields(bytes, &top)) return 1;
   uint64_t bad = OnlyKnown(top, {{1, kBytes, false}, {2, kBytes, true}, {3, kBytes, true}, {4, kBytes, false},
-                                 {5, kBytes, true}, {6, kBytes, false}}) ? 0 : 1;
+                                 {5, kBytes, true}, {6, kBytes, false}, {7, kBytes, true}}) ? 0 : 1;
   for (const auto& f : top) {
-    if (f.wire_type != kBytes || (f.number != 2 && f.number != 3)) continue;
+    if (f.wire_type != kBytes || (f.number != 2 && f.number != 3 && f.number != 7)) continue;
     std::vector<WireField> inner;
     const bool ok = SplitFields(f.payload, &inner) &&
-                    (f.number == 2 ? OnlyKnown(inner, {{1, kBytes, false}, {2, kBytes, false}})
-                                   : OnlyKnown(inner, {{1, kBytes, false}, {2, kBytes, false}, {3, kBytes, false},
-                                                       {4, kVarint, false}}));
+                    (f.number == 3 ? OnlyKnown(inner, {{1, kBytes, false}, {2, kBytes, false}, {3, kBytes, false},
+                                                       {4, kVarint, false}})
+                                   : OnlyKnown(inner, {{1, kBytes, false}, {2, kBytes, false}}));
     bad += ok ? 0 : 1;
   }
   return bad;
@@ -326,13 +330,24 @@ std::string PhoneReceiptInLog(const v1::SignedReceipt& sr, const v1::Receipt& r,
 // An earlier export of the same server (the desk's own earlier import): its signed head must be a prefix of
 // this export's log, so that nothing it held was removed or changed since. "" when it is; else the problem.
 std::string HeldAgainstEarlier(const std::string& path, const v1::Export& ex, const merkle::MemoryTree& tree,
-                               const Organisation& org) {
+                               const Organisation& org, bool* other_server) {
+  *other_server = false;
+  // Its server key and head only (fields 1 and 6): the rest of it is not needed, nor parsed.
   auto bytes = fs::ReadFile(path, static_cast<size_t>(INT32_MAX));
-  v1::Export earlier;
-  if (!bytes.ok() || !earlier.ParseFromArray(bytes->data(), static_cast<int>(bytes->size())))
-    return "the earlier export " + path + " cannot be read";
-  if (earlier.server_key() != ex.server_key()) return "";  // another server's log: nothing to compare
-  auto head = protocol::VerifyLogHead(crypto::Bytes(earlier.log_head()));
+  std::vector<WireField> fields;
+  std::string_view server_key, log_head;
+  if (bytes.ok() && SplitFields(std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size()), &fields))
+    for (const auto& f : fields) {
+      if (f.number == 1 && f.wire_type == 2) server_key = f.payload;
+      if (f.number == 6 && f.wire_type == 2) log_head = f.payload;
+    }
+  if (server_key.size() != 32 || log_head.empty())
+    return "the earlier export " + path + " cannot be read as an export with a log head";
+  if (server_key != ex.server_key()) {  // another server's log: nothing to compare
+    *other_server = true;
+    return "";
+  }
+  auto head = protocol::VerifyLogHead(crypto::Bytes(log_head));
   if (!head.ok() || std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != ex.server_key() ||
       !protocol::AuthorisedAt(org.statement, head->server_key, head->time_ms))
     return "the earlier export " + path + " carries no log head its server signed under an authorised key";
@@ -344,6 +359,62 @@ std::string HeldAgainstEarlier(const std::string& path, const v1::Export& ex, co
     return "the first " + std::to_string(head->size) + " leaves of this export's log are not the log of the earlier "
            "export " + path + ": leaves were removed or changed since (a server restored from a backup, or a fork)";
   return "";
+}
+
+// A head of this export's log that a trusted time-stamping authority stamped: every leaf below `size` was
+// in the server's log no later than `time_ms`.
+struct Stamped {
+  uint64_t size = 0;
+  int64_t time_ms = 0;
+  std::string tsa;
+};
+
+// Trusted time (docs/protocol.md, "Trusted time"): each token over a head this export's server signed, of
+// this export's log (one that verified), by a TSA whose certificate the organisation gave. Returns the
+// stamps that verified, by size.
+std::vector<Stamped> CheckTimestamps(const v1::Export& ex, const Organisation& org, const merkle::MemoryTree& tree,
+                                     bool log_verified, const std::string& trusted_pem, Summary* sum,
+                                     std::vector<std::string>* problems) {
+  std::vector<Stamped> out;
+  if (trusted_pem.empty()) {
+    if (ex.timestamps_size() > 0)
+      problems->push_back(std::to_string(ex.timestamps_size()) + " time-stamps of the log were not checked (no "
+                          "trusted TSA certificate given: --tsa-cert)");
+    return out;
+  }
+  if (ex.timestamps_size() == 0) {
+    ++sum->timestamp_problems;
+    problems->push_back("the export holds no time-stamp of its log, and the organisation trusts a TSA for them");
+  }
+  for (int i = 0; i < ex.timestamps_size(); ++i) {
+    const auto& t = ex.timestamps(i);
+    const std::string what = "time-stamp " + std::to_string(i + 1);
+    auto head = protocol::VerifyLogHead(crypto::Bytes(t.head()));
+    if (!head.ok() || std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != ex.server_key() ||
+        !protocol::AuthorisedAt(org.statement, head->server_key, head->time_ms)) {
+      ++sum->timestamp_problems;
+      problems->push_back(what + " is over a head this export's server did not sign under an authorised key");
+      continue;
+    }
+    auto root = log_verified && head->size <= tree.size() ? merkle::Root(tree, head->size)
+                                                          : Result<merkle::Hash>(Status(Code::kVerify, ""));
+    if (!root.ok() || *root != head->root) {
+      ++sum->timestamp_problems;
+      problems->push_back(what + " is over a head of " + std::to_string(head->size) + " leaves that is not of this "
+                          "export's log");
+      continue;
+    }
+    auto stamp = rfc3161::Verify(crypto::Bytes(t.token()), crypto::Bytes(t.head()), trusted_pem);
+    if (!stamp.ok()) {
+      ++sum->timestamp_problems;
+      problems->push_back(what + " (the head of " + std::to_string(head->size) + " leaves): " + stamp.status().message());
+      continue;
+    }
+    ++sum->timestamps;
+    out.push_back({head->size, stamp->time_ms, stamp->tsa});
+  }
+  std::sort(out.begin(), out.end(), [](const Stamped& a, const Stamped& b) { return a.size < b.size; });
+  return out;
 }
 
 // Opens one entry's envelope with the organisation's recipient keys (each checks the device's signatures);
@@ -394,8 +465,8 @@ Status SyncFileSystem(const std::string& dir) {
 }  // namespace
 
 Result<Summary> OpenExport(const Organisation& org, const std::string& export_path, const std::string& out_dir,
-                           const std::vector<std::string>& phone_receipts, const std::string& summary_path,
-                           const std::vector<std::string>& earlier_exports) {
+                           const OpenOptions& options) {
+  const std::vector<std::string>& phone_receipts = options.phone_receipts;
   const bool write = !out_dir.empty();  // else: every check, nothing decrypted written
   // Protobuf parses at most 2 GiB in one message: a larger export is refused as such, not misread. (The
   // server's export holds envelopes only, about 1.5 KB a report; attachments are files beside it.)
@@ -428,19 +499,34 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
   std::vector<Result<v1::Receipt>> receipts(each.size(), Status(Code::kInternal, "not checked"));
   {
     std::atomic<size_t> next{0};
+    std::mutex failed_mu;
+    std::exception_ptr failed;  // e.g. out of memory: the first one ends every worker, then is thrown here
     auto work = [&] {
-      for (size_t i; (i = next.fetch_add(1)) < each.size();) {
-        const auto& item = ex.reports(static_cast<int>(i));
-        Opened& o = each[i];
-        OpenEntry(item.envelope(), org, &o);
-        receipts[i] = CheckReceipt(item.receipt(), item.envelope(), o.header, org);
+      try {
+        for (size_t i; (i = next.fetch_add(1)) < each.size();) {
+          const auto& item = ex.reports(static_cast<int>(i));
+          Opened& o = each[i];
+          OpenEntry(item.envelope(), org, &o);
+          receipts[i] = CheckReceipt(item.receipt(), item.envelope(), o.header, org);
+        }
+      } catch (...) {
+        next = each.size();
+        std::lock_guard lock(failed_mu);
+        if (!failed) failed = std::current_exception();
       }
     };
     const size_t threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8);
     std::vector<std::thread> pool;
-    for (size_t t = 1; t < threads && t < each.size(); ++t) pool.emplace_back(work);
+    for (size_t t = 1; t < threads && t < each.size(); ++t) {
+      try {
+        pool.emplace_back(work);
+      } catch (const std::system_error&) {
+        break;  // fewer threads, the same work
+      }
+    }
     work();
     for (auto& t : pool) t.join();
+    if (failed) std::rethrow_exception(failed);
   }
 
   std::vector<Opened> all;
@@ -490,6 +576,8 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
     }
     all.push_back(std::move(o));
   }
+  std::vector<Opened>().swap(each);
+  std::vector<Result<v1::Receipt>>().swap(receipts);
   // Each server numbers what it stores 1, 2, 3...: a number no entry carries is a report version withheld.
   // Counted per server key, so that one server's entry cannot fill another's gap. Withheld versions of
   // this export's server are counted once, by sequence number, however they show (a gap, the log, a
@@ -512,12 +600,17 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
   for (const auto& leaf : ex.log()) tree.Append(merkle::LeafHash(crypto::Bytes(leaf)));
   const bool log_verified = AuditLog(ex, org, all, tree, &sum, &withheld, &export_problems);
   // Earlier exports of this server: against a log that verified only (one that does not is counted above).
-  for (const auto& path : earlier_exports) {
-    if (std::string p = log_verified ? HeldAgainstEarlier(path, ex, tree, org) : ""; !p.empty()) {
+  for (const auto& path : options.earlier_exports) {
+    bool other_server = false;
+    if (std::string p = log_verified ? HeldAgainstEarlier(path, ex, tree, org, &other_server) : ""; !p.empty()) {
       ++sum.log_problems;
       export_problems.push_back(p);
+    } else if (other_server) {
+      export_problems.push_back("the earlier export " + path + " is another server's: not compared");
     }
   }
+  const std::vector<Stamped> stamps = CheckTimestamps(ex, org, tree, log_verified, options.trusted_tsa_pem, &sum,
+                                                      &export_problems);
   if (sequences.size() > 1)
     export_problems.push_back("the receipts come from " + std::to_string(sequences.size()) +
                               " server keys of the organisation (each checked on its own)");
@@ -654,6 +747,23 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
     o.attachments_json += "]";
   }
 
+  // Received no later than: the earliest time-stamp over a head that holds the report's leaf.
+  std::map<std::string, uint64_t> leaf_index;
+  if (!stamps.empty())
+    for (int i = 0; i < ex.log_size(); ++i) leaf_index.emplace(ex.log(i), static_cast<uint64_t>(i));
+  std::vector<size_t> earliest(stamps.size());  // earliest[k]: the stamp of least time among stamps[k..]
+  for (size_t k = stamps.size(); k-- > 0;)
+    earliest[k] = k + 1 < stamps.size() && stamps[earliest[k + 1]].time_ms < stamps[k].time_ms ? earliest[k + 1] : k;
+  auto timestamp_json = [&](const Opened& o) -> std::string {
+    auto at = o.receipt_ok ? leaf_index.find(o.leaf) : leaf_index.end();
+    if (at == leaf_index.end()) return "null";
+    auto k = std::upper_bound(stamps.begin(), stamps.end(), at->second,
+                              [](uint64_t leaf, const Stamped& st) { return leaf < st.size; });
+    if (k == stamps.end()) return "null";
+    const Stamped& first = stamps[earliest[static_cast<size_t>(k - stamps.begin())]];
+    return "{\"no_later_than_ms\":" + std::to_string(first.time_ms) + ",\"tsa\":" + JsonEscape(first.tsa) + "}";
+  };
+
   std::set<std::string> names;
   std::string index = "[";
   for (size_t i = 0; i < all.size(); ++i) {
@@ -667,7 +777,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
                     ",\"problems\":" + ProblemsJson(o.problems) +
                     ",\"receipt\":{\"verified\":" + (o.receipt_ok ? "true" : "false") +
                     ",\"sequence\":" + std::to_string(o.sequence) + "}" +
-                    ",\"attachments\":" + o.attachments_json +
+                    ",\"attachments\":" + o.attachments_json + ",\"timestamp\":" + timestamp_json(o) +
                     ",\"report\":" + (o.opened ? ReportToJson(o.report) : std::string("null")) + "}\n";
     if (write) DALA_RETURN_IF_ERROR(WriteUnsynced(fs::Join(out_dir, name), j));
     index += std::string(i ? "," : "") + "{\"file\":" + (write ? JsonEscape(name) : "null") + ",\"id\":" + JsonEscape(o.id_hex) +
@@ -681,6 +791,8 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
                         ",\"reordered\":" + std::to_string(sum.reordered) +
                         ",\"unknown_fields\":" + std::to_string(sum.unknown_fields) +
                         ",\"log_problems\":" + std::to_string(sum.log_problems) +
+                        ",\"timestamps\":" + std::to_string(sum.timestamps) +
+                        ",\"timestamp_problems\":" + std::to_string(sum.timestamp_problems) +
                         ",\"missing\":" + std::to_string(sum.missing) +
                         ",\"phone_receipts\":" + std::to_string(phone_receipts.size()) +
                         ",\"phone_receipts_invalid\":" + std::to_string(sum.phone_receipts_invalid) + ",\"problems\":" + ProblemsJson(export_problems) +
@@ -688,7 +800,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
   // One sync for every report file, then summary.json, atomically: it names only files already on disk. (An
   // fsync per file, as before, took about half the time of a 100,000-report export.)
   if (write) DALA_RETURN_IF_ERROR(SyncFileSystem(out_dir));
-  const std::string summary_file = !summary_path.empty() ? summary_path
+  const std::string summary_file = !options.summary_path.empty() ? options.summary_path
                                    : write              ? fs::Join(out_dir, "summary.json")
                                                         : std::string();
   if (!summary_file.empty()) DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(summary_file, crypto::Bytes(summary)));

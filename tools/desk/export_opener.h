@@ -24,21 +24,38 @@ struct Summary {
                                 // phone's receipt) not in the export, or in it as other bytes
   uint64_t phone_receipts_invalid = 0;  // given receipts no authorised server key signed
   uint64_t log_problems = 0;  // the server's log does not verify, or a receipted entry or an enrolment is not in it
+  // Trusted time (docs/protocol.md, "Trusted time"), with trusted TSA certificates given:
+  uint64_t timestamps = 0;          // tokens that verified, over heads of this log
+  uint64_t timestamp_problems = 0;  // tokens that did not, or none at all
   bool clean() const {
     return failed == 0 && duplicates == 0 && reordered == 0 && unknown_fields == 0 && missing == 0 &&
-           phone_receipts_invalid == 0 && log_problems == 0;
+           phone_receipts_invalid == 0 && log_problems == 0 && timestamp_problems == 0;
   }
 };
 
+struct OpenOptions {
+  // SignedReceipt bytes phones kept (dala receipts --json), each cross-checked.
+  std::vector<std::string> phone_receipts;
+  // Where summary.json goes; empty: into the output directory, or nowhere when there is none.
+  std::string summary_path;
+  // Files of earlier exports (the desk's earlier imports): each of the same server must show a log this
+  // export's extends (nothing removed or changed since), else a log problem.
+  std::vector<std::string> earlier_exports;
+  // Certificates (PEM) the organisation trusts for time: a TSA's own, or its CA's. Empty: the export's
+  // time-stamps are not checked and nothing is claimed from them.
+  std::string trusted_tsa_pem;
+};
+
 // Trusts only `org`: its root, its statement (which server keys sign receipts, and when), its keys.
-// `phone_receipts`: SignedReceipt bytes phones kept (dala receipts --json), each cross-checked.
 // An empty `out_dir` runs every check and writes nothing decrypted (attachments are read through and
-// checked, not kept). summary.json goes to `summary_path` if given, else into `out_dir` if given.
-// `earlier_exports`: files of earlier exports (the desk's earlier imports); each of the same server must
-// show a log this export's extends (nothing removed or changed since), else a log problem.
+// checked, not kept).
 Result<Summary> OpenExport(const Organisation& org, const std::string& export_path, const std::string& out_dir,
-                           const std::vector<std::string>& phone_receipts = {},
-                           const std::string& summary_path = "",
-                           const std::vector<std::string>& earlier_exports = {});
+                           const OpenOptions& options = {});
+inline Result<Summary> OpenExport(const Organisation& org, const std::string& export_path, const std::string& out_dir,
+                                  std::vector<std::string> phone_receipts) {
+  OpenOptions o;
+  o.phone_receipts = std::move(phone_receipts);
+  return OpenExport(org, export_path, out_dir, o);
+}
 
 }  // namespace dala::desk

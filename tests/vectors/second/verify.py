@@ -116,9 +116,9 @@ def strict(b):
                 if seen[num] > 1: return False
         return True
     top = fields(b)
-    bad += 0 if ok(top, {1:(2,F),2:(2,T),3:(2,T),4:(2,F),5:(2,T),6:(2,F)}) else 1
+    bad += 0 if ok(top, {1:(2,F),2:(2,T),3:(2,T),4:(2,F),5:(2,T),6:(2,F),7:(2,T)}) else 1
     for num, wt, v in top:
-        if wt == 2 and num == 2: bad += 0 if ok(fields(v), {1:(2,F),2:(2,F)}) else 1
+        if wt == 2 and num in (2, 7): bad += 0 if ok(fields(v), {1:(2,F),2:(2,F)}) else 1
         if wt == 2 and num == 3: bad += 0 if ok(fields(v), {1:(2,F),2:(2,F),3:(2,F),4:(0,F)}) else 1
     return bad
 

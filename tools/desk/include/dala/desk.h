@@ -96,6 +96,9 @@ typedef struct dala_desk_summary {
     uint64_t phone_receipts_invalid;  /* given phone receipts that no authorised server key signed */
     uint64_t log_problems;     /* the server's log (docs/protocol.md, "The log") does not verify against its
                                   signed head, or an entry with a receipt or an enrolment is not in it */
+    /* Trusted time (docs/protocol.md, "Trusted time"), when options->tsa_cert_path is set: */
+    uint64_t timestamps;          /* time-stamps of the log that verified */
+    uint64_t timestamp_problems;  /* time-stamps that did not (another head, an untrusted TSA), or none */
 } dala_desk_summary;
 
 typedef struct dala_desk_open_options {
@@ -111,6 +114,9 @@ typedef struct dala_desk_open_options {
        problem (leaves removed or changed since: a server restored from a backup, or a fork). */
     const char *const *earlier_exports;
     size_t earlier_export_count;
+    /* A PEM file of the certificates the organisation trusts for time (a TSA's own, or its CA's): the
+       export's RFC 3161 time-stamps are checked against them. NULL: not checked, nothing claimed. */
+    const char *tsa_cert_path;
 } dala_desk_open_options;
 
 /* Any thread. Sets every field to its default (no receipts, summary in OUT_DIR). */
@@ -121,7 +127,7 @@ DALA_API void dala_desk_open_options_init(dala_desk_open_options *options) DALA_
    plus OUT_DIR/summary.json. Reports that fail a check are written with their problems, not dropped.
    out_dir NULL: every check is made and nothing decrypted is written anywhere (attachments are read
    through and checked); only options->summary_path, if set, is written. options may be NULL. The export is clean when failed, duplicates, reordered, unknown_fields, missing,
-   phone_receipts_invalid and log_problems are all 0. */
+   phone_receipts_invalid, log_problems and timestamp_problems are all 0. */
 DALA_API dala_status dala_desk_open_export(dala_desk *desk, const char *export_path, const char *out_dir,
                                            const dala_desk_open_options *options, dala_desk_summary *out_summary,
                                            dala_error **out_error) DALA_NOEXCEPT;
