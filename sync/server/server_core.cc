@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <exception>
 #include <optional>
 #include <system_error>
 #include <thread>
@@ -358,18 +359,26 @@ void ServerCore::HandleAsync(std::string_view method, std::string_view target, s
   // A phone draining its queue sends one push at a time and waits for its answer: a batch's signatures
   // are checked on two cores (the other would idle), a single report's on this thread.
   std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < job.items.size();) check(i);
+  std::exception_ptr failed[2];  // e.g. out of memory: thrown here once both threads are done
+  auto work = [&](std::exception_ptr* error) {
+    try {
+      for (size_t i; (i = next.fetch_add(1)) < job.items.size();) check(i);
+    } catch (...) {
+      next = job.items.size();
+      *error = std::current_exception();
+    }
   };
   std::optional<std::thread> helper;
   if (job.items.size() >= kParallelCheckFrom) {
     try {
-      helper.emplace(work);
+      helper.emplace(work, &failed[1]);
     } catch (const std::system_error&) {  // no thread to be had: this one does it all
     }
   }
-  work();
+  work(&failed[0]);
   if (helper) helper->join();
+  for (const auto& e : failed)
+    if (e) std::rethrow_exception(e);
   {
     std::lock_guard lock(queue_mu_);
     queue_.push_back(std::move(job));
