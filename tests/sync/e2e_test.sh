@@ -136,6 +136,14 @@ seal_many a 1 "after the export"
 check "desk open --receipts: a withheld report fails" 1 $?
 "$BIN/dala" desk verify --key org.key --from export.bin --receipts receipts-a2.json >/dev/null
 check "desk verify --receipts: a withheld report fails" 1 $?
+# dala log verify: the log and the receipts, with the organisation's public identity alone (no key file).
+env -u DALA_PASSPHRASE "$BIN/dala" log verify --organisation "$ORG" --from export.bin --receipts receipts-a.json >lv.out
+check "log verify: the export's log and the phone's receipts" 0 $?
+grep -q "^verified$" lv.out; check "... says verified" 0 $?
+"$BIN/dala" log verify --organisation "$ORG" --from export.bin --receipts receipts-a2.json --json >lv2.out
+check "log verify: a receipt beyond the export fails" 1 $?
+python3 -c "import json; v=json.load(open('lv2.out')); assert not v['ok'] and v['receipts_in_log']==v['receipts']-1 and len(v['problems'])==1, v"
+check "... naming it" 0 $?
 "$BIN/dala-server" export --data srv --out export2.bin 2>/dev/null
 "$BIN/dala" desk verify --key org.key --from export2.bin --since export.bin >/dev/null
 check "desk verify --since: a later export extends the earlier one" 0 $?

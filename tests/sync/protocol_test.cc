@@ -26,6 +26,7 @@
 #include "format/response.h"
 #include "protocol/http_api.h"
 #include "server/server_core.h"
+#include "desk/log_verifier.h"
 #include "server/server_log.h"
 #include "client/log_witness.h"
 #include "client/sync_engine.h"
@@ -1639,6 +1640,93 @@ TEST(Desk, AlteredExportsAreCaught) {
   sr.set_signature(sig);
   desk::Summary bad_receipt = open(good, "bad-receipt", {sr.SerializeAsString()});
   EXPECT_EQ(bad_receipt.phone_receipts_invalid, 1u);
+}
+
+// Anyone holding the organisation's public identity (an auditor, a court) checks a server's log and the
+// phones' receipts against it: no desk key, no report contents (dala log verify).
+TEST(Log, TheLogIsVerifiedWithThePublicIdentityAlone) {
+  World w;
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  for (const char* text : {"one", "two", "three"}) SealOne(*phone, text);
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 3u);
+  ASSERT_TRUE(w.server->Export(w.t.sub("e.dala")).ok());
+  std::vector<std::string> held;
+  auto listed = phone->ListReceipts();
+  ASSERT_TRUE(listed.ok());
+  for (const auto& r : *listed) held.emplace_back(r.receipt.begin(), r.receipt.end());
+  ASSERT_EQ(held.size(), 3u);
+  auto bytes = test::ReadAll(w.t.sub("e.dala"));
+  ExportFile good;
+  ASSERT_TRUE(good.ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())));
+  auto verify = [&](const ExportFile* f, const std::string& name, std::vector<std::string> receipts,
+                    const crypto::PublicKey& root) {
+    desk::LogVerifyInputs in;
+    if (f != nullptr) in.export_path = f->Write(w.t.sub(name + ".dala"));
+    in.phone_receipts = std::move(receipts);
+    auto v = desk::VerifyLog(root, in);
+    EXPECT_TRUE(v.ok()) << v.status().message();
+    return v.ok() ? *v : desk::LogVerdict{};
+  };
+  const crypto::PublicKey& root = w.desk.root.public_key;
+  auto v = verify(&good, "good", held, root);
+  EXPECT_TRUE(v.ok()) << (v.problems.empty() ? "" : v.problems[0]);
+  EXPECT_EQ(v.receipts_in_log, 3u);
+  EXPECT_EQ(v.head_size, v.leaves);
+  EXPECT_GT(v.leaves, 3u);  // the statement and the enrolment too
+  // Receipts alone, each in its own head: with the organisation's statement (dala desk statement), as
+  // without an export nothing else says which server keys it authorised.
+  EXPECT_FALSE(verify(nullptr, "", held, root).ok());
+  {
+    desk::LogVerifyInputs in;
+    in.phone_receipts = held;
+    in.statements = {w.desk.signed_statement};
+    auto alone = desk::VerifyLog(root, in);
+    ASSERT_TRUE(alone.ok());
+    EXPECT_TRUE(alone->ok()) << (alone->problems.empty() ? "" : alone->problems[0]);
+    EXPECT_EQ(alone->receipts_in_log, 3u);
+  }
+
+  // Another organisation's root: nothing it holds is this organisation's.
+  const crypto::SigningKey stranger = crypto::GenerateSigningKey();
+  EXPECT_FALSE(verify(&good, "stranger", held, stranger.public_key).ok());
+  // One leaf changed.
+  ExportFile changed = good;
+  std::string leaf = good.ex.log(2);
+  leaf.back() ^= 1;
+  changed.ex.set_log(2, leaf);
+  auto c = verify(&changed, "changed", {}, root);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.problems[0].find("do not make its signed head"), std::string::npos) << c.problems[0];
+  // The same leaves under a head a key of the attacker's signed (the organisation never authorised it).
+  ExportFile fabricated = good;
+  const crypto::SigningKey fake = crypto::GenerateSigningKey();
+  auto head = protocol::VerifyLogHead(crypto::Bytes(good.ex.log_head()));
+  ASSERT_TRUE(head.ok());
+  protocol::LogHead h = *head;
+  h.server_key = fake.public_key;
+  fabricated.ex.set_log_head(protocol::SignLogHead(fake, h));
+  fabricated.ex.set_server_key(fake.public_key.data(), 32);
+  EXPECT_FALSE(verify(&fabricated, "fabricated", {}, root).ok());
+  // A receipt moved to another leaf of its head (its signature still verifies).
+  std::vector<std::string> moved = held;
+  v1::SignedReceipt sr;
+  ASSERT_TRUE(sr.ParseFromString(moved[0]));
+  sr.set_leaf_index(sr.leaf_index() == 0 ? 1 : sr.leaf_index() - 1);
+  moved[0] = sr.SerializeAsString();
+  auto m = verify(&good, "moved", moved, root);
+  EXPECT_EQ(m.receipts_in_log, 2u);
+  EXPECT_FALSE(m.ok());
+  // A receipt the server gave after this export: its head holds more than the export shows.
+  SealOne(*phone, "after the export");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  std::vector<std::string> later;
+  auto relisted = phone->ListReceipts();
+  ASSERT_TRUE(relisted.ok());
+  for (const auto& r : *relisted) later.emplace_back(r.receipt.begin(), r.receipt.end());
+  auto l = verify(&good, "later", later, root);
+  EXPECT_FALSE(l.ok());
+  EXPECT_NE(l.problems.back().find("not a prefix of the export's log"), std::string::npos) << l.problems.back();
 }
 
 // ---- trusted time: a real RFC 3161 time-stamping authority (openssl ts, tests/support/tsa.py) ----

@@ -74,5 +74,6 @@ void AddStoreCommands(CLI::App& app, int* exit_code);
 void AddReportCommands(CLI::App& app, int* exit_code);
 void AddDeliveryCommands(CLI::App& app, int* exit_code);
 void AddDeskCommands(CLI::App& app, int* exit_code);
+void AddLogCommands(CLI::App& app, int* exit_code);
 
 }  // namespace dala::cli

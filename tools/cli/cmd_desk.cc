@@ -83,10 +83,10 @@ struct OpenArgs {
   bool json = false;
 };
 
-void DeskOpen(const OpenArgs& a, int* rc) {
-  // The phones' receipts first: a file that is not what dala receipts --json writes is a usage error.
+// The receipts in files written by dala receipts --json; a file that is not one is a usage error.
+std::vector<std::vector<uint8_t>> ReadPhoneReceipts(const std::vector<std::string>& files) {
   std::vector<std::vector<uint8_t>> receipts;
-  for (const auto& file : a.receipts) {
+  for (const auto& file : files) {
     nlohmann::json list;
     try {
       list = nlohmann::json::parse(ReadTextFile(file, "--receipts"));
@@ -105,6 +105,11 @@ void DeskOpen(const OpenArgs& a, int* rc) {
       receipts.push_back(std::move(bytes));
     }
   }
+  return receipts;
+}
+
+void DeskOpen(const OpenArgs& a, int* rc) {
+  const std::vector<std::vector<uint8_t>> receipts = ReadPhoneReceipts(a.receipts);
   std::vector<const uint8_t*> ptrs;
   std::vector<size_t> sizes;
   for (const auto& r : receipts) {
@@ -161,7 +166,71 @@ void DeskOpen(const OpenArgs& a, int* rc) {
   *rc = sum.reports == 0 && clean ? kExitNotFound : clean ? kExitOk : kExitError;
 }
 
+struct LogArgs {
+  std::string organisation, from, tsa_cert;
+  std::vector<std::string> receipts, statements;
+  bool json = false;
+};
+
+void LogVerify(const LogArgs& a, int* rc) {
+  if (a.from.empty() && a.receipts.empty()) throw UsageError{"give an export (--from) or phone receipts (--receipts)"};
+  const std::vector<std::vector<uint8_t>> receipts = ReadPhoneReceipts(a.receipts);
+  std::vector<const uint8_t*> ptrs;
+  std::vector<size_t> sizes;
+  for (const auto& r : receipts) {
+    ptrs.push_back(r.data());
+    sizes.push_back(r.size());
+  }
+  std::vector<const char*> statements;
+  for (const auto& f : a.statements) statements.push_back(f.c_str());
+  dala_desk_log_options o;
+  dala_desk_log_options_init(&o);
+  if (!a.from.empty()) o.export_path = a.from.c_str();
+  o.receipts = ptrs.data();
+  o.receipt_sizes = sizes.data();
+  o.receipt_count = ptrs.size();
+  o.statement_paths = statements.data();
+  o.statement_count = statements.size();
+  if (!a.tsa_cert.empty()) o.tsa_cert_path = a.tsa_cert.c_str();
+  char* out = nullptr;
+  Call(dala_desk_verify_log, a.organisation.c_str(), &o, &out);
+  const nlohmann::json v = nlohmann::json::parse(TakeString(out));
+  if (a.json) {
+    std::printf("%s\n", v.dump().c_str());
+  } else {
+    if (!a.from.empty())
+      std::printf("log of server %s: %llu leaves, signed head of %llu leaves\n", v["server_key"].get<std::string>().c_str(),
+                  v["leaves"].get<unsigned long long>(), v["head_size"].get<unsigned long long>());
+    if (!a.receipts.empty())
+      std::printf("%llu of %llu phone receipts at their proven place in the log\n",
+                  v["receipts_in_log"].get<unsigned long long>(), v["receipts"].get<unsigned long long>());
+    if (v["timestamps"].get<unsigned long long>() > 0)
+      std::printf("%llu time-stamps verified\n", v["timestamps"].get<unsigned long long>());
+    for (const auto& p : v["problems"]) std::printf("problem: %s\n", p.get<std::string>().c_str());
+    std::printf("%s\n", v["ok"].get<bool>() ? "verified" : "NOT verified");
+  }
+  *rc = v["ok"].get<bool>() ? kExitOk : kExitError;
+}
+
 }  // namespace
+
+void AddLogCommands(CLI::App& app, int* rc) {
+  CLI::App* log = app.add_subcommand("log", "a server's log, checked with the organisation's public identity alone")
+                      ->require_subcommand(1);
+  auto a = std::make_shared<LogArgs>();
+  CLI::App* c = log->add_subcommand("verify", "checks an export's log and phones' receipts against the organisation's "
+                                              "identity (no key file): exit 1 if anything fails");
+  c->add_option("--organisation", a->organisation, "the organisation's identity (the line dala desk keygen prints)")
+      ->required();
+  c->add_option("--from", a->from, "a dala-server export");
+  c->add_option("--receipts", a->receipts, "receipts a phone kept (dala receipts --json); repeat")
+      ->allow_extra_args(false);
+  c->add_option("--statement", a->statements, "a newer statement of the organisation (dala desk statement); repeat")
+      ->allow_extra_args(false);
+  c->add_option("--tsa-cert", a->tsa_cert, "PEM certificates trusted for time: the log's time-stamps are checked");
+  c->add_flag("--json", a->json, "the verdict as JSON on stdout");
+  c->callback([a, rc] { LogVerify(*a, rc); });
+}
 
 void AddDeskCommands(CLI::App& app, int* rc) {
   CLI::App* desk = app.add_subcommand("desk", "the organisation's desk: its key, and opening exports")

@@ -8,9 +8,11 @@
 #include "capi/boundary.h"
 #include "desk/desk_key.h"
 #include "desk/export_opener.h"
+#include "desk/log_verifier.h"
 #include "base/clock.h"
 #include "base/fsutil.h"
 #include "format/organisation.h"
+#include "format/report.h"
 
 struct dala_desk {
   dala::desk::Organisation org;
@@ -170,6 +172,59 @@ dala_status dala_desk_open_export(dala_desk* desk, const char* export_path, cons
     *out_summary = dala_desk_summary{s.reports, s.verified, s.failed, s.duplicates, s.reordered, s.unknown_fields,
                                      s.missing, s.phone_receipts_invalid, s.log_problems, s.timestamps,
                                      s.timestamp_problems};
+    return Status::Ok();
+  });
+}
+
+void dala_desk_log_options_init(dala_desk_log_options* options) noexcept {
+  if (options != nullptr) *options = dala_desk_log_options{};
+}
+
+dala_status dala_desk_verify_log(const char* organisation_identity, const dala_desk_log_options* options,
+                                 char** out_json, dala_error** out_error) noexcept {
+  if (out_json != nullptr) *out_json = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(out_json != nullptr, "out_json is NULL");
+    DALA_RETURN_IF_ERROR(CheckString(organisation_identity, "organisation_identity"));
+    DALA_ASSIGN_OR_RETURN(dala::crypto::PublicKey root, dala::protocol::ParseIdentity(organisation_identity));
+    dala::desk::LogVerifyInputs in;
+    if (options != nullptr) {
+      if (options->export_path != nullptr) in.export_path = options->export_path;
+      if (options->receipt_count > 0) {
+        DALA_CHECK_ARG(options->receipts != nullptr && options->receipt_sizes != nullptr, "receipts is NULL");
+        for (size_t i = 0; i < options->receipt_count; ++i) {
+          DALA_CHECK_ARG(options->receipts[i] != nullptr || options->receipt_sizes[i] == 0, "a receipt is NULL");
+          in.phone_receipts.emplace_back(reinterpret_cast<const char*>(options->receipts[i]), options->receipt_sizes[i]);
+        }
+      }
+      if (options->statement_count > 0) {
+        DALA_CHECK_ARG(options->statement_paths != nullptr, "statement_paths is NULL");
+        for (size_t i = 0; i < options->statement_count; ++i) {
+          DALA_RETURN_IF_ERROR(CheckString(options->statement_paths[i], "a statement path"));
+          DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> st, dala::fs::ReadFile(options->statement_paths[i], 1 << 20));
+          in.statements.emplace_back(st.begin(), st.end());
+        }
+      }
+      if (options->tsa_cert_path != nullptr) {
+        DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> pem, dala::fs::ReadFile(options->tsa_cert_path, 1 << 20));
+        in.trusted_tsa_pem.assign(pem.begin(), pem.end());
+        if (in.trusted_tsa_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+          return Status(dala::Code::kInvalidArgument, "the TSA certificate file holds no PEM certificate");
+      }
+    }
+    DALA_ASSIGN_OR_RETURN(dala::desk::LogVerdict v, dala::desk::VerifyLog(root, in));
+    std::string problems = "[";
+    for (size_t i = 0; i < v.problems.size(); ++i) problems += (i ? "," : "") + dala::JsonEscape(v.problems[i]);
+    problems += "]";
+    const std::string json = "{\"server_key\":" + dala::JsonEscape(v.server_key) +
+                             ",\"leaves\":" + std::to_string(v.leaves) + ",\"head_size\":" + std::to_string(v.head_size) +
+                             ",\"head_time_ms\":" + std::to_string(v.head_time_ms) +
+                             ",\"statement_version\":" + std::to_string(v.statement_version) +
+                             ",\"receipts\":" + std::to_string(v.receipts) +
+                             ",\"receipts_in_log\":" + std::to_string(v.receipts_in_log) +
+                             ",\"timestamps\":" + std::to_string(v.timestamps) + ",\"problems\":" + problems +
+                             ",\"ok\":" + (v.ok() ? "true" : "false") + "}";
+    *out_json = dala::capi::CopyString(json);
     return Status::Ok();
   });
 }

@@ -132,6 +132,33 @@ DALA_API dala_status dala_desk_open_export(dala_desk *desk, const char *export_p
                                            const dala_desk_open_options *options, dala_desk_summary *out_summary,
                                            dala_error **out_error) DALA_NOEXCEPT;
 
+/* Verifying a server's log with the organisation's public identity alone (no desk key, no contents):
+   docs/protocol.md, "Verifying the log with the public identity only". */
+typedef struct dala_desk_log_options {
+    const char *export_path;            /* a dala-server export; NULL: the phones' receipts only */
+    const uint8_t *const *receipts;     /* SignedReceipt bytes phones kept (dala receipts --json) */
+    const size_t *receipt_sizes;
+    size_t receipt_count;
+    const char *const *statement_paths; /* SignedStatement files the verifier holds (the newest is used,
+                                           with the export's own) */
+    size_t statement_count;
+    const char *tsa_cert_path;          /* PEM certificates trusted for time; NULL: time-stamps not checked */
+} dala_desk_log_options;
+
+/* Any thread. Sets every field to its default (nothing to check). */
+DALA_API void dala_desk_log_options_init(dala_desk_log_options *options) DALA_NOEXCEPT;
+
+/* Any thread; no desk needed. Checks, trusting only `organisation_identity` (the line dala desk keygen
+   prints): the statement's signature by the root; the export's log head signed by its server under a
+   key the statement authorised at the head's time, and its leaves making exactly that head; each phone
+   receipt signed by an authorised server key, at the place its inclusion proof gives in a head that key
+   signed, and (for the export's server) that head a prefix of the export's log holding the same leaf;
+   each time-stamp over a head of the log, by a trusted TSA. *out_json (free with dala_string_free):
+   {server_key, leaves, head_size, head_time_ms, statement_version, receipts, receipts_in_log, timestamps,
+   problems: [...], ok}. DALA_OK means the checks ran; the verdict is "ok". */
+DALA_API dala_status dala_desk_verify_log(const char *organisation_identity, const dala_desk_log_options *options,
+                                          char **out_json, dala_error **out_error) DALA_NOEXCEPT;
+
 #ifdef __cplusplus
 }
 #endif

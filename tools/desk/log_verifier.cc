@@ -1,0 +1,143 @@
+#include "desk/log_verifier.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "base/encoding.h"
+#include "base/fsutil.h"
+#include "dala/v1/sync.pb.h"
+#include "format/log.h"
+#include "format/merkle.h"
+#include "format/organisation.h"
+#include "format/receipt.h"
+#include "timestamp/rfc3161.h"
+
+namespace dala::desk {
+
+Result<LogVerdict> VerifyLog(const crypto::PublicKey& root, const LogVerifyInputs& in) {
+  LogVerdict v;
+  v1::Export ex;
+  if (!in.export_path.empty()) {
+    DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, fs::ReadFile(in.export_path, static_cast<size_t>(INT32_MAX)));
+    if (!ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) || ex.server_key().size() != 32)
+      return Status(Code::kCorrupt, "'" + in.export_path + "' is not a dala-server export");
+    v.server_key = encoding::ToHex(crypto::Bytes(ex.server_key()));
+    v.leaves = static_cast<uint64_t>(ex.log_size());
+  }
+
+  // The organisation's statement (which server keys, when): the newest of those the root signed, the
+  // export's and the verifier's own.
+  std::optional<v1::OrgStatement> statement;
+  std::vector<std::string> candidates = in.statements;
+  if (!ex.statement().empty()) candidates.push_back(ex.statement());
+  for (const auto& s : candidates) {
+    auto st = protocol::VerifyStatement(crypto::Bytes(s), root);
+    if (!st.ok()) {
+      v.problems.push_back("a statement is not signed by the organisation's root: " + st.status().message());
+      continue;
+    }
+    if (!statement || st->version() > statement->version()) statement = *st;
+  }
+  if (!statement) {
+    v.problems.push_back("no statement of the organisation: nothing says which server keys it authorised");
+    return v;
+  }
+  v.statement_version = statement->version();
+  auto authorised_head = [&](std::string_view signed_head) -> Result<protocol::LogHead> {
+    DALA_ASSIGN_OR_RETURN(protocol::LogHead h, protocol::VerifyLogHead(crypto::Bytes(signed_head)));
+    if (!protocol::AuthorisedAt(*statement, h.server_key, h.time_ms))
+      return Status(Code::kVerify, "signed by a server key the organisation did not authorise at its time");
+    return h;
+  };
+
+  // The export's log: its leaves make its signed head.
+  merkle::MemoryTree tree;
+  bool log_ok = false;
+  if (!in.export_path.empty()) {
+    for (const auto& leaf : ex.log()) tree.Append(merkle::LeafHash(crypto::Bytes(leaf)));
+    auto head = authorised_head(ex.log_head());
+    if (!head.ok()) {
+      v.problems.push_back("the export's log head: " + head.status().message());
+    } else if (std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != ex.server_key()) {
+      v.problems.push_back("the export's log head is another server's");
+    } else {
+      auto r = merkle::Root(tree, tree.size());
+      if (head->size != tree.size() || !r.ok() || *r != head->root) {
+        v.problems.push_back("the export's " + std::to_string(tree.size()) + " leaves do not make its signed head of " +
+                             std::to_string(head->size) + " leaves (a leaf changed, added, dropped or reordered)");
+      } else {
+        log_ok = true;
+        v.head_size = head->size;
+        v.head_time_ms = head->time_ms;
+      }
+    }
+  }
+
+  // Each phone receipt: signed by an authorised server key, at its proven place in a head that key signed,
+  // and, for the export's server, that head a prefix of the export's log holding the same leaf there.
+  for (size_t i = 0; i < in.phone_receipts.size(); ++i) {
+    ++v.receipts;
+    const std::string what = "phone receipt " + std::to_string(i + 1);
+    v1::SignedReceipt sr;
+    v1::Receipt claimed;
+    if (!sr.ParseFromString(in.phone_receipts[i]) || !claimed.ParseFromString(sr.receipt()) ||
+        claimed.server_key().size() != 32) {
+      v.problems.push_back(what + " is malformed");
+      continue;
+    }
+    auto r = protocol::VerifyReceipt(crypto::Bytes(in.phone_receipts[i]), crypto::Bytes(claimed.server_key()));
+    if (!r.ok() || !protocol::AuthorisedAt(*statement, crypto::Bytes(r->server_key()), r->server_time_ms())) {
+      v.problems.push_back(what + " is not signed by a server key the organisation authorised at its time");
+      continue;
+    }
+    if (sr.log_head().empty()) {
+      v.problems.push_back(what + " carries no place in the log (kept before the log, or stripped)");
+      continue;
+    }
+    auto head = authorised_head(sr.log_head());
+    if (!head.ok() || std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != r->server_key()) {
+      v.problems.push_back(what + ": its log head is not its server's under an authorised key");
+      continue;
+    }
+    if (!sr.has_leaf_index() || !protocol::ReceiptInLog(*r, sr.leaf_index(), sr.inclusion_proof(), *head)) {
+      v.problems.push_back(what + ": its inclusion proof does not hold in its head");
+      continue;
+    }
+    if (log_ok && r->server_key() == ex.server_key()) {
+      auto prefix = head->size <= tree.size() ? merkle::Root(tree, head->size)
+                                              : Result<merkle::Hash>(Status(Code::kVerify, ""));
+      if (!prefix.ok() || *prefix != head->root ||
+          ex.log(static_cast<int>(sr.leaf_index())) != protocol::ReportLeaf(*r)) {
+        v.problems.push_back(what + ": its head is not a prefix of the export's log holding it there (a fork, or an "
+                             "export cut short)");
+        continue;
+      }
+    }
+    ++v.receipts_in_log;
+  }
+
+  // Time-stamps of the export's heads.
+  if (!in.trusted_tsa_pem.empty() && log_ok) {
+    for (int i = 0; i < ex.timestamps_size(); ++i) {
+      const auto& t = ex.timestamps(i);
+      const std::string what = "time-stamp " + std::to_string(i + 1);
+      auto head = authorised_head(t.head());
+      auto prefix = head.ok() && head->size <= tree.size() ? merkle::Root(tree, head->size)
+                                                          : Result<merkle::Hash>(Status(Code::kVerify, ""));
+      if (!head.ok() || std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != ex.server_key() ||
+          !prefix.ok() || *prefix != head->root) {
+        v.problems.push_back(what + " is not over a head of this export's log");
+        continue;
+      }
+      auto stamp = rfc3161::Verify(crypto::Bytes(t.token()), crypto::Bytes(t.head()), in.trusted_tsa_pem);
+      if (!stamp.ok()) {
+        v.problems.push_back(what + ": " + stamp.status().message());
+        continue;
+      }
+      ++v.timestamps;
+    }
+  }
+  return v;
+}
+
+}  // namespace dala::desk
