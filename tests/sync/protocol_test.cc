@@ -928,6 +928,16 @@ v1::LogWitness Witness(Store& phone) {
   return w;
 }
 // A copy of a server's data directory, taken while it is closed (a backup, or a raider's clone).
+// The server's data directory replaced by the copy CopyServer made (a server restored from a backup).
+void RestoreServer(World& w, const std::string& from) {
+  w.net.reset();
+  w.server.reset();
+  std::filesystem::remove_all(w.t.sub("server"));
+  std::filesystem::rename(w.t.sub(from), w.t.sub("server"));
+  w.server = std::move(server::ServerCore::Open(w.t.sub("server"))).value();
+  w.net = std::make_unique<LoopTransport>(w.server.get());
+}
+
 void CopyServer(World& w, const std::string& to) {
   w.net.reset();
   w.server.reset();
@@ -1132,12 +1142,7 @@ TEST(Log, AServerRestoredFromAnOldBackupIsCaughtByPhonesHoldingNewerHeads) {
   SealOne(*phone, "two");
   SealOne(*phone, "three");
   ASSERT_EQ(Sync(*phone, *w.net).delivered, 2u);
-  w.net.reset();
-  w.server.reset();
-  std::filesystem::remove_all(w.t.sub("server"));
-  std::filesystem::rename(w.t.sub("backup"), w.t.sub("server"));
-  w.server = std::move(server::ServerCore::Open(w.t.sub("server"))).value();
-  w.net = std::make_unique<LoopTransport>(w.server.get());
+  RestoreServer(w, "backup");
   SealOne(*phone, "four");
   auto run = Sync(*phone, *w.net);
   EXPECT_EQ(run.delivered, 0u);
@@ -1189,12 +1194,7 @@ TEST(Log, AnExportIsHeldAgainstTheDesksEarlierExportsOfTheSameServer) {
   EXPECT_NE(shorter_text.find("leaves were removed since"), std::string::npos) << shorter_text;
 
   // Restored from the backup (before "two"), the server takes another phone's report in its place.
-  w.net.reset();
-  w.server.reset();
-  std::filesystem::remove_all(w.t.sub("server"));
-  std::filesystem::rename(w.t.sub("backup"), w.t.sub("server"));
-  w.server = std::move(server::ServerCore::Open(w.t.sub("server"))).value();
-  w.net = std::make_unique<LoopTransport>(w.server.get());
+  RestoreServer(w, "backup");
   auto other = w.Phone("other");
   ASSERT_TRUE(other->Join(w.Invite()).ok());
   SealOne(*other, "in its place");

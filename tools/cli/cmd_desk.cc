@@ -83,8 +83,14 @@ struct OpenArgs {
   bool json = false;
 };
 
-// The receipts in files written by dala receipts --json; a file that is not one is a usage error.
-std::vector<std::vector<uint8_t>> ReadPhoneReceipts(const std::vector<std::string>& files) {
+// The receipts in files written by dala receipts --json (a file that is not one is a usage error), with
+// the pointer and size arrays the C API options take.
+struct PhoneReceipts {
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<const uint8_t*> ptrs;
+  std::vector<size_t> sizes;
+};
+PhoneReceipts ReadPhoneReceipts(const std::vector<std::string>& files) {
   std::vector<std::vector<uint8_t>> receipts;
   for (const auto& file : files) {
     nlohmann::json list;
@@ -105,22 +111,21 @@ std::vector<std::vector<uint8_t>> ReadPhoneReceipts(const std::vector<std::strin
       receipts.push_back(std::move(bytes));
     }
   }
-  return receipts;
+  PhoneReceipts out{std::move(receipts), {}, {}};
+  for (const auto& r : out.bytes) {
+    out.ptrs.push_back(r.data());
+    out.sizes.push_back(r.size());
+  }
+  return out;
 }
 
 void DeskOpen(const OpenArgs& a, int* rc) {
-  const std::vector<std::vector<uint8_t>> receipts = ReadPhoneReceipts(a.receipts);
-  std::vector<const uint8_t*> ptrs;
-  std::vector<size_t> sizes;
-  for (const auto& r : receipts) {
-    ptrs.push_back(r.data());
-    sizes.push_back(r.size());
-  }
+  const PhoneReceipts receipts = ReadPhoneReceipts(a.receipts);
   dala_desk_open_options o;
   dala_desk_open_options_init(&o);
-  o.receipts = ptrs.data();
-  o.receipt_sizes = sizes.data();
-  o.receipt_count = ptrs.size();
+  o.receipts = receipts.ptrs.data();
+  o.receipt_sizes = receipts.sizes.data();
+  o.receipt_count = receipts.ptrs.size();
   if (!a.summary.empty()) o.summary_path = a.summary.c_str();
   if (!a.tsa_cert.empty()) o.tsa_cert_path = a.tsa_cert.c_str();
   std::vector<const char*> since;
@@ -141,7 +146,7 @@ void DeskOpen(const OpenArgs& a, int* rc) {
   if (a.json) {
     PrintJson({{"reports", sum.reports}, {"verified", sum.verified}, {"failed", sum.failed},
                {"duplicates", sum.duplicates}, {"reordered", sum.reordered}, {"unknown_fields", sum.unknown_fields},
-               {"missing", sum.missing}, {"phone_receipts", receipts.size()},
+               {"missing", sum.missing}, {"phone_receipts", receipts.bytes.size()},
                {"phone_receipts_invalid", sum.phone_receipts_invalid}, {"log_problems", sum.log_problems},
                {"timestamps", sum.timestamps}, {"timestamp_problems", sum.timestamp_problems},
                {"clean", clean},
@@ -174,21 +179,15 @@ struct LogArgs {
 
 void LogVerify(const LogArgs& a, int* rc) {
   if (a.from.empty() && a.receipts.empty()) throw UsageError{"give an export (--from) or phone receipts (--receipts)"};
-  const std::vector<std::vector<uint8_t>> receipts = ReadPhoneReceipts(a.receipts);
-  std::vector<const uint8_t*> ptrs;
-  std::vector<size_t> sizes;
-  for (const auto& r : receipts) {
-    ptrs.push_back(r.data());
-    sizes.push_back(r.size());
-  }
+  const PhoneReceipts receipts = ReadPhoneReceipts(a.receipts);
   std::vector<const char*> statements;
   for (const auto& f : a.statements) statements.push_back(f.c_str());
   dala_desk_log_options o;
   dala_desk_log_options_init(&o);
   if (!a.from.empty()) o.export_path = a.from.c_str();
-  o.receipts = ptrs.data();
-  o.receipt_sizes = sizes.data();
-  o.receipt_count = ptrs.size();
+  o.receipts = receipts.ptrs.data();
+  o.receipt_sizes = receipts.sizes.data();
+  o.receipt_count = receipts.ptrs.size();
   o.statement_paths = statements.data();
   o.statement_count = statements.size();
   if (!a.tsa_cert.empty()) o.tsa_cert_path = a.tsa_cert.c_str();

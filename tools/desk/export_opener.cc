@@ -1,4 +1,5 @@
 #include "desk/export_opener.h"
+#include "desk/log_verifier.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -34,7 +35,6 @@
 #include "format/receipt.h"
 #include "format/request.h"
 #include "format/report.h"
-#include "timestamp/rfc3161.h"
 
 namespace dala::desk {
 namespace {
@@ -361,13 +361,7 @@ std::string HeldAgainstEarlier(const std::string& path, const v1::Export& ex, co
   return "";
 }
 
-// A head of this export's log that a trusted time-stamping authority stamped: every leaf below `size` was
-// in the server's log no later than `time_ms`.
-struct Stamped {
-  uint64_t size = 0;
-  int64_t time_ms = 0;
-  std::string tsa;
-};
+using Stamped = StampedHead;  // every leaf below `size` was logged no later than `time_ms`
 
 // Trusted time (docs/protocol.md, "Trusted time"): each token over a head this export's server signed, of
 // this export's log (one that verified), by a TSA whose certificate the organisation gave. Returns the
@@ -387,31 +381,15 @@ std::vector<Stamped> CheckTimestamps(const v1::Export& ex, const Organisation& o
     problems->push_back("the export holds no time-stamp of its log, and the organisation trusts a TSA for them");
   }
   for (int i = 0; i < ex.timestamps_size(); ++i) {
-    const auto& t = ex.timestamps(i);
-    const std::string what = "time-stamp " + std::to_string(i + 1);
-    auto head = protocol::VerifyLogHead(crypto::Bytes(t.head()));
-    if (!head.ok() || std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != ex.server_key() ||
-        !protocol::AuthorisedAt(org.statement, head->server_key, head->time_ms)) {
-      ++sum->timestamp_problems;
-      problems->push_back(what + " is over a head this export's server did not sign under an authorised key");
-      continue;
-    }
-    auto root = log_verified && head->size <= tree.size() ? merkle::Root(tree, head->size)
-                                                          : Result<merkle::Hash>(Status(Code::kVerify, ""));
-    if (!root.ok() || *root != head->root) {
-      ++sum->timestamp_problems;
-      problems->push_back(what + " is over a head of " + std::to_string(head->size) + " leaves that is not of this "
-                          "export's log");
-      continue;
-    }
-    auto stamp = rfc3161::Verify(crypto::Bytes(t.token()), crypto::Bytes(t.head()), trusted_pem);
+    auto stamp = CheckLogTimestamp(ex.timestamps(i), ex.server_key(), org.statement, log_verified ? &tree : nullptr,
+                                   trusted_pem);
     if (!stamp.ok()) {
       ++sum->timestamp_problems;
-      problems->push_back(what + " (the head of " + std::to_string(head->size) + " leaves): " + stamp.status().message());
+      problems->push_back("time-stamp " + std::to_string(i + 1) + " " + stamp.status().message());
       continue;
     }
     ++sum->timestamps;
-    out.push_back({head->size, stamp->time_ms, stamp->tsa});
+    out.push_back(*stamp);
   }
   std::sort(out.begin(), out.end(), [](const Stamped& a, const Stamped& b) { return a.size < b.size; });
   return out;

@@ -14,6 +14,24 @@
 
 namespace dala::desk {
 
+Result<StampedHead> CheckLogTimestamp(const v1::LogTimestamp& t, std::string_view server_key,
+                                      const v1::OrgStatement& statement, const merkle::Tree* log,
+                                      const std::string& trusted_pem) {
+  auto head = protocol::VerifyLogHead(crypto::Bytes(t.head()));
+  if (!head.ok() || std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != server_key ||
+      !protocol::AuthorisedAt(statement, head->server_key, head->time_ms))
+    return Status(Code::kVerify, "is over a head this export's server did not sign under an authorised key");
+  auto root = log != nullptr && head->size <= log->size() ? merkle::Root(*log, head->size)
+                                                          : Result<merkle::Hash>(Status(Code::kVerify, ""));
+  if (!root.ok() || *root != head->root)
+    return Status(Code::kVerify,
+                  "is over a head of " + std::to_string(head->size) + " leaves that is not of this export's log");
+  auto stamp = rfc3161::Verify(crypto::Bytes(t.token()), crypto::Bytes(t.head()), trusted_pem);
+  if (!stamp.ok())
+    return Status(Code::kVerify, "(the head of " + std::to_string(head->size) + " leaves): " + stamp.status().message());
+  return StampedHead{head->size, stamp->time_ms, stamp->tsa};
+}
+
 Result<LogVerdict> VerifyLog(const crypto::PublicKey& root, const LogVerifyInputs& in) {
   LogVerdict v;
   v1::Export ex;
@@ -119,19 +137,9 @@ Result<LogVerdict> VerifyLog(const crypto::PublicKey& root, const LogVerifyInput
   // Time-stamps of the export's heads.
   if (!in.trusted_tsa_pem.empty() && log_ok) {
     for (int i = 0; i < ex.timestamps_size(); ++i) {
-      const auto& t = ex.timestamps(i);
-      const std::string what = "time-stamp " + std::to_string(i + 1);
-      auto head = authorised_head(t.head());
-      auto prefix = head.ok() && head->size <= tree.size() ? merkle::Root(tree, head->size)
-                                                          : Result<merkle::Hash>(Status(Code::kVerify, ""));
-      if (!head.ok() || std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != ex.server_key() ||
-          !prefix.ok() || *prefix != head->root) {
-        v.problems.push_back(what + " is not over a head of this export's log");
-        continue;
-      }
-      auto stamp = rfc3161::Verify(crypto::Bytes(t.token()), crypto::Bytes(t.head()), in.trusted_tsa_pem);
+      auto stamp = CheckLogTimestamp(ex.timestamps(i), ex.server_key(), *statement, &tree, in.trusted_tsa_pem);
       if (!stamp.ok()) {
-        v.problems.push_back(what + ": " + stamp.status().message());
+        v.problems.push_back("time-stamp " + std::to_string(i + 1) + " " + stamp.status().message());
         continue;
       }
       ++v.timestamps;

@@ -4,10 +4,13 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/status.h"
 #include "crypto/crypto.h"
+#include "dala/v1/sync.pb.h"
+#include "format/merkle.h"
 
 namespace dala::desk {
 
@@ -30,6 +33,19 @@ struct LogVerifyInputs {
   std::vector<std::string> statements;      // SignedStatement bytes the verifier holds (the newest is used)
   std::string trusted_tsa_pem;              // empty: time-stamps not checked
 };
+
+// One time-stamp of a server's log (docs/protocol.md, "Trusted time"): its head signed by `server_key`,
+// authorised by `statement` at the head's time, a head of `log` (a log whose own head verified; nullptr:
+// none did), the token by a TSA `trusted_pem` names, over exactly the head's bytes. Its head's size and
+// the TSA's stamp; else what fails, in words.
+struct StampedHead {
+  uint64_t size = 0;
+  int64_t time_ms = 0;
+  std::string tsa;
+};
+Result<StampedHead> CheckLogTimestamp(const v1::LogTimestamp& t, std::string_view server_key,
+                                      const v1::OrgStatement& statement, const merkle::Tree* log,
+                                      const std::string& trusted_pem);
 
 // Every check needs only `root` (the organisation's identity) and what the inputs carry.
 Result<LogVerdict> VerifyLog(const crypto::PublicKey& root, const LogVerifyInputs& in);
