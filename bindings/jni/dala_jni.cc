@@ -243,12 +243,17 @@ JNIEXPORT jlong JNICALL Java_org_dala_Native_storeCreate(JNIEnv* env, jclass, jb
   return reinterpret_cast<jlong>(s);
 }
 
-JNIEXPORT jlong JNICALL Java_org_dala_Native_storeOpen(JNIEnv* env, jclass, jbyteArray dir, jint kind, jbyteArray cred) {
+JNIEXPORT jlong JNICALL Java_org_dala_Native_storeOpen(JNIEnv* env, jclass, jbyteArray dir, jint kind, jbyteArray cred,
+                                                       jlong ops, jlong mem) {
   auto d = Str(env, dir);
   Credential c(env, kind, cred);
+  dala_store_options o;
+  dala_store_options_init(&o);
+  o.kdf_opslimit = static_cast<uint64_t>(ops);
+  o.kdf_memlimit = static_cast<uint64_t>(mem);
   dala_store* s = nullptr;
   dala_error* e = nullptr;
-  if (!Ok(env, dala_store_open(C(d), c.get(), nullptr, &s, &e), e)) return 0;
+  if (!Ok(env, dala_store_open(C(d), c.get(), &o, &s, &e), e)) return 0;
   return reinterpret_cast<jlong>(s);
 }
 

@@ -137,6 +137,14 @@ Result<Db> Db::Open(const std::string& path, const SecretBuffer& key, bool creat
   return db;
 }
 
+Status Db::CheckpointTruncate() {
+  int log_frames = 0, done_frames = 0;
+  int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log_frames, &done_frames);
+  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) return Status(Code::kBusy, "the store's log is in use");
+  if (rc != SQLITE_OK) return Error(rc, "cannot checkpoint the store's log");
+  return Status::Ok();
+}
+
 void Stmt::Release() {
   if (s_ == nullptr) return;
   if (cached_) {

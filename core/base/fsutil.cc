@@ -190,25 +190,44 @@ Status RemoveFile(const std::string& path) {
   return Status::Ok();
 }
 
+namespace {
+
+// Overwrites the whole file behind fd (from its start) with random bytes and syncs it.
+Status OverwriteWithNoise(int fd, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return FromErrno(errno, "inspect", path);
+  if (::lseek(fd, 0, SEEK_SET) != 0) return FromErrno(errno, "rewind", path);
+  uint8_t noise[4096];
+  off_t left = st.st_size;
+  while (left > 0) {
+    size_t n = left < static_cast<off_t>(sizeof noise) ? static_cast<size_t>(left) : sizeof noise;
+    randombytes_buf(noise, n);
+    DALA_RETURN_IF_ERROR(WriteAll(fd, noise, n, path));
+    left -= static_cast<off_t>(n);
+  }
+  if (::fdatasync(fd) != 0) return FromErrno(errno, "sync", path);
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status ShredFile(const std::string& path) {
   Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
   if (fd.get() < 0) {
     if (errno == ENOENT) return Status::Ok();
     return FromErrno(errno, "open", path);
   }
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return FromErrno(errno, "inspect", path);
-  uint8_t noise[4096];
-  off_t left = st.st_size;
-  while (left > 0) {
-    size_t n = left < static_cast<off_t>(sizeof noise) ? static_cast<size_t>(left) : sizeof noise;
-    randombytes_buf(noise, n);
-    DALA_RETURN_IF_ERROR(WriteAll(fd.get(), noise, n, path));
-    left -= static_cast<off_t>(n);
-  }
-  if (::fdatasync(fd.get()) != 0) return FromErrno(errno, "sync", path);
+  DALA_RETURN_IF_ERROR(OverwriteWithNoise(fd.get(), path));
   ::close(fd.release());
   return RemoveFile(path);
+}
+
+Status ReplaceFileShreddingOld(const std::string& path, std::span<const uint8_t> bytes) {
+  Fd old(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (old.get() < 0 && errno != ENOENT) return FromErrno(errno, "open", path);
+  DALA_RETURN_IF_ERROR(WriteFileAtomic(path, bytes));
+  if (old.get() < 0) return Status::Ok();
+  return OverwriteWithNoise(old.get(), path);
 }
 
 }  // namespace dala::fs

@@ -29,6 +29,10 @@ Status CreatePrivateFile(const std::string& path);
 Status RemoveFile(const std::string& path);
 // Overwrites the whole file with random bytes, syncs it, then removes it.
 Status ShredFile(const std::string& path);
+// WriteFileAtomic, then the replaced file's own bytes (still reachable through an open descriptor and any
+// other hard link) are overwritten with random bytes and synced. On flash and copy-on-write file systems
+// the old blocks may survive anyway: what must not survive is protected by keys, not by overwriting.
+Status ReplaceFileShreddingOld(const std::string& path, std::span<const uint8_t> bytes);
 std::string Join(const std::string& dir, const std::string& name);
 // Streams `from` into a new file `to` (0600) and syncs it.
 Status CopyFile(const std::string& from, const std::string& to);

@@ -45,9 +45,16 @@ Result<Credential> ToCredential(const dala_credential* c) {
   int kind = RawEnum(c->kind);
   if (kind == DALA_CREDENTIAL_PASSPHRASE) out.kind = CredentialKind::kPassphrase;
   else if (kind == DALA_CREDENTIAL_RAW_KEY) out.kind = CredentialKind::kRawKey;
+  else if (kind == DALA_CREDENTIAL_PASSPHRASE_AND_KEY) out.kind = CredentialKind::kPassphraseAndKey;
   else return Invalid("unknown credential kind");
   if (c->length > 4096) return Invalid("the credential is too long");
   out.bytes = SecretBuffer(c->bytes, c->length);
+  if (out.kind == CredentialKind::kPassphraseAndKey) {
+    // The app could not get its platform key (locked keystore, key deleted): said plainly, nothing touched.
+    if (c->key == nullptr || c->key_length != 32)
+      return Invalid("this credential needs the platform key as well (32 bytes); none was given");
+    out.key = SecretBuffer(c->key, c->key_length);
+  }
   DALA_RETURN_IF_ERROR(ValidateCredential(out));
   return out;
 }

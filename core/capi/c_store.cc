@@ -2,6 +2,7 @@
 #include "capi/handles.h"
 
 #include <cstring>
+#include <functional>
 
 using dala::Code;
 using dala::Result;
@@ -24,6 +25,9 @@ StoreOptions ToOptions(const dala_store_options* o) {
   s.delete_after_delivery = o->delete_after_delivery != 0;
   s.backoff_base_ms = o->backoff_base_ms;
   s.backoff_max_ms = o->backoff_max_ms;
+  if (o->key_file_name != nullptr) s.names.key = o->key_file_name;
+  if (o->database_file_name != nullptr) s.names.database = o->database_file_name;
+  if (o->media_dir_name != nullptr) s.names.media = o->media_dir_name;
   return s;
 }
 }  // namespace dala::capi
@@ -41,6 +45,11 @@ void dala_store_options_init(dala_store_options* o) noexcept {
   o->delete_after_delivery = d.delete_after_delivery ? 1 : 0;
   o->backoff_base_ms = d.backoff_base_ms;
   o->backoff_max_ms = d.backoff_max_ms;
+  o->key_file_name = nullptr;
+  o->database_file_name = nullptr;
+  o->media_dir_name = nullptr;
+  o->destroy_platform_key = nullptr;
+  o->destroy_platform_key_context = nullptr;
 }
 
 static dala_status OpenOrCreate(bool create, const char* dir, const dala_credential* credential,
@@ -77,14 +86,49 @@ dala_status dala_store_change_credential(const char* dir, const dala_credential*
     DALA_RETURN_IF_ERROR(CheckDir(dir));
     DALA_ASSIGN_OR_RETURN(dala::Credential old_cred, ToCredential(old_credential));
     DALA_ASSIGN_OR_RETURN(dala::Credential new_cred, ToCredential(new_credential));
-    return dala::Store::ChangeCredential(dir, old_cred, new_cred, ToOptions(options).kdf);
+    return dala::Store::ChangeCredential(dir, old_cred, new_cred, ToOptions(options));
   });
 }
 
 dala_status dala_store_wipe(const char* dir, dala_error** out_error) noexcept {
+  return dala_store_wipe_with_options(dir, nullptr, out_error);
+}
+
+dala_status dala_store_wipe_with_options(const char* dir, const dala_store_options* options,
+                                         dala_error** out_error) noexcept {
   return Guard(out_error, [&]() -> Status {
     DALA_RETURN_IF_ERROR(CheckDir(dir));
-    return dala::Store::Wipe(dir);
+    std::function<Status()> destroy;
+    if (options != nullptr && options->destroy_platform_key != nullptr) {
+      destroy = [options]() -> Status {
+        if (options->destroy_platform_key(options->destroy_platform_key_context) != 0)
+          return {Code::kIo, "the callback reported a failure"};
+        return Status::Ok();
+      };
+    }
+    return dala::Store::Wipe(dir, ToOptions(options).names, destroy);
+  });
+}
+
+dala_status dala_store_set_duress(const char* dir, const dala_credential* credential,
+                                  const uint8_t* duress_passphrase, size_t duress_passphrase_length,
+                                  const dala_store_options* options, dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_RETURN_IF_ERROR(CheckDir(dir));
+    DALA_CHECK_ARG(duress_passphrase != nullptr && duress_passphrase_length >= 1 && duress_passphrase_length <= 1024,
+                   "the duress passphrase must be 1 to 1024 bytes");
+    DALA_ASSIGN_OR_RETURN(dala::Credential cred, ToCredential(credential));
+    dala::SecretBuffer duress(duress_passphrase, duress_passphrase_length);
+    return dala::Store::SetDuress(dir, cred, duress, ToOptions(options));
+  });
+}
+
+dala_status dala_store_clear_duress(const char* dir, const dala_credential* credential,
+                                    const dala_store_options* options, dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_RETURN_IF_ERROR(CheckDir(dir));
+    DALA_ASSIGN_OR_RETURN(dala::Credential cred, ToCredential(credential));
+    return dala::Store::ClearDuress(dir, cred, ToOptions(options));
   });
 }
 

@@ -54,6 +54,11 @@ Status ValidateCredential(const Credential& cred) {
       return {Code::kInvalidArgument, "a passphrase must be 1 to 1024 bytes long"};
   } else if (cred.kind == CredentialKind::kRawKey) {
     if (cred.bytes.size() != 32) return {Code::kInvalidArgument, "a raw key must be exactly 32 bytes"};
+  } else if (cred.kind == CredentialKind::kPassphraseAndKey) {
+    if (cred.bytes.size() < 1 || cred.bytes.size() > 1024)
+      return {Code::kInvalidArgument, "a passphrase must be 1 to 1024 bytes long"};
+    if (cred.key.size() != 32)
+      return {Code::kInvalidArgument, "this credential needs the platform key as well (exactly 32 bytes)"};
   } else {
     return {Code::kInvalidArgument, "unknown credential kind"};
   }
@@ -71,6 +76,8 @@ Status ValidateKdfParams(const KdfParams& p) {
 Result<std::vector<uint8_t>> WrapSecret(KeyPurpose purpose, const SecretBuffer& secret, const Credential& cred,
                                         const KdfParams& params) {
   DALA_RETURN_IF_ERROR(ValidateCredential(cred));
+  if (cred.kind == CredentialKind::kPassphraseAndKey)
+    return Status(Code::kInvalidArgument, "a passphrase and a platform key together protect stores only");
   if (cred.kind == CredentialKind::kPassphrase) DALA_RETURN_IF_ERROR(ValidateKdfParams(params));
   if (secret.size() != kWrappedSecretSize) return Status(Code::kInternal, "wrapped secret must be 32 bytes");
 
@@ -96,6 +103,8 @@ Result<std::vector<uint8_t>> WrapSecret(KeyPurpose purpose, const SecretBuffer& 
 
 Result<SecretBuffer> UnwrapSecret(KeyPurpose purpose, std::span<const uint8_t> f, const Credential& cred) {
   DALA_RETURN_IF_ERROR(ValidateCredential(cred));
+  if (cred.kind == CredentialKind::kPassphraseAndKey)
+    return Status(Code::kWrongKey, "this key file is protected by a passphrase alone or a platform key alone");
   if (f.size() != kKeyFileSize || std::memcmp(f.data(), kMagic, sizeof kMagic) != 0)
     return Status(Code::kCorrupt, "the key file is truncated or not a Dala key file; restore it from a backup");
   uint8_t sum[kChecksumSize];

@@ -12,11 +12,16 @@
 
 namespace dala {
 
-enum class CredentialKind : uint8_t { kPassphrase = 1, kRawKey = 2 };
+// kPassphraseAndKey: both are needed (a store only): destroying the platform key (in a hardware keystore,
+// where deletion is real) makes the store unreadable even to someone holding the passphrase and old
+// copies of the key file.
+enum class CredentialKind : uint8_t { kPassphrase = 1, kRawKey = 2, kPassphraseAndKey = 3 };
 
 struct Credential {
   CredentialKind kind = CredentialKind::kPassphrase;
-  SecretBuffer bytes;
+  SecretBuffer bytes;  // the passphrase, or the raw key for kRawKey
+  SecretBuffer key;    // kPassphraseAndKey: the 32-byte platform key
+  bool has_passphrase() const { return kind != CredentialKind::kRawKey; }
 };
 
 // 2 was Dala 0.1's desk key (one X25519 secret); 3 is the organisation's master secret (tools/desk).

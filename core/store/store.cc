@@ -12,6 +12,7 @@
 
 #include "base/clock.h"
 #include "base/fsutil.h"
+#include "crypto/store_key_file.h"
 #include "store/schema.h"
 #include "base/failpoint.h"
 
@@ -24,15 +25,6 @@ constexpr char kMetaDeviceKey[] = "device_secret_key";
 constexpr char kMetaCounter[] = "counter";
 constexpr char kMetaDeleteAfterDelivery[] = "delete_after_delivery";
 constexpr char kMetaCreated[] = "created_ms";
-
-std::string KeyPath(const std::string& dir) { return fs::Join(dir, kKeyFileName); }
-std::string DbPath(const std::string& dir) { return fs::Join(dir, kDbFileName); }
-
-// Every file a store may own, key file first (wipe order matters).
-std::vector<std::string> StoreFiles(const std::string& dir) {
-  std::string db = DbPath(dir), key = KeyPath(dir);
-  return {key, key + ".tmp", db, db + "-wal", db + "-shm", db + "-journal"};
-}
 
 Status CheckHeaderEncrypted(const std::string& path) {
   FILE* f = std::fopen(path.c_str(), "rb");
@@ -75,67 +67,61 @@ Result<std::unique_ptr<Store>> Store::Create(const std::string& dir, const Crede
                                              const StoreOptions& options) {
   if (!InitSodium()) return Status(Code::kInternal, "libsodium could not start");
   DALA_RETURN_IF_ERROR(ValidateCredential(cred));
-  if (cred.kind == CredentialKind::kPassphrase) DALA_RETURN_IF_ERROR(ValidateKdfParams(options.kdf));
+  if (cred.has_passphrase()) DALA_RETURN_IF_ERROR(ValidateKdfParams(options.kdf));
+  DALA_RETURN_IF_ERROR(ValidateFileNames(options.names));
   if (dir.empty()) return Status(Code::kInvalidArgument, "the store directory must not be empty");
   if (Status st = fs::EnsureDirectory(dir); !st.ok()) {
     if (st.code() == Code::kNotFound)
       return Status(Code::kNotFound, "cannot create the store: the parent of '" + dir + "' does not exist");
     return st;
   }
-  if (fs::Exists(KeyPath(dir))) return Status(Code::kExists, "'" + dir + "' already holds a Dala store");
+  StorePaths paths(dir, options.names);
+  if (fs::Exists(paths.key())) return Status(Code::kExists, "'" + dir + "' already holds a Dala store");
   // The key file is written last and marks the store as existing: anything else here is left over from an
   // interrupted create or wipe, unreadable without its key, and safe to remove.
-  for (const auto& f : StoreFiles(dir)) DALA_RETURN_IF_ERROR(fs::RemoveFile(f));
+  for (const auto& f : paths.Files()) DALA_RETURN_IF_ERROR(fs::RemoveFile(f));
 
   SecretBuffer db_key(32);
   randombytes_buf(db_key.data(), db_key.size());
+  DALA_RETURN_IF_ERROR(CreateDatabase(paths.db(), db_key, options.delete_after_delivery));
+  Failpoint("create.before_key");
+  DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> keyfile, NewStoreKeyFile(db_key, cred, options.kdf));
+  DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(paths.key(), keyfile));
+  return OpenWithKey(dir, db_key, options);
+}
+
+Status Store::CreateDatabase(const std::string& path, const SecretBuffer& db_key, bool delete_after_delivery) {
   crypto::SigningKey device = crypto::GenerateSigningKey();
   // SQLite would create the file 0644; the -wal and -shm files take the database file's mode.
-  DALA_RETURN_IF_ERROR(fs::CreatePrivateFile(DbPath(dir)));
-  {
-    DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(DbPath(dir), db_key, /*create=*/true));
-    DALA_RETURN_IF_ERROR(MigrateStoreSchema(db));
-    db::Txn txn(db);
-    DALA_RETURN_IF_ERROR(txn.Begin());
-    DALA_RETURN_IF_ERROR(PutMeta(db, kMetaDeviceKey, device.secret_key.span()));
-    DALA_RETURN_IF_ERROR(PutMetaInt(db, kMetaCounter, 0));
-    DALA_RETURN_IF_ERROR(PutMetaInt(db, kMetaDeleteAfterDelivery, options.delete_after_delivery ? 1 : 0));
-    DALA_RETURN_IF_ERROR(PutMetaInt(db, kMetaCreated, SystemNowMs()));
-    DALA_RETURN_IF_ERROR(txn.Commit());
-    DALA_RETURN_IF_ERROR(CheckHeaderEncrypted(DbPath(dir)));
-  }
-  Failpoint("create.before_key");
-  DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> keyfile,
-                        WrapSecret(KeyPurpose::kStoreDatabase, db_key, cred, options.kdf));
-  DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(KeyPath(dir), keyfile));
-  return OpenWithKey(dir, db_key, options);
+  DALA_RETURN_IF_ERROR(fs::CreatePrivateFile(path));
+  DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(path, db_key, /*create=*/true));
+  DALA_RETURN_IF_ERROR(MigrateStoreSchema(db));
+  db::Txn txn(db);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  DALA_RETURN_IF_ERROR(PutMeta(db, kMetaDeviceKey, device.secret_key.span()));
+  DALA_RETURN_IF_ERROR(PutMetaInt(db, kMetaCounter, 0));
+  DALA_RETURN_IF_ERROR(PutMetaInt(db, kMetaDeleteAfterDelivery, delete_after_delivery ? 1 : 0));
+  DALA_RETURN_IF_ERROR(PutMetaInt(db, kMetaCreated, SystemNowMs()));
+  DALA_RETURN_IF_ERROR(txn.Commit());
+  return CheckHeaderEncrypted(path);
 }
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, const Credential& cred,
                                            const StoreOptions& options) {
   DALA_RETURN_IF_ERROR(ValidateCredential(cred));
+  DALA_RETURN_IF_ERROR(ValidateFileNames(options.names));
   if (dir.empty()) return Status(Code::kInvalidArgument, "the store directory must not be empty");
-  static const char kNoStore[] = "no Dala store at '%s' (never created, or wiped); create one with init";
-  std::string no_store = kNoStore;
-  no_store.replace(no_store.find("%s"), 2, dir);
-  if (!fs::IsDirectory(dir)) return Status(Code::kNotFound, no_store);
-  auto keyfile = fs::ReadFile(KeyPath(dir), 4096);
-  if (!keyfile.ok()) {
-    if (keyfile.status().code() == Code::kNotFound) return Status(Code::kNotFound, no_store);
-    if (keyfile.status().code() == Code::kCorrupt)
-      return Status(Code::kCorrupt, "the key file is not a Dala key file; restore it from a backup");
-    return keyfile.status();
-  }
-  DALA_ASSIGN_OR_RETURN(SecretBuffer db_key, UnwrapSecret(KeyPurpose::kStoreDatabase, *keyfile, cred));
-  return OpenWithKey(dir, db_key, options);
+  DALA_ASSIGN_OR_RETURN(Unlocked unlocked, Unlock(StorePaths(dir, options.names), cred, options));
+  return OpenWithKey(dir, unlocked.db_key, options);
 }
 
 Result<std::unique_ptr<Store>> Store::OpenWithKey(const std::string& dir, const SecretBuffer& db_key,
                                                   const StoreOptions& options) {
-  if (!fs::Exists(DbPath(dir)))
+  StorePaths paths(dir, options.names);
+  if (!fs::Exists(paths.db()))
     return Status(Code::kCorrupt, "the store's database file is missing; restore it from a backup");
-  DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(DbPath(dir), db_key, /*create=*/false));
-  DALA_RETURN_IF_ERROR(CheckHeaderEncrypted(DbPath(dir)));
+  DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(paths.db(), db_key, /*create=*/false));
+  DALA_RETURN_IF_ERROR(CheckHeaderEncrypted(paths.db()));
   DALA_RETURN_IF_ERROR(MigrateStoreSchema(db));
 
   std::optional<crypto::SigningKey> device;
@@ -148,7 +134,7 @@ Result<std::unique_ptr<Store>> Store::OpenWithKey(const std::string& dir, const 
   }
   // Anything in flight when a previous process died is pending again.
   DALA_RETURN_IF_ERROR(db.Exec("UPDATE outbox SET state = " DALA_OUTBOX_PENDING " WHERE state = " DALA_OUTBOX_IN_FLIGHT ";"));
-  (void)fs::RemoveFile(KeyPath(dir) + ".tmp");
+  (void)fs::RemoveFile(paths.key_tmp());
   std::unique_ptr<Store> store(new Store(dir, std::move(db), std::move(*device), options));
   {
     // Attachment files without a row: a capture cut short by a crash, or a removal interrupted after commit.
@@ -158,40 +144,36 @@ Result<std::unique_ptr<Store>> Store::OpenWithKey(const std::string& dir, const 
   return store;
 }
 
-Status Store::ChangeCredential(const std::string& dir, const Credential& old_cred, const Credential& new_cred,
-                               const KdfParams& kdf) {
-  DALA_RETURN_IF_ERROR(ValidateCredential(old_cred));
-  DALA_RETURN_IF_ERROR(ValidateCredential(new_cred));
-  if (new_cred.kind == CredentialKind::kPassphrase) DALA_RETURN_IF_ERROR(ValidateKdfParams(kdf));
-  auto keyfile = fs::ReadFile(KeyPath(dir), 4096);
-  if (!keyfile.ok()) {
-    if (keyfile.status().code() == Code::kNotFound)
-      return Status(Code::kNotFound, "no Dala store at '" + dir + "' (never created, or wiped)");
-    return keyfile.status();
-  }
-  DALA_ASSIGN_OR_RETURN(SecretBuffer db_key, UnwrapSecret(KeyPurpose::kStoreDatabase, *keyfile, old_cred));
-  DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> wrapped, WrapSecret(KeyPurpose::kStoreDatabase, db_key, new_cred, kdf));
-  return fs::WriteFileAtomic(KeyPath(dir), wrapped);
-}
-
-Status Store::Wipe(const std::string& dir) {
+Status Store::Wipe(const std::string& dir, const StoreFileNames& names,
+                   const std::function<Status()>& destroy_platform_key) {
   if (dir.empty()) return {Code::kInvalidArgument, "the store directory must not be empty"};
-  bool any = fs::IsDirectory(fs::Join(dir, kAttachmentDirName));
-  for (const auto& f : StoreFiles(dir)) any = any || fs::Exists(f);
-  if (!any) return {Code::kNotFound, "no Dala store at '" + dir + "' to wipe"};
-  // Crypto-shredding: the wrapped key goes first; from here the database cannot be decrypted.
-  DALA_RETURN_IF_ERROR(fs::ShredFile(KeyPath(dir)));
-  DALA_RETURN_IF_ERROR(fs::ShredFile(KeyPath(dir) + ".tmp"));
-  DALA_RETURN_IF_ERROR(fs::SyncDirectory(dir));
+  DALA_RETURN_IF_ERROR(ValidateFileNames(names));
+  StorePaths paths(dir, names);
+  bool any = fs::IsDirectory(paths.media());
+  for (const auto& f : paths.Files()) any = any || fs::Exists(f);
+  // The platform key goes first even when no file is left (a wipe that was cut short).
+  Status first = destroy_platform_key ? destroy_platform_key() : Status::Ok();
+  if (!first.ok()) first = Status(first.code(), "the app could not destroy its platform key: " + first.message());
+  if (!any) return first.ok() ? Status(Code::kNotFound, "no Dala store at '" + dir + "' to wipe") : first;
+  auto keep_first = [&first](Status st) {
+    if (first.ok() && !st.ok()) first = std::move(st);
+  };
+  // Crypto-shredding: the wrapped key goes next; from here the database cannot be decrypted.
+  keep_first(fs::ShredFile(paths.key()));
+  keep_first(fs::ShredFile(paths.key_tmp()));
+  keep_first(fs::SyncDirectory(dir));
   Failpoint("wipe.key_destroyed");
-  for (const auto& f : StoreFiles(dir)) DALA_RETURN_IF_ERROR(fs::RemoveFile(f));
+  for (const auto& f : paths.Files()) keep_first(fs::RemoveFile(f));
   // Attachment files are ciphertext under keys that were in the database: unreadable now; removed.
-  const std::string media = fs::Join(dir, kAttachmentDirName);
-  DALA_ASSIGN_OR_RETURN(std::vector<std::string> files, fs::ListFiles(media));
-  for (const auto& f : files) DALA_RETURN_IF_ERROR(fs::RemoveFile(fs::Join(media, f)));
-  (void)::rmdir(media.c_str());
+  auto files = fs::ListFiles(paths.media());
+  if (files.ok()) {
+    for (const auto& f : *files) keep_first(fs::RemoveFile(fs::Join(paths.media(), f)));
+  } else {
+    keep_first(files.status());
+  }
+  (void)::rmdir(paths.media().c_str());
   (void)::rmdir(dir.c_str());  // only if empty: the app may keep its own files there
-  return Status::Ok();
+  return first;
 }
 
 Status Store::SetDeleteAfterDelivery(bool enabled) {

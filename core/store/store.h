@@ -20,6 +20,7 @@
 #include "crypto/keyfile.h"
 #include "format/report.h"
 #include "base/status.h"
+#include "store/store_paths.h"
 
 namespace dala {
 
@@ -71,7 +72,8 @@ struct AttachmentFile {
 };
 
 struct StoreOptions {
-  KdfParams kdf;
+  KdfParams kdf;  // the Argon2id cost: the key file does not record it, so every open must pass the same
+  StoreFileNames names;
   bool delete_after_delivery = false;  // used at create
   uint32_t backoff_base_ms = 5000;
   uint32_t backoff_max_ms = 3600000;
@@ -143,22 +145,30 @@ struct OutboxStats {
 // The retry reason the sync engine records when no server could be reached.
 inline constexpr char kOfflineReason[] = "offline";
 
-// File names inside a store directory.
-inline constexpr char kKeyFileName[] = "dala.key";
-inline constexpr char kDbFileName[] = "dala.db";
-inline constexpr char kAttachmentDirName[] = "media";  // the attachment files (on-disk name kept from 0.1)
-
 class Store {
  public:
   using Clock = std::function<int64_t()>;  // Unix milliseconds
 
   static Result<std::unique_ptr<Store>> Create(const std::string& dir, const Credential& cred,
                                                const StoreOptions& options);
+  // Opening with the duress passphrase (SetDuress) destroys the store's key and its data, and opens a new,
+  // empty store under that passphrase: the same work, the same answer as any open.
   static Result<std::unique_ptr<Store>> Open(const std::string& dir, const Credential& cred,
                                              const StoreOptions& options);
+  // Re-wraps the database key under `new_cred` (instant: the database is not rewritten). The old key
+  // file's bytes are overwritten. A duress passphrase stays set (unless the kind of credential changes);
+  // `new_cred` may not be the duress passphrase.
   static Status ChangeCredential(const std::string& dir, const Credential& old_cred, const Credential& new_cred,
-                                 const KdfParams& kdf);
-  static Status Wipe(const std::string& dir);
+                                 const StoreOptions& options);
+  // Sets (replaces) the duress passphrase. The store's credential must include a passphrase; the duress
+  // one is used with the same platform key if there is one. kInvalidArgument if it opens the store.
+  static Status SetDuress(const std::string& dir, const Credential& cred, const SecretBuffer& duress_passphrase,
+                          const StoreOptions& options);
+  static Status ClearDuress(const std::string& dir, const Credential& cred, const StoreOptions& options);
+  // Panic wipe, no credential: `destroy_platform_key` (if any) runs first; then the key file's bytes are
+  // overwritten and it goes, then everything else. Everything is attempted even if a step fails.
+  static Status Wipe(const std::string& dir, const StoreFileNames& names = {},
+                     const std::function<Status()>& destroy_platform_key = nullptr);
 
   ~Store();
   Store(const Store&) = delete;
@@ -238,6 +248,19 @@ class Store {
   Store(std::string dir, db::Db db, crypto::SigningKey device, const StoreOptions& options);
   static Result<std::unique_ptr<Store>> OpenWithKey(const std::string& dir, const SecretBuffer& db_key,
                                                     const StoreOptions& options);
+  // store_keys.cc: the key file's life.
+  struct Unlocked {
+    SecretBuffer db_key;
+    SecretBuffer kek;
+    std::vector<uint8_t> file;  // the key file as it is now (format 2)
+  };
+  // Reads the key file with `cred`: upgrades a 0.1 key file, carries out a duress open, and finishes (or
+  // discards) a database replacement a crash interrupted.
+  static Result<Unlocked> Unlock(const StorePaths& paths, const Credential& cred, const StoreOptions& options);
+  // Writes a new, empty database at `path` under `db_key` (a new device identity).
+  static Status CreateDatabase(const std::string& path, const SecretBuffer& db_key, bool delete_after_delivery);
+  // After the key file names the key of db_next: db_next replaces db. Idempotent.
+  static Status FinishReplacement(const StorePaths& paths, const SecretBuffer& db_key);
 
   // *Locked: the caller holds mu_ (and, where they write, an open transaction).
   Result<uint64_t> NextCounterLocked();
@@ -291,6 +314,7 @@ class Store {
   Clock clock_;
   std::set<std::string> capturing_;  // file names of captures in progress (under mu_)
   bool sweep_pending_ = false;       // under mu_
+  bool erase_pending_ = false;       // under mu_: erased rows whose old page images are still in the WAL
 };
 
 

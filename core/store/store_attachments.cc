@@ -46,7 +46,7 @@ Status ValidateMime(const std::string& mime) {
 
 }  // namespace
 
-std::string Store::AttachmentDir() const { return fs::Join(dir_, kAttachmentDirName); }
+std::string Store::AttachmentDir() const { return StorePaths(dir_, options_.names).media(); }
 
 AttachmentCapture::AttachmentCapture(Store& store, ReportId report, uint32_t version, std::string file,
                                      std::unique_ptr<attachment::Writer> writer)
@@ -89,7 +89,8 @@ Result<std::unique_ptr<AttachmentCapture>> Store::CaptureAttachment(const Report
   DALA_RETURN_IF_ERROR(fs::EnsureDirectory(AttachmentDir()));
   uint8_t name[16];
   randombytes_buf(name, sizeof name);
-  std::string file = encoding::ToHex(std::span<const uint8_t>(name, sizeof name)) + ".att";
+  // A random name that says nothing (0.1 added ".att"; its files keep their names).
+  std::string file = encoding::ToHex(std::span<const uint8_t>(name, sizeof name));
   DALA_ASSIGN_OR_RETURN(std::unique_ptr<attachment::Writer> w, attachment::Writer::Create(fs::Join(AttachmentDir(), file), mime));
   capturing_.insert(file);
   return std::unique_ptr<AttachmentCapture>(
@@ -201,7 +202,9 @@ Status Store::RemoveAttachment(const AttachmentId& id) {
   DALA_RETURN_IF_ERROR(st.Run());
   if (db_.Changes() == 0)
     return {Code::kNotFound, "no attachment with that id in a draft (sealed attachments cannot be removed)"};
-  return SweepAttachmentsLocked();
+  sweep_pending_ = erase_pending_ = true;
+  SweepAfterCommitLocked();
+  return Status::Ok();
 }
 
 Status Store::SweepAttachmentsLocked() {
@@ -223,11 +226,16 @@ Status Store::DropUnusedAttachmentsLocked() {
   DALA_RETURN_IF_ERROR(db_.Exec(
       "DELETE FROM attachments WHERE NOT EXISTS (SELECT 1 FROM reports r WHERE r.id = attachments.report_id "
       "AND r.version >= attachments.version AND r.purged = 0);"));
-  if (db_.Changes() > 0) sweep_pending_ = true;
+  if (db_.Changes() > 0) sweep_pending_ = erase_pending_ = true;
   return Status::Ok();
 }
 
+// After a commit that erased rows: attachment files no row names go, and the write-ahead log, which still
+// holds the page images from before the erasure, is copied into the database (where secure_delete has
+// zeroed the freed space) and truncated. If a reader holds the log, the next erasing commit or closing the
+// store does it (SQLite checkpoints and removes the log when the last connection closes).
 void Store::SweepAfterCommitLocked() {
+  if (erase_pending_ && db_.CheckpointTruncate().ok()) erase_pending_ = false;
   if (!sweep_pending_) return;
   sweep_pending_ = false;
   (void)SweepAttachmentsLocked();  // what fails here is swept at the next open

@@ -271,6 +271,7 @@ Status Store::PurgeDeliveredLocked(const ReportId* only_id, std::optional<uint32
   if (only_id != nullptr) st.Bind(1, std::span<const uint8_t>(*only_id)).Bind(2, only_version.value_or(0));
   DALA_RETURN_IF_ERROR(st.Run());
   if (db_.Changes() == 0) return Status::Ok();
+  erase_pending_ = true;
   return DropUnusedAttachmentsLocked();
 }
 

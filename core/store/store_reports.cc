@@ -294,6 +294,7 @@ Status Store::DeleteDraft(const ReportId& id) {
     st.Bind(1, id);
     DALA_RETURN_IF_ERROR(st.Run());
     if (db_.Changes() == 0) return {Code::kNotFound, "this report has no draft to delete"};
+    erase_pending_ = true;
   }
   DALA_RETURN_IF_ERROR(DropUnusedAttachmentsLocked());  // the draft's own attachments
   DALA_RETURN_IF_ERROR(txn.Commit());

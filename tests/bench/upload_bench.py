@@ -39,7 +39,7 @@ def main():
         raise SystemExit("upload_bench needs nginx (nginx-core, WebDAV PUT) and curl: tools/dev bench installs them")
     work = tempfile.mkdtemp(prefix="dala-upload-bench-", dir=os.environ.get("DALA_BENCH_DIR"))
     procs = []
-    env = dict(os.environ, DALA_PASSPHRASE="bench")
+    env = dict(os.environ, DALA_PASSPHRASE="bench", DALA_KDF_OPS="1", DALA_KDF_MEM_MIB="8")
     dala_bin, server_bin = harness.binaries(BIN)
     dala = [dala_bin]
     try:

@@ -30,7 +30,9 @@ struct TempDir {
   }
 };
 
-dala_credential Pass(const char* p) { return {DALA_CREDENTIAL_PASSPHRASE, reinterpret_cast<const uint8_t*>(p), strlen(p)}; }
+dala_credential Pass(const char* p) {
+  return {DALA_CREDENTIAL_PASSPHRASE, reinterpret_cast<const uint8_t*>(p), strlen(p), nullptr, 0};
+}
 
 dala_desk_options FastDesk() {
   dala_desk_options o;
@@ -103,7 +105,7 @@ TEST(CApi, FailureSetsOutputsToNullAndErrorOptional) {
   EXPECT_EQ(s, nullptr);
   EXPECT_EQ(dala_store_open(nullptr, &c, nullptr, &s, nullptr), DALA_ERR_INVALID_ARGUMENT);
   EXPECT_EQ(dala_store_open(d.path.c_str(), nullptr, nullptr, &s, nullptr), DALA_ERR_INVALID_ARGUMENT);
-  dala_credential empty = {DALA_CREDENTIAL_PASSPHRASE, nullptr, 0};
+  dala_credential empty = {DALA_CREDENTIAL_PASSPHRASE, nullptr, 0, nullptr, 0};
   EXPECT_EQ(dala_store_create(d.path.c_str(), &empty, nullptr, &s, nullptr), DALA_ERR_INVALID_ARGUMENT);
   dala_credential bogus = {static_cast<dala_credential_kind>(7), reinterpret_cast<const uint8_t*>("k"), 1};
   EXPECT_EQ(dala_store_create(d.path.c_str(), &bogus, nullptr, &s, nullptr), DALA_ERR_INVALID_ARGUMENT);
@@ -643,6 +645,73 @@ TEST(CApi, WrongPassphraseThenWipe) {
   dala_store_close(s);
   ASSERT_EQ(dala_store_wipe(path.c_str(), e.out()), DALA_OK);
   EXPECT_EQ(dala_store_open(path.c_str(), &w, &o, &s, e.out()), DALA_ERR_NOT_FOUND);
+}
+
+// Issue 14 through the C API: file names the app chooses, a passphrase and a platform key together, the
+// duress passphrase, and the wipe that calls the app to destroy its platform key first.
+TEST(CApi, DuressPlatformKeyAndWipeCallback) {
+  TempDir d;
+  std::string path = d.path + "/s";
+  uint8_t platform_key[32];
+  for (int i = 0; i < 32; ++i) platform_key[i] = static_cast<uint8_t>(i * 7);
+  const char* pw = "real passphrase";
+  dala_credential both = {DALA_CREDENTIAL_PASSPHRASE_AND_KEY, reinterpret_cast<const uint8_t*>(pw), strlen(pw),
+                          platform_key, sizeof platform_key};
+  dala_store_options o = Fast();
+  o.key_file_name = "a";
+  o.database_file_name = "b";
+  o.media_dir_name = "c";
+  struct Calls {
+    int n = 0;
+    bool key_file_there = false;
+    std::string key_path;
+    int answer = 0;
+  } calls;
+  calls.key_path = path + "/a";
+  o.destroy_platform_key = [](void* ctx) {
+    auto* c = static_cast<Calls*>(ctx);
+    ++c->n;
+    c->key_file_there = std::filesystem::exists(c->key_path);
+    return c->answer;
+  };
+  o.destroy_platform_key_context = &calls;
+  dala_store* s = nullptr;
+  Err e;
+  ASSERT_EQ(dala_store_create(path.c_str(), &both, &o, &s, e.out()), DALA_OK) << e.msg();
+  dala_store_close(s);
+  EXPECT_TRUE(std::filesystem::exists(path + "/a") && std::filesystem::exists(path + "/b"));
+  EXPECT_FALSE(std::filesystem::exists(path + "/dala.key"));
+
+  // The platform key missing: a clear error; the passphrase alone is wrong.
+  dala_credential no_key = both;
+  no_key.key = nullptr;
+  no_key.key_length = 0;
+  EXPECT_EQ(dala_store_open(path.c_str(), &no_key, &o, &s, e.out()), DALA_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(e.msg().find("platform key"), std::string::npos);
+  dala_credential pass_only = Pass(pw);
+  EXPECT_EQ(dala_store_open(path.c_str(), &pass_only, &o, &s, e.out()), DALA_ERR_WRONG_KEY);
+
+  // Duress: the same passphrase is refused; another one, once used, leaves an empty store.
+  EXPECT_EQ(dala_store_set_duress(path.c_str(), &both, reinterpret_cast<const uint8_t*>(pw), strlen(pw), &o, e.out()),
+            DALA_ERR_INVALID_ARGUMENT);
+  const char* dp = "duress";
+  ASSERT_EQ(dala_store_set_duress(path.c_str(), &both, reinterpret_cast<const uint8_t*>(dp), strlen(dp), &o, e.out()),
+            DALA_OK) << e.msg();
+  dala_credential duress = both;
+  duress.bytes = reinterpret_cast<const uint8_t*>(dp);
+  duress.length = strlen(dp);
+  ASSERT_EQ(dala_store_open(path.c_str(), &duress, &o, &s, e.out()), DALA_OK) << e.msg();
+  dala_store_close(s);
+  EXPECT_EQ(dala_store_open(path.c_str(), &both, &o, &s, e.out()), DALA_ERR_WRONG_KEY);
+  ASSERT_EQ(dala_store_clear_duress(path.c_str(), &duress, &o, e.out()), DALA_OK) << e.msg();
+
+  // The wipe calls the app first, while the key file is still there; a failure is reported, and the
+  // store is gone all the same.
+  calls.answer = 1;
+  EXPECT_EQ(dala_store_wipe_with_options(path.c_str(), &o, e.out()), DALA_ERR_IO);
+  EXPECT_EQ(calls.n, 1);
+  EXPECT_TRUE(calls.key_file_there);
+  EXPECT_FALSE(std::filesystem::exists(path));
 }
 
 }  // namespace

@@ -6,6 +6,8 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 S=$T/store
 FAST=(--kdf-ops 1 --kdf-mem-mib 8)
+# The store records no Argon2id cost: every command on these stores is given the same one.
+export DALA_KDF_OPS=1 DALA_KDF_MEM_MIB=8
 export DALA_PASSPHRASE="cli test passphrase"
 unset DALA_NEW_PASSPHRASE
 pass=0 fail=0
@@ -99,6 +101,17 @@ echo -n "cli test passphrase" >"$T/pf"
 DALA_NEW_PASSPHRASE="new one" $DALA passphrase change --store "$S" "${FAST[@]}" 2>/dev/null; check "passphrase change" 0 $?
 $DALA report list --store "$S" >/dev/null 2>&1; check "old passphrase refused" 3 $?
 DALA_PASSPHRASE="new one" $DALA report list --store "$S" >/dev/null; check "new passphrase works" 0 $?
+
+# Duress (issue 14, item 4): on a store of its own.
+D=$T/duress
+$DALA init --store "$D" 2>/dev/null
+$DALA report add --store "$D" --form detention/1 --text "REAL-CLI-5e1f" --seal >/dev/null; check "duress: a report" 0 $?
+DALA_DURESS_PASSPHRASE="cli test passphrase" $DALA duress set --store "$D" 2>"$T/err"; check "duress: the store's own passphrase refused" 2 $?
+DALA_DURESS_PASSPHRASE="let me go" $DALA duress set --store "$D" 2>/dev/null; check "duress set" 0 $?
+DALA_PASSPHRASE="let me go" $DALA report list --store "$D" >"$T/dl" 2>"$T/derr"; check "duress open answers as any open" 0 $?
+expect "duress open shows an empty store" bash -c "! grep -q . '$T/dl'"
+$DALA report list --store "$D" >/dev/null 2>&1; check "after duress the real passphrase is wrong" 3 $?
+expect "nothing of the real store is left" bash -c "! grep -rq REAL-CLI '$D'"
 
 # Conventions (CLI11): versions, help per command, misplaced options refused and named.
 $DALA --version >"$T/v"; check "--version" 0 $?

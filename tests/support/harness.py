@@ -14,7 +14,8 @@ import tempfile
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-ENV = dict(os.environ, DALA_PASSPHRASE="reliability trials")
+# The store records no Argon2id cost: every command on these stores is given the same one (KDF).
+ENV = dict(os.environ, DALA_PASSPHRASE="reliability trials", DALA_KDF_OPS="1", DALA_KDF_MEM_MIB="8")
 KDF = ["--kdf-ops", "1", "--kdf-mem-mib", "8"]
 
 

@@ -8,6 +8,8 @@
 #include "test_util.h"
 #include "base/failpoint.h"
 #include "format/envelope.h"
+#include "crypto/store_key_file.h"
+#include "page_scan.h"
 
 namespace dala {
 namespace {
@@ -27,6 +29,13 @@ std::unique_ptr<Store> MustOpen(const std::string& dir, const Credential& c = Pa
   auto s = Store::Open(dir, c, FastOptions());
   EXPECT_TRUE(s.ok()) << s.status().message();
   return s.ok() ? std::move(s).value() : nullptr;
+}
+
+// The database key, read from the store's key file as an attacker with the credential would.
+Result<SecretBuffer> DbKey(const std::string& dir, const Credential& c) {
+  DALA_ASSIGN_OR_RETURN(OpenedStoreKey k, OpenStoreKeyFile(test::ReadAll(dir + "/" + kKeyFileName), c, FastOptions().kdf));
+  if (k.slot != KeySlot::kStore) return Status(Code::kWrongKey, "the duress slot opened");
+  return std::move(k.secret);
 }
 
 Report MustDraft(Store& s, const std::string& narrative) {
@@ -108,9 +117,9 @@ TEST(Store, WrongPassphraseChangesNoFile) {
   auto before = test::HashTree(dir);
   auto r = Store::Open(dir, Pass("not the passphrase"), FastOptions());
   EXPECT_EQ(r.status().code(), Code::kWrongKey);
-  EXPECT_EQ(r.status().message(), "wrong passphrase");
+  EXPECT_EQ(r.status().message(), "wrong passphrase or platform key (or a damaged key file)");
   EXPECT_EQ(test::HashTree(dir), before);
-  EXPECT_EQ(Store::ChangeCredential(dir, Pass("nope"), Pass("new"), FastOptions().kdf).code(), Code::kWrongKey);
+  EXPECT_EQ(Store::ChangeCredential(dir, Pass("nope"), Pass("new"), FastOptions()).code(), Code::kWrongKey);
   EXPECT_EQ(test::HashTree(dir), before);
 }
 
@@ -129,10 +138,16 @@ TEST(Store, TruncatedOrCorruptedKeyFile) {
   EXPECT_EQ(r.status().code(), Code::kCorrupt);
   EXPECT_NE(r.status().message().find("restore it from a backup"), std::string::npos);
 
-  auto flipped = good;
-  flipped[80] ^= 0x10;
-  test::WriteAll(key, flipped);
-  EXPECT_EQ(Store::Open(dir, Pass("pw"), FastOptions()).status().code(), Code::kCorrupt);
+  // A changed byte: the file has no checksum (it would mark the file as a key file), so it reads as a
+  // wrong passphrase, and the message says it may be damaged.
+  for (size_t at : {size_t{3}, size_t{20}, size_t{80}}) {
+    auto flipped = good;
+    flipped[at] ^= 0x10;
+    test::WriteAll(key, flipped);
+    auto bad = Store::Open(dir, Pass("pw"), FastOptions());
+    EXPECT_EQ(bad.status().code(), Code::kWrongKey) << at;
+    EXPECT_NE(bad.status().message().find("damaged key file"), std::string::npos) << at;
+  }
 
   // Nothing was lost: with the key file restored, the report is there.
   test::WriteAll(key, good);
@@ -266,7 +281,7 @@ TEST(Store, TamperedSealedReportIsRefused) {
   ReportId id;
   { auto s = MustCreate(dir); Report r = MustDraft(*s, "evidence"); ASSERT_TRUE(s->Seal(r).ok()); id = r.id(); }
   // Reach into the database as an attacker holding the key would.
-  auto key = UnwrapSecret(KeyPurpose::kStoreDatabase, test::ReadAll(dir + "/" + kKeyFileName), Pass("pw"));
+  auto key = DbKey(dir, Pass("pw"));
   ASSERT_TRUE(key.ok());
   auto tamper = [&](bool fix_hash, const std::string& find, char replacement) {
     auto db = db::Db::Open(dir + "/" + kDbFileName, *key, false);
@@ -310,12 +325,12 @@ TEST(Store, ChangePassphraseRewrapsWithoutRewritingDatabase) {
   ReportId id;
   { auto s = MustCreate(dir); id = MustDraft(*s, "x").id(); }
   auto db_before = test::ReadAll(dir + "/" + kDbFileName);
-  ASSERT_TRUE(Store::ChangeCredential(dir, Pass("pw"), Pass("new pw"), FastOptions().kdf).ok());
+  ASSERT_TRUE(Store::ChangeCredential(dir, Pass("pw"), Pass("new pw"), FastOptions()).ok());
   EXPECT_EQ(test::ReadAll(dir + "/" + kDbFileName), db_before);
   EXPECT_EQ(Store::Open(dir, Pass("pw"), FastOptions()).status().code(), Code::kWrongKey);
   EXPECT_TRUE(MustOpen(dir, Pass("new pw"))->Get(id).ok());
   // Passphrase -> platform key -> passphrase.
-  ASSERT_TRUE(Store::ChangeCredential(dir, Pass("new pw"), RawKey(3), FastOptions().kdf).ok());
+  ASSERT_TRUE(Store::ChangeCredential(dir, Pass("new pw"), RawKey(3), FastOptions()).ok());
   EXPECT_EQ(Store::Open(dir, Pass("new pw"), FastOptions()).status().code(), Code::kWrongKey);
   EXPECT_TRUE(MustOpen(dir, RawKey(3))->Get(id).ok());
   EXPECT_FALSE(std::filesystem::exists(dir + "/" + kKeyFileName + ".tmp"));
@@ -370,7 +385,7 @@ TEST(Store, NewerSchemaIsRefused) {
   TempDir t;
   std::string dir = t.sub("s");
   { MustCreate(dir); }
-  auto key = UnwrapSecret(KeyPurpose::kStoreDatabase, test::ReadAll(dir + "/" + kKeyFileName), Pass("pw"));
+  auto key = DbKey(dir, Pass("pw"));
   ASSERT_TRUE(key.ok());
   {
     auto db = db::Db::Open(dir + "/" + kDbFileName, *key, false);
@@ -473,7 +488,7 @@ TEST(Store, PassphraseChangeCrashKeepsOneWorkingPassphrase) {
   pid_t pid = fork();
   if (pid == 0) {
     testing::SetFailpointHook([](const char* n) { if (std::string(n) == "atomic_write.before_rename") _exit(0); });
-    (void)Store::ChangeCredential(dir, Pass("pw"), Pass("new"), FastOptions().kdf);
+    (void)Store::ChangeCredential(dir, Pass("pw"), Pass("new"), FastOptions());
     _exit(1);
   }
   int status = 0;
@@ -510,6 +525,96 @@ TEST(Store, PlaintextCanaryAppearsInNoFile) {
   std::string where;
   EXPECT_FALSE(test::TreeContains(dir, canary, &where)) << where;
   EXPECT_FALSE(test::TreeContains(dir, "SQLite format 3", &where)) << where;
+}
+
+// Issue 14, item 1: what delete-after-delivery, a deleted draft or a removed attachment erased is in no
+// page image of the database or of its write-ahead log, decrypted with the store's own key (a copy of the
+// files and a coerced passphrase), store open or closed; what was kept is found there (the scan works).
+TEST(StoreErasure, ErasedContentIsInNoPageImageOfTheDatabaseOrItsLog) {
+  TempDir t;
+  std::string dir = t.sub("s"), db_path = dir + "/" + kDbFileName;
+  StoreOptions o = FastOptions();
+  o.delete_after_delivery = true;
+  auto created = Store::Create(dir, Pass("pw"), o);
+  ASSERT_TRUE(created.ok()) << created.status().message();
+  std::unique_ptr<Store> s = std::move(created).value();
+  auto org = crypto::GenerateBoxKeyPair();
+  ASSERT_TRUE(s->SetRecipients("org", {org.public_key}).ok());
+  auto seal = [&](const std::string& narrative) {
+    auto r = s->CreateDraft("detention/1");
+    EXPECT_TRUE(r.ok() && r->SetNarrative(narrative).ok() && s->Seal(*r).ok());
+    return r->id();
+  };
+  ReportId kept = seal("KEPT-3e1d narrative"), gone = seal("PURGED-9b2c narrative");
+  Report draft = MustDraft(*s, "DRAFT-5a7f narrative");
+  Report holder = MustDraft(*s, "holder of a removed attachment");
+  auto cap = s->CaptureAttachment(holder.id(), "image/x-removed-c4d8");
+  ASSERT_TRUE(cap.ok());
+  ASSERT_TRUE((*cap)->Write(test::PseudoRandomBytes(5000, 9)).ok());
+  auto att = (*cap)->Finish();
+  ASSERT_TRUE(att.ok());
+  cap->reset();  // a capture must not outlive its store
+
+  auto key = DbKey(dir, Pass("pw"));
+  ASSERT_TRUE(key.ok());
+  std::string att_key;  // the key that opens the attachment's file
+  {
+    auto side = db::Db::Open(db_path, *key, false);
+    ASSERT_TRUE(side.ok()) << side.status().message();
+    auto st = side->Prepare("SELECT key FROM attachments");
+    ASSERT_TRUE(st.ok() && *st->Step());
+    auto v = st->BlobView(0);
+    att_key.assign(reinterpret_cast<const char*>(v.data()), v.size());
+    ASSERT_EQ(att_key.size(), 32u);
+  }
+  // Each erasure is checked on its own, right after it, so that each must clear the log by itself.
+  auto absent = [&](const char* when, std::initializer_list<std::pair<std::string, const char*>> gone) {
+    auto pages = test::DecryptAllPages(db_path, *key);
+    ASSERT_TRUE(pages.has_value()) << when << ": the database does not decrypt with the store's key";
+    const std::string& p = pages->plaintext;
+    EXPECT_NE(p.find("KEPT-3e1d"), std::string::npos) << when;
+    for (const auto& [canary, what] : gone) EXPECT_EQ(p.find(canary), std::string::npos) << when << ": " << what;
+  };
+  // Before erasing, everything is there (in the log or the database).
+  {
+    auto pages = test::DecryptAllPages(db_path, *key);
+    ASSERT_TRUE(pages.has_value());
+    EXPECT_NE(pages->plaintext.find("PURGED-9b2c"), std::string::npos);
+    EXPECT_NE(pages->plaintext.find("DRAFT-5a7f"), std::string::npos);
+    EXPECT_NE(pages->plaintext.find(att_key), std::string::npos);
+  }
+  const std::pair<std::string, const char*> delivered{"PURGED-9b2c", "a delivered report's content"},
+      deleted{"DRAFT-5a7f", "a deleted draft"}, removed{"image/x-removed-c4d8", "a removed attachment"},
+      removed_key{att_key, "a removed attachment's key"};
+  auto batch = s->NextBatch("org", 10, 1 << 20);
+  ASSERT_TRUE(batch.ok() && batch->size() == 2u);
+  ASSERT_TRUE(s->MarkDelivered("org", gone, 1, std::vector<uint8_t>{7}).ok());
+  ASSERT_TRUE(s->Get(gone)->purged);
+  absent("after delivery", {delivered});
+  ASSERT_TRUE(s->DeleteDraft(draft.id()).ok());
+  absent("after deleting the draft", {delivered, deleted});
+  ASSERT_TRUE(s->RemoveAttachment(att->id).ok());
+  absent("after removing the attachment", {delivered, deleted, removed, removed_key});
+  ASSERT_TRUE(s->Get(kept).ok());
+  s.reset();
+  absent("store closed", {delivered, deleted, removed, removed_key});
+}
+
+// A panic wipe overwrites the key file's bytes before unlinking it: another link to the same file (a copy
+// the file system keeps, a backup taken by hard link) no longer holds the wrapped key.
+TEST(StoreErasure, WipeOverwritesTheKeyFileItself) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  { MustCreate(dir); }
+  std::string link = t.sub("key-link");
+  ASSERT_EQ(::link((dir + "/" + kKeyFileName).c_str(), link.c_str()), 0);
+  auto before = test::ReadAll(link);
+  ASSERT_TRUE(OpenStoreKeyFile(before, Pass("pw"), FastOptions().kdf).ok());
+  ASSERT_TRUE(Store::Wipe(dir).ok());
+  auto after = test::ReadAll(link);
+  EXPECT_EQ(after.size(), before.size());
+  EXPECT_NE(after, before);
+  EXPECT_FALSE(OpenStoreKeyFile(after, Pass("pw"), FastOptions().kdf).ok());
 }
 
 }  // namespace

@@ -53,6 +53,14 @@ inline Credential RawKey(uint8_t fill) {
   return c;
 }
 
+// A passphrase and a platform key together.
+inline Credential PassAndKey(const std::string& s, uint8_t fill) {
+  Credential c = Pass(s);
+  c.kind = CredentialKind::kPassphraseAndKey;
+  c.key = std::move(RawKey(fill).bytes);
+  return c;
+}
+
 // Reproducible pseudo-random bytes (xorshift32), for attachment contents in tests.
 inline std::vector<uint8_t> PseudoRandomBytes(size_t n, uint32_t seed) {
   std::vector<uint8_t> v(n);

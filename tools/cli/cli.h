@@ -56,6 +56,7 @@ struct StoreArgs {
 // --store DIR (required) and --passphrase-file FILE.
 void AddStoreOptions(CLI::App* cmd, StoreArgs& store);
 Ref<dala_store> OpenStore(const StoreArgs& args, bool create);
+dala_store_options StoreOptions(const StoreArgs& args);  // the cost and policy the arguments give
 
 dala_report_id ParseReportId(const std::string& text);
 int64_t ParseInt(const std::string& s, const char* what);

@@ -84,17 +84,31 @@ void AddStoreOptions(CLI::App* cmd, StoreArgs& store) {
   cmd->add_option("--store", store.dir, "the store directory")->required();
   cmd->add_option("--passphrase-file", store.passphrase_file,
                   "read the passphrase from FILE (else DALA_PASSPHRASE, else a prompt)");
+  // The key file records no Argon2id cost (it records nothing readable): every command on a store made
+  // with another cost must be given it again, here or in the environment.
+  cmd->add_option("--kdf-ops", store.kdf.ops, "Argon2id passes of the store's passphrase (default 3; the same at every use)")
+      ->envname("DALA_KDF_OPS")
+      ->check(CLI::Range(1, 16));
+  cmd->add_option("--kdf-mem-mib", store.kdf.mem_mib,
+                  "Argon2id memory in MiB of the store's passphrase (default 64; the same at every use)")
+      ->envname("DALA_KDF_MEM_MIB")
+      ->check(CLI::Range(8, 1024));
+}
+
+dala_store_options StoreOptions(const StoreArgs& a) {
+  dala_store_options opts;
+  dala_store_options_init(&opts);
+  if (a.kdf.ops) opts.kdf_opslimit = a.kdf.ops;
+  if (a.kdf.mem_mib) opts.kdf_memlimit = a.kdf.mem_mib << 20;
+  if (a.delete_after_delivery) opts.delete_after_delivery = 1;
+  return opts;
 }
 
 Ref<dala_store> OpenStore(const StoreArgs& a, bool create) {
   Secret pass = ReadPassphrase(a.passphrase_file, "DALA_PASSPHRASE",
                                create ? "New store passphrase: " : "Store passphrase: ", create);
   dala_credential cred = Passphrase(pass.value);
-  dala_store_options opts;
-  dala_store_options_init(&opts);
-  if (a.kdf.ops) opts.kdf_opslimit = a.kdf.ops;
-  if (a.kdf.mem_mib) opts.kdf_memlimit = a.kdf.mem_mib << 20;
-  if (a.delete_after_delivery) opts.delete_after_delivery = 1;
+  dala_store_options opts = StoreOptions(a);
   Ref<dala_store> s;
   if (create) Call(dala_store_create, a.dir.c_str(), &cred, &opts, Out(s));
   else Call(dala_store_open, a.dir.c_str(), &cred, &opts, Out(s));

@@ -1,4 +1,4 @@
-// dala init, passphrase change, wipe, check, outbox.
+// dala init, passphrase change, duress, wipe, check, outbox.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -11,7 +11,6 @@ void AddStoreCommands(CLI::App& app, int* rc) {
   auto init = std::make_shared<StoreArgs>();
   CLI::App* c = app.add_subcommand("init", "creates an encrypted store");
   AddStoreOptions(c, *init);
-  AddKdfOptions(c, init->kdf);
   c->add_flag("--delete-after-delivery", init->delete_after_delivery,
               "delete a version's content once every server holds it");
   c->callback([init, rc] {
@@ -30,17 +29,46 @@ void AddStoreCommands(CLI::App& app, int* rc) {
   AddStoreOptions(c, change->store);
   c->add_option("--new-passphrase-file", change->new_file,
                 "read the new passphrase from FILE (else DALA_NEW_PASSPHRASE, else a prompt)");
-  AddKdfOptions(c, change->store.kdf);
   c->callback([change, rc] {
     Secret old_pass = ReadPassphrase(change->store.passphrase_file, "DALA_PASSPHRASE", "Current passphrase: ", false);
     Secret new_pass = ReadPassphrase(change->new_file, "DALA_NEW_PASSPHRASE", "New passphrase: ", true);
     dala_credential oc = Passphrase(old_pass.value), nc = Passphrase(new_pass.value);
-    dala_store_options opts;
-    dala_store_options_init(&opts);
-    if (change->store.kdf.ops) opts.kdf_opslimit = change->store.kdf.ops;
-    if (change->store.kdf.mem_mib) opts.kdf_memlimit = change->store.kdf.mem_mib << 20;
+    dala_store_options opts = StoreOptions(change->store);
     Call(dala_store_change_credential, change->store.dir.c_str(), &oc, &nc, &opts);
     std::fprintf(stderr, "Passphrase changed. The database was not rewritten.\n");
+    *rc = kExitOk;
+  });
+
+  struct DuressArgs {
+    StoreArgs store;
+    std::string duress_file;
+  };
+  auto duress = std::make_shared<DuressArgs>();
+  CLI::App* dur = app.add_subcommand("duress", "a duress passphrase: opening with it destroys the store (docs/duress.md)")
+                      ->require_subcommand(1);
+  c = dur->add_subcommand("set", "sets or replaces the duress passphrase");
+  AddStoreOptions(c, duress->store);
+  c->add_option("--duress-passphrase-file", duress->duress_file,
+                "read the duress passphrase from FILE (else DALA_DURESS_PASSPHRASE, else a prompt)");
+  c->callback([duress, rc] {
+    Secret pass = ReadPassphrase(duress->store.passphrase_file, "DALA_PASSPHRASE", "Store passphrase: ", false);
+    Secret dpass = ReadPassphrase(duress->duress_file, "DALA_DURESS_PASSPHRASE", "Duress passphrase: ", true);
+    dala_credential cred = Passphrase(pass.value);
+    dala_store_options opts = StoreOptions(duress->store);
+    Call(dala_store_set_duress, duress->store.dir.c_str(), &cred,
+         reinterpret_cast<const uint8_t*>(dpass.value.data()), dpass.value.size(), &opts);
+    std::fprintf(stderr, "Duress passphrase set. Opening the store with it destroys everything in it.\n");
+    *rc = kExitOk;
+  });
+  auto undo = std::make_shared<StoreArgs>();
+  c = dur->add_subcommand("clear", "removes the duress passphrase");
+  AddStoreOptions(c, *undo);
+  c->callback([undo, rc] {
+    Secret pass = ReadPassphrase(undo->passphrase_file, "DALA_PASSPHRASE", "Store passphrase: ", false);
+    dala_credential cred = Passphrase(pass.value);
+    dala_store_options opts = StoreOptions(*undo);
+    Call(dala_store_clear_duress, undo->dir.c_str(), &cred, &opts);
+    std::fprintf(stderr, "No duress passphrase is set.\n");
     *rc = kExitOk;
   });
 

@@ -85,19 +85,27 @@ DALA_API void dala_string_free(char *string) DALA_NOEXCEPT;
 
 typedef enum dala_credential_kind {
     DALA_CREDENTIAL_PASSPHRASE = 1, /* bytes of a passphrase (1 to 1024 bytes); Argon2id derives the key */
-    DALA_CREDENTIAL_RAW_KEY = 2     /* 32 random bytes from the platform keystore (Android Keystore, Keychain) */
+    DALA_CREDENTIAL_RAW_KEY = 2,    /* 32 random bytes from the platform keystore (Android Keystore, Keychain) */
+    /* Both, and both are needed: `bytes` is the passphrase, `key` the 32-byte platform key. Deleting the
+       platform key (hardware-backed keystores delete for real) makes the store unreadable even with the
+       passphrase and old copies of the key file. docs/keystores.md says what to call on each platform. */
+    DALA_CREDENTIAL_PASSPHRASE_AND_KEY = 3
 } dala_credential_kind;
 
-/* The library copies the bytes into locked, zeroed-on-release memory; the caller should wipe its copy. */
+/* The library copies the bytes into locked, zeroed-on-release memory; the caller should wipe its copy.
+   `key` and `key_length` are read only for DALA_CREDENTIAL_PASSPHRASE_AND_KEY. */
 typedef struct dala_credential {
     dala_credential_kind kind;
     const uint8_t *bytes;
     size_t length;
+    const uint8_t *key;
+    size_t key_length;
 } dala_credential;
 
 typedef struct dala_store_options {
-    /* Argon2id cost used when a passphrase wraps a key (create, change credential). Opening reads the
-       cost recorded in the key file. Minimum 1 and 8 MiB; maximum 16 and 1 GiB. */
+    /* Argon2id cost of the passphrase. The key file does not record it (it records nothing readable), so
+       every open must pass the cost the store was created with: another cost reads as a wrong passphrase.
+       Minimum 1 and 8 MiB; maximum 16 and 1 GiB. */
     uint64_t kdf_opslimit;          /* default 3 */
     uint64_t kdf_memlimit;          /* bytes, default 64 MiB */
     /* At create: delete a report's content once every destination has delivered it. Later changes:
@@ -106,6 +114,16 @@ typedef struct dala_store_options {
     /* Outbox retry backoff: base * 2^(attempts-1), capped at max, with jitter down to half. */
     uint32_t backoff_base_ms;       /* default 5000 */
     uint32_t backoff_max_ms;        /* default 3600000 */
+    /* The names of the store's files inside its directory, chosen by the app (nothing in them needs to
+       name Dala): plain names, no '/'. NULL for the defaults "dala.key", "dala.db" and "media". Every
+       call on the same store must pass the same names. */
+    const char *key_file_name;
+    const char *database_file_name;
+    const char *media_dir_name;
+    /* Called first by dala_store_wipe_with_options: destroy the platform key here (KeyStore.deleteEntry,
+       SecItemDelete). Return 0 on success; the wipe goes on either way and then reports the failure. */
+    int (*destroy_platform_key)(void *context);
+    void *destroy_platform_key_context;
 } dala_store_options;
 
 /* Any thread. Sets every field to its default. */
@@ -136,9 +154,11 @@ DALA_API dala_status dala_store_open(const char *dir, const dala_credential *cre
 /* Any thread, once no other call on the store is running. Closes and frees. Accepts NULL. */
 DALA_API void dala_store_close(dala_store *store) DALA_NOEXCEPT;
 
-/* Any thread. Re-wraps the store's key under a new credential (passphrase or raw key, either way).
-   The database is not rewritten. The change is atomic: after a crash either credential works, never
-   neither. options (may be NULL) gives the Argon2id cost for a new passphrase. */
+/* Any thread. Re-wraps the store's key under a new credential (any kind to any kind). The database is
+   not rewritten (instant); the old key file's bytes are overwritten. The change is atomic: after a crash
+   either credential works, never neither. options (may be NULL) gives the Argon2id cost of both and the
+   file names. A duress passphrase stays set unless the kind of credential changes; the new passphrase
+   may not be the duress one (DALA_ERR_INVALID_ARGUMENT). */
 DALA_API dala_status dala_store_change_credential(const char *dir, const dala_credential *old_credential,
                                                   const dala_credential *new_credential,
                                                   const dala_store_options *options,
@@ -148,6 +168,27 @@ DALA_API dala_status dala_store_change_credential(const char *dir, const dala_cr
    removed: from then on the data cannot be decrypted), then removes the store's files and, if empty,
    the directory. Close open handles on the store first. DALA_ERR_NOT_FOUND when there is no store. */
 DALA_API dala_status dala_store_wipe(const char *dir, dala_error **out_error) DALA_NOEXCEPT;
+
+/* Any thread. dala_store_wipe for a store with its own file names, and which first calls the app's
+   options->destroy_platform_key (if set). Everything is attempted even if a step fails; the first failure
+   is returned (DALA_ERR_IO if the platform key could not be destroyed). */
+DALA_API dala_status dala_store_wipe_with_options(const char *dir, const dala_store_options *options,
+                                                  dala_error **out_error) DALA_NOEXCEPT;
+
+/* Any thread, with no handle open on the store. Sets (or replaces) a duress passphrase. Opening the store
+   with it destroys the store's key and data, and opens a new, empty store under that passphrase: it takes
+   the same time and returns the same as any open, and nothing on disk shows that a duress passphrase is
+   set. The store's credential must include a passphrase (with DALA_CREDENTIAL_PASSPHRASE_AND_KEY the
+   duress passphrase is used with the same platform key). DALA_ERR_INVALID_ARGUMENT if it is the store's
+   own passphrase. Read docs/duress.md before offering it: in some places destroying data during an
+   investigation is itself a crime, and a coercer may know the feature exists. */
+DALA_API dala_status dala_store_set_duress(const char *dir, const dala_credential *credential,
+                                           const uint8_t *duress_passphrase, size_t duress_passphrase_length,
+                                           const dala_store_options *options, dala_error **out_error) DALA_NOEXCEPT;
+
+/* Any thread, with no handle open on the store. Removes the duress passphrase, if any. */
+DALA_API dala_status dala_store_clear_duress(const char *dir, const dala_credential *credential,
+                                             const dala_store_options *options, dala_error **out_error) DALA_NOEXCEPT;
 
 /* Any thread. This store's device public key (Ed25519, 32 bytes). */
 DALA_API dala_status dala_store_get_device_key(dala_store *store, uint8_t out_key[32],

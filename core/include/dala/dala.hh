@@ -118,7 +118,7 @@ inline std::string TakeString(char* s) {
 
 // The credential structs point into the caller's bytes; these build them from a std::string.
 inline dala_credential Passphrase(const std::string& p) noexcept {
-  return dala_credential{DALA_CREDENTIAL_PASSPHRASE, reinterpret_cast<const uint8_t*>(p.data()), p.size()};
+  return dala_credential{DALA_CREDENTIAL_PASSPHRASE, reinterpret_cast<const uint8_t*>(p.data()), p.size(), nullptr, 0};
 }
 
 inline std::string ToString(const dala_report_id& id) {

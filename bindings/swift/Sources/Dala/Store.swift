@@ -40,12 +40,18 @@ public final class Store: @unchecked Sendable {
         return Store(handle: store!)
     }
 
-    /// Opens a store; a wrong passphrase throws `DalaError.wrongKey`.
-    public static func open(at path: String, passphrase: inout [UInt8]) throws -> Store {
+    /// Opens a store; a wrong passphrase throws `DalaError.wrongKey`. The options must give the Argon2id
+    /// cost the store was made with: the key file does not record it, and another cost reads as a wrong
+    /// passphrase.
+    public static func open(at path: String, passphrase: inout [UInt8], options: Options = Options()) throws -> Store {
         defer { wipe(&passphrase) }
+        var o = dala_store_options()
+        dala_store_options_init(&o)
+        o.kdf_opslimit = options.kdfOpsLimit
+        o.kdf_memlimit = options.kdfMemLimit
         var store: OpaquePointer?
         try withCredential(passphrase) { cred in
-            try check { dala_store_open(path, cred, nil, &store, $0) }
+            try check { dala_store_open(path, cred, &o, &store, $0) }
         }
         return Store(handle: store!)
     }
@@ -288,7 +294,8 @@ public final class Store: @unchecked Sendable {
     @discardableResult
     private static func withCredential<T>(_ bytes: [UInt8], _ body: (UnsafePointer<dala_credential>) throws -> T) throws -> T {
         try bytes.withUnsafeBufferPointer { p in
-            var cred = dala_credential(kind: DALA_CREDENTIAL_PASSPHRASE, bytes: p.baseAddress, length: p.count)
+            var cred = dala_credential(kind: DALA_CREDENTIAL_PASSPHRASE, bytes: p.baseAddress, length: p.count,
+                                       key: nil, key_length: 0)
             return try body(&cred)
         }
     }

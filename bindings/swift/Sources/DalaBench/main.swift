@@ -25,8 +25,13 @@ let store = try Store.create(at: path, passphrase: &pass, options: options)
 var cpass = Array("bench".utf8)
 var cstore: OpaquePointer?
 cpass.withUnsafeBufferPointer { p in
-    var cred = dala_credential(kind: DALA_CREDENTIAL_PASSPHRASE, bytes: p.baseAddress, length: p.count)
-    _ = dala_store_open(path, &cred, nil, &cstore, nil)
+    var cred = dala_credential(kind: DALA_CREDENTIAL_PASSPHRASE, bytes: p.baseAddress, length: p.count,
+                               key: nil, key_length: 0)
+    var copts = dala_store_options()
+    dala_store_options_init(&copts)
+    copts.kdf_opslimit = 1
+    copts.kdf_memlimit = 8 << 20
+    _ = dala_store_open(path, &cred, &copts, &cstore, nil)
 }
 guard let c = cstore else { fatalError("the C handle did not open") }
 

@@ -46,7 +46,7 @@ final class DalaTests: XCTestCase {
             s.close()
         }
         var pass = Array("correct horse".utf8)
-        let s = try Store.open(at: dir.appendingPathComponent("s").path, passphrase: &pass)
+        let s = try Store.open(at: dir.appendingPathComponent("s").path, passphrase: &pass, options: Self.fast)
         XCTAssertEqual(pass, [UInt8](repeating: 0, count: pass.count), "the passphrase is wiped after use")
         let r = try s.report(id: id)
         XCTAssertEqual(r.narrative, kk + "\n" + ru)
@@ -63,7 +63,7 @@ final class DalaTests: XCTestCase {
     func testWrongPassphraseIsItsOwnCase() throws {
         try newStore().close()
         var wrong = Array("guess".utf8)
-        XCTAssertThrowsError(try Store.open(at: dir.appendingPathComponent("s").path, passphrase: &wrong)) { error in
+        XCTAssertThrowsError(try Store.open(at: dir.appendingPathComponent("s").path, passphrase: &wrong, options: Self.fast)) { error in
             guard case DalaError.wrongKey(let message) = error else { return XCTFail("\(error)") }
             XCTAssertFalse(message.isEmpty)
             XCTAssertEqual((error as? DalaError)?.code, .wrongKey)

@@ -31,7 +31,7 @@ final class Native {
     // Stores. credKind: 1 passphrase, 2 raw key. The credential array is wiped by the glue after use.
     static native long storeCreate(byte[] dir, int credKind, byte[] cred, long opsLimit, long memLimit,
                                    boolean deleteAfterDelivery);
-    static native long storeOpen(byte[] dir, int credKind, byte[] cred);
+    static native long storeOpen(byte[] dir, int credKind, byte[] cred, long opsLimit, long memLimit);
     static native void storeWipe(byte[] dir);
     static native void storeChangeCredential(byte[] dir, int oldKind, byte[] oldCred, int newKind, byte[] newCred,
                                              long opsLimit, long memLimit);

@@ -78,18 +78,28 @@ public final class Store extends NativeHandle {
         }
     }
 
-    /** Opens a store. A wrong passphrase throws {@link DalaException.WrongKey}. */
+    /** Opens a store made with the default options. A wrong passphrase throws {@link DalaException.WrongKey}. */
     public static Store open(String dir, byte[] passphrase) {
+        return open(dir, passphrase, null);
+    }
+
+    /**
+     * Opens a store. The options must give the Argon2id cost the store was made with: the key file does
+     * not record it, and another cost reads as a wrong passphrase ({@link DalaException.WrongKey}).
+     */
+    public static Store open(String dir, byte[] passphrase, Options options) {
+        Options o = options == null ? new Options() : options;
         try {
-            return new Store(Native.storeOpen(Native.bytes(dir), PASSPHRASE, passphrase));
+            return new Store(Native.storeOpen(Native.bytes(dir), PASSPHRASE, passphrase, o.opsLimit, o.memLimit));
         } finally {
             wipe(passphrase);
         }
     }
 
     public static Store openWithKey(String dir, byte[] key) {
+        Options o = new Options();
         try {
-            return new Store(Native.storeOpen(Native.bytes(dir), RAW_KEY, key));
+            return new Store(Native.storeOpen(Native.bytes(dir), RAW_KEY, key, o.opsLimit, o.memLimit));
         } finally {
             wipe(key);
         }

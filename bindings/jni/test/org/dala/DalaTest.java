@@ -51,7 +51,7 @@ class DalaTest {
                 assertEquals(ReportState.SEALED, r.state());
             }
         }
-        try (Store s = Store.open(tmp.resolve("s").toString(), pass("correct horse"));
+        try (Store s = Store.open(tmp.resolve("s").toString(), pass("correct horse"), FAST);
              Report r = s.report(id)) {
             assertEquals(kk + "\n" + ru, r.narrative());
             assertEquals("Орал (Uralsk) 📍", r.text("place"));
@@ -71,11 +71,11 @@ class DalaTest {
         newStore("s").close();
         byte[] wrong = pass("guess");
         DalaException.WrongKey e = assertThrows(DalaException.WrongKey.class,
-                () -> Store.open(tmp.resolve("s").toString(), wrong));
+                () -> Store.open(tmp.resolve("s").toString(), wrong, FAST));
         assertEquals(Status.WRONG_KEY, e.status());
         assertArrayEquals(new byte[wrong.length], wrong, "the passphrase array is zeroed after use");
         byte[] right = pass("correct horse");
-        Store.open(tmp.resolve("s").toString(), right).close();
+        Store.open(tmp.resolve("s").toString(), right, FAST).close();
         assertArrayEquals(new byte[right.length], right);
         assertThrows(DalaException.NotFound.class, () -> Store.open(tmp.resolve("none").toString(), pass("x")));
         assertThrows(DalaException.Exists.class, () -> newStore("s"));

@@ -1,0 +1,346 @@
+// Issue 14: the key file that says nothing about itself, a passphrase and a platform key together, the
+// duress passphrase, and the panic wipe that destroys the platform key first.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <set>
+
+#include "base/failpoint.h"
+#include "base/fsutil.h"
+#include "crypto/store_key_file.h"
+#include "page_scan.h"
+#include "test_util.h"
+
+namespace dala {
+namespace {
+
+using test::FastOptions;
+using test::Pass;
+using test::PassAndKey;
+using test::RawKey;
+using test::TempDir;
+
+std::unique_ptr<Store> Create(const std::string& dir, const Credential& c, const StoreOptions& o = FastOptions()) {
+  auto s = Store::Create(dir, c, o);
+  EXPECT_TRUE(s.ok()) << s.status().message();
+  return s.ok() ? std::move(s).value() : nullptr;
+}
+
+Result<std::unique_ptr<Store>> Open(const std::string& dir, const Credential& c, const StoreOptions& o = FastOptions()) {
+  return Store::Open(dir, c, o);
+}
+
+ReportId SealOne(Store& s, const std::string& narrative) {
+  auto r = s.CreateDraft("detention/1");
+  EXPECT_TRUE(r.ok() && r->SetNarrative(narrative).ok() && s.Seal(*r).ok());
+  return r->id();
+}
+
+std::string Lower(std::vector<uint8_t> v) {
+  std::string s(v.begin(), v.end());
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Every byte of every file of a closed store, and every file name, in one string per file.
+std::map<std::string, std::vector<uint8_t>> Files(const std::string& dir) {
+  std::map<std::string, std::vector<uint8_t>> out;
+  for (auto& e : std::filesystem::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) out[std::filesystem::relative(e.path(), dir).string()] = test::ReadAll(e.path().string());
+  return out;
+}
+
+// Item 5: no file of a closed store holds a readable marker, and the app names the files.
+TEST(StoreKeyFile, NoFileOfTheStoreIdentifiesItself) {
+  TempDir t;
+  StoreOptions o = FastOptions();
+  o.names = {"cache-0", "cache-1", "blobs"};
+  int kind = 0;
+  for (const Credential& c : {Pass("pw"), RawKey(5), PassAndKey("pw", 6)}) {
+    std::string dir = t.sub("s" + std::to_string(kind++));
+    {
+      auto s = Create(dir, c, o);
+      ASSERT_TRUE(s);
+      auto r = s->CreateDraft("detention/1");
+      ASSERT_TRUE(r.ok());
+      auto cap = s->CaptureAttachment(r->id(), "image/jpeg");
+      ASSERT_TRUE(cap.ok());
+      ASSERT_TRUE((*cap)->Write(test::PseudoRandomBytes(70000, 3)).ok());
+      ASSERT_TRUE((*cap)->Finish().ok());
+      cap->reset();
+      ASSERT_TRUE(s->SaveDraft(*r).ok());
+    }
+    auto files = Files(dir);
+    ASSERT_EQ(files.size(), 3u);  // the key file, the database, one attachment
+    ASSERT_TRUE(files.count("cache-0") && files.count("cache-1"));
+    EXPECT_EQ(files["cache-0"].size(), kStoreKeyFileSize);
+    for (const auto& [name, bytes] : files) {
+      std::string lower = Lower(bytes);
+      for (const char* marker : {"dala", "sqlite", "key", "image/jpeg"})
+        EXPECT_EQ(lower.find(marker), std::string::npos) << name << " holds '" << marker << "'";
+      EXPECT_EQ(Lower({name.begin(), name.end()}).find("dala"), std::string::npos) << name;
+      EXPECT_EQ(name.find(".att"), std::string::npos) << name;
+    }
+    EXPECT_TRUE(Open(dir, c, o).ok());
+  }
+}
+
+// The key file is indistinguishable from random bytes of its size: whatever the credential, no byte
+// position keeps a value across files (a magic, a version, a kind byte, a recorded cost would).
+TEST(StoreKeyFile, NoBytePositionIsConstantAcrossKeyFiles) {
+  SecretBuffer db_key(32);
+  std::vector<std::vector<uint8_t>> files;
+  for (int i = 0; i < 240; ++i) {
+    Credential c = i % 3 == 0 ? RawKey(static_cast<uint8_t>(i)) : i % 3 == 1 ? Pass("p" + std::to_string(i))
+                                                                            : PassAndKey("p", static_cast<uint8_t>(i));
+    auto f = NewStoreKeyFile(db_key, c, FastOptions().kdf);
+    ASSERT_TRUE(f.ok());
+    ASSERT_EQ(f->size(), kStoreKeyFileSize);
+    files.push_back(std::move(f).value());
+  }
+  for (size_t pos = 0; pos < kStoreKeyFileSize; ++pos) {
+    std::set<uint8_t> seen;
+    for (const auto& f : files) seen.insert(f[pos]);
+    EXPECT_GT(seen.size(), 100u) << "byte " << pos << " takes only " << seen.size() << " values in 240 files";
+  }
+}
+
+// A 0.1 key file (DALAKEY1) opens and is rewritten in format 2 at once, its old bytes overwritten.
+TEST(StoreKeyFile, A01KeyFileIsUpgradedAndItsBytesOverwritten) {
+  TempDir t;
+  std::string dir = t.sub("s"), key = dir + "/" + kKeyFileName;
+  ReportId id;
+  {
+    auto s = Create(dir, Pass("pw"));
+    id = SealOne(*s, "kept through the upgrade");
+  }
+  auto opened = OpenStoreKeyFile(test::ReadAll(key), Pass("pw"), FastOptions().kdf);
+  ASSERT_TRUE(opened.ok());
+  auto legacy = WrapSecret(KeyPurpose::kStoreDatabase, opened->secret, Pass("pw"), FastOptions().kdf);
+  ASSERT_TRUE(legacy.ok());
+  test::WriteAll(key, *legacy);
+  std::string link = t.sub("old-key");
+  ASSERT_EQ(::link(key.c_str(), link.c_str()), 0);
+  ASSERT_TRUE(IsLegacyKeyFile(test::ReadAll(key)));
+  {
+    auto s = Open(dir, Pass("pw"));
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    EXPECT_TRUE((*s)->Get(id).ok());
+  }
+  auto now = test::ReadAll(key);
+  EXPECT_EQ(now.size(), kStoreKeyFileSize);
+  EXPECT_FALSE(IsLegacyKeyFile(now));
+  EXPECT_NE(test::ReadAll(link), *legacy);
+  EXPECT_FALSE(UnwrapSecret(KeyPurpose::kStoreDatabase, test::ReadAll(link), Pass("pw")).ok());
+  EXPECT_TRUE(Open(dir, Pass("pw")).ok());
+}
+
+// Item 3: a passphrase and a platform key together: neither alone opens, and a credential change to
+// either alone and back works.
+TEST(StoreKeyFile, PassphraseAndPlatformKeyAreBothNeeded) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  ReportId id;
+  {
+    auto s = Create(dir, PassAndKey("pw", 7));
+    id = SealOne(*s, "both");
+  }
+  auto before = test::HashTree(dir);
+  EXPECT_EQ(Open(dir, Pass("pw")).status().code(), Code::kWrongKey);
+  EXPECT_EQ(Open(dir, RawKey(7)).status().code(), Code::kWrongKey);
+  EXPECT_EQ(Open(dir, PassAndKey("pw", 8)).status().code(), Code::kWrongKey);
+  EXPECT_EQ(Open(dir, PassAndKey("pX", 7)).status().code(), Code::kWrongKey);
+  Credential no_key = PassAndKey("pw", 7);
+  no_key.key = SecretBuffer();
+  auto missing = Open(dir, no_key);
+  EXPECT_EQ(missing.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(missing.status().message().find("platform key"), std::string::npos);
+  EXPECT_EQ(test::HashTree(dir), before);  // nothing was touched by any of these
+  auto s = Open(dir, PassAndKey("pw", 7));
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE((*s)->Get(id).ok());
+  s->reset();
+  ASSERT_TRUE(Store::ChangeCredential(dir, PassAndKey("pw", 7), Pass("pw"), FastOptions()).ok());
+  EXPECT_EQ(Open(dir, PassAndKey("pw", 7)).status().code(), Code::kWrongKey);
+  ASSERT_TRUE(Store::ChangeCredential(dir, Pass("pw"), PassAndKey("pw2", 9), FastOptions()).ok());
+  EXPECT_TRUE(Open(dir, PassAndKey("pw2", 9)).ok());
+}
+
+// Item 3: the panic wipe calls the app back to destroy its platform key before anything else; a failing
+// callback does not stop the wipe, and is reported.
+TEST(StoreKeyFile, WipeDestroysThePlatformKeyFirst) {
+  TempDir t;
+  std::string dir = t.sub("s"), key = dir + "/" + kKeyFileName;
+  { Create(dir, PassAndKey("pw", 7)); }
+  bool key_file_there_when_called = false;
+  int calls = 0;
+  ASSERT_TRUE(Store::Wipe(dir, {}, [&] {
+                ++calls;
+                key_file_there_when_called = std::filesystem::exists(key);
+                return Status::Ok();
+              }).ok());
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(key_file_there_when_called);
+  EXPECT_FALSE(std::filesystem::exists(dir));
+
+  { Create(dir, PassAndKey("pw", 7)); }
+  Status st = Store::Wipe(dir, {}, [] { return Status(Code::kIo, "keystore locked"); });
+  EXPECT_EQ(st.code(), Code::kIo);
+  EXPECT_NE(st.message().find("platform key"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(key));
+  EXPECT_FALSE(std::filesystem::exists(dir));
+}
+
+// Item 4: the duress passphrase.
+struct DuressStore {
+  TempDir t;
+  std::string dir = t.sub("s");
+  std::string key_path = dir + "/" + kKeyFileName;
+  ReportId sealed{}, draft{};
+  SecretBuffer old_db_key;
+
+  // A store with a sealed report queued for delivery, a draft and an attachment, and a duress passphrase.
+  explicit DuressStore(const Credential& real, const Credential& duress_cred) {
+    {
+      auto s = Create(dir, real);
+      EXPECT_TRUE(s);
+      auto org = crypto::GenerateBoxKeyPair();
+      EXPECT_TRUE(s->SetRecipients("org", {org.public_key}).ok());
+      sealed = SealOne(*s, "REAL-SEALED-41c7 pending upload");
+      auto r = s->CreateDraft("detention/1");
+      EXPECT_TRUE(r.ok() && r->SetNarrative("REAL-DRAFT-0d2e").ok());
+      auto cap = s->CaptureAttachment(r->id(), "image/jpeg");
+      EXPECT_TRUE(cap.ok() && (*cap)->Write(test::PseudoRandomBytes(9000, 4)).ok() && (*cap)->Finish().ok());
+      cap->reset();
+      EXPECT_TRUE(s->SaveDraft(*r).ok());
+      draft = r->id();
+    }
+    auto k = OpenStoreKeyFile(test::ReadAll(key_path), real, FastOptions().kdf);
+    EXPECT_TRUE(k.ok());
+    old_db_key = std::move(k->secret);
+    EXPECT_TRUE(Store::SetDuress(dir, real, duress_cred.bytes, FastOptions()).ok());
+  }
+};
+
+TEST(Duress, OpeningWithItDestroysTheStoreAndOpensAnEmptyOne) {
+  DuressStore d(Pass("real pw"), Pass("duress pw"));
+  // The app was killed with the store open: its write-ahead log is left beside the database.
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto s = Open(d.dir, Pass("real pw"));
+    if (!s.ok()) _exit(1);
+    SealOne(**s, "REAL-IN-LOG-77aa");
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_TRUE(std::filesystem::exists(d.dir + "/" + kDbFileName + "-wal"));
+  std::string link = d.t.sub("key-link");
+  ASSERT_EQ(::link(d.key_path.c_str(), link.c_str()), 0);
+  auto size_before = test::ReadAll(d.key_path).size();
+  {
+    auto s = Open(d.dir, Pass("duress pw"));
+    ASSERT_TRUE(s.ok()) << s.status().message();  // succeeds, as any open
+    auto list = (*s)->List();
+    ASSERT_TRUE(list.ok());
+    EXPECT_TRUE(list->empty());
+    EXPECT_EQ((*s)->Get(d.sealed).status().code(), Code::kNotFound);
+    SealOne(**s, "written after");
+  }
+  EXPECT_EQ(test::ReadAll(d.key_path).size(), size_before);
+  // The real passphrase is simply wrong now; the duress one opens the new store as its own.
+  EXPECT_EQ(Open(d.dir, Pass("real pw")).status().code(), Code::kWrongKey);
+  auto s = Open(d.dir, Pass("duress pw"));
+  ASSERT_TRUE(s.ok());
+  auto list = (*s)->List();
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->size(), 1u);
+  s->reset();
+  // Nothing of the real store is readable: its key is in no key file (also through another link to the
+  // old one), its database is gone (no page decrypts with its key), its attachments are gone.
+  EXPECT_FALSE(OpenStoreKeyFile(test::ReadAll(link), Pass("real pw"), FastOptions().kdf).ok());
+  EXPECT_FALSE(test::DecryptAllPages(d.dir + "/" + kDbFileName, d.old_db_key).has_value());
+  EXPECT_TRUE(test::DecryptAllPages(d.dir + "/" + kDbFileName,
+                                    OpenStoreKeyFile(test::ReadAll(d.key_path), Pass("duress pw"), FastOptions().kdf)->secret)
+                  .has_value());
+  auto media = fs::ListFiles(d.dir + "/" + kAttachmentDirName);
+  ASSERT_TRUE(media.ok());
+  EXPECT_TRUE(media->empty());
+  EXPECT_FALSE(test::TreeContains(d.dir, "REAL-"));
+}
+
+TEST(Duress, WorksWithAPlatformKeyToo) {
+  DuressStore d(PassAndKey("real pw", 3), Pass("duress pw"));
+  EXPECT_EQ(Open(d.dir, Pass("duress pw")).status().code(), Code::kWrongKey);  // the platform key is needed
+  auto s = Open(d.dir, PassAndKey("duress pw", 3));
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_TRUE((*s)->List()->empty());
+  s->reset();
+  EXPECT_EQ(Open(d.dir, PassAndKey("real pw", 3)).status().code(), Code::kWrongKey);
+}
+
+TEST(Duress, BadSetupsAreRefusedAndChangeNothing) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  { Create(dir, Pass("pw")); }
+  auto before = test::HashTree(dir);
+  EXPECT_EQ(Store::SetDuress(dir, Pass("pw"), Pass("pw").bytes, FastOptions()).code(), Code::kInvalidArgument);
+  EXPECT_EQ(Store::SetDuress(dir, Pass("wrong"), Pass("d").bytes, FastOptions()).code(), Code::kWrongKey);
+  EXPECT_EQ(test::HashTree(dir), before);
+  std::string raw = t.sub("raw");
+  { Create(raw, RawKey(1)); }
+  EXPECT_EQ(Store::SetDuress(raw, RawKey(1), Pass("d").bytes, FastOptions()).code(), Code::kInvalidArgument);
+  // With a duress passphrase set, the store's passphrase cannot be changed to it.
+  ASSERT_TRUE(Store::SetDuress(dir, Pass("pw"), Pass("d").bytes, FastOptions()).ok());
+  EXPECT_EQ(Store::ChangeCredential(dir, Pass("pw"), Pass("d"), FastOptions()).code(), Code::kInvalidArgument);
+  // A plain passphrase change keeps it; clearing removes it.
+  ASSERT_TRUE(Store::ChangeCredential(dir, Pass("pw"), Pass("pw2"), FastOptions()).ok());
+  auto key = dir + "/" + kKeyFileName;
+  EXPECT_EQ(OpenStoreKeyFile(test::ReadAll(key), Pass("d"), FastOptions().kdf)->slot, KeySlot::kDuress);
+  ASSERT_TRUE(Store::ClearDuress(dir, Pass("pw2"), FastOptions()).ok());
+  EXPECT_EQ(OpenStoreKeyFile(test::ReadAll(key), Pass("d"), FastOptions().kdf).status().code(), Code::kWrongKey);
+  EXPECT_TRUE(Open(dir, Pass("pw2")).ok());
+}
+
+// Killed at each step of a duress open: the store opens afterwards with the real passphrase and loses
+// nothing (before the key file is replaced), or is the new empty store under the duress passphrase.
+TEST(Duress, KilledAtAnyStepOneStoreOrTheOther) {
+  for (const char* point : {"duress.before_key", "atomic_write.before_rename", "duress.key_replaced",
+                            "replace.before_rename"}) {
+    DuressStore d(Pass("real pw"), Pass("duress pw"));
+    pid_t pid = fork();
+    if (pid == 0) {
+      static std::string target;
+      target = point;
+      testing::SetFailpointHook([](const char* n) {
+        if (target == n) _exit(0);
+      });
+      (void)Open(d.dir, Pass("duress pw"));
+      _exit(1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << point << ": the failpoint was not reached";
+    bool committed = std::string(point) == "duress.key_replaced" || std::string(point) == "replace.before_rename";
+    auto real = Open(d.dir, Pass("real pw"));
+    if (!committed) {
+      ASSERT_TRUE(real.ok()) << point << ": " << real.status().message();
+      EXPECT_TRUE((*real)->Get(d.sealed).ok()) << point;
+      EXPECT_TRUE((*real)->Get(d.draft).ok()) << point;
+      real->reset();
+    } else {
+      EXPECT_EQ(real.status().code(), Code::kWrongKey) << point;
+      auto s = Open(d.dir, Pass("duress pw"));
+      ASSERT_TRUE(s.ok()) << point << ": " << s.status().message();
+      EXPECT_TRUE((*s)->List()->empty()) << point;
+    }
+    EXPECT_FALSE(std::filesystem::exists(d.dir + "/" + kDbFileName + ".next")) << point;
+  }
+}
+
+}  // namespace
+}  // namespace dala
