@@ -80,14 +80,20 @@ void dala_http_response_set(dala_http_response* response, int http_status, const
 
 void dala_sync_options_init(dala_sync_options* options) noexcept {
   if (options == nullptr) return;
-  *options = dala_sync_options{30000, nullptr, nullptr, nullptr, nullptr, nullptr};
+  *options = dala_sync_options{30000, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
 }
 
 
 // The app's transport callbacks, adapted to the engine's Transport.
-static std::unique_ptr<dala::sync::Transport> MakeTransport(const dala_sync_options& o) {
+static Result<std::unique_ptr<dala::sync::Transport>> MakeTransport(const dala_sync_options& o) {
   using dala::sync::HttpResponse;
-  if (o.transport == nullptr) return std::make_unique<dala::sync::HttpTransport>();
+  if (o.proxy_url != nullptr && o.transport != nullptr)
+    return Invalid("proxy_url is for the built-in transport; the app's transport carries its own proxy");
+  if (o.transport == nullptr) {
+    if (o.proxy_url == nullptr) return std::unique_ptr<dala::sync::Transport>(new dala::sync::HttpTransport());
+    DALA_ASSIGN_OR_RETURN(dala::sync::ProxyAddress proxy, dala::sync::ParseProxyUrl(o.proxy_url));
+    return std::unique_ptr<dala::sync::Transport>(new dala::sync::HttpTransport(proxy));
+  }
   auto call = [](auto&& fn) -> Result<HttpResponse> {
     dala_http_response resp;
     if (fn(&resp) != DALA_OK) return Status(Code::kIo, "the app's transport could not reach the server");
@@ -112,7 +118,8 @@ static std::unique_ptr<dala::sync::Transport> MakeTransport(const dala_sync_opti
                   timeout_ms, reinterpret_cast<const uint8_t*>(pin.data()), pin.size(), r);
       });
     };
-  return std::make_unique<dala::sync::FunctionTransport>(std::move(post), std::move(upload));
+  return std::unique_ptr<dala::sync::Transport>(
+      new dala::sync::FunctionTransport(std::move(post), std::move(upload)));
 }
 
 static dala::sync::ProgressFn MakeProgress(const dala_sync_options& o) {
@@ -136,7 +143,7 @@ dala_status dala_sync_run_once(dala_store* store, const dala_sync_options* optio
     dala_sync_options_init(&o);
     if (options != nullptr) o = *options;
     DALA_CHECK_ARG(o.timeout_ms > 0, "timeout_ms must be positive");
-    auto transport = MakeTransport(o);
+    DALA_ASSIGN_OR_RETURN(auto transport, MakeTransport(o));
     auto progress = MakeProgress(o);
     DALA_ASSIGN_OR_RETURN(auto r, dala::sync::RunOnce(*store->impl, *transport, dala::SystemNowMs() + o.timeout_ms,
                                                       progress));
@@ -154,8 +161,9 @@ dala_status dala_sync_session_start(dala_store* store, const dala_sync_options* 
     dala_sync_options_init(&o);
     if (options != nullptr) o = *options;
     DALA_CHECK_ARG(o.timeout_ms > 0, "timeout_ms must be positive");
+    DALA_ASSIGN_OR_RETURN(auto transport, MakeTransport(o));
     *out_session = new dala_sync_session{
-        std::make_unique<dala::sync::BackgroundSync>(*store->impl, MakeTransport(o), MakeProgress(o), o.timeout_ms)};
+        std::make_unique<dala::sync::BackgroundSync>(*store->impl, std::move(transport), MakeProgress(o), o.timeout_ms)};
     return Status::Ok();
   });
 }

@@ -103,6 +103,7 @@ struct ServerInfo {
   crypto::PublicKey organisation_key{};  // the root
   bool legacy = false;                // joined with a 0.1 invite: nothing is sent until a join of its organisation
   std::vector<std::string> urls;
+  bool addresses_equivalent = false;  // the invite lets any address stand in for any other
   std::string invite;                 // the SignedInvite bytes, presented at enrolment
   std::string proof;                  // the enrolment proof for this device at this server (made at join)
   std::string organisation;           // the statement's name

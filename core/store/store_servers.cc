@@ -131,6 +131,13 @@ Result<std::vector<ServerInfo>> Store::Servers() {
     }
     auto t = st.BlobView(3);
     s.invite.assign(reinterpret_cast<const char*>(t.data()), t.size());
+    {
+      // The invite's bytes were verified under the organisation's root at the join.
+      v1::SignedInvite signed_invite;
+      v1::Invite invite;
+      if (signed_invite.ParseFromString(s.invite) && invite.ParseFromString(signed_invite.invite()))
+        s.addresses_equivalent = invite.addresses_equivalent();
+    }
     s.organisation = st.Text(4);
     auto pin = st.BlobView(5);
     s.tls_pin.assign(reinterpret_cast<const char*>(pin.data()), pin.size());

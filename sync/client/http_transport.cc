@@ -61,9 +61,62 @@ Result<Url> ParseUrl(const std::string& s) {
   return u;
 }
 
+bool IsOnion(std::string host) {
+  for (char& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  while (!host.empty() && host.back() == '.') host.pop_back();
+  return host.size() > 6 && host.ends_with(".onion");
+}
+
+bool ValidPort(const std::string& p) {
+  if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos) return false;
+  int v = std::stoi(p);
+  return v >= 1 && v <= 65535;
+}
+
+// SOCKS5 (RFC 1928) reply codes, in words.
+const char* SocksError(uint8_t code) {
+  switch (code) {
+    case 1: return "general failure";
+    case 2: return "connection not allowed by its rules";
+    case 3: return "network unreachable";
+    case 4: return "host unreachable";
+    case 5: return "connection refused";
+    case 6: return "TTL expired";
+    case 7: return "command not supported";
+    case 8: return "address type not supported";
+    default: return "unknown error";
+  }
+}
+
 }  // namespace
 
+Result<ProxyAddress> ParseProxyUrl(const std::string& url) {
+  std::string rest;
+  if (url.rfind("socks5h://", 0) == 0) rest = url.substr(10);
+  else if (url.rfind("socks5://", 0) == 0) rest = url.substr(9);
+  else return Status(Code::kInvalidArgument, "a proxy must be socks5h://HOST:PORT (for Tor: socks5h://127.0.0.1:9050)");
+  while (!rest.empty() && rest.back() == '/') rest.pop_back();
+  ProxyAddress p;
+  if (!rest.empty() && rest[0] == '[') {
+    auto close = rest.find(']');
+    if (close == std::string::npos || close + 1 >= rest.size() || rest[close + 1] != ':')
+      return Status(Code::kInvalidArgument, "the proxy address is malformed; use socks5h://HOST:PORT");
+    p.host = rest.substr(1, close - 1);
+    p.port = rest.substr(close + 2);
+  } else {
+    auto colon = rest.rfind(':');
+    if (colon == std::string::npos)
+      return Status(Code::kInvalidArgument, "the proxy address needs a port: socks5h://HOST:PORT");
+    p.host = rest.substr(0, colon);
+    p.port = rest.substr(colon + 1);
+  }
+  if (p.host.empty() || p.host.find_first_of("/@ ") != std::string::npos || !ValidPort(p.port))
+    return Status(Code::kInvalidArgument, "the proxy address is malformed; use socks5h://HOST:PORT");
+  return p;
+}
+
 struct HttpTransport::Impl {
+  std::optional<ProxyAddress> proxy;
   asio::io_context ioc;
   std::atomic<bool> cancelled{false};
   uint64_t sent = 0, received = 0;
@@ -89,12 +142,80 @@ struct HttpTransport::Impl {
 
   beast::tcp_stream& Lowest() { return secure ? beast::get_lowest_layer(*secure) : *plain; }
 
+  // One step of the SOCKS5 exchange: writes `out` (if any), reads exactly in->size() bytes. An empty
+  // string on success, else what went wrong.
+  asio::awaitable<std::string> SocksStep(std::vector<uint8_t> out, std::vector<uint8_t>* in) {
+    if (!out.empty()) {
+      auto [wec, wn] = co_await asio::async_write(Lowest(), asio::buffer(out), kTuple);
+      if (wec) co_return "closed the connection (" + wec.message() + ")";
+    }
+    auto [rec, rn] = co_await asio::async_read(Lowest(), asio::buffer(*in), kTuple);
+    if (rec) co_return "closed the connection or did not answer in time (" + rec.message() + ")";
+    co_return std::string();
+  }
+
+  // Through the proxy: a SOCKS5 CONNECT (RFC 1928) to the server's name, which the proxy resolves; no
+  // authentication. Under the connection's deadline, like everything else: a proxy that stalls times out.
+  asio::awaitable<void> SocksConnect(const Url& u, Status* st) {
+    std::string error;
+    std::vector<uint8_t> in(2);
+    if (u.host.size() > 255) error = "cannot take a host name that long";
+    std::vector<uint8_t> greeting = {5, 1, 0};  // version 5, one method offered: no authentication
+    if (error.empty()) error = co_await SocksStep(std::move(greeting), &in);
+    if (error.empty() && (in[0] != 5 || in[1] != 0))
+      error = "is not a SOCKS5 proxy that takes connections without authentication";
+    if (error.empty()) {
+      // CONNECT, reserved, a domain name (never an address resolved here), the port.
+      std::vector<uint8_t> req = {5, 1, 0, 3, static_cast<uint8_t>(u.host.size())};
+      req.insert(req.end(), u.host.begin(), u.host.end());
+      int port = std::stoi(u.port);
+      req.push_back(static_cast<uint8_t>(port >> 8));
+      req.push_back(static_cast<uint8_t>(port & 0xff));
+      in.assign(4, 0);
+      error = co_await SocksStep(std::move(req), &in);
+    }
+    if (error.empty() && in[0] != 5) error = "answered something that is not SOCKS5";
+    if (error.empty() && in[1] != 0) error = "could not reach " + u.host + ":" + u.port + ": " + SocksError(in[1]);
+    if (error.empty()) {
+      // The bound address that follows (IPv4, a name, or IPv6), then a port: read and ignored.
+      uint8_t type = in[3];
+      size_t rest = type == 1 ? 4 + 2 : type == 4 ? 16 + 2 : 0;
+      if (type == 3) {
+        in.assign(1, 0);
+        error = co_await SocksStep(std::vector<uint8_t>(), &in);
+        rest = size_t{in[0]} + 2;
+      }
+      if (error.empty() && rest == 0) error = "answered with an unknown address type";
+      if (error.empty()) {
+        in.assign(rest, 0);
+        error = co_await SocksStep(std::vector<uint8_t>(), &in);
+      }
+    }
+    if (!error.empty()) {
+      *st = Status(Code::kIo, "the proxy " + proxy->host + ":" + proxy->port + " " + error);
+      Close();
+      co_return;
+    }
+    *st = Status::Ok();
+  }
+
   asio::awaitable<void> Connect(const Url& u, std::chrono::milliseconds timeout, const std::string& pin, Status* st) {
     Close();
+    if (!proxy && IsOnion(u.host)) {
+      // Never handed to the local resolver: that would tell the network which onion service is contacted.
+      *st = Status(Code::kInvalidArgument, "the address " + u.host +
+                                               " is an onion service: it needs a Tor proxy (socks5h://127.0.0.1:9050); "
+                                               "it was not looked up");
+      co_return;
+    }
+    // With a proxy only the proxy's own address is resolved here; the server's name goes to the proxy.
+    const std::string& connect_host = proxy ? proxy->host : u.host;
+    const std::string& connect_port = proxy ? proxy->port : u.port;
     tcp::resolver resolver(ioc);
-    auto [rec, results] = co_await resolver.async_resolve(u.host, u.port, kTuple);
+    auto [rec, results] = co_await resolver.async_resolve(connect_host, connect_port, kTuple);
     if (rec) {
-      *st = Status(Code::kIo, "cannot resolve " + u.host + ": " + rec.message());
+      *st = Status(Code::kIo, (proxy ? "cannot resolve the proxy " : "cannot resolve ") + connect_host + ": " +
+                                  rec.message());
       co_return;
     }
     if (u.tls) {
@@ -122,9 +243,14 @@ struct HttpTransport::Impl {
     Lowest().expires_after(timeout);
     auto [cec, ep] = co_await Lowest().async_connect(results, kTuple);
     if (cec) {
-      *st = Status(Code::kIo, "cannot connect to " + u.host + ":" + u.port + ": " + cec.message());
+      *st = Status(Code::kIo, (proxy ? "cannot connect to the proxy " : "cannot connect to ") + connect_host + ":" +
+                                  connect_port + ": " + cec.message());
       Close();
       co_return;
+    }
+    if (proxy) {
+      co_await SocksConnect(u, st);
+      if (!st->ok()) co_return;
     }
     if (secure) {
       auto [hec] = co_await secure->async_handshake(ssl::stream_base::client, kTuple);
@@ -184,7 +310,6 @@ struct HttpTransport::Impl {
     } closer{fd};
     http::request<http::buffer_body> req{http::verb::post, u.prefix + request.path, 11};
     req.set(http::field::host, u.host);
-    req.set(http::field::user_agent, "dala");
     req.set(http::field::content_type, protocol::kUploadContentType);
     req.set(protocol::kUploadHeader, request.upload_header);
     req.keep_alive(true);
@@ -237,7 +362,6 @@ struct HttpTransport::Impl {
                              const std::string& pin, HttpResponse* out, Status* st) {
     http::request<http::string_body> req{http::verb::post, u.prefix + request.path, 11};
     req.set(http::field::host, u.host);
-    req.set(http::field::user_agent, "dala");
     req.set(http::field::content_type, std::string(protocol::kContentType));
     req.keep_alive(true);
     req.body() = request.body;
@@ -267,7 +391,7 @@ struct HttpTransport::Impl {
   }
 };
 
-HttpTransport::HttpTransport() : impl_(new Impl) {}
+HttpTransport::HttpTransport(std::optional<ProxyAddress> proxy) : impl_(new Impl) { impl_->proxy = std::move(proxy); }
 HttpTransport::~HttpTransport() = default;
 
 Result<HttpResponse> HttpTransport::Post(const std::string& base_url, const HttpRequest& request, int64_t timeout_ms,

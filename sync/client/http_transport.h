@@ -4,14 +4,26 @@
 #pragma once
 
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "client/sync_engine.h"
 
 namespace dala::sync {
 
+// A SOCKS5 proxy for every connection (Tor, Orbot): "socks5h://HOST:PORT" (or "socks5://", read the same
+// way). Server names always go to the proxy to resolve, never to the local resolver; the proxy's own host
+// is resolved locally (normally 127.0.0.1). kInvalidArgument for anything else.
+struct ProxyAddress {
+  std::string host, port;
+};
+Result<ProxyAddress> ParseProxyUrl(const std::string& url);
+
 class HttpTransport : public Transport {
  public:
-  HttpTransport();
+  // Without a proxy, connections go straight to the server, and an .onion address is refused (it would
+  // otherwise be sent to the local DNS resolver, which tells the network who is being contacted).
+  explicit HttpTransport(std::optional<ProxyAddress> proxy = std::nullopt);
   ~HttpTransport() override;
   Result<HttpResponse> Post(const std::string& base_url, const HttpRequest& request, int64_t timeout_ms,
                             const std::string& tls_pin) override;

@@ -8,6 +8,7 @@
 #include <future>
 #include <thread>
 
+#include "client/address_policy.h"
 #include "crypto/attachment_file.h"
 #include "base/fsutil.h"
 #include "format/invite.h"
@@ -115,7 +116,7 @@ Result<std::optional<HttpRequest>> SyncEngine::Next() {
     h.path = protocol::kPathUpload;
     const std::string signed_request = store_.SignRequest(req);
     h.request_hash = protocol::RequestHash(crypto::Bytes(signed_request));
-    h.upload_header = encoding::Base64Url(crypto::Bytes(signed_request));
+    h.upload_header = std::string(protocol::kUploadScheme) + encoding::Base64Url(crypto::Bytes(signed_request));
     h.file_path = u.files[u.current];
     h.file_offset = offset;
     h.file_length = up->length();
@@ -576,9 +577,11 @@ Result<RunResult> RunOnce(Store& store, Transport& transport, int64_t deadline_m
     auto due = [&] { return SystemNowMs() < deadline_ms && !(cancel != nullptr && cancel->load()); };
     auto post = [&](const HttpRequest& req) {
       auto resp = transport.Post(urls[url], req, std::max<int64_t>(deadline_ms - SystemNowMs(), 1), tls_pin);
-      if (!resp.ok() && url + 1 < urls.size()) {
-        // Try the next address (e.g. an onion service) with the same request: it is idempotent.
-        ++url;
+      // The same request (it is idempotent) to the next address, if there is one no weaker than this one
+      // (or the invite says they are equivalent): never from an onion service to clearnet, https to http.
+      int next = resp.ok() ? -1 : NextAddress(urls, url, server.addresses_equivalent);
+      if (next >= 0) {
+        url = static_cast<size_t>(next);
         resp = transport.Post(urls[url], req, std::max<int64_t>(deadline_ms - SystemNowMs(), 1), tls_pin);
       }
       return resp;

@@ -21,7 +21,7 @@ namespace dala::sync {
 struct HttpRequest {
   std::string path;  // "/v2/enrol", "/v2/push" (POST application/x-protobuf), "/v2/upload"
   std::string body;
-  // Uploads: the signed request for the X-Dala-Request header, and the body as a byte range of the
+  // Uploads: the value of the Authorization header ("Bearer " + the signed request), and the body as a byte range of the
   // attachment's encrypted file, sent from the file as it is (no copy, no second encryption).
   std::string upload_header;
   std::string file_path;

@@ -16,8 +16,11 @@ inline constexpr char kPathUpload[] = "/v2/upload";
 inline constexpr std::string_view kPathOldProtocol = "/v1/";
 inline constexpr char kOldProtocolMessage[] =
     "this server speaks Dala protocol 2: update the app, then join the organisation with a new invite";
-inline constexpr char kUploadHeader[] = "X-Dala-Request";      // base64url(SignedRequest) of an upload
+// An upload's signed request travels as "Authorization: Bearer " + base64url(SignedRequest): a standard
+// header, so that nothing on the wire names the product (issue 14, item 7).
+inline constexpr char kUploadHeader[] = "Authorization";
+inline constexpr std::string_view kUploadScheme = "Bearer ";
 inline constexpr char kUploadContentType[] = "application/octet-stream";
-inline constexpr size_t kMaxUploadHeader = 2048;                // bytes of the header's value
+inline constexpr size_t kMaxUploadHeader = 2048;                // bytes of the base64url value
 
 }  // namespace dala::protocol

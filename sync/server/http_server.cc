@@ -7,6 +7,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
 #include <variant>
@@ -47,7 +48,32 @@ std::string Q(std::string_view s) {  // JSON string for our own short, known-saf
   }
   return out + "\"";
 }
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
 }  // namespace
+
+// The client's address for the log: the connection's peer, or, when that peer is one of the configured
+// proxies, the first address in X-Forwarded-For (read from the right) that is not one of them. A client
+// cannot forge its way in: hops it wrote itself are left of the ones the trusted proxies appended.
+std::string ClientAddress(const std::string& peer, std::string_view forwarded_for,
+                          const std::vector<std::string>& trusted_proxies) {
+  auto trusted = [&](std::string_view a) {
+    return std::find(trusted_proxies.begin(), trusted_proxies.end(), a) != trusted_proxies.end();
+  };
+  std::string client = peer;
+  while (trusted(client) && !forwarded_for.empty()) {
+    auto comma = forwarded_for.rfind(',');
+    std::string_view hop = Trim(comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1));
+    forwarded_for = comma == std::string_view::npos ? std::string_view() : forwarded_for.substr(0, comma);
+    if (hop.empty()) break;
+    client.assign(hop.substr(0, 64));
+  }
+  return client;
+}
 
 // One per connection, shared with Stop() and Admit(): lets them close connections waiting for a request.
 // alive/busy/waiting_since are written on the connection's strand and read by the acceptor to choose
@@ -68,6 +94,10 @@ struct HttpServer::Impl {
   std::vector<std::weak_ptr<Conn>> conns;
   ServerCore& core;
   HttpOptions opt;
+  // The log's "peer" field: only when the operator asked for client addresses.
+  std::string Peer(const std::string& address) const {
+    return opt.log_client_addresses && !address.empty() ? ",\"peer\":" + Q(address) : std::string();
+  }
   asio::io_context ioc;
   tcp::acceptor acceptor{ioc};
   std::unique_ptr<ssl::context> tls;
@@ -205,7 +235,7 @@ struct HttpServer::Impl {
       if (hec) {
         if (hec != http::error::end_of_stream && hec != beast::error::timeout && hec != asio::error::eof &&
             hec != asio::error::operation_aborted)
-          Log("info", "\"event\":\"bad_header\",\"peer\":" + Q(peer) + ",\"error\":" + Q(hec.message()));
+          Log("info", "\"event\":\"bad_header\"" + Peer(peer) + ",\"error\":" + Q(hec.message()));
         co_return;
       }
       conn.busy = true;
@@ -215,6 +245,10 @@ struct HttpServer::Impl {
       HttpResult result;
       bool keep_alive = false, linger = false;
       std::string method(head.get().method_string()), target(head.get().target());
+      const std::string client =
+          opt.log_client_addresses
+              ? ClientAddress(peer, head.get()["X-Forwarded-For"], opt.trusted_proxies)
+              : std::string();
       size_t bn = 0;
       if (target == protocol::kPathUpload && head.get().method() == http::verb::post) {
         // Streamed: one chunk in memory at a time, each verified and made durable before the next.
@@ -250,7 +284,7 @@ struct HttpServer::Impl {
           result = {411, "text/plain", "a request body needs a Content-Length\n"};
           linger = true;
         } else if (over_budget) {
-          Log("warn", "\"event\":\"body_budget\",\"peer\":" + Q(peer) + ",\"bytes\":" + std::to_string(*declared));
+          Log("warn", "\"event\":\"body_budget\"" + Peer(peer) + ",\"bytes\":" + std::to_string(*declared));
           result = {503, "text/plain", "the server is busy; try again later\n"};
           linger = true;
         } else if (too_large) {
@@ -265,7 +299,7 @@ struct HttpServer::Impl {
         }
       }
       http::response<http::string_body> res{static_cast<http::status>(result.status), 11};
-      res.set(http::field::server, "dala-server");
+      // No Server header (nor any other product name) in answers: issue 14, item 7.
       if (!result.content_type.empty()) res.set(http::field::content_type, result.content_type);
       res.body() = std::move(result.body);
       res.keep_alive(keep_alive);
@@ -277,7 +311,7 @@ struct HttpServer::Impl {
         auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
         char t[64];
         std::snprintf(t, sizeof t, "%.2f,\"queued_ms\":%.2f", ms, queued_ms);
-        Log("info", "\"event\":\"request\",\"peer\":" + Q(peer) + ",\"method\":" + Q(method) +
+        Log("info", "\"event\":\"request\"" + Peer(client) + ",\"method\":" + Q(method) +
                         ",\"path\":" + Q(target.substr(0, 64)) + ",\"status\":" + std::to_string(result.status) +
                         ",\"ms\":" + t + ",\"bytes_in\":" + std::to_string(bn));
       }

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "server/server_core.h"
 #include "base/status.h"
@@ -28,7 +30,16 @@ struct HttpOptions {
   // that does not fit is answered 503 at once. Bounds what unauthenticated peers can make the server hold.
   size_t max_buffered_bytes = 256u << 20;
   bool log_requests = true;       // JSON lines on stderr; never contents or keys
+  // Client addresses are not logged unless the operator asks (issue 14, item 7). Then X-Forwarded-For is
+  // honoured only when the connection comes from one of these proxy addresses.
+  bool log_client_addresses = false;
+  std::vector<std::string> trusted_proxies;
 };
+
+// The client's address for the log (exposed for tests): `peer`, or, if `peer` is a trusted proxy, the
+// rightmost X-Forwarded-For hop that is not one.
+std::string ClientAddress(const std::string& peer, std::string_view forwarded_for,
+                          const std::vector<std::string>& trusted_proxies);
 
 class HttpServer {
  public:

@@ -1,6 +1,7 @@
 // dala-server: the organisation's sync server. Stores sealed reports it cannot read, signs receipts.
 // Exit codes: 0 success, 1 error, 2 usage or invalid input, 4 no such data directory or device, or nothing
 // to export (docs/cli.md).
+#include <arpa/inet.h>
 #include <signal.h>
 #include <sodium.h>
 #include <sqlite3.h>
@@ -93,7 +94,8 @@ struct Options {
   int threads = 2, header_timeout = 10, body_timeout = 60, tsa_interval = 60;
   uint64_t max_connections = 1024, max_body_mib = 16, max_buffered_mib = 256, max_batch = 256, max_storage_mib = 0,
            max_envelope_mib = 8;
-  bool quiet = false, json = false;
+  bool quiet = false, json = false, log_client_addresses = false;
+  std::vector<std::string> trusted_proxies;
 };
 
 std::unique_ptr<dala::server::ServerCore> OpenCore(const Options& o, dala::server::ServerLimits limits = {}) {
@@ -145,6 +147,8 @@ int Run(const Options& a) {
   o.header_timeout_s = a.header_timeout;
   o.body_timeout_s = a.body_timeout;
   o.log_requests = !a.quiet;
+  o.log_client_addresses = a.log_client_addresses;
+  o.trusted_proxies = a.trusted_proxies;
   dala::server::ServerLimits limits;
   limits.max_body_bytes = o.max_body_bytes;
   limits.max_batch = a.max_batch;
@@ -377,6 +381,17 @@ int main(int argc, char** argv) {
                   "attachment bytes held at most; phones are told \"storage full\" (default 0: no limit)")
       ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 30));
   run->add_flag("--quiet", o.quiet, "no request log");
+  run->add_flag("--log-client-addresses", o.log_client_addresses,
+                "log each request's client address (off by default: the log then holds no client addresses)");
+  run->add_option("--trusted-proxy", o.trusted_proxies,
+                  "with --log-client-addresses: a reverse proxy's address whose X-Forwarded-For is believed "
+                  "(repeatable; from any other peer the header is ignored)")
+      ->check([](const std::string& a) {
+        unsigned char buf[16];
+        return inet_pton(AF_INET, a.c_str(), buf) == 1 || inet_pton(AF_INET6, a.c_str(), buf) == 1
+                   ? std::string()
+                   : "'" + a + "' is not an IP address";
+      });
   run->add_option("--tsa-url", o.tsa_url,
                   "an RFC 3161 time-stamping authority (http://HOST[:PORT][/PATH]): the log's heads get its tokens");
   run->add_option("--tsa-interval", o.tsa_interval, "seconds between stamps when the log grew (default 60)")

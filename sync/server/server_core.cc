@@ -299,8 +299,8 @@ void ServerCore::HandleAsync(std::string_view method, std::string_view target, s
   };
   if (target == protocol::kPathHealth) {
     if (method != "GET") return done(Reply(405, v1::BAD_REQUEST, "use GET", now));
-    return done({200, "application/json",
-                 "{\"status\":\"ok\",\"server_key\":\"" + encoding::ToHex(signing_.public_key) + "\"}"});
+    // Up, and nothing more: no name, no key, no version for a scanner (issue 14, item 7).
+    return done({200, "text/plain", "ok\n"});
   }
   if (target.starts_with(protocol::kPathOldProtocol))
     return done(Reply(410, v1::BAD_REQUEST, protocol::kOldProtocolMessage, now));

@@ -123,7 +123,7 @@ class ServerCore {
   HttpResult Handle(std::string_view method, std::string_view target, std::string_view content_type,
                     std::string_view body);
 
-  // POST /v2/upload: checks the X-Dala-Request header's signed request; on success the caller streams
+  // POST /v2/upload: checks the Authorization header's signed request; on success the caller streams
   // the body into the session. `body_length` is the request's Content-Length.
   using UploadStart = std::variant<HttpResult, std::unique_ptr<UploadSession>>;
   UploadStart BeginUpload(std::string_view request_header, uint64_t body_length);

@@ -107,8 +107,11 @@ Status ServerCore::MarkCompleteLocked(const std::string& device_key, const std::
 
 ServerCore::UploadStart ServerCore::BeginUpload(std::string_view header, uint64_t body_length) {
   std::string raw;
-  if (header.empty() || header.size() > protocol::kMaxUploadHeader || !encoding::FromBase64Url(header, &raw))
-    return Signed(Reply(400, v1::BAD_REQUEST, "an upload needs its signed request in the X-Dala-Request header",
+  std::string_view value = header;
+  bool scheme = value.starts_with(protocol::kUploadScheme);
+  if (scheme) value.remove_prefix(protocol::kUploadScheme.size());
+  if (!scheme || value.empty() || value.size() > protocol::kMaxUploadHeader || !encoding::FromBase64Url(value, &raw))
+    return Signed(Reply(400, v1::BAD_REQUEST, "an upload needs its signed request in the Authorization header",
                         clock_()),
                   protocol::RequestHash(crypto::Bytes(header)));
   const crypto::Hash hash = protocol::RequestHash(B(raw));

@@ -449,7 +449,7 @@ dala_status ForwardUpload(void* ctx, const char* url, const char* request_header
   f->uploaded += length;
   // The body comes straight from the encrypted file the library names (as an iOS background upload would).
   return RunHelper("python3 " + f->helper + " " + url + " application/octet-stream " + file_path + " " +
-                       std::to_string(offset) + " " + std::to_string(length) + " 'X-Dala-Request: " +
+                       std::to_string(offset) + " " + std::to_string(length) + " 'Authorization: " +
                        request_header + "'",
                    response);
 }

@@ -102,10 +102,12 @@ class Desk:
         if not self.identity.startswith("DALA-ORG1-") or "\n" in self.identity:
             raise AssertionError(f"dala desk keygen printed {self.identity!r}, not an organisation identity alone")
 
-    def invite(self, server_key, *urls, uses=None, expires=None, tls_pin=None):
+    def invite(self, server_key, *urls, uses=None, expires=None, tls_pin=None, equivalent=False):
         """A new invite (DALA2-...) to the server whose key is server_key, dialled at urls, for uses phones
-        (default: dala desk invite's), valid for expires (30m, 12h, 7d; default its)."""
+        (default: dala desk invite's), valid for expires (30m, 12h, 7d; default its); with equivalent, the
+        addresses may stand in for one another."""
         extra = [a for u in urls for a in ("--url", u)]
+        extra += ["--addresses-equivalent"] if equivalent else []
         extra += ["--uses", str(uses)] if uses is not None else []
         extra += ["--expires", expires] if expires is not None else []
         extra += ["--tls-pin", tls_pin] if tls_pin is not None else []

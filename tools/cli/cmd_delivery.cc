@@ -39,6 +39,7 @@ nlohmann::ordered_json Servers(dala_store* s) {
 
 struct SyncArgs {
   StoreArgs store;
+  std::string proxy;
   uint64_t timeout_s = 30;
   bool now = false, json = false;
 };
@@ -47,6 +48,7 @@ int Sync(const SyncArgs& a) {
   dala_sync_options o;
   dala_sync_options_init(&o);
   o.timeout_ms = static_cast<int64_t>(a.timeout_s) * 1000;
+  if (!a.proxy.empty()) o.proxy_url = a.proxy.c_str();
   bool tty = !a.json && isatty(fileno(stderr));
   if (tty) o.progress = ShowProgress;
   auto s = OpenStore(a.store, false);
@@ -141,6 +143,10 @@ void AddDeliveryCommands(CLI::App& app, int* rc) {
   c = app.add_subcommand("sync", "sends what is due to every joined server");
   AddStoreOptions(c, sync->store);
   c->add_option("--timeout", sync->timeout_s, "give up after SECONDS (default 30)")->check(CLI::Range(1, 86400));
+  c->add_option("--proxy", sync->proxy,
+                "every connection through this SOCKS5 proxy, socks5h://HOST:PORT (Tor: socks5h://127.0.0.1:9050); "
+                "names are resolved by the proxy")
+      ->envname("DALA_PROXY");
   c->add_flag("--now", sync->now, "send everything queued now, whatever its backoff");
   c->add_flag("--json", sync->json, "the result as JSON on stdout");
   c->callback([sync, rc] { *rc = Sync(*sync); });

@@ -270,6 +270,7 @@ void AddDeskCommands(CLI::App& app, int* rc) {
     std::string key, passphrase_file, server_key, expires = "7d", tls_pin;
     std::vector<std::string> urls;
     uint32_t uses = 1;
+    bool equivalent = false;
   };
   auto invite = std::make_shared<InviteArgs>();
   c = desk->add_subcommand("invite", "prints a new invite to one of the organisation's servers, signed by its key");
@@ -280,6 +281,8 @@ void AddDeskCommands(CLI::App& app, int* rc) {
   c->add_option("--uses", invite->uses, "how many phones may join with it (default 1)")->check(CLI::PositiveNumber);
   c->add_option("--expires", invite->expires, "how long it is valid: 30m, 12h, 7d (default 7d)");
   c->add_option("--tls-pin", invite->tls_pin, "pin the server's certificate key (64 hex; dala-server pin prints it)");
+  c->add_flag("--addresses-equivalent", invite->equivalent,
+              "phones may fall back from any address to any other (else only to ones no weaker: onion, https, http)");
   c->add_option("--passphrase-file", invite->passphrase_file,
                 "read the desk passphrase from FILE (else DALA_PASSPHRASE, else a prompt)");
   c->callback([invite, rc] {
@@ -297,6 +300,7 @@ void AddDeskCommands(CLI::App& app, int* rc) {
     for (const auto& u : invite->urls) urls.push_back(u.c_str());
     o.urls = urls.data();
     o.url_count = urls.size();
+    o.addresses_equivalent = invite->equivalent ? 1 : 0;
     o.uses = invite->uses;
     o.expires_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch()).count() + ttl;

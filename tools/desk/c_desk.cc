@@ -99,6 +99,7 @@ dala_status dala_desk_create_invite(dala_desk* desk, const dala_desk_invite_opti
     const int64_t now = dala::SystemNowMs();
     p.expires_ms = options->expires_ms != 0 ? options->expires_ms : now + 7 * 24 * 3600 * 1000LL;
     if (options->tls_pin != nullptr) p.tls_pin.assign(reinterpret_cast<const char*>(options->tls_pin), 32);
+    p.addresses_equivalent = options->addresses_equivalent != 0;
     DALA_ASSIGN_OR_RETURN(std::string invite, dala::desk::MakeInvite(desk->org, p, now));
     *out_invite = dala::capi::CopyString(invite);
     return Status::Ok();

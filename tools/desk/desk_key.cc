@@ -177,6 +177,7 @@ Result<std::string> MakeInvite(Organisation& org, const InviteParams& p, int64_t
   inv.set_expires_ms(p.expires_ms);
   inv.set_issued_ms(now_ms);
   inv.set_tls_pin(p.tls_pin);
+  inv.set_addresses_equivalent(p.addresses_equivalent);
   inv.set_statement(org.signed_statement);
   return protocol::EncodeInvite(std::move(inv), org.root);
 }

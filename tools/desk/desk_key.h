@@ -51,6 +51,7 @@ struct InviteParams {
   uint32_t uses = 1;
   int64_t expires_ms = 0;
   std::string tls_pin;  // empty or 32 bytes
+  bool addresses_equivalent = false;
 };
 Result<std::string> MakeInvite(Organisation& org, const InviteParams& params, int64_t now_ms);
 

@@ -540,7 +540,7 @@ typedef dala_status (*dala_transport_post_fn)(void *context, const char *url, co
                                               size_t body_size, int64_t timeout_ms, const uint8_t *tls_pin,
                                               size_t tls_pin_size, dala_http_response *response);
 
-/* Attachment uploads. POSTs to url with the headers "X-Dala-Request: <request_header>" and "Content-Type:
+/* Attachment uploads. POSTs to url with the headers "Authorization: <request_header>" and "Content-Type:
    application/octet-stream"; the body is bytes [offset, offset + length) of the file at file_path, sent as
    they are (an iOS background upload can send the file directly; for a range, a copy of that range). Same
    return rules and thread as dala_transport_post_fn. */
@@ -570,6 +570,11 @@ typedef struct dala_sync_options {
     void *progress_context;
     dala_transport_upload_fn transport_upload;  /* with an app transport: how it uploads attachments
                                                   (NULL: reports with attachments wait, with an error) */
+    /* The built-in transport only: every connection through this SOCKS5 proxy, "socks5h://HOST:PORT"
+       (Orbot, or Tor in the app: socks5h://127.0.0.1:9050). Server names are resolved by the proxy, never
+       locally. NULL: direct connections, and an .onion address is refused (never looked up).
+       DALA_ERR_INVALID_ARGUMENT for a malformed URL, or with an app transport. */
+    const char *proxy_url;
 } dala_sync_options;
 
 /* Any thread. */

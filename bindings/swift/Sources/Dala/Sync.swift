@@ -25,7 +25,7 @@ public protocol DalaTransport: Sendable {
     /// of the server certificate's SubjectPublicKeyInfo that the invite pins.
     func post(url: String, body: Data, timeoutMilliseconds: Int64, tlsPin: Data) throws -> (status: Int, body: Data)
     /// POST bytes [offset, offset + length) of the file at `filePath`, as they are, with the headers
-    /// "X-Dala-Request: requestHeader" and "Content-Type: application/octet-stream".
+    /// "Authorization: requestHeader" and "Content-Type: application/octet-stream".
     func upload(url: String, requestHeader: String, filePath: String, offset: UInt64, length: UInt64,
                 timeoutMilliseconds: Int64, tlsPin: Data) throws -> (status: Int, body: Data)
 }

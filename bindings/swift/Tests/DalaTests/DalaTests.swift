@@ -269,7 +269,7 @@ final class URLSessionTransport: DalaTransport, @unchecked Sendable {
         req.httpMethod = "POST"
         req.timeoutInterval = Double(timeout) / 1000
         req.setValue(type, forHTTPHeaderField: "Content-Type")
-        if let header { req.setValue(header, forHTTPHeaderField: "X-Dala-Request") }
+        if let header { req.setValue(header, forHTTPHeaderField: "Authorization") }
         let done = DispatchSemaphore(value: 0)
         let result = Box<Result<(Int, Data), Error>>()
         URLSession.shared.uploadTask(with: req, from: body) { data, response, error in

@@ -56,6 +56,9 @@ typedef struct dala_desk_invite_options {
     uint32_t uses;                  /* devices that may enrol with it; default 1 */
     int64_t expires_ms;             /* Unix ms; default 0 = 7 days from now */
     const uint8_t *tls_pin;         /* NULL, or 32 bytes: SHA-256 of the certificate's SubjectPublicKeyInfo */
+    /* 1: the addresses may stand in for one another (a phone falls back from an onion service to https
+       or http). Default 0: a phone only falls back to addresses no weaker than the one it could not reach. */
+    int addresses_equivalent;
 } dala_desk_invite_options;
 
 /* Any thread. Sets every field to its default (no server key, no address). */

@@ -24,7 +24,7 @@ public interface Transport {
     Response post(String url, byte[] body, long timeoutMs, byte[] tlsPin) throws IOException;
 
     /** POST bytes [offset, offset + length) of the file at filePath, as they are, to url, with the headers
-     *  "X-Dala-Request: requestHeader" and "Content-Type: application/octet-stream". */
+     *  "Authorization: requestHeader" and "Content-Type: application/octet-stream". */
     Response upload(String url, String requestHeader, String filePath, long offset, long length, long timeoutMs,
                     byte[] tlsPin) throws IOException;
 }

@@ -382,7 +382,7 @@ class DalaTest {
             c.setConnectTimeout((int) Math.min(timeoutMs, 30_000));
             c.setReadTimeout((int) Math.min(timeoutMs, 30_000));
             c.setRequestProperty("Content-Type", type);
-            if (dalaHeader != null) c.setRequestProperty("X-Dala-Request", dalaHeader);
+            if (dalaHeader != null) c.setRequestProperty("Authorization", dalaHeader);
             c.setFixedLengthStreamingMode(body.length);
             try (java.io.OutputStream out = c.getOutputStream()) {
                 out.write(body);
