@@ -323,7 +323,9 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM* vm, void*) {
 }
 
 JNIEXPORT jlongArray JNICALL Java_org_dala_Native_syncRunOnce(JNIEnv* env, jclass, jlong s, jlong timeout,
-                                                              jobject listener, jobject transport) {
+                                                              jobject listener, jobject transport, jbyteArray proxy) {
+  std::optional<std::string> proxy_url;
+  if (proxy != nullptr) proxy_url = Str(env, proxy);
   Callbacks cb;
   cb.keep_thrown = true;
   if (!cb.Init(env, listener, transport)) {
@@ -333,6 +335,7 @@ JNIEXPORT jlongArray JNICALL Java_org_dala_Native_syncRunOnce(JNIEnv* env, jclas
   dala_sync_options o;
   dala_sync_options_init(&o);
   o.timeout_ms = timeout;
+  if (proxy_url) o.proxy_url = proxy_url->c_str();
   Wire(o, cb);
   dala_sync_result r{};
   dala_error* e = nullptr;
@@ -349,7 +352,9 @@ JNIEXPORT jlongArray JNICALL Java_org_dala_Native_syncRunOnce(JNIEnv* env, jclas
 }
 
 JNIEXPORT jlong JNICALL Java_org_dala_Native_sessionStart(JNIEnv* env, jclass, jlong s, jlong timeout, jobject listener,
-                                                          jobject transport) {
+                                                          jobject transport, jbyteArray proxy) {
+  std::optional<std::string> proxy_url;
+  if (proxy != nullptr) proxy_url = Str(env, proxy);
   auto* session = new Session;
   if (!session->cb.Init(env, listener, transport)) {
     session->cb.Release(env);
@@ -359,6 +364,7 @@ JNIEXPORT jlong JNICALL Java_org_dala_Native_sessionStart(JNIEnv* env, jclass, j
   dala_sync_options o;
   dala_sync_options_init(&o);
   o.timeout_ms = timeout;
+  if (proxy_url) o.proxy_url = proxy_url->c_str();
   Wire(o, session->cb);
   dala_error* e = nullptr;
   if (!Ok(env, dala_sync_session_start(S(s), &o, &session->s, &e), e)) {

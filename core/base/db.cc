@@ -145,6 +145,38 @@ Status Db::CheckpointTruncate() {
   return Status::Ok();
 }
 
+Status Db::ExportTo(const std::string& path, const SecretBuffer& key) {
+  if (key.size() != 32) return Status(Code::kInternal, "database key must be 32 bytes");
+  DALA_ASSIGN_OR_RETURN(std::string user_version, QueryText(*this, "PRAGMA user_version;"));
+  // ATTACH ... KEY "x'<hex>'": a raw key, as at open; the statement is built in locked memory.
+  std::string head = "ATTACH DATABASE ? AS rekey_next KEY ?;";
+  SecretBuffer keyspec(2 + 64 + 1);
+  keyspec.data()[0] = 'x';
+  keyspec.data()[1] = '\'';
+  sodium_bin2hex(reinterpret_cast<char*>(keyspec.data()) + 2, 65, key.data(), key.size());
+  keyspec.data()[66] = '\'';
+  {
+    sqlite3_stmt* st = nullptr;
+    int rc = sqlite3_prepare_v2(db_, head.c_str(), -1, &st, nullptr);
+    if (rc != SQLITE_OK) return Error(rc, "cannot prepare the copy of the database");
+    sqlite3_bind_text(st, 1, path.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, reinterpret_cast<const char*>(keyspec.data()), 67, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return Error(rc, "cannot create the copy of the database");
+  }
+  struct Detach {
+    Db* db;
+    ~Detach() { sqlite3_exec(db->db_, "DETACH DATABASE rekey_next;", nullptr, nullptr, nullptr); }
+  } detach{this};
+  DALA_RETURN_IF_ERROR(Exec("PRAGMA rekey_next.cipher_page_size = 4096;"));
+  DALA_ASSIGN_OR_RETURN(std::string page_size, QueryText(*this, "PRAGMA rekey_next.cipher_page_size;"));
+  if (page_size != "4096") return Status(Code::kNotEncrypted, "SQLCipher did not accept the copy's page size");
+  DALA_RETURN_IF_ERROR(Exec("SELECT sqlcipher_export('rekey_next');"));
+  std::string set_version = "PRAGMA rekey_next.user_version = " + std::to_string(std::stoll(user_version)) + ";";
+  return Exec(set_version.c_str());
+}
+
 void Stmt::Release() {
   if (s_ == nullptr) return;
   if (cached_) {

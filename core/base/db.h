@@ -40,6 +40,9 @@ class Db {
   // Copies every page of the write-ahead log into the database and truncates the log to zero bytes, so
   // that no older page image (erased content) remains in it. kBusy if another connection is reading.
   Status CheckpointTruncate();
+  // Writes a copy of the whole database (schema, rows, user_version) to a new file at `path` encrypted
+  // under `key` (sqlcipher_export), with the same settings. The copy is complete once this returns.
+  Status ExportTo(const std::string& path, const SecretBuffer& key);
   void Close();
   bool is_open() const { return db_ != nullptr; }
 

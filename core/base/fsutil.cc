@@ -222,6 +222,19 @@ Status ShredFile(const std::string& path) {
   return RemoveFile(path);
 }
 
+Status OverwriteFile(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (fd.get() < 0) return errno == ENOENT ? Status::Ok() : FromErrno(errno, "open", path);
+  return OverwriteWithNoise(fd.get(), path);
+}
+
+Status SyncFile(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return FromErrno(errno, "open", path);
+  if (::fsync(fd.get()) != 0) return FromErrno(errno, "sync", path);
+  return Status::Ok();
+}
+
 Status ReplaceFileShreddingOld(const std::string& path, std::span<const uint8_t> bytes) {
   Fd old(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
   if (old.get() < 0 && errno != ENOENT) return FromErrno(errno, "open", path);

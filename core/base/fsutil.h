@@ -33,6 +33,10 @@ Status ShredFile(const std::string& path);
 // other hard link) are overwritten with random bytes and synced. On flash and copy-on-write file systems
 // the old blocks may survive anyway: what must not survive is protected by keys, not by overwriting.
 Status ReplaceFileShreddingOld(const std::string& path, std::span<const uint8_t> bytes);
+// Overwrites the whole file with random bytes and syncs it (it stays, at its size). Missing: nothing to do.
+Status OverwriteFile(const std::string& path);
+// fsync of one file.
+Status SyncFile(const std::string& path);
 std::string Join(const std::string& dir, const std::string& name);
 // Streams `from` into a new file `to` (0600) and syncs it.
 Status CopyFile(const std::string& from, const std::string& to);

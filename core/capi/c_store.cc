@@ -90,6 +90,22 @@ dala_status dala_store_change_credential(const char* dir, const dala_credential*
   });
 }
 
+dala_status dala_store_rekey(const char* dir, const dala_credential* old_credential,
+                             const dala_credential* new_credential, const dala_store_options* options,
+                             dala_rekey_progress_fn progress, void* progress_context, dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_RETURN_IF_ERROR(CheckDir(dir));
+    DALA_ASSIGN_OR_RETURN(dala::Credential old_cred, ToCredential(old_credential));
+    DALA_ASSIGN_OR_RETURN(dala::Credential new_cred, ToCredential(new_credential));
+    dala::RekeyProgressFn fn;
+    if (progress != nullptr)
+      fn = [progress, progress_context](dala::RekeyPhase phase, uint64_t done, uint64_t total) {
+        progress(progress_context, static_cast<int>(phase), done, total);
+      };
+    return dala::Store::Rekey(dir, old_cred, new_cred, ToOptions(options), fn);
+  });
+}
+
 dala_status dala_store_wipe(const char* dir, dala_error** out_error) noexcept {
   return dala_store_wipe_with_options(dir, nullptr, out_error);
 }

@@ -146,6 +146,11 @@ struct OutboxStats {
 // The retry reason the sync engine records when no server could be reached.
 inline constexpr char kOfflineReason[] = "offline";
 
+// Re-key progress: attachments (plaintext bytes re-encrypted of the total), then the database (0 of 1,
+// then 1 of 1 when the new key is in place).
+enum class RekeyPhase { kAttachments = 1, kDatabase = 2 };
+using RekeyProgressFn = std::function<void(RekeyPhase phase, uint64_t done, uint64_t total)>;
+
 class Store {
  public:
   using Clock = std::function<int64_t()>;  // Unix milliseconds
@@ -166,6 +171,12 @@ class Store {
   static Status SetDuress(const std::string& dir, const Credential& cred, const SecretBuffer& duress_passphrase,
                           const StoreOptions& options);
   static Status ClearDuress(const std::string& dir, const Credential& cred, const StoreOptions& options);
+  // Re-keys a closed store: every attachment file no signature binds is encrypted again under a new file
+  // key, the database is copied under a new key, and the key file then wraps that key under `new_cred`.
+  // Killed anywhere, the store opens with one credential or the other and loses nothing; run again, it
+  // goes on where it stopped. Afterwards the old key file with the old credential opens none of the files.
+  static Status Rekey(const std::string& dir, const Credential& old_cred, const Credential& new_cred,
+                      const StoreOptions& options, const RekeyProgressFn& progress = nullptr);
   // Panic wipe, no credential: `destroy_platform_key` (if any) runs first; then the key file's bytes are
   // overwritten and it goes, then everything else. Everything is attempted even if a step fails.
   static Status Wipe(const std::string& dir, const StoreFileNames& names = {},
@@ -262,6 +273,9 @@ class Store {
   static Status CreateDatabase(const std::string& path, const SecretBuffer& db_key, bool delete_after_delivery);
   // After the key file names the key of db_next: db_next replaces db. Idempotent.
   static Status FinishReplacement(const StorePaths& paths, const SecretBuffer& db_key);
+  // store_rekey.cc: re-encrypts the attachments whose key epoch is below `target` and that no sealed
+  // version carries.
+  Status RekeyAttachments(int64_t target, const RekeyProgressFn& progress);
 
   // *Locked: the caller holds mu_ (and, where they write, an open transaction).
   Result<uint64_t> NextCounterLocked();

@@ -104,6 +104,9 @@ Status Store::FinishReplacement(const StorePaths& paths, const SecretBuffer& db_
   DALA_RETURN_IF_ERROR(fs::RemoveFile(paths.db() + "-wal"));
   DALA_RETURN_IF_ERROR(fs::RemoveFile(paths.db() + "-shm"));
   DALA_RETURN_IF_ERROR(fs::RemoveFile(paths.db() + "-journal"));
+  // The old database's own bytes are overwritten before it goes (its key is gone already; on flash and
+  // copy-on-write file systems old blocks may survive, which is why the key is what counts).
+  DALA_RETURN_IF_ERROR(fs::OverwriteFile(paths.db()));
   Failpoint("replace.before_rename");
   if (::rename(paths.db_next().c_str(), paths.db().c_str()) != 0)
     return fs::FromErrno(errno, "replace", paths.db());

@@ -101,6 +101,15 @@ echo -n "cli test passphrase" >"$T/pf"
 DALA_NEW_PASSPHRASE="new one" $DALA passphrase change --store "$S" "${FAST[@]}" 2>/dev/null; check "passphrase change" 0 $?
 $DALA report list --store "$S" >/dev/null 2>&1; check "old passphrase refused" 3 $?
 DALA_PASSPHRASE="new one" $DALA report list --store "$S" >/dev/null; check "new passphrase works" 0 $?
+cp "$S/dala.key" "$T/old.key"
+DALA_PASSPHRASE="new one" DALA_NEW_PASSPHRASE="re-keyed" $DALA passphrase change --rekey --store "$S" 2>"$T/err"; check "passphrase change --rekey" 0 $?
+expect "--rekey says what it did" grep -q "re-keyed" "$T/err"
+DALA_PASSPHRASE="re-keyed" $DALA report list --store "$S" >/dev/null; check "the re-keyed store opens with the new passphrase" 0 $?
+cp "$S/dala.key" "$T/new.key"; cp "$T/old.key" "$S/dala.key"
+DALA_PASSPHRASE="new one" $DALA report list --store "$S" >/dev/null 2>"$T/err"; check "the old key file with the old passphrase opens nothing" 1 $?
+expect "  (the database does not match that key)" grep -q "does not match its key" "$T/err"
+cp "$T/new.key" "$S/dala.key"
+DALA_PASSPHRASE="re-keyed" DALA_NEW_PASSPHRASE="new one" $DALA passphrase change --store "$S" 2>/dev/null; check "and back, instantly" 0 $?
 
 # Duress (issue 14, item 4): on a store of its own.
 D=$T/duress

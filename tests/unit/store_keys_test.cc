@@ -1,5 +1,7 @@
 // Issue 14: the key file that says nothing about itself, a passphrase and a platform key together, the
 // duress passphrase, and the panic wipe that destroys the platform key first.
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +12,7 @@
 
 #include "base/failpoint.h"
 #include "base/fsutil.h"
+#include "crypto/attachment_file.h"
 #include "crypto/store_key_file.h"
 #include "page_scan.h"
 #include "test_util.h"
@@ -340,6 +343,182 @@ TEST(Duress, KilledAtAnyStepOneStoreOrTheOther) {
     }
     EXPECT_FALSE(std::filesystem::exists(d.dir + "/" + kDbFileName + ".next")) << point;
   }
+}
+
+// Item 2: re-keying.
+struct RekeyStore {
+  TempDir t;
+  std::string dir = t.sub("s");
+  std::string key_path = dir + "/" + kKeyFileName;
+  std::vector<ReportId> sealed;
+  AttachmentId draft_attachment{}, sealed_attachment{};
+  std::vector<uint8_t> draft_bytes = test::PseudoRandomBytes(200000, 21), sealed_bytes = test::PseudoRandomBytes(90000, 22);
+
+  RekeyStore() {
+    auto s = Create(dir, Pass("old"));
+    for (int i = 0; i < 20; ++i) sealed.push_back(SealOne(*s, "REKEY-SEALED-" + std::to_string(i)));
+    auto add = [&](Report& r, const std::vector<uint8_t>& bytes) {
+      auto cap = s->CaptureAttachment(r.id(), "image/jpeg");
+      EXPECT_TRUE(cap.ok() && (*cap)->Write(bytes).ok());
+      auto info = (*cap)->Finish();
+      EXPECT_TRUE(info.ok());
+      return info->id;
+    };
+    auto bound = s->CreateDraft("detention/1");
+    EXPECT_TRUE(bound.ok());
+    sealed_attachment = add(*bound, sealed_bytes);
+    EXPECT_TRUE(s->Seal(*bound).ok());
+    auto draft = s->CreateDraft("detention/1");
+    EXPECT_TRUE(draft.ok() && draft->SetNarrative("REKEY-DRAFT").ok());
+    draft_attachment = add(*draft, draft_bytes);
+    EXPECT_TRUE(s->SaveDraft(*draft).ok());
+  }
+
+  // Everything is there under `cred`.
+  void ExpectIntact(const Credential& cred, const std::string& when) {
+    auto s = Open(dir, cred);
+    ASSERT_TRUE(s.ok()) << when << ": " << s.status().message();
+    auto list = (*s)->List();
+    ASSERT_TRUE(list.ok());
+    EXPECT_EQ(list->size(), sealed.size() + 2) << when;
+    for (auto& id : sealed) EXPECT_TRUE((*s)->Get(id).ok()) << when;
+    for (auto [id, bytes] : {std::pair{draft_attachment, &draft_bytes}, std::pair{sealed_attachment, &sealed_bytes}}) {
+      auto r = (*s)->OpenAttachment(id);
+      ASSERT_TRUE(r.ok()) << when << ": " << r.status().message();
+      std::vector<uint8_t> got(bytes->size() + 10);
+      size_t have = 0;
+      for (;;) {
+        auto n = (*r)->Read(std::span<uint8_t>(got.data() + have, got.size() - have));
+        ASSERT_TRUE(n.ok()) << when << ": " << n.status().message();
+        if (*n == 0) break;
+        have += *n;
+      }
+      got.resize(have);
+      EXPECT_TRUE(got == *bytes) << when;
+    }
+  }
+};
+
+// The attachment rows as an attacker holding the database key would read them: file name and file key.
+std::map<std::string, std::string> AttachmentKeys(const std::string& dir, const SecretBuffer& db_key) {
+  std::map<std::string, std::string> out;
+  auto db = db::Db::Open(dir + "/" + kDbFileName, db_key, false);
+  EXPECT_TRUE(db.ok());
+  if (!db.ok()) return out;
+  auto st = db->Prepare("SELECT file, key FROM attachments");
+  while (st.ok() && *st->Step()) {
+    auto k = st->BlobView(1);
+    out[st->Text(0)] = std::string(k.begin(), k.end());
+  }
+  return out;
+}
+
+TEST(Rekey, TheOldKeyFileAndPassphraseOpenNothingAfterwards) {
+  RekeyStore r;
+  auto old_file = test::ReadAll(r.key_path);
+  auto old_key = OpenStoreKeyFile(old_file, Pass("old"), FastOptions().kdf);
+  ASSERT_TRUE(old_key.ok());
+  auto old_attachments = AttachmentKeys(r.dir, old_key->secret);
+  ASSERT_EQ(old_attachments.size(), 2u);
+  std::vector<std::pair<RekeyPhase, uint64_t>> seen;
+  ASSERT_TRUE(Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions(),
+                           [&](RekeyPhase p, uint64_t done, uint64_t total) { seen.emplace_back(p, done); (void)total; })
+                  .ok());
+  r.ExpectIntact(Pass("new"), "after the re-key");
+  EXPECT_EQ(Open(r.dir, Pass("old")).status().code(), Code::kWrongKey);
+  // Progress: attachments from 0 to their bytes, then the database from 0 to 1.
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.front().first, RekeyPhase::kAttachments);
+  EXPECT_EQ(seen.back(), std::make_pair(RekeyPhase::kDatabase, uint64_t{1}));
+  // The old key file (kept by a searcher) with the old passphrase: its key decrypts no page of the
+  // database or its log, and the old attachment keys open no attachment file there now.
+  EXPECT_FALSE(test::DecryptAllPages(r.dir + "/" + kDbFileName, old_key->secret).has_value());
+  auto media = fs::ListFiles(r.dir + "/" + kAttachmentDirName);
+  ASSERT_TRUE(media.ok());
+  ASSERT_EQ(media->size(), 2u);
+  std::set<std::string> opened_with_old_keys;
+  for (const auto& f : *media)
+    for (const auto& [file, key] : old_attachments)
+      for (size_t size : {r.draft_bytes.size(), r.sealed_bytes.size()}) {
+        attachment::Reader::Expect expect;  // the first piece decrypts only under the file's own key
+        expect.size = size;
+        auto reader = attachment::Reader::Open(
+            r.dir + "/" + kAttachmentDirName + "/" + f,
+            std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(key.data()), key.size()), expect);
+        uint8_t b[16];
+        if (reader.ok() && (*reader)->Read(b).ok()) opened_with_old_keys.insert(f);
+      }
+  // The sealed report's attachment is bound by its signature: its file is the same, and its key is in the
+  // re-keyed database only (the old database, which held it, is gone). The draft's file is new.
+  EXPECT_EQ(opened_with_old_keys.size(), 1u);
+  auto new_key = OpenStoreKeyFile(test::ReadAll(r.key_path), Pass("new"), FastOptions().kdf);
+  ASSERT_TRUE(new_key.ok());
+  EXPECT_FALSE(sodium_memcmp(new_key->secret.data(), old_key->secret.data(), 32) == 0);
+  auto new_attachments = AttachmentKeys(r.dir, new_key->secret);
+  int same = 0;
+  for (const auto& [file, key] : new_attachments) same += old_attachments.count(file) && old_attachments[file] == key;
+  EXPECT_EQ(same, 1);
+}
+
+TEST(Rekey, RefusesTheDuressPassphraseAndAWrongOne) {
+  RekeyStore r;
+  ASSERT_TRUE(Store::SetDuress(r.dir, Pass("old"), Pass("d").bytes, FastOptions()).ok());
+  auto before = test::HashTree(r.dir);
+  EXPECT_EQ(Store::Rekey(r.dir, Pass("old"), Pass("d"), FastOptions()).code(), Code::kInvalidArgument);
+  EXPECT_EQ(Store::Rekey(r.dir, Pass("wrong"), Pass("new"), FastOptions()).code(), Code::kWrongKey);
+  EXPECT_EQ(test::HashTree(r.dir), before);
+  ASSERT_TRUE(Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions()).ok());
+  auto key = test::ReadAll(r.key_path);
+  EXPECT_EQ(OpenStoreKeyFile(key, Pass("d"), FastOptions().kdf)->slot, KeySlot::kDuress);  // still set
+}
+
+// Killed at each step, the store opens with the old passphrase (before the key file changes) or the new
+// one (after), loses nothing, and a re-key run again finishes.
+TEST(Rekey, KilledAtAnyStepOneCredentialOrTheOtherAndItResumes) {
+  for (const char* point : {"rekey.attachment_moved", "rekey.exported", "atomic_write.before_rename",
+                            "rekey.key_replaced", "replace.before_rename"}) {
+    RekeyStore r;
+    pid_t pid = fork();
+    if (pid == 0) {
+      static std::string target;
+      target = point;
+      testing::SetFailpointHook([](const char* n) {
+        if (target == n) _exit(0);
+      });
+      (void)Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions());
+      _exit(1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << point << ": the failpoint was not reached";
+    bool committed = std::string(point) == "rekey.key_replaced" || std::string(point) == "replace.before_rename";
+    r.ExpectIntact(committed ? Pass("new") : Pass("old"), point);
+    EXPECT_EQ(Open(r.dir, committed ? Pass("old") : Pass("new")).status().code(), Code::kWrongKey) << point;
+    if (!committed) {
+      ASSERT_TRUE(Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions()).ok()) << point;
+      r.ExpectIntact(Pass("new"), std::string(point) + ", then resumed");
+    }
+    EXPECT_FALSE(std::filesystem::exists(r.dir + "/" + kDbFileName + ".next")) << point;
+  }
+}
+
+// With the disk full (here: a file-size limit), the re-key fails with an error and nothing is lost.
+TEST(Rekey, DiskFullFailsCleanly) {
+  RekeyStore r;
+  pid_t pid = fork();
+  if (pid == 0) {
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = {64 * 1024, 64 * 1024};
+    setrlimit(RLIMIT_FSIZE, &lim);
+    Status st = Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions());
+    _exit(st.ok() ? 1 : 0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the re-key did not report the full disk";
+  r.ExpectIntact(Pass("old"), "after a full disk");
+  ASSERT_TRUE(Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions()).ok());
+  r.ExpectIntact(Pass("new"), "re-keyed with room again");
 }
 
 }  // namespace

@@ -1,4 +1,6 @@
-// dala init, passphrase change, duress, wipe, check, outbox.
+// dala init, passphrase change (and re-key), duress, wipe, check, outbox.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -22,6 +24,7 @@ void AddStoreCommands(CLI::App& app, int* rc) {
   struct ChangeArgs {
     StoreArgs store;
     std::string new_file;
+    bool rekey = false;
   };
   auto change = std::make_shared<ChangeArgs>();
   CLI::App* pass = app.add_subcommand("passphrase", "change the store's passphrase")->require_subcommand(1);
@@ -29,13 +32,31 @@ void AddStoreCommands(CLI::App& app, int* rc) {
   AddStoreOptions(c, change->store);
   c->add_option("--new-passphrase-file", change->new_file,
                 "read the new passphrase from FILE (else DALA_NEW_PASSPHRASE, else a prompt)");
+  c->add_flag("--rekey", change->rekey,
+              "also re-encrypt the database and the drafts' attachments under new keys, so that an old copy of "
+              "the key file with the old passphrase opens nothing (takes time; safe to interrupt and run again)");
   c->callback([change, rc] {
     Secret old_pass = ReadPassphrase(change->store.passphrase_file, "DALA_PASSPHRASE", "Current passphrase: ", false);
     Secret new_pass = ReadPassphrase(change->new_file, "DALA_NEW_PASSPHRASE", "New passphrase: ", true);
     dala_credential oc = Passphrase(old_pass.value), nc = Passphrase(new_pass.value);
     dala_store_options opts = StoreOptions(change->store);
-    Call(dala_store_change_credential, change->store.dir.c_str(), &oc, &nc, &opts);
-    std::fprintf(stderr, "Passphrase changed. The database was not rewritten.\n");
+    if (change->rekey) {
+      bool tty = isatty(fileno(stderr));
+      dala_rekey_progress_fn show = [](void*, int phase, uint64_t done, uint64_t total) {
+        if (phase == 1)
+          std::fprintf(stderr, "\rre-encrypting attachments: %llu of %llu MiB   ", (unsigned long long)(done >> 20),
+                       (unsigned long long)(total >> 20));
+        else
+          std::fprintf(stderr, "\rre-encrypting the database: %s                 ", done == total ? "done" : "...");
+      };
+      Call(dala_store_rekey, change->store.dir.c_str(), &oc, &nc, &opts, tty ? show : nullptr, nullptr);
+      if (tty) std::fprintf(stderr, "\n");
+      std::fprintf(stderr, "Passphrase changed and the store re-keyed: an old key file with the old passphrase "
+                           "opens nothing now.\n");
+    } else {
+      Call(dala_store_change_credential, change->store.dir.c_str(), &oc, &nc, &opts);
+      std::fprintf(stderr, "Passphrase changed. The database was not rewritten (--rekey re-encrypts it).\n");
+    }
     *rc = kExitOk;
   });
 

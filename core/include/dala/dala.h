@@ -164,6 +164,24 @@ DALA_API dala_status dala_store_change_credential(const char *dir, const dala_cr
                                                   const dala_store_options *options,
                                                   dala_error **out_error) DALA_NOEXCEPT;
 
+/* Re-key progress: phase 1 = attachments (`done` of `total` plaintext bytes encrypted again), phase 2 =
+   the database (0 of 1 when its copy starts, 1 of 1 when the new key is in place). */
+typedef void (*dala_rekey_progress_fn)(void *context, int phase, uint64_t done, uint64_t total);
+
+/* Any thread, with no handle open on the store. Re-keys: every attachment file that no signature binds
+   (those of drafts) is encrypted again under a new file key, the database is copied under a new key, and
+   the key file then wraps that key under new_credential (the commit point; the old key file's bytes are
+   overwritten, and so are the old database's and old attachment files'). Killed at any point, the store
+   opens with one credential or the other and loses nothing; called again, it goes on where it stopped.
+   Afterwards an old key file with the old credential opens none of the store's files. Takes about as
+   long as copying the store's bytes two or three times (docs/storage-format.md, "Re-keying"); use
+   dala_store_change_credential for an instant change of passphrase. progress may be NULL; it is called
+   on this thread. */
+DALA_API dala_status dala_store_rekey(const char *dir, const dala_credential *old_credential,
+                                      const dala_credential *new_credential, const dala_store_options *options,
+                                      dala_rekey_progress_fn progress, void *progress_context,
+                                      dala_error **out_error) DALA_NOEXCEPT;
+
 /* Any thread. Panic wipe, no credential needed: destroys the wrapped key first (overwritten, synced and
    removed: from then on the data cannot be decrypted), then removes the store's files and, if empty,
    the directory. Close open handles on the store first. DALA_ERR_NOT_FOUND when there is no store. */

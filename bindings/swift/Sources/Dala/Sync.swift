@@ -138,22 +138,32 @@ public final class SyncSession: @unchecked Sendable {
     }
 }
 
+/// Runs body with a C string for `s` (NULL for nil), valid during the call.
+func withOptionalCString<T>(_ s: String?, _ body: (UnsafePointer<CChar>?) throws -> T) rethrows -> T {
+    guard let s else { return try body(nil) }
+    return try s.withCString { try body($0) }
+}
+
 extension Store {
     /// Sends what is due to every joined server (the built-in HTTP/HTTPS transport) until nothing is due,
     /// the timeout passes, or a server cannot be reached. The blocking run happens on a thread of its own;
-    /// `progress` is called on that thread after each request.
-    public func sync(timeoutMilliseconds: Int64 = 30_000, transport: DalaTransport? = nil,
+    /// `progress` is called on that thread after each request. `proxy` ("socks5h://HOST:PORT", e.g. Orbot or
+    /// an embedded Tor) sends every connection of the built-in transport through a SOCKS5 proxy, server names
+    /// resolved by it; without one, an .onion address is refused.
+    public func sync(timeoutMilliseconds: Int64 = 30_000, transport: DalaTransport? = nil, proxy: String? = nil,
                      progress: (@Sendable (SyncProgress) -> Void)? = nil) async throws -> SyncResult {
         try await withCheckedThrowingContinuation { (done: CheckedContinuation<SyncResult, Error>) in
             let thread = Thread { [self] in
-                done.resume(with: Result { try self.runOnce(timeoutMilliseconds, CallbackBox(progress, transport)) })
+                done.resume(with: Result {
+                    try self.runOnce(timeoutMilliseconds, proxy, CallbackBox(progress, transport))
+                })
             }
             thread.name = "dala-sync"
             thread.start()
         }
     }
 
-    private func runOnce(_ timeout: Int64, _ callbacks: CallbackBox) throws -> SyncResult {
+    private func runOnce(_ timeout: Int64, _ proxy: String?, _ callbacks: CallbackBox) throws -> SyncResult {
         try use { s in
             var o = dala_sync_options()
             dala_sync_options_init(&o)
@@ -161,7 +171,10 @@ extension Store {
             wire(&o, callbacks)
             var r = dala_sync_result()
             _ = try withExtendedLifetime(callbacks) {
-                try check { dala_sync_run_once(s, &o, &r, $0) }
+                try withOptionalCString(proxy) { p in
+                    o.proxy_url = p
+                    try check { dala_sync_run_once(s, &o, &r, $0) }
+                }
             }
             return SyncResult(delivered: r.delivered, rejected: r.rejected, remaining: r.remaining,
                               unreachable: r.unreachable != 0)
@@ -170,6 +183,7 @@ extension Store {
 
     /// Starts background delivery (see `SyncSession`); each run is bounded by `timeoutMilliseconds`.
     public func startSession(timeoutMilliseconds: Int64 = 30_000, transport: DalaTransport? = nil,
+                             proxy: String? = nil,
                              progress: (@Sendable (SyncProgress) -> Void)? = nil) throws -> SyncSession {
         let callbacks = CallbackBox(progress, transport)
         return try use { s in
@@ -178,7 +192,10 @@ extension Store {
             o.timeout_ms = timeoutMilliseconds
             wire(&o, callbacks)
             var session: OpaquePointer?
-            try check { dala_sync_session_start(s, &o, &session, $0) }
+            try withOptionalCString(proxy) { p in
+                o.proxy_url = p
+                try check { dala_sync_session_start(s, &o, &session, $0) }
+            }
             return SyncSession(store: self, handle: session!, callbacks: callbacks)
         }
     }

@@ -83,6 +83,21 @@ final class DalaTests: XCTestCase {
         }
     }
 
+    func testAProxyReachesTheLibrary() async throws {
+        let s = try newStore()
+        defer { s.close() }
+        // The proxy URL goes to the C API as it is: a malformed one is refused there, before any connection.
+        do {
+            _ = try await s.sync(timeoutMilliseconds: 5_000, proxy: "socks4://127.0.0.1:9050")
+            XCTFail("a malformed proxy URL was accepted")
+        } catch let e as DalaError {
+            XCTAssertEqual(e.code, .invalidArgument)
+        }
+        XCTAssertThrowsError(try s.startSession(timeoutMilliseconds: 5_000, proxy: "socks5h://127.0.0.1")) {
+            XCTAssertEqual(($0 as? DalaError)?.code, .invalidArgument)
+        }
+    }
+
     func testEmptyAndInvalidArgumentsAreRefused() throws {
         var empty: [UInt8] = []
         XCTAssertThrowsError(try Store.create(at: dir.appendingPathComponent("e").path, passphrase: &empty)) {

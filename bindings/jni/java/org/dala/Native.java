@@ -77,8 +77,10 @@ final class Native {
 
     // Delivery.
     static native byte[] join(long store, byte[] invite, boolean includeExisting);
-    static native long[] syncRunOnce(long store, long timeoutMs, Sync.ProgressListener listener, Transport transport);
-    static native long sessionStart(long store, long timeoutMs, Sync.ProgressListener listener, Transport transport);
+    static native long[] syncRunOnce(long store, long timeoutMs, Sync.ProgressListener listener, Transport transport,
+                                     byte[] proxyUrl);
+    static native long sessionStart(long store, long timeoutMs, Sync.ProgressListener listener, Transport transport,
+                                    byte[] proxyUrl);
     static native void sessionNotifyOnline(long session);
     static native void sessionCancel(long session);
     static native long[] sessionLastResult(long session);   // null before the first run ended

@@ -24,9 +24,25 @@ public final class Sync {
     }
 
     private final Store store;
+    private final String proxyUrl;
 
     Sync(Store store) {
+        this(store, null);
+    }
+
+    private Sync(Store store, String proxyUrl) {
         this.store = store;
+        this.proxyUrl = proxyUrl;
+    }
+
+    /**
+     * The same, with every connection of the built-in transport through a SOCKS5 proxy,
+     * "socks5h://HOST:PORT" (Orbot: socks5h://127.0.0.1:9050); server names are resolved by the proxy.
+     * Without one, an .onion address is refused. A malformed URL throws {@link DalaException.InvalidArgument}
+     * when a run starts.
+     */
+    public Sync throughProxy(String proxyUrl) {
+        return new Sync(store, proxyUrl);
     }
 
     /**
@@ -40,7 +56,8 @@ public final class Sync {
 
     /** The same through the app's own transport (null: the built-in one). */
     public Result runOnce(long timeoutMs, ProgressListener listener, Transport transport) {
-        return new Result(store.with(h -> Native.syncRunOnce(h, timeoutMs, listener, transport)));
+        byte[] proxy = proxyUrl == null ? null : Native.bytes(proxyUrl);
+        return new Result(store.with(h -> Native.syncRunOnce(h, timeoutMs, listener, transport, proxy)));
     }
 
     /**
@@ -48,7 +65,9 @@ public final class Sync {
      * listener throws there are dropped (the run goes on); the transport's IOException means unreachable.
      */
     public SyncSession startSession(long timeoutMs, ProgressListener listener, Transport transport) {
-        SyncSession s = new SyncSession(store, store.with(h -> Native.sessionStart(h, timeoutMs, listener, transport)));
+        byte[] proxy = proxyUrl == null ? null : Native.bytes(proxyUrl);
+        SyncSession s = new SyncSession(store,
+                store.with(h -> Native.sessionStart(h, timeoutMs, listener, transport, proxy)));
         store.remember(s);
         return s;
     }

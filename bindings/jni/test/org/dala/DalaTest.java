@@ -96,6 +96,18 @@ class DalaTest {
     }
 
     @Test
+    void aProxyReachesTheLibrary() {
+        try (Store s = newStore("s")) {
+            // The proxy URL goes to the C API as it is: a malformed one is refused there, before any connection.
+            DalaException.InvalidArgument e = assertThrows(DalaException.InvalidArgument.class,
+                    () -> s.sync().throughProxy("socks4://127.0.0.1:9050").runOnce(5_000, null));
+            assertTrue(e.getMessage().contains("socks5h://"), e.getMessage());
+            assertThrows(DalaException.InvalidArgument.class,
+                    () -> s.sync().throughProxy("socks5h://127.0.0.1").startSession(5_000, null, null));
+        }
+    }
+
+    @Test
     void nullAndEmptyArgumentsAreRefusedClearly() {
         assertThrows(DalaException.InvalidArgument.class, () -> Store.create(null, pass("x"), FAST));
         assertThrows(DalaException.InvalidArgument.class, () -> Store.create(tmp.resolve("a").toString(), null, FAST));
