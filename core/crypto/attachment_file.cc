@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "base/fsutil.h"
+#include "base/padding.h"
 #include "crypto/chunk_tree.h"
 
 namespace dala::attachment {
@@ -17,6 +18,8 @@ constexpr size_t kHeader = crypto_secretstream_xchacha20poly1305_HEADERBYTES;
 constexpr size_t kAbytes = crypto_secretstream_xchacha20poly1305_ABYTES;
 
 }  // namespace
+
+uint64_t PaddedSize(uint64_t size) { return PadmeLength(size, 4096); }
 
 uint64_t CiphertextSize(uint64_t plain) {
   // The last piece is the FINAL one: it holds 1..kPiece bytes, or 0 for an empty attachment.
@@ -64,6 +67,10 @@ Status Writer::Write(std::span<const uint8_t> data) {
     return {Code::kInvalidArgument, "the attachment is larger than Dala accepts (64 GiB)"};
   crypto_generichash_update(&plain_hash_, data.data(), data.size());
   plain_size_ += data.size();
+  return Append(data);
+}
+
+Status Writer::Append(std::span<const uint8_t> data) {
   // A full piece is written only once more data follows, so the FINAL piece is never a full piece that
   // already went out as a plain message.
   while (!data.empty()) {
@@ -86,6 +93,14 @@ Status Writer::Write(std::span<const uint8_t> data) {
 
 Result<Finished> Writer::Finish() {
   if (done_ || fd_ < 0) return Status(Code::kState, "this attachment writer is finished");
+  // Zeros up to the padded size (encrypted like the rest): the file's size says little about the
+  // attachment's.
+  static const std::vector<uint8_t> kZeros(kPiece, 0);
+  for (uint64_t pad = PaddedSize(plain_size_) - plain_size_; pad > 0;) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(pad, kZeros.size()));
+    DALA_RETURN_IF_ERROR(Append({kZeros.data(), n}));
+    pad -= n;
+  }
   // The writer keeps a full piece until it knows more follows, so what is left here is 0..kPiece bytes.
   DALA_RETURN_IF_ERROR(Put(piece_.data(), fill_, crypto_secretstream_xchacha20poly1305_TAG_FINAL));
   fill_ = 0;
@@ -115,6 +130,12 @@ Result<std::unique_ptr<Reader>> Reader::Open(const std::string& path, std::span<
     return fs::FromErrno(errno, "open", path);
   }
   r->expect_ = expect;
+  // Padded (PaddedSize) or, written before padding, not: the file's size tells which layout to read. A
+  // file of another size is read as the nearer one and fails there, naming what is wrong.
+  struct stat sb;
+  if (::fstat(fileno(r->f_), &sb) != 0) return fs::FromErrno(errno, "inspect", path);
+  const uint64_t padded = PaddedSize(expect.size);
+  r->total_ = static_cast<uint64_t>(sb.st_size) > CiphertextSize(expect.size) ? padded : expect.size;
   r->tree_ = ChunkTree(expect.chunk_size);
   uint8_t header[kHeader];
   if (std::fread(header, 1, sizeof header, r->f_) != sizeof header)
@@ -135,7 +156,7 @@ Reader::~Reader() {
 // The recorded size fixes the layout: every piece but the last holds kPiece bytes, the last (FINAL) one
 // the rest. Reading exactly that much tells truncation, reordering and trailing data apart.
 Status Reader::NextPiece() {
-  const uint64_t left = expect_.size - plain_;
+  const uint64_t left = total_ - plain_;
   const bool last = left <= kPiece;
   const size_t want = static_cast<size_t>(last ? left : kPiece) + kAbytes;
   size_t n = std::fread(in_.data(), 1, want, f_);
@@ -154,9 +175,13 @@ Status Reader::NextPiece() {
     final_ = true;
     if (std::fgetc(f_) != EOF) return {Code::kVerify, "the attachment file has data after its end (altered)"};
   }
-  crypto_generichash_update(&plain_hash_, piece_.data(), mlen);
+  // The attachment's bytes, then (in the last pieces) zeros that must be zeros.
+  const uint64_t real = std::min<uint64_t>(mlen, expect_.size - std::min(plain_, expect_.size));
+  if (real < mlen && !sodium_is_zero(piece_.data() + real, static_cast<size_t>(mlen - real)))
+    return {Code::kVerify, "the attachment file's padding is not zeros (altered)"};
+  crypto_generichash_update(&plain_hash_, piece_.data(), static_cast<size_t>(real));
   plain_ += mlen;
-  piece_len_ = static_cast<size_t>(mlen);
+  piece_len_ = static_cast<size_t>(real);
   piece_pos_ = 0;
   return Status::Ok();
 }
@@ -166,11 +191,11 @@ Result<size_t> Reader::Read(std::span<uint8_t> out) {
   while (piece_pos_ == piece_len_) {
     if (final_) {
       if (!verified_) {
-        if (plain_ != expect_.size)
+        if (plain_ != total_)
           return Status(Code::kVerify, "the attachment's size differs from what was recorded (altered)");
         crypto::Hash h;
         crypto_generichash_final(&plain_hash_, h.data(), h.size());
-        if (h != expect_.plaintext_hash)
+        if (expect_.check_plaintext_hash && h != expect_.plaintext_hash)
           return Status(Code::kVerify, "the attachment's plaintext hash differs from what was recorded (altered)");
         if (expect_.check_root && tree_.Finish() != expect_.root)
           return Status(Code::kVerify, "the attachment's ciphertext hash differs from the signed one (altered)");

@@ -26,8 +26,11 @@ namespace dala::attachment {
 inline constexpr size_t kPiece = 64 * 1024;            // plaintext bytes per secretstream message
 inline constexpr uint64_t kMaxCiphertext = 64ull << 30;  // 64 GiB
 
-// Ciphertext size of an attachment with `plain` plaintext bytes.
+// Ciphertext size of an attachment file holding `plain` plaintext bytes (padding included).
 uint64_t CiphertextSize(uint64_t plain);
+// The plaintext an attachment of `size` bytes is padded to with zeros before encryption: its Padmé length,
+// at least 4 KiB (docs/storage-format.md, "Attachment files"). Files written before padding hold `size`.
+uint64_t PaddedSize(uint64_t size);
 
 // Everything the store records when a capture finishes.
 struct Finished {
@@ -46,12 +49,13 @@ class Writer {
  public:
   static Result<std::unique_ptr<Writer>> Create(const std::string& path, std::string mime);
   ~Writer();  // an unfinished writer removes its file
-  Status Write(std::span<const uint8_t> data);
+  Status Write(std::span<const uint8_t> data);  // the attachment's bytes (hashed, counted)
   // Encrypts the rest, makes the file durable and returns what to record. The writer is done after it.
   Result<Finished> Finish();
 
  private:
   Writer() = default;
+  Status Append(std::span<const uint8_t> data);  // into pieces, encrypted as they fill (data and padding)
   Status Put(const uint8_t* data, size_t n, uint8_t tag);
   std::string path_;
   int fd_ = -1;
@@ -77,6 +81,8 @@ class Reader {
     bool check_root = false;
     uint32_t chunk_size = kUploadChunk;
     crypto::Hash root{};
+    // false: the caller checks the plaintext's hash itself (a re-key hashes it as it writes it again).
+    bool check_plaintext_hash = true;
   };
   static Result<std::unique_ptr<Reader>> Open(const std::string& path, std::span<const uint8_t> key, Expect expect);
   ~Reader();
@@ -93,8 +99,9 @@ class Reader {
   ChunkTree tree_;
   std::vector<uint8_t> in_;
   SecretBuffer piece_{kPiece};
-  size_t piece_len_ = 0, piece_pos_ = 0;
-  uint64_t plain_ = 0;
+  size_t piece_len_ = 0, piece_pos_ = 0;  // of the attachment's bytes in the piece (padding excluded)
+  uint64_t plain_ = 0;                     // plaintext decrypted so far, padding included
+  uint64_t total_ = 0;                     // the file's plaintext: expect.size, or PaddedSize(expect.size)
   bool final_ = false, verified_ = false;
 };
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/padding.h"
 #include "format/manifest.h"
 
 namespace dala::envelope {
@@ -91,12 +92,20 @@ Result<std::string> Seal(const SigningKey& device, const Header& header,
   body.set_nonce(nonce, sizeof nonce);
   const crypto::Hash commitment = KeyCommitment(content_key);
   body.set_key_commitment(commitment.data(), commitment.size());
-  std::string ct(plaintext.size() + crypto_aead_xchacha20poly1305_ietf_ABYTES, '\0');
+  // The signed report, padded (ISO/IEC 7816-4, sodium_pad) to its Padmé length: the envelope's size says
+  // little about the report's (docs/protocol.md, "Padding").
+  const size_t bucket = PadmeLength(plaintext.size() + 1, kEnvelopeMinimum);
+  SecretBuffer padded(bucket);
+  std::memcpy(padded.data(), plaintext.data(), plaintext.size());
+  size_t padded_len = 0;
+  if (sodium_pad(&padded_len, padded.data(), plaintext.size(), bucket, bucket) != 0 || padded_len != bucket)
+    return Status(Code::kInternal, "padding the report failed");
+  body.set_padded(true);
+  std::string ct(padded_len + crypto_aead_xchacha20poly1305_ietf_ABYTES, '\0');
   auto ad = EnvelopeAd(header);
   unsigned long long clen = 0;
-  crypto_aead_xchacha20poly1305_ietf_encrypt(reinterpret_cast<uint8_t*>(ct.data()), &clen, plaintext.data(),
-                                             plaintext.size(), ad.data(), ad.size(), nullptr, nonce,
-                                             content_key.data());
+  crypto_aead_xchacha20poly1305_ietf_encrypt(reinterpret_cast<uint8_t*>(ct.data()), &clen, padded.data(),
+                                             padded_len, ad.data(), ad.size(), nullptr, nonce, content_key.data());
   body.set_ciphertext(std::move(ct));
 
   v1::SealedEnvelope env;
@@ -173,6 +182,13 @@ Status OpenToScratch(std::span<const uint8_t> envelope, const BoxKeyPair& recipi
                                                  reinterpret_cast<const uint8_t*>(body.nonce().data()),
                                                  content_key.data()) != 0)
     return Status(Code::kVerify, "the envelope's content failed authentication (altered)");
+  if (body.padded()) {
+    size_t unpadded = 0;
+    if (n == 0 || sodium_unpad(&unpadded, plain, n, n) != 0)
+      return Status(Code::kVerify, "the envelope's content is not padded as it says (forged)");
+    *len = unpadded;
+    return Status::Ok();
+  }
   *len = n;
   return Status::Ok();
 }

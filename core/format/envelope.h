@@ -21,6 +21,8 @@ namespace dala::envelope {
 
 inline constexpr std::string_view kDomain = "dala/v2/envelope";
 inline constexpr std::string_view kDomainKeyCommitment = "dala/v2/envelope-key";
+// The smallest padded report: every short report looks alike.
+inline constexpr size_t kEnvelopeMinimum = 1024;
 
 struct Header {
   ReportId report_id{};

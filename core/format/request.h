@@ -12,6 +12,8 @@
 namespace dala::protocol {
 
 inline constexpr std::string_view kDomainRequest = "dala/v2/request";
+// The smallest padded signed request (docs/protocol.md, "Padding").
+inline constexpr size_t kRequestMinimum = 512;
 
 // Serialized SignedRequest.
 std::string SignRequest(const crypto::SigningKey& device, const v1::Request& request);

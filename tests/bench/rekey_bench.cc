@@ -37,6 +37,7 @@ void Check(dala_status st, dala_error* e, const char* what) {
 uint64_t CopyTree(const std::string& from, const std::string& to) {
   uint64_t bytes = 0;
   std::vector<char> buf(1 << 20);
+  std::filesystem::create_directories(to);
   for (auto& e : std::filesystem::recursive_directory_iterator(from)) {
     auto rel = std::filesystem::relative(e.path(), from);
     if (e.is_directory()) {
@@ -45,6 +46,7 @@ uint64_t CopyTree(const std::string& from, const std::string& to) {
     }
     int in = ::open(e.path().c_str(), O_RDONLY);
     int out = ::open((std::filesystem::path(to) / rel).c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (in < 0 || out < 0) std::abort();
     for (;;) {
       ssize_t n = ::read(in, buf.data(), buf.size());
       if (n <= 0) break;

@@ -3,6 +3,7 @@
 // are reached), bit 1 asks for the desk purpose instead of the store's, bit 2 unwraps with a passphrase
 // instead of a platform key (only when the file records the cheapest Argon2id cost: a damaged file may
 // ask for up to 1 GiB). Wrong inputs must be told apart (damaged, wrong key, wrong kind), never crash.
+#include "crypto/store_key_file.h"
 #include "fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -28,5 +29,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto secret = UnwrapSecret(purpose, file, cred);
   if (secret.ok() && secret->size() != kWrappedSecretSize) std::abort();
   if (!secret.ok() && secret.status().code() == Code::kOk) std::abort();
+  // The store's key file (format 2, 160 bytes): any bytes are either a wrong key (or damaged: the same
+  // answer) or the wrong size; with the platform key it never crashes whatever the slots hold.
+  auto store = OpenStoreKeyFile(file, fuzz::FixedRawKey(), KdfParams{});
+  if (store.ok() && store->secret.size() != 32) std::abort();
+  if (!store.ok() && store.status().code() != (file.size() == kStoreKeyFileSize ? Code::kWrongKey : Code::kCorrupt))
+    std::abort();
   return 0;
 }

@@ -28,7 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::string_view body = in.Rest();
       std::optional<uint64_t> declared;
       if (sel & 16) declared = body.size() + 1;
-      fuzz::CheckAnswer(server.HandleUpload(encoding::Base64Url(crypto::Bytes(signed_request)), body, declared));
+      fuzz::CheckAnswer(server.HandleUpload("Bearer " + encoding::Base64Url(crypto::Bytes(signed_request)), body, declared));
       break;
     }
     default:

@@ -233,7 +233,7 @@ int main(int argc, char** argv) {
   Put("fuzz_server_http", "push", 0, protocol::SignRequest(device, push));
   Put("fuzz_server_http", "enrol", 4, protocol::SignRequest(device, enrol));
   Put("fuzz_server_http", "health", 1 | 8, "");
-  const std::string header = encoding::Base64Url(crypto::Bytes(protocol::SignRequest(device, up1)));
+  const std::string header = "Bearer " + encoding::Base64Url(crypto::Bytes(protocol::SignRequest(device, up1)));
   Put("fuzz_server_http", "upload", 12, U16(header.size()) + header + std::string(std::string_view(ct).substr(65536)));
 
   // Sync plans: every answer passed on; the first answer's body replaced; a flipped byte in the second;

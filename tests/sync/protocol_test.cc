@@ -2097,7 +2097,7 @@ TEST(Organisation, ARevokedServerAcceptsNothingMore) {
   up.set_server_key(w.server->server_key().data(), 32);
   up.mutable_upload()->set_attachment_id(std::string(16, 'a'));
   up.mutable_upload()->set_length(0);
-  auto answer = w.server->HandleUpload(encoding::Base64Url(crypto::Bytes(protocol::SignRequest(dev, up))), "", 0);
+  auto answer = w.server->HandleUpload("Bearer " + encoding::Base64Url(crypto::Bytes(protocol::SignRequest(dev, up))), "", 0);
   EXPECT_EQ(answer.status, 403);
   EXPECT_NE(answer.body.find("no longer authorises"), std::string::npos);
 }
@@ -2453,12 +2453,13 @@ TEST(Media, UploadRequestsThatDoNotFitAreRefused) {
     up->set_attachment_id(id);
     up->set_offset(offset);
     up->set_length(length);
-    return encoding::Base64Url(crypto::Bytes(phone->SignRequest(req)));
+    return "Bearer " + encoding::Base64Url(crypto::Bytes(phone->SignRequest(req)));
   };
   std::string id(reinterpret_cast<const char*>(m.attachments[0].id.data()), 16);
   auto code = [](const server::HttpResult& r) { return Answer(r.body); };
   EXPECT_EQ(w.server->HandleUpload("", "abc").status, 400);
   EXPECT_EQ(w.server->HandleUpload("not base64 !", "abc").status, 400);
+  EXPECT_EQ(w.server->HandleUpload(sign(0, 3, id).substr(7), "abc").status, 400);  // without its "Bearer "
   EXPECT_EQ(w.server->HandleUpload(sign(0, 5, id), "abc").status, 400);  // length differs from the body
   // Complete already: nothing to do, the server says so without reading more.
   auto done = code(w.server->HandleUpload(sign(0, 3, id), "abc"));
@@ -2474,7 +2475,7 @@ TEST(Media, UploadRequestsThatDoNotFitAreRefused) {
   req.set_server_key(w.server->server_key().data(), 32);
   req.mutable_upload()->set_attachment_id(id);
   req.mutable_upload()->set_length(3);
-  auto theirs = code(w.server->HandleUpload(encoding::Base64Url(crypto::Bytes(other->SignRequest(req))), "abc"));
+  auto theirs = code(w.server->HandleUpload("Bearer " + encoding::Base64Url(crypto::Bytes(other->SignRequest(req))), "abc"));
   EXPECT_EQ(theirs.upload().code(), v1::UPLOAD_UNKNOWN);
 }
 
@@ -2589,7 +2590,7 @@ TEST(Sync, ARejectionCanBeRetriedAndAReplayedRejectionIsIgnored) {
   World w;
   w.server.reset();
   server::ServerLimits tight;
-  tight.max_envelope_bytes = 600;  // a report larger than this is refused (the operator raises it later)
+  tight.max_envelope_bytes = 1600;  // a report larger than this is refused (the operator raises it later)
   w.server = std::move(server::ServerCore::Open(w.t.sub("server"), tight)).value();
   w.net = std::make_unique<LoopTransport>(w.server.get());
   auto phone = w.Phone("phone");

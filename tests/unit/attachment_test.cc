@@ -81,7 +81,7 @@ TEST(Attachment, RoundTripsAtEverySizeBoundary) {
       auto data = Pattern(n, static_cast<uint32_t>(n + step));
       AttachmentInfo info = f.Capture(r.id(), data, step);
       EXPECT_EQ(info.size, n);
-      EXPECT_EQ(info.ciphertext_size, attachment::CiphertextSize(n));
+      EXPECT_EQ(info.ciphertext_size, attachment::CiphertextSize(attachment::PaddedSize(n)));
       EXPECT_EQ(info.plaintext_hash, crypto::Blake2b256(data));
       EXPECT_EQ(std::filesystem::file_size(f.FileOf(info.id)), info.ciphertext_size);
       auto back = f.ReadAll(info.id);

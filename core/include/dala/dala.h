@@ -171,7 +171,7 @@ typedef void (*dala_rekey_progress_fn)(void *context, int phase, uint64_t done, 
 /* Any thread, with no handle open on the store. Re-keys: every attachment file that no signature binds
    (those of drafts) is encrypted again under a new file key, the database is copied under a new key, and
    the key file then wraps that key under new_credential (the commit point; the old key file's bytes are
-   overwritten, and so are the old database's and old attachment files'). Killed at any point, the store
+   overwritten, and so are the old database's). Killed at any point, the store
    opens with one credential or the other and loses nothing; called again, it goes on where it stopped.
    Afterwards an old key file with the old credential opens none of the store's files. Takes about as
    long as copying the store's bytes two or three times (docs/storage-format.md, "Re-keying"); use

@@ -18,13 +18,28 @@ SignedHead = S(head=(1,B,F), sig=(2,B,F))
 PhoneReceipt = S(receipt=(1,B,F), sig=(2,B,F), leaf_index=(3,U,F), inclusion_proof=(4,B,T), log_head=(5,B,F))
 Entry = S(envelope=(1,B,F), receipt=(2,B,F))
 Enrolment = S(device_key=(1,B,F), invite=(2,B,F), proof=(3,B,F), enrolled_ms=(4,I64,F))
-EnvBody = S(report_id=(1,B,F), version=(2,U32,F), device_key=(3,B,F), keys=(4,B,T), nonce=(5,B,F), ciphertext=(6,B,F), attachments=(7,B,T), key_commitment=(8,B,F))
+EnvBody = S(report_id=(1,B,F), version=(2,U32,F), device_key=(3,B,F), keys=(4,B,T), nonce=(5,B,F), ciphertext=(6,B,F), attachments=(7,B,T), key_commitment=(8,B,F), padded=(9,U,F))
 Wrapped = S(recipient=(1,B,F), sealed_key=(2,B,F))
 Manifest = S(attachment_id=(1,B,F), size=(2,U,F), chunk_size=(3,U32,F), root=(4,B,F), chunk_hashes=(5,B,F))
 Content = S(report_id=(1,B,F), version=(2,U32,F), form=(3,STR,F), form_version=(4,U32,F), previous_hash=(8,B,F), attachments=(9,B,T), created_ms=(10,I64,F), sealed_ms=(11,I64,F), device_key=(12,B,F))
 AttRef = S(attachment_id=(1,B,F), mime_type=(2,STR,F), size=(3,U,F), plaintext_hash=(4,B,F), ciphertext_hash=(5,B,F), key=(6,B,F), ciphertext_size=(7,U,F))
 
 def log(*a): print(*a, file=sys.stderr)
+
+# docs/protocol.md, "Padding": Padmé (PURBs): keep the top floor(log2(floor(log2 L))) + 1 bits of L, round up.
+def padme(n, minimum):
+    if n <= minimum: return minimum
+    e = n.bit_length() - 1
+    last = e - e.bit_length()
+    if last <= 0: return n
+    mask = (1 << last) - 1
+    return (n + mask) & ~mask
+
+def unpad_iso7816(b):
+    """0x80 then zeros at the end (sodium_pad); None if not so."""
+    i = len(b) - 1
+    while i >= 0 and b[i] == 0: i -= 1
+    return b[:i] if i >= 0 and b[i] == 0x80 else None
 
 # (1) key file
 def open_key(path, passphrase=None, master=None):
@@ -97,6 +112,9 @@ def open_envelope(env, recips):
             ad = b"dala/v2/envelope-aead" + body["report_id"] + struct.pack("<I", body["version"]) + body["device_key"]
             plain = na.aead_dec(body["ciphertext"], ad, body["nonce"], key)
             if plain is None: return body, None, None, "aead"
+            if body["padded"]:
+                plain = unpad_iso7816(plain)
+                if plain is None: return body, None, None, "padding"
             sr = msg(plain, Signed2); c = msg(sr["a"], Content)
             if not na.verify(body["device_key"], "dala/v1/report", sr["a"], sr["sig"]): return body, None, None, "inner sig"
             if (c["report_id"], c["version"], c["device_key"]) != (body["report_id"], body["version"], body["device_key"]):
@@ -134,8 +152,11 @@ def attachment_check(path, ref, man):
     ss = na.SecretStream(data[:24], ref["key"])
     if not ss.ok: return "header"
     pos = 24; plain = b""; PIECE = 65536
+    # Padded with zeros to padme(size, 4096) (docs/storage-format.md); files written before padding are not.
+    def ct_size(p): return 24 + p + max(1, -(-p // PIECE)) * 17
+    total = padme(ref["size"], 4096) if len(data) > ct_size(ref["size"]) else ref["size"]
     while True:
-        left = ref["size"] - len(plain)
+        left = total - len(plain)
         last = left <= PIECE
         n = (left if last else PIECE) + 17
         piece = data[pos:pos+n]; pos += n
@@ -147,6 +168,8 @@ def attachment_check(path, ref, man):
         plain += m
         if last: break
     if pos != len(data): return "trailing"
+    if any(plain[ref["size"]:]): return "padding"
+    plain = plain[:ref["size"]]
     if na.blake2b(plain) != ref["plaintext_hash"]: return "plaintext hash"
     return None
 
