@@ -239,8 +239,10 @@ Status ReplaceFileShreddingOld(const std::string& path, std::span<const uint8_t>
   Fd old(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
   if (old.get() < 0 && errno != ENOENT) return FromErrno(errno, "open", path);
   DALA_RETURN_IF_ERROR(WriteFileAtomic(path, bytes));
-  if (old.get() < 0) return Status::Ok();
-  return OverwriteWithNoise(old.get(), path);
+  // Done: the new file is in place. Overwriting the old bytes is best effort from here (a failure must
+  // not report the replacement as failed).
+  if (old.get() >= 0) (void)OverwriteWithNoise(old.get(), path);
+  return Status::Ok();
 }
 
 }  // namespace dala::fs

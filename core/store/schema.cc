@@ -100,11 +100,6 @@ ALTER TABLE servers ADD COLUMN proof BLOB;
     R"sql(
 ALTER TABLE servers ADD COLUMN log_witness BLOB;
 )sql",
-    // 6: re-keying (issue 14): the key epoch an attachment file was last encrypted in; meta `key_epoch`
-    // is the store's, meta `rekey_target` marks a re-key in progress.
-    R"sql(
-ALTER TABLE attachments ADD COLUMN key_epoch INTEGER NOT NULL DEFAULT 0;
-)sql",
 };
 }  // namespace
 

@@ -87,13 +87,17 @@ Result<std::unique_ptr<Store>> Store::Create(const std::string& dir, const Crede
   Failpoint("create.before_key");
   DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> keyfile, NewStoreKeyFile(db_key, cred, options.kdf));
   DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(paths.key(), keyfile));
-  return OpenWithKey(dir, db_key, options);
+  DALA_ASSIGN_OR_RETURN(StoreLock lock, StoreLock::Shared(dir));
+  DALA_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, OpenWithKey(dir, db_key, options));
+  store->lock_ = std::move(lock);
+  return store;
 }
 
 Status Store::CreateDatabase(const std::string& path, const SecretBuffer& db_key, bool delete_after_delivery) {
   crypto::SigningKey device = crypto::GenerateSigningKey();
   // SQLite would create the file 0644; the -wal and -shm files take the database file's mode.
   DALA_RETURN_IF_ERROR(fs::CreatePrivateFile(path));
+  Failpoint("create_database.empty_file");
   DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(path, db_key, /*create=*/true));
   DALA_RETURN_IF_ERROR(MigrateStoreSchema(db));
   db::Txn txn(db);
@@ -103,6 +107,7 @@ Status Store::CreateDatabase(const std::string& path, const SecretBuffer& db_key
   DALA_RETURN_IF_ERROR(PutMetaInt(db, kMetaDeleteAfterDelivery, delete_after_delivery ? 1 : 0));
   DALA_RETURN_IF_ERROR(PutMetaInt(db, kMetaCreated, SystemNowMs()));
   DALA_RETURN_IF_ERROR(txn.Commit());
+  DALA_RETURN_IF_ERROR(db.CheckpointTruncate());  // whole in its file before anything names it
   return CheckHeaderEncrypted(path);
 }
 
@@ -111,8 +116,14 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, const Credent
   DALA_RETURN_IF_ERROR(ValidateCredential(cred));
   DALA_RETURN_IF_ERROR(ValidateFileNames(options.names));
   if (dir.empty()) return Status(Code::kInvalidArgument, "the store directory must not be empty");
+  StoreLock lock;
+  if (fs::IsDirectory(dir)) {
+    DALA_ASSIGN_OR_RETURN(lock, StoreLock::Shared(dir));
+  }
   DALA_ASSIGN_OR_RETURN(Unlocked unlocked, Unlock(StorePaths(dir, options.names), cred, options));
-  return OpenWithKey(dir, unlocked.db_key, options);
+  DALA_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, OpenWithKey(dir, unlocked.db_key, options));
+  store->lock_ = std::move(lock);
+  return store;
 }
 
 Result<std::unique_ptr<Store>> Store::OpenWithKey(const std::string& dir, const SecretBuffer& db_key,

@@ -20,6 +20,7 @@
 #include "crypto/keyfile.h"
 #include "format/report.h"
 #include "base/status.h"
+#include "store/store_lock.h"
 #include "store/store_paths.h"
 
 namespace dala {
@@ -146,9 +147,9 @@ struct OutboxStats {
 // The retry reason the sync engine records when no server could be reached.
 inline constexpr char kOfflineReason[] = "offline";
 
-// Re-key progress: attachments (plaintext bytes re-encrypted of the total), then the database (0 of 1,
-// then 1 of 1 when the new key is in place).
-enum class RekeyPhase { kAttachments = 1, kDatabase = 2 };
+// Re-key progress: the database copied under the new key (0 of 1, then 1 of 1), then the drafts'
+// attachments (plaintext bytes encrypted again, of the total).
+enum class RekeyPhase { kDatabase = 1, kAttachments = 2 };
 using RekeyProgressFn = std::function<void(RekeyPhase phase, uint64_t done, uint64_t total)>;
 
 class Store {
@@ -273,9 +274,6 @@ class Store {
   static Status CreateDatabase(const std::string& path, const SecretBuffer& db_key, bool delete_after_delivery);
   // After the key file names the key of db_next: db_next replaces db. Idempotent.
   static Status FinishReplacement(const StorePaths& paths, const SecretBuffer& db_key);
-  // store_rekey.cc: re-encrypts the attachments whose key epoch is below `target` and that no sealed
-  // version carries.
-  Status RekeyAttachments(int64_t target, const RekeyProgressFn& progress);
 
   // *Locked: the caller holds mu_ (and, where they write, an open transaction).
   Result<uint64_t> NextCounterLocked();
@@ -322,6 +320,7 @@ class Store {
   int64_t Now() const { return clock_(); }
 
   std::mutex mu_;
+  StoreLock lock_;  // shared, for the handle's lifetime (Open, Create)
   std::string dir_;
   db::Db db_;
   crypto::SigningKey device_;

@@ -8,6 +8,7 @@
 
 #include "base/failpoint.h"
 #include "base/fsutil.h"
+#include "crypto/attachment_file.h"
 #include "crypto/store_key_file.h"
 #include "store/store.h"
 
@@ -71,7 +72,7 @@ Result<Store::Unlocked> Store::Unlock(const StorePaths& paths, const Credential&
       out.db_key = SecretBuffer(32);
       randombytes_buf(out.db_key.data(), out.db_key.size());
       DALA_RETURN_IF_ERROR(RemoveDatabase(paths.db_next()));
-      DALA_RETURN_IF_ERROR(CreateDatabase(paths.db_next(), out.db_key, false));
+      DALA_RETURN_IF_ERROR(CreateDatabase(paths.db_next(), out.db_key, options.delete_after_delivery));
       Failpoint("duress.before_key");
       out.file = ClearSlot(SealSlot(file, KeySlot::kStore, out.kek, out.db_key), KeySlot::kDuress);
       DALA_RETURN_IF_ERROR(fs::ReplaceFileShreddingOld(paths.key(), out.file));
@@ -85,22 +86,45 @@ Result<Store::Unlocked> Store::Unlock(const StorePaths& paths, const Credential&
   return out;
 }
 
-// db_next exists after a duress open or a re-key was cut short. If it opens with the key the key file
-// holds, the key file was replaced (committed): it takes the database's place. Otherwise it never became
-// the store and goes.
+namespace {
+
+// Whether the database at `path` opens with `key` and is a whole store: its schema written and its device
+// identity in it (an empty or half-written file, or one a crash rolled back to nothing, is not).
+Result<bool> IsWholeStore(const std::string& path, const SecretBuffer& key) {
+  if (!fs::Exists(path)) return false;
+  auto db = db::Db::Open(path, key, /*create=*/false);
+  if (!db.ok()) {
+    if (db.status().code() == Code::kCorrupt || db.status().code() == Code::kWrongKey) return false;
+    return db.status();
+  }
+  auto version = db->Prepare("PRAGMA user_version;");
+  if (!version.ok()) return false;
+  auto row = version->Step();
+  if (!row.ok() || !*row || version->Int(0) < 1) return false;
+  version = db::Stmt();
+  auto device = db->Prepare("SELECT length(value) FROM meta WHERE key = 'device_secret_key'");
+  if (!device.ok()) return false;
+  row = device->Step();
+  return row.ok() && *row && device->Int(0) == 64;
+}
+
+}  // namespace
+
+// db_next exists after a duress open or a re-key was cut short. The key file decides: while the store's
+// database still opens with the key it holds, the replacement never committed and db_next goes (whatever
+// it holds: nothing, half a copy, or a whole one). Otherwise the key file holds db_next's key: once
+// db_next is a whole store under it, it takes the database's place.
 Status Store::FinishReplacement(const StorePaths& paths, const SecretBuffer& db_key) {
   if (!fs::Exists(paths.db_next())) return Status::Ok();
-  bool committed = false;
-  {
-    auto next = db::Db::Open(paths.db_next(), db_key, /*create=*/false);
-    if (next.ok()) {
-      committed = true;
-    } else if (next.status().code() != Code::kCorrupt && next.status().code() != Code::kWrongKey) {
-      return next.status();
-    }
-  }
-  if (!committed) return RemoveDatabase(paths.db_next());
-  // The old database's log goes first: beside the new database it would be applied to it.
+  DALA_ASSIGN_OR_RETURN(bool old_opens, IsWholeStore(paths.db(), db_key));
+  if (old_opens) return RemoveDatabase(paths.db_next());
+  DALA_ASSIGN_OR_RETURN(bool next_whole, IsWholeStore(paths.db_next(), db_key));
+  if (!next_whole)
+    return Status(Code::kCorrupt, "the store's database does not open with its key; restore it from a backup");
+  // Its log was checkpointed into it before the key file changed; one left beside it (or the old
+  // database's) would be applied to the wrong file.
+  if (fs::Exists(paths.db_next() + "-wal") && attachment::FileSize(paths.db_next() + "-wal") > 0)
+    return Status(Code::kCorrupt, "the new database's log was not written into it; restore the store from a backup");
   DALA_RETURN_IF_ERROR(fs::RemoveFile(paths.db() + "-wal"));
   DALA_RETURN_IF_ERROR(fs::RemoveFile(paths.db() + "-shm"));
   DALA_RETURN_IF_ERROR(fs::RemoveFile(paths.db() + "-journal"));

@@ -1,5 +1,6 @@
 #include "client/http_transport.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <openssl/x509.h>
 #include <unistd.h>
@@ -42,9 +43,10 @@ Result<Url> ParseUrl(const std::string& s) {
   if (s.rfind("http://", 0) == 0) rest = s.substr(7);
   else if (s.rfind("https://", 0) == 0) { u.tls = true; rest = s.substr(8); }
   else return Status(Code::kInvalidArgument, "a server address must start with http:// or https://");
-  auto slash = rest.find('/');
+  // The host ends at the path, the query or the fragment (an ".onion?x" host is still an onion).
+  auto slash = rest.find_first_of("/?#");
   std::string hostport = rest.substr(0, slash);
-  u.prefix = slash == std::string::npos ? "" : rest.substr(slash);
+  u.prefix = slash == std::string::npos || rest[slash] != '/' ? "" : rest.substr(slash);
   while (!u.prefix.empty() && u.prefix.back() == '/') u.prefix.pop_back();
   if (!hostport.empty() && hostport[0] == '[') {  // [v6]:port
     auto close = hostport.find(']');
@@ -165,9 +167,21 @@ struct HttpTransport::Impl {
     if (error.empty() && (in[0] != 5 || in[1] != 0))
       error = "is not a SOCKS5 proxy that takes connections without authentication";
     if (error.empty()) {
-      // CONNECT, reserved, a domain name (never an address resolved here), the port.
-      std::vector<uint8_t> req = {5, 1, 0, 3, static_cast<uint8_t>(u.host.size())};
-      req.insert(req.end(), u.host.begin(), u.host.end());
+      // CONNECT, reserved, the address: an IP literal as such, a name as a domain name (never resolved
+      // here), then the port.
+      std::vector<uint8_t> req = {5, 1, 0};
+      uint8_t ip[16];
+      if (::inet_pton(AF_INET, u.host.c_str(), ip) == 1) {
+        req.push_back(1);
+        req.insert(req.end(), ip, ip + 4);
+      } else if (::inet_pton(AF_INET6, u.host.c_str(), ip) == 1) {
+        req.push_back(4);
+        req.insert(req.end(), ip, ip + 16);
+      } else {
+        req.push_back(3);
+        req.push_back(static_cast<uint8_t>(u.host.size()));
+        req.insert(req.end(), u.host.begin(), u.host.end());
+      }
       int port = std::stoi(u.port);
       req.push_back(static_cast<uint8_t>(port >> 8));
       req.push_back(static_cast<uint8_t>(port & 0xff));

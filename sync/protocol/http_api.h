@@ -15,7 +15,7 @@ inline constexpr char kPathUpload[] = "/v2/upload";
 // Dala 0.1 spoke protocol 1 under /v1/: its phones are told, with 410 Gone, what to do.
 inline constexpr std::string_view kPathOldProtocol = "/v1/";
 inline constexpr char kOldProtocolMessage[] =
-    "this server speaks Dala protocol 2: update the app, then join the organisation with a new invite";
+    "this server speaks protocol 2: update the app, then join the organisation with a new invite";  // no name
 // An upload's signed request travels as "Authorization: Bearer " + base64url(SignedRequest): a standard
 // header, so that nothing on the wire names the product (issue 14, item 7).
 inline constexpr char kUploadHeader[] = "Authorization";

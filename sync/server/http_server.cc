@@ -61,10 +61,14 @@ std::string_view Trim(std::string_view s) {
 // cannot forge its way in: hops it wrote itself are left of the ones the trusted proxies appended.
 std::string ClientAddress(const std::string& peer, std::string_view forwarded_for,
                           const std::vector<std::string>& trusted_proxies) {
+  // An IPv4 peer on a dual-stack socket reads as ::ffff:a.b.c.d; compared as a.b.c.d.
+  auto plain = [](std::string_view a) { return a.starts_with("::ffff:") && a.find('.') != a.npos ? a.substr(7) : a; };
   auto trusted = [&](std::string_view a) {
-    return std::find(trusted_proxies.begin(), trusted_proxies.end(), a) != trusted_proxies.end();
+    for (const auto& t : trusted_proxies)
+      if (plain(t) == plain(a)) return true;
+    return false;
   };
-  std::string client = peer;
+  std::string client(plain(peer));
   while (trusted(client) && !forwarded_for.empty()) {
     auto comma = forwarded_for.rfind(',');
     std::string_view hop = Trim(comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1));
@@ -235,7 +239,7 @@ struct HttpServer::Impl {
       if (hec) {
         if (hec != http::error::end_of_stream && hec != beast::error::timeout && hec != asio::error::eof &&
             hec != asio::error::operation_aborted)
-          Log("info", "\"event\":\"bad_header\"" + Peer(peer) + ",\"error\":" + Q(hec.message()));
+          Log("info", "\"event\":\"bad_header\"" + Peer(peer) + ",\"error\":" + Q(hec.message()));  // no header to read
         co_return;
       }
       conn.busy = true;
@@ -245,10 +249,15 @@ struct HttpServer::Impl {
       HttpResult result;
       bool keep_alive = false, linger = false;
       std::string method(head.get().method_string()), target(head.get().target());
-      const std::string client =
-          opt.log_client_addresses
-              ? ClientAddress(peer, head.get()["X-Forwarded-For"], opt.trusted_proxies)
-              : std::string();
+      std::string client;
+      if (opt.log_client_addresses) {
+        // Every X-Forwarded-For line, in order (a proxy may append its own line rather than extend one).
+        std::string forwarded;
+        auto range = head.get().equal_range("X-Forwarded-For");
+        for (auto it = range.first; it != range.second; ++it)
+          forwarded += (forwarded.empty() ? "" : ",") + std::string(it->value());
+        client = ClientAddress(peer, forwarded, opt.trusted_proxies);
+      }
       size_t bn = 0;
       if (target == protocol::kPathUpload && head.get().method() == http::verb::post) {
         // Streamed: one chunk in memory at a time, each verified and made durable before the next.
@@ -284,7 +293,7 @@ struct HttpServer::Impl {
           result = {411, "text/plain", "a request body needs a Content-Length\n"};
           linger = true;
         } else if (over_budget) {
-          Log("warn", "\"event\":\"body_budget\"" + Peer(peer) + ",\"bytes\":" + std::to_string(*declared));
+          Log("warn", "\"event\":\"body_budget\"" + Peer(client) + ",\"bytes\":" + std::to_string(*declared));
           result = {503, "text/plain", "the server is busy; try again later\n"};
           linger = true;
         } else if (too_large) {

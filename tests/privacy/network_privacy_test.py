@@ -143,6 +143,17 @@ def main():
         rc, _, _, _ = sync(dala, phone6, timeout=4)
         check("an unreachable https address does not fall back to http (exit 5)", rc == 5, f"rc {rc}")
 
+        # 6b. Nothing else names the product either: 0.1's paths, the root, an unknown path.
+        for path in ("/v1/health", "/v1/push", "/", "/nowhere"):
+            c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            c.request("GET", path)
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            check(f"GET {path}: nothing in the answer names the product",
+                  b"dala" not in body.lower() and not any("dala" in f"{k}{v}".lower() for k, v in r.getheaders()),
+                  body[:120])
+
         # 6. Health says only that the server is up; client addresses and X-Forwarded-For.
         c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         c.request("GET", "/v2/health", headers={"X-Forwarded-For": "203.0.113.9"})
@@ -155,11 +166,19 @@ def main():
         c.request("GET", "/v2/health", headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.44"})
         c.getresponse().read()
         c.close()
+        # A client's forged line first, then the line the proxy appended (as HAProxy's forwardfor does).
+        c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10, source_address=("127.0.0.2", 0))
+        c.putrequest("GET", "/v2/health")
+        c.putheader("X-Forwarded-For", "6.6.6.6")
+        c.putheader("X-Forwarded-For", "192.0.2.77")
+        c.endheaders()
+        c.getresponse().read()
+        c.close()
         time.sleep(0.2)
         lines = [json.loads(line) for line in open(log_path, encoding="utf-8") if '"path":"/v2/health"' in line]
         peers = [entry.get("peer") for entry in lines]
-        check("X-Forwarded-For from an untrusted peer is ignored; from the trusted proxy, its last hop is logged",
-              peers == ["127.0.0.1", "203.0.113.44"], peers)
+        check("X-Forwarded-For from an untrusted peer is ignored; from the trusted proxy, its last hop is logged, "
+              "across header lines", peers == ["127.0.0.1", "203.0.113.44", "192.0.2.77"], peers)
     finally:
         proc.terminate()
         proc.wait(20)

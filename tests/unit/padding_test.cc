@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "base/padding.h"
@@ -88,6 +92,87 @@ TEST(Padding, SignedRequestsOfNearbySizesAreTheSameSize) {
     EXPECT_EQ(PadmeLength(got, protocol::kRequestMinimum), got) << n;
     EXPECT_LE(got, n + n / 8 + 200) << n;
   }
+}
+
+// An envelope that says it is padded and is not (the device signed it, the content key is right) does not
+// open: unpadding is checked, not assumed.
+TEST(Padding, AnEnvelopeWhosePaddingIsWrongDoesNotOpen) {
+  crypto::SigningKey dev = crypto::GenerateSigningKey();
+  crypto::BoxKeyPair org = crypto::GenerateBoxKeyPair();
+  envelope::Header h;
+  randombytes_buf(h.report_id.data(), 16);
+  h.version = 1;
+  h.device_key = dev.public_key;
+  auto env = envelope::Seal(dev, h, crypto::Bytes(std::string(100, 'r')), std::vector<crypto::PublicKey>{org.public_key});
+  ASSERT_TRUE(env.ok());
+  // Re-made as a forger holding the device key would: the same content key, the padding's 0x80 removed.
+  v1::SealedEnvelope se;
+  ASSERT_TRUE(se.ParseFromString(*env));
+  v1::EnvelopeBody body;
+  ASSERT_TRUE(body.ParseFromString(se.body()));
+  uint8_t key[32];
+  ASSERT_EQ(crypto_box_seal_open(key, reinterpret_cast<const uint8_t*>(body.keys(0).sealed_key().data()),
+                                 body.keys(0).sealed_key().size(), org.public_key.data(), org.secret_key.data()),
+            0);
+  std::string ad = "dala/v2/envelope-aead";
+  ad.append(reinterpret_cast<const char*>(h.report_id.data()), 16);
+  uint8_t v[4] = {1, 0, 0, 0};
+  ad.append(reinterpret_cast<const char*>(v), 4);
+  ad.append(reinterpret_cast<const char*>(dev.public_key.data()), 32);
+  std::string plain(body.ciphertext().size() - 16, '\0');
+  unsigned long long n = 0;
+  ASSERT_EQ(crypto_aead_xchacha20poly1305_ietf_decrypt(
+                reinterpret_cast<uint8_t*>(plain.data()), &n, nullptr,
+                reinterpret_cast<const uint8_t*>(body.ciphertext().data()), body.ciphertext().size(),
+                reinterpret_cast<const uint8_t*>(ad.data()), ad.size(),
+                reinterpret_cast<const uint8_t*>(body.nonce().data()), key),
+            0)
+      << "the test's associated data is not the envelope's";
+  ASSERT_EQ(static_cast<uint8_t>(plain[100]), 0x80);
+  plain[100] = 0;  // no marker: all zeros after the report
+  std::string ct(plain.size() + 16, '\0');
+  crypto_aead_xchacha20poly1305_ietf_encrypt(reinterpret_cast<uint8_t*>(ct.data()), &n,
+                                             reinterpret_cast<const uint8_t*>(plain.data()), plain.size(),
+                                             reinterpret_cast<const uint8_t*>(ad.data()), ad.size(), nullptr,
+                                             reinterpret_cast<const uint8_t*>(body.nonce().data()), key);
+  body.set_ciphertext(ct);
+  se.set_body(body.SerializeAsString());
+  auto sig = crypto::Sign(dev, envelope::kDomain, crypto::Bytes(se.body()));
+  se.set_signature(sig.data(), sig.size());
+  envelope::Header got;
+  auto opened = envelope::Open(crypto::Bytes(se.SerializeAsString()), org, &got);
+  EXPECT_EQ(opened.status().code(), Code::kVerify);
+  EXPECT_NE(opened.status().message().find("padded"), std::string::npos) << opened.status().message();
+}
+
+// An attachment file whose padding is not zeros (written with the file's key) does not read.
+TEST(Padding, AnAttachmentWhosePaddingIsNotZerosDoesNotRead) {
+  uint8_t key[32];
+  crypto_secretstream_xchacha20poly1305_keygen(key);
+  const std::string data = "a photograph";
+  std::string plain = data + std::string(attachment::PaddedSize(data.size()) - data.size(), '\0');
+  plain[data.size() + 7] = 1;  // one byte of the padding
+  crypto_secretstream_xchacha20poly1305_state st;
+  uint8_t header[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
+  crypto_secretstream_xchacha20poly1305_init_push(&st, header, key);
+  std::string file(reinterpret_cast<const char*>(header), sizeof header);
+  std::string piece(plain.size() + crypto_secretstream_xchacha20poly1305_ABYTES, '\0');
+  crypto_secretstream_xchacha20poly1305_push(&st, reinterpret_cast<uint8_t*>(piece.data()), nullptr,
+                                             reinterpret_cast<const uint8_t*>(plain.data()), plain.size(), nullptr, 0,
+                                             crypto_secretstream_xchacha20poly1305_TAG_FINAL);
+  file += piece;
+  std::string path = std::filesystem::temp_directory_path() / ("dala-pad-" + std::to_string(getpid()));
+  { std::ofstream(path, std::ios::binary) << file; }
+  attachment::Reader::Expect expect;
+  expect.size = data.size();
+  expect.plaintext_hash = crypto::Blake2b256(crypto::Bytes(data));
+  auto reader = attachment::Reader::Open(path, std::span<const uint8_t>(key, 32), expect);
+  ASSERT_TRUE(reader.ok());
+  uint8_t buf[64];
+  auto n = (*reader)->Read(buf);
+  EXPECT_EQ(n.status().code(), Code::kVerify);
+  EXPECT_NE(n.status().message().find("padding"), std::string::npos) << n.status().message();
+  std::filesystem::remove(path);
 }
 
 TEST(Padding, AttachmentFilesOfNearbySizesAreTheSameSize) {

@@ -273,7 +273,6 @@ TEST(Duress, OpeningWithItDestroysTheStoreAndOpensAnEmptyOne) {
   auto media = fs::ListFiles(d.dir + "/" + kAttachmentDirName);
   ASSERT_TRUE(media.ok());
   EXPECT_TRUE(media->empty());
-  EXPECT_FALSE(test::TreeContains(d.dir, "REAL-"));
 }
 
 TEST(Duress, WorksWithAPlatformKeyToo) {
@@ -312,8 +311,8 @@ TEST(Duress, BadSetupsAreRefusedAndChangeNothing) {
 // Killed at each step of a duress open: the store opens afterwards with the real passphrase and loses
 // nothing (before the key file is replaced), or is the new empty store under the duress passphrase.
 TEST(Duress, KilledAtAnyStepOneStoreOrTheOther) {
-  for (const char* point : {"duress.before_key", "atomic_write.before_rename", "duress.key_replaced",
-                            "replace.before_rename"}) {
+  for (const char* point : {"create_database.empty_file", "duress.before_key", "atomic_write.before_rename",
+                            "duress.key_replaced", "replace.before_rename"}) {
     DuressStore d(Pass("real pw"), Pass("duress pw"));
     pid_t pid = fork();
     if (pid == 0) {
@@ -420,19 +419,24 @@ TEST(Rekey, TheOldKeyFileAndPassphraseOpenNothingAfterwards) {
   ASSERT_TRUE(old_key.ok());
   auto old_attachments = AttachmentKeys(r.dir, old_key->secret);
   ASSERT_EQ(old_attachments.size(), 2u);
+  // Another link to the old database file (a backup by hard link, a file system that keeps it).
+  const std::string old_db = r.t.sub("old-db");
+  ASSERT_EQ(::link((r.dir + "/" + kDbFileName).c_str(), old_db.c_str()), 0);
+  ASSERT_TRUE(test::DecryptAllPages(old_db, old_key->secret).has_value());
   std::vector<std::pair<RekeyPhase, uint64_t>> seen;
   ASSERT_TRUE(Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions(),
                            [&](RekeyPhase p, uint64_t done, uint64_t total) { seen.emplace_back(p, done); (void)total; })
                   .ok());
   r.ExpectIntact(Pass("new"), "after the re-key");
   EXPECT_EQ(Open(r.dir, Pass("old")).status().code(), Code::kWrongKey);
-  // Progress: attachments from 0 to their bytes, then the database from 0 to 1.
+  // Progress: the database from 0 to 1, then the draft's attachment from 0 to its bytes.
   ASSERT_FALSE(seen.empty());
-  EXPECT_EQ(seen.front().first, RekeyPhase::kAttachments);
-  EXPECT_EQ(seen.back(), std::make_pair(RekeyPhase::kDatabase, uint64_t{1}));
+  EXPECT_EQ(seen.front(), std::make_pair(RekeyPhase::kDatabase, uint64_t{0}));
+  EXPECT_EQ(seen.back(), std::make_pair(RekeyPhase::kAttachments, uint64_t{r.draft_bytes.size()}));
   // The old key file (kept by a searcher) with the old passphrase: its key decrypts no page of the
   // database or its log, and the old attachment keys open no attachment file there now.
   EXPECT_FALSE(test::DecryptAllPages(r.dir + "/" + kDbFileName, old_key->secret).has_value());
+  EXPECT_FALSE(test::DecryptAllPages(old_db, old_key->secret).has_value()) << "the old database's bytes are still there";
   auto media = fs::ListFiles(r.dir + "/" + kAttachmentDirName);
   ASSERT_TRUE(media.ok());
   ASSERT_EQ(media->size(), 2u);
@@ -474,9 +478,9 @@ TEST(Rekey, RefusesTheDuressPassphraseAndAWrongOne) {
 
 // Killed at each step, the store opens with the old passphrase (before the key file changes) or the new
 // one (after), loses nothing, and a re-key run again finishes.
-TEST(Rekey, KilledAtAnyStepOneCredentialOrTheOtherAndItResumes) {
-  for (const char* point : {"rekey.attachment_moved", "rekey.exported", "atomic_write.before_rename",
-                            "rekey.key_replaced", "replace.before_rename"}) {
+TEST(Rekey, KilledAtAnyStepOneCredentialOrTheOtherAndARunAgainFinishes) {
+  for (const char* point : {"rekey.copy_started", "rekey.attachment_reencrypted", "rekey.copied",
+                            "atomic_write.before_rename", "rekey.key_replaced", "replace.before_rename"}) {
     RekeyStore r;
     pid_t pid = fork();
     if (pid == 0) {
@@ -496,29 +500,67 @@ TEST(Rekey, KilledAtAnyStepOneCredentialOrTheOtherAndItResumes) {
     EXPECT_EQ(Open(r.dir, committed ? Pass("old") : Pass("new")).status().code(), Code::kWrongKey) << point;
     if (!committed) {
       ASSERT_TRUE(Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions()).ok()) << point;
-      r.ExpectIntact(Pass("new"), std::string(point) + ", then resumed");
+      r.ExpectIntact(Pass("new"), std::string(point) + ", then run again");
     }
     EXPECT_FALSE(std::filesystem::exists(r.dir + "/" + kDbFileName + ".next")) << point;
   }
 }
 
-// With the disk full (here: a file-size limit), the re-key fails with an error and nothing is lost.
+// With the disk full (here: a file-size limit, small enough that the copy of the database fails, or the
+// copy fits and an attachment does not), the re-key fails with an error and nothing is lost.
 TEST(Rekey, DiskFullFailsCleanly) {
-  RekeyStore r;
-  pid_t pid = fork();
-  if (pid == 0) {
-    signal(SIGXFSZ, SIG_IGN);
-    struct rlimit lim = {64 * 1024, 64 * 1024};
-    setrlimit(RLIMIT_FSIZE, &lim);
-    Status st = Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions());
-    _exit(st.ok() ? 1 : 0);
+  for (rlim_t limit : {rlim_t{16 * 1024}, rlim_t{150 * 1024}}) {
+    RekeyStore r;
+    auto before = test::HashTree(r.dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+      signal(SIGXFSZ, SIG_IGN);
+      struct rlimit lim = {limit, limit};
+      setrlimit(RLIMIT_FSIZE, &lim);
+      Status st = Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions());
+      _exit(st.ok() ? 1 : 0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << limit << ": the re-key did not report the full disk";
+    r.ExpectIntact(Pass("old"), "after a full disk");
+    ASSERT_TRUE(Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions()).ok());
+    r.ExpectIntact(Pass("new"), "re-keyed with room again");
   }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the re-key did not report the full disk";
-  r.ExpectIntact(Pass("old"), "after a full disk");
-  ASSERT_TRUE(Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions()).ok());
-  r.ExpectIntact(Pass("new"), "re-keyed with room again");
+}
+
+// What a crash leaves as the new database (nothing, an empty file, a stray copy under another key) is
+// never taken for the store: the store's own database, which still opens with the key file's key, stays.
+TEST(Rekey, ALeftOverCopyIsNeverTakenForTheStore) {
+  RekeyStore r;
+  const std::string next = r.dir + "/" + kDbFileName + ".next";
+  test::WriteAll(next, std::vector<uint8_t>{});  // an empty file opens under any key
+  r.ExpectIntact(Pass("old"), "an empty copy");
+  EXPECT_FALSE(std::filesystem::exists(next));
+  {
+    SecretBuffer other(32);
+    randombytes_buf(other.data(), other.size());
+    ASSERT_TRUE(fs::CreatePrivateFile(next).ok());
+    auto db = db::Db::Open(next, other, true);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(db->Exec("CREATE TABLE t(x);").ok());
+  }
+  r.ExpectIntact(Pass("old"), "a copy under another key");
+  EXPECT_FALSE(std::filesystem::exists(next));
+}
+
+// A re-key waits for no one: with a handle open on the store it refuses (what that handle wrote after
+// the copy would be lost), and while it runs, no handle opens.
+TEST(Rekey, RefusesWhileTheStoreIsOpen) {
+  RekeyStore r;
+  {
+    auto open = Open(r.dir, Pass("old"));
+    ASSERT_TRUE(open.ok());
+    EXPECT_EQ(Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions()).code(), Code::kBusy);
+  }
+  auto lock = StoreLock::Exclusive(r.dir);  // as a re-key holds it
+  ASSERT_TRUE(lock.ok());
+  EXPECT_EQ(Open(r.dir, Pass("old")).status().code(), Code::kBusy);
 }
 
 }  // namespace

@@ -34,7 +34,7 @@ void AddStoreCommands(CLI::App& app, int* rc) {
                 "read the new passphrase from FILE (else DALA_NEW_PASSPHRASE, else a prompt)");
   c->add_flag("--rekey", change->rekey,
               "also re-encrypt the database and the drafts' attachments under new keys, so that an old copy of "
-              "the key file with the old passphrase opens nothing (takes time; safe to interrupt and run again)");
+              "the key file with the old passphrase opens nothing (takes time; safe to interrupt; run it again)");
   c->callback([change, rc] {
     Secret old_pass = ReadPassphrase(change->store.passphrase_file, "DALA_PASSPHRASE", "Current passphrase: ", false);
     Secret new_pass = ReadPassphrase(change->new_file, "DALA_NEW_PASSPHRASE", "New passphrase: ", true);
@@ -43,7 +43,7 @@ void AddStoreCommands(CLI::App& app, int* rc) {
     if (change->rekey) {
       bool tty = isatty(fileno(stderr));
       dala_rekey_progress_fn show = [](void*, int phase, uint64_t done, uint64_t total) {
-        if (phase == 1)
+        if (phase == 2)
           std::fprintf(stderr, "\rre-encrypting attachments: %llu of %llu MiB   ", (unsigned long long)(done >> 20),
                        (unsigned long long)(total >> 20));
         else

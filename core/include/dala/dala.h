@@ -164,15 +164,16 @@ DALA_API dala_status dala_store_change_credential(const char *dir, const dala_cr
                                                   const dala_store_options *options,
                                                   dala_error **out_error) DALA_NOEXCEPT;
 
-/* Re-key progress: phase 1 = attachments (`done` of `total` plaintext bytes encrypted again), phase 2 =
-   the database (0 of 1 when its copy starts, 1 of 1 when the new key is in place). */
+/* Re-key progress: phase 1 = the database (0 of 1 when its copy under the new key starts, 1 of 1 when it
+   is done), phase 2 = the drafts' attachments (`done` of `total` plaintext bytes encrypted again). */
 typedef void (*dala_rekey_progress_fn)(void *context, int phase, uint64_t done, uint64_t total);
 
-/* Any thread, with no handle open on the store. Re-keys: every attachment file that no signature binds
-   (those of drafts) is encrypted again under a new file key, the database is copied under a new key, and
-   the key file then wraps that key under new_credential (the commit point; the old key file's bytes are
+/* Any thread, with no handle open on the store (DALA_ERR_BUSY otherwise). Re-keys: the database is
+   copied under a new key, in the copy every attachment file that no signature binds (those of drafts) is
+   encrypted again under a new file key, and the key file then wraps the new key under new_credential (the commit point; the old key file's bytes are
    overwritten, and so are the old database's). Killed at any point, the store
-   opens with one credential or the other and loses nothing; called again, it goes on where it stopped.
+   opens with one credential or the other and loses nothing; called again, it starts over and finishes
+   (nothing is ever written under the old key, so an interrupted copy is not kept).
    Afterwards an old key file with the old credential opens none of the store's files. Takes about as
    long as copying the store's bytes two or three times (docs/storage-format.md, "Re-keying"); use
    dala_store_change_credential for an instant change of passphrase. progress may be NULL; it is called
