@@ -272,8 +272,9 @@ class Store {
   static Result<Unlocked> Unlock(const StorePaths& paths, const Credential& cred, const StoreOptions& options);
   // Writes a new, empty database at `path` under `db_key` (a new device identity).
   static Status CreateDatabase(const std::string& path, const SecretBuffer& db_key, bool delete_after_delivery);
-  // After the key file names the key of db_next: db_next replaces db. Idempotent.
-  static Status FinishReplacement(const StorePaths& paths, const SecretBuffer& db_key);
+  // After the key file names the key of db_next: db_next replaces db (the old one's bytes overwritten
+  // first if `overwrite_old`). Idempotent.
+  static Status FinishReplacement(const StorePaths& paths, const SecretBuffer& db_key, bool overwrite_old);
 
   // *Locked: the caller holds mu_ (and, where they write, an open transaction).
   Result<uint64_t> NextCounterLocked();

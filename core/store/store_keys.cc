@@ -77,12 +77,16 @@ Result<Store::Unlocked> Store::Unlock(const StorePaths& paths, const Credential&
       out.file = ClearSlot(SealSlot(file, KeySlot::kStore, out.kek, out.db_key), KeySlot::kDuress);
       DALA_RETURN_IF_ERROR(fs::ReplaceFileShreddingOld(paths.key(), out.file));
       Failpoint("duress.key_replaced");
+      // The old database is not overwritten here: that takes time in proportion to its size, and a
+      // duress open must take the time of any open. Its key is gone, which is what protects it.
+      DALA_RETURN_IF_ERROR(FinishReplacement(paths, out.db_key, /*overwrite_old=*/false));
+      return out;
     } else {
       out.db_key = std::move(opened.secret);
       out.file = std::move(file);
     }
   }
-  DALA_RETURN_IF_ERROR(FinishReplacement(paths, out.db_key));
+  DALA_RETURN_IF_ERROR(FinishReplacement(paths, out.db_key, /*overwrite_old=*/true));
   return out;
 }
 
@@ -114,7 +118,7 @@ Result<bool> IsWholeStore(const std::string& path, const SecretBuffer& key) {
 // database still opens with the key it holds, the replacement never committed and db_next goes (whatever
 // it holds: nothing, half a copy, or a whole one). Otherwise the key file holds db_next's key: once
 // db_next is a whole store under it, it takes the database's place.
-Status Store::FinishReplacement(const StorePaths& paths, const SecretBuffer& db_key) {
+Status Store::FinishReplacement(const StorePaths& paths, const SecretBuffer& db_key, bool overwrite_old) {
   if (!fs::Exists(paths.db_next())) return Status::Ok();
   DALA_ASSIGN_OR_RETURN(bool old_opens, IsWholeStore(paths.db(), db_key));
   if (old_opens) return RemoveDatabase(paths.db_next());
@@ -130,7 +134,7 @@ Status Store::FinishReplacement(const StorePaths& paths, const SecretBuffer& db_
   DALA_RETURN_IF_ERROR(fs::RemoveFile(paths.db() + "-journal"));
   // The old database's own bytes are overwritten before it goes (its key is gone already; on flash and
   // copy-on-write file systems old blocks may survive, which is why the key is what counts).
-  DALA_RETURN_IF_ERROR(fs::OverwriteFile(paths.db()));
+  if (overwrite_old) DALA_RETURN_IF_ERROR(fs::OverwriteFile(paths.db()));
   Failpoint("replace.before_rename");
   if (::rename(paths.db_next().c_str(), paths.db().c_str()) != 0)
     return fs::FromErrno(errno, "replace", paths.db());

@@ -141,7 +141,7 @@ Status Store::Rekey(const std::string& dir, const Credential& old_cred, const Cr
   DALA_RETURN_IF_ERROR(
       fs::ReplaceFileShreddingOld(paths.key(), SealSlot(unlocked.file, KeySlot::kStore, kek, new_key)));
   Failpoint("rekey.key_replaced");
-  DALA_RETURN_IF_ERROR(FinishReplacement(paths, new_key));
+  DALA_RETURN_IF_ERROR(FinishReplacement(paths, new_key, /*overwrite_old=*/true));
   // The old attachment files, which no row names now, go (as at any open).
   DALA_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, OpenWithKey(dir, new_key, options));
   return Status::Ok();

@@ -149,6 +149,8 @@ int Run(const Options& a) {
   o.log_requests = !a.quiet;
   o.log_client_addresses = a.log_client_addresses;
   o.trusted_proxies = a.trusted_proxies;
+  if (!a.trusted_proxies.empty() && !a.log_client_addresses)
+    throw UsageError{"--trusted-proxy only matters with --log-client-addresses (client addresses are not logged)"};
   dala::server::ServerLimits limits;
   limits.max_body_bytes = o.max_body_bytes;
   limits.max_batch = a.max_batch;

@@ -270,15 +270,39 @@ int main(int argc, char** argv) {
     dala_credential pc = cred_of(pass);
     dala_store* ps = nullptr;
     CHECK(dala_store_create(pdir.c_str(), &pc, nullptr, &ps, &e_));
-    for (int i = 0; i < 20; ++i) {  // something to destroy
-      dala_report* r = Draft(ps, 1800);
-      CHECK(dala_report_seal(ps, r, &e_));
-      dala_report_free(r);
-    }
     dala_store_close(ps);
+    // Each round, the store to destroy holds 2,000 reports and a 4 MiB attachment (filled before the timing).
+    auto fill = [&](const dala_credential& c) {
+      dala_store* fs = nullptr;
+      CHECK(dala_store_open(pdir.c_str(), &c, nullptr, &fs, &e_));
+      for (int b = 0; b < 2; ++b) {
+        std::vector<dala_report_id> ids(1000);
+        for (auto& id : ids) {
+          dala_report* r = Draft(fs, 700);
+          CHECK(dala_report_save(fs, r, &e_));
+          dala_report_get_id(r, &id);
+          dala_report_free(r);
+        }
+        CHECK(dala_store_seal_reports(fs, ids.data(), ids.size(), &e_));
+      }
+      dala_report* r = Draft(fs, 100);
+      dala_report_id id;
+      dala_report_get_id(r, &id);
+      CHECK(dala_report_save(fs, r, &e_));
+      dala_attachment_writer* w = nullptr;
+      CHECK(dala_attachment_writer_open(fs, &id, "video/mp4", &w, &e_));
+      std::vector<uint8_t> mib(1 << 20, 7);
+      for (int m = 0; m < 4; ++m) CHECK(dala_attachment_writer_write(w, mib.data(), mib.size(), &e_));
+      dala_attachment_id aid;
+      CHECK(dala_attachment_writer_finish(w, &aid, &e_));
+      dala_attachment_writer_free(w);
+      dala_report_free(r);
+      dala_store_close(fs);
+    };
     std::vector<double> normal, duress;
     for (int i = 0; i < 5; ++i) {
       pc = cred_of(pass);
+      fill(pc);
       auto t = Clock::now();
       CHECK(dala_store_open(pdir.c_str(), &pc, nullptr, &ps, &e_));
       normal.push_back(Ms(Clock::now() - t));
@@ -295,7 +319,7 @@ int main(int argc, char** argv) {
     }
     double n50 = Percentile(normal, 0.5);
     std::snprintf(basis, sizeof basis, "1.10x a normal open in this run: %.1f ms (Argon2id 3 passes, 64 MiB)", n50);
-    Row("duress open (median of 5)", Percentile(duress, 0.5), "<=", 1.10 * n50, "ms", basis);
+    Row("duress open, 2,000 reports + 4 MiB (median of 5)", Percentile(duress, 0.5), "<=", 1.10 * n50, "ms", basis);
   }
 
   auto wt = Clock::now();
