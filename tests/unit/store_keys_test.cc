@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <functional>
 #include <set>
 
 #include "base/failpoint.h"
@@ -54,6 +55,23 @@ std::map<std::string, std::vector<uint8_t>> Files(const std::string& dir) {
   for (auto& e : std::filesystem::recursive_directory_iterator(dir))
     if (e.is_regular_file()) out[std::filesystem::relative(e.path(), dir).string()] = test::ReadAll(e.path().string());
   return out;
+}
+
+// Runs `fn` in a child process that dies (as if killed) at the failpoint `point`; true if it got there.
+bool KilledAt(const char* point, const std::function<void()>& fn) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    static std::string target;
+    target = point;
+    testing::SetFailpointHook([](const char* n) {
+      if (target == n) _exit(0);
+    });
+    fn();
+    _exit(1);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 // Item 5: no file of a closed store holds a readable marker, and the app names the files.
@@ -315,19 +333,7 @@ TEST(Duress, KilledAtAnyStepOneStoreOrTheOther) {
   for (const char* point : {"create_database.empty_file", "duress.before_key", "atomic_write.before_rename",
                             "duress.key_replaced", "replace.before_rename"}) {
     DuressStore d(Pass("real pw"), Pass("duress pw"));
-    pid_t pid = fork();
-    if (pid == 0) {
-      static std::string target;
-      target = point;
-      testing::SetFailpointHook([](const char* n) {
-        if (target == n) _exit(0);
-      });
-      (void)Open(d.dir, Pass("duress pw"));
-      _exit(1);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << point << ": the failpoint was not reached";
+    ASSERT_TRUE(KilledAt(point, [&] { (void)Open(d.dir, Pass("duress pw")); })) << point << ": not reached";
     bool committed = std::string(point) == "duress.key_replaced" || std::string(point) == "replace.before_rename";
     auto real = Open(d.dir, Pass("real pw"));
     if (!committed) {
@@ -483,19 +489,8 @@ TEST(Rekey, KilledAtAnyStepOneCredentialOrTheOtherAndARunAgainFinishes) {
   for (const char* point : {"rekey.copy_started", "rekey.attachment_reencrypted", "rekey.copied",
                             "atomic_write.before_rename", "rekey.key_replaced", "replace.before_rename"}) {
     RekeyStore r;
-    pid_t pid = fork();
-    if (pid == 0) {
-      static std::string target;
-      target = point;
-      testing::SetFailpointHook([](const char* n) {
-        if (target == n) _exit(0);
-      });
-      (void)Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions());
-      _exit(1);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << point << ": the failpoint was not reached";
+    ASSERT_TRUE(KilledAt(point, [&] { (void)Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions()); }))
+        << point << ": not reached";
     bool committed = std::string(point) == "rekey.key_replaced" || std::string(point) == "replace.before_rename";
     r.ExpectIntact(committed ? Pass("new") : Pass("old"), point);
     EXPECT_EQ(Open(r.dir, committed ? Pass("old") : Pass("new")).status().code(), Code::kWrongKey) << point;
