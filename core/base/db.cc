@@ -213,6 +213,10 @@ Stmt& Stmt::BindText(int i, std::string_view t) {
   sqlite3_bind_text(s_, i, t.data(), static_cast<int>(t.size()), SQLITE_TRANSIENT);
   return *this;
 }
+Stmt& Stmt::BindDouble(int i, double v) {
+  sqlite3_bind_double(s_, i, v);
+  return *this;
+}
 Stmt& Stmt::BindNull(int i) {
   sqlite3_bind_null(s_, i);
   return *this;
@@ -243,6 +247,7 @@ void Stmt::Reset() {
 }
 
 int64_t Stmt::Int(int col) const { return sqlite3_column_int64(s_, col); }
+double Stmt::Double(int col) const { return sqlite3_column_double(s_, col); }
 std::span<const uint8_t> Stmt::BlobView(int col) const {
   const void* p = sqlite3_column_blob(s_, col);
   int n = sqlite3_column_bytes(s_, col);

@@ -65,6 +65,7 @@ class Stmt {
   Stmt& Bind(int i, int64_t v);
   Stmt& Bind(int i, std::span<const uint8_t> blob);
   Stmt& BindText(int i, std::string_view text);
+  Stmt& BindDouble(int i, double v);
   Stmt& BindNull(int i);
 
   // true: a row is ready; false: done.
@@ -73,6 +74,7 @@ class Stmt {
   void Reset();
 
   int64_t Int(int col) const;
+  double Double(int col) const;
   std::vector<uint8_t> Blob(int col) const;
   std::span<const uint8_t> BlobView(int col) const;
   std::string Text(int col) const;

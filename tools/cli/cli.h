@@ -75,6 +75,7 @@ void AddStoreCommands(CLI::App& app, int* exit_code);
 void AddReportCommands(CLI::App& app, int* exit_code);
 void AddDeliveryCommands(CLI::App& app, int* exit_code);
 void AddDeskCommands(CLI::App& app, int* exit_code);
+void AddDeskStoreCommands(CLI::App* desk, int* exit_code);  // under dala desk
 void AddLogCommands(CLI::App& app, int* exit_code);
 
 }  // namespace dala::cli

@@ -382,6 +382,7 @@ void AddDeskCommands(CLI::App& app, int* rc) {
   common(c, *verify);
   c->add_option("--summary", verify->summary, "also write summary.json (ids and problems, no contents) to FILE");
   c->callback([verify, rc] { DeskOpen(*verify, rc); });
+  AddDeskStoreCommands(desk, rc);
 }
 
 }  // namespace dala::cli

@@ -2,11 +2,13 @@
 #include <dala/desk.h>
 
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "capi/boundary.h"
 #include "desk/desk_key.h"
+#include "desk/desk_store.h"
 #include "desk/export_opener.h"
 #include "desk/log_verifier.h"
 #include "base/clock.h"
@@ -16,6 +18,10 @@
 
 struct dala_desk {
   dala::desk::Organisation org;
+};
+
+struct dala_desk_store {
+  std::unique_ptr<dala::desk::DeskStore> store;
 };
 
 using dala::Status;
@@ -132,6 +138,46 @@ dala_status dala_desk_write_statement(dala_desk* desk, const char* path, dala_er
   });
 }
 
+namespace {
+
+// The C options as the desk's (paths and receipts checked).
+Status ToOpenOptions(const dala_desk_open_options* options, dala::desk::OpenOptions* out) {
+  dala::desk::OpenOptions& o = *out;
+  if (options == nullptr) return Status::Ok();
+  if (options->summary_path != nullptr) {
+    DALA_RETURN_IF_ERROR(CheckString(options->summary_path, "summary_path"));
+    o.summary_path = options->summary_path;
+  }
+  if (options->earlier_export_count > 0) {
+    DALA_CHECK_ARG(options->earlier_exports != nullptr, "earlier_exports is NULL");
+    for (size_t i = 0; i < options->earlier_export_count; ++i) {
+      DALA_RETURN_IF_ERROR(CheckString(options->earlier_exports[i], "an earlier export"));
+      o.earlier_exports.emplace_back(options->earlier_exports[i]);
+    }
+  }
+  if (options->tsa_cert_path != nullptr) {
+    DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> pem, dala::fs::ReadFile(options->tsa_cert_path, 1 << 20));
+    o.trusted_tsa_pem.assign(pem.begin(), pem.end());
+    if (o.trusted_tsa_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+      return Status(dala::Code::kInvalidArgument, "the TSA certificate file holds no PEM certificate");
+  }
+  if (options->receipt_count > 0) {
+    DALA_CHECK_ARG(options->receipts != nullptr && options->receipt_sizes != nullptr, "receipts is NULL");
+    for (size_t i = 0; i < options->receipt_count; ++i) {
+      DALA_CHECK_ARG(options->receipts[i] != nullptr || options->receipt_sizes[i] == 0, "a receipt is NULL");
+      o.phone_receipts.emplace_back(reinterpret_cast<const char*>(options->receipts[i]), options->receipt_sizes[i]);
+    }
+  }
+  return Status::Ok();
+}
+
+dala_desk_summary ToSummary(const dala::desk::Summary& s) {
+  return dala_desk_summary{s.reports, s.verified, s.failed, s.duplicates, s.reordered, s.unknown_fields,
+                           s.missing, s.phone_receipts_invalid, s.log_problems, s.timestamps, s.timestamp_problems};
+}
+
+}  // namespace
+
 void dala_desk_open_options_init(dala_desk_open_options* options) noexcept {
   if (options != nullptr) *options = dala_desk_open_options{};
 }
@@ -144,35 +190,10 @@ dala_status dala_desk_open_export(dala_desk* desk, const char* export_path, cons
     DALA_RETURN_IF_ERROR(CheckString(export_path, "export_path"));
     DALA_CHECK_ARG(out_dir == nullptr || *out_dir != '\0', "out_dir is empty (NULL writes nothing)");
     dala::desk::OpenOptions o;
-    if (options != nullptr && options->summary_path != nullptr) {
-      DALA_RETURN_IF_ERROR(CheckString(options->summary_path, "summary_path"));
-      o.summary_path = options->summary_path;
-    }
-    if (options != nullptr && options->earlier_export_count > 0) {
-      DALA_CHECK_ARG(options->earlier_exports != nullptr, "earlier_exports is NULL");
-      for (size_t i = 0; i < options->earlier_export_count; ++i) {
-        DALA_RETURN_IF_ERROR(CheckString(options->earlier_exports[i], "an earlier export"));
-        o.earlier_exports.emplace_back(options->earlier_exports[i]);
-      }
-    }
-    if (options != nullptr && options->tsa_cert_path != nullptr) {
-      DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> pem, dala::fs::ReadFile(options->tsa_cert_path, 1 << 20));
-      o.trusted_tsa_pem.assign(pem.begin(), pem.end());
-      if (o.trusted_tsa_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
-        return Status(dala::Code::kInvalidArgument, "the TSA certificate file holds no PEM certificate");
-    }
-    if (options != nullptr && options->receipt_count > 0) {
-      DALA_CHECK_ARG(options->receipts != nullptr && options->receipt_sizes != nullptr, "receipts is NULL");
-      for (size_t i = 0; i < options->receipt_count; ++i) {
-        DALA_CHECK_ARG(options->receipts[i] != nullptr || options->receipt_sizes[i] == 0, "a receipt is NULL");
-        o.phone_receipts.emplace_back(reinterpret_cast<const char*>(options->receipts[i]), options->receipt_sizes[i]);
-      }
-    }
+    DALA_RETURN_IF_ERROR(ToOpenOptions(options, &o));
     DALA_ASSIGN_OR_RETURN(dala::desk::Summary s,
                           dala::desk::OpenExport(desk->org, export_path, out_dir != nullptr ? out_dir : "", o));
-    *out_summary = dala_desk_summary{s.reports, s.verified, s.failed, s.duplicates, s.reordered, s.unknown_fields,
-                                     s.missing, s.phone_receipts_invalid, s.log_problems, s.timestamps,
-                                     s.timestamp_problems};
+    *out_summary = ToSummary(s);
     return Status::Ok();
   });
 }
@@ -226,6 +247,76 @@ dala_status dala_desk_verify_log(const char* organisation_identity, const dala_d
                              ",\"timestamps\":" + std::to_string(v.timestamps) + ",\"problems\":" + problems +
                              ",\"ok\":" + (v.ok() ? "true" : "false") + "}";
     *out_json = dala::capi::CopyString(json);
+    return Status::Ok();
+  });
+}
+
+dala_status dala_desk_store_open(dala_desk* desk, const char* data_dir, dala_desk_store** out_store,
+                                 dala_error** out_error) noexcept {
+  if (out_store != nullptr) *out_store = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(desk != nullptr && out_store != nullptr, "desk or out_store is NULL");
+    DALA_RETURN_IF_ERROR(CheckString(data_dir, "data_dir"));
+    DALA_ASSIGN_OR_RETURN(auto store, dala::desk::DeskStore::Open(desk->org, data_dir));
+    *out_store = new dala_desk_store{std::move(store)};
+    return Status::Ok();
+  });
+}
+
+void dala_desk_store_close(dala_desk_store* store) noexcept { delete store; }
+
+dala_status dala_desk_store_import(dala_desk_store* store, const char* export_path,
+                                   const dala_desk_open_options* options, int keep_failed,
+                                   dala_desk_import_result* out_result, char** out_json,
+                                   dala_error** out_error) noexcept {
+  if (out_json != nullptr) *out_json = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr && out_result != nullptr, "store or out_result is NULL");
+    DALA_RETURN_IF_ERROR(CheckString(export_path, "export_path"));
+    dala::desk::OpenOptions o;
+    DALA_RETURN_IF_ERROR(ToOpenOptions(options, &o));
+    o.summary_path.clear();
+    o.earlier_exports.clear();
+    DALA_ASSIGN_OR_RETURN(dala::desk::ImportResult r, store->store->Import(export_path, std::move(o), keep_failed != 0));
+    *out_result = dala_desk_import_result{ToSummary(r.summary), r.imported ? 1 : 0, r.added, r.held, r.reports_changed};
+    if (out_json != nullptr) {
+      std::string problems = "[";
+      for (size_t i = 0; i < r.problems.size(); ++i) problems += (i ? "," : "") + dala::JsonEscape(r.problems[i]);
+      problems += "]";
+      std::string summary = r.summary_json;
+      while (!summary.empty() && summary.back() == '\n') summary.pop_back();
+      *out_json = dala::capi::CopyString(
+          std::string("{\"imported\":") + (r.imported ? "true" : "false") + ",\"added\":" + std::to_string(r.added) +
+          ",\"held\":" + std::to_string(r.held) + ",\"reports_changed\":" + std::to_string(r.reports_changed) +
+          ",\"problems\":" + problems + ",\"summary\":" + (summary.empty() ? "null" : summary) + "}");
+    }
+    return Status::Ok();
+  });
+}
+
+dala_status dala_desk_store_export(dala_desk_store* store, const char* format, const char* out_path,
+                                   const char* const* report_ids, size_t report_count, uint64_t* out_rows,
+                                   dala_error** out_error) noexcept {
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr && out_rows != nullptr, "store or out_rows is NULL");
+    DALA_RETURN_IF_ERROR(CheckString(format, "format"));
+    DALA_RETURN_IF_ERROR(CheckString(out_path, "out_path"));
+    DALA_CHECK_ARG(report_ids != nullptr || report_count == 0, "report_ids is NULL");
+    const std::string f = format;
+    DALA_CHECK_ARG(f == "csv" || f == "jsonl", "format must be csv or jsonl");
+    std::vector<std::string> ids;
+    for (size_t i = 0; i < report_count; ++i) {
+      DALA_RETURN_IF_ERROR(CheckString(report_ids[i], "a report id"));
+      ids.emplace_back(report_ids[i]);
+    }
+    dala::desk::ListQuery q;
+    q.sort = "received";
+    q.descending = false;
+    if (!ids.empty()) {
+      DALA_ASSIGN_OR_RETURN(q.rids, store->store->FindReports(ids));
+    }
+    DALA_ASSIGN_OR_RETURN(*out_rows, store->store->ExportTable(
+        q, f == "csv" ? dala::desk::TableFormat::kCsv : dala::desk::TableFormat::kJsonLines, out_path));
     return Status::Ok();
   });
 }

@@ -54,6 +54,9 @@ struct Opened {
   std::string base;  // the output name, without .json
   std::string receipt_server;  // the server key of a receipt that verified
   std::string leaf;            // its leaf in the server's log (protocol::ReportLeaf), once the receipt verified
+  size_t entry = 0;            // its index in the export's reports
+  int64_t received_ms = 0;     // the receipt's server time, once it verified
+  std::vector<bool> attachment_ok;  // per attachment of the sealed report
 };
 
 std::string Extension(const std::string& mime) {
@@ -440,6 +443,45 @@ Status SyncFileSystem(const std::string& dir) {
   return rc == 0 ? Status::Ok() : fs::FromErrno(err, "could not sync the files in", dir);
 }
 
+// What a sink is handed for one report version.
+OpenedEntry Entry(const Opened& o, bool verified, const v1::Export& ex, const std::map<std::string, uint64_t>& leaf_index,
+                  const std::string& media_dir, std::string json) {
+  OpenedEntry e;
+  if (!o.id_hex.empty()) {
+    e.device = o.device;
+    e.report_id = std::string_view(reinterpret_cast<const char*>(o.header.report_id.data()), o.header.report_id.size());
+  }
+  e.version = o.version;
+  e.verified = verified;
+  e.problems = &o.problems;
+  e.report = o.opened ? &o.report : nullptr;
+  const auto& item = ex.reports(static_cast<int>(o.entry));
+  e.envelope = item.envelope();
+  e.receipt = item.receipt();
+  e.receipt_ok = o.receipt_ok;
+  if (o.receipt_ok) {
+    e.sequence = o.sequence;
+    e.received_ms = o.received_ms;
+    e.server_key = o.receipt_server;
+    if (auto it = leaf_index.find(o.leaf); it != leaf_index.end()) e.leaf_index = static_cast<int64_t>(it->second);
+  }
+  e.json = std::move(json);
+  if (o.opened)
+    for (int i = 0; i < o.report.content.attachments_size(); ++i) {
+      const auto& ref = o.report.content.attachments(i);
+      OpenedEntry::Attachment a;
+      a.id = ref.attachment_id();
+      a.mime = ref.mime_type();
+      a.size = ref.size();
+      a.verified = static_cast<size_t>(i) < o.attachment_ok.size() && o.attachment_ok[static_cast<size_t>(i)];
+      a.source = fs::Join(media_dir, attachment::FileName(o.header.device_key, crypto::Bytes(ref.attachment_id())));
+      a.key = ref.key();
+      a.plaintext_hash = ref.plaintext_hash();
+      e.attachments.push_back(std::move(a));
+    }
+  return e;
+}
+
 }  // namespace
 
 Result<Summary> OpenExport(const Organisation& org, const std::string& export_path, const std::string& out_dir,
@@ -460,6 +502,8 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
   if (write) DALA_RETURN_IF_ERROR(fs::EnsureDirectory(out_dir));
   const auto enrolled = Enrolled(ex, org);
   Summary sum;
+  sum.server_key = ex.server_key();
+  sum.log_size = static_cast<uint64_t>(ex.log_size());
   std::vector<std::string> export_problems;
   // Strict parsing: a field this desk does not know may be an entry hidden behind a changed tag.
   {
@@ -532,12 +576,14 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
       o.problems.push_back("the device that signed it was not enrolled through an invite of this organisation");
     }
     o.device.assign(reinterpret_cast<const char*>(o.header.device_key.data()), 32);
+    o.entry = static_cast<size_t>(index);
     const auto& receipt = receipts[static_cast<size_t>(index)];
     if (!receipt.ok()) {
       o.problems.push_back("receipt: " + receipt.status().message());
     } else {
       o.receipt_ok = true;
       o.sequence = receipt->sequence();
+      o.received_ms = receipt->server_time_ms();
       o.leaf = protocol::ReportLeaf(*receipt);
       o.receipt_server = receipt->server_key();
       // One export, one server: an entry another server signed for cannot fill this server's gaps.
@@ -717,6 +763,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
       std::string from = fs::Join(media_dir, attachment::FileName(o.header.device_key, crypto::Bytes(ref.attachment_id())));
       Status st = OpenAttachment(ref, manifest, from, write ? fs::Join(dir, file) : std::string());
       if (!st.ok()) o.problems.push_back("attachment " + id_hex + ": " + st.message());
+      o.attachment_ok.push_back(st.ok());
       o.attachments_json += std::string(i ? "," : "") + "{\"id\":" + JsonEscape(id_hex) + ",\"mime\":" +
                             JsonEscape(ref.mime_type()) + ",\"size\":" + std::to_string(ref.size()) +
                             ",\"verified\":" + (st.ok() ? "true" : "false") + ",\"file\":" +
@@ -727,7 +774,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
 
   // Received no later than: the earliest time-stamp over a head that holds the report's leaf.
   std::map<std::string, uint64_t> leaf_index;
-  if (!stamps.empty())
+  if (!stamps.empty() || options.sink)
     for (int i = 0; i < ex.log_size(); ++i) leaf_index.emplace(ex.log(i), static_cast<uint64_t>(i));
   std::vector<size_t> earliest(stamps.size());  // earliest[k]: the stamp of least time among stamps[k..]
   for (size_t k = stamps.size(); k-- > 0;)
@@ -758,6 +805,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
                     ",\"attachments\":" + o.attachments_json + ",\"timestamp\":" + timestamp_json(o) +
                     ",\"report\":" + (o.opened ? ReportToJson(o.report) : std::string("null")) + "}\n";
     if (write) DALA_RETURN_IF_ERROR(WriteUnsynced(fs::Join(out_dir, name), j));
+    if (options.sink) DALA_RETURN_IF_ERROR(options.sink(Entry(o, ok, ex, leaf_index, media_dir, std::move(j))));
     index += std::string(i ? "," : "") + "{\"file\":" + (write ? JsonEscape(name) : "null") + ",\"id\":" + JsonEscape(o.id_hex) +
              ",\"version\":" + std::to_string(o.version) + ",\"verified\":" + (ok ? "true" : "false") +
              ",\"problems\":" + ProblemsJson(o.problems) + "}";
@@ -777,6 +825,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
                         ",\"items\":" + index + "}\n";
   // One sync for every report file, then summary.json, atomically: it names only files already on disk. (An
   // fsync per file, as before, took about half the time of a 100,000-report export.)
+  if (options.summary_sink) options.summary_sink(summary);
   if (write) DALA_RETURN_IF_ERROR(SyncFileSystem(out_dir));
   const std::string summary_file = !options.summary_path.empty() ? options.summary_path
                                    : write              ? fs::Join(out_dir, "summary.json")

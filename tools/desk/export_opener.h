@@ -3,16 +3,21 @@
 // JSON file per report plus summary.json. What fails is reported, never hidden.
 #pragma once
 
+#include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "crypto/crypto.h"
 #include "base/status.h"
 #include "desk/desk_key.h"
+#include "format/report.h"
 
 namespace dala::desk {
 
 struct Summary {
+  std::string server_key;  // the export's server (32 bytes)
+  uint64_t log_size = 0;   // leaves in its log
   uint64_t reports = 0;
   uint64_t verified = 0;   // every check passed
   uint64_t failed = 0;     // something did not verify (see summary.json)
@@ -33,6 +38,35 @@ struct Summary {
   }
 };
 
+// One report version of an export, after every check (what dala desk open writes as its JSON file), for a
+// caller that keeps it elsewhere (the desk store). Views are valid during the call only.
+struct OpenedEntry {
+  std::string_view device;     // 32 bytes: the device key (empty when not even the outer signature held)
+  std::string_view report_id;  // 16 bytes
+  uint32_t version = 0;
+  bool verified = false;       // every check of this version passed
+  const std::vector<std::string>* problems = nullptr;
+  const Report* report = nullptr;  // the opened content; null when it did not open
+  std::string_view envelope;   // the sealed bytes, exactly as exported
+  std::string_view receipt;    // SignedReceipt bytes, exactly as exported
+  bool receipt_ok = false;
+  uint64_t sequence = 0;       // the server's number for it (receipt_ok)
+  int64_t received_ms = 0;     // the receipt's server time (receipt_ok)
+  std::string_view server_key; // the receipt's signer (receipt_ok)
+  int64_t leaf_index = -1;     // its leaf in the export's log, when there
+  std::string json;            // the JSON desk open writes for it: {verified, problems, receipt, attachments, ...}
+  struct Attachment {
+    std::string_view id;       // 16 bytes
+    std::string_view mime;
+    uint64_t size = 0;         // plaintext
+    bool verified = false;     // decrypted end to end against its manifest and hashes
+    std::string source;        // the encrypted file in the export's media directory
+    std::string_view key;      // 32 bytes: its file key (from the sealed report)
+    std::string_view plaintext_hash;  // BLAKE2b-256
+  };
+  std::vector<Attachment> attachments;
+};
+
 struct OpenOptions {
   // SignedReceipt bytes phones kept (dala receipts --json), each cross-checked.
   std::vector<std::string> phone_receipts;
@@ -44,6 +78,10 @@ struct OpenOptions {
   // Certificates (PEM) the organisation trusts for time: a TSA's own, or its CA's. Empty: the export's
   // time-stamps are not checked and nothing is claimed from them.
   std::string trusted_tsa_pem;
+  // Called for every report version after the checks (in the export's order); an error ends the opening.
+  std::function<Status(const OpenedEntry&)> sink;
+  // Called once with summary.json's text, before it is written anywhere.
+  std::function<void(const std::string&)> summary_sink;
 };
 
 // Trusts only `org`: its root, its statement (which server keys sign receipts, and when), its keys.

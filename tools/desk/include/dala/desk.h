@@ -162,6 +162,49 @@ DALA_API void dala_desk_log_options_init(dala_desk_log_options *options) DALA_NO
 DALA_API dala_status dala_desk_verify_log(const char *organisation_identity, const dala_desk_log_options *options,
                                           char **out_json, dala_error **out_error) DALA_NOEXCEPT;
 
+/* The desk store (docs/desk.md): the reports the organisation received, kept in DATA_DIR encrypted under a
+   key that comes from the organisation's key (so the desk passphrase guards it), attachments still
+   encrypted as exported, and a custody log of every import, view, annotation and export. A store handle
+   may be used from any thread, one call at a time; its desk must stay open until it is closed. */
+typedef struct dala_desk_store dala_desk_store;
+
+/* Any thread. Opens the desk store in data_dir, creating it when missing. DALA_ERR_WRONG_KEY: the store
+   belongs to another organisation. */
+DALA_API dala_status dala_desk_store_open(dala_desk *desk, const char *data_dir, dala_desk_store **out_store,
+                                          dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread, once no other call on the store is running. Accepts NULL. */
+DALA_API void dala_desk_store_close(dala_desk_store *store) DALA_NOEXCEPT;
+
+typedef struct dala_desk_import_result {
+    dala_desk_summary summary;  /* every check of dala_desk_open_export, over the whole export */
+    int imported;               /* 1: added; 0: refused, the store unchanged (*out_json says why) */
+    uint64_t added;             /* report versions new to the store */
+    uint64_t held;              /* report versions it held already */
+    uint64_t reports_changed;   /* reports new to the store, or with a newer version */
+} dala_desk_import_result;
+
+/* One call at a time per store (a second process's import waits for the first). Verifies the export with
+   every check of dala_desk_open_export and adds what is new, all or nothing. Refused, with the store
+   unchanged: an export that is altered or incomplete, of a server the organisation never authorised, whose
+   log does not extend the log of the store's last import from that server, or that holds report versions
+   failing their own checks unless keep_failed (then those are kept, marked failed). *out_json (may be NULL;
+   free with dala_string_free): {"imported", "added", "held", "reports_changed", "problems": [...],
+   "summary": summary.json}. options may be NULL (its summary_path and earlier_exports are not used: the
+   store keeps the earlier exports itself). */
+DALA_API dala_status dala_desk_store_import(dala_desk_store *store, const char *export_path,
+                                            const dala_desk_open_options *options, int keep_failed,
+                                            dala_desk_import_result *out_result, char **out_json,
+                                            dala_error **out_error) DALA_NOEXCEPT;
+
+/* One call at a time per store. Writes the latest version of the reports whose ids (32 hex digits) are
+   given, or of every report when report_count is 0, to out_path: format "csv" (UTF-8 with a byte-order
+   mark, CRLF, a header row, a column per field) or "jsonl" (one JSON object a line). Each export is
+   recorded in the custody log. *out_rows: the reports written. DALA_ERR_NOT_FOUND: an id the store does
+   not hold. */
+DALA_API dala_status dala_desk_store_export(dala_desk_store *store, const char *format, const char *out_path,
+                                            const char *const *report_ids, size_t report_count, uint64_t *out_rows,
+                                            dala_error **out_error) DALA_NOEXCEPT;
+
 #ifdef __cplusplus
 }
 #endif

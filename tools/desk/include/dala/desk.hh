@@ -7,6 +7,7 @@
 
 namespace dala {
 DALA_HH_FREE(dala_desk, dala_desk_close)
+DALA_HH_FREE(dala_desk_store, dala_desk_store_close)
 }  // namespace dala
 
 #endif  // DALA_DESK_HH

@@ -1,0 +1,385 @@
+#include "desk/desk_store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <set>
+
+#include "base/clock.h"
+#include "base/encoding.h"
+#include "base/fsutil.h"
+#include "desk/desk_custody.h"
+#include "format/organisation.h"
+#include "format/report.h"
+
+namespace dala::desk {
+namespace {
+
+constexpr char kStoreContext[9] = "dalades1";  // the desk store's database key, from the master secret
+
+// One row per report version; one per report (its latest version, denormalised for the list, and the case
+// work); the attachments of each version; search over the latest content; the custody log.
+constexpr const char* kSchema[] = {
+    R"(CREATE TABLE meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);
+       CREATE TABLE imports(id INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, server_key BLOB NOT NULL,
+         export_hash BLOB NOT NULL, log_size INTEGER NOT NULL, added INTEGER NOT NULL, held INTEGER NOT NULL);
+       CREATE TABLE versions(id INTEGER PRIMARY KEY, envelope_hash BLOB NOT NULL UNIQUE, device BLOB NOT NULL,
+         report_id BLOB NOT NULL, version INTEGER NOT NULL, content_hash BLOB NOT NULL, verified INTEGER NOT NULL,
+         problems TEXT NOT NULL, server_key BLOB, sequence INTEGER, received_ms INTEGER, leaf_index INTEGER,
+         detail TEXT NOT NULL, content BLOB NOT NULL, envelope BLOB NOT NULL, receipt BLOB NOT NULL, import_id INTEGER NOT NULL,
+         UNIQUE(device, report_id, version));
+       CREATE TABLE attachments(version_id INTEGER NOT NULL, attachment_id BLOB NOT NULL, mime TEXT NOT NULL,
+         size INTEGER NOT NULL, verified INTEGER NOT NULL, file_key BLOB NOT NULL, file TEXT NOT NULL,
+         plaintext_hash BLOB NOT NULL, PRIMARY KEY(version_id, attachment_id)) WITHOUT ROWID;
+       CREATE TABLE reports(rid INTEGER PRIMARY KEY, device BLOB NOT NULL, report_id BLOB NOT NULL,
+         latest INTEGER NOT NULL, version INTEGER NOT NULL, form TEXT NOT NULL, place TEXT NOT NULL,
+         created_ms INTEGER NOT NULL, sealed_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL,
+         verified INTEGER NOT NULL, latitude REAL, longitude REAL, excerpt TEXT NOT NULL,
+         status TEXT NOT NULL DEFAULT 'new', tags TEXT NOT NULL DEFAULT '', UNIQUE(device, report_id));
+       CREATE INDEX reports_received ON reports(received_ms);
+       CREATE INDEX reports_sealed ON reports(sealed_ms);
+       CREATE INDEX reports_created ON reports(created_ms);
+       CREATE INDEX reports_form ON reports(form, received_ms);
+       CREATE INDEX reports_status ON reports(status, received_ms);
+       CREATE VIRTUAL TABLE search USING fts4(content, tokenize=unicode61);
+       CREATE TABLE notes(id INTEGER PRIMARY KEY, rid INTEGER NOT NULL, time_ms INTEGER NOT NULL, text TEXT NOT NULL);
+       CREATE INDEX notes_rid ON notes(rid);
+       CREATE TABLE custody(seq INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, action TEXT NOT NULL,
+         report TEXT NOT NULL, detail TEXT NOT NULL, prev BLOB NOT NULL, hash BLOB NOT NULL, signature BLOB NOT NULL);
+       CREATE INDEX custody_report ON custody(report);)",
+};
+
+std::string Hex(std::string_view bytes) { return encoding::ToHex(crypto::Bytes(bytes)); }
+
+// An exclusive lock on a file of the store's directory: on "import.lock" for the length of an import (a
+// second import waits for the first), on "open.lock" while the database is opened and migrated.
+class DirLock {
+ public:
+  static Result<DirLock> Take(const std::string& dir, const char* name) {
+    const std::string path = fs::Join(dir, name);
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return fs::FromErrno(errno, "could not open", path);
+    while (::flock(fd, LOCK_EX) != 0) {
+      if (errno != EINTR) {
+        const int err = errno;
+        ::close(fd);
+        return fs::FromErrno(err, "could not lock", path);
+      }
+    }
+    return DirLock(fd);
+  }
+  DirLock(DirLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  ~DirLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+ private:
+  explicit DirLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+std::string Excerpt(const std::string& narrative) {
+  constexpr size_t kMax = 200;
+  if (narrative.size() <= kMax) return narrative;
+  size_t cut = kMax;
+  while (cut > 0 && (static_cast<uint8_t>(narrative[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 sequence
+  return narrative.substr(0, cut) + "…";
+}
+
+// The geo point a report is drawn at: its capture location, else its first geo field.
+const v1::GeoPoint* GeoOf(const v1::ReportContent& c) {
+  if (c.has_capture() && c.capture().has_location()) return &c.capture().location();
+  for (const auto& f : c.fields())
+    if (f.value().has_geo()) return &f.value().geo();
+  return nullptr;
+}
+
+}  // namespace
+
+std::string SearchText(const v1::ReportContent& c) {
+  std::string text = c.form() + "\n" + c.narrative();
+  for (const auto& f : c.fields()) {
+    const auto& v = f.value();
+    if (v.has_text()) text += "\n" + v.text();
+    if (v.has_people())
+      for (const auto& p : v.people().people()) text += "\n" + p.name() + " " + p.role();
+  }
+  return text;
+}
+
+std::string PlaceOf(const v1::ReportContent& c) {
+  for (const auto& f : c.fields())
+    if (f.key() == "place" && f.value().has_text()) return f.value().text();
+  return "";
+}
+
+DeskStore::~DeskStore() = default;
+
+std::string DeskStore::MediaPath(const std::string& file) const { return fs::Join(fs::Join(dir_, "media"), file); }
+
+Result<std::unique_ptr<DeskStore>> DeskStore::Open(const Organisation& org, const std::string& dir) {
+  if (dir.empty()) return Status(Code::kInvalidArgument, "the desk's data directory is not given");
+  DALA_RETURN_IF_ERROR(fs::EnsureDirectory(dir));
+  DALA_RETURN_IF_ERROR(fs::EnsureDirectory(fs::Join(dir, "media")));
+  DALA_RETURN_IF_ERROR(fs::EnsureDirectory(fs::Join(dir, "exports")));
+  DALA_ASSIGN_OR_RETURN(DirLock opening, DirLock::Take(dir, "open.lock"));
+  std::unique_ptr<DeskStore> s(new DeskStore(org, dir));
+  const std::string path = fs::Join(dir, "desk.db");
+  SecretBuffer key = crypto::DeriveSubkey(org.master, kStoreContext, 0);
+  auto db = db::Db::Open(path, key, !fs::Exists(path));
+  if (!db.ok()) {
+    if (db.status().code() == Code::kWrongKey || db.status().code() == Code::kCorrupt)
+      return Status(Code::kWrongKey, "the desk store in " + dir + " was made with another organisation's key");
+    return db.status();
+  }
+  s->db_ = std::move(*db);
+  DALA_RETURN_IF_ERROR(db::Migrate(s->db_, kSchema, "the desk store was written by a newer dala"));
+  // The organisation it belongs to, written once.
+  DALA_ASSIGN_OR_RETURN(auto st, s->db_.Prepare("SELECT value FROM meta WHERE key = 'organisation'"));
+  DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) {
+    DALA_ASSIGN_OR_RETURN(auto ins, s->db_.Prepare("INSERT INTO meta(key, value) VALUES ('organisation', ?)"));
+    DALA_RETURN_IF_ERROR(ins.Bind(1, org.root.public_key).Run());
+  } else if (!std::equal(org.root.public_key.begin(), org.root.public_key.end(), st.BlobView(0).begin(),
+                         st.BlobView(0).end())) {
+    return Status(Code::kWrongKey, "the desk store in " + dir + " belongs to another organisation");
+  }
+  return s;
+}
+
+Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptions options, bool keep_failed) {
+  DALA_ASSIGN_OR_RETURN(DirLock lock, DirLock::Take(dir_, "import.lock"));
+  ImportResult result;
+  const std::string exports_dir = fs::Join(dir_, "exports");
+  DALA_ASSIGN_OR_RETURN(auto earlier, fs::ListFiles(exports_dir));
+  for (const auto& name : earlier)
+    if (name.size() > 7 && name.substr(name.size() - 7) == ".export")
+      options.earlier_exports.push_back(fs::Join(exports_dir, name));
+
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  const int64_t now = SystemNowMs();
+  DALA_ASSIGN_OR_RETURN(auto next_import, db_.Prepare("SELECT COALESCE(MAX(id), 0) + 1 FROM imports"));
+  DALA_ASSIGN_OR_RETURN(bool has, next_import.Step());
+  const int64_t import_id = has ? next_import.Int(0) : 1;
+  next_import.Reset();
+
+  std::vector<std::string> copied;  // media files this import created: removed again if it is refused
+  options.summary_sink = [&](const std::string& s) { result.summary_json = s; };
+  options.sink = [&](const OpenedEntry& e) -> Status {
+    if (e.report == nullptr || e.device.size() != 32 || e.report_id.size() != 16) return Status::Ok();  // refused below
+    const crypto::Hash envelope_hash = crypto::Blake2b256(crypto::Bytes(e.envelope));
+    // Held already: the same bytes, or the same version from another server of the organisation (the same
+    // signed content sealed again). Other content for a version the store holds is refused.
+    DALA_ASSIGN_OR_RETURN(auto held, db_.Prepare("SELECT envelope_hash, content_hash FROM versions "
+                                                 "WHERE device = ? AND report_id = ? AND version = ?"));
+    held.Bind(1, crypto::Bytes(e.device)).Bind(2, crypto::Bytes(e.report_id)).Bind(3, static_cast<int64_t>(e.version));
+    DALA_ASSIGN_OR_RETURN(bool known, held.Step());
+    if (known) {
+      auto ch = held.BlobView(1);
+      if (!std::equal(ch.begin(), ch.end(), e.report->content_hash.begin(), e.report->content_hash.end()))
+        result.problems.push_back("report " + Hex(e.report_id) + " version " + std::to_string(e.version) +
+                                  " is other signed content than the version the desk holds");
+      ++result.held;
+      return Status::Ok();
+    }
+    const v1::ReportContent& c = e.report->content;
+    std::string problems = "[";
+    for (size_t i = 0; i < e.problems->size(); ++i) problems += (i ? "," : "") + JsonEscape((*e.problems)[i]);
+    problems += "]";
+    DALA_ASSIGN_OR_RETURN(auto ins, db_.Prepare(
+        "INSERT INTO versions(envelope_hash, device, report_id, version, content_hash, verified, problems, server_key, "
+        "sequence, received_ms, leaf_index, detail, envelope, receipt, import_id, content) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+    ins.Bind(1, envelope_hash)
+        .Bind(2, crypto::Bytes(e.device))
+        .Bind(3, crypto::Bytes(e.report_id))
+        .Bind(4, static_cast<int64_t>(e.version))
+        .Bind(5, e.report->content_hash)
+        .Bind(6, e.verified ? 1 : 0)
+        .BindText(7, problems);
+    if (e.receipt_ok)
+      ins.Bind(8, crypto::Bytes(e.server_key)).Bind(9, static_cast<int64_t>(e.sequence)).Bind(10, e.received_ms);
+    else
+      ins.BindNull(8).BindNull(9).BindNull(10);
+    if (e.leaf_index >= 0) ins.Bind(11, e.leaf_index); else ins.BindNull(11);
+    ins.BindText(12, e.json).Bind(13, crypto::Bytes(e.envelope)).Bind(14, crypto::Bytes(e.receipt)).Bind(15, import_id);
+    ins.Bind(16, crypto::Bytes(c.SerializeAsString()));
+    DALA_RETURN_IF_ERROR(ins.Run());
+    DALA_ASSIGN_OR_RETURN(auto rowid, db_.Prepare("SELECT last_insert_rowid()"));
+    DALA_ASSIGN_OR_RETURN(bool got, rowid.Step());
+    if (!got) return Status(Code::kInternal, "no row id");
+    const int64_t version_id = rowid.Int(0);
+    ++result.added;
+
+    for (const auto& a : e.attachments) {
+      const std::string file = Hex(e.device) + "-" + Hex(a.id);
+      const std::string to = MediaPath(file);
+      if (a.verified && !fs::Exists(to)) {
+        DALA_RETURN_IF_ERROR(fs::CopyFile(a.source, to));
+        copied.push_back(to);
+      }
+      DALA_ASSIGN_OR_RETURN(auto att, db_.Prepare(
+          "INSERT OR REPLACE INTO attachments(version_id, attachment_id, mime, size, verified, file_key, file, "
+          "plaintext_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
+      DALA_RETURN_IF_ERROR(att.Bind(1, version_id)
+                               .Bind(2, crypto::Bytes(a.id))
+                               .BindText(3, a.mime)
+                               .Bind(4, static_cast<int64_t>(a.size))
+                               .Bind(5, a.verified ? 1 : 0)
+                               .Bind(6, crypto::Bytes(a.key))
+                               .BindText(7, a.verified ? file : std::string())
+                               .Bind(8, crypto::Bytes(a.plaintext_hash))
+                               .Run());
+    }
+
+    // The report's row follows its newest version.
+    DALA_ASSIGN_OR_RETURN(auto cur, db_.Prepare("SELECT rid, version FROM reports WHERE device = ? AND report_id = ?"));
+    cur.Bind(1, crypto::Bytes(e.device)).Bind(2, crypto::Bytes(e.report_id));
+    DALA_ASSIGN_OR_RETURN(bool exists, cur.Step());
+    const int64_t rid = exists ? cur.Int(0) : 0;
+    if (exists && cur.Int(1) > static_cast<int64_t>(e.version)) return Status::Ok();
+    cur.Reset();
+    const v1::GeoPoint* geo = GeoOf(c);
+    DALA_ASSIGN_OR_RETURN(auto up, db_.Prepare(
+        exists ? "UPDATE reports SET latest = ?, version = ?, form = ?, place = ?, created_ms = ?, sealed_ms = ?, "
+                 "received_ms = ?, verified = ?, latitude = ?, longitude = ?, excerpt = ? WHERE rid = ?"
+               : "INSERT INTO reports(latest, version, form, place, created_ms, sealed_ms, received_ms, verified, "
+                 "latitude, longitude, excerpt, device, report_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+    up.Bind(1, version_id)
+        .Bind(2, static_cast<int64_t>(e.version))
+        .BindText(3, e.report->form())
+        .BindText(4, PlaceOf(c))
+        .Bind(5, c.created_ms())
+        .Bind(6, c.sealed_ms())
+        .Bind(7, e.receipt_ok ? e.received_ms : c.sealed_ms())
+        .Bind(8, e.verified ? 1 : 0);
+    if (geo != nullptr) up.BindDouble(9, geo->latitude()).BindDouble(10, geo->longitude());
+    else up.BindNull(9).BindNull(10);
+    up.BindText(11, Excerpt(c.narrative()));
+    if (exists) up.Bind(12, rid); else up.Bind(12, crypto::Bytes(e.device)).Bind(13, crypto::Bytes(e.report_id));
+    DALA_RETURN_IF_ERROR(up.Run());
+    int64_t the_rid = rid;
+    if (!exists) {
+      DALA_ASSIGN_OR_RETURN(auto r2, db_.Prepare("SELECT last_insert_rowid()"));
+      DALA_ASSIGN_OR_RETURN(bool ok2, r2.Step());
+      if (!ok2) return Status(Code::kInternal, "no row id");
+      the_rid = r2.Int(0);
+    }
+    ++result.reports_changed;
+    DALA_ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM search WHERE docid = ?"));
+    DALA_RETURN_IF_ERROR(del.Bind(1, the_rid).Run());
+    DALA_ASSIGN_OR_RETURN(auto idx, db_.Prepare("INSERT INTO search(docid, content) VALUES (?, ?)"));
+    return idx.Bind(1, the_rid).BindText(2, SearchText(c)).Run();
+  };
+
+  auto undo_copies = [&] {
+    for (const auto& f : copied) (void)fs::RemoveFile(f);
+  };
+  auto opened = OpenExport(org_, export_path, std::string(), options);
+  if (!opened.ok()) {
+    undo_copies();
+    return opened.status();
+  }
+  result.summary = *opened;
+  const Summary& s = result.summary;
+  auto problem = [&](uint64_t n, const std::string& what) {
+    if (n > 0) result.problems.push_back(std::to_string(n) + " " + what);
+  };
+  problem(s.duplicates, "duplicated entries");
+  problem(s.reordered, "entries out of the server's order");
+  problem(s.unknown_fields, "places holding fields this desk does not know");
+  problem(s.missing, "report versions the server received that the export lacks or holds as other bytes");
+  problem(s.phone_receipts_invalid, "phone receipts no authorised server key signed");
+  problem(s.log_problems, "problems with the server's log (or its log does not extend the desk's last import)");
+  problem(s.timestamp_problems, "time-stamps that did not verify");
+  if (!keep_failed) problem(s.failed, "report versions that failed a check (--keep-failed keeps them, marked)");
+  if (!protocol::FindServer(org_.statement, crypto::Bytes(s.server_key)))
+    result.problems.insert(result.problems.begin(),
+                           "the export is of a server this organisation never authorised (another organisation's?)");
+  if (!result.problems.empty()) {
+    undo_copies();
+    return result;  // the transaction rolls back
+  }
+  // The export is kept (ciphertext only) so that the next import of its server must extend its log.
+  auto ex_bytes = fs::ReadFile(export_path, static_cast<size_t>(INT32_MAX));
+  if (!ex_bytes.ok()) {
+    undo_copies();
+    return ex_bytes.status();
+  }
+  const crypto::Hash export_hash = crypto::Blake2b256(*ex_bytes);
+  const std::string server_hex = Hex(s.server_key);
+  Status kept = fs::WriteFileAtomic(fs::Join(exports_dir, server_hex + ".export"), *ex_bytes);
+  if (!kept.ok()) {
+    undo_copies();
+    return kept;
+  }
+  DALA_ASSIGN_OR_RETURN(auto imp, db_.Prepare("INSERT INTO imports(id, time_ms, server_key, export_hash, log_size, "
+                                              "added, held) VALUES (?, ?, ?, ?, ?, ?, ?)"));
+  DALA_RETURN_IF_ERROR(imp.Bind(1, import_id)
+                           .Bind(2, now)
+                           .Bind(3, crypto::Bytes(s.server_key))
+                           .Bind(4, export_hash)
+                           .Bind(5, static_cast<int64_t>(s.log_size))
+                           .Bind(6, static_cast<int64_t>(result.added))
+                           .Bind(7, static_cast<int64_t>(result.held))
+                           .Run());
+  DALA_RETURN_IF_ERROR(AppendCustody(db_, org_, "import", "",
+                                     "export " + encoding::ToHex(export_hash) + " of server " + server_hex + ": " +
+                                         std::to_string(result.added) + " report versions added, " +
+                                         std::to_string(result.held) + " held already",
+                                     now));
+  Status committed = txn.Commit();
+  if (!committed.ok()) {
+    undo_copies();
+    return committed;
+  }
+  result.imported = true;
+  return result;
+}
+
+Result<std::vector<int64_t>> DeskStore::FindReports(const std::vector<std::string>& ids) {
+  std::vector<int64_t> out;
+  DALA_ASSIGN_OR_RETURN(auto st, db_.Prepare("SELECT rid FROM reports WHERE report_id = ?"));
+  for (const auto& id : ids) {
+    std::array<uint8_t, 16> bytes{};
+    if (id.size() != 32 || !encoding::FromHex(id, bytes))
+      return Status(Code::kInvalidArgument, "'" + id + "' is not a report id (32 hexadecimal digits)");
+    st.Bind(1, bytes);
+    bool any = false;
+    for (;;) {
+      DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      out.push_back(st.Int(0));
+      any = true;
+    }
+    st.Reset();
+    if (!any) return Status(Code::kNotFound, "the desk holds no report " + id);
+  }
+  return out;
+}
+
+Result<uint64_t> DeskStore::ExportTable(const ListQuery& q, TableFormat format, const std::string& path) {
+  db::Txn txn(db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  ListQuery all = q;
+  all.per_page = 0;
+  DALA_ASSIGN_OR_RETURN(ListPage page, ListReports(db_, all));
+  DALA_ASSIGN_OR_RETURN(uint64_t rows, WriteTable(db_, q, format, path));
+  const char* what = format == TableFormat::kCsv ? "CSV" : "JSON Lines";
+  const int64_t now = SystemNowMs();
+  for (const auto& r : page.rows)
+    DALA_RETURN_IF_ERROR(AppendCustody(db_, org_, "export", ReportName(r),
+                                       std::string("exported as ") + what + " (version " + std::to_string(r.version) + ")", now));
+  DALA_RETURN_IF_ERROR(AppendCustody(db_, org_, "export", "",
+                                     std::string(what) + " of " + std::to_string(rows) + " reports", now));
+  if (Status st = txn.Commit(); !st.ok()) {
+    (void)fs::RemoveFile(path);  // no export without its custody entry
+    return st;
+  }
+  return rows;
+}
+
+}  // namespace dala::desk
