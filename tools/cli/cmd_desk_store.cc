@@ -2,6 +2,9 @@
 #include <dala/desk.hh>
 
 #include <CLI/CLI.hpp>
+#include <pthread.h>
+#include <signal.h>
+
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -86,6 +89,36 @@ void Export(const ExportArgs& a, int* rc) {
   *rc = kExitOk;
 }
 
+struct ServeArgs {
+  DeskStoreArgs store;
+  std::string listen = "127.0.0.1:0", tls_cert, tls_key;
+};
+
+void Serve(const ServeArgs& a, int* rc) {
+  // SIGINT and SIGTERM are waited for, not handled: blocked before any thread starts.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  OpenedStore s = OpenDeskStore(a.store);
+  dala_desk_serve_options o;
+  dala_desk_serve_options_init(&o);
+  o.listen = a.listen.c_str();
+  if (!a.tls_cert.empty()) o.tls_cert_path = a.tls_cert.c_str();
+  if (!a.tls_key.empty()) o.tls_key_path = a.tls_key.c_str();
+  Ref<dala_desk_server> server;
+  Call(dala_desk_server_start, s.store.get(), &o, Out(server));
+  char* url = nullptr;
+  Call(dala_desk_server_get_url, server.get(), &url);
+  std::printf("%s\n", TakeString(url).c_str());
+  std::fflush(stdout);
+  std::fprintf(stderr, "dala: the desk is served until this process is stopped (Ctrl-C); the address works once\n");
+  int sig = 0;
+  sigwait(&stop, &sig);
+  *rc = kExitOk;
+}
+
 }  // namespace
 
 void AddDeskStoreCommands(CLI::App* desk, int* rc) {
@@ -108,6 +141,15 @@ void AddDeskStoreCommands(CLI::App* desk, int* rc) {
   c->add_option("--report", ex->reports, "a report id (32 hex digits); repeat; default: every report")
       ->allow_extra_args(false);
   c->callback([ex, rc] { Export(*ex, rc); });
+
+  auto sv = std::make_shared<ServeArgs>();
+  c = desk->add_subcommand("serve", "serves the desk store to a browser: prints the address to open (it works once), "
+                                    "then serves until stopped");
+  AddDeskStoreOptions(c, sv->store);
+  c->add_option("--listen", sv->listen, "HOST:PORT (default 127.0.0.1 and a free port); not loopback: TLS only");
+  c->add_option("--tls-cert", sv->tls_cert, "PEM certificate chain (HTTPS)");
+  c->add_option("--tls-key", sv->tls_key, "PEM private key (HTTPS)");
+  c->callback([sv, rc] { Serve(*sv, rc); });
 }
 
 }  // namespace dala::cli

@@ -9,6 +9,7 @@
 #include "capi/boundary.h"
 #include "desk/desk_key.h"
 #include "desk/desk_store.h"
+#include "desk/web/web_http.h"
 #include "desk/export_opener.h"
 #include "desk/log_verifier.h"
 #include "base/clock.h"
@@ -22,6 +23,10 @@ struct dala_desk {
 
 struct dala_desk_store {
   std::unique_ptr<dala::desk::DeskStore> store;
+};
+
+struct dala_desk_server {
+  std::unique_ptr<dala::desk::web::WebServer> server;
 };
 
 using dala::Status;
@@ -319,4 +324,40 @@ dala_status dala_desk_store_export(dala_desk_store* store, const char* format, c
         q, f == "csv" ? dala::desk::TableFormat::kCsv : dala::desk::TableFormat::kJsonLines, out_path));
     return Status::Ok();
   });
+}
+
+void dala_desk_serve_options_init(dala_desk_serve_options* options) noexcept {
+  if (options != nullptr) *options = dala_desk_serve_options{};
+}
+
+dala_status dala_desk_server_start(dala_desk_store* store, const dala_desk_serve_options* options,
+                                   dala_desk_server** out_server, dala_error** out_error) noexcept {
+  if (out_server != nullptr) *out_server = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr && out_server != nullptr, "store or out_server is NULL");
+    dala::desk::web::ServeOptions o;
+    if (options != nullptr) {
+      if (options->listen != nullptr) o.listen = options->listen;
+      if (options->tls_cert_path != nullptr) o.tls_cert = options->tls_cert_path;
+      if (options->tls_key_path != nullptr) o.tls_key = options->tls_key_path;
+    }
+    DALA_ASSIGN_OR_RETURN(auto server, dala::desk::web::WebServer::Start(*store->store, o));
+    *out_server = new dala_desk_server{std::move(server)};
+    return Status::Ok();
+  });
+}
+
+dala_status dala_desk_server_get_url(dala_desk_server* server, char** out_url, dala_error** out_error) noexcept {
+  if (out_url != nullptr) *out_url = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(server != nullptr && out_url != nullptr, "server or out_url is NULL");
+    *out_url = dala::capi::CopyString(server->server->url());
+    return Status::Ok();
+  });
+}
+
+void dala_desk_server_stop(dala_desk_server* server) noexcept {
+  if (server == nullptr) return;
+  server->server->Stop();
+  delete server;
 }

@@ -192,4 +192,93 @@ Result<AttachmentRow> LoadAttachment(db::Db& db, int64_t rid, const std::string&
   return Status(Code::kNotFound, "no such attachment");
 }
 
+namespace {
+
+DeviceRow ReadDevice(const db::Stmt& st) {
+  DeviceRow d;
+  d.device = encoding::ToHex(st.BlobView(0));
+  d.enrolled_ms = st.IsNull(1) ? 0 : st.Int(1);
+  d.server_key = st.IsNull(2) ? "" : encoding::ToHex(st.BlobView(2));
+  d.invite_key = st.IsNull(3) ? "" : encoding::ToHex(st.BlobView(3));
+  d.invite_issued_ms = st.IsNull(4) ? 0 : st.Int(4);
+  d.invite_expires_ms = st.IsNull(5) ? 0 : st.Int(5);
+  d.invite_uses = st.IsNull(6) ? 0 : static_cast<uint32_t>(st.Int(6));
+  d.reports = static_cast<uint64_t>(st.Int(7));
+  d.last_received_ms = st.IsNull(8) ? 0 : st.Int(8);
+  return d;
+}
+
+constexpr const char* kDeviceSelect =
+    "SELECT k.device, d.enrolled_ms, d.server_key, d.invite_key, d.invite_issued_ms, d.invite_expires_ms, "
+    "d.invite_uses, (SELECT count(*) FROM reports r WHERE r.device = k.device), "
+    "(SELECT max(received_ms) FROM reports r WHERE r.device = k.device) "
+    "FROM (SELECT device FROM devices UNION SELECT device FROM reports) k LEFT JOIN devices d ON d.device = k.device";
+
+Result<std::vector<Count>> Counts(db::Db& db, const std::string& sql) {
+  DALA_ASSIGN_OR_RETURN(auto st, db.Prepare(sql));
+  std::vector<Count> out;
+  for (;;) {
+    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back({st.Text(0), static_cast<uint64_t>(st.Int(1))});
+  }
+  return out;
+}
+
+Result<uint64_t> One(db::Db& db, const char* sql) {
+  DALA_ASSIGN_OR_RETURN(auto st, db.Prepare(sql));
+  DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+  return row ? static_cast<uint64_t>(st.Int(0)) : 0;
+}
+
+}  // namespace
+
+Result<std::vector<DeviceRow>> ListDevices(db::Db& db) {
+  DALA_ASSIGN_OR_RETURN(auto st, db.Prepare(std::string(kDeviceSelect) + " ORDER BY 9 DESC"));
+  std::vector<DeviceRow> out;
+  for (;;) {
+    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(ReadDevice(st));
+  }
+  return out;
+}
+
+Result<DeviceRow> LoadDevice(db::Db& db, const std::string& device_hex) {
+  DALA_ASSIGN_OR_RETURN(auto st, db.Prepare(std::string(kDeviceSelect) + " WHERE hex(k.device) = upper(?)"));
+  st.BindText(1, device_hex);
+  DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status(Code::kNotFound, "no such device");
+  return ReadDevice(st);
+}
+
+Result<Overview> LoadOverview(db::Db& db) {
+  Overview o;
+  DALA_ASSIGN_OR_RETURN(o.reports, One(db, "SELECT count(*) FROM reports"));
+  DALA_ASSIGN_OR_RETURN(o.versions, One(db, "SELECT count(*) FROM versions"));
+  DALA_ASSIGN_OR_RETURN(o.verified, One(db, "SELECT count(*) FROM reports WHERE verified = 1"));
+  DALA_ASSIGN_OR_RETURN(o.devices, One(db, "SELECT count(DISTINCT device) FROM reports"));
+  DALA_ASSIGN_OR_RETURN(o.attachments, One(db, "SELECT count(*) FROM attachments"));
+  DALA_ASSIGN_OR_RETURN(o.by_month, Counts(db, "SELECT strftime('%Y-%m', received_ms / 1000, 'unixepoch') m, count(*) "
+                                               "FROM reports GROUP BY m ORDER BY m"));
+  DALA_ASSIGN_OR_RETURN(o.by_place, Counts(db, "SELECT place, count(*) c FROM reports WHERE place != '' GROUP BY place "
+                                               "ORDER BY c DESC, place LIMIT 20"));
+  DALA_ASSIGN_OR_RETURN(o.by_form, Counts(db, "SELECT form, count(*) c FROM reports GROUP BY form ORDER BY c DESC, form"));
+  DALA_ASSIGN_OR_RETURN(auto st, db.Prepare(std::string("SELECT ") + kColumns +
+                                            " FROM reports r WHERE r.latitude IS NOT NULL LIMIT 20000"));
+  for (;;) {
+    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    o.points.push_back(ReadRow(st));
+  }
+  return o;
+}
+
+Result<std::vector<std::string>> ListForms(db::Db& db) {
+  DALA_ASSIGN_OR_RETURN(std::vector<Count> forms, Counts(db, "SELECT form, count(*) FROM reports GROUP BY form ORDER BY form"));
+  std::vector<std::string> out;
+  for (auto& c : forms) out.push_back(std::move(c.key));
+  return out;
+}
+
 }  // namespace dala::desk

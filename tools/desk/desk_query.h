@@ -85,6 +85,35 @@ struct ReportDetail {
 Result<ReportDetail> LoadReport(db::Db& db, int64_t rid);
 // One attachment of a report's latest version, by its id (hex).
 Result<AttachmentRow> LoadAttachment(db::Db& db, int64_t rid, const std::string& attachment_hex);
+struct DeviceRow {
+  std::string device;  // hex
+  int64_t enrolled_ms = 0;       // 0: no enrolment held
+  std::string server_key;        // hex: the server it enrolled at
+  std::string invite_key;        // hex: the invite's enrolment key (names the invite)
+  int64_t invite_issued_ms = 0, invite_expires_ms = 0;
+  uint32_t invite_uses = 0;
+  uint64_t reports = 0;
+  int64_t last_received_ms = 0;
+};
+// Every device that signed a report or enrolled, most recent report first.
+Result<std::vector<DeviceRow>> ListDevices(db::Db& db);
+Result<DeviceRow> LoadDevice(db::Db& db, const std::string& device_hex);
+
+struct Count {
+  std::string key;
+  uint64_t n = 0;
+};
+struct Overview {
+  uint64_t reports = 0, versions = 0, verified = 0, devices = 0, attachments = 0;
+  std::vector<Count> by_month;  // "2025-08" (received), oldest first
+  std::vector<Count> by_place;  // most first, at most 20
+  std::vector<Count> by_form;   // most first
+  std::vector<ListRow> points;  // reports with a geo point (rid, latitude, longitude, place)
+};
+Result<Overview> LoadOverview(db::Db& db);
+// Distinct forms, for the filter.
+Result<std::vector<std::string>> ListForms(db::Db& db);
+
 // The desk's name for a report in the custody log: device hex ":" report id hex.
 std::string ReportName(const ListRow& r);
 

@@ -44,6 +44,9 @@ constexpr const char* kSchema[] = {
        CREATE INDEX reports_form ON reports(form, received_ms);
        CREATE INDEX reports_status ON reports(status, received_ms);
        CREATE VIRTUAL TABLE search USING fts4(content, tokenize=unicode61);
+       CREATE TABLE devices(device BLOB PRIMARY KEY, enrolled_ms INTEGER NOT NULL, server_key BLOB NOT NULL,
+         invite_key BLOB NOT NULL, invite_issued_ms INTEGER NOT NULL, invite_expires_ms INTEGER NOT NULL,
+         invite_uses INTEGER NOT NULL) WITHOUT ROWID;
        CREATE TABLE notes(id INTEGER PRIMARY KEY, rid INTEGER NOT NULL, time_ms INTEGER NOT NULL, text TEXT NOT NULL);
        CREATE INDEX notes_rid ON notes(rid);
        CREATE TABLE custody(seq INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, action TEXT NOT NULL,
@@ -186,6 +189,19 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
       return Status::Ok();
     }
     const v1::ReportContent& c = e.report->content;
+    if (e.enrolment != nullptr && e.invite != nullptr) {  // how the device came to the organisation
+      DALA_ASSIGN_OR_RETURN(auto dev, db_.Prepare(
+          "INSERT OR IGNORE INTO devices(device, enrolled_ms, server_key, invite_key, invite_issued_ms, "
+          "invite_expires_ms, invite_uses) VALUES (?, ?, ?, ?, ?, ?, ?)"));
+      DALA_RETURN_IF_ERROR(dev.Bind(1, crypto::Bytes(e.device))
+                               .Bind(2, e.enrolment->enrolled_ms())
+                               .Bind(3, crypto::Bytes(e.invite->server_key()))
+                               .Bind(4, crypto::Bytes(e.invite->enrol_key()))
+                               .Bind(5, e.invite->issued_ms())
+                               .Bind(6, e.invite->expires_ms())
+                               .Bind(7, static_cast<int64_t>(e.invite->uses()))
+                               .Run());
+    }
     std::string problems = "[";
     for (size_t i = 0; i < e.problems->size(); ++i) problems += (i ? "," : "") + JsonEscape((*e.problems)[i]);
     problems += "]";
@@ -361,23 +377,36 @@ Result<std::vector<int64_t>> DeskStore::FindReports(const std::vector<std::strin
   return out;
 }
 
-Result<uint64_t> DeskStore::ExportTable(const ListQuery& q, TableFormat format, const std::string& path) {
+Result<std::string> DeskStore::ExportTableText(const ListQuery& q, TableFormat format, uint64_t* rows,
+                                               const std::function<Status(const std::string&)>& deliver) {
   db::Txn txn(db_);
   DALA_RETURN_IF_ERROR(txn.Begin());
   ListQuery all = q;
   all.per_page = 0;
   DALA_ASSIGN_OR_RETURN(ListPage page, ListReports(db_, all));
-  DALA_ASSIGN_OR_RETURN(uint64_t rows, WriteTable(db_, q, format, path));
+  DALA_ASSIGN_OR_RETURN(std::string text, TableText(db_, q, format, rows));
   const char* what = format == TableFormat::kCsv ? "CSV" : "JSON Lines";
   const int64_t now = SystemNowMs();
   for (const auto& r : page.rows)
     DALA_RETURN_IF_ERROR(AppendCustody(db_, org_, "export", ReportName(r),
                                        std::string("exported as ") + what + " (version " + std::to_string(r.version) + ")", now));
   DALA_RETURN_IF_ERROR(AppendCustody(db_, org_, "export", "",
-                                     std::string(what) + " of " + std::to_string(rows) + " reports", now));
-  if (Status st = txn.Commit(); !st.ok()) {
-    (void)fs::RemoveFile(path);  // no export without its custody entry
-    return st;
+                                     std::string(what) + " of " + std::to_string(page.rows.size()) + " reports", now));
+  if (deliver) DALA_RETURN_IF_ERROR(deliver(text));
+  DALA_RETURN_IF_ERROR(txn.Commit());
+  return text;
+}
+
+Result<uint64_t> DeskStore::ExportTable(const ListQuery& q, TableFormat format, const std::string& path) {
+  uint64_t rows = 0;
+  bool written = false;
+  auto text = ExportTableText(q, format, &rows, [&](const std::string& t) {
+    written = true;
+    return fs::WriteFileAtomic(path, crypto::Bytes(t));
+  });
+  if (!text.ok()) {
+    if (written) (void)fs::RemoveFile(path);  // no export without its custody entry
+    return text.status();
   }
   return rows;
 }

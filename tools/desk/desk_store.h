@@ -5,6 +5,7 @@
 // next import's log must extend. Nothing decrypted is written to disk.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,6 +47,10 @@ class DeskStore {
   // Writes the reports `q` selects as CSV or JSON Lines to `path`, and records the export in the custody
   // log (each report's, and the desk's). Returns the rows written.
   Result<uint64_t> ExportTable(const ListQuery& q, TableFormat format, const std::string& path);
+  // The same as text (the web desk's downloads), recorded in the custody log. `deliver`, if given, runs
+  // before the record commits: when it fails, nothing is recorded.
+  Result<std::string> ExportTableText(const ListQuery& q, TableFormat format, uint64_t* rows,
+                                      const std::function<Status(const std::string&)>& deliver = nullptr);
   // The reports whose id (32 hex digits) is one of `ids`: kNotFound naming the first that is not held.
   Result<std::vector<int64_t>> FindReports(const std::vector<std::string>& ids);
 

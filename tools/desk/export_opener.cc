@@ -196,14 +196,18 @@ uint64_t StrictExportFields(std::string_view bytes) {
 
 // The devices enrolled through an invite of this organisation (signed by its root, naming a server it
 // authorised, with the invite holder's proof for that device at that server), by device key.
-std::map<std::string, const v1::Enrolment*> Enrolled(const v1::Export& ex, const Organisation& org) {
+struct EnrolledDevice {
+  const v1::Enrolment* enrolment;
+  v1::Invite invite;  // checked: signed by the root
+};
+std::map<std::string, EnrolledDevice> Enrolled(const v1::Export& ex, const Organisation& org) {
   // As the server counts: each invite (by its enrolment key) enrols at most `uses` devices, before it
   // expires; earliest first.
   std::vector<const v1::Enrolment*> order;
   for (const auto& e : ex.enrolments()) order.push_back(&e);
   std::stable_sort(order.begin(), order.end(),
                    [](const v1::Enrolment* a, const v1::Enrolment* b) { return a->enrolled_ms() < b->enrolled_ms(); });
-  std::map<std::string, const v1::Enrolment*> out;
+  std::map<std::string, EnrolledDevice> out;
   std::map<std::string, uint32_t> used;
   for (const v1::Enrolment* e : order) {
     auto inv = protocol::CheckSignedInvite(e->invite(), &org.root.public_key);
@@ -213,7 +217,7 @@ std::map<std::string, const v1::Enrolment*> Enrolled(const v1::Export& ex, const
       continue;
     if (e->enrolled_ms() >= inv->invite.expires_ms() || used[inv->invite.enrol_key()] >= inv->invite.uses()) continue;
     ++used[inv->invite.enrol_key()];
-    out.emplace(e->device_key(), e);
+    out.emplace(e->device_key(), EnrolledDevice{e, inv->invite});
   }
   return out;
 }
@@ -445,8 +449,12 @@ Status SyncFileSystem(const std::string& dir) {
 
 // What a sink is handed for one report version.
 OpenedEntry Entry(const Opened& o, bool verified, const v1::Export& ex, const std::map<std::string, uint64_t>& leaf_index,
-                  const std::string& media_dir, std::string json) {
+                  const std::map<std::string, EnrolledDevice>& enrolled, const std::string& media_dir, std::string json) {
   OpenedEntry e;
+  if (auto it = enrolled.find(o.device); it != enrolled.end()) {
+    e.enrolment = it->second.enrolment;
+    e.invite = &it->second.invite;
+  }
   if (!o.id_hex.empty()) {
     e.device = o.device;
     e.report_id = std::string_view(reinterpret_cast<const char*>(o.header.report_id.data()), o.header.report_id.size());
@@ -805,7 +813,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
                     ",\"attachments\":" + o.attachments_json + ",\"timestamp\":" + timestamp_json(o) +
                     ",\"report\":" + (o.opened ? ReportToJson(o.report) : std::string("null")) + "}\n";
     if (write) DALA_RETURN_IF_ERROR(WriteUnsynced(fs::Join(out_dir, name), j));
-    if (options.sink) DALA_RETURN_IF_ERROR(options.sink(Entry(o, ok, ex, leaf_index, media_dir, std::move(j))));
+    if (options.sink) DALA_RETURN_IF_ERROR(options.sink(Entry(o, ok, ex, leaf_index, enrolled, media_dir, std::move(j))));
     index += std::string(i ? "," : "") + "{\"file\":" + (write ? JsonEscape(name) : "null") + ",\"id\":" + JsonEscape(o.id_hex) +
              ",\"version\":" + std::to_string(o.version) + ",\"verified\":" + (ok ? "true" : "false") +
              ",\"problems\":" + ProblemsJson(o.problems) + "}";

@@ -54,6 +54,9 @@ struct OpenedEntry {
   int64_t received_ms = 0;     // the receipt's server time (receipt_ok)
   std::string_view server_key; // the receipt's signer (receipt_ok)
   int64_t leaf_index = -1;     // its leaf in the export's log, when there
+  // The device's enrolment through an invite the organisation's root signed (null: not enrolled so).
+  const v1::Enrolment* enrolment = nullptr;
+  const v1::Invite* invite = nullptr;  // that invite, checked
   std::string json;            // the JSON desk open writes for it: {verified, problems, receipt, attachments, ...}
   struct Attachment {
     std::string_view id;       // 16 bytes

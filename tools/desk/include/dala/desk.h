@@ -205,6 +205,33 @@ DALA_API dala_status dala_desk_store_export(dala_desk_store *store, const char *
                                             const char *const *report_ids, size_t report_count, uint64_t *out_rows,
                                             dala_error **out_error) DALA_NOEXCEPT;
 
+/* The web desk (docs/desk.md): reports, overview, devices and the custody log in a browser, served from
+   the store. */
+typedef struct dala_desk_serve_options {
+    const char *listen;         /* "HOST:PORT" (IPv6 as "[::1]:PORT"); NULL = "127.0.0.1:0" (any free port) */
+    const char *tls_cert_path;  /* PEM; with tls_key_path, serves HTTPS. Required unless listen is loopback */
+    const char *tls_key_path;
+} dala_desk_serve_options;
+
+/* Any thread. Sets every field to its default. */
+DALA_API void dala_desk_serve_options_init(dala_desk_serve_options *options) DALA_NOEXCEPT;
+
+/* A running web desk. */
+typedef struct dala_desk_server dala_desk_server;
+
+/* Any thread. Starts serving `store` (which must stay open until the server stops) on its own threads.
+   DALA_ERR_INVALID_ARGUMENT: an address that is not loopback without TLS, or a malformed address.
+   The store is not to be used by other calls while the server runs. options may be NULL. */
+DALA_API dala_status dala_desk_server_start(dala_desk_store *store, const dala_desk_serve_options *options,
+                                            dala_desk_server **out_server, dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread. The address to open in a browser, with its one-time login token (it works once: keep it
+   to yourself); free with dala_string_free. */
+DALA_API dala_status dala_desk_server_get_url(dala_desk_server *server, char **out_url,
+                                              dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread, once. Stops accepting, closes every connection, waits for its threads and frees the
+   server. Accepts NULL. */
+DALA_API void dala_desk_server_stop(dala_desk_server *server) DALA_NOEXCEPT;
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,7 @@
 namespace dala {
 DALA_HH_FREE(dala_desk, dala_desk_close)
 DALA_HH_FREE(dala_desk_store, dala_desk_store_close)
+DALA_HH_FREE(dala_desk_server, dala_desk_server_stop)
 }  // namespace dala
 
 #endif  // DALA_DESK_HH

@@ -1,0 +1,445 @@
+#include "desk/web/web_app.h"
+
+#include <sodium.h>
+
+#include <chrono>
+#include <ctime>
+
+#include "base/clock.h"
+#include "base/encoding.h"
+#include "desk/desk_custody.h"
+#include "desk/desk_table.h"
+#include "desk/web/web_pages.h"
+#include "format/report.h"
+
+namespace dala::desk::web {
+namespace {
+
+constexpr const char* kCookie = "desk_session";
+constexpr int64_t kIdleMs = 8 * 3600 * 1000;   // a session unused this long is locked
+constexpr size_t kMaxNote = 20000, kMaxTag = 64, kMaxTags = 32;
+
+std::string RandomToken() {
+  uint8_t b[32];
+  randombytes_buf(b, sizeof b);
+  char out[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+  sodium_bin2base64(out, sizeof out, b, sizeof b, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  sodium_memzero(b, sizeof b);
+  return out;
+}
+
+bool SameSecret(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && !a.empty() && sodium_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string Param(const std::vector<std::pair<std::string, std::string>>& p, const char* name) {
+  for (const auto& [k, v] : p)
+    if (k == name) return v;
+  return "";
+}
+
+// "YYYY-MM-DD" (UTC) to Unix ms; 0 when empty or malformed.
+int64_t DateMs(const std::string& s) {
+  int y = 0, m = 0, d = 0;
+  if (s.size() != 10 || std::sscanf(s.c_str(), "%4d-%2d-%2d", &y, &m, &d) != 3 || m < 1 || m > 12 || d < 1 || d > 31)
+    return 0;
+  std::tm tm{};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = m - 1;
+  tm.tm_mday = d;
+  return static_cast<int64_t>(timegm(&tm)) * 1000;
+}
+
+ListQuery QueryFrom(const std::vector<std::pair<std::string, std::string>>& p) {
+  ListQuery q;
+  q.text = Param(p, "q");
+  q.form = Param(p, "form");
+  q.place = Param(p, "place");
+  q.device = Param(p, "device");
+  q.status = Param(p, "status");
+  q.tag = Param(p, "tag");
+  const std::string v = Param(p, "verified");
+  q.verified = v == "yes" ? 1 : v == "no" ? 0 : -1;
+  q.from_ms = DateMs(Param(p, "from"));
+  if (int64_t to = DateMs(Param(p, "to")); to > 0) q.to_ms = to + 86400000;  // the whole day
+  if (std::string s = Param(p, "sort"); !s.empty()) q.sort = s;
+  q.descending = Param(p, "dir") != "asc";
+  const std::string page = Param(p, "page");
+  if (!page.empty() && page.size() < 7 && page.find_first_not_of("0123456789") == std::string::npos)
+    q.page = static_cast<uint32_t>(std::stoul(page));
+  return q;
+}
+
+Response Html(unsigned status, std::string body) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+Response Redirect(const std::string& to) {
+  Response r;
+  r.status = 303;
+  r.headers.emplace_back("Location", to);
+  return r;
+}
+
+Response Error(const Status& st) {
+  const unsigned code = st.code() == Code::kNotFound ? 404 : st.code() == Code::kInvalidArgument ? 400 : 500;
+  return Html(code, MessagePage(code == 404 ? "Not found" : code == 400 ? "Not accepted" : "Something failed",
+                                st.message()));
+}
+
+std::string Extension(const std::string& mime) {
+  static const std::pair<const char*, const char*> kKnown[] = {
+      {"video/mp4", ".mp4"}, {"video/webm", ".webm"}, {"video/quicktime", ".mov"}, {"image/jpeg", ".jpg"},
+      {"image/png", ".png"}, {"image/gif", ".gif"},   {"image/webp", ".webp"},     {"audio/ogg", ".ogg"},
+      {"audio/mpeg", ".mp3"}, {"audio/mp4", ".m4a"},  {"audio/aac", ".aac"},       {"audio/wav", ".wav"}};
+  for (const auto& [m, e] : kKnown)
+    if (mime == m) return e;
+  return ".bin";
+}
+
+// Tags as typed: words split at spaces and commas, each at most kMaxTag bytes of valid UTF-8 with no
+// control characters, at most kMaxTags, joined by one space.
+Result<std::string> NormaliseTags(const std::string& typed) {
+  std::vector<std::string> tags;
+  std::string word;
+  auto flush = [&]() -> Status {
+    if (word.empty()) return Status::Ok();
+    if (word.size() > kMaxTag || !IsValidUtf8(word)) return Status(Code::kInvalidArgument, "a tag is too long or not text");
+    for (unsigned char c : word)
+      if (c < 0x20 || c == 0x7f) return Status(Code::kInvalidArgument, "a tag holds a control character");
+    if (std::find(tags.begin(), tags.end(), word) == tags.end()) tags.push_back(word);
+    word.clear();
+    return Status::Ok();
+  };
+  for (char c : typed) {
+    if (c == ' ' || c == ',' || c == '\t' || c == '\n' || c == '\r') DALA_RETURN_IF_ERROR(flush());
+    else word.push_back(c);
+  }
+  DALA_RETURN_IF_ERROR(flush());
+  if (tags.size() > kMaxTags) return Status(Code::kInvalidArgument, "at most 32 tags");
+  std::string out;
+  for (const auto& t : tags) out += (out.empty() ? "" : " ") + t;
+  return out;
+}
+
+}  // namespace
+
+std::string LoginUrl(const App& app, const std::string& origin) { return origin + "/login?token=" + app.login_token(); }
+
+App::App(DeskStore& store, std::string origin, bool secure)
+    : store_(store), origin_(std::move(origin)), secure_(secure), token_(RandomToken()) {}
+
+Status App::Log(std::string_view action, std::string_view report, std::string_view detail) {
+  db::Txn txn(store_.db());
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  DALA_RETURN_IF_ERROR(AppendCustody(store_.db(), store_.org(), action, report, detail, SystemNowMs()));
+  return txn.Commit();
+}
+
+Response App::Handle(const Request& r) {
+  Response out;
+  {
+    std::lock_guard lock(mu_);
+    if (r.path == "/login") {
+      out = Login(r);
+    } else {
+      // Every other request needs a session that the one-time token opened.
+      std::string sid;
+      const std::string prefix = std::string(kCookie) + "=";
+      for (size_t at = 0; at < r.cookie.size();) {
+        size_t end = r.cookie.find(';', at);
+        std::string part = r.cookie.substr(at, end == std::string::npos ? std::string::npos : end - at);
+        while (!part.empty() && part[0] == ' ') part.erase(0, 1);
+        if (part.rfind(prefix, 0) == 0) sid = part.substr(prefix.size());
+        if (end == std::string::npos) break;
+        at = end + 1;
+      }
+      auto it = sid.empty() ? sessions_.end() : sessions_.find(sid);
+      const int64_t now = SystemNowMs();
+      if (it != sessions_.end() && now - it->second.last_ms > kIdleMs) {
+        sessions_.erase(it);
+        it = sessions_.end();
+      }
+      if (it == sessions_.end()) {
+        out = Html(401, MessagePage("Locked", "Open the address that dala desk serve printed (each works once), or "
+                                              "restart it for a new one."));
+      } else {
+        it->second.last_ms = now;
+        const bool changes = r.method == "POST";
+        if (changes && (!SameSecret(Param(r.form, "csrf"), it->second.csrf) ||
+                        (!r.origin.empty() && r.origin != origin_))) {
+          out = Html(403, MessagePage("Refused", "This request did not come from a page of this desk."));
+        } else if (changes && r.path == "/logout") {
+          sessions_.erase(it);
+          out = Html(200, MessagePage("Locked", "The desk is locked in this browser."));
+          out.headers.emplace_back("Set-Cookie", std::string(kCookie) + "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict");
+        } else {
+          out = Route(r, it->second, sid);
+        }
+      }
+    }
+  }
+  // Every answer: nothing from outside, no scripts at all, no framing, no sniffing, no caching.
+  if (!out.media)
+    out.headers.emplace_back("Content-Security-Policy",
+                             "default-src 'none'; style-src 'self'; img-src 'self'; media-src 'self'; "
+                             "form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
+  out.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  out.headers.emplace_back("X-Frame-Options", "DENY");
+  out.headers.emplace_back("Referrer-Policy", "no-referrer");
+  out.headers.emplace_back("Cache-Control", "no-store");
+  out.headers.emplace_back("Cross-Origin-Opener-Policy", "same-origin");
+  out.headers.emplace_back("Cross-Origin-Resource-Policy", "same-origin");
+  return out;
+}
+
+Response App::Login(const Request& r) {
+  if (r.method != "GET" || token_used_ || !SameSecret(Param(r.query, "token"), token_))
+    return Html(403, MessagePage("Refused", "This login address is wrong or was used already: each works once. "
+                                            "Restart dala desk serve for a new one."));
+  token_used_ = true;
+  const std::string sid = RandomToken();
+  sessions_[sid] = Session{RandomToken(), SystemNowMs(), {}};
+  Response out = Redirect("/reports");
+  out.headers.emplace_back("Set-Cookie", std::string(kCookie) + "=" + sid + "; Path=/; HttpOnly; SameSite=Strict" +
+                                             (secure_ ? "; Secure" : ""));
+  (void)Log("login", "", "a browser opened the desk with the one-time address");
+  return out;
+}
+
+Response App::Route(const Request& r, Session& s, const std::string& sid) {
+  (void)sid;
+  const std::string& p = r.path;
+  const bool get = r.method == "GET" || r.method == "HEAD";
+  auto rid_of = [](const std::string& text, int64_t* rid) {
+    if (text.empty() || text.size() > 15 || text.find_first_not_of("0123456789") != std::string::npos) return false;
+    *rid = std::stoll(text);
+    return true;
+  };
+  if (get && p == "/") return Redirect("/reports");
+  if (get && p == "/static/desk.css") {
+    Response css;
+    css.content_type = "text/css; charset=utf-8";
+    css.body = kDeskCss;
+    return css;
+  }
+  if (get && p == "/reports") return Reports(r, s);
+  if (get && p == "/overview") {
+    auto o = LoadOverview(store_.db());
+    if (!o.ok()) return Error(o.status());
+    return Html(200, OverviewPage({s.csrf, "Overview"}, *o));
+  }
+  if (get && p == "/devices") {
+    auto d = ListDevices(store_.db());
+    if (!d.ok()) return Error(d.status());
+    return Html(200, DevicesPage({s.csrf, "Devices"}, *d));
+  }
+  if (get && p == "/custody") {
+    auto all = ReadCustody(store_.db());
+    if (!all.ok()) return Error(all.status());
+    return Html(200, CustodyPage({s.csrf, "Custody log"}, *all, VerifyCustody(*all, store_.org().root.public_key)));
+  }
+  if (r.method == "POST" && p == "/custody/export") return CustodyExport();
+  if (r.method == "POST" && p == "/export") return Export(r);
+  int64_t rid = 0;
+  if (p.rfind("/report/", 0) == 0) {
+    std::string rest = p.substr(8);
+    const size_t slash = rest.find('/');
+    if (!rid_of(rest.substr(0, slash), &rid)) return Error(Status(Code::kNotFound, "no such page"));
+    const std::string action = slash == std::string::npos ? "" : rest.substr(slash);
+    if (get && action.empty()) return Report(rid, s);
+    if (r.method == "POST" && action == "/case") return Case(r, rid);
+    if (r.method == "POST" && action == "/note") return Note(r, rid);
+  }
+  if (get && p.rfind("/media/", 0) == 0) {
+    std::string rest = p.substr(7);
+    const size_t slash = rest.find('/');
+    if (slash != std::string::npos && rid_of(rest.substr(0, slash), &rid)) return Media(r, rid, rest.substr(slash + 1), s);
+  }
+  return Error(Status(Code::kNotFound, "no such page"));
+}
+
+Response App::Reports(const Request& r, Session& s) {
+  const auto start = std::chrono::steady_clock::now();
+  ListQuery q = QueryFrom(r.query);
+  auto page = ListReports(store_.db(), q);
+  if (!page.ok()) return Error(page.status());
+  auto forms = ListForms(store_.db());
+  if (!forms.ok()) return Error(forms.status());
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  Response out = Html(200, ReportsPage({s.csrf, "Reports"}, q, *page, *forms, ms));
+  out.headers.emplace_back("Server-Timing", "db;dur=" + std::to_string(ms));
+  return out;
+}
+
+Response App::Report(int64_t rid, Session& s) {
+  auto d = LoadReport(store_.db(), rid);
+  if (!d.ok()) return Error(d.status());
+  const std::string name = ReportName(d->row);
+  if (Status st = Log("view", name, "viewed version " + std::to_string(d->row.version)); !st.ok()) return Error(st);
+  auto device = LoadDevice(store_.db(), d->row.device);
+  auto custody = ReadCustody(store_.db(), name);
+  if (!custody.ok()) return Error(custody.status());
+  return Html(200, ReportPage({s.csrf, "Report " + d->row.report_id.substr(0, 8)}, *d, device.ok() ? &*device : nullptr,
+                              *custody, encoding::ToHex(store_.org().root.public_key)));
+}
+
+std::shared_ptr<MediaReader> App::Reader(const AttachmentRow& a) {
+  if (auto it = media_.find(a.file); it != media_.end()) return it->second;
+  auto opened = MediaReader::Open(store_.MediaPath(a.file), a.key, a.size);
+  if (!opened.ok()) return nullptr;
+  std::shared_ptr<MediaReader> reader = std::move(*opened);
+  media_[a.file] = reader;
+  media_order_.push_back(a.file);
+  if (media_order_.size() > 16) {  // keep the last few (their piece states are in locked memory)
+    media_.erase(media_order_.front());
+    media_order_.erase(media_order_.begin());
+  }
+  return reader;
+}
+
+Response App::Media(const Request& r, int64_t rid, const std::string& att, Session& s) {
+  auto a = LoadAttachment(store_.db(), rid, att);
+  if (!a.ok()) return Error(a.status());
+  if (!a->verified || a->file.empty()) return Error(Status(Code::kNotFound, "this attachment did not verify"));
+  std::shared_ptr<MediaReader> reader = Reader(*a);
+  if (!reader) return Error(Status(Code::kCorrupt, "the attachment's file cannot be read"));
+  if (!s.media_logged[a->file]) {
+    auto d = LoadReport(store_.db(), rid);
+    if (d.ok() && Log("media", ReportName(d->row), "opened attachment " + att).ok()) s.media_logged[a->file] = true;
+  }
+  Response out;
+  const uint64_t size = reader->size();
+  // Served only as what cannot run: images and audio/video the browser plays; anything else (SVG, HTML,
+  // PDF...) is a download of bytes.
+  const bool inline_ok = (IsPassiveImage(a->mime) || IsPlayableMedia(a->mime)) && Param(r.query, "download").empty();
+  out.content_type = inline_ok ? a->mime : "application/octet-stream";
+  out.headers.emplace_back("Content-Disposition", std::string(inline_ok ? "inline" : "attachment") +
+                                                      "; filename=\"" + att + Extension(a->mime) + "\"");
+  out.headers.emplace_back("Content-Security-Policy", "default-src 'none'; sandbox");
+  out.headers.emplace_back("Accept-Ranges", "bytes");
+  out.media = reader;
+  out.offset = 0;
+  out.length = size;
+  // One range, "bytes=A-B", "bytes=A-" or "bytes=-N"; several ranges: the whole file.
+  if (r.range.rfind("bytes=", 0) == 0 && r.range.find(',') == std::string::npos) {
+    const std::string spec = r.range.substr(6);
+    const size_t dash = spec.find('-');
+    auto number = [](const std::string& t, uint64_t* v) {
+      if (t.empty() || t.size() > 19 || t.find_first_not_of("0123456789") != std::string::npos) return false;
+      *v = std::stoull(t);
+      return true;
+    };
+    uint64_t first = 0, last = 0;
+    const std::string a_text = dash == std::string::npos ? spec : spec.substr(0, dash);
+    const std::string b_text = dash == std::string::npos ? "" : spec.substr(dash + 1);
+    bool ok = dash != std::string::npos;
+    if (ok && a_text.empty()) {  // the last N bytes
+      uint64_t n = 0;
+      ok = number(b_text, &n) && n > 0;
+      first = n >= size ? 0 : size - n;
+      last = size == 0 ? 0 : size - 1;
+    } else if (ok) {
+      ok = number(a_text, &first);
+      last = size == 0 ? 0 : size - 1;
+      if (ok && !b_text.empty()) ok = number(b_text, &last) && last >= first;
+      last = std::min(last, size == 0 ? 0 : size - 1);
+    }
+    if (ok && (first >= size)) {
+      Response bad = Html(416, MessagePage("Out of range", "The range asked for lies past the end."));
+      bad.headers.emplace_back("Content-Range", "bytes */" + std::to_string(size));
+      return bad;
+    }
+    if (ok) {
+      out.status = 206;
+      out.offset = first;
+      out.length = last - first + 1;
+      out.headers.emplace_back("Content-Range", "bytes " + std::to_string(first) + "-" + std::to_string(last) + "/" +
+                                                    std::to_string(size));
+    }
+  }
+  return out;
+}
+
+Response App::Case(const Request& r, int64_t rid) {
+  auto d = LoadReport(store_.db(), rid);
+  if (!d.ok()) return Error(d.status());
+  const std::string status = Param(r.form, "status");
+  if (!IsCaseStatus(status)) return Error(Status(Code::kInvalidArgument, "not a case status"));
+  auto tags = NormaliseTags(Param(r.form, "tags"));
+  if (!tags.ok()) return Error(tags.status());
+  const std::string name = ReportName(d->row);
+  db::Db& db = store_.db();
+  db::Txn txn(db);
+  Status st = txn.Begin();
+  if (st.ok()) {
+    auto up = db.Prepare("UPDATE reports SET status = ?, tags = ? WHERE rid = ?");
+    st = up.ok() ? up->BindText(1, status).BindText(2, *tags).Bind(3, rid).Run() : up.status();
+  }
+  const int64_t now = SystemNowMs();
+  if (st.ok() && status != d->row.status)
+    st = AppendCustody(db, store_.org(), "status", name, "case status " + d->row.status + " -> " + status, now);
+  if (st.ok() && *tags != d->row.tags)
+    st = AppendCustody(db, store_.org(), "tags", name, "tags set to: " + *tags, now);
+  if (st.ok()) st = txn.Commit();
+  if (!st.ok()) return Error(st);
+  return Redirect("/report/" + std::to_string(rid));
+}
+
+Response App::Note(const Request& r, int64_t rid) {
+  auto d = LoadReport(store_.db(), rid);
+  if (!d.ok()) return Error(d.status());
+  const std::string note = Param(r.form, "note");
+  if (note.empty() || note.size() > kMaxNote || !IsValidUtf8(note))
+    return Error(Status(Code::kInvalidArgument, "a note is 1 to 20,000 bytes of text"));
+  db::Db& db = store_.db();
+  db::Txn txn(db);
+  Status st = txn.Begin();
+  const int64_t now = SystemNowMs();
+  if (st.ok()) {
+    auto ins = db.Prepare("INSERT INTO notes(rid, time_ms, text) VALUES (?, ?, ?)");
+    st = ins.ok() ? ins->Bind(1, rid).Bind(2, now).BindText(3, note).Run() : ins.status();
+  }
+  // The custody entry names the note by its hash: the log can be handed over without the note.
+  if (st.ok())
+    st = AppendCustody(db, store_.org(), "note", ReportName(d->row),
+                       "added a note (BLAKE2b " + encoding::ToHex(crypto::Blake2b256(crypto::Bytes(note))) + ")", now);
+  if (st.ok()) st = txn.Commit();
+  if (!st.ok()) return Error(st);
+  return Redirect("/report/" + std::to_string(rid));
+}
+
+Response App::Export(const Request& r) {
+  const std::string format = Param(r.form, "format");
+  if (format != "csv" && format != "jsonl") return Error(Status(Code::kInvalidArgument, "format must be csv or jsonl"));
+  ListQuery q = QueryFrom(r.form);
+  q.page = 0;
+  uint64_t rows = 0;
+  auto text = store_.ExportTableText(q, format == "csv" ? TableFormat::kCsv : TableFormat::kJsonLines, &rows);
+  if (!text.ok()) return Error(text.status());
+  Response out;
+  out.content_type = format == "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson; charset=utf-8";
+  out.body = std::move(*text);
+  out.headers.emplace_back("Content-Disposition", "attachment; filename=\"dala-reports-" +
+                                                      IsoTime(SystemNowMs()).substr(0, 10) + "." + format + "\"");
+  return out;
+}
+
+Response App::CustodyExport() {
+  auto all = ReadCustody(store_.db());
+  if (!all.ok()) return Error(all.status());
+  if (Status st = Log("export", "", "custody log downloaded (" + std::to_string(all->size()) + " entries)"); !st.ok())
+    return Error(st);
+  auto with = ReadCustody(store_.db());
+  if (!with.ok()) return Error(with.status());
+  Response out;
+  out.content_type = "application/x-ndjson; charset=utf-8";
+  out.body = CustodyJsonLines(*with);
+  out.headers.emplace_back("Content-Disposition", "attachment; filename=\"dala-custody.jsonl\"");
+  return out;
+}
+
+}  // namespace dala::desk::web
