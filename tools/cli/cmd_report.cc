@@ -95,7 +95,8 @@ std::string GuessMime(const std::string& path) {
       {".mp4", "video/mp4"}, {".mov", "video/quicktime"}, {".webm", "video/webm"}, {".jpg", "image/jpeg"},
       {".jpeg", "image/jpeg"}, {".png", "image/png"}, {".heic", "image/heic"}, {".ogg", "audio/ogg"},
       {".opus", "audio/ogg"}, {".mp3", "audio/mpeg"}, {".m4a", "audio/mp4"}, {".aac", "audio/aac"},
-      {".pdf", "application/pdf"}, {".txt", "text/plain"}};
+      {".pdf", "application/pdf"}, {".txt", "text/plain"}, {".wav", "audio/wav"}, {".gif", "image/gif"},
+      {".webp", "image/webp"}, {".svg", "image/svg+xml"}, {".html", "text/html"}, {".htm", "text/html"}};
   auto dot = path.rfind('.');
   std::string ext = dot == std::string::npos ? "" : path.substr(dot);
   for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

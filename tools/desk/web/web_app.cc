@@ -145,6 +145,8 @@ Response App::Handle(const Request& r) {
     std::lock_guard lock(mu_);
     if (r.path == "/login") {
       out = Login(r);
+    } else if (r.path == "/favicon.ico") {
+      out.status = 204;  // no icon (and no error in the browser's console)
     } else {
       // Every other request needs a session that the one-time token opened.
       std::string sid;
@@ -189,7 +191,8 @@ Response App::Handle(const Request& r) {
                              "form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
   out.headers.emplace_back("X-Content-Type-Options", "nosniff");
   out.headers.emplace_back("X-Frame-Options", "DENY");
-  out.headers.emplace_back("Referrer-Policy", "no-referrer");
+  // same-origin, not no-referrer: with no-referrer a browser sends "Origin: null" on its own forms.
+  out.headers.emplace_back("Referrer-Policy", "same-origin");
   out.headers.emplace_back("Cache-Control", "no-store");
   out.headers.emplace_back("Cross-Origin-Opener-Policy", "same-origin");
   out.headers.emplace_back("Cross-Origin-Resource-Policy", "same-origin");
@@ -319,7 +322,10 @@ Response App::Media(const Request& r, int64_t rid, const std::string& att, Sessi
   out.content_type = inline_ok ? a->mime : "application/octet-stream";
   out.headers.emplace_back("Content-Disposition", std::string(inline_ok ? "inline" : "attachment") +
                                                       "; filename=\"" + att + Extension(a->mime) + "\"");
-  out.headers.emplace_back("Content-Security-Policy", "default-src 'none'; sandbox");
+  // Opened on its own, the browser shows it in a viewer page of its own making (inline styles, no script):
+  // sandboxed, nothing else allowed.
+  out.headers.emplace_back("Content-Security-Policy",
+                           "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; sandbox");
   out.headers.emplace_back("Accept-Ranges", "bytes");
   out.media = reader;
   out.offset = 0;

@@ -31,7 +31,7 @@ std::string Layout(const PageContext& c, const std::string& active, const std::s
   };
   return "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
          "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-         "<meta name=\"referrer\" content=\"no-referrer\"><title>" +
+         "<meta name=\"referrer\" content=\"same-origin\"><title>" +
          Escape(c.title) + " · Dala desk</title><link rel=\"stylesheet\" href=\"/static/desk.css\"></head><body>"
          "<header><span class=\"brand\">Dala desk</span><nav>" +
          link("/reports", "Reports") + link("/overview", "Overview") + link("/devices", "Devices") +
