@@ -145,11 +145,10 @@ struct Wipe {
   }
 };
 
-// Open() into this thread's scratch: the plaintext is scratch.plain's first *len bytes.
-Status OpenToScratch(std::span<const uint8_t> envelope, const BoxKeyPair& recipient, Header* header, Scratch& scratch,
-                     Wipe& plain_wipe, size_t* len) {
-  v1::EnvelopeBody body;
-  DALA_RETURN_IF_ERROR(ParseVerified(envelope, &body, header));
+// The recipient's copy of the content key, into `content_key` (32 bytes), checked against the key
+// commitment the device signed: otherwise the envelope could open to one report for one recipient and
+// to another for the next.
+Status UnwrapKey(const v1::EnvelopeBody& body, const BoxKeyPair& recipient, SecretBuffer& content_key) {
   const v1::WrappedKey* mine = nullptr;
   for (const auto& wk : body.keys()) {
     if (wk.recipient().size() == 32 && std::memcmp(wk.recipient().data(), recipient.public_key.data(), 32) == 0) {
@@ -158,16 +157,20 @@ Status OpenToScratch(std::span<const uint8_t> envelope, const BoxKeyPair& recipi
     }
   }
   if (mine == nullptr) return Status(Code::kNotFound, "the envelope is not sealed to this organisation key");
-  SecretBuffer& content_key = scratch.key;
-  Wipe key_wipe{content_key, content_key.size()};
   if (mine->sealed_key().size() != crypto_box_SEALBYTES + content_key.size() ||
       crypto_box_seal_open(content_key.data(), reinterpret_cast<const uint8_t*>(mine->sealed_key().data()),
                            mine->sealed_key().size(), recipient.public_key.data(), recipient.secret_key.data()) != 0)
     return Status(Code::kVerify, "the envelope's content key does not open with this organisation key");
-  // The key this recipient was given must be the one the device signed for: otherwise the envelope could
-  // open to one report for one recipient and to another for the next.
+  return Status::Ok();
+}
+
+// The signed report inside, with `content_key`, into this thread's scratch: the plaintext is
+// scratch.plain's first *len bytes.
+Status DecryptToScratch(const v1::EnvelopeBody& body, const Header& header, const SecretBuffer& content_key,
+                        Scratch& scratch, Wipe& plain_wipe, size_t* len) {
   const crypto::Hash commitment = KeyCommitment(content_key);
-  if (sodium_memcmp(commitment.data(), body.key_commitment().data(), commitment.size()) != 0)
+  if (body.key_commitment().size() != commitment.size() ||
+      sodium_memcmp(commitment.data(), body.key_commitment().data(), commitment.size()) != 0)
     return Status(Code::kVerify, "the envelope's content key is not the one it commits to (forged)");
   const std::string& ct = body.ciphertext();
   if (ct.size() < crypto_aead_xchacha20poly1305_ietf_ABYTES)
@@ -175,7 +178,7 @@ Status OpenToScratch(std::span<const uint8_t> envelope, const BoxKeyPair& recipi
   const size_t n = ct.size() - crypto_aead_xchacha20poly1305_ietf_ABYTES;
   uint8_t* plain = scratch.Plain(n);
   plain_wipe.n = n;
-  auto ad = EnvelopeAd(*header);
+  auto ad = EnvelopeAd(header);
   unsigned long long mlen = 0;
   if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &mlen, nullptr, reinterpret_cast<const uint8_t*>(ct.data()),
                                                  ct.size(), ad.data(), ad.size(),
@@ -191,6 +194,27 @@ Status OpenToScratch(std::span<const uint8_t> envelope, const BoxKeyPair& recipi
   }
   *len = n;
   return Status::Ok();
+}
+
+// Open() into this thread's scratch: the plaintext is scratch.plain's first *len bytes.
+Status OpenToScratch(std::span<const uint8_t> envelope, const BoxKeyPair& recipient, Header* header, Scratch& scratch,
+                     Wipe& plain_wipe, size_t* len) {
+  v1::EnvelopeBody body;
+  DALA_RETURN_IF_ERROR(ParseVerified(envelope, &body, header));
+  SecretBuffer& content_key = scratch.key;
+  Wipe key_wipe{content_key, content_key.size()};
+  DALA_RETURN_IF_ERROR(UnwrapKey(body, recipient, content_key));
+  return DecryptToScratch(body, *header, content_key, scratch, plain_wipe, len);
+}
+
+// The checks of the signed report once decrypted (OpenReport, OpenWithKey).
+Result<OpenedReport> CheckInner(OpenedReport out, std::span<const uint8_t> plain) {
+  DALA_ASSIGN_OR_RETURN(out.content, VerifySignedReport(plain));
+  if (out.content.report_id() != IdBytes(out.header.report_id) || out.content.version() != out.header.version ||
+      out.content.device_key() != std::string_view(reinterpret_cast<const char*>(out.header.device_key.data()), 32))
+    return Status(Code::kVerify, "the envelope and the report inside it disagree on id, version or device (altered)");
+  out.content_hash = crypto::Blake2b256(plain);
+  return out;
 }
 
 thread_local Scratch scratch;
@@ -209,13 +233,33 @@ Result<OpenedReport> OpenReport(std::span<const uint8_t> envelope, const BoxKeyP
   Wipe wipe{scratch.plain};
   size_t n = 0;
   DALA_RETURN_IF_ERROR(OpenToScratch(envelope, recipient, &out.header, scratch, wipe, &n));
-  const std::span<const uint8_t> plain(scratch.plain.data(), n);
-  DALA_ASSIGN_OR_RETURN(out.content, VerifySignedReport(plain));
-  if (out.content.report_id() != IdBytes(out.header.report_id) || out.content.version() != out.header.version ||
-      out.content.device_key() != std::string_view(reinterpret_cast<const char*>(out.header.device_key.data()), 32))
-    return Status(Code::kVerify, "the envelope and the report inside it disagree on id, version or device (altered)");
-  out.content_hash = crypto::Blake2b256(plain);
-  return out;
+  return CheckInner(std::move(out), std::span<const uint8_t>(scratch.plain.data(), n));
+}
+
+Result<SecretBuffer> ContentKey(std::span<const uint8_t> envelope, const BoxKeyPair& recipient) {
+  v1::EnvelopeBody body;
+  Header header;
+  DALA_RETURN_IF_ERROR(ParseVerified(envelope, &body, &header));
+  SecretBuffer key(crypto_aead_xchacha20poly1305_ietf_KEYBYTES);
+  DALA_RETURN_IF_ERROR(UnwrapKey(body, recipient, key));
+  const crypto::Hash commitment = KeyCommitment(key);
+  if (body.key_commitment().size() != commitment.size() ||
+      sodium_memcmp(commitment.data(), body.key_commitment().data(), commitment.size()) != 0)
+    return Status(Code::kVerify, "the envelope's content key is not the one it commits to (forged)");
+  return key;
+}
+
+Result<OpenedReport> OpenWithKey(std::span<const uint8_t> envelope, std::span<const uint8_t> content_key) {
+  if (content_key.size() != crypto_aead_xchacha20poly1305_ietf_KEYBYTES)
+    return Status(Code::kVerify, "a content key is 32 bytes");
+  OpenedReport out;
+  v1::EnvelopeBody body;
+  DALA_RETURN_IF_ERROR(ParseVerified(envelope, &body, &out.header));
+  SecretBuffer key(content_key.data(), content_key.size());
+  Wipe wipe{scratch.plain};
+  size_t n = 0;
+  DALA_RETURN_IF_ERROR(DecryptToScratch(body, out.header, key, scratch, wipe, &n));
+  return CheckInner(std::move(out), std::span<const uint8_t>(scratch.plain.data(), n));
 }
 
 }  // namespace dala::envelope

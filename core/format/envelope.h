@@ -48,4 +48,12 @@ struct OpenedReport {
 // version and device key. Every failure is kVerify (kNotFound: not sealed to this key).
 Result<OpenedReport> OpenReport(std::span<const uint8_t> envelope, const crypto::BoxKeyPair& recipient);
 
+// Disclosure of one report (the desk's evidence packages, docs/evidence.md): the envelope's content key,
+// unwrapped with the organisation's recipient key and checked against the key commitment the device
+// signed. It opens this envelope only.
+Result<SecretBuffer> ContentKey(std::span<const uint8_t> envelope, const crypto::BoxKeyPair& recipient);
+// Opens an envelope with its disclosed content key, with no organisation key: the outer signature, the
+// key commitment, the decryption, the inner signature, and that inside and outside agree (as OpenReport).
+Result<OpenedReport> OpenWithKey(std::span<const uint8_t> envelope, std::span<const uint8_t> content_key);
+
 }  // namespace dala::envelope

@@ -76,6 +76,7 @@ void AddReportCommands(CLI::App& app, int* exit_code);
 void AddDeliveryCommands(CLI::App& app, int* exit_code);
 void AddDeskCommands(CLI::App& app, int* exit_code);
 void AddDeskStoreCommands(CLI::App* desk, int* exit_code);  // under dala desk
+void AddVerifyCommand(CLI::App& app, int* exit_code);           // dala verify PACKAGE
 void AddLogCommands(CLI::App& app, int* exit_code);
 
 }  // namespace dala::cli

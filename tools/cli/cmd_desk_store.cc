@@ -78,14 +78,13 @@ struct ExportArgs {
 };
 
 void Export(const ExportArgs& a, int* rc) {
-  if (a.format == "evidence")
-    throw UsageError{"--format evidence is not built yet: export csv or jsonl (docs/desk.md)"};
   OpenedStore s = OpenDeskStore(a.store);
   std::vector<const char*> ids;
   for (const auto& r : a.reports) ids.push_back(r.c_str());
   uint64_t rows = 0;
   Call(dala_desk_store_export, s.store.get(), a.format.c_str(), a.out.c_str(), ids.data(), ids.size(), &rows);
-  std::printf("%llu reports written to %s\n", (unsigned long long)rows, a.out.c_str());
+  std::printf("%llu reports written to %s%s\n", (unsigned long long)rows, a.out.c_str(),
+              a.format == "evidence" ? " (check it: dala verify PACKAGE --organisation IDENTITY)" : "");
   *rc = kExitOk;
 }
 
@@ -119,7 +118,40 @@ void Serve(const ServeArgs& a, int* rc) {
   *rc = kExitOk;
 }
 
+struct VerifyArgs {
+  std::string package, organisation;
+  bool json = false;
+};
+
+void VerifyPackage(const VerifyArgs& a, int* rc) {
+  char* out = nullptr;
+  Call(dala_desk_verify_package, a.organisation.c_str(), a.package.c_str(), &out);
+  const nlohmann::json v = nlohmann::json::parse(TakeString(out));
+  if (a.json) {
+    std::printf("%s\n", v.dump().c_str());
+  } else {
+    std::printf("package of %s: %llu reports, %llu versions, %llu attachments, %llu custody entries\n",
+                v["organisation"].get<std::string>().c_str(), v["reports"].get<unsigned long long>(),
+                v["versions"].get<unsigned long long>(), v["attachments"].get<unsigned long long>(),
+                v["custody_entries"].get<unsigned long long>());
+    for (const auto& c : v["checked"]) std::printf("checked: %s\n", c.get<std::string>().c_str());
+    for (const auto& p : v["problems"]) std::printf("problem: %s\n", p.get<std::string>().c_str());
+    std::printf("%s\n", v["ok"].get<bool>() ? "verified" : "NOT verified");
+  }
+  *rc = v["ok"].get<bool>() ? kExitOk : kExitError;
+}
+
 }  // namespace
+
+void AddVerifyCommand(CLI::App& app, int* rc) {
+  auto a = std::make_shared<VerifyArgs>();
+  CLI::App* c = app.add_subcommand("verify", "checks an evidence package with the organisation's identity alone (no key "
+                                             "file): exit 0 when every check holds, 1 when any fails");
+  c->add_option("PACKAGE", a->package, "the evidence package (dala desk export --format evidence)")->required();
+  c->add_option("--organisation", a->organisation, "the organisation's identity (DALA-ORG1-...)")->required();
+  c->add_flag("--json", a->json, "the verdict as JSON on stdout");
+  c->callback([a, rc] { VerifyPackage(*a, rc); });
+}
 
 void AddDeskStoreCommands(CLI::App* desk, int* rc) {
   auto im = std::make_shared<ImportArgs>();

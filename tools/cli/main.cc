@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
   AddReportCommands(app, &rc);
   AddDeliveryCommands(app, &rc);
   AddDeskCommands(app, &rc);
+  AddVerifyCommand(app, &rc);
   AddLogCommands(app, &rc);
   try {
     app.parse(argc, argv);

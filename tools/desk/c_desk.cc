@@ -9,6 +9,7 @@
 #include "capi/boundary.h"
 #include "desk/desk_key.h"
 #include "desk/desk_store.h"
+#include "desk/evidence.h"
 #include "desk/web/web_http.h"
 #include "desk/export_opener.h"
 #include "desk/log_verifier.h"
@@ -308,7 +309,7 @@ dala_status dala_desk_store_export(dala_desk_store* store, const char* format, c
     DALA_RETURN_IF_ERROR(CheckString(out_path, "out_path"));
     DALA_CHECK_ARG(report_ids != nullptr || report_count == 0, "report_ids is NULL");
     const std::string f = format;
-    DALA_CHECK_ARG(f == "csv" || f == "jsonl", "format must be csv or jsonl");
+    DALA_CHECK_ARG(f == "csv" || f == "jsonl" || f == "evidence", "format must be csv, jsonl or evidence");
     std::vector<std::string> ids;
     for (size_t i = 0; i < report_count; ++i) {
       DALA_RETURN_IF_ERROR(CheckString(report_ids[i], "a report id"));
@@ -319,6 +320,15 @@ dala_status dala_desk_store_export(dala_desk_store* store, const char* format, c
     q.descending = false;
     if (!ids.empty()) {
       DALA_ASSIGN_OR_RETURN(q.rids, store->store->FindReports(ids));
+    }
+    if (f == "evidence") {
+      if (q.rids.empty()) {
+        q.per_page = 0;
+        DALA_ASSIGN_OR_RETURN(auto all, dala::desk::ListReports(store->store->db(), q));
+        for (const auto& r : all.rows) q.rids.push_back(r.rid);
+      }
+      DALA_ASSIGN_OR_RETURN(*out_rows, dala::desk::WriteEvidence(*store->store, q.rids, out_path));
+      return Status::Ok();
     }
     DALA_ASSIGN_OR_RETURN(*out_rows, store->store->ExportTable(
         q, f == "csv" ? dala::desk::TableFormat::kCsv : dala::desk::TableFormat::kJsonLines, out_path));
@@ -360,4 +370,27 @@ void dala_desk_server_stop(dala_desk_server* server) noexcept {
   if (server == nullptr) return;
   server->server->Stop();
   delete server;
+}
+
+dala_status dala_desk_verify_package(const char* organisation_identity, const char* package_path, char** out_json,
+                                     dala_error** out_error) noexcept {
+  if (out_json != nullptr) *out_json = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(out_json != nullptr, "out_json is NULL");
+    DALA_RETURN_IF_ERROR(CheckString(organisation_identity, "organisation_identity"));
+    DALA_RETURN_IF_ERROR(CheckString(package_path, "package_path"));
+    DALA_ASSIGN_OR_RETURN(dala::crypto::PublicKey root, dala::protocol::ParseIdentity(organisation_identity));
+    DALA_ASSIGN_OR_RETURN(dala::desk::EvidenceVerdict v, dala::desk::VerifyEvidence(root, package_path));
+    auto list = [](const std::vector<std::string>& items) {
+      std::string j = "[";
+      for (size_t i = 0; i < items.size(); ++i) j += (i ? "," : "") + dala::JsonEscape(items[i]);
+      return j + "]";
+    };
+    *out_json = dala::capi::CopyString(
+        std::string("{\"ok\":") + (v.ok() ? "true" : "false") + ",\"organisation\":" + dala::JsonEscape(v.organisation) +
+        ",\"reports\":" + std::to_string(v.reports) + ",\"versions\":" + std::to_string(v.versions) +
+        ",\"attachments\":" + std::to_string(v.attachments) + ",\"custody_entries\":" +
+        std::to_string(v.custody_entries) + ",\"checked\":" + list(v.checked) + ",\"problems\":" + list(v.problems) + "}");
+    return Status::Ok();
+  });
 }

@@ -198,12 +198,25 @@ DALA_API dala_status dala_desk_store_import(dala_desk_store *store, const char *
 
 /* One call at a time per store. Writes the latest version of the reports whose ids (32 hex digits) are
    given, or of every report when report_count is 0, to out_path: format "csv" (UTF-8 with a byte-order
-   mark, CRLF, a header row, a column per field) or "jsonl" (one JSON object a line). Each export is
+   mark, CRLF, a header row, a column per field) or "jsonl" (one JSON object a line), or "evidence": an
+   evidence package (docs/evidence.md) of every version of those reports, which
+   dala_desk_verify_package checks with the organisation's identity alone (DALA_ERR_EXISTS: out_path
+   exists). Each export is
    recorded in the custody log. *out_rows: the reports written. DALA_ERR_NOT_FOUND: an id the store does
    not hold. */
 DALA_API dala_status dala_desk_store_export(dala_desk_store *store, const char *format, const char *out_path,
                                             const char *const *report_ids, size_t report_count, uint64_t *out_rows,
                                             dala_error **out_error) DALA_NOEXCEPT;
+
+/* Any thread; no desk needed. Checks an evidence package (docs/evidence.md) trusting only
+   organisation_identity: the manifest signed by its root, every file against the manifest's hashes, the
+   statement, each version opened with its disclosed content key, its receipt and log proof, each device's
+   enrolment, the version chain, the media against the hashes the device signed, the custody log.
+   *out_json (free with dala_string_free): {"ok", "organisation", "reports", "versions", "attachments",
+   "custody_entries", "checked": [...], "problems": [...]}. DALA_OK means the checks ran; the verdict is
+   "ok". DALA_ERR_NOT_FOUND: no such file; DALA_ERR_CORRUPT: not a ZIP package. */
+DALA_API dala_status dala_desk_verify_package(const char *organisation_identity, const char *package_path,
+                                              char **out_json, dala_error **out_error) DALA_NOEXCEPT;
 
 /* The web desk (docs/desk.md): reports, overview, devices and the custody log in a browser, served from
    the store. */
