@@ -527,9 +527,12 @@ int main(int argc, char** argv) {
   const uint32_t place_page = static_cast<uint32_t>(std::min<uint64_t>(50, place_hits == 0 ? 0 : (place_hits - 1) / 50));
   {
     desk::web::App app(*store, "http://127.0.0.1:1", false);
+    // The pages' prefix, as the login address shows it ("/" or a secret "/PATH/").
+    const std::string login_path = desk::web::LoginUrl(app, "");
+    const std::string base = login_path.substr(0, login_path.find("login?"));
     desk::web::Request login;
     login.method = "GET";
-    login.path = "/login";
+    login.path = base + "login";
     login.query = {{"token", app.login_token()}};
     desk::web::Response in = app.Handle(login);
     std::string cookie = Header(in, "Set-Cookie");
@@ -543,9 +546,9 @@ int main(int argc, char** argv) {
       bool per_report;
     };
     const std::vector<Page> pages = {
-        {"/reports (newest 50)", "/reports", {}, false},
-        {"/reports?q=WORD (in 1% of reports)", "/reports", {{"q", search_word}}, false},
-        {"/reports?place=X&sort=place&page=N", "/reports",
+        {"/reports (newest 50)", base + "reports", {}, false},
+        {"/reports?q=WORD (in 1% of reports)", base + "reports", {{"q", search_word}}, false},
+        {"/reports?place=X&sort=place&page=N", base + "reports",
          {{"place", place}, {"sort", "place"}, {"dir", "asc"}, {"page", std::to_string(place_page)}}, false},
         {"/report/RID (a report, viewing logged)", "", {}, true},
     };
@@ -559,7 +562,7 @@ int main(int argc, char** argv) {
       for (int i = -3; i < kRequests; ++i) {
         desk::web::Request r;
         r.method = "GET";
-        r.path = p.per_report ? "/report/" + std::to_string(1 + (static_cast<int64_t>(i + 3) * 7919) % reports) : p.path;
+        r.path = p.per_report ? base + "report/" + std::to_string(1 + (static_cast<int64_t>(i + 3) * 7919) % reports) : p.path;
         r.query = p.query;
         r.cookie = cookie;
         const auto t0 = Clock::now();
@@ -643,31 +646,39 @@ int main(int argc, char** argv) {
     stream_reader = std::max(stream_reader, mb / Seconds(Clock::now() - t0));
     check("attachment::Reader");
   }
-  // Over HTTP: a fresh web desk each trial (its reader's first pass), 8 MiB ranges in order on one
-  // keep-alive connection as a browser streams, then again (warm), then the whole file in one GET.
+  // Over HTTP: a fresh web desk each trial (its reader's first pass), 8 MiB ranges in order as a browser
+  // streams, then again (warm), then the whole file in one GET; each pass on a new keep-alive connection
+  // (the check between passes would leave the connection idle, which costs a range a stall of its own:
+  // measured below).
+  constexpr uint64_t kRange = 8ull << 20;
   double http_first = 0, http_warm = 0, http_whole = 0;
+  std::vector<double> back_to_back_ms, after_pause_ms;
   for (int t = 0; t < kTrials; ++t) {
     auto server = Must(desk::web::WebServer::Start(*store, {}), "web desk");
-    const std::string url = server->url();  // http://127.0.0.1:PORT/login?token=...
+    const std::string url = server->url();  // http://127.0.0.1:PORT/[SECRET/]login?token=...
     const size_t host_at = url.find("//") + 2, path_at = url.find('/', host_at);
-    const std::string host = url.substr(host_at, path_at - host_at);
+    const std::string host = url.substr(host_at, path_at - host_at);  // 127.0.0.1:PORT, the Host it answers to
     const uint16_t port = static_cast<uint16_t>(std::atoi(host.c_str() + host.find(':') + 1));
-    HttpClient http(port, host);
-    auto in = http.Get(url.substr(path_at), "", "", nullptr);
-    const std::string cookie = in.set_cookie.substr(0, in.set_cookie.find(';'));
-    if (in.status != 303 || cookie.empty()) Must(Status(Code::kInternal, "the web desk did not log in"), "login");
-    const std::string target = "/media/" + std::to_string(video_rid) + "/" + video_att;
+    const std::string login_path = url.substr(path_at);
+    const std::string target = login_path.substr(0, login_path.find("login?")) + "media/" + std::to_string(video_rid) +
+                               "/" + video_att;
+    std::string cookie;
+    {
+      HttpClient http(port, host);
+      auto in = http.Get(login_path, "", "", nullptr);
+      cookie = in.set_cookie.substr(0, in.set_cookie.find(';'));
+      if (in.status != 303 || cookie.empty()) Must(Status(Code::kInternal, "the web desk did not log in"), "login");
+    }
+    auto range = [&](HttpClient& http, uint64_t at) {
+      const uint64_t last = std::min(att.size, at + kRange) - 1;
+      auto a = http.Get(target, cookie, "bytes=" + std::to_string(at) + "-" + std::to_string(last), out.data() + at);
+      if (a.status != 206 || a.length != last - at + 1) Must(Status(Code::kInternal, "not the range asked for"), "http");
+    };
     for (int pass = 0; pass < 3; ++pass) {
+      HttpClient http(port, host);
       const auto t0 = Clock::now();
       if (pass < 2) {
-        constexpr uint64_t kRange = 8ull << 20;
-        for (uint64_t at = 0; at < att.size; at += kRange) {
-          const uint64_t last = std::min(att.size, at + kRange) - 1;
-          const auto r0 = Clock::now();
-          auto a = http.Get(target, cookie, "bytes=" + std::to_string(at) + "-" + std::to_string(last), out.data() + at);
-          if (std::getenv("DSB_DEBUG")) std::fprintf(stderr, "trial %d pass %d range %llu: %.2f ms\n", t, pass, (unsigned long long)(at >> 20), Seconds(Clock::now() - r0) * 1000);
-          if (a.status != 206 || a.length != last - at + 1) Must(Status(Code::kInternal, "not the range asked for"), "http");
-        }
+        for (uint64_t at = 0; at < att.size; at += kRange) range(http, at);
       } else {
         auto a = http.Get(target, cookie, "", out.data());
         if (a.status != 200 || a.length != att.size) Must(Status(Code::kInternal, "not the whole video"), "http");
@@ -676,6 +687,22 @@ int main(int argc, char** argv) {
       double& best = pass == 0 ? http_first : pass == 1 ? http_warm : http_whole;
       best = std::max(best, rate);
       check("HTTP");
+    }
+    // A browser playing a video asks for the next range when its buffer runs low: the connection has been
+    // idle. One range right after another, and one after 30 ms idle, on the same connection.
+    {
+      HttpClient http(port, host);
+      range(http, 0);
+      for (int i = 0; i < 4; ++i) {
+        const uint64_t at = (static_cast<uint64_t>(i) * kRange) % att.size;
+        auto t0 = Clock::now();
+        range(http, at);
+        back_to_back_ms.push_back(Seconds(Clock::now() - t0) * 1000);
+        std::this_thread::sleep_for(std::chrono::milliseconds(30));
+        t0 = Clock::now();
+        range(http, at);
+        after_pause_ms.push_back(Seconds(Clock::now() - t0) * 1000);
+      }
     }
     server->Stop();
   }
@@ -692,6 +719,8 @@ int main(int argc, char** argv) {
   Info("  HTTP ranges (again) / attachment::Reader", http_warm / stream_reader, "x ");
   Info("  HTTP ranges first pass / MediaReader first", http_first / reader_first, "x ");
   Info("  HTTP ranges again / MediaReader later", http_warm / reader_warm, "x ");
+  Info("  one 8 MiB range right after another, median", Of(back_to_back_ms).median, "ms");
+  Info("  one 8 MiB range after 30 ms idle, median", Of(after_pause_ms).median, "ms");
 
   std::printf("\n");
   Info("peak RSS of the set-up (server, phones)", setup_peak, "MiB");

@@ -112,6 +112,19 @@ def main():
                     leaks.append(name)
         check("no file of the desk store holds a narrative, a name or an attachment's bytes in the clear", not leaks, leaks)
 
+        # A damaged file where the store keeps an attachment (an import cut short by a crash, a full disk)
+        # is not trusted: the next import replaces it with the file the device signed.
+        damaged = os.path.join(work, "damaged-desk")
+        os.makedirs(os.path.join(damaged, "media"), mode=0o700)
+        for name in os.listdir(os.path.join(data, "media")):
+            good = open(os.path.join(data, "media", name), "rb").read()
+            open(os.path.join(damaged, "media", name), "wb").write(good[: len(good) // 2])
+        r = imp(first, data_dir=damaged)
+        same = all(open(os.path.join(damaged, "media", n), "rb").read() == open(os.path.join(data, "media", n), "rb").read()
+                   for n in os.listdir(os.path.join(data, "media")))
+        check("a half-written attachment file in the store is replaced by the one the device signed",
+              r.returncode == 0 and same and os.listdir(os.path.join(data, "media")), r.stdout)
+
         # A longer export: only the new version and the new report are added.
         server.start()
         first_id = [x["id"] for x in held_jsonl() if CANARY in x["narrative"]][0]

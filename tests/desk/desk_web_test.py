@@ -63,9 +63,13 @@ class Desk:
         parsed = urllib.parse.urlparse(self.url)
         self.host, self.port = parsed.hostname, parsed.port
         self.origin = f"http://{self.host}:{self.port}"
+        self.base = parsed.path[: -len("login")] if parsed.path.endswith("/login") else "/"
         self.cookie = ""
 
-    def request(self, method, path, body=None, headers=None, cookie=True):
+    def request(self, method, path, body=None, headers=None, cookie=True, raw=False):
+        """path: under the desk's secret path (BASE/path), or with raw, as it is."""
+        if not raw:
+            path = self.base + path.lstrip("/")
         c = http.client.HTTPConnection(self.host, self.port, timeout=30)
         h = dict(headers or {})
         if cookie and self.cookie:
@@ -80,7 +84,8 @@ class Desk:
         return r, data
 
     def login(self):
-        r, _ = self.request("GET", urllib.parse.urlparse(self.url)._replace(scheme="", netloc="").geturl(), cookie=False)
+        r, _ = self.request("GET", urllib.parse.urlparse(self.url)._replace(scheme="", netloc="").geturl(), cookie=False,
+                            raw=True)
         cookie = r.getheader("Set-Cookie") or ""
         self.cookie = cookie.split(";")[0]
         return r, cookie
@@ -174,8 +179,12 @@ def main():
         r, _ = desk.request("GET", "/login?token=wrong" + "A" * 38)
         check("a wrong token is refused", r.status == 403, r.status)
         r, cookie = desk.login()
-        check("the one-time address opens a session (HttpOnly, SameSite=Strict)",
-              r.status == 303 and "HttpOnly" in cookie and "SameSite=Strict" in cookie, (r.status, cookie))
+        check("the one-time address opens a session (HttpOnly, SameSite=Strict, scoped to the desk's secret path)",
+              r.status == 303 and "HttpOnly" in cookie and "SameSite=Strict" in cookie and
+              f"Path={desk.base};" in cookie and len(desk.base) > 20, (r.status, cookie, desk.base))
+        for path in ("/reports", "/static/desk.css", "/login"):
+            r, _ = desk.request("GET", path, raw=True)
+            check(f"outside the secret path, {path} does not exist even with the cookie (404)", r.status == 404, r.status)
         kept = desk.cookie
         desk.cookie = ""
         r, _ = desk.login()
@@ -198,7 +207,7 @@ def main():
 
         # The hostile report, as HTML.
         r, page = desk.request("GET", "/reports?q=stadium")
-        rid = re.search(rb'href="/report/(\d+)"', page)
+        rid = re.search(rb'href="report/(\d+)"', page)
         rid = rid.group(1).decode() if rid else "0"
         r, page = desk.request("GET", f"/report/{rid}")
         text = page.decode("utf-8", "replace")
@@ -207,7 +216,7 @@ def main():
               "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in text, text[:300])
         check("no javascript: URL becomes a link", not re.search(r'href="\s*javascript:', text, re.I))
         check("right-to-left overrides stay inside isolated text", "<bdi>\u202eytamlA &lt;b&gt;bold&lt;/b&gt;</bdi>" in text)
-        media = re.findall(r'/media/\d+/([0-9a-f]{32})\?download=1', text)
+        media = re.findall(r'"media/\d+/([0-9a-f]{32})\?download=1', text)
         check("the three attachments are listed", len(media) == 3, media)
         types = []
         for att in media:
@@ -221,9 +230,9 @@ def main():
 
         # The video: ranges.
         r, page = desk.request("GET", "/reports?q=detentions")
-        vrid = re.search(rb'href="/report/(\d+)"', page).group(1).decode()
+        vrid = re.search(rb'href="report/(\d+)"', page).group(1).decode()
         r, page = desk.request("GET", f"/report/{vrid}")
-        vid = re.search(rb'<video controls preload="metadata" src="/media/\d+/([0-9a-f]{32})"', page)
+        vid = re.search(rb'<video controls preload="metadata" src="media/\d+/([0-9a-f]{32})"', page)
         check("a video is shown in the page", vid is not None)
         vid = vid.group(1).decode() if vid else "00"
         clip_bytes = open(CLIP, "rb").read()
@@ -277,6 +286,32 @@ def main():
         check("CSV of the filtered selection downloads", r.status == 200 and
               (r.getheader("Content-Disposition") or "").startswith("attachment") and
               body.startswith(b"\xef\xbb\xbf") and body.count(b"\r\n") == 1 + 9, (r.status, body[:200]))
+
+        # Connections that send nothing hold no thread for long: 32 of them (every worker), and the desk
+        # answers again once the reaper has shut them (20 s without a request).
+        import socket
+        idle = [socket.create_connection((desk.host, desk.port), timeout=5) for _ in range(32)]
+        start = time.time()
+        answered = None
+        while time.time() - start < 40:
+            try:
+                r, _ = desk.request("GET", "/reports")
+                if r.status == 200:
+                    answered = time.time() - start
+                    break
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(1)
+        closed = 0
+        for sock in idle:
+            try:
+                sock.settimeout(1)
+                closed += sock.recv(1) == b""
+            except OSError:
+                closed += 1
+            sock.close()
+        check("32 idle connections are shut after 20 s and the desk answers again",
+              answered is not None and answered >= 15 and closed == 32, (answered, closed))
 
         run_browser(desk, shots, work, vrid, rid)
     finally:
@@ -348,12 +383,12 @@ def run_browser(desk, shots, work, vrid, hostile_rid):
         check("browser: a status and a note are saved", driver.find_element(By.ID, "case-status").text == "escalated" and
               "Called the family" in driver.find_element(By.ID, "notes").text)
         # Export CSV from the list.
-        driver.get(fresh.origin + "/reports?place=Town+3")
+        driver.get(fresh.origin + fresh.base + "reports?place=Town+3")
         driver.find_element(By.CSS_SELECTOR, "form.export button[value=csv]").click()
         got = browser.wait_for_file(downloads, ".csv")
         check("browser: CSV export downloads", got is not None and open(got, "rb").read().count(b"\r\n") == 10, got)
         # Hostile content: nothing runs, the page holds.
-        driver.get(f"{fresh.origin}/report/{hostile_rid}")
+        driver.get(f"{fresh.origin}{fresh.base}report/{hostile_rid}")
         time.sleep(0.5)
         pwned = driver.execute_script("return window.__pwned === undefined ? null : window.__pwned")
         check("browser: hostile narrative and fields never execute", pwned is None, pwned)
@@ -366,12 +401,12 @@ def run_browser(desk, shots, work, vrid, hostile_rid):
             pwned = driver.execute_script("return window.__pwned === undefined ? null : window.__pwned")
             check("browser: opening an attachment directly runs nothing", pwned is None, (link, pwned))
         browser.screenshot(driver, os.path.join(shots, "hostile.png"))
-        driver.get(fresh.origin + "/reports?q=Long+account")
+        driver.get(fresh.origin + fresh.base + "reports?q=Long+account")
         click_and_wait(driver.find_element(By.CSS_SELECTOR, "table.reports a"))
         check("browser: a 1 MB narrative keeps the page usable (the narrative scrolls in its box)",
               driver.find_element(By.ID, "narrative").size["height"] < 1000 and
               driver.find_element(By.ID, "verification").is_displayed())
-        driver.get(fresh.origin + "/overview")
+        driver.get(fresh.origin + fresh.base + "overview")
         browser.screenshot(driver, os.path.join(shots, "overview.png"))
         check("browser: overview draws its charts and map", len(driver.find_elements(By.CSS_SELECTOR, "svg")) >= 3)
         errors = [e for e in browser.console_errors(driver) if "favicon" not in e.get("message", "")]

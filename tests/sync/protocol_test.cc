@@ -1,5 +1,10 @@
 // The sync protocol end to end in one process: phones (Store + SyncEngine) and a ServerCore, joined by a
 // transport that calls ServerCore::Handle. Faults are injected in the transport.
+#include <nlohmann/json.hpp>
+
+#include "desk/desk_store.h"
+#include "desk/evidence.h"
+#include "desk/zip_file.h"
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -2747,6 +2752,186 @@ TEST(Media, DeskDecryptsAndVerifiesAttachmentsAndReportsWhatFails) {
   auto sum3 = desk::OpenExport(w.desk, ex, w.t.sub("desk3"));
   ASSERT_TRUE(sum3.ok());
   EXPECT_EQ(sum3->failed, 1u);
+}
+
+// --- Evidence packages (docs/evidence.md): made at the desk, checked with the organisation's identity ---
+
+namespace evidence_test {
+
+using Files = std::map<std::string, std::string>;
+
+// A package's files, by name (manifest included).
+Files ReadPackage(const std::string& path) {
+  Files out;
+  auto zip = desk::ZipReader::Open(path);
+  EXPECT_TRUE(zip.ok()) << zip.status().message();
+  for (const auto& e : (*zip)->entries()) out[e.name] = *(*zip)->Read(e.name, 256u << 20);
+  return out;
+}
+
+// Writes `files` as a package whose manifest lists exactly them, signed by `signer`: what only the
+// holder of the organisation's root key could make. Deeper checks must catch what it could forge.
+void WritePackage(const std::string& path, Files files, const crypto::SigningKey& signer) {
+  files.erase("manifest.json");
+  files.erase("manifest.sig");
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& [name, bytes] : files) {
+    uint8_t sha[32], b2[32];
+    crypto_hash_sha256(sha, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    crypto_generichash(b2, 32, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), nullptr, 0);
+    list.push_back({{"path", name}, {"size", bytes.size()}, {"sha256", encoding::ToHex(std::span<const uint8_t>(sha, 32))},
+                    {"blake2b", encoding::ToHex(std::span<const uint8_t>(b2, 32))}});
+  }
+  const std::string manifest =
+      nlohmann::json{{"format", "dala-evidence/1"}, {"organisation", "x"}, {"created_ms", 1}, {"files", list}}.dump(1);
+  const auto sig = crypto::Sign(signer, desk::kDomainEvidence, crypto::Bytes(manifest));
+  (void)fs::RemoveFile(path);
+  auto zip = desk::ZipWriter::Create(path);
+  ASSERT_TRUE(zip.ok());
+  for (const auto& [name, bytes] : files) ASSERT_TRUE((*zip)->Add(name, bytes).ok());
+  ASSERT_TRUE((*zip)->Add("manifest.json", manifest).ok());
+  ASSERT_TRUE((*zip)->Add("manifest.sig", std::string(reinterpret_cast<const char*>(sig.data()), 64)).ok());
+  ASSERT_TRUE((*zip)->Close().ok());
+}
+
+std::string Problems(const desk::EvidenceVerdict& v) {
+  std::string s;
+  for (const auto& p : v.problems) s += p + "\n";
+  return s;
+}
+
+}  // namespace evidence_test
+
+// A package of a report with two versions and a video: dala verify's checks hold with the identity alone;
+// each alteration, even one the organisation's own root re-signs, is caught by the check made for it.
+TEST(Evidence, APackageVerifiesWithTheIdentityAloneAndEachAlterationIsCaught) {
+  using namespace evidence_test;
+  World w;
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  MediaReport m = SealWithMedia(*phone, {200000}, "first account");
+  auto v2 = phone->Edit(m.id);
+  ASSERT_TRUE(v2.ok());
+  ASSERT_TRUE(v2->SetNarrative("first account, with the time confirmed").ok());
+  ASSERT_TRUE(phone->Seal(*v2).ok());
+  SealOne(*phone, "another report");
+  EXPECT_EQ(Sync(*phone, *w.net).delivered, 3u);
+  ASSERT_TRUE(w.server->Export(w.t.sub("e.dala")).ok());
+  auto store = desk::DeskStore::Open(w.desk, w.t.sub("desk"));
+  ASSERT_TRUE(store.ok()) << store.status().message();
+  auto imported = (*store)->Import(w.t.sub("e.dala"), {}, false);
+  ASSERT_TRUE(imported.ok() && imported->imported) << (imported.ok() ? imported->problems.size() : 0);
+  auto rids = (*store)->FindReports({encoding::ToHex(std::span<const uint8_t>(m.id.data(), 16))});
+  ASSERT_TRUE(rids.ok());
+  const std::string pkg = w.t.sub("evidence.zip");
+  ASSERT_TRUE(desk::WriteEvidence(**store, *rids, pkg).ok());
+  EXPECT_EQ(desk::WriteEvidence(**store, *rids, pkg).status().code(), Code::kExists);
+
+  auto v = desk::VerifyEvidence(w.desk.root.public_key, pkg);
+  ASSERT_TRUE(v.ok()) << v.status().message();
+  EXPECT_TRUE(v->ok()) << Problems(*v);
+  EXPECT_EQ(v->reports, 1u);
+  EXPECT_EQ(v->versions, 2u);
+  EXPECT_EQ(v->attachments, 1u);
+  EXPECT_GT(v->custody_entries, 0u);
+  // Another organisation's identity verifies nothing.
+  desk::Organisation stranger = NewDesk(w.t, "stranger.key");
+  auto other = desk::VerifyEvidence(stranger.root.public_key, pkg);
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->ok());
+
+  const Files genuine = ReadPackage(pkg);
+  std::string dir;
+  for (const auto& [name, bytes] : genuine)
+    if (name.rfind("reports/", 0) == 0) dir = name.substr(0, name.find('/', 8) + 1);
+  ASSERT_FALSE(dir.empty());
+  std::string att_name;
+  for (const auto& [name, bytes] : genuine)
+    if (name.rfind(dir + "attachments/", 0) == 0) att_name = name;
+  ASSERT_FALSE(att_name.empty());
+  auto flip = [](std::string s, size_t at) {
+    s[at % s.size()] ^= 1;
+    return s;
+  };
+
+  // Without the root key: any change to a file, an added or a removed file, breaks the manifest.
+  {
+    Files f = genuine;
+    f[dir + "v1/envelope.bin"] = flip(f[dir + "v1/envelope.bin"], 100);
+    const std::string out = w.t.sub("unsigned.zip");
+    (void)fs::RemoveFile(out);
+    auto zip = desk::ZipWriter::Create(out);
+    for (const auto& [name, bytes] : f) ASSERT_TRUE((*zip)->Add(name, bytes).ok());
+    ASSERT_TRUE((*zip)->Close().ok());
+    auto r = desk::VerifyEvidence(w.desk.root.public_key, out);
+    ASSERT_TRUE(r.ok());
+    EXPECT_NE(Problems(*r).find("does not match its hashes"), std::string::npos) << Problems(*r);
+  }
+
+  // With the root key re-signing the manifest (the organisation, or a raided desk): each forgery is caught
+  // by the check that exists for it.
+  struct Forgery {
+    const char* what;
+    std::function<void(Files&)> change;
+    const char* caught_as;
+  };
+  const crypto::SigningKey other_server = crypto::GenerateSigningKey();
+  const std::vector<Forgery> forgeries = {
+      {"an envelope changed", [&](Files& f) { f[dir + "v2/envelope.bin"] = flip(f[dir + "v2/envelope.bin"], 60); },
+       "version 2"},
+      {"another version's content key",
+       [&](Files& f) { f[dir + "v2/content-key.bin"] = f[dir + "v1/content-key.bin"]; }, "commits to"},
+      {"version 1's receipt for version 2",
+       [&](Files& f) { f[dir + "v2/receipt.bin"] = f[dir + "v1/receipt.bin"]; }, "receipt"},
+      {"a log proof moved", [&](Files& f) { f[dir + "v2/log.json"] = f[dir + "v1/log.json"]; }, "not proven to be in the log"},
+      {"a log head signed by a key the organisation never authorised",
+       [&](Files& f) {
+         auto j = nlohmann::json::parse(f[dir + "v1/log.json"]);
+         std::string head(protocol::kSignedLogHeadBytes, '\0');
+         ASSERT_TRUE(encoding::FromHex(j["log_head"].get<std::string>(),
+                                       std::span<uint8_t>(reinterpret_cast<uint8_t*>(head.data()), head.size())));
+         auto h = protocol::VerifyLogHead(crypto::Bytes(head));
+         ASSERT_TRUE(h.ok());
+         h->server_key = other_server.public_key;
+         j["log_head"] = encoding::ToHex(crypto::Bytes(protocol::SignLogHead(other_server, *h)));
+         f[dir + "v1/log.json"] = j.dump();
+       },
+       "authorised"},
+      {"the enrolment removed", [&](Files& f) { f.erase(dir + "enrolment.bin"); }, "enrolment"},
+      {"version 1 removed (a gap)",
+       [&](Files& f) {
+         for (const char* n : {"envelope.bin", "content-key.bin", "receipt.bin", "log.json", "content.json"})
+           f.erase(dir + "v1/" + n);
+       },
+       "without a gap"},
+      {"the video replaced", [&](Files& f) { f[att_name] = flip(f[att_name], 5000); }, "is not the file the device signed"},
+      {"the video removed", [&](Files& f) { f.erase(att_name); }, "is missing"},
+      {"a custody entry changed",
+       [&](Files& f) {
+         std::string& c = f["custody.jsonl"];
+         const size_t at = c.find("\"detail\":\"");
+         ASSERT_NE(at, std::string::npos);
+         c.insert(at + 10, "nothing: ");
+       },
+       "custody log"},
+      {"another organisation's statement", [&](Files& f) { f["statement.bin"] = stranger.signed_statement; },
+       "statement"},
+  };
+  for (const auto& forgery : forgeries) {
+    Files f = genuine;
+    forgery.change(f);
+    const std::string out = w.t.sub("forged.zip");
+    WritePackage(out, f, w.desk.root);
+    auto r = desk::VerifyEvidence(w.desk.root.public_key, out);
+    ASSERT_TRUE(r.ok()) << forgery.what << ": " << r.status().message();
+    EXPECT_FALSE(r->ok()) << forgery.what;
+    EXPECT_NE(Problems(*r).find(forgery.caught_as), std::string::npos) << forgery.what << ":\n" << Problems(*r);
+  }
+  // The genuine files re-signed the same way still verify: the forgeries above fail for what they change.
+  WritePackage(w.t.sub("resigned.zip"), genuine, w.desk.root);
+  auto resigned = desk::VerifyEvidence(w.desk.root.public_key, w.t.sub("resigned.zip"));
+  ASSERT_TRUE(resigned.ok());
+  EXPECT_TRUE(resigned->ok()) << Problems(*resigned);
 }
 
 }  // namespace

@@ -62,6 +62,7 @@ void Import(const ImportArgs& a, int* rc) {
                 a.from.c_str(), (unsigned long long)r.added, (unsigned long long)r.held,
                 (unsigned long long)r.reports_changed, (unsigned long long)r.summary.verified,
                 (unsigned long long)r.summary.reports);
+    for (const auto& p : j["problems"]) std::printf("problem: %s\n", p.get<std::string>().c_str());
   } else {
     std::printf("refused %s: the desk store is unchanged\n", a.from.c_str());
     for (const auto& p : j["problems"]) std::printf("problem: %s\n", p.get<std::string>().c_str());
@@ -90,7 +91,7 @@ void Export(const ExportArgs& a, int* rc) {
 
 struct ServeArgs {
   DeskStoreArgs store;
-  std::string listen = "127.0.0.1:0", tls_cert, tls_key;
+  std::string listen = "127.0.0.1:0", tls_cert, tls_key, name;
 };
 
 void Serve(const ServeArgs& a, int* rc) {
@@ -106,6 +107,7 @@ void Serve(const ServeArgs& a, int* rc) {
   o.listen = a.listen.c_str();
   if (!a.tls_cert.empty()) o.tls_cert_path = a.tls_cert.c_str();
   if (!a.tls_key.empty()) o.tls_key_path = a.tls_key.c_str();
+  if (!a.name.empty()) o.name = a.name.c_str();
   Ref<dala_desk_server> server;
   Call(dala_desk_server_start, s.store.get(), &o, Out(server));
   char* url = nullptr;
@@ -181,6 +183,7 @@ void AddDeskStoreCommands(CLI::App* desk, int* rc) {
   c->add_option("--listen", sv->listen, "HOST:PORT (default 127.0.0.1 and a free port); not loopback: TLS only");
   c->add_option("--tls-cert", sv->tls_cert, "PEM certificate chain (HTTPS)");
   c->add_option("--tls-key", sv->tls_key, "PEM private key (HTTPS)");
+  c->add_option("--name", sv->name, "the name browsers use, HOST[:PORT] (the certificate's); needed with 0.0.0.0");
   c->callback([sv, rc] { Serve(*sv, rc); });
 }
 

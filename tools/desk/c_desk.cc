@@ -350,6 +350,7 @@ dala_status dala_desk_server_start(dala_desk_store* store, const dala_desk_serve
       if (options->listen != nullptr) o.listen = options->listen;
       if (options->tls_cert_path != nullptr) o.tls_cert = options->tls_cert_path;
       if (options->tls_key_path != nullptr) o.tls_key = options->tls_key_path;
+      if (options->name != nullptr) o.name = options->name;
     }
     DALA_ASSIGN_OR_RETURN(auto server, dala::desk::web::WebServer::Start(*store->store, o));
     *out_server = new dala_desk_server{std::move(server)};

@@ -40,7 +40,8 @@ std::string MatchText(const std::string& typed) {
     word.clear();
   };
   for (char c : typed) {
-    if (c == '"' || c == ' ' || c == '\t' || c == '\n' || c == '\r') flush();
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == ' ' || u < 0x20 || u == 0x7f) flush();  // control characters separate words
     else word.push_back(c);
   }
   flush();

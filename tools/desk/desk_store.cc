@@ -4,12 +4,17 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <sodium.h>
+#include <sys/stat.h>
+
 #include <cerrno>
+#include <cstdio>
 #include <set>
 
 #include "base/clock.h"
 #include "base/encoding.h"
 #include "base/fsutil.h"
+#include "crypto/chunk_tree.h"
 #include "desk/desk_custody.h"
 #include "format/organisation.h"
 #include "format/report.h"
@@ -99,6 +104,57 @@ const v1::GeoPoint* GeoOf(const v1::ReportContent& c) {
   return nullptr;
 }
 
+// The chunk-tree root of a file, as the signed manifest names an encrypted attachment.
+Result<crypto::Hash> FileRoot(const std::string& path, uint32_t chunk_size) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fs::FromErrno(errno, "could not open", path);
+  attachment::ChunkTree tree(chunk_size);
+  std::vector<uint8_t> buf(1u << 20);
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return fs::FromErrno(err, "could not read", path);
+    }
+    if (n == 0) break;
+    tree.Update(std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)));
+  }
+  ::close(fd);
+  return tree.Finish();
+}
+
+// Copies an encrypted attachment into the store: into a temporary file, checked against the root the
+// device signed (the file may have changed since it was verified), synced, then renamed into place. A
+// file already there that is not exactly that is replaced.
+Status CopyChecked(const std::string& from, const std::string& to, std::string_view root, uint32_t chunk_size,
+                   bool* created) {
+  *created = false;
+  if (root.size() != 32 || chunk_size == 0) return Status(Code::kVerify, "an attachment's manifest is malformed");
+  if (fs::Exists(to)) {
+    auto have = FileRoot(to, chunk_size);
+    if (have.ok() && std::string_view(reinterpret_cast<const char*>(have->data()), 32) == root) return Status::Ok();
+  }
+  uint8_t r[8];
+  randombytes_buf(r, sizeof r);
+  const std::string tmp = to.substr(0, to.rfind('/') + 1) + ".tmp-" + encoding::ToHex(r);
+  Status st = fs::CopyFile(from, tmp);
+  if (st.ok()) {
+    auto got = FileRoot(tmp, chunk_size);
+    if (!got.ok()) st = got.status();
+    else if (std::string_view(reinterpret_cast<const char*>(got->data()), 32) != root)
+      st = Status(Code::kVerify, "an attachment file changed while it was imported");
+  }
+  if (st.ok() && std::rename(tmp.c_str(), to.c_str()) != 0) st = fs::FromErrno(errno, "could not rename", to);
+  if (!st.ok()) {
+    (void)fs::RemoveFile(tmp);
+    return st;
+  }
+  *created = true;
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::string SearchText(const v1::ReportContent& c) {
@@ -138,6 +194,12 @@ Result<std::unique_ptr<DeskStore>> DeskStore::Open(const Organisation& org, cons
     return db.status();
   }
   s->db_ = std::move(*db);
+  (void)::chmod(path.c_str(), 0600);
+  // An import holds the write lock while it verifies: the web desk's custody entries wait for it.
+  DALA_RETURN_IF_ERROR(s->db_.Exec("PRAGMA busy_timeout = 120000;"));
+  if (auto names = fs::ListFiles(fs::Join(dir, "media")); names.ok())  // copies an interrupted import left
+    for (const auto& n : *names)
+      if (n.rfind(".tmp-", 0) == 0) (void)fs::RemoveFile(fs::Join(fs::Join(dir, "media"), n));
   DALA_RETURN_IF_ERROR(db::Migrate(s->db_, kSchema, "the desk store was written by a newer dala"));
   // The organisation it belongs to, written once.
   DALA_ASSIGN_OR_RETURN(auto st, s->db_.Prepare("SELECT value FROM meta WHERE key = 'organisation'"));
@@ -170,9 +232,15 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
   next_import.Reset();
 
   std::vector<std::string> copied;  // media files this import created: removed again if it is refused
+  uint64_t unopened = 0;            // entries that did not open with the organisation's keys
+  std::string export_bytes;         // the bytes every check was made on: what the store keeps
+  options.bytes_sink = [&](std::span<const uint8_t> b) { export_bytes.assign(reinterpret_cast<const char*>(b.data()), b.size()); };
   options.summary_sink = [&](const std::string& s) { result.summary_json = s; };
   options.sink = [&](const OpenedEntry& e) -> Status {
-    if (e.report == nullptr || e.device.size() != 32 || e.report_id.size() != 16) return Status::Ok();  // refused below
+    if (e.report == nullptr || e.device.size() != 32 || e.report_id.size() != 16) {
+      ++unopened;  // refused below, --keep-failed or not: nothing of it could be kept
+      return Status::Ok();
+    }
     const crypto::Hash envelope_hash = crypto::Blake2b256(crypto::Bytes(e.envelope));
     // Held already: the same bytes, or the same version from another server of the organisation (the same
     // signed content sealed again). Other content for a version the store holds is refused.
@@ -233,9 +301,10 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
     for (const auto& a : e.attachments) {
       const std::string file = Hex(e.device) + "-" + Hex(a.id);
       const std::string to = MediaPath(file);
-      if (a.verified && !fs::Exists(to)) {
-        DALA_RETURN_IF_ERROR(fs::CopyFile(a.source, to));
-        copied.push_back(to);
+      if (a.verified) {
+        bool created = false;
+        DALA_RETURN_IF_ERROR(CopyChecked(a.source, to, a.ciphertext_root, a.chunk_size, &created));
+        if (created) copied.push_back(to);
       }
       DALA_ASSIGN_OR_RETURN(auto att, db_.Prepare(
           "INSERT OR REPLACE INTO attachments(version_id, attachment_id, mime, size, verified, file_key, file, "
@@ -312,6 +381,7 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
   problem(s.log_problems, "problems with the server's log (or its log does not extend the desk's last import)");
   problem(s.timestamp_problems, "time-stamps that did not verify");
   if (!keep_failed) problem(s.failed, "report versions that failed a check (--keep-failed keeps them, marked)");
+  problem(unopened, "entries that do not open with this organisation's keys (nothing of them can be kept)");
   if (!protocol::FindServer(org_.statement, crypto::Bytes(s.server_key)))
     result.problems.insert(result.problems.begin(),
                            "the export is of a server this organisation never authorised (another organisation's?)");
@@ -319,18 +389,11 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
     undo_copies();
     return result;  // the transaction rolls back
   }
-  // The export is kept (ciphertext only) so that the next import of its server must extend its log.
-  auto ex_bytes = fs::ReadFile(export_path, static_cast<size_t>(INT32_MAX));
-  if (!ex_bytes.ok()) {
-    undo_copies();
-    return ex_bytes.status();
-  }
-  const crypto::Hash export_hash = crypto::Blake2b256(*ex_bytes);
+  const crypto::Hash export_hash = crypto::Blake2b256(crypto::Bytes(export_bytes));
   const std::string server_hex = Hex(s.server_key);
-  Status kept = fs::WriteFileAtomic(fs::Join(exports_dir, server_hex + ".export"), *ex_bytes);
-  if (!kept.ok()) {
+  if (Status synced = fs::SyncDirectory(fs::Join(dir_, "media")); !synced.ok()) {
     undo_copies();
-    return kept;
+    return synced;
   }
   DALA_ASSIGN_OR_RETURN(auto imp, db_.Prepare("INSERT INTO imports(id, time_ms, server_key, export_hash, log_size, "
                                               "added, held) VALUES (?, ?, ?, ?, ?, ?, ?)"));
@@ -353,6 +416,12 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
     return committed;
   }
   result.imported = true;
+  // Then the export is kept (ciphertext only, the very bytes checked), so that the next import from its
+  // server must extend its log. Kept only after the commit: a kept export that lags behind the store is
+  // harmless (the next import is held against an older log), one ahead of it would not be.
+  if (Status kept = fs::WriteFileAtomic(fs::Join(exports_dir, server_hex + ".export"), crypto::Bytes(export_bytes));
+      !kept.ok())
+    result.problems.push_back("imported, but the export could not be kept for the next import's check: " + kept.message());
   return result;
 }
 

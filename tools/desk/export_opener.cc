@@ -485,6 +485,11 @@ OpenedEntry Entry(const Opened& o, bool verified, const v1::Export& ex, const st
       a.source = fs::Join(media_dir, attachment::FileName(o.header.device_key, crypto::Bytes(ref.attachment_id())));
       a.key = ref.key();
       a.plaintext_hash = ref.plaintext_hash();
+      for (const auto& m : o.header.attachments)
+        if (m.attachment_id() == ref.attachment_id()) {
+          a.ciphertext_root = m.root();
+          a.chunk_size = m.chunk_size();
+        }
       e.attachments.push_back(std::move(a));
     }
   return e;
@@ -504,6 +509,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
     return Status(Code::kInvalidArgument, "'" + export_path + "' is larger than 2 GiB, more than one export may hold; "
                                           "export the server's reports in parts");
   DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, fs::ReadFile(export_path, kMaxExport));
+  if (options.bytes_sink) options.bytes_sink(bytes);
   v1::Export ex;
   if (!ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) || ex.server_key().size() != 32)
     return Status(Code::kCorrupt, "'" + export_path + "' is not a dala-server export");

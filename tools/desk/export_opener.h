@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -66,6 +67,8 @@ struct OpenedEntry {
     std::string source;        // the encrypted file in the export's media directory
     std::string_view key;      // 32 bytes: its file key (from the sealed report)
     std::string_view plaintext_hash;  // BLAKE2b-256
+    std::string_view ciphertext_root;  // the chunk-tree root of the encrypted file (the signed manifest's)
+    uint32_t chunk_size = 0;
   };
   std::vector<Attachment> attachments;
 };
@@ -83,6 +86,8 @@ struct OpenOptions {
   std::string trusted_tsa_pem;
   // Called for every report version after the checks (in the export's order); an error ends the opening.
   std::function<Status(const OpenedEntry&)> sink;
+  // Called once with the export's bytes as read (every check is made on these bytes).
+  std::function<void(std::span<const uint8_t>)> bytes_sink;
   // Called once with summary.json's text, before it is written anywhere.
   std::function<void(const std::string&)> summary_sink;
 };

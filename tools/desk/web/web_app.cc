@@ -127,10 +127,13 @@ Result<std::string> NormaliseTags(const std::string& typed) {
 
 }  // namespace
 
-std::string LoginUrl(const App& app, const std::string& origin) { return origin + "/login?token=" + app.login_token(); }
+std::string LoginUrl(const App& app, const std::string& origin) {
+  return origin + app.base() + "login?token=" + app.login_token();
+}
 
 App::App(DeskStore& store, std::string origin, bool secure)
-    : store_(store), origin_(std::move(origin)), secure_(secure), token_(RandomToken()) {}
+    : store_(store), origin_(std::move(origin)), secure_(secure), token_(RandomToken()),
+      base_("/" + RandomToken().substr(0, 22) + "/") {}
 
 Status App::Log(std::string_view action, std::string_view report, std::string_view detail) {
   db::Txn txn(store_.db());
@@ -143,10 +146,18 @@ Response App::Handle(const Request& r) {
   Response out;
   {
     std::lock_guard lock(mu_);
-    if (r.path == "/login") {
-      out = Login(r);
-    } else if (r.path == "/favicon.ico") {
+    // Everything lives under the secret path; what is not under it does not exist.
+    const bool under = r.path.size() > base_.size() && r.path.compare(0, base_.size(), base_) == 0;
+    Request in = r;
+    in.path = under ? "/" + r.path.substr(base_.size()) : "";
+    if (r.path == "/favicon.ico") {
       out.status = 204;  // no icon (and no error in the browser's console)
+    } else if (!under && r.path + "/" != base_) {
+      out = Html(404, MessagePage("Not found", "There is nothing here. Open the address that dala desk serve printed."));
+    } else if (!under) {
+      out = Redirect(base_ + "reports");
+    } else if (in.path == "/login") {
+      out = Login(in);
     } else {
       // Every other request needs a session that the one-time token opened.
       std::string sid;
@@ -173,13 +184,14 @@ Response App::Handle(const Request& r) {
         const bool changes = r.method == "POST";
         if (changes && (!SameSecret(Param(r.form, "csrf"), it->second.csrf) ||
                         (!r.origin.empty() && r.origin != origin_))) {
-          out = Html(403, MessagePage("Refused", "This request did not come from a page of this desk."));
-        } else if (changes && r.path == "/logout") {
+          out = Html(403, MessagePage("Refused", "This request did not come from a page of this desk.", base_));
+        } else if (changes && in.path == "/logout") {
           sessions_.erase(it);
           out = Html(200, MessagePage("Locked", "The desk is locked in this browser."));
-          out.headers.emplace_back("Set-Cookie", std::string(kCookie) + "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict");
+          out.headers.emplace_back("Set-Cookie", std::string(kCookie) + "=; Path=" + base_ +
+                                                     "; Max-Age=0; HttpOnly; SameSite=Strict");
         } else {
-          out = Route(r, it->second, sid);
+          out = Route(in, it->second, sid);
         }
       }
     }
@@ -188,7 +200,7 @@ Response App::Handle(const Request& r) {
   if (!out.media)
     out.headers.emplace_back("Content-Security-Policy",
                              "default-src 'none'; style-src 'self'; img-src 'self'; media-src 'self'; "
-                             "form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
+                             "form-action 'self'; frame-ancestors 'none'; base-uri 'self'");
   out.headers.emplace_back("X-Content-Type-Options", "nosniff");
   out.headers.emplace_back("X-Frame-Options", "DENY");
   // same-origin, not no-referrer: with no-referrer a browser sends "Origin: null" on its own forms.
@@ -206,9 +218,11 @@ Response App::Login(const Request& r) {
   token_used_ = true;
   const std::string sid = RandomToken();
   sessions_[sid] = Session{RandomToken(), SystemNowMs(), {}};
-  Response out = Redirect("/reports");
-  out.headers.emplace_back("Set-Cookie", std::string(kCookie) + "=" + sid + "; Path=/; HttpOnly; SameSite=Strict" +
-                                             (secure_ ? "; Secure" : ""));
+  Response out = Redirect(base_ + "reports");
+  // Scoped to the secret path: a browser sends it to no other server on this machine (cookies are not
+  // separated by port), which would not know the path.
+  out.headers.emplace_back("Set-Cookie", std::string(kCookie) + "=" + sid + "; Path=" + base_ +
+                                             "; HttpOnly; SameSite=Strict" + (secure_ ? "; Secure" : ""));
   (void)Log("login", "", "a browser opened the desk with the one-time address");
   return out;
 }
@@ -222,7 +236,7 @@ Response App::Route(const Request& r, Session& s, const std::string& sid) {
     *rid = std::stoll(text);
     return true;
   };
-  if (get && p == "/") return Redirect("/reports");
+  if (get && p == "/") return Redirect(base_ + "reports");
   if (get && p == "/static/desk.css") {
     Response css;
     css.content_type = "text/css; charset=utf-8";
@@ -233,17 +247,17 @@ Response App::Route(const Request& r, Session& s, const std::string& sid) {
   if (get && p == "/overview") {
     auto o = LoadOverview(store_.db());
     if (!o.ok()) return Error(o.status());
-    return Html(200, OverviewPage({s.csrf, "Overview"}, *o));
+    return Html(200, OverviewPage({s.csrf, "Overview", base_}, *o));
   }
   if (get && p == "/devices") {
     auto d = ListDevices(store_.db());
     if (!d.ok()) return Error(d.status());
-    return Html(200, DevicesPage({s.csrf, "Devices"}, *d));
+    return Html(200, DevicesPage({s.csrf, "Devices", base_}, *d));
   }
   if (get && p == "/custody") {
     auto all = ReadCustody(store_.db());
     if (!all.ok()) return Error(all.status());
-    return Html(200, CustodyPage({s.csrf, "Custody log"}, *all, VerifyCustody(*all, store_.org().root.public_key)));
+    return Html(200, CustodyPage({s.csrf, "Custody log", base_}, *all, VerifyCustody(*all, store_.org().root.public_key)));
   }
   if (r.method == "POST" && p == "/custody/export") return CustodyExport();
   if (r.method == "POST" && p == "/export") return Export(r);
@@ -273,7 +287,7 @@ Response App::Reports(const Request& r, Session& s) {
   auto forms = ListForms(store_.db());
   if (!forms.ok()) return Error(forms.status());
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  Response out = Html(200, ReportsPage({s.csrf, "Reports"}, q, *page, *forms, ms));
+  Response out = Html(200, ReportsPage({s.csrf, "Reports", base_}, q, *page, *forms, ms));
   out.headers.emplace_back("Server-Timing", "db;dur=" + std::to_string(ms));
   return out;
 }
@@ -286,17 +300,20 @@ Response App::Report(int64_t rid, Session& s) {
   auto device = LoadDevice(store_.db(), d->row.device);
   auto custody = ReadCustody(store_.db(), name);
   if (!custody.ok()) return Error(custody.status());
-  return Html(200, ReportPage({s.csrf, "Report " + d->row.report_id.substr(0, 8)}, *d, device.ok() ? &*device : nullptr,
+  return Html(200, ReportPage({s.csrf, "Report " + d->row.report_id.substr(0, 8), base_}, *d, device.ok() ? &*device : nullptr,
                               *custody, encoding::ToHex(store_.org().root.public_key)));
 }
 
 std::shared_ptr<MediaReader> App::Reader(const AttachmentRow& a) {
-  if (auto it = media_.find(a.file); it != media_.end()) return it->second;
+  // By file and key: the same file name under another key (a device reusing an attachment id) is
+  // another reader.
+  const std::string cache_key = a.file + ":" + encoding::ToHex(a.key) + ":" + std::to_string(a.size);
+  if (auto it = media_.find(cache_key); it != media_.end()) return it->second;
   auto opened = MediaReader::Open(store_.MediaPath(a.file), a.key, a.size);
   if (!opened.ok()) return nullptr;
   std::shared_ptr<MediaReader> reader = std::move(*opened);
-  media_[a.file] = reader;
-  media_order_.push_back(a.file);
+  media_[cache_key] = reader;
+  media_order_.push_back(cache_key);
   if (media_order_.size() > 16) {  // keep the last few (their piece states are in locked memory)
     media_.erase(media_order_.front());
     media_order_.erase(media_order_.begin());
@@ -392,7 +409,7 @@ Response App::Case(const Request& r, int64_t rid) {
     st = AppendCustody(db, store_.org(), "tags", name, "tags set to: " + *tags, now);
   if (st.ok()) st = txn.Commit();
   if (!st.ok()) return Error(st);
-  return Redirect("/report/" + std::to_string(rid));
+  return Redirect(base_ + "report/" + std::to_string(rid));
 }
 
 Response App::Note(const Request& r, int64_t rid) {
@@ -415,7 +432,7 @@ Response App::Note(const Request& r, int64_t rid) {
                        "added a note (BLAKE2b " + encoding::ToHex(crypto::Blake2b256(crypto::Bytes(note))) + ")", now);
   if (st.ok()) st = txn.Commit();
   if (!st.ok()) return Error(st);
-  return Redirect("/report/" + std::to_string(rid));
+  return Redirect(base_ + "report/" + std::to_string(rid));
 }
 
 Response App::Export(const Request& r) {

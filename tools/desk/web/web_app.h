@@ -41,6 +41,8 @@ class App {
   App(DeskStore& store, std::string origin, bool secure);
   // The one-time login URL's token (32 random bytes, base64url).
   const std::string& login_token() const { return token_; }
+  // The secret path every page lives under, "/RANDOM/".
+  const std::string& base() const { return base_; }
   // Thread-safe.
   Response Handle(const Request& r);
 
@@ -67,6 +69,7 @@ class App {
   bool secure_;
   std::mutex mu_;  // the store's connection, the sessions, the media cache
   std::string token_;
+  std::string base_;
   bool token_used_ = false;
   std::map<std::string, Session> sessions_;
   std::map<std::string, std::shared_ptr<MediaReader>> media_;  // by file, the last few

@@ -9,7 +9,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <chrono>
+#include <condition_variable>
 #include <list>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -27,6 +30,11 @@ namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 constexpr size_t kMaxConnections = 32;
+// A connection must send its request's header within kRequestSeconds of connecting or of its last
+// answer (a TLS handshake included), and take each piece of an answer within kWriteSeconds; else it is
+// shut down. Blocking reads and writes cannot time out by themselves (Asio waits again after a socket
+// timeout), so a reaper thread enforces these deadlines.
+constexpr int kRequestSeconds = 20, kWriteSeconds = 30;
 constexpr size_t kChunk = 256 * 1024;
 
 int Hex(char c) {
@@ -85,19 +93,49 @@ struct WebServer::Impl {
   std::list<Worker> workers;
   std::atomic<bool> stopping{false};
   std::atomic<size_t> active{0};
+  std::map<int, std::chrono::steady_clock::time_point> deadlines;  // by socket, under mu
+  std::thread reaper;
+  std::condition_variable reaper_wake;
+
+  // From now on, `fd` must make progress within `seconds` (0: no deadline while the request is handled).
+  void Deadline(int fd, int seconds) {
+    std::lock_guard lock(mu);
+    if (seconds == 0)
+      deadlines.erase(fd);
+    else
+      deadlines[fd] = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  }
+
+  void Reap() {
+    std::unique_lock lock(mu);
+    while (!stopping) {
+      reaper_wake.wait_for(lock, std::chrono::milliseconds(500));
+      const auto now = std::chrono::steady_clock::now();
+      for (auto it = deadlines.begin(); it != deadlines.end();) {
+        if (it->second <= now) {
+          ::shutdown(it->first, SHUT_RDWR);  // the blocked read or write fails; the thread ends the connection
+          it = deadlines.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
 
   explicit Impl(DeskStore& s) : store(s) {}
 
   template <class Stream>
-  void Serve(Stream& stream) {
+  void Serve(Stream& stream, int fd) {
     beast::flat_buffer buffer;
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(16 * 1024);
       parser.body_limit(1 << 20);
       beast::error_code ec;
+      Deadline(fd, kRequestSeconds);
       http::read(stream, buffer, parser, ec);
       if (ec) return;
+      Deadline(fd, 0);  // while the desk works on it
       const auto& req = parser.get();
       const bool keep = req.keep_alive();
       // Only this desk's own name: a page elsewhere that re-binds a DNS name to 127.0.0.1 is refused.
@@ -105,6 +143,7 @@ struct WebServer::Impl {
         http::response<http::string_body> res{http::status::misdirected_request, req.version()};
         res.set(http::field::content_type, "text/plain; charset=utf-8");
         res.body() = "This desk answers only to " + host + "\n";
+        Deadline(fd, kWriteSeconds);
         res.prepare_payload();
         http::write(stream, res, ec);
         return;
@@ -122,6 +161,7 @@ struct WebServer::Impl {
           std::string_view(req[http::field::content_type]).rfind("application/x-www-form-urlencoded", 0) == 0)
         r.form = Params(req.body());
       Response out = app->Handle(r);
+      Deadline(fd, kWriteSeconds);
       const bool head = req.method() == http::verb::head;
       if (!out.media) {
         http::response<http::string_body> res{static_cast<http::status>(out.status), req.version()};
@@ -152,6 +192,7 @@ struct WebServer::Impl {
           res.body().data = chunk.data();
           res.body().size = *n;
           res.body().more = true;
+          Deadline(fd, kWriteSeconds);
           http::write(stream, sr, ec);
           if (ec == http::error::need_buffer) ec = {};
           if (ec) return;
@@ -171,18 +212,17 @@ struct WebServer::Impl {
 
   void Connection(tcp::socket socket) {
     const int fd = socket.native_handle();
-    timeval tv{60, 0};  // an idle or stalled peer lets go of its thread
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     try {
       if (tls) {
         ssl::stream<tcp::socket&> stream(socket, *tls);
         beast::error_code ec;
+        Deadline(fd, kRequestSeconds);
         stream.handshake(ssl::stream_base::server, ec);
-        if (!ec) Serve(stream);
+        if (!ec) Serve(stream, fd);
+        Deadline(fd, kRequestSeconds);
         stream.shutdown(ec);
       } else {
-        Serve(socket);
+        Serve(socket, fd);
       }
     } catch (const std::exception&) {
       // A connection that fails ends alone.
@@ -191,6 +231,7 @@ struct WebServer::Impl {
     socket.shutdown(tcp::socket::shutdown_both, ignored);
     std::lock_guard lock(mu);
     open.erase(fd);
+    deadlines.erase(fd);
     --active;
   }
 
@@ -244,6 +285,11 @@ Result<std::unique_ptr<WebServer>> WebServer::Start(DeskStore& store, const Serv
   const auto address = asio::ip::make_address(host, ec);
   if (ec) return Status(Code::kInvalidArgument, "--listen needs an IP address, not a name ('" + host + "')");
   const bool tls = !o.tls_cert.empty() || !o.tls_key.empty();
+  if (address.is_unspecified() && o.name.empty())
+    return Status(Code::kInvalidArgument, "listening on every address needs --name: the name browsers will use "
+                                          "(the TLS certificate's)");
+  if (o.name.find_first_of("/?#@ \r\n\t") != std::string::npos)
+    return Status(Code::kInvalidArgument, "--name is HOST or HOST:PORT");
   if (!address.is_loopback() && !tls)
     return Status(Code::kInvalidArgument, "the desk serves other machines only over TLS: give --tls-cert and --tls-key "
                                           "(or listen on 127.0.0.1)");
@@ -265,11 +311,17 @@ Result<std::unique_ptr<WebServer>> WebServer::Start(DeskStore& store, const Serv
   const uint16_t port = impl->acceptor.local_endpoint().port();
   const std::string shown = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
   impl->host = shown + ":" + std::to_string(port);
+  if (!o.name.empty()) {  // HOST or HOST:PORT, as the browser will write it in Host
+    const bool has_port = o.name.front() == '[' ? o.name.find("]:") != std::string::npos
+                                                : o.name.find(':') != std::string::npos;
+    impl->host = has_port ? o.name : o.name + ":" + std::to_string(port);
+  }
   impl->origin = std::string(tls ? "https://" : "http://") + impl->host;
   impl->app = std::make_unique<App>(store, impl->origin, tls);
   impl->url = LoginUrl(*impl->app, impl->origin);
   Impl* raw = impl.get();
   impl->accept_thread = std::thread([raw] { raw->Accept(); });
+  impl->reaper = std::thread([raw] { raw->Reap(); });
   return std::unique_ptr<WebServer>(new WebServer(std::move(impl)));
 }
 
@@ -279,6 +331,11 @@ void WebServer::Stop() {
   ::shutdown(impl_->acceptor.native_handle(), SHUT_RDWR);  // wakes the blocking accept
   impl_->acceptor.close(ec);
   if (impl_->accept_thread.joinable()) impl_->accept_thread.join();
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->reaper_wake.notify_all();
+  }
+  if (impl_->reaper.joinable()) impl_->reaper.join();
   std::list<Impl::Worker> workers;
   {
     std::lock_guard lock(impl_->mu);

@@ -13,6 +13,9 @@ namespace dala::desk::web {
 struct ServeOptions {
   std::string listen = "127.0.0.1:0";  // HOST:PORT ([V6]:PORT); port 0: any free one
   std::string tls_cert, tls_key;       // PEM files; required unless the address is a loopback one
+  // The name browsers use, HOST or HOST:PORT (the certificate's name): requests must name it, and the
+  // printed address uses it. Empty: the listen address. Required for 0.0.0.0 and [::].
+  std::string name;
 };
 
 class WebServer {

@@ -31,12 +31,12 @@ std::string Layout(const PageContext& c, const std::string& active, const std::s
   };
   return "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
          "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-         "<meta name=\"referrer\" content=\"same-origin\"><title>" +
-         Escape(c.title) + " · Dala desk</title><link rel=\"stylesheet\" href=\"/static/desk.css\"></head><body>"
+         "<meta name=\"referrer\" content=\"same-origin\"><base href=\"" + Escape(c.base) + "\"><title>" +
+         Escape(c.title) + " · Dala desk</title><link rel=\"stylesheet\" href=\"static/desk.css\"></head><body>"
          "<header><span class=\"brand\">Dala desk</span><nav>" +
          link("/reports", "Reports") + link("/overview", "Overview") + link("/devices", "Devices") +
          link("/custody", "Custody log") +
-         "</nav><form method=\"post\" action=\"/logout\" class=\"logout\"><input type=\"hidden\" name=\"csrf\" value=\"" +
+         "</nav><form method=\"post\" action=\"logout\" class=\"logout\"><input type=\"hidden\" name=\"csrf\" value=\"" +
          Escape(c.csrf) + "\"><button>Lock</button></form></header><main>" + body + "</main></body></html>\n";
 }
 
@@ -86,7 +86,7 @@ std::vector<std::pair<std::string, std::string>> QueryParams(const ListQuery& q)
 }
 
 std::string Href(const ListQuery& q, uint32_t page) {
-  std::string s = "/reports?";
+  std::string s = "reports?";
   for (const auto& [k, v] : QueryParams(q)) s += k + "=" + UrlEncode(v) + "&";
   return s + "page=" + std::to_string(page);
 }
@@ -186,7 +186,7 @@ std::string MapSvg(const std::vector<const ListRow*>& points, int width, int hei
     s += buf;
   }
   for (const ListRow* p : points) {
-    std::snprintf(buf, sizeof buf, "<a href=\"/report/%lld\"><circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" class=\"point\">",
+    std::snprintf(buf, sizeof buf, "<a href=\"report/%lld\"><circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" class=\"point\">",
                   static_cast<long long>(p->rid), x(*p->longitude), y(*p->latitude));
     s += buf;
     s += "<title>" + Escape(p->place.empty() ? p->report_id : p->place) + "</title></circle></a>";
@@ -205,7 +205,7 @@ std::string Bars(const std::vector<Count>& counts, const std::string& link_param
     std::string label = c.key.empty() ? "(none)" : c.key;
     s += "<tr><th>" +
          (link_param.empty() ? Text(label)
-                             : "<a href=\"/reports?" + link_param + "=" + UrlEncode(c.key) + "\">" + Text(label) + "</a>") +
+                             : "<a href=\"reports?" + link_param + "=" + UrlEncode(c.key) + "\">" + Text(label) + "</a>") +
          "</th><td><svg width=\"" + std::to_string(width + 2) + "\" height=\"14\"><rect width=\"" +
          std::to_string(std::max(width, 1)) + "\" height=\"14\" class=\"bar\"/></svg> " + std::to_string(c.n) +
          "</td></tr>";
@@ -276,7 +276,7 @@ bool IsPlayableMedia(std::string_view mime) {
 
 std::string ReportsPage(const PageContext& c, const ListQuery& q, const ListPage& page,
                         const std::vector<std::string>& forms, double server_ms) {
-  std::string s = "<h1>Reports</h1><form method=\"get\" action=\"/reports\" class=\"filters\">"
+  std::string s = "<h1>Reports</h1><form method=\"get\" action=\"reports\" class=\"filters\">"
                   "<label>Search <input type=\"search\" name=\"q\" value=\"" + Escape(q.text) + "\"></label>"
                   "<label>Form <select name=\"form\">" + Option("", "any", q.form.empty());
   for (const auto& f : forms) s += Option(f, f, f == q.form);
@@ -300,14 +300,14 @@ std::string ReportsPage(const PageContext& c, const ListQuery& q, const ListPage
   s += "<p class=\"count\"><span id=\"total\">" + std::to_string(page.total) + "</span> reports" +
        (pages > 1 ? ", page " + std::to_string(q.page + 1) + " of " + std::to_string(pages) : std::string()) +
        " <span class=\"muted\">(" + timing + " ms)</span></p>";
-  s += "<form method=\"post\" action=\"/export\" class=\"export\">" + Hidden("csrf", c.csrf);
+  s += "<form method=\"post\" action=\"export\" class=\"export\">" + Hidden("csrf", c.csrf);
   for (const auto& [k, v] : QueryParams(q)) s += Hidden(k.c_str(), v);
   s += "<button name=\"format\" value=\"csv\">Export CSV</button><button name=\"format\" value=\"jsonl\">Export JSON "
        "Lines</button></form>";
   s += "<table class=\"reports\"><thead><tr><th>Received</th><th>Report</th><th>Form</th><th>Place</th><th>Narrative</th>"
        "<th>Case</th><th>Tags</th><th>Verified</th></tr></thead><tbody>";
   for (const auto& r : page.rows)
-    s += "<tr><td>" + Escape(When(r.received_ms)) + "</td><td class=\"mono\"><a href=\"/report/" + std::to_string(r.rid) +
+    s += "<tr><td>" + Escape(When(r.received_ms)) + "</td><td class=\"mono\"><a href=\"report/" + std::to_string(r.rid) +
          "\">" + Escape(Short(r.report_id, 12)) + "</a>" + (r.version > 1 ? " v" + std::to_string(r.version) : "") +
          "</td><td>" + Text(r.form) + "</td><td>" + Text(r.place) + "</td><td class=\"excerpt\">" + Text(r.excerpt) +
          "</td><td>" + Escape(r.status) + "</td><td>" + Text(r.tags) + "</td><td>" +
@@ -404,7 +404,7 @@ std::string ReportPage(const PageContext& c, const ReportDetail& d, const Device
   s += "<section><h2>Attachments</h2>";
   if (d.attachments.empty()) s += "<p class=\"muted\">None.</p>";
   for (const auto& a : d.attachments) {
-    const std::string url = "/media/" + std::to_string(r.rid) + "/" + a.id;
+    const std::string url = "media/" + std::to_string(r.rid) + "/" + a.id;
     s += "<figure class=\"attachment\">";
     if (!a.verified || a.file.empty())
       s += "<p class=\"bad\">This attachment did not verify; it is not served.</p>";
@@ -435,12 +435,12 @@ std::string ReportPage(const PageContext& c, const ReportDetail& d, const Device
   }
   s += "</ol></section>";
 
-  s += "<section class=\"case\"><h2>Case work</h2><form method=\"post\" action=\"/report/" + std::to_string(r.rid) +
+  s += "<section class=\"case\"><h2>Case work</h2><form method=\"post\" action=\"report/" + std::to_string(r.rid) +
        "/case\" id=\"case-form\">" + Hidden("csrf", c.csrf) + "<label>Status <select name=\"status\">";
   for (const char* st : kCaseStatuses) s += Option(st, st, r.status == st);
   s += "</select></label><label>Tags <input name=\"tags\" value=\"" + Escape(r.tags) +
        "\" placeholder=\"words separated by spaces\"></label><button>Save</button></form>"
-       "<form method=\"post\" action=\"/report/" + std::to_string(r.rid) + "/note\" id=\"note-form\">" +
+       "<form method=\"post\" action=\"report/" + std::to_string(r.rid) + "/note\" id=\"note-form\">" +
        Hidden("csrf", c.csrf) +
        "<label>Note <textarea name=\"note\" rows=\"3\" cols=\"60\" maxlength=\"20000\"></textarea></label>"
        "<button>Add note</button></form><ul class=\"notes\" id=\"notes\">";
@@ -468,7 +468,7 @@ std::string DevicesPage(const PageContext& c, const std::vector<DeviceRow>& devi
   std::string s = "<h1>Devices</h1><table class=\"devices\"><thead><tr><th>Device key</th><th>Enrolled</th>"
                   "<th>Invite issued</th><th>Server</th><th>Reports</th><th>Last report</th></tr></thead><tbody>";
   for (const auto& d : devices)
-    s += "<tr><td class=\"mono\"><a href=\"/reports?device=" + d.device.substr(0, 16) + "\">" + Escape(Short(d.device, 24)) +
+    s += "<tr><td class=\"mono\"><a href=\"reports?device=" + d.device.substr(0, 16) + "\">" + Escape(Short(d.device, 24)) +
          "</a></td><td>" + Escape(When(d.enrolled_ms)) + "</td><td>" + Escape(When(d.invite_issued_ms)) +
          "</td><td class=\"mono\">" + Escape(Short(d.server_key)) + "</td><td>" + std::to_string(d.reports) + "</td><td>" +
          Escape(When(d.last_received_ms)) + "</td></tr>";
@@ -481,14 +481,16 @@ std::string CustodyPage(const PageContext& c, const std::vector<CustodyEntry>& a
                   (verdict.empty() ? "All " + std::to_string(all.size()) +
                                          " entries link by hash and carry the organisation's signature."
                                    : Escape(verdict)) +
-                  "</p><form method=\"post\" action=\"/custody/export\">" + Hidden("csrf", c.csrf) +
+                  "</p><form method=\"post\" action=\"custody/export\">" + Hidden("csrf", c.csrf) +
                   "<button>Download (JSON Lines)</button></form>" + CustodyTable(all);
   return Layout(c, "Custody log", s);
 }
 
-std::string MessagePage(const std::string& title, const std::string& message) {
+std::string MessagePage(const std::string& title, const std::string& message, const std::string& base) {
   return "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + Escape(title) +
-         " · Dala desk</title><link rel=\"stylesheet\" href=\"/static/desk.css\"></head><body><main><h1>" +
+         " · Dala desk</title>" +
+         (base.empty() ? std::string() : "<link rel=\"stylesheet\" href=\"" + Escape(base) + "static/desk.css\">") +
+         "</head><body><main><h1>" +
          Escape(title) + "</h1><p>" + Escape(message) + "</p></main></body></html>\n";
 }
 

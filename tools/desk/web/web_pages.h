@@ -1,7 +1,9 @@
 // The desk's pages (docs/desk.md), rendered on the server as HTML from what the store holds. Everything a
 // phone wrote is untrusted: it reaches a page only through Text() (escaped, isolated for bidirectional
 // text), never inside a script, a style or a URL; URLs carry only numbers and hex the desk made itself.
-// No page has a script; the stylesheet is /static/desk.css.
+// No page has a script; the stylesheet is BASE/static/desk.css. Every link is relative to the desk's
+// secret path (<base href>), so that the session cookie, scoped to that path, reaches no other server on
+// the same machine.
 #pragma once
 
 #include <string>
@@ -19,6 +21,7 @@ std::string Escape(std::string_view s);
 struct PageContext {
   std::string csrf;    // the session's token for forms that change something
   std::string title;
+  std::string base;    // the desk's secret path, "/SECRET/": every link is relative to it
 };
 
 std::string ReportsPage(const PageContext& c, const ListQuery& q, const ListPage& page,
@@ -28,7 +31,8 @@ std::string ReportPage(const PageContext& c, const ReportDetail& d, const Device
 std::string OverviewPage(const PageContext& c, const Overview& o);
 std::string DevicesPage(const PageContext& c, const std::vector<DeviceRow>& devices);
 std::string CustodyPage(const PageContext& c, const std::vector<CustodyEntry>& all, const std::string& verdict);
-std::string MessagePage(const std::string& title, const std::string& message);  // errors, login
+// Errors and login; `base` empty: unstyled (no session, so no path to the stylesheet).
+std::string MessagePage(const std::string& title, const std::string& message, const std::string& base = "");
 
 // The stylesheet.
 extern const char kDeskCss[];

@@ -224,6 +224,9 @@ typedef struct dala_desk_serve_options {
     const char *listen;         /* "HOST:PORT" (IPv6 as "[::1]:PORT"); NULL = "127.0.0.1:0" (any free port) */
     const char *tls_cert_path;  /* PEM; with tls_key_path, serves HTTPS. Required unless listen is loopback */
     const char *tls_key_path;
+    /* The name browsers use, "HOST" or "HOST:PORT" (the certificate's); requests must carry it. NULL: the
+       listen address. Required when listen is 0.0.0.0 or [::]. */
+    const char *name;
 } dala_desk_serve_options;
 
 /* Any thread. Sets every field to its default. */
