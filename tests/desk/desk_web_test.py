@@ -313,7 +313,7 @@ def main():
         check("32 idle connections are shut after 20 s and the desk answers again",
               answered is not None and answered >= 15 and closed == 32, (answered, closed))
 
-        run_browser(desk, shots, work, vrid, rid)
+        run_browser(desk, shots, work, vrid, rid, dala, identity)
     finally:
         if desk is not None:
             desk.stop()
@@ -322,7 +322,7 @@ def main():
     return 1 if FAILED else 0
 
 
-def run_browser(desk, shots, work, vrid, hostile_rid):
+def run_browser(desk, shots, work, vrid, hostile_rid, dala, identity):
     import browser
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
@@ -382,6 +382,14 @@ def run_browser(desk, shots, work, vrid, hostile_rid):
         click_and_wait(driver.find_element(By.CSS_SELECTOR, "#note-form button"))
         check("browser: a status and a note are saved", driver.find_element(By.ID, "case-status").text == "escalated" and
               "Called the family" in driver.find_element(By.ID, "notes").text)
+        # An evidence package of this report, checked with dala verify and the identity alone.
+        driver.find_element(By.CSS_SELECTOR, "#evidence-form button").click()
+        package = browser.wait_for_file(downloads, ".zip")
+        verified = subprocess.run([dala, "verify", package or "/nonexistent", "--organisation", identity],
+                                  capture_output=True, text=True, timeout=120)
+        check("browser: an evidence package downloads and dala verify accepts it with the identity alone",
+              package is not None and verified.returncode == 0 and "verified" in verified.stdout,
+              (package, verified.returncode, verified.stdout[-500:], verified.stderr))
         # Export CSV from the list.
         driver.get(fresh.origin + fresh.base + "reports?place=Town+3")
         driver.find_element(By.CSS_SELECTOR, "form.export button[value=csv]").click()

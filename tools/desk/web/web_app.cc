@@ -8,6 +8,8 @@
 #include "base/clock.h"
 #include "base/encoding.h"
 #include "desk/desk_custody.h"
+#include "desk/evidence.h"
+#include "base/fsutil.h"
 #include "desk/desk_table.h"
 #include "desk/web/web_pages.h"
 #include "format/report.h"
@@ -270,6 +272,7 @@ Response App::Route(const Request& r, Session& s, const std::string& sid) {
     if (get && action.empty()) return Report(rid, s);
     if (r.method == "POST" && action == "/case") return Case(r, rid);
     if (r.method == "POST" && action == "/note") return Note(r, rid);
+    if (r.method == "POST" && action == "/evidence") return Evidence(rid);
   }
   if (get && p.rfind("/media/", 0) == 0) {
     std::string rest = p.substr(7);
@@ -448,6 +451,25 @@ Response App::Export(const Request& r) {
   out.body = std::move(*text);
   out.headers.emplace_back("Content-Disposition", "attachment; filename=\"dala-reports-" +
                                                       IsoTime(SystemNowMs()).substr(0, 10) + "." + format + "\"");
+  return out;
+}
+
+Response App::Evidence(int64_t rid) {
+  auto d = LoadReport(store_.db(), rid);
+  if (!d.ok()) return Error(d.status());
+  // Written by libzip to a file in the desk's directory (0600), handed to the browser, then removed.
+  uint8_t r[8];
+  randombytes_buf(r, sizeof r);
+  const std::string path = fs::Join(store_.dir(), ".evidence-" + encoding::ToHex(std::span<const uint8_t>(r, 8)) + ".zip");
+  auto written = WriteEvidence(store_, {rid}, path);
+  if (!written.ok()) return Error(written.status());
+  auto bytes = fs::ReadFile(path, static_cast<size_t>(4) << 30);
+  (void)fs::RemoveFile(path);
+  if (!bytes.ok()) return Error(bytes.status());
+  Response out;
+  out.content_type = "application/zip";
+  out.body.assign(bytes->begin(), bytes->end());
+  out.headers.emplace_back("Content-Disposition", "attachment; filename=\"dala-evidence-" + d->row.report_id + ".zip\"");
   return out;
 }
 

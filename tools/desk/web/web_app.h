@@ -60,6 +60,7 @@ class App {
   Response Case(const Request& r, int64_t rid);
   Response Note(const Request& r, int64_t rid);
   Response Export(const Request& r);
+  Response Evidence(int64_t rid);
   Response CustodyExport();
   Status Log(std::string_view action, std::string_view report, std::string_view detail);
   std::shared_ptr<MediaReader> Reader(const AttachmentRow& a);

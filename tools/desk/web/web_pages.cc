@@ -443,7 +443,10 @@ std::string ReportPage(const PageContext& c, const ReportDetail& d, const Device
        "<form method=\"post\" action=\"report/" + std::to_string(r.rid) + "/note\" id=\"note-form\">" +
        Hidden("csrf", c.csrf) +
        "<label>Note <textarea name=\"note\" rows=\"3\" cols=\"60\" maxlength=\"20000\"></textarea></label>"
-       "<button>Add note</button></form><ul class=\"notes\" id=\"notes\">";
+       "<button>Add note</button></form><form method=\"post\" action=\"report/" + std::to_string(r.rid) +
+       "/evidence\" id=\"evidence-form\">" + Hidden("csrf", c.csrf) +
+       "<button>Evidence package</button> <span class=\"muted\">a ZIP anyone can check with dala verify and the "
+       "organisation's identity</span></form><ul class=\"notes\" id=\"notes\">";
   for (const auto& n : d.notes) s += "<li><span class=\"muted\">" + Escape(When(n.time_ms)) + "</span> " + Text(n.text) + "</li>";
   s += "</ul></section><section><h2>Custody</h2>" + CustodyTable(custody) + "</section>";
   PageContext pc = c;
