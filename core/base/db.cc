@@ -77,6 +77,8 @@ Result<Stmt> Db::Prepare(std::string_view sql) {
   return Stmt(this, s, /*cached=*/true);
 }
 
+int64_t Db::LastInsertRowId() const { return sqlite3_last_insert_rowid(db_); }
+
 int64_t Db::Changes() const { return sqlite3_changes(db_); }
 
 namespace {

@@ -37,6 +37,7 @@ class Db {
   Result<Stmt> Prepare(std::string_view sql);
   Status Error(int rc, std::string_view action) const;  // maps a SQLite result code
   int64_t Changes() const;
+  int64_t LastInsertRowId() const;  // the rowid of the last row this connection inserted
   // Copies every page of the write-ahead log into the database and truncates the log to zero bytes, so
   // that no older page image (erased content) remains in it. kBusy if another connection is reading.
   Status CheckpointTruncate();

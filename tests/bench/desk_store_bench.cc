@@ -3,7 +3,8 @@
 // web desk's list, search and report pages on that store (server time, App::Handle); and a 64 MiB video
 // served to a browser over HTTP by ranges, beside reading the same encrypted file and decrypting it in a
 // loop. Every limit is measured in this same run.
-//   dala_desk_store_bench [--reports N] [--devices N] [--video-mib N]
+//   dala_desk_store_bench [--reports N] [--devices N] [--video-mib N] [--keep]
+// --keep leaves the work directory (org.key, passphrase "desk"; the desk store in desk/) for profiling.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sodium.h>
@@ -367,6 +368,7 @@ std::string Header(const desk::web::Response& r, const char* name) {
 
 int main(int argc, char** argv) {
   int reports = 100000, devices = 100, video_mib = 64;
+  bool keep = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--reports" && i + 1 < argc) {
@@ -375,8 +377,10 @@ int main(int argc, char** argv) {
       devices = std::atoi(argv[++i]);
     } else if (a == "--video-mib" && i + 1 < argc) {
       video_mib = std::atoi(argv[++i]);
+    } else if (a == "--keep") {
+      keep = true;
     } else {
-      std::fprintf(stderr, "usage: dala_desk_store_bench [--reports N] [--devices N] [--video-mib N]\n");
+      std::fprintf(stderr, "usage: dala_desk_store_bench [--reports N] [--devices N] [--video-mib N] [--keep]\n");
       return 2;
     }
   }
@@ -735,7 +739,8 @@ int main(int argc, char** argv) {
   Info("peak RSS of the set-up (server, phones)", setup_peak, "MiB");
   Info("peak RSS, import to the end", PeakRssMiB(), "MiB");
   store.reset();
-  std::filesystem::remove_all(work);
+  if (keep) std::printf("\nkept %s\n", work.c_str());
+  else std::filesystem::remove_all(work);
   std::printf("\nwhole run %.1f s\n%s\n", Seconds(Clock::now() - run_start),
               bench::failures == 0 ? "all targets met" : "SOME TARGETS MISSED");
   return bench::failures == 0 ? 0 : 1;

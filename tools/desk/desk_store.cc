@@ -48,6 +48,7 @@ constexpr const char* kSchema[] = {
        CREATE INDEX reports_created ON reports(created_ms);
        CREATE INDEX reports_form ON reports(form, received_ms);
        CREATE INDEX reports_status ON reports(status, received_ms);
+       CREATE INDEX reports_place ON reports(place);
        CREATE VIRTUAL TABLE search USING fts4(content, tokenize=unicode61);
        CREATE TABLE devices(device BLOB PRIMARY KEY, enrolled_ms INTEGER NOT NULL, server_key BLOB NOT NULL,
          invite_key BLOB NOT NULL, invite_issued_ms INTEGER NOT NULL, invite_expires_ms INTEGER NOT NULL,
@@ -292,10 +293,7 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
     ins.BindText(12, e.json).Bind(13, crypto::Bytes(e.envelope)).Bind(14, crypto::Bytes(e.receipt)).Bind(15, import_id);
     ins.Bind(16, crypto::Bytes(c.SerializeAsString()));
     DALA_RETURN_IF_ERROR(ins.Run());
-    DALA_ASSIGN_OR_RETURN(auto rowid, db_.Prepare("SELECT last_insert_rowid()"));
-    DALA_ASSIGN_OR_RETURN(bool got, rowid.Step());
-    if (!got) return Status(Code::kInternal, "no row id");
-    const int64_t version_id = rowid.Int(0);
+    const int64_t version_id = db_.LastInsertRowId();
     ++result.added;
 
     for (const auto& a : e.attachments) {
@@ -347,12 +345,7 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
     if (exists) up.Bind(12, rid); else up.Bind(12, crypto::Bytes(e.device)).Bind(13, crypto::Bytes(e.report_id));
     DALA_RETURN_IF_ERROR(up.Run());
     int64_t the_rid = rid;
-    if (!exists) {
-      DALA_ASSIGN_OR_RETURN(auto r2, db_.Prepare("SELECT last_insert_rowid()"));
-      DALA_ASSIGN_OR_RETURN(bool ok2, r2.Step());
-      if (!ok2) return Status(Code::kInternal, "no row id");
-      the_rid = r2.Int(0);
-    }
+    if (!exists) the_rid = db_.LastInsertRowId();
     ++result.reports_changed;
     DALA_ASSIGN_OR_RETURN(auto del, db_.Prepare("DELETE FROM search WHERE docid = ?"));
     DALA_RETURN_IF_ERROR(del.Bind(1, the_rid).Run());

@@ -187,17 +187,23 @@ struct WebServer::Impl {
         std::vector<uint8_t> chunk(kChunk);
         uint64_t at = out.offset, left = head ? 0 : out.length;
         while (left > 0) {
-          auto n = out.media->ReadAt(at, std::span<uint8_t>(chunk.data(), static_cast<size_t>(std::min<uint64_t>(left, kChunk))));
-          if (!n.ok() || *n == 0) return;  // an altered piece: the connection ends short, never with wrong bytes
+          // A whole chunk per write (a read gives at most one 64 KiB piece).
+          const size_t want = static_cast<size_t>(std::min<uint64_t>(left, kChunk));
+          size_t filled = 0;
+          while (filled < want) {
+            auto n = out.media->ReadAt(at + filled, std::span<uint8_t>(chunk.data() + filled, want - filled));
+            if (!n.ok() || *n == 0) return;  // an altered piece: the connection ends short, never with wrong bytes
+            filled += *n;
+          }
           res.body().data = chunk.data();
-          res.body().size = *n;
+          res.body().size = filled;
           res.body().more = true;
           Deadline(fd, kWriteSeconds);
           http::write(stream, sr, ec);
           if (ec == http::error::need_buffer) ec = {};
           if (ec) return;
-          at += *n;
-          left -= *n;
+          at += filled;
+          left -= filled;
         }
         if (!head && out.length > 0) {
           res.body().data = nullptr;
@@ -212,6 +218,10 @@ struct WebServer::Impl {
 
   void Connection(tcp::socket socket) {
     const int fd = socket.native_handle();
+    beast::error_code nodelay_ec;
+    // The header and the body go out in separate writes: without this, Nagle's algorithm and delayed
+    // acknowledgements stall each answer by about 40 ms (measured: a 1-byte range took 44 ms, 0.1 ms with it).
+    socket.set_option(tcp::no_delay(true), nodelay_ec);
     try {
       if (tls) {
         ssl::stream<tcp::socket&> stream(socket, *tls);
