@@ -21,6 +21,17 @@ constexpr uint64_t kPiece = attachment::kPiece;
 
 }  // namespace
 
+std::string MediaExtension(std::string_view mime) {
+  static const std::pair<const char*, const char*> kKnown[] = {
+      {"video/mp4", ".mp4"},  {"video/webm", ".webm"}, {"video/quicktime", ".mov"},      {"image/jpeg", ".jpg"},
+      {"image/png", ".png"},  {"image/gif", ".gif"},   {"image/webp", ".webp"},         {"image/heic", ".heic"},
+      {"audio/ogg", ".ogg"},  {"audio/mpeg", ".mp3"},  {"audio/mp4", ".m4a"},           {"audio/aac", ".aac"},
+      {"audio/wav", ".wav"},  {"text/plain", ".txt"},  {"application/pdf", ".pdf"}};
+  for (const auto& [m, e] : kKnown)
+    if (mime == m) return e;
+  return ".bin";
+}
+
 Result<std::unique_ptr<MediaReader>> MediaReader::Open(const std::string& path, std::span<const uint8_t> key,
                                                         uint64_t size) {
   if (key.size() != crypto_secretstream_xchacha20poly1305_KEYBYTES)

@@ -12,12 +12,17 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/secret.h"
 #include "base/status.h"
 
 namespace dala::desk {
+
+// The file extension for an attachment's declared type (".bin" for any other): the one table the desk's
+// file names use (desk open, the web desk's downloads, evidence packages).
+std::string MediaExtension(std::string_view mime);
 
 class MediaReader {
  public:

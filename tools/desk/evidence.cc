@@ -58,16 +58,6 @@ struct Hashes {
   }
 };
 
-std::string Extension(const std::string& mime) {
-  static const std::pair<const char*, const char*> kKnown[] = {
-      {"video/mp4", ".mp4"}, {"video/webm", ".webm"}, {"video/quicktime", ".mov"}, {"image/jpeg", ".jpg"},
-      {"image/png", ".png"}, {"image/gif", ".gif"},   {"image/webp", ".webp"},     {"image/heic", ".heic"},
-      {"audio/ogg", ".ogg"}, {"audio/mpeg", ".mp3"},  {"audio/mp4", ".m4a"},       {"audio/aac", ".aac"},
-      {"audio/wav", ".wav"}, {"application/pdf", ".pdf"}, {"text/plain", ".txt"}};
-  for (const auto& [m, e] : kKnown)
-    if (mime == m) return e;
-  return ".bin";
-}
 
 json ProofJson(uint64_t index, const std::vector<merkle::Hash>& proof, const std::string& head) {
   json p = json::array();
@@ -203,7 +193,7 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
       }
       auto [sha, b2] = h.Final();
       if (b2 != Hex(a.plaintext_hash)) return Status(Code::kVerify, "attachment " + a.id + " does not match its hash");
-      const std::string name = dir + "attachments/" + a.id + Extension(a.mime);
+      const std::string name = dir + "attachments/" + a.id + MediaExtension(a.mime);
       files.push_back({{"path", name}, {"size", a.size}, {"sha256", sha}, {"blake2b", b2}});
       DALA_RETURN_IF_ERROR(zip->AddStream(name, a.size, [shared](uint64_t off, std::span<uint8_t> out) {
         return shared->ReadAt(off, out);

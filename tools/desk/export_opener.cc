@@ -1,4 +1,5 @@
 #include "desk/export_opener.h"
+#include "desk/desk_media.h"
 #include "desk/log_verifier.h"
 
 #include <fcntl.h>
@@ -59,15 +60,6 @@ struct Opened {
   std::vector<bool> attachment_ok;  // per attachment of the sealed report
 };
 
-std::string Extension(const std::string& mime) {
-  static const std::pair<const char*, const char*> kKnown[] = {
-      {"video/mp4", ".mp4"}, {"video/quicktime", ".mov"}, {"video/webm", ".webm"}, {"image/jpeg", ".jpg"},
-      {"image/png", ".png"}, {"image/heic", ".heic"}, {"audio/ogg", ".ogg"}, {"audio/mpeg", ".mp3"},
-      {"audio/mp4", ".m4a"}, {"audio/aac", ".aac"}, {"application/pdf", ".pdf"}, {"text/plain", ".txt"}};
-  for (const auto& [m, e] : kKnown)
-    if (mime == m) return e;
-  return ".bin";
-}
 
 // Decrypts one attachment from the export's media directory into `to`, checking the signed ciphertext
 // hash, every piece's authentication and the plaintext hash. On any failure nothing is left at `to`.
@@ -773,7 +765,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
       for (const auto& m : o.header.attachments)
         if (m.attachment_id() == ref.attachment_id()) manifest = &m;
       std::string id_hex = encoding::ToHex(crypto::Bytes(ref.attachment_id()));
-      std::string file = id_hex + Extension(ref.mime_type());
+      std::string file = id_hex + MediaExtension(ref.mime_type());
       std::string from = fs::Join(media_dir, attachment::FileName(o.header.device_key, crypto::Bytes(ref.attachment_id())));
       Status st = OpenAttachment(ref, manifest, from, write ? fs::Join(dir, file) : std::string());
       if (!st.ok()) o.problems.push_back("attachment " + id_hex + ": " + st.message());

@@ -92,15 +92,6 @@ Response Error(const Status& st) {
                                 st.message()));
 }
 
-std::string Extension(const std::string& mime) {
-  static const std::pair<const char*, const char*> kKnown[] = {
-      {"video/mp4", ".mp4"}, {"video/webm", ".webm"}, {"video/quicktime", ".mov"}, {"image/jpeg", ".jpg"},
-      {"image/png", ".png"}, {"image/gif", ".gif"},   {"image/webp", ".webp"},     {"audio/ogg", ".ogg"},
-      {"audio/mpeg", ".mp3"}, {"audio/mp4", ".m4a"},  {"audio/aac", ".aac"},       {"audio/wav", ".wav"}};
-  for (const auto& [m, e] : kKnown)
-    if (mime == m) return e;
-  return ".bin";
-}
 
 // Tags as typed: words split at spaces and commas, each at most kMaxTag bytes of valid UTF-8 with no
 // control characters, at most kMaxTags, joined by one space.
@@ -341,7 +332,7 @@ Response App::Media(const Request& r, int64_t rid, const std::string& att, Sessi
   const bool inline_ok = (IsPassiveImage(a->mime) || IsPlayableMedia(a->mime)) && Param(r.query, "download").empty();
   out.content_type = inline_ok ? a->mime : "application/octet-stream";
   out.headers.emplace_back("Content-Disposition", std::string(inline_ok ? "inline" : "attachment") +
-                                                      "; filename=\"" + att + Extension(a->mime) + "\"");
+                                                      "; filename=\"" + att + MediaExtension(a->mime) + "\"");
   // Opened on its own, the browser shows it in a viewer page of its own making (inline styles, no script):
   // sandboxed, nothing else allowed.
   out.headers.emplace_back("Content-Security-Policy",
