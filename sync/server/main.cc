@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -21,6 +22,7 @@
 #include "base/encoding.h"
 #include "base/failpoint.h"
 #include "crypto/crypto.h"
+#include "format/invite.h"
 #include "format/organisation.h"
 #include "protocol/tls_pin.h"
 #include "server/http_server.h"
@@ -90,7 +92,7 @@ dala::crypto::PublicKey Key(const std::string& hex, const char* what) {
 // Everything the command line can say; each subcommand binds what it takes.
 struct Options {
   std::string data, config, listen = "127.0.0.1:8443", tls_cert, tls_key, out, organisation, device, statement,
-      tsa_url;
+      tsa_url, label, invite;
   int threads = 2, header_timeout = 10, body_timeout = 60, tsa_interval = 60;
   uint64_t max_connections = 1024, max_body_mib = 16, max_buffered_mib = 256, max_batch = 256, max_storage_mib = 0,
            max_envelope_mib = 8;
@@ -266,21 +268,103 @@ int Pin(const Options& a) {
   return kExitOk;
 }
 
+// An invite's name for operators: the first 8 bytes of its hash, in hex (InviteInfo::hash).
+std::string InviteId(const dala::crypto::Hash& h) { return dala::encoding::ToHex(std::span(h.data(), 8)); }
+
+std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
+
 int Devices(const Options& a) {
   auto core = OpenCore(a);
   auto devices = Check(core->Devices());
   nlohmann::json list = nlohmann::json::array();
   for (const auto& d : devices) {
     std::string key = dala::encoding::ToHex(d.key);
-    if (a.json)
-      list.push_back({{"device", key}, {"enrolled", d.enrolled_ms}, {"last_seen", d.last_seen_ms},
-                      {"revoked", d.revoked}, {"reports", d.reports}});
-    else
-      std::printf("%s  %-8s %llu reports\n", key.c_str(), d.revoked ? "revoked" : "active",
-                  static_cast<unsigned long long>(d.reports));
+    if (a.json) {
+      list.push_back({{"device", key}, {"label", d.label}, {"enrolled", dala::IsoTime(d.enrolled_ms)},
+                      {"last_contact", dala::IsoTime(d.last_seen_ms)}, {"revoked", d.revoked},
+                      {"reports", d.reports}, {"invite", InviteId(d.invite)}});
+    } else {
+      std::printf("%s  %-8s %6llu reports  last contact %-24s %s\n", key.c_str(), d.revoked ? "revoked" : "active",
+                  static_cast<unsigned long long>(d.reports), OrDash(dala::IsoTime(d.last_seen_ms)).c_str(),
+                  d.label.c_str());
+    }
   }
   if (a.json) PrintJson(list);
   else if (devices.empty()) std::fprintf(stderr, "No device has enrolled yet.\n");
+  return kExitOk;
+}
+
+int Label(const Options& a) {
+  auto key = Key(a.device, "the device key");
+  auto core = OpenCore(a);
+  Check(core->LabelDevice(key, a.label));
+  std::fprintf(stderr, a.label.empty() ? "Label removed.\n" : "Label set.\n");
+  return kExitOk;
+}
+
+// The state of an invite at `now`, in one word.
+std::string InviteState(const dala::server::InviteInfo& i, int64_t now) {
+  if (i.cancelled_ms != 0) return "cancelled";
+  if (i.uses != 0 && i.used >= i.uses) return "used-up";
+  if (i.expires_ms != 0 && i.expires_ms <= now) return "expired";
+  return "active";
+}
+
+int Invites(const Options& a) {
+  auto core = OpenCore(a);
+  auto invites = Check(core->Invites());
+  const int64_t now = dala::SystemNowMs();
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& i : invites) {
+    const std::string state = InviteState(i, now);
+    const uint64_t left = i.uses > i.used && state == "active" ? i.uses - i.used : 0;
+    if (a.json) {
+      list.push_back({{"invite", InviteId(i.hash)}, {"state", state}, {"uses", i.uses}, {"used", i.used},
+                      {"uses_left", left}, {"issued", dala::IsoTime(i.issued_ms)},
+                      {"expires", dala::IsoTime(i.expires_ms)}, {"last_used", dala::IsoTime(i.last_used_ms)},
+                      {"cancelled", dala::IsoTime(i.cancelled_ms)}, {"urls", i.urls}});
+    } else {
+      std::printf("%s  %-9s %llu of %llu used, %llu left  expires %s\n", InviteId(i.hash).c_str(), state.c_str(),
+                  static_cast<unsigned long long>(i.used), static_cast<unsigned long long>(i.uses),
+                  static_cast<unsigned long long>(left), OrDash(dala::IsoTime(i.expires_ms)).c_str());
+    }
+  }
+  if (a.json) PrintJson(list);
+  else if (invites.empty())
+    std::fprintf(stderr, "No invite used or cancelled yet (the desk makes invites; the server learns of each at its "
+                         "first use).\n");
+  return kExitOk;
+}
+
+// `invites cancel INVITE`: the invite's text (DALA2-..., which also cancels one never used) or the start of
+// an id that 'invites' lists (at least 8 hex digits, naming one invite).
+int CancelInvite(const Options& a) {
+  auto core = OpenCore(a);
+  dala::crypto::Hash hash{};
+  if (a.invite.rfind(dala::protocol::kInvitePrefix, 0) == 0) {
+    auto decoded = dala::protocol::DecodeInvite(a.invite);
+    if (!decoded.ok()) throw UsageError{"that invite does not read: " + decoded.status().message()};
+    if (decoded->checked.root != core->organisation_key())
+      throw UsageError{"that invite is another organisation's"};
+    if (decoded->checked.invite.server_key() !=
+        std::string_view(reinterpret_cast<const char*>(core->server_key().data()), 32))
+      throw UsageError{"that invite is for another server of the organisation"};
+    hash = dala::crypto::Blake2b256(dala::crypto::Bytes(decoded->checked.invite.enrol_key()));
+  } else {
+    std::string prefix = a.invite;
+    for (auto& c : prefix) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (prefix.size() < 8 || prefix.size() > 64 || prefix.find_first_not_of("0123456789abcdef") != std::string::npos)
+      throw UsageError{"INVITE is the invite's text (DALA2-...) or at least 8 hex digits of its id ('invites')"};
+    int found = 0;
+    for (const auto& i : Check(core->Invites()))
+      if (dala::encoding::ToHex(i.hash).rfind(prefix, 0) == 0) hash = i.hash, ++found;
+    if (found == 0) Check(Status(Code::kNotFound, "no invite known to this server has an id starting " + prefix +
+                                                      " (to cancel one never used, give its text)"));
+    if (found > 1) throw UsageError{"more than one invite's id starts " + prefix + ": give more digits"};
+  }
+  Check(core->CancelInvite(hash));
+  std::fprintf(stderr, "Invite %s cancelled: no more devices enrol with it (those enrolled stay).\n",
+               InviteId(hash).c_str());
   return kExitOk;
 }
 
@@ -407,10 +491,32 @@ int main(int argc, char** argv) {
       ->required();
   handlers[stamp] = Timestamp;
 
-  auto* devices = app.add_subcommand("devices", "lists enrolled devices, revoked or not, with their report counts");
+  auto* devices = app.add_subcommand("devices", "lists enrolled devices, revoked or not, with their report counts, "
+                                                "last contact and labels");
   AddData(devices, o);
-  devices->add_flag("--json", o.json, "a JSON array of {device, enrolled, last_seen (its last push, to the minute), revoked, reports}");
+  devices->add_flag("--json", o.json, "a JSON array of {device, label, enrolled, last_contact (ISO 8601 UTC; its "
+                                      "last push, to the minute), revoked, reports, invite}");
   handlers[devices] = Devices;
+
+  auto* label = app.add_subcommand("label", "gives a device a label of the operator's (shown by 'devices'; never "
+                                            "sent to phones; an empty one removes it)");
+  AddData(label, o);
+  label->add_option("DEVICE_KEY", o.device, "the device's key (64 hex, from 'devices')")->required();
+  label->add_option("LABEL", o.label, "one line, at most 200 bytes")->required();
+  handlers[label] = Label;
+
+  auto* invites = app.add_subcommand("invites", "lists the invites devices enrolled with, or that were cancelled: "
+                                                "uses left, expiry, state");
+  AddData(invites, o);
+  invites->add_flag("--json", o.json, "a JSON array of {invite, state, uses, used, uses_left, issued, expires, "
+                                       "last_used, cancelled, urls}");
+  invites->require_subcommand(0, 1);
+  handlers[invites] = Invites;
+  auto* cancel = invites->add_subcommand("cancel", "no more devices enrol with that invite (those enrolled stay)");
+  cancel->fallthrough();  // --data is the invites command's
+  cancel->add_option("INVITE", o.invite, "the invite's text (DALA2-...) or the start of its id (8+ hex digits)")
+      ->required();
+  handlers[cancel] = CancelInvite;
 
   auto* revoke = app.add_subcommand("revoke", "refuses that device from now on");
   AddData(revoke, o);

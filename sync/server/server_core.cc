@@ -471,6 +471,14 @@ HttpResult ServerCore::Enrol(const std::string& device_key, const v1::EnrolReque
   if (inv->invite.expires_ms() <= now) return Reply(403, v1::INVITE_EXPIRED, "the invite has expired; ask for a new one", now);
   db::Txn txn(db_);
   if (!txn.Begin().ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
+  {
+    auto cancelled = db_.Prepare("SELECT 1 FROM invites_cancelled WHERE invite_hash = ?");
+    if (!cancelled.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
+    cancelled->Bind(1, invite_hash);
+    auto crow = cancelled->Step();
+    if (!crow.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
+    if (*crow) return Reply(403, v1::INVITE_INVALID, "this invite was cancelled; ask for a new one", now);
+  }
   auto used = db_.Prepare("SELECT count(*) FROM devices WHERE invite_hash = ?");
   if (!used.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
   used->Bind(1, invite_hash);
@@ -540,52 +548,6 @@ Status ServerCore::SetStatement(std::string_view signed_statement) {
     return done;
   }
   KeepStatement(std::string(signed_statement), std::move(st));
-  return Status::Ok();
-}
-
-Result<std::vector<DeviceInfo>> ServerCore::Devices() {
-  std::lock_guard lock(mu_);
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
-      "SELECT d.device_key, d.enrolled_ms, d.last_seen_ms, d.revoked, "
-      "(SELECT count(*) FROM reports r WHERE r.device_key = d.device_key) FROM devices d ORDER BY d.enrolled_ms"));
-  std::vector<DeviceInfo> out;
-  for (;;) {
-    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    DeviceInfo d;
-    auto k = st.BlobView(0);
-    if (k.size() != 32) return Status(Code::kCorrupt, "a device key in the server database is damaged");
-    std::memcpy(d.key.data(), k.data(), 32);
-    d.enrolled_ms = st.Int(1);
-    d.last_seen_ms = st.Int(2);
-    d.revoked = st.Int(3) != 0;
-    d.reports = static_cast<uint64_t>(st.Int(4));
-    out.push_back(d);
-  }
-  return out;
-}
-
-Status ServerCore::Revoke(const crypto::PublicKey& device) {
-  std::lock_guard lock(mu_);
-  const uint64_t first_leaf = log_.size();
-  std::string head;
-  Status done = [&]() -> Status {
-    db::Txn txn(db_);
-    DALA_RETURN_IF_ERROR(txn.Begin());
-    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("UPDATE devices SET revoked = 1 WHERE device_key = ? AND revoked = 0"));
-    st.Bind(1, device);
-    DALA_RETURN_IF_ERROR(st.Run());
-    if (db_.Changes() == 0) return {Code::kNotFound, "no enrolled device with that key (or it is revoked already)"};
-    const int64_t now = clock_();
-    DALA_RETURN_IF_ERROR(log_.Append(protocol::DeviceRevokedLeaf(
-        std::string_view(reinterpret_cast<const char*>(device.data()), 32), now)).status());
-    DALA_ASSIGN_OR_RETURN(head, SignHeadLocked(now));
-    return txn.Commit();
-  }();
-  if (!done.ok()) {
-    log_.Rollback(first_leaf);
-    return done;
-  }
   return Status::Ok();
 }
 

@@ -46,9 +46,21 @@ struct HttpResult {
 struct DeviceInfo {
   crypto::PublicKey key{};
   int64_t enrolled_ms = 0;
-  int64_t last_seen_ms = 0;
+  int64_t last_seen_ms = 0;  // its last push or enrolment, to the minute
   bool revoked = false;
   uint64_t reports = 0;
+  std::string label;          // the operator's, or empty
+  crypto::Hash invite{};      // the hash of the invite it enrolled with (InviteInfo::hash)
+};
+
+// An invite as the server knows it: from the devices that enrolled with it, or from its cancellation. The
+// desk makes invites offline, so one never used is unknown here until it is cancelled.
+struct InviteInfo {
+  crypto::Hash hash{};        // BLAKE2b-256 of its enrolment key: one per invite, whatever bytes encode it
+  uint64_t uses = 0;          // how many devices it may enrol (0: unknown, cancelled before any use)
+  uint64_t used = 0;
+  int64_t issued_ms = 0, expires_ms = 0, last_used_ms = 0, cancelled_ms = 0;
+  std::vector<std::string> urls;
 };
 
 inline constexpr char kServerKeyFile[] = "server.key";
@@ -102,8 +114,14 @@ class ServerCore {
   // Installs a newer statement of the organisation (dala desk statement): phones get it with their next
   // answers. kVerify: not the organisation's; kState: not newer than the one held.
   Status SetStatement(std::string_view signed_statement);
+  // The operator's view (server_admin.cc); each safe while the server runs in another process.
   Result<std::vector<DeviceInfo>> Devices();
   Status Revoke(const crypto::PublicKey& device);
+  // The operator's label for a device (UTF-8, at most 200 bytes; empty removes it). kNotFound: no such device.
+  Status LabelDevice(const crypto::PublicKey& device, std::string_view label);
+  Result<std::vector<InviteInfo>> Invites();
+  // From now on no device enrols with that invite (those enrolled stay). kState: cancelled already.
+  Status CancelInvite(const crypto::Hash& invite);
   // Writes every stored report (envelope + receipt) as a dala.v1.Export to `path`.
   Result<uint64_t> Export(const std::string& path);
 

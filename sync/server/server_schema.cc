@@ -133,8 +133,15 @@ const char kSchemaV7[] = "DROP INDEX reports_device;";
 const char kSchemaV8[] = "CREATE TABLE log_timestamps(size INTEGER PRIMARY KEY, token BLOB NOT NULL, "
                          "stamped_ms INTEGER NOT NULL);";
 
-const char* const kMigrations[] = {kSchema,   kSchemaV2, kSchemaV3, kSchemaV4,
-                                   kSchemaV5, kSchemaV6, kSchemaV7, kSchemaV8};
+// 9: the operator's view: a label per device (the operator's words, never sent to phones), and invites the
+// operator cancelled (by their hash, as devices count their uses), refused at enrolment from then on.
+const char kSchemaV9[] = R"sql(
+ALTER TABLE devices ADD COLUMN label TEXT;
+CREATE TABLE invites_cancelled(invite_hash BLOB PRIMARY KEY NOT NULL, cancelled_ms INTEGER NOT NULL) WITHOUT ROWID;
+)sql";
+
+const char* const kMigrations[] = {kSchema,   kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5,
+                                   kSchemaV6, kSchemaV7, kSchemaV8, kSchemaV9};
 
 }  // namespace
 

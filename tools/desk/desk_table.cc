@@ -100,17 +100,6 @@ Result<std::vector<Latest>> Select(db::Db& db, ListQuery q) {
 
 }  // namespace
 
-std::string IsoTime(int64_t ms) {
-  if (ms <= 0) return "";
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[80];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
-  return buf;
-}
-
 Result<std::string> TableText(db::Db& db, const ListQuery& q, TableFormat format, uint64_t* rows) {
   DALA_ASSIGN_OR_RETURN(std::vector<Latest> all, Select(db, q));
   if (rows != nullptr) *rows = all.size();

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "base/clock.h"  // IsoTime, used by its readers too
 #include "base/db.h"
 #include "base/status.h"
 #include "desk/desk_query.h"
@@ -19,7 +20,5 @@ Result<uint64_t> WriteTable(db::Db& db, const ListQuery& q, TableFormat format, 
 // The same, as text (the web desk's downloads).
 Result<std::string> TableText(db::Db& db, const ListQuery& q, TableFormat format, uint64_t* rows = nullptr);
 
-// "2025-08-17T07:00:00.000Z"
-std::string IsoTime(int64_t ms);
 
 }  // namespace dala::desk
