@@ -259,6 +259,10 @@ struct HttpServer::Impl {
         client = ClientAddress(peer, forwarded, opt.trusted_proxies);
       }
       size_t bn = 0;
+      // HTTP/1.0 connections persist only when the request asked with "Connection: keep-alive", and then
+      // only if the answer says "Connection: keep-alive" too (RFC 9112 section 9.3; Beast's keep_alive()
+      // reads the request's side of it).
+      const bool http10 = head.get().version() < 11;
       if (target == protocol::kPathUpload && head.get().method() == http::verb::post) {
         // Streamed: one chunk in memory at a time, each verified and made durable before the next.
         bool body_done = false, dropped = false;
@@ -311,7 +315,8 @@ struct HttpServer::Impl {
       // No Server header (nor any other product name) in answers: issue 14, item 7.
       if (!result.content_type.empty()) res.set(http::field::content_type, result.content_type);
       res.body() = std::move(result.body);
-      res.keep_alive(keep_alive);
+      res.keep_alive(keep_alive);  // 1.1: "Connection: close" unless it persists
+      if (keep_alive && http10) res.set(http::field::connection, "keep-alive");
       res.prepare_payload();
       tcp_layer.expires_after(std::chrono::seconds(opt.body_timeout_s));
       auto [wec, wn] = co_await http::async_write(stream, res, kTuple);
