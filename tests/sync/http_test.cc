@@ -72,6 +72,18 @@ void SealMany(Store& s, int n) {
   ASSERT_TRUE(s.SealMany(ids).ok());
 }
 
+// The server's log times: ISO 8601 in UTC, milliseconds truncated (not rounded into the next second).
+TEST(Http, LogTimesAreIso8601UtcWithMilliseconds) {
+  using namespace std::chrono;
+  EXPECT_EQ(server::LogTime(system_clock::time_point{}), "1970-01-01T00:00:00.000Z");
+  const auto day = sys_days{year{2026} / December / 5};
+  EXPECT_EQ(server::LogTime(day + hours(15) + minutes(13) + seconds(27) + milliseconds(123)),
+            "2026-12-05T15:13:27.123Z");
+  EXPECT_EQ(server::LogTime(day + hours(23) + minutes(59) + seconds(59) + microseconds(999999)),
+            "2026-12-05T23:59:59.999Z");
+  EXPECT_EQ(server::LogTime(sys_days{year{2028} / February / 29} + milliseconds(7)), "2028-02-29T00:00:00.007Z");
+}
+
 TEST(Http, FiftyPhonesTwoHundredReportsEachExactlyOnce) {
   World w;
   uint16_t port = FreePort();
