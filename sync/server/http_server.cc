@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <limits>
 #include <variant>
 #include <cstdio>
@@ -18,6 +19,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "base/clock.h"
 #include "format/invite.h"
 #include "format/receipt.h"
 #include "format/request.h"
@@ -32,13 +34,14 @@ namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
-namespace {
-void Log(const char* level, const std::string& fields) {
+void LogLine(const char* level, const std::string& fields) {
   static std::mutex mu;
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  std::lock_guard lock(mu);
-  std::fprintf(stderr, "{\"ts\":%lld,\"level\":\"%s\",%s}\n", static_cast<long long>(ms), level, fields.c_str());
+  const std::string time = IsoTime(SystemNowMs());
+  std::lock_guard lock(mu);  // whole lines, never interleaved
+  std::fprintf(stderr, "{\"time\":\"%s\",\"level\":\"%s\",%s}\n", time.c_str(), level, fields.c_str());
 }
+
+namespace {
 
 std::string Q(std::string_view s) {  // JSON string for our own short, known-safe values
   std::string out = "\"";
@@ -239,7 +242,7 @@ struct HttpServer::Impl {
       if (hec) {
         if (hec != http::error::end_of_stream && hec != beast::error::timeout && hec != asio::error::eof &&
             hec != asio::error::operation_aborted)
-          Log("info", "\"event\":\"bad_header\"" + Peer(peer) + ",\"error\":" + Q(hec.message()));  // no header to read
+          LogLine("info", "\"event\":\"bad_header\"" + Peer(peer) + ",\"error\":" + Q(hec.message()));  // no header to read
         co_return;
       }
       conn.busy = true;
@@ -259,12 +262,34 @@ struct HttpServer::Impl {
         client = ClientAddress(peer, forwarded, opt.trusted_proxies);
       }
       size_t bn = 0;
+      // HTTP/1.0 connections persist only when the request asked with "Connection: keep-alive", and then
+      // only if the answer says "Connection: keep-alive" too (RFC 9112 section 9.3; Beast's keep_alive()
+      // reads the request's side of it).
+      const bool http10 = head.get().version() < 11;
+      // One line per request, written once it is over (answered, or cut before it could be): the operator
+      // counts requests by counting lines. Warnings (the body budget spent) are logged also with --quiet.
+      auto log_request = [&](int status, const char* level, const std::string& extra) {
+        if (!opt.log_requests && std::string_view(level) == "info") return;
+        auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+        char t[64];
+        std::snprintf(t, sizeof t, "%.2f,\"queued_ms\":%.2f", ms, queued_ms);
+        LogLine(level, "\"event\":\"request\"" + Peer(client) + ",\"method\":" + Q(method) +
+                           ",\"path\":" + Q(target.substr(0, 64)) + ",\"status\":" + std::to_string(status) +
+                           ",\"ms\":" + t + ",\"bytes_in\":" + std::to_string(bn) + extra);
+      };
+      // Status 0: the connection ended or timed out mid-body, so there was nothing to answer.
+      const std::string kDropped = ",\"dropped\":true";
+      const char* level = "info";
+      std::string note;
       if (target == protocol::kPathUpload && head.get().method() == http::verb::post) {
         // Streamed: one chunk in memory at a time, each verified and made durable before the next.
         bool body_done = false, dropped = false;
         keep_alive = head.get().keep_alive() && !stopping;
         result = co_await Upload(stream, tcp_layer, buffer, std::move(head), &body_done, &dropped, &bn);
-        if (dropped) co_return;  // cut mid-body: what arrived whole is kept; nothing to answer
+        if (dropped) {  // cut mid-body: what arrived whole is kept; nothing to answer
+          log_request(0, "info", kDropped);
+          co_return;
+        }
         if (!body_done) keep_alive = false, linger = true;  // answered early (e.g. a bad chunk)
       } else {
         // A declared Content-Length over the limit is refused right after the header; so is a body without
@@ -293,13 +318,15 @@ struct HttpServer::Impl {
           result = {411, "text/plain", "a request body needs a Content-Length\n"};
           linger = true;
         } else if (over_budget) {
-          Log("warn", "\"event\":\"body_budget\"" + Peer(client) + ",\"bytes\":" + std::to_string(*declared));
+          level = "warn";
+          note = ",\"refused\":\"body_budget\",\"declared_bytes\":" + std::to_string(*declared);
           result = {503, "text/plain", "the server is busy; try again later\n"};
           linger = true;
         } else if (too_large) {
           result = {413, "text/plain", "request body too large\n"};
           linger = true;
         } else if (bec) {
+          log_request(0, "info", kDropped);
           co_return;  // timed out or dropped mid-body: nothing was processed
         } else {
           auto& req = parser.get();
@@ -311,19 +338,13 @@ struct HttpServer::Impl {
       // No Server header (nor any other product name) in answers: issue 14, item 7.
       if (!result.content_type.empty()) res.set(http::field::content_type, result.content_type);
       res.body() = std::move(result.body);
-      res.keep_alive(keep_alive);
+      res.keep_alive(keep_alive);  // 1.1: "Connection: close" unless it persists
+      if (keep_alive && http10) res.set(http::field::connection, "keep-alive");
       res.prepare_payload();
       tcp_layer.expires_after(std::chrono::seconds(opt.body_timeout_s));
       auto [wec, wn] = co_await http::async_write(stream, res, kTuple);
       ++served;
-      if (opt.log_requests) {
-        auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-        char t[64];
-        std::snprintf(t, sizeof t, "%.2f,\"queued_ms\":%.2f", ms, queued_ms);
-        Log("info", "\"event\":\"request\"" + Peer(client) + ",\"method\":" + Q(method) +
-                        ",\"path\":" + Q(target.substr(0, 64)) + ",\"status\":" + std::to_string(result.status) +
-                        ",\"ms\":" + t + ",\"bytes_in\":" + std::to_string(bn));
-      }
+      log_request(result.status, level, note);
       idle_since = std::chrono::steady_clock::now();
       if (wec) co_return;
       if (linger) {
@@ -422,7 +443,7 @@ struct HttpServer::Impl {
 
   void Admit(tcp::socket socket) {
     if (connections >= opt.max_connections && !EvictOldestWaiting()) {
-      Log("warn", "\"event\":\"connection_limit\",\"limit\":" + std::to_string(opt.max_connections));
+      LogLine("warn", "\"event\":\"connection_limit\",\"limit\":" + std::to_string(opt.max_connections));
       boost::system::error_code ignored;
       socket.close(ignored);
       return;
@@ -453,7 +474,7 @@ struct HttpServer::Impl {
       if (stopping) co_return;
       if (ec) {
         // E.g. out of file descriptors under a flood: pause instead of spinning, keep serving the rest.
-        Log("warn", "\"event\":\"accept_failed\",\"error\":" + Q(ec.message()));
+        LogLine("warn", "\"event\":\"accept_failed\",\"error\":" + Q(ec.message()));
         asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
         co_await pause.async_wait(kTuple);
         continue;
@@ -508,13 +529,13 @@ void HttpServer::Run() {
   auto& im = *impl_;
   // One accept loop per thread: a burst of connections (phones coming back online together) is taken in parallel.
   for (int i = 0; i < std::max(1, im.opt.threads); ++i) asio::co_spawn(im.ioc, im.Accept(), asio::detached);
-  Log("info", "\"event\":\"listening\",\"port\":" + std::to_string(im.bound_port) + ",\"tls\":" +
+  LogLine("info", "\"event\":\"listening\",\"port\":" + std::to_string(im.bound_port) + ",\"tls\":" +
                   (im.tls ? "true" : "false"));
   std::vector<std::thread> pool;
   for (int i = 1; i < std::max(1, im.opt.threads); ++i) pool.emplace_back([&] { im.ioc.run(); });
   im.ioc.run();
   for (auto& t : pool) t.join();
-  Log("info", "\"event\":\"stopped\",\"requests\":" + std::to_string(im.served.load()));
+  LogLine("info", "\"event\":\"stopped\",\"requests\":" + std::to_string(im.served.load()));
 }
 
 void HttpServer::Stop() {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -40,6 +41,10 @@ struct HttpOptions {
 // rightmost X-Forwarded-For hop that is not one.
 std::string ClientAddress(const std::string& peer, std::string_view forwarded_for,
                           const std::vector<std::string>& trusted_proxies);
+
+// The server's log: one JSON object per line on stderr, {"time":"2026-12-05T15:13:27.123Z","level":LEVEL,
+// FIELDS} (docs/protocol.md, "The server's log"). `fields` is the rest of the object, already JSON.
+void LogLine(const char* level, const std::string& fields);
 
 class HttpServer {
  public:

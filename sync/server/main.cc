@@ -198,8 +198,8 @@ int Run(const Options& a) {
           return dala::server::PostTimeStampQuery(a.tsa_url, q, 20000);
         });
         if (!stamped.ok())
-          std::fprintf(stderr, "{\"level\":\"warn\",\"event\":\"timestamp_failed\",\"error\":%s}\n",
-                       nlohmann::json(stamped.status().message()).dump().c_str());
+          dala::server::LogLine("warn", "\"event\":\"timestamp_failed\",\"error\":" +
+                                            nlohmann::json(stamped.status().message()).dump());
         lock.lock();
       }
     });

@@ -304,8 +304,9 @@ void ServerCore::HandleAsync(std::string_view method, std::string_view target, s
   }
   if (target.starts_with(protocol::kPathOldProtocol))
     return done(Reply(410, v1::BAD_REQUEST, protocol::kOldProtocolMessage, now));
-  if (target != protocol::kPathEnrol && target != protocol::kPathPush)
-    return done(Reply(404, v1::BAD_REQUEST, "no such endpoint", now));
+  // Anything else (a scanner's "/", a browser's favicon) gets what any web server says: a short plain 404,
+  // not a signed protobuf answer that would tell what answers here (issue 14, item 7).
+  if (target != protocol::kPathEnrol && target != protocol::kPathPush) return done({404, "text/plain", "not found\n"});
   if (method != "POST") return done(Reply(405, v1::BAD_REQUEST, "use POST", now));
   if (content_type.substr(0, content_type.find(';')) != protocol::kContentType)
     return done(Reply(415, v1::BAD_REQUEST, "the body must be application/x-protobuf", now));

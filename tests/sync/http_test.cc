@@ -72,6 +72,20 @@ void SealMany(Store& s, int n) {
   ASSERT_TRUE(s.SealMany(ids).ok());
 }
 
+// The server's log times (dala::IsoTime): ISO 8601 in UTC, milliseconds truncated (not rounded into the next
+// second); 0 means "never" and prints as nothing.
+TEST(Http, LogTimesAreIso8601UtcWithMilliseconds) {
+  using namespace std::chrono;
+  auto ms = [](sys_time<milliseconds> t) { return t.time_since_epoch().count(); };
+  EXPECT_EQ(IsoTime(0), "");
+  EXPECT_EQ(IsoTime(1), "1970-01-01T00:00:00.001Z");
+  const auto day = sys_days{year{2026} / December / 5};
+  EXPECT_EQ(IsoTime(ms(day + hours(15) + minutes(13) + seconds(27) + milliseconds(123))), "2026-12-05T15:13:27.123Z");
+  EXPECT_EQ(IsoTime(ms(floor<milliseconds>(day + hours(23) + minutes(59) + seconds(59) + microseconds(999999)))),
+            "2026-12-05T23:59:59.999Z");
+  EXPECT_EQ(IsoTime(ms(sys_days{year{2028} / February / 29} + milliseconds(7))), "2028-02-29T00:00:00.007Z");
+}
+
 TEST(Http, FiftyPhonesTwoHundredReportsEachExactlyOnce) {
   World w;
   uint16_t port = FreePort();
