@@ -24,6 +24,7 @@
 #include "format/receipt.h"
 #include "format/request.h"
 #include "protocol/http_api.h"
+#include "server/server_metrics.h"
 
 namespace dala::server {
 
@@ -137,6 +138,18 @@ struct HttpServer::Impl {
     co_return std::move(slot->result);
   }
 
+  // GET /metrics on the metrics listener, or from a loopback client no proxy forwarded; otherwise the core
+  // answers, and a refused /metrics gets the 404 of any path the core does not know.
+  asio::awaitable<HttpResult> Route(const std::string& peer, const http::request<http::string_body>& req) {
+    const bool metrics = req.target() == kMetricsPath && req.method() == http::verb::get;
+    const bool forwarded = req.count("X-Forwarded-For") + req.count("Forwarded") + req.count("X-Real-IP") > 0;
+    if (metrics && (opt.metrics_only || MetricsClientAllowed(peer, forwarded)))
+      co_return HttpResult{200, metrics::kContentType, core.metrics().Render()};
+    if (opt.metrics_only) co_return HttpResult{404, "text/plain", "not found\n"};
+    co_return co_await Call(std::string(req.method_string()), std::string(req.target()),
+                            std::string(req[http::field::content_type]), req.body());
+  }
+
   // Reads exactly n bytes within the body timeout. Plain TCP reads the socket itself (one timer per call
   // instead of one per read); TLS goes through its stream.
   template <typename Stream>
@@ -240,6 +253,7 @@ struct HttpServer::Impl {
       tcp_layer.expires_after(std::chrono::seconds(opt.header_timeout_s));
       auto [hec, hn] = co_await http::async_read_header(stream, buffer, head, kTuple);
       if (hec) {
+        if (hec == beast::error::timeout && buffer.size() > 0) core.metrics().Refused(Refusal::kTimeout);  // not idle
         if (hec != http::error::end_of_stream && hec != beast::error::timeout && hec != asio::error::eof &&
             hec != asio::error::operation_aborted)
           LogLine("info", "\"event\":\"bad_header\"" + Peer(peer) + ",\"error\":" + Q(hec.message()));  // no header to read
@@ -281,7 +295,7 @@ struct HttpServer::Impl {
       const std::string kDropped = ",\"dropped\":true";
       const char* level = "info";
       std::string note;
-      if (target == protocol::kPathUpload && head.get().method() == http::verb::post) {
+      if (target == protocol::kPathUpload && head.get().method() == http::verb::post && !opt.metrics_only) {
         // Streamed: one chunk in memory at a time, each verified and made durable before the next.
         bool body_done = false, dropped = false;
         keep_alive = head.get().keep_alive() && !stopping;
@@ -318,20 +332,23 @@ struct HttpServer::Impl {
           result = {411, "text/plain", "a request body needs a Content-Length\n"};
           linger = true;
         } else if (over_budget) {
+          core.metrics().Refused(Refusal::kBodyBudget);
           level = "warn";
           note = ",\"refused\":\"body_budget\",\"declared_bytes\":" + std::to_string(*declared);
           result = {503, "text/plain", "the server is busy; try again later\n"};
           linger = true;
         } else if (too_large) {
+          core.metrics().Refused(Refusal::kBodyTooLarge);
           result = {413, "text/plain", "request body too large\n"};
           linger = true;
         } else if (bec) {
+          if (bec == beast::error::timeout) core.metrics().Refused(Refusal::kTimeout);
           log_request(0, "info", kDropped);
           co_return;  // timed out or dropped mid-body: nothing was processed
         } else {
           auto& req = parser.get();
           keep_alive = req.keep_alive() && !stopping;
-          result = co_await Call(method, target, std::string(req[http::field::content_type]), req.body());
+          result = co_await Route(peer, req);
         }
       }
       http::response<http::string_body> res{static_cast<http::status>(result.status), 11};
@@ -341,6 +358,8 @@ struct HttpServer::Impl {
       res.keep_alive(keep_alive);  // 1.1: "Connection: close" unless it persists
       if (keep_alive && http10) res.set(http::field::connection, "keep-alive");
       res.prepare_payload();
+      // Counted before it is sent: a client that has its answer finds it counted in its next scrape.
+      core.metrics().Request(target, result.status, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
       tcp_layer.expires_after(std::chrono::seconds(opt.body_timeout_s));
       auto [wec, wn] = co_await http::async_write(stream, res, kTuple);
       ++served;
@@ -368,8 +387,12 @@ struct HttpServer::Impl {
   asio::awaitable<void> Session(tcp::socket socket) {
     struct Count {
       std::atomic<size_t>& n;
-      ~Count() { --n; }
-    } count{connections};
+      metrics::Gauge& open;
+      ~Count() {
+        --n;
+        open.Add(-1);
+      }
+    } count{connections, core.metrics().connections_open};
     std::string peer;
     boost::system::error_code ec;
     auto ep = socket.remote_endpoint(ec);
@@ -435,6 +458,7 @@ struct HttpServer::Impl {
     }
     if (!oldest) return false;
     oldest->evicted = true;  // not chosen twice
+    core.metrics().Refused(Refusal::kEvicted);
     asio::post(oldest->ex, [oldest] {
       if (oldest->alive && !oldest->busy && oldest->tcp != nullptr) oldest->tcp->cancel();
     });
@@ -443,6 +467,7 @@ struct HttpServer::Impl {
 
   void Admit(tcp::socket socket) {
     if (connections >= opt.max_connections && !EvictOldestWaiting()) {
+      core.metrics().Refused(Refusal::kConnectionLimit);
       LogLine("warn", "\"event\":\"connection_limit\",\"limit\":" + std::to_string(opt.max_connections));
       boost::system::error_code ignored;
       socket.close(ignored);
@@ -451,6 +476,8 @@ struct HttpServer::Impl {
     boost::system::error_code nd;
     socket.set_option(tcp::no_delay(true), nd);
     ++connections;
+    core.metrics().connections_accepted.Inc();
+    core.metrics().connections_open.Add(1);
     auto ex = socket.get_executor();
     asio::co_spawn(ex, Session(std::move(socket)), asio::detached);
   }
@@ -474,6 +501,7 @@ struct HttpServer::Impl {
       if (stopping) co_return;
       if (ec) {
         // E.g. out of file descriptors under a flood: pause instead of spinning, keep serving the rest.
+        core.metrics().Refused(Refusal::kAcceptFailed);
         LogLine("warn", "\"event\":\"accept_failed\",\"error\":" + Q(ec.message()));
         asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
         co_await pause.async_wait(kTuple);

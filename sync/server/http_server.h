@@ -35,6 +35,9 @@ struct HttpOptions {
   // honoured only when the connection comes from one of these proxy addresses.
   bool log_client_addresses = false;
   std::vector<std::string> trusted_proxies;
+  // The metrics listener (run --metrics-listen): GET /metrics and nothing else, to any client that reaches
+  // it. The main listener answers /metrics to loopback clients only (MetricsClientAllowed).
+  bool metrics_only = false;
 };
 
 // The client's address for the log (exposed for tests): `peer`, or, if `peer` is a trusted proxy, the

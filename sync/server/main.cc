@@ -10,7 +10,9 @@
 #include <cctype>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -92,7 +94,7 @@ dala::crypto::PublicKey Key(const std::string& hex, const char* what) {
 // Everything the command line can say; each subcommand binds what it takes.
 struct Options {
   std::string data, config, listen = "127.0.0.1:8443", tls_cert, tls_key, out, organisation, device, statement,
-      tsa_url, label, invite;
+      tsa_url, label, invite, metrics_listen;
   int threads = 2, header_timeout = 10, body_timeout = 60, tsa_interval = 60;
   uint64_t max_connections = 1024, max_body_mib = 16, max_buffered_mib = 256, max_batch = 256, max_storage_mib = 0,
            max_envelope_mib = 8;
@@ -130,15 +132,35 @@ void ApplyConfig(CLI::App& run, const std::string& file) {
   }
 }
 
+// HOST:PORT or [IPv6]:PORT, of the option `what`, into o.host and o.port.
+void ParseListen(const std::string& value, const std::string& what, dala::server::HttpOptions& o) {
+  auto colon = value.rfind(':');
+  if (colon == std::string::npos) throw UsageError{what + " is HOST:PORT"};
+  o.host = value.substr(0, colon);
+  if (o.host.size() > 2 && o.host.front() == '[' && o.host.back() == ']') o.host = o.host.substr(1, o.host.size() - 2);
+  uint64_t port = Number(value.substr(colon + 1), ("the port of " + what).c_str());
+  if (port > 65535) throw UsageError{"the port of " + what + " must be at most 65535"};
+  o.port = static_cast<uint16_t>(port);
+}
+
+// --metrics-listen: a second, plain HTTP listener that serves GET /metrics alone, for a Prometheus on
+// another host. Small: one thread, a few connections, no request bodies worth the name.
+dala::server::HttpOptions MetricsListenerOptions(const Options& a) {
+  dala::server::HttpOptions m;
+  ParseListen(a.metrics_listen, "--metrics-listen", m);
+  m.metrics_only = true;
+  m.threads = 1;
+  m.max_connections = 16;
+  m.max_body_bytes = 64u << 10;
+  m.header_timeout_s = a.header_timeout;
+  m.body_timeout_s = a.header_timeout;
+  m.log_requests = !a.quiet;
+  return m;
+}
+
 int Run(const Options& a) {
   dala::server::HttpOptions o;
-  auto colon = a.listen.rfind(':');
-  if (colon == std::string::npos) throw UsageError{"--listen is HOST:PORT"};
-  o.host = a.listen.substr(0, colon);
-  if (o.host.size() > 2 && o.host.front() == '[' && o.host.back() == ']') o.host = o.host.substr(1, o.host.size() - 2);
-  uint64_t port = Number(a.listen.substr(colon + 1), "the port of --listen");
-  if (port > 65535) throw UsageError{"the port of --listen must be at most 65535"};
-  o.port = static_cast<uint16_t>(port);
+  ParseListen(a.listen, "--listen", o);
   if (a.tls_cert.empty() != a.tls_key.empty()) throw UsageError{"HTTPS needs both --tls-cert and --tls-key"};
   o.tls_cert = a.tls_cert;
   o.tls_key = a.tls_key;
@@ -173,16 +195,26 @@ int Run(const Options& a) {
     dala::testing::SetFailpointHook([](const char*) { std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms)); });
   }
   if (!a.tsa_url.empty()) Check(dala::server::CheckTsaUrl(a.tsa_url));
+  std::optional<dala::server::HttpOptions> metrics_options;
+  if (!a.metrics_listen.empty()) metrics_options = MetricsListenerOptions(a);
   auto core = OpenCore(a, limits);
   dala::server::HttpServer server(*core, o);
   Check(server.Listen());
+  std::unique_ptr<dala::server::HttpServer> metrics_server;
+  if (metrics_options) {
+    metrics_server = std::make_unique<dala::server::HttpServer>(*core, *metrics_options);
+    Check(metrics_server->Listen());
+  }
   std::printf("listening on %s:%u\n", o.host.c_str(), server.port());
+  if (metrics_server) std::printf("metrics on %s:%u\n", metrics_options->host.c_str(), metrics_server->port());
   std::fflush(stdout);
   std::thread signals([&] {
     int sig = 0;
     sigwait(&set, &sig);
     server.Stop();
   });
+  std::thread metrics_thread;
+  if (metrics_server) metrics_thread = std::thread([&] { metrics_server->Run(); });
   // Trusted time: the newest head stamped by the time-stamping authority every --tsa-interval seconds
   // when the log grew (docs/protocol.md, "Trusted time"). A TSA that fails costs that stamp only.
   std::mutex stamp_mu;
@@ -205,6 +237,10 @@ int Run(const Options& a) {
     });
   }
   server.Run();
+  if (metrics_server) {  // it lives as long as the main listener
+    metrics_server->Stop();
+    metrics_thread.join();
+  }
   if (stamper.joinable()) {
     {
       std::lock_guard lock(stamp_mu);
@@ -478,6 +514,9 @@ int main(int argc, char** argv) {
                    ? std::string()
                    : "'" + a + "' is not an IP address";
       });
+  run->add_option("--metrics-listen", o.metrics_listen,
+                  "HOST:PORT of a second, plain-HTTP listener that serves GET /metrics (Prometheus) and nothing "
+                  "else (default: none; the main listener answers /metrics to loopback clients only)");
   run->add_option("--tsa-url", o.tsa_url,
                   "an RFC 3161 time-stamping authority (http://HOST[:PORT][/PATH]): the log's heads get its tokens");
   run->add_option("--tsa-interval", o.tsa_interval, "seconds between stamps when the log grew (default 60)")

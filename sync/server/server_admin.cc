@@ -55,6 +55,7 @@ Status ServerCore::Revoke(const crypto::PublicKey& device) {
     log_.Rollback(first_leaf);
     return done;
   }
+  PublishLogSizeLocked();
   return Status::Ok();
 }
 

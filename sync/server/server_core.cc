@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <exception>
 #include <optional>
@@ -143,6 +144,11 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Ser
   DALA_ASSIGN_OR_RETURN(bool got, mx.Step());
   int64_t next = got ? mx.Int(0) + 1 : 1;
   mx = db::Stmt();
+  // Counted, not taken from the sequence: data from older versions may have gaps in it.
+  DALA_ASSIGN_OR_RETURN(db::Stmt count, db.Prepare("SELECT count(*) FROM reports"));
+  DALA_ASSIGN_OR_RETURN(bool counted, count.Step());
+  const int64_t held = counted ? count.Int(0) : 0;
+  count = db::Stmt();
   auto core = std::unique_ptr<ServerCore>(new ServerCore(dir, std::move(db), std::move(signing), limits));
   core->next_sequence_ = next;
   core->organisation_ = organisation;
@@ -155,7 +161,12 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Ser
     std::lock_guard lock(core->mu_);
     DALA_RETURN_IF_ERROR(core->log_.Load());
     if (core->log_.size() == 0) DALA_RETURN_IF_ERROR(core->BackfillLogLocked());
+    core->PublishLogSizeLocked();
   }
+  ServerMetrics& m = core->metrics_;
+  m.reports_held.Set(static_cast<double>(held));
+  m.attachment_bytes_held.Set(static_cast<double>(stored));
+  m.attachment_bytes_limit.Set(static_cast<double>(limits.max_storage_bytes));
   return core;
 }
 
@@ -404,6 +415,7 @@ void ServerCore::WriterLoop() {
     std::vector<HttpResult> answers(jobs.size());
     {
       std::lock_guard lock(mu_);
+      const auto began = std::chrono::steady_clock::now();
       int64_t now = clock_();
       const int64_t first_sequence = next_sequence_;
       const uint64_t first_leaf = log_.size();
@@ -427,9 +439,24 @@ void ServerCore::WriterLoop() {
         log_.Rollback(first_leaf);
         for (auto& a : answers) a = Reply(503, v1::UNAVAILABLE, "storage unavailable; try again later", now);
       }
+      metrics_.commit_seconds.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
+      metrics_.pushes_per_commit.Observe(static_cast<double>(jobs.size()));
+      if (ok) CountStored(jobs);
+      PublishLogSizeLocked();
     }
     for (size_t i = 0; i < jobs.size(); ++i) jobs[i].done(std::move(answers[i]));
   }
+}
+
+void ServerCore::CountStored(const std::vector<PushJob>& jobs) {
+  uint64_t reports = 0, bytes = 0;
+  for (const auto& j : jobs) {
+    reports += j.stored;
+    bytes += j.stored_bytes;
+  }
+  metrics_.reports_stored.Inc(reports);
+  metrics_.reports_held.Add(static_cast<double>(reports));
+  metrics_.envelope_bytes_stored.Inc(bytes);
 }
 
 // Enrolment (docs/protocol.md, "Enrolment"): the invite must be signed by this server's organisation for
@@ -505,6 +532,7 @@ HttpResult ServerCore::Enrol(const std::string& device_key, const v1::EnrolReque
     log_.Rollback(first_leaf);
     return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
   }
+  PublishLogSizeLocked();
   KeepStatement(std::move(newest_bytes), std::move(newest));
   return Reply(200, v1::OK, "enrolled", now);
 }
@@ -548,6 +576,7 @@ Status ServerCore::SetStatement(std::string_view signed_statement) {
     log_.Rollback(first_leaf);
     return done;
   }
+  PublishLogSizeLocked();
   KeepStatement(std::string(signed_statement), std::move(st));
   return Status::Ok();
 }

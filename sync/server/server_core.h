@@ -24,6 +24,7 @@
 #include "crypto/crypto.h"
 #include "dala/v1/sync.pb.h"
 #include "server/server_log.h"
+#include "server/server_metrics.h"
 #include "base/db.h"
 #include "base/status.h"
 #include "format/envelope.h"
@@ -132,6 +133,8 @@ class ServerCore {
   using TsaPost = std::function<Result<std::string>(const std::string& request_der)>;
   Result<uint64_t> StampNewestHead(const TsaPost& post);
   Result<uint64_t> ReportCount();
+  // What the server counts (GET /metrics); the HTTP front end adds its requests and connections.
+  ServerMetrics& metrics() { return metrics_; }
 
   using Done = std::function<void(HttpResult)>;
   // `done` is called exactly once, on this thread or on the storage writer's thread.
@@ -166,6 +169,7 @@ class ServerCore {
     std::vector<PushItem> items;
     std::vector<uint64_t> log_sizes;  // of the heads the request carried: the answer proves its head extends each
     Done done;
+    uint64_t stored = 0, stored_bytes = 0;  // reports PushLocked stored, and their bytes: counted if committed
   };
   friend class UploadSession;
   struct StoredAttachment {  // what the attachments table holds for one
@@ -194,6 +198,9 @@ class ServerCore {
   HttpResult Signed(HttpResult r, const crypto::Hash& request_hash) const;
   UploadStart BeginUploadUnsigned(uint64_t body_length, const crypto::Hash& hash, const std::string& raw);
   void WriterLoop();
+  void CountStored(const std::vector<PushJob>& jobs);  // a committed group's reports, in the metrics
+  // The log's size in the metrics, after each commit that may have appended to it (under mu_).
+  void PublishLogSizeLocked() { metrics_.log_leaves.Set(static_cast<double>(log_.size())); }
   // Under mu_ and inside the writer's transaction: stores one push and builds its answer.
   Result<HttpResult> PushLocked(PushJob& job, int64_t now);
 
@@ -241,6 +248,7 @@ class ServerCore {
   bool AuthorisedNow(int64_t now) const;
   ServerLimits limits_;
   int64_t (*clock_)();
+  ServerMetrics metrics_;
 };
 
 }  // namespace dala::server

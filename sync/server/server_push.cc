@@ -139,6 +139,8 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
     ins.Bind(6, B(it.envelope)).Bind(7, B(signed_receipt)).Bind(8, now).Bind(9, static_cast<int64_t>(leaf));
     DALA_RETURN_IF_ERROR(ins.Run());
     ++next_sequence_;
+    ++job.stored;
+    job.stored_bytes += it.envelope.size();
     v1::SignedReceipt sent;
     sent.ParseFromString(signed_receipt);
     res->set_code(v1::STORED);

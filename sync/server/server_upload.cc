@@ -185,6 +185,7 @@ ServerCore::UploadStart ServerCore::BeginUploadUnsigned(uint64_t body_length, co
     st.busy = true;
   }
   s->holds_ = true;  // from here the destructor releases the attachment
+  metrics_.uploads_in_progress.Add(1);
   s->received_ = s->written_ = received;
   s->offset_ = s->start_ = up.offset();
   s->skip_until_ = received;
@@ -202,7 +203,10 @@ ServerCore::UploadStart ServerCore::BeginUploadUnsigned(uint64_t body_length, co
 UploadSession::~UploadSession() {
   (void)Commit();  // a cut connection: what arrived whole is made durable and counted
   if (fd_ >= 0) ::close(fd_);
-  if (holds_) core_.EndUpload(name_, received_);
+  if (holds_) {
+    core_.EndUpload(name_, received_);
+    core_.metrics_.uploads_in_progress.Add(-1);
+  }
 }
 
 // Chunks are verified and written as they arrive, then made durable together (one fdatasync per request
@@ -215,6 +219,7 @@ bool UploadSession::Commit() {
     storage_failed_ = true;
     return false;
   }
+  core_.metrics_.attachment_bytes_stored.Inc(written_ - received_);
   received_ = written_;
   {
     std::lock_guard lock(core_.uploads_mu_);
@@ -276,6 +281,7 @@ bool UploadSession::Feed(std::span<const uint8_t> data) {
   (void)::sync_file_range(fd_, static_cast<off_t>(offset_), static_cast<off_t>(data.size()), SYNC_FILE_RANGE_WRITE);
 #endif
   core_.stored_bytes_ += data.size();
+  core_.metrics_.attachment_bytes_held.Add(static_cast<double>(data.size()));
   offset_ += data.size();
   written_ = offset_;
   return true;
