@@ -7,9 +7,11 @@
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 #include "cli.h"
+#include "qr_code.h"
 
 namespace dala::cli {
 namespace {
@@ -267,10 +269,10 @@ void AddDeskCommands(CLI::App& app, int* rc) {
   });
 
   struct InviteArgs {
-    std::string key, passphrase_file, server_key, expires = "7d", tls_pin;
+    std::string key, passphrase_file, server_key, expires = "7d", tls_pin, qr;
     std::vector<std::string> urls;
     uint32_t uses = 1;
-    bool equivalent = false;
+    bool equivalent = false, qr_terminal = false;
   };
   auto invite = std::make_shared<InviteArgs>();
   c = desk->add_subcommand("invite", "prints a new invite to one of the organisation's servers, signed by its key");
@@ -285,6 +287,10 @@ void AddDeskCommands(CLI::App& app, int* rc) {
               "phones may fall back from any address to any other (else only to ones no weaker: onion, https, http)");
   c->add_option("--passphrase-file", invite->passphrase_file,
                 "read the desk passphrase from FILE (else DALA_PASSPHRASE, else a prompt)");
+  c->add_option("--qr", invite->qr, "also write the invite as a QR code, a PNG for phones to scan (replaced if it exists)")
+      ->option_text("FILE.png");
+  c->add_flag("--qr-terminal", invite->qr_terminal,
+              "also draw the invite's QR code on stderr, for a phone to scan from the screen");
   c->callback([invite, rc] {
     for (const auto& u : invite->urls) CheckServerUrl(u);
     int64_t ttl = DurationMs(invite->expires);
@@ -308,9 +314,19 @@ void AddDeskCommands(CLI::App& app, int* rc) {
     dala_credential cred = Passphrase(pass.value);
     Ref<dala_desk> d;
     Call(dala_desk_open, invite->key.c_str(), &cred, Out(d));
-    char* text = nullptr;
-    Call(dala_desk_create_invite, d.get(), &o, &text);
-    std::printf("%s\n", TakeString(text).c_str());
+    // A --qr path that cannot be written fails here, before the invite is made (the first one to a
+    // server authorises its key in the key file), and leaves no file behind.
+    std::optional<QrPngFile> png;
+    if (!invite->qr.empty()) png.emplace(invite->qr);
+    char* raw = nullptr;
+    Call(dala_desk_create_invite, d.get(), &o, &raw);
+    std::string text = TakeString(raw);
+    if (png || invite->qr_terminal) {
+      QrCode qr(text);
+      if (png) png->Commit(qr);
+      if (invite->qr_terminal) ShowTerminalQr(qr);
+    }
+    std::printf("%s\n", text.c_str());  // the invite on stdout, as without a QR code
     *rc = kExitOk;
   });
 
