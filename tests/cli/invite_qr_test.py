@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """dala desk invite --qr FILE and --qr-terminal (docs/cli.md): the PNG and the half blocks drawn on stderr
 both decode (zbarimg, an independent reader) to the invite printed on stdout, byte for byte, and a phone
-joins with what was decoded. The PNG is replaced whole (a new file renamed over the old), mode 0644, with
+joins with what was decoded. The PNG is replaced whole (a new file renamed over the old), mode 0600, with
 its quiet zone; the terminal's code is light blocks on dark blanks, quiet zone included, and a terminal too
 small to show it whole is said to be. A --qr path that
 cannot be written, or a wrong passphrase, exits as docs/cli.md says, prints no invite and leaves no file.
@@ -161,7 +161,7 @@ def main():
         check(os.listdir(out) == ["invite.png"], f"left beside the PNG: {os.listdir(out)}")
         if os.path.exists(png):
             mode = stat.S_IMODE(os.stat(png).st_mode)
-            check(mode == 0o644, f"the PNG's mode is {oct(mode)}, not 0o644")
+            check(mode == 0o600, f"the PNG's mode is {oct(mode)}, not 0o600 (it holds the enrolment secret)")
             width, height = png_side(png)
             modules = width // 8
             # 8 pixels a module, and a version's 17 + 4v modules plus a quiet zone of 4 on each side.

@@ -99,8 +99,9 @@ void QrPngFile::Commit(const QrCode& qr) {
     for (int x = 0; x < side; ++x)
       pixels[static_cast<size_t>(y) * side + x] = qr.dark(x / kPixelsPerModule, y / kPixelsPerModule) ? 0 : 255;
 
-  // mkstemp made it 0600; a QR code is for showing, so others may read it, whatever the umask.
-  if (fchmod(fd_, 0644) != 0) fail(std::strerror(errno));
+  // 0600 whatever the umask (mkstemp's mode, set again so that it is stated here): the code carries the invite's
+  // enrolment secret, so other accounts on the machine must not read it.
+  if (fchmod(fd_, 0600) != 0) fail(std::strerror(errno));
   std::FILE* f = fdopen(fd_, "wb");
   if (f == nullptr) fail(std::strerror(errno));
   fd_ = -1;  // f owns it now
