@@ -97,7 +97,7 @@ struct Options {
       tsa_url, label, invite, metrics_listen;
   int threads = 2, header_timeout = 10, body_timeout = 60, tsa_interval = 60;
   uint64_t max_connections = 1024, max_body_mib = 16, max_buffered_mib = 256, max_batch = 256, max_storage_mib = 0,
-           max_envelope_mib = 8;
+           max_envelope_mib = 8, since = 0;
   bool quiet = false, json = false, log_client_addresses = false;
   std::vector<std::string> trusted_proxies;
 };
@@ -416,14 +416,20 @@ int Export(const Options& a) {
   auto core = OpenCore(a);
   uint64_t stored = 0;
   for (const auto& d : Check(core->Devices())) stored += d.reports;
-  if (stored == 0) {
+  if (stored == 0 && a.since == 0) {
     std::fprintf(stderr, "dala-server: nothing to export: no sealed reports received yet (%s was not written)\n",
                  a.out.c_str());
     return kExitNotFound;
   }
-  uint64_t n = Check(core->Export(a.out));
-  std::fprintf(stderr, "Exported %llu sealed reports to %s (attachments in %s.media).\n",
-               static_cast<unsigned long long>(n), a.out.c_str(), a.out.c_str());
+  uint64_t log_size = 0;
+  auto n = core->Export(a.out, a.since, &log_size);
+  if (!n.ok() && n.status().code() == dala::Code::kInvalidArgument) throw UsageError{n.status().message()};
+  Check(n.status());
+  std::fprintf(stderr, "Exported %llu sealed reports to %s (attachments in %s.media), log positions %llu to %llu.\n"
+               "The next incremental export: --since %llu\n",
+               static_cast<unsigned long long>(*n), a.out.c_str(), a.out.c_str(),
+               static_cast<unsigned long long>(a.since), static_cast<unsigned long long>(log_size),
+               static_cast<unsigned long long>(log_size));
   return kExitOk;
 }
 
@@ -566,6 +572,8 @@ int main(int argc, char** argv) {
                                            "(dala desk open); attachments in PATH.media/");
   AddData(exp, o);
   exp->add_option("--out", o.out, "the export file")->required();
+  exp->add_option("--since", o.since, "only what the log gained from this position on (the log size an earlier "
+                                      "export printed): an incremental export for dala desk import");
   handlers[exp] = Export;
 
   try {

@@ -588,10 +588,14 @@ Result<uint64_t> ServerCore::ReportCount() {
   return row ? static_cast<uint64_t>(st.Int(0)) : 0;
 }
 
-Result<uint64_t> ServerCore::Export(const std::string& path) {
+Result<uint64_t> ServerCore::Export(const std::string& path, uint64_t since, uint64_t* log_size) {
   v1::Export ex;
   {
     std::lock_guard lock(mu_);
+    if (since > log_.size())
+      return Status(Code::kInvalidArgument, "the log holds " + std::to_string(log_.size()) +
+                                                " leaves: an export cannot start at position " + std::to_string(since));
+    ex.set_log_from(since);
     ex.set_server_key(signing_.public_key.data(), 32);
     ex.set_statement(StatementFor(0));
     DALA_ASSIGN_OR_RETURN(db::Stmt en, db_.Prepare(
@@ -607,7 +611,11 @@ Result<uint64_t> ServerCore::Export(const std::string& path) {
       e->set_enrolled_ms(en.Int(3));
     }
     en = db::Stmt();
-    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("SELECT envelope, receipt FROM reports ORDER BY seq"));
+    // Reports stored before the log existed have no leaf: they are only in full exports.
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(since == 0 ? "SELECT envelope, receipt FROM reports ORDER BY seq"
+                                                              : "SELECT envelope, receipt FROM reports WHERE leaf >= ? "
+                                                                "ORDER BY seq"));
+    if (since != 0) st.Bind(1, static_cast<int64_t>(since));
     for (;;) {
       DALA_ASSIGN_OR_RETURN(bool row, st.Step());
       if (!row) break;
@@ -619,20 +627,23 @@ Result<uint64_t> ServerCore::Export(const std::string& path) {
     st = db::Stmt();
     // The log as it stands, and the head that covers exactly it.
     DALA_ASSIGN_OR_RETURN(std::vector<std::string> leaves, log_.Leaves());
-    for (auto& l : leaves) ex.add_log(std::move(l));
+    for (size_t i = static_cast<size_t>(since); i < leaves.size(); ++i) ex.add_log(std::move(leaves[i]));
+    const uint64_t size = leaves.size();
+    if (log_size != nullptr) *log_size = size;
     DALA_ASSIGN_OR_RETURN(db::Stmt h, db_.Prepare("SELECT signed FROM log_heads WHERE size = ?"));
-    h.Bind(1, static_cast<int64_t>(ex.log_size()));
+    h.Bind(1, static_cast<int64_t>(size));
     DALA_ASSIGN_OR_RETURN(bool have, h.Step());
     if (have) {
       auto b = h.BlobView(0);
       ex.set_log_head(reinterpret_cast<const char*>(b.data()), b.size());
     }
     h = db::Stmt();
-    // Every head a time-stamping authority stamped, with its token (oldest first).
+    // Every head a time-stamping authority stamped, with its token (oldest first); in an incremental
+    // export, those over heads larger than `since` (the earlier ones came with the earlier export).
     DALA_ASSIGN_OR_RETURN(db::Stmt ts, db_.Prepare(
         "SELECT h.signed, t.token FROM log_timestamps t JOIN log_heads h ON h.size = t.size WHERE t.size <= ? "
-        "ORDER BY t.size"));
-    ts.Bind(1, static_cast<int64_t>(ex.log_size()));
+        "AND (? = 0 OR t.size > ?) ORDER BY t.size"));
+    ts.Bind(1, static_cast<int64_t>(size)).Bind(2, static_cast<int64_t>(since)).Bind(3, static_cast<int64_t>(since));
     for (;;) {
       DALA_ASSIGN_OR_RETURN(bool row, ts.Step());
       if (!row) break;

@@ -123,8 +123,11 @@ class ServerCore {
   Result<std::vector<InviteInfo>> Invites();
   // From now on no device enrols with that invite (those enrolled stay). kState: cancelled already.
   Status CancelInvite(const crypto::Hash& invite);
-  // Writes every stored report (envelope + receipt) as a dala.v1.Export to `path`.
-  Result<uint64_t> Export(const std::string& path);
+  // Writes the stored reports (envelope + receipt) as a dala.v1.Export to `path`, attachments in path.media/:
+  // everything when `since` is 0, else an incremental export (docs/protocol.md, "Incremental exports"): the
+  // log's leaves from position `since` on and the reports whose leaf is among them. Returns the reports
+  // written; *log_size (if given) is the export's log size, the next incremental export's `since`.
+  Result<uint64_t> Export(const std::string& path, uint64_t since = 0, uint64_t* log_size = nullptr);
 
   // Trusted time (docs/protocol.md, "Trusted time"): asks a time-stamping authority, through `post` (an
   // RFC 3161 TimeStampReq in, the authority's TimeStampResp out), for a token over the newest signed head

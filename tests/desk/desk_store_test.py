@@ -29,34 +29,6 @@ def check(what, ok, detail=""):
         FAILED.append(what)
 
 
-def varint(data, i):
-    shift = value = 0
-    while True:
-        b = data[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            return value, i
-
-
-def fields(data):
-    """The top-level protobuf fields of data: (number, start, end) of each whole field."""
-    out, i = [], 0
-    while i < len(data):
-        start = i
-        tag, i = varint(data, i)
-        if tag & 7 == 0:
-            _, i = varint(data, i)
-        elif tag & 7 == 2:
-            n, i = varint(data, i)
-            i += n
-        else:
-            raise ValueError("wire type")
-        out.append((tag >> 3, start, i))
-    return out
-
-
 def main():
     bin_dir = os.path.abspath(sys.argv[1])
     dala, server_bin = harness.binaries(bin_dir)
@@ -148,7 +120,7 @@ def main():
               r.returncode == 1 and res.get("imported") is False, (r.returncode, r.stdout))
 
         raw = open(second, "rb").read()
-        reports = [f for f in fields(raw) if f[0] == 2]
+        reports = [f for f in harness.pb_fields(raw) if f[0] == 2]
         altered = {}
         # One byte of an envelope's ciphertext changed.
         n, s, e = reports[1]

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -92,6 +93,112 @@ def devices_and_invites(dala, server_bin, work, desk, server):
     return a
 
 
+def exported(server_bin, data, out, *extra):
+    """Runs dala-server export; returns (reports written, the log size to pass as --since next time)."""
+    r = harness.run(server_bin, "export", "--data", data, "--out", out, *extra)
+    m = re.search(r"Exported (\d+) sealed reports.*--since (\d+)", r.stderr, re.S)
+    if m is None:
+        raise AssertionError(f"export printed {r.stderr!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def incremental_exports(dala, server_bin, work, server, org_key, phone):
+    """export --since N writes only what the log gained from N; the desk joins it to the export it kept
+    and checks the whole; dala desk open refuses one alone; a gap, a withheld report, and an incremental
+    export with no full one before it are refused, the desk store unchanged."""
+    desk = os.path.join(work, "desk")
+    env = harness.ENV
+
+    def imp(export, data_dir=desk):
+        r = subprocess.run([dala, "desk", "import", "--key", org_key, "--data", data_dir, "--from", export, "--json"],
+                           capture_output=True, text=True, env=env, timeout=120)
+        try:
+            return r, json.loads(r.stdout)
+        except ValueError:
+            return r, {}
+
+    def held(data_dir=desk):
+        out = os.path.join(work, "held.jsonl")
+        harness.run(dala, "desk", "export", "--key", org_key, "--data", data_dir, "--format", "jsonl", "--out", out)
+        with open(out, encoding="utf-8") as f:
+            return [json.loads(line) for line in f]
+
+    # While the server runs, as an operator exports.
+    full = os.path.join(work, "full.export")
+    n_full, since = exported(server_bin, server.data, full)
+    r, res = imp(full)
+    check("a full export is imported", r.returncode == 0 and res.get("added") == n_full, (r.returncode, r.stdout, r.stderr))
+
+    photo = os.path.join(work, "photo.jpg")
+    with open(photo, "wb") as f:
+        f.write(b"\xff\xd8\xff" + os.urandom(150_000))
+    add_report(dala, phone, "Taraz", attach=photo)
+    add_report(dala, phone, "Semey")
+    harness.run(dala, "sync", "--store", phone)
+    inc = os.path.join(work, "inc1.export")
+    n_inc, since2 = exported(server_bin, server.data, inc, "--since", str(since))
+    check("an incremental export holds only the two new reports", n_inc == 2 and since2 > since, (n_inc, since, since2))
+    check("  and is smaller than the full one", os.path.getsize(inc) < os.path.getsize(full),
+          (os.path.getsize(inc), os.path.getsize(full)))
+    alone = harness.run(dala, "desk", "open", "--key", org_key, "--from", inc, "--out", os.path.join(work, "open"),
+                        check=False)
+    check("dala desk open refuses an incremental export alone, saying what to do",
+          alone.returncode != 0 and "incremental" in alone.stderr and "dala desk import" in alone.stderr, alone.stderr)
+    check("  and writes nothing", not os.path.exists(os.path.join(work, "open")) or not os.listdir(os.path.join(work, "open")))
+
+    fresh = os.path.join(work, "fresh-desk")
+    r, _ = imp(inc, data_dir=fresh)
+    check("an incremental export into a desk with no earlier export of the server is refused (import a full one "
+          "first)", r.returncode != 0 and "full export first" in r.stderr, (r.returncode, r.stdout, r.stderr))
+
+    # A server that withholds one of the new reports: the joined export misses a leaf's report.
+    raw = open(inc, "rb").read()
+    entries = [f for f in harness.pb_fields(raw) if f[0] == 2]
+    withheld = os.path.join(work, "withheld.export")
+    with open(withheld, "wb") as f:
+        f.write(raw[:entries[0][1]] + raw[entries[0][2]:])
+    shutil.copytree(inc + ".media", withheld + ".media")
+    before = held()
+    r, res = imp(withheld)
+    check("an incremental export withholding a report is refused", r.returncode != 0 and res.get("imported") is not True,
+          (r.returncode, r.stdout))
+    check("  and the store is unchanged", held() == before)
+
+    r, res = imp(inc)
+    check("the incremental export is imported on top of the kept one: the two new reports added, the earlier held",
+          r.returncode == 0 and res.get("added") == 2 and res.get("held") == n_full, (r.returncode, r.stdout, r.stderr))
+    rows = held()
+    taraz = [x for x in rows if x.get("place") == "Taraz"]
+    check("the desk holds every report, the new one verified with its attachment (from the incremental export's "
+          "media)", len(rows) == n_full + 2 and len(taraz) == 1 and taraz[0]["verified"] is True and
+          taraz[0]["attachments"] == 1, taraz)
+    r, res = imp(inc)
+    check("the same incremental export again adds nothing", r.returncode == 0 and res.get("added") == 0, r.stdout)
+
+    # Incremental on incremental; and one that leaves a gap after what the desk holds.
+    add_report(dala, phone, "Kyzylorda")
+    harness.run(dala, "sync", "--store", phone)
+    inc2 = os.path.join(work, "inc2.export")
+    _, since3 = exported(server_bin, server.data, inc2, "--since", str(since2))
+    add_report(dala, phone, "Atyrau")
+    harness.run(dala, "sync", "--store", phone)
+    gap = os.path.join(work, "gap.export")
+    exported(server_bin, server.data, gap, "--since", str(since3))
+    r, res = imp(gap)
+    check("an incremental export leaving a gap after the desk's log is refused, naming the --since to use",
+          r.returncode != 0 and f"--since {since2}" in r.stderr, (r.returncode, r.stdout, r.stderr))
+    r, res = imp(inc2)
+    check("a second incremental export joins the first", r.returncode == 0 and res.get("added") == 1, r.stdout)
+    overlap = os.path.join(work, "overlap.export")
+    exported(server_bin, server.data, overlap, "--since", str(since))
+    r, res = imp(overlap)
+    check("an incremental export overlapping what the desk holds adds only the new report",
+          r.returncode == 0 and res.get("added") == 1 and len(held()) == n_full + 4, (r.returncode, r.stdout))
+    past = harness.run(server_bin, "export", "--data", server.data, "--out", os.path.join(work, "past.export"),
+                       "--since", "1000000", check=False)
+    check("--since past the log's end exits 2", past.returncode == 2 and "1000000" in past.stderr, past.stderr)
+
+
 def main():
     bin_dir = os.path.abspath(sys.argv[1])
     dala, server_bin = harness.binaries(bin_dir)
@@ -100,7 +207,8 @@ def main():
     try:
         org_key, server = harness.new_server(dala, server_bin, work)
         server.start()
-        devices_and_invites(dala, server_bin, work, server.desk, server)
+        phone = devices_and_invites(dala, server_bin, work, server.desk, server)
+        incremental_exports(dala, server_bin, work, server, org_key, phone)
     finally:
         if server is not None:
             server.stop()

@@ -54,6 +54,35 @@ def measured(cmd, env=None):
     return time.monotonic() - start, usage.ru_maxrss / 1024, p.returncode, p.stderr.read().decode()
 
 
+def _varint(data, i):
+    shift = value = 0
+    while True:
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return value, i
+
+
+def pb_fields(data):
+    """The top-level protobuf fields of data (varint and length-delimited only): (number, start, end) of
+    each whole field, for tests that cut, repeat or alter an export's entries."""
+    out, i = [], 0
+    while i < len(data):
+        start = i
+        tag, i = _varint(data, i)
+        if tag & 7 == 0:
+            _, i = _varint(data, i)
+        elif tag & 7 == 2:
+            n, i = _varint(data, i)
+            i += n
+        else:
+            raise ValueError("wire type")
+        out.append((tag >> 3, start, i))
+    return out
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

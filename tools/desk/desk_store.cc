@@ -16,6 +16,7 @@
 #include "base/fsutil.h"
 #include "crypto/chunk_tree.h"
 #include "desk/desk_custody.h"
+#include "desk/export_merge.h"
 #include "format/organisation.h"
 #include "format/report.h"
 
@@ -224,6 +225,38 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
     if (name.size() > 7 && name.substr(name.size() - 7) == ".export")
       options.earlier_exports.push_back(fs::Join(exports_dir, name));
 
+  // An incremental export (dala-server export --since N) is joined to this server's kept export first: the
+  // joined, full export is what every check runs on and what is kept (docs/protocol.md, "Incremental
+  // exports"). The earlier reports' attachments are found in the store's media, checked when imported.
+  std::string checked_path = export_path;
+  std::string joined_note;
+  struct RemoveOnExit {
+    std::string path;
+    ~RemoveOnExit() { if (!path.empty()) (void)fs::RemoveFile(path); }
+  } joined_file;
+  {
+    DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> raw, fs::ReadFile(export_path, static_cast<size_t>(INT32_MAX)));
+    const std::string_view raw_view(reinterpret_cast<const char*>(raw.data()), raw.size());
+    auto kind = KindOf(raw_view);
+    if (kind.ok() && kind->log_from != 0) {
+      const std::string kept = fs::Join(exports_dir, Hex(kind->server_key) + ".export");
+      if (!fs::Exists(kept))
+        return Status(Code::kNotFound, "'" + export_path + "' is an incremental export (the server's log from position " +
+                                           std::to_string(kind->log_from) + " on), and this desk holds no earlier "
+                                           "export of that server to join it to: import a full export first");
+      DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> base, fs::ReadFile(kept, static_cast<size_t>(INT32_MAX)));
+      DALA_ASSIGN_OR_RETURN(std::string joined,
+                            JoinIncremental(std::string_view(reinterpret_cast<const char*>(base.data()), base.size()),
+                                            raw_view));
+      joined_file.path = fs::Join(dir_, "joined.export.tmp");
+      DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(joined_file.path, crypto::Bytes(joined)));
+      checked_path = joined_file.path;
+      options.media_dirs = {export_path + ".media", fs::Join(dir_, "media")};
+      joined_note = " (the incremental export " + encoding::ToHex(crypto::Blake2b256(crypto::Bytes(raw_view))) +
+                    " from log position " + std::to_string(kind->log_from) + " joined to the kept export)";
+    }
+  }
+
   db::Txn txn(db_);
   DALA_RETURN_IF_ERROR(txn.Begin());
   const int64_t now = SystemNowMs();
@@ -356,7 +389,7 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
   auto undo_copies = [&] {
     for (const auto& f : copied) (void)fs::RemoveFile(f);
   };
-  auto opened = OpenExport(org_, export_path, std::string(), options);
+  auto opened = OpenExport(org_, checked_path, std::string(), options);
   if (!opened.ok()) {
     undo_copies();
     return opened.status();
@@ -401,7 +434,7 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
   DALA_RETURN_IF_ERROR(AppendCustody(db_, org_, "import", "",
                                      "export " + encoding::ToHex(export_hash) + " of server " + server_hex + ": " +
                                          std::to_string(result.added) + " report versions added, " +
-                                         std::to_string(result.held) + " held already",
+                                         std::to_string(result.held) + " held already" + joined_note,
                                      now));
   Status committed = txn.Commit();
   if (!committed.ok()) {

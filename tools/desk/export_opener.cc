@@ -439,9 +439,17 @@ Status SyncFileSystem(const std::string& dir) {
   return rc == 0 ? Status::Ok() : fs::FromErrno(err, "could not sync the files in", dir);
 }
 
+// An attachment's encrypted file: in the first of `dirs` that has it (else where the first would have it).
+std::string MediaSource(const std::vector<std::string>& dirs, const std::string& name) {
+  for (const auto& d : dirs)
+    if (std::string p = fs::Join(d, name); fs::Exists(p)) return p;
+  return fs::Join(dirs.front(), name);
+}
+
 // What a sink is handed for one report version.
 OpenedEntry Entry(const Opened& o, bool verified, const v1::Export& ex, const std::map<std::string, uint64_t>& leaf_index,
-                  const std::map<std::string, EnrolledDevice>& enrolled, const std::string& media_dir, std::string json) {
+                  const std::map<std::string, EnrolledDevice>& enrolled, const std::vector<std::string>& media_dirs,
+                  std::string json) {
   OpenedEntry e;
   if (auto it = enrolled.find(o.device); it != enrolled.end()) {
     e.enrolment = it->second.enrolment;
@@ -474,7 +482,7 @@ OpenedEntry Entry(const Opened& o, bool verified, const v1::Export& ex, const st
       a.mime = ref.mime_type();
       a.size = ref.size();
       a.verified = static_cast<size_t>(i) < o.attachment_ok.size() && o.attachment_ok[static_cast<size_t>(i)];
-      a.source = fs::Join(media_dir, attachment::FileName(o.header.device_key, crypto::Bytes(ref.attachment_id())));
+      a.source = MediaSource(media_dirs, attachment::FileName(o.header.device_key, crypto::Bytes(ref.attachment_id())));
       a.key = ref.key();
       a.plaintext_hash = ref.plaintext_hash();
       for (const auto& m : o.header.attachments)
@@ -505,6 +513,11 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
   v1::Export ex;
   if (!ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) || ex.server_key().size() != 32)
     return Status(Code::kCorrupt, "'" + export_path + "' is not a dala-server export");
+  if (ex.log_from() != 0)
+    return Status(Code::kInvalidArgument,
+                  "'" + export_path + "' is an incremental export (the server's log from position " +
+                      std::to_string(ex.log_from()) + " on): import it into the desk store that holds this server's "
+                      "earlier export (dala desk import), or open a full export (dala-server export without --since)");
   if (write) DALA_RETURN_IF_ERROR(fs::EnsureDirectory(out_dir));
   const auto enrolled = Enrolled(ex, org);
   Summary sum;
@@ -748,7 +761,8 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
         o.base += "-" + encoding::ToHex(crypto::Bytes(o.device.substr(0, 8)));
     }
   }
-  const std::string media_dir = export_path + ".media";
+  std::vector<std::string> media_dirs{export_path + ".media"};
+  media_dirs.insert(media_dirs.end(), options.media_dirs.begin(), options.media_dirs.end());
   for (auto& o : all) {
     if (!o.opened || o.report.content.attachments_size() == 0) continue;
     std::set<std::string> ids;
@@ -766,7 +780,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
         if (m.attachment_id() == ref.attachment_id()) manifest = &m;
       std::string id_hex = encoding::ToHex(crypto::Bytes(ref.attachment_id()));
       std::string file = id_hex + MediaExtension(ref.mime_type());
-      std::string from = fs::Join(media_dir, attachment::FileName(o.header.device_key, crypto::Bytes(ref.attachment_id())));
+      std::string from = MediaSource(media_dirs, attachment::FileName(o.header.device_key, crypto::Bytes(ref.attachment_id())));
       Status st = OpenAttachment(ref, manifest, from, write ? fs::Join(dir, file) : std::string());
       if (!st.ok()) o.problems.push_back("attachment " + id_hex + ": " + st.message());
       o.attachment_ok.push_back(st.ok());
@@ -811,7 +825,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
                     ",\"attachments\":" + o.attachments_json + ",\"timestamp\":" + timestamp_json(o) +
                     ",\"report\":" + (o.opened ? ReportToJson(o.report) : std::string("null")) + "}\n";
     if (write) DALA_RETURN_IF_ERROR(WriteUnsynced(fs::Join(out_dir, name), j));
-    if (options.sink) DALA_RETURN_IF_ERROR(options.sink(Entry(o, ok, ex, leaf_index, enrolled, media_dir, std::move(j))));
+    if (options.sink) DALA_RETURN_IF_ERROR(options.sink(Entry(o, ok, ex, leaf_index, enrolled, media_dirs, std::move(j))));
     index += std::string(i ? "," : "") + "{\"file\":" + (write ? JsonEscape(name) : "null") + ",\"id\":" + JsonEscape(o.id_hex) +
              ",\"version\":" + std::to_string(o.version) + ",\"verified\":" + (ok ? "true" : "false") +
              ",\"problems\":" + ProblemsJson(o.problems) + "}";

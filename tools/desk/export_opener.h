@@ -81,6 +81,9 @@ struct OpenOptions {
   // Files of earlier exports (the desk's earlier imports): each of the same server must show a log this
   // export's extends (nothing removed or changed since), else a log problem.
   std::vector<std::string> earlier_exports;
+  // Where attachments are looked for when not in the export's own PATH.media/ (the desk store's media, for
+  // an incremental export joined to the kept one: the earlier reports' attachments are there, checked).
+  std::vector<std::string> media_dirs;
   // Certificates (PEM) the organisation trusts for time: a TSA's own, or its CA's. Empty: the export's
   // time-stamps are not checked and nothing is claimed from them.
   std::string trusted_tsa_pem;

@@ -39,6 +39,9 @@ Result<LogVerdict> VerifyLog(const crypto::PublicKey& root, const LogVerifyInput
     DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, fs::ReadFile(in.export_path, static_cast<size_t>(INT32_MAX)));
     if (!ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) || ex.server_key().size() != 32)
       return Status(Code::kCorrupt, "'" + in.export_path + "' is not a dala-server export");
+    if (ex.log_from() != 0)
+      return Status(Code::kInvalidArgument, "'" + in.export_path + "' is an incremental export (the log from position " +
+                                                std::to_string(ex.log_from()) + " on): audit a full export");
     v.server_key = encoding::ToHex(crypto::Bytes(ex.server_key()));
     v.leaves = static_cast<uint64_t>(ex.log_size());
   }
