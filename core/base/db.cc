@@ -179,6 +179,20 @@ Status Db::ExportTo(const std::string& path, const SecretBuffer& key) {
   return Exec(set_version.c_str());
 }
 
+Status Db::BackupTo(const std::string& path, const SecretBuffer& key) {
+  DALA_ASSIGN_OR_RETURN(Db copy, Db::Open(path, key, true));
+  sqlite3_backup* b = sqlite3_backup_init(copy.db_, "main", db_, "main");
+  if (b == nullptr) return copy.Error(sqlite3_errcode(copy.db_), "cannot start the copy of the database");
+  const int rc = sqlite3_backup_step(b, -1);  // every page under one read transaction of this database
+  const int finished = sqlite3_backup_finish(b);
+  if (rc != SQLITE_DONE) return Error(rc, "cannot copy the database");
+  if (finished != SQLITE_OK) return copy.Error(finished, "cannot finish the copy of the database");
+  DALA_RETURN_IF_ERROR(copy.CheckpointTruncate());
+  DALA_RETURN_IF_ERROR(copy.Exec("PRAGMA journal_mode = DELETE;"));  // one self-contained file
+  copy.Close();
+  return Status::Ok();
+}
+
 void Stmt::Release() {
   if (s_ == nullptr) return;
   if (cached_) {

@@ -44,6 +44,10 @@ class Db {
   // Writes a copy of the whole database (schema, rows, user_version) to a new file at `path` encrypted
   // under `key` (sqlcipher_export), with the same settings. The copy is complete once this returns.
   Status ExportTo(const std::string& path, const SecretBuffer& key);
+  // Copies this database, as one consistent snapshot, to a new file at `path` under the same `key` (SQLite's
+  // backup API, all pages in one step: other connections keep writing meanwhile, the copy shows none of
+  // what they commit after it began). The copy is complete, and has no -wal file, once this returns.
+  Status BackupTo(const std::string& path, const SecretBuffer& key);
   void Close();
   bool is_open() const { return db_ != nullptr; }
 

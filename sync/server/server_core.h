@@ -102,6 +102,16 @@ class UploadSession {
   v1::UploadCode stop_ = v1::UPLOAD_OK;
 };
 
+// A data directory checked whole (ServerCore::Audit): what `dala-server check` and a restore report.
+struct AuditReport {
+  uint64_t reports = 0;           // stored report versions
+  uint64_t log_size = 0;          // leaves of the log
+  uint64_t heads = 0;             // signed heads, each checked against the leaves
+  uint64_t attachments = 0;       // complete attachments, each file checked against its chunk hashes
+  uint64_t attachment_bytes = 0;
+  std::vector<std::string> problems;  // empty: nothing is wrong
+};
+
 class ServerCore {
  public:
   // Creates DIR (0700) with a random database key (server.key, 0600), the database and a signing key, for
@@ -128,6 +138,11 @@ class ServerCore {
   // log's leaves from position `since` on and the reports whose leaf is among them. Returns the reports
   // written; *log_size (if given) is the export's log size, the next incremental export's `since`.
   Result<uint64_t> Export(const std::string& path, uint64_t since = 0, uint64_t* log_size = nullptr);
+  // Checks the whole data directory (server_audit.cc): the database's integrity, the log's stored nodes
+  // against its leaves, every signed head (this server's signature, its root over the first `size` leaves,
+  // one over the whole log), every report's leaf in the log, every complete attachment's file against its
+  // chunk hashes. Reads everything once; safe while the server runs in another process.
+  Result<AuditReport> Audit();
 
   // Trusted time (docs/protocol.md, "Trusted time"): asks a time-stamping authority, through `post` (an
   // RFC 3161 TimeStampReq in, the authority's TimeStampResp out), for a token over the newest signed head

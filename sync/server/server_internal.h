@@ -35,4 +35,8 @@ inline HttpResult Reply(int http, v1::ResponseStatus status, const std::string& 
 
 inline std::span<const uint8_t> B(const std::string& s) { return crypto::Bytes(s); }
 
+// How much of an attachment file verifies against its chunk hashes: whole chunks from the start, up to the
+// first that is missing or does not match (server_upload.cc).
+uint64_t VerifiedPrefix(const std::string& path, uint64_t size, uint32_t chunk_size, std::string_view hashes);
+
 }  // namespace dala::server

@@ -29,8 +29,6 @@
 
 namespace dala::server {
 
-namespace {
-
 // How much of an attachment file is verified, after a restart: whole chunks from the start, each checked
 // against the manifest, up to the first that is missing or does not match (a crash may leave chunks that
 // were written but never synced). Runs once per unfinished attachment per server start.
@@ -50,8 +48,6 @@ uint64_t VerifiedPrefix(const std::string& path, uint64_t size, uint32_t chunk_s
   ::close(fd);
   return good;
 }
-
-}  // namespace
 
 // A server killed between an upload's last fdatasync and the update that records the attachment complete
 // leaves every byte in its file, verified, and the flag unset. The phone, told that every byte is here,

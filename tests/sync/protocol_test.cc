@@ -2934,5 +2934,67 @@ TEST(Evidence, APackageVerifiesWithTheIdentityAloneAndEachAlterationIsCaught) {
   EXPECT_TRUE(resigned->ok()) << Problems(*resigned);
 }
 
+// dala-server check (ServerCore::Audit): a whole data directory passes; a leaf changed in the database, or
+// a head signed over other leaves, is found (docs/operations.md, "Backups and restore").
+TEST(Server, AuditFindsAChangedLeafAndAHeadOverOtherLeaves) {
+  World w;
+  auto phone = w.Phone("phone");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  for (int i = 0; i < 3; ++i) SealOne(*phone, "report " + std::to_string(i));
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 3u);
+  auto whole = w.server->Audit();
+  ASSERT_TRUE(whole.ok()) << whole.status().message();
+  EXPECT_TRUE(whole->problems.empty()) << whole->problems[0];
+  EXPECT_EQ(whole->reports, 3u);
+  EXPECT_GE(whole->log_size, 4u);  // the enrolment and three reports
+  EXPECT_GE(whole->heads, 1u);
+
+  auto key = fs::ReadFile(w.t.sub("server") + "/" + server::kServerKeyFile, 64);
+  ASSERT_TRUE(key.ok());
+  SecretBuffer k(key->data(), key->size());
+  auto db = db::Db::Open(w.t.sub("server") + "/" + server::kServerDbFile, k, false);
+  ASSERT_TRUE(db.ok());
+  // As a raider with the key, or a damaged disk, would: past the append-only triggers.
+  ASSERT_TRUE(db->Exec("DROP TRIGGER log_no_update;").ok());
+  std::string leaf;
+  {
+    auto q = db->Prepare("SELECT leaf FROM log WHERE idx = 1");
+    ASSERT_TRUE(q.ok() && *q->Step());
+    leaf.assign(reinterpret_cast<const char*>(q->BlobView(0).data()), q->BlobView(0).size());
+  }
+  auto set_leaf = [&](const std::string& bytes) {
+    auto u = db->Prepare("UPDATE log SET leaf = ? WHERE idx = 1");
+    ASSERT_TRUE(u.ok());
+    u->Bind(1, crypto::Bytes(bytes));
+    ASSERT_TRUE(u->Run().ok());
+  };
+  std::string changed_leaf = leaf;
+  changed_leaf[changed_leaf.size() / 2] ^= 1;
+  set_leaf(changed_leaf);
+  auto changed = w.server->Audit();
+  ASSERT_TRUE(changed.ok());
+  ASSERT_FALSE(changed->problems.empty());
+  EXPECT_NE(changed->problems[0].find("do not match"), std::string::npos) << changed->problems[0];
+  set_leaf(leaf);
+  ASSERT_TRUE(w.server->Audit()->problems.empty());
+
+  // A head the server's own key signed over a root that is not the log's (a raider's, or a fork's).
+  protocol::LogHead forged;
+  forged.size = whole->log_size;
+  forged.root[0] = 1;
+  forged.time_ms = SystemNowMs();
+  forged.server_key = w.server->server_key();
+  auto st = db->Prepare("UPDATE log_heads SET signed = ? WHERE size = ?");
+  ASSERT_TRUE(st.ok());
+  const std::string signed_head = protocol::SignLogHead(w.StolenServerKey(), forged);
+  st->Bind(1, crypto::Bytes(signed_head)).Bind(2, static_cast<int64_t>(forged.size));
+  ASSERT_TRUE(st->Run().ok());
+  auto over_other = w.server->Audit();
+  ASSERT_TRUE(over_other.ok());
+  ASSERT_EQ(over_other->problems.size(), 2u);  // that head, and so no head over the whole log
+  EXPECT_NE(over_other->problems[0].find("does not match the log's leaves"), std::string::npos)
+      << over_other->problems[0];
+}
+
 }  // namespace
 }  // namespace dala
