@@ -199,9 +199,6 @@ Result<std::unique_ptr<DeskStore>> DeskStore::Open(const Organisation& org, cons
   (void)::chmod(path.c_str(), 0600);
   // An import holds the write lock while it verifies: the web desk's custody entries wait for it.
   DALA_RETURN_IF_ERROR(s->db_.Exec("PRAGMA busy_timeout = 120000;"));
-  if (auto names = fs::ListFiles(fs::Join(dir, "media")); names.ok())  // copies an interrupted import left
-    for (const auto& n : *names)
-      if (n.rfind(".tmp-", 0) == 0) (void)fs::RemoveFile(fs::Join(fs::Join(dir, "media"), n));
   DALA_RETURN_IF_ERROR(db::Migrate(s->db_, kSchema, "the desk store was written by a newer dala"));
   // The organisation it belongs to, written once.
   DALA_ASSIGN_OR_RETURN(auto st, s->db_.Prepare("SELECT value FROM meta WHERE key = 'organisation'"));
@@ -218,6 +215,11 @@ Result<std::unique_ptr<DeskStore>> DeskStore::Open(const Organisation& org, cons
 
 Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptions options, bool keep_failed) {
   DALA_ASSIGN_OR_RETURN(DirLock lock, DirLock::Take(dir_, "import.lock"));
+  // Copies an interrupted import left, swept under the import lock: at open they could be those of an
+  // import running in another process.
+  if (auto names = fs::ListFiles(fs::Join(dir_, "media")); names.ok())
+    for (const auto& n : *names)
+      if (n.rfind(".tmp-", 0) == 0) (void)fs::RemoveFile(MediaPath(n));
   ImportResult result;
   const std::string exports_dir = fs::Join(dir_, "exports");
   DALA_ASSIGN_OR_RETURN(auto earlier, fs::ListFiles(exports_dir));
