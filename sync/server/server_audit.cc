@@ -12,6 +12,9 @@ namespace dala::server {
 
 Result<AuditReport> ServerCore::Audit() {
   std::lock_guard lock(mu_);
+  // One snapshot for every read: a push that a running server commits meanwhile is all in or all out.
+  db::ReadTxn snapshot(db_);
+  DALA_RETURN_IF_ERROR(snapshot.Begin());
   AuditReport out;
   auto problem = [&](std::string p) {
     if (out.problems.size() < 20) out.problems.push_back(std::move(p));

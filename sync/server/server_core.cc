@@ -592,6 +592,10 @@ Result<uint64_t> ServerCore::Export(const std::string& path, uint64_t since, uin
   v1::Export ex;
   {
     std::lock_guard lock(mu_);
+    // One snapshot for every read below: a push another process commits meanwhile is all in or all out.
+    db::ReadTxn snapshot(db_);
+    DALA_RETURN_IF_ERROR(snapshot.Begin());
+    DALA_RETURN_IF_ERROR(log_.Load());
     if (since > log_.size())
       return Status(Code::kInvalidArgument, "the log holds " + std::to_string(log_.size()) +
                                                 " leaves: an export cannot start at position " + std::to_string(since));
@@ -638,12 +642,12 @@ Result<uint64_t> ServerCore::Export(const std::string& path, uint64_t since, uin
       ex.set_log_head(reinterpret_cast<const char*>(b.data()), b.size());
     }
     h = db::Stmt();
-    // Every head a time-stamping authority stamped, with its token (oldest first); in an incremental
-    // export, those over heads larger than `since` (the earlier ones came with the earlier export).
+    // Every head a time-stamping authority stamped, with its token (oldest first), in incremental exports
+    // too: a stamp can come late, after an export covered its head (the desk keeps each once, by its bytes).
     DALA_ASSIGN_OR_RETURN(db::Stmt ts, db_.Prepare(
         "SELECT h.signed, t.token FROM log_timestamps t JOIN log_heads h ON h.size = t.size WHERE t.size <= ? "
-        "AND (? = 0 OR t.size > ?) ORDER BY t.size"));
-    ts.Bind(1, static_cast<int64_t>(size)).Bind(2, static_cast<int64_t>(since)).Bind(3, static_cast<int64_t>(since));
+        "ORDER BY t.size"));
+    ts.Bind(1, static_cast<int64_t>(size));
     for (;;) {
       DALA_ASSIGN_OR_RETURN(bool row, ts.Step());
       if (!row) break;

@@ -81,12 +81,25 @@ for _ in $(seq 100); do grep -q listening server2.out 2>/dev/null && break; slee
 for _ in $(seq 40); do grep -q timestamp_failed server2.log && break; sleep 0.1; done
 grep -q timestamp_failed server2.log; check "a failed stamp is logged" 0 $?
 kill -TERM $SERVER_PID; wait $SERVER_PID 2>/dev/null
+# An export taken before the stamp: the next incremental one (--since its size) must carry the stamp that
+# came late over the head it ended at, or the desk never gets it.
+"$BIN/dala-server" export --data srv --out before.bin 2>before.err
+SINCE=$(sed -n 's/.*--since \([0-9]*\).*/\1/p' before.err)
 SIZE=$("$BIN/dala-server" timestamp --data srv --tsa-url "$TSA_URL" 2>/dev/null); check "dala-server timestamp" 0 $?
 [ "$SIZE" -gt 0 ] 2>/dev/null; check "... stamps the newer head" 0 $?
 "$BIN/dala-server" export --data srv --out export2.bin 2>/dev/null
 "$BIN/dala" desk verify --key org.key --from export2.bin --tsa-cert tsa/ca.crt --since export.bin --json >v2.out
 check "desk verify: both stamps, and the earlier export held" 0 $?
 python3 -c "import json; s=json.load(open('v2.out')); assert s['timestamps']>=2, s"; check "... two stamps" 0 $?
+
+"$BIN/dala-server" export --data srv --out late.bin --since "$SINCE" 2>/dev/null
+check "an incremental export after a late stamp" 0 $?
+check "... starts at the head the late stamp covers" "$SIZE" "$SINCE"
+check "... and carries that stamp" 1 "$(python3 -c "
+import sys; sys.path.insert(0, '$(dirname "$TSA")')
+from harness import pb_fields
+d, old = open('late.bin', 'rb').read(), open('export.bin', 'rb').read()
+print(sum(1 for n, a, b in pb_fields(d) if n == 7 and d[a:b] not in old))")"
 
 echo "timestamp e2e: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
