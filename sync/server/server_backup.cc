@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sodium.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -116,9 +117,12 @@ Result<BackupSummary> Backup(const std::string& dir, const std::string& out, boo
   const std::string snapshot = out + ".db-tmp";
   struct Remove {
     std::string path;
-    ~Remove() { (void)fs::RemoveFile(path); }
+    ~Remove() {
+      for (const char* end : {"", "-wal", "-shm", "-journal"}) (void)fs::RemoveFile(path + end);
+    }
   } remove_snapshot{snapshot}, remove_partial{out + ".tmp"};
-  (void)fs::RemoveFile(snapshot);
+  for (const char* end : {"", "-wal", "-shm", "-journal"}) (void)fs::RemoveFile(snapshot + end);
+  DALA_RETURN_IF_ERROR(fs::CreatePrivateFile(snapshot));  // 0600, and ours alone (O_EXCL)
   {
     DALA_ASSIGN_OR_RETURN(db::Db live, db::Db::Open(fs::Join(dir, kServerDbFile), *key, false));
     DALA_RETURN_IF_ERROR(live.BackupTo(snapshot, *key));
@@ -155,6 +159,9 @@ Result<BackupSummary> Backup(const std::string& dir, const std::string& out, boo
   }
   sum.attachments = attachments.size();
   sum.key_included = include_key;
+  struct stat sb;
+  if (::stat(snapshot.c_str(), &sb) != 0) return fs::FromErrno(errno, "cannot read", snapshot);
+  const auto database_bytes = static_cast<uint64_t>(sb.st_size);
 
   const std::string partial = out + ".tmp";
   (void)fs::RemoveFile(partial);
@@ -169,15 +176,14 @@ Result<BackupSummary> Backup(const std::string& dir, const std::string& out, boo
                                                 {"server_key", sum.server_key},
                                                 {"reports", sum.reports},
                                                 {"log_size", sum.log_size},
+                                                {"database_bytes", database_bytes},
                                                 {"attachments", sum.attachments},
                                                 {"attachment_bytes", sum.attachment_bytes},
                                                 {"key_included", include_key}}
                                      .dump(2) + "\n";
     DALA_RETURN_IF_ERROR(AddEntry(w.a, kManifestName, manifest.size(), -1,
                                   reinterpret_cast<const uint8_t*>(manifest.data())));
-    struct stat sb;
-    if (::stat(snapshot.c_str(), &sb) != 0) return fs::FromErrno(errno, "cannot read", snapshot);
-    DALA_RETURN_IF_ERROR(AddFile(w.a, kServerDbFile, snapshot, static_cast<uint64_t>(sb.st_size)));
+    DALA_RETURN_IF_ERROR(AddFile(w.a, kServerDbFile, snapshot, database_bytes));
     if (include_key) DALA_RETURN_IF_ERROR(AddEntry(w.a, kServerKeyFile, key->size(), -1, key->data()));
     // Complete attachments never change: each is copied as it is, while uploads go on beside them.
     for (const auto& at : attachments)
@@ -192,6 +198,193 @@ Result<BackupSummary> Backup(const std::string& dir, const std::string& out, boo
   return sum;
 }
 
+namespace {
+
+// Where a restore is built before it is moved into place: a new directory beside the target (the same file
+// system, so that one rename moves it), removed whole unless moved.
+struct WorkDir {
+  std::string path;
+  bool moved = false;
+  ~WorkDir() {
+    if (moved || path.empty()) return;
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
+};
+
+Result<std::string> MakeWorkDir(const std::filesystem::path& target) {
+  uint8_t r[6];
+  randombytes_buf(r, sizeof r);
+  const std::string path =
+      (target.parent_path() / ("." + target.filename().string() + ".restore-" + encoding::ToHex(r))).string();
+  if (::mkdir(path.c_str(), 0700) != 0) return fs::FromErrno(errno, "cannot create", path);
+  return path;
+}
+
+// The budget a backup's manifest declares, checked before anything is written, and the free space for it.
+struct Declared {
+  uint64_t database_bytes = 0, attachments = 0, attachment_bytes = 0;
+};
+
+Result<Declared> ReadDeclared(const nlohmann::json& m, const std::string& from) {
+  Declared d;
+  auto number = [&](const char* field, uint64_t* to) {
+    auto it = m.find(field);
+    if (it == m.end() || !it->is_number_unsigned()) return false;
+    *to = it->get<uint64_t>();
+    return true;
+  };
+  uint64_t ignored = 0;
+  auto text = [&](const char* field) { return m.contains(field) && m[field].is_string(); };
+  // Every field read later is checked here for its type (nlohmann's value() throws on a wrong one).
+  if (!m.is_object() || !text("format") || m["format"] != kFormat || !text("server_key") || !text("created") ||
+      !number("reports", &ignored) || !number("log_size", &ignored) || !number("database_bytes", &d.database_bytes) ||
+      !number("attachments", &d.attachments) || !number("attachment_bytes", &d.attachment_bytes) ||
+      d.database_bytes == 0 || d.database_bytes > (uint64_t{1} << 50) || d.attachment_bytes > (uint64_t{1} << 50))
+    return Status(Code::kCorrupt, "'" + from + "' is not a dala-server backup (its manifest, the first entry, is "
+                                  "missing or damaged)");
+  return d;
+}
+
+Status CheckFreeSpace(const std::string& dir, const Declared& d) {
+  struct statvfs v;
+  if (::statvfs(dir.c_str(), &v) != 0) return fs::FromErrno(errno, "cannot read the free space of", dir);
+  const uint64_t free_bytes = static_cast<uint64_t>(v.f_bavail) * v.f_frsize;
+  const uint64_t need = d.database_bytes + d.attachment_bytes + (uint64_t{64} << 20);  // and room to open it
+  if (need > free_bytes)
+    return Status(Code::kNoSpace, "restoring this backup needs " + std::to_string(need >> 20) + " MiB; '" + dir +
+                                      "' has " + std::to_string(free_bytes >> 20) + " MiB free");
+  return Status::Ok();
+}
+
+// Refuses a database whose log was emptied while it holds reports: opening it would rebuild a log that forks
+// from the one phones and desks hold.
+Status CheckLogKept(const std::string& db_path, const SecretBuffer& key) {
+  auto db = db::Db::Open(db_path, key, false);
+  if (!db.ok()) {
+    if (db.status().code() == Code::kWrongKey)
+      return Status(Code::kWrongKey, "the key does not open this backup's database (the wrong server.key, or a "
+                                     "damaged database)");
+    return Status(Code::kCorrupt, "this backup's database is damaged (" + db.status().message() + ")");
+  }
+  auto st = db->Prepare("SELECT (SELECT count(*) FROM reports), (SELECT count(*) FROM log)");
+  if (!st.ok()) return Status(Code::kCorrupt, "this backup's database is damaged (" + st.status().message() + ")");
+  DALA_ASSIGN_OR_RETURN(bool row, st->Step());
+  if (row && st->Int(0) > 0 && st->Int(1) == 0)
+    return Status(Code::kCorrupt, "this backup's database holds reports but no log: restoring it would start a "
+                                  "log that forks from the one phones and desks hold");
+  return Status::Ok();
+}
+
+// Reads the archive into `work`: the manifest first, then only the entries it allows, none larger than
+// it declares (so that a hostile backup cannot fill the disk), with the filters a backup may have been
+// compressed with (gzip, bzip2, xz, zstd) and no other.
+Status Extract(const std::string& from, const std::string& work, const std::optional<SecretBuffer>& given,
+               nlohmann::json* manifest, bool* have_key) {
+  ArchiveReader r;
+  archive_read_support_format_tar(r.a);
+  for (int (*f)(archive*) : {archive_read_support_filter_gzip, archive_read_support_filter_bzip2,
+                             archive_read_support_filter_xz, archive_read_support_filter_zstd})
+    if (f(r.a) == ARCHIVE_FATAL) return ArchiveError(r.a, "cannot start reading");
+  if (archive_read_open_filename(r.a, from.c_str(), 1 << 16) != ARCHIVE_OK)
+    return ArchiveError(r.a, "cannot read '" + from + "'");
+  DALA_RETURN_IF_ERROR(fs::EnsureDirectory(fs::Join(work, kAttachmentDirName)));
+  std::set<std::string> seen;
+  std::vector<uint8_t> buf(kPiece);
+  Declared d;
+  uint64_t attachments = 0, attachment_bytes = 0;
+  bool have_db = false;
+  for (;;) {
+    archive_entry* e = nullptr;
+    const int rc = archive_read_next_header(r.a, &e);
+    if (rc == ARCHIVE_EOF) break;
+    if (rc != ARCHIVE_OK) return ArchiveError(r.a, "'" + from + "' is not a whole dala-server backup");
+    const char* raw_name = archive_entry_pathname(e);
+    const std::string name = raw_name != nullptr ? raw_name : "";
+    const bool known = name == kManifestName || name == kServerDbFile || name == kServerKeyFile || AttachmentName(name);
+    if (!known || archive_entry_filetype(e) != AE_IFREG || !archive_entry_size_is_set(e) ||
+        archive_entry_size(e) < 0 || !seen.insert(name).second)
+      return Status(Code::kCorrupt, "'" + from + "' holds an entry a dala-server backup does not ('" +
+                                        name.substr(0, 80) + "')");
+    if (archive_entry_sparse_count(e) > 0)
+      return Status(Code::kCorrupt, "'" + from + "' holds a sparse entry ('" + name + "'): a dala-server backup has none");
+    if (seen.size() == 1 && name != kManifestName)
+      return Status(Code::kCorrupt, "'" + from + "' is not a dala-server backup (its manifest, the first entry, is "
+                                    "missing)");
+    const auto size = static_cast<uint64_t>(archive_entry_size(e));
+    if ((name == kServerKeyFile && size != 32) || (name == kManifestName && size > (64u << 10)))
+      return Status(Code::kCorrupt, "'" + from + "' holds a damaged " + name);
+    if (name == kManifestName || name == kServerKeyFile) {
+      SecretBuffer bytes(static_cast<size_t>(size));
+      if (archive_read_data(r.a, bytes.data(), bytes.size()) != static_cast<la_ssize_t>(size))
+        return ArchiveError(r.a, "'" + from + "' is cut short");
+      if (name == kManifestName) {
+        *manifest = nlohmann::json::parse(bytes.data(), bytes.data() + bytes.size(), nullptr, false);
+        DALA_ASSIGN_OR_RETURN(d, ReadDeclared(*manifest, from));
+        DALA_RETURN_IF_ERROR(CheckFreeSpace(work, d));
+      } else {
+        *have_key = true;
+        if (given && sodium_memcmp(given->data(), bytes.data(), 32) != 0)
+          return Status(Code::kWrongKey, "the key given is not the key this backup holds");
+        DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(fs::Join(work, kServerKeyFile), bytes.span()));
+      }
+      continue;
+    }
+    if (name == kServerDbFile) {
+      if (size != d.database_bytes)
+        return Status(Code::kCorrupt, "'" + from + "' holds a database of another size than its manifest declares");
+      have_db = true;
+    } else {
+      attachment_bytes += size;
+      if (++attachments > d.attachments || attachment_bytes > d.attachment_bytes)
+        return Status(Code::kCorrupt, "'" + from + "' holds more attachments than its manifest declares");
+    }
+    const std::string path = fs::Join(work, name);
+    Fd f{::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)};
+    if (f.fd < 0) return fs::FromErrno(errno, "cannot create", path);
+    uint64_t done = 0;
+    for (;;) {
+      const la_ssize_t n = archive_read_data(r.a, buf.data(), buf.size());
+      if (n < 0) return ArchiveError(r.a, "'" + from + "' is damaged");
+      if (n == 0) break;
+      if (static_cast<uint64_t>(n) > size - done) return Status(Code::kCorrupt, "'" + from + "' is damaged");
+      DALA_RETURN_IF_ERROR(fs::WriteAll(f.fd, buf.data(), static_cast<size_t>(n), path));
+      done += static_cast<uint64_t>(n);
+    }
+    if (done != size) return Status(Code::kCorrupt, "'" + from + "' is cut short");
+    if (::fdatasync(f.fd) != 0) return fs::FromErrno(errno, "cannot sync", path);
+  }
+  if (seen.empty() || !have_db)
+    return Status(Code::kCorrupt, "'" + from + "' is not a dala-server backup (no manifest or no database)");
+  if (attachments != d.attachments || attachment_bytes != d.attachment_bytes)
+    return Status(Code::kCorrupt, "'" + from + "' holds " + std::to_string(attachments) + " attachments (" +
+                                      std::to_string(attachment_bytes) + " bytes); its manifest declares " +
+                                      std::to_string(d.attachments) + " (" + std::to_string(d.attachment_bytes) +
+                                      " bytes): it is cut or altered");
+  return Status::Ok();
+}
+
+// Moves the checked work directory to `target` (missing or empty): one rename where it can; where the
+// target cannot be removed (a mount point), entry by entry with the key last, so that a stop midway
+// leaves no directory that opens as data.
+Status MoveIntoPlace(WorkDir& work, const std::string& target) {
+  if (fs::Exists(target) && ::rmdir(target.c_str()) != 0 && errno != ENOENT) {
+    for (const char* name : {kAttachmentDirName, kServerDbFile, kServerKeyFile}) {
+      const std::string a = fs::Join(work.path, name), b = fs::Join(target, name);
+      if (::rename(a.c_str(), b.c_str()) != 0) return fs::FromErrno(errno, "cannot move the restored data to", b);
+    }
+    DALA_RETURN_IF_ERROR(fs::SyncDirectory(target));
+    return Status::Ok();  // the work directory, empty now, is removed by its owner
+  }
+  if (::rename(work.path.c_str(), target.c_str()) != 0)
+    return fs::FromErrno(errno, "cannot move the restored data to", target);
+  work.moved = true;
+  const auto parent = std::filesystem::path(target).parent_path().string();
+  return fs::SyncDirectory(parent.empty() ? "." : parent);
+}
+
+}  // namespace
+
 Result<RestoreSummary> Restore(const std::string& from, const std::string& dir, const std::string& key_file) {
   if (!InitSodium()) return Status(Code::kInternal, "libsodium could not start");
   std::error_code ec;
@@ -202,108 +395,54 @@ Result<RestoreSummary> Restore(const std::string& from, const std::string& dir, 
     DALA_ASSIGN_OR_RETURN(SecretBuffer k, ReadKey(key_file));
     given.emplace(std::move(k));
   }
-  DALA_RETURN_IF_ERROR(fs::EnsureDirectory(dir));
-  // Whatever fails from here leaves the directory empty again.
-  struct Clean {
-    std::string dir;
-    bool keep = false;
-    ~Clean() {
-      if (keep) return;
-      std::error_code ignored;
-      for (const auto& e : std::filesystem::directory_iterator(dir, ignored)) std::filesystem::remove_all(e.path(), ignored);
-    }
-  } clean{dir};
-  DALA_RETURN_IF_ERROR(fs::EnsureDirectory(fs::Join(dir, kAttachmentDirName)));
+  std::filesystem::path target = std::filesystem::absolute(dir, ec).lexically_normal();
+  if (ec || !target.has_parent_path()) return Status(Code::kInvalidArgument, "'" + dir + "' is not a directory path");
+  if (target.filename().empty()) target = target.parent_path();  // a trailing slash
+  DALA_RETURN_IF_ERROR(fs::EnsureDirectory(target.parent_path().string()));
+  // Built in a directory beside `dir` and moved into place once checked whole: a failure, or a stop midway,
+  // leaves `dir` as it was.
+  WorkDir work;
+  DALA_ASSIGN_OR_RETURN(work.path, MakeWorkDir(target));
 
   RestoreSummary out;
   nlohmann::json manifest;
-  bool have_db = false, have_key = false;
-  {
-    ArchiveReader r;
-    archive_read_support_format_tar(r.a);
-    archive_read_support_filter_all(r.a);  // a backup the operator compressed (gzip, zstd, xz) reads as well
-    if (archive_read_open_filename(r.a, from.c_str(), 1 << 16) != ARCHIVE_OK)
-      return ArchiveError(r.a, "cannot read '" + from + "'");
-    std::set<std::string> seen;
-    std::vector<uint8_t> buf(kPiece);
-    for (;;) {
-      archive_entry* e = nullptr;
-      const int rc = archive_read_next_header(r.a, &e);
-      if (rc == ARCHIVE_EOF) break;
-      if (rc != ARCHIVE_OK) return ArchiveError(r.a, "'" + from + "' is not a whole dala-server backup");
-      const char* raw_name = archive_entry_pathname(e);
-      const std::string name = raw_name != nullptr ? raw_name : "";
-      const bool known = name == kManifestName || name == kServerDbFile || name == kServerKeyFile || AttachmentName(name);
-      if (!known || archive_entry_filetype(e) != AE_IFREG || !seen.insert(name).second)
-        return Status(Code::kCorrupt, "'" + from + "' holds an entry a dala-server backup does not ('" +
-                                          name.substr(0, 80) + "')");
-      const auto size = static_cast<uint64_t>(archive_entry_size(e));
-      if ((name == kServerKeyFile && size != 32) || (name == kManifestName && size > (64u << 10)))
-        return Status(Code::kCorrupt, "'" + from + "' holds a damaged " + name);
-      if (name == kManifestName || name == kServerKeyFile) {
-        SecretBuffer bytes(static_cast<size_t>(size));
-        if (archive_read_data(r.a, bytes.data(), bytes.size()) != static_cast<la_ssize_t>(size))
-          return ArchiveError(r.a, "'" + from + "' is cut short");
-        if (name == kManifestName) {
-          manifest = nlohmann::json::parse(bytes.data(), bytes.data() + bytes.size(), nullptr, false);
-        } else {
-          have_key = true;
-          if (given && sodium_memcmp(given->data(), bytes.data(), 32) != 0)
-            return Status(Code::kWrongKey, "the key given is not the key this backup holds");
-          DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(fs::Join(dir, kServerKeyFile), bytes.span()));
-        }
-        continue;
-      }
-      const std::string path = fs::Join(dir, name);
-      Fd f{::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)};
-      if (f.fd < 0) return fs::FromErrno(errno, "cannot create", path);
-      uint64_t done = 0;
-      for (;;) {
-        const la_ssize_t n = archive_read_data(r.a, buf.data(), buf.size());
-        if (n < 0) return ArchiveError(r.a, "'" + from + "' is damaged");
-        if (n == 0) break;
-        DALA_RETURN_IF_ERROR(fs::WriteAll(f.fd, buf.data(), static_cast<size_t>(n), path));
-        done += static_cast<uint64_t>(n);
-      }
-      if (done != size) return Status(Code::kCorrupt, "'" + from + "' is cut short");
-      if (::fdatasync(f.fd) != 0) return fs::FromErrno(errno, "cannot sync", path);
-      have_db = have_db || name == kServerDbFile;
-    }
-  }
-  if (!manifest.is_object() || manifest.value("format", "") != kFormat || !have_db)
-    return Status(Code::kCorrupt, "'" + from + "' is not a dala-server backup (no manifest or no database)");
+  bool have_key = false;
+  DALA_RETURN_IF_ERROR(Extract(from, work.path, given, &manifest, &have_key));
   if (!have_key) {
     if (!given)
       return Status(Code::kInvalidArgument, "this backup holds no database key: give --key FILE, a copy of the "
                                             "server.key of the data directory it was taken from");
-    DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(fs::Join(dir, kServerKeyFile), given->span()));
+    DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(fs::Join(work.path, kServerKeyFile), given->span()));
   }
   out.key_from_backup = have_key;
-  DALA_RETURN_IF_ERROR(fs::SyncDirectory(fs::Join(dir, kAttachmentDirName)));
-  DALA_RETURN_IF_ERROR(fs::SyncDirectory(dir));
-
-  auto core = ServerCore::Open(dir);
-  if (!core.ok()) {
-    if (core.status().code() == Code::kWrongKey || core.status().code() == Code::kCorrupt)
-      return Status(Code::kWrongKey, "the key does not open this backup's database (" + core.status().message() + ")");
-    return core.status();
+  DALA_RETURN_IF_ERROR(fs::SyncDirectory(fs::Join(work.path, kAttachmentDirName)));
+  DALA_RETURN_IF_ERROR(fs::SyncDirectory(work.path));
+  {
+    DALA_ASSIGN_OR_RETURN(SecretBuffer key, ReadKey(fs::Join(work.path, kServerKeyFile)));
+    DALA_RETURN_IF_ERROR(CheckLogKept(fs::Join(work.path, kServerDbFile), key));
   }
-  DALA_ASSIGN_OR_RETURN(out.audit, (*core)->Audit());
-  const AuditReport& a = out.audit;
-  auto expect = [&](const char* field, uint64_t have) {
-    if (manifest.value(field, uint64_t{0}) != have)
-      out.audit.problems.push_back(std::string("the backup's manifest says ") + field + " " +
-                                   std::to_string(manifest.value(field, uint64_t{0})) + ", the restored data holds " +
-                                   std::to_string(have));
-  };
-  expect("reports", a.reports);
-  expect("log_size", a.log_size);
-  expect("attachments", a.attachments);
-  if (manifest.value("server_key", "") != encoding::ToHex((*core)->server_key()))
-    out.audit.problems.push_back("the backup's manifest names another server key than its database holds");
+  {
+    auto core = ServerCore::Open(work.path);
+    if (!core.ok()) return core.status();
+    DALA_ASSIGN_OR_RETURN(out.audit, (*core)->Audit());
+    const AuditReport& a = out.audit;
+    auto expect = [&](const char* field, uint64_t have) {
+      if (manifest.value(field, uint64_t{0}) != have)
+        out.audit.problems.push_back(std::string("the backup's manifest says ") + field + " " +
+                                     std::to_string(manifest.value(field, uint64_t{0})) +
+                                     ", the restored data holds " + std::to_string(have));
+    };
+    expect("reports", a.reports);
+    expect("log_size", a.log_size);
+    // With Extract's count of the files, this also says that no file is one the database does not record.
+    expect("attachments", a.attachments);
+    expect("attachment_bytes", a.attachment_bytes);
+    if (manifest.value("server_key", "") != encoding::ToHex((*core)->server_key()))
+      out.audit.problems.push_back("the backup's manifest names another server key than its database holds");
+  }
   out.created = manifest.value("created", "");
-  if (!out.audit.problems.empty()) return out;  // reported; the directory is emptied again
-  clean.keep = true;
+  if (!out.audit.problems.empty()) return out;  // reported; nothing is moved into place
+  DALA_RETURN_IF_ERROR(MoveIntoPlace(work, target.string()));
   return out;
 }
 

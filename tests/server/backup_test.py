@@ -18,6 +18,9 @@ import shutil
 import stat
 import sys
 import tarfile
+import ctypes
+import io
+import subprocess
 import tempfile
 import threading
 import time
@@ -61,6 +64,39 @@ def desk_verdict(dala, server_bin, data, org_key, work):
         return r.returncode, json.load(f)
 
 
+def rebuild(src, dst, manifest_change=None, extra=(), first=None, compress=""):
+    """A copy of backup src in dst: its manifest changed by manifest_change, extra (name, bytes) entries
+    added, entry `first` moved to the front."""
+    with tarfile.open(src) as t:
+        members = [(m, t.extractfile(m).read()) for m in t.getmembers()]
+    if first is not None:
+        members.sort(key=lambda e: e[0].name != first)
+    with tarfile.open(dst, "w" + (":" + compress if compress else "")) as out:
+        for m, data in members:
+            if m.name == "dala-backup.json" and manifest_change is not None:
+                doc = json.loads(data)
+                manifest_change(doc)
+                data = json.dumps(doc).encode()
+                m.size = len(data)
+            out.addfile(m, io.BytesIO(data))
+        for name, data in extra:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+
+
+def sql_on(db_path, key, sql):
+    """Runs sql on a server database as someone holding its key would (SQLCipher through ctypes)."""
+    lib = ctypes.CDLL("libsqlcipher.so.0")
+    db = ctypes.c_void_p()
+    if lib.sqlite3_open(db_path.encode(), ctypes.byref(db)) != 0:
+        return -1
+    script = f"PRAGMA key = \"x'{key.hex()}'\"; PRAGMA cipher_page_size = 4096; {sql}"
+    rc = lib.sqlite3_exec(db, script.encode(), None, None, None)
+    lib.sqlite3_close(db)
+    return rc
+
+
 def empty(path):
     return not os.path.exists(path) or not os.listdir(path)
 
@@ -93,9 +129,13 @@ def main():
         threads = [threading.Thread(target=push, args=(p, i)) for i, p in enumerate(phones)]
         for t in threads:
             t.start()
-        time.sleep(1.5)
+        # Taken once some reports are in and while most are still to come (bounded wait).
+        for _ in range(200):
+            _, before = audit(server_bin, server.data)
+            if before.get("reports", 0) >= 8:
+                break
+            time.sleep(0.05)
         during = os.path.join(work, "during.tar")
-        _, before = audit(server_bin, server.data)
         started = time.time()
         b = harness.run(server_bin, "backup", "--data", server.data, "--out", during, check=False)
         took = time.time() - started
@@ -104,8 +144,10 @@ def main():
             t.join()
         check("phones pushed without error meanwhile", not errors, errors[:2])
         check("a backup is taken while phones push", b.returncode == 0 and os.path.exists(during), b.stderr)
-        check("  reports arrived while it ran (it was taken during the pushes)",
-              before.get("reports", 0) < after.get("reports", 0), (before.get("reports"), after.get("reports")))
+        _, final = audit(server_bin, server.data)
+        check("  it was taken during the pushes (reports arrived before it and after it)",
+              0 < before.get("reports", 0) and after.get("reports", 0) < final.get("reports", 0),
+              (before.get("reports"), after.get("reports"), final.get("reports")))
         check("  the backup file is 0600", stat.S_IMODE(os.stat(during).st_mode) == 0o600,
               oct(stat.S_IMODE(os.stat(during).st_mode)))
         check("  and holds no key by default", "server.key" not in tarfile.open(during).getnames() and
@@ -159,6 +201,55 @@ def main():
             evil.size = 4
             t.addfile(evil, __import__("io").BytesIO(b"evil"))
         bad["an entry outside the directory"] = open(hostile, "rb").read()
+        # What a hostile backup could do to the disk or the log (each with the words its refusal says).
+        expect = {}
+
+        def made(what, words, **kw):
+            path = os.path.join(work, "made.tar")
+            rebuild(during, path, **kw)
+            bad[what] = open(path, "rb").read()
+            expect[what] = words
+
+        def more(field, by):
+            return lambda doc: doc.__setitem__(field, doc[field] + by)
+
+        made("a manifest declaring more than the disk holds", "MiB free", manifest_change=more("attachment_bytes", 1 << 45))
+        made("an attachment larger than its manifest declares", "more attachments than",
+             manifest_change=more("attachment_bytes", -1))
+        made("a database larger than its manifest declares", "another size", manifest_change=more("database_bytes", -1))
+        made("a manifest that is not the first entry", "first entry", first="server.db")
+        made("a manifest with a field of the wrong type", "manifest",
+             manifest_change=lambda doc: doc.__setitem__("reports", "many"))
+        stray = "attachments/" + "ab" * 32 + "-" + "cd" * 16
+        made("an attachment file its database does not record", "manifest says attachments",
+             manifest_change=lambda doc: (more("attachments", 1)(doc), more("attachment_bytes", 100)(doc)),
+             extra=[(stray, os.urandom(100))])
+        # A sparse entry (GNU tar's), the size of a real attachment.
+        sparse_dir = os.path.join(work, "sparse")
+        os.makedirs(os.path.join(sparse_dir, "attachments"))
+        with tarfile.open(during) as t:
+            t.extract("dala-backup.json", sparse_dir)
+            t.extract("server.db", sparse_dir)
+            recorded = [m for m in t.getmembers() if m.name.startswith("attachments/")]
+            for m in recorded:
+                t.extract(m, sparse_dir)
+        with open(os.path.join(sparse_dir, recorded[0].name), "r+b") as f:
+            f.truncate(0)
+            f.truncate(recorded[0].size)  # all one hole
+        subprocess.run(["tar", "-C", sparse_dir, "--sparse", "--format=pax", "-cf", os.path.join(work, "sparse.tar"),
+                        "dala-backup.json", "server.db"] + [m.name for m in recorded], check=True)
+        bad["a sparse entry"] = open(os.path.join(work, "sparse.tar"), "rb").read()
+        expect["a sparse entry"] = "sparse"
+        # A database whose log was emptied (by someone holding its key): restoring would start a forked log.
+        emptied = os.path.join(work, "emptied")
+        shutil.copytree(restored, emptied)
+        key = open(os.path.join(server.data, "server.key"), "rb").read()
+        rc = sql_on(os.path.join(emptied, "server.db"), key,
+                    "DROP TRIGGER log_no_delete; DROP TRIGGER log_nodes_no_delete; DELETE FROM log; DELETE FROM log_nodes; DELETE FROM log_heads; DELETE FROM log_timestamps;")
+        b = harness.run(server_bin, "backup", "--data", emptied, "--out", os.path.join(work, "emptied.tar"), check=False)
+        check("(a backup of a data directory whose log was emptied is made)", rc == 0 and b.returncode == 0, (rc, b.stderr))
+        bad["a database whose log was emptied"] = open(os.path.join(work, "emptied.tar"), "rb").read()
+        expect["a database whose log was emptied"] = "no log"
         for what, data in bad.items():
             path = os.path.join(work, "bad.tar")
             with open(path, "wb") as f:
@@ -167,7 +258,15 @@ def main():
             r = harness.run(server_bin, "restore", "--data", target, "--from", path, "--key",
                             os.path.join(server.data, "server.key"), check=False)
             check(f"{what}: refused, nothing restored", r.returncode not in (0,) and empty(target) and
-                  not os.path.exists(os.path.join(work, "escaped")), (r.returncode, r.stderr[-300:]))
+                  not os.path.exists(os.path.join(work, "escaped")) and expect.get(what, "") in r.stderr and
+                  not [n for n in os.listdir(work) if ".restore-" in n], (r.returncode, r.stderr[-300:]))
+
+        # A backup the operator compressed restores as it is.
+        gz = os.path.join(work, "during.tar.gz")
+        rebuild(during, gz, compress="gz")
+        r = harness.run(server_bin, "restore", "--data", os.path.join(work, "from-gz"), "--from", gz, "--key",
+                        os.path.join(server.data, "server.key"), check=False)
+        check("a gzip-compressed backup restores", r.returncode == 0, r.stderr[-300:])
 
         # `check` finds a damaged attachment in a data directory.
         name = sorted(os.listdir(os.path.join(restored, "attachments")))[0]
