@@ -49,3 +49,10 @@ set(PC_INCLUDEDIR ${PROJECT_SOURCE_DIR}/core/include)
 set(PC_DESK_INCLUDEDIR ${PROJECT_SOURCE_DIR}/tools/desk/include)
 configure_file(${CMAKE_CURRENT_LIST_DIR}/dala.pc.in ${CMAKE_BINARY_DIR}/lib/pkgconfig/dala.pc @ONLY)
 configure_file(${CMAKE_CURRENT_LIST_DIR}/dala_desk.pc.in ${CMAKE_BINARY_DIR}/lib/pkgconfig/dala_desk.pc @ONLY)
+
+# dala-server under systemd: the unit (ExecStart pointing at the installed binary) and an example config.
+set(DALA_SERVER_BIN ${CMAKE_INSTALL_FULL_BINDIR}/dala-server)
+configure_file(${PROJECT_SOURCE_DIR}/sync/server/systemd/dala-server.service.in
+               ${CMAKE_BINARY_DIR}/systemd/dala-server.service @ONLY)
+install(FILES ${CMAKE_BINARY_DIR}/systemd/dala-server.service DESTINATION lib/systemd/system)
+install(FILES ${PROJECT_SOURCE_DIR}/sync/server/systemd/dala-server.toml DESTINATION ${CMAKE_INSTALL_DATADIR}/dala)

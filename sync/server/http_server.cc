@@ -8,6 +8,7 @@
 #include <boost/beast/ssl.hpp>
 
 #include <algorithm>
+#include <future>
 #include <chrono>
 #include <ctime>
 #include <limits>
@@ -101,14 +102,25 @@ struct HttpServer::Impl {
   std::mutex conns_mu;
   std::vector<std::weak_ptr<Conn>> conns;
   ServerCore& core;
-  HttpOptions opt;
+  const HttpOptions fixed;  // what Reload cannot change: the address, threads, body limits
+  // The settings a reload can change and the TLS context, taken whole by each connection and request.
+  mutable std::mutex live_mu;
+  std::shared_ptr<const HttpOptions> live;
+  std::shared_ptr<ssl::context> tls;
+  std::shared_ptr<const HttpOptions> Live() const {
+    std::lock_guard lock(live_mu);
+    return live;
+  }
+  std::shared_ptr<ssl::context> Tls() const {
+    std::lock_guard lock(live_mu);
+    return tls;
+  }
   // The log's "peer" field: only when the operator asked for client addresses.
   std::string Peer(const std::string& address) const {
-    return opt.log_client_addresses && !address.empty() ? ",\"peer\":" + Q(address) : std::string();
+    return Live()->log_client_addresses && !address.empty() ? ",\"peer\":" + Q(address) : std::string();
   }
   asio::io_context ioc;
   tcp::acceptor acceptor{ioc};
-  std::unique_ptr<ssl::context> tls;
   std::atomic<bool> stopping{false};
   std::atomic<size_t> connections{0};
   std::atomic<size_t> buffered{0};  // body bytes reserved beyond each connection's free 64 KiB
@@ -116,7 +128,7 @@ struct HttpServer::Impl {
   asio::thread_pool storage_pool{2};  // upload chunks: hash, write, fdatasync
   uint16_t bound_port = 0;
 
-  Impl(ServerCore& c, HttpOptions o) : core(c), opt(std::move(o)) {}
+  Impl(ServerCore& c, HttpOptions o) : core(c), fixed(o), live(std::make_shared<const HttpOptions>(std::move(o))) {}
 
   // Hands the request to the core and waits for its answer without blocking this I/O thread (pushes are
   // answered by the storage writer after its group commit).
@@ -143,6 +155,7 @@ struct HttpServer::Impl {
   asio::awaitable<HttpResult> Route(const std::string& peer, const http::request<http::string_body>& req) {
     const bool metrics = req.target() == kMetricsPath && req.method() == http::verb::get;
     const bool forwarded = req.count("X-Forwarded-For") + req.count("Forwarded") + req.count("X-Real-IP") > 0;
+    const HttpOptions& opt = fixed;
     if (metrics && (opt.metrics_only || MetricsClientAllowed(peer, forwarded)))
       co_return HttpResult{200, metrics::kContentType, core.metrics().Render()};
     if (opt.metrics_only) co_return HttpResult{404, "text/plain", "not found\n"};
@@ -155,6 +168,8 @@ struct HttpServer::Impl {
   template <typename Stream>
   asio::awaitable<bool> ReadExactly(Stream& stream, beast::tcp_stream& tcp_layer, uint8_t* p, size_t n) {
     using namespace asio::experimental::awaitable_operators;
+    const auto live_opt = Live();
+    const HttpOptions& opt = *live_opt;
     if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
       asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::seconds(opt.body_timeout_s));
       auto r = co_await (asio::async_read(tcp_layer.socket(), asio::buffer(p, n), kTuple) || timer.async_wait(kTuple));
@@ -247,6 +262,8 @@ struct HttpServer::Impl {
       conn.waiting_since = std::chrono::steady_clock::now().time_since_epoch().count();
       conn.busy = false;
       if (stopping) co_return;
+      const auto live_opt = Live();  // each request under the settings of its time (a reload may change them)
+      const HttpOptions& opt = *live_opt;
       http::request_parser<http::empty_body> head;
       head.header_limit(static_cast<std::uint32_t>(opt.max_header_bytes));
       head.body_limit(std::numeric_limits<std::uint64_t>::max());  // uploads stream; others are checked below
@@ -403,10 +420,12 @@ struct HttpServer::Impl {
       Conn& c;
       ~Dead() { c.alive = false; }
     } dead{*conn};
-    if (tls) {
-      beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *tls);
+    // The TLS context as it is now: a reload (a renewed certificate) serves new connections, this one
+    // keeps the context it started with.
+    if (const auto context = Tls()) {
+      beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *context);
       Register(conn, &beast::get_lowest_layer(stream));
-      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(opt.header_timeout_s));
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(Live()->header_timeout_s));
       auto [hs] = co_await stream.async_handshake(ssl::stream_base::server, kTuple);
       if (hs) co_return;
       co_await Serve(stream, beast::get_lowest_layer(stream), peer, *conn);
@@ -466,6 +485,8 @@ struct HttpServer::Impl {
   }
 
   void Admit(tcp::socket socket) {
+    const auto live_opt = Live();
+    const HttpOptions& opt = *live_opt;
     if (connections >= opt.max_connections && !EvictOldestWaiting()) {
       core.metrics().Refused(Refusal::kConnectionLimit);
       LogLine("warn", "\"event\":\"connection_limit\",\"limit\":" + std::to_string(opt.max_connections));
@@ -488,7 +509,7 @@ struct HttpServer::Impl {
   // as room is made, and a phone in it is not turned away for arriving at the wrong moment.
   static constexpr size_t kClosingHeadroom = 64;
   asio::awaitable<void> WaitForRoom() {
-    for (int i = 0; i < 500 && !stopping && connections >= opt.max_connections + kClosingHeadroom; ++i) {
+    for (int i = 0; i < 500 && !stopping && connections >= Live()->max_connections + kClosingHeadroom; ++i) {
       asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(2));
       co_await pause.async_wait(kTuple);
     }
@@ -510,7 +531,8 @@ struct HttpServer::Impl {
       Admit(std::move(socket));
       // Drain the backlog now: one accept per trip through a run queue full of busy handlers would leave
       // a burst of phones (all back online at once) waiting in the kernel's accept queue for hundreds of ms.
-      for (int i = 0; i < 4096 && !stopping && connections < opt.max_connections + kClosingHeadroom; ++i) {
+      const size_t room = Live()->max_connections + kClosingHeadroom;
+      for (int i = 0; i < 4096 && !stopping && connections < room; ++i) {
         tcp::socket next(asio::make_strand(ioc));
         boost::system::error_code aec;
         acceptor.accept(next, aec);  // the acceptor is non-blocking: would_block ends the drain
@@ -524,19 +546,31 @@ struct HttpServer::Impl {
 HttpServer::HttpServer(ServerCore& core, HttpOptions options) : impl_(new Impl(core, std::move(options))) {}
 HttpServer::~HttpServer() = default;
 
-Status HttpServer::Listen() {
-  auto& o = impl_->opt;
+namespace {
+
+// A server TLS context from the certificate chain and key files, or nullptr when neither is given.
+Result<std::shared_ptr<ssl::context>> MakeTls(const HttpOptions& o) {
+  if (o.tls_cert.empty() && o.tls_key.empty()) return std::shared_ptr<ssl::context>();
+  if (o.tls_cert.empty() || o.tls_key.empty()) return Status(Code::kInvalidArgument, "give both --tls-cert and --tls-key");
+  auto tls = std::make_shared<ssl::context>(ssl::context::tls_server);
+  tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                   ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
   boost::system::error_code ec;
-  if (!o.tls_cert.empty() || !o.tls_key.empty()) {
-    if (o.tls_cert.empty() || o.tls_key.empty()) return {Code::kInvalidArgument, "give both --tls-cert and --tls-key"};
-    impl_->tls = std::make_unique<ssl::context>(ssl::context::tls_server);
-    impl_->tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                            ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    impl_->tls->use_certificate_chain_file(o.tls_cert, ec);
-    if (ec) return {Code::kInvalidArgument, "cannot load the TLS certificate: " + ec.message()};
-    impl_->tls->use_private_key_file(o.tls_key, ssl::context::pem, ec);
-    if (ec) return {Code::kInvalidArgument, "cannot load the TLS key: " + ec.message()};
-  }
+  tls->use_certificate_chain_file(o.tls_cert, ec);
+  if (ec) return Status(Code::kInvalidArgument, "cannot load the TLS certificate: " + ec.message());
+  tls->use_private_key_file(o.tls_key, ssl::context::pem, ec);
+  if (ec) return Status(Code::kInvalidArgument, "cannot load the TLS key: " + ec.message());
+  if (SSL_CTX_check_private_key(tls->native_handle()) != 1)
+    return Status(Code::kInvalidArgument, "the TLS key is not the certificate's key");
+  return tls;
+}
+
+}  // namespace
+
+Status HttpServer::Listen() {
+  const auto& o = impl_->fixed;
+  boost::system::error_code ec;
+  DALA_ASSIGN_OR_RETURN(impl_->tls, MakeTls(o));
   auto addr = asio::ip::make_address(o.host, ec);
   if (ec) return {Code::kInvalidArgument, "'" + o.host + "' is not an IP address to listen on"};
   tcp::endpoint ep(addr, o.port);
@@ -556,14 +590,41 @@ uint16_t HttpServer::port() const { return impl_->bound_port; }
 void HttpServer::Run() {
   auto& im = *impl_;
   // One accept loop per thread: a burst of connections (phones coming back online together) is taken in parallel.
-  for (int i = 0; i < std::max(1, im.opt.threads); ++i) asio::co_spawn(im.ioc, im.Accept(), asio::detached);
+  for (int i = 0; i < std::max(1, im.fixed.threads); ++i) asio::co_spawn(im.ioc, im.Accept(), asio::detached);
   LogLine("info", "\"event\":\"listening\",\"port\":" + std::to_string(im.bound_port) + ",\"tls\":" +
-                  (im.tls ? "true" : "false"));
+                  (im.Tls() ? "true" : "false"));
   std::vector<std::thread> pool;
-  for (int i = 1; i < std::max(1, im.opt.threads); ++i) pool.emplace_back([&] { im.ioc.run(); });
+  for (int i = 1; i < std::max(1, im.fixed.threads); ++i) pool.emplace_back([&] { im.ioc.run(); });
   im.ioc.run();
   for (auto& t : pool) t.join();
   LogLine("info", "\"event\":\"stopped\",\"requests\":" + std::to_string(im.served.load()));
+}
+
+Status HttpServer::Reload(const HttpOptions& next) {
+  auto& im = *impl_;
+  if (next.tls_cert.empty() != im.fixed.tls_cert.empty())
+    return Status(Code::kInvalidArgument, "switching HTTPS on or off takes a restart");
+  DALA_ASSIGN_OR_RETURN(std::shared_ptr<ssl::context> tls, MakeTls(next));
+  auto live = std::make_shared<HttpOptions>(im.fixed);
+  live->tls_cert = next.tls_cert;
+  live->tls_key = next.tls_key;
+  live->header_timeout_s = next.header_timeout_s;
+  live->body_timeout_s = next.body_timeout_s;
+  live->max_connections = next.max_connections;
+  live->log_requests = next.log_requests;
+  live->log_client_addresses = next.log_client_addresses;
+  live->trusted_proxies = next.trusted_proxies;
+  std::lock_guard lock(im.live_mu);
+  im.live = std::move(live);
+  im.tls = std::move(tls);
+  return Status::Ok();
+}
+
+bool HttpServer::Responsive(std::chrono::milliseconds within) {
+  auto answered = std::make_shared<std::promise<void>>();
+  auto done = answered->get_future();
+  asio::post(impl_->ioc, [answered] { answered->set_value(); });
+  return done.wait_for(within) == std::future_status::ready;
 }
 
 void HttpServer::Stop() {
@@ -575,7 +636,7 @@ void HttpServer::Stop() {
     im.acceptor.close(ec);
     im.CloseIdle();
     auto timer = std::make_shared<asio::steady_timer>(im.ioc);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(im.opt.shutdown_grace_s);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(im.fixed.shutdown_grace_s);
     auto poll = std::make_shared<std::function<void()>>();
     std::weak_ptr<std::function<void()>> weak = poll;  // the pending wait owns the function, not itself
     *poll = [&im, timer, deadline, weak]() {

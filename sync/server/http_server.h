@@ -57,6 +57,14 @@ class HttpServer {
   uint16_t port() const;
   void Run();          // serves until Stop(); returns when every connection is closed (or the grace ran out)
   void Stop();         // thread-safe and signal-safe to call from another thread
+  // What a running server can change (SIGHUP): the TLS certificate and key, loaded again from `next`'s
+  // files; the timeouts, the connection limit, request logging, client addresses and trusted proxies. New
+  // connections and requests take them; a connection keeps the TLS context it started with, and nothing is
+  // dropped. The rest of `next` (address, threads, body limits) is ignored: it takes a restart. On error
+  // (a certificate that does not load, HTTPS switched on or off) nothing changes. Thread-safe.
+  Status Reload(const HttpOptions& next);
+  // True when the I/O threads run a task posted now within `within` (the systemd watchdog's health check).
+  bool Responsive(std::chrono::milliseconds within);
 
  private:
   struct Impl;

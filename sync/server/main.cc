@@ -5,16 +5,19 @@
 #include <signal.h>
 #include <sodium.h>
 #include <sqlite3.h>
+#include <systemd/sd-daemon.h>
 
 #include <CLI/CLI.hpp>
 #include <cctype>
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -104,12 +107,41 @@ struct Options {
   std::vector<std::string> trusted_proxies;
 };
 
+using Handlers = std::map<const CLI::App*, int (*)(const Options&)>;
+int g_argc = 0;
+char** g_argv = nullptr;
+Options ReadRunOptions();
+
 std::unique_ptr<dala::server::ServerCore> OpenCore(const Options& o, dala::server::ServerLimits limits = {}) {
   return Check(dala::server::ServerCore::Open(o.data, limits));
 }
 
 // `run --config FILE`: TOML or INI (CLI11's reader), keys named like run's long options, at the top or in a
 // [run] section. The command line wins over the file; an unknown key is refused.
+// The line of `file` that sets `name` (in section `section`, "" for the top), for error messages; 0 if
+// not found. CLI11's reader does not keep line numbers.
+int LineOf(const std::string& file, const std::string& section, const std::string& name) {
+  std::ifstream in(file);
+  std::string line, current;
+  for (int n = 1; std::getline(in, line); ++n) {
+    const auto start = line.find_first_not_of(" \t");
+    if (start == std::string::npos) continue;
+    std::string_view l(line);
+    l.remove_prefix(start);
+    if (l.front() == '[') {
+      const auto end = l.find(']');
+      current = std::string(l.substr(1, end == std::string_view::npos ? std::string_view::npos : end - 1));
+      if (current == section && name.empty()) return n;
+      continue;
+    }
+    if (current != section || l.substr(0, name.size()) != name) continue;
+    l.remove_prefix(name.size());
+    const auto eq = l.find_first_not_of(" \t");
+    if (eq != std::string_view::npos && (l[eq] == '=' || l[eq] == ':')) return n;
+  }
+  return 0;
+}
+
 void ApplyConfig(CLI::App& run, const std::string& file) {
   std::vector<CLI::ConfigItem> items;
   try {
@@ -117,19 +149,24 @@ void ApplyConfig(CLI::App& run, const std::string& file) {
   } catch (const CLI::Error& e) {
     throw UsageError{"cannot read the config file '" + file + "': " + e.what()};
   }
+  auto where = [&](const std::string& section, const std::string& name) {
+    const int line = LineOf(file, section, name);
+    return "config file '" + file + "'" + (line > 0 ? ", line " + std::to_string(line) : std::string()) + ": ";
+  };
   for (const auto& item : items) {
     if (item.name == "++" || item.name == "--") continue;  // section markers
+    const std::string section = item.parents.empty() ? "" : item.parents[0];
     if (!item.parents.empty() && !(item.parents.size() == 1 && item.parents[0] == "run"))
-      throw UsageError{"config file '" + file + "': unknown section [" + item.parents[0] + "] (only [run])"};
+      throw UsageError{where(section, "") + "unknown section [" + item.parents[0] + "] (only [run])"};
     CLI::Option* opt = run.get_option_no_throw("--" + item.name);
     if (opt == nullptr || !opt->get_configurable() || item.name == "config")
-      throw UsageError{"config file '" + file + "': unknown setting '" + item.name + "'"};
+      throw UsageError{where(section, item.name) + "unknown setting '" + item.name + "'"};
     if (opt->count() > 0) continue;  // given on the command line
     try {
       opt->add_result(item.inputs);
       opt->run_callback();
     } catch (const CLI::Error& e) {
-      throw UsageError{"config file '" + file + "': " + e.what()};
+      throw UsageError{where(section, item.name) + e.what()};
     }
   }
 }
@@ -160,7 +197,8 @@ dala::server::HttpOptions MetricsListenerOptions(const Options& a) {
   return m;
 }
 
-int Run(const Options& a) {
+// The main listener's settings from `run`'s options.
+dala::server::HttpOptions HttpOptionsFor(const Options& a) {
   dala::server::HttpOptions o;
   ParseListen(a.listen, "--listen", o);
   if (a.tls_cert.empty() != a.tls_key.empty()) throw UsageError{"HTTPS needs both --tls-cert and --tls-key"};
@@ -177,6 +215,41 @@ int Run(const Options& a) {
   o.trusted_proxies = a.trusted_proxies;
   if (!a.trusted_proxies.empty() && !a.log_client_addresses)
     throw UsageError{"--trusted-proxy only matters with --log-client-addresses (client addresses are not logged)"};
+  return o;
+}
+
+// The settings a reload does not change (they take a restart), by their option names, that differ.
+std::vector<std::string> RestartOnlyChanges(const Options& was, const Options& now) {
+  std::vector<std::string> out;
+  auto differ = [&](const char* name, bool changed) {
+    if (changed) out.emplace_back(name);
+  };
+  differ("data", was.data != now.data);
+  differ("listen", was.listen != now.listen);
+  differ("threads", was.threads != now.threads);
+  differ("max-body-mib", was.max_body_mib != now.max_body_mib);
+  differ("max-buffered-mib", was.max_buffered_mib != now.max_buffered_mib);
+  differ("max-batch", was.max_batch != now.max_batch);
+  differ("max-envelope-mib", was.max_envelope_mib != now.max_envelope_mib);
+  differ("max-storage-mib", was.max_storage_mib != now.max_storage_mib);
+  differ("metrics-listen", was.metrics_listen != now.metrics_listen);
+  differ("tsa-url", was.tsa_url != now.tsa_url);
+  differ("tsa-interval", was.tsa_interval != now.tsa_interval);
+  differ("tls-cert and tls-key (HTTPS on or off)", was.tls_cert.empty() != now.tls_cert.empty());
+  return out;
+}
+
+// systemd's service manager (Type=notify): readiness, reloads, stopping, status. Nothing when not started
+// by it (NOTIFY_SOCKET unset).
+void Notify(const std::string& state) { (void)sd_notify(0, state.c_str()); }
+
+std::string MonotonicUsec() {
+  return "MONOTONIC_USEC=" + std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                std::chrono::steady_clock::now().time_since_epoch()).count());
+}
+
+int Run(const Options& a) {
+  dala::server::HttpOptions o = HttpOptionsFor(a);
   dala::server::ServerLimits limits;
   limits.max_body_bytes = o.max_body_bytes;
   limits.max_batch = a.max_batch;
@@ -188,6 +261,7 @@ int Run(const Options& a) {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -207,14 +281,62 @@ int Run(const Options& a) {
     metrics_server = std::make_unique<dala::server::HttpServer>(*core, *metrics_options);
     Check(metrics_server->Listen());
   }
+  std::mutex watchdog_mu;
+  std::condition_variable watchdog_cv;
+  bool watchdog_stop = false;
   std::printf("listening on %s:%u\n", o.host.c_str(), server.port());
   if (metrics_server) std::printf("metrics on %s:%u\n", metrics_options->host.c_str(), metrics_server->port());
   std::fflush(stdout);
+  Notify("READY=1\nSTATUS=serving on " + o.host + ":" + std::to_string(server.port()));
+  // SIGHUP: the command line and the config file read again; what a running server can change is changed
+  // (HttpServer::Reload: a renewed TLS certificate, timeouts, logging), the rest named as taking a restart.
+  // A config file or certificate that fails changes nothing: the server goes on as it was.
+  Options current = a;
+  auto reload = [&] {
+    Notify("RELOADING=1\n" + MonotonicUsec());
+    try {
+      Options next = ReadRunOptions();
+      Check(server.Reload(HttpOptionsFor(next)));
+      if (metrics_server && next.metrics_listen == current.metrics_listen)
+        Check(metrics_server->Reload(MetricsListenerOptions(next)));
+      nlohmann::json restart = RestartOnlyChanges(current, next);
+      dala::server::LogLine("info", "\"event\":\"reloaded\",\"restart_needed_for\":" + restart.dump());
+      current = std::move(next);
+    } catch (const UsageError& u) {
+      dala::server::LogLine("error", "\"event\":\"reload_failed\",\"error\":" + nlohmann::json(u.message).dump());
+    } catch (const Failure& f) {
+      dala::server::LogLine("error",
+                            "\"event\":\"reload_failed\",\"error\":" + nlohmann::json(f.st.message()).dump());
+    }
+    Notify("READY=1");
+  };
   std::thread signals([&] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    server.Stop();
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      if (sig == SIGHUP) {
+        reload();
+        continue;
+      }
+      Notify("STOPPING=1");
+      server.Stop();
+      return;
+    }
   });
+  // The watchdog (WatchdogSec=): pinged at half its interval while the I/O threads answer within it; a
+  // server whose event loop is stuck stops pinging and is restarted.
+  std::thread watchdog;
+  uint64_t watchdog_usec = 0;
+  if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+    watchdog = std::thread([&, period = std::chrono::microseconds(watchdog_usec / 2)] {
+      std::unique_lock lock(watchdog_mu);
+      while (!watchdog_cv.wait_for(lock, period, [&] { return watchdog_stop; })) {
+        lock.unlock();
+        if (server.Responsive(std::chrono::duration_cast<std::chrono::milliseconds>(period))) Notify("WATCHDOG=1");
+        lock.lock();
+      }
+    });
+  }
   std::thread metrics_thread;
   if (metrics_server) metrics_thread = std::thread([&] { metrics_server->Run(); });
   // Trusted time: the newest head stamped by the time-stamping authority every --tsa-interval seconds
@@ -250,6 +372,14 @@ int Run(const Options& a) {
     }
     stamp_cv.notify_all();
     stamper.join();
+  }
+  if (watchdog.joinable()) {
+    {
+      std::lock_guard lock(watchdog_mu);
+      watchdog_stop = true;
+    }
+    watchdog_cv.notify_all();
+    watchdog.join();
   }
   // Wake the signal thread if Run ended for another reason.
   pthread_kill(signals.native_handle(), SIGTERM);
@@ -503,18 +633,15 @@ const CLI::App* Chosen(const CLI::App& app) {
   }
 }
 
-}  // namespace
+constexpr char kAbout[] =
+    "dala-server: the organisation's sync server. It stores sealed reports it cannot read and signs\n"
+    "a receipt for each. Run 'dala-server COMMAND --help' for a command's options.";
 
-int main(int argc, char** argv) {
-  CLI::App app{"dala-server: the organisation's sync server. It stores sealed reports it cannot read and signs\n"
-               "a receipt for each. Run 'dala-server COMMAND --help' for a command's options.",
-               "dala-server"};
+void BuildCli(CLI::App& app, Options& o, Handlers& handlers) {
   app.set_version_flag("--version", VersionText, "prints the versions of dala-server, SQLCipher and libsodium");
   app.require_subcommand(1);
   app.footer("Exit codes: 0 success, 1 error, 2 usage or invalid input, 4 no such data directory or device, or\n"
              "nothing to export.");
-  Options o;
-  std::map<const CLI::App*, int (*)(const Options&)> handlers;
 
   auto* init = app.add_subcommand("init", "creates the data directory: encrypted database, its key file, the server's "
                                           "signing key (its public key printed alone on the last line)");
@@ -648,6 +775,33 @@ int main(int argc, char** argv) {
   AddData(check, o);
   check->add_flag("--json", o.json, "prints the result as JSON");
   handlers[check] = CheckData;
+}
+
+// `run`'s options as the command line and the --config file give them now (read again on SIGHUP).
+Options ReadRunOptions() {
+  CLI::App app{kAbout, "dala-server"};
+  Options o;
+  Handlers handlers;
+  BuildCli(app, o, handlers);
+  try {
+    app.parse(g_argc, g_argv);
+  } catch (const CLI::ParseError& e) {
+    throw UsageError{e.what()};
+  }
+  if (!o.config.empty()) ApplyConfig(*app.get_subcommand("run"), o.config);
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  g_argc = argc;
+  g_argv = argv;
+  CLI::App app{kAbout, "dala-server"};
+  Options o;
+  Handlers handlers;
+  BuildCli(app, o, handlers);
+  CLI::App* run = app.get_subcommand("run");
 
   try {
     try {
