@@ -12,13 +12,19 @@
 namespace dala::db {
 
 Db::~Db() { Close(); }
-Db::Db(Db&& o) noexcept : db_(std::exchange(o.db_, nullptr)), cache_(std::move(o.cache_)) { o.cache_.clear(); }
+Db::Db(Db&& o) noexcept
+    : db_(std::exchange(o.db_, nullptr)), cache_(std::move(o.cache_)), lent_(std::move(o.lent_)) {
+  o.cache_.clear();
+  o.lent_.clear();
+}
 Db& Db::operator=(Db&& o) noexcept {
   if (this != &o) {
     Close();
     db_ = std::exchange(o.db_, nullptr);
     cache_ = std::move(o.cache_);
+    lent_ = std::move(o.lent_);
     o.cache_.clear();
+    o.lent_.clear();
   }
   return *this;
 }
@@ -26,6 +32,7 @@ Db& Db::operator=(Db&& o) noexcept {
 void Db::Close() {
   for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
   cache_.clear();
+  lent_.clear();
   if (db_ != nullptr) sqlite3_close_v2(db_);
   db_ = nullptr;
 }
@@ -68,12 +75,16 @@ Status Db::Exec(const char* sql) {
 Result<Stmt> Db::Prepare(std::string_view sql) {
   std::string key(sql);
   auto it = cache_.find(key);
-  if (it != cache_.end() && !sqlite3_stmt_busy(it->second)) return Stmt(this, it->second, /*cached=*/true);
+  if (it != cache_.end() && lent_.count(it->second) == 0) {
+    lent_.insert(it->second);
+    return Stmt(this, it->second, /*cached=*/true);
+  }
   sqlite3_stmt* s = nullptr;
   int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr);
   if (rc != SQLITE_OK) return Error(rc, "database statement failed");
-  if (it != cache_.end()) return Stmt(this, s, /*cached=*/false);  // the cached one is busy
+  if (it != cache_.end()) return Stmt(this, s, /*cached=*/false);  // the cached one is in use
   cache_.emplace(std::move(key), s);
+  lent_.insert(s);
   return Stmt(this, s, /*cached=*/true);
 }
 
@@ -198,6 +209,7 @@ void Stmt::Release() {
   if (cached_) {
     sqlite3_reset(s_);
     sqlite3_clear_bindings(s_);
+    db_->lent_.erase(s_);
   } else {
     sqlite3_finalize(s_);
   }

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "base/secret.h"
@@ -52,9 +53,13 @@ class Db {
   bool is_open() const { return db_ != nullptr; }
 
  private:
+  friend class Stmt;
   explicit Db(sqlite3* db) : db_(db) {}
   sqlite3* db_ = nullptr;
   std::unordered_map<std::string, sqlite3_stmt*> cache_;
+  // Cached statements a live Stmt holds: not handed out twice (two Stmts on one statement would reset
+  // and rebind each other's).
+  mutable std::unordered_set<sqlite3_stmt*> lent_;
 };
 
 class Stmt {

@@ -1,0 +1,180 @@
+// dala-server's SQL interface (sync/server/sql/sql.h) on both engines: the same statements and values give
+// the same results on the embedded SQLCipher database and on a real PostgreSQL 15 server (started by
+// tests/support/postgres.py, which sets DALA_TEST_POSTGRES_URL; without it the PostgreSQL tests fail, they
+// do not skip). A lost PostgreSQL connection is an error the caller can retry, and the next statement
+// reconnects by itself.
+#include <gtest/gtest.h>
+#include <sodium.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "base/db.h"
+#include "base/fsutil.h"
+#include "server/sql/sql.h"
+#include "server/sql/sqlite_connection.h"
+#include "test_util.h"
+
+namespace dala::server::sql {
+namespace {
+
+std::string PostgresUrl() {
+  const char* url = std::getenv("DALA_TEST_POSTGRES_URL");
+  return url != nullptr ? url : "";
+}
+
+// A connection to each engine, with an empty table t(k INTEGER PRIMARY KEY, b BLOB, s TEXT, n INTEGER).
+class Engines : public ::testing::TestWithParam<Engine> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Engine::kSqlite) {
+      SecretBuffer key(32);
+      randombytes_buf(key.data(), key.size());
+      const std::string path = dir_.sub("db");
+      ASSERT_TRUE(fs::CreatePrivateFile(path).ok());
+      auto db = db::Db::Open(path, key, true);
+      ASSERT_TRUE(db.ok()) << db.status().message();
+      c_ = std::make_unique<SqliteConnection>(std::move(*db));
+      ASSERT_TRUE(c_->Exec("CREATE TABLE t(k INTEGER PRIMARY KEY, b BLOB, s TEXT, n INTEGER)").ok());
+    } else {
+      ASSERT_FALSE(PostgresUrl().empty()) << "run through tests/support/postgres.py (DALA_TEST_POSTGRES_URL)";
+      auto c = ConnectPostgres(PostgresUrl());
+      ASSERT_TRUE(c.ok()) << c.status().message();
+      c_ = std::move(*c);
+      ASSERT_TRUE(c_->Exec("DROP TABLE IF EXISTS t; CREATE TABLE t(k BIGINT PRIMARY KEY, b BYTEA, s TEXT, n BIGINT)").ok());
+    }
+  }
+
+  std::unique_ptr<Connection> Second() {
+    if (GetParam() == Engine::kPostgres) {
+      auto c = ConnectPostgres(PostgresUrl());
+      return c.ok() ? std::move(*c) : nullptr;
+    }
+    return nullptr;
+  }
+
+  test::TempDir dir_;
+  std::unique_ptr<Connection> c_;
+};
+
+TEST_P(Engines, ValuesComeBackExactly) {
+  std::vector<uint8_t> every_byte(256);
+  for (int i = 0; i < 256; ++i) every_byte[static_cast<size_t>(i)] = static_cast<uint8_t>(i);
+  const std::string text = "Zhaña ŋ 日本 ' \" ? $1 \\x00";
+  auto ins = c_->Prepare("INSERT INTO t(k, b, s, n) VALUES (?, ?, ?, ?)");
+  ASSERT_TRUE(ins.ok()) << ins.status().message();
+  ASSERT_TRUE(ins->Bind(1, int64_t{1}).Bind(2, every_byte).BindText(3, text).Bind(4, INT64_MIN).Run().ok());
+  EXPECT_EQ(c_->Changes(), 1);
+  auto ins2 = c_->Prepare("INSERT INTO t(k, b, s, n) VALUES (?, ?, ?, ?)");
+  ASSERT_TRUE(ins2->Bind(1, int64_t{2}).Bind(2, std::span<const uint8_t>()).BindNull(3).Bind(4, INT64_MAX).Run().ok());
+
+  auto q = c_->Prepare("SELECT k, b, s, n FROM t WHERE k >= ? ORDER BY k");
+  ASSERT_TRUE(q.ok());
+  q->Bind(1, int64_t{1});
+  auto row = q->Step();
+  ASSERT_TRUE(row.ok() && *row) << row.status().message();
+  EXPECT_EQ(q->Int(0), 1);
+  EXPECT_EQ(q->Blob(1), every_byte);
+  EXPECT_EQ(q->Text(2), text);
+  EXPECT_EQ(q->Int(3), INT64_MIN);
+  row = q->Step();
+  ASSERT_TRUE(row.ok() && *row);
+  EXPECT_EQ(q->Int(0), 2);
+  EXPECT_TRUE(q->BlobView(1).empty());
+  EXPECT_TRUE(q->IsNull(2));
+  EXPECT_FALSE(q->IsNull(3));
+  EXPECT_EQ(q->Int(3), INT64_MAX);
+  row = q->Step();
+  ASSERT_TRUE(row.ok());
+  EXPECT_FALSE(*row);
+
+  // Aggregates, and a `?` inside a string literal left alone.
+  auto agg = c_->Prepare("SELECT count(*), coalesce(max(k), -1), '?' FROM t WHERE n > ?");
+  agg->Bind(1, int64_t{0});
+  ASSERT_TRUE(*agg->Step());
+  EXPECT_EQ(agg->Int(0), 1);
+  EXPECT_EQ(agg->Int(1), 2);
+  EXPECT_EQ(agg->Text(2), "?");
+
+  auto up = c_->Prepare("UPDATE t SET n = n WHERE k IN (1, 2)");
+  ASSERT_TRUE(up->Run().ok());
+  EXPECT_EQ(c_->Changes(), 2);
+}
+
+TEST_P(Engines, ATransactionNotCommittedLeavesNothing) {
+  {
+    Txn txn(*c_);
+    ASSERT_TRUE(txn.Begin().ok());
+    ASSERT_TRUE(c_->Prepare("INSERT INTO t(k) VALUES (?)")->Bind(1, int64_t{7}).Run().ok());
+  }
+  auto n = c_->Prepare("SELECT count(*) FROM t");
+  ASSERT_TRUE(*n->Step());
+  EXPECT_EQ(n->Int(0), 0);
+  {
+    Txn txn(*c_);
+    ASSERT_TRUE(txn.Begin().ok());
+    ASSERT_TRUE(c_->Prepare("INSERT INTO t(k) VALUES (?)")->Bind(1, int64_t{8}).Run().ok());
+    ASSERT_TRUE(txn.Commit().ok());
+  }
+  auto m = c_->Prepare("SELECT count(*) FROM t");
+  ASSERT_TRUE(*m->Step());
+  EXPECT_EQ(m->Int(0), 1);
+  // A duplicate key is an error, and the connection goes on.
+  EXPECT_FALSE(c_->Prepare("INSERT INTO t(k) VALUES (?)")->Bind(1, int64_t{8}).Run().ok());
+  EXPECT_TRUE(c_->Prepare("INSERT INTO t(k) VALUES (?)")->Bind(1, int64_t{9}).Run().ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Sql, Engines, ::testing::Values(Engine::kSqlite, Engine::kPostgres),
+                         [](const auto& info) { return info.param == Engine::kSqlite ? "Sqlite" : "Postgres"; });
+
+TEST(Sql, PlaceholdersAreNumberedOutsideQuotes) {
+  EXPECT_EQ(NumberPlaceholders("SELECT '?', ?, \"a?\" FROM t WHERE x = ? AND y = 'it''s ?'"),
+            "SELECT '?', $1, \"a?\" FROM t WHERE x = $2 AND y = 'it''s ?'");
+}
+
+TEST(Postgres, AReadTransactionSeesOneSnapshot) {
+  ASSERT_FALSE(PostgresUrl().empty());
+  auto a = ConnectPostgres(PostgresUrl()), b = ConnectPostgres(PostgresUrl());
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE((*a)->Exec("DROP TABLE IF EXISTS snap; CREATE TABLE snap(x BIGINT)").ok());
+  auto count = [&] {
+    auto st = (*a)->Prepare("SELECT count(*) FROM snap");
+    EXPECT_TRUE(*st->Step());
+    return st->Int(0);
+  };
+  Txn read(**a);
+  ASSERT_TRUE(read.Begin(TxnKind::kRead).ok());
+  EXPECT_EQ(count(), 0);
+  ASSERT_TRUE((*b)->Exec("INSERT INTO snap VALUES (1)").ok());
+  EXPECT_EQ(count(), 0);
+  ASSERT_TRUE(read.Commit().ok());
+  EXPECT_EQ(count(), 1);
+}
+
+// The server's connection cut (a restart, a failover, a network cut): the statement in flight fails with
+// kIo ("try again later"), and the next one reconnects by itself.
+TEST(Postgres, ALostConnectionIsRetriableAndReconnects) {
+  ASSERT_FALSE(PostgresUrl().empty());
+  auto a = ConnectPostgres(PostgresUrl()), killer = ConnectPostgres(PostgresUrl());
+  ASSERT_TRUE(a.ok() && killer.ok());
+  auto pid = (*a)->Prepare("SELECT pg_backend_pid()");
+  ASSERT_TRUE(*pid->Step());
+  const int64_t backend = pid->Int(0);
+  auto kill = (*killer)->Prepare("SELECT pg_terminate_backend(?::integer)");
+  ASSERT_TRUE(kill->Bind(1, backend).Run().ok());
+  auto lost = (*a)->Prepare("SELECT 1")->Run();
+  EXPECT_EQ(lost.code(), Code::kIo) << lost.message();
+  auto again = (*a)->Prepare("SELECT 1");
+  EXPECT_TRUE(again->Run().ok());
+}
+
+TEST(Postgres, AnUnreachableServerIsAClearError) {
+  auto c = ConnectPostgres("postgresql://dala@127.0.0.1:1/dala?connect_timeout=5");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), Code::kIo);
+  EXPECT_NE(c.status().message().find("cannot connect to PostgreSQL"), std::string::npos) << c.status().message();
+}
+
+}  // namespace
+}  // namespace dala::server::sql
