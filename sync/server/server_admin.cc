@@ -11,7 +11,7 @@ namespace dala::server {
 
 Result<std::vector<DeviceInfo>> ServerCore::Devices() {
   std::lock_guard lock(mu_);
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+  DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare(
       "SELECT d.device_key, d.enrolled_ms, d.last_seen_ms, d.revoked, "
       "(SELECT count(*) FROM reports r WHERE r.device_key = d.device_key), d.label, d.invite_hash "
       "FROM devices d ORDER BY d.enrolled_ms"));
@@ -39,12 +39,12 @@ Status ServerCore::Revoke(const crypto::PublicKey& device) {
   const uint64_t first_leaf = log_.size();
   std::string head;
   Status done = [&]() -> Status {
-    db::Txn txn(db_);
+    sql::Txn txn(*db_);
     DALA_RETURN_IF_ERROR(txn.Begin());
-    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("UPDATE devices SET revoked = 1 WHERE device_key = ? AND revoked = 0"));
+    DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare("UPDATE devices SET revoked = 1 WHERE device_key = ? AND revoked = 0"));
     st.Bind(1, device);
     DALA_RETURN_IF_ERROR(st.Run());
-    if (db_.Changes() == 0) return {Code::kNotFound, "no enrolled device with that key (or it is revoked already)"};
+    if (db_->Changes() == 0) return {Code::kNotFound, "no enrolled device with that key (or it is revoked already)"};
     const int64_t now = clock_();
     DALA_RETURN_IF_ERROR(log_.Append(protocol::DeviceRevokedLeaf(
         std::string_view(reinterpret_cast<const char*>(device.data()), 32), now)).status());
@@ -64,12 +64,12 @@ Status ServerCore::LabelDevice(const crypto::PublicKey& device, std::string_view
   for (unsigned char c : label)
     if (c < 0x20 || c == 0x7f) return Status(Code::kInvalidArgument, "a device label is one line of printable text");
   std::lock_guard lock(mu_);
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("UPDATE devices SET label = ? WHERE device_key = ?"));
+  DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare("UPDATE devices SET label = ? WHERE device_key = ?"));
   if (label.empty()) st.BindNull(1);
   else st.BindText(1, label);
   st.Bind(2, device);
   DALA_RETURN_IF_ERROR(st.Run());
-  if (db_.Changes() == 0) return Status(Code::kNotFound, "no enrolled device with that key");
+  if (db_->Changes() == 0) return Status(Code::kNotFound, "no enrolled device with that key");
   return Status::Ok();
 }
 
@@ -77,7 +77,7 @@ Result<std::vector<InviteInfo>> ServerCore::Invites() {
   std::lock_guard lock(mu_);
   std::vector<InviteInfo> out;
   // Each invite used: its terms from the invite bytes one of its devices presented (checked again here).
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+  DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare(
       "SELECT d.invite_hash, count(*), max(d.enrolled_ms), (SELECT invite FROM devices e WHERE e.invite_hash = "
       "d.invite_hash LIMIT 1), c.cancelled_ms FROM devices d LEFT JOIN invites_cancelled c ON c.invite_hash = "
       "d.invite_hash WHERE d.invite_hash IS NOT NULL GROUP BY d.invite_hash ORDER BY min(d.enrolled_ms)"));
@@ -101,9 +101,9 @@ Result<std::vector<InviteInfo>> ServerCore::Invites() {
     if (!st.IsNull(4)) inv.cancelled_ms = st.Int(4);
     out.push_back(std::move(inv));
   }
-  st = db::Stmt();
+  st = sql::Stmt();
   // Invites cancelled before anyone used them: only their hash is known.
-  DALA_ASSIGN_OR_RETURN(db::Stmt c, db_.Prepare(
+  DALA_ASSIGN_OR_RETURN(sql::Stmt c, db_->Prepare(
       "SELECT invite_hash, cancelled_ms FROM invites_cancelled c WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE "
       "d.invite_hash = c.invite_hash) ORDER BY cancelled_ms"));
   for (;;) {
@@ -121,11 +121,11 @@ Result<std::vector<InviteInfo>> ServerCore::Invites() {
 
 Status ServerCore::CancelInvite(const crypto::Hash& invite) {
   std::lock_guard lock(mu_);
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+  DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare(
       "INSERT OR IGNORE INTO invites_cancelled(invite_hash, cancelled_ms) VALUES(?, ?)"));
   st.Bind(1, invite).Bind(2, clock_());
   DALA_RETURN_IF_ERROR(st.Run());
-  if (db_.Changes() == 0) return Status(Code::kState, "that invite is cancelled already");
+  if (db_->Changes() == 0) return Status(Code::kState, "that invite is cancelled already");
   return Status::Ok();
 }
 

@@ -13,14 +13,14 @@ namespace dala::server {
 Result<AuditReport> ServerCore::Audit() {
   std::lock_guard lock(mu_);
   // One snapshot for every read: a push that a running server commits meanwhile is all in or all out.
-  db::ReadTxn snapshot(db_);
-  DALA_RETURN_IF_ERROR(snapshot.Begin());
+  sql::Txn snapshot(*db_);
+  DALA_RETURN_IF_ERROR(snapshot.Begin(sql::TxnKind::kRead));
   AuditReport out;
   auto problem = [&](std::string p) {
     if (out.problems.size() < 20) out.problems.push_back(std::move(p));
   };
-  {
-    DALA_ASSIGN_OR_RETURN(db::Stmt ic, db_.Prepare("PRAGMA integrity_check"));
+  if (db_->engine() == sql::Engine::kSqlite) {  // PostgreSQL checks its pages itself (data checksums, amcheck)
+    DALA_ASSIGN_OR_RETURN(sql::Stmt ic, db_->Prepare("PRAGMA integrity_check"));
     for (;;) {
       DALA_ASSIGN_OR_RETURN(bool row, ic.Step());
       if (!row) break;
@@ -43,7 +43,7 @@ Result<AuditReport> ServerCore::Audit() {
   }
   bool whole_log_signed = leaves.empty();
   {
-    DALA_ASSIGN_OR_RETURN(db::Stmt h, db_.Prepare("SELECT size, signed FROM log_heads ORDER BY size"));
+    DALA_ASSIGN_OR_RETURN(sql::Stmt h, db_->Prepare("SELECT size, signed FROM log_heads ORDER BY size"));
     for (;;) {
       DALA_ASSIGN_OR_RETURN(bool row, h.Step());
       if (!row) break;
@@ -74,7 +74,7 @@ Result<AuditReport> ServerCore::Audit() {
   if (!whole_log_signed) problem("no signed head covers the whole log of " + std::to_string(out.log_size) + " leaves");
 
   {
-    DALA_ASSIGN_OR_RETURN(db::Stmt r, db_.Prepare("SELECT count(*), count(leaf), coalesce(max(leaf), -1) FROM reports"));
+    DALA_ASSIGN_OR_RETURN(sql::Stmt r, db_->Prepare("SELECT count(*), count(leaf), coalesce(max(leaf), -1) FROM reports"));
     DALA_ASSIGN_OR_RETURN(bool row, r.Step());
     if (row) {
       out.reports = static_cast<uint64_t>(r.Int(0));
@@ -84,7 +84,7 @@ Result<AuditReport> ServerCore::Audit() {
     }
   }
 
-  DALA_ASSIGN_OR_RETURN(db::Stmt a, db_.Prepare(
+  DALA_ASSIGN_OR_RETURN(sql::Stmt a, db_->Prepare(
       "SELECT device_key, attachment_id, size, chunk_size, chunk_hashes FROM attachments WHERE complete = 1"));
   for (;;) {
     DALA_ASSIGN_OR_RETURN(bool row, a.Step());

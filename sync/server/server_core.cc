@@ -2,6 +2,8 @@
 // Pushes are in server_push.cc, attachment uploads in server_upload.cc, the schema in server_schema.cc.
 #include "server/server_core.h"
 
+#include "server/sql/sqlite_connection.h"
+
 
 #include <fcntl.h>
 #include <sodium.h>
@@ -42,7 +44,8 @@ int64_t WallClock() { return SystemNowMs(); }
 
 }  // namespace
 
-ServerCore::ServerCore(std::string dir, db::Db db, crypto::SigningKey signing, ServerLimits limits)
+ServerCore::ServerCore(std::string dir, std::unique_ptr<sql::Connection> db, crypto::SigningKey signing,
+                       ServerLimits limits)
     : dir_(std::move(dir)), db_(std::move(db)), signing_(std::move(signing)), limits_(limits), clock_(WallClock) {
   writer_ = std::thread([this] { WriterLoop(); });
 }
@@ -112,6 +115,12 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Ser
   DALA_RETURN_IF_ERROR(MigrateServerSchema(db));
   // More page cache than a phone's 8 MiB: a page read again from the cache is not decrypted again.
   DALA_RETURN_IF_ERROR(db.Exec("PRAGMA cache_size = -65536;"));
+  return OpenOn(dir, std::make_unique<sql::SqliteConnection>(std::move(db)), limits);
+}
+
+Result<std::unique_ptr<ServerCore>> ServerCore::OpenOn(const std::string& dir, std::unique_ptr<sql::Connection> conn,
+                                                       ServerLimits limits) {
+  sql::Connection& db = *conn;
   DALA_RETURN_IF_ERROR(fs::EnsureDirectory(Path(dir, kAttachmentDirName)));
   uint64_t stored = 0;
   {
@@ -120,15 +129,15 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Ser
     for (const auto& b : files)
       if (::stat(fs::Join(Path(dir, kAttachmentDirName), b).c_str(), &sb) == 0) stored += static_cast<uint64_t>(sb.st_size);
   }
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db.Prepare("SELECT value FROM meta WHERE key = 'signing_key'"));
+  DALA_ASSIGN_OR_RETURN(sql::Stmt st, db.Prepare("SELECT value FROM meta WHERE key = 'signing_key'"));
   DALA_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return Status(Code::kCorrupt, "the server database has no signing key");
   DALA_ASSIGN_OR_RETURN(crypto::SigningKey signing, crypto::SigningKeyFromSecret(st.BlobView(0)));
-  st = db::Stmt();
+  st = sql::Stmt();
   crypto::PublicKey organisation{};
   std::string statement;
   {
-    DALA_ASSIGN_OR_RETURN(db::Stmt m, db.Prepare("SELECT key, value FROM meta WHERE key IN ('organisation_key', 'statement')"));
+    DALA_ASSIGN_OR_RETURN(sql::Stmt m, db.Prepare("SELECT key, value FROM meta WHERE key IN ('organisation_key', 'statement')"));
     for (;;) {
       DALA_ASSIGN_OR_RETURN(bool r, m.Step());
       if (!r) break;
@@ -140,16 +149,16 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Ser
       }
     }
   }
-  DALA_ASSIGN_OR_RETURN(db::Stmt mx, db.Prepare("SELECT coalesce(max(seq), 0) FROM reports"));
+  DALA_ASSIGN_OR_RETURN(sql::Stmt mx, db.Prepare("SELECT coalesce(max(seq), 0) FROM reports"));
   DALA_ASSIGN_OR_RETURN(bool got, mx.Step());
   int64_t next = got ? mx.Int(0) + 1 : 1;
-  mx = db::Stmt();
+  mx = sql::Stmt();
   // Counted, not taken from the sequence: data from older versions may have gaps in it.
-  DALA_ASSIGN_OR_RETURN(db::Stmt count, db.Prepare("SELECT count(*) FROM reports"));
+  DALA_ASSIGN_OR_RETURN(sql::Stmt count, db.Prepare("SELECT count(*) FROM reports"));
   DALA_ASSIGN_OR_RETURN(bool counted, count.Step());
   const int64_t held = counted ? count.Int(0) : 0;
-  count = db::Stmt();
-  auto core = std::unique_ptr<ServerCore>(new ServerCore(dir, std::move(db), std::move(signing), limits));
+  count = sql::Stmt();
+  auto core = std::unique_ptr<ServerCore>(new ServerCore(dir, std::move(conn), std::move(signing), limits));
   core->next_sequence_ = next;
   core->organisation_ = organisation;
   if (!statement.empty()) {
@@ -174,7 +183,7 @@ Result<std::string> ServerCore::SignHeadLocked(int64_t now) {
   const uint64_t size = log_.size();
   if (size == 0) return std::string();
   {  // the newest head recorded (by this process or another on the same data directory)
-    DALA_ASSIGN_OR_RETURN(db::Stmt q, db_.Prepare("SELECT coalesce(max(size), 0) FROM log_heads"));
+    DALA_ASSIGN_OR_RETURN(sql::Stmt q, db_->Prepare("SELECT coalesce(max(size), 0) FROM log_heads"));
     DALA_ASSIGN_OR_RETURN(bool row, q.Step());
     if (row && static_cast<uint64_t>(q.Int(0)) >= size) return std::string();
   }
@@ -184,14 +193,14 @@ Result<std::string> ServerCore::SignHeadLocked(int64_t now) {
   head.time_ms = now;
   head.server_key = signing_.public_key;
   std::string signed_head = protocol::SignLogHead(signing_, head);
-  DALA_ASSIGN_OR_RETURN(db::Stmt ins, db_.Prepare("INSERT INTO log_heads(size, signed) VALUES(?, ?)"));
+  DALA_ASSIGN_OR_RETURN(sql::Stmt ins, db_->Prepare("INSERT INTO log_heads(size, signed) VALUES(?, ?)"));
   ins.Bind(1, static_cast<int64_t>(size)).Bind(2, B(signed_head));
   DALA_RETURN_IF_ERROR(ins.Run());
   return signed_head;
 }
 
 Result<std::string> ServerCore::NewestHeadLocked(uint64_t size) {
-  DALA_ASSIGN_OR_RETURN(db::Stmt h, db_.Prepare("SELECT signed FROM log_heads WHERE size = ?"));
+  DALA_ASSIGN_OR_RETURN(sql::Stmt h, db_->Prepare("SELECT signed FROM log_heads WHERE size = ?"));
   h.Bind(1, static_cast<int64_t>(size));
   DALA_ASSIGN_OR_RETURN(bool row, h.Step());
   if (!row) return std::string();
@@ -241,14 +250,14 @@ Status ServerCore::AddLogLocked(const PushJob& job, const std::string& signed_he
 }
 
 Status ServerCore::BackfillLogLocked() {
-  db::Txn txn(db_);
+  sql::Txn txn(*db_);
   DALA_RETURN_IF_ERROR(txn.Begin());
   if (std::string st = StatementFor(0); !st.empty()) {
     auto parsed = protocol::VerifyStatement(B(st), organisation_);
     if (parsed.ok()) DALA_RETURN_IF_ERROR(log_.Append(protocol::StatementLeaf(st, parsed->version())).status());
   }
   {
-    DALA_ASSIGN_OR_RETURN(db::Stmt en, db_.Prepare(
+    DALA_ASSIGN_OR_RETURN(sql::Stmt en, db_->Prepare(
         "SELECT device_key, invite, proof, enrolled_ms FROM devices WHERE invite IS NOT NULL ORDER BY enrolled_ms"));
     for (;;) {
       DALA_ASSIGN_OR_RETURN(bool row, en.Step());
@@ -261,7 +270,7 @@ Status ServerCore::BackfillLogLocked() {
     }
   }
   {
-    DALA_ASSIGN_OR_RETURN(db::Stmt rs, db_.Prepare("SELECT receipt FROM reports ORDER BY seq"));
+    DALA_ASSIGN_OR_RETURN(sql::Stmt rs, db_->Prepare("SELECT receipt FROM reports ORDER BY seq"));
     for (;;) {
       DALA_ASSIGN_OR_RETURN(bool row, rs.Step());
       if (!row) break;
@@ -271,7 +280,7 @@ Status ServerCore::BackfillLogLocked() {
       if (!sr.ParseFromArray(b.data(), static_cast<int>(b.size())) || !r.ParseFromString(sr.receipt()))
         return Status(Code::kCorrupt, "a stored receipt is damaged");
       DALA_ASSIGN_OR_RETURN(uint64_t leaf, log_.Append(protocol::ReportLeaf(r)));
-      DALA_ASSIGN_OR_RETURN(db::Stmt up, db_.Prepare("UPDATE reports SET leaf = ? WHERE seq = ?"));
+      DALA_ASSIGN_OR_RETURN(sql::Stmt up, db_->Prepare("UPDATE reports SET leaf = ? WHERE seq = ?"));
       up.Bind(1, static_cast<int64_t>(leaf)).Bind(2, static_cast<int64_t>(r.sequence()));
       DALA_RETURN_IF_ERROR(up.Run());
     }
@@ -420,7 +429,7 @@ void ServerCore::WriterLoop() {
       const int64_t first_sequence = next_sequence_;
       const uint64_t first_leaf = log_.size();
       bool ok = true;
-      db::Txn txn(db_);
+      sql::Txn txn(*db_);
       ok = txn.Begin().ok();
       for (size_t i = 0; ok && i < jobs.size(); ++i) {
         auto r = PushLocked(jobs[i], now);
@@ -485,7 +494,7 @@ HttpResult ServerCore::Enrol(const std::string& device_key, const v1::EnrolReque
   }
   if (!protocol::AuthorisedAt(newest, signing_.public_key, now))
     return Reply(403, v1::INVITE_INVALID, "the organisation does not authorise this server now", now);
-  auto dev = db_.Prepare("SELECT revoked FROM devices WHERE device_key = ?");
+  auto dev = db_->Prepare("SELECT revoked FROM devices WHERE device_key = ?");
   if (!dev.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
   dev->Bind(1, B(device_key));
   auto row = dev->Step();
@@ -495,30 +504,30 @@ HttpResult ServerCore::Enrol(const std::string& device_key, const v1::EnrolReque
     if (dev->Int(0) != 0) return Reply(403, v1::DEVICE_REVOKED, "this device was revoked by the organisation", now);
     return Reply(200, v1::OK, "already enrolled", now);
   }
-  *dev = db::Stmt();
+  *dev = sql::Stmt();
   if (inv->invite.expires_ms() <= now) return Reply(403, v1::INVITE_EXPIRED, "the invite has expired; ask for a new one", now);
-  db::Txn txn(db_);
+  sql::Txn txn(*db_);
   if (!txn.Begin().ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
   {
-    auto cancelled = db_.Prepare("SELECT 1 FROM invites_cancelled WHERE invite_hash = ?");
+    auto cancelled = db_->Prepare("SELECT 1 FROM invites_cancelled WHERE invite_hash = ?");
     if (!cancelled.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
     cancelled->Bind(1, invite_hash);
     auto crow = cancelled->Step();
     if (!crow.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
     if (*crow) return Reply(403, v1::INVITE_INVALID, "this invite was cancelled; ask for a new one", now);
   }
-  auto used = db_.Prepare("SELECT count(*) FROM devices WHERE invite_hash = ?");
+  auto used = db_->Prepare("SELECT count(*) FROM devices WHERE invite_hash = ?");
   if (!used.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
   used->Bind(1, invite_hash);
   auto urow = used->Step();
   if (!urow.ok() || !*urow) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
   if (used->Int(0) >= static_cast<int64_t>(inv->invite.uses()))
     return Reply(403, v1::INVITE_USED_UP, "the invite has been used up; ask for a new one", now);
-  *used = db::Stmt();
-  auto add = db_.Prepare(
+  *used = sql::Stmt();
+  auto add = db_->Prepare(
       "INSERT INTO devices(device_key, enrolled_ms, last_seen_ms, revoked, invite, invite_hash, proof) "
       "VALUES(?, ?, ?, 0, ?, ?, ?)");
-  auto keep = db_.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('statement', ?)");
+  auto keep = db_->Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('statement', ?)");
   if (!add.ok() || !keep.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
   add->Bind(1, B(device_key)).Bind(2, now).Bind(3, now).Bind(4, B(enrol.invite())).Bind(5, invite_hash).Bind(6, B(enrol.proof()));
   keep->Bind(1, B(newest_bytes));
@@ -563,9 +572,9 @@ Status ServerCore::SetStatement(std::string_view signed_statement) {
   const uint64_t first_leaf = log_.size();
   std::string head;
   Status done = [&]() -> Status {
-    db::Txn txn(db_);
+    sql::Txn txn(*db_);
     DALA_RETURN_IF_ERROR(txn.Begin());
-    DALA_ASSIGN_OR_RETURN(db::Stmt keep, db_.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('statement', ?)"));
+    DALA_ASSIGN_OR_RETURN(sql::Stmt keep, db_->Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('statement', ?)"));
     keep.Bind(1, crypto::Bytes(signed_statement));
     DALA_RETURN_IF_ERROR(keep.Run());
     DALA_RETURN_IF_ERROR(log_.Append(protocol::StatementLeaf(signed_statement, st.version())).status());
@@ -583,7 +592,7 @@ Status ServerCore::SetStatement(std::string_view signed_statement) {
 
 Result<uint64_t> ServerCore::ReportCount() {
   std::lock_guard lock(mu_);
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("SELECT count(*) FROM reports"));
+  DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare("SELECT count(*) FROM reports"));
   DALA_ASSIGN_OR_RETURN(bool row, st.Step());
   return row ? static_cast<uint64_t>(st.Int(0)) : 0;
 }
@@ -593,8 +602,8 @@ Result<uint64_t> ServerCore::Export(const std::string& path, uint64_t since, uin
   {
     std::lock_guard lock(mu_);
     // One snapshot for every read below: a push another process commits meanwhile is all in or all out.
-    db::ReadTxn snapshot(db_);
-    DALA_RETURN_IF_ERROR(snapshot.Begin());
+    sql::Txn snapshot(*db_);
+    DALA_RETURN_IF_ERROR(snapshot.Begin(sql::TxnKind::kRead));
     DALA_RETURN_IF_ERROR(log_.Load());
     if (since > log_.size())
       return Status(Code::kInvalidArgument, "the log holds " + std::to_string(log_.size()) +
@@ -602,7 +611,7 @@ Result<uint64_t> ServerCore::Export(const std::string& path, uint64_t since, uin
     ex.set_log_from(since);
     ex.set_server_key(signing_.public_key.data(), 32);
     ex.set_statement(StatementFor(0));
-    DALA_ASSIGN_OR_RETURN(db::Stmt en, db_.Prepare(
+    DALA_ASSIGN_OR_RETURN(sql::Stmt en, db_->Prepare(
         "SELECT device_key, invite, proof, enrolled_ms FROM devices WHERE invite IS NOT NULL ORDER BY enrolled_ms"));
     for (;;) {
       DALA_ASSIGN_OR_RETURN(bool row, en.Step());
@@ -614,9 +623,9 @@ Result<uint64_t> ServerCore::Export(const std::string& path, uint64_t since, uin
       e->set_proof(reinterpret_cast<const char*>(p.data()), p.size());
       e->set_enrolled_ms(en.Int(3));
     }
-    en = db::Stmt();
+    en = sql::Stmt();
     // Reports stored before the log existed have no leaf: they are only in full exports.
-    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(since == 0 ? "SELECT envelope, receipt FROM reports ORDER BY seq"
+    DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare(since == 0 ? "SELECT envelope, receipt FROM reports ORDER BY seq"
                                                               : "SELECT envelope, receipt FROM reports WHERE leaf >= ? "
                                                                 "ORDER BY seq"));
     if (since != 0) st.Bind(1, static_cast<int64_t>(since));
@@ -628,23 +637,23 @@ Result<uint64_t> ServerCore::Export(const std::string& path, uint64_t since, uin
       r->set_envelope(reinterpret_cast<const char*>(e.data()), e.size());
       r->set_receipt(reinterpret_cast<const char*>(rc.data()), rc.size());
     }
-    st = db::Stmt();
+    st = sql::Stmt();
     // The log as it stands, and the head that covers exactly it.
     DALA_ASSIGN_OR_RETURN(std::vector<std::string> leaves, log_.Leaves());
     for (size_t i = static_cast<size_t>(since); i < leaves.size(); ++i) ex.add_log(std::move(leaves[i]));
     const uint64_t size = leaves.size();
     if (log_size != nullptr) *log_size = size;
-    DALA_ASSIGN_OR_RETURN(db::Stmt h, db_.Prepare("SELECT signed FROM log_heads WHERE size = ?"));
+    DALA_ASSIGN_OR_RETURN(sql::Stmt h, db_->Prepare("SELECT signed FROM log_heads WHERE size = ?"));
     h.Bind(1, static_cast<int64_t>(size));
     DALA_ASSIGN_OR_RETURN(bool have, h.Step());
     if (have) {
       auto b = h.BlobView(0);
       ex.set_log_head(reinterpret_cast<const char*>(b.data()), b.size());
     }
-    h = db::Stmt();
+    h = sql::Stmt();
     // Every head a time-stamping authority stamped, with its token (oldest first), in incremental exports
     // too: a stamp can come late, after an export covered its head (the desk keeps each once, by its bytes).
-    DALA_ASSIGN_OR_RETURN(db::Stmt ts, db_.Prepare(
+    DALA_ASSIGN_OR_RETURN(sql::Stmt ts, db_->Prepare(
         "SELECT h.signed, t.token FROM log_timestamps t JOIN log_heads h ON h.size = t.size WHERE t.size <= ? "
         "ORDER BY t.size"));
     ts.Bind(1, static_cast<int64_t>(size));

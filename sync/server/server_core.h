@@ -196,7 +196,10 @@ class ServerCore {
     std::string root, chunk_hashes;
     bool complete = false;
   };
-  ServerCore(std::string dir, db::Db db, crypto::SigningKey signing, ServerLimits limits);
+  ServerCore(std::string dir, std::unique_ptr<sql::Connection> db, crypto::SigningKey signing, ServerLimits limits);
+  // Open's second half, on a connection whose schema is migrated.
+  static Result<std::unique_ptr<ServerCore>> OpenOn(const std::string& dir, std::unique_ptr<sql::Connection> conn,
+                                                    ServerLimits limits);
   std::string AttachmentPath(const std::string& name) const;
   // Verified bytes held for an attachment: durable ones (from memory), or after a restart those its file
   // holds, which a SIGKILL may have left in the page cache only (CompleteOnDiskLocked syncs before use).
@@ -239,8 +242,8 @@ class ServerCore {
   std::string dir_;
   std::mutex mu_;
   int64_t next_sequence_ = 1;  // under mu_
-  db::Db db_;
-  ServerLog log_{db_};  // under mu_
+  std::unique_ptr<sql::Connection> db_;
+  ServerLog log_{*db_};  // under mu_
   // Under mu_, inside a transaction: signs and records (log_heads) a head over the log as it now is;
   // returns it, or nothing if a head of that size is recorded already.
   Result<std::string> SignHeadLocked(int64_t now);

@@ -6,7 +6,7 @@ namespace dala::server {
 
 Status ServerLog::Load() {
   // max(idx) is a lookup in the table's b-tree (count(*) would read every leaf).
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("SELECT coalesce(max(idx) + 1, 0) FROM log"));
+  DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_.Prepare("SELECT coalesce(max(idx) + 1, 0) FROM log"));
   DALA_ASSIGN_OR_RETURN(bool row, st.Step());
   size_ = row ? static_cast<uint64_t>(st.Int(0)) : 0;
   return Status::Ok();
@@ -14,7 +14,7 @@ Status ServerLog::Load() {
 
 Result<merkle::Hash> ServerLog::Perfect(uint32_t level, uint64_t index) const {
   if (auto it = cache_.find({level, index}); it != cache_.end()) return it->second;
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("SELECT hash FROM log_nodes WHERE level = ? AND idx = ?"));
+  DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_.Prepare("SELECT hash FROM log_nodes WHERE level = ? AND idx = ?"));
   st.Bind(1, static_cast<int64_t>(level)).Bind(2, static_cast<int64_t>(index));
   DALA_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row || st.BlobView(0).size() != 32) return Status(Code::kCorrupt, "the log is missing a node");
@@ -30,11 +30,11 @@ Result<uint64_t> ServerLog::Append(std::string_view leaf) {
   DALA_RETURN_IF_ERROR(Load());
   const uint64_t index = size_;
   {
-    DALA_ASSIGN_OR_RETURN(db::Stmt ins, db_.Prepare("INSERT INTO log(idx, leaf) VALUES(?, ?)"));
+    DALA_ASSIGN_OR_RETURN(sql::Stmt ins, db_.Prepare("INSERT INTO log(idx, leaf) VALUES(?, ?)"));
     ins.Bind(1, static_cast<int64_t>(index)).Bind(2, crypto::Bytes(leaf));
     DALA_RETURN_IF_ERROR(ins.Run());
   }
-  DALA_ASSIGN_OR_RETURN(db::Stmt node, db_.Prepare("INSERT INTO log_nodes(level, idx, hash) VALUES(?, ?, ?)"));
+  DALA_ASSIGN_OR_RETURN(sql::Stmt node, db_.Prepare("INSERT INTO log_nodes(level, idx, hash) VALUES(?, ?, ?)"));
   merkle::Hash h = merkle::LeafHash(crypto::Bytes(leaf));
   uint64_t at = index;
   for (uint32_t level = 0;; ++level) {
@@ -52,7 +52,7 @@ Result<uint64_t> ServerLog::Append(std::string_view leaf) {
 }
 
 Result<std::vector<std::string>> ServerLog::Leaves() const {
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare("SELECT leaf FROM log ORDER BY idx"));
+  DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_.Prepare("SELECT leaf FROM log ORDER BY idx"));
   std::vector<std::string> out;
   for (;;) {
     DALA_ASSIGN_OR_RETURN(bool row, st.Step());

@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "base/db.h"
+#include "server/sql/sql.h"
 #include "base/status.h"
 #include "format/merkle.h"
 
@@ -17,7 +17,7 @@ namespace dala::server {
 
 class ServerLog : public merkle::Tree {
  public:
-  explicit ServerLog(db::Db& db) : db_(db) {}
+  explicit ServerLog(sql::Connection& db) : db_(db) {}
   Status Load();  // the size from the database (Append reads it again: other processes may append)
   uint64_t size() const override { return size_; }
   Result<merkle::Hash> Perfect(uint32_t level, uint64_t index) const override;
@@ -30,7 +30,7 @@ class ServerLog : public merkle::Tree {
   Result<std::vector<std::string>> Leaves() const;
 
  private:
-  db::Db& db_;
+  sql::Connection& db_;
   uint64_t size_ = 0;
   // Nodes never change once written, so the ones read or written lately are kept: a group commit's heads
   // and its reports' inclusion proofs read the same few nodes again and again. Bounded; cleared whole.

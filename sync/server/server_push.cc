@@ -33,7 +33,7 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
   const std::string& device_key = job.device_key;
   int64_t last_seen = 0;
   {
-    DALA_ASSIGN_OR_RETURN(db::Stmt dev, db_.Prepare("SELECT revoked, last_seen_ms FROM devices WHERE device_key = ?"));
+    DALA_ASSIGN_OR_RETURN(sql::Stmt dev, db_->Prepare("SELECT revoked, last_seen_ms FROM devices WHERE device_key = ?"));
     dev.Bind(1, B(device_key));
     DALA_ASSIGN_OR_RETURN(bool row, dev.Step());
     if (!row) return Reply(401, v1::UNKNOWN_DEVICE, "this device is not enrolled; enrol first", now);
@@ -53,8 +53,8 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
       continue;
     }
     {
-      DALA_ASSIGN_OR_RETURN(db::Stmt find,
-                            db_.Prepare("SELECT content_hash, receipt, leaf FROM reports WHERE device_key = ? AND "
+      DALA_ASSIGN_OR_RETURN(sql::Stmt find,
+                            db_->Prepare("SELECT content_hash, receipt, leaf FROM reports WHERE device_key = ? AND "
                                         "report_id = ? AND version = ?"));
       find.Bind(1, B(device_key)).Bind(2, it.h.report_id).Bind(3, it.h.version);
       DALA_ASSIGN_OR_RETURN(bool row, find.Step());
@@ -102,7 +102,7 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
       }
       if (!complete) {
         // Held until every attachment is here; no receipt yet. The phone uploads, then pushes again.
-        DALA_ASSIGN_OR_RETURN(db::Stmt p, db_.Prepare(
+        DALA_ASSIGN_OR_RETURN(sql::Stmt p, db_->Prepare(
             "INSERT OR REPLACE INTO pending(report_id, version, device_key, content_hash, envelope, received_ms) "
             "VALUES(?, ?, ?, ?, ?, ?)"));
         p.Bind(1, it.h.report_id).Bind(2, it.h.version).Bind(3, B(device_key)).Bind(4, it.hash);
@@ -116,7 +116,7 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
         }
         continue;
       }
-      DALA_ASSIGN_OR_RETURN(db::Stmt done, db_.Prepare("DELETE FROM pending WHERE device_key = ? AND report_id = ? AND version = ?"));
+      DALA_ASSIGN_OR_RETURN(sql::Stmt done, db_->Prepare("DELETE FROM pending WHERE device_key = ? AND report_id = ? AND version = ?"));
       done.Bind(1, B(device_key)).Bind(2, it.h.report_id).Bind(3, it.h.version);
       DALA_RETURN_IF_ERROR(done.Run());
     }
@@ -131,7 +131,7 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
     receipt.set_server_key(signing_.public_key.data(), 32);
     receipt.set_device_key(device_key);
     std::string signed_receipt = protocol::SignReceipt(signing_, receipt);
-    DALA_ASSIGN_OR_RETURN(db::Stmt ins, db_.Prepare(
+    DALA_ASSIGN_OR_RETURN(sql::Stmt ins, db_->Prepare(
         "INSERT INTO reports(seq, report_id, version, device_key, content_hash, envelope, receipt, received_ms, leaf) "
         "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     DALA_ASSIGN_OR_RETURN(uint64_t leaf, log_.Append(protocol::ReportLeaf(receipt)));
@@ -153,7 +153,7 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
   // Last contact to the minute: a phone pushing again within a minute does not rewrite its device row (a
   // page of a table in random key order, written again on every push otherwise).
   if (now < last_seen || now - last_seen >= kLastSeenResolutionMs) {
-    DALA_ASSIGN_OR_RETURN(db::Stmt seen, db_.Prepare("UPDATE devices SET last_seen_ms = ? WHERE device_key = ?"));
+    DALA_ASSIGN_OR_RETURN(sql::Stmt seen, db_->Prepare("UPDATE devices SET last_seen_ms = ? WHERE device_key = ?"));
     seen.Bind(1, now).Bind(2, B(device_key));
     DALA_RETURN_IF_ERROR(seen.Run());
   }
@@ -167,7 +167,7 @@ Result<bool> ServerCore::AttachmentsLocked(const std::string& device_key, const 
                                            std::string* conflict) {
   bool all = true;
   for (const auto& m : h.attachments) {
-    DALA_ASSIGN_OR_RETURN(db::Stmt q, db_.Prepare(
+    DALA_ASSIGN_OR_RETURN(sql::Stmt q, db_->Prepare(
         "SELECT size, chunk_size, root, complete FROM attachments WHERE device_key = ? AND attachment_id = ?"));
     q.Bind(1, B(device_key)).Bind(2, B(m.attachment_id()));
     DALA_ASSIGN_OR_RETURN(bool row, q.Step());
@@ -179,15 +179,15 @@ Result<bool> ServerCore::AttachmentsLocked(const std::string& device_key, const 
         return false;
       }
       bool complete = q.Int(3) != 0;
-      q = db::Stmt();
+      q = sql::Stmt();
       if (!complete) {
         DALA_ASSIGN_OR_RETURN(complete, CompleteOnDiskLocked(device_key, m));
       }
       all = all && complete;
       continue;
     }
-    q = db::Stmt();
-    DALA_ASSIGN_OR_RETURN(db::Stmt ins, db_.Prepare(
+    q = sql::Stmt();
+    DALA_ASSIGN_OR_RETURN(sql::Stmt ins, db_->Prepare(
         "INSERT INTO attachments(device_key, attachment_id, size, chunk_size, root, chunk_hashes, complete, created_ms) "
         "VALUES(?, ?, ?, ?, ?, ?, 0, ?)"));
     ins.Bind(1, B(device_key)).Bind(2, B(m.attachment_id())).Bind(3, static_cast<int64_t>(m.size()));

@@ -11,7 +11,7 @@ Result<uint64_t> ServerCore::StampNewestHead(const TsaPost& post) {
   uint64_t size = 0;
   {
     std::lock_guard lock(mu_);
-    DALA_ASSIGN_OR_RETURN(db::Stmt q, db_.Prepare(
+    DALA_ASSIGN_OR_RETURN(sql::Stmt q, db_->Prepare(
         "SELECT size, signed FROM log_heads WHERE size = (SELECT max(size) FROM log_heads) AND "
         "size > (SELECT coalesce(max(size), 0) FROM log_timestamps)"));
     DALA_ASSIGN_OR_RETURN(bool row, q.Step());
@@ -25,7 +25,7 @@ Result<uint64_t> ServerCore::StampNewestHead(const TsaPost& post) {
   DALA_ASSIGN_OR_RETURN(std::string answer, post(request.der));
   DALA_ASSIGN_OR_RETURN(std::string token, rfc3161::TokenFromResponse(B(answer), request, B(head)));
   std::lock_guard lock(mu_);
-  DALA_ASSIGN_OR_RETURN(db::Stmt ins, db_.Prepare(
+  DALA_ASSIGN_OR_RETURN(sql::Stmt ins, db_->Prepare(
       "INSERT OR IGNORE INTO log_timestamps(size, token, stamped_ms) VALUES(?, ?, ?)"));
   ins.Bind(1, static_cast<int64_t>(size)).Bind(2, B(token)).Bind(3, clock_());
   DALA_RETURN_IF_ERROR(ins.Run());

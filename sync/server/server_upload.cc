@@ -95,7 +95,7 @@ Status ServerCore::MarkComplete(const std::string& device_key, const std::string
 }
 
 Status ServerCore::MarkCompleteLocked(const std::string& device_key, const std::string& attachment_id) {
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+  DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare(
       "UPDATE attachments SET complete = 1 WHERE device_key = ? AND attachment_id = ?"));
   st.Bind(1, B(device_key)).Bind(2, B(attachment_id));
   return st.Run();
@@ -132,15 +132,15 @@ ServerCore::UploadStart ServerCore::BeginUploadUnsigned(uint64_t body_length, co
   StoredAttachment stored;
   {
     std::lock_guard lock(mu_);
-    auto dev = db_.Prepare("SELECT revoked FROM devices WHERE device_key = ?");
+    auto dev = db_->Prepare("SELECT revoked FROM devices WHERE device_key = ?");
     if (!dev.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
     dev->Bind(1, B(req->device_key()));
     auto row = dev->Step();
     if (!row.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
     if (!*row) return Reply(401, v1::UNKNOWN_DEVICE, "this device is not enrolled; enrol first", now);
     if (dev->Int(0) != 0) return Reply(403, v1::DEVICE_REVOKED, "this device was revoked by the organisation", now);
-    *dev = db::Stmt();
-    auto q = db_.Prepare("SELECT size, chunk_size, chunk_hashes, complete FROM attachments WHERE device_key = ? AND attachment_id = ?");
+    *dev = sql::Stmt();
+    auto q = db_->Prepare("SELECT size, chunk_size, chunk_hashes, complete FROM attachments WHERE device_key = ? AND attachment_id = ?");
     if (!q.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
     q->Bind(1, B(req->device_key())).Bind(2, B(up.attachment_id()));
     auto brow = q->Step();

@@ -33,6 +33,7 @@
 #include "server/server_core.h"
 #include "desk/log_verifier.h"
 #include "server/server_log.h"
+#include "server/sql/sqlite_connection.h"
 #include "client/log_witness.h"
 #include "client/sync_engine.h"
 #include "base/clock.h"
@@ -901,11 +902,12 @@ TEST(Log, NodesOfAFailedTransactionAreNotRemembered) {
   ASSERT_TRUE(db->Exec("CREATE TABLE log(idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL);"
                        "CREATE TABLE log_nodes(level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, "
                        "PRIMARY KEY(level, idx)) WITHOUT ROWID;").ok());
-  server::ServerLog log(*db);
+  server::sql::SqliteConnection conn(std::move(*db));
+  server::ServerLog log(conn);
   ASSERT_TRUE(log.Load().ok());
   ASSERT_TRUE(log.Append("a").ok());
   {
-    db::Txn txn(*db);
+    db::Txn txn(conn.db());
     ASSERT_TRUE(txn.Begin().ok());
     ASSERT_TRUE(log.Append("forgotten").ok());
     ASSERT_TRUE(log.Perfect(1, 0).ok());

@@ -57,6 +57,12 @@ class PgStmt : public StmtImpl {
     params_[static_cast<size_t>(i - 1)] = Param{};
   }
   Result<bool> Step() override;
+  void Reset() override {
+    result_.reset();
+    ran_ = false;
+    row_ = -1;
+    blobs_.clear();
+  }
   int64_t Int(int col) const override {
     const char* v = PQgetvalue(result_.get(), row_, col);
     return v != nullptr ? std::strtoll(v, nullptr, 10) : 0;

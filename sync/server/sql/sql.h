@@ -26,6 +26,7 @@ class StmtImpl {
   virtual void BindText(int i, std::string_view v) = 0;
   virtual void BindNull(int i) = 0;
   virtual Result<bool> Step() = 0;
+  virtual void Reset() = 0;  // to run again; bindings stay
   virtual int64_t Int(int col) const = 0;
   virtual std::span<const uint8_t> BlobView(int col) const = 0;
   virtual std::string Text(int col) const = 0;
@@ -57,6 +58,7 @@ class Stmt {
   }
   Result<bool> Step() { return impl_->Step(); }  // true: a row is ready; false: done
   Status Run();                                   // steps to completion
+  void Reset() { impl_->Reset(); }                // to run again, with the bindings it has
   int64_t Int(int col) const { return impl_->Int(col); }
   std::span<const uint8_t> BlobView(int col) const { return impl_->BlobView(col); }
   std::vector<uint8_t> Blob(int col) const {

@@ -13,6 +13,7 @@ class SqliteStmt : public StmtImpl {
   void BindText(int i, std::string_view v) override { s_.BindText(i, v); }
   void BindNull(int i) override { s_.BindNull(i); }
   Result<bool> Step() override { return s_.Step(); }
+  void Reset() override { s_.Reset(); }
   int64_t Int(int col) const override { return s_.Int(col); }
   std::span<const uint8_t> BlobView(int col) const override { return s_.BlobView(col); }
   std::string Text(int col) const override { return s_.Text(col); }
