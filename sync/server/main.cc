@@ -98,7 +98,7 @@ dala::crypto::PublicKey Key(const std::string& hex, const char* what) {
 // Everything the command line can say; each subcommand binds what it takes.
 struct Options {
   std::string data, config, listen = "127.0.0.1:8443", tls_cert, tls_key, out, organisation, device, statement,
-      tsa_url, label, invite, metrics_listen;
+      tsa_url, label, invite, metrics_listen, database;
   int threads = 2, header_timeout = 10, body_timeout = 60, tsa_interval = 60;
   uint64_t max_connections = 1024, max_body_mib = 16, max_buffered_mib = 256, max_batch = 256, max_storage_mib = 0,
            max_envelope_mib = 8, since = 0;
@@ -405,7 +405,7 @@ int Timestamp(const Options& a) {
 int Init(const Options& a) {
   auto root = dala::protocol::ParseIdentity(a.organisation);
   if (!root.ok()) throw UsageError{"--organisation: " + root.status().message()};
-  Check(dala::server::ServerCore::Init(a.data, *root));
+  Check(dala::server::ServerCore::Init(a.data, *root, a.database));
   auto core = OpenCore(a);
   std::fprintf(stderr,
                "Server data created in %s for the organisation %s (fingerprint %s).\n"
@@ -648,6 +648,9 @@ void BuildCli(CLI::App& app, Options& o, Handlers& handlers) {
   AddData(init, o);
   init->add_option("--organisation", o.organisation,
                    "the organisation's identity, DALA-ORG1-... (dala desk keygen prints it)")->required();
+  init->add_option("--database", o.database,
+                   "keep the data in this PostgreSQL database (postgresql://USER@HOST:PORT/DB; a password from "
+                   "PGPASSWORD or ~/.pgpass, not the URL) instead of the embedded one (docs/operations.md)");
   handlers[init] = Init;
 
   auto* pin = app.add_subcommand("pin", "prints the TLS pin of a certificate (for dala desk invite --tls-pin)");

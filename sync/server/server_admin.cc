@@ -80,7 +80,7 @@ Result<std::vector<InviteInfo>> ServerCore::Invites() {
   DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare(
       "SELECT d.invite_hash, count(*), max(d.enrolled_ms), (SELECT invite FROM devices e WHERE e.invite_hash = "
       "d.invite_hash LIMIT 1), c.cancelled_ms FROM devices d LEFT JOIN invites_cancelled c ON c.invite_hash = "
-      "d.invite_hash WHERE d.invite_hash IS NOT NULL GROUP BY d.invite_hash ORDER BY min(d.enrolled_ms)"));
+      "d.invite_hash WHERE d.invite_hash IS NOT NULL GROUP BY d.invite_hash, c.cancelled_ms ORDER BY min(d.enrolled_ms)"));
   for (;;) {
     DALA_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
@@ -122,7 +122,7 @@ Result<std::vector<InviteInfo>> ServerCore::Invites() {
 Status ServerCore::CancelInvite(const crypto::Hash& invite) {
   std::lock_guard lock(mu_);
   DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare(
-      "INSERT OR IGNORE INTO invites_cancelled(invite_hash, cancelled_ms) VALUES(?, ?)"));
+      db_->InsertOrIgnore("invites_cancelled(invite_hash, cancelled_ms) VALUES(?, ?)")));
   st.Bind(1, invite).Bind(2, clock_());
   DALA_RETURN_IF_ERROR(st.Run());
   if (db_->Changes() == 0) return Status(Code::kState, "that invite is cancelled already");

@@ -1,5 +1,7 @@
 #include "server/server_backup.h"
 
+#include "server/server_internal.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
@@ -114,6 +116,11 @@ Result<BackupSummary> Backup(const std::string& dir, const std::string& out, boo
       return Status(Code::kNotFound, "no dala-server data in '" + dir + "'");
     return key.status();
   }
+  if (fs::Exists(fs::Join(dir, kDatabaseUrlFile)))
+    return Status(Code::kInvalidArgument,
+                  "this data directory keeps its data in PostgreSQL: back up the database with pg_dump or "
+                  "pg_basebackup, and keep a copy of this directory (server.key, database.url) apart "
+                  "(docs/operations.md, \"Backups and restore\")");
   const std::string snapshot = out + ".db-tmp";
   struct Remove {
     std::string path;

@@ -64,13 +64,14 @@ void ServerCore::set_clock(int64_t (*clock)()) {
   clock_ = clock;
 }
 
-Status ServerCore::Init(const std::string& dir, const crypto::PublicKey& organisation) {
+Status ServerCore::Init(const std::string& dir, const crypto::PublicKey& organisation, const std::string& database) {
   if (!InitSodium()) return {Code::kInternal, "libsodium could not start"};
   DALA_RETURN_IF_ERROR(fs::EnsureDirectory(dir));
   if (fs::Exists(Path(dir, kServerKeyFile)) || fs::Exists(Path(dir, kServerDbFile)))
     return {Code::kExists, "'" + dir + "' already holds a dala-server data directory"};
   SecretBuffer key(32);
   randombytes_buf(key.data(), key.size());
+  if (!database.empty()) return InitPostgres(dir, organisation, database, key);
   DALA_RETURN_IF_ERROR(fs::CreatePrivateFile(Path(dir, kServerDbFile)));
   {
     DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(Path(dir, kServerDbFile), key, true));
@@ -89,6 +90,78 @@ Status ServerCore::Init(const std::string& dir, const crypto::PublicKey& organis
   return fs::WriteFileAtomic(Path(dir, kServerKeyFile), key.span());
 }
 
+namespace {
+
+// On PostgreSQL the signing key is kept sealed under the data directory's key (server.key), so that the
+// database alone (a dump, a replica, a raided database server) does not yield it.
+constexpr char kSealedSigningKeyAd[] = "dala/v1/server-signing-key";
+
+std::vector<uint8_t> SealSigningKey(const crypto::SigningKey& signing, const SecretBuffer& data_key) {
+  std::vector<uint8_t> out(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + signing.secret_key.size() +
+                           crypto_aead_xchacha20poly1305_ietf_ABYTES);
+  randombytes_buf(out.data(), crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+  unsigned long long clen = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(out.data() + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, &clen,
+                                             signing.secret_key.data(), signing.secret_key.size(),
+                                             reinterpret_cast<const uint8_t*>(kSealedSigningKeyAd),
+                                             sizeof kSealedSigningKeyAd - 1, nullptr, out.data(), data_key.data());
+  return out;
+}
+
+}  // namespace
+
+Result<crypto::SigningKey> ServerCore::ReadSigningKey(sql::Connection& db, const SecretBuffer& data_key) {
+  const bool sealed = db.engine() == sql::Engine::kPostgres;
+  DALA_ASSIGN_OR_RETURN(sql::Stmt st, db.Prepare(sealed ? "SELECT value FROM meta WHERE key = 'signing_key_sealed'"
+                                                         : "SELECT value FROM meta WHERE key = 'signing_key'"));
+  DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status(Code::kCorrupt, "the server database has no signing key");
+  if (!sealed) return crypto::SigningKeyFromSecret(st.BlobView(0));
+  auto v = st.BlobView(0);
+  constexpr size_t kN = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, kA = crypto_aead_xchacha20poly1305_ietf_ABYTES;
+  if (v.size() < kN + kA) return Status(Code::kCorrupt, "the server database's signing key is damaged");
+  SecretBuffer secret(v.size() - kN - kA);
+  unsigned long long mlen = 0;
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(secret.data(), &mlen, nullptr, v.data() + kN, v.size() - kN,
+                                                 reinterpret_cast<const uint8_t*>(kSealedSigningKeyAd),
+                                                 sizeof kSealedSigningKeyAd - 1, v.data(), data_key.data()) != 0)
+    return Status(Code::kWrongKey, "this data directory's server.key does not open the signing key held in the "
+                                   "PostgreSQL database: the data directory belongs to another database");
+  return crypto::SigningKeyFromSecret(secret.span());
+}
+
+Status ServerCore::InitPostgres(const std::string& dir, const crypto::PublicKey& organisation,
+                                const std::string& database, const SecretBuffer& key) {
+  if (database.rfind("postgresql://", 0) != 0 && database.rfind("postgres://", 0) != 0)
+    return Status(Code::kInvalidArgument, "--database must be a postgresql:// URL");
+  DALA_ASSIGN_OR_RETURN(std::unique_ptr<sql::Connection> pg, sql::ConnectPostgres(database));
+  DALA_RETURN_IF_ERROR(MigratePostgresSchema(*pg));
+  // The data directory first (a failure below removes it again), then the database's rows.
+  DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(Path(dir, kServerKeyFile), key.span()));
+  DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(Path(dir, kDatabaseUrlFile), crypto::Bytes(database)));
+  Status st = [&]() -> Status {
+    sql::Txn txn(*pg);
+    DALA_RETURN_IF_ERROR(txn.Begin());
+    DALA_ASSIGN_OR_RETURN(sql::Stmt held, pg->Prepare("SELECT count(*) FROM meta WHERE key = 'organisation_key'"));
+    DALA_ASSIGN_OR_RETURN(bool row, held.Step());
+    if (row && held.Int(0) > 0)
+      return Status(Code::kExists, "this PostgreSQL database holds a dala-server's data already: start more nodes "
+                                   "on copies of that server's data directory, or give another database");
+    held = sql::Stmt();
+    crypto::SigningKey signing = crypto::GenerateSigningKey();
+    DALA_ASSIGN_OR_RETURN(sql::Stmt sk, pg->Prepare("INSERT INTO meta(key, value) VALUES('signing_key_sealed', ?)"));
+    DALA_RETURN_IF_ERROR(sk.Bind(1, SealSigningKey(signing, key)).Run());
+    DALA_ASSIGN_OR_RETURN(sql::Stmt org, pg->Prepare("INSERT INTO meta(key, value) VALUES('organisation_key', ?)"));
+    DALA_RETURN_IF_ERROR(org.Bind(1, organisation).Run());
+    return txn.Commit();
+  }();
+  if (!st.ok()) {
+    (void)fs::RemoveFile(Path(dir, kServerKeyFile));
+    (void)fs::RemoveFile(Path(dir, kDatabaseUrlFile));
+  }
+  return st;
+}
+
 Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, ServerLimits limits) {
   if (!InitSodium()) return Status(Code::kInternal, "libsodium could not start");
   auto key = fs::ReadFile(Path(dir, kServerKeyFile), 64);
@@ -100,6 +173,13 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Ser
   if (key->size() != 32) return Status(Code::kCorrupt, "the server key file is damaged");
   SecretBuffer k(key->data(), key->size());
   sodium_memzero(key->data(), key->size());
+  if (fs::Exists(Path(dir, kDatabaseUrlFile))) {  // PostgreSQL
+    DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> url, fs::ReadFile(Path(dir, kDatabaseUrlFile), 4096));
+    DALA_ASSIGN_OR_RETURN(std::unique_ptr<sql::Connection> pg,
+                          sql::ConnectPostgres(std::string(url.begin(), url.end())));
+    DALA_RETURN_IF_ERROR(MigratePostgresSchema(*pg));
+    return OpenOn(dir, std::move(pg), k, limits);
+  }
   DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(Path(dir, kServerDbFile), k, false));
   // Before any migration: data of dala-server 0.1 (no organisation key) is left exactly as it is, so that
   // the 0.1 binary can still export it.
@@ -115,11 +195,11 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Ser
   DALA_RETURN_IF_ERROR(MigrateServerSchema(db));
   // More page cache than a phone's 8 MiB: a page read again from the cache is not decrypted again.
   DALA_RETURN_IF_ERROR(db.Exec("PRAGMA cache_size = -65536;"));
-  return OpenOn(dir, std::make_unique<sql::SqliteConnection>(std::move(db)), limits);
+  return OpenOn(dir, std::make_unique<sql::SqliteConnection>(std::move(db)), k, limits);
 }
 
 Result<std::unique_ptr<ServerCore>> ServerCore::OpenOn(const std::string& dir, std::unique_ptr<sql::Connection> conn,
-                                                       ServerLimits limits) {
+                                                       const SecretBuffer& data_key, ServerLimits limits) {
   sql::Connection& db = *conn;
   DALA_RETURN_IF_ERROR(fs::EnsureDirectory(Path(dir, kAttachmentDirName)));
   uint64_t stored = 0;
@@ -129,11 +209,7 @@ Result<std::unique_ptr<ServerCore>> ServerCore::OpenOn(const std::string& dir, s
     for (const auto& b : files)
       if (::stat(fs::Join(Path(dir, kAttachmentDirName), b).c_str(), &sb) == 0) stored += static_cast<uint64_t>(sb.st_size);
   }
-  DALA_ASSIGN_OR_RETURN(sql::Stmt st, db.Prepare("SELECT value FROM meta WHERE key = 'signing_key'"));
-  DALA_ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return Status(Code::kCorrupt, "the server database has no signing key");
-  DALA_ASSIGN_OR_RETURN(crypto::SigningKey signing, crypto::SigningKeyFromSecret(st.BlobView(0)));
-  st = sql::Stmt();
+  DALA_ASSIGN_OR_RETURN(crypto::SigningKey signing, ReadSigningKey(db, data_key));
   crypto::PublicKey organisation{};
   std::string statement;
   {
@@ -431,6 +507,14 @@ void ServerCore::WriterLoop() {
       bool ok = true;
       sql::Txn txn(*db_);
       ok = txn.Begin().ok();
+      // Read again under the write lock: another node on the same PostgreSQL database (or another process on
+      // this data directory) may have stored reports since.
+      if (ok) {
+        auto mx = db_->Prepare("SELECT coalesce(max(seq), 0) + 1 FROM reports");
+        auto row = mx.ok() ? mx->Step() : Result<bool>(mx.status());
+        ok = row.ok() && *row;
+        if (ok) next_sequence_ = std::max(next_sequence_, mx->Int(0));
+      }
       for (size_t i = 0; ok && i < jobs.size(); ++i) {
         auto r = PushLocked(jobs[i], now);
         if (r.ok()) answers[i] = std::move(*r);
@@ -527,7 +611,7 @@ HttpResult ServerCore::Enrol(const std::string& device_key, const v1::EnrolReque
   auto add = db_->Prepare(
       "INSERT INTO devices(device_key, enrolled_ms, last_seen_ms, revoked, invite, invite_hash, proof) "
       "VALUES(?, ?, ?, 0, ?, ?, ?)");
-  auto keep = db_->Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('statement', ?)");
+  auto keep = db_->Prepare(db_->Upsert("meta(key, value) VALUES('statement', ?)", "key", "value"));
   if (!add.ok() || !keep.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
   add->Bind(1, B(device_key)).Bind(2, now).Bind(3, now).Bind(4, B(enrol.invite())).Bind(5, invite_hash).Bind(6, B(enrol.proof()));
   keep->Bind(1, B(newest_bytes));
@@ -574,7 +658,7 @@ Status ServerCore::SetStatement(std::string_view signed_statement) {
   Status done = [&]() -> Status {
     sql::Txn txn(*db_);
     DALA_RETURN_IF_ERROR(txn.Begin());
-    DALA_ASSIGN_OR_RETURN(sql::Stmt keep, db_->Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('statement', ?)"));
+    DALA_ASSIGN_OR_RETURN(sql::Stmt keep, db_->Prepare(db_->Upsert("meta(key, value) VALUES('statement', ?)", "key", "value")));
     keep.Bind(1, crypto::Bytes(signed_statement));
     DALA_RETURN_IF_ERROR(keep.Run());
     DALA_RETURN_IF_ERROR(log_.Append(protocol::StatementLeaf(signed_statement, st.version())).status());

@@ -117,7 +117,9 @@ class ServerCore {
   // Creates DIR (0700) with a random database key (server.key, 0600), the database and a signing key, for
   // the organisation whose root key is `organisation`: the server enrols only devices that present an
   // invite that root signed for this server.
-  static Status Init(const std::string& dir, const crypto::PublicKey& organisation);
+  // `database`: a postgresql:// URL to keep the data in PostgreSQL (the data directory then holds the key
+  // that seals the server's signing key there, the URL, and the attachments); empty: the embedded database.
+  static Status Init(const std::string& dir, const crypto::PublicKey& organisation, const std::string& database = {});
   static Result<std::unique_ptr<ServerCore>> Open(const std::string& dir, ServerLimits limits = {});
 
   crypto::PublicKey server_key() const { return signing_.public_key; }
@@ -199,7 +201,10 @@ class ServerCore {
   ServerCore(std::string dir, std::unique_ptr<sql::Connection> db, crypto::SigningKey signing, ServerLimits limits);
   // Open's second half, on a connection whose schema is migrated.
   static Result<std::unique_ptr<ServerCore>> OpenOn(const std::string& dir, std::unique_ptr<sql::Connection> conn,
-                                                    ServerLimits limits);
+                                                    const SecretBuffer& data_key, ServerLimits limits);
+  static Status InitPostgres(const std::string& dir, const crypto::PublicKey& organisation,
+                             const std::string& database, const SecretBuffer& key);
+  static Result<crypto::SigningKey> ReadSigningKey(sql::Connection& db, const SecretBuffer& data_key);
   std::string AttachmentPath(const std::string& name) const;
   // Verified bytes held for an attachment: durable ones (from memory), or after a restart those its file
   // holds, which a SIGKILL may have left in the page cache only (CompleteOnDiskLocked syncs before use).

@@ -11,11 +11,18 @@
 #include "dala/v1/sync.pb.h"
 #include "protocol/http_api.h"
 #include "server/server_core.h"
+#include "server/sql/sql.h"
 
 namespace dala::server {
 
 // Brings the server database to the current schema (server_schema.cc).
 Status MigrateServerSchema(db::Db& db);
+// The same for a PostgreSQL database: all steps in one transaction under an advisory lock, so that nodes
+// starting together apply each step once (server_schema.cc).
+Status MigratePostgresSchema(sql::Connection& db);
+
+// Where a data directory keeps its PostgreSQL database's URL (absent: the embedded database).
+inline constexpr char kDatabaseUrlFile[] = "database.url";
 
 inline std::string Path(const std::string& dir, const char* name) { return fs::Join(dir, name); }
 

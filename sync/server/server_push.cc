@@ -102,9 +102,9 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
       }
       if (!complete) {
         // Held until every attachment is here; no receipt yet. The phone uploads, then pushes again.
-        DALA_ASSIGN_OR_RETURN(sql::Stmt p, db_->Prepare(
-            "INSERT OR REPLACE INTO pending(report_id, version, device_key, content_hash, envelope, received_ms) "
-            "VALUES(?, ?, ?, ?, ?, ?)"));
+        DALA_ASSIGN_OR_RETURN(sql::Stmt p, db_->Prepare(db_->Upsert(
+            "pending(report_id, version, device_key, content_hash, envelope, received_ms) VALUES(?, ?, ?, ?, ?, ?)",
+            "device_key, report_id, version", "content_hash, envelope, received_ms")));
         p.Bind(1, it.h.report_id).Bind(2, it.h.version).Bind(3, B(device_key)).Bind(4, it.hash);
         p.Bind(5, B(it.envelope)).Bind(6, now);
         DALA_RETURN_IF_ERROR(p.Run());

@@ -3,6 +3,9 @@
 
 #include "base/db.h"
 
+#include <iterator>
+#include <string>
+
 namespace dala::server {
 namespace {
 
@@ -143,7 +146,95 @@ CREATE TABLE invites_cancelled(invite_hash BLOB PRIMARY KEY NOT NULL, cancelled_
 const char* const kMigrations[] = {kSchema,   kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5,
                                    kSchemaV6, kSchemaV7, kSchemaV8, kSchemaV9};
 
+// PostgreSQL: the schema of step 9 above in one step (no PostgreSQL data predates it). The log is
+// append-only here too: rows of log and log_nodes cannot be changed, deleted or truncated.
+const char kPostgresSchema[] = R"sql(
+CREATE TABLE meta(key TEXT PRIMARY KEY, value BYTEA);
+CREATE TABLE devices(
+  device_key BYTEA PRIMARY KEY,
+  token BYTEA,
+  enrolled_ms BIGINT NOT NULL,
+  last_seen_ms BIGINT NOT NULL,
+  revoked BIGINT NOT NULL DEFAULT 0,
+  invite BYTEA,
+  invite_hash BYTEA,
+  proof BYTEA,
+  label TEXT
+);
+CREATE INDEX devices_invite ON devices(invite_hash);
+CREATE TABLE reports(
+  seq BIGINT PRIMARY KEY,
+  report_id BYTEA NOT NULL,
+  version BIGINT NOT NULL,
+  device_key BYTEA NOT NULL,
+  content_hash BYTEA NOT NULL,
+  envelope BYTEA NOT NULL,
+  receipt BYTEA,
+  received_ms BIGINT NOT NULL,
+  leaf BIGINT,
+  UNIQUE(device_key, report_id, version)
+);
+CREATE TABLE pending(
+  report_id BYTEA NOT NULL,
+  version BIGINT NOT NULL,
+  device_key BYTEA NOT NULL,
+  content_hash BYTEA NOT NULL,
+  envelope BYTEA NOT NULL,
+  received_ms BIGINT NOT NULL,
+  PRIMARY KEY(device_key, report_id, version)
+);
+CREATE TABLE attachments(
+  device_key BYTEA NOT NULL,
+  attachment_id BYTEA NOT NULL,
+  size BIGINT NOT NULL,
+  chunk_size BIGINT NOT NULL,
+  root BYTEA NOT NULL,
+  chunk_hashes BYTEA NOT NULL,
+  complete BIGINT NOT NULL DEFAULT 0,
+  created_ms BIGINT NOT NULL,
+  PRIMARY KEY(device_key, attachment_id)
+);
+CREATE TABLE log(idx BIGINT PRIMARY KEY, leaf BYTEA NOT NULL);
+CREATE TABLE log_nodes(level BIGINT NOT NULL, idx BIGINT NOT NULL, hash BYTEA NOT NULL, PRIMARY KEY(level, idx));
+CREATE TABLE log_heads(size BIGINT PRIMARY KEY, signed BYTEA NOT NULL);
+CREATE TABLE log_timestamps(size BIGINT PRIMARY KEY, token BYTEA NOT NULL, stamped_ms BIGINT NOT NULL);
+CREATE TABLE invites_cancelled(invite_hash BYTEA PRIMARY KEY, cancelled_ms BIGINT NOT NULL);
+CREATE FUNCTION dala_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the log is append-only'; END $$;
+CREATE TRIGGER log_append_only BEFORE UPDATE OR DELETE ON log FOR EACH ROW EXECUTE FUNCTION dala_log_append_only();
+CREATE TRIGGER log_no_truncate BEFORE TRUNCATE ON log FOR EACH STATEMENT EXECUTE FUNCTION dala_log_append_only();
+CREATE TRIGGER log_nodes_append_only BEFORE UPDATE OR DELETE ON log_nodes FOR EACH ROW
+  EXECUTE FUNCTION dala_log_append_only();
+CREATE TRIGGER log_nodes_no_truncate BEFORE TRUNCATE ON log_nodes FOR EACH STATEMENT
+  EXECUTE FUNCTION dala_log_append_only();
+)sql";
+
+const char* const kPostgresMigrations[] = {kPostgresSchema};
+
+// The advisory lock key that serialises schema migrations ("dalamigr").
+constexpr int64_t kMigrationLock = 0x64616c616d696772;
+
 }  // namespace
+
+Status MigratePostgresSchema(sql::Connection& db) {
+  sql::Txn txn(db);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  DALA_RETURN_IF_ERROR(db.Exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLock) + ")"));
+  DALA_RETURN_IF_ERROR(db.Exec("CREATE TABLE IF NOT EXISTS dala_schema(version BIGINT NOT NULL)"));
+  DALA_ASSIGN_OR_RETURN(sql::Stmt v, db.Prepare("SELECT coalesce(max(version), 0) FROM dala_schema"));
+  DALA_ASSIGN_OR_RETURN(bool row, v.Step());
+  const int64_t current = row ? v.Int(0) : 0;
+  v = sql::Stmt();
+  constexpr int64_t kSteps = static_cast<int64_t>(std::size(kPostgresMigrations));
+  if (current > kSteps)
+    return Status(Code::kState, "the server's PostgreSQL database was written by a newer dala-server; upgrade it");
+  if (current == kSteps) return Status::Ok();  // rolled back: nothing was changed
+  for (int64_t step = current; step < kSteps; ++step) DALA_RETURN_IF_ERROR(db.Exec(kPostgresMigrations[step]));
+  DALA_RETURN_IF_ERROR(db.Exec("DELETE FROM dala_schema"));
+  DALA_ASSIGN_OR_RETURN(sql::Stmt set, db.Prepare("INSERT INTO dala_schema(version) VALUES(?)"));
+  DALA_RETURN_IF_ERROR(set.Bind(1, kSteps).Run());
+  return txn.Commit();
+}
 
 Status MigrateServerSchema(db::Db& db) {
   return db::Migrate(db, kMigrations, "the server data was written by a newer dala-server; upgrade it");

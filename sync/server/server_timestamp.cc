@@ -26,7 +26,7 @@ Result<uint64_t> ServerCore::StampNewestHead(const TsaPost& post) {
   DALA_ASSIGN_OR_RETURN(std::string token, rfc3161::TokenFromResponse(B(answer), request, B(head)));
   std::lock_guard lock(mu_);
   DALA_ASSIGN_OR_RETURN(sql::Stmt ins, db_->Prepare(
-      "INSERT OR IGNORE INTO log_timestamps(size, token, stamped_ms) VALUES(?, ?, ?)"));
+      db_->InsertOrIgnore("log_timestamps(size, token, stamped_ms) VALUES(?, ?, ?)")));
   ins.Bind(1, static_cast<int64_t>(size)).Bind(2, B(token)).Bind(3, clock_());
   DALA_RETURN_IF_ERROR(ins.Run());
   return size;

@@ -146,6 +146,23 @@ class Desk:
         return text
 
 
+def backend_init_args():
+    """`dala-server init`'s storage options for the backend the tests run on (DALA_TEST_BACKEND): nothing for
+    the embedded database; for postgres, --database with a new database in the test cluster."""
+    backend = os.environ.get("DALA_TEST_BACKEND", "embedded")
+    if backend == "embedded":
+        return []
+    if backend != "postgres":
+        raise AssertionError(f"DALA_TEST_BACKEND={backend!r}: embedded or postgres")
+    base = os.environ.get("DALA_TEST_POSTGRES_URL")
+    if not base:
+        raise AssertionError("DALA_TEST_BACKEND=postgres runs through tests/support/postgres.py")
+    name = "dala_" + os.urandom(6).hex()
+    subprocess.run(["psql", "-X", "-q", base, "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True,
+                   timeout=60)
+    return ["--database", base.rsplit("/", 1)[0] + "/" + name]
+
+
 class Server:
     """A dala-server data directory and the process serving it on 127.0.0.1:port; its invites come from
     desk (a Desk), which signs them for the server's key (what init printed on its last line)."""
@@ -156,10 +173,12 @@ class Server:
 
     def init(self, organisation=None):
         """Creates the data directory for organisation (an identity, DALA-ORG1-...; default: desk's) and
-        keeps the server's public key, which init prints alone on its last stdout line."""
+        keeps the server's public key, which init prints alone on its last stdout line. With
+        DALA_TEST_BACKEND=postgres (and the cluster of tests/support/postgres.py), in a new database of it."""
         if organisation is None:
             organisation = self.desk.identity
-        out = run(self.binary, "init", "--data", self.data, "--organisation", organisation).stdout
+        out = run(self.binary, "init", "--data", self.data, "--organisation", organisation,
+                  *backend_init_args()).stdout
         lines = out.strip().splitlines()
         self.key = lines[-1].strip() if lines else ""
         if len(self.key) != 64 or any(c not in "0123456789abcdef" for c in self.key.lower()):

@@ -84,9 +84,10 @@ class Cluster:
                 self.proc.wait()
         self.proc = None
 
-    def psql(self, sql):
+    def psql(self, sql, url=None):
+        """sql run by psql on the cluster's database (or url's); its unaligned output."""
         return subprocess.run(["psql", "-X", "-q", "-A",
-                               "-t", "-v", "ON_ERROR_STOP=1", self.url, "-c", sql],
+                               "-t", "-v", "ON_ERROR_STOP=1", url or self.url, "-c", sql],
                               check=True, capture_output=True, text=True, timeout=60).stdout
 
     def remove(self):

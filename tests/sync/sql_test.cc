@@ -152,21 +152,57 @@ TEST(Postgres, AReadTransactionSeesOneSnapshot) {
   EXPECT_EQ(count(), 1);
 }
 
-// The server's connection cut (a restart, a failover, a network cut): the statement in flight fails with
-// kIo ("try again later"), and the next one reconnects by itself.
-TEST(Postgres, ALostConnectionIsRetriableAndReconnects) {
+// The server's connection cut (a restart, a failover, a network cut). Outside a transaction the next
+// statement reconnects and runs; inside one, the transaction fails with kIo ("try again later", nothing of
+// it kept) and the next transaction runs on a new connection.
+TEST(Postgres, ALostConnectionReconnectsAndFailsOnlyTheTransactionItCut) {
   ASSERT_FALSE(PostgresUrl().empty());
   auto a = ConnectPostgres(PostgresUrl()), killer = ConnectPostgres(PostgresUrl());
   ASSERT_TRUE(a.ok() && killer.ok());
-  auto pid = (*a)->Prepare("SELECT pg_backend_pid()");
-  ASSERT_TRUE(*pid->Step());
-  const int64_t backend = pid->Int(0);
-  auto kill = (*killer)->Prepare("SELECT pg_terminate_backend(?::integer)");
-  ASSERT_TRUE(kill->Bind(1, backend).Run().ok());
-  auto lost = (*a)->Prepare("SELECT 1")->Run();
-  EXPECT_EQ(lost.code(), Code::kIo) << lost.message();
-  auto again = (*a)->Prepare("SELECT 1");
-  EXPECT_TRUE(again->Run().ok());
+  auto cut = [&] {
+    auto pid = (*a)->Prepare("SELECT pg_backend_pid()");
+    EXPECT_TRUE(*pid->Step());
+    auto kill = (*killer)->Prepare("SELECT pg_terminate_backend(?::integer)");
+    EXPECT_TRUE(kill->Bind(1, pid->Int(0)).Run().ok());
+  };
+  ASSERT_TRUE((*a)->Exec("DROP TABLE IF EXISTS cut; CREATE TABLE cut(x BIGINT)").ok());
+  cut();
+  auto after = (*a)->Prepare("INSERT INTO cut VALUES (1)")->Run();
+  EXPECT_TRUE(after.ok()) << after.message();
+  {
+    Txn txn(**a);
+    ASSERT_TRUE(txn.Begin().ok());
+    ASSERT_TRUE((*a)->Prepare("INSERT INTO cut VALUES (2)")->Run().ok());
+    cut();
+    auto lost = (*a)->Prepare("INSERT INTO cut VALUES (3)")->Run();
+    EXPECT_EQ(lost.code(), Code::kIo) << lost.message();
+    EXPECT_FALSE(txn.Commit().ok());
+  }
+  Txn next(**a);
+  ASSERT_TRUE(next.Begin().ok());
+  auto rows = (*a)->Prepare("SELECT count(*), coalesce(max(x), 0) FROM cut");
+  ASSERT_TRUE(*rows->Step());
+  EXPECT_EQ(rows->Int(0), 1);  // only the row written outside the cut transaction
+  EXPECT_EQ(rows->Int(1), 1);
+  ASSERT_TRUE(next.Commit().ok());
+}
+
+TEST_P(Engines, InsertOrIgnoreAndUpsertMeanTheSameOnBoth) {
+  auto ins = c_->Prepare(c_->InsertOrIgnore("t(k, s) VALUES(?, ?)"));
+  ASSERT_TRUE(ins.ok());
+  ASSERT_TRUE(ins->Bind(1, int64_t{1}).BindText(2, "first").Run().ok());
+  EXPECT_EQ(c_->Changes(), 1);
+  auto again = c_->Prepare(c_->InsertOrIgnore("t(k, s) VALUES(?, ?)"));
+  ASSERT_TRUE(again->Bind(1, int64_t{1}).BindText(2, "second").Run().ok());
+  EXPECT_EQ(c_->Changes(), 0);
+  auto up = c_->Prepare(c_->Upsert("t(k, s, n) VALUES(?, ?, ?)", "k", "s, n"));
+  ASSERT_TRUE(up.ok()) << up.status().message();
+  ASSERT_TRUE(up->Bind(1, int64_t{1}).BindText(2, "replaced").Bind(3, int64_t{5}).Run().ok());
+  auto q = c_->Prepare("SELECT count(*), max(s), max(n) FROM t");
+  ASSERT_TRUE(*q->Step());
+  EXPECT_EQ(q->Int(0), 1);
+  EXPECT_EQ(q->Text(1), "replaced");
+  EXPECT_EQ(q->Int(2), 5);
 }
 
 TEST(Postgres, AnUnreachableServerIsAClearError) {

@@ -1,7 +1,8 @@
 // PostgreSQL behind sql::Connection, through libpq: parameters sent with their types (bytea in binary),
-// results read as text (bytea as hex), every error mapped to a Status that says what to do. A lost
-// connection is reported as kIo ("try later") and re-established on the next statement outside a
-// transaction.
+// results read as text (bytea as hex), every error mapped to a Status that says what to do. A connection
+// found lost (a restart, a failover) is re-established and the statement run again when that is safe
+// (outside a transaction); inside one, the transaction fails with kIo ("try later") and the next begins
+// on a new connection.
 #include <libpq-fe.h>
 
 #include <cstdlib>
@@ -116,14 +117,23 @@ class PgConnection : public Connection {
     }
     // Errors in the client's terms, times in UTC, no notices on stderr.
     PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
-    return Run("SET TIME ZONE 'UTC'; SET client_min_messages = warning;", "cannot set up the PostgreSQL session");
+    ResultPtr r(PQexec(conn_, "SET TIME ZONE 'UTC'; SET client_min_messages = warning;"));
+    if (PQresultStatus(r.get()) == PGRES_COMMAND_OK) return Status::Ok();
+    return ResultError(conn_, r.get(), "cannot set up the PostgreSQL session");
   }
 
+  // True when a statement that failed found the connection gone and none of this session's work can have
+  // been lost with it: outside a transaction, reconnecting and running it again is safe.
+  bool Retriable() const { return !in_txn_ && PQstatus(conn_) != CONNECTION_OK; }
+
   Status Run(std::string_view sql, std::string_view action) {
-    ResultPtr r(PQexec(conn_, std::string(sql).c_str()));
-    const auto s = PQresultStatus(r.get());
-    if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) return Status::Ok();
-    return ResultError(conn_, r.get(), action);
+    for (int attempt = 0;; ++attempt) {
+      ResultPtr r(PQexec(conn_, std::string(sql).c_str()));
+      const auto s = PQresultStatus(r.get());
+      if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) return Status::Ok();
+      if (attempt == 0 && Retriable() && Connect().ok()) continue;  // a restart or failover since the last use
+      return ResultError(conn_, r.get(), action);
+    }
   }
 
   Status Exec(std::string_view sql) override {
@@ -136,7 +146,11 @@ class PgConnection : public Connection {
   int64_t Changes() const override { return changes_; }
   Status Begin(TxnKind kind) override {
     DALA_RETURN_IF_ERROR(Connect());
-    DALA_RETURN_IF_ERROR(Run(kind == TxnKind::kRead ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN",
+    // Writing transactions take one advisory lock, as SQLite's BEGIN IMMEDIATE takes its write lock: the
+    // server's writes (the log above all: one append at a time, whichever node) are serialised across
+    // every node on this database, and released with the transaction whatever ends it.
+    DALA_RETURN_IF_ERROR(Run(kind == TxnKind::kRead ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+                                                    : "BEGIN; SELECT pg_advisory_xact_lock(7234298612549513074)",
                              "cannot begin a transaction"));
     in_txn_ = true;
     return Status::Ok();
@@ -157,7 +171,11 @@ class PgConnection : public Connection {
                                const int* lengths, const int* formats) {
     DALA_RETURN_IF_ERROR(Connect());
     ResultPtr r(PQexecParams(conn_, sql.c_str(), n, types, values, lengths, formats, 0));
-    const auto s = PQresultStatus(r.get());
+    auto s = PQresultStatus(r.get());
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && Retriable() && Connect().ok()) {
+      r.reset(PQexecParams(conn_, sql.c_str(), n, types, values, lengths, formats, 0));
+      s = PQresultStatus(r.get());
+    }
     if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) return ResultError(conn_, r.get(), "database statement failed");
     const char* tuples = PQcmdTuples(r.get());
     changes_ = tuples != nullptr && *tuples != '\0' ? std::strtoll(tuples, nullptr, 10) : 0;

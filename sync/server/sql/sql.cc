@@ -25,6 +25,27 @@ Txn::~Txn() {
   if (open_) (void)c_.Rollback();
 }
 
+std::string Connection::InsertOrIgnore(std::string_view rest) const {
+  if (engine() == Engine::kSqlite) return "INSERT OR IGNORE INTO " + std::string(rest);
+  return "INSERT INTO " + std::string(rest) + " ON CONFLICT DO NOTHING";
+}
+
+std::string Connection::Upsert(std::string_view rest, std::string_view conflict, std::string_view set) const {
+  if (engine() == Engine::kSqlite) return "INSERT OR REPLACE INTO " + std::string(rest);
+  std::string out = "INSERT INTO " + std::string(rest) + " ON CONFLICT (" + std::string(conflict) + ") DO UPDATE SET ";
+  size_t start = 0;
+  for (bool first = true; start <= set.size(); first = false) {
+    size_t comma = set.find(',', start);
+    if (comma == std::string_view::npos) comma = set.size();
+    std::string_view col = set.substr(start, comma - start);
+    while (!col.empty() && col.front() == ' ') col.remove_prefix(1);
+    while (!col.empty() && col.back() == ' ') col.remove_suffix(1);
+    out += (first ? "" : ", ") + std::string(col) + " = excluded." + std::string(col);
+    start = comma + 1;
+  }
+  return out;
+}
+
 std::string NumberPlaceholders(std::string_view sql) {
   std::string out;
   out.reserve(sql.size() + 16);

@@ -73,7 +73,7 @@ class Stmt {
 };
 
 // How a transaction begins. kWrite: it will write, and takes the write lock at once (SQLite's BEGIN
-// IMMEDIATE; on PostgreSQL a plain BEGIN, rows and advisory locks doing the rest). kRead: one snapshot
+// IMMEDIATE; on PostgreSQL one advisory lock that every node's writing transactions take). kRead: one snapshot
 // for every read in it (REPEATABLE READ on PostgreSQL), no lock held against writers.
 enum class TxnKind { kWrite, kRead };
 
@@ -89,6 +89,13 @@ class Connection {
   virtual Status Begin(TxnKind kind) = 0;
   virtual Status Commit() = 0;
   virtual Status Rollback() = 0;
+
+  // The two statements whose words differ between the engines. `rest` is "table(columns) VALUES(...)".
+  // An insert that does nothing when the key is held already:
+  std::string InsertOrIgnore(std::string_view rest) const;
+  // An insert that replaces the row holding key `conflict` (its columns, comma-separated), setting `set`
+  // (the other columns, comma-separated) to the new values:
+  std::string Upsert(std::string_view rest, std::string_view conflict, std::string_view set) const;
 };
 
 // A transaction for its scope: rolled back unless Commit() succeeded.

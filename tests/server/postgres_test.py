@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""dala-server on PostgreSQL (issue 16), against a real PostgreSQL 15 cluster this test starts on 127.0.0.1
+(tests/support/postgres.py), restarts and stops:
+- `init --database` with PostgreSQL unreachable: a clear error, nothing left in the data directory;
+- several `init`s at once on one new database: the schema is made once, one server is made, the others are
+  refused in words (no SQL error from a race);
+- the signing key is sealed in the database: a copy of the data directory with another server.key is refused;
+- PostgreSQL stopped while the server runs: pushes get "try later", nothing is lost or half-written, and once
+  PostgreSQL is back the same server process delivers without a restart;
+- two nodes on copies of one data directory and one database, phones dialling both, one node SIGKILLed
+  during pushes: every version stored exactly once, every phone with verified receipts, the desk verifying
+  the one log, `dala-server check` clean;
+- `backup` on a PostgreSQL data directory says to use pg_dump.
+
+Usage: postgres_test.py BIN_DIR."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import harness  # noqa: E402
+import postgres  # noqa: E402
+
+FAILED = []
+
+
+def check(what, ok, detail=""):
+    print(("ok   " if ok else "FAIL ") + what + ("" if ok else f"  ({detail})"))
+    if not ok:
+        FAILED.append(what)
+
+
+def new_database(cluster):
+    name = "dala_" + os.urandom(6).hex()
+    cluster.psql(f"CREATE DATABASE {name}")
+    return cluster.url.rsplit("/", 1)[0] + "/" + name
+
+
+def add_report(dala, store, place):
+    harness.run(dala, "report", "add", "--store", store, "--form", "detention/1", "--field", f"place={place}",
+                "--text", f"Seen at {place}.", "--seal")
+
+
+def main():
+    bin_dir = os.path.abspath(sys.argv[1])
+    dala, server_bin = harness.binaries(bin_dir)
+    work = tempfile.mkdtemp(prefix="dala-postgres-")
+    cluster = postgres.Cluster().init()  # its own directory: nobody owns it under root
+    servers = []
+    try:
+        cluster.start()
+        desk = harness.Desk(dala, os.path.join(work, "org.key"))
+
+        # Unreachable at init.
+        dead = f"postgresql://dala@127.0.0.1:{harness.free_port()}/dala?connect_timeout=5"
+        nowhere = os.path.join(work, "nowhere")
+        r = harness.run(server_bin, "init", "--data", nowhere, "--organisation", desk.identity, "--database", dead,
+                        check=False)
+        check("init with PostgreSQL unreachable: exit 1, saying so, nothing left in the directory",
+              r.returncode == 1 and "cannot connect to PostgreSQL" in r.stderr and
+              not (os.path.exists(nowhere) and os.listdir(nowhere)), (r.returncode, r.stderr[-300:]))
+
+        # Several inits at once on one new database.
+        url = new_database(cluster)
+        procs = [subprocess.Popen([server_bin, "init", "--data", os.path.join(work, f"race{i}"), "--organisation",
+                                   desk.identity, "--database", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for i in range(4)]
+        results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
+        outputs = [p.stdout.read() for p in procs]
+        made = [i for i, (code, _) in enumerate(results) if code == 0]
+        refused = [err for code, err in results if code != 0]
+        check("4 inits at once on one database: one server made, 3 refused in words (no SQL race)",
+              len(made) == 1 and len(refused) == 3 and all("holds a dala-server's data already" in e for e in refused),
+              results)
+        tables = cluster.psql("SELECT count(*) FROM dala_schema", url) if made else ""
+        check("  the schema was made once (one version row)", tables.strip() == "1", tables)
+
+        # One node: phones deliver; PostgreSQL goes away and comes back under the running server.
+        server = harness.Server(server_bin, os.path.join(work, f"race{made[0]}") if made else "", desk=desk)
+        server.key = outputs[made[0]].strip().splitlines()[-1] if made else None
+        server.start()
+        servers.append(server)
+        phones = [harness.new_phone(dala, os.path.join(work, f"phone{i}"), server.invite(uses=1)) for i in range(2)]
+        for i, p in enumerate(phones):
+            add_report(dala, p, f"Before {i}")
+            harness.run(dala, "sync", "--store", p)
+        cluster.stop()
+        add_report(dala, phones[0], "While the database is down")
+        r = harness.run(dala, "sync", "--store", phones[0], check=False, timeout=120)
+        check("PostgreSQL stopped: a push is told to try later (sync exits non-zero), the server keeps running",
+              r.returncode != 0 and server.alive(), (r.returncode, r.stderr[-200:]))
+        cluster.start()
+        r = harness.run(dala, "sync", "--store", phones[0], "--now", check=False, timeout=120)  # past its backoff
+        check("PostgreSQL back: the same server process delivers the report held meanwhile", r.returncode == 0 and
+              "1 delivered" in r.stderr, (r.returncode, r.stdout, r.stderr[-200:]))
+        problems, n = harness.check_delivered(dala, server_bin, server.data, desk.key, phones)
+        check(f"  every one of the {n} versions stored once, with verified receipts, the desk verifying them",
+              not problems, problems[:3])
+
+        # The sealed signing key: a copy of the data directory with another key opens nothing.
+        other = os.path.join(work, "other-key")
+        shutil.copytree(server.data, other, ignore=shutil.ignore_patterns("attachments"))
+        with open(os.path.join(other, "server.key"), "wb") as f:
+            f.write(os.urandom(32))
+        r = harness.run(server_bin, "check", "--data", other, check=False)
+        check("a data directory with another server.key does not open the database's signing key",
+              r.returncode != 0 and "does not open the signing key" in r.stderr, r.stderr[-300:])
+        r = harness.run(server_bin, "backup", "--data", server.data, "--out", os.path.join(work, "b.tar"), check=False)
+        check("backup of a PostgreSQL data directory says to use pg_dump", r.returncode == 2 and "pg_dump" in r.stderr,
+              (r.returncode, r.stderr[-300:]))
+        server.stop()
+
+        # Two nodes on one database, phones dialling both, one node killed during pushes.
+        url = new_database(cluster)
+        a_dir = os.path.join(work, "node-a")
+        out = harness.run(server_bin, "init", "--data", a_dir, "--organisation", desk.identity, "--database", url).stdout
+        key = out.strip().splitlines()[-1]
+        b_dir = os.path.join(work, "node-b")
+        shutil.copytree(a_dir, b_dir)
+        a = harness.Server(server_bin, a_dir, desk=desk)
+        b = harness.Server(server_bin, b_dir, desk=desk)
+        a.key = b.key = key
+        a.start()
+        b.start()
+        servers += [a, b]
+        invite = desk.invite(key, f"http://127.0.0.1:{a.port}", f"http://127.0.0.1:{b.port}", uses=3, equivalent=True)
+        phones = [harness.new_phone(dala, os.path.join(work, f"multi{i}"), invite) for i in range(3)]
+        errors = []
+
+        def push(store, i):
+            for n in range(6):
+                add_report(dala, store, f"Node test {i}-{n}")
+                r = harness.run(dala, "sync", "--store", store, check=False, timeout=120)
+                if r.returncode not in (0, 5):
+                    errors.append(r.stderr[-200:])
+
+        threads = [threading.Thread(target=push, args=(p, i)) for i, p in enumerate(phones)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        a.kill()
+        for t in threads:
+            t.join()
+        for p in phones:  # what was in flight when node A died goes to B
+            harness.run(dala, "sync", "--store", p, "--now", check=False, timeout=120)
+        check("three phones pushed through two nodes while one was SIGKILLed", not errors, errors[:2])
+        problems, n = harness.check_delivered(dala, server_bin, b_dir, desk.key, phones)
+        check(f"every one of the {n} versions stored exactly once, verified receipts, one log the desk verifies",
+              not problems, problems[:3])
+        r = harness.run(server_bin, "check", "--data", b_dir, check=False)
+        check("dala-server check: the log, its heads and the reports agree", r.returncode == 0, r.stderr[-300:])
+    finally:
+        for s in servers:
+            if s.alive():
+                s.stop()
+        cluster.remove()
+        shutil.rmtree(work, ignore_errors=True)
+    if FAILED:
+        print(f"{len(FAILED)} checks failed: {FAILED}")
+        return 1
+    print("all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
