@@ -111,6 +111,10 @@ Result<Db> Db::Open(const std::string& path, const SecretBuffer& key, bool creat
   Db db(raw);
   if (rc != SQLITE_OK) return db.Error(rc, "cannot open the store database");
   sqlite3_extended_result_codes(raw, 1);
+  // Before the first read: another process may hold the file's lock for a moment (the last connection to
+  // close checkpoints and removes the WAL under an exclusive lock), and without a busy handler that read
+  // fails at once with SQLITE_BUSY.
+  sqlite3_busy_timeout(raw, 5000);
 
   // Before keying: if plain libsqlite3 was loaded first, its sqlite3_* symbols win, PRAGMA key is ignored
   // (plaintext would be written) and sqlite3_key() crashes. SQLCipher answers cipher_version unkeyed.
@@ -146,7 +150,6 @@ Result<Db> Db::Open(const std::string& path, const SecretBuffer& key, bool creat
   DALA_RETURN_IF_ERROR(db.Exec(
       "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;"
       "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8192;"));
-  sqlite3_busy_timeout(raw, 5000);
   return db;
 }
 

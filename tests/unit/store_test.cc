@@ -2,7 +2,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "base/db.h"
 #include "base/fsutil.h"
@@ -645,6 +648,36 @@ TEST(Db, ReadTxnSeesOneSnapshot) {
     EXPECT_EQ(count(), 1);
   }
   EXPECT_EQ(count(), 3);
+}
+
+// Opening waits while another connection holds the file's lock, as the last connection to close holds it
+// while it checkpoints and removes the WAL: before, the first read of Open failed at once with kBusy
+// ("the store is busy in another process"; desk_store's two imports at once, one opening as the other closed).
+TEST(Db, OpenWaitsForAnotherConnectionsLock) {
+  TempDir t;
+  SecretBuffer key(32);
+  randombytes_buf(key.data(), key.size());
+  const std::string path = t.sub("db");
+  ASSERT_TRUE(fs::CreatePrivateFile(path).ok());
+  auto holder = db::Db::Open(path, key, true);
+  ASSERT_TRUE(holder.ok());
+  // In WAL mode with locking_mode EXCLUSIVE, a write takes the file's exclusive lock and keeps it until close.
+  ASSERT_TRUE(holder->Exec("CREATE TABLE t(x); PRAGMA locking_mode = EXCLUSIVE; INSERT INTO t VALUES(1);").ok());
+  std::atomic<bool> released{false};
+  std::thread closer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    released = true;
+    holder->Close();
+  });
+  auto opened = db::Db::Open(path, key, false);
+  const bool opened_after_release = released.load();
+  closer.join();
+  ASSERT_TRUE(opened.ok()) << opened.status().message();
+  EXPECT_TRUE(opened_after_release);  // it waited for the lock: nothing was read while another held it
+  auto st = opened->Prepare("SELECT count(*) FROM t");
+  ASSERT_TRUE(st.ok());
+  ASSERT_TRUE(*st->Step());
+  EXPECT_EQ(st->Int(0), 1);
 }
 
 }  // namespace
