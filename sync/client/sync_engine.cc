@@ -582,6 +582,10 @@ Result<RunResult> RunOnce(Store& store, Transport& transport, int64_t deadline_m
       int next = resp.ok() ? -1 : NextAddress(urls, url, server.addresses_equivalent);
       if (next >= 0) {
         url = static_cast<size_t>(next);
+        // An upload's body is not sent again whole: the cut is answered as a cut, and the engine asks the next
+        // address how much it holds (a probe) and sends only the rest, as after any cut. Several nodes may share
+        // their attachments: a photo cut at 9 MiB on a node that died goes on from 9 MiB on the next.
+        if (req.is_upload() && req.file_length > 0) return resp;
         resp = transport.Post(urls[url], req, std::max<int64_t>(deadline_ms - SystemNowMs(), 1), tls_pin);
       }
       return resp;

@@ -98,7 +98,7 @@ dala::crypto::PublicKey Key(const std::string& hex, const char* what) {
 // Everything the command line can say; each subcommand binds what it takes.
 struct Options {
   std::string data, config, listen = "127.0.0.1:8443", tls_cert, tls_key, out, organisation, device, statement,
-      tsa_url, label, invite, metrics_listen, database;
+      tsa_url, label, invite, metrics_listen, database, blobs;
   int threads = 2, header_timeout = 10, body_timeout = 60, tsa_interval = 60;
   uint64_t max_connections = 1024, max_body_mib = 16, max_buffered_mib = 256, max_batch = 256, max_storage_mib = 0,
            max_envelope_mib = 8, since = 0;
@@ -405,7 +405,9 @@ int Timestamp(const Options& a) {
 int Init(const Options& a) {
   auto root = dala::protocol::ParseIdentity(a.organisation);
   if (!root.ok()) throw UsageError{"--organisation: " + root.status().message()};
-  Check(dala::server::ServerCore::Init(a.data, *root, a.database));
+  if (a.blobs.rfind("s3://", 0) == 0)
+    throw UsageError{"--blobs s3://... is not built yet: give a directory every node shares (docs/operations.md)"};
+  Check(dala::server::ServerCore::Init(a.data, *root, a.database, a.blobs));
   auto core = OpenCore(a);
   std::fprintf(stderr,
                "Server data created in %s for the organisation %s (fingerprint %s).\n"
@@ -651,6 +653,9 @@ void BuildCli(CLI::App& app, Options& o, Handlers& handlers) {
   init->add_option("--database", o.database,
                    "keep the data in this PostgreSQL database (postgresql://USER@HOST:PORT/DB; a password from "
                    "PGPASSWORD or ~/.pgpass, not the URL) instead of the embedded one (docs/operations.md)");
+  init->add_option("--blobs", o.blobs,
+                   "keep attachments in this directory (absolute; one that every node on the --database shares, "
+                   "e.g. a network file system) instead of DIR/attachments");
   handlers[init] = Init;
 
   auto* pin = app.add_subcommand("pin", "prints the TLS pin of a certificate (for dala desk invite --tls-pin)");

@@ -193,9 +193,10 @@ Result<BackupSummary> Backup(const std::string& dir, const std::string& out, boo
     DALA_RETURN_IF_ERROR(AddFile(w.a, kServerDbFile, snapshot, database_bytes));
     if (include_key) DALA_RETURN_IF_ERROR(AddEntry(w.a, kServerKeyFile, key->size(), -1, key->data()));
     // Complete attachments never change: each is copied as it is, while uploads go on beside them.
+    DALA_ASSIGN_OR_RETURN(std::string attachments_dir, AttachmentsDir(dir));
     for (const auto& at : attachments)
       DALA_RETURN_IF_ERROR(AddFile(w.a, std::string(kAttachmentDirName) + "/" + at.name,
-                                   fs::Join(fs::Join(dir, kAttachmentDirName), at.name), at.size));
+                                   fs::Join(attachments_dir, at.name), at.size));
     if (archive_write_close(w.a) != ARCHIVE_OK) return ArchiveError(w.a, "cannot finish the backup");
   }
   if (::fsync(f.fd) != 0) return fs::FromErrno(errno, "cannot sync", partial);

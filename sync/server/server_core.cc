@@ -64,11 +64,18 @@ void ServerCore::set_clock(int64_t (*clock)()) {
   clock_ = clock;
 }
 
-Status ServerCore::Init(const std::string& dir, const crypto::PublicKey& organisation, const std::string& database) {
+Status ServerCore::Init(const std::string& dir, const crypto::PublicKey& organisation, const std::string& database,
+                        const std::string& blobs) {
   if (!InitSodium()) return {Code::kInternal, "libsodium could not start"};
+  if (!blobs.empty() && blobs.front() != '/')
+    return {Code::kInvalidArgument, "--blobs must be an absolute path (every node names the same directory)"};
   DALA_RETURN_IF_ERROR(fs::EnsureDirectory(dir));
   if (fs::Exists(Path(dir, kServerKeyFile)) || fs::Exists(Path(dir, kServerDbFile)))
     return {Code::kExists, "'" + dir + "' already holds a dala-server data directory"};
+  if (!blobs.empty()) {
+    DALA_RETURN_IF_ERROR(fs::EnsureDirectory(blobs));
+    DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(Path(dir, kBlobsPathFile), crypto::Bytes(blobs)));
+  }
   SecretBuffer key(32);
   randombytes_buf(key.data(), key.size());
   if (!database.empty()) return InitPostgres(dir, organisation, database, key);
@@ -109,6 +116,14 @@ std::vector<uint8_t> SealSigningKey(const crypto::SigningKey& signing, const Sec
 }
 
 }  // namespace
+
+Result<std::string> AttachmentsDir(const std::string& dir) {
+  if (!fs::Exists(Path(dir, kBlobsPathFile))) return Path(dir, kAttachmentDirName);
+  DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> path, fs::ReadFile(Path(dir, kBlobsPathFile), 4096));
+  std::string p(path.begin(), path.end());
+  if (p.empty() || p.front() != '/') return Status(Code::kCorrupt, "the data directory's blobs.path is not an absolute path");
+  return p;
+}
 
 Result<crypto::SigningKey> ServerCore::ReadSigningKey(sql::Connection& db, const SecretBuffer& data_key) {
   const bool sealed = db.engine() == sql::Engine::kPostgres;
@@ -201,13 +216,14 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Ser
 Result<std::unique_ptr<ServerCore>> ServerCore::OpenOn(const std::string& dir, std::unique_ptr<sql::Connection> conn,
                                                        const SecretBuffer& data_key, ServerLimits limits) {
   sql::Connection& db = *conn;
-  DALA_RETURN_IF_ERROR(fs::EnsureDirectory(Path(dir, kAttachmentDirName)));
+  DALA_ASSIGN_OR_RETURN(std::string attachments, AttachmentsDir(dir));
+  DALA_RETURN_IF_ERROR(fs::EnsureDirectory(attachments));
   uint64_t stored = 0;
   {
-    DALA_ASSIGN_OR_RETURN(std::vector<std::string> files, fs::ListFiles(Path(dir, kAttachmentDirName)));
+    DALA_ASSIGN_OR_RETURN(std::vector<std::string> files, fs::ListFiles(attachments));
     struct stat sb;
     for (const auto& b : files)
-      if (::stat(fs::Join(Path(dir, kAttachmentDirName), b).c_str(), &sb) == 0) stored += static_cast<uint64_t>(sb.st_size);
+      if (::stat(fs::Join(attachments, b).c_str(), &sb) == 0) stored += static_cast<uint64_t>(sb.st_size);
   }
   DALA_ASSIGN_OR_RETURN(crypto::SigningKey signing, ReadSigningKey(db, data_key));
   crypto::PublicKey organisation{};
@@ -235,6 +251,7 @@ Result<std::unique_ptr<ServerCore>> ServerCore::OpenOn(const std::string& dir, s
   const int64_t held = counted ? count.Int(0) : 0;
   count = sql::Stmt();
   auto core = std::unique_ptr<ServerCore>(new ServerCore(dir, std::move(conn), std::move(signing), limits));
+  core->attachments_dir_ = std::move(attachments);
   core->next_sequence_ = next;
   core->organisation_ = organisation;
   if (!statement.empty()) {

@@ -119,7 +119,10 @@ class ServerCore {
   // invite that root signed for this server.
   // `database`: a postgresql:// URL to keep the data in PostgreSQL (the data directory then holds the key
   // that seals the server's signing key there, the URL, and the attachments); empty: the embedded database.
-  static Status Init(const std::string& dir, const crypto::PublicKey& organisation, const std::string& database = {});
+  // `blobs`: an absolute directory for attachments that several nodes share (a network file system);
+  // empty: DIR/attachments.
+  static Status Init(const std::string& dir, const crypto::PublicKey& organisation, const std::string& database = {},
+                     const std::string& blobs = {});
   static Result<std::unique_ptr<ServerCore>> Open(const std::string& dir, ServerLimits limits = {});
 
   crypto::PublicKey server_key() const { return signing_.public_key; }
@@ -245,6 +248,7 @@ class ServerCore {
   std::atomic<uint64_t> stored_bytes_{0};
 
   std::string dir_;
+  std::string attachments_dir_;  // DIR/attachments, or the shared directory init --blobs named
   std::mutex mu_;
   int64_t next_sequence_ = 1;  // under mu_
   std::unique_ptr<sql::Connection> db_;

@@ -23,6 +23,12 @@ Status MigratePostgresSchema(sql::Connection& db);
 
 // Where a data directory keeps its PostgreSQL database's URL (absent: the embedded database).
 inline constexpr char kDatabaseUrlFile[] = "database.url";
+// Where a data directory names the attachment directory it shares with other nodes (init --blobs DIR;
+// absent: DIR/attachments of its own).
+inline constexpr char kBlobsPathFile[] = "blobs.path";
+
+// The attachment directory of data directory `dir`.
+Result<std::string> AttachmentsDir(const std::string& dir);
 
 inline std::string Path(const std::string& dir, const char* name) { return fs::Join(dir, name); }
 

@@ -161,7 +161,7 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
 }
 
 
-std::string ServerCore::AttachmentPath(const std::string& name) const { return fs::Join(Path(dir_, kAttachmentDirName), name); }
+std::string ServerCore::AttachmentPath(const std::string& name) const { return fs::Join(attachments_dir_, name); }
 
 Result<bool> ServerCore::AttachmentsLocked(const std::string& device_key, const envelope::Header& h,
                                            std::string* conflict) {

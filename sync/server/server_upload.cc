@@ -33,6 +33,7 @@ namespace dala::server {
 // against the manifest, up to the first that is missing or does not match (a crash may leave chunks that
 // were written but never synced). Runs once per unfinished attachment per server start.
 uint64_t VerifiedPrefix(const std::string& path, uint64_t size, uint32_t chunk_size, std::string_view hashes) {
+  if (chunk_size == 0 || hashes.size() != 32 * ((size + chunk_size - 1) / chunk_size)) return 0;  // never read past them
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   std::vector<uint8_t> buf(chunk_size);
@@ -160,7 +161,7 @@ ServerCore::UploadStart ServerCore::BeginUploadUnsigned(uint64_t body_length, co
   s->attachment_id_ = up.attachment_id();
   s->size_ = stored.size;
   s->chunk_size_ = stored.chunk_size;
-  s->chunk_hashes_ = std::move(stored.chunk_hashes);
+  s->chunk_hashes_ = stored.chunk_hashes;  // a copy: Received() below reads them (moved, it read none)
   if (stored.complete) {
     s->received_ = stored.size;
     return s->Reply(v1::UPLOAD_OK);

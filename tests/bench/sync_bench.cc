@@ -32,6 +32,7 @@
 #include "format/response.h"
 #include "protocol/http_api.h"
 #include "server/server_core.h"
+#include "server/sql/sql.h"
 #include "../support/test_org.h"
 #include "store/store.h"
 #include "client/sync_engine.h"
@@ -250,8 +251,8 @@ struct Ingest {
   uint64_t ok = 0, errors = 0;
   std::vector<double> all, first, rest;  // ms to receipt: every push; each device's first; the later ones
 };
-Ingest RunIngest(const std::string& url, uint16_t port, const std::string& invite, const crypto::PublicKey& org,
-                 int devices, int per_device) {
+Ingest RunIngest(const std::string& url, std::vector<uint16_t> ports, const std::string& invite,
+                 const crypto::PublicKey& org, int devices, int per_device) {
   std::vector<Device> devs(static_cast<size_t>(devices));
   std::string content(1000, 'c');
   const auto decoded_invite = Must(protocol::DecodeInvite(invite), "invite");
@@ -290,11 +291,12 @@ Ingest RunIngest(const std::string& url, uint16_t port, const std::string& invit
     }
   }
   asio::io_context ioc;
-  tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), port);
   std::vector<std::vector<double>> lat(devs.size());
   std::atomic<uint64_t> ok{0}, errors{0};
-  for (size_t i = 0; i < devs.size(); ++i)
+  for (size_t i = 0; i < devs.size(); ++i) {  // devices spread over the nodes, in turn
+    tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), ports[i % ports.size()]);
     asio::co_spawn(ioc, RunDevice(ep, devs[i], &lat[i], &ok, &errors), asio::detached);
+  }
   auto t0 = Clock::now();
   ioc.run();
   Ingest out;
@@ -448,7 +450,7 @@ int main(int argc, char** argv) {
     std::printf("\n%s\n", failures == 0 ? "all targets met" : "SOME TARGETS MISSED");
     return failures == 0 ? 0 : 1;
   }
-  const Ingest with_log = RunIngest(url, port, invite, org.public_key, devices, per_device);
+  const Ingest with_log = RunIngest(url, {port}, invite, org.public_key, devices, per_device);
   std::printf("\n%d devices x %d single-report pushes, all connected at once: %llu stored, %llu errors\n", devices,
               per_device, (unsigned long long)with_log.ok, (unsigned long long)with_log.errors);
   if (with_log.errors != 0) ++failures;
@@ -485,11 +487,11 @@ int main(int argc, char** argv) {
     ServerProcess base_server(baseline, data, base_port);
     double best_with = with_log.rate, best_without = 0;
     for (int round = 0; round < 2; ++round) {
-      const Ingest without = RunIngest(base_url, base_port, base_invite, org.public_key, devices, per_device);
+      const Ingest without = RunIngest(base_url, {base_port}, base_invite, org.public_key, devices, per_device);
       if (without.errors != 0) ++failures;
       best_without = std::max(best_without, without.rate);
       if (round == 0) {
-        const Ingest again = RunIngest(url, port, invite, org.public_key, devices, per_device);
+        const Ingest again = RunIngest(url, {port}, invite, org.public_key, devices, per_device);
         if (again.errors != 0) ++failures;
         best_with = std::max(best_with, again.rate);
       }
@@ -498,6 +500,68 @@ int main(int argc, char** argv) {
     std::snprintf(basis, sizeof basis, "issue target: at most 10%% slower; best of 2 runs each, taking turns: %.0f/s with, "
                   "%.0f/s without", best_with, best_without);
     Row("server ingest with the log / without it", best_with / best_without, ">=", 0.9, "x", basis);
+  }
+
+  // The same ingest with the server's data in PostgreSQL (run under tests/support/postgres.py, which starts a
+  // cluster on 127.0.0.1 and sets DALA_TEST_POSTGRES_URL): one node, then two nodes on one database with
+  // the devices split between them. Beside the embedded figure above and the same bound.
+  if (const char* pg = std::getenv("DALA_TEST_POSTGRES_URL"); pg != nullptr && *pg != '\0') {
+    const std::string base(pg), prefix = base.substr(0, base.rfind('/') + 1);
+    auto admin = Must(server::sql::ConnectPostgres(base), "PostgreSQL");
+    auto count_rows = [&](const std::string& url, uint64_t* rows, uint64_t* bytes, uint64_t* reports) {
+      auto c = Must(server::sql::ConnectPostgres(url), "PostgreSQL");
+      *rows = *bytes = 0;
+      for (const char* t : {"reports", "devices", "log", "log_nodes", "log_heads", "meta", "pending", "attachments"}) {
+        auto st = Must(c->Prepare(std::string("SELECT count(*), pg_total_relation_size('") + t + "') FROM " + t), "count");
+        Must(st.Step(), "count");
+        *rows += static_cast<uint64_t>(st.Int(0));
+        *bytes += static_cast<uint64_t>(st.Int(1));
+        if (std::string(t) == "reports") *reports = static_cast<uint64_t>(st.Int(0));
+      }
+    };
+    for (int nodes : {1, 2}) {
+      const std::string db = "dala_bench_" + std::to_string(getpid()) + "_" + std::to_string(nodes);
+      Must(admin->Exec("CREATE DATABASE " + db), "create database");
+      const std::string dir = work + "/pg" + std::to_string(nodes);
+      Must(server::ServerCore::Init(dir, organisation.root.public_key, prefix + db), "init on PostgreSQL");
+      std::vector<uint16_t> ports;
+      std::vector<std::string> urls;
+      std::vector<std::unique_ptr<ServerProcess>> procs;
+      crypto::PublicKey key{};
+      {
+        auto core = Must(server::ServerCore::Open(dir), "open on PostgreSQL");
+        key = core->server_key();
+      }
+      for (int n = 0; n < nodes; ++n) {
+        const std::string node_dir = n == 0 ? dir : dir + "-node" + std::to_string(n);
+        if (n > 0) std::filesystem::copy(dir, node_dir, std::filesystem::copy_options::recursive);
+        ports.push_back(FreePort());
+        urls.push_back("http://127.0.0.1:" + std::to_string(ports.back()));
+        procs.push_back(std::make_unique<ServerProcess>(exe, node_dir, ports.back()));
+      }
+      const std::string pg_invite = organisation.Invite(key, 100000, 86400000, urls);
+      const Ingest r = RunIngest(urls[0], ports, pg_invite, org.public_key, devices, per_device);
+      std::printf("\nPostgreSQL, %d node%s: %d devices x %d single-report pushes: %llu stored, %llu errors\n", nodes,
+                  nodes == 1 ? "" : "s", devices, per_device, (unsigned long long)r.ok, (unsigned long long)r.errors);
+      if (r.errors != 0) ++failures;
+      const std::string what = "server ingest, PostgreSQL, " + std::to_string(nodes) + (nodes == 1 ? " node" : " nodes");
+      Info(what, r.rate, "/s");
+      Info("  / the embedded database's (above)", r.rate / with_log.rate, "x");
+      Info("  / the Ed25519-verification bound", r.rate / bound, "x");
+      Info("  time to receipt p50", Pct(r.all, 0.5), "ms");
+      Info("  time to receipt p99", Pct(r.all, 0.99), "ms");
+      long rss = 0;
+      for (auto& p : procs) rss = std::max(rss, p->PeakRssKiB());
+      Info("  node peak memory (VmHWM, largest node)", rss / 1024.0, "MiB");
+      uint64_t rows = 0, bytes = 0, reports = 0;
+      count_rows(prefix + db, &rows, &bytes, &reports);
+      if (reports > 0) {
+        Info("  PostgreSQL rows per report (all tables)", static_cast<double>(rows) / reports, "");
+        Info("  PostgreSQL bytes per report (tables and indexes)", static_cast<double>(bytes) / reports, "B");
+      }
+      procs.clear();  // stopped before the database is dropped
+      (void)admin->Exec("DROP DATABASE " + db);
+    }
   }
 
   std::filesystem::remove_all(work);

@@ -173,6 +173,56 @@ def main():
               not problems, problems[:3])
         r = harness.run(server_bin, "check", "--data", b_dir, check=False)
         check("dala-server check: the log, its heads and the reports agree", r.returncode == 0, r.stderr[-300:])
+
+        # Two nodes sharing an attachment directory (init --blobs): a photo's upload begun on node A, which is
+        # SIGKILLed midway, resumes on node B from the chunks A made durable.
+        url = new_database(cluster)
+        blobs = os.path.join(work, "shared-blobs")
+        c_dir, d_dir = os.path.join(work, "node-c"), os.path.join(work, "node-d")
+        out = harness.run(server_bin, "init", "--data", c_dir, "--organisation", desk.identity, "--database", url,
+                          "--blobs", blobs).stdout
+        key = out.strip().splitlines()[-1]
+        shutil.copytree(c_dir, d_dir)
+        c_port, d_port = harness.free_port(), harness.free_port()
+        slow = dict(os.environ, DALA_TEST_FAILPOINT_DELAY_MS="250")  # each 1 MiB chunk a quarter second on C
+        node_c = subprocess.Popen([server_bin, "run", "--data", c_dir, "--listen", f"127.0.0.1:{c_port}", "--quiet"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=slow)
+        node_c.stdout.readline()
+        d_log = os.path.join(work, "node-d.log")
+        with open(d_log, "w") as err:
+            node_d = subprocess.Popen([server_bin, "run", "--data", d_dir, "--listen", f"127.0.0.1:{d_port}"],
+                                      stdout=subprocess.PIPE, stderr=err)
+        node_d.stdout.readline()
+        try:
+            invite = desk.invite(key, f"http://127.0.0.1:{c_port}", f"http://127.0.0.1:{d_port}", uses=1,
+                                 equivalent=True)
+            phone = harness.new_phone(dala, os.path.join(work, "photographer"), invite)
+            photo = os.path.join(work, "photo.jpg")
+            with open(photo, "wb") as f:
+                f.write(b"\xff\xd8\xff" + os.urandom(12 << 20))
+            harness.run(dala, "report", "add", "--store", phone, "--form", "detention/1", "--text", "A photo.",
+                        "--attach", photo, "--seal")
+            sync = subprocess.Popen([dala, "sync", "--store", phone], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, env=harness.ENV)
+            time.sleep(2.5)  # C takes a quarter second a chunk: a few chunks are durable in the shared directory
+            node_c.kill()
+            node_c.wait()
+            sync.wait(timeout=120)  # it goes on with D (the addresses are equivalent), or leaves it for the next
+            r = harness.run(dala, "sync", "--store", phone, "--now", check=False, timeout=180)
+            uploaded = 0
+            for line in open(d_log):
+                if '"path":"/v2/upload"' in line or '"path":"/v1/upload"' in line:
+                    uploaded += int(line.split('"bytes_in":')[1].split(",")[0].split("}")[0])
+            check("an upload cut by node C's death resumes on node D from the chunks C left in the shared "
+                  f"directory (D received {uploaded / (1 << 20):.1f} MiB of the 12 MiB)",
+                  r.returncode == 0 and 0 < uploaded <= (12 << 20) - (4 << 20), (r.returncode, uploaded, r.stderr[-200:]))
+            problems, n = harness.check_delivered(dala, server_bin, d_dir, desk.key, [phone])
+            check("  the report and its photo delivered whole, verified by the desk", not problems, problems[:3])
+        finally:
+            for proc in (node_c, node_d):
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(timeout=30)
     finally:
         for s in servers:
             if s.alive():

@@ -55,6 +55,8 @@ using test::TempDir;
 class LoopTransport : public sync::Transport {
  public:
   explicit LoopTransport(server::ServerCore* s) : server_(s) {}
+  void set_server(server::ServerCore* s) { server_ = s; }
+  std::function<void()> after_cut;  // runs after each cut upload (e.g. the server restarts there)
   Result<sync::HttpResponse> Post(const std::string&, const sync::HttpRequest& req, int64_t,
                                   const std::string&) override {
     ++calls;
@@ -90,6 +92,7 @@ class LoopTransport : public sync::Transport {
       cut_at.erase(cut_at.begin());
       upload_bytes += cut;
       server_->HandleUpload(req.upload_header, std::string_view(body).substr(0, cut), body.size());
+      if (after_cut) after_cut();
       return Status(Code::kIo, "connection reset by the proxy");
     }
     if (!cut_at.empty()) cut_at.front() -= body.size();
@@ -2403,6 +2406,28 @@ TEST(Media, AServerRestartKeepsEveryAcknowledgedChunk) {
   auto r = Sync(*phone, *w.net);
   EXPECT_EQ(phone->Get(m.id)->state, ReportState::kDelivered) << r.last_error;
   EXPECT_LE(w.net->upload_bytes, total - 2 * attachment::kUploadChunk);  // resumed after the two durable chunks
+}
+
+// The server restarts right after an upload is cut (or the phone's next address is another node sharing
+// the attachment files): the phone's probe meets a process that knows nothing of the upload, which must
+// answer from its files. (It read the chunk hashes after handing them on, so it answered 0, and the whole
+// attachment was sent again.)
+TEST(Media, AProbeToARestartedServerResumesFromItsFiles) {
+  World w;
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  MediaReport m = SealWithMedia(*phone, {4 * attachment::kUploadChunk + 77});
+  const uint64_t total = TotalCiphertext(m);
+  w.net->cut_at = {2 * attachment::kUploadChunk + 500};
+  w.net->after_cut = [&] {
+    w.net->after_cut = nullptr;
+    w.server.reset();
+    w.server = std::move(server::ServerCore::Open(w.t.sub("server"))).value();
+    w.net->set_server(w.server.get());
+  };
+  auto r = Sync(*phone, *w.net);
+  EXPECT_EQ(phone->Get(m.id)->state, ReportState::kDelivered) << r.last_error;
+  EXPECT_LE(w.net->upload_bytes, total + 500);  // the cut request, then only what the files did not hold
 }
 
 // A crash-trial failure led here: dala-server killed after an upload's last chunk was made durable but

@@ -125,6 +125,24 @@ TEST_P(Engines, ATransactionNotCommittedLeavesNothing) {
   EXPECT_TRUE(c_->Prepare("INSERT INTO t(k) VALUES (?)")->Bind(1, int64_t{9}).Run().ok());
 }
 
+// A blob read after integer columns of the same row, by a statement bound with blobs (the server reads an
+// attachment's chunk hashes so).
+TEST_P(Engines, ABlobAfterIntegersInARowSelectedByBlobs) {
+  std::vector<uint8_t> key(32, 7), hashes(416);
+  for (size_t i = 0; i < hashes.size(); ++i) hashes[i] = static_cast<uint8_t>(i * 31);
+  auto ins = c_->Prepare("INSERT INTO t(k, b, s, n) VALUES (?, ?, ?, ?)");
+  ASSERT_TRUE(ins->Bind(1, int64_t{12848412}).Bind(2, hashes).BindText(3, "x").Bind(4, int64_t{0}).Run().ok());
+  auto q = c_->Prepare("SELECT k, n, b, n FROM t WHERE b = ? AND k = ?");
+  q->Bind(1, hashes).Bind(2, int64_t{12848412});
+  auto row = q->Step();
+  ASSERT_TRUE(row.ok() && *row) << row.status().message();
+  EXPECT_EQ(q->Int(0), 12848412);
+  EXPECT_EQ(q->Int(1), 0);
+  auto hv = q->BlobView(2);
+  EXPECT_EQ(std::vector<uint8_t>(hv.begin(), hv.end()), hashes);
+  EXPECT_EQ(q->Int(3), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Sql, Engines, ::testing::Values(Engine::kSqlite, Engine::kPostgres),
                          [](const auto& info) { return info.param == Engine::kSqlite ? "Sqlite" : "Postgres"; });
 
