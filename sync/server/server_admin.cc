@@ -121,12 +121,14 @@ Result<std::vector<InviteInfo>> ServerCore::Invites() {
 
 Status ServerCore::CancelInvite(const crypto::Hash& invite) {
   std::lock_guard lock(mu_);
+  sql::Txn txn(*db_);  // under the write lock, as enrolments are: one comes wholly before or after it
+  DALA_RETURN_IF_ERROR(txn.Begin());
   DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare(
       db_->InsertOrIgnore("invites_cancelled(invite_hash, cancelled_ms) VALUES(?, ?)")));
   st.Bind(1, invite).Bind(2, clock_());
   DALA_RETURN_IF_ERROR(st.Run());
   if (db_->Changes() == 0) return Status(Code::kState, "that invite is cancelled already");
-  return Status::Ok();
+  return txn.Commit();
 }
 
 }  // namespace dala::server

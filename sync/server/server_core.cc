@@ -103,15 +103,23 @@ namespace {
 // database alone (a dump, a replica, a raided database server) does not yield it.
 constexpr char kSealedSigningKeyAd[] = "dala/v1/server-signing-key";
 
-std::vector<uint8_t> SealSigningKey(const crypto::SigningKey& signing, const SecretBuffer& data_key) {
+// The associated data: the label, then the organisation's key, so that a database whose organisation key
+// was swapped (by someone who can write to it) opens no signing key.
+std::string SealedKeyAd(const crypto::PublicKey& organisation) {
+  return std::string(kSealedSigningKeyAd) + std::string(reinterpret_cast<const char*>(organisation.data()), 32);
+}
+
+std::vector<uint8_t> SealSigningKey(const crypto::SigningKey& signing, const SecretBuffer& data_key,
+                                    const crypto::PublicKey& organisation) {
+  const std::string ad = SealedKeyAd(organisation);
   std::vector<uint8_t> out(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + signing.secret_key.size() +
                            crypto_aead_xchacha20poly1305_ietf_ABYTES);
   randombytes_buf(out.data(), crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
   unsigned long long clen = 0;
   crypto_aead_xchacha20poly1305_ietf_encrypt(out.data() + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, &clen,
                                              signing.secret_key.data(), signing.secret_key.size(),
-                                             reinterpret_cast<const uint8_t*>(kSealedSigningKeyAd),
-                                             sizeof kSealedSigningKeyAd - 1, nullptr, out.data(), data_key.data());
+                                             reinterpret_cast<const uint8_t*>(ad.data()), ad.size(), nullptr,
+                                             out.data(), data_key.data());
   return out;
 }
 
@@ -132,16 +140,24 @@ Result<crypto::SigningKey> ServerCore::ReadSigningKey(sql::Connection& db, const
   DALA_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return Status(Code::kCorrupt, "the server database has no signing key");
   if (!sealed) return crypto::SigningKeyFromSecret(st.BlobView(0));
-  auto v = st.BlobView(0);
+  const std::vector<uint8_t> v = st.Blob(0);
+  st = sql::Stmt();
+  DALA_ASSIGN_OR_RETURN(sql::Stmt o, db.Prepare("SELECT value FROM meta WHERE key = 'organisation_key'"));
+  DALA_ASSIGN_OR_RETURN(bool has_org, o.Step());
+  if (!has_org || o.BlobView(0).size() != 32) return Status(Code::kCorrupt, "the server database has no organisation key");
+  crypto::PublicKey organisation{};
+  std::memcpy(organisation.data(), o.BlobView(0).data(), 32);
+  const std::string ad = SealedKeyAd(organisation);
   constexpr size_t kN = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, kA = crypto_aead_xchacha20poly1305_ietf_ABYTES;
   if (v.size() < kN + kA) return Status(Code::kCorrupt, "the server database's signing key is damaged");
   SecretBuffer secret(v.size() - kN - kA);
   unsigned long long mlen = 0;
   if (crypto_aead_xchacha20poly1305_ietf_decrypt(secret.data(), &mlen, nullptr, v.data() + kN, v.size() - kN,
-                                                 reinterpret_cast<const uint8_t*>(kSealedSigningKeyAd),
-                                                 sizeof kSealedSigningKeyAd - 1, v.data(), data_key.data()) != 0)
+                                                 reinterpret_cast<const uint8_t*>(ad.data()), ad.size(), v.data(),
+                                                 data_key.data()) != 0)
     return Status(Code::kWrongKey, "this data directory's server.key does not open the signing key held in the "
-                                   "PostgreSQL database: the data directory belongs to another database");
+                                   "PostgreSQL database: the data directory belongs to another database, or the "
+                                   "database's organisation key was changed");
   return crypto::SigningKeyFromSecret(secret.span());
 }
 
@@ -165,7 +181,7 @@ Status ServerCore::InitPostgres(const std::string& dir, const crypto::PublicKey&
     held = sql::Stmt();
     crypto::SigningKey signing = crypto::GenerateSigningKey();
     DALA_ASSIGN_OR_RETURN(sql::Stmt sk, pg->Prepare("INSERT INTO meta(key, value) VALUES('signing_key_sealed', ?)"));
-    DALA_RETURN_IF_ERROR(sk.Bind(1, SealSigningKey(signing, key)).Run());
+    DALA_RETURN_IF_ERROR(sk.Bind(1, SealSigningKey(signing, key, organisation)).Run());
     DALA_ASSIGN_OR_RETURN(sql::Stmt org, pg->Prepare("INSERT INTO meta(key, value) VALUES('organisation_key', ?)"));
     DALA_RETURN_IF_ERROR(org.Bind(1, organisation).Run());
     return txn.Commit();
@@ -520,12 +536,14 @@ void ServerCore::WriterLoop() {
       const auto began = std::chrono::steady_clock::now();
       int64_t now = clock_();
       const int64_t first_sequence = next_sequence_;
-      const uint64_t first_leaf = log_.size();
       bool ok = true;
       sql::Txn txn(*db_);
       ok = txn.Begin().ok();
       // Read again under the write lock: another node on the same PostgreSQL database (or another process on
-      // this data directory) may have stored reports since.
+      // this data directory) may have stored reports, grown the log or installed a newer statement since. A
+      // group that appends nothing must still answer with the newest head, not this node's last one.
+      ok = ok && log_.Load().ok() && RefreshStatementLocked().ok();
+      const uint64_t first_leaf = log_.size();
       if (ok) {
         auto mx = db_->Prepare("SELECT coalesce(max(seq), 0) + 1 FROM reports");
         auto row = mx.ok() ? mx->Step() : Result<bool>(mx.status());
@@ -583,6 +601,10 @@ HttpResult ServerCore::Enrol(const std::string& device_key, const v1::EnrolReque
   // Uses are counted per invite by its enrolment key: one per invite, whatever bytes encode the invite.
   const crypto::Hash invite_hash = crypto::Blake2b256(B(inv->invite.enrol_key()));
   std::lock_guard lock(mu_);
+  // Everything below under the write lock: another node (or process) may enrol this device, use up the
+  // invite or install a newer statement meanwhile, and each is read after it.
+  sql::Txn txn(*db_);
+  if (!txn.Begin().ok() || !RefreshStatementLocked().ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
   // The newest statement wins: the invite's, or one the server already holds.
   v1::OrgStatement newest = inv->statement;
   std::string newest_bytes = inv->invite.statement();
@@ -607,8 +629,6 @@ HttpResult ServerCore::Enrol(const std::string& device_key, const v1::EnrolReque
   }
   *dev = sql::Stmt();
   if (inv->invite.expires_ms() <= now) return Reply(403, v1::INVITE_EXPIRED, "the invite has expired; ask for a new one", now);
-  sql::Txn txn(*db_);
-  if (!txn.Begin().ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
   {
     auto cancelled = db_->Prepare("SELECT 1 FROM invites_cancelled WHERE invite_hash = ?");
     if (!cancelled.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable", now);
@@ -647,6 +667,21 @@ HttpResult ServerCore::Enrol(const std::string& device_key, const v1::EnrolReque
   return Reply(200, v1::OK, "enrolled", now);
 }
 
+Status ServerCore::RefreshStatementLocked() {
+  DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare("SELECT value FROM meta WHERE key = 'statement'"));
+  DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return Status::Ok();
+  auto v = st.BlobView(0);
+  std::string bytes(reinterpret_cast<const char*>(v.data()), v.size());
+  {
+    std::lock_guard lock(statement_mu_);
+    if (bytes == statement_) return Status::Ok();  // the one held: nothing to check again
+  }
+  auto parsed = protocol::VerifyStatement(B(bytes), organisation_);
+  if (parsed.ok()) KeepStatement(std::move(bytes), std::move(*parsed));  // only ever a newer version
+  return Status::Ok();
+}
+
 std::string ServerCore::StatementFor(uint64_t version) const {
   std::lock_guard lock(statement_mu_);
   return statement_version_ > version ? statement_ : std::string();
@@ -668,13 +703,14 @@ bool ServerCore::AuthorisedNow(int64_t now) const {
 Status ServerCore::SetStatement(std::string_view signed_statement) {
   DALA_ASSIGN_OR_RETURN(v1::OrgStatement st, protocol::VerifyStatement(crypto::Bytes(signed_statement), organisation_));
   std::lock_guard lock(mu_);
-  if (!StatementFor(st.version() - 1).empty())  // it holds version >= st.version()
-    return Status(Code::kState, "the server holds this statement or a newer one already");
   const uint64_t first_leaf = log_.size();
   std::string head;
   Status done = [&]() -> Status {
     sql::Txn txn(*db_);
     DALA_RETURN_IF_ERROR(txn.Begin());
+    DALA_RETURN_IF_ERROR(RefreshStatementLocked());  // another node may have installed it, or a newer one
+    if (!StatementFor(st.version() - 1).empty())  // it holds version >= st.version()
+      return Status(Code::kState, "the server holds this statement or a newer one already");
     DALA_ASSIGN_OR_RETURN(sql::Stmt keep, db_->Prepare(db_->Upsert("meta(key, value) VALUES('statement', ?)", "key", "value")));
     keep.Bind(1, crypto::Bytes(signed_statement));
     DALA_RETURN_IF_ERROR(keep.Run());

@@ -272,6 +272,8 @@ class ServerCore {
   v1::OrgStatement statement_parsed_;
   // What an enrol or push answer carries for a phone holding statement `version`: the statement if newer.
   std::string StatementFor(uint64_t version) const;
+  // Under mu_, inside a transaction: the statement the database holds, kept if newer than this node's.
+  Status RefreshStatementLocked();
   void KeepStatement(std::string signed_statement, v1::OrgStatement statement);
   // Whether the newest statement held authorises this server's key at `now` (true before any statement:
   // then no device is enrolled). A server the organisation revoked or let expire signs nothing more.

@@ -3,6 +3,7 @@
 
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -75,9 +76,13 @@ uint64_t ServerCore::ReceivedFor(const std::string& device_key, const v1::Attach
 }
 
 uint64_t ServerCore::Received(const std::string& name, const StoredAttachment& stored) {
+  // The file's size tells whether another node (sharing the attachment directory) changed it since this
+  // node last knew: then it is read again.
+  struct stat sb;
+  const uint64_t on_disk = ::stat(AttachmentPath(name).c_str(), &sb) == 0 ? static_cast<uint64_t>(sb.st_size) : 0;
   std::lock_guard lock(uploads_mu_);
   auto it = uploads_.find(name);
-  if (it != uploads_.end()) return it->second.received;
+  if (it != uploads_.end() && (it->second.busy || it->second.received == on_disk)) return it->second.received;
   uint64_t r = VerifiedPrefix(AttachmentPath(name), stored.size, stored.chunk_size, stored.chunk_hashes);
   uploads_[name].received = r;
   return r;
@@ -183,6 +188,17 @@ ServerCore::UploadStart ServerCore::BeginUploadUnsigned(uint64_t body_length, co
   }
   s->holds_ = true;  // from here the destructor releases the attachment
   metrics_.uploads_in_progress.Add(1);
+  s->fd_ = ::open(AttachmentPath(s->name_).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (s->fd_ < 0) return Reply(503, v1::UNAVAILABLE, "storage unavailable; try again later", now);
+  // One writer per attachment file, whichever node (nodes may share the attachment directory): the lock
+  // goes with the file descriptor. Under it, what the file holds is read again if another node changed it.
+  if (::flock(s->fd_, LOCK_EX | LOCK_NB) != 0)
+    return Reply(409, v1::UNAVAILABLE, "another upload of this attachment is in progress", now);
+  if (struct stat sb; ::fstat(s->fd_, &sb) == 0 && static_cast<uint64_t>(sb.st_size) != received) {
+    received = VerifiedPrefix(AttachmentPath(s->name_), stored.size, stored.chunk_size, s->chunk_hashes_);
+    std::lock_guard lock(uploads_mu_);
+    uploads_[s->name_].received = received;
+  }
   s->received_ = s->written_ = received;
   s->offset_ = s->start_ = up.offset();
   s->skip_until_ = received;
@@ -190,9 +206,7 @@ ServerCore::UploadStart ServerCore::BeginUploadUnsigned(uint64_t body_length, co
   if (up.offset() > received) return s->Reply(v1::UPLOAD_OFFSET);
   if (limits_.max_storage_bytes != 0 && stored_bytes_ + (end - std::max(received, up.offset())) > limits_.max_storage_bytes)
     return Reply(507, v1::UNAVAILABLE, "the server's storage is full; try again later", now);
-  s->fd_ = ::open(AttachmentPath(s->name_).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-  if (s->fd_ < 0) return Reply(503, v1::UNAVAILABLE, "storage unavailable; try again later", now);
-  if (::ftruncate(s->fd_, static_cast<off_t>(received)) != 0)  // drops an unverified tail
+  if (::ftruncate(s->fd_, static_cast<off_t>(received)) != 0)  // drops an unverified tail (never extends)
     return Reply(503, v1::UNAVAILABLE, "storage unavailable; try again later", now);
   return s;
 }

@@ -114,6 +114,15 @@ def main():
         check("backup of a PostgreSQL data directory says to use pg_dump", r.returncode == 2 and "pg_dump" in r.stderr,
               (r.returncode, r.stderr[-300:]))
         server.stop()
+        # Someone who can write to the database swaps the organisation's key (to enrol devices of their own):
+        # the signing key, sealed with the organisation's key as associated data, no longer opens.
+        with open(os.path.join(server.data, "database.url")) as f:
+            first_url = f.read()
+        cluster.psql("UPDATE meta SET value = '\\x" + os.urandom(32).hex() + "' WHERE key = 'organisation_key'",
+                     first_url)
+        r = harness.run(server_bin, "check", "--data", server.data, check=False)
+        check("a database whose organisation key was swapped opens no signing key (refused)",
+              r.returncode != 0 and "organisation key was changed" in r.stderr, r.stderr[-300:])
 
         # Two nodes on one database, phones dialling both, one node killed during pushes.
         url = new_database(cluster)
@@ -161,7 +170,10 @@ def main():
         threads = [threading.Thread(target=push, args=(p, i)) for i, p in enumerate(phones)]
         for t in threads:
             t.start()
-        time.sleep(1.0)
+        for _ in range(200):  # node A is killed once pushes are under way, while more are to come
+            if len(cluster.psql("SELECT 1 FROM reports LIMIT 3", url).split()) >= 3:
+                break
+            time.sleep(0.05)
         a.kill()
         for t in threads:
             t.join()

@@ -2408,6 +2408,25 @@ TEST(Media, AServerRestartKeepsEveryAcknowledgedChunk) {
   EXPECT_LE(w.net->upload_bytes, total - 2 * attachment::kUploadChunk);  // resumed after the two durable chunks
 }
 
+// Two nodes on one database (here two ServerCores on one data directory, as with PostgreSQL): a phone
+// that holds a head from node B, whose next push reaches node A and appends nothing there (a report held
+// until its attachment is uploaded), must get the newest head, not the one A last knew: else it records a
+// fork that is not one and stops delivering.
+TEST(Log, ANodeAnswersWithTheNewestHeadAfterAnotherNodeGrewTheLog) {
+  World w;
+  auto node_b = std::move(server::ServerCore::Open(w.t.sub("server"))).value();
+  LoopTransport to_b(node_b.get());
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 0u);  // enrolled through node A
+  for (int i = 0; i < 3; ++i) SealOne(*phone, "through node B " + std::to_string(i));
+  ASSERT_EQ(Sync(*phone, to_b).delivered, 3u);  // node B grew the log; the phone holds B's newest head
+  MediaReport m = SealWithMedia(*phone, {attachment::kUploadChunk + 5});
+  auto run = Sync(*phone, *w.net);  // node A: the first push appends nothing (the photo is not there yet)
+  EXPECT_EQ(run.last_error.find("fork"), std::string::npos) << run.last_error;
+  EXPECT_EQ(phone->Get(m.id)->state, ReportState::kDelivered) << run.last_error;
+}
+
 // The server restarts right after an upload is cut (or the phone's next address is another node sharing
 // the attachment files): the phone's probe meets a process that knows nothing of the upload, which must
 // answer from its files. (It read the chunk hashes after handing them on, so it answered 0, and the whole

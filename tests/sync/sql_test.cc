@@ -223,6 +223,27 @@ TEST_P(Engines, InsertOrIgnoreAndUpsertMeanTheSameOnBoth) {
   EXPECT_EQ(q->Int(2), 5);
 }
 
+// A write transaction whose lock wait fails (a lock_timeout, a cancel) leaves nothing open: the next
+// transaction on the same connection runs.
+TEST(Postgres, AFailedLockWaitLeavesTheConnectionUsable) {
+  ASSERT_FALSE(PostgresUrl().empty());
+  auto a = ConnectPostgres(PostgresUrl()), b = ConnectPostgres(PostgresUrl());
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE((*b)->Exec("SET lock_timeout = '100ms'").ok());
+  {
+    Txn holder(**a);
+    ASSERT_TRUE(holder.Begin().ok());  // holds the write lock
+    Txn waiter(**b);
+    EXPECT_FALSE(waiter.Begin().ok());
+    ASSERT_TRUE(holder.Commit().ok());
+  }
+  Txn next(**b);
+  ASSERT_TRUE(next.Begin().ok());
+  auto one = (*b)->Prepare("SELECT 1");
+  EXPECT_TRUE(one->Run().ok());
+  EXPECT_TRUE(next.Commit().ok());
+}
+
 TEST(Postgres, AnUnreachableServerIsAClearError) {
   auto c = ConnectPostgres("postgresql://dala@127.0.0.1:1/dala?connect_timeout=5");
   ASSERT_FALSE(c.ok());

@@ -105,8 +105,17 @@ class PgConnection : public Connection {
   }
   Engine engine() const override { return Engine::kPostgres; }
 
+  // A transaction block left open on the server while this side holds none: rolled back.
+  void EndAbandonedTransaction() {
+    if (conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK || in_txn_) return;
+    if (PQtransactionStatus(conn_) != PQTRANS_IDLE) ResultPtr(PQexec(conn_, "ROLLBACK"));
+  }
+
   Status Connect() {
-    if (conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK) return Status::Ok();
+    if (conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK) {
+      EndAbandonedTransaction();
+      return Status::Ok();
+    }
     if (in_txn_) return Status(Code::kIo, "the connection to PostgreSQL was lost in a transaction; try again");
     if (conn_ != nullptr) PQfinish(conn_);
     conn_ = PQconnectdb(url_.c_str());
@@ -149,9 +158,15 @@ class PgConnection : public Connection {
     // Writing transactions take one advisory lock, as SQLite's BEGIN IMMEDIATE takes its write lock: the
     // server's writes (the log above all: one append at a time, whichever node) are serialised across
     // every node on this database, and released with the transaction whatever ends it.
-    DALA_RETURN_IF_ERROR(Run(kind == TxnKind::kRead ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-                                                    : "BEGIN; SELECT pg_advisory_xact_lock(7234298612549513074)",
-                             "cannot begin a transaction"));
+    Status st = Run(kind == TxnKind::kRead ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+                                           : "BEGIN; SELECT pg_advisory_xact_lock(7234298612549513074)",
+                    "cannot begin a transaction");
+    if (!st.ok()) {
+      // BEGIN may have run and the lock wait failed (a lock_timeout, a cancel): end that transaction, or
+      // every later statement would fail in it.
+      EndAbandonedTransaction();
+      return st;
+    }
     in_txn_ = true;
     return Status::Ok();
   }
