@@ -311,18 +311,6 @@ Txn::~Txn() {
   if (open_) (void)db_.Exec("ROLLBACK;");
 }
 
-Status ReadTxn::Begin() {
-  DALA_RETURN_IF_ERROR(db_.Exec("BEGIN DEFERRED;"));
-  open_ = true;
-  // In WAL mode the snapshot starts at the first read: take it now, not at whichever read comes first.
-  DALA_ASSIGN_OR_RETURN(Stmt st, db_.Prepare("SELECT count(*) FROM sqlite_master;"));
-  return st.Step().status();
-}
-
-ReadTxn::~ReadTxn() {
-  if (open_) (void)db_.Exec("COMMIT;");
-}
-
 Status Migrate(Db& db, std::span<const char* const> steps, std::string_view too_new) {
   int current = 0;
   {

@@ -114,21 +114,6 @@ class Txn {
   bool open_ = false;
 };
 
-// One consistent snapshot for a series of reads: BEGIN (deferred: takes no write lock, so writers in
-// other connections go on), then every read sees the database as of the first one; ends on destruction.
-class ReadTxn {
- public:
-  explicit ReadTxn(Db& db) : db_(db) {}
-  Status Begin();
-  ~ReadTxn();
-  ReadTxn(const ReadTxn&) = delete;
-  ReadTxn& operator=(const ReadTxn&) = delete;
-
- private:
-  Db& db_;
-  bool open_ = false;
-};
-
 // Forward-only schema migrations, the one runner for every database: PRAGMA user_version counts the steps
 // applied; each step left runs in its own transaction together with the version bump. A database whose
 // version is past the last step was written by a newer program: kState with `too_new` as the message.

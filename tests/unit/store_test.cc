@@ -621,35 +621,6 @@ TEST(StoreErasure, WipeOverwritesTheKeyFileItself) {
   EXPECT_FALSE(OpenStoreKeyFile(after, Pass("pw"), FastOptions().kdf).ok());
 }
 
-// A ReadTxn sees one snapshot: rows another connection commits after Begin stay out of every later read
-// (dala-server export and check rely on it while the server runs).
-TEST(Db, ReadTxnSeesOneSnapshot) {
-  TempDir t;
-  SecretBuffer key(32);
-  randombytes_buf(key.data(), key.size());
-  const std::string path = t.sub("db");
-  ASSERT_TRUE(fs::CreatePrivateFile(path).ok());
-  auto writer = db::Db::Open(path, key, true);
-  ASSERT_TRUE(writer.ok());
-  ASSERT_TRUE(writer->Exec("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES(1);").ok());
-  auto reader = db::Db::Open(path, key, false);
-  ASSERT_TRUE(reader.ok());
-  auto count = [&] {
-    auto st = reader->Prepare("SELECT count(*) FROM t");
-    EXPECT_TRUE(st.ok() && *st->Step());
-    return st.ok() ? st->Int(0) : -1;
-  };
-  {
-    db::ReadTxn snapshot(*reader);
-    ASSERT_TRUE(snapshot.Begin().ok());
-    ASSERT_TRUE(writer->Exec("INSERT INTO t VALUES(2);").ok());  // committed before the reader's first read
-    EXPECT_EQ(count(), 1);
-    ASSERT_TRUE(writer->Exec("INSERT INTO t VALUES(3);").ok());
-    EXPECT_EQ(count(), 1);
-  }
-  EXPECT_EQ(count(), 3);
-}
-
 // Opening waits while another connection holds the file's lock, as the last connection to close holds it
 // while it checkpoints and removes the WAL: before, the first read of Open failed at once with kBusy
 // ("the store is busy in another process"; desk_store's two imports at once, one opening as the other closed).

@@ -158,7 +158,8 @@ class PgConnection : public Connection {
     // Writing transactions take one advisory lock, as SQLite's BEGIN IMMEDIATE takes its write lock: the
     // server's writes (the log above all: one append at a time, whichever node) are serialised across
     // every node on this database, and released with the transaction whatever ends it.
-    Status st = Run(kind == TxnKind::kRead ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    // A read transaction's snapshot is taken by its first statement: take it here, as the SQLite side does.
+    Status st = Run(kind == TxnKind::kRead ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1"
                                            : "BEGIN; SELECT pg_advisory_xact_lock(7234298612549513074)",
                     "cannot begin a transaction");
     if (!st.ok()) {
