@@ -405,8 +405,6 @@ int Timestamp(const Options& a) {
 int Init(const Options& a) {
   auto root = dala::protocol::ParseIdentity(a.organisation);
   if (!root.ok()) throw UsageError{"--organisation: " + root.status().message()};
-  if (a.blobs.rfind("s3://", 0) == 0)
-    throw UsageError{"--blobs s3://... is not built yet: give a directory every node shares (docs/operations.md)"};
   Check(dala::server::ServerCore::Init(a.data, *root, a.database, a.blobs));
   auto core = OpenCore(a);
   std::fprintf(stderr,

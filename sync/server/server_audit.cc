@@ -99,8 +99,10 @@ Result<AuditReport> ServerCore::Audit() {
       problem("the attachment " + name + " has a damaged record");
       continue;
     }
-    if (VerifiedPrefix(AttachmentPath(name), size, static_cast<uint32_t>(a.Int(3)),
-                       std::string_view(reinterpret_cast<const char*>(hashes.data()), hashes.size())) != size)
+    auto verified = attachments_->Verified(
+        name, {size, static_cast<uint32_t>(chunk), std::string_view(reinterpret_cast<const char*>(hashes.data()), hashes.size())});
+    if (!verified.ok()) return verified.status();  // the store cannot be read now: no verdict
+    if (*verified != size)
       problem("the attachment " + name + " is recorded complete but its file is missing or damaged");
   }
   return out;

@@ -121,6 +121,12 @@ Result<BackupSummary> Backup(const std::string& dir, const std::string& out, boo
                   "this data directory keeps its data in PostgreSQL: back up the database with pg_dump or "
                   "pg_basebackup, and keep a copy of this directory (server.key, database.url) apart "
                   "(docs/operations.md, \"Backups and restore\")");
+  DALA_ASSIGN_OR_RETURN(std::string attachments_dir, AttachmentsLocation(dir));
+  if (IsS3(attachments_dir))
+    return Status(Code::kInvalidArgument,
+                  "this data directory keeps its attachments in an S3 bucket, which a backup file cannot hold: "
+                  "back up the bucket with the store's own tools (versioning, replication) "
+                  "(docs/operations.md, \"Backups and restore\")");
   const std::string snapshot = out + ".db-tmp";
   struct Remove {
     std::string path;
@@ -193,7 +199,6 @@ Result<BackupSummary> Backup(const std::string& dir, const std::string& out, boo
     DALA_RETURN_IF_ERROR(AddFile(w.a, kServerDbFile, snapshot, database_bytes));
     if (include_key) DALA_RETURN_IF_ERROR(AddEntry(w.a, kServerKeyFile, key->size(), -1, key->data()));
     // Complete attachments never change: each is copied as it is, while uploads go on beside them.
-    DALA_ASSIGN_OR_RETURN(std::string attachments_dir, AttachmentsDir(dir));
     for (const auto& at : attachments)
       DALA_RETURN_IF_ERROR(AddFile(w.a, std::string(kAttachmentDirName) + "/" + at.name,
                                    fs::Join(attachments_dir, at.name), at.size));

@@ -67,12 +67,16 @@ void ServerCore::set_clock(int64_t (*clock)()) {
 Status ServerCore::Init(const std::string& dir, const crypto::PublicKey& organisation, const std::string& database,
                         const std::string& blobs) {
   if (!InitSodium()) return {Code::kInternal, "libsodium could not start"};
-  if (!blobs.empty() && blobs.front() != '/')
-    return {Code::kInvalidArgument, "--blobs must be an absolute path (every node names the same directory)"};
+  if (!blobs.empty() && blobs.front() != '/' && !IsS3(blobs))
+    return {Code::kInvalidArgument, "--blobs must be an absolute path (every node names the same directory) or s3://BUCKET?endpoint=URL"};
   DALA_RETURN_IF_ERROR(fs::EnsureDirectory(dir));
   if (fs::Exists(Path(dir, kServerKeyFile)) || fs::Exists(Path(dir, kServerDbFile)))
     return {Code::kExists, "'" + dir + "' already holds a dala-server data directory"};
-  if (!blobs.empty()) {
+  if (IsS3(blobs)) {
+    // The bucket must exist and take writes with the credentials given now (and at every start).
+    DALA_ASSIGN_OR_RETURN(std::unique_ptr<AttachmentStore> s3, OpenS3Store(blobs, true));
+    DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(Path(dir, kBlobsPathFile), crypto::Bytes(blobs)));
+  } else if (!blobs.empty()) {
     DALA_RETURN_IF_ERROR(fs::EnsureDirectory(blobs));
     DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(Path(dir, kBlobsPathFile), crypto::Bytes(blobs)));
   }
@@ -125,12 +129,20 @@ std::vector<uint8_t> SealSigningKey(const crypto::SigningKey& signing, const Sec
 
 }  // namespace
 
-Result<std::string> AttachmentsDir(const std::string& dir) {
+Result<std::string> AttachmentsLocation(const std::string& dir) {
   if (!fs::Exists(Path(dir, kBlobsPathFile))) return Path(dir, kAttachmentDirName);
   DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> path, fs::ReadFile(Path(dir, kBlobsPathFile), 4096));
   std::string p(path.begin(), path.end());
-  if (p.empty() || p.front() != '/') return Status(Code::kCorrupt, "the data directory's blobs.path is not an absolute path");
+  if (p.empty() || (p.front() != '/' && !IsS3(p)))
+    return Status(Code::kCorrupt, "the data directory's blobs.path is neither an absolute path nor an s3:// URL");
   return p;
+}
+
+Result<std::unique_ptr<AttachmentStore>> OpenAttachments(const std::string& dir, bool probe,
+                                                         std::function<void(const char*, int, double)> observe) {
+  DALA_ASSIGN_OR_RETURN(std::string where, AttachmentsLocation(dir));
+  if (IsS3(where)) return OpenS3Store(where, probe, std::move(observe));
+  return OpenDirectoryStore(where);
 }
 
 Result<crypto::SigningKey> ServerCore::ReadSigningKey(sql::Connection& db, const SecretBuffer& data_key) {
@@ -232,14 +244,17 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Ser
 Result<std::unique_ptr<ServerCore>> ServerCore::OpenOn(const std::string& dir, std::unique_ptr<sql::Connection> conn,
                                                        const SecretBuffer& data_key, ServerLimits limits) {
   sql::Connection& db = *conn;
-  DALA_ASSIGN_OR_RETURN(std::string attachments, AttachmentsDir(dir));
-  DALA_RETURN_IF_ERROR(fs::EnsureDirectory(attachments));
-  uint64_t stored = 0;
-  {
-    DALA_ASSIGN_OR_RETURN(std::vector<std::string> files, fs::ListFiles(attachments));
-    struct stat sb;
-    for (const auto& b : files)
-      if (::stat(fs::Join(attachments, b).c_str(), &sb) == 0) stored += static_cast<uint64_t>(sb.st_size);
+  auto observer = std::make_shared<ServerCore*>(nullptr);  // set once the core exists: S3 requests in its metrics
+  DALA_ASSIGN_OR_RETURN(std::unique_ptr<AttachmentStore> attachments,
+                        OpenAttachments(dir, true, [observer](const char* op, int status, double seconds) {
+                          if (*observer != nullptr) (*observer)->metrics_.StorageRequest(op, status, seconds);
+                        }));
+  DALA_ASSIGN_OR_RETURN(std::optional<uint64_t> held_bytes, attachments->BytesHeld());
+  uint64_t stored = held_bytes.value_or(0);
+  if (!held_bytes) {
+    DALA_ASSIGN_OR_RETURN(sql::Stmt sum, db.Prepare("SELECT coalesce(sum(size), 0) FROM attachments WHERE complete = 1"));
+    DALA_ASSIGN_OR_RETURN(bool row, sum.Step());
+    if (row) stored = static_cast<uint64_t>(sum.Int(0));
   }
   DALA_ASSIGN_OR_RETURN(crypto::SigningKey signing, ReadSigningKey(db, data_key));
   crypto::PublicKey organisation{};
@@ -267,7 +282,8 @@ Result<std::unique_ptr<ServerCore>> ServerCore::OpenOn(const std::string& dir, s
   const int64_t held = counted ? count.Int(0) : 0;
   count = sql::Stmt();
   auto core = std::unique_ptr<ServerCore>(new ServerCore(dir, std::move(conn), std::move(signing), limits));
-  core->attachments_dir_ = std::move(attachments);
+  core->attachments_ = std::move(attachments);
+  *observer = core.get();
   core->next_sequence_ = next;
   core->organisation_ = organisation;
   if (!statement.empty()) {
@@ -813,8 +829,7 @@ Result<uint64_t> ServerCore::Export(const std::string& path, uint64_t since, uin
       std::string name = attachment::FileName(h.device_key, B(m.attachment_id()));
       std::string to = fs::Join(media, name);
       if (fs::Exists(to)) continue;
-      if (::link(AttachmentPath(name).c_str(), to.c_str()) == 0) continue;
-      DALA_RETURN_IF_ERROR(fs::CopyFile(AttachmentPath(name), to));
+      DALA_RETURN_IF_ERROR(attachments_->CopyTo(name, m.size(), to));
     }
   }
   std::string bytes = ex.SerializeAsString();

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <optional>
 #include <span>
 #include <thread>
@@ -23,6 +24,7 @@
 
 #include "crypto/crypto.h"
 #include "dala/v1/sync.pb.h"
+#include "server/attachment_store.h"
 #include "server/server_log.h"
 #include "server/server_metrics.h"
 #include "base/db.h"
@@ -95,7 +97,7 @@ class UploadSession {
   std::string name_, device_key_, attachment_id_, chunk_hashes_;
   uint64_t size_ = 0, received_ = 0, offset_ = 0, end_ = 0, start_ = 0, skip_until_ = 0;
   uint32_t chunk_size_ = 0;
-  int fd_ = -1;
+  std::unique_ptr<AttachmentWriter> writer_;  // set once the session holds the attachment
   bool holds_ = false;  // this session marked the attachment busy
   uint64_t written_ = 0;  // verified and written, not yet synced (counted once Commit syncs them)
   bool storage_failed_ = false;
@@ -208,12 +210,11 @@ class ServerCore {
   static Status InitPostgres(const std::string& dir, const crypto::PublicKey& organisation,
                              const std::string& database, const SecretBuffer& key);
   static Result<crypto::SigningKey> ReadSigningKey(sql::Connection& db, const SecretBuffer& data_key);
-  std::string AttachmentPath(const std::string& name) const;
   // Verified bytes held for an attachment: durable ones (from memory), or after a restart those its file
   // holds, which a SIGKILL may have left in the page cache only (CompleteOnDiskLocked syncs before use).
-  uint64_t Received(const std::string& name, const StoredAttachment& stored);
+  Result<uint64_t> Received(const std::string& name, const StoredAttachment& stored);
   void EndUpload(const std::string& name, uint64_t received);
-  // Received() for an envelope's attachment.
+  // Received() for an envelope's attachment (0 if the store cannot say now: the upload then skips what it holds).
   uint64_t ReceivedFor(const std::string& device_key, const v1::AttachmentManifest& m);
   Status MarkComplete(const std::string& device_key, const std::string& attachment_id);
   Status MarkCompleteLocked(const std::string& device_key, const std::string& attachment_id);  // under mu_
@@ -221,7 +222,9 @@ class ServerCore {
   // verified is made durable and recorded complete (true); false if bytes are missing.
   Result<bool> CompleteOnDiskLocked(const std::string& device_key, const v1::AttachmentManifest& m);
   // Under mu_, inside the writer's transaction: records the envelope's attachments; true if all complete.
-  Result<bool> AttachmentsLocked(const std::string& device_key, const envelope::Header& h, std::string* conflict);
+  // `declared`: the ids of those declared by this call (none of their bytes can be held yet).
+  Result<bool> AttachmentsLocked(const std::string& device_key, const envelope::Header& h, std::string* conflict,
+                                 std::set<std::string>* declared);
   HttpResult Enrol(const std::string& device_key, const v1::EnrolRequest& enrol);
   // Signs a protobuf answer (kProto) for the request whose hash is given; other answers pass unchanged.
   HttpResult Signed(HttpResult r, const crypto::Hash& request_hash) const;
@@ -248,7 +251,7 @@ class ServerCore {
   std::atomic<uint64_t> stored_bytes_{0};
 
   std::string dir_;
-  std::string attachments_dir_;  // DIR/attachments, or the shared directory init --blobs named
+  std::unique_ptr<AttachmentStore> attachments_;  // DIR/attachments, or what init --blobs named
   std::mutex mu_;
   int64_t next_sequence_ = 1;  // under mu_
   std::unique_ptr<sql::Connection> db_;

@@ -23,12 +23,16 @@ Status MigratePostgresSchema(sql::Connection& db);
 
 // Where a data directory keeps its PostgreSQL database's URL (absent: the embedded database).
 inline constexpr char kDatabaseUrlFile[] = "database.url";
-// Where a data directory names the attachment directory it shares with other nodes (init --blobs DIR;
-// absent: DIR/attachments of its own).
+// Where a data directory names the attachment store it shares with other nodes (init --blobs DIR, or
+// --blobs s3://...; absent: DIR/attachments of its own).
 inline constexpr char kBlobsPathFile[] = "blobs.path";
 
-// The attachment directory of data directory `dir`.
-Result<std::string> AttachmentsDir(const std::string& dir);
+// The attachment store of data directory `dir`: a directory, or an s3:// URL.
+Result<std::string> AttachmentsLocation(const std::string& dir);
+inline bool IsS3(std::string_view location) { return location.starts_with("s3://"); }
+// Opens it (an S3 bucket probed first if `probe`).
+Result<std::unique_ptr<AttachmentStore>> OpenAttachments(const std::string& dir, bool probe,
+                                                         std::function<void(const char*, int, double)> observe = {});
 
 inline std::string Path(const std::string& dir, const char* name) { return fs::Join(dir, name); }
 

@@ -102,7 +102,13 @@ ServerMetrics::ServerMetrics()
                                                     {"endpoint"}, kRequestBuckets)),
       refused_(registry_.AddCounterFamily("dala_server_connections_refused_total",
                                           "Connections refused or closed before their request was served, by reason.",
-                                          {"reason"})) {
+                                          {"reason"})),
+      storage_requests_(registry_.AddCounterFamily(
+          "dala_server_storage_requests_total",
+          "Requests to the attachments' S3 store, by operation and HTTP status (0: no answer).", {"op", "code"})),
+      storage_seconds_(registry_.AddHistogramFamily("dala_server_storage_request_duration_seconds",
+                                                    "Time of one request to the attachments' S3 store, by operation.",
+                                                    {"op"}, kRequestBuckets)) {
   // Every endpoint and reason from the start, at zero: rate() and increase() then see the first one.
   for (auto e : kEndpoints) request_seconds_.With({std::string(e)});
   request_seconds_.With({"other"});
@@ -119,6 +125,11 @@ void ServerMetrics::Request(std::string_view target, int status, double seconds)
   const std::string endpoint(EndpointLabel(target));
   requests_.With({endpoint, std::to_string(status)}).Inc();
   request_seconds_.With({endpoint}).Observe(seconds);
+}
+
+void ServerMetrics::StorageRequest(std::string_view op, int status, double seconds) {
+  storage_requests_.With({std::string(op), std::to_string(status)}).Inc();
+  storage_seconds_.With({std::string(op)}).Observe(seconds);
 }
 
 void ServerMetrics::Refused(Refusal why) { refused_.With({RefusalLabel(why)}).Inc(); }

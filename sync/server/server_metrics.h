@@ -47,11 +47,15 @@ class ServerMetrics {
   metrics::Gauge& log_leaves;
   metrics::Histogram& commit_seconds;
   metrics::Histogram& pushes_per_commit;
+  // One request to the S3 store: its operation (a fixed name), HTTP status (0: no answer), duration.
+  void StorageRequest(std::string_view op, int status, double seconds);
 
  private:
   metrics::Family<metrics::Counter>& requests_;
   metrics::Family<metrics::Histogram>& request_seconds_;
   metrics::Family<metrics::Counter>& refused_;
+  metrics::Family<metrics::Counter>& storage_requests_;
+  metrics::Family<metrics::Histogram>& storage_seconds_;
 };
 
 // The endpoint label of a request target: the path if it is one the server serves, else "other".

@@ -82,7 +82,13 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
     }
     if (!it.h.attachments.empty()) {
       std::string conflict;
-      DALA_ASSIGN_OR_RETURN(bool complete, AttachmentsLocked(device_key, it.h, &conflict));
+      std::set<std::string> declared;
+      DALA_ASSIGN_OR_RETURN(bool complete, AttachmentsLocked(device_key, it.h, &conflict, &declared));
+      // What the store holds of each: nothing of one declared just now (the store is not asked, under
+      // the write lock, about what no phone could have sent yet).
+      auto received = [&](const v1::AttachmentManifest& m) -> uint64_t {
+        return declared.count(m.attachment_id()) != 0 ? 0 : ReceivedFor(device_key, m);
+      };
       if (!conflict.empty()) {
         res->set_code(v1::REJECTED);
         res->set_reason(conflict);
@@ -92,7 +98,7 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
         // No room for what is missing: say so now, before the phone sends any of it.
         uint64_t missing = 0;
         for (const auto& m : it.h.attachments) {
-          missing += m.size() - std::min(m.size(), ReceivedFor(device_key, m));
+          missing += m.size() - std::min(m.size(), received(m));
         }
         if (stored_bytes_ + missing > limits_.max_storage_bytes) {
           res->set_code(v1::RETRY_LATER);
@@ -112,7 +118,7 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
         for (const auto& m : it.h.attachments) {
           auto* ap = res->add_attachments();
           ap->set_attachment_id(m.attachment_id());
-          ap->set_received(ReceivedFor(device_key, m));
+          ap->set_received(received(m));
         }
         continue;
       }
@@ -161,10 +167,9 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
 }
 
 
-std::string ServerCore::AttachmentPath(const std::string& name) const { return fs::Join(attachments_dir_, name); }
 
 Result<bool> ServerCore::AttachmentsLocked(const std::string& device_key, const envelope::Header& h,
-                                           std::string* conflict) {
+                                           std::string* conflict, std::set<std::string>* declared) {
   bool all = true;
   for (const auto& m : h.attachments) {
     DALA_ASSIGN_OR_RETURN(sql::Stmt q, db_->Prepare(
@@ -194,6 +199,7 @@ Result<bool> ServerCore::AttachmentsLocked(const std::string& device_key, const 
     ins.Bind(4, static_cast<int64_t>(m.chunk_size())).Bind(5, B(m.root())).Bind(6, B(m.chunk_hashes()));
     ins.Bind(7, clock_());
     DALA_RETURN_IF_ERROR(ins.Run());
+    declared->insert(m.attachment_id());
     all = false;
   }
   return all;

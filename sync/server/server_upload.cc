@@ -30,39 +30,26 @@
 
 namespace dala::server {
 
-// How much of an attachment file is verified, after a restart: whole chunks from the start, each checked
-// against the manifest, up to the first that is missing or does not match (a crash may leave chunks that
-// were written but never synced). Runs once per unfinished attachment per server start.
-uint64_t VerifiedPrefix(const std::string& path, uint64_t size, uint32_t chunk_size, std::string_view hashes) {
-  if (chunk_size == 0 || hashes.size() != 32 * ((size + chunk_size - 1) / chunk_size)) return 0;  // never read past them
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  std::vector<uint8_t> buf(chunk_size);
-  uint64_t good = 0;
-  for (uint64_t i = 0; good < size; ++i) {
-    uint64_t len = std::min<uint64_t>(chunk_size, size - good);
-    ssize_t n = ::pread(fd, buf.data(), len, static_cast<off_t>(good));
-    if (n != static_cast<ssize_t>(len)) break;
-    crypto::Hash h = attachment::ChunkTree::HashChunk({buf.data(), len});
-    if (std::memcmp(h.data(), hashes.data() + 32 * i, 32) != 0) break;
-    good += len;
-  }
-  ::close(fd);
-  return good;
-}
-
-// A server killed between an upload's last fdatasync and the update that records the attachment complete
-// leaves every byte in its file, verified, and the flag unset. The phone, told that every byte is here,
-// has nothing left to send, so nothing else would ever finish the report: the file is made durable and
-// recorded complete here, when the report is pushed again.
+// A server killed between the upload's last durable byte and the update that records the attachment
+// complete leaves every byte stored, verified, and the flag unset. The phone, told that every byte is
+// here, has nothing left to send, so nothing else would ever finish the report: the attachment is made
+// whole (synced; on S3 the upload completed) and recorded complete here, when the report is pushed again.
 Result<bool> ServerCore::CompleteOnDiskLocked(const std::string& device_key, const v1::AttachmentManifest& m) {
-  if (m.size() == 0 || ReceivedFor(device_key, m) != m.size()) return false;
-  int fd = ::open(AttachmentPath(attachment::FileName(B(device_key), B(m.attachment_id()))).c_str(),
-                  O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  const bool durable = ::fdatasync(fd) == 0;
-  ::close(fd);
-  if (!durable) return false;
+  if (m.size() == 0) return false;
+  const std::string name = attachment::FileName(B(device_key), B(m.attachment_id()));
+  {
+    std::lock_guard lock(uploads_mu_);
+    auto it = uploads_.find(name);
+    if (it != uploads_.end() && it->second.busy) return false;  // its session completes it
+  }
+  StoredAttachment b;
+  b.size = m.size();
+  b.chunk_size = m.chunk_size();
+  b.chunk_hashes = m.chunk_hashes();
+  auto held = Received(name, b);
+  if (!held.ok() || *held != m.size()) return false;
+  auto w = attachments_->Open(name, {b.size, b.chunk_size, b.chunk_hashes}, *held);
+  if (!w.ok() || (*w)->held() != m.size() || !(*w)->Finish().ok()) return false;
   DALA_RETURN_IF_ERROR(MarkCompleteLocked(device_key, m.attachment_id()));
   return true;
 }
@@ -72,19 +59,24 @@ uint64_t ServerCore::ReceivedFor(const std::string& device_key, const v1::Attach
   b.size = m.size();
   b.chunk_size = m.chunk_size();
   b.chunk_hashes = m.chunk_hashes();
-  return Received(attachment::FileName(B(device_key), B(m.attachment_id())), b);
+  auto r = Received(attachment::FileName(B(device_key), B(m.attachment_id())), b);
+  return r.ok() ? *r : 0;
 }
 
-uint64_t ServerCore::Received(const std::string& name, const StoredAttachment& stored) {
-  // The file's size tells whether another node (sharing the attachment directory) changed it since this
-  // node last knew: then it is read again.
-  struct stat sb;
-  const uint64_t on_disk = ::stat(AttachmentPath(name).c_str(), &sb) == 0 ? static_cast<uint64_t>(sb.st_size) : 0;
+Result<uint64_t> ServerCore::Received(const std::string& name, const StoredAttachment& stored) {
+  // The store's version (a file's size) tells whether another node (sharing the attachment directory)
+  // changed it since this node last knew: then it is read again. A store without one is always read.
+  const std::optional<uint64_t> version = attachments_->Version(name);
+  {
+    std::lock_guard lock(uploads_mu_);
+    auto it = uploads_.find(name);
+    if (it != uploads_.end() && (it->second.busy || (version && it->second.received == *version)))
+      return it->second.received;
+  }
+  DALA_ASSIGN_OR_RETURN(uint64_t r, attachments_->Held(name, {stored.size, stored.chunk_size, stored.chunk_hashes}));
   std::lock_guard lock(uploads_mu_);
-  auto it = uploads_.find(name);
-  if (it != uploads_.end() && (it->second.busy || it->second.received == on_disk)) return it->second.received;
-  uint64_t r = VerifiedPrefix(AttachmentPath(name), stored.size, stored.chunk_size, stored.chunk_hashes);
-  uploads_[name].received = r;
+  auto& st = uploads_[name];
+  if (!st.busy) st.received = r;
   return r;
 }
 
@@ -174,28 +166,39 @@ ServerCore::UploadStart ServerCore::BeginUploadUnsigned(uint64_t body_length, co
   const uint64_t end = up.offset() + up.length();
   if (up.offset() % stored.chunk_size != 0 || end > stored.size || (end != stored.size && end % stored.chunk_size != 0))
     return Reply(400, v1::BAD_REQUEST, "an upload must cover whole chunks of the attachment", now);
-  uint64_t received = Received(s->name_, stored);
+  if (up.length() == 0) {  // a probe: where the server stands once no upload is running
+    {
+      std::lock_guard lock(uploads_mu_);
+      auto it = uploads_.find(s->name_);
+      if (it != uploads_.end() && it->second.busy)
+        return Reply(409, v1::UNAVAILABLE, "another upload of this attachment is in progress", now);
+    }
+    auto held = Received(s->name_, stored);
+    if (!held.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable; try again later", now);
+    s->received_ = *held;
+    return s->Reply(up.offset() == *held ? v1::UPLOAD_OK : v1::UPLOAD_OFFSET);
+  }
+  std::optional<uint64_t> known;
   {
     std::lock_guard lock(uploads_mu_);
     auto& st = uploads_[s->name_];
     if (st.busy) return Reply(409, v1::UNAVAILABLE, "another upload of this attachment is in progress", now);
-    received = st.received;
-    if (up.length() == 0) {  // a probe: where the server stands once no upload is running
-      s->received_ = received;
-      return s->Reply(up.offset() == received ? v1::UPLOAD_OK : v1::UPLOAD_OFFSET);
-    }
     st.busy = true;
+    known = st.received;
   }
   s->holds_ = true;  // from here the destructor releases the attachment
   metrics_.uploads_in_progress.Add(1);
-  s->fd_ = ::open(AttachmentPath(s->name_).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-  if (s->fd_ < 0) return Reply(503, v1::UNAVAILABLE, "storage unavailable; try again later", now);
-  // One writer per attachment file, whichever node (nodes may share the attachment directory): the lock
-  // goes with the file descriptor. Under it, what the file holds is read again if another node changed it.
-  if (::flock(s->fd_, LOCK_EX | LOCK_NB) != 0)
-    return Reply(409, v1::UNAVAILABLE, "another upload of this attachment is in progress", now);
-  if (struct stat sb; ::fstat(s->fd_, &sb) == 0 && static_cast<uint64_t>(sb.st_size) != received) {
-    received = VerifiedPrefix(AttachmentPath(s->name_), stored.size, stored.chunk_size, s->chunk_hashes_);
+  // Opened under the store's own hold across nodes (an flock on a shared directory); what it holds is
+  // read again there if another node changed it.
+  auto writer = attachments_->Open(s->name_, {stored.size, stored.chunk_size, s->chunk_hashes_}, known);
+  if (!writer.ok()) {
+    if (writer.status().code() == Code::kBusy)
+      return Reply(409, v1::UNAVAILABLE, "another upload of this attachment is in progress", now);
+    return Reply(503, v1::UNAVAILABLE, "storage unavailable; try again later", now);
+  }
+  s->writer_ = std::move(*writer);
+  const uint64_t received = s->writer_->held();
+  {
     std::lock_guard lock(uploads_mu_);
     uploads_[s->name_].received = received;
   }
@@ -206,46 +209,49 @@ ServerCore::UploadStart ServerCore::BeginUploadUnsigned(uint64_t body_length, co
   if (up.offset() > received) return s->Reply(v1::UPLOAD_OFFSET);
   if (limits_.max_storage_bytes != 0 && stored_bytes_ + (end - std::max(received, up.offset())) > limits_.max_storage_bytes)
     return Reply(507, v1::UNAVAILABLE, "the server's storage is full; try again later", now);
-  if (::ftruncate(s->fd_, static_cast<off_t>(received)) != 0)  // drops an unverified tail (never extends)
-    return Reply(503, v1::UNAVAILABLE, "storage unavailable; try again later", now);
   return s;
 }
 
 UploadSession::~UploadSession() {
   (void)Commit();  // a cut connection: what arrived whole is made durable and counted
-  if (fd_ >= 0) ::close(fd_);
+  writer_.reset();
   if (holds_) {
     core_.EndUpload(name_, received_);
     core_.metrics_.uploads_in_progress.Add(-1);
   }
 }
 
-// Chunks are verified and written as they arrive, then made durable together (one fdatasync per request
-// instead of one per chunk) before anything counts them: before the answer, or when the connection drops.
+// Chunks are verified and written as they arrive, then made durable together (one fdatasync, or one S3
+// request, per request instead of one per chunk) before anything counts them: before the answer, or when
+// the connection drops.
 bool UploadSession::Commit() {
-  if (fd_ < 0 || written_ <= received_) return true;
-  if (::fdatasync(fd_) != 0) {
-    (void)::ftruncate(fd_, static_cast<off_t>(received_));
+  if (!writer_ || written_ <= received_) return true;
+  auto durable = writer_->Sync();
+  if (!durable.ok()) {
     written_ = received_;
     storage_failed_ = true;
     return false;
   }
-  core_.metrics_.attachment_bytes_stored.Inc(written_ - received_);
-  received_ = written_;
+  core_.metrics_.attachment_bytes_stored.Inc(*durable - received_);
+  received_ = written_ = *durable;
   {
     std::lock_guard lock(core_.uploads_mu_);
     core_.uploads_[name_].received = received_;
   }
   // Every chunk matched the signed manifest, whose root the push checked: the file is the declared one.
   if (received_ == size_) {
-    Failpoint("server.upload.before_complete");  // crash tests stop the server here: durable, not recorded
+    if (!writer_->Finish().ok()) {
+      storage_failed_ = true;
+      return false;
+    }
+    Failpoint("server.upload.before_complete");  // crash tests stop the server here: whole, not recorded
     if (!core_.MarkComplete(device_key_, attachment_id_).ok()) storage_failed_ = true;
   }
   return !storage_failed_;
 }
 
 size_t UploadSession::want_at(uint64_t fed) const {
-  if (fd_ < 0) return 0;
+  if (!writer_) return 0;
   uint64_t at = start_ + fed;
   if (at >= end_) return 0;
   if (at < skip_until_) return static_cast<size_t>(std::min<uint64_t>(skip_until_ - at, chunk_size_));
@@ -253,7 +259,7 @@ size_t UploadSession::want_at(uint64_t fed) const {
 }
 
 size_t UploadSession::want() const {
-  if (stop_ != v1::UPLOAD_OK || storage_failed_ || fd_ < 0 || offset_ >= end_) return 0;
+  if (stop_ != v1::UPLOAD_OK || storage_failed_ || !writer_ || offset_ >= end_) return 0;
   if (offset_ < received_) return static_cast<size_t>(std::min<uint64_t>(received_ - offset_, chunk_size_));
   return static_cast<size_t>(std::min<uint64_t>(chunk_size_, end_ - offset_));
 }
@@ -274,23 +280,10 @@ bool UploadSession::Feed(std::span<const uint8_t> data) {
     return false;
   }
   Failpoint("server.upload.before_write");
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t w = ::pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset_ + done));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) break;
-    done += static_cast<size_t>(w);
-  }
-  if (done != data.size()) {  // e.g. the disk is full
-    (void)::ftruncate(fd_, static_cast<off_t>(written_));
+  if (!writer_->Append(offset_, data)) {  // e.g. the disk is full, or the S3 store failing
     storage_failed_ = true;
     return false;
   }
-  // Start writing it to disk now, without waiting: the fdatasync before the answer then has little
-  // left to do, and the disk works while the next chunks arrive.
-#ifdef __linux__
-  (void)::sync_file_range(fd_, static_cast<off_t>(offset_), static_cast<off_t>(data.size()), SYNC_FILE_RANGE_WRITE);
-#endif
   core_.stored_bytes_ += data.size();
   core_.metrics_.attachment_bytes_held.Add(static_cast<double>(data.size()));
   offset_ += data.size();

@@ -148,10 +148,18 @@ class Desk:
 
 def backend_init_args():
     """`dala-server init`'s storage options for the backend the tests run on (DALA_TEST_BACKEND): nothing for
-    the embedded database; for postgres, --database with a new database in the test cluster."""
+    the embedded database; for postgres, --database with a new database in the test cluster; with
+    DALA_TEST_BLOBS=s3, --blobs with a prefix of its own in the test bucket."""
+    blobs = []
+    if os.environ.get("DALA_TEST_BLOBS", "") == "s3":
+        # Attachments in the bucket of tests/support/seaweedfs.py, under a prefix of this server's own.
+        url = os.environ.get("DALA_TEST_S3_URL")
+        if not url:
+            raise AssertionError("DALA_TEST_BLOBS=s3 runs through tests/support/seaweedfs.py")
+        blobs = ["--blobs", f"{url}&prefix=t{os.urandom(6).hex()}/"]
     backend = os.environ.get("DALA_TEST_BACKEND", "embedded")
     if backend == "embedded":
-        return []
+        return blobs
     if backend != "postgres":
         raise AssertionError(f"DALA_TEST_BACKEND={backend!r}: embedded or postgres")
     base = os.environ.get("DALA_TEST_POSTGRES_URL")
@@ -160,7 +168,7 @@ def backend_init_args():
     name = "dala_" + os.urandom(6).hex()
     subprocess.run(["psql", "-X", "-q", base, "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True,
                    timeout=60)
-    return ["--database", base.rsplit("/", 1)[0] + "/" + name]
+    return ["--database", base.rsplit("/", 1)[0] + "/" + name, *blobs]
 
 
 class Server:

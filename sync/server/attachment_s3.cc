@@ -1,0 +1,272 @@
+// Attachments in an S3-compatible bucket. Each attachment is one object, ATTACHMENTS/NAME, written as a
+// multipart upload whose parts hold fixed ranges of it (part n: bytes [(n-1)P, nP), P fixed by the
+// attachment's size and chunk size), so that whichever node uploads a part writes the same bytes into it.
+// S3 takes parts of at least 5 MiB, but a phone's connection may be cut after any chunk: the verified
+// bytes after the last whole part are kept in a small object UPLOADS/NAME.tail, written again at the end of
+// each request, and read back (and verified again) by whichever node resumes. A small attachment sent in
+// one request is one PUT.
+//
+// What the bucket holds is read again whenever a node opens an attachment (the parts listed, the tail
+// verified chunk by chunk against the manifest), so nodes share no state but the bucket and the database.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "server/attachment_store.h"
+#include "server/s3/s3_client.h"
+
+namespace dala::server {
+namespace {
+
+constexpr uint64_t kMinPart = 5ull << 20;      // S3's smallest part (but the last)
+constexpr uint64_t kTargetPart = 8ull << 20;   // a part per 8 MiB: few requests, little memory per upload
+constexpr uint64_t kMaxParts = 10000;          // S3's most parts per upload
+
+// The part size of an attachment: a whole number of chunks, at least 8 MiB, few enough parts.
+uint64_t PartSize(const AttachmentShape& shape) {
+  const uint64_t chunk = std::max<uint64_t>(shape.chunk_size, 1);
+  uint64_t want = std::max({kTargetPart, kMinPart, (shape.size + kMaxParts - 1) / kMaxParts});
+  return (want + chunk - 1) / chunk * chunk;
+}
+
+// What the bucket holds of one attachment.
+struct Held {
+  bool whole = false;              // the object is there with the attachment's size
+  std::string upload_id;           // the open multipart upload with the most parts (empty: none)
+  std::vector<s3::Part> parts;     // its parts 1..k, each whole
+  uint64_t parts_end = 0;          // k * part size (or the size, if the last part is there)
+  std::vector<uint8_t> tail;       // verified bytes after parts_end, from the tail object
+  std::vector<std::string> others; // other open uploads of the same object (abandoned by a node)
+  uint64_t bytes() const { return parts_end + tail.size(); }
+};
+
+class S3Store;
+
+class S3Writer final : public AttachmentWriter {
+ public:
+  S3Writer(s3::Client& client, std::string key, std::string tail_key, AttachmentShape shape, std::string hashes,
+           Held held)
+      : client_(client), key_(std::move(key)), tail_key_(std::move(tail_key)), hashes_(std::move(hashes)),
+        shape_{shape.size, shape.chunk_size, hashes_}, part_(PartSize(shape_)), s_(std::move(held)),
+        held_(s_.whole ? shape_.size : s_.bytes()), tail_kept_(s_.tail.size()) {}
+
+  uint64_t held() const override { return held_; }
+
+  bool Append(uint64_t offset, std::span<const uint8_t> data) override {
+    if (failed_ || s_.whole || offset != s_.bytes() || offset + data.size() > shape_.size) return false;
+    s_.tail.insert(s_.tail.end(), data.begin(), data.end());
+    while (s_.tail.size() >= part_) {
+      if (!UploadPart(part_)) return false;
+    }
+    return true;
+  }
+
+  Result<uint64_t> Sync() override {
+    if (failed_) return Status(Code::kIo, "the S3 store failed earlier in this upload");
+    if (s_.whole) return shape_.size;
+    if (s_.bytes() == shape_.size) {
+      DALA_RETURN_IF_ERROR(Fail(Complete()));
+      return shape_.size;
+    }
+    if (s_.tail.size() > tail_kept_) {
+      DALA_RETURN_IF_ERROR(Fail(client_.Put(tail_key_, s_.tail)));
+      tail_kept_ = s_.tail.size();
+    }
+    return s_.parts_end + tail_kept_;
+  }
+
+  Status Finish() override {
+    if (s_.whole) return Status::Ok();
+    if (failed_ || s_.bytes() != shape_.size) return Status(Code::kState, "the attachment is not all here");
+    return Fail(Complete());
+  }
+
+ private:
+  Status Fail(Status st) {
+    if (!st.ok()) failed_ = true;
+    return st;
+  }
+
+  // The first `len` bytes of the tail become the next part.
+  bool UploadPart(uint64_t len) {
+    if (s_.upload_id.empty()) {
+      auto id = client_.CreateUpload(key_);
+      if (!id.ok()) return !(failed_ = true);
+      s_.upload_id = std::move(*id);
+    }
+    const int number = static_cast<int>(s_.parts.size() + 1);
+    auto etag = client_.UploadPart(key_, s_.upload_id, number, {s_.tail.data(), len});
+    if (!etag.ok()) return !(failed_ = true);
+    s_.parts.push_back({number, len, std::move(*etag)});
+    s_.parts_end += len;
+    s_.tail.erase(s_.tail.begin(), s_.tail.begin() + static_cast<ptrdiff_t>(len));
+    tail_kept_ = 0;  // the tail object now holds bytes a part holds: stale (and ignored when read back)
+    return true;
+  }
+
+  Status Complete() {
+    if (s_.upload_id.empty() && s_.parts.empty()) {
+      DALA_RETURN_IF_ERROR(client_.Put(key_, s_.tail));  // small: one object, one request
+    } else {
+      while (s_.tail.size() > part_)
+        if (!UploadPart(part_)) return Status(Code::kIo, "S3: a part was not stored");
+      if (!s_.tail.empty() && !UploadPart(s_.tail.size())) return Status(Code::kIo, "S3: the last part was not stored");
+      DALA_RETURN_IF_ERROR(client_.Complete(key_, s_.upload_id, s_.parts, shape_.size));
+    }
+    s_.whole = true;
+    s_.tail.clear();
+    // Tidying: failures leave garbage only (a stale tail is never taken for bytes it does not verify as).
+    (void)client_.Delete(tail_key_);
+    for (const auto& id : s_.others) (void)client_.Abort(key_, id);
+    return Status::Ok();
+  }
+
+  s3::Client& client_;
+  std::string key_, tail_key_, hashes_;
+  AttachmentShape shape_;
+  uint64_t part_;
+  Held s_;
+  uint64_t held_;
+  uint64_t tail_kept_;  // bytes of s_.tail the tail object holds
+  bool failed_ = false;
+};
+
+class S3Store final : public AttachmentStore {
+ public:
+  explicit S3Store(std::unique_ptr<s3::Client> client) : client_(std::move(client)) {}
+
+  std::string Describe() const override {
+    return "the S3 bucket " + client_->location().bucket + " at " + client_->location().endpoint;
+  }
+
+  std::optional<uint64_t> Version(const std::string&) override { return std::nullopt; }
+
+  Result<uint64_t> Held(const std::string& name, const AttachmentShape& shape) override {
+    DALA_ASSIGN_OR_RETURN(struct Held h, Read(name, shape));
+    return h.whole ? shape.size : h.bytes();
+  }
+
+  Result<std::unique_ptr<AttachmentWriter>> Open(const std::string& name, const AttachmentShape& shape,
+                                                 std::optional<uint64_t>) override {
+    DALA_ASSIGN_OR_RETURN(struct Held h, Read(name, shape));
+    return std::unique_ptr<AttachmentWriter>(new S3Writer(*client_, Key(name), TailKey(name), shape,
+                                                          std::string(shape.chunk_hashes), std::move(h)));
+  }
+
+  Status CopyTo(const std::string& name, uint64_t size, const std::string& path) override {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return Status(Code::kIo, "could not create " + path);
+    uint64_t got = 0;
+    Status st = client_->Get(Key(name), [&](std::span<const uint8_t> b) {
+      size_t done = 0;
+      while (done < b.size()) {
+        ssize_t w = ::write(fd, b.data() + done, b.size() - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return false;
+        done += static_cast<size_t>(w);
+      }
+      got += b.size();
+      return true;
+    });
+    const bool synced = ::fsync(fd) == 0;
+    ::close(fd);
+    if (st.ok() && got != size) st = Status(Code::kCorrupt, "S3: an attachment object has the wrong size");
+    if (st.ok() && !synced) st = Status(Code::kIo, "could not write " + path);
+    if (!st.ok()) ::unlink(path.c_str());
+    return st;
+  }
+
+  Result<std::optional<uint64_t>> BytesHeld() override { return std::optional<uint64_t>(); }
+
+  Result<uint64_t> Verified(const std::string& name, const AttachmentShape& shape) override {
+    // Read whole, chunk by chunk as it arrives, each checked against its hash.
+    std::vector<uint8_t> chunk;
+    uint64_t good = 0, got = 0;
+    bool bad = false;
+    Status st = client_->Get(Key(name), [&](std::span<const uint8_t> b) {
+      got += b.size();
+      if (got > shape.size) return !(bad = true);
+      chunk.insert(chunk.end(), b.begin(), b.end());
+      for (;;) {
+        const uint64_t len = std::min<uint64_t>(shape.chunk_size, shape.size - good);
+        if (len == 0 || chunk.size() < len) break;
+        if (VerifiedBytes({chunk.data(), len}, good, shape) != len) return !(bad = true);
+        chunk.erase(chunk.begin(), chunk.begin() + static_cast<ptrdiff_t>(len));
+        good += len;
+      }
+      return true;
+    });
+    if (bad) return good;
+    if (st.code() == Code::kNotFound) return uint64_t{0};
+    DALA_RETURN_IF_ERROR(st);
+    return good;
+  }
+
+ private:
+  std::string Key(const std::string& name) const { return client_->location().prefix + "attachments/" + name; }
+  std::string TailKey(const std::string& name) const {
+    return client_->location().prefix + "uploads/" + name + ".tail";
+  }
+
+  Result<struct Held> Read(const std::string& name, const AttachmentShape& shape) {
+    struct Held h;
+    const std::string key = Key(name);
+    DALA_ASSIGN_OR_RETURN(std::optional<uint64_t> size, client_->Size(key));
+    if (size && *size == shape.size) {
+      h.whole = true;
+      return h;
+    }
+    const uint64_t part = PartSize(shape);
+    DALA_ASSIGN_OR_RETURN(std::vector<std::string> ids, client_->ListUploads(key));
+    for (const auto& id : ids) {
+      DALA_ASSIGN_OR_RETURN(std::vector<s3::Part> parts, client_->ListParts(key, id));
+      std::sort(parts.begin(), parts.end(), [](const s3::Part& a, const s3::Part& b) { return a.number < b.number; });
+      // Parts 1..k, each whole (of the part size, or the last one of the attachment).
+      std::vector<s3::Part> whole;
+      uint64_t end = 0;
+      for (const auto& p : parts) {
+        if (p.number != static_cast<int>(whole.size() + 1)) break;
+        if (p.size != std::min<uint64_t>(part, shape.size - end) || end + p.size > shape.size) break;
+        end += p.size;
+        whole.push_back(p);
+      }
+      if (h.upload_id.empty() || end > h.parts_end) {
+        if (!h.upload_id.empty()) h.others.push_back(h.upload_id);
+        h.upload_id = id;
+        h.parts = std::move(whole);
+        h.parts_end = end;
+      } else {
+        h.others.push_back(id);
+      }
+    }
+    DALA_ASSIGN_OR_RETURN(std::optional<std::string> tail, client_->GetSmall(TailKey(name), part + shape.chunk_size));
+    if (tail) {
+      std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(tail->data()), tail->size());
+      const uint64_t good = VerifiedBytes(bytes, h.parts_end, shape);
+      h.tail.assign(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(good));
+    }
+    return h;
+  }
+
+  std::unique_ptr<s3::Client> client_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<AttachmentStore>> OpenS3Store(const std::string& url, bool probe,
+                                                     std::function<void(const char*, int, double)> observe) {
+  DALA_ASSIGN_OR_RETURN(s3::Location where, s3::ParseUrl(url));
+  DALA_ASSIGN_OR_RETURN(s3::Credentials credentials, s3::CredentialsFromEnvironment());
+  auto client = std::make_unique<s3::Client>(std::move(where), std::move(credentials), std::move(observe));
+  if (probe) {
+    Status st = client->Probe();
+    if (!st.ok())
+      return Status(st.code(), "the S3 bucket " + client->location().bucket + " at " + client->location().endpoint +
+                                   " cannot be used: " + st.message());
+  }
+  return std::unique_ptr<AttachmentStore>(new S3Store(std::move(client)));
+}
+
+}  // namespace dala::server
