@@ -298,3 +298,11 @@ def check_delivered(dala, server_bin, server_data, org_key, stores):
         if opened.returncode != 0 or summary.get("failed", 0) != 0:
             problems.append(f"the desk found {summary.get('failed')} reports failing a check: {opened.stdout.strip()}")
     return problems, len(expected)
+
+
+if __name__ == "__main__":
+    import sys  # noqa: F811
+    # For shell tests: `python3 harness.py init-args` prints backend_init_args(), one per line.
+    if sys.argv[1:] != ["init-args"]:
+        sys.exit("usage: harness.py init-args")
+    print("\n".join(backend_init_args()))

@@ -82,6 +82,7 @@ class Store:
             f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume.grpc']}",
             "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer.grpc']}",
             "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3.grpc']}", f"-s3.config={config}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",  # fixed ports otherwise: two stores would clash
             "-master.volumeSizeLimitMB=1024", "-volume.max=0", "-master.telemetry=false"],
             stdout=log, stderr=log, start_new_session=True)
         end = time.time() + timeout
@@ -128,7 +129,9 @@ class Store:
             token = root.findtext(f"{ns}NextContinuationToken")
         raise RuntimeError("the listing never ended")
 
-    def stop(self, mode=signal.SIGTERM, timeout=30):
+    def stop(self, mode=signal.SIGTERM, timeout=3):
+        """Stops every part of it (SIGTERM, then SIGKILL: its graceful stop takes some 25 s); the data stays
+        for start() again."""
         if self.proc is not None and self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, mode)

@@ -42,7 +42,12 @@ sync_until() {
 
 # The desk's key, the server made for it (its key alone on init's last line), invites signed by the desk.
 ORG=$("$BIN/dala" desk keygen --out org.key "${F[@]}" 2>/dev/null); check "desk keygen" 0 $?
-SKEY=$("$BIN/dala-server" init --data srv --organisation "$ORG" 2>/dev/null | tail -1); check "server init" 0 $?
+# The storage the run asks for (DALA_TEST_BACKEND, DALA_TEST_BLOBS: tests/support/harness.py), else the embedded one.
+ARGS=$(python3 "$ROOT/tests/support/harness.py" init-args) || exit 1
+mapfile -t BACKEND <<<"$ARGS"
+[ -n "$ARGS" ] || BACKEND=()
+echo "server storage: ${BACKEND[*]:-embedded}"
+SKEY=$("$BIN/dala-server" init --data srv --organisation "$ORG" "${BACKEND[@]}" 2>/dev/null | tail -1); check "server init" 0 $?
 [[ "$SKEY" =~ ^[0-9a-f]{64}$ ]]; check "server init prints its key last" 0 $?
 invite() { "$BIN/dala" desk invite --key org.key --server-key "$SKEY" "$@"; }
 SPORT=$(free_port)
