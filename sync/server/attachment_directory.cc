@@ -57,8 +57,8 @@ class DirectoryWriter final : public AttachmentWriter {
 
   uint64_t held() const override { return held_; }
 
-  bool Append(uint64_t offset, std::span<const uint8_t> data) override {
-    if (failed_ || offset != written_) return false;
+  Status Append(uint64_t offset, std::span<const uint8_t> data) override {
+    if (failed_ || offset != written_) return Status(Code::kState, "an attachment write out of order");
     size_t done = 0;
     while (done < data.size()) {
       ssize_t w = ::pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
@@ -67,8 +67,10 @@ class DirectoryWriter final : public AttachmentWriter {
       done += static_cast<size_t>(w);
     }
     if (done != data.size()) {  // e.g. the disk is full
+      const int err = errno;
       (void)::ftruncate(fd_, static_cast<off_t>(written_));
-      return false;
+      failed_ = true;
+      return fs::FromErrno(err, "cannot write the attachment file", "");
     }
     // Start writing it to disk now, without waiting: the fdatasync before the answer then has little
     // left to do, and the disk works while the next chunks arrive.
@@ -76,7 +78,7 @@ class DirectoryWriter final : public AttachmentWriter {
     (void)::sync_file_range(fd_, static_cast<off_t>(offset), static_cast<off_t>(data.size()), SYNC_FILE_RANGE_WRITE);
 #endif
     written_ += data.size();
-    return true;
+    return Status::Ok();
   }
 
   Result<uint64_t> Sync() override {

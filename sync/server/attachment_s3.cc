@@ -54,13 +54,12 @@ class S3Writer final : public AttachmentWriter {
 
   uint64_t held() const override { return held_; }
 
-  bool Append(uint64_t offset, std::span<const uint8_t> data) override {
-    if (failed_ || s_.whole || offset != s_.bytes() || offset + data.size() > shape_.size) return false;
+  Status Append(uint64_t offset, std::span<const uint8_t> data) override {
+    if (failed_ || s_.whole || offset != s_.bytes() || offset + data.size() > shape_.size)
+      return Status(Code::kState, "an attachment write out of order");
     s_.tail.insert(s_.tail.end(), data.begin(), data.end());
-    while (s_.tail.size() >= part_) {
-      if (!UploadPart(part_)) return false;
-    }
-    return true;
+    while (s_.tail.size() >= part_) DALA_RETURN_IF_ERROR(UploadPart(part_));
+    return Status::Ok();
   }
 
   Result<uint64_t> Sync() override {
@@ -90,29 +89,28 @@ class S3Writer final : public AttachmentWriter {
   }
 
   // The first `len` bytes of the tail become the next part.
-  bool UploadPart(uint64_t len) {
+  Status UploadPart(uint64_t len) {
     if (s_.upload_id.empty()) {
       auto id = client_.CreateUpload(key_);
-      if (!id.ok()) return !(failed_ = true);
+      if (!id.ok()) return Fail(id.status());
       s_.upload_id = std::move(*id);
     }
     const int number = static_cast<int>(s_.parts.size() + 1);
     auto etag = client_.UploadPart(key_, s_.upload_id, number, {s_.tail.data(), len});
-    if (!etag.ok()) return !(failed_ = true);
+    if (!etag.ok()) return Fail(etag.status());
     s_.parts.push_back({number, len, std::move(*etag)});
     s_.parts_end += len;
     s_.tail.erase(s_.tail.begin(), s_.tail.begin() + static_cast<ptrdiff_t>(len));
     tail_kept_ = 0;  // the tail object now holds bytes a part holds: stale (and ignored when read back)
-    return true;
+    return Status::Ok();
   }
 
   Status Complete() {
     if (s_.upload_id.empty() && s_.parts.empty()) {
       DALA_RETURN_IF_ERROR(client_.Put(key_, s_.tail));  // small: one object, one request
     } else {
-      while (s_.tail.size() > part_)
-        if (!UploadPart(part_)) return Status(Code::kIo, "S3: a part was not stored");
-      if (!s_.tail.empty() && !UploadPart(s_.tail.size())) return Status(Code::kIo, "S3: the last part was not stored");
+      while (s_.tail.size() > part_) DALA_RETURN_IF_ERROR(UploadPart(part_));
+      if (!s_.tail.empty()) DALA_RETURN_IF_ERROR(UploadPart(s_.tail.size()));
       DALA_RETURN_IF_ERROR(client_.Complete(key_, s_.upload_id, s_.parts, shape_.size));
     }
     s_.whole = true;

@@ -41,9 +41,9 @@ class AttachmentWriter {
   virtual ~AttachmentWriter() = default;
   // Verified bytes the store held when the writer was opened: appends start there.
   virtual uint64_t held() const = 0;
-  // Appends verified bytes at `offset` (the end of what was written). false: the store failed, and
-  // nothing from this call will count.
-  virtual bool Append(uint64_t offset, std::span<const uint8_t> data) = 0;
+  // Appends verified bytes at `offset` (the end of what was written). On failure nothing from this call
+  // will count, and the writer can be used no more.
+  virtual Status Append(uint64_t offset, std::span<const uint8_t> data) = 0;
   // Makes what was appended durable; the durable length. On failure nothing after the last durable length
   // counts, and the writer can be used no more.
   virtual Result<uint64_t> Sync() = 0;

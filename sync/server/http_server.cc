@@ -36,23 +36,9 @@ namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
-void LogLine(const char* level, const std::string& fields) {
-  static std::mutex mu;
-  const std::string time = IsoTime(SystemNowMs());
-  std::lock_guard lock(mu);  // whole lines, never interleaved
-  std::fprintf(stderr, "{\"time\":\"%s\",\"level\":\"%s\",%s}\n", time.c_str(), level, fields.c_str());
-}
-
 namespace {
 
-std::string Q(std::string_view s) {  // JSON string for our own short, known-safe values
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) >= 0x20) out += c;
-  }
-  return out + "\"";
-}
+std::string Q(std::string_view s) { return JsonString(s); }  // our own short, known-safe values
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "server/log_line.h"
 #include "server/server_core.h"
 #include "base/status.h"
 
@@ -45,9 +46,6 @@ struct HttpOptions {
 std::string ClientAddress(const std::string& peer, std::string_view forwarded_for,
                           const std::vector<std::string>& trusted_proxies);
 
-// The server's log: one JSON object per line on stderr, {"time":"2026-12-05T15:13:27.123Z","level":LEVEL,
-// FIELDS} (docs/protocol.md, "The server's log"). `fields` is the rest of the object, already JSON.
-void LogLine(const char* level, const std::string& fields);
 
 class HttpServer {
  public:

@@ -6,6 +6,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cctype>
@@ -265,10 +266,16 @@ int Run(const Options& a) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  // Crash tests only: slow the server down at its failpoints so a SIGKILL lands inside a push.
+  // Crash tests only: slow the server down at its failpoints so a SIGKILL lands inside a push, or end it
+  // at once (as a SIGKILL would) at the failpoint named.
   if (const char* d = std::getenv("DALA_TEST_FAILPOINT_DELAY_MS")) {
     static int delay_ms = std::atoi(d);
     dala::testing::SetFailpointHook([](const char*) { std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms)); });
+  } else if (const char* at = std::getenv("DALA_TEST_FAILPOINT_EXIT")) {
+    static std::string exit_at = at;
+    dala::testing::SetFailpointHook([](const char* name) {
+      if (exit_at == name) ::_exit(99);
+    });
   }
   if (!a.tsa_url.empty()) Check(dala::server::CheckTsaUrl(a.tsa_url));
   std::optional<dala::server::HttpOptions> metrics_options;

@@ -92,6 +92,7 @@ class UploadSession {
   UploadSession(ServerCore& core) : core_(core) {}
   HttpResult Reply(v1::UploadCode code);
   bool Commit();
+  void StorageFailed(const Status& st);
   ServerCore& core_;
   crypto::Hash request_hash_{};  // of the signed request this session answers
   std::string name_, device_key_, attachment_id_, chunk_hashes_;

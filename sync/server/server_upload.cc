@@ -26,6 +26,7 @@
 #include "crypto/chunk_tree.h"
 #include "base/encoding.h"
 
+#include "server/log_line.h"
 #include "server/server_internal.h"
 
 namespace dala::server {
@@ -174,7 +175,11 @@ ServerCore::UploadStart ServerCore::BeginUploadUnsigned(uint64_t body_length, co
         return Reply(409, v1::UNAVAILABLE, "another upload of this attachment is in progress", now);
     }
     auto held = Received(s->name_, stored);
-    if (!held.ok()) return Reply(503, v1::UNAVAILABLE, "storage unavailable; try again later", now);
+    if (!held.ok()) {
+      LogLine("error", "\"event\":\"storage_failed\",\"during\":\"probe\",\"error\":" +
+                           JsonString(held.status().message()));
+      return Reply(503, v1::UNAVAILABLE, "storage unavailable; try again later", now);
+    }
     s->received_ = *held;
     return s->Reply(up.offset() == *held ? v1::UPLOAD_OK : v1::UPLOAD_OFFSET);
   }
@@ -194,6 +199,8 @@ ServerCore::UploadStart ServerCore::BeginUploadUnsigned(uint64_t body_length, co
   if (!writer.ok()) {
     if (writer.status().code() == Code::kBusy)
       return Reply(409, v1::UNAVAILABLE, "another upload of this attachment is in progress", now);
+    LogLine("error", "\"event\":\"storage_failed\",\"during\":\"upload\",\"error\":" +
+                         JsonString(writer.status().message()));
     return Reply(503, v1::UNAVAILABLE, "storage unavailable; try again later", now);
   }
   s->writer_ = std::move(*writer);
@@ -229,7 +236,7 @@ bool UploadSession::Commit() {
   auto durable = writer_->Sync();
   if (!durable.ok()) {
     written_ = received_;
-    storage_failed_ = true;
+    StorageFailed(durable.status());
     return false;
   }
   core_.metrics_.attachment_bytes_stored.Inc(*durable - received_);
@@ -240,14 +247,21 @@ bool UploadSession::Commit() {
   }
   // Every chunk matched the signed manifest, whose root the push checked: the file is the declared one.
   if (received_ == size_) {
-    if (!writer_->Finish().ok()) {
-      storage_failed_ = true;
+    if (Status st = writer_->Finish(); !st.ok()) {
+      StorageFailed(st);
       return false;
     }
     Failpoint("server.upload.before_complete");  // crash tests stop the server here: whole, not recorded
-    if (!core_.MarkComplete(device_key_, attachment_id_).ok()) storage_failed_ = true;
+    if (Status st = core_.MarkComplete(device_key_, attachment_id_); !st.ok()) StorageFailed(st);
   }
   return !storage_failed_;
+}
+
+// The phone is told to try later; the operator's log says why (the store's words: never a key or bytes).
+void UploadSession::StorageFailed(const Status& st) {
+  if (storage_failed_) return;  // said once
+  storage_failed_ = true;
+  LogLine("error", "\"event\":\"storage_failed\",\"during\":\"upload\",\"error\":" + JsonString(st.message()));
 }
 
 size_t UploadSession::want_at(uint64_t fed) const {
@@ -280,8 +294,8 @@ bool UploadSession::Feed(std::span<const uint8_t> data) {
     return false;
   }
   Failpoint("server.upload.before_write");
-  if (!writer_->Append(offset_, data)) {  // e.g. the disk is full, or the S3 store failing
-    storage_failed_ = true;
+  if (Status st = writer_->Append(offset_, data); !st.ok()) {  // e.g. the disk is full, or the S3 store failing
+    StorageFailed(st);
     return false;
   }
   core_.stored_bytes_ += data.size();

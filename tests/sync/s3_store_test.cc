@@ -81,7 +81,8 @@ class S3Store : public ::testing::Test {
   static void Append(AttachmentWriter& w, const Attachment& a, uint64_t from, uint64_t to) {
     for (uint64_t at = from; at < to; at += kChunk) {
       const uint64_t end = std::min<uint64_t>(to, at + kChunk);
-      ASSERT_TRUE(w.Append(at, a.range(at, end))) << "at " << at;
+      Status st = w.Append(at, a.range(at, end));
+      ASSERT_TRUE(st.ok()) << "at " << at << ": " << st.message();
     }
   }
 
@@ -153,6 +154,34 @@ TEST_F(S3Store, ACutUploadResumesOnAnotherNodeFromItsPartsAndTail) {
   EXPECT_EQ(*durable, a.bytes.size());
   ASSERT_TRUE((*w)->Finish().ok());
   ExpectStored(*a_node, a);
+}
+
+// An attachment sent in three requests, each taken by another node, the first cut after its first part:
+// each node resumes where the bucket stands.
+TEST_F(S3Store, AnUploadInThreeRequestsOnThreeNodes) {
+  Attachment a = Make(20 * kChunk + 4321);
+  {
+    auto first = Node();  // (a writer lives within its store)
+    auto w = first->Open(a.name, a.shape(), std::nullopt);
+    ASSERT_TRUE(w.ok()) << w.status().message();
+    Append(**w, a, 0, 9 * kChunk);  // cut: the first part stored, a chunk in memory only
+  }
+  uint64_t at = 0;
+  for (uint64_t to : {uint64_t{16} * kChunk, uint64_t{a.bytes.size()}}) {
+    auto store = Node();
+    auto w = store->Open(a.name, a.shape(), std::nullopt);
+    ASSERT_TRUE(w.ok()) << w.status().message();
+    at = (*w)->held();
+    EXPECT_EQ(at, to == a.bytes.size() ? 16ull * kChunk : 8ull * kChunk);
+    Append(**w, a, at, to);
+    auto durable = (*w)->Sync();
+    ASSERT_TRUE(durable.ok()) << durable.status().message();
+    EXPECT_EQ(*durable, to);
+    if (to == a.bytes.size()) {
+      ASSERT_TRUE((*w)->Finish().ok());
+      ExpectStored(*store, a);
+    }
+  }
 }
 
 // Bytes appended but never synced (a node killed mid-request) do not count: the next node holds what was
@@ -257,10 +286,15 @@ TEST(S3Url, OnlyWellFormedLocationsAreTaken) {
   EXPECT_EQ(ok->endpoint, "https://s3.example.org:9000");
   EXPECT_EQ(ok->region, "eu-west-1");
   EXPECT_EQ(ok->prefix, "org/a/");
+  EXPECT_EQ(ok->stall_seconds, 20);
+  auto quick = s3::ParseUrl("s3://bucket?endpoint=http://127.0.0.1:9&timeout=3");
+  ASSERT_TRUE(quick.ok());
+  EXPECT_EQ(quick->stall_seconds, 3);
   for (const char* bad : {"s3://b?endpoint=http://h", "s3://Bucket?endpoint=http://h", "http://bucket",
                           "s3://bucket", "s3://bucket?endpoint=ftp://h", "s3://bucket?endpoint=http://h/path",
                           "s3://bucket?endpoint=http://user@h", "s3://bucket?endpoint=http://h&color=red",
-                          "s3://bucket?endpoint=http://h&prefix=/abs", "s3://bucket?endpoint=http://h&prefix=a%2f"})
+                          "s3://bucket?endpoint=http://h&prefix=/abs", "s3://bucket?endpoint=http://h&prefix=a%2f",
+                          "s3://bucket?endpoint=http://h&timeout=0", "s3://bucket?endpoint=http://h&timeout=5s"})
     EXPECT_FALSE(s3::ParseUrl(bad).ok()) << bad;
 }
 

@@ -18,7 +18,6 @@ namespace dala::server::s3 {
 namespace {
 
 constexpr long kConnectTimeoutMs = 5000;
-constexpr long kStallSeconds = 20;        // less than 1 KiB/s for this long: the request failed
 constexpr long kRequestTimeoutS = 600;    // a whole request, even a large part on a slow link
 constexpr int kAttempts = 4;              // transient failures: tried again after 0.2, 0.8 and 3.2 s
 constexpr size_t kMaxAnswer = 4 << 20;    // an XML answer larger than this is not one of ours
@@ -118,8 +117,14 @@ Result<Location> ParseUrl(std::string_view url) {
       where.region = std::string(value);
     } else if (name == "prefix") {
       where.prefix = std::string(value);
+    } else if (name == "timeout") {
+      char* end = nullptr;
+      const std::string v(value);
+      where.stall_seconds = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || where.stall_seconds < 1 || where.stall_seconds > 3600)
+        return Status(Code::kInvalidArgument, "the S3 timeout= is whole seconds, 1 to 3600");
     } else {
-      return Status(Code::kInvalidArgument, "an S3 location takes endpoint=, region= and prefix=, not '" +
+      return Status(Code::kInvalidArgument, "an S3 location takes endpoint=, region=, prefix= and timeout=, not '" +
                                                 std::string(name) + "='");
     }
   }
@@ -234,7 +239,7 @@ Client::Answer Client::PerformOnce(const Request& r, bool* retryable) {
   curl_easy_setopt(c, CURLOPT_PASSWORD, credentials_.secret_key.c_str());
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, kConnectTimeoutMs);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, kStallSeconds);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, where_.stall_seconds);
   curl_easy_setopt(c, CURLOPT_TIMEOUT, kRequestTimeoutS);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);

@@ -25,12 +25,13 @@
 
 namespace dala::server::s3 {
 
-// Where the attachments live: init --blobs s3://BUCKET?endpoint=URL[&region=R][&prefix=P].
+// Where the attachments live: init --blobs s3://BUCKET?endpoint=URL[&region=R][&prefix=P][&timeout=S].
 struct Location {
   std::string bucket;
   std::string endpoint;  // http(s)://host[:port], no path
   std::string region = "us-east-1";
   std::string prefix;    // prepended to every key (empty, or ending in '/')
+  long stall_seconds = 20;  // a request that moves less than 1 KiB/s for this long has failed (timeout=)
 };
 
 // Parses and checks an s3:// URL (Boost.URL is not in this library: the syntax is small and fixed).
