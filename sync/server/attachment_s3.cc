@@ -97,7 +97,12 @@ class S3Writer final : public AttachmentWriter {
     }
     const int number = static_cast<int>(s_.parts.size() + 1);
     auto etag = client_.UploadPart(key_, s_.upload_id, number, {s_.tail.data(), len});
-    if (!etag.ok()) return Fail(etag.status());
+    if (!etag.ok()) {
+      // A store that says it stored other bytes than were sent: none of this upload's parts is trusted
+      // again (they would be listed, and counted, when it resumes). It starts again.
+      if (etag.status().code() == Code::kCorrupt) (void)client_.Abort(key_, s_.upload_id);
+      return Fail(etag.status());
+    }
     s_.parts.push_back({number, len, std::move(*etag)});
     s_.parts_end += len;
     s_.tail.erase(s_.tail.begin(), s_.tail.begin() + static_cast<ptrdiff_t>(len));

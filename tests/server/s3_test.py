@@ -3,9 +3,9 @@
 and a real PostgreSQL 15 cluster this test starts on 127.0.0.1 (tests/support/seaweedfs.py, postgres.py),
 with a proxy in between that makes the store misbehave on demand (tests/support/s3_faults.py):
 - `init` and `run` with the store refusing connections: a clear error, exit 1;
-- the store refusing, timing out, answering 503 or a wrong ETag in the middle of an upload: the phone is
-  told to try later, nothing is marked damaged or rejected, and once the store is well the same server
-  delivers the report with its video, verified by the desk, and `dala-server check` reads every object back;
+- the store refusing, timing out, answering 503 or a wrong ETag, or a part damaged on the way, in the middle
+  of an upload: the phone is told to try later, nothing is marked damaged or rejected, and once the store is
+  well the same server delivers the report with its video, verified by the desk, and `dala-server check` reads every object back;
 - a node killed between completing an attachment in the bucket and recording it: the next push finds it
   whole, without the phone sending it again;
 - two nodes on one database and one bucket, phones listing both, one node SIGKILLed in the middle of an
@@ -124,7 +124,7 @@ def main():
         server = start(data, port, log=log)
         server.stdout.readline()
         phone = harness.new_phone(dala, os.path.join(work, "phone"), desk.invite(key, f"http://127.0.0.1:{port}"))
-        for mode in ("5xx", "etag", "stall", "refuse"):
+        for mode in ("5xx", "etag", "flip", "stall", "refuse"):
             add_video(dala, phone, work, 20, f"A video through {mode}.")
             proxy.arm(mode, after=5)  # the upload's first requests pass: its first part is stored
             r = harness.run(dala, "sync", "--store", phone, "--timeout", "90", check=False, timeout=180)
@@ -139,6 +139,9 @@ def main():
                   (r.returncode, r.stderr[-300:]))
         problems, n = harness.check_delivered(dala, server_bin, data, desk.key, [phone])
         check(f"every version ({n}) delivered once with its video, verified by the desk", not problems, problems[:3])
+        logged = open(log).read()
+        check("a part damaged on the way to the store is refused by it (Content-MD5: BadDigest), never stored",
+              "BadDigest" in logged, logged[-500:])
         r = harness.run(server_bin, "check", "--data", data, check=False, env=env, timeout=300)
         check("dala-server check reads every attachment back from the bucket: clean", r.returncode == 0,
               r.stderr[-300:])
@@ -151,6 +154,10 @@ def main():
                     if line.startswith('dala_server_storage_requests_total{op="upload_part",code="200"}'))
         check("/metrics counts the store's requests, the failed ones too", parts > 0 and failures > 0,
               (parts, failures))
+        aborted = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                      if line.startswith('dala_server_storage_requests_total{op="abort_upload",code="204"}'))
+        check("an upload whose part the store misreported (wrong ETag) is discarded, not resumed", aborted >= 1,
+              [line for line in text.splitlines() if "abort_upload" in line])
 
         # Killed between completing the object in the bucket and recording it complete.
         server.terminate()

@@ -6,7 +6,8 @@ signs it), and its answer passed back, unless the proxy's mode says otherwise:
   "refuse"  closes every connection at once, without an answer;
   "stall"   reads the request and answers nothing (until the mode changes, at most 120 s);
   "5xx"     answers 503 SlowDown;
-  "etag"    forwards, but the ETag the store answers for a part or an object written is changed.
+  "etag"    forwards, but the ETag the store answers for a part or an object written is changed;
+  "flip"    forwards, but one byte in the middle of a part or an object written is changed on the way.
 `counts` tells how many requests each mode met.
 """
 import http.client
@@ -60,6 +61,10 @@ class FaultyS3:
                     self.end_headers()
                     self.wfile.write(msg)
                     return
+                if mode == "flip" and self.command == "PUT" and body:
+                    body = bytearray(body)
+                    body[len(body) // 2] ^= 0x01
+                    body = bytes(body)
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=120)
                 conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
                 for name, value in self.headers.items():
