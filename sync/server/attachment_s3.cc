@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
+#include <future>
 #include <vector>
 
 #include "server/attachment_store.h"
@@ -23,6 +25,7 @@ namespace {
 constexpr uint64_t kMinPart = 5ull << 20;      // S3's smallest part (but the last)
 constexpr uint64_t kTargetPart = 8ull << 20;   // a part per 8 MiB: few requests, little memory per upload
 constexpr uint64_t kMaxParts = 10000;          // S3's most parts per upload
+constexpr size_t kPartsInFlight = 3;            // parts of one upload on their way to the store at once
 
 // The part size of an attachment: a whole number of chunks, at least 8 MiB, few enough parts.
 uint64_t PartSize(const AttachmentShape& shape) {
@@ -44,6 +47,9 @@ struct Held {
 
 class S3Store;
 
+// Parts go out in the background while the next ones fill, a few at once (kPartsInFlight: memory is about
+// that many parts per upload), so that receiving from the phone and sending to the store overlap, and the
+// store takes parts side by side as it would from any S3 client.
 class S3Writer final : public AttachmentWriter {
  public:
   S3Writer(s3::Client& client, std::string key, std::string tail_key, AttachmentShape shape, std::string hashes,
@@ -55,18 +61,19 @@ class S3Writer final : public AttachmentWriter {
   uint64_t held() const override { return held_; }
 
   Status Append(uint64_t offset, std::span<const uint8_t> data) override {
-    if (failed_ || s_.whole || offset != s_.bytes() || offset + data.size() > shape_.size)
+    if (failed_ || s_.whole || offset != Written() || offset + data.size() > shape_.size)
       return Status(Code::kState, "an attachment write out of order");
     s_.tail.insert(s_.tail.end(), data.begin(), data.end());
-    while (s_.tail.size() >= part_) DALA_RETURN_IF_ERROR(UploadPart(part_));
+    while (s_.tail.size() >= part_) DALA_RETURN_IF_ERROR(StartPart(part_));
     return Status::Ok();
   }
 
   Result<uint64_t> Sync() override {
+    DALA_RETURN_IF_ERROR(WaitForPart());
     if (failed_) return Status(Code::kIo, "the S3 store failed earlier in this upload");
     if (s_.whole) return shape_.size;
     if (s_.bytes() == shape_.size) {
-      DALA_RETURN_IF_ERROR(Fail(Complete()));
+      DALA_RETURN_IF_ERROR(Complete());
       return shape_.size;
     }
     if (s_.tail.size() > tail_kept_) {
@@ -77,9 +84,10 @@ class S3Writer final : public AttachmentWriter {
   }
 
   Status Finish() override {
+    DALA_RETURN_IF_ERROR(WaitForPart());
     if (s_.whole) return Status::Ok();
     if (failed_ || s_.bytes() != shape_.size) return Status(Code::kState, "the attachment is not all here");
-    return Fail(Complete());
+    return Complete();
   }
 
  private:
@@ -88,35 +96,71 @@ class S3Writer final : public AttachmentWriter {
     return st;
   }
 
-  // The first `len` bytes of the tail become the next part.
-  Status UploadPart(uint64_t len) {
+  uint64_t Written() const {
+    uint64_t sending = 0;
+    for (const auto& f : in_flight_) sending += f.bytes.size();
+    return s_.parts_end + sending + s_.tail.size();
+  }
+
+  // The first `len` bytes of the tail become the next part, sent in the background (once fewer than
+  // kPartsInFlight are on their way).
+  Status StartPart(uint64_t len) {
+    if (in_flight_.size() >= kPartsInFlight) DALA_RETURN_IF_ERROR(WaitForOldest());
+    if (failed_) return Status(Code::kIo, "the S3 store failed earlier in this upload");
     if (s_.upload_id.empty()) {
       auto id = client_.CreateUpload(key_);
       if (!id.ok()) return Fail(id.status());
       s_.upload_id = std::move(*id);
     }
-    const int number = static_cast<int>(s_.parts.size() + 1);
-    auto etag = client_.UploadPart(key_, s_.upload_id, number, {s_.tail.data(), len});
+    auto& f = in_flight_.emplace_back();
+    f.number = static_cast<int>(s_.parts.size() + in_flight_.size());
+    f.bytes.assign(s_.tail.begin(), s_.tail.begin() + static_cast<ptrdiff_t>(len));
+    s_.tail.erase(s_.tail.begin(), s_.tail.begin() + static_cast<ptrdiff_t>(len));
+    tail_kept_ = 0;  // the tail object now holds bytes a part holds: stale (and ignored when read back)
+    f.etag = std::async(std::launch::async, [this, &f] { return client_.UploadPart(key_, s_.upload_id, f.number, f.bytes); });
+    return Status::Ok();
+  }
+
+  // The oldest part in flight confirmed (or the writer failed).
+  Status WaitForOldest() {
+    InFlight& f = in_flight_.front();
+    Result<std::string> etag = f.etag.get();
+    const uint64_t size = f.bytes.size();
+    const int number = f.number;
+    in_flight_.pop_front();
     if (!etag.ok()) {
       // A store that says it stored other bytes than were sent: none of this upload's parts is trusted
       // again (they would be listed, and counted, when it resumes). It starts again.
-      if (etag.status().code() == Code::kCorrupt) (void)client_.Abort(key_, s_.upload_id);
+      if (etag.status().code() == Code::kCorrupt) {
+        while (!in_flight_.empty()) (void)WaitForOldest();
+        (void)client_.Abort(key_, s_.upload_id);
+      }
       return Fail(etag.status());
     }
-    s_.parts.push_back({number, len, std::move(*etag)});
-    s_.parts_end += len;
-    s_.tail.erase(s_.tail.begin(), s_.tail.begin() + static_cast<ptrdiff_t>(len));
-    tail_kept_ = 0;  // the tail object now holds bytes a part holds: stale (and ignored when read back)
+    if (failed_) return Status(Code::kIo, "the S3 store failed earlier in this upload");
+    s_.parts.push_back({number, size, std::move(*etag)});
+    s_.parts_end += size;
     return Status::Ok();
+  }
+
+  // Every part in flight confirmed; the first failure if any.
+  Status WaitForPart() {
+    Status first;
+    while (!in_flight_.empty()) {
+      Status st = WaitForOldest();
+      if (first.ok() && !st.ok()) first = st;
+    }
+    return first;
   }
 
   Status Complete() {
     if (s_.upload_id.empty() && s_.parts.empty()) {
-      DALA_RETURN_IF_ERROR(client_.Put(key_, s_.tail));  // small: one object, one request
+      DALA_RETURN_IF_ERROR(Fail(client_.Put(key_, s_.tail)));  // small: one object, one request
     } else {
-      while (s_.tail.size() > part_) DALA_RETURN_IF_ERROR(UploadPart(part_));
-      if (!s_.tail.empty()) DALA_RETURN_IF_ERROR(UploadPart(s_.tail.size()));
-      DALA_RETURN_IF_ERROR(client_.Complete(key_, s_.upload_id, s_.parts, shape_.size));
+      while (s_.tail.size() > part_) DALA_RETURN_IF_ERROR(StartPart(part_));
+      if (!s_.tail.empty()) DALA_RETURN_IF_ERROR(StartPart(s_.tail.size()));
+      DALA_RETURN_IF_ERROR(WaitForPart());
+      DALA_RETURN_IF_ERROR(Fail(client_.Complete(key_, s_.upload_id, s_.parts, shape_.size)));
     }
     s_.whole = true;
     s_.tail.clear();
@@ -132,8 +176,16 @@ class S3Writer final : public AttachmentWriter {
   uint64_t part_;
   Held s_;
   uint64_t held_;
-  uint64_t tail_kept_;  // bytes of s_.tail the tail object holds
+  uint64_t tail_kept_;            // bytes of s_.tail the tail object holds
   bool failed_ = false;
+  struct InFlight {
+    int number = 0;
+    std::vector<uint8_t> bytes;
+    std::future<Result<std::string>> etag;
+  };
+  // Last: destroyed first, waiting for the parts in flight while everything they use still exists (a deque:
+  // a part's bytes stay where they are while others are added).
+  std::deque<InFlight> in_flight_;
 };
 
 class S3Store final : public AttachmentStore {

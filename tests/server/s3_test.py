@@ -3,8 +3,8 @@
 and a real PostgreSQL 15 cluster this test starts on 127.0.0.1 (tests/support/seaweedfs.py, postgres.py),
 with a proxy in between that makes the store misbehave on demand (tests/support/s3_faults.py):
 - `init` and `run` with the store refusing connections: a clear error, exit 1;
-- the store refusing, timing out, answering 503 or a wrong ETag, or a part damaged on the way, in the middle
-  of an upload: the phone is told to try later, nothing is marked damaged or rejected, and once the store is
+- the store refusing, timing out, answering 503 or a wrong ETag, a part damaged on the way, or a completion
+  answered but not done, in the middle of an upload: the phone is told to try later, nothing is marked damaged or rejected, and once the store is
   well the same server delivers the report with its video, verified by the desk, and `dala-server check` reads every object back;
 - a node killed between completing an attachment in the bucket and recording it: the next push finds it
   whole, without the phone sending it again;
@@ -124,9 +124,12 @@ def main():
         server = start(data, port, log=log)
         server.stdout.readline()
         phone = harness.new_phone(dala, os.path.join(work, "phone"), desk.invite(key, f"http://127.0.0.1:{port}"))
-        for mode in ("5xx", "etag", "flip", "stall", "refuse"):
+        for mode in ("5xx", "etag", "flip", "stall", "refuse", "fakeok"):
             add_video(dala, phone, work, 20, f"A video through {mode}.")
-            proxy.arm(mode, after=5)  # the upload's first requests pass: its first part is stored
+            if mode == "fakeok":
+                proxy.set(mode)  # every request passes but the completion: its answer is made up
+            else:
+                proxy.arm(mode, after=5)  # the upload's first requests pass: its first part is stored
             r = harness.run(dala, "sync", "--store", phone, "--timeout", "90", check=False, timeout=180)
             states = {x["state"] for x in harness.reports(dala, phone)}
             check(f"S3 {mode} mid-upload: the phone is told to try later, nothing rejected or damaged",

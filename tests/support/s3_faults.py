@@ -7,7 +7,8 @@ signs it), and its answer passed back, unless the proxy's mode says otherwise:
   "stall"   reads the request and answers nothing (until the mode changes, at most 120 s);
   "5xx"     answers 503 SlowDown;
   "etag"    forwards, but the ETag the store answers for a part or an object written is changed;
-  "flip"    forwards, but one byte in the middle of a part or an object written is changed on the way.
+  "flip"    forwards, but one byte in the middle of a part or an object written is changed on the way;
+  "fakeok"  answers a multipart upload's completion 200 without passing it on (a store that loses it).
 `counts` tells how many requests each mode met.
 """
 import http.client
@@ -56,6 +57,14 @@ class FaultyS3:
                 if mode == "5xx":
                     msg = b"<Error><Code>SlowDown</Code><Message>fault test</Message></Error>"
                     self.send_response(503)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(msg)))
+                    self.end_headers()
+                    self.wfile.write(msg)
+                    return
+                if mode == "fakeok" and self.command == "POST" and "uploadId=" in self.path:
+                    msg = b"<CompleteMultipartUploadResult><ETag>&quot;0-1&quot;</ETag></CompleteMultipartUploadResult>"
+                    self.send_response(200)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(msg)))
                     self.end_headers()

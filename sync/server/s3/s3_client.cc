@@ -179,6 +179,7 @@ struct Client::Request {
   std::string query{};
   std::span<const uint8_t> body{};
   bool has_body = false;
+  std::string md5{};  // of body, if the caller has it already
   const std::function<bool(std::span<const uint8_t>)>* sink = nullptr;
 };
 
@@ -246,7 +247,7 @@ Client::Answer Client::PerformOnce(const Request& r, bool* retryable) {
   curl_slist* headers = nullptr;
   std::string md5_header;
   if (r.has_body) {
-    md5_header = "Content-MD5: " + Base64(Md5(r.body));
+    md5_header = "Content-MD5: " + Base64(r.md5.empty() ? Md5(r.body) : r.md5);
     headers = curl_slist_append(headers, md5_header.c_str());
     // The body is not part of the signature (hashing it twice more would cost more than the upload):
     // Content-MD5 protects it on the way, the ETag check after, TLS against someone on the path.
@@ -352,10 +353,10 @@ Status Failed(const char* op, long status, const std::string& body, const std::s
 }  // namespace
 
 Status Client::Put(const std::string& key, std::span<const uint8_t> body) {
-  Request r{"put", "PUT", key, "", body, true};
+  Request r{"put", "PUT", key, "", body, true, Md5(body)};
   Answer a = Perform(r);
   if (a.status != 200) return Failed(r.op, a.status, a.body, a.error);
-  if (Hex(Md5(body)) != a.etag) return Status(Code::kCorrupt, "S3 put: the store's ETag is not the MD5 of what was sent");
+  if (Hex(r.md5) != a.etag) return Status(Code::kCorrupt, "S3 put: the store's ETag is not the MD5 of what was sent");
   return Status::Ok();
 }
 
@@ -468,10 +469,10 @@ Result<std::vector<Part>> Client::ListParts(const std::string& key, const std::s
 Result<std::string> Client::UploadPart(const std::string& key, const std::string& upload_id, int number,
                                        std::span<const uint8_t> body) {
   Request r{"upload_part", "PUT", key, Query({{"partNumber", std::to_string(number)}, {"uploadId", upload_id}}), body,
-            true};
+            true, Md5(body)};
   Answer a = Perform(r);
   if (a.status != 200) return Failed(r.op, a.status, a.body, a.error);
-  if (Hex(Md5(body)) != a.etag)
+  if (Hex(r.md5) != a.etag)
     return Status(Code::kCorrupt, "S3 upload_part: the store's ETag is not the MD5 of what was sent");
   return a.etag;
 }
