@@ -35,12 +35,6 @@ def check(what, ok, detail=""):
         FAILED.append(what)
 
 
-def new_database(cluster):
-    name = "dala_" + os.urandom(6).hex()
-    cluster.psql(f"CREATE DATABASE {name}")
-    return cluster.url.rsplit("/", 1)[0] + "/" + name
-
-
 def add_report(dala, store, place):
     harness.run(dala, "report", "add", "--store", store, "--form", "detention/1", "--field", f"place={place}",
                 "--text", f"Seen at {place}.", "--seal")
@@ -66,7 +60,7 @@ def main():
               not (os.path.exists(nowhere) and os.listdir(nowhere)), (r.returncode, r.stderr[-300:]))
 
         # Several inits at once on one new database.
-        url = new_database(cluster)
+        url = cluster.new_database()
         procs = [subprocess.Popen([server_bin, "init", "--data", os.path.join(work, f"race{i}"), "--organisation",
                                    desk.identity, "--database", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True) for i in range(4)]
@@ -125,7 +119,7 @@ def main():
               r.returncode != 0 and "organisation key was changed" in r.stderr, r.stderr[-300:])
 
         # Two nodes on one database, phones dialling both, one node killed during pushes.
-        url = new_database(cluster)
+        url = cluster.new_database()
         a_dir = os.path.join(work, "node-a")
         out = harness.run(server_bin, "init", "--data", a_dir, "--organisation", desk.identity, "--database", url).stdout
         key = out.strip().splitlines()[-1]
@@ -188,7 +182,7 @@ def main():
 
         # Two nodes sharing an attachment directory (init --blobs): a photo's upload begun on node A, which is
         # SIGKILLed midway, resumes on node B from the chunks A made durable.
-        url = new_database(cluster)
+        url = cluster.new_database()
         blobs = os.path.join(work, "shared-blobs")
         c_dir, d_dir = os.path.join(work, "node-c"), os.path.join(work, "node-d")
         out = harness.run(server_bin, "init", "--data", c_dir, "--organisation", desk.identity, "--database", url,

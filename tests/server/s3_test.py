@@ -13,7 +13,6 @@ with a proxy in between that makes the store misbehave on demand (tests/support/
 - the store's requests in /metrics.
 
 Usage: s3_test.py BIN_DIR."""
-import json
 import os
 import shutil
 import subprocess
@@ -36,12 +35,6 @@ def check(what, ok, detail=""):
     print(("ok   " if ok else "FAIL ") + what + ("" if ok else f"  ({detail})"))
     if not ok:
         FAILED.append(what)
-
-
-def new_database(cluster):
-    name = "dala_" + os.urandom(6).hex()
-    cluster.psql(f"CREATE DATABASE {name}")
-    return cluster.url.rsplit("/", 1)[0] + "/" + name
 
 
 def add_video(dala, store, work, mib, text):
@@ -82,7 +75,7 @@ def main():
 
         def init(data, blobs, db=None):
             return harness.run(server_bin, "init", "--data", data, "--organisation", desk.identity, "--database",
-                               db or new_database(cluster), "--blobs", blobs, check=False, env=env, timeout=120)
+                               db or cluster.new_database(), "--blobs", blobs, check=False, env=env, timeout=120)
 
         def start(data, port, extra_env=None, log=None):
             err = open(log, "w") if log else subprocess.DEVNULL
@@ -113,9 +106,8 @@ def main():
         p = start(data, port)
         try:
             code = p.wait(timeout=60)
-            err = b""
         except subprocess.TimeoutExpired:
-            code, err = None, b""
+            code = None
         check("run with the store refusing connections: exit 1 at start", code == 1, code)
         proxy.set("pass")
 

@@ -84,6 +84,12 @@ class Cluster:
                                "-t", "-v", "ON_ERROR_STOP=1", url or self.url, "-c", sql],
                               check=True, capture_output=True, text=True, timeout=60).stdout
 
+    def new_database(self):
+        """The URL of a new, empty database in the cluster."""
+        name = "dala_" + os.urandom(6).hex()
+        self.psql(f"CREATE DATABASE {name}")
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
     def remove(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
