@@ -193,6 +193,11 @@ struct HttpServer::Impl {
       co_return std::move(*r);
     }
     auto session = std::move(std::get<std::unique_ptr<UploadSession>>(started));
+    // Its end (the answer, or a cut connection) makes what arrived durable: an fdatasync, or requests to an
+    // S3 store that may retry for a while. That runs on the storage pool, never on this I/O thread.
+    auto end_on_pool = [this](std::unique_ptr<UploadSession> s) {
+      asio::post(storage_pool, [s = std::shared_ptr<UploadSession>(std::move(s))]() mutable { s.reset(); });
+    };
     // The body is read straight into a chunk buffer in large reads (not through the HTTP parser, a small
     // read at a time): bytes that came with the header first, then the socket. Two buffers: while the
     // storage pool checks and writes chunk k (hash, pwrite, fdatasync), this thread reads chunk k+1.
@@ -216,6 +221,7 @@ struct HttpServer::Impl {
     if (want > remaining) want = 0;  // cannot happen for a request BeginUpload accepted
     if (want > 0 && !co_await read_chunk(bufs[0], want)) {
       *dropped = true;
+      end_on_pool(std::move(session));
       co_return HttpResult{};
     }
     for (int cur = 0; want > 0;) {
@@ -229,6 +235,7 @@ struct HttpServer::Impl {
       }
       if (!got) {
         *dropped = true;  // cut mid-body: what was made durable stays
+        end_on_pool(std::move(session));
         co_return HttpResult{};
       }
       if (!fed || !more) break;
@@ -237,7 +244,14 @@ struct HttpServer::Impl {
       cur = 1 - cur;
     }
     *body_done = remaining == 0;
-    co_return session->Answer();
+    co_return co_await asio::co_spawn(
+        storage_pool,
+        [s = std::shared_ptr<UploadSession>(std::move(session))]() mutable -> asio::awaitable<HttpResult> {
+          HttpResult r = s->Answer();
+          s.reset();  // its end here too
+          co_return r;
+        },
+        asio::use_awaitable);
   }
 
   template <typename Stream>
