@@ -3,6 +3,7 @@
 # Usage: e2e_test.sh BIN_DIR. Every server listens on 127.0.0.1 and is stopped by the trap.
 set -uo pipefail
 BIN=$(cd "$1" && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 T=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
@@ -32,7 +33,12 @@ seal_many() {  # seal_many STORE N TEXT
 # The desk makes the organisation's key, the server is made for it, and the desk signs invites to it
 # (naming the server's key, which init prints alone on its last line).
 ORG=$("$BIN/dala" desk keygen --out org.key --name KIBHR "${F[@]}" 2>/dev/null); check "desk keygen" 0 $?
-SKEY=$("$BIN/dala-server" init --data srv --organisation "$ORG" 2>/dev/null | tail -1); check "server init" 0 $?
+# The storage the run asks for (DALA_TEST_BACKEND, DALA_TEST_BLOBS: tests/support/harness.py), else the embedded one.
+ARGS=$(python3 "$ROOT/tests/support/harness.py" init-args) || exit 1
+mapfile -t BACKEND <<<"$ARGS"
+[ -n "$ARGS" ] || BACKEND=()
+echo "server storage: ${BACKEND[*]:-embedded}"
+SKEY=$("$BIN/dala-server" init --data srv --organisation "$ORG" "${BACKEND[@]}" 2>/dev/null | tail -1); check "server init" 0 $?
 [[ "$SKEY" =~ ^[0-9a-f]{64}$ ]]; check "server init prints its key last" 0 $?
 invite() { "$BIN/dala" desk invite --key org.key --server-key "$SKEY" "$@"; }
 PORT=$(free_port)
