@@ -23,7 +23,8 @@ NOBODY = 65534
 
 
 class Cluster:
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, settings=None):
+        self.settings = dict(settings or {})  # more -c NAME=VALUE for the server
         self.dir = tempfile.mkdtemp(prefix="dala-pg-", dir=parent)
         self.data = os.path.join(self.dir, "data")
         self.port = free_port()
@@ -49,7 +50,8 @@ class Cluster:
         self.proc = subprocess.Popen(self._as_owner([
             f"{BIN}/postgres", "-D", self.data, "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
             "-c", f"unix_socket_directories={self.dir}", "-c", "fsync=on", "-c", "max_connections=200",
-            "-c", "shared_buffers=64MB", "-c", "logging_collector=off"]), stdout=log, stderr=log)
+            "-c", "shared_buffers=64MB", "-c", "logging_collector=off",
+            *[a for k, v in self.settings.items() for a in ("-c", f"{k}={v}")]]), stdout=log, stderr=log)
         end = time.time() + timeout
         while time.time() < end:
             if self.proc.poll() is not None:
@@ -83,6 +85,23 @@ class Cluster:
         return subprocess.run(["psql", "-X", "-q", "-A",
                                "-t", "-v", "ON_ERROR_STOP=1", url or self.url, "-c", sql],
                               check=True, capture_output=True, text=True, timeout=60).stdout
+
+    def standby(self, **settings):
+        """A streaming standby of this (running) cluster, not started: its own directory and port, its data
+        from pg_basebackup -R (streaming from this one's port)."""
+        sb = Cluster(os.path.dirname(self.dir), settings)
+        if os.getuid() == 0:
+            os.chown(sb.dir, NOBODY, NOBODY)
+        subprocess.run(self._as_owner([f"{BIN}/pg_basebackup", "-h", "127.0.0.1", "-p", str(self.port), "-U", "dala",
+                                       "-D", sb.data, "-R", "-X", "stream", "--no-sync"]),
+                       check=True, capture_output=True, timeout=120)
+        sb._created = True  # its databases came with the base backup
+        return sb
+
+    def promote(self, timeout=60):
+        """Makes this standby a primary (pg_ctl promote) and returns once it takes writes."""
+        subprocess.run(self._as_owner([f"{BIN}/pg_ctl", "promote", "-D", self.data, "-w", "-t", str(timeout)]),
+                       check=True, capture_output=True, timeout=timeout + 10)
 
     def new_database(self):
         """The URL of a new, empty database in the cluster."""
