@@ -227,6 +227,12 @@ TEST_F(S3Store, ATailThatDoesNotVerifyCountsForNothing) {
   held = store->Held(a.name, a.shape());
   ASSERT_TRUE(held.ok());
   EXPECT_EQ(*held, 8u * kChunk);
+  // Nor does one larger than any the server writes: it does not stop the upload either.
+  std::vector<uint8_t> huge(10 * kChunk, 0x5a);
+  ASSERT_TRUE(raw->Put(tail_key, huge).ok());
+  held = store->Held(a.name, a.shape());
+  ASSERT_TRUE(held.ok()) << held.status().message();
+  EXPECT_EQ(*held, 8u * kChunk);
 }
 
 // Two nodes writing the same attachment at once (a phone's request retried on the other node while the
