@@ -244,14 +244,17 @@ struct HttpServer::Impl {
       cur = 1 - cur;
     }
     *body_done = remaining == 0;
-    co_return co_await asio::co_spawn(
-        storage_pool,
-        [s = std::shared_ptr<UploadSession>(std::move(session))]() mutable -> asio::awaitable<HttpResult> {
-          HttpResult r = s->Answer();
-          s.reset();  // its end here too
-          co_return r;
-        },
-        asio::use_awaitable);
+    // A named coroutine with the session as its parameter, not a capturing lambda inside the co_await: built
+    // with GCC 12, that lambda's shared_ptr capture was released twice (ASan: heap-use-after-free).
+    auto answer = AnswerAndEnd(std::shared_ptr<UploadSession>(std::move(session)));
+    co_return co_await asio::co_spawn(storage_pool, std::move(answer), asio::use_awaitable);
+  }
+
+  // Runs on the storage pool: the session's answer, then its end (the session is released there too).
+  static asio::awaitable<HttpResult> AnswerAndEnd(std::shared_ptr<UploadSession> s) {
+    HttpResult r = s->Answer();
+    s.reset();
+    co_return r;
   }
 
   template <typename Stream>
