@@ -6,8 +6,17 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 #include <utility>
+
+#include "base/failpoint.h"
+#include "base/fsutil.h"
 
 namespace dala::db {
 
@@ -101,9 +110,61 @@ Result<std::string> QueryText(Db& db, const char* sql) {
   return st.Text(0);
 }
 
+// How a file is encrypted. kCurrent: SQLCipher 4's settings (4096-byte pages, HMAC-SHA512 per page); every
+// database is written so. kSqlcipher3: how Dala 0.1 wrote its stores with SQLCipher 3 (4096-byte pages,
+// HMAC-SHA1), read only to convert them once.
+enum class Format { kCurrent, kSqlcipher3 };
+
+struct Setting {
+  const char* name;
+  const char* value;
+};
+constexpr Setting kCurrentSettings[] = {
+    {"cipher_page_size", "4096"},
+    {"cipher_hmac_algorithm", "HMAC_SHA512"},
+    {"cipher_kdf_algorithm", "PBKDF2_HMAC_SHA512"},  // unused with a raw key; set so that nothing is implicit
+    {"cipher_use_hmac", "1"},
+    {"cipher_plaintext_header_size", "0"},
+};
+constexpr Setting kSqlcipher3Settings[] = {
+    {"cipher_compatibility", "3"},  // SQLCipher 3's defaults: HMAC-SHA1, 1024-byte pages...
+    {"cipher_page_size", "4096"},   // ...but 0.1 used 4096-byte pages
+    {"cipher_hmac_algorithm", "HMAC_SHA1"},
+    {"cipher_use_hmac", "1"},
+    {"cipher_plaintext_header_size", "0"},
+};
+
+// Sets each cipher setting of `schema` and reads it back: SQLCipher ignores a setting it does not know,
+// and a process that loaded plain libsqlite3 first ignores them all (and would write plaintext).
+Status ApplyFormat(Db& db, const std::string& schema, Format format) {
+  std::span<const Setting> settings = format == Format::kCurrent ? std::span<const Setting>(kCurrentSettings)
+                                                                 : std::span<const Setting>(kSqlcipher3Settings);
+  for (const Setting& s : settings) {
+    const std::string name = schema + "." + s.name;
+    DALA_RETURN_IF_ERROR(db.Exec(("PRAGMA " + name + " = " + s.value + ";").c_str()));
+    if (std::string_view(s.name) == "cipher_compatibility") continue;  // write-only: its effects are read back
+    DALA_ASSIGN_OR_RETURN(std::string got, QueryText(db, ("PRAGMA " + name + ";").c_str()));
+    if (got != s.value)
+      return Status(Code::kNotEncrypted, std::string("SQLCipher did not accept the setting ") + s.name +
+                                             " (SQLCipher 4 is needed); refusing to continue");
+  }
+  return Status::Ok();
+}
+
+// "x'<64 hex>'": a raw key, which skips SQLCipher's own KDF (the key already comes from Argon2id or a
+// keystore). Built in locked memory.
+SecretBuffer RawKeySpec(const SecretBuffer& key) {
+  SecretBuffer spec(2 + 64 + 1 + 1);
+  spec.data()[0] = 'x';
+  spec.data()[1] = '\'';
+  sodium_bin2hex(reinterpret_cast<char*>(spec.data()) + 2, 65, key.data(), key.size());
+  spec.data()[66] = '\'';
+  return spec;
+}
+
 }  // namespace
 
-Result<Db> Db::Open(const std::string& path, const SecretBuffer& key, bool create) {
+Result<Db> Db::OpenAs(const std::string& path, const SecretBuffer& key, bool create, int format) {
   if (key.size() != 32) return Status(Code::kInternal, "database key must be 32 bytes");
   sqlite3* raw = nullptr;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
@@ -123,34 +184,99 @@ Result<Db> Db::Open(const std::string& path, const SecretBuffer& key, bool creat
     return Status(Code::kNotEncrypted,
                   "SQLCipher is not active in this process (plain SQLite was loaded first); refusing to continue");
 
-  // Raw key: "x'<64 hex>'" skips SQLCipher's own KDF (the key already comes from Argon2id or a keystore).
-  SecretBuffer keyspec(2 + 64 + 1 + 1);
-  keyspec.data()[0] = 'x';
-  keyspec.data()[1] = '\'';
-  sodium_bin2hex(reinterpret_cast<char*>(keyspec.data()) + 2, 65, key.data(), key.size());
-  keyspec.data()[66] = '\'';
+  SecretBuffer keyspec = RawKeySpec(key);
   rc = sqlite3_key(raw, keyspec.data(), 67);
   if (rc != SQLITE_OK) return db.Error(rc, "cannot set the database key");
+  // SQLCipher 4 writes its own log to stderr (logcat on Android): nothing of it, whatever happens. Set once
+  // the key is (the first key in a process starts SQLCipher's defaults, the log level among them).
+  DALA_RETURN_IF_ERROR(db.Exec("PRAGMA cipher_log_level = NONE;"));
+  DALA_ASSIGN_OR_RETURN(std::string log_level, QueryText(db, "PRAGMA cipher_log_level;"));
+  if (log_level != "NONE") return Status(Code::kNotEncrypted, "SQLCipher 4 is needed; refusing to continue");
+  DALA_RETURN_IF_ERROR(ApplyFormat(db, "main", static_cast<Format>(format)));
 
-  // Settings are set explicitly and read back: unknown cipher pragmas are silently ignored, and a process
-  // that loaded plain libsqlite3 first ignores PRAGMA key and would write plaintext.
-  DALA_RETURN_IF_ERROR(db.Exec("PRAGMA cipher_page_size = 4096;"));
-  DALA_ASSIGN_OR_RETURN(std::string cipher_version, QueryText(db, "PRAGMA cipher_version;"));
-  if (cipher_version.empty())
-    return Status(Code::kNotEncrypted,
-                  "SQLCipher is not active in this process (plain SQLite was loaded?); refusing to continue");
-  DALA_ASSIGN_OR_RETURN(std::string page_size, QueryText(db, "PRAGMA cipher_page_size;"));
-  if (page_size != "4096")
-    return Status(Code::kNotEncrypted, "SQLCipher did not accept the page size setting; refusing to continue");
+  // Defensive: SQL cannot corrupt the file on purpose (writable_schema, page-level tricks); untrusted
+  // schema: functions with side effects never run from a view or trigger stored in the file.
+  int defensive = 0;
+  sqlite3_db_config(raw, SQLITE_DBCONFIG_DEFENSIVE, 1, &defensive);
+  int trusted = 1;
+  sqlite3_db_config(raw, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, &trusted);
+  if (defensive != 1 || trusted != 0)
+    return Status(Code::kInternal, "SQLite did not accept defensive mode; refusing to continue");
 
   // First real read: a wrong key or a damaged first page shows up here as SQLITE_NOTADB.
   DALA_ASSIGN_OR_RETURN(std::string ignored, QueryText(db, "SELECT count(*) FROM sqlite_master;"));
+  return db;
+}
+
+Result<Db> Db::Open(const std::string& path, const SecretBuffer& key, bool create, Sqlcipher3 sqlcipher3) {
+  auto opened = OpenAs(path, key, create, static_cast<int>(Format::kCurrent));
+  if (!opened.ok() && opened.status().code() == Code::kCorrupt && !create) {
+    // Written by SQLCipher 3 (Dala 0.1)? Then it opens with SQLCipher 3's settings; a wrong key or a
+    // damaged file does not, and the first answer stands.
+    auto old = OpenAs(path, key, false, static_cast<int>(Format::kSqlcipher3));
+    if (!old.ok()) return opened.status();
+    if (sqlcipher3 == Sqlcipher3::kRefuse)
+      return Status(Code::kState, "this database was written by SQLCipher 3 (Dala 0.1); it was not changed");
+    DALA_RETURN_IF_ERROR(ConvertFromSqlcipher3(std::move(*old), path, key));
+    opened = OpenAs(path, key, false, static_cast<int>(Format::kCurrent));
+  }
+  if (!opened.ok()) return opened.status();
+  Db db = std::move(*opened);
   DALA_ASSIGN_OR_RETURN(std::string mode, QueryText(db, "PRAGMA journal_mode = WAL;"));
   if (mode != "wal") return Status(Code::kIo, "the store database cannot use write-ahead logging here");
   DALA_RETURN_IF_ERROR(db.Exec(
       "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;"
       "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8192;"));
   return db;
+}
+
+// Converts a database SQLCipher 3 wrote into SQLCipher 4's format, in place and crash-safe: the whole
+// database is copied (sqlcipher_export) to `path`-convert under the same key, synced, and renamed over
+// `path`. Killed at any point, `path` is the old file, whole, or the new one, whole; a partial copy left
+// behind is removed by the next attempt. Under an exclusive flock on the old file, so that two processes
+// opening it at once convert it once.
+Status Db::ConvertFromSqlcipher3(Db old, const std::string& path, const SecretBuffer& key) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fs::FromErrno(errno, "cannot open", path);
+  struct Unlock {
+    int fd;
+    Db* old;
+    // Every connection to the file closes before the descriptor does: closing any descriptor of a file
+    // drops this process's POSIX locks on it, SQLite's included.
+    ~Unlock() {
+      old->Close();
+      ::close(fd);
+    }
+  } unlock{fd, &old};
+  if (flock(fd, LOCK_EX) != 0) return fs::FromErrno(errno, "cannot lock", path);
+  struct stat held {}, now {};
+  if (fstat(fd, &held) != 0 || stat(path.c_str(), &now) != 0 || held.st_ino != now.st_ino ||
+      held.st_dev != now.st_dev)
+    return Status::Ok();  // another process converted it meanwhile
+  Failpoint("sqlcipher3.locked");
+  // The old file whole in itself (no -wal beside it) before the copy: nothing of it is left to a log
+  // that the new file could be mistaken for.
+  DALA_RETURN_IF_ERROR(old.CheckpointTruncate());
+  DALA_ASSIGN_OR_RETURN(std::string mode, QueryText(old, "PRAGMA journal_mode = DELETE;"));
+  if (mode != "delete") return Status(Code::kIo, "cannot convert the database: its log stays in use");
+  const std::string next = path + "-convert";
+  for (const char* suffix : {"", "-journal", "-wal", "-shm"}) DALA_RETURN_IF_ERROR(fs::RemoveFile(next + suffix));
+  DALA_RETURN_IF_ERROR(fs::CreatePrivateFile(next));
+  DALA_RETURN_IF_ERROR(old.ExportTo(next, key));
+  Failpoint("sqlcipher3.exported");
+  old.Close();
+  {
+    DALA_ASSIGN_OR_RETURN(Db check, OpenAs(next, key, false, static_cast<int>(Format::kCurrent)));
+    DALA_ASSIGN_OR_RETURN(std::string ok, QueryText(check, "PRAGMA quick_check;"));
+    if (ok != "ok") return Status(Code::kCorrupt, "the converted copy of the database does not check out");
+  }
+  DALA_RETURN_IF_ERROR(fs::SyncFile(next));
+  Failpoint("sqlcipher3.before_rename");
+  if (::rename(next.c_str(), path.c_str()) != 0) return fs::FromErrno(errno, "cannot replace", path);
+  auto slash = path.rfind('/');
+  DALA_RETURN_IF_ERROR(fs::SyncDirectory(slash == std::string::npos ? "." : path.substr(0, slash)));
+  Failpoint("sqlcipher3.renamed");
+  return Status::Ok();
 }
 
 Status Db::CheckpointTruncate() {
@@ -166,11 +292,7 @@ Status Db::ExportTo(const std::string& path, const SecretBuffer& key) {
   DALA_ASSIGN_OR_RETURN(std::string user_version, QueryText(*this, "PRAGMA user_version;"));
   // ATTACH ... KEY "x'<hex>'": a raw key, as at open; the statement is built in locked memory.
   std::string head = "ATTACH DATABASE ? AS rekey_next KEY ?;";
-  SecretBuffer keyspec(2 + 64 + 1);
-  keyspec.data()[0] = 'x';
-  keyspec.data()[1] = '\'';
-  sodium_bin2hex(reinterpret_cast<char*>(keyspec.data()) + 2, 65, key.data(), key.size());
-  keyspec.data()[66] = '\'';
+  SecretBuffer keyspec = RawKeySpec(key);
   {
     sqlite3_stmt* st = nullptr;
     int rc = sqlite3_prepare_v2(db_, head.c_str(), -1, &st, nullptr);
@@ -185,9 +307,7 @@ Status Db::ExportTo(const std::string& path, const SecretBuffer& key) {
     Db* db;
     ~Detach() { sqlite3_exec(db->db_, "DETACH DATABASE rekey_next;", nullptr, nullptr, nullptr); }
   } detach{this};
-  DALA_RETURN_IF_ERROR(Exec("PRAGMA rekey_next.cipher_page_size = 4096;"));
-  DALA_ASSIGN_OR_RETURN(std::string page_size, QueryText(*this, "PRAGMA rekey_next.cipher_page_size;"));
-  if (page_size != "4096") return Status(Code::kNotEncrypted, "SQLCipher did not accept the copy's page size");
+  DALA_RETURN_IF_ERROR(ApplyFormat(*this, "rekey_next", Format::kCurrent));  // whatever this one's format
   DALA_RETURN_IF_ERROR(Exec("SELECT sqlcipher_export('rekey_next');"));
   std::string set_version = "PRAGMA rekey_next.user_version = " + std::to_string(std::stoll(user_version)) + ";";
   return Exec(set_version.c_str());
@@ -312,22 +432,27 @@ Txn::~Txn() {
 }
 
 Status Migrate(Db& db, std::span<const char* const> steps, std::string_view too_new) {
-  int current = 0;
-  {
+  auto version = [&db]() -> Result<int> {
     DALA_ASSIGN_OR_RETURN(Stmt st, db.Prepare("PRAGMA user_version;"));
     DALA_ASSIGN_OR_RETURN(bool row, st.Step());
-    current = row ? static_cast<int>(st.Int(0)) : 0;
-  }
-  if (current > static_cast<int>(steps.size())) return {Code::kState, std::string(too_new)};
-  for (size_t v = static_cast<size_t>(current); v < steps.size(); ++v) {
+    return row ? static_cast<int>(st.Int(0)) : 0;
+  };
+  DALA_ASSIGN_OR_RETURN(int now, version());
+  if (now > static_cast<int>(steps.size())) return {Code::kState, std::string(too_new)};
+  if (now == static_cast<int>(steps.size())) return Status::Ok();  // the usual case: no write lock taken
+  // Each step reads the version again inside its own write transaction: two processes opening an old
+  // database at once apply each step once (the second sees the first's version once the lock is its).
+  for (;;) {
     Txn txn(db);
     DALA_RETURN_IF_ERROR(txn.Begin());
-    DALA_RETURN_IF_ERROR(db.Exec(steps[v]));
-    std::string set_version = "PRAGMA user_version = " + std::to_string(v + 1) + ";";
+    DALA_ASSIGN_OR_RETURN(int current, version());
+    if (current > static_cast<int>(steps.size())) return {Code::kState, std::string(too_new)};
+    if (current == static_cast<int>(steps.size())) return Status::Ok();  // nothing written: rolled back
+    DALA_RETURN_IF_ERROR(db.Exec(steps[current]));
+    std::string set_version = "PRAGMA user_version = " + std::to_string(current + 1) + ";";
     DALA_RETURN_IF_ERROR(db.Exec(set_version.c_str()));
     DALA_RETURN_IF_ERROR(txn.Commit());
   }
-  return Status::Ok();
 }
 
 }  // namespace dala::db

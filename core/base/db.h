@@ -22,9 +22,13 @@ class Stmt;
 
 class Db {
  public:
+  // A database SQLCipher 3 wrote (Dala 0.1): converted once to SQLCipher 4's format as it opens (crash-safe,
+  // nothing lost), or refused with kState and left exactly as it is.
+  enum class Sqlcipher3 { kConvert, kRefuse };
   // Opens `path` with a 32-byte raw key and verifies that encryption is active (the codec answers and
-  // reads back our settings) before anything else is read or written.
-  static Result<Db> Open(const std::string& path, const SecretBuffer& key, bool create);
+  // reads back every setting; defensive mode, untrusted schema) before anything else is read or written.
+  static Result<Db> Open(const std::string& path, const SecretBuffer& key, bool create,
+                         Sqlcipher3 sqlcipher3 = Sqlcipher3::kConvert);
   Db() = default;
   ~Db();
   Db(Db&& other) noexcept;
@@ -55,6 +59,9 @@ class Db {
  private:
   friend class Stmt;
   explicit Db(sqlite3* db) : db_(db) {}
+  // Keys and checks a connection in one format (db.cc's Format), up to the first read; no tuning.
+  static Result<Db> OpenAs(const std::string& path, const SecretBuffer& key, bool create, int format);
+  static Status ConvertFromSqlcipher3(Db old, const std::string& path, const SecretBuffer& key);
   sqlite3* db_ = nullptr;
   std::unordered_map<std::string, sqlite3_stmt*> cache_;
   // Cached statements a live Stmt holds: not handed out twice (two Stmts on one statement would reset

@@ -1,8 +1,11 @@
 // The store's key file over its life: unlocking (with the upgrade of 0.1 key files and the duress open),
 // credential changes, the duress passphrase, and replacing the database under a new key.
 // Formats and the order of steps: docs/storage-format.md.
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -53,6 +56,20 @@ Result<Store::Unlocked> Store::Unlock(const StorePaths& paths, const Credential&
                   "no Dala store at '" + paths.dir() + "' (never created, or wiped); create one with init");
   DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> file, ReadKeyFile(paths));
   Unlocked out;
+  // A 0.1 key file is rewritten under an exclusive flock on it: processes opening the store at once rewrite
+  // it once (the others read the new file once the lock is theirs).
+  struct LegacyLock {
+    int fd = -1;
+    ~LegacyLock() {
+      if (fd >= 0) ::close(fd);
+    }
+  } legacy_lock;
+  if (IsLegacyKeyFile(file)) {
+    legacy_lock.fd = ::open(paths.key().c_str(), O_RDONLY | O_CLOEXEC);
+    if (legacy_lock.fd < 0 || flock(legacy_lock.fd, LOCK_EX) != 0)
+      return fs::FromErrno(errno, "cannot lock", paths.key());
+    DALA_ASSIGN_OR_RETURN(file, ReadKeyFile(paths));
+  }
   if (IsLegacyKeyFile(file)) {
     // Dala 0.1: unwrapped with the cost it records, rewritten in format 2 with the options' cost.
     if (cred.kind == CredentialKind::kPassphraseAndKey)

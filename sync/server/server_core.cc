@@ -223,7 +223,16 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Ser
     DALA_RETURN_IF_ERROR(MigratePostgresSchema(*pg));
     return OpenOn(dir, std::move(pg), k, limits);
   }
-  DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(Path(dir, kServerDbFile), k, false));
+  // A database SQLCipher 3 wrote (dala-server 0.1) is not converted: refused, and left as it is for the
+  // binary that made it to export.
+  auto opened = db::Db::Open(Path(dir, kServerDbFile), k, false, db::Db::Sqlcipher3::kRefuse);
+  if (!opened.ok() && opened.status().code() == Code::kState)
+    return Status(Code::kState,
+                  "this data directory was made by dala-server 0.1 (its database is SQLCipher 3); it was not "
+                  "changed. Export it with that version ('dala-server export'), then make a new one with "
+                  "'dala-server init --organisation'");
+  if (!opened.ok()) return opened.status();
+  db::Db db = std::move(*opened);
   // Before any migration: data of dala-server 0.1 (no organisation key) is left exactly as it is, so that
   // the 0.1 binary can still export it.
   {

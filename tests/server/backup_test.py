@@ -87,7 +87,7 @@ def rebuild(src, dst, manifest_change=None, extra=(), first=None, compress=""):
 
 def sql_on(db_path, key, sql):
     """Runs sql on a server database as someone holding its key would (SQLCipher through ctypes)."""
-    lib = ctypes.CDLL("libsqlcipher.so.0")
+    lib = ctypes.CDLL("libsqlcipher.so.1")  # SQLCipher 4, as the server
     db = ctypes.c_void_p()
     if lib.sqlite3_open(db_path.encode(), ctypes.byref(db)) != 0:
         return -1

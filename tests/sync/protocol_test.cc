@@ -16,6 +16,7 @@
 #include "../unit/test_util.h"
 #include "crypto/attachment_file.h"
 #include "crypto/chunk_tree.h"
+#include "crypto/keyfile.h"
 #include "desk/desk_key.h"
 #include "desk/export_opener.h"
 #include "format/organisation.h"
@@ -2205,6 +2206,33 @@ TEST(Server, DataOfDala01IsRefusedAndLeftUntouched) {
   EXPECT_NE(opened.status().message().find("0.1"), std::string::npos) << opened.status().message();
   EXPECT_NE(opened.status().message().find("export"), std::string::npos);
   EXPECT_EQ(*fs::ReadFile(dir + "/server.db", 64u << 20), *before);
+}
+
+// A database that SQLCipher 3 wrote (as dala-server 0.1 did) in a data directory: refused with what to do,
+// and not converted (the 0.1 binary could no longer read it). A real SQLCipher 3 file: the 0.1 phone
+// store of tests/fixtures, under its own key.
+TEST(Server, Sqlcipher3DatabaseIsRefusedAndLeftUntouched) {
+  World w;
+  w.net.reset();
+  w.server.reset();
+  const std::string dir = w.t.sub("server");
+  const std::string fixture = std::string(DALA_TEST_SOURCE_DIR) + "/fixtures/store-0.1";
+  auto file = fs::ReadFile(fixture + "/dala.key", 4096);
+  ASSERT_TRUE(file.ok());
+  auto key = UnwrapSecret(KeyPurpose::kStoreDatabase, *file, test::Pass("fixture 0.1 passphrase"));
+  ASSERT_TRUE(key.ok()) << key.status().message();
+  ASSERT_TRUE(fs::RemoveFile(dir + "/server.db-wal").ok());
+  ASSERT_TRUE(fs::RemoveFile(dir + "/server.db-shm").ok());
+  ASSERT_TRUE(fs::CopyFile(fixture + "/dala.db", dir + "/server.db.new").ok());
+  ASSERT_EQ(::rename((dir + "/server.db.new").c_str(), (dir + "/server.db").c_str()), 0);
+  ASSERT_TRUE(fs::WriteFileAtomic(dir + "/server.key", key->span()).ok());
+  auto before = fs::ReadFile(dir + "/server.db", 64u << 20);
+  auto opened = server::ServerCore::Open(dir);
+  EXPECT_EQ(opened.status().code(), Code::kState);
+  EXPECT_NE(opened.status().message().find("0.1"), std::string::npos) << opened.status().message();
+  EXPECT_NE(opened.status().message().find("export"), std::string::npos);
+  EXPECT_EQ(*fs::ReadFile(dir + "/server.db", 64u << 20), *before);
+  EXPECT_FALSE(fs::Exists(dir + "/server.db-convert"));
 }
 
 TEST(Media, UploadsThenDeliversWithAReceiptCoveringTheAttachments) {

@@ -2,6 +2,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include "test_util.h"
 #include "base/failpoint.h"
 #include "format/envelope.h"
+#include "crypto/keyfile.h"
 #include "crypto/store_key_file.h"
 #include "page_scan.h"
 
@@ -651,5 +653,174 @@ TEST(Db, OpenWaitsForAnotherConnectionsLock) {
   EXPECT_EQ(st->Int(0), 1);
 }
 
+// No SQL rewrites the schema table (defensive mode); the schema is not trusted; SQLCipher prints nothing,
+// not even for a wrong key (its log would reach stderr, or logcat on a phone).
+TEST(Db, DefensiveUntrustedSchemaAndSilent) {
+  TempDir t;
+  SecretBuffer key(32), wrong(32);
+  randombytes_buf(key.data(), key.size());
+  randombytes_buf(wrong.data(), wrong.size());
+  const std::string path = t.sub("db");
+  ASSERT_TRUE(fs::CreatePrivateFile(path).ok());
+  {
+    auto db = db::Db::Open(path, key, true);
+    ASSERT_TRUE(db.ok()) << db.status().message();
+    ASSERT_TRUE(db->Exec("CREATE TABLE t(x);").ok());
+    EXPECT_FALSE(db->Exec("PRAGMA writable_schema = ON; "
+                          "UPDATE sqlite_master SET sql = 'CREATE TABLE t(y)' WHERE name = 't';").ok());
+    auto st = db->Prepare("PRAGMA trusted_schema;");
+    ASSERT_TRUE(st.ok());
+    ASSERT_TRUE(*st->Step());
+    EXPECT_EQ(st->Int(0), 0);
+  }
+  ::testing::internal::CaptureStderr();
+  auto bad = db::Db::Open(path, wrong, false);
+  const std::string printed = ::testing::internal::GetCapturedStderr();
+  EXPECT_FALSE(bad.ok());
+  EXPECT_EQ(printed, "");
+}
+
+
+// --- A phone store written by Dala 0.1 with SQLCipher 3 (tests/fixtures/store-0.1), opened by SQLCipher 4 ---
+
+const char* const kFixturePassphrase = "fixture 0.1 passphrase";  // tests/fixtures/store-0.1/expected.json
+
+std::string CopyFixture(TempDir& t, const std::string& name) {
+  std::string dir = t.sub(name);
+  std::filesystem::copy(std::string(DALA_TEST_SOURCE_DIR) + "/fixtures/store-0.1", dir,
+                        std::filesystem::copy_options::recursive);
+  std::filesystem::remove(dir + "/expected.json");
+  return dir;
+}
+
+// The database key from a 0.1 key file (format 1), as its holder with the passphrase would read it.
+Result<SecretBuffer> LegacyDbKey(const std::string& dir) {
+  return UnwrapSecret(KeyPurpose::kStoreDatabase, test::ReadAll(dir + "/" + kKeyFileName), Pass(kFixturePassphrase));
+}
+
+// Everything the store holds, as one string: every version of every report (state, form, content), receipts.
+std::string Holdings(Store& s) {
+  std::string out;
+  auto list = s.List();
+  EXPECT_TRUE(list.ok()) << list.status().message();
+  if (!list.ok()) return out;
+  std::sort(list->begin(), list->end(), [](const ReportInfo& a, const ReportInfo& b) { return a.id < b.id; });
+  for (const ReportInfo& info : *list) {
+    out += IdBytes(info.id) + std::to_string(info.version) + std::to_string(static_cast<int>(info.state)) + info.form;
+    for (uint32_t v = 1; v <= info.version; ++v) {
+      auto r = s.Get(info.id, v);
+      EXPECT_TRUE(r.ok()) << r.status().message();
+      if (r.ok()) out += r->content.SerializeAsString();
+    }
+  }
+  auto receipts = s.ListReceipts();
+  EXPECT_TRUE(receipts.ok());
+  if (receipts.ok()) out += "receipts " + std::to_string(receipts->size());
+  return out;
+}
+
+TEST(Sqlcipher3Store, ConvertedOnceOnOpenNothingLost) {
+  TempDir t;
+  std::string dir = CopyFixture(t, "s");
+  const std::string db_path = dir + "/" + kDbFileName;
+  auto key = LegacyDbKey(dir);
+  ASSERT_TRUE(key.ok()) << key.status().message();
+  // Before: SQLCipher 4's settings do not read it; refused (and left alone) when conversion is not wanted.
+  auto refused = db::Db::Open(db_path, *key, false, db::Db::Sqlcipher3::kRefuse);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Code::kState);
+  EXPECT_EQ(test::ReadAll(db_path), test::ReadAll(std::string(DALA_TEST_SOURCE_DIR) + "/fixtures/store-0.1/dala.db"));
+  std::string first;
+  {
+    auto s = MustOpen(dir, Pass(kFixturePassphrase));
+    first = Holdings(*s);
+    EXPECT_TRUE(s->Check().ok());
+  }
+  EXPECT_NE(first.find("receipts "), std::string::npos);
+  // After: a SQLCipher 4 file, which opens as it is; the copy's name is gone; opening again converts nothing.
+  EXPECT_TRUE(db::Db::Open(db_path, *key, false, db::Db::Sqlcipher3::kRefuse).ok());
+  EXPECT_FALSE(fs::Exists(db_path + "-convert"));
+  auto s = MustOpen(dir, Pass(kFixturePassphrase));
+  EXPECT_EQ(Holdings(*s), first);
+}
+
+TEST(Sqlcipher3Store, AWrongKeyIsNotMistakenForSqlcipher3) {
+  TempDir t;
+  std::string dir = CopyFixture(t, "s");
+  SecretBuffer wrong(32);
+  randombytes_buf(wrong.data(), wrong.size());
+  auto db = db::Db::Open(dir + "/" + kDbFileName, wrong, false);
+  ASSERT_FALSE(db.ok());
+  EXPECT_EQ(db.status().code(), Code::kCorrupt);
+  EXPECT_FALSE(fs::Exists(dir + "/" + kDbFileName + "-convert"));
+}
+
+// Four processes open the 0.1 store at once: each opens it whole, and it is converted once.
+TEST(Sqlcipher3Store, OpenedByFourProcessesAtOnce) {
+  TempDir t;
+  std::string reference;
+  {
+    std::string clean = CopyFixture(t, "clean");
+    reference = Holdings(*MustOpen(clean, Pass(kFixturePassphrase)));
+  }
+  std::string dir = CopyFixture(t, "s");
+  std::vector<pid_t> children;
+  for (int i = 0; i < 4; ++i) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      auto s = Store::Open(dir, Pass(kFixturePassphrase), FastOptions());
+      if (!s.ok()) {
+        fprintf(stderr, "process %d: %s\n", i, s.status().message().c_str());
+        _exit(2);
+      }
+      _exit(Holdings(**s) == reference ? 0 : 3);
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "exit " << WEXITSTATUS(status);
+  }
+  EXPECT_EQ(Holdings(*MustOpen(dir, Pass(kFixturePassphrase))), reference);
+  EXPECT_FALSE(fs::Exists(dir + "/" + kDbFileName + "-convert"));
+}
+
+// Killed at any step of the conversion: the store opens afterwards, converted, holding exactly what an
+// uninterrupted conversion finds.
+class Sqlcipher3Crash : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(Sqlcipher3Crash, OpensWholeAfterwards) {
+  TempDir t;
+  std::string reference;
+  {
+    std::string clean = CopyFixture(t, "clean");
+    reference = Holdings(*MustOpen(clean, Pass(kFixturePassphrase)));
+  }
+  std::string dir = CopyFixture(t, "s");
+  auto key = LegacyDbKey(dir);
+  ASSERT_TRUE(key.ok()) << key.status().message();
+  static std::string point;
+  point = GetParam();
+  pid_t pid = fork();
+  if (pid == 0) {
+    testing::SetFailpointHook([](const char* n) { if (point == n) _exit(0); });
+    (void)Store::Open(dir, Pass(kFixturePassphrase), FastOptions());
+    _exit(1);  // the failpoint was not reached
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0) << "failpoint " << point << " not reached";
+  auto s = MustOpen(dir, Pass(kFixturePassphrase));
+  EXPECT_EQ(Holdings(*s), reference);
+  EXPECT_TRUE(s->Check().ok());
+  EXPECT_TRUE(db::Db::Open(dir + "/" + kDbFileName, *key, false, db::Db::Sqlcipher3::kRefuse).ok());
+  EXPECT_FALSE(fs::Exists(dir + "/" + kDbFileName + "-convert"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Steps, Sqlcipher3Crash,
+                         ::testing::Values("sqlcipher3.locked", "sqlcipher3.exported", "sqlcipher3.before_rename",
+                                           "sqlcipher3.renamed"));
 }  // namespace
 }  // namespace dala
