@@ -235,6 +235,32 @@ TEST_F(S3Store, ATailThatDoesNotVerifyCountsForNothing) {
   EXPECT_EQ(*held, 8u * kChunk);
 }
 
+// A part of the wrong size (another program's, or the bucket changed behind the server's back) counts for
+// nothing, least of all one larger than what is left of the attachment: only parts of the store's part
+// size from the start, the last one what remains.
+TEST_F(S3Store, APartOfTheWrongSizeIsNotCounted) {
+  auto raw = Raw();
+  Attachment a = Make(20 * kChunk);  // parts of 8 MiB
+  const std::string key = prefix_ + "attachments/" + a.name;
+  auto id = raw->CreateUpload(key);
+  ASSERT_TRUE(id.ok()) << id.status().message();
+  ASSERT_TRUE(raw->UploadPart(key, *id, 1, a.range(0, 5 * kChunk)).ok());  // its own bytes, 5 MiB
+  auto held = Node()->Held(a.name, a.shape());
+  ASSERT_TRUE(held.ok()) << held.status().message();
+  EXPECT_EQ(*held, 0u);
+  // 3 MiB attachment, one part of 4 MiB: its bytes, then a megabyte more.
+  Attachment b = Make(3 * kChunk);
+  Attachment more = Make(4 * kChunk);
+  std::copy(b.bytes.begin(), b.bytes.end(), more.bytes.begin());
+  const std::string key_b = prefix_ + "attachments/" + b.name;
+  auto id_b = raw->CreateUpload(key_b);
+  ASSERT_TRUE(id_b.ok());
+  ASSERT_TRUE(raw->UploadPart(key_b, *id_b, 1, more.bytes).ok());
+  held = Node()->Held(b.name, b.shape());
+  ASSERT_TRUE(held.ok()) << held.status().message();
+  EXPECT_EQ(*held, 0u);
+}
+
 // Two nodes writing the same attachment at once (a phone's request retried on the other node while the
 // first still runs): each part holds the same bytes whichever node wrote it, both complete, the object
 // is exact.
