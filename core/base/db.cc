@@ -122,7 +122,7 @@ struct Setting {
 constexpr Setting kCurrentSettings[] = {
     {"cipher_page_size", "4096"},
     {"cipher_hmac_algorithm", "HMAC_SHA512"},
-    {"cipher_kdf_algorithm", "PBKDF2_HMAC_SHA512"},  // unused with a raw key; set so that nothing is implicit
+    {"cipher_kdf_algorithm", "PBKDF2_HMAC_SHA512"},  // derives the HMAC key from the raw key (2 rounds)
     {"cipher_use_hmac", "1"},
     {"cipher_plaintext_header_size", "0"},
 };
@@ -212,13 +212,23 @@ Result<Db> Db::Open(const std::string& path, const SecretBuffer& key, bool creat
   auto opened = OpenAs(path, key, create, static_cast<int>(Format::kCurrent));
   if (!opened.ok() && opened.status().code() == Code::kCorrupt && !create) {
     // Written by SQLCipher 3 (Dala 0.1)? Then it opens with SQLCipher 3's settings; a wrong key or a
-    // damaged file does not, and the first answer stands.
-    auto old = OpenAs(path, key, false, static_cast<int>(Format::kSqlcipher3));
-    if (!old.ok()) return opened.status();
-    if (sqlcipher3 == Sqlcipher3::kRefuse)
-      return Status(Code::kState, "this database was written by SQLCipher 3 (Dala 0.1); it was not changed");
-    DALA_RETURN_IF_ERROR(ConvertFromSqlcipher3(std::move(*old), path, key));
-    opened = OpenAs(path, key, false, static_cast<int>(Format::kCurrent));
+    // damaged file does not. Decided again under the conversion's lock, and the connection closed first:
+    // a connection waiting for that lock would keep the converting process from changing the file.
+    bool sqlcipher3_file = false;
+    {
+      auto old = OpenAs(path, key, false, static_cast<int>(Format::kSqlcipher3));
+      sqlcipher3_file = old.ok();
+    }
+    if (sqlcipher3_file) {
+      Failpoint("sqlcipher3.found");
+      if (sqlcipher3 == Sqlcipher3::kRefuse)
+        return Status(Code::kState, "this database was written by SQLCipher 3 (Dala 0.1); it was not changed");
+      DALA_RETURN_IF_ERROR(ConvertFromSqlcipher3(path, key));
+    }
+    // Converted here or by another process meanwhile (then the current settings open it), or not SQLCipher
+    // 3 at all: a wrong key or a damaged file, and the first answer stands.
+    auto again = OpenAs(path, key, false, static_cast<int>(Format::kCurrent));
+    if (again.ok() || again.status().code() != Code::kCorrupt) opened = std::move(again);
   }
   if (!opened.ok()) return opened.status();
   Db db = std::move(*opened);
@@ -230,36 +240,75 @@ Result<Db> Db::Open(const std::string& path, const SecretBuffer& key, bool creat
   return db;
 }
 
+namespace {
+
+// Runs `step` until it is not kBusy, for at most about five seconds: a process that is only looking at the
+// file (opening it, finding it is not SQLCipher 4's) holds its lock for a moment, and neither a checkpoint
+// nor a change of journal mode waits for SQLite's busy handler.
+template <typename Step>
+Status RetryWhileBusy(Step step) {
+  for (int attempt = 0;; ++attempt) {
+    Status st = step();
+    if (st.code() != Code::kBusy || attempt == 250) return st;
+    ::usleep(20 * 1000);
+  }
+}
+
+}  // namespace
+
 // Converts a database SQLCipher 3 wrote into SQLCipher 4's format, in place and crash-safe: the whole
-// database is copied (sqlcipher_export) to `path`-convert under the same key, synced, and renamed over
-// `path`. Killed at any point, `path` is the old file, whole, or the new one, whole; a partial copy left
-// behind is removed by the next attempt. Under an exclusive flock on the old file, so that two processes
-// opening it at once convert it once.
-Status Db::ConvertFromSqlcipher3(Db old, const std::string& path, const SecretBuffer& key) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+// database is copied (sqlcipher_export) to `path`-convert under the same key, checked, synced, and renamed
+// over `path`; then the old file's bytes, still reachable through a descriptor, are overwritten. Killed at
+// any point, `path` is the old file, whole, or the new one, whole; a partial copy is removed (here on
+// failure, or by the next attempt). Under an exclusive flock on the old file, taken before the old file is
+// opened again and read: every process that converts holds the lock of the file `path` names while it
+// decides, so two processes opening it at once convert it once, and none renames a stale copy over a
+// converted file. The descriptor is opened only once the file was found to be SQLCipher 3's: closing a
+// descriptor drops this process's POSIX locks on the file, and no connection of SQLCipher 4 can be open on it.
+Status Db::ConvertFromSqlcipher3(const std::string& path, const SecretBuffer& key) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return fs::FromErrno(errno, "cannot open", path);
+  Db old;
   struct Unlock {
     int fd;
     Db* old;
-    // Every connection to the file closes before the descriptor does: closing any descriptor of a file
-    // drops this process's POSIX locks on it, SQLite's included.
+    // Every connection to the file closes before the descriptor does.
     ~Unlock() {
       old->Close();
       ::close(fd);
     }
   } unlock{fd, &old};
-  if (flock(fd, LOCK_EX) != 0) return fs::FromErrno(errno, "cannot lock", path);
+  while (flock(fd, LOCK_EX) != 0)
+    if (errno != EINTR) return fs::FromErrno(errno, "cannot lock", path);
   struct stat held {}, now {};
   if (fstat(fd, &held) != 0 || stat(path.c_str(), &now) != 0 || held.st_ino != now.st_ino ||
       held.st_dev != now.st_dev)
     return Status::Ok();  // another process converted it meanwhile
+  {
+    // The file the lock is on (`path` is renamed only under it): SQLCipher 3's still, or converted by the
+    // process that held the lock before.
+    auto reopened = OpenAs(path, key, false, static_cast<int>(Format::kSqlcipher3));
+    if (!reopened.ok()) return Status::Ok();
+    old = std::move(*reopened);
+  }
   Failpoint("sqlcipher3.locked");
   // The old file whole in itself (no -wal beside it) before the copy: nothing of it is left to a log
   // that the new file could be mistaken for.
-  DALA_RETURN_IF_ERROR(old.CheckpointTruncate());
-  DALA_ASSIGN_OR_RETURN(std::string mode, QueryText(old, "PRAGMA journal_mode = DELETE;"));
-  if (mode != "delete") return Status(Code::kIo, "cannot convert the database: its log stays in use");
-  const std::string next = path + "-convert";
+  DALA_RETURN_IF_ERROR(RetryWhileBusy([&old] { return old.CheckpointTruncate(); }));
+  DALA_RETURN_IF_ERROR(RetryWhileBusy([&old]() -> Status {
+    DALA_ASSIGN_OR_RETURN(std::string mode, QueryText(old, "PRAGMA journal_mode = DELETE;"));
+    if (mode == "delete") return Status::Ok();
+    return Status(Code::kBusy, "cannot convert the database: another process keeps its log in use");
+  }));
+  const std::string next = path + kConvertSuffix;
+  struct RemoveCopy {
+    const std::string& next;
+    bool keep = false;
+    ~RemoveCopy() {
+      if (!keep)
+        for (const char* suffix : {"", "-journal", "-wal", "-shm"}) (void)fs::RemoveFile(next + suffix);
+    }
+  } remove_copy{next};
   for (const char* suffix : {"", "-journal", "-wal", "-shm"}) DALA_RETURN_IF_ERROR(fs::RemoveFile(next + suffix));
   DALA_RETURN_IF_ERROR(fs::CreatePrivateFile(next));
   DALA_RETURN_IF_ERROR(old.ExportTo(next, key));
@@ -273,9 +322,14 @@ Status Db::ConvertFromSqlcipher3(Db old, const std::string& path, const SecretBu
   DALA_RETURN_IF_ERROR(fs::SyncFile(next));
   Failpoint("sqlcipher3.before_rename");
   if (::rename(next.c_str(), path.c_str()) != 0) return fs::FromErrno(errno, "cannot replace", path);
+  remove_copy.keep = true;
   auto slash = path.rfind('/');
   DALA_RETURN_IF_ERROR(fs::SyncDirectory(slash == std::string::npos ? "." : path.substr(0, slash)));
   Failpoint("sqlcipher3.renamed");
+  // Converted. The old file's blocks would stay readable under the same key until reused: overwritten
+  // through the descriptor (best effort from here: the conversion is done either way; on flash and
+  // copy-on-write file systems old blocks may survive, which re-keying answers).
+  (void)fs::OverwriteOpenFile(fd, path);
   return Status::Ok();
 }
 
@@ -435,9 +489,11 @@ Status Migrate(Db& db, std::span<const char* const> steps, std::string_view too_
   auto version = [&db]() -> Result<int> {
     DALA_ASSIGN_OR_RETURN(Stmt st, db.Prepare("PRAGMA user_version;"));
     DALA_ASSIGN_OR_RETURN(bool row, st.Step());
-    return row ? static_cast<int>(st.Int(0)) : 0;
+    const int64_t v = row ? st.Int(0) : 0;
+    return v < 0 || v > INT32_MAX ? -1 : static_cast<int>(v);
   };
   DALA_ASSIGN_OR_RETURN(int now, version());
+  if (now < 0) return {Code::kCorrupt, "the database's schema version is not one Dala writes"};
   if (now > static_cast<int>(steps.size())) return {Code::kState, std::string(too_new)};
   if (now == static_cast<int>(steps.size())) return Status::Ok();  // the usual case: no write lock taken
   // Each step reads the version again inside its own write transaction: two processes opening an old
@@ -446,6 +502,7 @@ Status Migrate(Db& db, std::span<const char* const> steps, std::string_view too_
     Txn txn(db);
     DALA_RETURN_IF_ERROR(txn.Begin());
     DALA_ASSIGN_OR_RETURN(int current, version());
+    if (current < 0) return {Code::kCorrupt, "the database's schema version is not one Dala writes"};
     if (current > static_cast<int>(steps.size())) return {Code::kState, std::string(too_new)};
     if (current == static_cast<int>(steps.size())) return Status::Ok();  // nothing written: rolled back
     DALA_RETURN_IF_ERROR(db.Exec(steps[current]));

@@ -23,12 +23,15 @@ class Stmt;
 class Db {
  public:
   // A database SQLCipher 3 wrote (Dala 0.1): converted once to SQLCipher 4's format as it opens (crash-safe,
-  // nothing lost), or refused with kState and left exactly as it is.
+  // nothing lost; the old file's bytes overwritten once replaced), or refused with kState and left exactly as
+  // it is. Only the phone's store converts; every other database refuses.
   enum class Sqlcipher3 { kConvert, kRefuse };
+  // The name of the converted copy while it is written (`path` + this); removed when a conversion fails.
+  static constexpr const char* kConvertSuffix = "-convert";
   // Opens `path` with a 32-byte raw key and verifies that encryption is active (the codec answers and
   // reads back every setting; defensive mode, untrusted schema) before anything else is read or written.
   static Result<Db> Open(const std::string& path, const SecretBuffer& key, bool create,
-                         Sqlcipher3 sqlcipher3 = Sqlcipher3::kConvert);
+                         Sqlcipher3 sqlcipher3 = Sqlcipher3::kRefuse);
   Db() = default;
   ~Db();
   Db(Db&& other) noexcept;
@@ -61,7 +64,7 @@ class Db {
   explicit Db(sqlite3* db) : db_(db) {}
   // Keys and checks a connection in one format (db.cc's Format), up to the first read; no tuning.
   static Result<Db> OpenAs(const std::string& path, const SecretBuffer& key, bool create, int format);
-  static Status ConvertFromSqlcipher3(Db old, const std::string& path, const SecretBuffer& key);
+  static Status ConvertFromSqlcipher3(const std::string& path, const SecretBuffer& key);
   sqlite3* db_ = nullptr;
   std::unordered_map<std::string, sqlite3_stmt*> cache_;
   // Cached statements a live Stmt holds: not handed out twice (two Stmts on one statement would reset

@@ -228,6 +228,8 @@ Status OverwriteFile(const std::string& path) {
   return OverwriteWithNoise(fd.get(), path);
 }
 
+Status OverwriteOpenFile(int fd, const std::string& path) { return OverwriteWithNoise(fd, path); }
+
 Status SyncFile(const std::string& path) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return FromErrno(errno, "open", path);

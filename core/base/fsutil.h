@@ -35,6 +35,8 @@ Status ShredFile(const std::string& path);
 Status ReplaceFileShreddingOld(const std::string& path, std::span<const uint8_t> bytes);
 // Overwrites the whole file with random bytes and syncs it (it stays, at its size). Missing: nothing to do.
 Status OverwriteFile(const std::string& path);
+// The same through a descriptor open for writing (the file may no longer have a name).
+Status OverwriteOpenFile(int fd, const std::string& path);
 // fsync of one file.
 Status SyncFile(const std::string& path);
 std::string Join(const std::string& dir, const std::string& name);

@@ -131,7 +131,7 @@ Result<std::unique_ptr<Store>> Store::OpenWithKey(const std::string& dir, const 
   StorePaths paths(dir, options.names);
   if (!fs::Exists(paths.db()))
     return Status(Code::kCorrupt, "the store's database file is missing; restore it from a backup");
-  DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(paths.db(), db_key, /*create=*/false));
+  DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(paths.db(), db_key, /*create=*/false, db::Db::Sqlcipher3::kConvert));
   DALA_RETURN_IF_ERROR(CheckHeaderEncrypted(paths.db()));
   DALA_RETURN_IF_ERROR(MigrateStoreSchema(db));
 

@@ -113,7 +113,7 @@ namespace {
 // identity in it (an empty or half-written file, or one a crash rolled back to nothing, is not).
 Result<bool> IsWholeStore(const std::string& path, const SecretBuffer& key) {
   if (!fs::Exists(path)) return false;
-  auto db = db::Db::Open(path, key, /*create=*/false);
+  auto db = db::Db::Open(path, key, /*create=*/false, db::Db::Sqlcipher3::kConvert);
   if (!db.ok()) {
     if (db.status().code() == Code::kCorrupt || db.status().code() == Code::kWrongKey) return false;
     return db.status();

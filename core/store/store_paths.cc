@@ -1,5 +1,6 @@
 #include "store/store_paths.h"
 
+#include "base/db.h"
 #include "base/fsutil.h"
 
 namespace dala {
@@ -36,8 +37,9 @@ std::string StorePaths::db() const { return fs::Join(dir_, names_.database); }
 std::string StorePaths::media() const { return fs::Join(dir_, names_.media); }
 
 std::vector<std::string> StorePaths::Files() const {
-  std::string d = db(), n = db_next();
-  return {key(), key_tmp(), d, d + "-wal", d + "-shm", d + "-journal", n, n + "-wal", n + "-shm", n + "-journal"};
+  std::string d = db(), n = db_next(), c = d + db::Db::kConvertSuffix;  // c: a 0.1 store's conversion
+  return {key(), key_tmp(), d, d + "-wal", d + "-shm", d + "-journal", n, n + "-wal", n + "-shm", n + "-journal",
+          c, c + "-journal"};
 }
 
 }  // namespace dala

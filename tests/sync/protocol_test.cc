@@ -31,6 +31,7 @@
 #include "format/request.h"
 #include "format/response.h"
 #include "protocol/http_api.h"
+#include "server/server_backup.h"
 #include "server/server_core.h"
 #include "desk/log_verifier.h"
 #include "server/server_log.h"
@@ -2231,6 +2232,12 @@ TEST(Server, Sqlcipher3DatabaseIsRefusedAndLeftUntouched) {
   EXPECT_EQ(opened.status().code(), Code::kState);
   EXPECT_NE(opened.status().message().find("0.1"), std::string::npos) << opened.status().message();
   EXPECT_NE(opened.status().message().find("export"), std::string::npos);
+  EXPECT_EQ(*fs::ReadFile(dir + "/server.db", 64u << 20), *before);
+  EXPECT_FALSE(fs::Exists(dir + "/server.db-convert"));
+  // Nor does `dala-server backup` convert it (the backup would be of a file the 0.1 binary cannot read).
+  auto backup = server::Backup(dir, w.t.sub("b.tar"), false);
+  EXPECT_FALSE(backup.ok());
+  EXPECT_EQ(backup.status().code(), Code::kState) << backup.status().message();
   EXPECT_EQ(*fs::ReadFile(dir + "/server.db", 64u << 20), *before);
   EXPECT_FALSE(fs::Exists(dir + "/server.db-convert"));
 }

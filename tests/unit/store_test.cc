@@ -1,4 +1,6 @@
 // The store's behaviour under normal use and under every bad input the secure-core issue names.
+#include <sodium.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -753,6 +755,119 @@ TEST(Sqlcipher3Store, AWrongKeyIsNotMistakenForSqlcipher3) {
   ASSERT_FALSE(db.ok());
   EXPECT_EQ(db.status().code(), Code::kCorrupt);
   EXPECT_FALSE(fs::Exists(dir + "/" + kDbFileName + "-convert"));
+}
+
+// Once converted, the old file's own bytes are overwritten (still reachable here through a second hard link,
+// as they would be in the blocks a file system has not reused yet): they no longer open under the key.
+TEST(Sqlcipher3Store, TheOldFileIsOverwrittenOnceReplaced) {
+  TempDir t;
+  std::string dir = CopyFixture(t, "s");
+  const std::string db_path = dir + "/" + kDbFileName, old_link = t.sub("old.db");
+  ASSERT_EQ(::link(db_path.c_str(), old_link.c_str()), 0);
+  auto key = LegacyDbKey(dir);
+  ASSERT_TRUE(key.ok());
+  const auto original = test::ReadAll(old_link);
+  ASSERT_TRUE(MustOpen(dir, Pass(kFixturePassphrase)));
+  const auto after = test::ReadAll(old_link);
+  EXPECT_EQ(after.size(), original.size());
+  EXPECT_NE(after, original);
+  auto old = db::Db::Open(old_link, *key, false, db::Db::Sqlcipher3::kRefuse);
+  ASSERT_FALSE(old.ok());
+  EXPECT_EQ(old.status().code(), Code::kCorrupt) << old.status().message();  // not kState: no longer SQLCipher 3's
+}
+
+// A conversion that fails (here: the copy damaged before it is checked) leaves the old file as it was and no
+// copy behind; the next open converts it. A copy left by a process killed mid-way goes with a wipe.
+TEST(Sqlcipher3Store, AFailedConversionLeavesNoCopyAndTheOldFileWhole) {
+  TempDir t;
+  const std::string reference = Holdings(*MustOpen(CopyFixture(t, "clean"), Pass(kFixturePassphrase)));
+  static std::string dir;
+  dir = CopyFixture(t, "s");
+  const std::string db_path = dir + "/" + kDbFileName;
+  auto key = LegacyDbKey(dir);  // before the open rewrites the 0.1 key file
+  ASSERT_TRUE(key.ok());
+  testing::SetFailpointHook([](const char* n) {
+    if (std::string_view(n) == "sqlcipher3.exported")
+      (void)::truncate((dir + "/" + kDbFileName + db::Db::kConvertSuffix).c_str(), 5000);
+  });
+  auto failed = Store::Open(dir, Pass(kFixturePassphrase), FastOptions());
+  testing::SetFailpointHook(nullptr);
+  EXPECT_FALSE(failed.ok());
+  EXPECT_FALSE(fs::Exists(db_path + db::Db::kConvertSuffix));
+  auto still = db::Db::Open(db_path, *key, false, db::Db::Sqlcipher3::kRefuse);
+  EXPECT_EQ(still.status().code(), Code::kState);  // SQLCipher 3's file still (its journal mode aside)
+  EXPECT_EQ(Holdings(*MustOpen(dir, Pass(kFixturePassphrase))), reference);
+
+  std::string other = CopyFixture(t, "o");
+  ASSERT_TRUE(fs::WriteFileAtomic(other + "/" + kDbFileName + db::Db::kConvertSuffix,
+                                  std::vector<uint8_t>(4096, 7)).ok());
+  ASSERT_TRUE(Store::Wipe(other).ok());
+  EXPECT_FALSE(fs::Exists(other + "/" + kDbFileName + db::Db::kConvertSuffix));
+}
+
+// Another process has the 0.1 file open, reading it (as a process does for a moment while it finds out
+// what the file is): the conversion waits for it instead of failing the open.
+TEST(Sqlcipher3Store, ConvertsOnceAnotherProcessStopsReading) {
+  TempDir t;
+  std::string dir = CopyFixture(t, "s");
+  const std::string db_path = dir + "/" + kDbFileName;
+  auto key = LegacyDbKey(dir);
+  ASSERT_TRUE(key.ok());
+  std::string hex(64, '\0');
+  sodium_bin2hex(hex.data(), hex.size() + 1, key->data(), key->size());
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    sqlite3* raw = nullptr;
+    if (sqlite3_open_v2(db_path.c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) _exit(2);
+    const std::string setup = "PRAGMA key = \"x'" + hex + "'\"; PRAGMA cipher_compatibility = 3;"
+                              "PRAGMA cipher_page_size = 4096; BEGIN; SELECT count(*) FROM sqlite_master;";
+    if (sqlite3_exec(raw, setup.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) _exit(3);
+    (void)!::write(ready[1], "r", 1);
+    ::usleep(400 * 1000);  // reading for 0.4 s
+    sqlite3_exec(raw, "COMMIT;", nullptr, nullptr, nullptr);
+    sqlite3_close(raw);
+    _exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  auto s = Store::Open(dir, Pass(kFixturePassphrase), FastOptions());
+  EXPECT_TRUE(s.ok()) << s.status().message();
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << WEXITSTATUS(status);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  EXPECT_TRUE(db::Db::Open(db_path, *key, false, db::Db::Sqlcipher3::kRefuse).ok());
+}
+
+// A process finds the file is SQLCipher 3's; before it takes the conversion's lock, another process converts
+// the store and writes a report to it. The first must not convert the file it saw (a stale copy renamed over
+// the converted file would lose that report): it decides again under the lock, and opens the new file.
+TEST(Sqlcipher3Store, AStoreConvertedAndWrittenMeanwhileIsNotConvertedAgain) {
+  TempDir t;
+  static std::string dir;
+  dir = CopyFixture(t, "s");
+  testing::SetFailpointHook([](const char* n) {
+    if (std::string_view(n) != "sqlcipher3.found") return;
+    testing::SetFailpointHook(nullptr);
+    pid_t pid = fork();
+    if (pid == 0) {
+      auto other = Store::Open(dir, Pass(kFixturePassphrase), FastOptions());
+      if (!other.ok()) _exit(2);
+      auto r = (*other)->CreateDraft("detention/1");
+      if (!r.ok() || !r->SetNarrative("written after the conversion").ok()) _exit(3);
+      _exit((*other)->SaveDraft(*r).ok() ? 0 : 4);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << WEXITSTATUS(status);
+  });
+  auto s = Store::Open(dir, Pass(kFixturePassphrase), FastOptions());
+  testing::SetFailpointHook(nullptr);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_NE(Holdings(**s).find("written after the conversion"), std::string::npos);
 }
 
 // Four processes open the 0.1 store at once: each opens it whole, and it is converted once.
