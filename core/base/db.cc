@@ -212,11 +212,12 @@ Result<Db> Db::Open(const std::string& path, const SecretBuffer& key, bool creat
   auto opened = OpenAs(path, key, create, static_cast<int>(Format::kCurrent));
   if (!opened.ok() && opened.status().code() == Code::kCorrupt && !create) {
     // Written by SQLCipher 3 (Dala 0.1)? Then it opens with SQLCipher 3's settings; a wrong key or a
-    // damaged file does not. Decided again under the conversion's lock, and the connection closed first:
-    // a connection waiting for that lock would keep the converting process from changing the file.
+    // damaged file does not. Decided again under the conversion's lock, and this connection closed first:
+    // a connection kept open would keep the converting process from changing the file.
     bool sqlcipher3_file = false;
     {
       auto old = OpenAs(path, key, false, static_cast<int>(Format::kSqlcipher3));
+      if (!old.ok() && old.status().code() != Code::kCorrupt) return old.status();
       sqlcipher3_file = old.ok();
     }
     if (sqlcipher3_file) {
@@ -243,8 +244,8 @@ Result<Db> Db::Open(const std::string& path, const SecretBuffer& key, bool creat
 namespace {
 
 // Runs `step` until it is not kBusy, for at most about five seconds: a process that is only looking at the
-// file (opening it, finding it is not SQLCipher 4's) holds its lock for a moment, and neither a checkpoint
-// nor a change of journal mode waits for SQLite's busy handler.
+// file (opening it, finding it is not SQLCipher 4's) holds its lock for a moment, and a change of journal
+// mode does not wait for SQLite's busy handler.
 template <typename Step>
 Status RetryWhileBusy(Step step) {
   for (int attempt = 0;; ++attempt) {
@@ -254,53 +255,88 @@ Status RetryWhileBusy(Step step) {
   }
 }
 
+// The conversion's lock: an exclusive flock on a file of its own beside the database (never on the
+// database: closing any descriptor of the database would drop the POSIX locks SQLite holds on it for every
+// connection of this process). The holder removes the file before letting go; a process that finds it
+// locked a removed file takes the lock again on the file now there. Waits at most two minutes (a large
+// store converts in seconds), then kBusy.
+class ConversionLock {
+ public:
+  static Result<ConversionLock> Take(const std::string& lock_path) {
+    for (int attempt = 0;; ++attempt) {
+      int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+      if (fd < 0) return fs::FromErrno(errno, "cannot create", lock_path);
+      ConversionLock lock("", fd);  // removes nothing unless it holds the lock on the file at lock_path
+      if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        struct stat held {}, now {};
+        if (fstat(fd, &held) == 0 && stat(lock_path.c_str(), &now) == 0 && held.st_ino == now.st_ino &&
+            held.st_dev == now.st_dev) {
+          lock.path_ = lock_path;
+          return lock;
+        }
+        // else a file its holder removed: locked for nothing; taken again on the file now there
+      } else if (errno != EWOULDBLOCK && errno != EINTR) {
+        return fs::FromErrno(errno, "cannot lock", lock_path);
+      }
+      if (attempt == 6000)
+        return Status(Code::kBusy, "the store is being upgraded by another process; try again when it is done");
+      ::usleep(20 * 1000);
+    }
+  }
+  ConversionLock(ConversionLock&& o) noexcept : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)) {}
+  ConversionLock& operator=(ConversionLock&&) = delete;
+  ~ConversionLock() {
+    if (fd_ < 0) return;
+    if (!path_.empty()) ::unlink(path_.c_str());  // still locked: no one else holds this file
+    ::close(fd_);
+  }
+
+ private:
+  ConversionLock(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  std::string path_;
+  int fd_;
+};
+
 }  // namespace
 
 // Converts a database SQLCipher 3 wrote into SQLCipher 4's format, in place and crash-safe: the whole
-// database is copied (sqlcipher_export) to `path`-convert under the same key, checked, synced, and renamed
-// over `path`; then the old file's bytes, still reachable through a descriptor, are overwritten. Killed at
-// any point, `path` is the old file, whole, or the new one, whole; a partial copy is removed (here on
-// failure, or by the next attempt). Under an exclusive flock on the old file, taken before the old file is
-// opened again and read: every process that converts holds the lock of the file `path` names while it
-// decides, so two processes opening it at once convert it once, and none renames a stale copy over a
-// converted file. The descriptor is opened only once the file was found to be SQLCipher 3's: closing a
-// descriptor drops this process's POSIX locks on the file, and no connection of SQLCipher 4 can be open on it.
+// database is copied (sqlcipher_export) to `path`-convert under the same key, checked, put in write-ahead
+// mode, synced, and renamed over `path`; then the old file's bytes, still reachable through a descriptor,
+// are overwritten. Killed at any point, `path` is the old file, whole, or the new one, whole; a partial copy
+// is removed (here on failure, or by the next attempt). Everything under the conversion's lock, and decided
+// again under it: two processes (or threads) opening the store at once convert it once, and none renames a
+// stale copy over a converted, since-written store.
 Status Db::ConvertFromSqlcipher3(const std::string& path, const SecretBuffer& key) {
+  const std::string next = path + kConvertSuffix;
+  DALA_ASSIGN_OR_RETURN(ConversionLock lock, ConversionLock::Take(next + ".lock"));
+  Db old;
+  {
+    // `path` is renamed only under this lock: SQLCipher 3's still, or converted by whoever held it before.
+    auto reopened = OpenAs(path, key, false, static_cast<int>(Format::kSqlcipher3));
+    if (!reopened.ok()) return reopened.status().code() == Code::kCorrupt ? Status::Ok() : reopened.status();
+    old = std::move(*reopened);
+  }
+  // The old file itself, to overwrite once it is replaced. Opened only now that it is known to be SQLCipher
+  // 3's: no SQLCipher 4 connection of this process holds a lock on it that closing this could drop.
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return fs::FromErrno(errno, "cannot open", path);
-  Db old;
-  struct Unlock {
+  struct CloseOld {
     int fd;
     Db* old;
-    // Every connection to the file closes before the descriptor does.
-    ~Unlock() {
+    ~CloseOld() {  // the connection before the descriptor
       old->Close();
       ::close(fd);
     }
-  } unlock{fd, &old};
-  while (flock(fd, LOCK_EX) != 0)
-    if (errno != EINTR) return fs::FromErrno(errno, "cannot lock", path);
-  struct stat held {}, now {};
-  if (fstat(fd, &held) != 0 || stat(path.c_str(), &now) != 0 || held.st_ino != now.st_ino ||
-      held.st_dev != now.st_dev)
-    return Status::Ok();  // another process converted it meanwhile
-  {
-    // The file the lock is on (`path` is renamed only under it): SQLCipher 3's still, or converted by the
-    // process that held the lock before.
-    auto reopened = OpenAs(path, key, false, static_cast<int>(Format::kSqlcipher3));
-    if (!reopened.ok()) return Status::Ok();
-    old = std::move(*reopened);
-  }
+  } close_old{fd, &old};
   Failpoint("sqlcipher3.locked");
   // The old file whole in itself (no -wal beside it) before the copy: nothing of it is left to a log
-  // that the new file could be mistaken for.
-  DALA_RETURN_IF_ERROR(RetryWhileBusy([&old] { return old.CheckpointTruncate(); }));
+  // that the new file could be mistaken for. The checkpoint waits for readers (SQLite's busy handler).
+  DALA_RETURN_IF_ERROR(old.CheckpointTruncate());
   DALA_RETURN_IF_ERROR(RetryWhileBusy([&old]() -> Status {
     DALA_ASSIGN_OR_RETURN(std::string mode, QueryText(old, "PRAGMA journal_mode = DELETE;"));
     if (mode == "delete") return Status::Ok();
     return Status(Code::kBusy, "cannot convert the database: another process keeps its log in use");
   }));
-  const std::string next = path + kConvertSuffix;
   struct RemoveCopy {
     const std::string& next;
     bool keep = false;
@@ -318,7 +354,12 @@ Status Db::ConvertFromSqlcipher3(const std::string& path, const SecretBuffer& ke
     DALA_ASSIGN_OR_RETURN(Db check, OpenAs(next, key, false, static_cast<int>(Format::kCurrent)));
     DALA_ASSIGN_OR_RETURN(std::string ok, QueryText(check, "PRAGMA quick_check;"));
     if (ok != "ok") return Status(Code::kCorrupt, "the converted copy of the database does not check out");
-  }
+    // In write-ahead mode before it is renamed into place: processes waiting to open the store would
+    // otherwise all switch it at once, and a switch that finds another reader fails at once (SQLite does
+    // not wait when a read must become a write).
+    DALA_ASSIGN_OR_RETURN(std::string mode, QueryText(check, "PRAGMA journal_mode = WAL;"));
+    if (mode != "wal") return Status(Code::kIo, "the store database cannot use write-ahead logging here");
+  }  // the last connection: the copy's log is checkpointed into it and removed
   DALA_RETURN_IF_ERROR(fs::SyncFile(next));
   Failpoint("sqlcipher3.before_rename");
   if (::rename(next.c_str(), path.c_str()) != 0) return fs::FromErrno(errno, "cannot replace", path);
@@ -330,6 +371,23 @@ Status Db::ConvertFromSqlcipher3(const std::string& path, const SecretBuffer& ke
   // through the descriptor (best effort from here: the conversion is done either way; on flash and
   // copy-on-write file systems old blocks may survive, which re-keying answers).
   (void)fs::OverwriteOpenFile(fd, path);
+  return Status::Ok();
+}
+
+Status Db::CheckFileEncrypted() {
+  // Read through SQLite's own handle of the file: opening and closing another descriptor of it would drop
+  // the POSIX locks SQLite holds on it for every connection of this process.
+  sqlite3_file* file = nullptr;
+  if (sqlite3_file_control(db_, "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK || file == nullptr ||
+      file->pMethods == nullptr)
+    return Status(Code::kInternal, "cannot reach the store database's file");
+  char head[16] = {0};
+  const int rc = file->pMethods->xRead(file, head, sizeof head, 0);
+  if (rc == SQLITE_IOERR_SHORT_READ) return Status::Ok();  // shorter than a header: not a plaintext database
+  if (rc != SQLITE_OK) return Error(rc, "cannot read the store database");
+  static const char kPlainHeader[16] = "SQLite format 3";  // 15 chars + NUL: the plaintext file header
+  if (std::memcmp(head, kPlainHeader, sizeof head) == 0)
+    return Status(Code::kNotEncrypted, "the store database is not encrypted; refusing to continue");
   return Status::Ok();
 }
 

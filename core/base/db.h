@@ -56,6 +56,9 @@ class Db {
   // backup API, all pages in one step: other connections keep writing meanwhile, the copy shows none of
   // what they commit after it began). The copy is complete, and has no -wal file, once this returns.
   Status BackupTo(const std::string& path, const SecretBuffer& key);
+  // kNotEncrypted if the file starts with SQLite's plaintext header (a process where plain SQLite won). Read
+  // through SQLite's handle of the file, not a descriptor of its own.
+  Status CheckFileEncrypted();
   void Close();
   bool is_open() const { return db_ != nullptr; }
 

@@ -26,18 +26,6 @@ constexpr char kMetaCounter[] = "counter";
 constexpr char kMetaDeleteAfterDelivery[] = "delete_after_delivery";
 constexpr char kMetaCreated[] = "created_ms";
 
-Status CheckHeaderEncrypted(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return fs::FromErrno(errno, "open", path);
-  char head[16] = {0};
-  size_t n = std::fread(head, 1, sizeof head, f);
-  std::fclose(f);
-  static const char kPlainHeader[16] = "SQLite format 3";  // 15 chars + NUL: the plaintext file header
-  if (n == sizeof head && std::memcmp(head, kPlainHeader, sizeof head) == 0)
-    return {Code::kNotEncrypted, "the store database is not encrypted; refusing to continue"};
-  return Status::Ok();
-}
-
 Status PutMeta(db::Db& db, const char* key, std::span<const uint8_t> value) {
   DALA_ASSIGN_OR_RETURN(db::Stmt st, db.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)"));
   st.BindText(1, key).Bind(2, value);
@@ -108,7 +96,7 @@ Status Store::CreateDatabase(const std::string& path, const SecretBuffer& db_key
   DALA_RETURN_IF_ERROR(PutMetaInt(db, kMetaCreated, SystemNowMs()));
   DALA_RETURN_IF_ERROR(txn.Commit());
   DALA_RETURN_IF_ERROR(db.CheckpointTruncate());  // whole in its file before anything names it
-  return CheckHeaderEncrypted(path);
+  return db.CheckFileEncrypted();
 }
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, const Credential& cred,
@@ -132,7 +120,7 @@ Result<std::unique_ptr<Store>> Store::OpenWithKey(const std::string& dir, const 
   if (!fs::Exists(paths.db()))
     return Status(Code::kCorrupt, "the store's database file is missing; restore it from a backup");
   DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(paths.db(), db_key, /*create=*/false, db::Db::Sqlcipher3::kConvert));
-  DALA_RETURN_IF_ERROR(CheckHeaderEncrypted(paths.db()));
+  DALA_RETURN_IF_ERROR(db.CheckFileEncrypted());
   DALA_RETURN_IF_ERROR(MigrateStoreSchema(db));
 
   std::optional<crypto::SigningKey> device;

@@ -111,9 +111,10 @@ namespace {
 
 // Whether the database at `path` opens with `key` and is a whole store: its schema written and its device
 // identity in it (an empty or half-written file, or one a crash rolled back to nothing, is not).
-Result<bool> IsWholeStore(const std::string& path, const SecretBuffer& key) {
+// `sqlcipher3`: the store's own database converts (a 0.1 store); the replacement never came from 0.1.
+Result<bool> IsWholeStore(const std::string& path, const SecretBuffer& key, db::Db::Sqlcipher3 sqlcipher3) {
   if (!fs::Exists(path)) return false;
-  auto db = db::Db::Open(path, key, /*create=*/false, db::Db::Sqlcipher3::kConvert);
+  auto db = db::Db::Open(path, key, /*create=*/false, sqlcipher3);
   if (!db.ok()) {
     if (db.status().code() == Code::kCorrupt || db.status().code() == Code::kWrongKey) return false;
     return db.status();
@@ -137,9 +138,9 @@ Result<bool> IsWholeStore(const std::string& path, const SecretBuffer& key) {
 // db_next is a whole store under it, it takes the database's place.
 Status Store::FinishReplacement(const StorePaths& paths, const SecretBuffer& db_key, bool overwrite_old) {
   if (!fs::Exists(paths.db_next())) return Status::Ok();
-  DALA_ASSIGN_OR_RETURN(bool old_opens, IsWholeStore(paths.db(), db_key));
+  DALA_ASSIGN_OR_RETURN(bool old_opens, IsWholeStore(paths.db(), db_key, db::Db::Sqlcipher3::kConvert));
   if (old_opens) return RemoveDatabase(paths.db_next());
-  DALA_ASSIGN_OR_RETURN(bool next_whole, IsWholeStore(paths.db_next(), db_key));
+  DALA_ASSIGN_OR_RETURN(bool next_whole, IsWholeStore(paths.db_next(), db_key, db::Db::Sqlcipher3::kRefuse));
   if (!next_whole)
     return Status(Code::kCorrupt, "the store's database does not open with its key; restore it from a backup");
   // Its log was checkpointed into it before the key file changed; one left beside it (or the old

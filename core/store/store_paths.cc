@@ -39,7 +39,7 @@ std::string StorePaths::media() const { return fs::Join(dir_, names_.media); }
 std::vector<std::string> StorePaths::Files() const {
   std::string d = db(), n = db_next(), c = d + db::Db::kConvertSuffix;  // c: a 0.1 store's conversion
   return {key(), key_tmp(), d, d + "-wal", d + "-shm", d + "-journal", n, n + "-wal", n + "-shm", n + "-journal",
-          c, c + "-journal"};
+          c, c + "-journal", c + ".lock"};
 }
 
 }  // namespace dala

@@ -137,7 +137,7 @@ Result<BackupSummary> Backup(const std::string& dir, const std::string& out, boo
   for (const char* end : {"", "-wal", "-shm", "-journal"}) (void)fs::RemoveFile(snapshot + end);
   DALA_RETURN_IF_ERROR(fs::CreatePrivateFile(snapshot));  // 0600, and ours alone (O_EXCL)
   {
-    DALA_ASSIGN_OR_RETURN(db::Db live, db::Db::Open(fs::Join(dir, kServerDbFile), *key, false));
+    DALA_ASSIGN_OR_RETURN(db::Db live, OpenServerDatabase(fs::Join(dir, kServerDbFile), *key));
     DALA_RETURN_IF_ERROR(live.BackupTo(snapshot, *key));
   }
   // What the snapshot holds, read from it (not from the live database, which has moved on).
@@ -147,7 +147,7 @@ Result<BackupSummary> Backup(const std::string& dir, const std::string& out, boo
   };
   std::vector<Attachment> attachments;
   {
-    DALA_ASSIGN_OR_RETURN(db::Db copy, db::Db::Open(snapshot, *key, false));
+    DALA_ASSIGN_OR_RETURN(db::Db copy, OpenServerDatabase(snapshot, *key));
     DALA_ASSIGN_OR_RETURN(db::Stmt m, copy.Prepare("SELECT value FROM meta WHERE key = 'signing_key'"));
     DALA_ASSIGN_OR_RETURN(bool row, m.Step());
     if (!row) return Status(Code::kCorrupt, "the server database has no signing key");
@@ -273,11 +273,12 @@ Status CheckFreeSpace(const std::string& dir, const Declared& d) {
 // Refuses a database whose log was emptied while it holds reports: opening it would rebuild a log that forks
 // from the one phones and desks hold.
 Status CheckLogKept(const std::string& db_path, const SecretBuffer& key) {
-  auto db = db::Db::Open(db_path, key, false);
+  auto db = OpenServerDatabase(db_path, key);
   if (!db.ok()) {
     if (db.status().code() == Code::kWrongKey)
       return Status(Code::kWrongKey, "the key does not open this backup's database (the wrong server.key, or a "
                                      "damaged database)");
+    if (db.status().code() == Code::kState) return db.status();  // dala-server 0.1's: what to do
     return Status(Code::kCorrupt, "this backup's database is damaged (" + db.status().message() + ")");
   }
   auto st = db->Prepare("SELECT (SELECT count(*) FROM reports), (SELECT count(*) FROM log)");

@@ -129,6 +129,16 @@ std::vector<uint8_t> SealSigningKey(const crypto::SigningKey& signing, const Sec
 
 }  // namespace
 
+Result<db::Db> OpenServerDatabase(const std::string& path, const SecretBuffer& key, bool create) {
+  auto opened = db::Db::Open(path, key, create, db::Db::Sqlcipher3::kRefuse);
+  if (!opened.ok() && opened.status().code() == Code::kState)
+    return Status(Code::kState,
+                  "this data directory was made by dala-server 0.1 (its database is SQLCipher 3); it was not "
+                  "changed. Export it with that version ('dala-server export'), then make a new one with "
+                  "'dala-server init --organisation'");
+  return opened;
+}
+
 Result<std::string> AttachmentsLocation(const std::string& dir) {
   if (!fs::Exists(Path(dir, kBlobsPathFile))) return Path(dir, kAttachmentDirName);
   DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> path, fs::ReadFile(Path(dir, kBlobsPathFile), 4096));
@@ -223,16 +233,7 @@ Result<std::unique_ptr<ServerCore>> ServerCore::Open(const std::string& dir, Ser
     DALA_RETURN_IF_ERROR(MigratePostgresSchema(*pg));
     return OpenOn(dir, std::move(pg), k, limits);
   }
-  // A database SQLCipher 3 wrote (dala-server 0.1) is not converted: refused, and left as it is for the
-  // binary that made it to export.
-  auto opened = db::Db::Open(Path(dir, kServerDbFile), k, false, db::Db::Sqlcipher3::kRefuse);
-  if (!opened.ok() && opened.status().code() == Code::kState)
-    return Status(Code::kState,
-                  "this data directory was made by dala-server 0.1 (its database is SQLCipher 3); it was not "
-                  "changed. Export it with that version ('dala-server export'), then make a new one with "
-                  "'dala-server init --organisation'");
-  if (!opened.ok()) return opened.status();
-  db::Db db = std::move(*opened);
+  DALA_ASSIGN_OR_RETURN(db::Db db, OpenServerDatabase(Path(dir, kServerDbFile), k));
   // Before any migration: data of dala-server 0.1 (no organisation key) is left exactly as it is, so that
   // the 0.1 binary can still export it.
   {

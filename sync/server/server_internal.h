@@ -21,6 +21,10 @@ Status MigrateServerSchema(db::Db& db);
 // starting together apply each step once (server_schema.cc).
 Status MigratePostgresSchema(sql::Connection& db);
 
+// Opens an embedded server database. One that SQLCipher 3 wrote (dala-server 0.1) is not converted: refused
+// with what to do, and left as it is for the binary that made it to export (server_core.cc).
+Result<db::Db> OpenServerDatabase(const std::string& path, const SecretBuffer& key, bool create = false);
+
 // Where a data directory keeps its PostgreSQL database's URL (absent: the embedded database).
 inline constexpr char kDatabaseUrlFile[] = "database.url";
 // Where a data directory names the attachment store it shares with other nodes (init --blobs DIR, or

@@ -226,6 +226,7 @@ Status MigratePostgresSchema(sql::Connection& db) {
   const int64_t current = row ? v.Int(0) : 0;
   v = sql::Stmt();
   constexpr int64_t kSteps = static_cast<int64_t>(std::size(kPostgresMigrations));
+  if (current < 0) return Status(Code::kCorrupt, "the server's PostgreSQL schema version is not one dala-server writes");
   if (current > kSteps)
     return Status(Code::kState, "the server's PostgreSQL database was written by a newer dala-server; upgrade it");
   if (current == kSteps) return Status::Ok();  // rolled back: nothing was changed

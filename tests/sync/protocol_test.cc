@@ -2238,6 +2238,8 @@ TEST(Server, Sqlcipher3DatabaseIsRefusedAndLeftUntouched) {
   auto backup = server::Backup(dir, w.t.sub("b.tar"), false);
   EXPECT_FALSE(backup.ok());
   EXPECT_EQ(backup.status().code(), Code::kState) << backup.status().message();
+  EXPECT_NE(backup.status().message().find("0.1"), std::string::npos) << backup.status().message();
+  EXPECT_NE(backup.status().message().find("xport"), std::string::npos) << backup.status().message();
   EXPECT_EQ(*fs::ReadFile(dir + "/server.db", 64u << 20), *before);
   EXPECT_FALSE(fs::Exists(dir + "/server.db-convert"));
 }

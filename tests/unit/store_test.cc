@@ -1,4 +1,5 @@
 // The store's behaviour under normal use and under every bad input the secure-core issue names.
+#include <poll.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
@@ -806,7 +807,7 @@ TEST(Sqlcipher3Store, AFailedConversionLeavesNoCopyAndTheOldFileWhole) {
 }
 
 // Another process has the 0.1 file open, reading it (as a process does for a moment while it finds out
-// what the file is): the conversion waits for it instead of failing the open.
+// what the file is), when the conversion starts: the conversion waits for it instead of failing the open.
 TEST(Sqlcipher3Store, ConvertsOnceAnotherProcessStopsReading) {
   TempDir t;
   std::string dir = CopyFixture(t, "s");
@@ -815,8 +816,9 @@ TEST(Sqlcipher3Store, ConvertsOnceAnotherProcessStopsReading) {
   ASSERT_TRUE(key.ok());
   std::string hex(64, '\0');
   sodium_bin2hex(hex.data(), hex.size() + 1, key->data(), key->size());
-  int ready[2];
+  int ready[2], go[2];
   ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(go), 0);
   pid_t pid = fork();
   if (pid == 0) {
     sqlite3* raw = nullptr;
@@ -825,20 +827,28 @@ TEST(Sqlcipher3Store, ConvertsOnceAnotherProcessStopsReading) {
                               "PRAGMA cipher_page_size = 4096; BEGIN; SELECT count(*) FROM sqlite_master;";
     if (sqlite3_exec(raw, setup.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) _exit(3);
     (void)!::write(ready[1], "r", 1);
-    ::usleep(400 * 1000);  // reading for 0.4 s
+    // Still reading when the conversion has its lock (the parent says so), and for 0.3 s more.
+    struct pollfd p = {go[0], POLLIN, 0};
+    if (::poll(&p, 1, 20000) != 1) _exit(4);
+    ::usleep(300 * 1000);
     sqlite3_exec(raw, "COMMIT;", nullptr, nullptr, nullptr);
     sqlite3_close(raw);
     _exit(0);
   }
   char c = 0;
   ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  static int go_fd;
+  go_fd = go[1];
+  testing::SetFailpointHook([](const char* n) {
+    if (std::string_view(n) == "sqlcipher3.locked") (void)!::write(go_fd, "g", 1);
+  });
   auto s = Store::Open(dir, Pass(kFixturePassphrase), FastOptions());
+  testing::SetFailpointHook(nullptr);
   EXPECT_TRUE(s.ok()) << s.status().message();
   int status = 0;
   waitpid(pid, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << WEXITSTATUS(status);
-  ::close(ready[0]);
-  ::close(ready[1]);
+  for (int fd : {ready[0], ready[1], go[0], go[1]}) ::close(fd);
   EXPECT_TRUE(db::Db::Open(db_path, *key, false, db::Db::Sqlcipher3::kRefuse).ok());
 }
 
@@ -935,7 +945,7 @@ TEST_P(Sqlcipher3Crash, OpensWholeAfterwards) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Steps, Sqlcipher3Crash,
-                         ::testing::Values("sqlcipher3.locked", "sqlcipher3.exported", "sqlcipher3.before_rename",
+                         ::testing::Values("sqlcipher3.found", "sqlcipher3.locked", "sqlcipher3.exported", "sqlcipher3.before_rename",
                                            "sqlcipher3.renamed"));
 }  // namespace
 }  // namespace dala
