@@ -162,10 +162,8 @@ JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_reportJson(JNIEnv* env, jclass
   return out;
 }
 
-JNIEXPORT jobjectArray JNICALL Java_org_dala_Native_listReports(JNIEnv* env, jclass, jlong s) {
-  dala_report_list* list = nullptr;
-  dala_error* e = nullptr;
-  if (!Ok(env, dala_store_list_reports(S(s), &list, &e), e)) return nullptr;
+// The list's items as org.dala.ReportInfo[] (null with a Java exception pending on failure).
+static jobjectArray ReportInfos(JNIEnv* env, const dala_report_list* list) {
   size_t n = dala_report_list_count(list);
   jclass cls = nullptr;
   jobjectArray out = NewArray(env, "org/dala/ReportInfo", n, &cls);
@@ -182,7 +180,39 @@ JNIEXPORT jobjectArray JNICALL Java_org_dala_Native_listReports(JNIEnv* env, jcl
     env->DeleteLocalRef(id);
     env->DeleteLocalRef(form);
   }
+  return env->ExceptionCheck() ? nullptr : out;
+}
+
+JNIEXPORT jobjectArray JNICALL Java_org_dala_Native_listReports(JNIEnv* env, jclass, jlong s) {
+  dala_report_list* list = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_store_list_reports(S(s), &list, &e), e)) return nullptr;
+  jobjectArray out = ReportInfos(env, list);
   dala_report_list_free(list);
+  return out;
+}
+
+JNIEXPORT jobjectArray JNICALL Java_org_dala_Native_listReportsPage(JNIEnv* env, jclass, jlong s, jint limit,
+                                                                     jbyteArray after, jint states, jbyteArray form) {
+  auto a = Str(env, after), f = Str(env, form);
+  dala_report_list_options o;
+  dala_report_list_options_init(&o);
+  o.limit = static_cast<uint32_t>(limit);
+  o.after = C(a);
+  o.states = static_cast<uint32_t>(states);
+  o.form = C(f);
+  dala_report_list* list = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_store_list_reports_page(S(s), &o, &list, &e), e)) return nullptr;
+  jobjectArray items = ReportInfos(env, list);
+  jbyteArray next = items != nullptr ? Utf8(env, dala_report_list_next(list)) : nullptr;
+  dala_report_list_free(list);
+  if (items == nullptr || env->ExceptionCheck()) return nullptr;
+  jclass object = env->FindClass("java/lang/Object");
+  jobjectArray out = object != nullptr ? env->NewObjectArray(2, object, nullptr) : nullptr;
+  if (out == nullptr) return nullptr;
+  env->SetObjectArrayElement(out, 0, items);
+  env->SetObjectArrayElement(out, 1, next);
   return out;
 }
 

@@ -181,6 +181,40 @@ dala_status dala_store_list_reports(dala_store* store, dala_report_list** out_li
   });
 }
 
+void dala_report_list_options_init(dala_report_list_options* options) noexcept {
+  if (options != nullptr) *options = dala_report_list_options{50, nullptr, 0, nullptr};
+}
+
+dala_status dala_store_list_reports_page(dala_store* store, const dala_report_list_options* options,
+                                         dala_report_list** out_list, dala_error** out_error) noexcept {
+  if (out_list != nullptr) *out_list = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(store != nullptr && out_list != nullptr, "store or out_list is NULL");
+    dala_report_list_options o;
+    dala_report_list_options_init(&o);
+    if (options != nullptr) o = *options;
+    DALA_CHECK_ARG(o.limit >= 1 && o.limit <= dala::ReportQuery::kMaxPage, "limit must be 1 to 1000");
+    dala::ReportQuery q;
+    q.limit = o.limit;
+    q.states = o.states;
+    if (o.after != nullptr) {
+      DALA_RETURN_IF_ERROR(CheckString(o.after, "after"));
+      DALA_ASSIGN_OR_RETURN(q.after, dala::ReportCursor::Decode(o.after));
+    }
+    if (o.form != nullptr) {
+      DALA_RETURN_IF_ERROR(CheckString(o.form, "form"));
+      q.form = o.form;
+    }
+    DALA_ASSIGN_OR_RETURN(dala::ReportPage page, store->impl->ListPage(q));
+    *out_list = new dala_report_list{std::move(page.items), page.next ? page.next->Encode() : std::string()};
+    return Status::Ok();
+  });
+}
+
+const char* dala_report_list_next(const dala_report_list* list) noexcept {
+  return list != nullptr && !list->next.empty() ? list->next.c_str() : nullptr;
+}
+
 size_t dala_report_list_count(const dala_report_list* list) noexcept { return list ? list->items.size() : 0; }
 
 dala_status dala_report_list_get(const dala_report_list* list, size_t index, dala_report_info* out_info,

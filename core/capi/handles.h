@@ -20,6 +20,7 @@ struct dala_report {
 };
 struct dala_report_list {
   std::vector<dala::ReportInfo> items;
+  std::string next;  // the next page's cursor; empty: none
 };
 struct dala_attachment_writer {
   std::unique_ptr<dala::AttachmentCapture> impl;

@@ -100,6 +100,12 @@ ALTER TABLE servers ADD COLUMN proof BLOB;
     R"sql(
 ALTER TABLE servers ADD COLUMN log_witness BLOB;
 )sql",
+    // 6: listing a page at a time, newest first (Store::ListPage): (created_ms, id) orders reports and is
+    // the cursor; it serves every lookup by created_ms too.
+    R"sql(
+CREATE INDEX reports_listing ON reports(created_ms, id);
+DROP INDEX reports_created;
+)sql",
 };
 }  // namespace
 

@@ -89,6 +89,31 @@ struct ReportInfo {
   std::string form;
 };
 
+// Where a page of the report list ends: the next page starts after it. Reports are ordered newest first
+// by (created_ms, id), which a report keeps through all its versions, so a report edited between two pages
+// neither moves nor repeats.
+struct ReportCursor {
+  int64_t created_ms = 0;
+  ReportId id{};
+  // As an app holds it: 48 hex digits. Decode refuses anything else (kInvalidArgument).
+  std::string Encode() const;
+  static Result<ReportCursor> Decode(std::string_view text);
+};
+
+// Which reports a page lists. Every filter is optional.
+struct ReportQuery {
+  size_t limit = 0;                    // the most reports on the page, 1 to kMaxPage; 0: every report
+  std::optional<ReportCursor> after;   // from the newest when empty
+  uint32_t states = 0;                 // reports whose latest version is in one of these (1 << ReportState); 0: any
+  std::string form;                    // "name": every version of that form; "name/version": that one; "": any
+  static constexpr size_t kMaxPage = 1000;
+};
+
+struct ReportPage {
+  std::vector<ReportInfo> items;
+  std::optional<ReportCursor> next;  // set when more reports match after this page
+};
+
 struct OutboxItem {
   ReportId id{};
   uint32_t version = 0;
@@ -220,7 +245,11 @@ class Store {
   Status Seal(Report& report);
   Status SealMany(const std::vector<ReportId>& ids);
   Status DeleteDraft(const ReportId& id);
+  // Every report's latest version, newest first.
   Result<std::vector<ReportInfo>> List();
+  // A page of them, newest first (ReportQuery). kInvalidArgument for a limit over kMaxPage, a state
+  // outside ReportState, or a form name that cannot exist.
+  Result<ReportPage> ListPage(const ReportQuery& query);
 
   // Attachments. Added to the report's draft (the latest version must be a draft); a sealed version
   // carries every attachment added up to it. Removing works on attachments of the draft only.

@@ -23,14 +23,6 @@ std::string DraftBody(const v1::ReportContent& content) {
 
 const Status kNoReport(Code::kNotFound, "no such report in this store");
 
-// A sealed version's state follows from its outbox rows (one per destination).
-ReportState DeriveState(bool sealed, int64_t queued, int64_t delivered, int64_t rejected) {
-  if (!sealed) return ReportState::kDraft;
-  if (queued == 0) return ReportState::kSealed;
-  if (rejected > 0) return ReportState::kRejected;
-  if (delivered == queued) return ReportState::kDelivered;
-  return ReportState::kQueued;
-}
 
 }  // namespace
 
@@ -300,33 +292,6 @@ Status Store::DeleteDraft(const ReportId& id) {
   DALA_RETURN_IF_ERROR(txn.Commit());
   SweepAfterCommitLocked();
   return Status::Ok();
-}
-
-Result<std::vector<ReportInfo>> Store::List() {
-  std::lock_guard lock(mu_);
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
-      "SELECT r.id, r.version, r.sealed, r.form, r.created_ms, r.updated_ms, "
-      " (SELECT count(*) FROM outbox o WHERE o.report_id = r.id AND o.version = r.version), "
-      " (SELECT count(*) FROM outbox o WHERE o.report_id = r.id AND o.version = r.version AND o.state = " DALA_OUTBOX_DELIVERED "), "
-      " (SELECT count(*) FROM outbox o WHERE o.report_id = r.id AND o.version = r.version AND o.state = " DALA_OUTBOX_REJECTED ") "
-      "FROM reports r WHERE r.version = (SELECT max(version) FROM reports x WHERE x.id = r.id) "
-      "ORDER BY r.created_ms DESC, r.seq DESC"));
-  std::vector<ReportInfo> out;
-  for (;;) {
-    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    ReportInfo info;
-    auto idv = st.BlobView(0);
-    if (idv.size() != info.id.size()) return Status(Code::kCorrupt, "a report id in the store is damaged");
-    std::memcpy(info.id.data(), idv.data(), idv.size());
-    info.version = static_cast<uint32_t>(st.Int(1));
-    info.form = st.Text(3);
-    info.created_ms = st.Int(4);
-    info.updated_ms = st.Int(5);
-    info.state = DeriveState(st.Int(2) != 0, st.Int(6), st.Int(7), st.Int(8));
-    out.push_back(std::move(info));
-  }
-  return out;
 }
 
 }  // namespace dala

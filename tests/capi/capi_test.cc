@@ -193,6 +193,174 @@ TEST_F(StoreFixture, ReportLifecycleThroughTheCApi) {
   dala_report_list_free(list);
 }
 
+// Paged listing: pages of 3 walk the same list as the whole listing, newest first, each report once even
+// when one is edited between pages; filters by state and form; every bad option refused.
+TEST_F(StoreFixture, ListsAPageAtATime) {
+  Err e;
+  auto add = [&](const char* form, bool seal) {
+    dala_report* r = nullptr;
+    EXPECT_EQ(dala_report_create(store, form, &r, e.out()), DALA_OK) << e.msg();
+    EXPECT_EQ(dala_report_save(store, r, e.out()), DALA_OK) << e.msg();
+    if (seal) EXPECT_EQ(dala_report_seal(store, r, e.out()), DALA_OK) << e.msg();
+    dala_report_id id;
+    dala_report_get_id(r, &id);
+    dala_report_free(r);
+    return std::string(reinterpret_cast<const char*>(id.bytes), 16);
+  };
+  for (int i = 0; i < 4; ++i) add("detention/1", i % 2 == 0);
+  for (int i = 0; i < 3; ++i) add("incident/2", false);
+  add("detention/2", true);
+  auto ids = [&](const dala_report_list* l) {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < dala_report_list_count(l); ++i) {
+      dala_report_info info;
+      EXPECT_EQ(dala_report_list_get(l, i, &info, e.out()), DALA_OK);
+      out.emplace_back(reinterpret_cast<const char*>(info.id.bytes), 16);
+    }
+    return out;
+  };
+  dala_report_list* whole = nullptr;
+  ASSERT_EQ(dala_store_list_reports(store, &whole, e.out()), DALA_OK);
+  const std::vector<std::string> all = ids(whole);
+  EXPECT_EQ(dala_report_list_next(whole), nullptr);
+  dala_report_list_free(whole);
+  ASSERT_EQ(all.size(), 8u);
+
+  dala_report_list_options o;
+  std::memset(&o, 0xff, sizeof o);
+  dala_report_list_options_init(&o);
+  EXPECT_EQ(o.limit, 50u);
+  EXPECT_EQ(o.after, nullptr);
+  EXPECT_EQ(o.states, 0u);
+  EXPECT_EQ(o.form, nullptr);
+  o.limit = 3;
+  std::vector<std::string> walked;
+  std::string cursor;
+  int pages = 0;
+  for (;;) {
+    o.after = cursor.empty() ? nullptr : cursor.c_str();
+    dala_report_list* page = nullptr;
+    ASSERT_EQ(dala_store_list_reports_page(store, &o, &page, e.out()), DALA_OK) << e.msg();
+    auto got = ids(page);
+    EXPECT_LE(got.size(), 3u);
+    walked.insert(walked.end(), got.begin(), got.end());
+    ++pages;
+    if (pages == 1) {
+      // Between pages: the last report of the next page gets a new version, and a new report is created.
+      dala_report_id id;
+      std::memcpy(id.bytes, all[5].data(), 16);
+      dala_report* r = nullptr;
+      ASSERT_EQ(dala_report_load(store, &id, &r, e.out()), DALA_OK);
+      if (dala_report_get_state(r) == DALA_REPORT_DRAFT) {
+        ASSERT_EQ(dala_report_seal(store, r, e.out()), DALA_OK) << e.msg();
+      }
+      dala_report_free(r);
+      ASSERT_EQ(dala_report_edit(store, &id, &r, e.out()), DALA_OK) << e.msg();
+      dala_report_free(r);
+      add("incident/2", false);
+    }
+    const char* next = dala_report_list_next(page);
+    if (next == nullptr) {
+      dala_report_list_free(page);
+      break;
+    }
+    cursor = next;
+    EXPECT_EQ(cursor.size(), 48u);
+    dala_report_list_free(page);
+  }
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(walked, all);  // each once, in the same order, the edit and the newer report notwithstanding
+
+  // The last page: the one report left, and no cursor after it.
+  {
+    dala_report_list_options first;
+    dala_report_list_options_init(&first);
+    dala_report_list* page = nullptr;
+    ASSERT_EQ(dala_store_list_reports_page(store, nullptr, &page, e.out()), DALA_OK);  // NULL: the defaults
+    EXPECT_EQ(dala_report_list_count(page), 9u);
+    EXPECT_EQ(dala_report_list_next(page), nullptr);
+    dala_report_list_free(page);
+    first.limit = 8;
+    ASSERT_EQ(dala_store_list_reports_page(store, &first, &page, e.out()), DALA_OK);
+    ASSERT_NE(dala_report_list_next(page), nullptr);
+    std::string last = dala_report_list_next(page);
+    dala_report_list_free(page);
+    first.after = last.c_str();
+    ASSERT_EQ(dala_store_list_reports_page(store, &first, &page, e.out()), DALA_OK);
+    EXPECT_EQ(dala_report_list_next(page), nullptr);
+    auto rest = ids(page);
+    ASSERT_EQ(rest.size(), 1u);
+    EXPECT_EQ(rest[0], all.back());
+    dala_report_list_free(page);
+  }
+
+  // Filters, against the whole list filtered here.
+  dala_report_list* final_list = nullptr;
+  ASSERT_EQ(dala_store_list_reports(store, &final_list, e.out()), DALA_OK);
+  auto count = [&](uint32_t states, const char* form) {
+    size_t expected = 0;
+    for (size_t i = 0; i < dala_report_list_count(final_list); ++i) {
+      dala_report_info info;
+      EXPECT_EQ(dala_report_list_get(final_list, i, &info, e.out()), DALA_OK);
+      std::string f = info.form, name = f.substr(0, f.find('/'));
+      bool form_ok = form == nullptr || (std::strchr(form, '/') ? f == form : name == form);
+      if (form_ok && (states == 0 || (states & DALA_REPORT_STATE_BIT(info.state)) != 0)) ++expected;
+    }
+    dala_report_list_options f;
+    dala_report_list_options_init(&f);
+    f.limit = 1000;
+    f.states = states;
+    f.form = form;
+    dala_report_list* page = nullptr;
+    EXPECT_EQ(dala_store_list_reports_page(store, &f, &page, e.out()), DALA_OK) << e.msg();
+    size_t n = dala_report_list_count(page);
+    dala_report_list_free(page);
+    EXPECT_EQ(n, expected) << "states " << states << " form " << (form ? form : "(any)");
+    return n;
+  };
+  EXPECT_EQ(count(0, nullptr), 9u);
+  EXPECT_EQ(count(0, "detention"), 5u);  // detention/1 x4, detention/2
+  EXPECT_EQ(count(0, "detention/2"), 1u);
+  EXPECT_EQ(count(0, "incident"), 4u);
+  EXPECT_EQ(count(0, "incident/1"), 0u);
+  EXPECT_EQ(count(0, "detent"), 0u);  // a name, not a prefix
+  EXPECT_GE(count(DALA_REPORT_STATE_BIT(DALA_REPORT_SEALED), nullptr), 2u);
+  EXPECT_GE(count(DALA_REPORT_STATE_BIT(DALA_REPORT_DRAFT), nullptr), 6u);
+  count(DALA_REPORT_STATE_BIT(DALA_REPORT_SEALED) | DALA_REPORT_STATE_BIT(DALA_REPORT_DRAFT), "detention");
+  count(DALA_REPORT_STATE_BIT(DALA_REPORT_SEALED), "detention/1");
+  EXPECT_EQ(count(DALA_REPORT_STATE_BIT(DALA_REPORT_DELIVERED), nullptr), 0u);
+  dala_report_list_free(final_list);
+
+  // Refused, with the output NULL.
+  auto refused = [&](dala_report_list_options bad) {
+    dala_report_list* page = reinterpret_cast<dala_report_list*>(0x1);
+    EXPECT_EQ(dala_store_list_reports_page(store, &bad, &page, e.out()), DALA_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(page, nullptr);
+  };
+  dala_report_list_options bad;
+  dala_report_list_options_init(&bad);
+  bad.limit = 0;
+  refused(bad);
+  bad.limit = 1001;
+  refused(bad);
+  dala_report_list_options_init(&bad);
+  bad.after = "not a cursor";
+  refused(bad);
+  std::string short_cursor(46, '0');
+  bad.after = short_cursor.c_str();
+  refused(bad);
+  dala_report_list_options_init(&bad);
+  bad.states = 1u << 5;
+  refused(bad);
+  dala_report_list_options_init(&bad);
+  bad.form = "Detention/1";
+  refused(bad);
+  bad.form = "detention/0";
+  refused(bad);
+  EXPECT_EQ(dala_store_list_reports_page(nullptr, nullptr, nullptr, e.out()), DALA_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(dala_report_list_next(nullptr), nullptr);
+}
+
 TEST_F(StoreFixture, InvalidInputIsClear) {
   dala_report* r = nullptr;
   Err e;

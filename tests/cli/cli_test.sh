@@ -44,6 +44,23 @@ assert by_id[sys.argv[2]]["state"] == "sealed", by_id
 assert by_id[sys.argv[3]]["state"] == "draft", by_id
 PY
 
+# A page at a time: --limit 1 gives the newest (the draft) and a cursor; --after it gives the other, no cursor.
+$DALA report list --store "$S" --json --limit 1 >"$T/p1.json"; check "list --limit" 0 $?
+after=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); assert len(p["reports"])==1 and p["reports"][0]["id"]==sys.argv[2], p; print(p["next"])' "$T/p1.json" "$draft")
+check "first page: the newest, and a cursor" 0 $?
+$DALA report list --store "$S" --json --limit 1 --after "$after" >"$T/p2.json"; check "list --after" 0 $?
+python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); assert [r["id"] for r in p["reports"]]==[sys.argv[2]] and p["next"] is None, p' "$T/p2.json" "$id"
+check "second page: the other, and no cursor" 0 $?
+$DALA report list --store "$S" --limit 1 2>"$T/more" >/dev/null; check "list --limit (text)" 0 $?
+expect "the next page's cursor on stderr" grep -q "^more: --after $after\$" "$T/more"
+n=$($DALA report list --store "$S" --json --state sealed | python3 -c 'import json,sys; l=json.load(sys.stdin); print(len(l), l[0]["id"])')
+expect "--state sealed" test "$n" = "1 $id"
+n=$($DALA report list --store "$S" --json --form incident | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+expect "--form another name: none" test "$n" = "0"
+$DALA report list --store "$S" --state lost >/dev/null 2>&1; check "--state unknown" 2 $?
+$DALA report list --store "$S" --limit 0 >/dev/null 2>&1; check "--limit 0" 2 $?
+$DALA report list --store "$S" --after nonsense >/dev/null 2>&1; check "--after not a cursor" 2 $?
+
 $DALA report show --store "$S" "$id" --json >"$T/show.json"; check "show --json" 0 $?
 python3 - "$T/show.json" <<'PY'; check "show JSON content" 0 $?
 import json, sys

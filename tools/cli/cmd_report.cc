@@ -244,23 +244,62 @@ int Show(const StoreArgs& sa, const std::string& text, uint32_t version, bool js
   return kExitOk;
 }
 
-int List(const StoreArgs& sa, bool json) {
-  auto s = OpenStore(sa, false);
-  Ref<dala_report_list> list;
-  Call(dala_store_list_reports, s.get(), Out(list));
-  nlohmann::ordered_json all = nlohmann::ordered_json::array();
-  for (size_t i = 0; i < dala_report_list_count(list.get()); ++i) {
-    dala_report_info info;
-    Call(dala_report_list_get, list.get(), i, &info);
-    if (json)
-      all.push_back({{"id", ToString(info.id)}, {"version", info.version}, {"form", info.form},
-                     {"state", dala_report_state_name(info.state)}, {"created", info.created_ms},
-                     {"updated", info.updated_ms}});
-    else
-      std::printf("%s  v%-3u %-9s  %s  %s\n", ToString(info.id).c_str(), info.version,
-                  dala_report_state_name(info.state), FormatTime(info.created_ms).c_str(), info.form);
+struct ListArgs {
+  StoreArgs store;
+  bool json = false;
+  uint32_t limit = 0;  // 0: every report that matches
+  std::string after;
+  std::vector<std::string> states;
+  std::string form;
+};
+
+int List(const ListArgs& a) {
+  auto s = OpenStore(a.store, false);
+  dala_report_list_options o;
+  dala_report_list_options_init(&o);
+  for (const std::string& name : a.states) {
+    int state = -1;
+    for (int v = DALA_REPORT_DRAFT; v <= DALA_REPORT_REJECTED; ++v)
+      if (name == dala_report_state_name(static_cast<dala_report_state>(v))) state = v;
+    if (state < 0) {
+      std::fprintf(stderr, "dala: --state is draft, sealed, queued, delivered or rejected, not '%s'\n", name.c_str());
+      return kExitUsage;
+    }
+    o.states |= DALA_REPORT_STATE_BIT(state);
   }
-  if (json) PrintJson(all);
+  o.form = a.form.empty() ? nullptr : a.form.c_str();
+  o.limit = a.limit != 0 ? a.limit : 1000;
+  std::string cursor = a.after, next;
+  nlohmann::ordered_json all = nlohmann::ordered_json::array();
+  for (;;) {  // one page with --limit; otherwise every page
+    o.after = cursor.empty() ? nullptr : cursor.c_str();
+    Ref<dala_report_list> list;
+    Call(dala_store_list_reports_page, s.get(), &o, Out(list));
+    for (size_t i = 0; i < dala_report_list_count(list.get()); ++i) {
+      dala_report_info info;
+      Call(dala_report_list_get, list.get(), i, &info);
+      if (a.json)
+        all.push_back({{"id", ToString(info.id)}, {"version", info.version}, {"form", info.form},
+                       {"state", dala_report_state_name(info.state)}, {"created", info.created_ms},
+                       {"updated", info.updated_ms}});
+      else
+        std::printf("%s  v%-3u %-9s  %s  %s\n", ToString(info.id).c_str(), info.version,
+                    dala_report_state_name(info.state), FormatTime(info.created_ms).c_str(), info.form);
+    }
+    const char* more = dala_report_list_next(list.get());
+    next = more != nullptr ? more : "";
+    if (a.limit != 0 || next.empty()) break;
+    cursor = next;
+  }
+  if (a.json && a.limit != 0) {  // a page: where the next one starts
+    nlohmann::ordered_json page = {{"reports", all}, {"next", nullptr}};
+    if (!next.empty()) page["next"] = next;
+    PrintJson(page);
+  } else if (a.json) {
+    PrintJson(all);
+  } else if (!next.empty()) {
+    std::fprintf(stderr, "more: --after %s\n", next.c_str());
+  }
   return kExitOk;
 }
 
@@ -353,11 +392,18 @@ void AddReportCommands(CLI::App& app, int* rc) {
   c->add_flag("--json", show->json, "as JSON");
   c->callback([show, rc] { *rc = Show(show->store, show->id, show->version, show->json); });
 
-  auto list = std::make_shared<IdArgs>();
-  c = report->add_subcommand("list", "lists the reports, latest version of each");
+  auto list = std::make_shared<ListArgs>();
+  c = report->add_subcommand("list", "lists the reports, latest version of each, newest first");
   AddStoreOptions(c, list->store);
-  c->add_flag("--json", list->json, "as JSON");
-  c->callback([list, rc] { *rc = List(list->store, list->json); });
+  c->add_flag("--json", list->json, "as JSON (with --limit: {\"reports\": [...], \"next\": CURSOR or null})");
+  c->add_option("--limit", list->limit, "one page of at most N reports (1 to 1000); the next page's cursor goes to "
+                                        "stderr as 'more: --after CURSOR'")
+      ->check(CLI::Range(1, 1000));
+  c->add_option("--after", list->after, "the page after this cursor (from the page before)");
+  c->add_option("--state", list->states, "only reports in this state (draft, sealed, queued, delivered, rejected; "
+                                         "repeat for several)");
+  c->add_option("--form", list->form, "only this form: NAME (every version) or NAME/VERSION");
+  c->callback([list, rc] { *rc = List(*list); });
 
   auto del = std::make_shared<IdArgs>();
   c = report->add_subcommand("delete", "deletes the draft version (and its attachments)");

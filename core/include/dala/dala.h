@@ -471,6 +471,30 @@ typedef struct dala_report_list dala_report_list;
 /* Any thread. Every report's latest version, newest first. */
 DALA_API dala_status dala_store_list_reports(dala_store *store, dala_report_list **out_list,
                                              dala_error **out_error) DALA_NOEXCEPT;
+
+/* Which reports a page lists (dala_store_list_reports_page). */
+typedef struct dala_report_list_options {
+    uint32_t limit;     /* the most reports on the page, 1 to 1000; default 50 */
+    const char *after;  /* NULL (default): from the newest; else the cursor the page before returned
+                           (dala_report_list_next), passed back unchanged */
+    uint32_t states;    /* 0 (default): any; else reports whose latest version is in one of these:
+                           DALA_REPORT_STATE_BIT(DALA_REPORT_DRAFT) | ... */
+    const char *form;   /* NULL or "" (default): any; "name": every version of that form; "name/version": that one */
+} dala_report_list_options;
+#define DALA_REPORT_STATE_BIT(state) (1u << (unsigned)(state))
+
+/* Any thread. Sets every field to its default. */
+DALA_API void dala_report_list_options_init(dala_report_list_options *options) DALA_NOEXCEPT;
+/* Any thread. A page of the reports' latest versions, newest first, by (created_ms, report id): a report
+   keeps its place through all its versions, so paging while reports are edited neither skips nor repeats
+   one; reports created after the first page was read are not on later pages. options NULL: the defaults.
+   DALA_ERR_INVALID_ARGUMENT for a limit of 0 or over 1000, a cursor this library did not make, an unknown
+   state bit or a malformed form. Past the end: an empty page. */
+DALA_API dala_status dala_store_list_reports_page(dala_store *store, const dala_report_list_options *options,
+                                                  dala_report_list **out_list, dala_error **out_error) DALA_NOEXCEPT;
+/* The list's thread. The cursor to pass as `after` for the next page; NULL when no more reports match
+   (and always for dala_store_list_reports). Valid while the list lives. */
+DALA_API const char *dala_report_list_next(const dala_report_list *list) DALA_NOEXCEPT;
 /* The list's thread (one at a time). count accepts NULL (0); get refuses an index out of range; free
    accepts NULL and must be the last call. */
 DALA_API size_t dala_report_list_count(const dala_report_list *list) DALA_NOEXCEPT;

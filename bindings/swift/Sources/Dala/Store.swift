@@ -198,6 +198,36 @@ public final class Store: @unchecked Sendable {
         return try ids.map { try report(id: $0) }
     }
 
+    /// A page of the reports' latest versions, newest first (`dala_store_list_reports_page`). A report keeps
+    /// its place through its versions, so paging while reports are edited neither skips nor repeats one.
+    /// `after`: the `next` of the page before; `states`: any when empty; `form`: "name" (every version) or
+    /// "name/version", any when nil. Past the end: an empty page.
+    public func reports(limit: Int = 50, after: String? = nil, states: Set<Report.State> = [],
+                        form: String? = nil) throws -> ReportPage {
+        try use { s in
+            var o = dala_report_list_options()
+            dala_report_list_options_init(&o)
+            o.limit = UInt32(clamping: limit)
+            for state in states { o.states |= 1 << state.number }
+            var list: OpaquePointer?
+            try (after ?? "").withCString { a in
+                try (form ?? "").withCString { f in
+                    o.after = after == nil ? nil : a
+                    o.form = form == nil ? nil : f
+                    try check { dala_store_list_reports_page(s, &o, &list, $0) }
+                }
+            }
+            defer { dala_report_list_free(list) }
+            let items = try (0..<dala_report_list_count(list)).map { i -> ReportInfo in
+                var info = dala_report_info()
+                try check { dala_report_list_get(list, i, &info, $0) }
+                return ReportInfo(id: hex(info.id), version: info.version, state: Report.State(number: info.state),
+                                  createdMs: info.created_ms, updatedMs: info.updated_ms, form: String(cString: info.form))
+            }
+            return ReportPage(reports: items, next: dala_report_list_next(list).map { String(cString: $0) })
+        }
+    }
+
     // MARK: Attachments
 
     /// Adds an attachment to the report's draft from memory (encrypted as it is written).
@@ -307,4 +337,43 @@ public final class Store: @unchecked Sendable {
 
 func hex(_ id: dala_report_id) -> String {
     withUnsafeBytes(of: id.bytes) { Array($0) }.map { String(format: "%02x", $0) }.joined()
+}
+
+/// One line of a report list: a report's latest version.
+public struct ReportInfo: Sendable, Equatable {
+    public let id: String
+    public let version: UInt32
+    public let state: Report.State
+    public let createdMs: Int64
+    public let updatedMs: Int64
+    public let form: String
+}
+
+/// A page of reports, newest first, and where the next one starts (`nil`: this is the last).
+public struct ReportPage: Sendable, Equatable {
+    public let reports: [ReportInfo]
+    public let next: String?
+}
+
+extension Report.State {
+    /// `dala_report_state`'s number.
+    var number: UInt32 {
+        switch self {
+        case .draft: return 0
+        case .sealed: return 1
+        case .queued: return 2
+        case .delivered: return 3
+        case .rejected: return 4
+        }
+    }
+
+    init(number: dala_report_state) {
+        switch number.rawValue {
+        case 0: self = .draft
+        case 1: self = .sealed
+        case 2: self = .queued
+        case 3: self = .delivered
+        default: self = .rejected
+        }
+    }
 }

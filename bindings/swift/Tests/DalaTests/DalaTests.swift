@@ -60,6 +60,36 @@ final class DalaTests: XCTestCase {
         s.close()
     }
 
+    func testListsAPageAtATime() throws {
+        let s = try newStore()
+        var made: [String] = []
+        for i in 0..<5 {
+            let r = try s.save(try s.createReport(form: i < 3 ? "detention/1" : "incident/2"))
+            made.append(i == 0 ? try s.seal(r).id : r.id)
+        }
+        let all = try s.reports().map(\.id)
+        var walked: [String] = []
+        var after: String? = nil
+        var pages = 0
+        repeat {
+            let page = try s.reports(limit: 2, after: after)
+            XCTAssertLessThanOrEqual(page.reports.count, 2)
+            walked += page.reports.map(\.id)
+            after = page.next
+            pages += 1
+        } while after != nil
+        XCTAssertEqual(pages, 3)
+        XCTAssertEqual(walked, all)
+        XCTAssertEqual(try s.reports(limit: 1000, form: "incident").reports.count, 2)
+        let sealed = try s.reports(states: [.sealed])
+        XCTAssertEqual(sealed.reports.map(\.id), [made[0]])
+        XCTAssertEqual(sealed.reports.first?.state, .sealed)
+        XCTAssertNil(sealed.next)
+        XCTAssertThrowsError(try s.reports(after: "nonsense")) { XCTAssertEqual(($0 as? DalaError)?.code, .invalidArgument) }
+        XCTAssertThrowsError(try s.reports(limit: 0)) { XCTAssertEqual(($0 as? DalaError)?.code, .invalidArgument) }
+        s.close()
+    }
+
     func testWrongPassphraseIsItsOwnCase() throws {
         try newStore().close()
         var wrong = Array("guess".utf8)

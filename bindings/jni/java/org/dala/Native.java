@@ -64,6 +64,8 @@ final class Native {
     static native long reportGetInteger(long report, byte[] key);
     static native byte[] reportJson(long report);
     static native ReportInfo[] listReports(long store);
+    // {ReportInfo[] reports, byte[] next (null: the last page)}
+    static native Object[] listReportsPage(long store, int limit, byte[] after, int states, byte[] form);
 
     // Attachments.
     static native long writerOpen(long store, byte[] reportId, byte[] mime);

@@ -170,6 +170,18 @@ public final class Store extends NativeHandle {
         return Arrays.asList(with(Native::listReports));
     }
 
+    /**
+     * A page of the reports' latest versions, newest first; a report keeps its place through its versions,
+     * so paging while reports are edited neither skips nor repeats one. Past the end: an empty page.
+     */
+    public ReportPage reports(ListOptions options) {
+        ListOptions o = options == null ? new ListOptions() : options;
+        Object[] page = with(h -> Native.listReportsPage(h, o.limit, o.after == null ? null : Native.bytes(o.after),
+                                                         o.stateMask(), o.form == null ? null : Native.bytes(o.form)));
+        byte[] next = (byte[]) page[1];
+        return new ReportPage(Arrays.asList((ReportInfo[]) page[0]), next == null ? null : Native.string(next));
+    }
+
     /** Starts an attachment of the report's draft; write to the stream, then close it to finish. */
     public AttachmentOutputStream attach(ReportId report, String mimeType) {
         return new AttachmentOutputStream(with(h -> Native.writerOpen(h, idBytes(report), Native.bytes(mimeType))));

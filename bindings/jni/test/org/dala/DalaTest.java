@@ -67,6 +67,45 @@ class DalaTest {
     }
 
     @Test
+    void listsAPageAtATime() {
+        try (Store s = newStore("s")) {
+            List<ReportId> made = new java.util.ArrayList<>();
+            for (int i = 0; i < 5; ++i) {
+                try (Report r = s.createReport(i < 3 ? "detention/1" : "incident/2")) {
+                    s.save(r);
+                    if (i == 0) s.seal(r);
+                    made.add(r.id());
+                }
+            }
+            List<ReportId> all = new java.util.ArrayList<>();
+            for (ReportInfo info : s.reports()) all.add(info.id);
+            List<ReportId> walked = new java.util.ArrayList<>();
+            ListOptions o = new ListOptions().limit(2);
+            int pages = 0;
+            for (;;) {
+                ReportPage page = s.reports(o);
+                assertTrue(page.reports.size() <= 2);
+                for (ReportInfo info : page.reports) walked.add(info.id);
+                ++pages;
+                if (page.next == null) break;
+                o.after(page.next);
+            }
+            assertEquals(3, pages);
+            assertEquals(all, walked);
+            assertEquals(2, s.reports(new ListOptions().limit(1000).form("incident")).reports.size());
+            ReportPage sealed = s.reports(new ListOptions().states(java.util.EnumSet.of(ReportState.SEALED)));
+            assertEquals(1, sealed.reports.size());
+            assertEquals(made.get(0), sealed.reports.get(0).id);
+            assertNull(sealed.next);
+            assertEquals(5, s.reports((ListOptions) null).reports.size());
+            DalaException bad = assertThrows(DalaException.class, () -> s.reports(new ListOptions().after("nonsense")));
+            assertEquals(Status.INVALID_ARGUMENT, bad.status());
+            assertThrows(DalaException.class, () -> s.reports(new ListOptions().limit(0)));
+            assertThrows(DalaException.class, () -> s.reports(new ListOptions().form("Not A Form")));
+        }
+    }
+
+    @Test
     void wrongPassphraseHasItsOwnExceptionAndSecretsAreWiped() {
         newStore("s").close();
         byte[] wrong = pass("guess");
