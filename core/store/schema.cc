@@ -100,11 +100,15 @@ ALTER TABLE servers ADD COLUMN proof BLOB;
     R"sql(
 ALTER TABLE servers ADD COLUMN log_witness BLOB;
 )sql",
-    // 6: listing a page at a time, newest first (Store::ListPage): (created_ms, id) orders reports and is
+    // 6: nothing. (A development build used 6 for a step it no longer has; stores it opened go on to 7.)
+    R"sql(
+SELECT 1;
+)sql",
+    // 7: listing a page at a time, newest first (Store::ListPage): (created_ms, id) orders reports and is
     // the cursor; it serves every lookup by created_ms too.
     R"sql(
-CREATE INDEX reports_listing ON reports(created_ms, id);
-DROP INDEX reports_created;
+CREATE INDEX IF NOT EXISTS reports_listing ON reports(created_ms, id);
+DROP INDEX IF EXISTS reports_created;
 )sql",
 };
 }  // namespace

@@ -37,11 +37,12 @@ Result<ReportPage> Store::ListPage(const ReportQuery& q) {
     return Status(Code::kInvalidArgument, "a page holds at most " + std::to_string(ReportQuery::kMaxPage) + " reports");
   if (q.states >= (1u << (static_cast<int>(ReportState::kRejected) + 1)))
     return Status(Code::kInvalidArgument, "a state filter names only the five report states");
-  std::string form_name;
+  std::string form_name, form;  // form: "name/version" as stored ("detention/01" is "detention/1")
+  const bool one_version = q.form.find('/') != std::string::npos;
   if (!q.form.empty()) {
     uint32_t form_version = 0;
-    const bool has_version = q.form.find('/') != std::string::npos;
-    DALA_RETURN_IF_ERROR(ParseForm(has_version ? q.form : q.form + "/1", &form_name, &form_version));
+    DALA_RETURN_IF_ERROR(ParseForm(one_version ? q.form : q.form + "/1", &form_name, &form_version));
+    form = form_name + "/" + std::to_string(form_version);
   }
   // Rows come in index order ((created_ms, id) backwards) and stop as soon as the page is full: the first
   // page costs the same with 100 reports or 100,000. The state is derived per row, as everywhere else.
@@ -52,14 +53,18 @@ Result<ReportPage> Store::ListPage(const ReportQuery& q) {
       " (SELECT count(*) FROM outbox o WHERE o.report_id = r.id AND o.version = r.version AND o.state = " DALA_OUTBOX_REJECTED ") "
       "FROM reports r WHERE r.version = (SELECT max(version) FROM reports x WHERE x.id = r.id)";
   if (q.after) sql += " AND (r.created_ms, r.id) < (?1, ?2)";
-  if (!q.form.empty()) sql += q.form.find('/') != std::string::npos ? " AND r.form = ?3" : " AND r.form > ?3 AND r.form < ?4";
+  if (!q.form.empty()) sql += one_version ? " AND r.form = ?3" : " AND r.form > ?3 AND r.form < ?4";
   sql += " ORDER BY r.created_ms DESC, r.id DESC";
+  // Without a state filter every row is on the page: the page and one more to know whether another follows.
+  // (A state filter passes over the rows in other states: such a page costs what it reads.)
+  if (q.limit != 0 && q.states == 0) sql += " LIMIT ?5";
   std::lock_guard lock(mu_);
   DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(sql));
   if (q.after) st.Bind(1, q.after->created_ms).Bind(2, q.after->id);
+  if (q.limit != 0 && q.states == 0) st.Bind(5, static_cast<int64_t>(q.limit) + 1);
   if (!q.form.empty()) {
-    if (q.form.find('/') != std::string::npos) {
-      st.BindText(3, q.form);
+    if (one_version) {
+      st.BindText(3, form);
     } else {
       st.BindText(3, form_name + "/");  // "name/" < "name/1" ... < "name0": every version, no other name
       st.BindText(4, form_name + "0");

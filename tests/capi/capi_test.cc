@@ -5,6 +5,8 @@
 #include <dala/desk.h>
 #include <dala/desk.hh>
 #include <gtest/gtest.h>
+#include <chrono>
+#include <thread>
 #include <stdlib.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -219,9 +221,21 @@ TEST_F(StoreFixture, ListsAPageAtATime) {
     }
     return out;
   };
+  // Newest first: (created_ms, id) descending, checked here rather than trusted.
+  auto sorted_newest_first = [&](const dala_report_list* l) {
+    for (size_t i = 1; i < dala_report_list_count(l); ++i) {
+      dala_report_info a, b;
+      EXPECT_EQ(dala_report_list_get(l, i - 1, &a, e.out()), DALA_OK);
+      EXPECT_EQ(dala_report_list_get(l, i, &b, e.out()), DALA_OK);
+      if (a.created_ms != b.created_ms ? a.created_ms < b.created_ms : std::memcmp(a.id.bytes, b.id.bytes, 16) < 0)
+        return false;
+    }
+    return true;
+  };
   dala_report_list* whole = nullptr;
   ASSERT_EQ(dala_store_list_reports(store, &whole, e.out()), DALA_OK);
   const std::vector<std::string> all = ids(whole);
+  EXPECT_TRUE(sorted_newest_first(whole));
   EXPECT_EQ(dala_report_list_next(whole), nullptr);
   dala_report_list_free(whole);
   ASSERT_EQ(all.size(), 8u);
@@ -235,7 +249,7 @@ TEST_F(StoreFixture, ListsAPageAtATime) {
   EXPECT_EQ(o.form, nullptr);
   o.limit = 3;
   std::vector<std::string> walked;
-  std::string cursor;
+  std::string cursor, newest;
   int pages = 0;
   for (;;) {
     o.after = cursor.empty() ? nullptr : cursor.c_str();
@@ -243,8 +257,10 @@ TEST_F(StoreFixture, ListsAPageAtATime) {
     ASSERT_EQ(dala_store_list_reports_page(store, &o, &page, e.out()), DALA_OK) << e.msg();
     auto got = ids(page);
     EXPECT_LE(got.size(), 3u);
+    EXPECT_TRUE(sorted_newest_first(page));
     walked.insert(walked.end(), got.begin(), got.end());
     ++pages;
+    ASSERT_LE(pages, 4) << "the pages do not end";
     if (pages == 1) {
       // Between pages: the last report of the next page gets a new version, and a new report is created.
       dala_report_id id;
@@ -257,7 +273,8 @@ TEST_F(StoreFixture, ListsAPageAtATime) {
       dala_report_free(r);
       ASSERT_EQ(dala_report_edit(store, &id, &r, e.out()), DALA_OK) << e.msg();
       dala_report_free(r);
-      add("incident/2", false);
+      std::this_thread::sleep_for(std::chrono::milliseconds(3));  // a later millisecond than every cursor
+      newest = add("incident/2", false);
     }
     const char* next = dala_report_list_next(page);
     if (next == nullptr) {
@@ -270,6 +287,15 @@ TEST_F(StoreFixture, ListsAPageAtATime) {
   }
   EXPECT_EQ(pages, 3);
   EXPECT_EQ(walked, all);  // each once, in the same order, the edit and the newer report notwithstanding
+  {
+    dala_report_list_options top;
+    dala_report_list_options_init(&top);
+    top.limit = 1;
+    dala_report_list* page = nullptr;
+    ASSERT_EQ(dala_store_list_reports_page(store, &top, &page, e.out()), DALA_OK);
+    EXPECT_EQ(ids(page), std::vector<std::string>{newest});  // the report made last comes first
+    dala_report_list_free(page);
+  }
 
   // The last page: the one report left, and no cursor after it.
   {
@@ -303,7 +329,11 @@ TEST_F(StoreFixture, ListsAPageAtATime) {
       dala_report_info info;
       EXPECT_EQ(dala_report_list_get(final_list, i, &info, e.out()), DALA_OK);
       std::string f = info.form, name = f.substr(0, f.find('/'));
-      bool form_ok = form == nullptr || (std::strchr(form, '/') ? f == form : name == form);
+      std::string want = form == nullptr ? "" : form, want_name = want.substr(0, want.find('/'));
+      bool form_ok = form == nullptr || (want.find('/') != std::string::npos
+                                             ? name == want_name && std::stoul(f.substr(f.find('/') + 1)) ==
+                                                                        std::stoul(want.substr(want.find('/') + 1))
+                                             : name == want);
       if (form_ok && (states == 0 || (states & DALA_REPORT_STATE_BIT(info.state)) != 0)) ++expected;
     }
     dala_report_list_options f;
@@ -321,6 +351,7 @@ TEST_F(StoreFixture, ListsAPageAtATime) {
   EXPECT_EQ(count(0, nullptr), 9u);
   EXPECT_EQ(count(0, "detention"), 5u);  // detention/1 x4, detention/2
   EXPECT_EQ(count(0, "detention/2"), 1u);
+  EXPECT_EQ(count(0, "detention/02"), 1u);  // the same form, spelt otherwise
   EXPECT_EQ(count(0, "incident"), 4u);
   EXPECT_EQ(count(0, "incident/1"), 0u);
   EXPECT_EQ(count(0, "detent"), 0u);  // a name, not a prefix

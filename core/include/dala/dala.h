@@ -487,9 +487,12 @@ typedef struct dala_report_list_options {
 DALA_API void dala_report_list_options_init(dala_report_list_options *options) DALA_NOEXCEPT;
 /* Any thread. A page of the reports' latest versions, newest first, by (created_ms, report id): a report
    keeps its place through all its versions, so paging while reports are edited neither skips nor repeats
-   one; reports created after the first page was read are not on later pages. options NULL: the defaults.
-   DALA_ERR_INVALID_ARGUMENT for a limit of 0 or over 1000, a cursor this library did not make, an unknown
-   state bit or a malformed form. Past the end: an empty page. */
+   one; a report created later is on no later page (unless in the same millisecond as the cursor, or after
+   the device clock was set back). options NULL: the defaults; its strings are read during the call only.
+   DALA_ERR_INVALID_ARGUMENT for a limit of 0 or over 1000, a cursor that is not the 48 hex digits a page
+   returned, a state bit outside DALA_REPORT_STATE_BIT(DALA_REPORT_DRAFT .. DALA_REPORT_REJECTED) or a
+   malformed form. Past the end: an empty page. Unfiltered, a page costs the same however many reports the
+   store holds; a state filter passes over the reports in other states, and costs what it reads. */
 DALA_API dala_status dala_store_list_reports_page(dala_store *store, const dala_report_list_options *options,
                                                   dala_report_list **out_list, dala_error **out_error) DALA_NOEXCEPT;
 /* The list's thread. The cursor to pass as `after` for the next page; NULL when no more reports match
