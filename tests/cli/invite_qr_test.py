@@ -31,7 +31,8 @@ HALVES = {"\u2588": (True, True), "\u2580": (True, False), "\u2584": (False, Tru
 
 def zbar(path):
     """The text zbarimg reads in the image at path (bytes, its one trailing newline removed), or None."""
-    p = subprocess.run(["zbarimg", "--raw", "-q", path], capture_output=True, timeout=60)
+    # QR codes only: another symbology (an EAN, a DataBar) can be "found" in a QR code's pattern by chance.
+    p = subprocess.run(["zbarimg", "--raw", "-q", "-Sdisable", "-Sqrcode.enable", path], capture_output=True, timeout=60)
     if p.returncode != 0 or not p.stdout.endswith(b"\n"):
         return None
     return p.stdout[:-1]
