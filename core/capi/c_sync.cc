@@ -5,7 +5,9 @@
 
 #include "client/background_sync.h"
 #include "client/function_transport.h"
+#ifdef DALA_HTTP_TRANSPORT
 #include "client/http_transport.h"
+#endif
 #include "base/clock.h"
 
 using dala::Code;
@@ -90,9 +92,14 @@ static Result<std::unique_ptr<dala::sync::Transport>> MakeTransport(const dala_s
   if (o.proxy_url != nullptr && o.transport != nullptr)
     return Invalid("proxy_url is for the built-in transport; the app's transport carries its own proxy");
   if (o.transport == nullptr) {
+#ifdef DALA_HTTP_TRANSPORT
     if (o.proxy_url == nullptr) return std::unique_ptr<dala::sync::Transport>(new dala::sync::HttpTransport());
     DALA_ASSIGN_OR_RETURN(dala::sync::ProxyAddress proxy, dala::sync::ParseProxyUrl(o.proxy_url));
     return std::unique_ptr<dala::sync::Transport>(new dala::sync::HttpTransport(proxy));
+#else
+    return Status(Code::kState, "this libdala was built without its HTTP transport (DALA_HTTP_TRANSPORT=OFF): "
+                                "give dala_sync_options a transport");
+#endif
   }
   auto call = [](auto&& fn) -> Result<HttpResponse> {
     dala_http_response resp;

@@ -610,7 +610,8 @@ typedef void (*dala_progress_fn)(void *context, const dala_sync_progress *progre
 
 typedef struct dala_sync_options {
     int64_t timeout_ms;                   /* run_once returns by then; default 30000 */
-    dala_transport_post_fn transport;     /* NULL: the built-in HTTP/HTTPS transport */
+    dala_transport_post_fn transport;     /* NULL: the built-in HTTP/HTTPS transport (DALA_ERR_STATE from a
+                                             library built without it, DALA_HTTP_TRANSPORT=OFF) */
     void *transport_context;
     dala_progress_fn progress;            /* may be NULL */
     void *progress_context;
