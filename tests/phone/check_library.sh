@@ -4,17 +4,26 @@
 set -euo pipefail
 lib=$1 variant=$2
 deps=$(readelf -d "$lib" | awk '/NEEDED/ {print $5}' | tr -d '[]')
-bad=$(nm -D --defined-only "$lib" | awk '{print $3}' | grep -v '^dala_' || true)
+exported=$(nm -D --defined-only "$lib" | awk '{print $3}')
+[ -n "$exported" ] || { echo "no exported symbols in $lib"; exit 1; }
+bad=$(grep -v '^dala_' <<<"$exported" || true)
 if [ -n "$bad" ]; then echo "libdala exports non-dala symbols:"; head -5 <<<"$bad"; exit 1; fi
+# Every symbol, local ones too (the build keeps its symbol table): captured first, so that a grep that stops
+# at its first match cannot end the pipeline with SIGPIPE (and pipefail) and pass for "none found".
+symbols=$(nm -C "$lib")
+[ -n "$symbols" ] || { echo "no symbol table in $lib"; exit 1; }
 stripped=$(mktemp)
 trap 'rm -f "$stripped"' EXIT
 strip --strip-all -o "$stripped" "$lib"
 if [ "$variant" = without-transport ]; then
   if grep -Eq 'libssl|libcrypto' <<<"$deps"; then echo "libdala links OpenSSL: $deps"; exit 1; fi
   # Beast's and OpenSSL's marks: their namespaces in (local) symbols and their error strings.
-  if nm -C "$lib" 2>/dev/null | grep -Eq 'boost::(beast|asio)|SSL_'; then echo "libdala carries Beast/Asio or SSL code"; exit 1; fi
-  if grep -aqE 'beast\.http|SSL_CTX|asio\.ssl' "$stripped"; then echo "libdala carries Beast or OpenSSL strings"; exit 1; fi
+  if grep -Eq 'boost::(beast|asio)|SSL_' <<<"$symbols"; then echo "libdala carries Beast/Asio or SSL code"; exit 1; fi
+  if grep -acE 'boost\.beast|beast\.http|SSL_CTX|asio\.(ssl|misc|netdb)' "$stripped" >/dev/null; then
+    echo "libdala carries Beast, Asio or OpenSSL strings"; exit 1
+  fi
 else
   grep -Eq 'libssl' <<<"$deps" || { echo "libdala with its transport should link OpenSSL"; exit 1; }
+  grep -Eq 'boost::(beast|asio)' <<<"$symbols" || { echo "libdala with its transport should carry Beast"; exit 1; }
 fi
 echo "libdala ($variant, $(uname -m)): $(stat -c %s "$stripped") bytes stripped; needs: $(tr '\n' ' ' <<<"$deps")"

@@ -71,6 +71,15 @@ int main(void) {
     dala_error_free(error);
     error = NULL;
 #endif
+#ifndef HAS_HTTP_TRANSPORT
+    {
+        dala_sync_session *session = (dala_sync_session *)1;
+        if (dala_sync_session_start(store, &sync, &session, NULL) != DALA_ERR_STATE || session != NULL) {
+            fprintf(stderr, "a session without a transport was not refused\n");
+            return 1;
+        }
+    }
+#endif
     sync.transport = refuse;
     CHECK(dala_sync_run_once(store, &sync, &result, NULL));  /* nothing joined: nothing to send */
     if (posts != 0) return 1;

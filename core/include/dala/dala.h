@@ -652,7 +652,8 @@ DALA_API dala_status dala_store_retry_now(dala_store *store, dala_error **out_er
    dala_sync_session_notify_online, and when the earliest retry falls due. options->timeout_ms bounds each
    run; progress callbacks run on the session's thread. The store must outlive the session. */
 typedef struct dala_sync_session dala_sync_session;
-/* Any thread. Starts the session's thread; DALA_ERR_INVALID_ARGUMENT for a timeout_ms under 1. */
+/* Any thread. Starts the session's thread; DALA_ERR_INVALID_ARGUMENT for a timeout_ms under 1, DALA_ERR_STATE
+   without a transport from a library built without its own (DALA_HTTP_TRANSPORT=OFF), the session NULL. */
 DALA_API dala_status dala_sync_session_start(dala_store *store, const dala_sync_options *options,
                                              dala_sync_session **out_session, dala_error **out_error) DALA_NOEXCEPT;
 /* Any thread. Connectivity is back (or the user asked to sync now): run at once; reports that waited only
