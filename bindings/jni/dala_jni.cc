@@ -288,6 +288,35 @@ JNIEXPORT void JNICALL Java_org_dala_Native_storeNotifyOnline(JNIEnv* env, jclas
   Ok(env, dala_store_notify_online(S(s), &e), e);
 }
 
+JNIEXPORT void JNICALL Java_org_dala_Native_storeCheck(JNIEnv* env, jclass, jlong s) {
+  dala_error* e = nullptr;
+  Ok(env, dala_store_check(S(s), &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_storeSetDeleteAfterDelivery(JNIEnv* env, jclass, jlong s, jboolean on) {
+  dala_error* e = nullptr;
+  Ok(env, dala_store_set_delete_after_delivery(S(s), on ? 1 : 0, &e), e);
+}
+
+JNIEXPORT jlongArray JNICALL Java_org_dala_Native_outboxStats(JNIEnv* env, jclass, jlong s, jbyteArray destination) {
+  auto d = Str(env, destination);
+  dala_outbox_stats st;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_outbox_get_stats(S(s), C(d), &st, &e), e)) return nullptr;
+  const jlong v[5] = {static_cast<jlong>(st.pending), static_cast<jlong>(st.in_flight),
+                      static_cast<jlong>(st.delivered), static_cast<jlong>(st.rejected),
+                      static_cast<jlong>(st.next_attempt_ms)};
+  jlongArray out = env->NewLongArray(5);
+  if (out != nullptr) env->SetLongArrayRegion(out, 0, 5, v);
+  return out;
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_version(JNIEnv* env, jclass) { return Utf8(env, dala_version()); }
+
+JNIEXPORT jint JNICALL Java_org_dala_Native_versionNumber(JNIEnv*, jclass) {
+  return static_cast<jint>(dala_version_number());
+}
+
 JNIEXPORT void JNICALL Java_org_dala_Native_storeRetryNow(JNIEnv* env, jclass, jlong s) {
   dala_error* e = nullptr;
   Ok(env, dala_store_retry_now(S(s), &e), e);

@@ -2,6 +2,9 @@
 #include <dala/dala.h>
 #include <jni.h>
 
+#include <vector>
+#include <optional>
+#include <string>
 #include "jni_util.h"
 #include "org_dala_Native.h"
 
@@ -151,6 +154,143 @@ JNIEXPORT jlong JNICALL Java_org_dala_Native_reportGetInteger(JNIEnv* env, jclas
   dala_error* e = nullptr;
   Ok(env, dala_report_get_integer(R(r), C(key), &v, &e), e);
   return v;
+}
+
+// A byte[][] of the given strings (null with a Java exception pending on failure).
+static jobjectArray ByteArrays(JNIEnv* env, const std::vector<const char*>& items) {
+  jclass bytes = env->FindClass("[B");
+  if (bytes == nullptr) return nullptr;
+  jobjectArray out = env->NewObjectArray(static_cast<jsize>(items.size()), bytes, nullptr);
+  for (size_t i = 0; out != nullptr && i < items.size() && !env->ExceptionCheck(); ++i) {
+    jbyteArray b = Utf8(env, items[i] != nullptr ? items[i] : "");
+    env->SetObjectArrayElement(out, static_cast<jsize>(i), b);
+    env->DeleteLocalRef(b);
+  }
+  return env->ExceptionCheck() ? nullptr : out;
+}
+
+// A typed read: false with nothing thrown when the field is absent (absent_is_null), else as Ok().
+static bool Read(JNIEnv* env, dala_status st, dala_error* e, bool absent_is_null) {
+  if (absent_is_null && st == DALA_ERR_NOT_FOUND) {
+    dala_error_free(e);
+    return false;
+  }
+  return Ok(env, st, e);
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_reportGetDecimal(JNIEnv* env, jclass, jlong r, jbyteArray k) {
+  auto key = Str(env, k);
+  const char* v = nullptr;
+  dala_error* e = nullptr;
+  if (!Read(env, dala_report_get_decimal(R(r), C(key), &v, &e), e, true)) return nullptr;
+  return Utf8(env, v);
+}
+
+JNIEXPORT jboolean JNICALL Java_org_dala_Native_reportGetBoolean(JNIEnv* env, jclass, jlong r, jbyteArray k) {
+  auto key = Str(env, k);
+  int v = 0;
+  dala_error* e = nullptr;
+  Ok(env, dala_report_get_boolean(R(r), C(key), &v, &e), e);
+  return v != 0 ? JNI_TRUE : JNI_FALSE;
+}
+
+JNIEXPORT jlong JNICALL Java_org_dala_Native_reportGetTimestamp(JNIEnv* env, jclass, jlong r, jbyteArray k) {
+  auto key = Str(env, k);
+  int64_t v = 0;
+  dala_error* e = nullptr;
+  Ok(env, dala_report_get_timestamp(R(r), C(key), &v, &e), e);
+  return v;
+}
+
+JNIEXPORT jdoubleArray JNICALL Java_org_dala_Native_reportGetGeo(JNIEnv* env, jclass, jlong r, jbyteArray k) {
+  auto key = Str(env, k);
+  dala_geo g{};
+  dala_error* e = nullptr;
+  if (!Read(env, dala_report_get_geo(R(r), C(key), &g, &e), e, true)) return nullptr;
+  const jdouble v[3] = {g.latitude, g.longitude, g.accuracy_m};
+  jdoubleArray out = env->NewDoubleArray(3);
+  if (out != nullptr) env->SetDoubleArrayRegion(out, 0, 3, v);
+  return out;
+}
+
+JNIEXPORT jobjectArray JNICALL Java_org_dala_Native_reportGetPeople(JNIEnv* env, jclass, jlong r, jbyteArray k) {
+  auto key = Str(env, k);
+  size_t count = 0;
+  dala_error* e = nullptr;
+  if (!Read(env, dala_report_get_people(R(r), C(key), nullptr, 0, &count, &e), e, true)) return nullptr;
+  std::vector<dala_person> people(count);
+  if (count > 0 && !Ok(env, dala_report_get_people(R(r), C(key), people.data(), count, &count, &e), e)) return nullptr;
+  std::vector<const char*> flat;
+  for (size_t i = 0; i < count && i < people.size(); ++i) {
+    flat.push_back(people[i].name);
+    flat.push_back(people[i].role);
+  }
+  return ByteArrays(env, flat);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSetGeo(JNIEnv* env, jclass, jlong r, jbyteArray k, jdouble lat,
+                                                         jdouble lon, jdouble acc) {
+  auto key = Str(env, k);
+  const dala_geo g{lat, lon, acc};
+  dala_error* e = nullptr;
+  Ok(env, dala_report_set_geo(R(r), C(key), &g, &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSetLocation(JNIEnv* env, jclass, jlong r, jboolean clear, jdouble lat,
+                                                              jdouble lon, jdouble acc) {
+  const dala_geo g{lat, lon, acc};
+  dala_error* e = nullptr;
+  Ok(env, dala_report_set_location(R(r), clear ? nullptr : &g, &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_reportSetPeople(JNIEnv* env, jclass, jlong r, jbyteArray k,
+                                                            jobjectArray names, jobjectArray roles) {
+  auto key = Str(env, k);
+  const jsize n = names != nullptr ? env->GetArrayLength(names) : 0;
+  if (roles == nullptr || env->GetArrayLength(roles) != n) return ThrowInvalid(env, "names and roles must pair up");
+  std::vector<std::optional<std::string>> strings;
+  strings.reserve(2 * static_cast<size_t>(n));
+  for (jsize i = 0; i < n; ++i) {
+    for (jobjectArray a : {names, roles}) {
+      auto b = static_cast<jbyteArray>(env->GetObjectArrayElement(a, i));
+      strings.push_back(Str(env, b));
+      env->DeleteLocalRef(b);
+    }
+  }
+  std::vector<dala_person> people;
+  for (jsize i = 0; i < n; ++i) people.push_back(dala_person{C(strings[2 * i]), C(strings[2 * i + 1])});
+  dala_error* e = nullptr;
+  Ok(env, dala_report_set_people(R(r), C(key), people.data(), people.size(), &e), e);
+}
+
+JNIEXPORT jlong JNICALL Java_org_dala_Native_reportCreatedMs(JNIEnv*, jclass, jlong r) {
+  return dala_report_get_created_ms(R(r));
+}
+
+JNIEXPORT jboolean JNICALL Java_org_dala_Native_reportIsPurged(JNIEnv*, jclass, jlong r) {
+  return dala_report_is_purged(R(r)) != 0 ? JNI_TRUE : JNI_FALSE;
+}
+
+JNIEXPORT jobjectArray JNICALL Java_org_dala_Native_reportFieldKeys(JNIEnv* env, jclass, jlong r) {
+  std::vector<const char*> keys;
+  for (size_t i = 0; i < dala_report_get_field_count(R(r)); ++i) keys.push_back(dala_report_get_field_key(R(r), i));
+  return ByteArrays(env, keys);
+}
+
+JNIEXPORT jintArray JNICALL Java_org_dala_Native_reportFieldTypes(JNIEnv* env, jclass, jlong r) {
+  const size_t n = dala_report_get_field_count(R(r));
+  std::vector<jint> types;
+  for (size_t i = 0; i < n; ++i) types.push_back(static_cast<jint>(dala_report_get_field_type(R(r), i)));
+  jintArray out = env->NewIntArray(static_cast<jsize>(n));
+  if (out != nullptr && n > 0) env->SetIntArrayRegion(out, 0, static_cast<jsize>(n), types.data());
+  return out;
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_reportSealInfo(JNIEnv* env, jclass, jlong r) {
+  uint8_t all[96];
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_report_get_seal_info(R(r), all, all + 32, all + 64, &e), e)) return nullptr;
+  return Bytes(env, all, sizeof all);
 }
 
 JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_reportJson(JNIEnv* env, jclass, jlong r) {

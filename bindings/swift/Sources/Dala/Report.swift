@@ -8,14 +8,45 @@ public struct Report: Codable, Sendable, Equatable {
         case draft, sealed, queued, delivered, rejected
     }
 
-    /// A field's value (the text-friendly types; see the C API for geo points and people).
+    /// A point on Earth (`dala_geo`): latitude -90...90, longitude -180...180, accuracy in metres (0: unknown).
+    public struct GeoPoint: Codable, Sendable, Equatable {
+        public var latitude: Double
+        public var longitude: Double
+        public var accuracyM: Double
+
+        public init(latitude: Double, longitude: Double, accuracyM: Double = 0) {
+            self.latitude = latitude
+            self.longitude = longitude
+            self.accuracyM = accuracyM
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case latitude, longitude
+            case accuracyM = "accuracy_m"
+        }
+    }
+
+    /// A person named in a report (`dala_person`), with their role ("detained", "witness"...; may be empty).
+    public struct Person: Codable, Sendable, Equatable {
+        public var name: String
+        public var role: String
+
+        public init(name: String, role: String = "") {
+            self.name = name
+            self.role = role
+        }
+    }
+
+    /// A field's value: every type of the C API.
     public enum Field: Codable, Sendable, Equatable {
         case text(String)
         case integer(Int64)
         case decimal(String)
         case boolean(Bool)
         case timestamp(Int64)  // Unix milliseconds
-        case other(String)     // a type this binding does not edit (geo, people): kept as JSON text
+        case geo(GeoPoint)
+        case people([Person])
+        case other(String)     // a type newer than this binding: kept as it is
 
         private enum Keys: String, CodingKey { case type, value }
 
@@ -27,6 +58,8 @@ public struct Report: Codable, Sendable, Equatable {
             case "decimal": self = .decimal(try c.decode(String.self, forKey: .value))
             case "boolean": self = .boolean(try c.decode(Bool.self, forKey: .value))
             case "timestamp": self = .timestamp(try c.decode(Int64.self, forKey: .value))
+            case "geo": self = .geo(try c.decode(GeoPoint.self, forKey: .value))
+            case "people": self = .people(try c.decode([Person].self, forKey: .value))
             case let t: self = .other(t)
             }
         }
@@ -39,6 +72,8 @@ public struct Report: Codable, Sendable, Equatable {
             case .decimal(let v): try c.encode("decimal", forKey: .type); try c.encode(v, forKey: .value)
             case .boolean(let v): try c.encode("boolean", forKey: .type); try c.encode(v, forKey: .value)
             case .timestamp(let v): try c.encode("timestamp", forKey: .type); try c.encode(v, forKey: .value)
+            case .geo(let v): try c.encode("geo", forKey: .type); try c.encode(v, forKey: .value)
+            case .people(let v): try c.encode("people", forKey: .type); try c.encode(v, forKey: .value)
             case .other(let t): try c.encode(t, forKey: .type)
             }
         }
@@ -49,6 +84,13 @@ public struct Report: Codable, Sendable, Equatable {
         public let mime: String
         public let size: UInt64
         public let plaintextHash: String
+
+        init(id: String, mime: String, size: UInt64, plaintextHash: String) {
+            self.id = id
+            self.mime = mime
+            self.size = size
+            self.plaintextHash = plaintextHash
+        }
 
         enum CodingKeys: String, CodingKey {
             case id, mime, size
@@ -64,13 +106,44 @@ public struct Report: Codable, Sendable, Equatable {
     public var fields: [String: Field]
     public var priority: Int32
     public internal(set) var attachments: [Attachment]
+    /// Where the report was made (its capture metadata), if the app set it.
+    public var location: GeoPoint?
 
     enum CodingKeys: String, CodingKey {
-        case id, version, form, state, narrative, fields, priority, attachments
+        case id, version, form, state, narrative, fields, priority, attachments, capture
+    }
+    private struct Capture: Codable {
+        var location: GeoPoint?
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        version = try c.decode(UInt32.self, forKey: .version)
+        form = try c.decode(String.self, forKey: .form)
+        state = try c.decode(State.self, forKey: .state)
+        narrative = try c.decode(String.self, forKey: .narrative)
+        fields = try c.decode([String: Field].self, forKey: .fields)
+        priority = try c.decode(Int32.self, forKey: .priority)
+        attachments = try c.decode([Attachment].self, forKey: .attachments)
+        location = try c.decodeIfPresent(Capture.self, forKey: .capture)?.location
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(version, forKey: .version)
+        try c.encode(form, forKey: .form)
+        try c.encode(state, forKey: .state)
+        try c.encode(narrative, forKey: .narrative)
+        try c.encode(fields, forKey: .fields)
+        try c.encode(priority, forKey: .priority)
+        try c.encode(attachments, forKey: .attachments)
+        try c.encode(Capture(location: location), forKey: .capture)
     }
 
     init(id: String, version: UInt32, form: String, state: State, narrative: String, fields: [String: Field],
-         priority: Int32, attachments: [Attachment]) {
+         priority: Int32, attachments: [Attachment], location: GeoPoint? = nil) {
         self.id = id
         self.version = version
         self.form = form
@@ -79,6 +152,7 @@ public struct Report: Codable, Sendable, Equatable {
         self.fields = fields
         self.priority = priority
         self.attachments = attachments
+        self.location = location
     }
 
     static func decode(json: String) throws -> Report {

@@ -35,7 +35,7 @@ public final class Store: @unchecked Sendable {
         o.delete_after_delivery = options.deleteAfterDelivery ? 1 : 0
         var store: OpaquePointer?
         try withCredential(passphrase) { cred in
-            try check { dala_store_create(path, cred, &o, &store, $0) }
+            try Dala.check { dala_store_create(path, cred, &o, &store, $0) }
         }
         return Store(handle: store!)
     }
@@ -51,14 +51,14 @@ public final class Store: @unchecked Sendable {
         o.kdf_memlimit = options.kdfMemLimit
         var store: OpaquePointer?
         try withCredential(passphrase) { cred in
-            try check { dala_store_open(path, cred, &o, &store, $0) }
+            try Dala.check { dala_store_open(path, cred, &o, &store, $0) }
         }
         return Store(handle: store!)
     }
 
     /// Panic wipe: destroys the key first; needs no passphrase.
     public static func wipe(at path: String) throws {
-        try check { dala_store_wipe(path, $0) }
+        try Dala.check { dala_store_wipe(path, $0) }
     }
 
     /// Closes the store once every call in progress has returned. Idempotent.
@@ -96,7 +96,7 @@ public final class Store: @unchecked Sendable {
     public func createReport(form: String) throws -> Report {
         try use { s in
             var r: OpaquePointer?
-            try check { dala_report_create(s, form, &r, $0) }
+            try Dala.check { dala_report_create(s, form, &r, $0) }
             defer { dala_report_free(r) }
             var id = dala_report_id()
             dala_report_get_id(r, &id)
@@ -111,9 +111,29 @@ public final class Store: @unchecked Sendable {
         try use { s in
             var rid = try reportID(id)
             var r: OpaquePointer?
-            try check { dala_report_load(s, &rid, &r, $0) }
+            try Dala.check { dala_report_load(s, &rid, &r, $0) }
             defer { dala_report_free(r) }
             return try Report.decode(json: json(r!))
+        }
+    }
+
+    /// One version of a report (`dala_report_load_version`).
+    public func report(id: String, version: UInt32) throws -> Report {
+        try use { s in
+            var rid = try reportID(id)
+            var r: OpaquePointer?
+            try Dala.check { dala_report_load_version(s, &rid, version, &r, $0) }
+            defer { dala_report_free(r) }
+            return try Report.decode(json: json(r!))
+        }
+    }
+
+    /// This device's Ed25519 public key (32 bytes).
+    public func deviceKey() throws -> [UInt8] {
+        try use { s in
+            var key = [UInt8](repeating: 0, count: 32)
+            try Dala.check { dala_store_get_device_key(s, &key, $0) }
+            return key
         }
     }
 
@@ -130,33 +150,54 @@ public final class Store: @unchecked Sendable {
         try write(report, seal: true)
     }
 
+    // dala_report_set_people with C strings that live for the call.
+    private func setPeople(_ h: OpaquePointer, _ key: String, _ people: [Report.Person]) throws {
+        let names = people.map { strdup($0.name) }, roles = people.map { strdup($0.role) }
+        defer { (names + roles).forEach { free($0) } }
+        guard !names.contains(where: { $0 == nil }) && !roles.contains(where: { $0 == nil }) else {
+            throw DalaError.internalError("out of memory")
+        }
+        var list = zip(names, roles).map { dala_person(name: UnsafePointer($0.0!), role: UnsafePointer($0.1!)) }
+        try Dala.check { dala_report_set_people(h, key, &list, list.count, $0) }
+    }
+
     private func write(_ value: Report, seal: Bool) throws -> Report {
         try use { s in
             var rid = try reportID(value.id)
             var r: OpaquePointer?
-            try check { dala_report_edit(s, &rid, &r, $0) }
+            try Dala.check { dala_report_edit(s, &rid, &r, $0) }
             defer { dala_report_free(r) }
             let h = r!
-            try check { dala_report_set_narrative(h, value.narrative, $0) }
-            try check { dala_report_set_priority(h, value.priority, $0) }
+            try Dala.check { dala_report_set_narrative(h, value.narrative, $0) }
+            try Dala.check { dala_report_set_priority(h, value.priority, $0) }
             for i in 0..<dala_report_get_field_count(h) {  // fields removed from the value
                 let key = String(cString: dala_report_get_field_key(h, i))
-                if value.fields[key] == nil { try check { dala_report_remove_field(h, key, $0) } }
+                if value.fields[key] == nil { try Dala.check { dala_report_remove_field(h, key, $0) } }
             }
             for (key, field) in value.fields {
                 switch field {
-                case .text(let v): try check { dala_report_set_text(h, key, v, $0) }
-                case .integer(let v): try check { dala_report_set_integer(h, key, v, $0) }
-                case .decimal(let v): try check { dala_report_set_decimal(h, key, v, $0) }
-                case .boolean(let v): try check { dala_report_set_boolean(h, key, v ? 1 : 0, $0) }
-                case .timestamp(let v): try check { dala_report_set_timestamp(h, key, v, $0) }
+                case .text(let v): try Dala.check { dala_report_set_text(h, key, v, $0) }
+                case .integer(let v): try Dala.check { dala_report_set_integer(h, key, v, $0) }
+                case .decimal(let v): try Dala.check { dala_report_set_decimal(h, key, v, $0) }
+                case .boolean(let v): try Dala.check { dala_report_set_boolean(h, key, v ? 1 : 0, $0) }
+                case .timestamp(let v): try Dala.check { dala_report_set_timestamp(h, key, v, $0) }
+                case .geo(let v):
+                    var g = dala_geo(latitude: v.latitude, longitude: v.longitude, accuracy_m: v.accuracyM)
+                    try Dala.check { dala_report_set_geo(h, key, &g, $0) }
+                case .people(let people): try setPeople(h, key, people)
                 case .other: break  // left as it is
                 }
             }
-            if seal {
-                try check { dala_report_seal(s, h, $0) }
+            if let v = value.location {
+                var g = dala_geo(latitude: v.latitude, longitude: v.longitude, accuracy_m: v.accuracyM)
+                try Dala.check { dala_report_set_location(h, &g, $0) }
             } else {
-                try check { dala_report_save(s, h, $0) }
+                try Dala.check { dala_report_set_location(h, nil, $0) }
+            }
+            if seal {
+                try Dala.check { dala_report_seal(s, h, $0) }
+            } else {
+                try Dala.check { dala_report_save(s, h, $0) }
             }
             if dala_report_get_version(h) == value.version {
                 // The same version: what was written is the value; only its state moved.
@@ -171,7 +212,27 @@ public final class Store: @unchecked Sendable {
     public func deleteDraft(id: String) throws {
         try use { s in
             var rid = try reportID(id)
-            try check { dala_report_delete_draft(s, &rid, $0) }
+            try Dala.check { dala_report_delete_draft(s, &rid, $0) }
+        }
+    }
+
+    /// Checks every database page (slow on large stores); `DalaError.corrupt` when damaged.
+    public func check() throws {
+        try use { s in _ = try Dala.check { dala_store_check(s, $0) } }
+    }
+
+    /// Whether a report's content is purged from this phone once every destination holds it.
+    public func setDeleteAfterDelivery(_ enabled: Bool) throws {
+        try use { s in _ = try Dala.check { dala_store_set_delete_after_delivery(s, enabled ? 1 : 0, $0) } }
+    }
+
+    /// Counts of a destination's outbox (the destination `join(invite:)` returned).
+    public func outboxStats(destination: String) throws -> OutboxStats {
+        try use { s in
+            var st = dala_outbox_stats()
+            _ = try Dala.check { dala_outbox_get_stats(s, destination, &st, $0) }
+            return OutboxStats(pending: st.pending, inFlight: st.in_flight, delivered: st.delivered,
+                               rejected: st.rejected, nextAttemptMs: st.next_attempt_ms)
         }
     }
 
@@ -179,7 +240,7 @@ public final class Store: @unchecked Sendable {
     public func retry(id: String) throws {
         try use { s in
             var rid = try reportID(id)
-            try check { dala_report_retry(s, &rid, $0) }
+            try Dala.check { dala_report_retry(s, &rid, $0) }
         }
     }
 
@@ -187,11 +248,11 @@ public final class Store: @unchecked Sendable {
     public func reports() throws -> [Report] {
         let ids: [String] = try use { s in
             var list: OpaquePointer?
-            try check { dala_store_list_reports(s, &list, $0) }
+            try Dala.check { dala_store_list_reports(s, &list, $0) }
             defer { dala_report_list_free(list) }
             return try (0..<dala_report_list_count(list)).map { i in
                 var info = dala_report_info()
-                try check { dala_report_list_get(list, i, &info, $0) }
+                try Dala.check { dala_report_list_get(list, i, &info, $0) }
                 return hex(info.id)
             }
         }
@@ -214,13 +275,13 @@ public final class Store: @unchecked Sendable {
                 try (form ?? "").withCString { f in
                     o.after = after == nil ? nil : a
                     o.form = form == nil ? nil : f
-                    try check { dala_store_list_reports_page(s, &o, &list, $0) }
+                    try Dala.check { dala_store_list_reports_page(s, &o, &list, $0) }
                 }
             }
             defer { dala_report_list_free(list) }
             let items = try (0..<dala_report_list_count(list)).map { i -> ReportInfo in
                 var info = dala_report_info()
-                try check { dala_report_list_get(list, i, &info, $0) }
+                try Dala.check { dala_report_list_get(list, i, &info, $0) }
                 return ReportInfo(id: hex(info.id), version: info.version, state: Report.State(number: info.state),
                                   createdMs: info.created_ms, updatedMs: info.updated_ms, form: String(cString: info.form))
             }
@@ -236,15 +297,55 @@ public final class Store: @unchecked Sendable {
         try use { s in
             var rid = try self.reportID(reportID)
             var w: OpaquePointer?
-            try check { dala_attachment_writer_open(s, &rid, mimeType, &w, $0) }
+            try Dala.check { dala_attachment_writer_open(s, &rid, mimeType, &w, $0) }
             defer { dala_attachment_writer_free(w) }
             try data.withUnsafeBytes { raw in
                 let p = raw.bindMemory(to: UInt8.self)
-                try check { dala_attachment_writer_write(w, p.baseAddress, p.count, $0) }
+                try Dala.check { dala_attachment_writer_write(w, p.baseAddress, p.count, $0) }
             }
             var id = dala_attachment_id()
-            try check { dala_attachment_writer_finish(w, &id, $0) }
+            try Dala.check { dala_attachment_writer_finish(w, &id, $0) }
             return withUnsafeBytes(of: id.bytes) { Array($0) }.map { String(format: "%02x", $0) }.joined()
+        }
+    }
+
+    /// Streams a file into a new attachment of the report's draft, encrypting as it reads (never whole in
+    /// memory). Returns the attachment's id.
+    @discardableResult
+    public func attach(fileAt url: URL, mimeType: String, to reportID: String) throws -> String {
+        guard url.isFileURL else { throw DalaError.invalidArgument("attach(fileAt:) takes a file URL") }
+        return try use { s in
+            var rid = try self.reportID(reportID)
+            var id = dala_attachment_id()
+            try Dala.check { dala_attachment_import_file(s, &rid, url.path, mimeType, &id, $0) }
+            return withUnsafeBytes(of: id.bytes) { Array($0) }.map { String(format: "%02x", $0) }.joined()
+        }
+    }
+
+    /// The attachments of the report's latest version, oldest first.
+    public func attachments(of reportID: String) throws -> [Report.Attachment] {
+        try use { s in
+            var rid = try self.reportID(reportID)
+            var list: OpaquePointer?
+            try Dala.check { dala_store_list_attachments(s, &rid, &list, $0) }
+            defer { dala_attachment_list_free(list) }
+            return try (0..<dala_attachment_list_count(list)).map { i in
+                var info = dala_attachment_info()
+                try Dala.check { dala_attachment_list_get(list, i, &info, $0) }
+                let hash = withUnsafeBytes(of: info.plaintext_hash) { Array($0) }.map { String(format: "%02x", $0) }.joined()
+                return Report.Attachment(id: withUnsafeBytes(of: info.id.bytes) { Array($0) }
+                                             .map { String(format: "%02x", $0) }.joined(),
+                                         mime: String(cString: info.mime_type), size: info.size, plaintextHash: hash)
+            }
+        }
+    }
+
+    /// Removes an attachment from the report's draft (its file is destroyed).
+    public func removeAttachment(id: String) throws {
+        try use { s in
+            var aid = dala_attachment_id()
+            try Dala.check { dala_attachment_id_parse(id, &aid, $0) }
+            try Dala.check { dala_attachment_remove(s, &aid, $0) }
         }
     }
 
@@ -252,15 +353,15 @@ public final class Store: @unchecked Sendable {
     public func attachment(id: String) throws -> Data {
         try use { s in
             var aid = dala_attachment_id()
-            try check { dala_attachment_id_parse(id, &aid, $0) }
+            try Dala.check { dala_attachment_id_parse(id, &aid, $0) }
             var r: OpaquePointer?
-            try check { dala_attachment_reader_open(s, &aid, &r, $0) }
+            try Dala.check { dala_attachment_reader_open(s, &aid, &r, $0) }
             defer { dala_attachment_reader_free(r) }
             var out = Data()
             var buf = [UInt8](repeating: 0, count: 65536)
             while true {
                 var n = 0
-                try check { dala_attachment_reader_read(r, &buf, buf.count, &n, $0) }
+                try Dala.check { dala_attachment_reader_read(r, &buf, buf.count, &n, $0) }
                 if n == 0 { return out }
                 out.append(contentsOf: buf[0..<n])
             }
@@ -279,7 +380,7 @@ public final class Store: @unchecked Sendable {
             var options = dala_join_options()
             dala_join_options_init(&options)
             options.include_existing = includeExisting ? 1 : 0
-            try check { dala_store_join(s, invite, &options, &dest, $0) }
+            try Dala.check { dala_store_join(s, invite, &options, &dest, $0) }
             defer { dala_string_free(dest) }
             return String(cString: dest!)
         }
@@ -295,11 +396,11 @@ public final class Store: @unchecked Sendable {
     public func receipts() throws -> [Receipt] {
         try use { s in
             var list: OpaquePointer?
-            try check { dala_store_list_receipts(s, &list, $0) }
+            try Dala.check { dala_store_list_receipts(s, &list, $0) }
             defer { dala_receipt_list_free(list) }
             return try (0..<dala_receipt_list_count(list)).map { i in
                 var info = dala_receipt_info()
-                try check { dala_receipt_list_get(list, i, &info, $0) }
+                try Dala.check { dala_receipt_list_get(list, i, &info, $0) }
                 return Receipt(reportID: hex(info.id), version: info.version, sequence: info.sequence,
                                verified: info.verified != 0)
             }
@@ -310,14 +411,14 @@ public final class Store: @unchecked Sendable {
 
     private func json(_ r: OpaquePointer) throws -> String {
         var out: UnsafeMutablePointer<CChar>?
-        try check { dala_report_to_json(r, &out, $0) }
+        try Dala.check { dala_report_to_json(r, &out, $0) }
         defer { dala_string_free(out) }
         return String(cString: out!)
     }
 
     private func reportID(_ text: String) throws -> dala_report_id {
         var id = dala_report_id()
-        try check { dala_report_id_parse(text, &id, $0) }
+        try Dala.check { dala_report_id_parse(text, &id, $0) }
         return id
     }
 
@@ -376,4 +477,22 @@ extension Report.State {
         default: self = .rejected
         }
     }
+}
+
+/// Counts of one destination's outbox (`dala_outbox_stats`).
+public struct OutboxStats: Sendable, Equatable {
+    public let pending: UInt64
+    public let inFlight: UInt64
+    public let delivered: UInt64
+    public let rejected: UInt64
+    /// The earliest pending retry (Unix ms), 0 when nothing waits.
+    public let nextAttemptMs: Int64
+}
+
+/// The loaded libdala (`dala_version`, `dala_version_number`).
+public enum Library {
+    /// "major.minor.patch" of the library in use (it may be newer than this package).
+    public static var version: String { String(cString: dala_version()) }
+    /// major * 10000 + minor * 100 + patch.
+    public static var versionNumber: Int { Int(dala_version_number()) }
 }

@@ -173,7 +173,7 @@ extension Store {
             _ = try withExtendedLifetime(callbacks) {
                 try withOptionalCString(proxy) { p in
                     o.proxy_url = p
-                    try check { dala_sync_run_once(s, &o, &r, $0) }
+                    try Dala.check { dala_sync_run_once(s, &o, &r, $0) }
                 }
             }
             return SyncResult(delivered: r.delivered, rejected: r.rejected, remaining: r.remaining,
@@ -194,7 +194,7 @@ extension Store {
             var session: OpaquePointer?
             try withOptionalCString(proxy) { p in
                 o.proxy_url = p
-                try check { dala_sync_session_start(s, &o, &session, $0) }
+                try Dala.check { dala_sync_session_start(s, &o, &session, $0) }
             }
             return SyncSession(store: self, handle: session!, callbacks: callbacks)
         }
@@ -202,11 +202,11 @@ extension Store {
 
     /// Reports that waited only because no server could be reached are due at once.
     public func notifyOnline() throws {
-        try use { s in try check { dala_store_notify_online(s, $0) } }
+        try use { s in try Dala.check { dala_store_notify_online(s, $0) } }
     }
 
     /// The user asked to send now: every queued report is due at once, whatever its backoff.
     public func retryNow() throws {
-        try use { s in try check { dala_store_retry_now(s, $0) } }
+        try use { s in try Dala.check { dala_store_retry_now(s, $0) } }
     }
 }

@@ -189,7 +189,8 @@ final class DalaTests: XCTestCase {
         defer { server.stop() }
         let s = try newStore("phone")
         defer { s.close() }
-        XCTAssertTrue(try s.join(invite: server.invite).hasPrefix("org-"))
+        let destination = try s.join(invite: server.invite)
+        XCTAssertTrue(destination.hasPrefix("org-"))
         for i in 0..<3 {
             var r = try s.createReport(form: "detention/1")
             r.narrative = "Жеделхат \(i) ✊"
@@ -206,6 +207,65 @@ final class DalaTests: XCTestCase {
         let receipts = try s.receipts()
         XCTAssertEqual(receipts.count, 4)
         XCTAssertTrue(receipts.allSatisfy(\.verified))
+        let stats = try s.outboxStats(destination: destination)
+        XCTAssertEqual(stats.delivered, 4)
+        XCTAssertEqual(stats.pending + stats.inFlight + stats.rejected, 0)
+        try s.check()
+    }
+
+    func testGeoPointsPeopleAndLocation() throws {
+        let s = try newStore()
+        var r = try s.createReport(form: "detention/1")
+        r.fields["where"] = .geo(.init(latitude: 51.23, longitude: 51.37, accuracyM: 20))
+        r.fields["detained"] = .people([.init(name: "Roza Kariyeva", role: "detained"), .init(name: "Marua Eskendirova")])
+        r.location = .init(latitude: 51.2, longitude: 51.4)
+        let sealed = try s.seal(r)
+        let back = try s.report(id: sealed.id)
+        XCTAssertEqual(back.fields["where"], .geo(.init(latitude: 51.23, longitude: 51.37, accuracyM: 20)))
+        XCTAssertEqual(back.fields["detained"],
+                       .people([.init(name: "Roza Kariyeva", role: "detained"), .init(name: "Marua Eskendirova", role: "")]))
+        XCTAssertEqual(back.location, .init(latitude: 51.2, longitude: 51.4, accuracyM: 0))
+        var bad = try s.createReport(form: "detention/1")
+        bad.fields["where"] = .geo(.init(latitude: 91, longitude: 0))
+        XCTAssertThrowsError(try s.save(bad)) { XCTAssertEqual(($0 as? DalaError)?.code, .invalidArgument) }
+        s.close()
+    }
+
+    func testAttachmentsFromFilesVersionsAndTheDeviceKey() throws {
+        let s = try newStore()
+        let r = try s.createReport(form: "detention/1")
+        let file = dir.appendingPathComponent("photo.jpg")
+        let bytes = Data((0..<300_000).map { UInt8($0 % 251) })
+        try bytes.write(to: file)
+        let photo = try s.attach(fileAt: file, mimeType: "image/jpeg", to: r.id)
+        let note = try s.attach(Data("a note".utf8), mimeType: "text/plain", to: r.id)
+        XCTAssertEqual(try s.attachments(of: r.id).map(\.id), [photo, note])
+        XCTAssertEqual(try s.attachments(of: r.id).first?.size, 300_000)
+        XCTAssertEqual(try s.attachment(id: photo), bytes)
+        try s.removeAttachment(id: note)
+        XCTAssertEqual(try s.attachments(of: r.id).map(\.id), [photo])
+        XCTAssertThrowsError(try s.attach(fileAt: URL(string: "https://example.org/x")!, mimeType: "image/jpeg", to: r.id))
+        var v1 = try s.seal(try s.report(id: r.id))
+        v1.narrative = "second version"
+        let v2 = try s.seal(v1)
+        XCTAssertEqual(v2.version, 2)
+        XCTAssertEqual(try s.report(id: r.id, version: 1).narrative, "")
+        XCTAssertEqual(try s.report(id: r.id, version: 2).narrative, "second version")
+        XCTAssertEqual(try s.deviceKey().count, 32)
+        s.close()
+    }
+
+    func testLibraryVersionAndStoreSettings() throws {
+        let n = Library.versionNumber
+        XCTAssertEqual(Library.version, "\(n / 10000).\(n / 100 % 100).\(n % 100)")
+        XCTAssertGreaterThanOrEqual(n, 200)
+        let s = try newStore()
+        try s.check()
+        try s.setDeleteAfterDelivery(true)
+        try s.setDeleteAfterDelivery(false)
+        let none = try s.outboxStats(destination: "org-nowhere")
+        XCTAssertEqual(none.pending + none.inFlight + none.delivered + none.rejected, 0)
+        s.close()
     }
 
     func testBackgroundSessionAndTheAppsOwnTransport() async throws {

@@ -37,6 +37,11 @@ final class Native {
                                              long opsLimit, long memLimit);
     static native byte[] storeDeviceKey(long store);
     static native void storeNotifyOnline(long store);
+    static native void storeCheck(long store);
+    static native void storeSetDeleteAfterDelivery(long store, boolean enabled);
+    static native long[] outboxStats(long store, byte[] destination);   // pending, in flight, delivered, rejected, next
+    static native byte[] version();
+    static native int versionNumber();
     static native void storeRetryNow(long store);
 
     // Reports.
@@ -61,6 +66,19 @@ final class Native {
     static native byte[] reportForm(long report);
     static native byte[] reportNarrative(long report);
     static native byte[] reportGetText(long report, byte[] key);        // null when absent
+    static native byte[] reportGetDecimal(long report, byte[] key);     // null when absent
+    static native boolean reportGetBoolean(long report, byte[] key);
+    static native long reportGetTimestamp(long report, byte[] key);
+    static native double[] reportGetGeo(long report, byte[] key);       // null when absent
+    static native byte[][] reportGetPeople(long report, byte[] key);    // name, role, name, role...; null when absent
+    static native void reportSetGeo(long report, byte[] key, double latitude, double longitude, double accuracyM);
+    static native void reportSetLocation(long report, boolean clear, double latitude, double longitude, double accuracyM);
+    static native void reportSetPeople(long report, byte[] key, byte[][] names, byte[][] roles);
+    static native long reportCreatedMs(long report);
+    static native boolean reportIsPurged(long report);
+    static native byte[][] reportFieldKeys(long report);
+    static native int[] reportFieldTypes(long report);
+    static native byte[] reportSealInfo(long report);                   // device key, content hash, previous hash
     static native long reportGetInteger(long report, byte[] key);
     static native byte[] reportJson(long report);
     static native ReportInfo[] listReports(long store);

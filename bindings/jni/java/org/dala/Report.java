@@ -1,5 +1,11 @@
 package org.dala;
 
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
 /**
  * One version of a report, in memory: a draft (editable; saved by {@link Store#save} or sealed by
  * {@link Store#seal}) or a sealed version (read-only, verified when read). Not meant to be shared between
@@ -78,6 +84,83 @@ public final class Report extends NativeHandle {
 
     public synchronized long integer(String key) {
         return with(h -> Native.reportGetInteger(h, Native.bytes(key)));
+    }
+
+    /** A decimal field's value as text ("-12.50"), or null when the report has no such field. */
+    public synchronized String decimal(String key) {
+        return Native.string(with(h -> Native.reportGetDecimal(h, Native.bytes(key))));
+    }
+
+    /** A boolean field's value; {@link DalaException} NOT_FOUND when absent, STATE when of another type. */
+    public synchronized boolean bool(String key) {
+        return with(h -> Native.reportGetBoolean(h, Native.bytes(key)));
+    }
+
+    /** A timestamp field's value (Unix ms); {@link DalaException} NOT_FOUND when absent. */
+    public synchronized long timestamp(String key) {
+        return with(h -> Native.reportGetTimestamp(h, Native.bytes(key)));
+    }
+
+    /** A geo field's value, or null when the report has no such field. */
+    public synchronized GeoPoint geo(String key) {
+        double[] g = with(h -> Native.reportGetGeo(h, Native.bytes(key)));
+        return g == null ? null : new GeoPoint(g[0], g[1], g[2]);
+    }
+
+    /** A people field's value, or null when the report has no such field. */
+    public synchronized List<Person> people(String key) {
+        byte[][] p = with(h -> Native.reportGetPeople(h, Native.bytes(key)));
+        if (p == null) return null;
+        List<Person> out = new ArrayList<>();
+        for (int i = 0; i + 1 < p.length; i += 2) out.add(new Person(Native.string(p[i]), Native.string(p[i + 1])));
+        return Collections.unmodifiableList(out);
+    }
+
+    public synchronized Report setGeo(String key, GeoPoint value) {
+        run(h -> Native.reportSetGeo(h, Native.bytes(key), value.latitude, value.longitude, value.accuracyM));
+        return this;
+    }
+
+    public synchronized Report setPeople(String key, List<Person> people) {
+        byte[][] names = new byte[people.size()][], roles = new byte[people.size()][];
+        for (int i = 0; i < people.size(); ++i) {
+            names[i] = Native.bytes(people.get(i).name);
+            roles[i] = Native.bytes(people.get(i).role);
+        }
+        run(h -> Native.reportSetPeople(h, Native.bytes(key), names, roles));
+        return this;
+    }
+
+    /** Where the report was made (capture metadata); null clears it. */
+    public synchronized Report setLocation(GeoPoint location) {
+        run(h -> Native.reportSetLocation(h, location == null, location == null ? 0 : location.latitude,
+                                          location == null ? 0 : location.longitude,
+                                          location == null ? 0 : location.accuracyM));
+        return this;
+    }
+
+    /** When version 1 was created (Unix ms). */
+    public synchronized long createdMs() {
+        return with(Native::reportCreatedMs);
+    }
+
+    /** Whether the content was deleted after delivery (only id, form, state and hashes remain). */
+    public synchronized boolean isPurged() {
+        return with(Native::reportIsPurged);
+    }
+
+    /** The fields' keys and types, in key order. */
+    public synchronized Map<String, FieldType> fieldTypes() {
+        byte[][] keys = with(Native::reportFieldKeys);
+        int[] types = with(Native::reportFieldTypes);
+        Map<String, FieldType> out = new LinkedHashMap<>();
+        for (int i = 0; i < keys.length && i < types.length; ++i) out.put(Native.string(keys[i]), FieldType.of(types[i]));
+        return Collections.unmodifiableMap(out);
+    }
+
+    /** A sealed version's signature facts; {@link DalaException} STATE for a draft. */
+    public synchronized SealInfo sealInfo() {
+        return new SealInfo(with(Native::reportSealInfo));
     }
 
     /** The whole report as JSON (docs/c-api.md), attachments listed without keys. */

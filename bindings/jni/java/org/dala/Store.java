@@ -227,6 +227,21 @@ public final class Store extends NativeHandle {
         return Arrays.asList(with(Native::receipts));
     }
 
+    /** Checks every database page (slow on large stores); {@link DalaException} with CORRUPT when damaged. */
+    public void check() {
+        run(Native::storeCheck);
+    }
+
+    /** Whether a report's content is purged from this phone once every destination holds it. */
+    public void setDeleteAfterDelivery(boolean enabled) {
+        run(h -> Native.storeSetDeleteAfterDelivery(h, enabled));
+    }
+
+    /** Counts of a destination's outbox (the destination {@link #join} returned). */
+    public OutboxStats outboxStats(String destination) {
+        return new OutboxStats(with(h -> Native.outboxStats(h, Native.bytes(destination))));
+    }
+
     /** Reports that waited only because no server could be reached are due at once. */
     public void notifyOnline() {
         run(Native::storeNotifyOnline);

@@ -2,6 +2,7 @@ package org.dala;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -63,6 +64,64 @@ class DalaTest {
             assertEquals(1, all.size());
             assertEquals(id, all.get(0).id);
             assertEquals(id, ReportId.parse(id.toString()));
+        }
+    }
+
+    @Test
+    void everyFieldTypeGeoPointsPeopleAndLocation() {
+        ReportId id;
+        try (Store s = newStore("s")) {
+            try (Report r = s.createReport("detention/1")) {
+                r.setText("place", "Oral").setInteger("hours", 3).setDecimal("fine", "-12.50").setBoolean("released", true)
+                        .setTimestamp("when", 1755421200000L)
+                        .setGeo("where", new GeoPoint(51.23, 51.37, 20))
+                        .setPeople("detained", java.util.Arrays.asList(new Person("Roza Kariyeva", "detained"),
+                                                                       new Person("Marua Eskendirova", null)))
+                        .setLocation(new GeoPoint(51.2, 51.4, 0));
+                s.seal(r);
+                id = r.id();
+            }
+            try (Report r = s.report(id)) {
+                assertEquals("-12.50", r.decimal("fine"));
+                assertNull(r.decimal("missing"));
+                assertTrue(r.bool("released"));
+                assertEquals(1755421200000L, r.timestamp("when"));
+                assertEquals(new GeoPoint(51.23, 51.37, 20), r.geo("where"));
+                assertNull(r.geo("missing"));
+                assertEquals(java.util.Arrays.asList(new Person("Roza Kariyeva", "detained"),
+                                                     new Person("Marua Eskendirova", "")), r.people("detained"));
+                assertNull(r.people("missing"));
+                assertEquals(FieldType.PEOPLE, r.fieldTypes().get("detained"));
+                assertEquals(FieldType.GEO, r.fieldTypes().get("where"));
+                assertEquals(java.util.Arrays.asList("detained", "fine", "hours", "place", "released", "when", "where"),
+                             new java.util.ArrayList<>(r.fieldTypes().keySet()));
+                assertTrue(r.createdMs() > 0);
+                assertFalse(r.isPurged());
+                assertArrayEquals(s.deviceKey(), r.sealInfo().deviceKey);
+                assertArrayEquals(new byte[32], r.sealInfo().previousHash);
+                assertTrue(r.toJson().contains("\"location\":{\"latitude\":51.2"), r.toJson());
+                assertEquals(Status.STATE, assertThrows(DalaException.class, () -> r.bool("place")).status());
+                assertEquals(Status.NOT_FOUND, assertThrows(DalaException.class, () -> r.timestamp("missing")).status());
+            }
+            try (Report draft = s.createReport("detention/1")) {
+                assertEquals(Status.STATE, assertThrows(DalaException.class, draft::sealInfo).status());
+                assertThrows(DalaException.class, () -> draft.setGeo("g", new GeoPoint(91, 0, 0)));
+                assertThrows(DalaException.class, () -> draft.setPeople("p", java.util.Arrays.asList(new Person("", "x"))));
+            }
+        }
+    }
+
+    @Test
+    void libraryVersionAndStoreSettings() {
+        assertEquals(Library.versionNumber() / 10000 + "." + Library.versionNumber() / 100 % 100 + "."
+                     + Library.versionNumber() % 100, Library.version());
+        assertTrue(Library.versionNumber() >= 200);
+        try (Store s = newStore("s")) {
+            s.check();
+            s.setDeleteAfterDelivery(true);
+            s.setDeleteAfterDelivery(false);
+            OutboxStats none = s.outboxStats("org-nowhere");
+            assertEquals(0, none.pending + none.inFlight + none.delivered + none.rejected);
         }
     }
 
@@ -330,7 +389,8 @@ class DalaTest {
     @Test
     void syncAgainstDalaServerOnLoopbackWithAThrowingListener() throws Exception {
         try (Server srv = new Server(tmp); Store s = newStore("phone")) {
-            assertTrue(s.join(srv.invite).startsWith("org-"));
+            String destination = s.join(srv.invite);
+            assertTrue(destination.startsWith("org-"));
             for (int i = 0; i < 3; ++i) {
                 try (Report r = s.createReport("detention/1")) {
                     r.setNarrative("Жеделхат " + i + " ✊");
@@ -359,6 +419,11 @@ class DalaTest {
             for (Receipt rc : s.receipts()) assertTrue(rc.verified);
             for (ReportInfo info : s.reports()) assertEquals(ReportState.DELIVERED, info.state);
             assertEquals(lastUpload[1], lastUpload[0], "progress reached the whole upload");
+            OutboxStats st = s.outboxStats(destination);
+            assertEquals(4, st.delivered);
+            assertEquals(0, st.pending + st.inFlight + st.rejected);
+            assertEquals(0, st.nextAttemptMs);
+            s.check();
         }
     }
 
