@@ -105,10 +105,13 @@ ALTER TABLE servers ADD COLUMN log_witness BLOB;
 SELECT 1;
 )sql",
     // 7: listing a page at a time, newest first (Store::ListPage): (created_ms, id) orders reports and is
-    // the cursor; it serves every lookup by created_ms too.
+    // the cursor; it serves every lookup by created_ms too. Both indexes cover what a listing reads, so that
+    // it reads index pages only, never the rows with their bodies and envelopes.
     R"sql(
-CREATE INDEX IF NOT EXISTS reports_listing ON reports(created_ms, id);
+CREATE INDEX IF NOT EXISTS reports_listing ON reports(created_ms, id, version, sealed, form, updated_ms);
 DROP INDEX IF EXISTS reports_created;
+CREATE INDEX IF NOT EXISTS outbox_report_state ON outbox(report_id, version, state);
+DROP INDEX IF EXISTS outbox_report;
 )sql",
 };
 }  // namespace
