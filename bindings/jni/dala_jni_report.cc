@@ -163,6 +163,7 @@ static jobjectArray ByteArrays(JNIEnv* env, const std::vector<const char*>& item
   jobjectArray out = env->NewObjectArray(static_cast<jsize>(items.size()), bytes, nullptr);
   for (size_t i = 0; out != nullptr && i < items.size() && !env->ExceptionCheck(); ++i) {
     jbyteArray b = Utf8(env, items[i] != nullptr ? items[i] : "");
+    if (b == nullptr) return nullptr;  // out of memory: the exception is pending
     env->SetObjectArrayElement(out, static_cast<jsize>(i), b);
     env->DeleteLocalRef(b);
   }

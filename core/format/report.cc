@@ -1,6 +1,7 @@
 #include "format/report.h"
 #include "base/encoding.h"
 
+#include <charconv>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -266,10 +267,12 @@ std::string JsonEscape(std::string_view s) {
   return out;
 }
 
+// The shortest text that reads back as exactly `d` (51.2, not 51.200000000000003): a value read from the
+// JSON and written back is the value that was stored (the Swift binding edits reports that way).
 static std::string JsonNumber(double d) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.10g", d);
-  return buf;
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+  return ec == std::errc() ? std::string(buf, end) : std::string("null");
 }
 
 static std::string GeoJson(const v1::GeoPoint& g) {

@@ -108,7 +108,8 @@ SELECT 1;
     // the cursor; it serves every lookup by created_ms too. Both indexes cover what a listing reads, so that
     // it reads index pages only, never the rows with their bodies and envelopes.
     R"sql(
-CREATE INDEX IF NOT EXISTS reports_listing ON reports(created_ms, id, version, sealed, form, updated_ms);
+DROP INDEX IF EXISTS reports_listing;
+CREATE INDEX reports_listing ON reports(created_ms, id, version, sealed, form, updated_ms);
 DROP INDEX IF EXISTS reports_created;
 CREATE INDEX IF NOT EXISTS outbox_report_state ON outbox(report_id, version, state);
 DROP INDEX IF EXISTS outbox_report;

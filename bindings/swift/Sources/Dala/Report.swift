@@ -58,8 +58,9 @@ public struct Report: Codable, Sendable, Equatable {
             case "decimal": self = .decimal(try c.decode(String.self, forKey: .value))
             case "boolean": self = .boolean(try c.decode(Bool.self, forKey: .value))
             case "timestamp": self = .timestamp(try c.decode(Int64.self, forKey: .value))
-            case "geo": self = .geo(try c.decode(GeoPoint.self, forKey: .value))
-            case "people": self = .people(try c.decode([Person].self, forKey: .value))
+            // Without a value: encoded by a package that kept these types opaque; kept as they are.
+            case "geo": self = try c.decodeIfPresent(GeoPoint.self, forKey: .value).map { .geo($0) } ?? .other("geo")
+            case "people": self = try c.decodeIfPresent([Person].self, forKey: .value).map { .people($0) } ?? .other("people")
             case let t: self = .other(t)
             }
         }
@@ -108,6 +109,8 @@ public struct Report: Codable, Sendable, Equatable {
     public internal(set) var attachments: [Attachment]
     /// Where the report was made (its capture metadata), if the app set it.
     public var location: GeoPoint?
+    /// The location as the store held it when this value was read: a save changes it only if `location` differs.
+    var locationAsRead: GeoPoint?
 
     enum CodingKeys: String, CodingKey {
         case id, version, form, state, narrative, fields, priority, attachments, capture
@@ -127,6 +130,13 @@ public struct Report: Codable, Sendable, Equatable {
         priority = try c.decode(Int32.self, forKey: .priority)
         attachments = try c.decode([Attachment].self, forKey: .attachments)
         location = try c.decodeIfPresent(Capture.self, forKey: .capture)?.location
+        locationAsRead = location
+    }
+
+    public static func == (a: Report, b: Report) -> Bool {  // what the report holds, not what was read when
+        a.id == b.id && a.version == b.version && a.form == b.form && a.state == b.state && a.narrative == b.narrative
+            && a.fields == b.fields && a.priority == b.priority && a.attachments == b.attachments
+            && a.location == b.location
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -153,6 +163,7 @@ public struct Report: Codable, Sendable, Equatable {
         self.priority = priority
         self.attachments = attachments
         self.location = location
+        self.locationAsRead = location
     }
 
     static func decode(json: String) throws -> Report {

@@ -170,9 +170,12 @@ public final class Store: @unchecked Sendable {
             let h = r!
             try Dala.check { dala_report_set_narrative(h, value.narrative, $0) }
             try Dala.check { dala_report_set_priority(h, value.priority, $0) }
-            for i in 0..<dala_report_get_field_count(h) {  // fields removed from the value
-                let key = String(cString: dala_report_get_field_key(h, i))
-                if value.fields[key] == nil { try Dala.check { dala_report_remove_field(h, key, $0) } }
+            // Fields removed from the value: every key read first (removing one renumbers the rest).
+            let stored = (0..<dala_report_get_field_count(h)).compactMap { i in
+                dala_report_get_field_key(h, i).map { String(cString: $0) }
+            }
+            for key in stored where value.fields[key] == nil {
+                try Dala.check { dala_report_remove_field(h, key, $0) }
             }
             for (key, field) in value.fields {
                 switch field {
@@ -188,11 +191,15 @@ public final class Store: @unchecked Sendable {
                 case .other: break  // left as it is
                 }
             }
-            if let v = value.location {
-                var g = dala_geo(latitude: v.latitude, longitude: v.longitude, accuracy_m: v.accuracyM)
-                try Dala.check { dala_report_set_location(h, &g, $0) }
-            } else {
-                try Dala.check { dala_report_set_location(h, nil, $0) }
+            // The location only when the value changed it since it was read: a value from before this package
+            // knew locations leaves the stored one as it is.
+            if value.location != value.locationAsRead {
+                if let v = value.location {
+                    var g = dala_geo(latitude: v.latitude, longitude: v.longitude, accuracy_m: v.accuracyM)
+                    try Dala.check { dala_report_set_location(h, &g, $0) }
+                } else {
+                    try Dala.check { dala_report_set_location(h, nil, $0) }
+                }
             }
             if seal {
                 try Dala.check { dala_report_seal(s, h, $0) }
@@ -203,6 +210,7 @@ public final class Store: @unchecked Sendable {
                 // The same version: what was written is the value; only its state moved.
                 var out = value
                 out.state = Report.State(rawValue: String(cString: dala_report_state_name(dala_report_get_state(h)))) ?? value.state
+                out.locationAsRead = value.location  // what the store holds now
                 return out
             }
             return try Report.decode(json: json(h))  // a new version (the value was sealed): read it whole

@@ -255,6 +255,35 @@ final class DalaTests: XCTestCase {
         s.close()
     }
 
+    func testRemovingFieldsAndKeepingTheLocation() throws {
+        let s = try newStore()
+        var r = try s.createReport(form: "detention/1")
+        r.fields = ["a": .text("1"), "b": .text("2"), "c": .text("3"), "d": .integer(4)]
+        r.location = .init(latitude: 43.238949, longitude: 76.889709, accuracyM: 4.5)
+        r = try s.save(r)
+        r.fields["a"] = nil
+        r.fields["c"] = nil
+        r = try s.save(r)
+        XCTAssertEqual(try s.report(id: r.id).fields, ["b": .text("2"), "d": .integer(4)])
+        // A value that never knew the location (as from an older package) leaves it as it is.
+        var dict = try JSONSerialization.jsonObject(with: JSONEncoder().encode(try s.report(id: r.id))) as! [String: Any]
+        dict["capture"] = nil
+        var stale = try JSONDecoder().decode(Report.self, from: JSONSerialization.data(withJSONObject: dict))
+        XCTAssertNil(stale.location)
+        stale.narrative = "edited elsewhere"
+        try s.save(stale)
+        XCTAssertEqual(try s.report(id: r.id).location, .init(latitude: 43.238949, longitude: 76.889709, accuracyM: 4.5))
+        // Clearing it on purpose clears it.
+        var cleared = try s.report(id: r.id)
+        cleared.location = nil
+        try s.save(cleared)
+        XCTAssertNil(try s.report(id: r.id).location)
+        // A field value stored without its value by an older package decodes, kept as it is.
+        let old = #"{"id":"\#(r.id)","version":1,"form":"detention/1","state":"draft","narrative":"","fields":{"g":{"type":"geo"}},"priority":0,"attachments":[]}"#
+        XCTAssertEqual(try JSONDecoder().decode(Report.self, from: Data(old.utf8)).fields["g"], .other("geo"))
+        s.close()
+    }
+
     func testLibraryVersionAndStoreSettings() throws {
         let n = Library.versionNumber
         XCTAssertEqual(Library.version, "\(n / 10000).\(n / 100 % 100).\(n % 100)")

@@ -6,7 +6,7 @@ public final class Person {
     public final String role;
 
     public Person(String name, String role) {
-        this.name = name;
+        this.name = java.util.Objects.requireNonNull(name, "a person needs a name");
         this.role = role == null ? "" : role;
     }
 
