@@ -135,16 +135,20 @@ JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_reportNarrative(JNIEnv* env, j
   return Utf8(env, dala_report_get_narrative(R(r)));
 }
 
+// A typed read: false with nothing thrown when the field is absent (absent_is_null), else as Ok().
+static bool Read(JNIEnv* env, dala_status st, dala_error* e, bool absent_is_null) {
+  if (absent_is_null && st == DALA_ERR_NOT_FOUND) {
+    dala_error_free(e);
+    return false;
+  }
+  return Ok(env, st, e);
+}
+
 JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_reportGetText(JNIEnv* env, jclass, jlong r, jbyteArray k) {
   auto key = Str(env, k);
   const char* v = nullptr;
   dala_error* e = nullptr;
-  dala_status st = dala_report_get_text(R(r), C(key), &v, &e);
-  if (st == DALA_ERR_NOT_FOUND) {
-    dala_error_free(e);
-    return nullptr;
-  }
-  if (!Ok(env, st, e)) return nullptr;
+  if (!Read(env, dala_report_get_text(R(r), C(key), &v, &e), e, true)) return nullptr;
   return Utf8(env, v);
 }
 
@@ -168,15 +172,6 @@ static jobjectArray ByteArrays(JNIEnv* env, const std::vector<const char*>& item
     env->DeleteLocalRef(b);
   }
   return env->ExceptionCheck() ? nullptr : out;
-}
-
-// A typed read: false with nothing thrown when the field is absent (absent_is_null), else as Ok().
-static bool Read(JNIEnv* env, dala_status st, dala_error* e, bool absent_is_null) {
-  if (absent_is_null && st == DALA_ERR_NOT_FOUND) {
-    dala_error_free(e);
-    return false;
-  }
-  return Ok(env, st, e);
 }
 
 JNIEXPORT jbyteArray JNICALL Java_org_dala_Native_reportGetDecimal(JNIEnv* env, jclass, jlong r, jbyteArray k) {
