@@ -131,11 +131,17 @@ Result<std::vector<std::string>> ListFiles(const std::string& dir) {
     if (errno == ENOENT) return out;
     return FromErrno(errno, "list", dir);
   }
-  while (dirent* e = ::readdir(d)) {
+  for (;;) {
+    errno = 0;
+    dirent* e = ::readdir(d);
+    if (e == nullptr) break;
     std::string name = e->d_name;
     if (name != "." && name != ".." && e->d_type != DT_DIR) out.push_back(std::move(name));
   }
+  // NULL ends the listing or reports an error (EOVERFLOW, EIO): a short list must never pass for the whole one.
+  const int err = errno;
   ::closedir(d);
+  if (err != 0) return FromErrno(err, "list", dir);
   return out;
 }
 

@@ -17,14 +17,6 @@ using dala::capi::Invalid;
 using dala::capi::RawEnum;
 using dala::capi::ToId;
 
-namespace {
-dala::AttachmentId ToAttachmentId(const dala_attachment_id* id) {
-  dala::AttachmentId r;
-  std::memcpy(r.data(), id->bytes, r.size());
-  return r;
-}
-}  // namespace
-
 void dala_attachment_id_to_string(const dala_attachment_id* id, char out[33]) noexcept {
   dala::capi::IdToText(id ? id->bytes : nullptr, out);
 }

@@ -176,7 +176,7 @@ dala_status dala_store_list_reports(dala_store* store, dala_report_list** out_li
   return Guard(out_error, [&]() -> Status {
     DALA_CHECK_ARG(store != nullptr && out_list != nullptr, "store or out_list is NULL");
     DALA_ASSIGN_OR_RETURN(auto items, store->impl->List());
-    *out_list = new dala_report_list{std::move(items)};
+    *out_list = new dala_report_list{std::move(items), {}};
     return Status::Ok();
   });
 }

@@ -1,9 +1,12 @@
 // The C API as an app sees it: libdala.so and libdala_desk.so through their headers (dala.h, desk.h, and the
-// header-only dala.hh for ownership), nothing else.
+// header-only dala.hh for ownership), nothing else. Built with DALA_CAPI_PHONE_ONLY (tests/phone, the cross
+// builds): libdala alone, without the tests that need the desk's library and a dala-server.
 #include <dala/dala.h>
 #include <dala/dala.hh>
+#ifndef DALA_CAPI_PHONE_ONLY
 #include <dala/desk.h>
 #include <dala/desk.hh>
+#endif
 #include <gtest/gtest.h>
 #include <chrono>
 #include <thread>
@@ -36,6 +39,7 @@ dala_credential Pass(const char* p) {
   return {DALA_CREDENTIAL_PASSPHRASE, reinterpret_cast<const uint8_t*>(p), strlen(p), nullptr, 0};
 }
 
+#ifndef DALA_CAPI_PHONE_ONLY
 dala_desk_options FastDesk() {
   dala_desk_options o;
   dala_desk_options_init(&o);
@@ -43,6 +47,7 @@ dala_desk_options FastDesk() {
   o.kdf_memlimit = 8u << 20;
   return o;
 }
+#endif
 
 dala_store_options Fast() {
   dala_store_options o;
@@ -88,7 +93,9 @@ TEST(CApi, FreesAcceptNull) {
   dala_store_close(nullptr);
   dala_report_free(nullptr);
   dala_report_list_free(nullptr);
+#ifndef DALA_CAPI_PHONE_ONLY
   dala_desk_close(nullptr);
+#endif
   dala_string_free(nullptr);
   dala_sync_session_free(nullptr);
 }
@@ -109,7 +116,7 @@ TEST(CApi, FailureSetsOutputsToNullAndErrorOptional) {
   EXPECT_EQ(dala_store_open(d.path.c_str(), nullptr, nullptr, &s, nullptr), DALA_ERR_INVALID_ARGUMENT);
   dala_credential empty = {DALA_CREDENTIAL_PASSPHRASE, nullptr, 0, nullptr, 0};
   EXPECT_EQ(dala_store_create(d.path.c_str(), &empty, nullptr, &s, nullptr), DALA_ERR_INVALID_ARGUMENT);
-  dala_credential bogus = {static_cast<dala_credential_kind>(7), reinterpret_cast<const uint8_t*>("k"), 1};
+  dala_credential bogus = {static_cast<dala_credential_kind>(7), reinterpret_cast<const uint8_t*>("k"), 1, nullptr, 0};
   EXPECT_EQ(dala_store_create(d.path.c_str(), &bogus, nullptr, &s, nullptr), DALA_ERR_INVALID_ARGUMENT);
   EXPECT_EQ(s, nullptr);
 }
@@ -203,7 +210,9 @@ TEST_F(StoreFixture, ListsAPageAtATime) {
     dala_report* r = nullptr;
     EXPECT_EQ(dala_report_create(store, form, &r, e.out()), DALA_OK) << e.msg();
     EXPECT_EQ(dala_report_save(store, r, e.out()), DALA_OK) << e.msg();
-    if (seal) EXPECT_EQ(dala_report_seal(store, r, e.out()), DALA_OK) << e.msg();
+    if (seal) {
+      EXPECT_EQ(dala_report_seal(store, r, e.out()), DALA_OK) << e.msg();
+    }
     dala_report_id id;
     dala_report_get_id(r, &id);
     dala_report_free(r);
@@ -417,6 +426,7 @@ TEST_F(StoreFixture, InvalidInputIsClear) {
   dala_report_free(r);
 }
 
+#ifndef DALA_CAPI_PHONE_ONLY  // the desk's library and a dala-server
 TEST_F(StoreFixture, DeskKeysThroughTheDeskApi) {
   TempDir d;
   std::string keyfile = d.path + "/org.key";
@@ -825,6 +835,7 @@ TEST_F(StoreFixture, AttachmentsThroughTheCApiAndAnAppTransport) {
   }
   EXPECT_EQ(flips, 3u);
 }
+#endif  // DALA_CAPI_PHONE_ONLY
 
 TEST(CApi, WrongPassphraseThenWipe) {
   TempDir d;

@@ -14,7 +14,7 @@ symbols=$(nm -C "$lib")
 [ -n "$symbols" ] || { echo "no symbol table in $lib"; exit 1; }
 stripped=$(mktemp)
 trap 'rm -f "$stripped"' EXIT
-strip --strip-all -o "$stripped" "$lib"
+"${STRIP:-strip}" --strip-all -o "$stripped" "$lib"  # STRIP: the cross build's (llvm-strip)
 if [ "$variant" = without-transport ]; then
   if grep -Eq 'libssl|libcrypto' <<<"$deps"; then echo "libdala links OpenSSL: $deps"; exit 1; fi
   # Beast's and OpenSSL's marks: their namespaces in (local) symbols and their error strings.
@@ -26,4 +26,5 @@ else
   grep -Eq 'libssl' <<<"$deps" || { echo "libdala with its transport should link OpenSSL"; exit 1; }
   grep -Eq 'boost::(beast|asio)' <<<"$symbols" || { echo "libdala with its transport should carry Beast"; exit 1; }
 fi
-echo "libdala ($variant, $(uname -m)): $(stat -c %s "$stripped") bytes stripped; needs: $(tr '\n' ' ' <<<"$deps")"
+machine=$(readelf -h "$lib" | sed -n 's/^ *Machine: *//p')
+echo "libdala ($variant, $machine): $(stat -c %s "$stripped") bytes stripped; needs: $(tr '\n' ' ' <<<"$deps")"

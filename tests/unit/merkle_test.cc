@@ -110,7 +110,9 @@ TEST(Merkle, EveryProofOfEverySmallTreeVerifiesAndNoAlteredOneDoes) {
       ASSERT_TRUE(VerifyInclusion(leaf, i, n, proof, roots[n])) << i << "/" << n;
       EXPECT_FALSE(VerifyInclusion(leaf, i, n, proof, roots[n - 1]));
       EXPECT_FALSE(VerifyInclusion(*t.Perfect(0, (i + 1) % 70), i, n, proof, roots[n]));
-      if (n > 1) EXPECT_FALSE(VerifyInclusion(leaf, (i + 1) % n, n, proof, roots[n]));
+      if (n > 1) {
+        EXPECT_FALSE(VerifyInclusion(leaf, (i + 1) % n, n, proof, roots[n]));
+      }
       // (The size is bound by the signed head, not by the proof: a proof can fit a neighbouring size.)
       for (size_t k = 0; k < proof.size(); ++k) {
         auto bad = proof;
