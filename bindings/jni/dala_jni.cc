@@ -8,6 +8,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "org_dala_Native.h"
@@ -320,6 +321,139 @@ JNIEXPORT jint JNICALL Java_org_dala_Native_versionNumber(JNIEnv*, jclass) {
 JNIEXPORT void JNICALL Java_org_dala_Native_storeRetryNow(JNIEnv* env, jclass, jlong s) {
   dala_error* e = nullptr;
   Ok(env, dala_store_retry_now(S(s), &e), e);
+}
+
+namespace {
+dala_store_options KdfOptions(jlong ops, jlong mem) {
+  dala_store_options o;
+  dala_store_options_init(&o);
+  o.kdf_opslimit = static_cast<uint64_t>(ops);
+  o.kdf_memlimit = static_cast<uint64_t>(mem);
+  return o;
+}
+
+// Re-key progress into a Store.RekeyListener, on the calling thread. The first exception it throws is kept
+// (the re-key cannot stop midway) and thrown once the re-key has ended.
+struct RekeyProgress {
+  JNIEnv* env;
+  jobject listener;
+  jmethodID on_progress = nullptr;
+  jthrowable thrown = nullptr;
+};
+
+void OnRekeyProgress(void* ctx, int phase, uint64_t done, uint64_t total) {
+  auto* p = static_cast<RekeyProgress*>(ctx);
+  if (p->on_progress == nullptr || p->thrown != nullptr) return;
+  p->env->CallVoidMethod(p->listener, p->on_progress, static_cast<jint>(phase), static_cast<jlong>(done),
+                         static_cast<jlong>(total));
+  if (p->env->ExceptionCheck()) {
+    p->thrown = p->env->ExceptionOccurred();
+    p->env->ExceptionClear();
+  }
+}
+
+int OnDestroyPlatformKey(void* ctx) {
+  auto* p = static_cast<std::pair<JNIEnv*, jobject>*>(ctx);
+  JNIEnv* env = p->first;
+  jclass c = env->GetObjectClass(p->second);
+  jmethodID destroy = c != nullptr ? env->GetMethodID(c, "destroy", "()Z") : nullptr;
+  jboolean gone = destroy != nullptr ? env->CallBooleanMethod(p->second, destroy) : JNI_FALSE;
+  if (env->ExceptionCheck()) {  // a destroyer that threw did not destroy the key; the wipe goes on
+    env->ExceptionClear();
+    return 1;
+  }
+  return gone ? 0 : 1;
+}
+}  // namespace
+
+JNIEXPORT void JNICALL Java_org_dala_Native_storeRekey(JNIEnv* env, jclass, jbyteArray dir, jint ok, jbyteArray oc,
+                                                       jint nk, jbyteArray nc, jlong ops, jlong mem, jobject listener) {
+  auto d = Str(env, dir);
+  Credential oldc(env, ok, oc), newc(env, nk, nc);
+  dala_store_options o = KdfOptions(ops, mem);
+  RekeyProgress progress{env, listener};
+  if (listener != nullptr) {
+    jclass c = env->GetObjectClass(listener);
+    progress.on_progress = env->GetMethodID(c, "onProgress", "(IJJ)V");
+    if (progress.on_progress == nullptr) return;
+  }
+  dala_error* e = nullptr;
+  dala_status st = dala_store_rekey(C(d), oldc.get(), newc.get(), &o, listener ? OnRekeyProgress : nullptr,
+                                    &progress, &e);
+  if (!Ok(env, st, e)) return;  // the re-key's own failure comes first
+  if (progress.thrown != nullptr) env->Throw(progress.thrown);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_storeSetDuress(JNIEnv* env, jclass, jbyteArray dir, jint kind,
+                                                           jbyteArray cred, jbyteArray duress, jlong ops, jlong mem) {
+  auto d = Str(env, dir);
+  Credential c(env, kind, cred), w(env, 1, duress);
+  dala_store_options o = KdfOptions(ops, mem);
+  dala_error* e = nullptr;
+  Ok(env, dala_store_set_duress(C(d), c.get(), w.c.bytes, w.c.length, &o, &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_storeClearDuress(JNIEnv* env, jclass, jbyteArray dir, jint kind,
+                                                             jbyteArray cred, jlong ops, jlong mem) {
+  auto d = Str(env, dir);
+  Credential c(env, kind, cred);
+  dala_store_options o = KdfOptions(ops, mem);
+  dala_error* e = nullptr;
+  Ok(env, dala_store_clear_duress(C(d), c.get(), &o, &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_storeWipeWithOptions(JNIEnv* env, jclass, jbyteArray dir,
+                                                                 jobject destroyer) {
+  auto d = Str(env, dir);
+  dala_store_options o;
+  dala_store_options_init(&o);
+  std::pair<JNIEnv*, jobject> ctx{env, destroyer};
+  if (destroyer != nullptr) {
+    o.destroy_platform_key = OnDestroyPlatformKey;
+    o.destroy_platform_key_context = &ctx;
+  }
+  dala_error* e = nullptr;
+  Ok(env, dala_store_wipe_with_options(C(d), &o, &e), e);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_storeSealReports(JNIEnv* env, jclass, jlong s, jobjectArray ids) {
+  if (ids == nullptr) return ThrowInvalid(env, "the report ids are null");
+  std::vector<dala_report_id> all(static_cast<size_t>(env->GetArrayLength(ids)));
+  for (size_t i = 0; i < all.size(); ++i) {
+    auto id = static_cast<jbyteArray>(env->GetObjectArrayElement(ids, static_cast<jsize>(i)));
+    bool ok = ToId(env, id, &all[i], "a report id must be 16 bytes");
+    env->DeleteLocalRef(id);
+    if (!ok) return;
+  }
+  dala_error* e = nullptr;
+  Ok(env, dala_store_seal_reports(S(s), all.data(), all.size(), &e), e);
+}
+
+JNIEXPORT jobjectArray JNICALL Java_org_dala_Native_servers(JNIEnv* env, jclass, jlong s) {
+  dala_server_list* list = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_store_list_servers(S(s), &list, &e), e)) return nullptr;
+  size_t n = dala_server_list_count(list);
+  jclass cls = nullptr;
+  jobjectArray out = NewArray(env, "org/dala/Server", n, &cls);
+  jmethodID of = out ? env->GetStaticMethodID(cls, "of", "([B[B[B[BZ[B[B[B)Lorg/dala/Server;") : nullptr;
+  for (size_t i = 0; of != nullptr && i < n && !env->ExceptionCheck(); ++i) {
+    dala_server_info info;
+    if (dala_server_list_get(list, i, &info, nullptr) != DALA_OK) continue;
+    jbyteArray dest = Utf8(env, info.destination), org = Utf8(env, info.organisation), url = Utf8(env, info.url),
+               key = Bytes(env, info.server_key, 32), err = Utf8(env, info.last_error),
+               fp = Utf8(env, info.fingerprint), root = Bytes(env, info.organisation_key, 32);
+    jobject o = env->CallStaticObjectMethod(cls, of, dest, org, url, key, static_cast<jboolean>(info.enrolled != 0),
+                                            err, fp, root);
+    if (env->ExceptionCheck()) break;
+    env->SetObjectArrayElement(out, static_cast<jsize>(i), o);
+    for (jobject r : {static_cast<jobject>(dest), static_cast<jobject>(org), static_cast<jobject>(url),
+                      static_cast<jobject>(key), static_cast<jobject>(err), static_cast<jobject>(fp),
+                      static_cast<jobject>(root), o})
+      env->DeleteLocalRef(r);
+  }
+  dala_server_list_free(list);
+  return out;
 }
 
 // --- delivery ---

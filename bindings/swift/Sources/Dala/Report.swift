@@ -109,11 +109,14 @@ public struct Report: Codable, Sendable, Equatable {
     public internal(set) var attachments: [Attachment]
     /// Where the report was made (its capture metadata), if the app set it.
     public var location: GeoPoint?
+    /// The content was deleted from this phone after every destination received it (delete-after-delivery):
+    /// fields, narrative and attachments are gone; id, version, form and state remain.
+    public internal(set) var isPurged: Bool
     /// The location as the store held it when this value was read: a save changes it only if `location` differs.
     var locationAsRead: GeoPoint?
 
     enum CodingKeys: String, CodingKey {
-        case id, version, form, state, narrative, fields, priority, attachments, capture
+        case id, version, form, state, narrative, fields, priority, attachments, capture, purged
     }
     private struct Capture: Codable {
         var location: GeoPoint?
@@ -131,12 +134,13 @@ public struct Report: Codable, Sendable, Equatable {
         attachments = try c.decode([Attachment].self, forKey: .attachments)
         location = try c.decodeIfPresent(Capture.self, forKey: .capture)?.location
         locationAsRead = location
+        isPurged = try c.decodeIfPresent(Bool.self, forKey: .purged) ?? false
     }
 
     public static func == (a: Report, b: Report) -> Bool {  // what the report holds, not what was read when
         a.id == b.id && a.version == b.version && a.form == b.form && a.state == b.state && a.narrative == b.narrative
             && a.fields == b.fields && a.priority == b.priority && a.attachments == b.attachments
-            && a.location == b.location
+            && a.location == b.location && a.isPurged == b.isPurged
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -150,6 +154,7 @@ public struct Report: Codable, Sendable, Equatable {
         try c.encode(priority, forKey: .priority)
         try c.encode(attachments, forKey: .attachments)
         try c.encode(Capture(location: location), forKey: .capture)
+        try c.encode(isPurged, forKey: .purged)
     }
 
     init(id: String, version: UInt32, form: String, state: State, narrative: String, fields: [String: Field],
@@ -164,6 +169,7 @@ public struct Report: Codable, Sendable, Equatable {
         self.attachments = attachments
         self.location = location
         self.locationAsRead = location
+        self.isPurged = false
     }
 
     static func decode(json: String) throws -> Report {

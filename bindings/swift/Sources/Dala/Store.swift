@@ -61,6 +61,97 @@ public final class Store: @unchecked Sendable {
         try Dala.check { dala_store_wipe(path, $0) }
     }
 
+    /// Panic wipe that first destroys the store's platform key (`SecItemDelete`) through `destroyPlatformKey`,
+    /// which returns true when the key is gone; then does what `wipe(at:)` does. Everything is attempted even
+    /// if a step fails; then the first failure is thrown (`DalaError.io` if the key could not be destroyed).
+    public static func wipe(at path: String, destroyPlatformKey: () -> Bool) throws {
+        try withoutActuallyEscaping(destroyPlatformKey) { destroy in
+            let box = DestroyBox(destroy)
+            var o = dala_store_options()
+            dala_store_options_init(&o)
+            o.destroy_platform_key_context = Unmanaged.passUnretained(box).toOpaque()
+            o.destroy_platform_key = { ctx in
+                guard let ctx else { return 1 }
+                return Unmanaged<DestroyBox>.fromOpaque(ctx).takeUnretainedValue().destroy() ? 0 : 1
+            }
+            try withExtendedLifetime(box) { _ = try Dala.check { dala_store_wipe_with_options(path, &o, $0) } }
+        }
+    }
+
+    /// Re-wraps the store's key under a new passphrase: instant, the database is not rewritten (`rekey` for
+    /// new keys). No store may be open on it. Both arrays are wiped.
+    public static func changePassphrase(at path: String, from old: inout [UInt8], to new: inout [UInt8],
+                                        options: Options = Options()) throws {
+        defer {
+            wipe(&old)
+            wipe(&new)
+        }
+        var o = kdfOptions(options)
+        try withCredential(old) { oc in
+            try withCredential(new) { nc in try Dala.check { dala_store_change_credential(path, oc, nc, &o, $0) } }
+        }
+    }
+
+    /// What `rekey` is doing: the database (0 of 1, then 1 of 1), then the drafts' attachments (bytes).
+    public enum RekeyPhase: Int32, Sendable {
+        case database = 1, attachments = 2
+    }
+
+    /// Re-keys the store (no store may be open on it): the database and the drafts' attachments are encrypted
+    /// again under new keys, and the key file then wraps the new key under the new passphrase. Killed at any
+    /// point, the store opens with one passphrase or the other and loses nothing; call it again to finish.
+    /// Afterwards an old key file with the old passphrase opens nothing. Takes about as long as copying the
+    /// store two or three times; `progress` is called on this thread. Both arrays are wiped.
+    public static func rekey(at path: String, from old: inout [UInt8], to new: inout [UInt8],
+                             options: Options = Options(),
+                             progress: (_ phase: RekeyPhase, _ done: UInt64, _ total: UInt64) -> Void = { _, _, _ in }) throws {
+        defer {
+            wipe(&old)
+            wipe(&new)
+        }
+        var o = kdfOptions(options)
+        try withoutActuallyEscaping(progress) { report in
+            let box = RekeyBox(report)
+            let ctx = Unmanaged.passUnretained(box).toOpaque()
+            try withCredential(old) { oc in
+                try withCredential(new) { nc in
+                    try withExtendedLifetime(box) {
+                        _ = try Dala.check {
+                            dala_store_rekey(path, oc, nc, &o, { ctx, phase, done, total in
+                                guard let ctx, let phase = RekeyPhase(rawValue: phase) else { return }
+                                Unmanaged<RekeyBox>.fromOpaque(ctx).takeUnretainedValue().progress(phase, done, total)
+                            }, ctx, $0)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sets (or replaces) a duress passphrase (no store may be open on it): opening the store with it destroys
+    /// the store's key and data and opens a new, empty store, taking the same time as any open. Read
+    /// docs/duress.md before offering it. Both arrays are wiped.
+    public static func setDuress(at path: String, passphrase: inout [UInt8], duressPassphrase: inout [UInt8],
+                                 options: Options = Options()) throws {
+        defer {
+            wipe(&passphrase)
+            wipe(&duressPassphrase)
+        }
+        var o = kdfOptions(options)
+        try withCredential(passphrase) { cred in
+            try duressPassphrase.withUnsafeBufferPointer { d in
+                _ = try Dala.check { dala_store_set_duress(path, cred, d.baseAddress, d.count, &o, $0) }
+            }
+        }
+    }
+
+    /// Removes the duress passphrase, if any (no store may be open on it). The array is wiped.
+    public static func clearDuress(at path: String, passphrase: inout [UInt8], options: Options = Options()) throws {
+        defer { wipe(&passphrase) }
+        var o = kdfOptions(options)
+        try withCredential(passphrase) { cred in _ = try Dala.check { dala_store_clear_duress(path, cred, &o, $0) } }
+    }
+
     /// Closes the store once every call in progress has returned. Idempotent.
     public func close() {
         idle.lock()
@@ -394,6 +485,53 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// A server this store delivers to: whose it is and how the last contact went.
+    public struct Server: Sendable, Equatable {
+        /// The destination's name, as `join(invite:)` returned it.
+        public let destination: String
+        /// The organisation's name, from its signed statement: show it with `fingerprint` at join.
+        public let organisation: String
+        /// The first address.
+        public let url: String
+        /// The server's Ed25519 key (32 bytes): answers and receipts are verified against it.
+        public let serverKey: [UInt8]
+        public let enrolled: Bool
+        /// What went wrong at the last contact; "" when it went well.
+        public let lastError: String
+        /// The organisation's root key as 6 groups of 5 digits, to compare in person; "" for a 0.1 server.
+        public let fingerprint: String
+        /// The organisation's root key (32 bytes); all zero for a server joined with a 0.1 invite.
+        public let organisationKey: [UInt8]
+    }
+
+    /// The servers this store delivers to.
+    public func servers() throws -> [Server] {
+        try use { s in
+            var list: OpaquePointer?
+            try Dala.check { dala_store_list_servers(s, &list, $0) }
+            defer { dala_server_list_free(list) }
+            return try (0..<dala_server_list_count(list)).map { i in
+                var info = dala_server_info()
+                try Dala.check { dala_server_list_get(list, i, &info, $0) }
+                return Server(destination: String(cString: info.destination), organisation: String(cString: info.organisation),
+                              url: String(cString: info.url), serverKey: withUnsafeBytes(of: info.server_key) { Array($0) },
+                              enrolled: info.enrolled != 0, lastError: String(cString: info.last_error),
+                              fingerprint: String(cString: info.fingerprint),
+                              organisationKey: withUnsafeBytes(of: info.organisation_key) { Array($0) })
+            }
+        }
+    }
+
+    /// Seals the drafts of these reports in one transaction: all of them, or none.
+    public func sealAll(ids: [String]) throws {
+        try use { s in
+            let all = try ids.map { try reportID($0) }
+            try all.withUnsafeBufferPointer { p in
+                _ = try Dala.check { dala_store_seal_reports(s, p.baseAddress, p.count, $0) }
+            }
+        }
+    }
+
     public struct Receipt: Sendable, Equatable {
         public let reportID: String
         public let version: UInt32
@@ -439,6 +577,14 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    private static func kdfOptions(_ options: Options) -> dala_store_options {
+        var o = dala_store_options()
+        dala_store_options_init(&o)
+        o.kdf_opslimit = options.kdfOpsLimit
+        o.kdf_memlimit = options.kdfMemLimit
+        return o
+    }
+
     static func wipe(_ bytes: inout [UInt8]) {
         for i in bytes.indices { bytes[i] = 0 }
     }
@@ -446,6 +592,17 @@ public final class Store: @unchecked Sendable {
 
 func hex(_ id: dala_report_id) -> String {
     withUnsafeBytes(of: id.bytes) { Array($0) }.map { String(format: "%02x", $0) }.joined()
+}
+
+/// What the C callbacks of `Store.rekey` and `Store.wipe(at:destroyPlatformKey:)` reach through their context.
+private final class RekeyBox {
+    let progress: (Store.RekeyPhase, UInt64, UInt64) -> Void
+    init(_ progress: @escaping (Store.RekeyPhase, UInt64, UInt64) -> Void) { self.progress = progress }
+}
+
+private final class DestroyBox {
+    let destroy: () -> Bool
+    init(_ destroy: @escaping () -> Bool) { self.destroy = destroy }
 }
 
 /// One line of a report list: a report's latest version.

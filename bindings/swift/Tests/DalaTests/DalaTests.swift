@@ -213,6 +213,128 @@ final class DalaTests: XCTestCase {
         try s.check()
     }
 
+    func testServersShowTheOrganisationAndPurgedReportsSaySo() async throws {
+        let s = try newStore("phone")
+        defer { s.close() }
+        let destination: String
+        do {
+            let server = try TestServer(dir: dir)
+            defer { server.stop() }
+            destination = try s.join(invite: server.invite)
+            let joined = try s.servers()
+            XCTAssertEqual(joined.count, 1)
+            XCTAssertEqual(joined[0].destination, destination)
+            XCTAssertEqual(joined[0].organisation, "KIBHR")
+            XCTAssertTrue(joined[0].url.hasPrefix("http://127.0.0.1:"), joined[0].url)
+            XCTAssertNotNil(joined[0].fingerprint.range(of: #"^\d{5}( \d{5}){5}$"#, options: .regularExpression),
+                            joined[0].fingerprint)
+            XCTAssertEqual(joined[0].serverKey.count, 32)
+            XCTAssertEqual(joined[0].organisationKey.count, 32)
+            XCTAssertNotEqual(joined[0].organisationKey, [UInt8](repeating: 0, count: 32))
+            XCTAssertFalse(joined[0].enrolled)
+            XCTAssertEqual(joined[0].lastError, "")
+            try s.setDeleteAfterDelivery(true)
+            var r = try s.createReport(form: "detention/1")
+            r.narrative = "purged once delivered"
+            let sealed = try s.seal(r)
+            XCTAssertFalse(sealed.isPurged)
+            let result = try await s.sync(timeoutMilliseconds: 30_000)
+            XCTAssertEqual(result.remaining, 0)
+            XCTAssertTrue(try s.servers()[0].enrolled)
+            let after = try s.report(id: sealed.id)
+            XCTAssertTrue(after.isPurged)
+            XCTAssertEqual(after.narrative, "")
+        }
+        // The server is gone: the next contact fails, and says so.
+        var r = try s.createReport(form: "detention/1")
+        r.narrative = "waits"
+        try s.seal(r)
+        _ = try await s.sync(timeoutMilliseconds: 5_000)
+        XCTAssertNotEqual(try s.servers()[0].lastError, "")
+    }
+
+    func testSealAllSealsEveryDraftOrNone() throws {
+        let s = try newStore()
+        defer { s.close() }
+        var ids: [String] = []
+        for i in 0..<3 {
+            var r = try s.createReport(form: "detention/1")
+            r.narrative = "draft \(i)"
+            ids.append(try s.save(r).id)
+        }
+        XCTAssertThrowsError(try s.sealAll(ids: ids + ["00112233445566778899aabbccddeeff"]))
+        for id in ids { XCTAssertEqual(try s.report(id: id).state, .draft) }
+        try s.sealAll(ids: Array(ids.prefix(2)))
+        XCTAssertEqual(try s.report(id: ids[0]).state, .sealed)
+        XCTAssertEqual(try s.report(id: ids[1]).state, .sealed)
+        XCTAssertEqual(try s.report(id: ids[2]).state, .draft)
+    }
+
+    func testPassphraseChangeRekeyDuressAndWipe() throws {
+        let path = dir.appendingPathComponent("s").path
+        var id = ""
+        do {
+            let s = try newStore()
+            var r = try s.createReport(form: "detention/1")
+            r.narrative = "kept across the re-key"
+            r = try s.save(r)
+            try s.attach(Data(count: 100_000), mimeType: "image/jpeg", to: r.id)
+            id = r.id
+            s.close()
+        }
+        func open(_ p: String) throws -> Store {
+            var bytes = Array(p.utf8)
+            return try Store.open(at: path, passphrase: &bytes, options: Self.fast)
+        }
+        var old = Array("correct horse".utf8), new = Array("battery staple".utf8)
+        try Store.changePassphrase(at: path, from: &old, to: &new, options: Self.fast)
+        XCTAssertEqual(old, [UInt8](repeating: 0, count: old.count), "wiped")
+        XCTAssertThrowsError(try open("correct horse")) { XCTAssertEqual(($0 as? DalaError)?.code, .wrongKey) }
+        try open("battery staple").close()
+
+        var seen: [(Store.RekeyPhase, UInt64, UInt64)] = []
+        old = Array("battery staple".utf8)
+        new = Array("third".utf8)
+        try Store.rekey(at: path, from: &old, to: &new, options: Self.fast) { seen.append(($0, $1, $2)) }
+        XCTAssertEqual(seen.first?.0, .database)
+        XCTAssertEqual(seen.last?.0, .attachments)
+        XCTAssertEqual(seen.last?.1, seen.last?.2)
+        XCTAssertGreaterThanOrEqual(seen.last?.2 ?? 0, 100_000)
+        XCTAssertThrowsError(try open("battery staple")) { XCTAssertEqual(($0 as? DalaError)?.code, .wrongKey) }
+        do {
+            let s = try open("third")
+            XCTAssertEqual(try s.report(id: id).narrative, "kept across the re-key")
+            XCTAssertEqual(try s.attachments(of: id).count, 1)
+            s.close()
+        }
+
+        var pass = Array("third".utf8), duress = Array("let me go".utf8)
+        try Store.setDuress(at: path, passphrase: &pass, duressPassphrase: &duress, options: Self.fast)
+        pass = Array("third".utf8)
+        try Store.clearDuress(at: path, passphrase: &pass, options: Self.fast)
+        XCTAssertThrowsError(try open("let me go")) { XCTAssertEqual(($0 as? DalaError)?.code, .wrongKey) }
+        pass = Array("third".utf8)
+        duress = Array("let me go".utf8)
+        try Store.setDuress(at: path, passphrase: &pass, duressPassphrase: &duress, options: Self.fast)
+        do {
+            let s = try open("let me go")
+            XCTAssertEqual(try s.reports().count, 0, "the duress passphrase opens an empty store")
+            s.close()
+        }
+        XCTAssertThrowsError(try open("third")) { XCTAssertEqual(($0 as? DalaError)?.code, .wrongKey) }
+
+        var destroyed = false
+        try Store.wipe(at: path) {
+            destroyed = FileManager.default.fileExists(atPath: path)  // called first, the store still there
+            return true
+        }
+        XCTAssertTrue(destroyed)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path))
+        try newStore().close()
+        XCTAssertThrowsError(try Store.wipe(at: path) { false }) { XCTAssertEqual(($0 as? DalaError)?.code, .io) }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path), "the wipe went on")
+    }
+
     func testGeoPointsPeopleAndLocation() throws {
         let s = try newStore()
         var r = try s.createReport(form: "detention/1")

@@ -43,6 +43,13 @@ final class Native {
     static native byte[] version();
     static native int versionNumber();
     static native void storeRetryNow(long store);
+    static native void storeRekey(byte[] dir, int oldKind, byte[] oldCred, int newKind, byte[] newCred, long opsLimit,
+                                  long memLimit, Store.RekeyListener listener);
+    static native void storeSetDuress(byte[] dir, int kind, byte[] cred, byte[] duress, long opsLimit, long memLimit);
+    static native void storeClearDuress(byte[] dir, int kind, byte[] cred, long opsLimit, long memLimit);
+    static native void storeWipeWithOptions(byte[] dir, Store.KeyDestroyer destroyer);
+    static native void storeSealReports(long store, byte[][] ids);
+    static native Server[] servers(long store);
 
     // Reports.
     static native long reportCreate(long store, byte[] form);

@@ -122,6 +122,92 @@ public final class Store extends NativeHandle {
         }
     }
 
+    /** What {@link #rekey} reports as it goes, on the calling thread. */
+    public interface RekeyListener {
+        /** The database, 0 of 1 when its copy under the new key starts and 1 of 1 when it is done. */
+        int DATABASE = 1;
+        /** The drafts' attachments: {@code done} of {@code total} bytes encrypted again. */
+        int ATTACHMENTS = 2;
+
+        void onProgress(int phase, long done, long total);
+    }
+
+    /**
+     * Re-keys the store (no Store may be open on it): the database and the drafts' attachments are encrypted
+     * again under new keys, and the key file then wraps the new key under the new passphrase. Killed at any
+     * point, the store opens with one passphrase or the other and loses nothing; call it again to finish.
+     * Afterwards an old key file (a copy a searcher kept) with the old passphrase opens nothing. Takes about
+     * as long as copying the store two or three times: {@link #changePassphrase} is instant. An exception
+     * thrown by the listener does not stop the re-key; it is thrown once the re-key has ended. Both arrays
+     * are wiped.
+     */
+    public static void rekey(String dir, byte[] oldPassphrase, byte[] newPassphrase, Options options,
+                             RekeyListener listener) {
+        Options o = options == null ? new Options() : options;
+        try {
+            Native.storeRekey(Native.bytes(dir), PASSPHRASE, oldPassphrase, PASSPHRASE, newPassphrase, o.opsLimit,
+                              o.memLimit, listener);
+        } finally {
+            wipe(oldPassphrase);
+            wipe(newPassphrase);
+        }
+    }
+
+    /**
+     * Sets (or replaces) a duress passphrase (no Store may be open on it): opening the store with it destroys
+     * the store's key and data and opens a new, empty store, taking the same time as any open. Read
+     * docs/duress.md before offering it. Both arrays are wiped.
+     */
+    public static void setDuress(String dir, byte[] passphrase, byte[] duressPassphrase, Options options) {
+        Options o = options == null ? new Options() : options;
+        try {
+            Native.storeSetDuress(Native.bytes(dir), PASSPHRASE, passphrase, duressPassphrase, o.opsLimit, o.memLimit);
+        } finally {
+            wipe(passphrase);
+            wipe(duressPassphrase);
+        }
+    }
+
+    /** Removes the duress passphrase, if any (no Store may be open on it). The array is wiped. */
+    public static void clearDuress(String dir, byte[] passphrase, Options options) {
+        Options o = options == null ? new Options() : options;
+        try {
+            Native.storeClearDuress(Native.bytes(dir), PASSPHRASE, passphrase, o.opsLimit, o.memLimit);
+        } finally {
+            wipe(passphrase);
+        }
+    }
+
+    /** Destroys the platform key of a store ({@code KeyStore.deleteEntry}): true when it is gone. */
+    public interface KeyDestroyer {
+        boolean destroy();
+    }
+
+    /**
+     * Panic wipe that first destroys the store's platform key through {@code destroyer}, then does what
+     * {@link #wipe(String)} does. Everything is attempted even if a step fails; then the first failure is
+     * thrown ({@link DalaException.Io} if the key could not be destroyed, or the destroyer threw).
+     */
+    public static void wipe(String dir, KeyDestroyer destroyer) {
+        Native.storeWipeWithOptions(Native.bytes(dir), destroyer);
+    }
+
+    /** The servers this store delivers to, with their organisation and how the last contact went. */
+    public List<Server> servers() {
+        return Arrays.asList(with(Native::servers));
+    }
+
+    /** Seals the drafts of these reports in one transaction: all of them, or none. */
+    public void sealAll(List<ReportId> ids) {
+        byte[][] raw = null;
+        if (ids != null) {
+            raw = new byte[ids.size()][];
+            for (int i = 0; i < raw.length; ++i) raw[i] = idBytes(ids.get(i));
+        }
+        final byte[][] all = raw;
+        run(h -> Native.storeSealReports(h, all));
+    }
+
     /** This device's Ed25519 public key (32 bytes). */
     public byte[] deviceKey() {
         return with(Native::storeDeviceKey);

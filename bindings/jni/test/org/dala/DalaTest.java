@@ -427,6 +427,141 @@ class DalaTest {
         }
     }
 
+    @Test
+    void serversShowTheOrganisationAndHowTheLastContactWent() throws Exception {
+        String destination;
+        try (Store s = newStore("phone")) {
+            try (Server srv = new Server(tmp)) {
+                destination = s.join(srv.invite);
+                List<org.dala.Server> before = s.servers();
+                assertEquals(1, before.size());
+                org.dala.Server joined = before.get(0);
+                assertEquals(destination, joined.destination);
+                assertEquals(Server.ORGANISATION, joined.organisation);
+                assertTrue(joined.url.startsWith("http://127.0.0.1:"), joined.url);
+                assertTrue(joined.fingerprint.matches("\\d{5}( \\d{5}){5}"), joined.fingerprint);
+                assertEquals(32, joined.serverKey.length);
+                assertEquals(32, joined.organisationKey.length);
+                assertFalse(java.util.Arrays.equals(new byte[32], joined.organisationKey));
+                assertFalse(joined.enrolled, "enrolment happens at the first contact");
+                assertEquals("", joined.lastError);
+                sealOne(s, "one");
+                assertEquals(0, s.sync().runOnce(30_000, null).remaining);
+                org.dala.Server after = s.servers().get(0);
+                assertTrue(after.enrolled);
+                assertEquals("", after.lastError);
+            }
+            // The server is gone: the next contact fails, and says so.
+            sealOne(s, "two");
+            s.sync().runOnce(5_000, null);
+            assertFalse(s.servers().get(0).lastError.isEmpty(), "the failed contact is recorded");
+        }
+    }
+
+    @Test
+    void sealAllSealsEveryDraftOrNone() {
+        try (Store s = newStore("s")) {
+            List<ReportId> drafts = new ArrayList<>();
+            for (int i = 0; i < 3; ++i) {
+                try (Report r = s.createReport("detention/1")) {
+                    r.setNarrative("draft " + i);
+                    s.save(r);
+                    drafts.add(r.id());
+                }
+            }
+            // One id is no report: nothing is sealed.
+            List<ReportId> withUnknown = new ArrayList<>(drafts);
+            withUnknown.add(ReportId.parse("00112233445566778899aabbccddeeff"));
+            assertThrows(DalaException.class, () -> s.sealAll(withUnknown));
+            for (ReportId id : drafts) assertEquals(ReportState.DRAFT, stateOf(s, id));
+            s.sealAll(drafts.subList(0, 2));
+            assertEquals(ReportState.SEALED, stateOf(s, drafts.get(0)));
+            assertEquals(ReportState.SEALED, stateOf(s, drafts.get(1)));
+            assertEquals(ReportState.DRAFT, stateOf(s, drafts.get(2)));
+            assertThrows(DalaException.InvalidArgument.class, () -> s.sealAll(null));
+            assertThrows(DalaException.InvalidArgument.class, () -> s.sealAll(java.util.Arrays.asList((ReportId) null)));
+        }
+    }
+
+    @Test
+    void rekeyReportsProgressAndLeavesTheOldPassphraseNothing() throws Exception {
+        String dir = tmp.resolve("s").toString();
+        ReportId id;
+        try (Store s = newStore("s")) {
+            try (Report r = s.createReport("detention/1")) {
+                r.setNarrative("kept across the re-key");
+                try (AttachmentOutputStream out = s.attach(r.id(), "image/jpeg")) {
+                    out.write(new byte[100_000]);
+                }
+                s.save(r);
+                id = r.id();
+            }
+        }
+        List<long[]> seen = new ArrayList<>();
+        Store.rekey(dir, pass("correct horse"), pass("battery staple"), FAST,
+                    (phase, done, total) -> seen.add(new long[] {phase, done, total}));
+        assertEquals(Store.RekeyListener.DATABASE, seen.get(0)[0]);
+        long[] last = seen.get(seen.size() - 1);
+        assertEquals(Store.RekeyListener.ATTACHMENTS, last[0]);
+        assertEquals(last[2], last[1], "the attachments' phase ends at its total");
+        assertTrue(last[2] >= 100_000, "the draft's photo was encrypted again: " + last[2]);
+        assertThrows(DalaException.WrongKey.class, () -> Store.open(dir, pass("correct horse"), FAST));
+        try (Store s = Store.open(dir, pass("battery staple"), FAST); Report r = s.report(id)) {
+            assertEquals("kept across the re-key", r.narrative());
+            assertEquals(1, s.attachments(id).size());
+        }
+        // A listener that throws does not stop the re-key; its exception comes once the re-key is done.
+        IllegalStateException thrown = assertThrows(IllegalStateException.class,
+                () -> Store.rekey(dir, pass("battery staple"), pass("third"), FAST, (phase, done, total) -> {
+                    throw new IllegalStateException("listener failed");
+                }));
+        assertEquals("listener failed", thrown.getMessage());
+        try (Store s = Store.open(dir, pass("third"), FAST); Report r = s.report(id)) {
+            assertEquals("kept across the re-key", r.narrative());
+        }
+        assertThrows(DalaException.WrongKey.class, () -> Store.rekey(dir, pass("wrong"), pass("x"), FAST, null));
+    }
+
+    @Test
+    void aDuressPassphraseOpensAnEmptyStoreAndCanBeCleared() {
+        String dir = tmp.resolve("s").toString();
+        try (Store s = newStore("s")) {
+            sealOne(s, "what a checkpoint must not find");
+        }
+        Store.setDuress(dir, pass("correct horse"), pass("let me go"), FAST);
+        Store.clearDuress(dir, pass("correct horse"), FAST);
+        assertThrows(DalaException.WrongKey.class, () -> Store.open(dir, pass("let me go"), FAST));
+        assertThrows(DalaException.InvalidArgument.class,
+                     () -> Store.setDuress(dir, pass("correct horse"), pass("correct horse"), FAST));
+        Store.setDuress(dir, pass("correct horse"), pass("let me go"), FAST);
+        try (Store s = Store.open(dir, pass("let me go"), FAST)) {
+            assertEquals(0, s.reports().size(), "the duress passphrase opens an empty store");
+        }
+        assertThrows(DalaException.WrongKey.class, () -> Store.open(dir, pass("correct horse"), FAST));
+    }
+
+    @Test
+    void aWipeDestroysThePlatformKeyFirstAndGoesOnWhenItCannot() {
+        List<String> order = new ArrayList<>();
+        String a = tmp.resolve("a").toString(), b = tmp.resolve("b").toString();
+        newStore("a").close();
+        Store.wipe(a, () -> {
+            order.add("destroyed while the store was still there: " + new File(a).exists());
+            return true;
+        });
+        assertEquals(java.util.Arrays.asList("destroyed while the store was still there: true"), order);
+        assertFalse(new File(a).exists());
+        newStore("b").close();
+        assertThrows(DalaException.Io.class, () -> Store.wipe(b, () -> false));
+        assertFalse(new File(b).exists(), "the wipe went on");
+        newStore("b").close();
+        assertThrows(DalaException.Io.class, () -> Store.wipe(b, () -> {
+            throw new IllegalStateException("keystore unavailable");
+        }));
+        assertFalse(new File(b).exists(), "the wipe went on");
+        assertThrows(DalaException.NotFound.class, () -> Store.wipe(b, () -> true));
+    }
+
     static ReportId sealOne(Store s, String narrative) {
         try (Report r = s.createReport("detention/1")) {
             r.setNarrative(narrative);
