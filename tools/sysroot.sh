@@ -2,10 +2,10 @@
 # A sysroot for cross-compiling libdala and its tests (cmake/cross-linux.cmake): Debian's own packages for
 # another architecture, downloaded with a private apt state (nothing installed, no foreign architecture added
 # to this machine, no root needed) and unpacked with dpkg-deb -x. Kept until its package list changes.
-#   tools/sysroot.sh ARCH DIR      ARCH: arm64 or armhf
+#   tools/sysroot.sh ARCH DIR      ARCH: arm64, armhf or s390x
 set -euo pipefail
 arch=$1 dir=$2
-case "$arch" in arm64|armhf) ;; *) echo "tools/sysroot.sh: ARCH is arm64 or armhf" >&2; exit 2 ;; esac
+case "$arch" in arm64|armhf|s390x) ;; *) echo "tools/sysroot.sh: ARCH is arm64, armhf or s390x" >&2; exit 2 ;; esac
 # What libdala (with its HTTP transport) and its tests link: the C and C++ runtimes, libsodium, SQLCipher 4
 # (bookworm-backports, as on the build machine), protobuf-lite, OpenSSL, GoogleTest. Boost is header-only
 # and the same on every architecture: the build machine's headers are linked in.

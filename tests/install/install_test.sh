@@ -52,4 +52,17 @@ grep -q "^C++: Dala $version" <<<"$out" || fail "C++ consumer (pkg-config): $out
 # They run on the installed library, not the build tree's.
 linked=$(ldd "$WORK/pc/consumer_c")  # not piped into grep -q: with pipefail, an early exit is a SIGPIPE failure
 grep -q "$LIB/libdala.so.$major" <<<"$linked" || fail "pkg-config consumer does not use the installed libdala"
-echo "ok: installed Dala $version into a fresh prefix; C and C++ consumers built with find_package and pkg-config ran"
+
+# 3. The Swift package against the installed library (its CDala target finds it through pkg-config), when a
+# Swift toolchain is here: the package copied out of the sources, built in a scratch directory of its own.
+swift_note=""
+if command -v swift >/dev/null 2>&1; then
+  cp -r "$HERE/../../bindings/swift" "$WORK/swiftpkg"
+  rm -rf "$WORK/swiftpkg/.build"
+  swift build --package-path "$WORK/swiftpkg" --scratch-path "$WORK/swift" --product DalaBench >"$WORK/swift.log" 2>&1 ||
+    { tail -20 "$WORK/swift.log"; fail "the Swift package against the installed prefix"; }
+  linked=$(LD_LIBRARY_PATH=$LIB ldd "$WORK/swift/debug/DalaBench")
+  grep -q "$LIB/libdala.so.$major" <<<"$linked" || fail "the Swift package does not link the installed libdala"
+  swift_note="; the Swift package built against it"
+fi
+echo "ok: installed Dala $version into a fresh prefix; C and C++ consumers built with find_package and pkg-config ran$swift_note"

@@ -28,6 +28,7 @@ public final class Store: @unchecked Sendable {
     /// Creates a store under a passphrase (its bytes are wiped after use).
     public static func create(at path: String, passphrase: inout [UInt8], options: Options = Options()) throws -> Store {
         defer { wipe(&passphrase) }
+        try cText(path, "the path")
         var o = dala_store_options()
         dala_store_options_init(&o)
         o.kdf_opslimit = options.kdfOpsLimit
@@ -45,6 +46,7 @@ public final class Store: @unchecked Sendable {
     /// passphrase.
     public static func open(at path: String, passphrase: inout [UInt8], options: Options = Options()) throws -> Store {
         defer { wipe(&passphrase) }
+        try cText(path, "the path")
         var o = dala_store_options()
         dala_store_options_init(&o)
         o.kdf_opslimit = options.kdfOpsLimit
@@ -187,6 +189,7 @@ public final class Store: @unchecked Sendable {
     public func createReport(form: String) throws -> Report {
         try use { s in
             var r: OpaquePointer?
+            let form = try cText(form, "the form")
             try Dala.check { dala_report_create(s, form, &r, $0) }
             defer { dala_report_free(r) }
             var id = dala_report_id()
@@ -253,7 +256,20 @@ public final class Store: @unchecked Sendable {
     }
 
     private func write(_ value: Report, seal: Bool) throws -> Report {
-        try use { s in
+        try cText(value.narrative, "the narrative")
+        for (key, field) in value.fields {
+            try cText(key, "a field key")
+            switch field {
+            case .text(let v), .decimal(let v): try cText(v, "a field's value")
+            case .people(let people):
+                for p in people {
+                    try cText(p.name, "a person's name")
+                    try cText(p.role, "a person's role")
+                }
+            default: break
+            }
+        }
+        return try use { s in
             var rid = try reportID(value.id)
             var r: OpaquePointer?
             try Dala.check { dala_report_edit(s, &rid, &r, $0) }
@@ -396,6 +412,7 @@ public final class Store: @unchecked Sendable {
         try use { s in
             var rid = try self.reportID(reportID)
             var w: OpaquePointer?
+            let mimeType = try cText(mimeType, "the MIME type")
             try Dala.check { dala_attachment_writer_open(s, &rid, mimeType, &w, $0) }
             defer { dala_attachment_writer_free(w) }
             try data.withUnsafeBytes { raw in
@@ -588,6 +605,14 @@ public final class Store: @unchecked Sendable {
     static func wipe(_ bytes: inout [UInt8]) {
         for i in bytes.indices { bytes[i] = 0 }
     }
+}
+
+/// C strings end at a NUL: a Swift string holding one would reach the library cut short. Refused instead
+/// (`DalaError.invalidArgument`), before anything is written.
+@discardableResult
+func cText(_ s: String, _ what: String) throws -> String {
+    guard !s.utf8.contains(0) else { throw DalaError.invalidArgument("\(what) holds a NUL character, which the library cannot store") }
+    return s
 }
 
 func hex(_ id: dala_report_id) -> String {

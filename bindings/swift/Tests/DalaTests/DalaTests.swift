@@ -253,6 +253,55 @@ final class DalaTests: XCTestCase {
         XCTAssertNotEqual(try s.servers()[0].lastError, "")
     }
 
+    func testBadTextIsRefusedNeverCutShort() throws {
+        let s = try newStore()
+        defer { s.close() }
+        var r = try s.createReport(form: "detention/1")
+        r.fields["place"] = .text("kept")
+        r = try s.save(r)
+        func refused(_ change: (inout Report) -> Void, _ code: DalaError.Code = .invalidArgument,
+                     file: StaticString = #filePath, line: UInt = #line) {
+            var bad = r
+            change(&bad)
+            XCTAssertThrowsError(try s.save(bad), file: file, line: line) {
+                XCTAssertEqual(($0 as? DalaError)?.code, code, file: file, line: line)
+            }
+        }
+        refused { $0.fields["place"] = .text("Oral\u{0} and the rest") }
+        refused { $0.narrative = "cut\u{0}here" }
+        refused { $0.fields["k\u{0}ey"] = .text("x") }
+        refused { $0.fields["who"] = .people([Report.Person(name: "A\u{0}B", role: "detained")]) }
+        let big = String(repeating: "Жеделхат ", count: 64 * 1024 / 17 + 10)
+        var tooLong = r
+        tooLong.fields["place"] = .text(big)
+        XCTAssertThrowsError(try s.save(tooLong)) {
+            let code = ($0 as? DalaError)?.code
+            XCTAssertTrue(code == .tooLarge || code == .invalidArgument, "an oversized text: \(String(describing: code))")
+        }
+        XCTAssertEqual(try s.report(id: r.id).fields["place"], .text("kept"), "a refused value changes nothing")
+        XCTAssertThrowsError(try s.createReport(form: "detention\u{0}/1")) {
+            XCTAssertEqual(($0 as? DalaError)?.code, .invalidArgument)
+        }
+        var pass = Array("p".utf8)
+        XCTAssertThrowsError(try Store.open(at: dir.path + "/s\u{0}x", passphrase: &pass, options: Self.fast)) {
+            XCTAssertEqual(($0 as? DalaError)?.code, .invalidArgument)
+        }
+    }
+
+    func testPagingPastTheEndGivesAnEmptyPage() throws {
+        let s = try newStore()
+        defer { s.close() }
+        for _ in 0..<4 { _ = try s.createReport(form: "detention/1") }
+        let first = try s.reports(limit: 2)
+        let second = try s.reports(limit: 2, after: first.next)
+        XCTAssertEqual(second.reports.count, 2)
+        if let cursor = second.next {  // a full last page may still hand out a cursor: it leads nowhere
+            let past = try s.reports(limit: 2, after: cursor)
+            XCTAssertEqual(past.reports.count, 0)
+            XCTAssertNil(past.next)
+        }
+    }
+
     func testSealAllSealsEveryDraftOrNone() throws {
         let s = try newStore()
         defer { s.close() }

@@ -13,8 +13,27 @@ final class Native {
 
     private Native() {}
 
+    /**
+     * Text as the library takes it: UTF-8, no NUL. Refused ({@link DalaException.InvalidArgument}) rather than
+     * altered: an unpaired surrogate would become '?' through getBytes, and C strings end at a NUL, so the
+     * rest would be lost.
+     */
     static byte[] bytes(String s) {
-        return s == null ? null : s.getBytes(StandardCharsets.UTF_8);
+        if (s == null) return null;
+        if (s.indexOf('\0') >= 0) {
+            throw new DalaException.InvalidArgument("text holds a NUL character, which the library cannot store");
+        }
+        try {
+            java.nio.ByteBuffer b = StandardCharsets.UTF_8.newEncoder()
+                    .onMalformedInput(java.nio.charset.CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(java.nio.charset.CodingErrorAction.REPORT)
+                    .encode(java.nio.CharBuffer.wrap(s));
+            byte[] out = new byte[b.remaining()];
+            b.get(out);
+            return out;
+        } catch (java.nio.charset.CharacterCodingException e) {
+            throw new DalaException.InvalidArgument("text is not valid Unicode (an unpaired surrogate)");
+        }
     }
 
     static String string(byte[] b) {

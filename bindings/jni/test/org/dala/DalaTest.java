@@ -459,6 +459,50 @@ class DalaTest {
     }
 
     @Test
+    void badTextIsRefusedNeverCutShortOrReplaced() {
+        try (Store s = newStore("s"); Report r = s.createReport("detention/1")) {
+            r.setText("place", "kept");
+            assertThrows(DalaException.InvalidArgument.class, () -> r.setText("place", "Oral\u0000 and the rest"));
+            assertThrows(DalaException.InvalidArgument.class, () -> r.setNarrative("half a pair \uD800 of surrogates"));
+            assertThrows(DalaException.InvalidArgument.class, () -> r.setText("k\u0000ey", "x"));
+            assertThrows(DalaException.InvalidArgument.class,
+                         () -> r.setPeople("detained", java.util.Arrays.asList(new Person("A\uDC00", "detained"))));
+            assertEquals("kept", r.text("place"), "a refused value changes nothing");
+            StringBuilder big = new StringBuilder();
+            while (big.length() <= 64 * 1024) big.append("Жеделхат ");
+            DalaException tooLong = assertThrows(DalaException.class, () -> r.setText("place", big.toString()));
+            assertTrue(tooLong.status() == Status.TOO_LARGE || tooLong.status() == Status.INVALID_ARGUMENT,
+                       "an oversized text: " + tooLong.status());
+            assertEquals("kept", r.text("place"));
+            s.save(r);
+            try (Report back = s.report(r.id())) {
+                assertEquals("kept", back.text("place"));
+            }
+            assertThrows(DalaException.InvalidArgument.class, () -> s.createReport("detention\u0000/1"));
+            assertThrows(DalaException.InvalidArgument.class, () -> Store.open(tmp.toString() + "/s\u0000x", pass("p")));
+        }
+    }
+
+    @Test
+    void pagingPastTheEndGivesAnEmptyPage() {
+        try (Store s = newStore("s")) {
+            for (int i = 0; i < 4; ++i) {
+                try (Report r = s.createReport("detention/1")) {
+                    s.save(r);
+                }
+            }
+            ReportPage first = s.reports(new ListOptions().limit(2));
+            ReportPage second = s.reports(new ListOptions().limit(2).after(first.next));
+            assertEquals(2, second.reports.size());
+            if (second.next != null) {  // a full last page may still hand out a cursor: it leads nowhere
+                ReportPage past = s.reports(new ListOptions().limit(2).after(second.next));
+                assertEquals(0, past.reports.size());
+                assertNull(past.next);
+            }
+        }
+    }
+
+    @Test
     void sealAllSealsEveryDraftOrNone() {
         try (Store s = newStore("s")) {
             List<ReportId> drafts = new ArrayList<>();
