@@ -58,6 +58,33 @@ public final class Store: @unchecked Sendable {
         return Store(handle: store!)
     }
 
+    /// Creates a store under a 32-byte key from the platform (the Keychain, or one the Secure Enclave wraps):
+    /// no passphrase, no Argon2id. The key's bytes are wiped after use.
+    public static func create(at path: String, key: inout [UInt8], options: Options = Options()) throws -> Store {
+        defer { wipe(&key) }
+        try cText(path, "the path")
+        var o = kdfOptions(options)
+        o.delete_after_delivery = options.deleteAfterDelivery ? 1 : 0
+        var store: OpaquePointer?
+        try withCredential(key, kind: DALA_CREDENTIAL_RAW_KEY) { cred in
+            try Dala.check { dala_store_create(path, cred, &o, &store, $0) }
+        }
+        return Store(handle: store!)
+    }
+
+    /// Opens a store made with `create(at:key:)`; another key throws `DalaError.wrongKey`. The key's bytes are
+    /// wiped after use.
+    public static func open(at path: String, key: inout [UInt8], options: Options = Options()) throws -> Store {
+        defer { wipe(&key) }
+        try cText(path, "the path")
+        var o = kdfOptions(options)
+        var store: OpaquePointer?
+        try withCredential(key, kind: DALA_CREDENTIAL_RAW_KEY) { cred in
+            try Dala.check { dala_store_open(path, cred, &o, &store, $0) }
+        }
+        return Store(handle: store!)
+    }
+
     /// Panic wipe: destroys the key first; needs no passphrase.
     public static func wipe(at path: String) throws {
         try Dala.check { dala_store_wipe(path, $0) }
@@ -586,10 +613,10 @@ public final class Store: @unchecked Sendable {
     }
 
     @discardableResult
-    private static func withCredential<T>(_ bytes: [UInt8], _ body: (UnsafePointer<dala_credential>) throws -> T) throws -> T {
+    private static func withCredential<T>(_ bytes: [UInt8], kind: dala_credential_kind = DALA_CREDENTIAL_PASSPHRASE,
+                                          _ body: (UnsafePointer<dala_credential>) throws -> T) throws -> T {
         try bytes.withUnsafeBufferPointer { p in
-            var cred = dala_credential(kind: DALA_CREDENTIAL_PASSPHRASE, bytes: p.baseAddress, length: p.count,
-                                       key: nil, key_length: 0)
+            var cred = dala_credential(kind: kind, bytes: p.baseAddress, length: p.count, key: nil, key_length: 0)
             return try body(&cred)
         }
     }

@@ -288,6 +288,30 @@ final class DalaTests: XCTestCase {
         }
     }
 
+    func testAStoreUnderAPlatformKey() throws {
+        let path = dir.appendingPathComponent("k").path
+        var key = [UInt8](repeating: 0, count: 32)
+        for i in key.indices { key[i] = UInt8(i * 7 & 0xff) }
+        let copy = key
+        do {
+            let s = try Store.create(at: path, key: &key)
+            XCTAssertEqual(key, [UInt8](repeating: 0, count: 32), "wiped")
+            var r = try s.createReport(form: "detention/1")
+            r.narrative = "under the Keychain's key"
+            try s.seal(r)
+            s.close()
+        }
+        var wrong = copy
+        wrong[0] ^= 1
+        XCTAssertThrowsError(try Store.open(at: path, key: &wrong)) { XCTAssertEqual(($0 as? DalaError)?.code, .wrongKey) }
+        var short = [UInt8](repeating: 1, count: 16)
+        XCTAssertThrowsError(try Store.open(at: path, key: &short)) { XCTAssertEqual(($0 as? DalaError)?.code, .invalidArgument) }
+        var right = copy
+        let s = try Store.open(at: path, key: &right)
+        defer { s.close() }
+        XCTAssertEqual(try s.reports().map(\.narrative), ["under the Keychain's key"])
+    }
+
     func testPagingPastTheEndGivesAnEmptyPage() throws {
         let s = try newStore()
         defer { s.close() }

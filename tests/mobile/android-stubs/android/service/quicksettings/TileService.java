@@ -1,0 +1,5 @@
+package android.service.quicksettings;
+
+public class TileService extends android.content.Context {
+    public void onClick() {}
+}
