@@ -485,8 +485,24 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM* vm, void*) {
   return g_string != nullptr ? JNI_VERSION_1_6 : JNI_ERR;
 }
 
+JNIEXPORT jlong JNICALL Java_org_dala_Native_cancelCreate(JNIEnv* env, jclass) {
+  dala_sync_cancel* c = nullptr;
+  dala_error* e = nullptr;
+  if (!Ok(env, dala_sync_cancel_create(&c, &e), e)) return 0;
+  return reinterpret_cast<jlong>(c);
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_cancelTrigger(JNIEnv*, jclass, jlong c) {
+  dala_sync_cancel_trigger(reinterpret_cast<dala_sync_cancel*>(c));
+}
+
+JNIEXPORT void JNICALL Java_org_dala_Native_cancelFree(JNIEnv*, jclass, jlong c) {
+  dala_sync_cancel_free(reinterpret_cast<dala_sync_cancel*>(c));
+}
+
 JNIEXPORT jlongArray JNICALL Java_org_dala_Native_syncRunOnce(JNIEnv* env, jclass, jlong s, jlong timeout,
-                                                              jobject listener, jobject transport, jbyteArray proxy) {
+                                                              jobject listener, jobject transport, jbyteArray proxy,
+                                                              jlong cancel) {
   std::optional<std::string> proxy_url;
   if (proxy != nullptr) proxy_url = Str(env, proxy);
   Callbacks cb;
@@ -499,6 +515,7 @@ JNIEXPORT jlongArray JNICALL Java_org_dala_Native_syncRunOnce(JNIEnv* env, jclas
   dala_sync_options_init(&o);
   o.timeout_ms = timeout;
   if (proxy_url) o.proxy_url = proxy_url->c_str();
+  o.cancel = reinterpret_cast<dala_sync_cancel*>(cancel);
   Wire(o, cb);
   dala_sync_result r{};
   dala_error* e = nullptr;

@@ -82,7 +82,7 @@ void dala_http_response_set(dala_http_response* response, int http_status, const
 
 void dala_sync_options_init(dala_sync_options* options) noexcept {
   if (options == nullptr) return;
-  *options = dala_sync_options{30000, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+  *options = dala_sync_options{30000, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
 }
 
 
@@ -152,9 +152,20 @@ dala_status dala_sync_run_once(dala_store* store, const dala_sync_options* optio
     DALA_CHECK_ARG(o.timeout_ms > 0, "timeout_ms must be positive");
     DALA_ASSIGN_OR_RETURN(auto transport, MakeTransport(o));
     auto progress = MakeProgress(o);
-    DALA_ASSIGN_OR_RETURN(auto r, dala::sync::RunOnce(*store->impl, *transport, dala::SystemNowMs() + o.timeout_ms,
-                                                      progress));
-    *out_result = ToResult(r);
+    dala_sync_cancel* cancel = o.cancel;
+    if (cancel != nullptr) {  // a trigger from now on cuts this transport off too
+      std::lock_guard lock(cancel->mu);
+      cancel->running = transport.get();
+      if (cancel->flag.load()) transport->Cancel();
+    }
+    auto r = dala::sync::RunOnce(*store->impl, *transport, dala::SystemNowMs() + o.timeout_ms, progress,
+                                 cancel != nullptr ? &cancel->flag : nullptr);
+    if (cancel != nullptr) {
+      std::lock_guard lock(cancel->mu);
+      cancel->running = nullptr;
+    }
+    DALA_RETURN_IF_ERROR(r.status());
+    *out_result = ToResult(*r);
     return Status::Ok();
   });
 }
@@ -168,6 +179,7 @@ dala_status dala_sync_session_start(dala_store* store, const dala_sync_options* 
     dala_sync_options_init(&o);
     if (options != nullptr) o = *options;
     DALA_CHECK_ARG(o.timeout_ms > 0, "timeout_ms must be positive");
+    DALA_CHECK_ARG(o.cancel == nullptr, "a session is stopped with dala_sync_session_cancel, not a run_once token");
     DALA_ASSIGN_OR_RETURN(auto transport, MakeTransport(o));
     *out_session = new dala_sync_session{
         std::make_unique<dala::sync::BackgroundSync>(*store->impl, std::move(transport), MakeProgress(o), o.timeout_ms)};
@@ -188,6 +200,24 @@ dala_status dala_store_retry_now(dala_store* store, dala_error** out_error) noex
     return store->impl->RetryNow();
   });
 }
+
+dala_status dala_sync_cancel_create(dala_sync_cancel** out_cancel, dala_error** out_error) noexcept {
+  if (out_cancel != nullptr) *out_cancel = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(out_cancel != nullptr, "out_cancel is NULL");
+    *out_cancel = new dala_sync_cancel;
+    return Status::Ok();
+  });
+}
+
+void dala_sync_cancel_trigger(dala_sync_cancel* cancel) noexcept {
+  if (cancel == nullptr) return;
+  cancel->flag.store(true);
+  std::lock_guard lock(cancel->mu);
+  if (cancel->running != nullptr) cancel->running->Cancel();
+}
+
+void dala_sync_cancel_free(dala_sync_cancel* cancel) noexcept { delete cancel; }
 
 void dala_sync_session_notify_online(dala_sync_session* session) noexcept {
   if (session != nullptr) session->impl->NotifyOnline();

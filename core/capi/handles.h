@@ -1,7 +1,9 @@
 // What the opaque handles of dala.h hold: each a thin owner of the C++ object it stands for.
 #pragma once
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,13 @@ struct dala_server_list {
 };
 struct dala_receipt_list {
   std::vector<dala::ReceiptInfo> items;
+};
+// A run_once's stop token: the flag the engine checks between requests, and the transport of the run in
+// progress (cut off by a trigger), registered under mu for the run's duration.
+struct dala_sync_cancel {
+  std::atomic<bool> flag{false};
+  std::mutex mu;
+  dala::sync::Transport* running = nullptr;
 };
 struct dala_sync_session {
   std::unique_ptr<dala::sync::BackgroundSync> impl;

@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
 
   uint8_t raw[32];
   randombytes_buf(raw, sizeof raw);
-  dala_credential cred = {DALA_CREDENTIAL_RAW_KEY, raw, sizeof raw};  // excludes Argon2id by design
+  dala_credential cred = {DALA_CREDENTIAL_RAW_KEY, raw, sizeof raw, nullptr, 0};  // excludes Argon2id by design
   dala_store* store = nullptr;
   CHECK(dala_store_create(dir.c_str(), &cred, nullptr, &store, &e_));
   uint8_t org_pk[32], org_sk[32];  // for the sealed-box primitive measured below

@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
   dala_store_options_init(&o);
   uint8_t raw[32];
   randombytes_buf(raw, sizeof raw);
-  dala_credential cred{DALA_CREDENTIAL_RAW_KEY, raw, sizeof raw};
+  dala_credential cred{DALA_CREDENTIAL_RAW_KEY, raw, sizeof raw, nullptr, 0};
   dala_store* store = nullptr;
   dala_error* e = nullptr;
   Check(dala_store_create((dir + "/store").c_str(), &cred, &o, &store, &e), e, "create");

@@ -617,6 +617,7 @@ struct Forward {
   std::string helper;  // http_forward.py
   int posts = 0, uploads = 0;
   uint64_t uploaded = 0;
+  dala_sync_cancel* stop_after_upload = nullptr;  // triggered once an upload has been answered
 };
 
 dala_status RunHelper(const std::string& cmd, dala_http_response* response) {
@@ -657,6 +658,10 @@ dala_status ForwardUpload(void* ctx, const char* url, const char* request_header
   ++f->uploads;
   f->uploaded += length;
   // The body comes straight from the encrypted file the library names (as an iOS background upload would).
+  struct StopAfter {  // as a Stop button on another thread would, while this upload is in flight
+    dala_sync_cancel* c;
+    ~StopAfter() { dala_sync_cancel_trigger(c); }
+  } stop{f->stop_after_upload};
   return RunHelper("python3 " + f->helper + " " + url + " application/octet-stream " + file_path + " " +
                        std::to_string(offset) + " " + std::to_string(length) + " 'Authorization: " +
                        request_header + "'",
@@ -788,6 +793,41 @@ TEST_F(StoreFixture, AttachmentsThroughTheCApiAndAnAppTransport) {
   EXPECT_EQ(fw.uploads, 0);
   o.transport_upload = ForwardUpload;
   ASSERT_EQ(dala_store_notify_online(store, e.out()), DALA_OK);
+  // A run stopped before it starts sends nothing.
+  dala_sync_cancel* stop = nullptr;
+  EXPECT_EQ(dala_sync_cancel_create(nullptr, e.out()), DALA_ERR_INVALID_ARGUMENT);
+  ASSERT_EQ(dala_sync_cancel_create(&stop, e.out()), DALA_OK);
+  dala_sync_cancel_trigger(stop);
+  dala_sync_cancel_trigger(stop);  // any number of times
+  o.cancel = stop;
+  const int posts_before = fw.posts;
+  ASSERT_EQ(dala_sync_run_once(store, &o, &r, e.out()), DALA_OK) << e.msg();
+  EXPECT_EQ(fw.posts, posts_before);
+  EXPECT_EQ(fw.uploads, 0);
+  EXPECT_EQ(r.remaining, 1u);
+  dala_sync_cancel_free(stop);
+  // Stopped while its first upload is in flight: that upload ends, nothing more is sent, nothing is lost.
+  ASSERT_EQ(dala_sync_cancel_create(&stop, e.out()), DALA_OK);
+  o.cancel = stop;
+  fw.stop_after_upload = stop;
+  ASSERT_EQ(dala_sync_run_once(store, &o, &r, e.out()), DALA_OK) << e.msg();
+  EXPECT_EQ(fw.uploads, 1);
+  EXPECT_EQ(r.delivered, 0u);
+  EXPECT_EQ(r.remaining, 1u);
+  fw.stop_after_upload = nullptr;
+  dala_sync_cancel_free(stop);
+  o.cancel = nullptr;
+  dala_sync_session* refused = reinterpret_cast<dala_sync_session*>(0x1);
+  dala_sync_cancel* unused = nullptr;
+  ASSERT_EQ(dala_sync_cancel_create(&unused, e.out()), DALA_OK);
+  o.cancel = unused;  // a session is stopped its own way
+  EXPECT_EQ(dala_sync_session_start(store, &o, &refused, e.out()), DALA_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(refused, nullptr);
+  o.cancel = nullptr;
+  dala_sync_cancel_free(unused);
+  dala_sync_cancel_free(nullptr);
+  dala_sync_cancel_trigger(nullptr);
+  // The next run finishes: the upload goes on from where the server holds it.
   ASSERT_EQ(dala_sync_run_once(store, &o, &r, e.out()), DALA_OK) << e.msg();
   EXPECT_EQ(r.delivered, 1u);
   EXPECT_EQ(r.remaining, 0u);

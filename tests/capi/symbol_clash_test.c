@@ -12,7 +12,7 @@ int main(void) {
     char dir[] = "/tmp/dala-clash-XXXXXX";
     char path[64], file[128];
     const char *pass = "pw";
-    dala_credential cred = {DALA_CREDENTIAL_PASSPHRASE, (const uint8_t *)"pw", 2};
+    dala_credential cred = {DALA_CREDENTIAL_PASSPHRASE, (const uint8_t *)"pw", 2, NULL, 0};
     dala_store_options opts;
     dala_store *store = NULL;
     dala_error *error = NULL;

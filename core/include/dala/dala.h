@@ -622,6 +622,10 @@ typedef struct dala_sync_options {
        locally. NULL: direct connections, and an .onion address is refused (never looked up).
        DALA_ERR_INVALID_ARGUMENT for a malformed URL, or with an app transport. */
     const char *proxy_url;
+    /* dala_sync_run_once only: a token another thread may trigger to stop the run (dala_sync_cancel_*).
+       NULL: the run ends by itself. A session has its own (dala_sync_session_cancel): DALA_ERR_INVALID_ARGUMENT
+       for a token given to dala_sync_session_start. */
+    struct dala_sync_cancel *cancel;
 } dala_sync_options;
 
 /* Any thread. */
@@ -640,6 +644,23 @@ typedef struct dala_sync_result {
    against the server key from the invite; then the report is marked delivered. */
 DALA_API dala_status dala_sync_run_once(dala_store *store, const dala_sync_options *options,
                                         dala_sync_result *out_result, dala_error **out_error) DALA_NOEXCEPT;
+/* Stopping a dala_sync_run_once from another thread: a "Stop" button, a background task the OS is about to
+   end (BGTask's expiration handler, WorkManager's onStopped), Swift Task cancellation, Java's Future.cancel.
+   Create a token, put it in dala_sync_options.cancel, trigger it from any thread. The run then stops
+   promptly: a request of the built-in transport in flight is cut off (an app transport's request in flight
+   finishes first), nothing more is sent, and run_once returns DALA_OK with what it recorded. Nothing is
+   lost: what was not acknowledged stays queued and a later run sends it again (requests are idempotent;
+   an upload resumes where the server's signed answer says it stopped). A request cut off counts as a
+   failed contact (backoff): call dala_store_notify_online before the next run to send at once. A token
+   triggered before the run makes it send nothing. A token serves one run: create another for the next. */
+typedef struct dala_sync_cancel dala_sync_cancel;
+/* Any thread. */
+DALA_API dala_status dala_sync_cancel_create(dala_sync_cancel **out_cancel, dala_error **out_error) DALA_NOEXCEPT;
+/* Any thread, any number of times (also before the run starts, or after it ended). Accepts NULL. */
+DALA_API void dala_sync_cancel_trigger(dala_sync_cancel *cancel) DALA_NOEXCEPT;
+/* Any thread, once the run that was given the token has returned. Accepts NULL. */
+DALA_API void dala_sync_cancel_free(dala_sync_cancel *cancel) DALA_NOEXCEPT;
+
 /* Any thread. Connectivity is back (or the user asked to sync now): reports that waited only because no
    server could be reached are due at once, without waiting out their backoff. Call before run_once. */
 DALA_API dala_status dala_store_notify_online(dala_store *store, dala_error **out_error) DALA_NOEXCEPT;

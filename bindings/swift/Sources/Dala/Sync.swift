@@ -138,6 +138,22 @@ public final class SyncSession: @unchecked Sendable {
     }
 }
 
+/// A run's stop token (dala_sync_cancel): triggered by Task cancellation, freed when the last reference (the
+/// run's thread, the cancellation handler) is gone.
+private final class CancelToken: @unchecked Sendable {
+    let handle: OpaquePointer
+
+    init() throws {
+        var c: OpaquePointer?
+        try Dala.check { dala_sync_cancel_create(&c, $0) }
+        handle = c!
+    }
+
+    func trigger() { dala_sync_cancel_trigger(handle) }
+
+    deinit { dala_sync_cancel_free(handle) }
+}
+
 /// Runs body with a C string for `s` (NULL for nil), valid during the call.
 func withOptionalCString<T>(_ s: String?, _ body: (UnsafePointer<CChar>?) throws -> T) rethrows -> T {
     guard let s else { return try body(nil) }
@@ -150,24 +166,37 @@ extension Store {
     /// `progress` is called on that thread after each request. `proxy` ("socks5h://HOST:PORT", e.g. Orbot or
     /// an embedded Tor) sends every connection of the built-in transport through a SOCKS5 proxy, server names
     /// resolved by it; without one, an .onion address is refused.
+    ///
+    /// Cancelling the task stops the run promptly (a request of the built-in transport in flight is cut off,
+    /// nothing more is sent) and throws `CancellationError`; nothing is lost: what was not acknowledged stays
+    /// queued (call `notifyOnline()` before the next run to send it at once).
     public func sync(timeoutMilliseconds: Int64 = 30_000, transport: DalaTransport? = nil, proxy: String? = nil,
                      progress: (@Sendable (SyncProgress) -> Void)? = nil) async throws -> SyncResult {
-        try await withCheckedThrowingContinuation { (done: CheckedContinuation<SyncResult, Error>) in
-            let thread = Thread { [self] in
-                done.resume(with: Result {
-                    try self.runOnce(timeoutMilliseconds, proxy, CallbackBox(progress, transport))
-                })
+        let token = try CancelToken()
+        let result = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (done: CheckedContinuation<SyncResult, Error>) in
+                let thread = Thread { [self] in
+                    done.resume(with: Result {
+                        try self.runOnce(timeoutMilliseconds, proxy, CallbackBox(progress, transport), token)
+                    })
+                }
+                thread.name = "dala-sync"
+                thread.start()
             }
-            thread.name = "dala-sync"
-            thread.start()
+        } onCancel: {
+            token.trigger()
         }
+        try Task.checkCancellation()
+        return result
     }
 
-    private func runOnce(_ timeout: Int64, _ proxy: String?, _ callbacks: CallbackBox) throws -> SyncResult {
+    private func runOnce(_ timeout: Int64, _ proxy: String?, _ callbacks: CallbackBox,
+                         _ cancel: CancelToken) throws -> SyncResult {
         try use { s in
             var o = dala_sync_options()
             dala_sync_options_init(&o)
             o.timeout_ms = timeout
+            o.cancel = cancel.handle
             wire(&o, callbacks)
             var r = dala_sync_result()
             _ = try withExtendedLifetime(callbacks) {

@@ -253,6 +253,47 @@ final class DalaTests: XCTestCase {
         XCTAssertNotEqual(try s.servers()[0].lastError, "")
     }
 
+    func testACancelledSyncTaskLosesNothingAndTheNextRunFinishes() async throws {
+        let server = try TestServer(dir: dir)
+        defer { server.stop() }
+        let s = try newStore("phone")
+        defer { s.close() }
+        try s.join(invite: server.invite)
+        let r = try s.createReport(form: "detention/1")
+        let video = dir.appendingPathComponent("video.mp4")
+        try Data(count: 40 << 20).write(to: video)  // 40 upload requests
+        try s.attach(fileAt: video, mimeType: "video/mp4", to: r.id)
+        try s.seal(try s.report(id: r.id))
+        let uploading = Counter()
+        let task = Task { try await s.sync(timeoutMilliseconds: 60_000) { p in if p.uploadDone > 0 { uploading.add() } } }
+        for _ in 0..<3000 where uploading.value == 0 { try await Task.sleep(nanoseconds: 10_000_000) }
+        XCTAssertGreaterThan(uploading.value, 0, "the upload started")
+        task.cancel()
+        let outcome = await task.result
+        XCTAssertThrowsError(try outcome.get()) { XCTAssertTrue($0 is CancellationError, "\($0)") }
+        XCTAssertEqual(try s.receipts().count, 0, "stopped before the upload ended")
+        XCTAssertEqual(try s.report(id: r.id).state, .queued)
+        // Nothing lost: the next run finishes the upload; the report is delivered, its receipt verified.
+        try s.notifyOnline()
+        let next = try await s.sync(timeoutMilliseconds: 60_000)
+        XCTAssertEqual(next.delivered, 1)
+        XCTAssertEqual(next.remaining, 0)
+        XCTAssertTrue(try s.receipts().allSatisfy(\.verified))
+        // A task cancelled before its sync starts sends nothing.
+        var again = try s.createReport(form: "detention/1")
+        again.narrative = "waits"
+        try s.seal(again)
+        let early = Task { () async throws -> SyncResult in
+            while !Task.isCancelled { await Task.yield() }  // the sync starts in a task already cancelled
+            return try await s.sync(timeoutMilliseconds: 60_000)
+        }
+        early.cancel()
+        let earlyOutcome = await early.result
+        XCTAssertThrowsError(try earlyOutcome.get()) { XCTAssertTrue($0 is CancellationError, "\($0)") }
+        XCTAssertEqual(try s.receipts().count, 1, "nothing was sent")
+        XCTAssertEqual(try s.report(id: again.id).state, .queued)
+    }
+
     func testBadTextIsRefusedNeverCutShort() throws {
         let s = try newStore()
         defer { s.close() }

@@ -124,7 +124,11 @@ final class Native {
     // Delivery.
     static native byte[] join(long store, byte[] invite, boolean includeExisting);
     static native long[] syncRunOnce(long store, long timeoutMs, Sync.ProgressListener listener, Transport transport,
-                                     byte[] proxyUrl);
+                                     byte[] proxyUrl, long cancel);
+    // A run_once's stop token (dala_sync_cancel_*): created per run, triggered from any thread, freed after it.
+    static native long cancelCreate();
+    static native void cancelTrigger(long cancel);
+    static native void cancelFree(long cancel);
     static native long sessionStart(long store, long timeoutMs, Sync.ProgressListener listener, Transport transport,
                                     byte[] proxyUrl);
     static native void sessionNotifyOnline(long session);

@@ -57,7 +57,64 @@ public final class Sync {
     /** The same through the app's own transport (null: the built-in one). */
     public Result runOnce(long timeoutMs, ProgressListener listener, Transport transport) {
         byte[] proxy = proxyUrl == null ? null : Native.bytes(proxyUrl);
-        return new Result(store.with(h -> Native.syncRunOnce(h, timeoutMs, listener, transport, proxy)));
+        return new Result(store.with(h -> Native.syncRunOnce(h, timeoutMs, listener, transport, proxy, 0)));
+    }
+
+    /**
+     * {@link #runOnce} on the executor's thread (one that runs one task at a time keeps runs apart, as the
+     * library asks); returns at once. {@code cancel} stops the run promptly, whatever its argument (the
+     * thread is never interrupted inside the library): a request of the built-in transport in flight is cut
+     * off, nothing more is sent, nothing is lost (what was not acknowledged stays queued; call
+     * {@link Store#notifyOnline} before the next run to send it at once). {@code get} gives the result, or
+     * an {@link java.util.concurrent.ExecutionException} with the run's {@link DalaException} (or a
+     * listener's exception) as its cause.
+     */
+    public java.util.concurrent.Future<Result> runAsync(java.util.concurrent.Executor executor, long timeoutMs,
+                                                        ProgressListener listener, Transport transport) {
+        byte[] proxy = proxyUrl == null ? null : Native.bytes(proxyUrl);
+        long cancel = Native.cancelCreate();
+        Run run = new Run(cancel,
+                () -> new Result(store.with(h -> Native.syncRunOnce(h, timeoutMs, listener, transport, proxy, cancel))));
+        try {
+            executor.execute(run);
+        } catch (RuntimeException e) {  // rejected: it never runs
+            run.release();
+            throw e;
+        }
+        return run;
+    }
+
+    /** A run on an executor, whose cancel triggers its stop token; the token is freed once the run is over. */
+    private static final class Run extends java.util.concurrent.FutureTask<Result> {
+        private long cancel;  // 0 once freed
+
+        Run(long cancel, java.util.concurrent.Callable<Result> body) {
+            super(body);
+            this.cancel = cancel;
+        }
+
+        @Override
+        public boolean cancel(boolean mayInterruptIfRunning) {
+            boolean cancelled = super.cancel(false);
+            synchronized (this) {
+                if (cancel != 0) Native.cancelTrigger(cancel);
+            }
+            return cancelled;
+        }
+
+        @Override
+        public void run() {
+            try {
+                super.run();
+            } finally {
+                release();
+            }
+        }
+
+        synchronized void release() {
+            if (cancel != 0) Native.cancelFree(cancel);
+            cancel = 0;
+        }
     }
 
     /**

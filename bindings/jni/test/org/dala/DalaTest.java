@@ -459,6 +459,44 @@ class DalaTest {
     }
 
     @Test
+    void anAsyncRunCancelledMidUploadLosesNothingAndTheNextRunFinishes() throws Exception {
+        try (Server srv = new Server(tmp); Store s = newStore("phone")) {
+            s.join(srv.invite);
+            ReportId id;
+            try (Report r = s.createReport("detention/1")) {
+                try (AttachmentOutputStream out = s.attach(r.id(), "video/mp4")) {
+                    byte[] chunk = new byte[1 << 20];
+                    for (int i = 0; i < 40; ++i) out.write(chunk);  // 40 upload requests
+                }
+                s.seal(r);
+                id = r.id();
+            }
+            java.util.concurrent.ExecutorService one = java.util.concurrent.Executors.newSingleThreadExecutor();
+            java.util.concurrent.CountDownLatch uploading = new java.util.concurrent.CountDownLatch(1);
+            java.util.concurrent.Future<Sync.Result> run = s.sync().runAsync(one, 60_000,
+                    (d, delivered, rejected, remaining, up, total) -> {
+                        if (up > 0) uploading.countDown();
+                    }, null);
+            assertTrue(uploading.await(30, TimeUnit.SECONDS), "the upload started");
+            assertTrue(run.cancel(true));
+            assertTrue(run.isCancelled());
+            assertThrows(java.util.concurrent.CancellationException.class, run::get);
+            one.shutdown();
+            assertTrue(one.awaitTermination(30, TimeUnit.SECONDS), "the run stopped");
+            assertEquals(0, s.receipts().size(), "stopped before the upload ended");
+            assertEquals(ReportState.QUEUED, stateOf(s, id));
+            // Nothing lost: the next run finishes the upload and the report is delivered, verified.
+            s.notifyOnline();
+            java.util.concurrent.ExecutorService next = java.util.concurrent.Executors.newSingleThreadExecutor();
+            Sync.Result r = s.sync().runAsync(next, 60_000, null, null).get(60, TimeUnit.SECONDS);
+            next.shutdown();
+            assertEquals(1, r.delivered);
+            assertEquals(0, r.remaining);
+            assertTrue(s.receipts().get(0).verified);
+        }
+    }
+
+    @Test
     void badTextIsRefusedNeverCutShortOrReplaced() {
         try (Store s = newStore("s"); Report r = s.createReport("detention/1")) {
             r.setText("place", "kept");
