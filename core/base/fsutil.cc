@@ -124,6 +124,10 @@ Status CopyFile(const std::string& from, const std::string& to) {
   return Status::Ok();
 }
 
+// 64-bit offsets and inode numbers everywhere (CMakeLists.txt defines _FILE_OFFSET_BITS=64 on 32-bit systems;
+// an app's own build of libdala must too): attachments past 2 GiB, readdir on large file systems.
+static_assert(sizeof(off_t) == 8 && sizeof(ino_t) == 8, "build with -D_FILE_OFFSET_BITS=64");
+
 Result<std::vector<std::string>> ListFiles(const std::string& dir) {
   std::vector<std::string> out;
   DIR* d = ::opendir(dir.c_str());

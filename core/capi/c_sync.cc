@@ -155,17 +155,25 @@ dala_status dala_sync_run_once(dala_store* store, const dala_sync_options* optio
     dala_sync_cancel* cancel = o.cancel;
     if (cancel != nullptr) {  // a trigger from now on cuts this transport off too
       std::lock_guard lock(cancel->mu);
+      DALA_CHECK_ARG(!cancel->used, "a dala_sync_cancel serves one run: create another for this one");
+      cancel->used = true;
       cancel->running = transport.get();
       if (cancel->flag.load()) transport->Cancel();
     }
-    auto r = dala::sync::RunOnce(*store->impl, *transport, dala::SystemNowMs() + o.timeout_ms, progress,
-                                 cancel != nullptr ? &cancel->flag : nullptr);
-    if (cancel != nullptr) {
-      std::lock_guard lock(cancel->mu);
-      cancel->running = nullptr;
-    }
-    DALA_RETURN_IF_ERROR(r.status());
-    *out_result = ToResult(*r);
+    // Whatever way the run ends (an exception too), a later trigger no longer reaches its transport.
+    struct Unregister {
+      dala_sync_cancel* c;
+      ~Unregister() {
+        if (c == nullptr) return;
+        std::lock_guard lock(c->mu);
+        c->running = nullptr;
+      }
+    } unregister{cancel};
+    // One run at a time (two engines on one destination would record over each other): a second waits.
+    std::lock_guard one_run(store->sync_run);
+    DALA_ASSIGN_OR_RETURN(auto r, dala::sync::RunOnce(*store->impl, *transport, dala::SystemNowMs() + o.timeout_ms,
+                                                      progress, cancel != nullptr ? &cancel->flag : nullptr));
+    *out_result = ToResult(r);
     return Status::Ok();
   });
 }

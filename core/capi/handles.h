@@ -14,7 +14,9 @@
 #include "store/store.h"
 
 struct dala_store {
+  explicit dala_store(std::unique_ptr<dala::Store> s) : impl(std::move(s)) {}
   std::unique_ptr<dala::Store> impl;
+  std::mutex sync_run;  // dala_sync_run_once: one run at a time on this handle; a second waits for the first
 };
 struct dala_report {
   dala::Report r;
@@ -45,6 +47,7 @@ struct dala_sync_cancel {
   std::atomic<bool> flag{false};
   std::mutex mu;
   dala::sync::Transport* running = nullptr;
+  bool used = false;  // a token serves one run
 };
 struct dala_sync_session {
   std::unique_ptr<dala::sync::BackgroundSync> impl;

@@ -227,6 +227,7 @@ struct HttpTransport::Impl {
     const std::string& connect_port = proxy ? proxy->port : u.port;
     tcp::resolver resolver(ioc);
     auto [rec, results] = co_await resolver.async_resolve(connect_host, connect_port, kTuple);
+    if (cancelled) co_return;  // cut off while resolving: connect to nothing (Post is letting this end)
     if (rec) {
       *st = Status(Code::kIo, (proxy ? "cannot resolve the proxy " : "cannot resolve ") + connect_host + ": " +
                                   rec.message());
@@ -381,6 +382,7 @@ struct HttpTransport::Impl {
     req.body() = request.body;
     req.prepare_payload();
     for (int attempt = 0; attempt < 2; ++attempt) {
+      if (cancelled) co_return;  // *st stays "not sent"
       bool reused = connected_to == u.key();
       if (!reused) {
         co_await Connect(u, timeout, pin, st);
@@ -419,9 +421,16 @@ Result<HttpResponse> HttpTransport::Post(const std::string& base_url, const Http
     if (e) st = Status(Code::kIo, "the connection failed unexpectedly");
   });
   impl_->ioc.restart();
-  impl_->ioc.run();
+  // Checked after restart (which would undo a stop() that came before it), right before run: a Cancel from
+  // here on stops run(); one before is seen here. Either way the request is cut off, never left to time out.
+  if (!impl_->cancelled) impl_->ioc.run();
   if (impl_->cancelled) {
+    // The request's coroutine may still be waiting on the sockets: close them and let it end now, while
+    // st and out (this frame's) still live; a later Post (a session goes on after a cancel) would otherwise
+    // resume it and write into them. Cancel stops the context only once, so nothing interrupts this.
     impl_->Close();
+    impl_->ioc.restart();
+    impl_->ioc.run();
     return Status(Code::kIo, "cancelled");
   }
   if (!st.ok()) return st;
@@ -429,8 +438,9 @@ Result<HttpResponse> HttpTransport::Post(const std::string& base_url, const Http
 }
 
 void HttpTransport::Cancel() {
-  impl_->cancelled = true;
-  impl_->ioc.stop();  // thread-safe: run() returns; the connection is closed by Post
+  // thread-safe: run() returns; the connection is closed by Post. Only the first Cancel stops the context,
+  // so that Post can then run it to let the cut-off request end (until Reset).
+  if (!impl_->cancelled.exchange(true)) impl_->ioc.stop();
 }
 
 void HttpTransport::Reset() { impl_->cancelled = false; }

@@ -635,6 +635,15 @@ Result<RunResult> RunOnce(Store& store, Transport& transport, int64_t deadline_m
           if (following.ok()) DALA_RETURN_IF_ERROR(report());
         }
         DALA_RETURN_IF_ERROR(following.status());
+        if (!resp.ok() && cancel != nullptr && cancel->load()) {
+          // Cut off by a stop (the app's, the OS's), not by the network: given back as never sent, with no
+          // attempt counted, no backoff and no error recorded (a push the server did take is answered
+          // "stored" when it is sent again; an upload goes on from what the server holds).
+          if (*following) DALA_RETURN_IF_ERROR(engine.Unsent(**following));
+          DALA_RETURN_IF_ERROR(engine.Unsent(*current));
+          current.reset();
+          break;
+        }
         if (*following && due() && engine.Pipelinable(*current, resp)) {
           previous.emplace(Answered{std::move(*current), std::move(resp)});
           current = std::move(*following);

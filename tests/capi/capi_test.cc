@@ -609,6 +609,56 @@ TEST_F(StoreFixture, AppTransportAndSessionsThroughTheCApi) {
   dala_receipt_list_free(receipts);
 }
 
+// A stop token cuts off a request of the built-in transport in flight (a server that accepts the connection
+// and never answers), from another thread; the cut counts as never sent: no error recorded, no backoff.
+TEST_F(StoreFixture, AStopTokenCutsOffARequestInFlight) {
+  TempDir d;
+  int ls = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(ls, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(ls, 8), 0);
+  ASSERT_EQ(getsockname(ls, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  std::string invite = OrganisationInvite(d.path, "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)), 1);
+  Err e;
+  ASSERT_EQ(dala_store_join(store, invite.c_str(), nullptr, nullptr, e.out()), DALA_OK) << e.msg();
+  dala_report* rep = nullptr;
+  ASSERT_EQ(dala_report_create(store, "detention/1", &rep, e.out()), DALA_OK);
+  ASSERT_EQ(dala_report_seal(store, rep, e.out()), DALA_OK);
+  dala_report_free(rep);
+  dala_sync_cancel* stop = nullptr;
+  ASSERT_EQ(dala_sync_cancel_create(&stop, e.out()), DALA_OK);
+  dala_sync_options o;
+  dala_sync_options_init(&o);
+  o.timeout_ms = 60000;
+  o.cancel = stop;
+  std::thread stopper([stop] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    dala_sync_cancel_trigger(stop);
+  });
+  dala_sync_result r{};
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(dala_sync_run_once(store, &o, &r, e.out()), DALA_OK) << e.msg();
+  const auto took = std::chrono::steady_clock::now() - start;
+  stopper.join();
+  EXPECT_GE(took, std::chrono::milliseconds(250));
+  EXPECT_LT(took, std::chrono::seconds(10)) << "the request in flight was left to its 60 s timeout";
+  EXPECT_EQ(r.remaining, 1u);
+  EXPECT_EQ(r.unreachable, 0);
+  dala_server_list* servers = nullptr;
+  ASSERT_EQ(dala_store_list_servers(store, &servers, e.out()), DALA_OK);
+  dala_server_info si;
+  ASSERT_EQ(dala_server_list_get(servers, 0, &si, e.out()), DALA_OK);
+  EXPECT_STREQ(si.last_error, "") << "a stop is not a failed contact";
+  dala_server_list_free(servers);
+  EXPECT_EQ(dala_sync_run_once(store, &o, &r, e.out()), DALA_ERR_INVALID_ARGUMENT) << "a token serves one run";
+  dala_sync_cancel_free(stop);
+  close(ls);
+}
+
 // --- Attachments through the C API, delivered by an app's own transport (here: a Python HTTP client
 // standing in for OkHttp or URLSession) to a real dala-server ---
 

@@ -638,7 +638,7 @@ typedef struct dala_sync_result {
     int unreachable;           /* 1 when some server could not be reached */
 } dala_sync_result;
 
-/* Any thread; one run per store at a time. Sends what is due to every joined server until nothing is
+/* Any thread; one run per store handle at a time (a second call waits for the first to end). Sends what is due to every joined server until nothing is
    due, the timeout passes, or a server cannot be reached (for OS background schedulers: give it the
    time the OS grants). No store lock is held during network I/O. A receipt counts only if it verifies
    against the server key from the invite; then the report is marked delivered. */
@@ -650,15 +650,17 @@ DALA_API dala_status dala_sync_run_once(dala_store *store, const dala_sync_optio
    promptly: a request of the built-in transport in flight is cut off (an app transport's request in flight
    finishes first), nothing more is sent, and run_once returns DALA_OK with what it recorded. Nothing is
    lost: what was not acknowledged stays queued and a later run sends it again (requests are idempotent;
-   an upload resumes where the server's signed answer says it stopped). A request cut off counts as a
-   failed contact (backoff): call dala_store_notify_online before the next run to send at once. A token
-   triggered before the run makes it send nothing. A token serves one run: create another for the next. */
+   an upload resumes where the server's signed answer says it stopped). A request cut off by the token
+   counts as never sent: no attempt, no backoff, no error recorded; the next run sends it at once. A token
+   triggered before the run makes it send nothing. A token serves one run (DALA_ERR_INVALID_ARGUMENT for a
+   second): create another for the next. */
 typedef struct dala_sync_cancel dala_sync_cancel;
 /* Any thread. */
 DALA_API dala_status dala_sync_cancel_create(dala_sync_cancel **out_cancel, dala_error **out_error) DALA_NOEXCEPT;
 /* Any thread, any number of times (also before the run starts, or after it ended). Accepts NULL. */
 DALA_API void dala_sync_cancel_trigger(dala_sync_cancel *cancel) DALA_NOEXCEPT;
-/* Any thread, once the run that was given the token has returned. Accepts NULL. */
+/* Any thread, once the run that was given the token has returned and no thread can still trigger it.
+   Accepts NULL. */
 DALA_API void dala_sync_cancel_free(dala_sync_cancel *cancel) DALA_NOEXCEPT;
 
 /* Any thread. Connectivity is back (or the user asked to sync now): reports that waited only because no

@@ -87,6 +87,7 @@ public final class Store: @unchecked Sendable {
 
     /// Panic wipe: destroys the key first; needs no passphrase.
     public static func wipe(at path: String) throws {
+        try cText(path, "the path")
         try Dala.check { dala_store_wipe(path, $0) }
     }
 
@@ -94,6 +95,7 @@ public final class Store: @unchecked Sendable {
     /// which returns true when the key is gone; then does what `wipe(at:)` does. Everything is attempted even
     /// if a step fails; then the first failure is thrown (`DalaError.io` if the key could not be destroyed).
     public static func wipe(at path: String, destroyPlatformKey: () -> Bool) throws {
+        try cText(path, "the path")
         try withoutActuallyEscaping(destroyPlatformKey) { destroy in
             let box = DestroyBox(destroy)
             var o = dala_store_options()
@@ -111,6 +113,7 @@ public final class Store: @unchecked Sendable {
     /// new keys). No store may be open on it. Both arrays are wiped.
     public static func changePassphrase(at path: String, from old: inout [UInt8], to new: inout [UInt8],
                                         options: Options = Options()) throws {
+        try cText(path, "the path")
         defer {
             wipe(&old)
             wipe(&new)
@@ -134,6 +137,7 @@ public final class Store: @unchecked Sendable {
     public static func rekey(at path: String, from old: inout [UInt8], to new: inout [UInt8],
                              options: Options = Options(),
                              progress: (_ phase: RekeyPhase, _ done: UInt64, _ total: UInt64) -> Void = { _, _, _ in }) throws {
+        try cText(path, "the path")
         defer {
             wipe(&old)
             wipe(&new)
@@ -162,6 +166,7 @@ public final class Store: @unchecked Sendable {
     /// docs/duress.md before offering it. Both arrays are wiped.
     public static func setDuress(at path: String, passphrase: inout [UInt8], duressPassphrase: inout [UInt8],
                                  options: Options = Options()) throws {
+        try cText(path, "the path")
         defer {
             wipe(&passphrase)
             wipe(&duressPassphrase)
@@ -176,6 +181,7 @@ public final class Store: @unchecked Sendable {
 
     /// Removes the duress passphrase, if any (no store may be open on it). The array is wiped.
     public static func clearDuress(at path: String, passphrase: inout [UInt8], options: Options = Options()) throws {
+        try cText(path, "the path")
         defer { wipe(&passphrase) }
         var o = kdfOptions(options)
         try withCredential(passphrase) { cred in _ = try Dala.check { dala_store_clear_duress(path, cred, &o, $0) } }
@@ -457,6 +463,7 @@ public final class Store: @unchecked Sendable {
     @discardableResult
     public func attach(fileAt url: URL, mimeType: String, to reportID: String) throws -> String {
         guard url.isFileURL else { throw DalaError.invalidArgument("attach(fileAt:) takes a file URL") }
+        try cText(url.path, "the file's path")
         return try use { s in
             var rid = try self.reportID(reportID)
             var id = dala_attachment_id()
@@ -518,7 +525,8 @@ public final class Store: @unchecked Sendable {
     /// (ask the user first): then every report this phone already holds is sealed to it as well.
     @discardableResult
     public func join(invite: String, includeExisting: Bool = false) throws -> String {
-        try use { s in
+        try cText(invite, "the invite")
+        return try use { s in
             var dest: UnsafeMutablePointer<CChar>?
             var options = dala_join_options()
             dala_join_options_init(&options)

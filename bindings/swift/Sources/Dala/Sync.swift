@@ -168,10 +168,11 @@ extension Store {
     /// resolved by it; without one, an .onion address is refused.
     ///
     /// Cancelling the task stops the run promptly (a request of the built-in transport in flight is cut off,
-    /// nothing more is sent) and throws `CancellationError`; nothing is lost: what was not acknowledged stays
-    /// queued (call `notifyOnline()` before the next run to send it at once).
+    /// nothing more is sent) and throws `CancellationError` unless the run had nothing left; nothing is lost:
+    /// what was not acknowledged stays queued, due at once for the next run.
     public func sync(timeoutMilliseconds: Int64 = 30_000, transport: DalaTransport? = nil, proxy: String? = nil,
                      progress: (@Sendable (SyncProgress) -> Void)? = nil) async throws -> SyncResult {
+        if let proxy { try cText(proxy, "the proxy URL") }
         let token = try CancelToken()
         let result = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (done: CheckedContinuation<SyncResult, Error>) in
@@ -186,7 +187,9 @@ extension Store {
         } onCancel: {
             token.trigger()
         }
-        try Task.checkCancellation()
+        // Stopped with work left: the task's cancellation is the answer. A run that had finished everything
+        // anyway gives its result.
+        if Task.isCancelled && result.remaining > 0 { throw CancellationError() }
         return result
     }
 

@@ -64,11 +64,13 @@ public final class Sync {
      * {@link #runOnce} on the executor's thread (one that runs one task at a time keeps runs apart, as the
      * library asks); returns at once. {@code cancel} stops the run promptly, whatever its argument (the
      * thread is never interrupted inside the library): a request of the built-in transport in flight is cut
-     * off, nothing more is sent, nothing is lost (what was not acknowledged stays queued; call
-     * {@link Store#notifyOnline} before the next run to send it at once). {@code get} gives the result, or
+     * off, nothing more is sent, nothing is lost (what was not acknowledged stays queued, due at once for
+     * the next run: a stop is not a failed contact). {@code get} gives the result, or
      * an {@link java.util.concurrent.ExecutionException} with the run's {@link DalaException} (or a
      * listener's exception) as its cause.
      */
+    // The library runs one sync at a time per store: a run started while another is going waits for it. After
+    // cancel, the run may still be ending on the executor's thread; an executor of one thread orders them.
     public java.util.concurrent.Future<Result> runAsync(java.util.concurrent.Executor executor, long timeoutMs,
                                                         ProgressListener listener, Transport transport) {
         byte[] proxy = proxyUrl == null ? null : Native.bytes(proxyUrl);
