@@ -28,17 +28,7 @@ public final class Store: @unchecked Sendable {
     /// Creates a store under a passphrase (its bytes are wiped after use).
     public static func create(at path: String, passphrase: inout [UInt8], options: Options = Options()) throws -> Store {
         defer { wipe(&passphrase) }
-        try cText(path, "the path")
-        var o = dala_store_options()
-        dala_store_options_init(&o)
-        o.kdf_opslimit = options.kdfOpsLimit
-        o.kdf_memlimit = options.kdfMemLimit
-        o.delete_after_delivery = options.deleteAfterDelivery ? 1 : 0
-        var store: OpaquePointer?
-        try withCredential(passphrase) { cred in
-            try Dala.check { dala_store_create(path, cred, &o, &store, $0) }
-        }
-        return Store(handle: store!)
+        return try make(path, passphrase, DALA_CREDENTIAL_PASSPHRASE, options, create: true)
     }
 
     /// Opens a store; a wrong passphrase throws `DalaError.wrongKey`. The options must give the Argon2id
@@ -46,41 +36,31 @@ public final class Store: @unchecked Sendable {
     /// passphrase.
     public static func open(at path: String, passphrase: inout [UInt8], options: Options = Options()) throws -> Store {
         defer { wipe(&passphrase) }
-        try cText(path, "the path")
-        var o = dala_store_options()
-        dala_store_options_init(&o)
-        o.kdf_opslimit = options.kdfOpsLimit
-        o.kdf_memlimit = options.kdfMemLimit
-        var store: OpaquePointer?
-        try withCredential(passphrase) { cred in
-            try Dala.check { dala_store_open(path, cred, &o, &store, $0) }
-        }
-        return Store(handle: store!)
+        return try make(path, passphrase, DALA_CREDENTIAL_PASSPHRASE, options, create: false)
     }
 
     /// Creates a store under a 32-byte key from the platform (the Keychain, or one the Secure Enclave wraps):
     /// no passphrase, no Argon2id. The key's bytes are wiped after use.
     public static func create(at path: String, key: inout [UInt8], options: Options = Options()) throws -> Store {
         defer { wipe(&key) }
-        try cText(path, "the path")
-        var o = kdfOptions(options)
-        o.delete_after_delivery = options.deleteAfterDelivery ? 1 : 0
-        var store: OpaquePointer?
-        try withCredential(key, kind: DALA_CREDENTIAL_RAW_KEY) { cred in
-            try Dala.check { dala_store_create(path, cred, &o, &store, $0) }
-        }
-        return Store(handle: store!)
+        return try make(path, key, DALA_CREDENTIAL_RAW_KEY, options, create: true)
     }
 
     /// Opens a store made with `create(at:key:)`; another key throws `DalaError.wrongKey`. The key's bytes are
     /// wiped after use.
     public static func open(at path: String, key: inout [UInt8], options: Options = Options()) throws -> Store {
         defer { wipe(&key) }
+        return try make(path, key, DALA_CREDENTIAL_RAW_KEY, options, create: false)
+    }
+
+    private static func make(_ path: String, _ secret: [UInt8], _ kind: dala_credential_kind, _ options: Options,
+                             create: Bool) throws -> Store {
         try cText(path, "the path")
         var o = kdfOptions(options)
+        if create { o.delete_after_delivery = options.deleteAfterDelivery ? 1 : 0 }
         var store: OpaquePointer?
-        try withCredential(key, kind: DALA_CREDENTIAL_RAW_KEY) { cred in
-            try Dala.check { dala_store_open(path, cred, &o, &store, $0) }
+        try withCredential(secret, kind: kind) { cred in
+            try Dala.check { create ? dala_store_create(path, cred, &o, &store, $0) : dala_store_open(path, cred, &o, &store, $0) }
         }
         return Store(handle: store!)
     }
