@@ -481,19 +481,28 @@ public final class Store: @unchecked Sendable {
 
     /// Reads an attachment back, verified (a damaged file throws `DalaError.verify`).
     public func attachment(id: String) throws -> Data {
+        var out = Data()
+        try attachment(id: id) { out.append($0) }
+        return out
+    }
+
+    /// Streams an attachment, decrypted piece by piece (at most 64 KiB each) into `body`: a video is never whole
+    /// in memory. The pieces are verified as they come and the whole against its recorded hash at the end:
+    /// `DalaError.verify` (thrown after the last piece) if the file was altered, so act on the content only
+    /// once this returns. `body` may throw to stop early.
+    public func attachment(id: String, chunks body: (Data) throws -> Void) throws {
         try use { s in
             var aid = dala_attachment_id()
             try Dala.check { dala_attachment_id_parse(id, &aid, $0) }
             var r: OpaquePointer?
             try Dala.check { dala_attachment_reader_open(s, &aid, &r, $0) }
             defer { dala_attachment_reader_free(r) }
-            var out = Data()
             var buf = [UInt8](repeating: 0, count: 65536)
             while true {
                 var n = 0
                 try Dala.check { dala_attachment_reader_read(r, &buf, buf.count, &n, $0) }
-                if n == 0 { return out }
-                out.append(contentsOf: buf[0..<n])
+                if n == 0 { return }
+                try body(Data(buf[0..<n]))
             }
         }
     }

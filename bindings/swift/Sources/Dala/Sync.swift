@@ -30,6 +30,12 @@ public protocol DalaTransport: Sendable {
                 timeoutMilliseconds: Int64, tlsPin: Data) throws -> (status: Int, body: Data)
 }
 
+/// What `Store.syncUpdates` yields.
+public enum SyncUpdate: Sendable, Equatable {
+    case progress(SyncProgress)
+    case finished(SyncResult)
+}
+
 /// What the C callbacks reach through their context pointer.
 private final class CallbackBox {
     let progress: (@Sendable (SyncProgress) -> Void)?
@@ -191,6 +197,26 @@ extension Store {
         // anyway gives its result.
         if Task.isCancelled && result.remaining > 0 { throw CancellationError() }
         return result
+    }
+
+    /// One sync as an `AsyncSequence`: `.progress` after each request, then `.finished` with the result.
+    /// Ending the iteration early (a `break`, or cancelling the consuming task) stops the run, as cancelling
+    /// `sync` does; nothing is lost.
+    public func syncUpdates(timeoutMilliseconds: Int64 = 30_000, transport: DalaTransport? = nil,
+                            proxy: String? = nil) -> AsyncThrowingStream<SyncUpdate, Error> {
+        AsyncThrowingStream { continuation in
+            let run = Task {
+                do {
+                    let result = try await self.sync(timeoutMilliseconds: timeoutMilliseconds, transport: transport,
+                                                     proxy: proxy) { continuation.yield(.progress($0)) }
+                    continuation.yield(.finished(result))
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in run.cancel() }
+        }
     }
 
     private func runOnce(_ timeout: Int64, _ proxy: String?, _ callbacks: CallbackBox,

@@ -295,6 +295,41 @@ final class DalaTests: XCTestCase {
         XCTAssertEqual(try s.report(id: again.id).state, .queued)
     }
 
+    func testProgressAsAnAsyncSequenceAndAttachmentsReadInPieces() async throws {
+        let server = try TestServer(dir: dir)
+        defer { server.stop() }
+        let s = try newStore("phone")
+        defer { s.close() }
+        try s.join(invite: server.invite)
+        var r = try s.createReport(form: "detention/1")
+        r.narrative = "with a clip"
+        r = try s.save(r)
+        let clip = Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7919 >> 3) })
+        let id = try s.attach(clip, mimeType: "video/mp4", to: r.id)
+        var pieces = 0, back = Data()
+        try s.attachment(id: id) { piece in
+            XCTAssertLessThanOrEqual(piece.count, 65536)
+            pieces += 1
+            back.append(piece)
+        }
+        XCTAssertEqual(back, clip)
+        XCTAssertGreaterThan(pieces, 1)
+        struct Enough: Error {}
+        XCTAssertThrowsError(try s.attachment(id: id) { _ in throw Enough() }) { XCTAssertTrue($0 is Enough) }
+        try s.seal(try s.report(id: r.id))
+        var progress = 0
+        var finished: SyncResult?
+        for try await update in s.syncUpdates(timeoutMilliseconds: 30_000) {
+            switch update {
+            case .progress: progress += 1
+            case .finished(let result): finished = result
+            }
+        }
+        XCTAssertGreaterThan(progress, 0)
+        XCTAssertEqual(finished?.delivered, 1)
+        XCTAssertEqual(finished?.remaining, 0)
+    }
+
     func testBadTextIsRefusedNeverCutShort() throws {
         let s = try newStore()
         defer { s.close() }
