@@ -21,9 +21,18 @@ rm -rf "$dir" "$state"
 mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$state/debs" "$dir"
 apt=(apt-get -q -o "Dir::State::Lists=$state/lists" -o "Dir::Cache=$state/cache" -o Dir::State::status=/dev/null
      -o "APT::Architecture=$arch" -o "APT::Architectures::=$arch" -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
-# The machine's own sources (bookworm, -updates, -security, -backports: tools/dev deps lists backports).
-"${apt[@]}" update >/dev/null
-(cd "$state/debs" && "${apt[@]}" download "${PACKAGES[@]}" >/dev/null)
+# The machine's own sources (bookworm, -updates, -security, -backports: tools/dev deps lists backports); a
+# source without packages for ARCH is only noted by apt. Three tries, for a network that drops a request.
+fetched=0
+for try in 1 2 3; do
+  if "${apt[@]}" update >/dev/null && (cd "$state/debs" && "${apt[@]}" download "${PACKAGES[@]}" >/dev/null); then
+    fetched=1
+    break
+  fi
+  echo "tools/sysroot.sh: downloading $arch packages failed (try $try of 3)" >&2
+  sleep $((try * 5))
+done
+[ $fetched -eq 1 ] || { echo "tools/sysroot.sh: could not download Debian's $arch packages (network?)" >&2; exit 1; }
 for deb in "$state/debs"/*.deb; do dpkg-deb -x "$deb" "$dir"; done
 # Merged as Debian's own systems are (/lib -> usr/lib): qemu-arm's loader otherwise stops searching /lib's
 # multiarch directory after the first library it does not find there.
