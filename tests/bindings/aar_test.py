@@ -5,7 +5,8 @@ here, so a real AAR is assembled the same way from NDK builds): its exact list o
 package org.dala; classes.jar with every org.dala class, none newer than Java 8 (class version 52), and
 every class the JNI glue looks up by name; the consumer rules (proguard.txt) as written in the repository,
 keeping org.dala and native methods; each library an x86-64 ELF shared object. Refused, writing nothing: a
-library of another architecture under an ABI's name, an unknown ABI, a missing library.
+library of another architecture under an ABI's name, an unknown ABI, a missing library, and libraries that
+would not load on Android (this machine's: a versioned SONAME, glibc's libraries needed, 4 KiB segments).
 
     aar_test.py BUILD_DIR SOURCE_DIR
 """
@@ -34,7 +35,12 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="dala-aar-") as tmp:
         out = os.path.join(tmp, "dala.aar")
+        # This machine's libraries need glibc's and Debian's: refused as they are, packed with --unchecked.
         p = package("--abi", f"x86_64={lib}", "--out", out)
+        check(p.returncode == 1 and "libdala.so.0" in p.stderr and "libstdc++.so.6" in p.stderr
+              and "16 KiB" in p.stderr and not os.path.exists(out),
+              f"this machine's libraries were not refused for Android: exit {p.returncode}, {p.stderr.strip()!r}")
+        p = package("--abi", f"x86_64={lib}", "--unchecked", "--out", out)
         check(p.returncode == 0, f"package_aar.py exited {p.returncode}: {p.stderr.strip()}")
         if p.returncode == 0:
             with zipfile.ZipFile(out) as aar:
@@ -74,6 +80,27 @@ def main():
                 check(looked_up, "no class names found in the JNI glue")
                 for cls in looked_up:
                     check(f"{cls}.class" in listed, f"the glue looks up {cls}, which classes.jar lacks")
+
+        # Libraries made as an NDK build makes them (SONAME = file name, 16 KiB pages, nothing needed but each
+        # other) pass the load checks; the same with 4 KiB pages or a versioned SONAME do not.
+        fake = os.path.join(tmp, "fake")
+        os.makedirs(fake)
+        src_c = os.path.join(tmp, "f.c")
+        with open(src_c, "w") as f:
+            f.write("int dala_fake(void) { return 7; }\n")
+
+        def cc(out_name, soname, page, *extra):
+            subprocess.run(["cc", "-shared", "-fPIC", "-nostdlib", f"-Wl,-soname,{soname}", f"-Wl,-z,max-page-size={page}",
+                            "-o", os.path.join(fake, out_name), src_c, *extra], check=True, timeout=60)
+
+        cc("libdala.so", "libdala.so", 16384)
+        cc("libdala_jni.so", "libdala_jni.so", 16384, "-L" + fake, "-ldala")
+        p = package("--abi", f"x86_64={fake}", "--out", os.path.join(tmp, "ndk-like.aar"))
+        check(p.returncode == 0, f"libraries made as the NDK makes them were refused: {p.stderr.strip()!r}")
+        cc("libdala.so", "libdala.so.0", 4096)
+        p = package("--abi", f"x86_64={fake}", "--out", os.path.join(tmp, "bad-soname.aar"))
+        check(p.returncode == 1 and "SONAME" in p.stderr and "16 KiB" in p.stderr,
+              f"a versioned SONAME and 4 KiB pages were not refused: {p.stderr.strip()!r}")
 
         # Refusals: nothing written.
         for what, args in [
