@@ -107,7 +107,17 @@ Result<v1::OrgStatement> VerifyStatement(std::span<const uint8_t> signed_stateme
   std::set<std::string> seen;
   for (const auto& s : st.servers())
     if (s.server_key().size() != 32 || !seen.insert(s.server_key()).second) return malformed;
+  if (st.desks_size() > 64) return malformed;
+  std::set<std::string> desks;
+  for (const auto& d : st.desks())
+    if (d.size() != 32 || !desks.insert(d).second) return malformed;
   return st;
+}
+
+bool ListsDesk(const v1::OrgStatement& statement, std::span<const uint8_t> desk) {
+  for (const auto& d : statement.desks())
+    if (d.size() == desk.size() && std::memcmp(d.data(), desk.data(), desk.size()) == 0) return true;
+  return false;
 }
 
 std::vector<crypto::PublicKey> Recipients(const v1::OrgStatement& statement) {

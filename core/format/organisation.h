@@ -36,8 +36,8 @@ bool IsDisplayName(std::string_view name);
 // Serialized SignedStatement. The statement's organisation_key must be the root's public key.
 std::string SignStatement(const crypto::SigningKey& root, const v1::OrgStatement& statement);
 // Parses a SignedStatement and checks it: signed by `root`, naming `root`, version >= 1, every key 32 bytes
-// (recipients usable X25519 keys), no server listed twice, at most 64 recipients and 1024 servers, and
-// a name that IsDisplayName accepts.
+// (recipients usable X25519 keys), no server or desk listed twice, at most 64 recipients, 1024 servers and
+// 64 desks, and a name that IsDisplayName accepts.
 // kVerify for a bad signature or another root, kInvalidArgument for a malformed one.
 Result<v1::OrgStatement> VerifyStatement(std::span<const uint8_t> signed_statement, const crypto::PublicKey& root);
 
@@ -50,5 +50,7 @@ std::vector<crypto::PublicKey> Recipients(const v1::OrgStatement& statement);
 bool AuthorisedAt(const v1::OrgStatement& statement, std::span<const uint8_t> server, int64_t time_ms);
 // Whether the statement lists `server` at all, revoked or not.
 const v1::ServerAuthorisation* FindServer(const v1::OrgStatement& statement, std::span<const uint8_t> server);
+// Whether the statement lets the desk key `desk` fetch exports (OrgStatement.desks).
+bool ListsDesk(const v1::OrgStatement& statement, std::span<const uint8_t> desk);
 
 }  // namespace dala::protocol

@@ -14,9 +14,6 @@
 #include <atomic>
 #include <optional>
 
-#include "format/invite.h"
-#include "format/receipt.h"
-#include "format/request.h"
 #include "protocol/http_api.h"
 #include "protocol/tls_pin.h"
 

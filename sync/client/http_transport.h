@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-#include "client/sync_engine.h"
+#include "client/transport.h"
 
 namespace dala::sync {
 

@@ -12,6 +12,7 @@ inline constexpr char kPathHealth[] = "/v2/health";
 inline constexpr char kPathEnrol[] = "/v2/enrol";
 inline constexpr char kPathPush[] = "/v2/push";
 inline constexpr char kPathUpload[] = "/v2/upload";
+inline constexpr char kPathExport[] = "/v2/export";  // a desk pulling (docs/protocol.md, "Pulling exports")
 // Dala 0.1 spoke protocol 1 under /v1/: its phones are told, with 410 Gone, what to do.
 inline constexpr std::string_view kPathOldProtocol = "/v1/";
 inline constexpr char kOldProtocolMessage[] =

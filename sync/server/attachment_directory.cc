@@ -149,6 +149,26 @@ class DirectoryStore final : public AttachmentStore {
     return fs::CopyFile(Path(name), path);
   }
 
+  Result<std::string> Read(const std::string& name, uint64_t offset, size_t length) override {
+    int fd = ::open(Path(name).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Status(Code::kNotFound, "an attachment file is missing");
+    std::string out(length, '\0');
+    size_t got = 0;
+    while (got < length) {
+      ssize_t n = ::pread(fd, out.data() + got, length - got, static_cast<off_t>(offset + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        ::close(fd);
+        return Status(Code::kIo, "could not read an attachment file");
+      }
+      if (n == 0) break;
+      got += static_cast<size_t>(n);
+    }
+    ::close(fd);
+    out.resize(got);
+    return out;
+  }
+
   Result<uint64_t> Verified(const std::string& name, const AttachmentShape& shape) override { return Held(name, shape); }
 
   Result<std::optional<uint64_t>> BytesHeld() override {

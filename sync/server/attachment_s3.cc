@@ -233,6 +233,10 @@ class S3Store final : public AttachmentStore {
     return st;
   }
 
+  Result<std::string> Read(const std::string& name, uint64_t offset, size_t length) override {
+    return client_->GetRange(Key(name), offset, length);
+  }
+
   Result<std::optional<uint64_t>> BytesHeld() override { return std::optional<uint64_t>(); }
 
   Result<uint64_t> Verified(const std::string& name, const AttachmentShape& shape) override {

@@ -67,6 +67,8 @@ class AttachmentStore {
                                                          std::optional<uint64_t> known) = 0;
   // A whole attachment, copied to a local file (export).
   virtual Status CopyTo(const std::string& name, uint64_t size, const std::string& path) = 0;
+  // Bytes [offset, offset + length) of a whole attachment (fewer at its end): a desk pulling it.
+  virtual Result<std::string> Read(const std::string& name, uint64_t offset, size_t length) = 0;
   // Bytes held, for the storage limit at start; nullopt: count what the database records complete.
   virtual Result<std::optional<uint64_t>> BytesHeld() = 0;
   // Reads the whole attachment and verifies every chunk (dala-server check): the verified bytes from the

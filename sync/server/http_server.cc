@@ -145,6 +145,16 @@ struct HttpServer::Impl {
     if (metrics && (opt.metrics_only || MetricsClientAllowed(peer, forwarded)))
       co_return HttpResult{200, metrics::kContentType, core.metrics().Render()};
     if (opt.metrics_only) co_return HttpResult{404, "text/plain", "not found\n"};
+    if (req.target() == protocol::kPathExport) {
+      // A desk's pull reads the database and the attachment store (S3 may take a while): on the storage
+      // pool, never on this I/O thread.
+      // (Arguments, not captures: a coroutine's frame keeps its parameters, not the lambda that made it.)
+      auto pull = [](ServerCore& c, std::string method, std::string body) -> asio::awaitable<HttpResult> {
+        co_return c.Handle(method, protocol::kPathExport, std::string(), body);
+      };
+      co_return co_await asio::co_spawn(storage_pool, pull(core, std::string(req.method_string()), req.body()),
+                                        asio::use_awaitable);
+    }
     co_return co_await Call(std::string(req.method_string()), std::string(req.target()),
                             std::string(req[http::field::content_type]), req.body());
   }

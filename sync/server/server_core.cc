@@ -1,5 +1,6 @@
-// dala-server's core: start-up, routing, the group-commit storage writer, enrolment, devices and export.
-// Pushes are in server_push.cc, attachment uploads in server_upload.cc, the schema in server_schema.cc.
+// dala-server's core: start-up, routing, the group-commit storage writer, enrolment and devices. Exports (to a
+// file, or pulled by a desk) are in server_export.cc, pushes in server_push.cc, attachment uploads in
+// server_upload.cc, the schema in server_schema.cc.
 #include "server/server_core.h"
 
 #include "server/sql/sqlite_connection.h"
@@ -447,6 +448,10 @@ HttpResult ServerCore::Signed(HttpResult r, const crypto::Hash& request_hash) co
 
 void ServerCore::HandleAsync(std::string_view method, std::string_view target, std::string_view content_type,
                              std::string_view body, Done unsigned_done) {
+  if (target == protocol::kPathExport) {  // a desk's, answered unsigned (see HandleExport)
+    if (method != "POST") return unsigned_done({405, "text/plain", "use POST\n"});
+    return unsigned_done(HandleExport(body));
+  }
   int64_t now = clock_();
   // Every answer is signed and names the request it answers (docs/protocol.md, "Answers").
   Done done = [this, hash = protocol::RequestHash(crypto::Bytes(body)), d = std::move(unsigned_done)](HttpResult r) {
@@ -758,93 +763,6 @@ Result<uint64_t> ServerCore::ReportCount() {
   DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare("SELECT count(*) FROM reports"));
   DALA_ASSIGN_OR_RETURN(bool row, st.Step());
   return row ? static_cast<uint64_t>(st.Int(0)) : 0;
-}
-
-Result<uint64_t> ServerCore::Export(const std::string& path, uint64_t since, uint64_t* log_size) {
-  v1::Export ex;
-  {
-    std::lock_guard lock(mu_);
-    // One snapshot for every read below: a push another process commits meanwhile is all in or all out.
-    sql::Txn snapshot(*db_);
-    DALA_RETURN_IF_ERROR(snapshot.Begin(sql::TxnKind::kRead));
-    DALA_RETURN_IF_ERROR(log_.Load());
-    if (since > log_.size())
-      return Status(Code::kInvalidArgument, "the log holds " + std::to_string(log_.size()) +
-                                                " leaves: an export cannot start at position " + std::to_string(since));
-    ex.set_log_from(since);
-    ex.set_server_key(signing_.public_key.data(), 32);
-    ex.set_statement(StatementFor(0));
-    DALA_ASSIGN_OR_RETURN(sql::Stmt en, db_->Prepare(
-        "SELECT device_key, invite, proof, enrolled_ms FROM devices WHERE invite IS NOT NULL ORDER BY enrolled_ms"));
-    for (;;) {
-      DALA_ASSIGN_OR_RETURN(bool row, en.Step());
-      if (!row) break;
-      auto* e = ex.add_enrolments();
-      auto k = en.BlobView(0), i = en.BlobView(1), p = en.BlobView(2);
-      e->set_device_key(reinterpret_cast<const char*>(k.data()), k.size());
-      e->set_invite(reinterpret_cast<const char*>(i.data()), i.size());
-      e->set_proof(reinterpret_cast<const char*>(p.data()), p.size());
-      e->set_enrolled_ms(en.Int(3));
-    }
-    en = sql::Stmt();
-    // Reports stored before the log existed have no leaf: they are only in full exports.
-    DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare(since == 0 ? "SELECT envelope, receipt FROM reports ORDER BY seq"
-                                                              : "SELECT envelope, receipt FROM reports WHERE leaf >= ? "
-                                                                "ORDER BY seq"));
-    if (since != 0) st.Bind(1, static_cast<int64_t>(since));
-    for (;;) {
-      DALA_ASSIGN_OR_RETURN(bool row, st.Step());
-      if (!row) break;
-      auto* r = ex.add_reports();
-      auto e = st.BlobView(0), rc = st.BlobView(1);
-      r->set_envelope(reinterpret_cast<const char*>(e.data()), e.size());
-      r->set_receipt(reinterpret_cast<const char*>(rc.data()), rc.size());
-    }
-    st = sql::Stmt();
-    // The log as it stands, and the head that covers exactly it.
-    DALA_ASSIGN_OR_RETURN(std::vector<std::string> leaves, log_.Leaves());
-    for (size_t i = static_cast<size_t>(since); i < leaves.size(); ++i) ex.add_log(std::move(leaves[i]));
-    const uint64_t size = leaves.size();
-    if (log_size != nullptr) *log_size = size;
-    DALA_ASSIGN_OR_RETURN(sql::Stmt h, db_->Prepare("SELECT signed FROM log_heads WHERE size = ?"));
-    h.Bind(1, static_cast<int64_t>(size));
-    DALA_ASSIGN_OR_RETURN(bool have, h.Step());
-    if (have) {
-      auto b = h.BlobView(0);
-      ex.set_log_head(reinterpret_cast<const char*>(b.data()), b.size());
-    }
-    h = sql::Stmt();
-    // Every head a time-stamping authority stamped, with its token (oldest first), in incremental exports
-    // too: a stamp can come late, after an export covered its head (the desk keeps each once, by its bytes).
-    DALA_ASSIGN_OR_RETURN(sql::Stmt ts, db_->Prepare(
-        "SELECT h.signed, t.token FROM log_timestamps t JOIN log_heads h ON h.size = t.size WHERE t.size <= ? "
-        "ORDER BY t.size"));
-    ts.Bind(1, static_cast<int64_t>(size));
-    for (;;) {
-      DALA_ASSIGN_OR_RETURN(bool row, ts.Step());
-      if (!row) break;
-      auto* t = ex.add_timestamps();
-      auto hb = ts.BlobView(0), tb = ts.BlobView(1);
-      t->set_head(reinterpret_cast<const char*>(hb.data()), hb.size());
-      t->set_token(reinterpret_cast<const char*>(tb.data()), tb.size());
-    }
-  }
-  // Attachments beside the export (hard links where the file system allows, else streamed copies).
-  const std::string media = path + ".media";
-  for (const auto& r : ex.reports()) {
-    envelope::Header h;
-    if (!envelope::Verify(B(r.envelope()), &h).ok() || h.attachments.empty()) continue;
-    DALA_RETURN_IF_ERROR(fs::EnsureDirectory(media));
-    for (const auto& m : h.attachments) {
-      std::string name = attachment::FileName(h.device_key, B(m.attachment_id()));
-      std::string to = fs::Join(media, name);
-      if (fs::Exists(to)) continue;
-      DALA_RETURN_IF_ERROR(attachments_->CopyTo(name, m.size(), to));
-    }
-  }
-  std::string bytes = ex.SerializeAsString();
-  DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(path, crypto::Bytes(bytes)));
-  return static_cast<uint64_t>(ex.reports_size());
 }
 
 }  // namespace dala::server

@@ -38,6 +38,7 @@ struct ServerLimits {
   size_t max_batch = 256;              // envelopes per push
   size_t max_envelope_bytes = 8u << 20;
   uint64_t max_storage_bytes = 0;      // attachment bytes the server may hold; 0 = no limit but the disk's
+  size_t export_page_bytes = 32u << 20;  // reports' bytes in one page a desk pulls (POST /v2/export)
 };
 
 struct HttpResult {
@@ -146,6 +147,10 @@ class ServerCore {
   // log's leaves from position `since` on and the reports whose leaf is among them. Returns the reports
   // written; *log_size (if given) is the export's log size, the next incremental export's `since`.
   Result<uint64_t> Export(const std::string& path, uint64_t since = 0, uint64_t* log_size = nullptr);
+  // POST /v2/export (server_export.cc): a desk the organisation's statement lists fetches a page of an
+  // export, or a range of an attachment file (docs/protocol.md, "Pulling exports"). Answers are not signed:
+  // what they carry is (the log head, receipts, the statement), and the desk checks it as a whole.
+  HttpResult HandleExport(std::string_view body);
   // Checks the whole data directory (server_audit.cc): the database's integrity, the log's stored nodes
   // against its leaves, every signed head (this server's signature, its root over the first `size` leaves,
   // one over the whole log), every report's leaf in the log, every complete attachment's file against its
@@ -267,6 +272,21 @@ class ServerCore {
   Status AddLogLocked(const PushJob& job, const std::string& signed_head, uint64_t size, HttpResult* answer);
   // Once, for data from before the log: its statement, enrolments and reports become its first leaves.
   Status BackfillLogLocked();
+  // What an export holds (server_export.cc): the log's leaves [from, end) of the head of `size` leaves (0:
+  // the newest head), and the reports whose leaf is among them. `budget` (0: none) ends the slice after the
+  // report whose bytes reach it; *end is where it ended. `first`: with every enrolment and time-stamp.
+  // `desk_key` (empty: the operator's own export): refused (kPermission) unless the newest statement in the
+  // database lists it.
+  struct ExportSlice {
+    uint64_t from = 0, size = 0;
+    size_t budget = 0;
+    bool first = true;
+    std::string desk_key;
+  };
+  Result<v1::Export> BuildExport(const ExportSlice& slice, uint64_t* end);
+  static constexpr size_t kMaxNonces = 1u << 16;
+  std::mutex nonce_mu_;
+  std::map<std::string, int64_t> nonces_;  // export requests' nonces seen, with when each may be forgotten
   crypto::SigningKey signing_;
   crypto::PublicKey organisation_{};
   // The newest SignedStatement seen (in an invite, or installed) and its version, under statement_mu_.

@@ -1,5 +1,5 @@
-// dala-server's request handling as anyone on the network can reach it: any method, path, content type
-// and body, and uploads with any Authorization header and body (possibly cut short). The first byte
+// dala-server's request handling as anyone on the network can reach it: any method, path (a desk's export
+// requests too), content type and body, and uploads with any Authorization header and body (possibly cut short). The first byte
 // picks method, path and content type; for uploads a 16-bit length gives the header, the rest is the body.
 #include "server_fixture.h"
 #include "protocol/http_api.h"
@@ -7,8 +7,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace dala;
   static const char* const kMethods[] = {"POST", "GET", "PUT", "DELETE"};
-  static const char* const kPaths[] = {protocol::kPathPush, protocol::kPathEnrol, protocol::kPathHealth,
-                                       protocol::kPathUpload, "/", "/v2/push/../enrol", "/v1/push", ""};
+  static const char* const kPaths[] = {protocol::kPathPush,   protocol::kPathEnrol, protocol::kPathHealth,
+                                       protocol::kPathUpload, protocol::kPathExport, "/", "/v1/push", ""};
   static const std::string_view kTypes[] = {protocol::kContentType, "text/plain"};
   server::ServerCore& server = fuzz::Server();
   fuzz::Input in(data, size);

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "../unit/test_util.h"
+#include "sync_world.h"
 #include "crypto/attachment_file.h"
 #include "crypto/chunk_tree.h"
 #include "crypto/keyfile.h"
@@ -51,146 +52,7 @@ namespace {
 using test::FastOptions;
 using test::Pass;
 using test::TempDir;
-
-// Calls the server directly. Fault knobs: drop the request before the server sees it, or drop the answer
-// after the server processed it (the "server killed mid-push" case as the phone sees it).
-class LoopTransport : public sync::Transport {
- public:
-  explicit LoopTransport(server::ServerCore* s) : server_(s) {}
-  void set_server(server::ServerCore* s) { server_ = s; }
-  std::function<void()> after_cut;  // runs after each cut upload (e.g. the server restarts there)
-  Result<sync::HttpResponse> Post(const std::string&, const sync::HttpRequest& req, int64_t,
-                                  const std::string&) override {
-    ++calls;
-    if (down) return Status(Code::kIo, "connection refused");
-    if (intercept) {
-      if (auto forged = intercept(req)) return sync::HttpResponse{200, std::move(*forged)};
-    }
-    if (req.is_upload()) return Upload(req);
-    auto r = server_->Handle("POST", req.path, protocol::kContentType, req.body);
-    if (drop_answers > 0) {
-      --drop_answers;
-      return Status(Code::kIo, "connection reset");
-    }
-    if (tamper) tamper(req, r.body);
-    return sync::HttpResponse{r.status, r.body};
-  }
-  // Uploads: the body is read from the file range, as a real transport would send it. Knobs: cut the
-  // connection after `cut_at.front()` body bytes (the server keeps what it got whole); flip one byte.
-  Result<sync::HttpResponse> Upload(const sync::HttpRequest& req) {
-    std::string body(req.file_length, '\0');
-    std::FILE* f = std::fopen(req.file_path.c_str(), "rb");
-    if (f == nullptr) return Status(Code::kNotFound, "no file");
-    std::fseek(f, static_cast<long>(req.file_offset), SEEK_SET);
-    size_t n = std::fread(body.data(), 1, body.size(), f);
-    std::fclose(f);
-    if (n != body.size()) return Status(Code::kIo, "short file");
-    if (corrupt_uploads > 0 && !body.empty()) {
-      --corrupt_uploads;
-      body[body.size() / 2] ^= 0x40;
-    }
-    if (!cut_at.empty() && cut_at.front() < body.size()) {
-      size_t cut = cut_at.front();
-      cut_at.erase(cut_at.begin());
-      upload_bytes += cut;
-      server_->HandleUpload(req.upload_header, std::string_view(body).substr(0, cut), body.size());
-      if (after_cut) after_cut();
-      return Status(Code::kIo, "connection reset by the proxy");
-    }
-    if (!cut_at.empty()) cut_at.front() -= body.size();
-    upload_bytes += body.size();
-    auto r = server_->HandleUpload(req.upload_header, body);
-    if (tamper_upload) tamper_upload(req, r.body);
-    return sync::HttpResponse{r.status, r.body};
-  }
-  server::ServerCore* server_;
-  int corrupt_uploads = 0;
-  std::vector<size_t> cut_at;  // body-byte offsets (relative to the bytes after the previous cut)
-  uint64_t upload_bytes = 0;
-  bool down = false;
-  int drop_answers = 0;
-  std::atomic<int> calls{0};
-  // Change an answer on its way to the phone (req.body is the SignedRequest of a push or an enrolment).
-  std::function<void(const sync::HttpRequest& req, std::string& response)> tamper;
-  std::function<void(const sync::HttpRequest& req, std::string& response)> tamper_upload;
-  // An on-path attacker: answers in the server's place (the server never sees the request) when it returns
-  // a body.
-  std::function<std::optional<std::string>(const sync::HttpRequest& req)> intercept;
-};
-
-// The Response inside a server's signed answer (the test reads it; the phone verifies it as well).
-v1::Response Answer(const std::string& body) {
-  v1::SignedResponse sr;
-  v1::Response r;
-  EXPECT_TRUE(sr.ParseFromString(body) && r.ParseFromString(sr.response()));
-  return r;
-}
-
-// An answer as `key` would sign it for the request `req`: a hostile server (one whose key was taken) or,
-// with any other key, an impostor.
-std::string SignAnswer(const crypto::SigningKey& key, v1::Response r, const sync::HttpRequest& req) {
-  r.clear_request_hash();
-  return protocol::SignResponse(key, r.SerializeAsString(), req.request_hash);
-}
-
-// The organisation's desk (a real key file), one server for it, and phones.
-desk::Organisation NewDesk(const TempDir& t, const std::string& file = "org.key") {
-  auto id = desk::GenerateKey(t.sub(file), Pass("desk"), {1, 8u << 20}, "KIBHR");
-  EXPECT_TRUE(id.ok()) << id.status().message();
-  return std::move(desk::OpenKey(t.sub(file), Pass("desk"))).value();
-}
-
-struct World {
-  TempDir t;
-  desk::Organisation desk = NewDesk(t);
-  std::unique_ptr<server::ServerCore> server;
-  std::unique_ptr<LoopTransport> net;
-
-  World() {
-    EXPECT_TRUE(server::ServerCore::Init(t.sub("server"), desk.root.public_key).ok());
-    server = std::move(server::ServerCore::Open(t.sub("server"))).value();
-    net = std::make_unique<LoopTransport>(server.get());
-  }
-  const crypto::PublicKey& recipient() const { return desk.recipients.back().public_key; }
-  std::string Invite(uint32_t uses = 10, int64_t ttl_ms = 3600000) {
-    desk::InviteParams p;
-    p.server = server->server_key();
-    p.urls = {"http://127.0.0.1:1"};
-    p.uses = uses;
-    p.expires_ms = SystemNowMs() + ttl_ms;
-    auto inv = desk::MakeInvite(desk, p, SystemNowMs() - (ttl_ms < 0 ? 2 * -ttl_ms : 0));
-    EXPECT_TRUE(inv.ok()) << inv.status().message();
-    return inv.ok() ? *inv : std::string();
-  }
-  std::unique_ptr<Store> Phone(const std::string& name) {
-    return std::move(Store::Create(t.sub(name), Pass("pw"), FastOptions())).value();
-  }
-  // The server's signing key, taken from its data directory as a raider would: tests of a hostile server.
-  crypto::SigningKey StolenServerKey() {
-    auto key = fs::ReadFile(t.sub("server") + "/" + server::kServerKeyFile, 64);
-    EXPECT_TRUE(key.ok());
-    SecretBuffer k(key->data(), key->size());
-    auto db = db::Db::Open(t.sub("server") + "/" + server::kServerDbFile, k, false);
-    EXPECT_TRUE(db.ok());
-    auto st = db->Prepare("SELECT value FROM meta WHERE key = 'signing_key'");
-    EXPECT_TRUE(st.ok() && *st->Step());
-    return std::move(crypto::SigningKeyFromSecret(st->BlobView(0))).value();
-  }
-};
-
-ReportId SealOne(Store& s, const std::string& text) {
-  auto r = s.CreateDraft("detention/1");
-  EXPECT_TRUE(r.ok());
-  EXPECT_TRUE(r->SetNarrative(text).ok());
-  EXPECT_TRUE(s.Seal(*r).ok());
-  return r->id();
-}
-
-sync::RunResult Sync(Store& s, sync::Transport& net) {
-  auto r = sync::RunOnce(s, net, SystemNowMs() + 10000, nullptr);
-  EXPECT_TRUE(r.ok()) << r.status().message();
-  return r.ok() ? *r : sync::RunResult{};
-}
+using namespace synctest;
 
 // An address a phone could never reach (no port, a port that is not a number, another scheme) is refused
 // when the invite is made and, should a desk sign one anyway, when a phone joins.
@@ -3015,6 +2877,96 @@ TEST(Evidence, APackageVerifiesWithTheIdentityAloneAndEachAlterationIsCaught) {
   auto resigned = desk::VerifyEvidence(w.desk.root.public_key, w.t.sub("resigned.zip"));
   ASSERT_TRUE(resigned.ok());
   EXPECT_TRUE(resigned->ok()) << Problems(*resigned);
+}
+
+// Trusted time in an evidence package: a version the server's log held when a trusted authority stamped it
+// carries that stamp, and dala verify --tsa-cert says when it was received at the latest; a version stamped
+// after none carries nothing; another authority, a stamp moved to another version or over a head that does
+// not hold it, each is a problem even when the organisation's root re-signs the package.
+TEST(Evidence, AVersionsTimeStampTravelsInThePackageAndIsCheckedAgainstTheTrustedAuthority) {
+  using namespace evidence_test;
+  World w;
+  Tsa tsa(w.t, "Trusted Time"), other(w.t, "Other Time");
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  ReportId early = SealOne(*phone, "stamped");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  const int64_t before = SystemNowMs();
+  ASSERT_TRUE(w.server->StampNewestHead(tsa.Post()).ok());
+  ReportId late = SealOne(*phone, "not stamped yet");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  ASSERT_TRUE(w.server->Export(w.t.sub("e.dala")).ok());
+  auto store = desk::DeskStore::Open(w.desk, w.t.sub("desk"));
+  ASSERT_TRUE(store.ok());
+  auto imported = (*store)->Import(w.t.sub("e.dala"), {}, false);
+  ASSERT_TRUE(imported.ok() && imported->imported);
+  auto rids = (*store)->FindReports({encoding::ToHex(std::span<const uint8_t>(early.data(), 16)),
+                                     encoding::ToHex(std::span<const uint8_t>(late.data(), 16))});
+  ASSERT_TRUE(rids.ok());
+  const std::string pkg = w.t.sub("evidence.zip");
+  ASSERT_TRUE(desk::WriteEvidence(**store, *rids, pkg).ok());
+  const Files genuine = ReadPackage(pkg);
+  const std::string early_dir = "reports/" + encoding::ToHex(phone->device_key()) + "-" +
+                                encoding::ToHex(std::span<const uint8_t>(early.data(), 16)) + "/";
+  const std::string late_dir = "reports/" + encoding::ToHex(phone->device_key()) + "-" +
+                               encoding::ToHex(std::span<const uint8_t>(late.data(), 16)) + "/";
+  ASSERT_TRUE(genuine.count(early_dir + "v1/timestamp.json"));
+  EXPECT_FALSE(genuine.count(late_dir + "v1/timestamp.json"));  // no head stamped after it
+
+  auto trusted = desk::VerifyEvidence(w.desk.root.public_key, pkg, tsa.Pem());
+  ASSERT_TRUE(trusted.ok()) << trusted.status().message();
+  EXPECT_TRUE(trusted->ok()) << Problems(*trusted);
+  EXPECT_EQ(trusted->timestamps, 1u);
+  std::string said;
+  for (const auto& c : trusted->checked)
+    if (c.find("received no later than") != std::string::npos) said = c;
+  EXPECT_NE(said.find("Trusted Time TSA"), std::string::npos) << said;
+  // The time said is the stamp's (ISO times of one format compare as text).
+  const std::string key = "received no later than ";
+  ASSERT_NE(said.find(key), std::string::npos) << said;
+  const std::string when = said.substr(said.find(key) + key.size(), IsoTime(before).size());
+  EXPECT_GE(when, IsoTime(before - 2000)) << said;
+  EXPECT_LE(when, IsoTime(SystemNowMs() + 2000)) << said;
+  // Without an authority to trust: the stamp is checked to hold the version, and no time is claimed.
+  auto unchecked = desk::VerifyEvidence(w.desk.root.public_key, pkg);
+  ASSERT_TRUE(unchecked.ok());
+  EXPECT_TRUE(unchecked->ok()) << Problems(*unchecked);
+  EXPECT_EQ(unchecked->timestamps, 0u);
+  EXPECT_EQ(unchecked->timestamps_unchecked, 1u);
+  // An authority the verifier does not trust.
+  auto untrusted = desk::VerifyEvidence(w.desk.root.public_key, pkg, other.Pem());
+  ASSERT_TRUE(untrusted.ok());
+  EXPECT_FALSE(untrusted->ok());
+  EXPECT_NE(Problems(*untrusted).find("time-stamp"), std::string::npos) << Problems(*untrusted);
+
+  // Forged by the holder of the root key: the stamp moved to the later version (its head does not hold it),
+  // and a stamp with its token changed by one byte.
+  struct Forgery {
+    std::string what;
+    std::function<void(Files&)> change;
+  };
+  const std::vector<Forgery> forgeries = {
+      {"the stamp moved to a version received after it",
+       [&](Files& f) { f[late_dir + "v1/timestamp.json"] = f[early_dir + "v1/timestamp.json"]; }},
+      {"the token changed",
+       [&](Files& f) {
+         auto j = nlohmann::json::parse(f[early_dir + "v1/timestamp.json"]);
+         std::string t = j["token"].get<std::string>();
+         t[t.size() - 8] = t[t.size() - 8] == '0' ? '1' : '0';
+         j["token"] = t;
+         f[early_dir + "v1/timestamp.json"] = j.dump();
+       }},
+  };
+  for (const auto& forgery : forgeries) {
+    Files f = genuine;
+    forgery.change(f);
+    const std::string out = w.t.sub("forged.zip");
+    WritePackage(out, f, w.desk.root);
+    auto r = desk::VerifyEvidence(w.desk.root.public_key, out, tsa.Pem());
+    ASSERT_TRUE(r.ok()) << forgery.what;
+    EXPECT_FALSE(r->ok()) << forgery.what;
+    EXPECT_NE(Problems(*r).find("time-stamp"), std::string::npos) << forgery.what << ":\n" << Problems(*r);
+  }
 }
 
 // dala-server check (ServerCore::Audit): a whole data directory passes; a leaf changed in the database, or

@@ -101,5 +101,23 @@ from harness import pb_fields
 d, old = open('late.bin', 'rb').read(), open('export.bin', 'rb').read()
 print(sum(1 for n, a, b in pb_fields(d) if n == 7 and d[a:b] not in old))")"
 
+# An evidence package carries each version's stamp; dala verify checks it with the TSA's certificate and the
+# organisation's identity alone, and says when the report was received at the latest.
+"$BIN/dala" desk import --key org.key --data deskstore --from export2.bin >/dev/null; check "desk import" 0 $?
+"$BIN/dala" desk export --key org.key --data deskstore --format evidence --out case.zip >/dev/null
+check "evidence package" 0 $?
+"$BIN/dala" verify case.zip --organisation "$ORG" --tsa-cert tsa/ca.crt --json >pkg.out
+check "dala verify --tsa-cert" 0 $?
+python3 -c "
+import json; v=json.load(open('pkg.out')); assert v['ok'] and v['timestamps'] == 2, v
+assert any('received no later than' in c and 'Trusted Time TSA' in c for c in v['checked']), v['checked']"
+check "... dates both reports by the trusted authority's stamps" 0 $?
+"$BIN/dala" verify case.zip --organisation "$ORG" --tsa-cert other/ca.crt >/dev/null
+check "dala verify: a TSA the verifier does not trust" 1 $?
+"$BIN/dala" verify case.zip --organisation "$ORG" --json >nopem.out
+check "dala verify without --tsa-cert" 0 $?
+python3 -c "import json; v=json.load(open('nopem.out')); assert v['timestamps'] == 0 and v['timestamps_unchecked'] == 2, v"
+check "... claims no time" 0 $?
+
 echo "timestamp e2e: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -64,6 +64,8 @@ dala_geo ParseGeo(const std::string& s);
 int64_t ParseTime(const std::string& s);
 std::string FormatTime(int64_t ms);
 std::string Hex(const uint8_t* bytes, size_t n);
+// 64 hex digits into 32 bytes; UsageError naming `what` otherwise.
+void FromHex32(const std::string& hex, uint8_t out[32], const char* what);
 std::string SizeText(uint64_t n);
 std::string ReadTextFile(const std::string& path, const char* what);
 

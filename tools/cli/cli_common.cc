@@ -190,4 +190,19 @@ void PrintJson(const nlohmann::ordered_json& j) {
   std::printf("%s\n", text.c_str());
 }
 
+void FromHex32(const std::string& hex, uint8_t out[32], const char* what) {
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  if (hex.size() != 64) throw UsageError{std::string(what) + " must be 64 hexadecimal characters"};
+  for (size_t i = 0; i < 32; ++i) {
+    int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) throw UsageError{std::string(what) + " must be 64 hexadecimal characters"};
+    out[i] = static_cast<uint8_t>(hi * 16 + lo);
+  }
+}
+
 }  // namespace dala::cli

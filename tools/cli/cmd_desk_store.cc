@@ -72,6 +72,67 @@ void Import(const ImportArgs& a, int* rc) {
   *rc = r.imported ? kExitOk : kExitError;
 }
 
+struct PullArgs {
+  DeskStoreArgs store;
+  std::vector<std::string> urls;
+  std::string server_key, tls_pin, proxy, tsa_cert;
+  bool json = false;
+};
+
+void Pull(const PullArgs& a, int* rc) {
+  OpenedStore s = OpenDeskStore(a.store);
+  dala_desk_pull_options o;
+  dala_desk_pull_options_init(&o);
+  std::vector<const char*> urls;
+  for (const auto& u : a.urls) urls.push_back(u.c_str());
+  o.urls = urls.data();
+  o.url_count = urls.size();
+  uint8_t server[32], pin[32];
+  if (!a.server_key.empty()) {
+    FromHex32(a.server_key, server, "--server-key");
+    o.server_key = server;
+  }
+  if (!a.tls_pin.empty()) {
+    FromHex32(a.tls_pin, pin, "--tls-pin");
+    o.tls_pin = pin;
+  }
+  if (!a.proxy.empty()) o.proxy_url = a.proxy.c_str();
+  if (!a.tsa_cert.empty()) o.tsa_cert_path = a.tsa_cert.c_str();
+  char* out = nullptr;
+  Call(dala_desk_store_pull, s.desk.get(), s.store.get(), &o, &out);
+  const nlohmann::json j = nlohmann::json::parse(TakeString(out));
+  bool all = true;
+  for (const auto& v : j["servers"]) all = all && v["imported"].get<bool>();
+  *rc = all ? kExitOk : kExitError;
+  if (a.json) {
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  for (const auto& v : j["servers"]) {
+    if (v["listed_desk"].get<bool>())
+      std::printf("the organisation's statement now lists this desk as one that may fetch exports (the key file "
+                  "holds the new statement; the server learns it with each request)\n");
+    const auto pages = v["pages"].get<unsigned long long>(), files = v["media_files"].get<unsigned long long>();
+    std::printf("pulled from server %s: log positions %llu to %llu in %llu page%s, %llu attachment file%s "
+                "(%s)\n",
+                v["server_key"].get<std::string>().c_str(), v["log_from"].get<unsigned long long>(),
+                v["log_size"].get<unsigned long long>(), pages, pages == 1 ? "" : "s", files, files == 1 ? "" : "s",
+                SizeText(v["media_bytes"].get<uint64_t>()).c_str());
+    if (v["imported"].get<bool>())
+      std::printf("imported: %llu report versions added, %llu held already (%llu reports new or updated); "
+                  "%llu of %llu verified\n",
+                  v["added"].get<unsigned long long>(), v["held"].get<unsigned long long>(),
+                  v["reports_changed"].get<unsigned long long>(), v["summary"]["verified"].get<unsigned long long>(),
+                  v["summary"]["reports"].get<unsigned long long>());
+    else
+      std::printf("refused: the desk store is unchanged; what was fetched is in %s/pull for dala desk open\n",
+                  a.store.data.c_str());
+    for (const auto& p : v["problems"]) std::printf("problem: %s\n", p.get<std::string>().c_str());
+    if (!v["imported"].get<bool>() && v["summary"].is_object())
+      for (const auto& p : v["summary"]["problems"]) std::printf("  %s\n", p.get<std::string>().c_str());
+  }
+}
+
 struct ExportArgs {
   DeskStoreArgs store;
   std::string format, out;
@@ -121,13 +182,14 @@ void Serve(const ServeArgs& a, int* rc) {
 }
 
 struct VerifyArgs {
-  std::string package, organisation;
+  std::string package, organisation, tsa_cert;
   bool json = false;
 };
 
 void VerifyPackage(const VerifyArgs& a, int* rc) {
   char* out = nullptr;
-  Call(dala_desk_verify_package, a.organisation.c_str(), a.package.c_str(), &out);
+  Call(dala_desk_verify_package, a.organisation.c_str(), a.package.c_str(),
+       a.tsa_cert.empty() ? nullptr : a.tsa_cert.c_str(), &out);
   const nlohmann::json v = nlohmann::json::parse(TakeString(out));
   if (a.json) {
     std::printf("%s\n", v.dump().c_str());
@@ -151,6 +213,9 @@ void AddVerifyCommand(CLI::App& app, int* rc) {
                                              "file): exit 0 when every check holds, 1 when any fails");
   c->add_option("PACKAGE", a->package, "the evidence package (dala desk export --format evidence)")->required();
   c->add_option("--organisation", a->organisation, "the organisation's identity (DALA-ORG1-...)")->required();
+  c->add_option("--tsa-cert", a->tsa_cert,
+                "PEM certificates of the time-stamping authorities you trust: the versions' time-stamps are checked "
+                "and their times claimed");
   c->add_flag("--json", a->json, "the verdict as JSON on stdout");
   c->callback([a, rc] { VerifyPackage(*a, rc); });
 }
@@ -166,6 +231,19 @@ void AddDeskStoreCommands(CLI::App* desk, int* rc) {
               "keep report versions that fail their own checks, marked failed (the export itself must verify)");
   c->add_flag("--json", im->json, "the result as JSON on stdout");
   c->callback([im, rc] { Import(*im, rc); });
+
+  auto pl = std::make_shared<PullArgs>();
+  c = desk->add_subcommand("pull", "fetches what is new from the organisation's server and imports it (as import: "
+                                   "all or nothing; exit 1: refused, the store unchanged)");
+  AddDeskStoreOptions(c, pl->store);
+  c->add_option("--url", pl->urls, "the server's address; repeat for more; default: every server pulled from before");
+  c->add_option("--server-key", pl->server_key,
+                "the key of the server at --url (64 hex); default: the one server the organisation authorises");
+  c->add_option("--tls-pin", pl->tls_pin, "pin the server's certificate key (64 hex; dala-server pin prints it)");
+  c->add_option("--proxy", pl->proxy, "socks5h://HOST:PORT: connect through this proxy (Tor)");
+  c->add_option("--tsa-cert", pl->tsa_cert, "PEM certificates trusted for time: the log's time-stamps are checked");
+  c->add_flag("--json", pl->json, "the result as JSON on stdout");
+  c->callback([pl, rc] { Pull(*pl, rc); });
 
   auto ex = std::make_shared<ExportArgs>();
   c = desk->add_subcommand("export", "writes reports of the desk store as CSV or JSON Lines (recorded in the custody log)");

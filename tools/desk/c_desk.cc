@@ -7,13 +7,16 @@
 #include <vector>
 
 #include "capi/boundary.h"
+#include "client/http_transport.h"
 #include "desk/desk_key.h"
+#include "desk/desk_pull.h"
 #include "desk/desk_store.h"
 #include "desk/evidence.h"
 #include "desk/web/web_http.h"
 #include "desk/export_opener.h"
 #include "desk/log_verifier.h"
 #include "base/clock.h"
+#include "base/encoding.h"
 #include "base/fsutil.h"
 #include "format/organisation.h"
 #include "format/report.h"
@@ -147,6 +150,16 @@ dala_status dala_desk_write_statement(dala_desk* desk, const char* path, dala_er
 namespace {
 
 // The C options as the desk's (paths and receipts checked).
+// The certificates (PEM) a desk trusts for time, from a file.
+dala::Result<std::string> ReadTsaPem(const char* path) {
+  DALA_RETURN_IF_ERROR(CheckString(path, "tsa_cert_path"));
+  DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> pem, dala::fs::ReadFile(path, 1 << 20));
+  std::string out(pem.begin(), pem.end());
+  if (out.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+    return Status(dala::Code::kInvalidArgument, "the TSA certificate file holds no PEM certificate");
+  return out;
+}
+
 Status ToOpenOptions(const dala_desk_open_options* options, dala::desk::OpenOptions* out) {
   dala::desk::OpenOptions& o = *out;
   if (options == nullptr) return Status::Ok();
@@ -162,10 +175,7 @@ Status ToOpenOptions(const dala_desk_open_options* options, dala::desk::OpenOpti
     }
   }
   if (options->tsa_cert_path != nullptr) {
-    DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> pem, dala::fs::ReadFile(options->tsa_cert_path, 1 << 20));
-    o.trusted_tsa_pem.assign(pem.begin(), pem.end());
-    if (o.trusted_tsa_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
-      return Status(dala::Code::kInvalidArgument, "the TSA certificate file holds no PEM certificate");
+    DALA_ASSIGN_OR_RETURN(o.trusted_tsa_pem, ReadTsaPem(options->tsa_cert_path));
   }
   if (options->receipt_count > 0) {
     DALA_CHECK_ARG(options->receipts != nullptr && options->receipt_sizes != nullptr, "receipts is NULL");
@@ -271,6 +281,18 @@ dala_status dala_desk_store_open(dala_desk* desk, const char* data_dir, dala_des
 
 void dala_desk_store_close(dala_desk_store* store) noexcept { delete store; }
 
+// The fields of an import's result as JSON (without braces): dala_desk_store_import and _pull.
+std::string ImportJson(const dala::desk::ImportResult& r) {
+  std::string problems = "[";
+  for (size_t i = 0; i < r.problems.size(); ++i) problems += (i ? "," : "") + dala::JsonEscape(r.problems[i]);
+  problems += "]";
+  std::string summary = r.summary_json;
+  while (!summary.empty() && summary.back() == '\n') summary.pop_back();
+  return std::string("\"imported\":") + (r.imported ? "true" : "false") + ",\"added\":" + std::to_string(r.added) +
+         ",\"held\":" + std::to_string(r.held) + ",\"reports_changed\":" + std::to_string(r.reports_changed) +
+         ",\"problems\":" + problems + ",\"summary\":" + (summary.empty() ? "null" : summary);
+}
+
 dala_status dala_desk_store_import(dala_desk_store* store, const char* export_path,
                                    const dala_desk_open_options* options, int keep_failed,
                                    dala_desk_import_result* out_result, char** out_json,
@@ -285,17 +307,57 @@ dala_status dala_desk_store_import(dala_desk_store* store, const char* export_pa
     o.earlier_exports.clear();
     DALA_ASSIGN_OR_RETURN(dala::desk::ImportResult r, store->store->Import(export_path, std::move(o), keep_failed != 0));
     *out_result = dala_desk_import_result{ToSummary(r.summary), r.imported ? 1 : 0, r.added, r.held, r.reports_changed};
-    if (out_json != nullptr) {
-      std::string problems = "[";
-      for (size_t i = 0; i < r.problems.size(); ++i) problems += (i ? "," : "") + dala::JsonEscape(r.problems[i]);
-      problems += "]";
-      std::string summary = r.summary_json;
-      while (!summary.empty() && summary.back() == '\n') summary.pop_back();
-      *out_json = dala::capi::CopyString(
-          std::string("{\"imported\":") + (r.imported ? "true" : "false") + ",\"added\":" + std::to_string(r.added) +
-          ",\"held\":" + std::to_string(r.held) + ",\"reports_changed\":" + std::to_string(r.reports_changed) +
-          ",\"problems\":" + problems + ",\"summary\":" + (summary.empty() ? "null" : summary) + "}");
+    if (out_json != nullptr) *out_json = dala::capi::CopyString("{" + ImportJson(r) + "}");
+    return Status::Ok();
+  });
+}
+
+void dala_desk_pull_options_init(dala_desk_pull_options* options) noexcept {
+  if (options == nullptr) return;
+  *options = dala_desk_pull_options{};
+  options->timeout_ms = 120000;
+}
+
+dala_status dala_desk_store_pull(dala_desk* desk, dala_desk_store* store, const dala_desk_pull_options* options,
+                                 char** out_json, dala_error** out_error) noexcept {
+  if (out_json != nullptr) *out_json = nullptr;
+  return Guard(out_error, [&]() -> Status {
+    DALA_CHECK_ARG(desk != nullptr && store != nullptr && options != nullptr && out_json != nullptr,
+                   "desk, store, options or out_json is NULL");
+    DALA_CHECK_ARG(&store->store->org() == &desk->org, "the store was opened on another desk");
+    DALA_CHECK_ARG(options->urls != nullptr || options->url_count == 0, "urls is NULL");
+    DALA_CHECK_ARG(options->timeout_ms > 0, "timeout_ms must be positive");
+    dala::desk::PullOptions o;
+    for (size_t i = 0; i < options->url_count; ++i) {
+      DALA_RETURN_IF_ERROR(CheckString(options->urls[i], "a url"));
+      o.target.urls.emplace_back(options->urls[i]);
     }
+    if (options->server_key != nullptr) std::memcpy(o.target.server.data(), options->server_key, 32);
+    if (options->tls_pin != nullptr) o.target.tls_pin.assign(reinterpret_cast<const char*>(options->tls_pin), 32);
+    o.timeout_ms = options->timeout_ms;
+    if (options->tsa_cert_path != nullptr) {
+      dala_desk_open_options oo;
+      dala_desk_open_options_init(&oo);
+      oo.tsa_cert_path = options->tsa_cert_path;
+      DALA_RETURN_IF_ERROR(ToOpenOptions(&oo, &o.open));
+    }
+    std::optional<dala::sync::ProxyAddress> proxy;
+    if (options->proxy_url != nullptr) {
+      DALA_RETURN_IF_ERROR(CheckString(options->proxy_url, "proxy_url"));
+      DALA_ASSIGN_OR_RETURN(proxy, dala::sync::ParseProxyUrl(options->proxy_url));
+    }
+    dala::sync::HttpTransport transport(proxy);
+    DALA_ASSIGN_OR_RETURN(auto results, dala::desk::Pull(desk->org, *store->store, o, transport));
+    std::string json = "{\"servers\":[";
+    for (size_t i = 0; i < results.size(); ++i) {
+      const auto& r = results[i];
+      json += std::string(i ? "," : "") + "{\"server_key\":\"" + dala::encoding::ToHex(r.server) +
+              "\",\"log_from\":" + std::to_string(r.log_from) + ",\"log_size\":" + std::to_string(r.log_size) +
+              ",\"pages\":" + std::to_string(r.pages) + ",\"media_files\":" + std::to_string(r.media_files) +
+              ",\"media_bytes\":" + std::to_string(r.media_bytes) +
+              ",\"listed_desk\":" + (r.listed_desk ? "true" : "false") + "," + ImportJson(r.import) + "}";
+    }
+    *out_json = dala::capi::CopyString(json + "]}");
     return Status::Ok();
   });
 }
@@ -373,15 +435,19 @@ void dala_desk_server_stop(dala_desk_server* server) noexcept {
   delete server;
 }
 
-dala_status dala_desk_verify_package(const char* organisation_identity, const char* package_path, char** out_json,
-                                     dala_error** out_error) noexcept {
+dala_status dala_desk_verify_package(const char* organisation_identity, const char* package_path,
+                                     const char* tsa_cert_path, char** out_json, dala_error** out_error) noexcept {
   if (out_json != nullptr) *out_json = nullptr;
   return Guard(out_error, [&]() -> Status {
     DALA_CHECK_ARG(out_json != nullptr, "out_json is NULL");
     DALA_RETURN_IF_ERROR(CheckString(organisation_identity, "organisation_identity"));
     DALA_RETURN_IF_ERROR(CheckString(package_path, "package_path"));
     DALA_ASSIGN_OR_RETURN(dala::crypto::PublicKey root, dala::protocol::ParseIdentity(organisation_identity));
-    DALA_ASSIGN_OR_RETURN(dala::desk::EvidenceVerdict v, dala::desk::VerifyEvidence(root, package_path));
+    std::string pem;
+    if (tsa_cert_path != nullptr) {
+      DALA_ASSIGN_OR_RETURN(pem, ReadTsaPem(tsa_cert_path));
+    }
+    DALA_ASSIGN_OR_RETURN(dala::desk::EvidenceVerdict v, dala::desk::VerifyEvidence(root, package_path, pem));
     auto list = [](const std::vector<std::string>& items) {
       std::string j = "[";
       for (size_t i = 0; i < items.size(); ++i) j += (i ? "," : "") + dala::JsonEscape(items[i]);
@@ -391,7 +457,9 @@ dala_status dala_desk_verify_package(const char* organisation_identity, const ch
         std::string("{\"ok\":") + (v.ok() ? "true" : "false") + ",\"organisation\":" + dala::JsonEscape(v.organisation) +
         ",\"reports\":" + std::to_string(v.reports) + ",\"versions\":" + std::to_string(v.versions) +
         ",\"attachments\":" + std::to_string(v.attachments) + ",\"custody_entries\":" +
-        std::to_string(v.custody_entries) + ",\"checked\":" + list(v.checked) + ",\"problems\":" + list(v.problems) + "}");
+        std::to_string(v.custody_entries) + ",\"timestamps\":" + std::to_string(v.timestamps) +
+        ",\"timestamps_unchecked\":" + std::to_string(v.timestamps_unchecked) + ",\"checked\":" + list(v.checked) +
+        ",\"problems\":" + list(v.problems) + "}");
     return Status::Ok();
   });
 }

@@ -15,6 +15,7 @@ namespace {
 constexpr char kRootContext[9] = "dalaroot";
 constexpr char kRecipientContext[9] = "dalarcpt";
 constexpr char kStatementContext[9] = "dalastmt";
+constexpr char kPullContext[9] = "dalapull";
 constexpr size_t kTagSize = 32;
 constexpr uint64_t kMaxGenerations = 64;
 
@@ -136,6 +137,19 @@ Status AuthoriseServer(Organisation& org, const crypto::PublicKey& server, int64
   a->set_server_key(server.data(), 32);
   a->set_not_before_ms(now_ms);
   return Replace(org, std::move(next));
+}
+
+crypto::SigningKey PullKey(const Organisation& org) {
+  return crypto::SigningKeyFromSeed(crypto::DeriveSubkey(org.master, kPullContext, 0));
+}
+
+Result<bool> ListDesk(Organisation& org, const crypto::PublicKey& desk, int64_t now_ms) {
+  if (protocol::ListsDesk(org.statement, desk)) return false;
+  v1::OrgStatement next = org.statement;
+  next.set_issued_ms(now_ms);
+  next.add_desks(desk.data(), desk.size());
+  DALA_RETURN_IF_ERROR(Replace(org, std::move(next)));
+  return true;
 }
 
 Status RotateRecipients(Organisation& org, int64_t now_ms) {

@@ -44,6 +44,13 @@ Status RevokeServer(Organisation& org, const crypto::PublicKey& server, int64_t 
 // every generation). kState after 64 generations.
 Status RotateRecipients(Organisation& org, int64_t now_ms);
 
+// The key this desk signs its export requests with (docs/protocol.md, "Pulling exports"): from the master
+// secret (crypto_kdf context "dalapull", subkey 0).
+crypto::SigningKey PullKey(const Organisation& org);
+// Lists `desk` among the keys that may fetch exports (a new statement, saved), unless the statement lists it
+// already. Returns whether it was added.
+Result<bool> ListDesk(Organisation& org, const crypto::PublicKey& desk, int64_t now_ms);
+
 // The text of a new invite to `server` (authorised first if need be).
 struct InviteParams {
   crypto::PublicKey server{};

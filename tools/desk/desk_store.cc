@@ -259,6 +259,10 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
     }
   }
 
+  // A full export's attachments held already (imported from another server, or pulled: dala desk pull
+  // downloads only what the store lacks) are found in the store's media, checked as any other.
+  if (options.media_dirs.empty()) options.media_dirs = {fs::Join(dir_, "media")};
+
   db::Txn txn(db_);
   DALA_RETURN_IF_ERROR(txn.Begin());
   const int64_t now = SystemNowMs();

@@ -22,6 +22,7 @@
 #include "format/organisation.h"
 #include "format/receipt.h"
 #include "format/report.h"
+#include "timestamp/rfc3161.h"
 
 namespace dala::desk {
 namespace {
@@ -30,12 +31,6 @@ using nlohmann::json;
 
 std::string Hex(std::span<const uint8_t> b) { return encoding::ToHex(b); }
 std::string Hex(std::string_view s) { return encoding::ToHex(crypto::Bytes(s)); }
-
-std::string Sha256Hex(std::span<const uint8_t> b) {
-  uint8_t h[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256(h, b.data(), b.size());
-  return encoding::ToHex(std::span<const uint8_t>(h, sizeof h));
-}
 
 struct Hashes {
   crypto_hash_sha256_state sha;
@@ -149,6 +144,24 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
       DALA_RETURN_IF_ERROR(add(vdir + "content-key.bin", std::string(reinterpret_cast<const char*>(key->data()), key->size()), false));
       DALA_RETURN_IF_ERROR(add(vdir + "receipt.bin", std::string(v.receipt.begin(), v.receipt.end()), false));
       DALA_RETURN_IF_ERROR(add(vdir + "log.json", ProofJson(static_cast<uint64_t>(v.leaf_index), proof, head).dump(1) + "\n"));
+      // Trusted time: the earliest head a time-stamping authority stamped that holds this version's leaf. The
+      // version was in the server's log, so received, no later than the time the authority saw that head.
+      const v1::LogTimestamp* stamp = nullptr;
+      uint64_t stamped_size = 0;
+      for (const auto& t : log->ex.timestamps()) {
+        const uint64_t s = protocol::LogHeadSize(t.head());
+        if (s > static_cast<uint64_t>(v.leaf_index) && s <= size && (stamp == nullptr || s < stamped_size)) {
+          stamp = &t;
+          stamped_size = s;
+        }
+      }
+      if (stamp != nullptr) {
+        DALA_ASSIGN_OR_RETURN(auto sproof,
+                              merkle::InclusionProof(log->tree, static_cast<uint64_t>(v.leaf_index), stamped_size));
+        json t = ProofJson(static_cast<uint64_t>(v.leaf_index), sproof, stamp->head());
+        t["token"] = Hex(stamp->token());
+        DALA_RETURN_IF_ERROR(add(vdir + "timestamp.json", t.dump(1) + "\n"));
+      }
       Report r;
       r.content = opened.content;
       r.state = ReportState::kDelivered;
@@ -157,7 +170,12 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
       html += "<li>Version " + std::to_string(v.version) + ": sealed " + web::Escape(IsoTime(v.content.sealed_ms())) +
               ", received " + web::Escape(IsoTime(v.received_ms)) + " by server " + web::Escape(v.server_key) +
               " as number " + std::to_string(v.sequence) + ", log position " + std::to_string(v.leaf_index) +
-              ". At import the desk found it " + (v.verified ? "verified" : "NOT verified") + ".</li>";
+              ". At import the desk found it " + (v.verified ? "verified" : "NOT verified") + "." +
+              (stamp != nullptr ? " A time-stamping authority stamped the server's log with this version in it "
+                                  "(timestamp.json; check it with dala verify --tsa-cert and the authority's "
+                                  "certificate)."
+                                : "") +
+              "</li>";
       enrolment_server = v.server_key;
     }
     html += "</ul>";
@@ -243,7 +261,7 @@ struct Proof {
   std::string head;  // SignedLogHead bytes
 };
 
-Result<Proof> ParseProof(const std::string& text) {
+Result<Proof> ParseProof(const std::string& text, std::string* token = nullptr) {
   json j = json::parse(text, nullptr, false);
   if (!j.is_object() || !j.contains("leaf_index") || !j["leaf_index"].is_number_unsigned() ||
       !j.contains("inclusion_proof") || !j["inclusion_proof"].is_array() || !j.contains("log_head") ||
@@ -261,12 +279,20 @@ Result<Proof> ParseProof(const std::string& text) {
   if (head_hex.size() % 2 != 0 ||
       !encoding::FromHex(head_hex, std::span<uint8_t>(reinterpret_cast<uint8_t*>(p.head.data()), p.head.size())))
     return Status(Code::kVerify, "malformed");
+  if (token != nullptr) {
+    const std::string t = j.value("token", "");
+    token->resize(t.size() / 2);
+    if (t.empty() || t.size() % 2 != 0 ||
+        !encoding::FromHex(t, std::span<uint8_t>(reinterpret_cast<uint8_t*>(token->data()), token->size())))
+      return Status(Code::kVerify, "malformed");
+  }
   return p;
 }
 
 }  // namespace
 
-Result<EvidenceVerdict> VerifyEvidence(const crypto::PublicKey& root, const std::string& path) {
+Result<EvidenceVerdict> VerifyEvidence(const crypto::PublicKey& root, const std::string& path,
+                                       const std::string& trusted_tsa_pem) {
   EvidenceVerdict v;
   DALA_ASSIGN_OR_RETURN(auto zip, ZipReader::Open(path));
   auto problem = [&](const std::string& p) { v.problems.push_back(p); };
@@ -436,6 +462,32 @@ Result<EvidenceVerdict> VerifyEvidence(const crypto::PublicKey& root, const std:
       if (std::string_view(reinterpret_cast<const char*>(head.server_key.data()), 32) != r->server_key() ||
           !protocol::ReceiptInLog(*r, proof->index, placed.inclusion_proof(), head))
         problem(what + ": its receipt is not proven to be in the log its server signed");
+      // Trusted time, if the package carries it: the receipt's leaf in a head of the same server that a
+      // time-stamping authority stamped. Checked against the authorities the verifier trusts, if given.
+      if (auto ts_text = zip->Read(vdir + "timestamp.json", 1 << 20); ts_text.ok()) {
+        std::string token;
+        auto ts = ParseProof(*ts_text, &token);
+        protocol::LogHead stamped;
+        v1::SignedReceipt in_stamped;
+        if (ts.ok())
+          for (const auto& h : ts->hashes) in_stamped.add_inclusion_proof(reinterpret_cast<const char*>(h.data()), h.size());
+        if (!ts.ok()) {
+          problem(what + ": its time-stamp is malformed");
+        } else if (!head_ok(ts->head, what + " (time-stamp)", &stamped)) {
+        } else if (std::string_view(reinterpret_cast<const char*>(stamped.server_key.data()), 32) != r->server_key() ||
+                   !protocol::ReceiptInLog(*r, ts->index, in_stamped.inclusion_proof(), stamped)) {
+          problem(what + ": its time-stamp is over a head that is not proven to hold it");
+        } else if (trusted_tsa_pem.empty()) {
+          ++v.timestamps_unchecked;
+        } else if (auto when = rfc3161::Verify(crypto::Bytes(token), crypto::Bytes(ts->head), trusted_tsa_pem);
+                   !when.ok()) {
+          problem(what + ": its time-stamp " + when.status().message());
+        } else {
+          ++v.timestamps;
+          v.checked.push_back(what + " was received no later than " + IsoTime(when->time_ms) + " (time-stamp by " +
+                              when->tsa + ")");
+        }
+      }
       // The chain.
       if (n == 1) {
         first = opened->content;
@@ -473,6 +525,10 @@ Result<EvidenceVerdict> VerifyEvidence(const crypto::PublicKey& root, const std:
                       "exactly the envelope's bytes, and is proven to be in that server's signed log");
   v.checked.push_back("each device enrolled through an invite the organisation's root signed, proven in the log");
   v.checked.push_back("versions form an unbroken chain; each attachment is the file the device signed");
+  if (v.timestamps_unchecked > 0)
+    v.checked.push_back(std::to_string(v.timestamps_unchecked) + " time-stamp(s) hold the versions they date, but were "
+                        "not checked against a time-stamping authority: give its certificate (--tsa-cert) to rely on "
+                        "their times");
   // 4. The custody log.
   auto custody_text = zip->Read("custody.jsonl", 256u << 20);
   if (!custody_text.ok()) {

@@ -25,13 +25,18 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
 
 struct EvidenceVerdict {
   uint64_t reports = 0, versions = 0, attachments = 0, custody_entries = 0;
+  uint64_t timestamps = 0;            // versions dated by a time-stamp a trusted authority signed
+  uint64_t timestamps_unchecked = 0;  // versions with a time-stamp that holds them, no authority given to check
   std::string organisation;           // the statement's name
   std::vector<std::string> problems;  // empty: every check held
   std::vector<std::string> checked;   // what was checked, one line each (for people)
   bool ok() const { return problems.empty(); }
 };
 
-// Every check of docs/evidence.md, trusting only `root`.
-Result<EvidenceVerdict> VerifyEvidence(const crypto::PublicKey& root, const std::string& path);
+// Every check of docs/evidence.md, trusting only `root`, and for time only the time-stamping authorities
+// whose certificates (PEM: an authority's own, or its CA's) `trusted_tsa_pem` holds (empty: time-stamps are
+// checked to hold their versions, and their times are not claimed).
+Result<EvidenceVerdict> VerifyEvidence(const crypto::PublicKey& root, const std::string& path,
+                                       const std::string& trusted_tsa_pem = {});
 
 }  // namespace dala::desk

@@ -52,7 +52,7 @@ typedef enum dala_status {
     DALA_ERR_EXISTS = 5,            /* a store already exists there */
     DALA_ERR_CORRUPT = 6,           /* a damaged key file or database */
     DALA_ERR_IO = 7,                /* a file system error */
-    DALA_ERR_PERMISSION = 8,        /* the file system refused access */
+    DALA_ERR_PERMISSION = 8,        /* access refused: by the file system, or a server refusing a desk */
     DALA_ERR_STATE = 9,             /* not allowed in the object's current state (e.g. editing a sealed version) */
     DALA_ERR_TOO_LARGE = 10,        /* over a documented limit */
     DALA_ERR_VERIFY = 11,           /* a signature, hash or authentication tag did not verify */

@@ -181,6 +181,7 @@ struct Client::Request {
   bool has_body = false;
   std::string md5{};  // of body, if the caller has it already
   const std::function<bool(std::span<const uint8_t>)>* sink = nullptr;
+  std::string range{};  // GET: "FIRST-LAST" (bytes, inclusive), or empty for the whole object
 };
 
 struct Client::Answer {
@@ -244,6 +245,7 @@ Client::Answer Client::PerformOnce(const Request& r, bool* retryable) {
   curl_easy_setopt(c, CURLOPT_TIMEOUT, kRequestTimeoutS);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  if (!r.range.empty()) curl_easy_setopt(c, CURLOPT_RANGE, r.range.c_str());
   curl_slist* headers = nullptr;
   std::string md5_header;
   if (r.has_body) {
@@ -375,6 +377,23 @@ Status Client::Get(const std::string& key, const std::function<bool(std::span<co
   if (a.sink_refused) return Status(Code::kIo, "S3 get: the object could not be written where it was asked for");
   if (a.status != 200) return Failed(r.op, a.status, a.body, a.error);
   return Status::Ok();
+}
+
+Result<std::string> Client::GetRange(const std::string& key, uint64_t offset, size_t length) {
+  std::string out;
+  std::function<bool(std::span<const uint8_t>)> sink = [&](std::span<const uint8_t> b) {
+    if (out.size() + b.size() > length) return false;  // more than asked (or a retry's second copy)
+    out.append(reinterpret_cast<const char*>(b.data()), b.size());
+    return true;
+  };
+  Request r{"get", "GET", key, ""};
+  r.sink = &sink;
+  r.range = std::to_string(offset) + "-" + std::to_string(offset + length - 1);
+  Answer a = Perform(r);
+  if (a.sink_refused) return Status(Code::kIo, "S3 get: more bytes came back than the range asked");
+  if (a.status != 206 && a.status != 200) return Failed(r.op, a.status, a.body, a.error);
+  if (a.status == 200 && offset != 0) return Status(Code::kIo, "S3 get: the server ignored the range");
+  return out;
 }
 
 Result<std::optional<std::string>> Client::GetSmall(const std::string& key, size_t max) {

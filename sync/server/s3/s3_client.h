@@ -68,6 +68,8 @@ class Client {
   // GET: the object's bytes, handed to `sink` as they arrive (false from sink ends the transfer: error).
   // Not retried once bytes were handed on.
   Status Get(const std::string& key, const std::function<bool(std::span<const uint8_t>)>& sink);
+  // Bytes [offset, offset + length) of an object (fewer at its end); length >= 1.
+  Result<std::string> GetRange(const std::string& key, uint64_t offset, size_t length);
   Result<std::optional<std::string>> GetSmall(const std::string& key, size_t max);  // nullopt if absent
   Status Delete(const std::string& key);  // no such object is not an error
 

@@ -196,6 +196,38 @@ DALA_API dala_status dala_desk_store_import(dala_desk_store *store, const char *
                                             dala_desk_import_result *out_result, char **out_json,
                                             dala_error **out_error) DALA_NOEXCEPT;
 
+typedef struct dala_desk_pull_options {
+    /* The server's addresses (http(s)://HOST[:PORT][/PATH]), tried in order for each request. None: every
+       server this store pulled from before, at the addresses that worked then. */
+    const char *const *urls;
+    size_t url_count;
+    /* NULL, or 32 bytes: the key of the server at those addresses. NULL: the one server the organisation
+       authorises (DALA_ERR_INVALID_ARGUMENT if it authorises several). */
+    const uint8_t *server_key;
+    const uint8_t *tls_pin;     /* NULL, or 32 bytes: SHA-256 of the certificate's SubjectPublicKeyInfo */
+    const char *proxy_url;      /* NULL, or "socks5h://HOST:PORT" (Tor): every connection through it */
+    int64_t timeout_ms;         /* one request; default 120000 */
+    const char *tsa_cert_path;  /* as in dala_desk_open_options */
+} dala_desk_pull_options;
+
+/* Any thread. Sets every field to its default (no address: the servers pulled from before). */
+DALA_API void dala_desk_pull_options_init(dala_desk_pull_options *options) DALA_NOEXCEPT;
+
+/* One call at a time per desk and store; `store` must have been opened on `desk`. Fetches what is new from
+   the organisation's server (POST /v2/export, docs/protocol.md "Pulling exports"): the export's pages from
+   where the store's last import of that server ended, and the attachment files the store lacks (an
+   interrupted download resumes), signed with the desk's pull key; the first pull lists that key in the
+   organisation's statement (a new version, written into the key file) and every request carries the
+   statement, so the server learns it. Then imports it as dala_desk_store_import does (keep_failed 0);
+   nothing decrypted is written. A refused import leaves what was fetched in DATA_DIR/pull/.
+   *out_json (free with dala_string_free): {"servers": [{"server_key", "log_from", "log_size", "pages",
+   "media_files", "media_bytes", "listed_desk", "imported", "added", "held", "reports_changed",
+   "problems": [...], "summary": summary.json}]}. DALA_ERR_PERMISSION: the server refused this desk;
+   DALA_ERR_IO: no address answered. */
+DALA_API dala_status dala_desk_store_pull(dala_desk *desk, dala_desk_store *store,
+                                          const dala_desk_pull_options *options, char **out_json,
+                                          dala_error **out_error) DALA_NOEXCEPT;
+
 /* One call at a time per store. Writes the latest version of the reports whose ids (32 hex digits) are
    given, or of every report when report_count is 0, to out_path: format "csv" (UTF-8 with a byte-order
    mark, CRLF, a header row, a column per field) or "jsonl" (one JSON object a line), or "evidence": an
@@ -211,12 +243,18 @@ DALA_API dala_status dala_desk_store_export(dala_desk_store *store, const char *
 /* Any thread; no desk needed. Checks an evidence package (docs/evidence.md) trusting only
    organisation_identity: the manifest signed by its root, every file against the manifest's hashes, the
    statement, each version opened with its disclosed content key, its receipt and log proof, each device's
-   enrolment, the version chain, the media against the hashes the device signed, the custody log.
+   enrolment, the version chain, the media against the hashes the device signed, the custody log, and each
+   version's time-stamp if the package carries one: over a head of the receipt's server that holds the
+   version, and, with tsa_cert_path (a PEM file of the time-stamping authorities trusted: an authority's own
+   certificate, or its CA's; NULL: times not claimed), signed by one of them ("checked" then says when each
+   version was received at the latest).
    *out_json (free with dala_string_free): {"ok", "organisation", "reports", "versions", "attachments",
-   "custody_entries", "checked": [...], "problems": [...]}. DALA_OK means the checks ran; the verdict is
-   "ok". DALA_ERR_NOT_FOUND: no such file; DALA_ERR_CORRUPT: not a ZIP package. */
+   "custody_entries", "timestamps", "timestamps_unchecked", "checked": [...], "problems": [...]}. DALA_OK
+   means the checks ran; the verdict is "ok". DALA_ERR_NOT_FOUND: no such file; DALA_ERR_CORRUPT: not a ZIP
+   package; DALA_ERR_INVALID_ARGUMENT: a tsa_cert_path with no PEM certificate. */
 DALA_API dala_status dala_desk_verify_package(const char *organisation_identity, const char *package_path,
-                                              char **out_json, dala_error **out_error) DALA_NOEXCEPT;
+                                              const char *tsa_cert_path, char **out_json,
+                                              dala_error **out_error) DALA_NOEXCEPT;
 
 /* The web desk (docs/desk.md): reports, overview, devices and the custody log in a browser, served from
    the store. */

@@ -1,0 +1,203 @@
+// dala-server's exports: to a file (dala-server export), and page by page to a desk the organisation lists
+// (POST /v2/export, docs/protocol.md, "Pulling exports").
+#include <cstdlib>
+#include <optional>
+
+#include "format/envelope.h"
+#include "format/export_request.h"
+#include "format/manifest.h"
+#include "format/organisation.h"
+#include "server/server_internal.h"
+
+namespace dala::server {
+
+namespace {
+
+HttpResult Plain(int status, std::string text) { return {status, "text/plain", std::move(text) + "\n"}; }
+
+}  // namespace
+
+Result<v1::Export> ServerCore::BuildExport(const ExportSlice& slice, uint64_t* end) {
+  v1::Export ex;
+  std::lock_guard lock(mu_);
+  // One snapshot for every read below: a push another process commits meanwhile is all in or all out.
+  sql::Txn snapshot(*db_);
+  DALA_RETURN_IF_ERROR(snapshot.Begin(sql::TxnKind::kRead));
+  if (!slice.desk_key.empty()) {
+    // Checked again here, on the statement the database holds: another node may have installed a newer one
+    // that no longer lists this desk.
+    DALA_RETURN_IF_ERROR(RefreshStatementLocked());
+    std::lock_guard st(statement_mu_);
+    if (!protocol::ListsDesk(statement_parsed_, B(slice.desk_key)))
+      return Status(Code::kPermission, "the organisation does not list this desk key");
+  }
+  DALA_RETURN_IF_ERROR(log_.Load());
+  const uint64_t size = slice.size != 0 ? slice.size : log_.size();
+  if (size > log_.size() || slice.from > size)
+    return Status(Code::kInvalidArgument, "the log holds " + std::to_string(log_.size()) +
+                                              " leaves: there is no export from position " +
+                                              std::to_string(slice.from) + " to " + std::to_string(size));
+  ex.set_log_from(slice.from);
+  ex.set_server_key(signing_.public_key.data(), 32);
+  ex.set_statement(StatementFor(0));
+  if (slice.first) {
+    DALA_ASSIGN_OR_RETURN(sql::Stmt en, db_->Prepare(
+        "SELECT device_key, invite, proof, enrolled_ms FROM devices WHERE invite IS NOT NULL ORDER BY enrolled_ms"));
+    for (;;) {
+      DALA_ASSIGN_OR_RETURN(bool row, en.Step());
+      if (!row) break;
+      auto* e = ex.add_enrolments();
+      auto k = en.BlobView(0), i = en.BlobView(1), p = en.BlobView(2);
+      e->set_device_key(reinterpret_cast<const char*>(k.data()), k.size());
+      e->set_invite(reinterpret_cast<const char*>(i.data()), i.size());
+      e->set_proof(reinterpret_cast<const char*>(p.data()), p.size());
+      e->set_enrolled_ms(en.Int(3));
+    }
+  }
+  // The reports whose leaf is in [from, size), in log order, until the page's budget is spent: the page
+  // then ends after the last report's leaf. Reports stored before the log existed have no leaf: they are
+  // only in full exports to a file.
+  uint64_t stop = size;
+  {
+    const bool everything = slice.from == 0 && slice.budget == 0;
+    DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare(
+        everything ? "SELECT envelope, receipt, leaf FROM reports ORDER BY seq"
+                   : "SELECT envelope, receipt, leaf FROM reports WHERE leaf >= ? AND leaf < ? ORDER BY leaf"));
+    if (!everything) st.Bind(1, static_cast<int64_t>(slice.from)).Bind(2, static_cast<int64_t>(size));
+    size_t bytes = 0;
+    for (;;) {
+      DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      auto* r = ex.add_reports();
+      auto e = st.BlobView(0), rc = st.BlobView(1);
+      r->set_envelope(reinterpret_cast<const char*>(e.data()), e.size());
+      r->set_receipt(reinterpret_cast<const char*>(rc.data()), rc.size());
+      bytes += e.size() + rc.size();
+      if (slice.budget != 0 && bytes >= slice.budget) {
+        stop = static_cast<uint64_t>(st.Int(2)) + 1;
+        break;
+      }
+    }
+  }
+  DALA_ASSIGN_OR_RETURN(std::vector<std::string> leaves, log_.Leaves());
+  for (uint64_t i = slice.from; i < stop; ++i) ex.add_log(std::move(leaves[static_cast<size_t>(i)]));
+  if (end != nullptr) *end = stop;
+  DALA_ASSIGN_OR_RETURN(std::string head, NewestHeadLocked(size));
+  if (head.empty() && slice.size != 0) return Status(Code::kNotFound, "no head of that size was signed");
+  ex.set_log_head(std::move(head));
+  if (slice.first) {
+    // Every head a time-stamping authority stamped, with its token (oldest first), in incremental exports
+    // too: a stamp can come late, after an export covered its head (the desk keeps each once, by its bytes).
+    DALA_ASSIGN_OR_RETURN(sql::Stmt ts, db_->Prepare(
+        "SELECT h.signed, t.token FROM log_timestamps t JOIN log_heads h ON h.size = t.size WHERE t.size <= ? "
+        "ORDER BY t.size"));
+    ts.Bind(1, static_cast<int64_t>(size));
+    for (;;) {
+      DALA_ASSIGN_OR_RETURN(bool row, ts.Step());
+      if (!row) break;
+      auto* t = ex.add_timestamps();
+      auto hb = ts.BlobView(0), tb = ts.BlobView(1);
+      t->set_head(reinterpret_cast<const char*>(hb.data()), hb.size());
+      t->set_token(reinterpret_cast<const char*>(tb.data()), tb.size());
+    }
+  }
+  return ex;
+}
+
+Result<uint64_t> ServerCore::Export(const std::string& path, uint64_t since, uint64_t* log_size) {
+  ExportSlice slice;
+  slice.from = since;
+  DALA_ASSIGN_OR_RETURN(v1::Export ex, BuildExport(slice, log_size));
+  // Attachments beside the export (hard links where the file system allows, else streamed copies).
+  const std::string media = path + ".media";
+  for (const auto& r : ex.reports()) {
+    envelope::Header h;
+    if (!envelope::Verify(B(r.envelope()), &h).ok() || h.attachments.empty()) continue;
+    DALA_RETURN_IF_ERROR(fs::EnsureDirectory(media));
+    for (const auto& m : h.attachments) {
+      std::string name = attachment::FileName(h.device_key, B(m.attachment_id()));
+      std::string to = fs::Join(media, name);
+      if (fs::Exists(to)) continue;
+      DALA_RETURN_IF_ERROR(attachments_->CopyTo(name, m.size(), to));
+    }
+  }
+  std::string bytes = ex.SerializeAsString();
+  DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(path, crypto::Bytes(bytes)));
+  return static_cast<uint64_t>(ex.reports_size());
+}
+
+// POST /v2/export. Every refusal is a short plain answer: a desk's own tool reads it, and nothing in it helps
+// anyone else (no report, no key, no size).
+HttpResult ServerCore::HandleExport(std::string_view body) {
+  const int64_t now = clock_();
+  if (body.size() > limits_.max_body_bytes) return Plain(413, "too large");
+  auto req = protocol::VerifyExportRequest(crypto::Bytes(body));
+  if (!req.ok()) return Plain(req.status().code() == Code::kVerify ? 403 : 400, req.status().message());
+  if (req->server_key() != std::string_view(reinterpret_cast<const char*>(signing_.public_key.data()), 32))
+    return Plain(403, "this request was signed for another server");
+  // A newer statement the desk brings is installed (it is the root's word, whoever carries it): a desk
+  // the organisation just listed, or a server it just revoked, takes effect here and now.
+  if (!req->statement().empty()) {
+    Status st = SetStatement(req->statement());
+    if (!st.ok() && st.code() != Code::kState) return Plain(403, "the statement is not this organisation's");
+  }
+  if (std::llabs(req->time_ms() - now) > protocol::kExportRequestSkewMs)
+    return Plain(403, "the desk's clock is more than 5 minutes from the server's: set it right and try again");
+  {
+    // A request seen before is refused: whoever copied one off the wire cannot fetch with it (within the
+    // time window; after it, its time refuses it).
+    std::lock_guard lock(nonce_mu_);
+    for (auto it = nonces_.begin(); it != nonces_.end();) it = it->second < now ? nonces_.erase(it) : std::next(it);
+    if (nonces_.size() >= kMaxNonces) return Plain(503, "busy: try again in a few minutes");
+    if (!nonces_.emplace(req->nonce(), now + 2 * protocol::kExportRequestSkewMs).second)
+      return Plain(403, "this request was sent before");
+  }
+  if (req->has_page()) {
+    ExportSlice slice;
+    slice.desk_key = req->desk_key();
+    slice.from = req->page().log_from();
+    slice.size = req->page().log_size();
+    slice.first = slice.size == 0;
+    slice.budget = limits_.export_page_bytes;
+    auto ex = BuildExport(slice, nullptr);
+    if (!ex.ok()) {
+      const Code c = ex.status().code();
+      return Plain(c == Code::kPermission ? 403 : c == Code::kInvalidArgument || c == Code::kNotFound ? 400 : 500,
+                   c == Code::kInternal || c == Code::kIo ? "the export could not be read" : ex.status().message());
+    }
+    return {200, kProto, ex->SerializeAsString()};
+  }
+  // A range of an attachment the server holds whole, for a desk the newest statement in the database lists.
+  const auto& a = req->attachment();
+  uint64_t size = 0;
+  {
+    auto found = [&]() -> Result<std::optional<uint64_t>> {
+      std::lock_guard lock(mu_);
+      sql::Txn snapshot(*db_);
+      DALA_RETURN_IF_ERROR(snapshot.Begin(sql::TxnKind::kRead));
+      DALA_RETURN_IF_ERROR(RefreshStatementLocked());
+      {
+        std::lock_guard st(statement_mu_);
+        if (!protocol::ListsDesk(statement_parsed_, B(req->desk_key())))
+          return Status(Code::kPermission, "the organisation does not list this desk key");
+      }
+      DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare(
+          "SELECT size FROM attachments WHERE device_key = ? AND attachment_id = ? AND complete = 1"));
+      st.Bind(1, B(a.device_key())).Bind(2, B(a.attachment_id()));
+      DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+      return row ? std::optional<uint64_t>(static_cast<uint64_t>(st.Int(0))) : std::nullopt;
+    }();
+    if (!found.ok())
+      return found.status().code() == Code::kPermission ? Plain(403, found.status().message())
+                                                       : Plain(500, "the attachment could not be read");
+    if (!*found) return Plain(404, "no such attachment");
+    size = **found;
+  }
+  if (a.offset() >= size) return Plain(416, "past the end of the attachment");
+  const size_t length = static_cast<size_t>(std::min<uint64_t>(a.length(), size - a.offset()));
+  auto bytes = attachments_->Read(attachment::FileName(B(a.device_key()), B(a.attachment_id())), a.offset(), length);
+  if (!bytes.ok() || bytes->size() != length) return Plain(500, "the attachment could not be read");
+  return {200, protocol::kUploadContentType, std::move(*bytes)};
+}
+
+}  // namespace dala::server

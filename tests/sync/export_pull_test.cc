@@ -1,0 +1,312 @@
+// dala desk pull in one process (docs/protocol.md, "Pulling exports"): the desk fetches pages and attachment
+// ranges from a real ServerCore through the in-process transport, and imports them into a real desk store;
+// and the server's checks of an export request, each attacked on its own.
+#include <gtest/gtest.h>
+
+#include <sodium.h>
+#include <sys/stat.h>
+
+#include "sync_world.h"
+#include "crypto/attachment_file.h"
+#include "desk/desk_pull.h"
+#include "desk/desk_store.h"
+#include "format/export_request.h"
+#include "format/manifest.h"
+#include "format/organisation.h"
+
+namespace dala {
+namespace {
+
+using namespace synctest;
+
+struct PullWorld : World {
+  std::unique_ptr<Store> phone = Phone("phone");
+  std::unique_ptr<desk::DeskStore> store;
+
+  explicit PullWorld(server::ServerLimits limits = {}) {
+    if (limits.export_page_bytes != server::ServerLimits{}.export_page_bytes) {
+      server.reset();
+      server = std::move(server::ServerCore::Open(t.sub("server"), limits)).value();
+      net->set_server(server.get());
+    }
+    EXPECT_TRUE(phone->Join(Invite()).ok());
+    store = std::move(desk::DeskStore::Open(desk, t.sub("desk"))).value();
+  }
+  desk::PullOptions Options(bool with_address = true) {
+    desk::PullOptions o;
+    if (with_address) o.target.urls = {"http://127.0.0.1:1"};
+    return o;
+  }
+  Result<desk::PullResult> PullOnce(const desk::PullOptions& o) {
+    DALA_ASSIGN_OR_RETURN(auto all, desk::Pull(desk, *store, o, *net));
+    if (all.size() != 1) return Status(Code::kInternal, "expected one server");
+    return std::move(all[0]);
+  }
+  // A request to POST /v2/export as `key` signs it, with `edit` applied before signing.
+  server::HttpResult Ask(const crypto::SigningKey& key, const std::function<void(v1::ExportRequest&)>& edit) {
+    v1::ExportRequest r;
+    r.set_server_key(server->server_key().data(), 32);
+    r.set_time_ms(SystemNowMs());
+    uint8_t nonce[16];
+    randombytes_buf(nonce, sizeof nonce);
+    r.set_nonce(nonce, sizeof nonce);
+    r.set_statement(desk.signed_statement);
+    r.mutable_page();
+    if (edit) edit(r);
+    return server->Handle("POST", protocol::kPathExport, protocol::kContentType, protocol::SignExportRequest(key, r));
+  }
+};
+
+std::vector<uint8_t> Bytes(size_t n, uint32_t seed) { return test::PseudoRandomBytes(n, seed); }
+
+AttachmentInfo SealWithAttachment(Store& s, size_t n, const std::string& text) {
+  auto r = s.CreateDraft("detention/1");
+  EXPECT_TRUE(r.ok());
+  EXPECT_TRUE(r->SetNarrative(text).ok());
+  EXPECT_TRUE(s.SaveDraft(*r).ok());
+  auto c = s.CaptureAttachment(r->id(), "video/mp4");
+  EXPECT_TRUE(c.ok());
+  EXPECT_TRUE((*c)->Write(Bytes(n, 7)).ok());
+  auto info = (*c)->Finish();
+  EXPECT_TRUE(info.ok());
+  EXPECT_TRUE(s.Seal(*r).ok());
+  return *info;
+}
+
+uint64_t Held(desk::DeskStore& s) {
+  auto st = s.db().Prepare("SELECT count(*) FROM versions");
+  EXPECT_TRUE(st.ok() && *st->Step());
+  return static_cast<uint64_t>(st->Int(0));
+}
+
+TEST(Pull, TheDeskFetchesEverythingPageByPageThenOnlyWhatIsNew) {
+  server::ServerLimits small;
+  small.export_page_bytes = 1;  // one report per page
+  PullWorld w(small);
+  for (int i = 0; i < 4; ++i) SealOne(*w.phone, "report " + std::to_string(i));
+  EXPECT_EQ(Sync(*w.phone, *w.net).delivered, 4u);
+  ASSERT_FALSE(protocol::ListsDesk(w.desk.statement, desk::PullKey(w.desk).public_key));
+
+  auto first = w.PullOnce(w.Options());
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  EXPECT_TRUE(first->import.imported) << (first->import.problems.empty() ? "" : first->import.problems[0]);
+  EXPECT_EQ(first->import.added, 4u);
+  EXPECT_EQ(first->import.summary.verified, 4u);
+  EXPECT_TRUE(first->listed_desk);
+  EXPECT_TRUE(protocol::ListsDesk(w.desk.statement, desk::PullKey(w.desk).public_key));
+  EXPECT_EQ(first->log_from, 0u);
+  EXPECT_GE(first->pages, 4u);  // the reports came a page each
+  EXPECT_EQ(Held(*w.store), 4u);
+
+  // Nothing new: nothing added, and the pull starts where the last one ended (the store remembers where).
+  auto again = w.PullOnce(w.Options(false));
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_TRUE(again->import.imported);
+  EXPECT_EQ(again->import.added, 0u);
+  EXPECT_EQ(again->log_from, first->log_size);
+  EXPECT_FALSE(again->listed_desk);
+
+  SealOne(*w.phone, "report 4");
+  SealOne(*w.phone, "report 5");
+  EXPECT_EQ(Sync(*w.phone, *w.net).delivered, 2u);
+  auto more = w.PullOnce(w.Options(false));
+  ASSERT_TRUE(more.ok()) << more.status().message();
+  EXPECT_TRUE(more->import.imported);
+  EXPECT_EQ(more->import.added, 2u);
+  EXPECT_EQ(more->log_from, again->log_size);
+  EXPECT_GE(more->pages, 2u);
+  EXPECT_EQ(Held(*w.store), 6u);
+  // What was fetched is in the store: nothing is left waiting in DIR/pull.
+  auto left = fs::ListFiles(w.t.sub("desk") + "/pull");
+  ASSERT_TRUE(left.ok());
+  EXPECT_TRUE(left->empty());
+}
+
+TEST(Pull, AttachmentsComeInRangesAndAnInterruptedDownloadResumes) {
+  PullWorld w;
+  AttachmentInfo a = SealWithAttachment(*w.phone, 3 * attachment::kUploadChunk + 777, "with video");
+  EXPECT_EQ(Sync(*w.phone, *w.net).delivered, 1u);
+  desk::PullOptions o = w.Options();
+  o.range_bytes = 100'000;
+  // The link goes down after three ranges.
+  int ranges = 0;
+  w.net->intercept = [&](const sync::HttpRequest& req) -> std::optional<std::string> {
+    v1::SignedExportRequest sr;
+    v1::ExportRequest er;
+    if (sr.ParseFromString(req.body) && er.ParseFromString(sr.request()) && er.has_attachment() && ++ranges == 3)  // the third goes through; the fourth finds the link down
+      w.net->down = true;
+    return std::nullopt;
+  };
+  auto cut = w.PullOnce(o);
+  ASSERT_FALSE(cut.ok());
+  EXPECT_EQ(Held(*w.store), 0u);
+  w.net->down = false;
+  w.net->intercept = nullptr;
+  const std::string name = attachment::FileName(w.phone->device_key(), std::span<const uint8_t>(a.id.data(), 16));
+  struct stat sb{};
+  ASSERT_EQ(::stat((w.t.sub("desk") + "/pull/" + encoding::ToHex(w.server->server_key()) + ".export.media/" + name +
+                    ".part").c_str(), &sb), 0);
+  EXPECT_EQ(static_cast<uint64_t>(sb.st_size), 300'000u);
+
+  auto resumed = w.PullOnce(o);
+  ASSERT_TRUE(resumed.ok()) << resumed.status().message();
+  EXPECT_TRUE(resumed->import.imported) << (resumed->import.problems.empty() ? "" : resumed->import.problems[0]);
+  EXPECT_EQ(resumed->import.summary.verified, 1u);
+  EXPECT_EQ(resumed->media_files, 1u);
+  EXPECT_EQ(resumed->media_bytes, a.ciphertext_size - 300'000u);  // only what the first pull had not fetched
+  auto local = w.phone->LocalAttachmentFile(a.id);
+  ASSERT_TRUE(local.ok());
+  auto mine = fs::ReadFile(local->path, 1 << 24), desks = fs::ReadFile(w.store->MediaPath(name), 1 << 24);
+  ASSERT_TRUE(mine.ok() && desks.ok());
+  EXPECT_TRUE(*mine == *desks);
+}
+
+TEST(Pull, AnAnswerChangedOnTheWayIsRefusedWholeAndTheNextPullImports) {
+  PullWorld w;
+  SealWithAttachment(*w.phone, 70'000, "with photo");
+  SealOne(*w.phone, "text");
+  EXPECT_EQ(Sync(*w.phone, *w.net).delivered, 2u);
+  // One byte of the first report's envelope, as an on-path attacker (or the server) would change it.
+  w.net->tamper = [](const sync::HttpRequest&, std::string& body) {
+    v1::Export ex;
+    if (!ex.ParseFromString(body) || ex.reports_size() == 0) return;
+    std::string* e = ex.mutable_reports(0)->mutable_envelope();
+    (*e)[e->size() / 2] ^= 1;
+    body = ex.SerializeAsString();
+  };
+  auto bad = w.PullOnce(w.Options());
+  ASSERT_TRUE(bad.ok()) << bad.status().message();
+  EXPECT_FALSE(bad->import.imported);
+  EXPECT_EQ(Held(*w.store), 0u);
+  // Attachment bytes changed on the way: refused too.
+  w.net->tamper = [](const sync::HttpRequest& req, std::string& body) {
+    v1::SignedExportRequest sr;
+    v1::ExportRequest er;
+    if (sr.ParseFromString(req.body) && er.ParseFromString(sr.request()) && er.has_attachment() && !body.empty())
+      body[0] ^= 1;
+  };
+  bad = w.PullOnce(w.Options());
+  ASSERT_TRUE(bad.ok()) << bad.status().message();
+  EXPECT_FALSE(bad->import.imported);
+  EXPECT_EQ(Held(*w.store), 0u);
+  w.net->tamper = nullptr;
+  auto good = w.PullOnce(w.Options());
+  ASSERT_TRUE(good.ok()) << good.status().message();
+  EXPECT_TRUE(good->import.imported) << (good->import.problems.empty() ? "" : good->import.problems[0]);
+  EXPECT_EQ(good->import.added, 2u);
+}
+
+TEST(Pull, TheServerAnswersOnlyAListedDesksFreshRequestForItself) {
+  PullWorld w;
+  AttachmentInfo a = SealWithAttachment(*w.phone, 70'000, "with photo");
+  EXPECT_EQ(Sync(*w.phone, *w.net).delivered, 1u);
+  const crypto::SigningKey pull = desk::PullKey(w.desk);
+
+  // The desk's own key, before the statement lists it: refused.
+  EXPECT_EQ(w.Ask(pull, nullptr).status, 403);
+  ASSERT_TRUE(*desk::ListDesk(w.desk, pull.public_key, SystemNowMs()));
+  auto ok = w.Ask(pull, nullptr);
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  v1::Export ex;
+  ASSERT_TRUE(ex.ParseFromString(ok.body));
+  EXPECT_EQ(ex.reports_size(), 1);
+
+  // Any other key: refused, whatever it asks.
+  EXPECT_EQ(w.Ask(crypto::GenerateSigningKey(), nullptr).status, 403);
+  // A request copied off the wire and sent again: refused.
+  v1::ExportRequest r;
+  r.set_server_key(w.server->server_key().data(), 32);
+  r.set_time_ms(SystemNowMs());
+  r.set_nonce(std::string(16, 'n'));
+  r.mutable_page();
+  const std::string once = protocol::SignExportRequest(pull, r);
+  EXPECT_EQ(w.server->Handle("POST", protocol::kPathExport, protocol::kContentType, once).status, 200);
+  EXPECT_EQ(w.server->Handle("POST", protocol::kPathExport, protocol::kContentType, once).status, 403);
+  // Signed for another server, or long ago, or in the future: refused.
+  const auto other = crypto::GenerateSigningKey();
+  EXPECT_EQ(w.Ask(pull, [&](v1::ExportRequest& q) { q.set_server_key(other.public_key.data(), 32); }).status, 403);
+  EXPECT_EQ(w.Ask(pull, [](v1::ExportRequest& q) { q.set_time_ms(SystemNowMs() - 6 * 60 * 1000); }).status, 403);
+  EXPECT_EQ(w.Ask(pull, [](v1::ExportRequest& q) { q.set_time_ms(SystemNowMs() + 6 * 60 * 1000); }).status, 403);
+  // A signature that does not cover what is asked: refused.
+  {
+    v1::SignedExportRequest sr;
+    ASSERT_TRUE(sr.ParseFromString(once));
+    v1::ExportRequest q;
+    ASSERT_TRUE(q.ParseFromString(sr.request()));
+    q.set_nonce(std::string(16, 'm'));
+    q.mutable_page()->set_log_from(1);
+    sr.set_request(q.SerializeAsString());
+    EXPECT_EQ(w.server->Handle("POST", protocol::kPathExport, protocol::kContentType, sr.SerializeAsString()).status, 403);
+  }
+  // Another organisation's statement carried along (listing its own desk, authorising this server): refused.
+  {
+    desk::Organisation rival = NewDesk(w.t, "rival.key");
+    ASSERT_TRUE(desk::AuthoriseServer(rival, w.server->server_key(), SystemNowMs()).ok());
+    const auto rival_pull = desk::PullKey(rival);
+    ASSERT_TRUE(desk::ListDesk(rival, rival_pull.public_key, SystemNowMs()).ok());
+    EXPECT_EQ(w.Ask(rival_pull, [&](v1::ExportRequest& q) { q.set_statement(rival.signed_statement); }).status, 403);
+  }
+
+  // Attachment ranges: held whole, within the file.
+  auto range = [&](uint64_t offset, uint32_t length, std::string id) {
+    return w.Ask(pull, [&](v1::ExportRequest& q) {
+      auto* at = q.mutable_attachment();
+      at->set_device_key(w.phone->device_key().data(), 32);
+      at->set_attachment_id(id);
+      at->set_offset(offset);
+      at->set_length(length);
+    });
+  };
+  const std::string id(reinterpret_cast<const char*>(a.id.data()), 16);
+  auto part = range(1000, 5000, id);
+  ASSERT_EQ(part.status, 200) << part.body;
+  auto file = fs::ReadFile(w.t.sub("server") + "/attachments/" +
+                               attachment::FileName(w.phone->device_key(), std::span<const uint8_t>(a.id.data(), 16)),
+                           1 << 20);
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ(part.body, std::string(reinterpret_cast<const char*>(file->data()) + 1000, 5000));
+  EXPECT_EQ(range(a.ciphertext_size - 10, 5000, id).body.size(), 10u);  // fewer at the end of the file
+  EXPECT_EQ(range(a.ciphertext_size, 10, id).status, 416);
+  EXPECT_EQ(range(0, 10, std::string(16, 'z')).status, 404);
+  EXPECT_EQ(range(0, protocol::kMaxExportRange + 1, id).status, 400);
+  // A page of a head the server never signed: refused.
+  EXPECT_EQ(w.Ask(pull, [](v1::ExportRequest& q) { q.mutable_page()->set_log_size(1000); }).status, 400);
+
+  // The organisation drops the desk from its statement: from the moment the server holds that statement
+  // (carried by any request, even the dropped desk's own), the desk gets nothing more.
+  v1::OrgStatement next = w.desk.statement;
+  next.clear_desks();
+  next.set_version(next.version() + 1);
+  const std::string dropped = protocol::SignStatement(w.desk.root, next);
+  // Other nodes on the same data, which have not seen that statement yet: each reads the newest one from the
+  // database before it answers (a page, a range).
+  auto node2 = server::ServerCore::Open(w.t.sub("server")), node3 = server::ServerCore::Open(w.t.sub("server"));
+  ASSERT_TRUE(node2.ok() && node3.ok());
+  auto ask2 = [&] {
+    v1::ExportRequest q;
+    q.set_server_key(w.server->server_key().data(), 32);
+    q.set_time_ms(SystemNowMs());
+    q.set_nonce(std::string(16, 'b'));
+    q.mutable_page();
+    return (*node3)->Handle("POST", protocol::kPathExport, protocol::kContentType, protocol::SignExportRequest(pull, q));
+  };
+  EXPECT_EQ(w.Ask(pull, [&](v1::ExportRequest& q) { q.set_statement(dropped); }).status, 403);
+  {
+    v1::ExportRequest q;
+    q.set_server_key(w.server->server_key().data(), 32);
+    q.set_time_ms(SystemNowMs());
+    q.set_nonce(std::string(16, 'c'));
+    auto* at = q.mutable_attachment();
+    at->set_device_key(w.phone->device_key().data(), 32);
+    at->set_attachment_id(id);
+    at->set_length(10);
+    EXPECT_EQ((*node2)->Handle("POST", protocol::kPathExport, protocol::kContentType,
+                               protocol::SignExportRequest(pull, q)).status, 403);
+  }
+  EXPECT_EQ(ask2().status, 403);
+  EXPECT_EQ(w.Ask(pull, nullptr).status, 403);  // the desk's older statement changes nothing
+  EXPECT_EQ(range(0, 10, id).status, 403);
+}
+
+}  // namespace
+}  // namespace dala

@@ -1,0 +1,290 @@
+#include "desk/desk_pull.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "base/clock.h"
+#include "base/encoding.h"
+#include "base/fsutil.h"
+#include "format/envelope.h"
+#include "format/invite.h"
+#include "format/export_request.h"
+#include "format/log.h"
+#include "format/manifest.h"
+#include "format/organisation.h"
+#include "protocol/http_api.h"
+
+namespace dala::desk {
+namespace {
+
+constexpr char kMetaPrefix[] = "pull:";  // + the server key in hex: where the store remembers its addresses
+constexpr uint64_t kMaxPages = 1u << 20;
+
+std::string Hex(std::span<const uint8_t> b) { return encoding::ToHex(b); }
+
+// A server's words, shown to a person: printable ASCII only, at most 200 characters (it is untrusted).
+std::string Shown(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (out.size() >= 200) break;
+    if (c >= 0x20 && c < 0x7f) out += c;
+  }
+  return out.empty() ? std::string("(no reason given)") : out;
+}
+
+// The servers this desk pulled from before, with their addresses (a v1::Invite holding only urls,
+// server_key and tls_pin: the same three things an invite says about a server).
+Result<std::vector<PullTarget>> Remembered(db::Db& db) {
+  std::vector<PullTarget> out;
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db.Prepare("SELECT value FROM meta WHERE key LIKE 'pull:%' ORDER BY key"));
+  for (;;) {
+    DALA_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    auto b = st.BlobView(0);
+    v1::Invite inv;
+    if (!inv.ParseFromArray(b.data(), static_cast<int>(b.size())) || inv.server_key().size() != 32 ||
+        inv.urls_size() == 0)
+      return Status(Code::kCorrupt, "the desk store's record of a server it pulls from is damaged");
+    PullTarget t;
+    std::memcpy(t.server.data(), inv.server_key().data(), 32);
+    t.urls.assign(inv.urls().begin(), inv.urls().end());
+    t.tls_pin = inv.tls_pin();
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+Status Remember(db::Db& db, const PullTarget& t) {
+  v1::Invite inv;
+  for (const auto& u : t.urls) inv.add_urls(u);
+  inv.set_server_key(t.server.data(), 32);
+  inv.set_tls_pin(t.tls_pin);
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)"));
+  const std::string bytes = inv.SerializeAsString();
+  return st.BindText(1, kMetaPrefix + Hex(t.server)).Bind(2, crypto::Bytes(bytes)).Run();
+}
+
+// The log size of the export the store kept from `server` at its last import (0: none): where to go on.
+Result<uint64_t> KeptLogSize(const DeskStore& store, const crypto::PublicKey& server) {
+  const std::string kept = fs::Join(fs::Join(store.dir(), "exports"), Hex(server) + ".export");
+  if (!fs::Exists(kept)) return 0;
+  DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> b, fs::ReadFile(kept, static_cast<size_t>(INT32_MAX)));
+  v1::Export ex;
+  if (!ex.ParseFromArray(b.data(), static_cast<int>(b.size())))
+    return Status(Code::kCorrupt, "the desk's kept export of this server is damaged");
+  return ex.log_from() + static_cast<uint64_t>(ex.log_size());
+}
+
+class Puller {
+ public:
+  Puller(Organisation& org, DeskStore& store, sync::Transport& transport, const PullOptions& o, PullTarget target)
+      : org_(org), store_(store), transport_(transport), options_(o), target_(std::move(target)),
+        key_(PullKey(org)),
+        range_(std::clamp<uint32_t>(o.range_bytes, 1, protocol::kMaxExportRange)) {}
+
+  Result<PullResult> Run() {
+    PullResult out;
+    out.server = target_.server;
+    DALA_ASSIGN_OR_RETURN(const uint64_t since, KeptLogSize(store_, target_.server));
+    out.log_from = since;
+    DALA_ASSIGN_OR_RETURN(v1::Export all, FetchPages(since, &out));
+    out.log_size = all.log_from() + static_cast<uint64_t>(all.log_size());
+    const std::string stage = fs::Join(store_.dir(), "pull");
+    DALA_RETURN_IF_ERROR(fs::EnsureDirectory(stage));
+    const std::string export_path = fs::Join(stage, Hex(target_.server) + ".export");
+    const std::string media = export_path + ".media";
+    // What an earlier pull fetched and its import refused is fetched again (a file that was damaged on the
+    // way is not kept for ever); only unfinished downloads (.part) are kept, to resume.
+    if (auto names = fs::ListFiles(media); names.ok())
+      for (const auto& n : *names)
+        if (!n.ends_with(".part")) (void)fs::RemoveFile(fs::Join(media, n));
+    DALA_RETURN_IF_ERROR(FetchMedia(all, media, &out));
+    const std::string bytes = all.SerializeAsString();
+    DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(export_path, crypto::Bytes(bytes)));
+    DALA_ASSIGN_OR_RETURN(out.import, store_.Import(export_path, options_.open, false));
+    if (out.import.imported) {
+      DALA_RETURN_IF_ERROR(Remember(store_.db(), target_));
+      // What was fetched is in the store now (the export kept in DIR/exports, the media in DIR/media).
+      if (auto names = fs::ListFiles(media); names.ok())
+        for (const auto& n : *names) (void)fs::RemoveFile(fs::Join(media, n));
+      (void)::rmdir(media.c_str());
+      (void)fs::RemoveFile(export_path);
+    }
+    return out;
+  }
+
+ private:
+  // One signed request, to the first address that answers at all.
+  Result<sync::HttpResponse> Send(v1::ExportRequest req) {
+    req.set_server_key(target_.server.data(), 32);
+    req.set_time_ms(SystemNowMs());
+    uint8_t nonce[16];
+    randombytes_buf(nonce, sizeof nonce);
+    req.set_nonce(nonce, sizeof nonce);
+    req.set_statement(org_.signed_statement);
+    sync::HttpRequest h;
+    h.path = protocol::kPathExport;
+    h.body = protocol::SignExportRequest(key_, std::move(req));
+    Status last(Code::kIo, "no address to reach the server at");
+    for (const auto& url : target_.urls) {
+      auto r = transport_.Post(url, h, options_.timeout_ms, target_.tls_pin);
+      if (r.ok()) {
+        url_ = url;
+        return r;
+      }
+      last = r.status();
+    }
+    return last;
+  }
+
+  Status Refused(const sync::HttpResponse& r) const {
+    return Status(r.status == 403 ? Code::kPermission : Code::kIo,
+                  "the server at " + url_ + " answered " + std::to_string(r.status) + ": " + Shown(r.body));
+  }
+
+  // Every page from `since` up to the newest head the server signed, joined into one incremental export.
+  Result<v1::Export> FetchPages(uint64_t since, PullResult* out) {
+    v1::Export all;
+    uint64_t from = since, size = 0;
+    for (uint64_t page = 0; page < kMaxPages; ++page) {
+      v1::ExportRequest req;
+      req.mutable_page()->set_log_from(from);
+      req.mutable_page()->set_log_size(size);
+      DALA_ASSIGN_OR_RETURN(sync::HttpResponse r, Send(std::move(req)));
+      if (r.status != 200) return Refused(r);
+      v1::Export ex;
+      if (!ex.ParseFromString(r.body))
+        return Status(Code::kCorrupt, "the server at " + url_ + " answered with something that is not an export");
+      if (ex.server_key() != std::string_view(reinterpret_cast<const char*>(target_.server.data()), 32))
+        return Status(Code::kVerify, "the server at " + url_ + " answered with another server's export");
+      if (ex.log_from() != from)
+        return Status(Code::kCorrupt, "the server at " + url_ + " answered with another part of its log than asked");
+      ++out->pages;
+      const uint64_t leaves = static_cast<uint64_t>(ex.log_size());
+      if (page == 0) {
+        size = protocol::LogHeadSize(ex.log_head());  // checked with everything else at import
+        all = std::move(ex);
+      } else {
+        if (leaves == 0) return Status(Code::kCorrupt, "the server at " + url_ + " answered with an empty page");
+        for (auto& l : *ex.mutable_log()) all.add_log(std::move(l));
+        for (auto& rep : *ex.mutable_reports()) *all.add_reports() = std::move(rep);
+      }
+      from += leaves;
+      if (from >= size) return all;
+    }
+    return Status(Code::kCorrupt, "the server at " + url_ + " answered with too many pages");
+  }
+
+  // The attachment files of every fetched report that the store does not hold, into `media`.
+  Status FetchMedia(const v1::Export& all, const std::string& media, PullResult* out) {
+    for (const auto& r : all.reports()) {
+      envelope::Header h;
+      if (!envelope::Verify(crypto::Bytes(r.envelope()), &h).ok()) continue;  // the import says why
+      for (const auto& m : h.attachments) {
+        const std::string name = attachment::FileName(h.device_key, crypto::Bytes(m.attachment_id()));
+        if (fs::Exists(store_.MediaPath(name)) || fs::Exists(fs::Join(media, name))) continue;
+        DALA_RETURN_IF_ERROR(fs::EnsureDirectory(media));
+        DALA_ASSIGN_OR_RETURN(bool got, Download(h.device_key, m, fs::Join(media, name), out));
+        if (got) ++out->media_files;
+      }
+    }
+    return Status::Ok();
+  }
+
+  // One attachment file, range by range, appended to NAME.part (kept between pulls: the next one resumes
+  // there) and renamed when whole. Its bytes are checked against the signed manifest at import. False: the
+  // server does not hold it whole (an upload not finished); the import then says it is missing.
+  Result<bool> Download(std::span<const uint8_t> device, const v1::AttachmentManifest& m, const std::string& to,
+                        PullResult* out) {
+    const std::string part = to + ".part";
+    int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) return fs::FromErrno(errno, "could not create", part);
+    struct Closer {
+      int fd;
+      ~Closer() { ::close(fd); }
+    } closer{fd};
+    struct stat sb{};
+    if (::fstat(fd, &sb) != 0) return fs::FromErrno(errno, "could not read", part);
+    uint64_t offset = static_cast<uint64_t>(sb.st_size);
+    if (offset > m.size()) return Status(Code::kCorrupt, "'" + part + "' is longer than the attachment: remove it");
+    while (offset < m.size()) {
+      v1::ExportRequest req;
+      auto* a = req.mutable_attachment();
+      a->set_device_key(device.data(), device.size());
+      a->set_attachment_id(m.attachment_id());
+      a->set_offset(offset);
+      const uint32_t asked = static_cast<uint32_t>(std::min<uint64_t>(range_, m.size() - offset));
+      a->set_length(asked);
+      DALA_ASSIGN_OR_RETURN(sync::HttpResponse r, Send(std::move(req)));
+      if (r.status == 404) return false;
+      if (r.status != 200) return Refused(r);
+      if (r.body.empty() || r.body.size() > asked)
+        return Status(Code::kCorrupt, "the server at " + url_ + " answered with the wrong number of attachment bytes");
+      DALA_RETURN_IF_ERROR(fs::WriteAll(fd, reinterpret_cast<const uint8_t*>(r.body.data()), r.body.size(), part));
+      offset += r.body.size();
+      out->media_bytes += r.body.size();
+    }
+    if (::fsync(fd) != 0) return fs::FromErrno(errno, "could not write", part);
+    if (std::rename(part.c_str(), to.c_str()) != 0) return fs::FromErrno(errno, "could not rename", part);
+    return true;
+  }
+
+  Organisation& org_;
+  DeskStore& store_;
+  sync::Transport& transport_;
+  const PullOptions& options_;
+  PullTarget target_;
+  crypto::SigningKey key_;
+  uint32_t range_;
+  std::string url_;
+};
+
+}  // namespace
+
+Result<std::vector<PullResult>> Pull(Organisation& org, DeskStore& store, const PullOptions& options,
+                                     sync::Transport& transport) {
+  std::vector<PullTarget> targets;
+  if (!options.target.urls.empty()) {
+    for (const auto& u : options.target.urls) DALA_RETURN_IF_ERROR(protocol::CheckServerUrl(u));
+    if (!options.target.tls_pin.empty() && options.target.tls_pin.size() != 32)
+      return Status(Code::kInvalidArgument, "a TLS pin is 32 bytes");
+    PullTarget t = options.target;
+    if (t.server == crypto::PublicKey{}) {
+      // The one server the organisation authorises (and has not revoked).
+      int found = 0;
+      for (const auto& s : org.statement.servers())
+        if (s.revoked_ms() == 0 && s.server_key().size() == 32) {
+          std::memcpy(t.server.data(), s.server_key().data(), 32);
+          ++found;
+        }
+      if (found != 1)
+        return Status(Code::kInvalidArgument, "the organisation authorises " + std::to_string(found) +
+                                                  " servers: name the one at this address (its key)");
+    } else if (!protocol::FindServer(org.statement, t.server)) {
+      return Status(Code::kInvalidArgument, "the organisation never authorised that server key");
+    }
+    targets.push_back(std::move(t));
+  } else {
+    DALA_ASSIGN_OR_RETURN(targets, Remembered(store.db()));
+    if (targets.empty())
+      return Status(Code::kInvalidArgument, "this desk has not pulled from any server yet: give the server's address");
+  }
+  // The statement must list this desk's pull key; every request carries the statement, so the server
+  // learns it with the first one.
+  DALA_ASSIGN_OR_RETURN(bool listed, ListDesk(org, PullKey(org).public_key, SystemNowMs()));
+  std::vector<PullResult> out;
+  for (auto& t : targets) {
+    DALA_ASSIGN_OR_RETURN(PullResult r, Puller(org, store, transport, options, std::move(t)).Run());
+    r.listed_desk = listed;
+    listed = false;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace dala::desk

@@ -1,0 +1,49 @@
+// dala desk pull (docs/desk.md): fetches what is new straight from the organisation's servers, page by page
+// (POST /v2/export, docs/protocol.md, "Pulling exports"), signed with this desk's pull key, which the
+// organisation's statement lists; downloads the attachment files the store does not hold, resuming where an
+// interrupted pull stopped; then imports it all exactly as dala desk import does (every check; refused
+// whole, the store unchanged, if anything fails). What is fetched is what an export file holds: sealed
+// envelopes and encrypted attachments, kept in DIR/pull/ until imported.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "client/transport.h"
+#include "crypto/crypto.h"
+#include "desk/desk_key.h"
+#include "desk/desk_store.h"
+
+namespace dala::desk {
+
+struct PullTarget {
+  crypto::PublicKey server{};
+  std::vector<std::string> urls;  // tried in order for each request
+  std::string tls_pin;            // empty or 32 bytes
+};
+
+struct PullOptions {
+  // The server to pull from; empty urls: every server this desk pulled from before (the store remembers
+  // their addresses). A zero server key: the one server the statement authorises (kInvalidArgument if it
+  // authorises several).
+  PullTarget target;
+  int64_t timeout_ms = 120'000;  // one request
+  uint32_t range_bytes = 8u << 20;  // attachment bytes asked for in one request (1 to 8 MiB)
+  OpenOptions open;              // time-stamp certificates, phones' receipts (as for import)
+};
+
+struct PullResult {
+  crypto::PublicKey server{};
+  uint64_t log_from = 0, log_size = 0;  // the leaves fetched: [log_from, log_size)
+  uint64_t pages = 0, media_files = 0, media_bytes = 0;
+  bool listed_desk = false;  // the statement was changed to list this desk (a new version, in the key file)
+  ImportResult import;
+};
+
+// One call at a time per store (the import lock is taken for the import itself). On a refused import the
+// fetched files stay in DIR/pull/ for `dala desk open` to examine, and the next pull fetches again.
+Result<std::vector<PullResult>> Pull(Organisation& org, DeskStore& store, const PullOptions& options,
+                                     sync::Transport& transport);
+
+}  // namespace dala::desk
