@@ -1,6 +1,7 @@
 // dala-server's request handling as anyone on the network can reach it: any method, path (a desk's export
-// requests too), content type and body, and uploads with any Authorization header and body (possibly cut short). The first byte
-// picks method, path and content type; for uploads a 16-bit length gives the header, the rest is the body.
+// requests too), content type and body, and uploads with any Authorization header and body (possibly cut
+// short). The first byte picks method, path and content type; for uploads a 16-bit length gives the header,
+// the rest is the body.
 #include "server_fixture.h"
 #include "protocol/http_api.h"
 
