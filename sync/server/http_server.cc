@@ -112,6 +112,7 @@ struct HttpServer::Impl {
   std::atomic<size_t> buffered{0};  // body bytes reserved beyond each connection's free 64 KiB
   std::atomic<uint64_t> served{0};
   asio::thread_pool storage_pool{2};  // upload chunks: hash, write, fdatasync
+  asio::thread_pool export_pool{1};   // desks' pulls (POST /v2/export): one at a time, never in uploads' way
   uint16_t bound_port = 0;
 
   Impl(ServerCore& c, HttpOptions o) : core(c), fixed(o), live(std::make_shared<const HttpOptions>(std::move(o))) {}
@@ -146,13 +147,13 @@ struct HttpServer::Impl {
       co_return HttpResult{200, metrics::kContentType, core.metrics().Render()};
     if (opt.metrics_only) co_return HttpResult{404, "text/plain", "not found\n"};
     if (req.target() == protocol::kPathExport) {
-      // A desk's pull reads the database and the attachment store (S3 may take a while): on the storage
-      // pool, never on this I/O thread.
+      // A desk's pull reads the database and the attachment store (S3 may take a while): on a pool of its
+      // own, never on this I/O thread nor on the uploads' storage pool.
       // (Arguments, not captures: a coroutine's frame keeps its parameters, not the lambda that made it.)
       auto pull = [](ServerCore& c, std::string method, std::string body) -> asio::awaitable<HttpResult> {
         co_return c.Handle(method, protocol::kPathExport, std::string(), body);
       };
-      co_return co_await asio::co_spawn(storage_pool, pull(core, std::string(req.method_string()), req.body()),
+      co_return co_await asio::co_spawn(export_pool, pull(core, std::string(req.method_string()), req.body()),
                                         asio::use_awaitable);
     }
     co_return co_await Call(std::string(req.method_string()), std::string(req.target()),

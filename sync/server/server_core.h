@@ -38,7 +38,8 @@ struct ServerLimits {
   size_t max_batch = 256;              // envelopes per push
   size_t max_envelope_bytes = 8u << 20;
   uint64_t max_storage_bytes = 0;      // attachment bytes the server may hold; 0 = no limit but the disk's
-  size_t export_page_bytes = 32u << 20;  // reports' bytes in one page a desk pulls (POST /v2/export)
+  size_t export_page_bytes = 32u << 20;  // bytes of one page a desk pulls (POST /v2/export)
+  size_t max_export_nonces = 1u << 16;   // listed desks' requests remembered (10 minutes each) against replay
 };
 
 struct HttpResult {
@@ -274,19 +275,23 @@ class ServerCore {
   Status BackfillLogLocked();
   // What an export holds (server_export.cc): the log's leaves [from, end) of the head of `size` leaves (0:
   // the newest head), and the reports whose leaf is among them. `budget` (0: none) ends the slice after the
-  // report whose bytes reach it; *end is where it ended. `first`: with every enrolment and time-stamp.
+  // leaf whose bytes (with its report or enrolment) reach it; *end is where it ended. Without a budget (to a
+  // file): every enrolment and every report from `from` on. `first`: with the time-stamps.
   // `desk_key` (empty: the operator's own export): refused (kPermission) unless the newest statement in the
   // database lists it.
+  // `stamps_from`: time-stamps only over heads of at least that size.
   struct ExportSlice {
-    uint64_t from = 0, size = 0;
+    uint64_t from = 0, size = 0, stamps_from = 0;
     size_t budget = 0;
     bool first = true;
     std::string desk_key;
   };
   Result<v1::Export> BuildExport(const ExportSlice& slice, uint64_t* end);
-  static constexpr size_t kMaxNonces = 1u << 16;
+  // Whether the newest statement lists `desk_key` (this node's, else the database's, read again).
+  bool DeskListed(std::string_view desk_key);
   std::mutex nonce_mu_;
-  std::map<std::string, int64_t> nonces_;  // export requests' nonces seen, with when each may be forgotten
+  std::set<std::string> nonces_;  // listed desks' export requests seen (desk key + nonce), under nonce_mu_
+  std::deque<std::pair<int64_t, std::string>> nonce_order_;  // each with when it may be forgotten, oldest first
   crypto::SigningKey signing_;
   crypto::PublicKey organisation_{};
   // The newest SignedStatement seen (in an invite, or installed) and its version, under statement_mu_.

@@ -5,6 +5,7 @@
 
 #include "format/envelope.h"
 #include "format/export_request.h"
+#include "format/log.h"
 #include "format/manifest.h"
 #include "format/organisation.h"
 #include "server/server_internal.h"
@@ -40,7 +41,8 @@ Result<v1::Export> ServerCore::BuildExport(const ExportSlice& slice, uint64_t* e
   ex.set_log_from(slice.from);
   ex.set_server_key(signing_.public_key.data(), 32);
   ex.set_statement(StatementFor(0));
-  if (slice.first) {
+  if (slice.budget == 0) {
+    // To a file (dala-server export): every enrolment, every report (those from before the log too).
     DALA_ASSIGN_OR_RETURN(sql::Stmt en, db_->Prepare(
         "SELECT device_key, invite, proof, enrolled_ms FROM devices WHERE invite IS NOT NULL ORDER BY enrolled_ms"));
     for (;;) {
@@ -53,18 +55,11 @@ Result<v1::Export> ServerCore::BuildExport(const ExportSlice& slice, uint64_t* e
       e->set_proof(reinterpret_cast<const char*>(p.data()), p.size());
       e->set_enrolled_ms(en.Int(3));
     }
-  }
-  // The reports whose leaf is in [from, size), in log order, until the page's budget is spent: the page
-  // then ends after the last report's leaf. Reports stored before the log existed have no leaf: they are
-  // only in full exports to a file.
-  uint64_t stop = size;
-  {
-    const bool everything = slice.from == 0 && slice.budget == 0;
+    en = sql::Stmt();
     DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare(
-        everything ? "SELECT envelope, receipt, leaf FROM reports ORDER BY seq"
-                   : "SELECT envelope, receipt, leaf FROM reports WHERE leaf >= ? AND leaf < ? ORDER BY leaf"));
-    if (!everything) st.Bind(1, static_cast<int64_t>(slice.from)).Bind(2, static_cast<int64_t>(size));
-    size_t bytes = 0;
+        slice.from == 0 ? "SELECT envelope, receipt FROM reports ORDER BY seq"
+                        : "SELECT envelope, receipt FROM reports WHERE leaf >= ? ORDER BY seq"));
+    if (slice.from != 0) st.Bind(1, static_cast<int64_t>(slice.from));
     for (;;) {
       DALA_ASSIGN_OR_RETURN(bool row, st.Step());
       if (!row) break;
@@ -72,26 +67,72 @@ Result<v1::Export> ServerCore::BuildExport(const ExportSlice& slice, uint64_t* e
       auto e = st.BlobView(0), rc = st.BlobView(1);
       r->set_envelope(reinterpret_cast<const char*>(e.data()), e.size());
       r->set_receipt(reinterpret_cast<const char*>(rc.data()), rc.size());
-      bytes += e.size() + rc.size();
-      if (slice.budget != 0 && bytes >= slice.budget) {
-        stop = static_cast<uint64_t>(st.Int(2)) + 1;
-        break;
+    }
+    st = sql::Stmt();
+    DALA_ASSIGN_OR_RETURN(std::vector<std::string> leaves, log_.Leaves());
+    for (uint64_t i = slice.from; i < size && i < leaves.size(); ++i) ex.add_log(std::move(leaves[static_cast<size_t>(i)]));
+    if (end != nullptr) *end = size;
+  } else {
+    // A page for a desk: the leaves from `from` on, each with what it records (a report, a device's
+    // enrolment), until the page's bytes reach the budget. Pages are bounded whatever the log holds.
+    DALA_ASSIGN_OR_RETURN(std::vector<std::string> leaves, log_.Leaves());
+    if (size > leaves.size()) return Status(Code::kInternal, "the log's leaves are fewer than its size");
+    std::map<std::string, v1::Enrolment> enrolment_of_leaf;
+    {
+      DALA_ASSIGN_OR_RETURN(sql::Stmt en, db_->Prepare(
+          "SELECT device_key, invite, proof, enrolled_ms FROM devices WHERE invite IS NOT NULL"));
+      for (;;) {
+        DALA_ASSIGN_OR_RETURN(bool row, en.Step());
+        if (!row) break;
+        v1::Enrolment e;
+        auto k = en.BlobView(0), i = en.BlobView(1), p = en.BlobView(2);
+        e.set_device_key(reinterpret_cast<const char*>(k.data()), k.size());
+        e.set_invite(reinterpret_cast<const char*>(i.data()), i.size());
+        e.set_proof(reinterpret_cast<const char*>(p.data()), p.size());
+        e.set_enrolled_ms(en.Int(3));
+        std::string leaf = protocol::EnrolmentLeaf(e.device_key(), e.invite(), e.proof(), e.enrolled_ms());
+        enrolment_of_leaf.emplace(std::move(leaf), std::move(e));
       }
     }
+    DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare(
+        "SELECT envelope, receipt, leaf FROM reports WHERE leaf >= ? AND leaf < ? ORDER BY leaf"));
+    st.Bind(1, static_cast<int64_t>(slice.from)).Bind(2, static_cast<int64_t>(size));
+    DALA_ASSIGN_OR_RETURN(bool have, st.Step());
+    size_t bytes = 0;
+    uint64_t i = slice.from;
+    while (i < size) {
+      const std::string& leaf = leaves[static_cast<size_t>(i)];
+      bytes += leaf.size();
+      ex.add_log(leaf);
+      for (; have && static_cast<uint64_t>(st.Int(2)) == i; ) {
+        auto* r = ex.add_reports();
+        auto e = st.BlobView(0), rc = st.BlobView(1);
+        r->set_envelope(reinterpret_cast<const char*>(e.data()), e.size());
+        r->set_receipt(reinterpret_cast<const char*>(rc.data()), rc.size());
+        bytes += e.size() + rc.size();
+        DALA_ASSIGN_OR_RETURN(have, st.Step());
+      }
+      if (auto it = enrolment_of_leaf.find(leaf); it != enrolment_of_leaf.end()) {
+        bytes += it->second.ByteSizeLong();
+        *ex.add_enrolments() = it->second;
+      }
+      ++i;
+      if (bytes >= slice.budget) break;
+    }
+    if (end != nullptr) *end = i;
   }
-  DALA_ASSIGN_OR_RETURN(std::vector<std::string> leaves, log_.Leaves());
-  for (uint64_t i = slice.from; i < stop; ++i) ex.add_log(std::move(leaves[static_cast<size_t>(i)]));
-  if (end != nullptr) *end = stop;
   DALA_ASSIGN_OR_RETURN(std::string head, NewestHeadLocked(size));
   if (head.empty() && slice.size != 0) return Status(Code::kNotFound, "no head of that size was signed");
   ex.set_log_head(std::move(head));
   if (slice.first) {
-    // Every head a time-stamping authority stamped, with its token (oldest first), in incremental exports
+    // The heads a time-stamping authority stamped, with their tokens (oldest first), in incremental exports
     // too: a stamp can come late, after an export covered its head (the desk keeps each once, by its bytes).
+    // A desk asks only for those over heads of at least `stamps_from` leaves: it holds the earlier ones
+    // (heads are stamped in the order of their sizes).
     DALA_ASSIGN_OR_RETURN(sql::Stmt ts, db_->Prepare(
-        "SELECT h.signed, t.token FROM log_timestamps t JOIN log_heads h ON h.size = t.size WHERE t.size <= ? "
-        "ORDER BY t.size"));
-    ts.Bind(1, static_cast<int64_t>(size));
+        "SELECT h.signed, t.token FROM log_timestamps t JOIN log_heads h ON h.size = t.size "
+        "WHERE t.size >= ? AND t.size <= ? ORDER BY t.size"));
+    ts.Bind(1, static_cast<int64_t>(slice.stamps_from)).Bind(2, static_cast<int64_t>(size));
     for (;;) {
       DALA_ASSIGN_OR_RETURN(bool row, ts.Step());
       if (!row) break;
@@ -126,8 +167,22 @@ Result<uint64_t> ServerCore::Export(const std::string& path, uint64_t since, uin
   return static_cast<uint64_t>(ex.reports_size());
 }
 
+bool ServerCore::DeskListed(std::string_view desk_key) {
+  {
+    std::lock_guard st(statement_mu_);
+    if (protocol::ListsDesk(statement_parsed_, crypto::Bytes(desk_key))) return true;
+  }
+  // Not in the statement this node holds: another node may have installed a newer one that lists it.
+  std::lock_guard lock(mu_);
+  sql::Txn snapshot(*db_);
+  if (!snapshot.Begin(sql::TxnKind::kRead).ok() || !RefreshStatementLocked().ok()) return false;
+  std::lock_guard st(statement_mu_);
+  return protocol::ListsDesk(statement_parsed_, crypto::Bytes(desk_key));
+}
+
 // POST /v2/export. Every refusal is a short plain answer: a desk's own tool reads it, and nothing in it helps
-// anyone else (no report, no key, no size).
+// anyone else (no report, no key, no size). The checks run cheapest first, and nothing is written (no
+// nonce kept, no statement installed) for a request that is not a listed desk's, fresh and for this server.
 HttpResult ServerCore::HandleExport(std::string_view body) {
   const int64_t now = clock_();
   if (body.size() > limits_.max_body_bytes) return Plain(413, "too large");
@@ -135,22 +190,38 @@ HttpResult ServerCore::HandleExport(std::string_view body) {
   if (!req.ok()) return Plain(req.status().code() == Code::kVerify ? 403 : 400, req.status().message());
   if (req->server_key() != std::string_view(reinterpret_cast<const char*>(signing_.public_key.data()), 32))
     return Plain(403, "this request was signed for another server");
-  // A newer statement the desk brings is installed (it is the root's word, whoever carries it): a desk
-  // the organisation just listed, or a server it just revoked, takes effect here and now.
-  if (!req->statement().empty()) {
-    Status st = SetStatement(req->statement());
-    if (!st.ok() && st.code() != Code::kState) return Plain(403, "the statement is not this organisation's");
-  }
-  if (std::llabs(req->time_ms() - now) > protocol::kExportRequestSkewMs)
+  // Compared without overflow, whatever time the request claims.
+  if (req->time_ms() < now - protocol::kExportRequestSkewMs || req->time_ms() > now + protocol::kExportRequestSkewMs)
     return Plain(403, "the desk's clock is more than 5 minutes from the server's: set it right and try again");
+  // A newer statement the desk brings, signed by the root and listing that very desk, is installed: the
+  // first pull of a desk the organisation just listed works at once. Anything else it carries changes nothing
+  // (an older statement costs no lock).
+  if (!req->statement().empty()) {
+    auto carried = protocol::VerifyStatement(B(req->statement()), organisation_);
+    if (!carried.ok()) return Plain(403, "the statement is not this organisation's");
+    bool newer = false;
+    {
+      std::lock_guard st(statement_mu_);
+      newer = carried->version() > statement_version_;
+    }
+    if (newer && protocol::ListsDesk(*carried, B(req->desk_key()))) {
+      Status st = SetStatement(req->statement());
+      if (!st.ok() && st.code() != Code::kState) return Plain(503, "the statement could not be kept: try again later");
+    }
+  }
+  if (!DeskListed(req->desk_key())) return Plain(403, "the organisation does not list this desk key");
   {
-    // A request seen before is refused: whoever copied one off the wire cannot fetch with it (within the
-    // time window; after it, its time refuses it).
+    // A request seen before is refused: whoever copied one off the wire cannot fetch with it (on this node,
+    // within the time window; after it, its time refuses it). Only a listed desk's requests get here.
     std::lock_guard lock(nonce_mu_);
-    for (auto it = nonces_.begin(); it != nonces_.end();) it = it->second < now ? nonces_.erase(it) : std::next(it);
-    if (nonces_.size() >= kMaxNonces) return Plain(503, "busy: try again in a few minutes");
-    if (!nonces_.emplace(req->nonce(), now + 2 * protocol::kExportRequestSkewMs).second)
-      return Plain(403, "this request was sent before");
+    while (!nonce_order_.empty() && nonce_order_.front().first < now) {
+      nonces_.erase(nonce_order_.front().second);
+      nonce_order_.pop_front();
+    }
+    if (nonces_.size() >= limits_.max_export_nonces) return Plain(503, "busy: try again in a few minutes");
+    std::string key = req->desk_key() + req->nonce();
+    if (!nonces_.insert(key).second) return Plain(403, "this request was sent before");
+    nonce_order_.emplace_back(now + 2 * protocol::kExportRequestSkewMs, std::move(key));
   }
   if (req->has_page()) {
     ExportSlice slice;
@@ -158,6 +229,7 @@ HttpResult ServerCore::HandleExport(std::string_view body) {
     slice.from = req->page().log_from();
     slice.size = req->page().log_size();
     slice.first = slice.size == 0;
+    slice.stamps_from = req->page().stamps_from();
     slice.budget = limits_.export_page_bytes;
     auto ex = BuildExport(slice, nullptr);
     if (!ex.ok()) {

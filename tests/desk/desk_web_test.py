@@ -24,6 +24,7 @@ import base64
 import hashlib
 import http.client
 import json
+import math
 import os
 import re
 import shutil
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import harness  # noqa: E402
@@ -56,9 +58,9 @@ def check(what, ok, detail=""):
 class Desk:
     """A running `dala desk serve` and an HTTP client for it."""
 
-    def __init__(self, dala, key, data):
-        self.proc = subprocess.Popen([dala, "desk", "serve", "--key", key, "--data", data], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=harness.ENV)
+    def __init__(self, dala, key, data, *extra):
+        self.proc = subprocess.Popen([dala, "desk", "serve", "--key", key, "--data", data, *extra],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=harness.ENV)
         self.url = self.proc.stdout.readline().strip()
         parsed = urllib.parse.urlparse(self.url)
         self.host, self.port = parsed.hostname, parsed.port
@@ -100,6 +102,75 @@ class Desk:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def png(rgb):
+    """A valid 256x256 PNG of one colour (zlib only)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    raw = b"".join(b"\x00" + bytes(rgb) * 256 for _ in range(256))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 256, 256, 8, 2, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def tile_of(lat, lon, z):
+    """The XYZ tile holding a point (Web Mercator), written here independently of the desk's own code."""
+    n = 2 ** z
+    r = math.radians(lat)
+    return int((lon + 180.0) / 360.0 * n), int((1.0 - math.asinh(math.tan(r)) / math.pi) / 2.0 * n)
+
+
+def tile_checks(dala, org_key, data, work):
+    """dala desk serve --tiles: maps drawn on the organisation's own tiles, served by the desk alone, only
+    real images, only in a session; an attribution shown escaped."""
+    tiles = os.path.join(work, "tiles")
+    almaty = (43.2380, 76.9450)
+    for z in (9, 10, 11):
+        x, y = tile_of(*almaty, z)
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                os.makedirs(os.path.join(tiles, str(z), str(x + dx)), exist_ok=True)
+                with open(os.path.join(tiles, str(z), str(x + dx), f"{y + dy}.png"), "wb") as f:
+                    f.write(png((200, 220, 200 + 10 * dx)))
+    x11, y11 = tile_of(*almaty, 11)
+    with open(os.path.join(tiles, "11", str(x11), f"{y11 + 1}.png"), "wb") as f:
+        f.write(EVIL_SVG)  # an SVG named as a PNG: never served
+    with open(os.path.join(tiles, "attribution.txt"), "w") as f:
+        f.write("<b>Test tiles</b> of the organisation\n")
+    r = subprocess.run([dala, "desk", "serve", "--key", org_key, "--data", data, "--tiles",
+                        os.path.join(work, "no-such-dir")], capture_output=True, text=True, env=harness.ENV, timeout=60)
+    check("serve --tiles with no such directory exits non-zero, saying so", r.returncode != 0 and "tile" in r.stderr,
+          (r.returncode, r.stderr))
+    tiled = Desk(dala, org_key, data, "--tiles", tiles)
+    try:
+        r, _ = tiled.request("GET", f"/tiles/10/{tile_of(*almaty, 10)[0]}/{tile_of(*almaty, 10)[1]}")
+        check("tiles: without a session, a tile is refused (401)", r.status == 401, r.status)
+        tiled.login()
+        r, page = tiled.request("GET", "/overview")
+        images = re.findall(rb'<image href="tiles/(\d+)/(\d+)/(\d+)"', page)
+        check("tiles: the overview map is drawn on the organisation's tiles", r.status == 200 and len(images) > 0,
+              page[:200])
+        check("tiles: only tiles the directory holds are named",
+              all(os.path.exists(os.path.join(tiles, z.decode(), x.decode(), y.decode() + ".png")) for z, x, y in images),
+              images)
+        check("tiles: the attribution is shown, escaped", b"&lt;b&gt;Test tiles&lt;/b&gt;" in page and
+              b"<b>Test tiles" not in page)
+        z, x, y = (v.decode() for v in images[0])
+        r, body = tiled.request("GET", f"/tiles/{z}/{x}/{y}")
+        check("tiles: a tile is served from the desk as a PNG, not to be sniffed",
+              r.status == 200 and r.getheader("Content-Type") == "image/png" and body.startswith(b"\x89PNG") and
+              r.getheader("X-Content-Type-Options") == "nosniff", (r.status, r.getheader("Content-Type")))
+        r, body = tiled.request("GET", f"/tiles/11/{x11}/{y11 + 1}")
+        check("tiles: an SVG named as a tile is not served", r.status == 404 and b"onload" not in body, r.status)
+        for bad in ("/tiles/10/../../attribution.txt", "/tiles/99/0/0", "/tiles/10/x/1", "/tiles/1/5/0", "/tiles/10"):
+            r, _ = tiled.request("GET", bad)
+            check(f"tiles: {bad} is not served", r.status == 404, r.status)
+        r, page = tiled.request("GET", "/reports?q=" + urllib.parse.quote("Video filmed"))
+        m = re.search(rb'href="report/(\d+)"', page)
+        r, page = tiled.request("GET", f"/report/{m.group(1).decode() if m else 0}")
+        check("tiles: a report's map is drawn on the tiles too", b'<image href="tiles/' in page)
+    finally:
+        tiled.stop()
 
 
 def custody_checks(entries, root):
@@ -339,6 +410,7 @@ def main():
         check("32 idle connections are shut after 20 s and the desk answers again",
               answered is not None and answered >= 15 and closed == 32, (answered, closed))
 
+        tile_checks(dala, org_key, data, work)
         run_browser(desk, shots, work, vrid, rid, dala, identity)
     finally:
         if desk is not None:

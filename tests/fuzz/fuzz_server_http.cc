@@ -8,8 +8,9 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace dala;
   static const char* const kMethods[] = {"POST", "GET", "PUT", "DELETE"};
-  static const char* const kPaths[] = {protocol::kPathPush,   protocol::kPathEnrol, protocol::kPathHealth,
-                                       protocol::kPathUpload, protocol::kPathExport, "/", "/v1/push", ""};
+  static const char* const kPaths[] = {protocol::kPathPush,   protocol::kPathEnrol,  protocol::kPathHealth,
+                                       protocol::kPathUpload, protocol::kPathExport, "/",
+                                       "/v2/push/../enrol",   "/v1/push"};
   static const std::string_view kTypes[] = {protocol::kContentType, "text/plain"};
   server::ServerCore& server = fuzz::Server();
   fuzz::Input in(data, size);

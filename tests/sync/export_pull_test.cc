@@ -24,11 +24,9 @@ struct PullWorld : World {
   std::unique_ptr<desk::DeskStore> store;
 
   explicit PullWorld(server::ServerLimits limits = {}) {
-    if (limits.export_page_bytes != server::ServerLimits{}.export_page_bytes) {
-      server.reset();
-      server = std::move(server::ServerCore::Open(t.sub("server"), limits)).value();
-      net->set_server(server.get());
-    }
+    server.reset();  // opened again with these limits
+    server = std::move(server::ServerCore::Open(t.sub("server"), limits)).value();
+    net->set_server(server.get());
     EXPECT_TRUE(phone->Join(Invite()).ok());
     store = std::move(desk::DeskStore::Open(desk, t.sub("desk"))).value();
   }
@@ -40,6 +38,7 @@ struct PullWorld : World {
   Result<desk::PullResult> PullOnce(const desk::PullOptions& o) {
     DALA_ASSIGN_OR_RETURN(auto all, desk::Pull(desk, *store, o, *net));
     if (all.size() != 1) return Status(Code::kInternal, "expected one server");
+    if (!all[0].error.ok()) return all[0].error;
     return std::move(all[0]);
   }
   // A request to POST /v2/export as `key` signs it, with `edit` applied before signing.
@@ -119,21 +118,25 @@ TEST(Pull, TheDeskFetchesEverythingPageByPageThenOnlyWhatIsNew) {
   // What was fetched is in the store: nothing is left waiting in DIR/pull.
   auto left = fs::ListFiles(w.t.sub("desk") + "/pull");
   ASSERT_TRUE(left.ok());
-  EXPECT_TRUE(left->empty());
+  EXPECT_EQ(*left, std::vector<std::string>{"pull.lock"});
 }
 
 TEST(Pull, AttachmentsComeInRangesAndAnInterruptedDownloadResumes) {
   PullWorld w;
+  AttachmentInfo small = SealWithAttachment(*w.phone, 150'000, "with photo");
   AttachmentInfo a = SealWithAttachment(*w.phone, 3 * attachment::kUploadChunk + 777, "with video");
-  EXPECT_EQ(Sync(*w.phone, *w.net).delivered, 1u);
+  EXPECT_EQ(Sync(*w.phone, *w.net).delivered, 2u);
   desk::PullOptions o = w.Options();
   o.range_bytes = 100'000;
-  // The link goes down after three ranges.
+  // The link goes down after the photo's ranges and two of the video's.
+  const int photo_ranges = static_cast<int>((small.ciphertext_size + 99'999) / 100'000);
   int ranges = 0;
   w.net->intercept = [&](const sync::HttpRequest& req) -> std::optional<std::string> {
     v1::SignedExportRequest sr;
     v1::ExportRequest er;
-    if (sr.ParseFromString(req.body) && er.ParseFromString(sr.request()) && er.has_attachment() && ++ranges == 3)  // the third goes through; the fourth finds the link down
+    // That one goes through; the next finds the link down.
+    if (sr.ParseFromString(req.body) && er.ParseFromString(sr.request()) && er.has_attachment() &&
+        ++ranges == photo_ranges + 2)
       w.net->down = true;
     return std::nullopt;
   };
@@ -142,23 +145,30 @@ TEST(Pull, AttachmentsComeInRangesAndAnInterruptedDownloadResumes) {
   EXPECT_EQ(Held(*w.store), 0u);
   w.net->down = false;
   w.net->intercept = nullptr;
+  const std::string media = w.t.sub("desk") + "/pull/" + encoding::ToHex(w.server->server_key()) + ".export.media/";
   const std::string name = attachment::FileName(w.phone->device_key(), std::span<const uint8_t>(a.id.data(), 16));
   struct stat sb{};
-  ASSERT_EQ(::stat((w.t.sub("desk") + "/pull/" + encoding::ToHex(w.server->server_key()) + ".export.media/" + name +
-                    ".part").c_str(), &sb), 0);
-  EXPECT_EQ(static_cast<uint64_t>(sb.st_size), 300'000u);
+  ASSERT_EQ(::stat((media + name + ".part").c_str(), &sb), 0);
+  EXPECT_EQ(static_cast<uint64_t>(sb.st_size), 200'000u);
 
   auto resumed = w.PullOnce(o);
   ASSERT_TRUE(resumed.ok()) << resumed.status().message();
   EXPECT_TRUE(resumed->import.imported) << (resumed->import.problems.empty() ? "" : resumed->import.problems[0]);
-  EXPECT_EQ(resumed->import.summary.verified, 1u);
+  EXPECT_EQ(resumed->import.summary.verified, 2u);
+  // Only what the first pull had not fetched: the photo it finished is kept, the video goes on where it was.
   EXPECT_EQ(resumed->media_files, 1u);
-  EXPECT_EQ(resumed->media_bytes, a.ciphertext_size - 300'000u);  // only what the first pull had not fetched
-  auto local = w.phone->LocalAttachmentFile(a.id);
-  ASSERT_TRUE(local.ok());
-  auto mine = fs::ReadFile(local->path, 1 << 24), desks = fs::ReadFile(w.store->MediaPath(name), 1 << 24);
-  ASSERT_TRUE(mine.ok() && desks.ok());
-  EXPECT_TRUE(*mine == *desks);
+  EXPECT_EQ(resumed->media_bytes, a.ciphertext_size - 200'000u);
+  for (const AttachmentInfo* x : {&small, &a}) {
+    auto local = w.phone->LocalAttachmentFile(x->id);
+    ASSERT_TRUE(local.ok());
+    const std::string file = attachment::FileName(w.phone->device_key(), std::span<const uint8_t>(x->id.data(), 16));
+    auto mine = fs::ReadFile(local->path, 1 << 24), desks = fs::ReadFile(w.store->MediaPath(file), 1 << 24);
+    ASSERT_TRUE(mine.ok() && desks.ok());
+    EXPECT_TRUE(*mine == *desks);
+  }
+  auto left = fs::ListFiles(w.t.sub("desk") + "/pull");
+  ASSERT_TRUE(left.ok());
+  EXPECT_EQ(*left, std::vector<std::string>{"pull.lock"});  // nothing fetched is left waiting
 }
 
 TEST(Pull, AnAnswerChangedOnTheWayIsRefusedWholeAndTheNextPullImports) {
@@ -244,7 +254,9 @@ TEST(Pull, TheServerAnswersOnlyAListedDesksFreshRequestForItself) {
     ASSERT_TRUE(desk::AuthoriseServer(rival, w.server->server_key(), SystemNowMs()).ok());
     const auto rival_pull = desk::PullKey(rival);
     ASSERT_TRUE(desk::ListDesk(rival, rival_pull.public_key, SystemNowMs()).ok());
-    EXPECT_EQ(w.Ask(rival_pull, [&](v1::ExportRequest& q) { q.set_statement(rival.signed_statement); }).status, 403);
+    auto r = w.Ask(rival_pull, [&](v1::ExportRequest& q) { q.set_statement(rival.signed_statement); });
+    EXPECT_EQ(r.status, 403);
+    EXPECT_NE(r.body.find("not this organisation's"), std::string::npos) << r.body;
   }
 
   // Attachment ranges: held whole, within the file.
@@ -272,8 +284,9 @@ TEST(Pull, TheServerAnswersOnlyAListedDesksFreshRequestForItself) {
   // A page of a head the server never signed: refused.
   EXPECT_EQ(w.Ask(pull, [](v1::ExportRequest& q) { q.mutable_page()->set_log_size(1000); }).status, 400);
 
-  // The organisation drops the desk from its statement: from the moment the server holds that statement
-  // (carried by any request, even the dropped desk's own), the desk gets nothing more.
+  // A statement that no longer lists the pull key: a request does not install a statement that does not
+  // list its own key (it could only be a copy taken elsewhere); once the server holds it (dala-server
+  // statement), the key gets nothing more.
   v1::OrgStatement next = w.desk.statement;
   next.clear_desks();
   next.set_version(next.version() + 1);
@@ -290,7 +303,9 @@ TEST(Pull, TheServerAnswersOnlyAListedDesksFreshRequestForItself) {
     q.mutable_page();
     return (*node3)->Handle("POST", protocol::kPathExport, protocol::kContentType, protocol::SignExportRequest(pull, q));
   };
-  EXPECT_EQ(w.Ask(pull, [&](v1::ExportRequest& q) { q.set_statement(dropped); }).status, 403);
+  EXPECT_EQ(w.Ask(pull, [&](v1::ExportRequest& q) { q.set_statement(dropped); }).status, 200);
+  ASSERT_TRUE(w.server->SetStatement(dropped).ok());
+  EXPECT_EQ(w.Ask(pull, nullptr).status, 403);
   {
     v1::ExportRequest q;
     q.set_server_key(w.server->server_key().data(), 32);
@@ -306,6 +321,115 @@ TEST(Pull, TheServerAnswersOnlyAListedDesksFreshRequestForItself) {
   EXPECT_EQ(ask2().status, 403);
   EXPECT_EQ(w.Ask(pull, nullptr).status, 403);  // the desk's older statement changes nothing
   EXPECT_EQ(range(0, 10, id).status, 403);
+}
+
+// Requests of keys the organisation does not list are refused before anything is kept for them: however many
+// come, a listed desk's requests are still answered; a newer statement of the organisation that does not list
+// the key carrying it is not installed from that request.
+TEST(Pull, KeysTheOrganisationDoesNotListLeaveNothingBehind) {
+  server::ServerLimits few;
+  few.max_export_nonces = 4;
+  PullWorld w(few);
+  SealOne(*w.phone, "one");
+  EXPECT_EQ(Sync(*w.phone, *w.net).delivered, 1u);
+  const crypto::SigningKey pull = desk::PullKey(w.desk);
+  ASSERT_TRUE(*desk::ListDesk(w.desk, pull.public_key, SystemNowMs()));
+  const uint64_t version = w.desk.statement.version();
+  const auto stranger = crypto::GenerateSigningKey();
+  v1::OrgStatement newer = w.desk.statement;
+  newer.clear_desks();
+  newer.add_desks(pull.public_key.data(), 32);
+  newer.set_version(version + 1);
+  const std::string newer_signed = protocol::SignStatement(w.desk.root, newer);
+  for (int i = 0; i < 20; ++i)
+    EXPECT_EQ(w.Ask(stranger, [&](v1::ExportRequest& q) { q.set_statement(newer_signed); }).status, 403);
+  for (int i = 0; i < 3; ++i) {
+    auto r = w.Ask(pull, nullptr);
+    ASSERT_EQ(r.status, 200) << r.body;
+    v1::Export ex;
+    ASSERT_TRUE(ex.ParseFromString(r.body));
+    auto held = protocol::VerifyStatement(crypto::Bytes(ex.statement()), w.desk.root.public_key);
+    ASSERT_TRUE(held.ok());
+    EXPECT_EQ(held->version(), version);  // the stranger's request installed nothing
+  }
+}
+
+// Time-stamps: each comes once (a pull asks only for those over heads larger than the desk's stamped ones), and
+// one added on the way (over a head the server never signed) refuses the import, even with no authority to
+// check tokens against, so that it cannot sit in the store and spoil evidence packages.
+TEST(Pull, TimeStampsComeOnceAndOneAddedOnTheWayIsRefused) {
+  PullWorld w;
+  Tsa tsa(w.t, "Trusted Time");
+  SealOne(*w.phone, "first");
+  EXPECT_EQ(Sync(*w.phone, *w.net).delivered, 1u);
+  ASSERT_TRUE(w.server->StampNewestHead(tsa.Post()).ok());
+  int stamps_in_first_page = -1;
+  w.net->tamper = [&](const sync::HttpRequest& req, std::string& body) {
+    v1::SignedExportRequest sr;
+    v1::ExportRequest er;
+    v1::Export ex;
+    if (sr.ParseFromString(req.body) && er.ParseFromString(sr.request()) && er.has_page() &&
+        er.page().log_size() == 0 && ex.ParseFromString(body))
+      stamps_in_first_page = ex.timestamps_size();
+  };
+  auto first = w.PullOnce(w.Options());
+  ASSERT_TRUE(first.ok() && first->import.imported) << first.status().message();
+  EXPECT_EQ(stamps_in_first_page, 1);
+  SealOne(*w.phone, "second");
+  EXPECT_EQ(Sync(*w.phone, *w.net).delivered, 1u);
+  ASSERT_TRUE(w.server->StampNewestHead(tsa.Post()).ok());
+  desk::PullOptions o = w.Options();
+  o.open.trusted_tsa_pem = tsa.Pem();
+  auto second = w.PullOnce(o);
+  ASSERT_TRUE(second.ok() && second->import.imported) << (second.ok() ? second->import.problems.front() : "");
+  EXPECT_EQ(stamps_in_first_page, 1);             // only the new one came
+  EXPECT_EQ(second->import.summary.timestamps, 2u);  // and the desk holds both, each checked
+
+  // A stamp over a head another key signed, added to the first page on the way.
+  SealOne(*w.phone, "third");
+  EXPECT_EQ(Sync(*w.phone, *w.net).delivered, 1u);
+  const auto forger = crypto::GenerateSigningKey();
+  w.net->tamper = [&](const sync::HttpRequest& req, std::string& body) {
+    v1::SignedExportRequest sr;
+    v1::ExportRequest er;
+    v1::Export ex;
+    if (!sr.ParseFromString(req.body) || !er.ParseFromString(sr.request()) || !er.has_page() || !ex.ParseFromString(body))
+      return;
+    protocol::LogHead h;
+    h.size = 1;
+    h.time_ms = SystemNowMs() - 86400000;
+    h.server_key = forger.public_key;
+    auto* t = ex.add_timestamps();
+    t->set_head(protocol::SignLogHead(forger, h));
+    t->set_token("not a token");
+    body = ex.SerializeAsString();
+  };
+  auto poisoned = w.PullOnce(w.Options());
+  ASSERT_TRUE(poisoned.ok()) << poisoned.status().message();
+  EXPECT_FALSE(poisoned->import.imported);
+  w.net->tamper = nullptr;
+  auto honest = w.PullOnce(w.Options());
+  ASSERT_TRUE(honest.ok() && honest->import.imported);
+  EXPECT_EQ(honest->import.added, 1u);
+}
+
+// A server that sends envelopes of devices it shows no enrolment for (through an invite of the organisation)
+// gets no attachment downloaded for them: it cannot fill the desk's disk with files of strangers' devices.
+TEST(Pull, AttachmentsOfDevicesNotEnrolledAreNotFetched) {
+  PullWorld w;
+  SealWithAttachment(*w.phone, 150'000, "with photo");
+  EXPECT_EQ(Sync(*w.phone, *w.net).delivered, 1u);
+  w.net->tamper = [](const sync::HttpRequest&, std::string& body) {
+    v1::Export ex;
+    if (!ex.ParseFromString(body) || ex.enrolments_size() == 0) return;
+    ex.clear_enrolments();
+    body = ex.SerializeAsString();
+  };
+  auto r = w.PullOnce(w.Options());
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->media_files, 0u);
+  EXPECT_EQ(r->media_bytes, 0u);
+  EXPECT_FALSE(r->import.imported);
 }
 
 }  // namespace

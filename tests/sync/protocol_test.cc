@@ -1605,29 +1605,6 @@ TEST(Log, TheLogIsVerifiedWithThePublicIdentityAlone) {
 
 // ---- trusted time: a real RFC 3161 time-stamping authority (openssl ts, tests/support/tsa.py) ----
 
-// A TSA in a directory: its CA and TSA certificates, made at first use; Post() answers as it would.
-struct Tsa {
-  std::string dir;
-  Tsa(const TempDir& t, const std::string& name) : dir(t.sub("tsa-" + std::to_string(std::hash<std::string>()(name)))) {
-    const std::string cmd = "python3 " DALA_TEST_SOURCE_DIR "/support/tsa.py init " + dir + " '" + name + "'";
-    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  }
-  std::string Pem(const std::string& file = "ca.crt") const {
-    auto b = test::ReadAll(dir + "/" + file);
-    return std::string(b.begin(), b.end());
-  }
-  server::ServerCore::TsaPost Post() const {
-    return [d = dir](const std::string& query) -> Result<std::string> {
-      test::WriteAll(d + "/q.tsq", std::vector<uint8_t>(query.begin(), query.end()));
-      const std::string cmd = "python3 " DALA_TEST_SOURCE_DIR "/support/tsa.py reply " + d + " " + d + "/q.tsq " + d +
-                              "/r.tsr";
-      if (std::system(cmd.c_str()) != 0) return Status(Code::kIo, "the TSA failed");
-      auto r = test::ReadAll(d + "/r.tsr");
-      return std::string(r.begin(), r.end());
-    };
-  }
-};
-
 // Heads stamped by a TSA the organisation trusts date the reports they hold ("received no later than");
 // the desk checks every token: one over another head, one from a TSA it does not trust, one over a head of
 // another log, a stamp removed, each is a time-stamp problem.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -164,5 +165,28 @@ inline sync::RunResult Sync(Store& s, sync::Transport& net) {
   EXPECT_TRUE(r.ok()) << r.status().message();
   return r.ok() ? *r : sync::RunResult{};
 }
+
+// A TSA in a directory: its CA and TSA certificates, made at first use; Post() answers as it would.
+struct Tsa {
+  std::string dir;
+  Tsa(const TempDir& t, const std::string& name) : dir(t.sub("tsa-" + std::to_string(std::hash<std::string>()(name)))) {
+    const std::string cmd = "python3 " DALA_TEST_SOURCE_DIR "/support/tsa.py init " + dir + " '" + name + "'";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  std::string Pem(const std::string& file = "ca.crt") const {
+    auto b = test::ReadAll(dir + "/" + file);
+    return std::string(b.begin(), b.end());
+  }
+  server::ServerCore::TsaPost Post() const {
+    return [d = dir](const std::string& query) -> Result<std::string> {
+      test::WriteAll(d + "/q.tsq", std::vector<uint8_t>(query.begin(), query.end()));
+      const std::string cmd = "python3 " DALA_TEST_SOURCE_DIR "/support/tsa.py reply " + d + " " + d + "/q.tsq " + d +
+                              "/r.tsr";
+      if (std::system(cmd.c_str()) != 0) return Status(Code::kIo, "the TSA failed");
+      auto r = test::ReadAll(d + "/r.tsr");
+      return std::string(r.begin(), r.end());
+    };
+  }
+};
 
 }  // namespace dala::synctest

@@ -102,13 +102,18 @@ void Pull(const PullArgs& a, int* rc) {
   Call(dala_desk_store_pull, s.desk.get(), s.store.get(), &o, &out);
   const nlohmann::json j = nlohmann::json::parse(TakeString(out));
   bool all = true;
-  for (const auto& v : j["servers"]) all = all && v["imported"].get<bool>();
+  for (const auto& v : j["servers"]) all = all && v["imported"].get<bool>() && v["error"].is_null();
   *rc = all ? kExitOk : kExitError;
+  for (const auto& v : j["servers"])
+    if (!v["error"].is_null())
+      std::fprintf(stderr, "dala: server %s: %s\n", v["server_key"].get<std::string>().c_str(),
+                   v["error"].get<std::string>().c_str());
   if (a.json) {
     std::printf("%s\n", j.dump().c_str());
     return;
   }
   for (const auto& v : j["servers"]) {
+    if (!v["error"].is_null()) continue;  // said on stderr
     if (v["listed_desk"].get<bool>())
       std::printf("the organisation's statement now lists this desk as one that may fetch exports (the key file "
                   "holds the new statement; the server learns it with each request)\n");
@@ -152,7 +157,7 @@ void Export(const ExportArgs& a, int* rc) {
 
 struct ServeArgs {
   DeskStoreArgs store;
-  std::string listen = "127.0.0.1:0", tls_cert, tls_key, name;
+  std::string listen = "127.0.0.1:0", tls_cert, tls_key, name, tiles;
 };
 
 void Serve(const ServeArgs& a, int* rc) {
@@ -169,6 +174,7 @@ void Serve(const ServeArgs& a, int* rc) {
   if (!a.tls_cert.empty()) o.tls_cert_path = a.tls_cert.c_str();
   if (!a.tls_key.empty()) o.tls_key_path = a.tls_key.c_str();
   if (!a.name.empty()) o.name = a.name.c_str();
+  if (!a.tiles.empty()) o.tiles_dir = a.tiles.c_str();
   Ref<dala_desk_server> server;
   Call(dala_desk_server_start, s.store.get(), &o, Out(server));
   char* url = nullptr;
@@ -262,6 +268,8 @@ void AddDeskStoreCommands(CLI::App* desk, int* rc) {
   c->add_option("--tls-cert", sv->tls_cert, "PEM certificate chain (HTTPS)");
   c->add_option("--tls-key", sv->tls_key, "PEM private key (HTTPS)");
   c->add_option("--name", sv->name, "the name browsers use, HOST[:PORT] (the certificate's); needed with 0.0.0.0");
+  c->add_option("--tiles", sv->tiles, "a directory of the organisation's own map tiles, DIR/Z/X/Y.png (XYZ, as "
+                                      "gdal2tiles --xyz writes them): maps are drawn on them");
   c->callback([sv, rc] { Serve(*sv, rc); });
 }
 

@@ -355,7 +355,9 @@ dala_status dala_desk_store_pull(dala_desk* desk, dala_desk_store* store, const 
               "\",\"log_from\":" + std::to_string(r.log_from) + ",\"log_size\":" + std::to_string(r.log_size) +
               ",\"pages\":" + std::to_string(r.pages) + ",\"media_files\":" + std::to_string(r.media_files) +
               ",\"media_bytes\":" + std::to_string(r.media_bytes) +
-              ",\"listed_desk\":" + (r.listed_desk ? "true" : "false") + "," + ImportJson(r.import) + "}";
+              ",\"listed_desk\":" + (r.listed_desk ? "true" : "false") +
+              ",\"error\":" + (r.error.ok() ? std::string("null") : dala::JsonEscape(r.error.message())) + "," +
+              ImportJson(r.import) + "}";
     }
     *out_json = dala::capi::CopyString(json + "]}");
     return Status::Ok();
@@ -413,6 +415,7 @@ dala_status dala_desk_server_start(dala_desk_store* store, const dala_desk_serve
       if (options->tls_cert_path != nullptr) o.tls_cert = options->tls_cert_path;
       if (options->tls_key_path != nullptr) o.tls_key = options->tls_key_path;
       if (options->name != nullptr) o.name = options->name;
+      if (options->tiles_dir != nullptr) o.tiles_dir = options->tiles_dir;
     }
     DALA_ASSIGN_OR_RETURN(auto server, dala::desk::web::WebServer::Start(*store->store, o));
     *out_server = new dala_desk_server{std::move(server)};

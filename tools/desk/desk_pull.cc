@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <sodium.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <set>
 
 #include "base/clock.h"
 #include "base/encoding.h"
@@ -24,6 +26,7 @@ namespace {
 
 constexpr char kMetaPrefix[] = "pull:";  // + the server key in hex: where the store remembers its addresses
 constexpr uint64_t kMaxPages = 1u << 20;
+constexpr uint64_t kMaxJoinedBytes = uint64_t{2} << 30;  // what an import reads at most
 
 std::string Hex(std::span<const uint8_t> b) { return encoding::ToHex(b); }
 
@@ -69,16 +72,55 @@ Status Remember(db::Db& db, const PullTarget& t) {
   return st.BindText(1, kMetaPrefix + Hex(t.server)).Bind(2, crypto::Bytes(bytes)).Run();
 }
 
-// The log size of the export the store kept from `server` at its last import (0: none): where to go on.
-Result<uint64_t> KeptLogSize(const DeskStore& store, const crypto::PublicKey& server) {
+// What the store kept from `server` at its last import: where its log ended (the next pull starts there),
+// the heads it holds time-stamps over (those below stamps_from), and the devices it holds an enrolment of.
+struct Kept {
+  uint64_t log_size = 0;
+  uint64_t stamps_from = 0;
+  std::set<std::string> enrolled;
+};
+
+Result<Kept> KeptOf(const DeskStore& store, const crypto::PublicKey& server) {
+  Kept k;
   const std::string kept = fs::Join(fs::Join(store.dir(), "exports"), Hex(server) + ".export");
-  if (!fs::Exists(kept)) return 0;
+  if (!fs::Exists(kept)) return k;
   DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> b, fs::ReadFile(kept, static_cast<size_t>(INT32_MAX)));
   v1::Export ex;
   if (!ex.ParseFromArray(b.data(), static_cast<int>(b.size())))
     return Status(Code::kCorrupt, "the desk's kept export of this server is damaged");
-  return ex.log_from() + static_cast<uint64_t>(ex.log_size());
+  k.log_size = ex.log_from() + static_cast<uint64_t>(ex.log_size());
+  // Heads are stamped in the order of their sizes, one stamp each: the desk holds every stamp up to its
+  // largest, and asks for those over larger heads only.
+  for (const auto& t : ex.timestamps()) k.stamps_from = std::max(k.stamps_from, protocol::LogHeadSize(t.head()) + 1);
+  for (const auto& e : ex.enrolments()) k.enrolled.insert(e.device_key());
+  return k;
 }
+
+// An exclusive lock on DATA/pull/pull.lock for the length of a pull: a second pull of the same store waits.
+class PullLock {
+ public:
+  static Result<PullLock> Take(const std::string& dir) {
+    const std::string path = fs::Join(dir, "pull.lock");
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return fs::FromErrno(errno, "could not open", path);
+    while (::flock(fd, LOCK_EX) != 0) {
+      if (errno != EINTR) {
+        const int err = errno;
+        ::close(fd);
+        return fs::FromErrno(err, "could not lock", path);
+      }
+    }
+    return PullLock(fd);
+  }
+  PullLock(PullLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  ~PullLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+ private:
+  explicit PullLock(int fd) : fd_(fd) {}
+  int fd_;
+};
 
 class Puller {
  public:
@@ -87,46 +129,44 @@ class Puller {
         key_(PullKey(org)),
         range_(std::clamp<uint32_t>(o.range_bytes, 1, protocol::kMaxExportRange)) {}
 
-  Result<PullResult> Run() {
-    PullResult out;
+  Status Run(PullResult& out) {
     out.server = target_.server;
-    DALA_ASSIGN_OR_RETURN(const uint64_t since, KeptLogSize(store_, target_.server));
-    out.log_from = since;
-    DALA_ASSIGN_OR_RETURN(v1::Export all, FetchPages(since, &out));
+    DALA_ASSIGN_OR_RETURN(Kept kept, KeptOf(store_, target_.server));
+    out.log_from = kept.log_size;
+    DALA_ASSIGN_OR_RETURN(v1::Export all, FetchPages(kept, &out));
     out.log_size = all.log_from() + static_cast<uint64_t>(all.log_size());
     const std::string stage = fs::Join(store_.dir(), "pull");
-    DALA_RETURN_IF_ERROR(fs::EnsureDirectory(stage));
     const std::string export_path = fs::Join(stage, Hex(target_.server) + ".export");
     const std::string media = export_path + ".media";
-    // What an earlier pull fetched and its import refused is fetched again (a file that was damaged on the
-    // way is not kept for ever); only unfinished downloads (.part) are kept, to resume.
-    if (auto names = fs::ListFiles(media); names.ok())
-      for (const auto& n : *names)
-        if (!n.ends_with(".part")) (void)fs::RemoveFile(fs::Join(media, n));
-    DALA_RETURN_IF_ERROR(FetchMedia(all, media, &out));
+    // Attachments only of devices enrolled through an invite of this organisation: a server cannot make the
+    // desk download for devices that are none of the organisation's.
+    std::set<std::string> enrolled = std::move(kept.enrolled);
+    for (const auto& e : all.enrolments())
+      if (protocol::CheckSignedInvite(e.invite(), &org_.root.public_key).ok()) enrolled.insert(e.device_key());
+    DALA_RETURN_IF_ERROR(FetchMedia(all, enrolled, media, &out));
     const std::string bytes = all.SerializeAsString();
     DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(export_path, crypto::Bytes(bytes)));
     DALA_ASSIGN_OR_RETURN(out.import, store_.Import(export_path, options_.open, false));
-    if (out.import.imported) {
-      DALA_RETURN_IF_ERROR(Remember(store_.db(), target_));
-      // What was fetched is in the store now (the export kept in DIR/exports, the media in DIR/media).
-      if (auto names = fs::ListFiles(media); names.ok())
-        for (const auto& n : *names) (void)fs::RemoveFile(fs::Join(media, n));
-      (void)::rmdir(media.c_str());
-      (void)fs::RemoveFile(export_path);
-    }
-    return out;
+    if (out.import.imported) DALA_RETURN_IF_ERROR(Remember(store_.db(), target_));
+    // Imported: it is in the store now (the export kept in DATA/exports, the media in DATA/media). Refused:
+    // nothing fetched is kept (a file damaged on the way must not stay), but for unfinished downloads.
+    if (auto names = fs::ListFiles(media); names.ok())
+      for (const auto& n : *names)
+        if (!n.ends_with(".part")) (void)fs::RemoveFile(fs::Join(media, n));
+    (void)::rmdir(media.c_str());
+    (void)fs::RemoveFile(export_path);
+    return Status::Ok();
   }
 
  private:
   // One signed request, to the first address that answers at all.
-  Result<sync::HttpResponse> Send(v1::ExportRequest req) {
+  Result<sync::HttpResponse> Send(v1::ExportRequest req, bool with_statement = false) {
     req.set_server_key(target_.server.data(), 32);
     req.set_time_ms(SystemNowMs());
     uint8_t nonce[16];
     randombytes_buf(nonce, sizeof nonce);
     req.set_nonce(nonce, sizeof nonce);
-    req.set_statement(org_.signed_statement);
+    if (with_statement) req.set_statement(org_.signed_statement);  // the server learns it with the first page
     sync::HttpRequest h;
     h.path = protocol::kPathExport;
     h.body = protocol::SignExportRequest(key_, std::move(req));
@@ -147,16 +187,21 @@ class Puller {
                   "the server at " + url_ + " answered " + std::to_string(r.status) + ": " + Shown(r.body));
   }
 
-  // Every page from `since` up to the newest head the server signed, joined into one incremental export.
-  Result<v1::Export> FetchPages(uint64_t since, PullResult* out) {
+  // Every page from where the kept export ended up to the newest head the server signed, joined into one
+  // incremental export (at most 2 GiB: what an import reads).
+  Result<v1::Export> FetchPages(const Kept& kept, PullResult* out) {
     v1::Export all;
-    uint64_t from = since, size = 0;
+    uint64_t from = kept.log_size, size = 0, bytes = 0;
     for (uint64_t page = 0; page < kMaxPages; ++page) {
       v1::ExportRequest req;
       req.mutable_page()->set_log_from(from);
       req.mutable_page()->set_log_size(size);
-      DALA_ASSIGN_OR_RETURN(sync::HttpResponse r, Send(std::move(req)));
+      req.mutable_page()->set_stamps_from(kept.stamps_from);
+      DALA_ASSIGN_OR_RETURN(sync::HttpResponse r, Send(std::move(req), page == 0));
       if (r.status != 200) return Refused(r);
+      bytes += r.body.size();
+      if (bytes > kMaxJoinedBytes)
+        return Status(Code::kTooLarge, "the server at " + url_ + " sent more than 2 GiB in one pull");
       v1::Export ex;
       if (!ex.ParseFromString(r.body))
         return Status(Code::kCorrupt, "the server at " + url_ + " answered with something that is not an export");
@@ -173,6 +218,7 @@ class Puller {
         if (leaves == 0) return Status(Code::kCorrupt, "the server at " + url_ + " answered with an empty page");
         for (auto& l : *ex.mutable_log()) all.add_log(std::move(l));
         for (auto& rep : *ex.mutable_reports()) *all.add_reports() = std::move(rep);
+        for (auto& e : *ex.mutable_enrolments()) *all.add_enrolments() = std::move(e);
       }
       from += leaves;
       if (from >= size) return all;
@@ -180,11 +226,15 @@ class Puller {
     return Status(Code::kCorrupt, "the server at " + url_ + " answered with too many pages");
   }
 
-  // The attachment files of every fetched report that the store does not hold, into `media`.
-  Status FetchMedia(const v1::Export& all, const std::string& media, PullResult* out) {
+  // The attachment files of every fetched report of an enrolled device that the store does not hold, into
+  // `media` (finished ones an interrupted pull left there are kept: the import checks each).
+  Status FetchMedia(const v1::Export& all, const std::set<std::string>& enrolled, const std::string& media,
+                    PullResult* out) {
     for (const auto& r : all.reports()) {
       envelope::Header h;
       if (!envelope::Verify(crypto::Bytes(r.envelope()), &h).ok()) continue;  // the import says why
+      if (!enrolled.count(std::string(reinterpret_cast<const char*>(h.device_key.data()), h.device_key.size())))
+        continue;  // likewise
       for (const auto& m : h.attachments) {
         const std::string name = attachment::FileName(h.device_key, crypto::Bytes(m.attachment_id()));
         if (fs::Exists(store_.MediaPath(name)) || fs::Exists(fs::Join(media, name))) continue;
@@ -211,7 +261,10 @@ class Puller {
     struct stat sb{};
     if (::fstat(fd, &sb) != 0) return fs::FromErrno(errno, "could not read", part);
     uint64_t offset = static_cast<uint64_t>(sb.st_size);
-    if (offset > m.size()) return Status(Code::kCorrupt, "'" + part + "' is longer than the attachment: remove it");
+    if (offset > m.size()) {  // not this attachment's beginning: start again
+      if (::ftruncate(fd, 0) != 0) return fs::FromErrno(errno, "could not write", part);
+      offset = 0;
+    }
     while (offset < m.size()) {
       v1::ExportRequest req;
       auto* a = req.mutable_attachment();
@@ -274,14 +327,20 @@ Result<std::vector<PullResult>> Pull(Organisation& org, DeskStore& store, const 
     if (targets.empty())
       return Status(Code::kInvalidArgument, "this desk has not pulled from any server yet: give the server's address");
   }
-  // The statement must list this desk's pull key; every request carries the statement, so the server
-  // learns it with the first one.
+  // The statement must list this desk's pull key; the first request carries the statement, so the server
+  // learns it then.
   DALA_ASSIGN_OR_RETURN(bool listed, ListDesk(org, PullKey(org).public_key, SystemNowMs()));
+  const std::string stage = fs::Join(store.dir(), "pull");
+  DALA_RETURN_IF_ERROR(fs::EnsureDirectory(stage));
+  DALA_ASSIGN_OR_RETURN(PullLock lock, PullLock::Take(stage));
   std::vector<PullResult> out;
   for (auto& t : targets) {
-    DALA_ASSIGN_OR_RETURN(PullResult r, Puller(org, store, transport, options, std::move(t)).Run());
+    // One server's failure (unreachable, refusing) is that server's result; the others are still pulled.
+    PullResult r;
     r.listed_desk = listed;
     listed = false;
+    auto done = Puller(org, store, transport, options, std::move(t)).Run(r);
+    if (!done.ok()) r.error = done;
     out.push_back(std::move(r));
   }
   return out;

@@ -38,11 +38,13 @@ struct PullResult {
   uint64_t log_from = 0, log_size = 0;  // the leaves fetched: [log_from, log_size)
   uint64_t pages = 0, media_files = 0, media_bytes = 0;
   bool listed_desk = false;  // the statement was changed to list this desk (a new version, in the key file)
+  Status error;              // not OK: this server could not be pulled from (import unset)
   ImportResult import;
 };
 
-// One call at a time per store (the import lock is taken for the import itself). On a refused import the
-// fetched files stay in DIR/pull/ for `dala desk open` to examine, and the next pull fetches again.
+// A second pull of the same store waits for the first (DATA/pull/pull.lock). Each server's outcome is its
+// result: one that cannot be reached or refuses the desk does not stop the others. A refused import keeps
+// nothing fetched but unfinished downloads; the next pull fetches it again.
 Result<std::vector<PullResult>> Pull(Organisation& org, DeskStore& store, const PullOptions& options,
                                      sync::Transport& transport);
 

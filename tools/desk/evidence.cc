@@ -149,11 +149,15 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
       const v1::LogTimestamp* stamp = nullptr;
       uint64_t stamped_size = 0;
       for (const auto& t : log->ex.timestamps()) {
-        const uint64_t s = protocol::LogHeadSize(t.head());
-        if (s > static_cast<uint64_t>(v.leaf_index) && s <= size && (stamp == nullptr || s < stamped_size)) {
-          stamp = &t;
-          stamped_size = s;
-        }
+        // Only a stamp over a head this log's server signed, of this very log (the import checked the same).
+        auto h = protocol::VerifyLogHead(crypto::Bytes(t.head()));
+        if (!h.ok() || h->size <= static_cast<uint64_t>(v.leaf_index) || h->size > size ||
+            std::string_view(reinterpret_cast<const char*>(h->server_key.data()), 32) != log->ex.server_key())
+          continue;
+        auto root = merkle::Root(log->tree, h->size);
+        if (!root.ok() || *root != h->root || (stamp != nullptr && h->size >= stamped_size)) continue;
+        stamp = &t;
+        stamped_size = h->size;
       }
       if (stamp != nullptr) {
         DALA_ASSIGN_OR_RETURN(auto sproof,
@@ -280,7 +284,8 @@ Result<Proof> ParseProof(const std::string& text, std::string* token = nullptr) 
       !encoding::FromHex(head_hex, std::span<uint8_t>(reinterpret_cast<uint8_t*>(p.head.data()), p.head.size())))
     return Status(Code::kVerify, "malformed");
   if (token != nullptr) {
-    const std::string t = j.value("token", "");
+    if (!j.contains("token") || !j["token"].is_string()) return Status(Code::kVerify, "malformed");
+    const std::string t = j["token"].get<std::string>();
     token->resize(t.size() / 2);
     if (t.empty() || t.size() % 2 != 0 ||
         !encoding::FromHex(t, std::span<uint8_t>(reinterpret_cast<uint8_t*>(token->data()), token->size())))

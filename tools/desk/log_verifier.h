@@ -37,7 +37,7 @@ struct LogVerifyInputs {
 // One time-stamp of a server's log (docs/protocol.md, "Trusted time"): its head signed by `server_key`,
 // authorised by `statement` at the head's time, a head of `log` (a log whose own head verified; nullptr:
 // none did), the token by a TSA `trusted_pem` names, over exactly the head's bytes. Its head's size and
-// the TSA's stamp; else what fails, in words.
+// the TSA's stamp; else what fails, in words. `trusted_pem` empty: the head alone is checked (time_ms 0).
 struct StampedHead {
   uint64_t size = 0;
   int64_t time_ms = 0;

@@ -124,8 +124,8 @@ std::string LoginUrl(const App& app, const std::string& origin) {
   return origin + app.base() + "login?token=" + app.login_token();
 }
 
-App::App(DeskStore& store, std::string origin, bool secure)
-    : store_(store), origin_(std::move(origin)), secure_(secure), token_(RandomToken()),
+App::App(DeskStore& store, std::string origin, bool secure, std::unique_ptr<TileSource> tiles)
+    : store_(store), origin_(std::move(origin)), secure_(secure), tiles_(std::move(tiles)), token_(RandomToken()),
       base_("/" + RandomToken().substr(0, 22) + "/") {}
 
 Status App::Log(std::string_view action, std::string_view report, std::string_view detail) {
@@ -240,17 +240,17 @@ Response App::Route(const Request& r, Session& s, const std::string& sid) {
   if (get && p == "/overview") {
     auto o = LoadOverview(store_.db());
     if (!o.ok()) return Error(o.status());
-    return Html(200, OverviewPage({s.csrf, "Overview", base_}, *o));
+    return Html(200, OverviewPage({s.csrf, "Overview", base_, tiles_.get()}, *o));
   }
   if (get && p == "/devices") {
     auto d = ListDevices(store_.db());
     if (!d.ok()) return Error(d.status());
-    return Html(200, DevicesPage({s.csrf, "Devices", base_}, *d));
+    return Html(200, DevicesPage({s.csrf, "Devices", base_, tiles_.get()}, *d));
   }
   if (get && p == "/custody") {
     auto all = ReadCustody(store_.db());
     if (!all.ok()) return Error(all.status());
-    return Html(200, CustodyPage({s.csrf, "Custody log", base_}, *all, VerifyCustody(*all, store_.org().root.public_key)));
+    return Html(200, CustodyPage({s.csrf, "Custody log", base_, tiles_.get()}, *all, VerifyCustody(*all, store_.org().root.public_key)));
   }
   if (r.method == "POST" && p == "/custody/export") return CustodyExport();
   if (r.method == "POST" && p == "/export") return Export(r);
@@ -265,12 +265,36 @@ Response App::Route(const Request& r, Session& s, const std::string& sid) {
     if (r.method == "POST" && action == "/note") return Note(r, rid);
     if (r.method == "POST" && action == "/evidence") return Evidence(rid);
   }
+  if (get && p.rfind("/tiles/", 0) == 0) return MapTile(p.substr(7));
   if (get && p.rfind("/media/", 0) == 0) {
     std::string rest = p.substr(7);
     const size_t slash = rest.find('/');
     if (slash != std::string::npos && rid_of(rest.substr(0, slash), &rid)) return Media(r, rid, rest.substr(slash + 1), s);
   }
   return Error(Status(Code::kNotFound, "no such page"));
+}
+
+// BASE/tiles/Z/X/Y: one of the organisation's own map tiles, only an image (PNG, JPEG, WebP) by its bytes.
+Response App::MapTile(const std::string& zxy) {
+  const Status none(Code::kNotFound, "no such tile");
+  if (tiles_ == nullptr) return Error(none);
+  int64_t n[3];
+  size_t at = 0;
+  for (int i = 0; i < 3; ++i) {
+    const size_t end = i < 2 ? zxy.find('/', at) : zxy.size();
+    if (end == std::string::npos) return Error(none);
+    const std::string part = zxy.substr(at, end - at);
+    if (part.empty() || part.size() > 8 || part.find_first_not_of("0123456789") != std::string::npos) return Error(none);
+    n[i] = std::stoll(part);
+    at = end + 1;
+  }
+  if (n[0] > kMaxZoom) return Error(none);
+  auto tile = tiles_->Read(static_cast<int>(n[0]), n[1], n[2]);
+  if (!tile.ok()) return Error(none);
+  Response out;
+  out.content_type = tile->content_type;
+  out.body = std::move(tile->bytes);
+  return out;
 }
 
 Response App::Reports(const Request& r, Session& s) {
@@ -281,7 +305,7 @@ Response App::Reports(const Request& r, Session& s) {
   auto forms = ListForms(store_.db());
   if (!forms.ok()) return Error(forms.status());
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  Response out = Html(200, ReportsPage({s.csrf, "Reports", base_}, q, *page, *forms, ms));
+  Response out = Html(200, ReportsPage({s.csrf, "Reports", base_, tiles_.get()}, q, *page, *forms, ms));
   out.headers.emplace_back("Server-Timing", "db;dur=" + std::to_string(ms));
   return out;
 }
@@ -294,7 +318,7 @@ Response App::Report(int64_t rid, Session& s) {
   auto device = LoadDevice(store_.db(), d->row.device);
   auto custody = ReadCustody(store_.db(), name);
   if (!custody.ok()) return Error(custody.status());
-  return Html(200, ReportPage({s.csrf, "Report " + d->row.report_id.substr(0, 8), base_}, *d, device.ok() ? &*device : nullptr,
+  return Html(200, ReportPage({s.csrf, "Report " + d->row.report_id.substr(0, 8), base_, tiles_.get()}, *d, device.ok() ? &*device : nullptr,
                               *custody, encoding::ToHex(store_.org().root.public_key)));
 }
 

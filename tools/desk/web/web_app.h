@@ -12,6 +12,7 @@
 
 #include "desk/desk_media.h"
 #include "desk/desk_store.h"
+#include "desk/web/map_tiles.h"
 
 namespace dala::desk::web {
 
@@ -38,7 +39,8 @@ class App {
  public:
   // `origin`: the desk's own scheme://host:port (requests that change something must come from it);
   // `secure`: served over TLS (cookies marked Secure).
-  App(DeskStore& store, std::string origin, bool secure);
+  // `tiles`: the organisation's own map tiles (dala desk serve --tiles), or none.
+  App(DeskStore& store, std::string origin, bool secure, std::unique_ptr<TileSource> tiles = nullptr);
   // The one-time login URL's token (32 random bytes, base64url).
   const std::string& login_token() const { return token_; }
   // The secret path every page lives under, "/RANDOM/".
@@ -57,6 +59,7 @@ class App {
   Response Reports(const Request& r, Session& s);
   Response Report(int64_t rid, Session& s);
   Response Media(const Request& r, int64_t rid, const std::string& att, Session& s);
+  Response MapTile(const std::string& zxy);
   Response Case(const Request& r, int64_t rid);
   Response Note(const Request& r, int64_t rid);
   Response Export(const Request& r);
@@ -68,6 +71,7 @@ class App {
   DeskStore& store_;
   std::string origin_;
   bool secure_;
+  std::unique_ptr<TileSource> tiles_;
   std::mutex mu_;  // the store's connection, the sessions, the media cache
   std::string token_;
   std::string base_;

@@ -327,7 +327,11 @@ Result<std::unique_ptr<WebServer>> WebServer::Start(DeskStore& store, const Serv
     impl->host = has_port ? o.name : o.name + ":" + std::to_string(port);
   }
   impl->origin = std::string(tls ? "https://" : "http://") + impl->host;
-  impl->app = std::make_unique<App>(store, impl->origin, tls);
+  std::unique_ptr<TileSource> tiles;
+  if (!o.tiles_dir.empty()) {
+    DALA_ASSIGN_OR_RETURN(tiles, TileSource::Open(o.tiles_dir));
+  }
+  impl->app = std::make_unique<App>(store, impl->origin, tls, std::move(tiles));
   impl->url = LoginUrl(*impl->app, impl->origin);
   Impl* raw = impl.get();
   impl->accept_thread = std::thread([raw] { raw->Accept(); });

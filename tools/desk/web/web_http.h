@@ -16,6 +16,9 @@ struct ServeOptions {
   // The name browsers use, HOST or HOST:PORT (the certificate's name): requests must name it, and the
   // printed address uses it. Empty: the listen address. Required for 0.0.0.0 and [::].
   std::string name;
+  // A directory of the organisation's own map tiles, DIR/Z/X/Y.png (web/map_tiles.h); empty: maps are drawn
+  // without tiles.
+  std::string tiles_dir;
 };
 
 class WebServer {

@@ -158,9 +158,67 @@ std::vector<std::string> Changes(const v1::ReportContent& a, const v1::ReportCon
   return out;
 }
 
-// Points on an equirectangular frame that fits them (no tiles: works offline). Each point links to its report.
-std::string MapSvg(const std::vector<const ListRow*>& points, int width, int height) {
+// A point on a map, linking to its report.
+std::string Point(const ListRow* p, double x, double y) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "<a href=\"report/%lld\"><circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" class=\"point\">",
+                static_cast<long long>(p->rid), x, y);
+  return buf + ("<title>" + Escape(p->place.empty() ? p->report_id : p->place) + "</title></circle></a>");
+}
+
+// The points on the organisation's own tiles (Web Mercator), at the highest zoom the tiles have where they
+// all fit, centred; empty when no zoom of the tiles shows them (the caller then draws the map without).
+std::string TiledMap(const std::vector<const ListRow*>& points, int width, int height, const TileSource& tiles) {
+  double lat0 = 90, lat1 = -90, lon0 = 180, lon1 = -180;
+  for (const ListRow* p : points) {
+    lat0 = std::min(lat0, *p->latitude), lat1 = std::max(lat1, *p->latitude);
+    lon0 = std::min(lon0, *p->longitude), lon1 = std::max(lon1, *p->longitude);
+  }
+  // One point alone is shown with its surroundings, not at the closest zoom the tiles have.
+  const int top = points.size() == 1 || (lat0 == lat1 && lon0 == lon1) ? std::min(tiles.max_zoom(), 15) : tiles.max_zoom();
+  for (int z = top; z >= tiles.min_zoom(); --z) {
+    const MapPixel a = Project(lat1, lon0, z), b = Project(lat0, lon1, z);
+    if (b.x - a.x > width * 0.85 || b.y - a.y > height * 0.85) continue;
+    const double world = kTileSize * std::ldexp(1.0, z);
+    double ox = (a.x + b.x - width) / 2, oy = (a.y + b.y - height) / 2;
+    if (world >= height) oy = std::clamp(oy, 0.0, world - height);
+    const int64_t n = int64_t{1} << z;
+    std::string images;
+    char buf[200];
+    for (int64_t ty = static_cast<int64_t>(std::floor(oy / kTileSize)); ty * kTileSize < oy + height; ++ty) {
+      if (ty < 0 || ty >= n) continue;
+      for (int64_t tx = static_cast<int64_t>(std::floor(ox / kTileSize)); tx * kTileSize < ox + width; ++tx) {
+        const int64_t wx = ((tx % n) + n) % n;  // across the antimeridian
+        if (!tiles.Has(z, wx, ty)) continue;
+        std::snprintf(buf, sizeof buf,
+                      "<image href=\"tiles/%d/%lld/%lld\" x=\"%.1f\" y=\"%.1f\" width=\"%d\" height=\"%d\"/>", z,
+                      static_cast<long long>(wx), static_cast<long long>(ty), tx * kTileSize - ox, ty * kTileSize - oy,
+                      kTileSize, kTileSize);
+        images += buf;
+      }
+    }
+    if (images.empty()) continue;
+    std::string s = "<svg class=\"map\" viewBox=\"0 0 " + std::to_string(width) + " " + std::to_string(height) +
+                    "\" width=\"" + std::to_string(width) + "\" height=\"" + std::to_string(height) +
+                    "\" role=\"img\" aria-label=\"map of reports\"><rect width=\"100%\" height=\"100%\" class=\"sea\"/>" +
+                    images;
+    for (const ListRow* p : points) {
+      const MapPixel at = Project(*p->latitude, *p->longitude, z);
+      s += Point(p, at.x - ox, at.y - oy);
+    }
+    return s + "</svg><p class=\"muted\">Map tiles from this desk's own tile directory (zoom " + std::to_string(z) +
+           "); nothing is fetched from anywhere else." +
+           (tiles.attribution().empty() ? std::string() : " " + Escape(tiles.attribution())) + "</p>";
+  }
+  return "";
+}
+
+// Points on an equirectangular frame that fits them (no tiles: works offline), or on the organisation's own
+// tiles when the desk has them. Each point links to its report.
+std::string MapSvg(const std::vector<const ListRow*>& points, int width, int height, const TileSource* tiles) {
   if (points.empty()) return "<p class=\"muted\">No report carries a geo point.</p>";
+  if (tiles != nullptr)
+    if (std::string tiled = TiledMap(points, width, height, *tiles); !tiled.empty()) return tiled;
   double lat0 = 90, lat1 = -90, lon0 = 180, lon1 = -180;
   for (const ListRow* p : points) {
     lat0 = std::min(lat0, *p->latitude);
@@ -185,13 +243,9 @@ std::string MapSvg(const std::vector<const ListRow*>& points, int width, int hei
                   x(lon), x(lon), height, x(lon) + 2, height - 4, lon, y(lat), width, y(lat), y(lat) - 2, lat);
     s += buf;
   }
-  for (const ListRow* p : points) {
-    std::snprintf(buf, sizeof buf, "<a href=\"report/%lld\"><circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" class=\"point\">",
-                  static_cast<long long>(p->rid), x(*p->longitude), y(*p->latitude));
-    s += buf;
-    s += "<title>" + Escape(p->place.empty() ? p->report_id : p->place) + "</title></circle></a>";
-  }
-  return s + "</svg>";
+  for (const ListRow* p : points) s += Point(p, x(*p->longitude), y(*p->latitude));
+  return s + "</svg><p class=\"muted\">Drawn without map tiles, so it works offline" +
+         (tiles != nullptr ? " (the desk's own tiles do not cover these points)" : std::string()) + ".</p>";
 }
 
 // A horizontal bar chart, drawn on the server.
@@ -396,7 +450,7 @@ std::string ReportPage(const PageContext& c, const ReportDetail& d, const Device
          "</dd></dl>";
     if (r.latitude) {
       std::vector<const ListRow*> one{&r};
-      s += "<h3>Map</h3>" + MapSvg(one, 480, 240);
+      s += "<h3>Map</h3>" + MapSvg(one, 480, 240, c.tiles);
     }
     s += "</section>";
   }
@@ -462,8 +516,7 @@ std::string OverviewPage(const PageContext& c, const Overview& o) {
        Bars(o.by_form, "form") + "</div></section>";
   std::vector<const ListRow*> pts;
   for (const auto& p : o.points) pts.push_back(&p);
-  s += "<section><h2>Map</h2>" + MapSvg(pts, 900, 450) +
-       "<p class=\"muted\">Drawn without map tiles, so it works offline.</p></section>";
+  s += "<section><h2>Map</h2>" + MapSvg(pts, 900, 450, c.tiles) + "</section>";
   return Layout(c, "Overview", s);
 }
 

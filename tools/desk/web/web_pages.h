@@ -12,6 +12,7 @@
 
 #include "desk/desk_custody.h"
 #include "desk/desk_query.h"
+#include "desk/web/map_tiles.h"
 
 namespace dala::desk::web {
 
@@ -22,6 +23,7 @@ struct PageContext {
   std::string csrf;    // the session's token for forms that change something
   std::string title;
   std::string base;    // the desk's secret path, "/SECRET/": every link is relative to it
+  const TileSource* tiles = nullptr;  // the organisation's own map tiles, if the desk has them
 };
 
 std::string ReportsPage(const PageContext& c, const ListQuery& q, const ListPage& page,

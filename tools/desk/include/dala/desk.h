@@ -198,7 +198,7 @@ DALA_API dala_status dala_desk_store_import(dala_desk_store *store, const char *
 
 typedef struct dala_desk_pull_options {
     /* The server's addresses (http(s)://HOST[:PORT][/PATH]), tried in order for each request. None: every
-       server this store pulled from before, at the addresses that worked then. */
+       server this store pulled from before, at the addresses given then. */
     const char *const *urls;
     size_t url_count;
     /* NULL, or 32 bytes: the key of the server at those addresses. NULL: the one server the organisation
@@ -219,11 +219,13 @@ DALA_API void dala_desk_pull_options_init(dala_desk_pull_options *options) DALA_
    interrupted download resumes), signed with the desk's pull key; the first pull lists that key in the
    organisation's statement (a new version, written into the key file) and every request carries the
    statement, so the server learns it. Then imports it as dala_desk_store_import does (keep_failed 0);
-   nothing decrypted is written. A refused import leaves what was fetched in DATA_DIR/pull/.
+   nothing decrypted is written. A refused import keeps nothing fetched but unfinished downloads. A second
+   pull of the same store waits for the first. Each server is pulled even when another fails:
    *out_json (free with dala_string_free): {"servers": [{"server_key", "log_from", "log_size", "pages",
-   "media_files", "media_bytes", "listed_desk", "imported", "added", "held", "reports_changed",
-   "problems": [...], "summary": summary.json}]}. DALA_ERR_PERMISSION: the server refused this desk;
-   DALA_ERR_IO: no address answered. */
+   "media_files", "media_bytes", "listed_desk", "error", "imported", "added", "held", "reports_changed",
+   "problems": [...], "summary": summary.json}]}, where "error" is null, or why that server could not be
+   pulled from (it refused this desk: "answered 403"; no address answered; what it sent was not an
+   export). DALA_ERR_INVALID_ARGUMENT: no address given and none remembered. */
 DALA_API dala_status dala_desk_store_pull(dala_desk *desk, dala_desk_store *store,
                                           const dala_desk_pull_options *options, char **out_json,
                                           dala_error **out_error) DALA_NOEXCEPT;
@@ -265,6 +267,11 @@ typedef struct dala_desk_serve_options {
     /* The name browsers use, "HOST" or "HOST:PORT" (the certificate's); requests must carry it. NULL: the
        listen address. Required when listen is 0.0.0.0 or [::]. */
     const char *name;
+    /* A directory of the organisation's own map tiles, DIR/Z/X/Y.png (or .jpg, .webp: XYZ tiles, as
+       gdal2tiles --xyz writes them), with an optional DIR/attribution.txt: maps are drawn on them, served
+       from the desk itself. NULL: maps are drawn without tiles. DALA_ERR_NOT_FOUND / INVALID_ARGUMENT at
+       start: no such directory, or no zoom level in it. */
+    const char *tiles_dir;
 } dala_desk_serve_options;
 
 /* Any thread. Sets every field to its default. */
