@@ -287,8 +287,10 @@ class ServerCore {
     std::string desk_key;
   };
   Result<v1::Export> BuildExport(const ExportSlice& slice, uint64_t* end);
-  // Whether the newest statement lists `desk_key` (this node's, else the database's, read again).
+  // Whether the newest statement lists `desk_key` (this node's, else the database's, read again at most once
+  // a second).
   bool DeskListed(std::string_view desk_key);
+  std::atomic<int64_t> desk_refresh_ms_{0};
   std::mutex nonce_mu_;
   std::set<std::string> nonces_;  // listed desks' export requests seen (desk key + nonce), under nonce_mu_
   std::deque<std::pair<int64_t, std::string>> nonce_order_;  // each with when it may be forgotten, oldest first

@@ -74,49 +74,63 @@ Result<v1::Export> ServerCore::BuildExport(const ExportSlice& slice, uint64_t* e
     if (end != nullptr) *end = size;
   } else {
     // A page for a desk: the leaves from `from` on, each with what it records (a report, a device's
-    // enrolment), until the page's bytes reach the budget. Pages are bounded whatever the log holds.
+    // enrolment, the time-stamp over the head it completes), until the page's bytes reach the budget. Pages
+    // are bounded whatever the log holds, and each record is on exactly one page.
     DALA_ASSIGN_OR_RETURN(std::vector<std::string> leaves, log_.Leaves());
     if (size > leaves.size()) return Status(Code::kInternal, "the log's leaves are fewer than its size");
-    std::map<std::string, v1::Enrolment> enrolment_of_leaf;
-    {
-      DALA_ASSIGN_OR_RETURN(sql::Stmt en, db_->Prepare(
-          "SELECT device_key, invite, proof, enrolled_ms FROM devices WHERE invite IS NOT NULL"));
-      for (;;) {
-        DALA_ASSIGN_OR_RETURN(bool row, en.Step());
-        if (!row) break;
-        v1::Enrolment e;
-        auto k = en.BlobView(0), i = en.BlobView(1), p = en.BlobView(2);
-        e.set_device_key(reinterpret_cast<const char*>(k.data()), k.size());
-        e.set_invite(reinterpret_cast<const char*>(i.data()), i.size());
-        e.set_proof(reinterpret_cast<const char*>(p.data()), p.size());
-        e.set_enrolled_ms(en.Int(3));
-        std::string leaf = protocol::EnrolmentLeaf(e.device_key(), e.invite(), e.proof(), e.enrolled_ms());
-        enrolment_of_leaf.emplace(std::move(leaf), std::move(e));
-      }
-    }
     DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare(
         "SELECT envelope, receipt, leaf FROM reports WHERE leaf >= ? AND leaf < ? ORDER BY leaf"));
     st.Bind(1, static_cast<int64_t>(slice.from)).Bind(2, static_cast<int64_t>(size));
-    DALA_ASSIGN_OR_RETURN(bool have, st.Step());
+    DALA_ASSIGN_OR_RETURN(bool have_report, st.Step());
+    DALA_ASSIGN_OR_RETURN(sql::Stmt ts, db_->Prepare(
+        "SELECT t.size, h.signed, t.token FROM log_timestamps t JOIN log_heads h ON h.size = t.size "
+        "WHERE t.size > ? AND t.size <= ? ORDER BY t.size"));
+    ts.Bind(1, static_cast<int64_t>(slice.from)).Bind(2, static_cast<int64_t>(size));
+    DALA_ASSIGN_OR_RETURN(bool have_stamp, ts.Step());
+    DALA_ASSIGN_OR_RETURN(sql::Stmt dev, db_->Prepare(
+        "SELECT invite, proof, enrolled_ms FROM devices WHERE device_key = ? AND invite IS NOT NULL"));
     size_t bytes = 0;
     uint64_t i = slice.from;
     while (i < size) {
       const std::string& leaf = leaves[static_cast<size_t>(i)];
       bytes += leaf.size();
       ex.add_log(leaf);
-      for (; have && static_cast<uint64_t>(st.Int(2)) == i; ) {
+      for (; have_report && static_cast<uint64_t>(st.Int(2)) == i;) {
         auto* r = ex.add_reports();
         auto e = st.BlobView(0), rc = st.BlobView(1);
         r->set_envelope(reinterpret_cast<const char*>(e.data()), e.size());
         r->set_receipt(reinterpret_cast<const char*>(rc.data()), rc.size());
         bytes += e.size() + rc.size();
-        DALA_ASSIGN_OR_RETURN(have, st.Step());
+        DALA_ASSIGN_OR_RETURN(have_report, st.Step());
       }
-      if (auto it = enrolment_of_leaf.find(leaf); it != enrolment_of_leaf.end()) {
-        bytes += it->second.ByteSizeLong();
-        *ex.add_enrolments() = it->second;
+      // An enrolment leaf (0x02 || device key || ...) is the device's enrolment if its bytes are its leaf.
+      if (leaf.size() > 33 && leaf[0] == 0x02) {
+        const std::string device = leaf.substr(1, 32);
+        dev.Reset();
+        dev.Bind(1, B(device));
+        DALA_ASSIGN_OR_RETURN(bool found, dev.Step());
+        if (found) {
+          v1::Enrolment e;
+          auto inv = dev.BlobView(0), pr = dev.BlobView(1);
+          e.set_device_key(device);
+          e.set_invite(reinterpret_cast<const char*>(inv.data()), inv.size());
+          e.set_proof(reinterpret_cast<const char*>(pr.data()), pr.size());
+          e.set_enrolled_ms(dev.Int(2));
+          if (protocol::EnrolmentLeaf(e.device_key(), e.invite(), e.proof(), e.enrolled_ms()) == leaf) {
+            bytes += e.ByteSizeLong();
+            *ex.add_enrolments() = std::move(e);
+          }
+        }
       }
       ++i;
+      for (; have_stamp && static_cast<uint64_t>(ts.Int(0)) == i;) {  // the head of i leaves, stamped
+        auto* t = ex.add_timestamps();
+        auto hb = ts.BlobView(1), tb = ts.BlobView(2);
+        t->set_head(reinterpret_cast<const char*>(hb.data()), hb.size());
+        t->set_token(reinterpret_cast<const char*>(tb.data()), tb.size());
+        bytes += hb.size() + tb.size();
+        DALA_ASSIGN_OR_RETURN(have_stamp, ts.Step());
+      }
       if (bytes >= slice.budget) break;
     }
     if (end != nullptr) *end = i;
@@ -125,14 +139,15 @@ Result<v1::Export> ServerCore::BuildExport(const ExportSlice& slice, uint64_t* e
   if (head.empty() && slice.size != 0) return Status(Code::kNotFound, "no head of that size was signed");
   ex.set_log_head(std::move(head));
   if (slice.first) {
-    // The heads a time-stamping authority stamped, with their tokens (oldest first), in incremental exports
-    // too: a stamp can come late, after an export covered its head (the desk keeps each once, by its bytes).
-    // A desk asks only for those over heads of at least `stamps_from` leaves: it holds the earlier ones
-    // (heads are stamped in the order of their sizes).
+    // The heads a time-stamping authority stamped, with their tokens (oldest first). To a file: all of them,
+    // in incremental exports too (a stamp can come late, after an export covered its head; the desk keeps
+    // each once, by its bytes). To a desk: on its first page, those over heads it holds the leaves of but not
+    // the stamp (at least `stamps_from` leaves, at most `from`); the others come with the leaves above.
     DALA_ASSIGN_OR_RETURN(sql::Stmt ts, db_->Prepare(
         "SELECT h.signed, t.token FROM log_timestamps t JOIN log_heads h ON h.size = t.size "
         "WHERE t.size >= ? AND t.size <= ? ORDER BY t.size"));
-    ts.Bind(1, static_cast<int64_t>(slice.stamps_from)).Bind(2, static_cast<int64_t>(size));
+    ts.Bind(1, static_cast<int64_t>(slice.budget == 0 ? 0 : slice.stamps_from))
+        .Bind(2, static_cast<int64_t>(slice.budget == 0 ? size : slice.from));
     for (;;) {
       DALA_ASSIGN_OR_RETURN(bool row, ts.Step());
       if (!row) break;
@@ -172,7 +187,11 @@ bool ServerCore::DeskListed(std::string_view desk_key) {
     std::lock_guard st(statement_mu_);
     if (protocol::ListsDesk(statement_parsed_, crypto::Bytes(desk_key))) return true;
   }
-  // Not in the statement this node holds: another node may have installed a newer one that lists it.
+  // Not in the statement this node holds: another node may have installed a newer one that lists it. Read
+  // again at most once a second, so that requests of keys no statement lists cannot keep the lock busy.
+  const int64_t now = clock_();
+  int64_t last = desk_refresh_ms_.load();
+  if (now - last < 1000 || !desk_refresh_ms_.compare_exchange_strong(last, now)) return false;
   std::lock_guard lock(mu_);
   sql::Txn snapshot(*db_);
   if (!snapshot.Begin(sql::TxnKind::kRead).ok() || !RefreshStatementLocked().ok()) return false;

@@ -26,7 +26,7 @@ namespace {
 
 constexpr char kMetaPrefix[] = "pull:";  // + the server key in hex: where the store remembers its addresses
 constexpr uint64_t kMaxPages = 1u << 20;
-constexpr uint64_t kMaxJoinedBytes = uint64_t{2} << 30;  // what an import reads at most
+constexpr uint64_t kMaxJoinedBytes = (uint64_t{2} << 30) - (64u << 20);  // an import reads < 2 GiB, with a margin
 
 std::string Hex(std::span<const uint8_t> b) { return encoding::ToHex(b); }
 
@@ -75,6 +75,7 @@ Status Remember(db::Db& db, const PullTarget& t) {
 // What the store kept from `server` at its last import: where its log ended (the next pull starts there),
 // the heads it holds time-stamps over (those below stamps_from), and the devices it holds an enrolment of.
 struct Kept {
+  uint64_t bytes = 0;  // of the kept export, which the import joins to what is fetched
   uint64_t log_size = 0;
   uint64_t stamps_from = 0;
   std::set<std::string> enrolled;
@@ -88,9 +89,10 @@ Result<Kept> KeptOf(const DeskStore& store, const crypto::PublicKey& server) {
   v1::Export ex;
   if (!ex.ParseFromArray(b.data(), static_cast<int>(b.size())))
     return Status(Code::kCorrupt, "the desk's kept export of this server is damaged");
+  k.bytes = b.size();
   k.log_size = ex.log_from() + static_cast<uint64_t>(ex.log_size());
-  // Heads are stamped in the order of their sizes, one stamp each: the desk holds every stamp up to its
-  // largest, and asks for those over larger heads only.
+  // Heads are stamped in the order of their sizes, one stamp each (a stamp two nodes store out of that
+  // order may be missed: a later one then dates those leaves): the desk asks for those over larger heads.
   for (const auto& t : ex.timestamps()) k.stamps_from = std::max(k.stamps_from, protocol::LogHeadSize(t.head()) + 1);
   for (const auto& e : ex.enrolments()) k.enrolled.insert(e.device_key());
   return k;
@@ -138,6 +140,10 @@ class Puller {
     const std::string stage = fs::Join(store_.dir(), "pull");
     const std::string export_path = fs::Join(stage, Hex(target_.server) + ".export");
     const std::string media = export_path + ".media";
+    struct RemoveOnExit {
+      std::string path;
+      ~RemoveOnExit() { (void)fs::RemoveFile(path); }
+    } staged{export_path};
     // Attachments only of devices enrolled through an invite of this organisation: a server cannot make the
     // desk download for devices that are none of the organisation's.
     std::set<std::string> enrolled = std::move(kept.enrolled);
@@ -147,14 +153,12 @@ class Puller {
     const std::string bytes = all.SerializeAsString();
     DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(export_path, crypto::Bytes(bytes)));
     DALA_ASSIGN_OR_RETURN(out.import, store_.Import(export_path, options_.open, false));
-    if (out.import.imported) DALA_RETURN_IF_ERROR(Remember(store_.db(), target_));
-    // Imported: it is in the store now (the export kept in DATA/exports, the media in DATA/media). Refused:
-    // nothing fetched is kept (a file damaged on the way must not stay), but for unfinished downloads.
+    if (!out.import.imported) return Status::Ok();  // downloads kept: each is checked again before it is used
+    DALA_RETURN_IF_ERROR(Remember(store_.db(), target_));
+    // In the store now (the export kept in DATA/exports, the media in DATA/media).
     if (auto names = fs::ListFiles(media); names.ok())
-      for (const auto& n : *names)
-        if (!n.ends_with(".part")) (void)fs::RemoveFile(fs::Join(media, n));
+      for (const auto& n : *names) (void)fs::RemoveFile(fs::Join(media, n));
     (void)::rmdir(media.c_str());
-    (void)fs::RemoveFile(export_path);
     return Status::Ok();
   }
 
@@ -200,8 +204,9 @@ class Puller {
       DALA_ASSIGN_OR_RETURN(sync::HttpResponse r, Send(std::move(req), page == 0));
       if (r.status != 200) return Refused(r);
       bytes += r.body.size();
-      if (bytes > kMaxJoinedBytes)
-        return Status(Code::kTooLarge, "the server at " + url_ + " sent more than 2 GiB in one pull");
+      if (kept.bytes + bytes > kMaxJoinedBytes)
+        return Status(Code::kTooLarge, "the server at " + url_ + " sent more in one pull than an import reads "
+                                       "(2 GiB with the export kept from it)");
       v1::Export ex;
       if (!ex.ParseFromString(r.body))
         return Status(Code::kCorrupt, "the server at " + url_ + " answered with something that is not an export");
@@ -219,6 +224,7 @@ class Puller {
         for (auto& l : *ex.mutable_log()) all.add_log(std::move(l));
         for (auto& rep : *ex.mutable_reports()) *all.add_reports() = std::move(rep);
         for (auto& e : *ex.mutable_enrolments()) *all.add_enrolments() = std::move(e);
+        for (auto& t : *ex.mutable_timestamps()) *all.add_timestamps() = std::move(t);
       }
       from += leaves;
       if (from >= size) return all;
@@ -227,7 +233,7 @@ class Puller {
   }
 
   // The attachment files of every fetched report of an enrolled device that the store does not hold, into
-  // `media` (finished ones an interrupted pull left there are kept: the import checks each).
+  // `media`.
   Status FetchMedia(const v1::Export& all, const std::set<std::string>& enrolled, const std::string& media,
                     PullResult* out) {
     for (const auto& r : all.reports()) {
@@ -237,7 +243,14 @@ class Puller {
         continue;  // likewise
       for (const auto& m : h.attachments) {
         const std::string name = attachment::FileName(h.device_key, crypto::Bytes(m.attachment_id()));
-        if (fs::Exists(store_.MediaPath(name)) || fs::Exists(fs::Join(media, name))) continue;
+        if (fs::Exists(store_.MediaPath(name))) continue;
+        if (const std::string staged = fs::Join(media, name); fs::Exists(staged)) {
+          // Fetched by an earlier pull whose import did not happen: kept if it is the file the device
+          // signed, else fetched again.
+          auto root = FileRoot(staged, m.chunk_size());
+          if (root.ok() && std::string_view(reinterpret_cast<const char*>(root->data()), 32) == m.root()) continue;
+          (void)fs::RemoveFile(staged);
+        }
         DALA_RETURN_IF_ERROR(fs::EnsureDirectory(media));
         DALA_ASSIGN_OR_RETURN(bool got, Download(h.device_key, m, fs::Join(media, name), out));
         if (got) ++out->media_files;

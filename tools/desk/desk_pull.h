@@ -43,8 +43,9 @@ struct PullResult {
 };
 
 // A second pull of the same store waits for the first (DATA/pull/pull.lock). Each server's outcome is its
-// result: one that cannot be reached or refuses the desk does not stop the others. A refused import keeps
-// nothing fetched but unfinished downloads; the next pull fetches it again.
+// result: one that cannot be reached or refuses the desk does not stop the others. Attachment files fetched
+// for an import that did not happen are kept, and used by the next pull only if they are the files their
+// devices signed.
 Result<std::vector<PullResult>> Pull(Organisation& org, DeskStore& store, const PullOptions& options,
                                      sync::Transport& transport);
 

@@ -106,26 +106,6 @@ const v1::GeoPoint* GeoOf(const v1::ReportContent& c) {
   return nullptr;
 }
 
-// The chunk-tree root of a file, as the signed manifest names an encrypted attachment.
-Result<crypto::Hash> FileRoot(const std::string& path, uint32_t chunk_size) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fs::FromErrno(errno, "could not open", path);
-  attachment::ChunkTree tree(chunk_size);
-  std::vector<uint8_t> buf(1u << 20);
-  for (;;) {
-    const ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return fs::FromErrno(err, "could not read", path);
-    }
-    if (n == 0) break;
-    tree.Update(std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)));
-  }
-  ::close(fd);
-  return tree.Finish();
-}
 
 // Copies an encrypted attachment into the store: into a temporary file, checked against the root the
 // device signed (the file may have changed since it was verified), synced, then renamed into place. A
@@ -158,6 +138,26 @@ Status CopyChecked(const std::string& from, const std::string& to, std::string_v
 }
 
 }  // namespace
+
+Result<crypto::Hash> FileRoot(const std::string& path, uint32_t chunk_size) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fs::FromErrno(errno, "could not open", path);
+  attachment::ChunkTree tree(chunk_size);
+  std::vector<uint8_t> buf(1u << 20);
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return fs::FromErrno(err, "could not read", path);
+    }
+    if (n == 0) break;
+    tree.Update(std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)));
+  }
+  ::close(fd);
+  return tree.Finish();
+}
 
 std::string SearchText(const v1::ReportContent& c) {
   std::string text = c.form() + "\n" + c.narrative();

@@ -66,6 +66,10 @@ class DeskStore {
   db::Db db_;
 };
 
+// The chunk-tree root of a file (`chunk_size`-byte chunks), as a signed manifest names an encrypted
+// attachment's.
+Result<crypto::Hash> FileRoot(const std::string& path, uint32_t chunk_size);
+
 // The plain text of a report's content that search looks in: narrative, text fields, people.
 std::string SearchText(const v1::ReportContent& content);
 // The value of the text field "place", or "".
