@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sodium.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -97,32 +96,6 @@ Result<Kept> KeptOf(const DeskStore& store, const crypto::PublicKey& server) {
   for (const auto& e : ex.enrolments()) k.enrolled.insert(e.device_key());
   return k;
 }
-
-// An exclusive lock on DATA/pull/pull.lock for the length of a pull: a second pull of the same store waits.
-class PullLock {
- public:
-  static Result<PullLock> Take(const std::string& dir) {
-    const std::string path = fs::Join(dir, "pull.lock");
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) return fs::FromErrno(errno, "could not open", path);
-    while (::flock(fd, LOCK_EX) != 0) {
-      if (errno != EINTR) {
-        const int err = errno;
-        ::close(fd);
-        return fs::FromErrno(err, "could not lock", path);
-      }
-    }
-    return PullLock(fd);
-  }
-  PullLock(PullLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-  ~PullLock() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-
- private:
-  explicit PullLock(int fd) : fd_(fd) {}
-  int fd_;
-};
 
 class Puller {
  public:
@@ -345,7 +318,7 @@ Result<std::vector<PullResult>> Pull(Organisation& org, DeskStore& store, const 
   DALA_ASSIGN_OR_RETURN(bool listed, ListDesk(org, PullKey(org).public_key, SystemNowMs()));
   const std::string stage = fs::Join(store.dir(), "pull");
   DALA_RETURN_IF_ERROR(fs::EnsureDirectory(stage));
-  DALA_ASSIGN_OR_RETURN(PullLock lock, PullLock::Take(stage));
+  DALA_ASSIGN_OR_RETURN(DirLock lock, DirLock::Take(stage, "pull.lock"));  // a second pull waits
   std::vector<PullResult> out;
   for (auto& t : targets) {
     // One server's failure (unreachable, refusing) is that server's result; the others are still pulled.

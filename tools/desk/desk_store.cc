@@ -63,33 +63,6 @@ constexpr const char* kSchema[] = {
 
 std::string Hex(std::string_view bytes) { return encoding::ToHex(crypto::Bytes(bytes)); }
 
-// An exclusive lock on a file of the store's directory: on "import.lock" for the length of an import (a
-// second import waits for the first), on "open.lock" while the database is opened and migrated.
-class DirLock {
- public:
-  static Result<DirLock> Take(const std::string& dir, const char* name) {
-    const std::string path = fs::Join(dir, name);
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) return fs::FromErrno(errno, "could not open", path);
-    while (::flock(fd, LOCK_EX) != 0) {
-      if (errno != EINTR) {
-        const int err = errno;
-        ::close(fd);
-        return fs::FromErrno(err, "could not lock", path);
-      }
-    }
-    return DirLock(fd);
-  }
-  DirLock(DirLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-  ~DirLock() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-
- private:
-  explicit DirLock(int fd) : fd_(fd) {}
-  int fd_;
-};
-
 std::string Excerpt(const std::string& narrative) {
   constexpr size_t kMax = 200;
   if (narrative.size() <= kMax) return narrative;
@@ -138,6 +111,24 @@ Status CopyChecked(const std::string& from, const std::string& to, std::string_v
 }
 
 }  // namespace
+
+Result<DirLock> DirLock::Take(const std::string& dir, const char* name) {
+  const std::string path = fs::Join(dir, name);
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return fs::FromErrno(errno, "could not open", path);
+  while (::flock(fd, LOCK_EX) != 0) {
+    if (errno != EINTR) {
+      const int err = errno;
+      ::close(fd);
+      return fs::FromErrno(err, "could not lock", path);
+    }
+  }
+  return DirLock(fd);
+}
+
+DirLock::~DirLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
 
 Result<crypto::Hash> FileRoot(const std::string& path, uint32_t chunk_size) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -66,6 +66,20 @@ class DeskStore {
   db::Db db_;
 };
 
+// An exclusive lock (flock) on DIR/NAME, created when missing, held until destroyed; a second taker, in this
+// process or another, waits. The store takes "import.lock" for an import, "open.lock" while it opens and
+// migrates; dala desk pull takes "pull/pull.lock".
+class DirLock {
+ public:
+  static Result<DirLock> Take(const std::string& dir, const char* name);
+  DirLock(DirLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  ~DirLock();
+
+ private:
+  explicit DirLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
 // The chunk-tree root of a file (`chunk_size`-byte chunks), as a signed manifest names an encrypted
 // attachment's.
 Result<crypto::Hash> FileRoot(const std::string& path, uint32_t chunk_size);
