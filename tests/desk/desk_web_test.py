@@ -120,6 +120,74 @@ def tile_of(lat, lon, z):
     return int((lon + 180.0) / 360.0 * n), int((1.0 - math.asinh(math.tan(r)) / math.pi) / 2.0 * n)
 
 
+def pdf_checks(dala, org_key, data, work, identity):
+    """The evidence package's verification report as a person reads it: verification.pdf (read back with
+    poppler's pdftotext and pdfinfo) and verification.html say what was checked, with the hashes; what a
+    phone wrote is there as text, never as markup; a long narrative is cut and says where the whole is; the
+    PDF's pages are numbered "N of M"; and both are covered by the manifest the root signed."""
+    rows = os.path.join(work, "all.jsonl")
+    harness.run(dala, "desk", "export", "--key", org_key, "--data", data, "--format", "jsonl", "--out", rows,
+                env=harness.ENV)
+    ids = {}
+    for line in open(rows, encoding="utf-8"):
+        row = json.loads(line)
+        for key, needle in (("video", "detentions"), ("hostile", "stadium"), ("long", "Long account")):
+            if needle in row.get("narrative", ""):
+                ids[key] = row["id"]
+    check("pdf: the three reports are found by their narratives", len(ids) == 3, ids)
+    package = os.path.join(work, "three.zip")
+    harness.run(dala, "desk", "export", "--key", org_key, "--data", data, "--format", "evidence", "--out", package,
+                *[a for rid in ids.values() for a in ("--report", rid)], env=harness.ENV, timeout=300)
+    import zipfile
+    with zipfile.ZipFile(package) as z:
+        pdf = z.read("verification.pdf")
+        html = z.read("verification.html").decode("utf-8")
+        listed = [f["path"] for f in json.loads(z.read("manifest.json"))["files"]]
+    check("pdf: the package holds verification.pdf and .html, both in the signed manifest",
+          pdf.startswith(b"%PDF-") and "verification.pdf" in listed and "verification.html" in listed, listed[-6:])
+    pdf_path = os.path.join(work, "verification.pdf")
+    open(pdf_path, "wb").write(pdf)
+    info = subprocess.run(["pdfinfo", pdf_path], capture_output=True, text=True, timeout=60)
+    pages = re.search(r"^Pages:\s+(\d+)", info.stdout, re.M)
+    pages = int(pages.group(1)) if pages else 0
+    check("pdf: poppler reads it; its title and creator are the desk's; a 1 MB narrative keeps it short",
+          info.returncode == 0 and "Evidence package: verification report" in info.stdout and
+          re.search(r"^Creator:\s+Dala desk", info.stdout, re.M) and 3 <= pages <= 40, (info.stdout, info.stderr))
+    text = subprocess.run(["pdftotext", "-enc", "UTF-8", pdf_path, "-"], capture_output=True, timeout=60).stdout.decode()
+    flat = re.sub(r"\s+", "", text)
+    clip_sha = hashlib.sha256(open(CLIP, "rb").read()).hexdigest()
+    clip_b2 = hashlib.blake2b(open(CLIP, "rb").read(), digest_size=32).hexdigest()
+    check("pdf: each report is named, with what the desk checked",
+          all(rid in flat for rid in ids.values()) and text.count("decrypted end to end and matched the hash") >= 4 and
+          "through an invite the organisation's root signed" in re.sub(r"\s+", " ", text), text[:600])
+    check("pdf: the video's SHA-256 and BLAKE2b-256 are printed in full", clip_sha in flat and clip_b2 in flat)
+    check("pdf: how to check it without a secret key", ("dalaverifyPACKAGE.zip--organisation" + identity) in flat)
+    markup = re.sub(r"\s+", "", HOSTILE.split("click</a>")[0] + "click</a>")
+    check("pdf: phone-written markup is printed as text, not interpreted",
+          markup in flat and "Задержанустадиона" in flat,
+          [ln for ln in text.splitlines() if "pwned" in ln or "bold" in ln][:4])
+    check("pdf: a 1 MB narrative is cut, saying how much and where the whole is",
+          "more characters are left out here: the whole text is in" in re.sub(r"\s+", " ", text))
+    check("pdf: every page says 'page N of M'",
+          all(f"page {n} of {pages}" in text for n in range(1, pages + 1)) and pages > 0, pages)
+    check("html: the same report, escaped, its own style the only one allowed",
+          "<script" not in html and "<b>bold" not in html and "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in html and
+          "style-src 'sha256-" in html and clip_sha in html, html[:300])
+    r = subprocess.run([dala, "verify", package, "--organisation", identity], capture_output=True, text=True, timeout=120)
+    check("pdf: dala verify accepts the package", r.returncode == 0, (r.stdout[-400:], r.stderr))
+    # A verification report changed after the package was made is caught like any other file.
+    changed = os.path.join(work, "changed.zip")
+    with zipfile.ZipFile(package) as src, zipfile.ZipFile(changed, "w") as dst:
+        for item in src.infolist():
+            body = src.read(item.filename)
+            if item.filename == "verification.pdf":
+                body = body.replace(b"/Creator (Dala desk)", b"/Creator (Dala_desk)")
+            dst.writestr(item, body)
+    r = subprocess.run([dala, "verify", changed, "--organisation", identity], capture_output=True, text=True, timeout=120)
+    check("pdf: a changed verification.pdf fails dala verify", r.returncode == 1 and "verification.pdf" in r.stdout,
+          (r.returncode, r.stdout[-400:]))
+
+
 def tile_checks(dala, org_key, data, work):
     """dala desk serve --tiles: maps drawn on the organisation's own tiles, served by the desk alone, only
     real images, only in a session; an attribution shown escaped."""
@@ -226,6 +294,7 @@ def main():
             "detained:person=Roza Kariyeva|detained", "--text", "Video filmed while running, just before the detentions.",
             "--attach", clip)
         add("--field", "place=\u202eytamlA <b>bold</b>", "--field", "link=javascript:window.__pwned=4",
+            "--field", "witness=Задержан у стадиона · شاهد عيان",
             "--text", HOSTILE, "--attach", svg, "--attach", html, "--attach", fake_png)
         long_text = os.path.join(work, "long.txt")
         open(long_text, "w").write("Long account. " + ("word " * 200_000)[:1_000_000])
@@ -411,6 +480,7 @@ def main():
               answered is not None and answered >= 15 and closed == 32, (answered, closed))
 
         tile_checks(dala, org_key, data, work)
+        pdf_checks(dala, org_key, data, work, identity)
         run_browser(desk, shots, work, vrid, rid, dala, identity)
     finally:
         if desk is not None:

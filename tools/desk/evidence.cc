@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -13,7 +14,7 @@
 #include "desk/desk_media.h"
 #include "desk/desk_query.h"
 #include "desk/desk_table.h"
-#include "desk/web/web_pages.h"
+#include "desk/report_doc.h"
 #include "desk/zip_file.h"
 #include "format/envelope.h"
 #include "format/invite.h"
@@ -83,6 +84,84 @@ Result<std::unique_ptr<KeptLog>> LoadKeptLog(const DeskStore& store, const std::
   return log;
 }
 
+// What the desk found for one version at import, in plain words.
+void VersionChecks(Doc& doc, const VersionRow& v, const std::string& vdir, bool stamp_in_package) {
+  const std::string n = std::to_string(v.version);
+  doc.Check(v.verified, "Version " + n + ", sealed on the phone " + WhenText(v.content.sealed_ms()) +
+                            " (the phone's clock, not trusted): signed by the device outside and inside the sealed "
+                            "envelope, and opened with the key the device committed to. Received " +
+                            WhenText(v.received_ms) + " by server key " + v.server_key + " as number " +
+                            std::to_string(v.sequence) +
+                            ", a key the organisation's statement authorised at that time; at position " +
+                            std::to_string(v.leaf_index) + " of that server's append-only log, under a head it signed (" +
+                            vdir + ").");
+  const json problems = json::parse(v.problems_json, nullptr, false);
+  if (problems.is_array())
+    for (const auto& p : problems)
+      doc.Check(false, "Version " + n + ": " + (p.is_string() ? p.get<std::string>() : p.dump()));
+  const json detail = json::parse(v.detail_json, nullptr, false);
+  if (detail.is_object() && detail.contains("timestamp") && detail["timestamp"].is_object())
+    doc.Check(true, "Version " + n + " was in the server's log no later than " +
+                        WhenText(detail["timestamp"].value("no_later_than_ms", int64_t{0})) +
+                        ", by the time-stamp of " + detail["timestamp"].value("tsa", std::string()) + " (" + vdir +
+                        "timestamp.json).");
+  else if (stamp_in_package)
+    doc.Add(BlockKind::kCheckNone, "Version " + n + ": a time-stamp token over the server's log is in " + vdir +
+                                       "timestamp.json; the desk had no authority's certificate to check it with. "
+                                       "Check it with dala verify --tsa-cert and the authority's certificate.");
+  else
+    doc.Add(BlockKind::kCheckNone, "Version " + n + ": no trusted time-stamp.");
+}
+
+// The latest version's content, as the device signed it. Long texts are cut: the whole is in content.json.
+void ContentBlocks(Doc& doc, const VersionRow& v, const std::string& content_json) {
+  const v1::ReportContent& c = v.content;
+  doc.Add(BlockKind::kSubheading, "What the device signed (version " + std::to_string(v.version) + ")");
+  for (const auto& f : c.fields())
+    doc.Field(Capped(f.key(), 200, content_json) + " (" + FieldTypeName(f.value()) + ")",
+              Capped(FieldText(f.value()), 4000, content_json));
+  doc.Field("Created", WhenText(c.created_ms()) + " (the phone's clock)");
+  doc.Field("Location", c.capture().has_location() ? GeoText(c.capture().location()) : "not recorded");
+  doc.Add(BlockKind::kSubheading, "Narrative");
+  if (c.narrative().empty())
+    doc.Add(BlockKind::kCheckNone, "None.");
+  else
+    doc.Add(BlockKind::kQuote, Capped(c.narrative(), 20000, content_json));
+}
+
+// The custody of the package's reports, how the desk checked them, and what a package does not prove.
+void ClosingBlocks(Doc& doc, const std::vector<CustodyEntry>& custody, const std::set<std::string>& names) {
+  constexpr size_t kShown = 300;
+  std::vector<const CustodyEntry*> mine;
+  for (const auto& e : custody)
+    if (names.count(e.report) > 0) mine.push_back(&e);
+  doc.Add(BlockKind::kHeading, "Custody at the desk");
+  doc.Add(BlockKind::kParagraph,
+          "Every view, annotation and export of these reports at the desk, from the custody log (custody.jsonl: "
+          "each entry names the hash of the one before it and is signed by the organisation's root). The log holds " +
+              std::to_string(custody.size()) + " entries, " + std::to_string(mine.size()) + " of them about these reports" +
+              (mine.size() > kShown ? "; the last " + std::to_string(kShown) + " are shown." : "."));
+  for (size_t i = mine.size() > kShown ? mine.size() - kShown : 0; i < mine.size(); ++i) {
+    const CustodyEntry& e = *mine[i];
+    doc.Field("#" + std::to_string(e.seq) + " " + WhenText(e.time_ms), e.action + " " + e.report + ": " + e.detail);
+  }
+  doc.Add(BlockKind::kHeading, "How the desk checked it");
+  doc.Add(BlockKind::kParagraph,
+          "Each version: the device's signature outside and inside the sealed envelope; the envelope's content key "
+          "against the commitment the device signed; the server's receipt, signed by a key the organisation's "
+          "statement authorised at its time, for exactly these bytes; the receipt's place in the server's "
+          "append-only log under a head that server signed; the version chain; the device's enrolment through an "
+          "invite the organisation's root signed, in the same log; each attachment against the hash the device "
+          "signed.");
+  doc.Add(BlockKind::kHeading, "What this package does not prove");
+  doc.Add(BlockKind::kParagraph,
+          "When a report was made: phones' clocks are not trusted. The package shows when the server received each "
+          "version (its signed receipt) and, with a time-stamp, a time no later than which it had it.");
+  doc.Add(BlockKind::kParagraph,
+          "That the content is true: the package proves who signed a report, that it was not changed, and that the "
+          "organisation's server logged it when it says. It does not prove that what the report says happened.");
+}
+
 }  // namespace
 
 Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rids, const std::string& path) {
@@ -111,18 +190,37 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
     }
     return it->second.get();
   };
-  std::string html = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Evidence package</title>"
-                     "</head><body><h1>Evidence package</h1><p>Organisation: " + web::Escape(org.statement.name()) +
-                     " (" + web::Escape(protocol::IdentityText(org.root.public_key)) + ")<br>Made " +
-                     web::Escape(IsoTime(now)) + ". Check it yourself: <code>dala verify PACKAGE --organisation " +
-                     web::Escape(protocol::IdentityText(org.root.public_key)) +
-                     "</code>, or by hand as docs/evidence.md describes.</p>";
+  // The verification report for people (verification.html and .pdf), built alongside the files it describes.
+  const std::string identity = protocol::IdentityText(org.root.public_key);
+  Doc doc;
+  doc.title = "Evidence package: verification report";
+  doc.footer = "Evidence package of " + org.statement.name() + ", made " + WhenText(now);
+  doc.Field("Organisation", org.statement.name());
+  doc.Field("Its identity", identity, true);
+  doc.Field("Package made", WhenText(now));
+  doc.Field("Reports", std::to_string(rids.size()));
+  doc.Add(BlockKind::kParagraph,
+          "This is a summary for people to read. It is not the evidence: the evidence is the files of this package, "
+          "each listed with its size, SHA-256 and BLAKE2b-256 in manifest.json, which the organisation's root key "
+          "signed (manifest.sig). Anyone can check every file and every claim below without any secret key, with "
+          "the organisation's identity alone:");
+  doc.Add(BlockKind::kCode, "dala verify PACKAGE.zip --organisation " + identity);
+  doc.Add(BlockKind::kParagraph,
+          "or by hand, with any Ed25519, BLAKE2b and XChaCha20-Poly1305 library, as Dala's docs/evidence.md and "
+          "docs/protocol.md describe.");
+  std::set<std::string> names;  // the reports, as the custody log names them
   uint64_t reports = 0;
   for (int64_t rid : rids) {
     DALA_ASSIGN_OR_RETURN(ReportDetail d, LoadReport(db, rid));
     const std::string dir = "reports/" + d.row.device + "-" + d.row.report_id + "/";
-    html += "<h2>Report " + web::Escape(d.row.report_id) + "</h2><p>Form " + web::Escape(d.row.form) + ", " +
-            std::to_string(d.versions.size()) + " version(s), device " + web::Escape(d.row.device) + ".</p><ul>";
+    names.insert(ReportName(d.row));
+    doc.Add(BlockKind::kHeading, "Report " + d.row.report_id);
+    doc.Field("Form", d.row.form);
+    doc.Field("Device", d.row.device, true);
+    doc.Field("Versions", std::to_string(d.versions.size()));
+    doc.Field("Its files", dir, true);
+    doc.Field("Case status at the desk", d.row.status + (d.row.tags.empty() ? "" : " (tags: " + d.row.tags + ")"));
+    doc.Add(BlockKind::kSubheading, "What the desk checked");
     std::string enrolment_server;
     for (const auto& v : d.versions) {
       const std::string vdir = dir + "v" + std::to_string(v.version) + "/";
@@ -171,18 +269,9 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
       r.state = ReportState::kDelivered;
       r.content_hash = opened.content_hash;
       DALA_RETURN_IF_ERROR(add(vdir + "content.json", ReportToJson(r) + "\n"));
-      html += "<li>Version " + std::to_string(v.version) + ": sealed " + web::Escape(IsoTime(v.content.sealed_ms())) +
-              ", received " + web::Escape(IsoTime(v.received_ms)) + " by server " + web::Escape(v.server_key) +
-              " as number " + std::to_string(v.sequence) + ", log position " + std::to_string(v.leaf_index) +
-              ". At import the desk found it " + (v.verified ? "verified" : "NOT verified") + "." +
-              (stamp != nullptr ? " A time-stamping authority stamped the server's log with this version in it "
-                                  "(timestamp.json; check it with dala verify --tsa-cert and the authority's "
-                                  "certificate)."
-                                : "") +
-              "</li>";
+      VersionChecks(doc, v, vdir, stamp != nullptr);
       enrolment_server = v.server_key;
     }
-    html += "</ul>";
     // The device's enrolment, and its place in the same log.
     DALA_ASSIGN_OR_RETURN(KeptLog * log, log_of(enrolment_server));
     std::string device_bytes(32, '\0');
@@ -199,6 +288,18 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
     DALA_ASSIGN_OR_RETURN(auto eproof, merkle::InclusionProof(log->tree, at->second, log->tree.size()));
     DALA_RETURN_IF_ERROR(add(dir + "enrolment.bin", e->second->SerializeAsString(), false));
     DALA_RETURN_IF_ERROR(add(dir + "enrolment-log.json", ProofJson(at->second, eproof, log->ex.log_head()).dump(1) + "\n"));
+    {
+      DALA_ASSIGN_OR_RETURN(DeviceRow dev, LoadDevice(db, d.row.device));
+      doc.Check(true, "The device enrolled on " + WhenText(dev.enrolled_ms) +
+                          " through an invite the organisation's root signed (issued " + WhenText(dev.invite_issued_ms) +
+                          ", for " + std::to_string(dev.invite_uses) + " device(s), invite key " + dev.invite_key +
+                          "); the enrolment is at position " + std::to_string(at->second) +
+                          " of the same server's log (enrolment.bin, enrolment-log.json).");
+    }
+    if (d.versions.size() > 1)
+      doc.Check(std::all_of(d.versions.begin(), d.versions.end(), [](const VersionRow& v) { return v.verified; }),
+                "Versions 1 to " + std::to_string(d.versions.size()) +
+                    " form one chain: each names the hash of the one before, from the same device, in the same form.");
     // The original media of the latest version, decrypted from the desk's encrypted copy.
     for (const auto& a : d.attachments) {
       if (!a.verified || a.file.empty())
@@ -220,9 +321,13 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
       DALA_RETURN_IF_ERROR(zip->AddStream(name, a.size, [shared](uint64_t off, std::span<uint8_t> out) {
         return shared->ReadAt(off, out);
       }));
-      html += "<p>Attachment " + web::Escape(a.id) + " (" + web::Escape(a.mime) + ", " + std::to_string(a.size) +
-              " bytes): SHA-256 " + sha + ", BLAKE2b " + b2 + ".</p>";
+      doc.Check(true, "Attachment " + a.id + " (" + a.mime + ", " + std::to_string(a.size) +
+                          " bytes) decrypted end to end and matched the hash the device signed.");
+      doc.Field("File", name, true);
+      doc.Field("SHA-256", sha, true);
+      doc.Field("BLAKE2b-256", b2, true);
     }
+    ContentBlocks(doc, d.versions.back(), dir + "v" + std::to_string(d.versions.back().version) + "/content.json");
     DALA_RETURN_IF_ERROR(AppendCustody(db, org, "export", ReportName(d.row),
                                        "put in an evidence package with " + std::to_string(d.versions.size()) +
                                            " version(s) and " + std::to_string(d.attachments.size()) + " attachment(s)",
@@ -233,14 +338,10 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
   DALA_ASSIGN_OR_RETURN(auto custody, ReadCustody(db));
   DALA_RETURN_IF_ERROR(add("custody.jsonl", CustodyJsonLines(custody)));
   DALA_RETURN_IF_ERROR(add("statement.bin", org.signed_statement, false));
-  html += "<h2>How the desk checked it</h2><p>Each version: the device's signature outside and inside the sealed "
-          "envelope; the envelope's content key against the commitment the device signed; the server's receipt, "
-          "signed by a key the organisation's statement authorised at its time, for exactly these bytes; the "
-          "receipt's place in the server's append-only log under a head that server signed; the version chain; "
-          "the device's enrolment through an invite the organisation's root signed, in the same log; each "
-          "attachment against the hash the device signed. The custody log records every view, annotation and "
-          "export at the desk.</p></body></html>\n";
-  DALA_RETURN_IF_ERROR(add("verification.html", html));
+  ClosingBlocks(doc, custody, names);
+  DALA_RETURN_IF_ERROR(add("verification.html", DocHtml(doc)));
+  DALA_ASSIGN_OR_RETURN(std::string pdf, DocPdf(doc, now));
+  DALA_RETURN_IF_ERROR(add("verification.pdf", std::move(pdf), false));
   const json manifest = {{"format", std::string(kEvidenceFormat)},
                          {"organisation", protocol::IdentityText(org.root.public_key)},
                          {"created_ms", now},

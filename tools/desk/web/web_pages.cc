@@ -9,6 +9,7 @@
 
 #include "base/encoding.h"
 #include "desk/desk_table.h"
+#include "desk/report_doc.h"
 
 namespace dala::desk::web {
 namespace {
@@ -17,11 +18,6 @@ namespace {
 // around it.
 std::string Text(std::string_view s) { return "<bdi>" + Escape(s) + "</bdi>"; }
 
-std::string When(int64_t ms) {
-  if (ms <= 0) return "—";
-  std::string iso = IsoTime(ms);  // 2025-08-17T07:00:00.000Z
-  return iso.substr(0, 10) + " " + iso.substr(11, 5) + " UTC";
-}
 
 std::string Short(const std::string& hex, size_t n = 16) { return hex.size() > n ? hex.substr(0, n) + "…" : hex; }
 
@@ -91,27 +87,7 @@ std::string Href(const ListQuery& q, uint32_t page) {
   return s + "page=" + std::to_string(page);
 }
 
-std::string FieldType(const v1::FieldValue& v) {
-  switch (v.value_case()) {
-    case v1::FieldValue::kText: return "text";
-    case v1::FieldValue::kInteger: return "integer";
-    case v1::FieldValue::kDecimal: return "decimal";
-    case v1::FieldValue::kBoolean: return "yes/no";
-    case v1::FieldValue::kTimestampMs: return "time";
-    case v1::FieldValue::kGeo: return "place (geo)";
-    case v1::FieldValue::kPeople: return "people";
-    case v1::FieldValue::VALUE_NOT_SET: return "—";
-  }
-  return "—";
-}
 
-std::string Geo(const v1::GeoPoint& g) {
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%.6f, %.6f", g.latitude(), g.longitude());
-  std::string s = buf;
-  if (g.accuracy_m() > 0) s += " (±" + std::to_string(static_cast<long long>(g.accuracy_m())) + " m)";
-  return s;
-}
 
 std::string FieldHtml(const v1::FieldValue& v) {
   switch (v.value_case()) {
@@ -119,8 +95,8 @@ std::string FieldHtml(const v1::FieldValue& v) {
     case v1::FieldValue::kInteger: return Escape(std::to_string(v.integer()));
     case v1::FieldValue::kDecimal: return Text(v.decimal());
     case v1::FieldValue::kBoolean: return v.boolean() ? "yes" : "no";
-    case v1::FieldValue::kTimestampMs: return Escape(When(v.timestamp_ms()));
-    case v1::FieldValue::kGeo: return Escape(Geo(v.geo()));
+    case v1::FieldValue::kTimestampMs: return Escape(WhenText(v.timestamp_ms()));
+    case v1::FieldValue::kGeo: return Escape(GeoText(v.geo()));
     case v1::FieldValue::kPeople: {
       std::string s = "<ul class=\"people\">";
       for (const auto& p : v.people().people())
@@ -294,7 +270,7 @@ std::string CustodyTable(const std::vector<CustodyEntry>& entries) {
   std::string s = "<table class=\"custody\"><thead><tr><th>#</th><th>When</th><th>Action</th><th>What</th><th>Hash</th>"
                   "</tr></thead><tbody>";
   for (const auto& e : entries)
-    s += "<tr><td>" + std::to_string(e.seq) + "</td><td>" + Escape(When(e.time_ms)) + "</td><td>" + Escape(e.action) +
+    s += "<tr><td>" + std::to_string(e.seq) + "</td><td>" + Escape(WhenText(e.time_ms)) + "</td><td>" + Escape(e.action) +
          "</td><td>" + Text(e.detail) + "</td><td class=\"mono\">" + Escape(Short(encoding::ToHex(e.hash))) + "</td></tr>";
   return s + "</tbody></table>";
 }
@@ -361,7 +337,7 @@ std::string ReportsPage(const PageContext& c, const ListQuery& q, const ListPage
   s += "<table class=\"reports\"><thead><tr><th>Received</th><th>Report</th><th>Form</th><th>Place</th><th>Narrative</th>"
        "<th>Case</th><th>Tags</th><th>Verified</th></tr></thead><tbody>";
   for (const auto& r : page.rows)
-    s += "<tr><td>" + Escape(When(r.received_ms)) + "</td><td class=\"mono\"><a href=\"report/" + std::to_string(r.rid) +
+    s += "<tr><td>" + Escape(WhenText(r.received_ms)) + "</td><td class=\"mono\"><a href=\"report/" + std::to_string(r.rid) +
          "\">" + Escape(Short(r.report_id, 12)) + "</a>" + (r.version > 1 ? " v" + std::to_string(r.version) : "") +
          "</td><td>" + Text(r.form) + "</td><td>" + Text(r.place) + "</td><td class=\"excerpt\">" + Text(r.excerpt) +
          "</td><td>" + Escape(r.status) + "</td><td>" + Text(r.tags) + "</td><td>" +
@@ -397,8 +373,8 @@ std::string ReportPage(const PageContext& c, const ReportDetail& d, const Device
               "</span>: its signature over the sealed envelope and over the content inside it both hold, and the "
               "content opened with the organisation's key.");
     if (device != nullptr && device->enrolled_ms > 0)
-      check(true, "The device enrolled on " + Escape(When(device->enrolled_ms)) +
-                      " through an invite the organisation's root signed (issued " + Escape(When(device->invite_issued_ms)) +
+      check(true, "The device enrolled on " + Escape(WhenText(device->enrolled_ms)) +
+                      " through an invite the organisation's root signed (issued " + Escape(WhenText(device->invite_issued_ms)) +
                       ", for " + std::to_string(device->invite_uses) + " device(s), invite key <span class=\"mono\">" +
                       Escape(Short(device->invite_key)) + "</span>).");
     else
@@ -406,7 +382,7 @@ std::string ReportPage(const PageContext& c, const ReportDetail& d, const Device
     if (!latest->server_key.empty())
       check(true, "Receipt signed by server key <span class=\"mono\">" + Escape(Short(latest->server_key)) +
                       "</span>, which the organisation's statement authorised at the time: stored as number " +
-                      std::to_string(latest->sequence) + " on " + Escape(When(latest->received_ms)) + ".");
+                      std::to_string(latest->sequence) + " on " + Escape(WhenText(latest->received_ms)) + ".");
     else
       check(false, "No receipt from a server the organisation authorised.");
     if (latest->leaf_index >= 0)
@@ -416,7 +392,7 @@ std::string ReportPage(const PageContext& c, const ReportDetail& d, const Device
       check(false, "Not found in the server's log.");
     if (detail.is_object() && detail.contains("timestamp") && detail["timestamp"].is_object())
       check(true, "Time-stamped: received no later than " +
-                      Escape(When(detail["timestamp"].value("no_later_than_ms", int64_t{0}))) + " (" +
+                      Escape(WhenText(detail["timestamp"].value("no_later_than_ms", int64_t{0}))) + " (" +
                       Escape(detail["timestamp"].value("tsa", std::string())) + ").");
     else
       s += "<li class=\"none\">No trusted time-stamp over this report (none was checked at import).</li>";
@@ -439,14 +415,14 @@ std::string ReportPage(const PageContext& c, const ReportDetail& d, const Device
     s += "<section><h2>Content</h2><table class=\"fields\"><thead><tr><th>Field</th><th>Type</th><th>Value</th></tr>"
          "</thead><tbody>";
     for (const auto& f : content.fields())
-      s += "<tr><th>" + Text(f.key()) + "</th><td>" + FieldType(f.value()) + "</td><td>" + FieldHtml(f.value()) +
+      s += "<tr><th>" + Text(f.key()) + "</th><td>" + FieldTypeName(f.value()) + "</td><td>" + FieldHtml(f.value()) +
            "</td></tr>";
     s += "</tbody></table><h3>Narrative</h3><div class=\"narrative\" dir=\"auto\" id=\"narrative\">" +
          Escape(content.narrative()) + "</div>";
-    s += "<h3>Capture</h3><dl><dt>Created</dt><dd>" + Escape(When(content.created_ms())) + "</dd><dt>Sealed</dt><dd>" +
-         Escape(When(content.sealed_ms())) + "</dd><dt>Device clock</dt><dd>" +
-         Escape(When(content.capture().device_time_ms())) + " (the phone's clock, not trusted)</dd><dt>Location</dt><dd>" +
-         (content.capture().has_location() ? Escape(Geo(content.capture().location())) : std::string("not recorded")) +
+    s += "<h3>Capture</h3><dl><dt>Created</dt><dd>" + Escape(WhenText(content.created_ms())) + "</dd><dt>Sealed</dt><dd>" +
+         Escape(WhenText(content.sealed_ms())) + "</dd><dt>Device clock</dt><dd>" +
+         Escape(WhenText(content.capture().device_time_ms())) + " (the phone's clock, not trusted)</dd><dt>Location</dt><dd>" +
+         (content.capture().has_location() ? Escape(GeoText(content.capture().location())) : std::string("not recorded")) +
          "</dd></dl>";
     if (r.latitude) {
       std::vector<const ListRow*> one{&r};
@@ -478,8 +454,8 @@ std::string ReportPage(const PageContext& c, const ReportDetail& d, const Device
   s += "<section><h2>Versions</h2><ol class=\"versions\">";
   for (size_t i = 0; i < d.versions.size(); ++i) {
     const VersionRow& v = d.versions[i];
-    s += "<li>version " + std::to_string(v.version) + ", sealed " + Escape(When(v.content.sealed_ms())) + ", received " +
-         Escape(When(v.received_ms)) + (v.verified ? "" : " <span class=\"bad\">(failed)</span>");
+    s += "<li>version " + std::to_string(v.version) + ", sealed " + Escape(WhenText(v.content.sealed_ms())) + ", received " +
+         Escape(WhenText(v.received_ms)) + (v.verified ? "" : " <span class=\"bad\">(failed)</span>");
     if (i > 0) {
       s += ": ";
       const auto changes = Changes(d.versions[i - 1].content, v.content);
@@ -501,7 +477,7 @@ std::string ReportPage(const PageContext& c, const ReportDetail& d, const Device
        "/evidence\" id=\"evidence-form\">" + Hidden("csrf", c.csrf) +
        "<button>Evidence package</button> <span class=\"muted\">a ZIP anyone can check with dala verify and the "
        "organisation's identity</span></form><ul class=\"notes\" id=\"notes\">";
-  for (const auto& n : d.notes) s += "<li><span class=\"muted\">" + Escape(When(n.time_ms)) + "</span> " + Text(n.text) + "</li>";
+  for (const auto& n : d.notes) s += "<li><span class=\"muted\">" + Escape(WhenText(n.time_ms)) + "</span> " + Text(n.text) + "</li>";
   s += "</ul></section><section><h2>Custody</h2>" + CustodyTable(custody) + "</section>";
   PageContext pc = c;
   return Layout(pc, "Reports", s);
@@ -525,9 +501,9 @@ std::string DevicesPage(const PageContext& c, const std::vector<DeviceRow>& devi
                   "<th>Invite issued</th><th>Server</th><th>Reports</th><th>Last report</th></tr></thead><tbody>";
   for (const auto& d : devices)
     s += "<tr><td class=\"mono\"><a href=\"reports?device=" + d.device.substr(0, 16) + "\">" + Escape(Short(d.device, 24)) +
-         "</a></td><td>" + Escape(When(d.enrolled_ms)) + "</td><td>" + Escape(When(d.invite_issued_ms)) +
+         "</a></td><td>" + Escape(WhenText(d.enrolled_ms)) + "</td><td>" + Escape(WhenText(d.invite_issued_ms)) +
          "</td><td class=\"mono\">" + Escape(Short(d.server_key)) + "</td><td>" + std::to_string(d.reports) + "</td><td>" +
-         Escape(When(d.last_received_ms)) + "</td></tr>";
+         Escape(WhenText(d.last_received_ms)) + "</td></tr>";
   s += "</tbody></table>";
   return Layout(c, "Devices", s);
 }
