@@ -6,6 +6,11 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 
 namespace dala::desk {
@@ -73,6 +78,93 @@ TEST(ReportDoc, ThePdfTakesAnyTextAndFlowsOverNumberedPages) {
   const size_t pages = Count(*many, "/Type /Page\n") + Count(*many, "/Type /Page ");
   EXPECT_GE(pages, 8u);
   EXPECT_LE(pages, 40u);
+}
+
+// The PDF's text as poppler reads it back (tools/dev installs poppler-utils).
+std::string PdfText(const std::string& pdf) {
+  char path[] = "/tmp/dala-report-doc-XXXXXX";
+  int fd = mkstemp(path);
+  EXPECT_GE(fd, 0);
+  EXPECT_EQ(write(fd, pdf.data(), pdf.size()), static_cast<ssize_t>(pdf.size()));
+  close(fd);
+  std::string text;
+  FILE* p = popen(("pdftotext -enc UTF-8 " + std::string(path) + " - 2>/dev/null").c_str(), "r");
+  EXPECT_NE(p, nullptr);
+  char buf[4096];
+  for (size_t n; p != nullptr && (n = fread(buf, 1, sizeof buf, p)) > 0;) text.append(buf, n);
+  EXPECT_EQ(p != nullptr ? pclose(p) : -1, 0) << "pdftotext (poppler-utils) must be installed";
+  if (std::getenv("KEEP_PDF") == nullptr) unlink(path);
+  else fprintf(stderr, "kept %s\n", path);
+  return text;
+}
+
+TEST(ReportDoc, ThePdfSaysWhatItWasGivenAsTextNeverAsMarkup) {
+  Doc doc;
+  doc.title = "Title";
+  doc.Field("\u202eplace", "Almaty stadium");
+  doc.Check(true, "Attachment (" + Iso("\u202eimage/png") + ", 5 bytes) matched the hash");
+  doc.Add(BlockKind::kParagraph, "<b>bold</b> <span foreground=\"red\">x</span> &amp; done");
+  auto pdf = DocPdf(doc, 1755414000000);
+  ASSERT_TRUE(pdf.ok()) << pdf.status().message();
+  const std::string text = PdfText(*pdf);
+  EXPECT_NE(text.find("<b>bold</b> <span foreground=\"red\">x</span> &amp; done"), std::string::npos) << text;
+  // A right-to-left override reverses only the phone's own words, never the desk's around them.
+  EXPECT_NE(text.find("Almaty stadium"), std::string::npos) << text;
+  EXPECT_NE(text.find("lp: Almaty stadium"), std::string::npos) << "the label's override stops at the label: " << text;
+  EXPECT_NE(text.find(", 5 bytes) matched the hash"), std::string::npos) << text;
+  EXPECT_NE(text.find("page 1 of 1"), std::string::npos) << text;
+}
+
+TEST(ReportDoc, TheTitleIsBoldAndOnlyHashesAreFixedWidth) {
+  Doc doc;
+  doc.title = "Evidence package";
+  doc.Add(BlockKind::kParagraph, "plain words");
+  auto pdf = DocPdf(doc, 1755414000000);
+  ASSERT_TRUE(pdf.ok());
+  EXPECT_NE(pdf->find("DejaVuSans-Bold"), std::string::npos);
+  EXPECT_EQ(pdf->find("DejaVuSansMono"), std::string::npos);
+  doc.Field("SHA-256", std::string(64, 'f'), true);
+  pdf = DocPdf(doc, 1755414000000);
+  ASSERT_TRUE(pdf.ok());
+  EXPECT_NE(pdf->find("DejaVuSansMono"), std::string::npos);
+}
+
+TEST(ReportDoc, ABlockIsCutAtItsLimitSayingSo) {
+  Doc doc;
+  doc.title = "Long";
+  std::string words;
+  while (words.size() < 200000) words += "word ";
+  doc.Add(BlockKind::kQuote, words);
+  doc.Add(BlockKind::kQuote, std::string(kMaxBlockChars / 2, 'x'));  // one word as long as half the limit
+  auto pdf = DocPdf(doc, 1755414000000);
+  ASSERT_TRUE(pdf.ok()) << pdf.status().message();
+  const std::string text = PdfText(*pdf);
+  std::string flat;  // whitespace runs as one space: pdftotext breaks lines where the PDF does
+  for (char c : text)
+    if (!std::isspace(static_cast<unsigned char>(c))) flat.push_back(c);
+    else if (!flat.empty() && flat.back() != ' ') flat.push_back(' ');
+  EXPECT_NE(flat.find("more characters are left out here: the whole text is in the package's files"), std::string::npos);
+  EXPECT_EQ(text.find("word word word word word word word word word word word word word word word word word word word word "
+                      "word word word word word word word word word word word word word word word word word word word word "
+                      "word word word word word word word word word word word word word word word word word word word word "
+                      "word word word word word word word word word word word word word word word word word word word word "
+                      "word word word word word word word word word word word word word word word word word word word word "),
+            std::string::npos) << "pdftotext breaks lines, so no page holds 100 words on one line";
+  size_t xs = 0;  // in the lines of x alone
+  for (size_t at = 0; at < text.size();) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(at, end - at);
+    if (!line.empty() && line[0] == '\f') line.erase(0, 1);  // a new page
+    if (!line.empty() && line.find_first_not_of('x') == std::string::npos) xs += line.size();
+    at = end + 1;
+  }
+  EXPECT_EQ(xs, kMaxBlockChars / 2) << "an unbroken word is wrapped, not dropped";
+}
+
+TEST(ReportDoc, IsoIsolatesAndCannotBeClosedFromInside) {
+  EXPECT_EQ(Iso("abc"), "\u2068abc\u2069");
+  EXPECT_EQ(Iso("a\u2069\u202eb\u2066"), "\u2068a\uFFFD\u202eb\uFFFD\u2069");
 }
 
 TEST(ReportDoc, CappedCutsAtACharacterAndSaysWhereTheWholeIs) {

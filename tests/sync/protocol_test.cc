@@ -2860,6 +2860,40 @@ TEST(Evidence, APackageVerifiesWithTheIdentityAloneAndEachAlterationIsCaught) {
 // carries that stamp, and dala verify --tsa-cert says when it was received at the latest; a version stamped
 // after none carries nothing; another authority, a stamp moved to another version or over a head that does
 // not hold it, each is a problem even when the organisation's root re-signs the package.
+// A report the desk kept although a check failed (--keep-failed keeps it, marked failed) is not packaged:
+// the verification report would have nothing true to say of it, and dala verify would refuse the package.
+// The desk is strict enough that no altered export yields a failed version alone (each alteration also
+// shows as a missing or withheld entry, which refuses the import), so the mark is set here in the store.
+TEST(Evidence, AVersionMarkedFailedIsNotPackaged) {
+  using namespace evidence_test;
+  World w;
+  auto phone = w.Phone("p");
+  ASSERT_TRUE(phone->Join(w.Invite()).ok());
+  ReportId good = SealOne(*phone, "a report that verified");
+  ReportId bad = SealOne(*phone, "a report kept though it failed");
+  ASSERT_EQ(Sync(*phone, *w.net).delivered, 2u);
+  ASSERT_TRUE(w.server->Export(w.t.sub("e.dala")).ok());
+  auto store = desk::DeskStore::Open(w.desk, w.t.sub("desk"));
+  ASSERT_TRUE(store.ok()) << store.status().message();
+  auto imported = (*store)->Import(w.t.sub("e.dala"), {}, false);
+  ASSERT_TRUE(imported.ok() && imported->imported);
+  auto hex = [](const ReportId& id) { return encoding::ToHex(std::span<const uint8_t>(id.data(), 16)); };
+  auto failed = (*store)->FindReports({hex(bad)});
+  ASSERT_TRUE(failed.ok() && failed->size() == 1);
+  const std::string mark = "UPDATE versions SET verified = 0 WHERE report_id = X'" + hex(bad) + "'";
+  ASSERT_TRUE((*store)->db().Exec(mark.c_str()).ok());
+  auto refused = desk::WriteEvidence(**store, *failed, w.t.sub("failed.zip"));
+  EXPECT_EQ(refused.status().code(), Code::kState);
+  EXPECT_NE(refused.status().message().find("did not verify at import"), std::string::npos) << refused.status().message();
+  EXPECT_FALSE(std::filesystem::exists(w.t.sub("failed.zip")));
+  auto fine = (*store)->FindReports({hex(good)});
+  ASSERT_TRUE(fine.ok());
+  ASSERT_TRUE(desk::WriteEvidence(**store, *fine, w.t.sub("good.zip")).ok());
+  auto v = desk::VerifyEvidence(w.desk.root.public_key, w.t.sub("good.zip"));
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok()) << Problems(*v);
+}
+
 TEST(Evidence, AVersionsTimeStampTravelsInThePackageAndIsCheckedAgainstTheTrustedAuthority) {
   using namespace evidence_test;
   World w;

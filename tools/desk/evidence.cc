@@ -84,42 +84,42 @@ Result<std::unique_ptr<KeptLog>> LoadKeptLog(const DeskStore& store, const std::
   return log;
 }
 
-// What the desk found for one version at import, in plain words.
+// What the desk found for one version at import, in plain words: only verified versions are packaged.
 void VersionChecks(Doc& doc, const VersionRow& v, const std::string& vdir, bool stamp_in_package) {
   const std::string n = std::to_string(v.version);
-  doc.Check(v.verified, "Version " + n + ", sealed on the phone " + WhenText(v.content.sealed_ms()) +
-                            " (the phone's clock, not trusted): signed by the device outside and inside the sealed "
-                            "envelope, and opened with the key the device committed to. Received " +
-                            WhenText(v.received_ms) + " by server key " + v.server_key + " as number " +
-                            std::to_string(v.sequence) +
-                            ", a key the organisation's statement authorised at that time; at position " +
-                            std::to_string(v.leaf_index) + " of that server's append-only log, under a head it signed (" +
-                            vdir + ").");
-  const json problems = json::parse(v.problems_json, nullptr, false);
-  if (problems.is_array())
-    for (const auto& p : problems)
-      doc.Check(false, "Version " + n + ": " + (p.is_string() ? p.get<std::string>() : p.dump()));
+  doc.Check(true, "Version " + n + ", sealed on the phone " + WhenText(v.content.sealed_ms()) +
+                      " (the phone's clock, not trusted): signed by the device outside and inside the sealed envelope, "
+                      "and opened with the key the device committed to (" + vdir + "envelope.bin, content-key.bin).");
+  doc.Check(true, "Version " + n + " received " + WhenText(v.received_ms) + " by server key " + v.server_key +
+                      " as number " + std::to_string(v.sequence) +
+                      ", a key the organisation's statement authorised at that time (" + vdir + "receipt.bin); at position " +
+                      std::to_string(v.leaf_index) + " of that server's append-only log, under a head it signed (" + vdir +
+                      "log.json).");
   const json detail = json::parse(v.detail_json, nullptr, false);
   if (detail.is_object() && detail.contains("timestamp") && detail["timestamp"].is_object())
-    doc.Check(true, "Version " + n + " was in the server's log no later than " +
-                        WhenText(detail["timestamp"].value("no_later_than_ms", int64_t{0})) +
-                        ", by the time-stamp of " + detail["timestamp"].value("tsa", std::string()) + " (" + vdir +
-                        "timestamp.json).");
-  else if (stamp_in_package)
-    doc.Add(BlockKind::kCheckNone, "Version " + n + ": a time-stamp token over the server's log is in " + vdir +
-                                       "timestamp.json; the desk had no authority's certificate to check it with. "
-                                       "Check it with dala verify --tsa-cert and the authority's certificate.");
+    doc.Check(true, "At import the desk checked a time-stamp by " +
+                        Iso(Capped(detail["timestamp"].value("tsa", std::string()), 200, "the authority's token")) +
+                        ": version " + n + " was in the server's log no later than " +
+                        WhenText(detail["timestamp"].value("no_later_than_ms", int64_t{0})) + ".");
+  if (stamp_in_package)
+    doc.Add(BlockKind::kCheckNone, "Version " + n + ": the token of the earliest time-stamp over the server's log with "
+                                       "this version in it is in " + vdir + "timestamp.json. Check it with dala verify "
+                                       "--tsa-cert and the certificate of an authority you trust.");
   else
-    doc.Add(BlockKind::kCheckNone, "Version " + n + ": no trusted time-stamp.");
+    doc.Add(BlockKind::kCheckNone, "Version " + n + ": no time-stamp over the server's log holds it.");
 }
 
 // The latest version's content, as the device signed it. Long texts are cut: the whole is in content.json.
 void ContentBlocks(Doc& doc, const VersionRow& v, const std::string& content_json) {
   const v1::ReportContent& c = v.content;
   doc.Add(BlockKind::kSubheading, "What the device signed (version " + std::to_string(v.version) + ")");
-  for (const auto& f : c.fields())
-    doc.Field(Capped(f.key(), 200, content_json) + " (" + FieldTypeName(f.value()) + ")",
-              Capped(FieldText(f.value()), 4000, content_json));
+  constexpr int kFieldsShown = 100;  // a phone may send thousands
+  for (int i = 0; i < c.fields_size() && i < kFieldsShown; ++i)
+    doc.Field(Capped(c.fields(i).key(), 200, content_json) + " (" + FieldTypeName(c.fields(i).value()) + ")",
+              Capped(FieldText(c.fields(i).value()), 4000, content_json));
+  if (c.fields_size() > kFieldsShown)
+    doc.Add(BlockKind::kParagraph, std::to_string(c.fields_size() - kFieldsShown) +
+                                       " more fields are left out here: every field is in " + content_json + ".");
   doc.Field("Created", WhenText(c.created_ms()) + " (the phone's clock)");
   doc.Field("Location", c.capture().has_location() ? GeoText(c.capture().location()) : "not recorded");
   doc.Add(BlockKind::kSubheading, "Narrative");
@@ -143,7 +143,8 @@ void ClosingBlocks(Doc& doc, const std::vector<CustodyEntry>& custody, const std
               (mine.size() > kShown ? "; the last " + std::to_string(kShown) + " are shown." : "."));
   for (size_t i = mine.size() > kShown ? mine.size() - kShown : 0; i < mine.size(); ++i) {
     const CustodyEntry& e = *mine[i];
-    doc.Field("#" + std::to_string(e.seq) + " " + WhenText(e.time_ms), e.action + " " + e.report + ": " + e.detail);
+    doc.Field("#" + std::to_string(e.seq) + " " + WhenText(e.time_ms),
+              Capped(e.action, 40, "custody.jsonl") + " " + e.report + ": " + Capped(e.detail, 500, "custody.jsonl"));
   }
   doc.Add(BlockKind::kHeading, "How the desk checked it");
   doc.Add(BlockKind::kParagraph,
@@ -215,15 +216,19 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
     const std::string dir = "reports/" + d.row.device + "-" + d.row.report_id + "/";
     names.insert(ReportName(d.row));
     doc.Add(BlockKind::kHeading, "Report " + d.row.report_id);
-    doc.Field("Form", d.row.form);
+    doc.Field("Form", Capped(d.row.form, 200, "content.json"));
     doc.Field("Device", d.row.device, true);
     doc.Field("Versions", std::to_string(d.versions.size()));
     doc.Field("Its files", dir, true);
-    doc.Field("Case status at the desk", d.row.status + (d.row.tags.empty() ? "" : " (tags: " + d.row.tags + ")"));
+    doc.Field("Case status at the desk",
+              d.row.status + (d.row.tags.empty() ? "" : " (tags: " + Iso(Capped(d.row.tags, 500, "the desk")) + ")"));
     doc.Add(BlockKind::kSubheading, "What the desk checked");
     std::string enrolment_server;
     for (const auto& v : d.versions) {
       const std::string vdir = dir + "v" + std::to_string(v.version) + "/";
+      if (!v.verified)
+        return Status(Code::kState, "report " + d.row.report_id + " version " + std::to_string(v.version) +
+                                        " did not verify at import: a package of it would not verify");
       if (v.server_key.empty() || v.leaf_index < 0)
         return Status(Code::kState, "report " + d.row.report_id + " version " + std::to_string(v.version) +
                                         " has no receipt in a server's log: it cannot be packaged as evidence");
@@ -290,6 +295,8 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
     DALA_RETURN_IF_ERROR(add(dir + "enrolment-log.json", ProofJson(at->second, eproof, log->ex.log_head()).dump(1) + "\n"));
     {
       DALA_ASSIGN_OR_RETURN(DeviceRow dev, LoadDevice(db, d.row.device));
+      if (dev.enrolled_ms <= 0)
+        return Status(Code::kState, "the desk holds no verified enrolment of the device of report " + d.row.report_id);
       doc.Check(true, "The device enrolled on " + WhenText(dev.enrolled_ms) +
                           " through an invite the organisation's root signed (issued " + WhenText(dev.invite_issued_ms) +
                           ", for " + std::to_string(dev.invite_uses) + " device(s), invite key " + dev.invite_key +
@@ -321,7 +328,7 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
       DALA_RETURN_IF_ERROR(zip->AddStream(name, a.size, [shared](uint64_t off, std::span<uint8_t> out) {
         return shared->ReadAt(off, out);
       }));
-      doc.Check(true, "Attachment " + a.id + " (" + a.mime + ", " + std::to_string(a.size) +
+      doc.Check(true, "Attachment " + a.id + " (" + Iso(Capped(a.mime, 100, "content.json")) + ", " + std::to_string(a.size) +
                           " bytes) decrypted end to end and matched the hash the device signed.");
       doc.Field("File", name, true);
       doc.Field("SHA-256", sha, true);

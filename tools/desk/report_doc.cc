@@ -49,7 +49,7 @@ std::string DocHtml(const Doc& doc) {
       case BlockKind::kSubheading: s += "<h3>" + Text(b.text) + "</h3>\n"; break;
       case BlockKind::kParagraph: s += "<p>" + Text(b.text) + "</p>\n"; break;
       case BlockKind::kField:
-        s += "<div class=\"field\"><b>" + web::Escape(b.label) + "</b> " +
+        s += "<div class=\"field\"><b>" + Text(b.label) + "</b> " +
              (b.mono ? "<span class=\"mono\">" + Text(b.text) + "</span>" : Text(b.text)) + "</div>\n";
         break;
       case BlockKind::kCheckOk: s += "<li class=\"ok\">✓ " + Text(b.text) + "</li>\n"; break;
@@ -81,6 +81,21 @@ std::string Capped(std::string_view s, size_t max_chars, std::string_view whole_
          " more characters are left out here: the whole text is in " + std::string(whole_in) + ")";
 }
 
+std::string Iso(std::string_view untrusted) {
+  std::string out = "\u2068";
+  for (size_t i = 0; i < untrusted.size(); ++i) {
+    // U+2066..U+2069 are E2 81 A6..A9 in UTF-8.
+    if (i + 2 < untrusted.size() && untrusted.substr(i, 2) == "\xE2\x81" &&
+        static_cast<unsigned char>(untrusted[i + 2]) >= 0xA6 && static_cast<unsigned char>(untrusted[i + 2]) <= 0xA9) {
+      out += "\uFFFD";
+      i += 2;
+      continue;
+    }
+    out.push_back(untrusted[i]);
+  }
+  return out + "\u2069";
+}
+
 std::string FieldTypeName(const v1::FieldValue& v) {
   switch (v.value_case()) {
     case v1::FieldValue::kText: return "text";
@@ -99,12 +114,14 @@ std::string GeoText(const v1::GeoPoint& g) {
   char buf[96];
   std::snprintf(buf, sizeof buf, "%.6f, %.6f", g.latitude(), g.longitude());
   std::string s = buf;
-  if (g.accuracy_m() > 0) s += " (±" + std::to_string(static_cast<long long>(g.accuracy_m())) + " m)";
+  if (g.accuracy_m() > 0 && g.accuracy_m() < 1e9)  // a phone's value: no cast of infinity or worse
+    s += " (±" + std::to_string(static_cast<long long>(g.accuracy_m())) + " m)";
   return s;
 }
 
 std::string WhenText(int64_t ms) {
   if (ms <= 0) return "—";
+  if (ms > 253402300799999) return "(not a time: " + std::to_string(ms) + " ms)";  // after 9999-12-31
   std::string iso = IsoTime(ms);  // 2025-08-17T07:00:00.000Z
   return iso.substr(0, 10) + " " + iso.substr(11, 5) + " UTC";
 }

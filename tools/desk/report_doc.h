@@ -51,13 +51,21 @@ struct Doc {
 std::string DocHtml(const Doc& doc);
 
 // A4 pages, text laid out by Pango (any script, right to left too; a character no font has is drawn as its
-// code point in a box, never dropped), the fonts' glyphs embedded, every page numbered "N of M". `created_ms`
-// is the document's creation date in its metadata.
+// code point in a box), the fonts' glyphs embedded, every page numbered "N of M". `created_ms` is the
+// document's creation date in its metadata. A block is laid out whole up to kMaxBlockChars characters and
+// cut there (saying so): callers cap what phones wrote well below that.
+inline constexpr size_t kMaxBlockChars = 30000;
 Result<std::string> DocPdf(const Doc& doc, int64_t created_ms);
 
 // At most `max_chars` characters (code points) of s, cut at a character boundary; a cut says how much was
 // left out and where the whole is (`whole_in`).
 std::string Capped(std::string_view s, size_t max_chars, std::string_view whole_in);
+
+// Untrusted text put inside a sentence of the desk's: a bidirectional isolate (U+2068 ... U+2069), so that a
+// right-to-left override in it cannot reorder the words around it. Isolate controls inside it are replaced
+// by U+FFFD, so it cannot close its isolate early. Block texts and field labels and values are isolated by
+// the renderers themselves; Iso is for pieces within a sentence.
+std::string Iso(std::string_view untrusted);
 
 // Plain text of what a report holds, for documents (the web pages have their own HTML forms).
 std::string FieldTypeName(const v1::FieldValue& v);

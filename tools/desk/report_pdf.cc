@@ -37,13 +37,18 @@ using Layout = std::unique_ptr<PangoLayout, GFree>;
 using Font = std::unique_ptr<PangoFontDescription, FontFree>;
 
 cairo_status_t AppendTo(void* closure, const unsigned char* data, unsigned int length) {
-  static_cast<std::string*>(closure)->append(reinterpret_cast<const char*>(data), length);
-  return CAIRO_STATUS_SUCCESS;
+  try {  // nothing may be thrown through cairo's C
+    static_cast<std::string*>(closure)->append(reinterpret_cast<const char*>(data), length);
+    return CAIRO_STATUS_SUCCESS;
+  } catch (...) {
+    return CAIRO_STATUS_WRITE_ERROR;
+  }
 }
 
-// Valid UTF-8 without NULs: Pango takes nothing else; anything else becomes U+FFFD.
+// Valid UTF-8 without NULs (Pango takes nothing else; anything else becomes U+FFFD), at most
+// kMaxBlockChars characters.
 std::string Clean(std::string_view s) {
-  std::string in(s);
+  std::string in = Capped(s, kMaxBlockChars, "the package's files");
   for (char& c : in)
     if (c == '\0') c = '\x1a';  // replaced below: a control character, then U+FFFD
   gchar* valid = g_utf8_make_valid(in.data(), static_cast<gssize>(in.size()));
@@ -85,7 +90,7 @@ class Writer {
   Writer(cairo_t* cr, const Doc& doc, int total_pages) : cr_(cr), doc_(doc), total_(total_pages) {}
 
   void Title() {
-    Draw(Clean(doc_.title), "DejaVu Sans Bold 17", 0, {}, 0, 0, 0, false);
+    Draw(Clean(doc_.title), "DejaVu Sans Bold 17", 0, Spans{}, 0, 0, 0, false);
     y_ += 10;
   }
 
@@ -99,18 +104,20 @@ class Writer {
       case BlockKind::kCheckFailed: text = "✗ " + Clean(b.text); break;
       case BlockKind::kCheckNone: text = "– " + Clean(b.text); break;
       case BlockKind::kField:
-        text = Clean(b.label) + ": ";
+        // Label and value each isolated: a right-to-left override in one cannot reorder the other.
+        text = Iso(Clean(b.label)) + ": ";
         bold_end = text.size();
         if (b.mono) mono_from = text.size();
-        text += Clean(b.text);
+        text += Iso(Clean(b.text));
         st.wrap_anywhere = b.mono;
         break;
       default: text = Clean(b.text);
     }
     y_ += st.before;
-    // Quotes keep the writer's own direction; the desk's words are English, left to right.
-    const bool auto_dir = b.kind == BlockKind::kQuote || b.kind == BlockKind::kField;
-    Draw(text, st.font, st.indent, {bold_end, mono_from}, st.r, st.g, st.b, st.wrap_anywhere, auto_dir);
+    // A quote (the narrative) keeps its writer's direction. Everything else is the desk's own words, English,
+    // left to right, with what phones wrote isolated inside (a field's label and value each on their own).
+    const bool auto_dir = b.kind == BlockKind::kQuote;
+    Draw(text, st.font, st.indent, Spans{bold_end, mono_from}, st.r, st.g, st.b, st.wrap_anywhere, auto_dir);
     y_ += st.after;
   }
 
@@ -122,8 +129,8 @@ class Writer {
 
  private:
   struct Spans {
-    size_t bold_end;   // bytes [0, bold_end) bold
-    size_t mono_from;  // bytes [mono_from, end) fixed width, or npos
+    size_t bold_end = 0;                  // bytes [0, bold_end) bold
+    size_t mono_from = std::string::npos;  // bytes [mono_from, end) fixed width, or npos
   };
 
   void Draw(const std::string& text, const char* font_name, double indent, Spans spans, double r, double g, double b,
@@ -216,6 +223,8 @@ Result<int> Render(const Doc& doc, int64_t created_ms, int total_pages, std::str
   w.Title();
   for (const DocBlock& b : doc.blocks) w.Block(b);
   w.Finish();
+  if (cairo_status(cr.get()) != CAIRO_STATUS_SUCCESS)
+    return Status(Code::kInternal, std::string("cannot draw the PDF: ") + cairo_status_to_string(cairo_status(cr.get())));
   cairo_surface_finish(surface.get());
   if (cairo_surface_status(surface.get()) != CAIRO_STATUS_SUCCESS)
     return Status(Code::kInternal, std::string("cannot write the PDF: ") +
