@@ -195,8 +195,9 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
   const std::string identity = protocol::IdentityText(org.root.public_key);
   Doc doc;
   doc.title = "Evidence package: verification report";
-  doc.footer = "Evidence package of " + org.statement.name() + ", made " + WhenText(now);
-  doc.Field("Organisation", org.statement.name());
+  const std::string org_name = org.statement.name().empty() ? "(no name)" : Capped(org.statement.name(), 200, "statement.bin");
+  doc.footer = "Evidence package of " + Iso(org_name) + ", made " + WhenText(now);
+  doc.Field("Organisation", org_name);
   doc.Field("Its identity", identity, true);
   doc.Field("Package made", WhenText(now));
   doc.Field("Reports", std::to_string(rids.size()));
@@ -274,7 +275,7 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
       r.state = ReportState::kDelivered;
       r.content_hash = opened.content_hash;
       DALA_RETURN_IF_ERROR(add(vdir + "content.json", ReportToJson(r) + "\n"));
-      VersionChecks(doc, v, vdir, stamp != nullptr);
+      VersionChecks(doc, v, "v" + std::to_string(v.version) + "/", stamp != nullptr);  // under "Its files"
       enrolment_server = v.server_key;
     }
     // The device's enrolment, and its place in the same log.
