@@ -30,6 +30,77 @@ public protocol DalaTransport: Sendable {
                 timeoutMilliseconds: Int64, tlsPin: Data) throws -> (status: Int, body: Data)
 }
 
+/// The app's own HTTP stack written with Swift concurrency (URLSession's `upload(for:from:)`, say): the same
+/// two calls as `DalaTransport`, async. The sync's thread (never a thread of the cooperative pool) waits for
+/// each answer. Cancelling the sync, or `SyncSession.cancel()`, cancels the call in flight: its task is
+/// cancelled, so URLSession's async calls end at once with `CancellationError` or `URLError(.cancelled)`.
+public protocol DalaAsyncTransport: Sendable {
+    func post(url: String, body: Data, timeoutMilliseconds: Int64, tlsPin: Data) async throws
+        -> (status: Int, body: Data)
+    func upload(url: String, requestHeader: String, filePath: String, offset: UInt64, length: UInt64,
+                timeoutMilliseconds: Int64, tlsPin: Data) async throws -> (status: Int, body: Data)
+}
+
+/// A `DalaAsyncTransport` as the sync's thread calls it: each call runs as a detached task and the thread
+/// waits for it. `cancel` cancels the task in flight; `sticky`, every later one too (a one-shot sync that
+/// was cancelled), else only that one (a session, which runs again later).
+final class AsyncTransportBridge: DalaTransport, @unchecked Sendable {
+    private let inner: any DalaAsyncTransport
+    private let lock = NSLock()
+    private var inFlight: Task<Void, Never>?
+    private var cancelled = false
+
+    init(_ inner: any DalaAsyncTransport) { self.inner = inner }
+
+    func post(url: String, body: Data, timeoutMilliseconds: Int64, tlsPin: Data) throws -> (status: Int, body: Data) {
+        let inner = self.inner
+        return try wait { try await inner.post(url: url, body: body, timeoutMilliseconds: timeoutMilliseconds, tlsPin: tlsPin) }
+    }
+
+    func upload(url: String, requestHeader: String, filePath: String, offset: UInt64, length: UInt64,
+                timeoutMilliseconds: Int64, tlsPin: Data) throws -> (status: Int, body: Data) {
+        let inner = self.inner
+        return try wait {
+            try await inner.upload(url: url, requestHeader: requestHeader, filePath: filePath, offset: offset,
+                                   length: length, timeoutMilliseconds: timeoutMilliseconds, tlsPin: tlsPin)
+        }
+    }
+
+    func cancel(sticky: Bool) {
+        lock.lock()
+        defer { lock.unlock() }
+        if sticky { cancelled = true }
+        inFlight?.cancel()
+    }
+
+    private func wait(_ call: @escaping @Sendable () async throws -> (status: Int, body: Data)) throws
+        -> (status: Int, body: Data) {
+        let done = DispatchSemaphore(value: 0)
+        let box = TaskResult<(status: Int, body: Data)>()
+        let task = Task.detached {
+            do {
+                box.value = .success(try await call())
+            } catch {
+                box.value = .failure(error)
+            }
+            done.signal()
+        }
+        lock.lock()
+        inFlight = task
+        if cancelled { task.cancel() }
+        lock.unlock()
+        done.wait()
+        lock.lock()
+        inFlight = nil
+        lock.unlock()
+        return try box.value!.get()
+    }
+}
+
+private final class TaskResult<T>: @unchecked Sendable {
+    var value: Result<T, Error>?
+}
+
 /// What `Store.syncUpdates` yields.
 public enum SyncUpdate: Sendable, Equatable {
     case progress(SyncProgress)
@@ -100,11 +171,13 @@ public final class SyncSession: @unchecked Sendable {
     private var handle: OpaquePointer?
     private let callbacks: CallbackBox
     private let store: Store
+    private let bridge: AsyncTransportBridge?
 
-    fileprivate init(store: Store, handle: OpaquePointer, callbacks: CallbackBox) {
+    fileprivate init(store: Store, handle: OpaquePointer, callbacks: CallbackBox, bridge: AsyncTransportBridge?) {
         self.store = store
         self.handle = handle
         self.callbacks = callbacks
+        self.bridge = bridge
     }
 
     deinit { stop() }
@@ -116,11 +189,13 @@ public final class SyncSession: @unchecked Sendable {
         if let h = handle { dala_sync_session_notify_online(h) }
     }
 
-    /// Stops a run in progress promptly; the session syncs again later.
+    /// Stops a run in progress promptly (an async transport's call in flight is cancelled); the session
+    /// syncs again later.
     public func cancel() {
         lock.lock()
         defer { lock.unlock() }
         if let h = handle { dala_sync_session_cancel(h) }
+        bridge?.cancel(sticky: false)
     }
 
     /// The last finished run's result; nil before the first run ended.
@@ -140,6 +215,7 @@ public final class SyncSession: @unchecked Sendable {
         let h = handle
         handle = nil
         lock.unlock()
+        bridge?.cancel(sticky: true)
         if let h { dala_sync_session_free(h) }
     }
 }
@@ -178,6 +254,19 @@ extension Store {
     /// what was not acknowledged stays queued, due at once for the next run.
     public func sync(timeoutMilliseconds: Int64 = 30_000, transport: DalaTransport? = nil, proxy: String? = nil,
                      progress: (@Sendable (SyncProgress) -> Void)? = nil) async throws -> SyncResult {
+        try await run(timeoutMilliseconds, transport, nil, proxy, progress)
+    }
+
+    /// `sync` with the app's transport written with Swift concurrency: cancelling the task also cancels the
+    /// transport's call in flight.
+    public func sync(timeoutMilliseconds: Int64 = 30_000, transport: some DalaAsyncTransport, proxy: String? = nil,
+                     progress: (@Sendable (SyncProgress) -> Void)? = nil) async throws -> SyncResult {
+        let bridge = AsyncTransportBridge(transport)
+        return try await run(timeoutMilliseconds, bridge, bridge, proxy, progress)
+    }
+
+    private func run(_ timeoutMilliseconds: Int64, _ transport: DalaTransport?, _ bridge: AsyncTransportBridge?,
+                     _ proxy: String?, _ progress: (@Sendable (SyncProgress) -> Void)?) async throws -> SyncResult {
         if let proxy { try cText(proxy, "the proxy URL") }
         let token = try CancelToken()
         let result = try await withTaskCancellationHandler {
@@ -192,6 +281,7 @@ extension Store {
             }
         } onCancel: {
             token.trigger()
+            bridge?.cancel(sticky: true)
         }
         // Stopped with work left: the task's cancellation is the answer. A run that had finished everything
         // anyway gives its result.
@@ -204,11 +294,27 @@ extension Store {
     /// `sync` does; nothing is lost.
     public func syncUpdates(timeoutMilliseconds: Int64 = 30_000, transport: DalaTransport? = nil,
                             proxy: String? = nil) -> AsyncThrowingStream<SyncUpdate, Error> {
+        updates { progress in
+            try await self.sync(timeoutMilliseconds: timeoutMilliseconds, transport: transport, proxy: proxy,
+                                progress: progress)
+        }
+    }
+
+    /// `syncUpdates` with the app's async transport.
+    public func syncUpdates(timeoutMilliseconds: Int64 = 30_000, transport: some DalaAsyncTransport,
+                            proxy: String? = nil) -> AsyncThrowingStream<SyncUpdate, Error> {
+        updates { progress in
+            try await self.sync(timeoutMilliseconds: timeoutMilliseconds, transport: transport, proxy: proxy,
+                                progress: progress)
+        }
+    }
+
+    private func updates(_ sync: @escaping @Sendable (@escaping @Sendable (SyncProgress) -> Void) async throws
+                             -> SyncResult) -> AsyncThrowingStream<SyncUpdate, Error> {
         AsyncThrowingStream { continuation in
             let run = Task {
                 do {
-                    let result = try await self.sync(timeoutMilliseconds: timeoutMilliseconds, transport: transport,
-                                                     proxy: proxy) { continuation.yield(.progress($0)) }
+                    let result = try await sync { continuation.yield(.progress($0)) }
                     continuation.yield(.finished(result))
                     continuation.finish()
                 } catch {
@@ -243,6 +349,20 @@ extension Store {
     public func startSession(timeoutMilliseconds: Int64 = 30_000, transport: DalaTransport? = nil,
                              proxy: String? = nil,
                              progress: (@Sendable (SyncProgress) -> Void)? = nil) throws -> SyncSession {
+        try session(timeoutMilliseconds, transport, nil, proxy, progress)
+    }
+
+    /// `startSession` with the app's async transport: `SyncSession.cancel()` and `stop()` also cancel its
+    /// call in flight.
+    public func startSession(timeoutMilliseconds: Int64 = 30_000, transport: some DalaAsyncTransport,
+                             proxy: String? = nil,
+                             progress: (@Sendable (SyncProgress) -> Void)? = nil) throws -> SyncSession {
+        let bridge = AsyncTransportBridge(transport)
+        return try session(timeoutMilliseconds, bridge, bridge, proxy, progress)
+    }
+
+    private func session(_ timeoutMilliseconds: Int64, _ transport: DalaTransport?, _ bridge: AsyncTransportBridge?,
+                         _ proxy: String?, _ progress: (@Sendable (SyncProgress) -> Void)?) throws -> SyncSession {
         let callbacks = CallbackBox(progress, transport)
         return try use { s in
             var o = dala_sync_options()
@@ -254,7 +374,7 @@ extension Store {
                 o.proxy_url = p
                 try Dala.check { dala_sync_session_start(s, &o, &session, $0) }
             }
-            return SyncSession(store: self, handle: session!, callbacks: callbacks)
+            return SyncSession(store: self, handle: session!, callbacks: callbacks, bridge: bridge)
         }
     }
 

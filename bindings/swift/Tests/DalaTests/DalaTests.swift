@@ -605,6 +605,57 @@ final class DalaTests: XCTestCase {
         XCTAssertEqual(try s.receipts().count, 1)
     }
 
+    func testAnAsyncTransportDeliversAndCancellingCancelsItsCallInFlight() async throws {
+        let server = try TestServer(dir: dir)
+        defer { server.stop() }
+        let s = try newStore("phone")
+        defer { s.close() }
+        try s.join(invite: server.invite)
+        var r = try s.createReport(form: "detention/1")
+        try s.attach(Data(count: 1_200_000), mimeType: "video/mp4", to: r.id)
+        r = try s.report(id: r.id)
+        try s.seal(r)
+        // URLSession's async API, as an app would write it: the report and its video go through it.
+        let net = AsyncURLSessionTransport()
+        let first = try await s.sync(timeoutMilliseconds: 20_000, transport: net)
+        XCTAssertEqual(first.delivered, 1)
+        XCTAssertEqual(first.remaining, 0)
+        XCTAssertGreaterThan(net.uploads.value, 0, "the attachment went through the app's async upload")
+        XCTAssertTrue(try s.receipts().allSatisfy(\.verified))
+
+        // A call that would hang for a minute: cancelling the sync cancels it at once, and nothing is lost.
+        _ = try s.seal(try s.createReport(form: "detention/1"))
+        let hanging = HangingTransport()
+        let started = Date()
+        let run = Task { try await s.sync(timeoutMilliseconds: 120_000, transport: hanging) }
+        for _ in 0..<400 where !hanging.entered.value { try await Task.sleep(nanoseconds: 25_000_000) }
+        XCTAssertTrue(hanging.entered.value, "the sync called the async transport")
+        run.cancel()
+        let outcome = await run.result
+        XCTAssertThrowsError(try outcome.get()) { XCTAssertTrue($0 is CancellationError, "\($0)") }
+        XCTAssertTrue(hanging.sawCancel.value, "the call in flight was cancelled")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 30, "not the minute the call would have taken")
+        let again = try await s.sync(timeoutMilliseconds: 20_000, transport: net)
+        XCTAssertEqual(again.delivered, 1)
+        XCTAssertEqual(again.remaining, 0)
+
+        // A session: cancel() cancels the call in flight; stop() ends the session promptly.
+        _ = try s.seal(try s.createReport(form: "detention/1"))
+        let stuck = HangingTransport()
+        let session = try s.startSession(timeoutMilliseconds: 120_000, transport: stuck)
+        session.notifyOnline()
+        for _ in 0..<400 where !stuck.entered.value { try await Task.sleep(nanoseconds: 25_000_000) }
+        XCTAssertTrue(stuck.entered.value)
+        session.cancel()
+        for _ in 0..<400 where !stuck.sawCancel.value { try await Task.sleep(nanoseconds: 25_000_000) }
+        XCTAssertTrue(stuck.sawCancel.value, "SyncSession.cancel() cancelled the call in flight")
+        let stopping = Date()
+        session.stop()
+        XCTAssertLessThan(Date().timeIntervalSince(stopping), 30)
+        let last = try await s.sync(timeoutMilliseconds: 20_000, transport: net)
+        XCTAssertEqual(last.remaining, 0)
+    }
+
     func testAnOrganisationJoinedLaterGetsEarlierReportsOnlyWithIncludeExisting() async throws {
         let server = try TestServer(dir: dir, uses: 2)
         defer { server.stop() }
@@ -690,6 +741,64 @@ final class URLSessionTransport: DalaTransport, @unchecked Sendable {
         done.wait()
         let (status, data) = try result.value!.get()
         return (status, data)
+    }
+}
+
+/// The app's own HTTP stack written with Swift concurrency: URLSession's async upload.
+final class AsyncURLSessionTransport: DalaAsyncTransport, @unchecked Sendable {
+    let uploads = Counter()
+
+    func post(url: String, body: Data, timeoutMilliseconds: Int64, tlsPin: Data) async throws
+        -> (status: Int, body: Data) {
+        try await send(url, "application/x-protobuf", nil, body, timeoutMilliseconds)
+    }
+
+    func upload(url: String, requestHeader: String, filePath: String, offset: UInt64, length: UInt64,
+                timeoutMilliseconds: Int64, tlsPin: Data) async throws -> (status: Int, body: Data) {
+        uploads.add()
+        guard let f = FileHandle(forReadingAtPath: filePath) else { throw DalaError.io("cannot open \(filePath)") }
+        defer { try? f.close() }
+        try f.seek(toOffset: offset)
+        let body = f.readData(ofLength: Int(length))
+        return try await send(url, "application/octet-stream", requestHeader, body, timeoutMilliseconds)
+    }
+
+    private func send(_ url: String, _ type: String, _ header: String?, _ body: Data, _ timeout: Int64) async throws
+        -> (status: Int, body: Data) {
+        var req = URLRequest(url: URL(string: url)!)
+        req.httpMethod = "POST"
+        req.timeoutInterval = Double(timeout) / 1000
+        req.setValue(type, forHTTPHeaderField: "Content-Type")
+        if let header { req.setValue(header, forHTTPHeaderField: "Authorization") }
+        let (data, response) = try await URLSession.shared.upload(for: req, from: body)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
+    }
+}
+
+/// A transport whose calls would take a minute, unless their task is cancelled.
+final class HangingTransport: DalaAsyncTransport, @unchecked Sendable {
+    let entered = Flag()
+    let sawCancel = Flag()
+
+    func post(url: String, body: Data, timeoutMilliseconds: Int64, tlsPin: Data) async throws
+        -> (status: Int, body: Data) {
+        try await hang()
+    }
+
+    func upload(url: String, requestHeader: String, filePath: String, offset: UInt64, length: UInt64,
+                timeoutMilliseconds: Int64, tlsPin: Data) async throws -> (status: Int, body: Data) {
+        try await hang()
+    }
+
+    private func hang() async throws -> (status: Int, body: Data) {
+        entered.set(true)
+        do {
+            try await Task.sleep(nanoseconds: 60_000_000_000)
+        } catch {
+            sawCancel.set(true)
+            throw error
+        }
+        return (503, Data())
     }
 }
 
