@@ -1,10 +1,13 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 /** One attachment of a report (never its key). */
 public final class AttachmentInfo {
-    public final AttachmentId id;
+    public final @NotNull AttachmentId id;
     public final int version;          // the draft version it was added to
-    public final String mimeType;
+    public final @NotNull String mimeType;
     public final long size;            // plaintext bytes
     public final long ciphertextSize;  // bytes of the encrypted file (what is uploaded)
 

@@ -1,5 +1,8 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 import java.io.InputStream;
 
 /** Decrypts an attachment as it is read; the end (-1) comes only after size and hash verified. */
@@ -18,7 +21,7 @@ final class AttachmentInputStream extends InputStream {
     }
 
     @Override
-    public int read(byte[] b, int off, int len) {
+    public int read(@NotNull byte[] b, int off, int len) {
         if (b == null) throw new DalaException.InvalidArgument("the buffer is null");
         if (off < 0 || len < 0 || off > b.length - len) throw new IndexOutOfBoundsException();
         if (len == 0) return 0;

@@ -1,5 +1,8 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 import java.io.OutputStream;
 
 /**
@@ -21,12 +24,12 @@ public final class AttachmentOutputStream extends OutputStream {
     }
 
     @Override
-    public void write(byte[] b) {
+    public void write(@NotNull byte[] b) {
         write(b, 0, b == null ? 0 : b.length);
     }
 
     @Override
-    public void write(byte[] b, int off, int len) {
+    public void write(@NotNull byte[] b, int off, int len) {
         if (b == null) throw new DalaException.InvalidArgument("the data is null");
         if (off < 0 || len < 0 || off > b.length - len) throw new IndexOutOfBoundsException();
         handle.run(h -> Native.writerWrite(h, b, off, len));
@@ -49,7 +52,7 @@ public final class AttachmentOutputStream extends OutputStream {
     }
 
     /** The attachment's id, once closed. */
-    public synchronized AttachmentId id() {
+    public synchronized @NotNull AttachmentId id() {
         if (id == null) throw new IllegalStateException("the attachment is not finished; close the stream first");
         return id;
     }

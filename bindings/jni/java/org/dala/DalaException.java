@@ -1,5 +1,8 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 /**
  * A failure reported by the library. {@link #status()} says which kind; each kind also has its own
  * subclass, so callers can catch, say, {@link WrongKey} alone. Messages are for people (what went wrong,
@@ -9,92 +12,92 @@ public class DalaException extends RuntimeException {
     private static final long serialVersionUID = 1L;
     private final Status status;
 
-    public DalaException(Status status, String message) {
+    public DalaException(@NotNull Status status, @NotNull String message) {
         super(message);
         this.status = status;
     }
 
-    public Status status() {
+    public @NotNull Status status() {
         return status;
     }
 
     public static final class Internal extends DalaException {
         private static final long serialVersionUID = 1L;
-        public Internal(String m) { super(Status.INTERNAL, m); }
+        public Internal(@NotNull String m) { super(Status.INTERNAL, m); }
     }
 
     public static final class InvalidArgument extends DalaException {
         private static final long serialVersionUID = 1L;
-        public InvalidArgument(String m) { super(Status.INVALID_ARGUMENT, m); }
+        public InvalidArgument(@NotNull String m) { super(Status.INVALID_ARGUMENT, m); }
     }
 
     /** Wrong passphrase or key. */
     public static final class WrongKey extends DalaException {
         private static final long serialVersionUID = 1L;
-        public WrongKey(String m) { super(Status.WRONG_KEY, m); }
+        public WrongKey(@NotNull String m) { super(Status.WRONG_KEY, m); }
     }
 
     public static final class NotFound extends DalaException {
         private static final long serialVersionUID = 1L;
-        public NotFound(String m) { super(Status.NOT_FOUND, m); }
+        public NotFound(@NotNull String m) { super(Status.NOT_FOUND, m); }
     }
 
     public static final class Exists extends DalaException {
         private static final long serialVersionUID = 1L;
-        public Exists(String m) { super(Status.EXISTS, m); }
+        public Exists(@NotNull String m) { super(Status.EXISTS, m); }
     }
 
     public static final class Corrupt extends DalaException {
         private static final long serialVersionUID = 1L;
-        public Corrupt(String m) { super(Status.CORRUPT, m); }
+        public Corrupt(@NotNull String m) { super(Status.CORRUPT, m); }
     }
 
     public static final class Io extends DalaException {
         private static final long serialVersionUID = 1L;
-        public Io(String m) { super(Status.IO, m); }
+        public Io(@NotNull String m) { super(Status.IO, m); }
     }
 
     public static final class Permission extends DalaException {
         private static final long serialVersionUID = 1L;
-        public Permission(String m) { super(Status.PERMISSION, m); }
+        public Permission(@NotNull String m) { super(Status.PERMISSION, m); }
     }
 
     /** Not allowed in the object's current state (e.g. editing a sealed version, using a closed handle). */
     public static final class State extends DalaException {
         private static final long serialVersionUID = 1L;
-        public State(String m) { super(Status.STATE, m); }
+        public State(@NotNull String m) { super(Status.STATE, m); }
     }
 
     public static final class TooLarge extends DalaException {
         private static final long serialVersionUID = 1L;
-        public TooLarge(String m) { super(Status.TOO_LARGE, m); }
+        public TooLarge(@NotNull String m) { super(Status.TOO_LARGE, m); }
     }
 
     /** A signature, hash or authentication tag did not verify: altered or damaged data. */
     public static final class Verify extends DalaException {
         private static final long serialVersionUID = 1L;
-        public Verify(String m) { super(Status.VERIFY, m); }
+        public Verify(@NotNull String m) { super(Status.VERIFY, m); }
     }
 
     public static final class Busy extends DalaException {
         private static final long serialVersionUID = 1L;
-        public Busy(String m) { super(Status.BUSY, m); }
+        public Busy(@NotNull String m) { super(Status.BUSY, m); }
     }
 
     /** Encryption could not be confirmed (e.g. plain SQLite loaded in the process): refused. */
     public static final class NotEncrypted extends DalaException {
         private static final long serialVersionUID = 1L;
-        public NotEncrypted(String m) { super(Status.NOT_ENCRYPTED, m); }
+        public NotEncrypted(@NotNull String m) { super(Status.NOT_ENCRYPTED, m); }
     }
 
     public static final class NoMemory extends DalaException {
         private static final long serialVersionUID = 1L;
-        public NoMemory(String m) { super(Status.NO_MEMORY, m); }
+        public NoMemory(@NotNull String m) { super(Status.NO_MEMORY, m); }
     }
 
     public static final class NoSpace extends DalaException {
         private static final long serialVersionUID = 1L;
-        public NoSpace(String m) { super(Status.NO_SPACE, m); }
+        public NoSpace(@NotNull String m) { super(Status.NO_SPACE, m); }
     }
 
     /** Called by the native glue (the message arrives as UTF-8). */

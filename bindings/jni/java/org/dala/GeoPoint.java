@@ -1,5 +1,8 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 /** A point on Earth ({@code dala_geo}): latitude -90..90, longitude -180..180, accuracy in metres (0: unknown). */
 public final class GeoPoint {
     public final double latitude;
@@ -13,7 +16,7 @@ public final class GeoPoint {
     }
 
     @Override
-    public boolean equals(Object o) {
+    public boolean equals(@Nullable Object o) {
         if (!(o instanceof GeoPoint)) return false;
         GeoPoint g = (GeoPoint) o;
         return Double.compare(latitude, g.latitude) == 0 && Double.compare(longitude, g.longitude) == 0
@@ -26,7 +29,7 @@ public final class GeoPoint {
     }
 
     @Override
-    public String toString() {
+    public @NotNull String toString() {
         return latitude + "," + longitude + " ±" + accuracyM + " m";
     }
 }

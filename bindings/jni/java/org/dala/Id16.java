@@ -1,5 +1,8 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 import java.util.Arrays;
 
 /** 16 bytes that name something (a report, an attachment), shown as 32 lowercase hex characters. */
@@ -16,12 +19,12 @@ abstract class Id16 {
     }
 
     @Override
-    public final String toString() {
+    public final @NotNull String toString() {
         return Hex.encode(bytes);
     }
 
     @Override
-    public final boolean equals(Object o) {
+    public final boolean equals(@Nullable Object o) {
         return o != null && o.getClass() == getClass() && Arrays.equals(bytes, ((Id16) o).bytes);
     }
 

@@ -1,11 +1,14 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 /** The loaded libdala ({@code dala_version}, {@code dala_version_number}). */
 public final class Library {
     private Library() {}
 
     /** "major.minor.patch" of the library in use (it may be newer than these classes). */
-    public static String version() {
+    public static @NotNull String version() {
         return Native.string(Native.version());
     }
 

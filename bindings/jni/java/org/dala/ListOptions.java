@@ -1,5 +1,8 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 import java.util.EnumSet;
 import java.util.Set;
 
@@ -14,26 +17,26 @@ public final class ListOptions {
     String form;
 
     /** At most this many reports on the page, 1 to 1000. */
-    public ListOptions limit(int limit) {
+    public @NotNull ListOptions limit(int limit) {
         this.limit = limit;
         return this;
     }
 
     /** The page after this cursor ({@link ReportPage#next} of the page before); null: from the newest. */
-    public ListOptions after(String cursor) {
+    public @NotNull ListOptions after(@Nullable String cursor) {
         this.after = cursor;
         return this;
     }
 
     /** Only reports whose latest version is in one of these states; empty: any. */
-    public ListOptions states(Set<ReportState> states) {
+    public @NotNull ListOptions states(@NotNull Set<ReportState> states) {
         this.states.clear();
         this.states.addAll(states);
         return this;
     }
 
     /** Only this form: "name" (every version) or "name/version"; null: any. */
-    public ListOptions form(String form) {
+    public @NotNull ListOptions form(@Nullable String form) {
         this.form = form;
         return this;
     }

@@ -1,5 +1,8 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 import java.lang.ref.PhantomReference;
 import java.lang.ref.ReferenceQueue;
 import java.util.Collections;
@@ -68,7 +71,7 @@ abstract class NativeHandle implements AutoCloseable {
     }
 
     interface HandleFunction<T> {
-        T apply(long handle);
+        @NotNull T apply(long handle);
     }
 
     interface HandleAction {

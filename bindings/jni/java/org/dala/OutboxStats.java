@@ -1,5 +1,8 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 /** Counts of one destination's outbox ({@code dala_outbox_stats}). */
 public final class OutboxStats {
     public final long pending;

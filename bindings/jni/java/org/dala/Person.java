@@ -1,17 +1,20 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 /** A person named in a report ({@code dala_person}), with their role ("detained", "witness"...; may be empty). */
 public final class Person {
-    public final String name;
-    public final String role;
+    public final @NotNull String name;
+    public final @NotNull String role;
 
-    public Person(String name, String role) {
+    public Person(@NotNull String name, @Nullable String role) {
         this.name = java.util.Objects.requireNonNull(name, "a person needs a name");
         this.role = role == null ? "" : role;
     }
 
     @Override
-    public boolean equals(Object o) {
+    public boolean equals(@Nullable Object o) {
         return o instanceof Person && name.equals(((Person) o).name) && role.equals(((Person) o).role);
     }
 
@@ -21,7 +24,7 @@ public final class Person {
     }
 
     @Override
-    public String toString() {
+    public @NotNull String toString() {
         return role.isEmpty() ? name : name + " (" + role + ")";
     }
 }

@@ -1,10 +1,13 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 /** A server's signed receipt for one report version, kept on the phone. */
 public final class Receipt {
-    public final ReportId id;
+    public final @NotNull ReportId id;
     public final int version;
-    public final String destination;
+    public final @NotNull String destination;
     public final long sequence;
     public final long serverTimeMs;
     public final boolean verified;  // against the server key from the invite

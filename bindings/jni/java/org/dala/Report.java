@@ -1,5 +1,8 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
@@ -16,7 +19,7 @@ public final class Report extends NativeHandle {
         super(handle, Native.REPORT, "Report");
     }
 
-    public synchronized ReportId id() {
+    public synchronized @NotNull ReportId id() {
         return new ReportId(with(Native::reportId));
     }
 
@@ -24,91 +27,91 @@ public final class Report extends NativeHandle {
         return with(Native::reportVersion);
     }
 
-    public synchronized ReportState state() {
+    public synchronized @NotNull ReportState state() {
         return ReportState.of(with(Native::reportState));
     }
 
-    public synchronized String form() {
+    public synchronized @NotNull String form() {
         return Native.string(with(Native::reportForm));
     }
 
-    public synchronized String narrative() {
+    public synchronized @NotNull String narrative() {
         return Native.string(with(Native::reportNarrative));
     }
 
-    public synchronized Report setNarrative(String text) {
+    public synchronized @NotNull Report setNarrative(@NotNull String text) {
         run(h -> Native.reportSetNarrative(h, Native.bytes(text)));
         return this;
     }
 
-    public synchronized Report setText(String key, String value) {
+    public synchronized @NotNull Report setText(@NotNull String key, @NotNull String value) {
         run(h -> Native.reportSetText(h, Native.bytes(key), Native.bytes(value)));
         return this;
     }
 
-    public synchronized Report setInteger(String key, long value) {
+    public synchronized @NotNull Report setInteger(@NotNull String key, long value) {
         run(h -> Native.reportSetInteger(h, Native.bytes(key), value));
         return this;
     }
 
-    public synchronized Report setBoolean(String key, boolean value) {
+    public synchronized @NotNull Report setBoolean(@NotNull String key, boolean value) {
         run(h -> Native.reportSetBoolean(h, Native.bytes(key), value));
         return this;
     }
 
-    public synchronized Report setTimestamp(String key, long unixMs) {
+    public synchronized @NotNull Report setTimestamp(@NotNull String key, long unixMs) {
         run(h -> Native.reportSetTimestamp(h, Native.bytes(key), unixMs));
         return this;
     }
 
     /** A decimal as text, e.g. "-12.50" (no binary floating point). */
-    public synchronized Report setDecimal(String key, String value) {
+    public synchronized @NotNull Report setDecimal(@NotNull String key, @NotNull String value) {
         run(h -> Native.reportSetDecimal(h, Native.bytes(key), Native.bytes(value)));
         return this;
     }
 
-    public synchronized Report removeField(String key) {
+    public synchronized @NotNull Report removeField(@NotNull String key) {
         run(h -> Native.reportRemoveField(h, Native.bytes(key)));
         return this;
     }
 
-    public synchronized Report setPriority(int priority) {
+    public synchronized @NotNull Report setPriority(int priority) {
         run(h -> Native.reportSetPriority(h, priority));
         return this;
     }
 
     /** A text field's value, or null when the report has no such field. */
-    public synchronized String text(String key) {
+    public synchronized @Nullable String text(@NotNull String key) {
         return Native.string(with(h -> Native.reportGetText(h, Native.bytes(key))));
     }
 
-    public synchronized long integer(String key) {
+    public synchronized long integer(@NotNull String key) {
         return with(h -> Native.reportGetInteger(h, Native.bytes(key)));
     }
 
     /** A decimal field's value as text ("-12.50"), or null when the report has no such field. */
-    public synchronized String decimal(String key) {
+    public synchronized @Nullable String decimal(@NotNull String key) {
         return Native.string(with(h -> Native.reportGetDecimal(h, Native.bytes(key))));
     }
 
     /** A boolean field's value; {@link DalaException} NOT_FOUND when absent, STATE when of another type. */
-    public synchronized boolean bool(String key) {
+    public synchronized boolean bool(@NotNull String key) {
         return with(h -> Native.reportGetBoolean(h, Native.bytes(key)));
     }
 
     /** A timestamp field's value (Unix ms); {@link DalaException} NOT_FOUND when absent. */
-    public synchronized long timestamp(String key) {
+    public synchronized long timestamp(@NotNull String key) {
         return with(h -> Native.reportGetTimestamp(h, Native.bytes(key)));
     }
 
     /** A geo field's value, or null when the report has no such field. */
-    public synchronized GeoPoint geo(String key) {
+    public synchronized @Nullable GeoPoint geo(@NotNull String key) {
         double[] g = with(h -> Native.reportGetGeo(h, Native.bytes(key)));
         return g == null ? null : new GeoPoint(g[0], g[1], g[2]);
     }
 
     /** A people field's value, or null when the report has no such field. */
-    public synchronized List<Person> people(String key) {
+    public synchronized @Nullable List<Person> people(@NotNull String key) {
         byte[][] p = with(h -> Native.reportGetPeople(h, Native.bytes(key)));
         if (p == null) return null;
         List<Person> out = new ArrayList<>();
@@ -116,12 +119,12 @@ public final class Report extends NativeHandle {
         return Collections.unmodifiableList(out);
     }
 
-    public synchronized Report setGeo(String key, GeoPoint value) {
+    public synchronized @NotNull Report setGeo(@NotNull String key, @NotNull GeoPoint value) {
         run(h -> Native.reportSetGeo(h, Native.bytes(key), value.latitude, value.longitude, value.accuracyM));
         return this;
     }
 
-    public synchronized Report setPeople(String key, List<Person> people) {
+    public synchronized @NotNull Report setPeople(@NotNull String key, @NotNull List<Person> people) {
         byte[][] names = new byte[people.size()][], roles = new byte[people.size()][];
         for (int i = 0; i < people.size(); ++i) {
             names[i] = Native.bytes(people.get(i).name);
@@ -132,7 +135,7 @@ public final class Report extends NativeHandle {
     }
 
     /** Where the report was made (capture metadata); null clears it. */
-    public synchronized Report setLocation(GeoPoint location) {
+    public synchronized @NotNull Report setLocation(@Nullable GeoPoint location) {
         run(h -> Native.reportSetLocation(h, location == null, location == null ? 0 : location.latitude,
                                           location == null ? 0 : location.longitude,
                                           location == null ? 0 : location.accuracyM));
@@ -150,7 +153,7 @@ public final class Report extends NativeHandle {
     }
 
     /** The fields' keys and types, in key order. */
-    public synchronized Map<String, FieldType> fieldTypes() {
+    public synchronized @NotNull Map<String, FieldType> fieldTypes() {
         byte[][] keys = with(Native::reportFieldKeys);
         int[] types = with(Native::reportFieldTypes);
         Map<String, FieldType> out = new LinkedHashMap<>();
@@ -159,12 +162,12 @@ public final class Report extends NativeHandle {
     }
 
     /** A sealed version's signature facts; {@link DalaException} STATE for a draft. */
-    public synchronized SealInfo sealInfo() {
+    public synchronized @NotNull SealInfo sealInfo() {
         return new SealInfo(with(Native::reportSealInfo));
     }
 
     /** The whole report as JSON (docs/c-api.md), attachments listed without keys. */
-    public synchronized String toJson() {
+    public synchronized @NotNull String toJson() {
         return Native.string(with(Native::reportJson));
     }
 }

@@ -1,13 +1,16 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 /** One line of {@link Store#reports()}: a report's latest version. */
 public final class ReportInfo {
-    public final ReportId id;
+    public final @NotNull ReportId id;
     public final int version;
-    public final ReportState state;
+    public final @NotNull ReportState state;
     public final long createdMs;
     public final long updatedMs;
-    public final String form;
+    public final @NotNull String form;
 
     ReportInfo(ReportId id, int version, ReportState state, long createdMs, long updatedMs, String form) {
         this.id = id;

@@ -1,5 +1,8 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 /** Every {@code dala_status} of the C API, with the same numbers (they never change; a test checks). */
 public enum Status {
     OK(0, "DALA_OK"),
@@ -33,12 +36,12 @@ public enum Status {
     }
 
     /** The C enumerator's name, e.g. "DALA_ERR_WRONG_KEY". */
-    public String cName() {
+    public @NotNull String cName() {
         return cName;
     }
 
     /** The status with this number; INTERNAL for a number this version does not know. */
-    public static Status fromCode(int code) {
+    public static @NotNull Status fromCode(int code) {
         for (Status s : values()) {
             if (s.code == code) return s;
         }

@@ -1,5 +1,8 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 import java.io.InputStream;
 import java.util.Arrays;
 import java.util.List;
@@ -18,13 +21,13 @@ public final class Store extends NativeHandle {
         long memLimit = 64L << 20;
         boolean deleteAfterDelivery;
 
-        public Options kdf(long opsLimit, long memLimitBytes) {
+        public @NotNull Options kdf(long opsLimit, long memLimitBytes) {
             this.opsLimit = opsLimit;
             this.memLimit = memLimitBytes;
             return this;
         }
 
-        public Options deleteAfterDelivery(boolean on) {
+        public @NotNull Options deleteAfterDelivery(boolean on) {
             this.deleteAfterDelivery = on;
             return this;
         }
@@ -57,7 +60,7 @@ public final class Store extends NativeHandle {
     }
 
     /** Creates a store protected by a passphrase (UTF-8 bytes; wiped after use). */
-    public static Store create(String dir, byte[] passphrase, Options options) {
+    public static @NotNull Store create(@NotNull String dir, @NotNull byte[] passphrase, @Nullable Options options) {
         Options o = options == null ? new Options() : options;
         try {
             return new Store(Native.storeCreate(Native.bytes(dir), PASSPHRASE, passphrase, o.opsLimit, o.memLimit,
@@ -68,7 +71,7 @@ public final class Store extends NativeHandle {
     }
 
     /** Creates a store protected by a 32-byte key from the platform keystore (wiped after use). */
-    public static Store createWithKey(String dir, byte[] key, Options options) {
+    public static @NotNull Store createWithKey(@NotNull String dir, @NotNull byte[] key, @Nullable Options options) {
         Options o = options == null ? new Options() : options;
         try {
             return new Store(Native.storeCreate(Native.bytes(dir), RAW_KEY, key, o.opsLimit, o.memLimit,
@@ -79,7 +82,7 @@ public final class Store extends NativeHandle {
     }
 
     /** Opens a store made with the default options. A wrong passphrase throws {@link DalaException.WrongKey}. */
-    public static Store open(String dir, byte[] passphrase) {
+    public static @NotNull Store open(@NotNull String dir, @NotNull byte[] passphrase) {
         return open(dir, passphrase, null);
     }
 
@@ -87,7 +90,7 @@ public final class Store extends NativeHandle {
      * Opens a store. The options must give the Argon2id cost the store was made with: the key file does
      * not record it, and another cost reads as a wrong passphrase ({@link DalaException.WrongKey}).
      */
-    public static Store open(String dir, byte[] passphrase, Options options) {
+    public static @NotNull Store open(@NotNull String dir, @NotNull byte[] passphrase, @Nullable Options options) {
         Options o = options == null ? new Options() : options;
         try {
             return new Store(Native.storeOpen(Native.bytes(dir), PASSPHRASE, passphrase, o.opsLimit, o.memLimit));
@@ -96,7 +99,7 @@ public final class Store extends NativeHandle {
         }
     }
 
-    public static Store openWithKey(String dir, byte[] key) {
+    public static @NotNull Store openWithKey(@NotNull String dir, @NotNull byte[] key) {
         Options o = new Options();
         try {
             return new Store(Native.storeOpen(Native.bytes(dir), RAW_KEY, key, o.opsLimit, o.memLimit));
@@ -106,12 +109,13 @@ public final class Store extends NativeHandle {
     }
 
     /** Panic wipe: destroys the key first; needs no passphrase. The store must not be open. */
-    public static void wipe(String dir) {
+    public static void wipe(@NotNull String dir) {
         Native.storeWipe(Native.bytes(dir));
     }
 
     /** Re-wraps the key under a new passphrase; the database is not rewritten. Both arrays are wiped. */
-    public static void changePassphrase(String dir, byte[] oldPassphrase, byte[] newPassphrase, Options options) {
+    public static void changePassphrase(@NotNull String dir, @NotNull byte[] oldPassphrase,
+                                        @NotNull byte[] newPassphrase, @Nullable Options options) {
         Options o = options == null ? new Options() : options;
         try {
             Native.storeChangeCredential(Native.bytes(dir), PASSPHRASE, oldPassphrase, PASSPHRASE, newPassphrase,
@@ -141,8 +145,8 @@ public final class Store extends NativeHandle {
      * thrown by the listener does not stop the re-key; it is thrown once the re-key has ended. Both arrays
      * are wiped.
      */
-    public static void rekey(String dir, byte[] oldPassphrase, byte[] newPassphrase, Options options,
-                             RekeyListener listener) {
+    public static void rekey(@NotNull String dir, @NotNull byte[] oldPassphrase, @NotNull byte[] newPassphrase,
+                             @Nullable Options options, @Nullable RekeyListener listener) {
         Options o = options == null ? new Options() : options;
         try {
             Native.storeRekey(Native.bytes(dir), PASSPHRASE, oldPassphrase, PASSPHRASE, newPassphrase, o.opsLimit,
@@ -158,7 +162,8 @@ public final class Store extends NativeHandle {
      * the store's key and data and opens a new, empty store, taking the same time as any open. Read
      * docs/duress.md before offering it. Both arrays are wiped.
      */
-    public static void setDuress(String dir, byte[] passphrase, byte[] duressPassphrase, Options options) {
+    public static void setDuress(@NotNull String dir, @NotNull byte[] passphrase, @NotNull byte[] duressPassphrase,
+                                 @Nullable Options options) {
         Options o = options == null ? new Options() : options;
         try {
             Native.storeSetDuress(Native.bytes(dir), PASSPHRASE, passphrase, duressPassphrase, o.opsLimit, o.memLimit);
@@ -169,7 +174,7 @@ public final class Store extends NativeHandle {
     }
 
     /** Removes the duress passphrase, if any (no Store may be open on it). The array is wiped. */
-    public static void clearDuress(String dir, byte[] passphrase, Options options) {
+    public static void clearDuress(@NotNull String dir, @NotNull byte[] passphrase, @Nullable Options options) {
         Options o = options == null ? new Options() : options;
         try {
             Native.storeClearDuress(Native.bytes(dir), PASSPHRASE, passphrase, o.opsLimit, o.memLimit);
@@ -188,17 +193,17 @@ public final class Store extends NativeHandle {
      * {@link #wipe(String)} does. Everything is attempted even if a step fails; then the first failure is
      * thrown ({@link DalaException.Io} if the key could not be destroyed, or the destroyer threw).
      */
-    public static void wipe(String dir, KeyDestroyer destroyer) {
+    public static void wipe(@NotNull String dir, @Nullable KeyDestroyer destroyer) {
         Native.storeWipeWithOptions(Native.bytes(dir), destroyer);
     }
 
     /** The servers this store delivers to, with their organisation and how the last contact went. */
-    public List<Server> servers() {
+    public @NotNull List<Server> servers() {
         return Arrays.asList(with(Native::servers));
     }
 
     /** Seals the drafts of these reports in one transaction: all of them, or none. */
-    public void sealAll(List<ReportId> ids) {
+    public void sealAll(@NotNull List<ReportId> ids) {
         byte[][] raw = null;
         if (ids != null) {
             raw = new byte[ids.size()][];
@@ -209,50 +214,50 @@ public final class Store extends NativeHandle {
     }
 
     /** This device's Ed25519 public key (32 bytes). */
-    public byte[] deviceKey() {
+    public @NotNull byte[] deviceKey() {
         return with(Native::storeDeviceKey);
     }
 
     /** Creates and saves a new draft; form is "name/version", e.g. "detention/1". */
-    public Report createReport(String form) {
+    public @NotNull Report createReport(@NotNull String form) {
         return new Report(with(h -> Native.reportCreate(h, Native.bytes(form))));
     }
 
     /** The latest version of a report (sealed versions are verified on read). */
-    public Report report(ReportId id) {
+    public @NotNull Report report(@NotNull ReportId id) {
         return new Report(with(h -> Native.reportGet(h, idBytes(id), 0)));
     }
 
-    public Report report(ReportId id, int version) {
+    public @NotNull Report report(@NotNull ReportId id, int version) {
         if (version < 1) throw new DalaException.InvalidArgument("a version is 1 or more");
         return new Report(with(h -> Native.reportGet(h, idBytes(id), version)));
     }
 
     /** The editable draft: the existing one, or a new version of a sealed report linked by hash. */
-    public Report edit(ReportId id) {
+    public @NotNull Report edit(@NotNull ReportId id) {
         return new Report(with(h -> Native.reportEdit(h, idBytes(id))));
     }
 
-    public void save(Report report) {
+    public void save(@NotNull Report report) {
         run(h -> report.run(r -> Native.reportSave(h, r)));
     }
 
     /** Signs, stores, seals to every destination and queues, in one durable transaction. */
-    public void seal(Report report) {
+    public void seal(@NotNull Report report) {
         run(h -> report.run(r -> Native.reportSeal(h, r)));
     }
 
-    public void deleteDraft(ReportId id) {
+    public void deleteDraft(@NotNull ReportId id) {
         run(h -> Native.reportDeleteDraft(h, idBytes(id)));
     }
 
     /** Queues a rejected report again, exactly as it was sealed. */
-    public void retry(ReportId id) {
+    public void retry(@NotNull ReportId id) {
         run(h -> Native.reportRetry(h, idBytes(id)));
     }
 
     /** Every report's latest version, newest first. */
-    public List<ReportInfo> reports() {
+    public @NotNull List<ReportInfo> reports() {
         return Arrays.asList(with(Native::listReports));
     }
 
@@ -260,7 +265,7 @@ public final class Store extends NativeHandle {
      * A page of the reports' latest versions, newest first; a report keeps its place through its versions,
      * so paging while reports are edited neither skips nor repeats one. Past the end: an empty page.
      */
-    public ReportPage reports(ListOptions options) {
+    public @NotNull ReportPage reports(@Nullable ListOptions options) {
         ListOptions o = options == null ? new ListOptions() : options;
         Object[] page = with(h -> Native.listReportsPage(h, o.limit, o.after == null ? null : Native.bytes(o.after),
                                                          o.stateMask(), o.form == null ? null : Native.bytes(o.form)));
@@ -269,26 +274,26 @@ public final class Store extends NativeHandle {
     }
 
     /** Starts an attachment of the report's draft; write to the stream, then close it to finish. */
-    public AttachmentOutputStream attach(ReportId report, String mimeType) {
+    public @NotNull AttachmentOutputStream attach(@NotNull ReportId report, @NotNull String mimeType) {
         return new AttachmentOutputStream(with(h -> Native.writerOpen(h, idBytes(report), Native.bytes(mimeType))));
     }
 
     /** Streams an existing file into a new attachment of the draft, encrypting as it reads. */
-    public AttachmentId attachFile(ReportId report, String path, String mimeType) {
+    public @NotNull AttachmentId attachFile(@NotNull ReportId report, @NotNull String path, @NotNull String mimeType) {
         return new AttachmentId(with(h -> Native.attachmentImport(h, idBytes(report), Native.bytes(path),
                                                                   Native.bytes(mimeType))));
     }
 
     /** A verified, decrypting stream of an attachment; a damaged file throws {@link DalaException.Verify}. */
-    public InputStream openAttachment(AttachmentId id) {
+    public @NotNull InputStream openAttachment(@NotNull AttachmentId id) {
         return new AttachmentInputStream(with(h -> Native.readerOpen(h, id == null ? null : id.bytes())));
     }
 
-    public void removeAttachment(AttachmentId id) {
+    public void removeAttachment(@NotNull AttachmentId id) {
         run(h -> Native.attachmentRemove(h, id == null ? null : id.bytes()));
     }
 
-    public List<AttachmentInfo> attachments(ReportId report) {
+    public @NotNull List<AttachmentInfo> attachments(@NotNull ReportId report) {
         return Arrays.asList(with(h -> Native.listAttachments(h, idBytes(report))));
     }
 
@@ -296,7 +301,7 @@ public final class Store extends NativeHandle {
      * Joins an organisation's server from an invite its root key signed; works offline. The organisation
      * gets only what is sealed from now on. Returns the destination name.
      */
-    public String join(String invite) {
+    public @NotNull String join(@NotNull String invite) {
         return join(invite, false);
     }
 
@@ -304,12 +309,12 @@ public final class Store extends NativeHandle {
      * As {@link #join(String)}; with {@code includeExisting}, every report this phone already holds is
      * sealed to the organisation as well (ask the user first).
      */
-    public String join(String invite, boolean includeExisting) {
+    public @NotNull String join(@NotNull String invite, boolean includeExisting) {
         return Native.string(with(h -> Native.join(h, Native.bytes(invite), includeExisting)));
     }
 
     /** The server's signed receipts kept on this phone, each verified against the invite's server key. */
-    public List<Receipt> receipts() {
+    public @NotNull List<Receipt> receipts() {
         return Arrays.asList(with(Native::receipts));
     }
 
@@ -324,7 +329,7 @@ public final class Store extends NativeHandle {
     }
 
     /** Counts of a destination's outbox (the destination {@link #join} returned). */
-    public OutboxStats outboxStats(String destination) {
+    public @NotNull OutboxStats outboxStats(@NotNull String destination) {
         return new OutboxStats(with(h -> Native.outboxStats(h, Native.bytes(destination))));
     }
 
@@ -339,15 +344,15 @@ public final class Store extends NativeHandle {
     }
 
     /** Delivery runs on this store. */
-    public Sync sync() {
+    public @NotNull Sync sync() {
         return new Sync(this);
     }
 
-    static byte[] idBytes(ReportId id) {
+    static @NotNull byte[] idBytes(@NotNull ReportId id) {
         return id == null ? null : id.bytes();
     }
 
-    static void wipe(byte[] secret) {
+    static void wipe(@NotNull byte[] secret) {
         if (secret != null) Arrays.fill(secret, (byte) 0);
     }
 

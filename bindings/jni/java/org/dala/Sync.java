@@ -1,10 +1,13 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 /** Delivery to the organisation's servers. */
 public final class Sync {
     /** Called on the thread running {@link #runOnce}, after each request. */
     public interface ProgressListener {
-        void onProgress(String destination, long delivered, long rejected, long remaining, long uploadDone,
+        void onProgress(@NotNull String destination, long delivered, long rejected, long remaining, long uploadDone,
                         long uploadTotal);
     }
 
@@ -41,7 +44,7 @@ public final class Sync {
      * Without one, an .onion address is refused. A malformed URL throws {@link DalaException.InvalidArgument}
      * when a run starts.
      */
-    public Sync throughProxy(String proxyUrl) {
+    public @NotNull Sync throughProxy(@Nullable String proxyUrl) {
         return new Sync(store, proxyUrl);
     }
 
@@ -50,12 +53,12 @@ public final class Sync {
      * HTTP/HTTPS transport). A listener that throws does not stop the run or harm the store: its first
      * exception is thrown again once the run has ended and everything it did is recorded.
      */
-    public Result runOnce(long timeoutMs, ProgressListener listener) {
+    public @NotNull Result runOnce(long timeoutMs, @Nullable ProgressListener listener) {
         return runOnce(timeoutMs, listener, null);
     }
 
     /** The same through the app's own transport (null: the built-in one). */
-    public Result runOnce(long timeoutMs, ProgressListener listener, Transport transport) {
+    public @NotNull Result runOnce(long timeoutMs, @Nullable ProgressListener listener, @Nullable Transport transport) {
         byte[] proxy = proxyUrl == null ? null : Native.bytes(proxyUrl);
         return new Result(store.with(h -> Native.syncRunOnce(h, timeoutMs, listener, transport, proxy, 0)));
     }
@@ -71,8 +74,9 @@ public final class Sync {
      */
     // The library runs one sync at a time per store: a run started while another is going waits for it. After
     // cancel, the run may still be ending on the executor's thread; an executor of one thread orders them.
-    public java.util.concurrent.Future<Result> runAsync(java.util.concurrent.Executor executor, long timeoutMs,
-                                                        ProgressListener listener, Transport transport) {
+    public @NotNull java.util.concurrent.Future<Result> runAsync(@NotNull java.util.concurrent.Executor executor,
+                                                                 long timeoutMs, @Nullable ProgressListener listener,
+                                                                 @Nullable Transport transport) {
         byte[] proxy = proxyUrl == null ? null : Native.bytes(proxyUrl);
         long cancel = Native.cancelCreate();
         Run run = new Run(cancel,
@@ -123,7 +127,8 @@ public final class Sync {
      * Starts background delivery (see {@link SyncSession}); each run is bounded by timeoutMs. Exceptions a
      * listener throws there are dropped (the run goes on); the transport's IOException means unreachable.
      */
-    public SyncSession startSession(long timeoutMs, ProgressListener listener, Transport transport) {
+    public @NotNull SyncSession startSession(long timeoutMs, @Nullable ProgressListener listener,
+                                             @Nullable Transport transport) {
         byte[] proxy = proxyUrl == null ? null : Native.bytes(proxyUrl);
         SyncSession s = new SyncSession(store,
                 store.with(h -> Native.sessionStart(h, timeoutMs, listener, transport, proxy)));

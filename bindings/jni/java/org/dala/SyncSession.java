@@ -1,5 +1,8 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 /**
  * Background delivery: a thread of the library's own runs a sync at start, whenever {@link #notifyOnline}
  * is called, and when the earliest retry falls due. The listener and the transport are called on that
@@ -24,7 +27,7 @@ public final class SyncSession extends NativeHandle {
     }
 
     /** The last finished run's result, or null before the first run ended. */
-    public Sync.Result lastResult() {
+    public @Nullable Sync.Result lastResult() {
         long[] r = with(Native::sessionLastResult);
         return r == null ? null : new Sync.Result(r);
     }

@@ -1,5 +1,8 @@
 package org.dala;
 
+import org.jetbrains.annotations.NotNull;
+import org.jetbrains.annotations.Nullable;
+
 import java.io.IOException;
 
 /**
@@ -11,9 +14,9 @@ public interface Transport {
     /** An HTTP answer: status and body. */
     final class Response {
         public final int status;
-        public final byte[] body;
+        public final @NotNull byte[] body;
 
-        public Response(int status, byte[] body) {
+        public Response(int status, @Nullable byte[] body) {
             this.status = status;
             this.body = body == null ? new byte[0] : body;
         }
@@ -21,10 +24,11 @@ public interface Transport {
 
     /** POST body (Content-Type application/x-protobuf) to url. tlsPin, when not empty, is the SHA-256 of
      *  the server certificate's SubjectPublicKeyInfo that the invite pins. */
-    Response post(String url, byte[] body, long timeoutMs, byte[] tlsPin) throws IOException;
+    @NotNull Response post(@NotNull String url, @NotNull byte[] body, long timeoutMs, @NotNull byte[] tlsPin)
+        throws IOException;
 
     /** POST bytes [offset, offset + length) of the file at filePath, as they are, to url, with the headers
      *  "Authorization: requestHeader" and "Content-Type: application/octet-stream". */
-    Response upload(String url, String requestHeader, String filePath, long offset, long length, long timeoutMs,
-                    byte[] tlsPin) throws IOException;
+    @NotNull Response upload(@NotNull String url, @NotNull String requestHeader, @NotNull String filePath, long offset,
+                             long length, long timeoutMs, @NotNull byte[] tlsPin) throws IOException;
 }
