@@ -50,6 +50,9 @@ uint64_t VerifiedPrefix(const std::string& path, uint64_t size, uint32_t chunk_s
 
 namespace {
 
+// Node marks: hidden files, never an attachment's name (those are hex).
+const std::string kMarkPrefix = ".dala-node-mark-";
+
 class DirectoryWriter final : public AttachmentWriter {
  public:
   DirectoryWriter(int fd, uint64_t held) : fd_(fd), held_(held), durable_(held), written_(held) {}
@@ -176,9 +179,16 @@ class DirectoryStore final : public AttachmentStore {
     uint64_t stored = 0;
     struct stat sb;
     for (const auto& b : files)
-      if (::stat(Path(b).c_str(), &sb) == 0) stored += static_cast<uint64_t>(sb.st_size);
+      if (b.rfind(kMarkPrefix, 0) != 0 && ::stat(Path(b).c_str(), &sb) == 0) stored += static_cast<uint64_t>(sb.st_size);
     return std::optional<uint64_t>(stored);
   }
+
+  Status PutMark(const std::string& token) override {
+    DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(Path(kMarkPrefix + token), crypto::Bytes(token)));
+    return fs::SyncDirectory(dir_);
+  }
+  Result<bool> HasMark(const std::string& token) override { return fs::Exists(Path(kMarkPrefix + token)); }
+  Status RemoveMark(const std::string& token) override { return fs::RemoveFile(Path(kMarkPrefix + token)); }
 
  private:
   std::string Path(const std::string& name) const { return fs::Join(dir_, name); }

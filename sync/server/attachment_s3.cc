@@ -16,6 +16,7 @@
 #include <future>
 #include <vector>
 
+#include "crypto/crypto.h"
 #include "server/attachment_store.h"
 #include "server/s3/s3_client.h"
 
@@ -263,7 +264,15 @@ class S3Store final : public AttachmentStore {
     return good;
   }
 
+  Status PutMark(const std::string& token) override { return client_->Put(MarkKey(token), crypto::Bytes(token)); }
+  Result<bool> HasMark(const std::string& token) override {
+    DALA_ASSIGN_OR_RETURN(std::optional<uint64_t> size, client_->Size(MarkKey(token)));
+    return size.has_value();
+  }
+  Status RemoveMark(const std::string& token) override { return client_->Delete(MarkKey(token)); }
+
  private:
+  std::string MarkKey(const std::string& token) const { return client_->location().prefix + "nodes/" + token; }
   std::string Key(const std::string& name) const { return client_->location().prefix + "attachments/" + name; }
   std::string TailKey(const std::string& name) const {
     return client_->location().prefix + "uploads/" + name + ".tail";

@@ -74,7 +74,22 @@ class AttachmentStore {
   // Reads the whole attachment and verifies every chunk (dala-server check): the verified bytes from the
   // start (the size if all of it is there and intact).
   virtual Result<uint64_t> Verified(const std::string& name, const AttachmentShape& shape) = 0;
+  // Node marks (CheckSharedAttachments): a small file or object named by `token` (hex), beside the
+  // attachments and never taken for one.
+  virtual Status PutMark(const std::string& token) = 0;
+  virtual Result<bool> HasMark(const std::string& token) = 0;
+  virtual Status RemoveMark(const std::string& token) = 0;
 };
+
+// Nodes on one database must share one attachment store: an upload cut on one node goes on at another, and
+// an export or a desk's pull on any node reads what every node received. A node started on a store of its
+// own (a shared directory that is not mounted, a data directory copied with its attachments/, another
+// bucket or prefix) would keep attachments where no other node sees them. So each node, as it starts,
+// checks that the mark the node before it left (its token in the database's meta) is in its store, then
+// leaves its own: kState, saying what to do, when the mark is missing. Only on PostgreSQL (the database
+// several nodes use); the embedded database has one node.
+namespace sql { class Connection; }
+Status CheckSharedAttachments(sql::Connection& db, AttachmentStore& store);
 
 // The attachments in a local or shared directory (created if missing).
 Result<std::unique_ptr<AttachmentStore>> OpenDirectoryStore(const std::string& dir);

@@ -268,6 +268,7 @@ Result<std::unique_ptr<ServerCore>> ServerCore::OpenOn(const std::string& dir, s
     if (row) stored = static_cast<uint64_t>(sum.Int(0));
   }
   DALA_ASSIGN_OR_RETURN(crypto::SigningKey signing, ReadSigningKey(db, data_key));
+  DALA_RETURN_IF_ERROR(CheckSharedAttachments(db, *attachments));
   crypto::PublicKey organisation{};
   std::string statement;
   {

@@ -523,7 +523,9 @@ int main(int argc, char** argv) {
       const std::string db = "dala_bench_" + std::to_string(getpid()) + "_" + std::to_string(nodes);
       Must(admin->Exec("CREATE DATABASE " + db), "create database");
       const std::string dir = work + "/pg" + std::to_string(nodes);
-      Must(server::ServerCore::Init(dir, organisation.root.public_key, prefix + db), "init on PostgreSQL");
+      // The nodes share one attachment directory, as every node on one database must.
+      Must(server::ServerCore::Init(dir, organisation.root.public_key, prefix + db, work + "/pg-blobs" + std::to_string(nodes)),
+           "init on PostgreSQL");
       std::vector<uint16_t> ports;
       std::vector<std::string> urls;
       std::vector<std::unique_ptr<ServerProcess>> procs;

@@ -121,16 +121,29 @@ def main():
         # Two nodes on one database, phones dialling both, one node killed during pushes.
         url = cluster.new_database()
         a_dir = os.path.join(work, "node-a")
-        out = harness.run(server_bin, "init", "--data", a_dir, "--organisation", desk.identity, "--database", url).stdout
+        out = harness.run(server_bin, "init", "--data", a_dir, "--organisation", desk.identity, "--database", url,
+                          "--blobs", os.path.join(work, "ab-blobs")).stdout
         key = out.strip().splitlines()[-1]
         b_dir = os.path.join(work, "node-b")
         shutil.copytree(a_dir, b_dir)
+        # A node whose attachment store is not the others' (the shared directory not mounted: here another
+        # directory, as a copy of the data directory made with its own attachments would be) is refused.
+        stray_dir = os.path.join(work, "node-stray")
+        shutil.copytree(a_dir, stray_dir)
+        with open(os.path.join(stray_dir, "blobs.path"), "w") as f:
+            f.write(os.path.join(work, "not-mounted"))
         a = harness.Server(server_bin, a_dir, desk=desk)
         b = harness.Server(server_bin, b_dir, desk=desk)
         a.key = b.key = key
         a.start()
         b.start()
         servers += [a, b]
+        r = harness.run(server_bin, "run", "--data", stray_dir, "--listen", f"127.0.0.1:{harness.free_port()}",
+                        "--quiet", check=False, timeout=60)
+        check("a node on this database with an attachment store of its own is refused, saying what to do",
+              r.returncode != 0 and "is not the attachment store that the other nodes" in r.stderr and
+              "shared directory" in r.stderr, (r.returncode, r.stderr[-400:]))
+        check("  and a node on the shared store starts (node B, after node A)", b.alive())
         # Both nodes taking pushes at once, each phone dialling one of them: every push is taken at its first
         # try (the nodes' writes are serialised, not refused as conflicts).
         direct = [harness.new_phone(dala, os.path.join(work, f"direct{i}"),

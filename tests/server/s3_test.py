@@ -186,6 +186,17 @@ def main():
         d_log = os.path.join(work, "node-d.log")
         node_d = start(d_dir, d_port, log=d_log)
         node_d.stdout.readline()
+        # A node on the same database but another prefix of the bucket (its store is not the others'): refused.
+        e_dir = os.path.join(work, "node-e")
+        shutil.copytree(c_dir, e_dir)
+        with open(os.path.join(e_dir, "blobs.path"), "w") as f:
+            f.write(bucket.url + "&prefix=elsewhere/")
+        r = harness.run(server_bin, "run", "--data", e_dir, "--listen", f"127.0.0.1:{harness.free_port()}", "--quiet",
+                        check=False, env=env, timeout=60)
+        check("a node on this database whose store is another prefix of the bucket is refused",
+              r.returncode != 0 and "is not the attachment store that the other nodes" in r.stderr, r.stderr[-300:])
+        leftover = [k for k in bucket.keys() if k.startswith("elsewhere/")]
+        check("  and it left nothing there", not leftover, leftover[:3])
         invite = desk.invite(key, f"http://127.0.0.1:{c_port}", f"http://127.0.0.1:{d_port}", uses=1,
                              equivalent=True)
         walker = harness.new_phone(dala, os.path.join(work, "walker"), invite)
