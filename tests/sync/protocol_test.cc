@@ -2596,7 +2596,9 @@ TEST(Sync, APipelinedDrainSendsOnlyWhatOnePushAtATimeWould) {
   w.net->intercept = [&](const sync::HttpRequest& req) -> std::optional<std::string> {
     if (req.path != protocol::kPathPush || PushedIds(req).empty()) return std::nullopt;  // not the linking push
     versions.push_back(push_statement(req));
-    if (versions.size() == 1) EXPECT_TRUE(w.server->SetStatement(w.desk.signed_statement).ok());
+    if (versions.size() == 1) {
+      EXPECT_TRUE(w.server->SetStatement(w.desk.signed_statement).ok());
+    }
     return std::nullopt;
   };
   ASSERT_TRUE(phone->RetryNow().ok());
