@@ -187,7 +187,13 @@ class DirectoryStore final : public AttachmentStore {
     DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(Path(kMarkPrefix + token), crypto::Bytes(token)));
     return fs::SyncDirectory(dir_);
   }
-  Result<bool> HasMark(const std::string& token) override { return fs::Exists(Path(kMarkPrefix + token)); }
+  std::string MarkName(const std::string& token) const override { return Path(kMarkPrefix + token); }
+  Result<bool> HasMark(const std::string& token) override {
+    struct stat sb;
+    if (::lstat(Path(kMarkPrefix + token).c_str(), &sb) == 0) return true;
+    if (errno == ENOENT) return false;
+    return fs::FromErrno(errno, "read", Path(kMarkPrefix + token));  // not "missing": the store is unreadable
+  }
   Status RemoveMark(const std::string& token) override { return fs::RemoveFile(Path(kMarkPrefix + token)); }
 
  private:

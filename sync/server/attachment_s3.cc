@@ -194,7 +194,9 @@ class S3Store final : public AttachmentStore {
   explicit S3Store(std::unique_ptr<s3::Client> client) : client_(std::move(client)) {}
 
   std::string Describe() const override {
-    return "the S3 bucket " + client_->location().bucket + " at " + client_->location().endpoint;
+    const std::string& prefix = client_->location().prefix;
+    return "the S3 bucket " + client_->location().bucket + (prefix.empty() ? "" : ", prefix " + prefix) + " at " +
+           client_->location().endpoint;
   }
 
   std::optional<uint64_t> Version(const std::string&) override { return std::nullopt; }
@@ -265,6 +267,7 @@ class S3Store final : public AttachmentStore {
   }
 
   Status PutMark(const std::string& token) override { return client_->Put(MarkKey(token), crypto::Bytes(token)); }
+  std::string MarkName(const std::string& token) const override { return "the object " + MarkKey(token); }
   Result<bool> HasMark(const std::string& token) override {
     DALA_ASSIGN_OR_RETURN(std::optional<uint64_t> size, client_->Size(MarkKey(token)));
     return size.has_value();

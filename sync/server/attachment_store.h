@@ -77,6 +77,7 @@ class AttachmentStore {
   // Node marks (CheckSharedAttachments): a small file or object named by `token` (hex), beside the
   // attachments and never taken for one.
   virtual Status PutMark(const std::string& token) = 0;
+  virtual std::string MarkName(const std::string& token) const = 0;  // where the mark is, for messages
   virtual Result<bool> HasMark(const std::string& token) = 0;
   virtual Status RemoveMark(const std::string& token) = 0;
 };

@@ -281,6 +281,7 @@ int Run(const Options& a) {
   std::optional<dala::server::HttpOptions> metrics_options;
   if (!a.metrics_listen.empty()) metrics_options = MetricsListenerOptions(a);
   auto core = OpenCore(a, limits);
+  Check(core->JoinNodes());
   dala::server::HttpServer server(*core, o);
   Check(server.Listen());
   std::unique_ptr<dala::server::HttpServer> metrics_server;

@@ -268,7 +268,6 @@ Result<std::unique_ptr<ServerCore>> ServerCore::OpenOn(const std::string& dir, s
     if (row) stored = static_cast<uint64_t>(sum.Int(0));
   }
   DALA_ASSIGN_OR_RETURN(crypto::SigningKey signing, ReadSigningKey(db, data_key));
-  DALA_RETURN_IF_ERROR(CheckSharedAttachments(db, *attachments));
   crypto::PublicKey organisation{};
   std::string statement;
   {
@@ -730,6 +729,11 @@ void ServerCore::KeepStatement(std::string signed_statement, v1::OrgStatement st
 bool ServerCore::AuthorisedNow(int64_t now) const {
   std::lock_guard lock(statement_mu_);
   return statement_version_ == 0 || protocol::AuthorisedAt(statement_parsed_, signing_.public_key, now);
+}
+
+Status ServerCore::JoinNodes() {
+  std::lock_guard lock(mu_);
+  return CheckSharedAttachments(*db_, *attachments_);
 }
 
 Status ServerCore::SetStatement(std::string_view signed_statement) {

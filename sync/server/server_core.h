@@ -135,6 +135,10 @@ class ServerCore {
   // Installs a newer statement of the organisation (dala desk statement): phones get it with their next
   // answers. kVerify: not the organisation's; kState: not newer than the one held.
   Status SetStatement(std::string_view signed_statement);
+  // A node about to serve (dala-server run) on PostgreSQL: checks that its attachment store is the one the
+  // other nodes use, and leaves its mark there (CheckSharedAttachments, attachment_store.h). Admin commands
+  // neither check nor write.
+  Status JoinNodes();
   // The operator's view (server_admin.cc); each safe while the server runs in another process.
   Result<std::vector<DeviceInfo>> Devices();
   Status Revoke(const crypto::PublicKey& device);

@@ -22,11 +22,13 @@ Status CheckSharedAttachments(sql::Connection& db, AttachmentStore& store) {
     DALA_ASSIGN_OR_RETURN(bool there, store.HasMark(before));
     if (!there)
       return Status(Code::kState,
-                    store.Describe() + " is not the attachment store that the other nodes on this database use: the "
-                    "mark " + before + " that the last node to start left in its store is not there. Every node "
-                    "must name the same shared directory, mounted, or the same S3 bucket and prefix (blobs.path in "
-                    "the data directory); a node with a store of its own keeps attachments that no other node, "
-                    "export or desk sees. Nothing was changed.");
+                    "the nodes on this database do not all use one attachment store: " + store.Describe() +
+                    " does not hold the mark " + before + " that the last node to start left in its own (" +
+                    store.MarkName(before) + "). Every node must name the same shared directory, mounted, or the "
+                    "same S3 bucket and prefix (blobs.path in the data directory): a node with a store of its own "
+                    "keeps attachments that no other node, export or desk sees. Find the nodes whose store holds "
+                    "that mark and give this one the same store (or, after restoring the store from a backup, put "
+                    "the mark back: an empty file or object of that name). This node did not start.");
   }
   // Marks are never removed: a database restored from an older dump still finds the mark it names.
   uint8_t raw[16];

@@ -141,8 +141,8 @@ def main():
         r = harness.run(server_bin, "run", "--data", stray_dir, "--listen", f"127.0.0.1:{harness.free_port()}",
                         "--quiet", check=False, timeout=60)
         check("a node on this database with an attachment store of its own is refused, saying what to do",
-              r.returncode != 0 and "is not the attachment store that the other nodes" in r.stderr and
-              "shared directory" in r.stderr, (r.returncode, r.stderr[-400:]))
+              r.returncode != 0 and "do not all use one attachment store" in r.stderr and
+              "not-mounted" in r.stderr and ".dala-node-mark-" in r.stderr, (r.returncode, r.stderr[-400:]))
         check("  and a node on the shared store starts (node B, after node A)", b.alive())
         # Both nodes taking pushes at once, each phone dialling one of them: every push is taken at its first
         # try (the nodes' writes are serialised, not refused as conflicts).

@@ -54,13 +54,15 @@ final class AsyncTransportBridge: DalaTransport, @unchecked Sendable {
 
     func post(url: String, body: Data, timeoutMilliseconds: Int64, tlsPin: Data) throws -> (status: Int, body: Data) {
         let inner = self.inner
-        return try wait { try await inner.post(url: url, body: body, timeoutMilliseconds: timeoutMilliseconds, tlsPin: tlsPin) }
+        return try wait(timeoutMilliseconds) {
+            try await inner.post(url: url, body: body, timeoutMilliseconds: timeoutMilliseconds, tlsPin: tlsPin)
+        }
     }
 
     func upload(url: String, requestHeader: String, filePath: String, offset: UInt64, length: UInt64,
                 timeoutMilliseconds: Int64, tlsPin: Data) throws -> (status: Int, body: Data) {
         let inner = self.inner
-        return try wait {
+        return try wait(timeoutMilliseconds) {
             try await inner.upload(url: url, requestHeader: requestHeader, filePath: filePath, offset: offset,
                                    length: length, timeoutMilliseconds: timeoutMilliseconds, tlsPin: tlsPin)
         }
@@ -73,10 +75,17 @@ final class AsyncTransportBridge: DalaTransport, @unchecked Sendable {
         inFlight?.cancel()
     }
 
-    private func wait(_ call: @escaping @Sendable () async throws -> (status: Int, body: Data)) throws
+    /// Runs `call` as a detached task and waits for it, at most the call's timeout and 5 s more: a transport
+    /// that ignores cancellation, or needs a thread that is waiting on this one (a main-actor transport while
+    /// the main thread stops the session), cannot hold the sync for ever. Past that the call is cancelled and
+    /// counts as "unreachable".
+    private func wait(_ timeoutMilliseconds: Int64,
+                      _ call: @escaping @Sendable () async throws -> (status: Int, body: Data)) throws
         -> (status: Int, body: Data) {
         let done = DispatchSemaphore(value: 0)
         let box = TaskResult<(status: Int, body: Data)>()
+        // Made and registered under the lock: a cancel that comes meanwhile waits for it, then reaches it.
+        lock.lock()
         let task = Task.detached {
             do {
                 box.value = .success(try await call())
@@ -85,14 +94,18 @@ final class AsyncTransportBridge: DalaTransport, @unchecked Sendable {
             }
             done.signal()
         }
-        lock.lock()
         inFlight = task
         if cancelled { task.cancel() }
         lock.unlock()
-        done.wait()
+        let limit = DispatchTime.now() + .milliseconds(Int(max(0, min(timeoutMilliseconds, 86_400_000)))) + .seconds(5)
+        let ended = done.wait(timeout: limit) == .success
         lock.lock()
         inFlight = nil
         lock.unlock()
+        guard ended else {
+            task.cancel()
+            throw CancellationError()
+        }
         return try box.value!.get()
     }
 }

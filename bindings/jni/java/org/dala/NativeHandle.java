@@ -71,7 +71,7 @@ abstract class NativeHandle implements AutoCloseable {
     }
 
     interface HandleFunction<T> {
-        @NotNull T apply(long handle);
+        @Nullable T apply(long handle);
     }
 
     interface HandleAction {

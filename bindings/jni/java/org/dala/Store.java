@@ -348,11 +348,11 @@ public final class Store extends NativeHandle {
         return new Sync(this);
     }
 
-    static @NotNull byte[] idBytes(@NotNull ReportId id) {
+    static @Nullable byte[] idBytes(@Nullable ReportId id) {
         return id == null ? null : id.bytes();
     }
 
-    static void wipe(@NotNull byte[] secret) {
+    static void wipe(@Nullable byte[] secret) {
         if (secret != null) Arrays.fill(secret, (byte) 0);
     }
 
