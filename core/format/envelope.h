@@ -56,4 +56,8 @@ Result<SecretBuffer> ContentKey(std::span<const uint8_t> envelope, const crypto:
 // key commitment, the decryption, the inner signature, and that inside and outside agree (as OpenReport).
 Result<OpenedReport> OpenWithKey(std::span<const uint8_t> envelope, std::span<const uint8_t> content_key);
 
+// For tests: this thread's secret scratch memory (the content key's and the plaintext's buffers), which
+// Seal, Open, OpenReport and OpenWithKey reuse from call to call and zero before they return.
+std::vector<std::span<const uint8_t>> ScratchForTesting();
+
 }  // namespace dala::envelope

@@ -87,6 +87,10 @@ Status Store::CreateDatabase(const std::string& path, const SecretBuffer& db_key
   DALA_RETURN_IF_ERROR(fs::CreatePrivateFile(path));
   Failpoint("create_database.empty_file");
   DALA_ASSIGN_OR_RETURN(db::Db db, db::Db::Open(path, db_key, /*create=*/true));
+  // Nothing names this file yet (no key file, or a key file still holding another key): its schema and
+  // first rows are written without a sync per step, and made durable once, by the checkpoint below. A crash
+  // before that leaves a file that opens as no store, which creation and FinishReplacement both discard.
+  DALA_RETURN_IF_ERROR(db.Exec("PRAGMA synchronous = OFF;"));
   DALA_RETURN_IF_ERROR(MigrateStoreSchema(db));
   db::Txn txn(db);
   DALA_RETURN_IF_ERROR(txn.Begin());
@@ -95,6 +99,7 @@ Status Store::CreateDatabase(const std::string& path, const SecretBuffer& db_key
   DALA_RETURN_IF_ERROR(PutMetaInt(db, kMetaDeleteAfterDelivery, delete_after_delivery ? 1 : 0));
   DALA_RETURN_IF_ERROR(PutMetaInt(db, kMetaCreated, SystemNowMs()));
   DALA_RETURN_IF_ERROR(txn.Commit());
+  DALA_RETURN_IF_ERROR(db.Exec("PRAGMA synchronous = FULL;"));  // the checkpoint syncs the log, then the file
   DALA_RETURN_IF_ERROR(db.CheckpointTruncate());  // whole in its file before anything names it
   return db.CheckFileEncrypted();
 }

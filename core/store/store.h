@@ -304,6 +304,8 @@ class Store {
   // After the key file names the key of db_next: db_next replaces db (the old one's bytes overwritten
   // first if `overwrite_old`). Idempotent.
   static Status FinishReplacement(const StorePaths& paths, const SecretBuffer& db_key, bool overwrite_old);
+  // The end of a replacement known to have committed: db_next, whole and checkpointed, takes db's place.
+  static Status PromoteReplacement(const StorePaths& paths, bool overwrite_old);
 
   // *Locked: the caller holds mu_ (and, where they write, an open transaction).
   Result<uint64_t> NextCounterLocked();

@@ -95,8 +95,10 @@ Result<Store::Unlocked> Store::Unlock(const StorePaths& paths, const Credential&
       DALA_RETURN_IF_ERROR(fs::ReplaceFileShreddingOld(paths.key(), out.file));
       Failpoint("duress.key_replaced");
       // The old database is not overwritten here: that takes time in proportion to its size, and a
-      // duress open must take the time of any open. Its key is gone, which is what protects it.
-      DALA_RETURN_IF_ERROR(FinishReplacement(paths, out.db_key, /*overwrite_old=*/false));
+      // duress open must take the time of any open. Its key is gone, which is what protects it. Nor is
+      // either database opened again to find which one the key file names (FinishReplacement's work after a
+      // crash): db_next was made whole and checkpointed above, before the key file named it.
+      DALA_RETURN_IF_ERROR(PromoteReplacement(paths, /*overwrite_old=*/false));
       return out;
     } else {
       out.db_key = std::move(opened.secret);
@@ -147,6 +149,10 @@ Status Store::FinishReplacement(const StorePaths& paths, const SecretBuffer& db_
   // database's) would be applied to the wrong file.
   if (fs::Exists(paths.db_next() + "-wal") && attachment::FileSize(paths.db_next() + "-wal") > 0)
     return Status(Code::kCorrupt, "the new database's log was not written into it; restore the store from a backup");
+  return PromoteReplacement(paths, overwrite_old);
+}
+
+Status Store::PromoteReplacement(const StorePaths& paths, bool overwrite_old) {
   DALA_RETURN_IF_ERROR(fs::RemoveFile(paths.db() + "-wal"));
   DALA_RETURN_IF_ERROR(fs::RemoveFile(paths.db() + "-shm"));
   DALA_RETURN_IF_ERROR(fs::RemoveFile(paths.db() + "-journal"));
