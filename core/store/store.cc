@@ -68,6 +68,7 @@ Result<std::unique_ptr<Store>> Store::Create(const std::string& dir, const Crede
   // The key file is written last and marks the store as existing: anything else here is left over from an
   // interrupted create or wipe, unreadable without its key, and safe to remove.
   for (const auto& f : paths.Files()) DALA_RETURN_IF_ERROR(fs::RemoveFile(f));
+  DALA_RETURN_IF_ERROR(SweepWipes(dir));
 
   SecretBuffer db_key(32);
   randombytes_buf(db_key.data(), db_key.size());
@@ -146,38 +147,6 @@ Result<std::unique_ptr<Store>> Store::OpenWithKey(const std::string& dir, const 
     DALA_RETURN_IF_ERROR(store->SweepAttachmentsLocked());
   }
   return store;
-}
-
-Status Store::Wipe(const std::string& dir, const StoreFileNames& names,
-                   const std::function<Status()>& destroy_platform_key) {
-  if (dir.empty()) return {Code::kInvalidArgument, "the store directory must not be empty"};
-  DALA_RETURN_IF_ERROR(ValidateFileNames(names));
-  StorePaths paths(dir, names);
-  bool any = fs::IsDirectory(paths.media());
-  for (const auto& f : paths.Files()) any = any || fs::Exists(f);
-  // The platform key goes first even when no file is left (a wipe that was cut short).
-  Status first = destroy_platform_key ? destroy_platform_key() : Status::Ok();
-  if (!first.ok()) first = Status(first.code(), "the app could not destroy its platform key: " + first.message());
-  if (!any) return first.ok() ? Status(Code::kNotFound, "no Dala store at '" + dir + "' to wipe") : first;
-  auto keep_first = [&first](Status st) {
-    if (first.ok() && !st.ok()) first = std::move(st);
-  };
-  // Crypto-shredding: the wrapped key goes next; from here the database cannot be decrypted.
-  keep_first(fs::ShredFile(paths.key()));
-  keep_first(fs::ShredFile(paths.key_tmp()));
-  keep_first(fs::SyncDirectory(dir));
-  Failpoint("wipe.key_destroyed");
-  for (const auto& f : paths.Files()) keep_first(fs::RemoveFile(f));
-  // Attachment files are ciphertext under keys that were in the database: unreadable now; removed.
-  auto files = fs::ListFiles(paths.media());
-  if (files.ok()) {
-    for (const auto& f : *files) keep_first(fs::RemoveFile(fs::Join(paths.media(), f)));
-  } else {
-    keep_first(files.status());
-  }
-  (void)::rmdir(paths.media().c_str());
-  (void)::rmdir(dir.c_str());  // only if empty: the app may keep its own files there
-  return first;
 }
 
 Status Store::SetDeleteAfterDelivery(bool enabled) {

@@ -205,8 +205,14 @@ class Store {
                       const StoreOptions& options, const RekeyProgressFn& progress = nullptr);
   // Panic wipe, no credential: `destroy_platform_key` (if any) runs first; then the key file's bytes are
   // overwritten and it goes, then everything else. Everything is attempted even if a step fails.
+  // The files are moved out of the store's way (a rename each) and removed; past a budget of 60 ms the
+  // removal goes on on a thread of its own, and the wipe returns. The directory goes too if that leaves it
+  // empty within the budget.
   static Status Wipe(const std::string& dir, const StoreFileNames& names = {},
                      const std::function<Status()>& destroy_platform_key = nullptr);
+  // Removes, on a thread of its own, what a wipe in `dir` moved away and did not finish removing (its
+  // process ended first). Create calls it.
+  static Status SweepWipes(const std::string& dir);
 
   ~Store();
   Store(const Store&) = delete;

@@ -361,6 +361,79 @@ TEST(Store, WipeDestroysKeyAndFiles) {
   EXPECT_FALSE(std::filesystem::exists(dir + "/" + kDbFileName));
 }
 
+namespace wipe_test {
+std::atomic<bool> removing{false}, release{false};
+std::vector<std::string> Trash(const std::string& dir) {
+  std::vector<std::string> out;
+  if (!std::filesystem::exists(dir)) return out;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().filename().string().rfind(".wiped-", 0) == 0) out.push_back(e.path().string());
+  return out;
+}
+// Bounded: at most 10 s.
+bool EventuallyNoTrash(const std::string& dir) {
+  for (int i = 0; i < 1000 && !Trash(dir).empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return Trash(dir).empty();
+}
+}  // namespace wipe_test
+
+// The wipe returns once the key is gone and the files are out of the store's way, without waiting for
+// their removal past its budget (freeing a large file's blocks takes time in proportion to its size).
+// The removal is held here until the wipe has returned: no timing in the test.
+TEST(Store, WipeReturnsWithoutWaitingForItsFilesToBeFreed) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  { auto s = MustCreate(dir); MustDraft(*s, "x"); }
+  wipe_test::removing = false;
+  wipe_test::release = false;
+  testing::SetFailpointHook([](const char* n) {
+    if (std::string(n) != "wipe.removing") return;
+    wipe_test::removing = true;
+    for (int i = 0; i < 3000 && !wipe_test::release; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  });
+  ASSERT_TRUE(Store::Wipe(dir).ok());
+  EXPECT_TRUE(wipe_test::removing.load());
+  EXPECT_FALSE(wipe_test::release.load());  // returned while the removal was held
+  EXPECT_EQ(Store::Open(dir, Pass("pw"), FastOptions()).status().code(), Code::kNotFound);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/" + kKeyFileName));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/" + kDbFileName));
+  auto trash = wipe_test::Trash(dir);
+  ASSERT_EQ(trash.size(), 1u);
+  EXPECT_TRUE(std::filesystem::exists(trash[0] + "/" + kDbFileName));  // moved, not yet removed
+  EXPECT_FALSE(std::filesystem::exists(trash[0] + "/" + kKeyFileName));  // shredded in place, never moved
+  // A new store in the same directory meanwhile (the removal does not take the directory from under it).
+  wipe_test::release = true;
+  EXPECT_TRUE(wipe_test::EventuallyNoTrash(dir));
+  testing::SetFailpointHook(nullptr);
+  EXPECT_TRUE(std::filesystem::is_directory(dir));  // left, empty: the app may be making a store in it
+  EXPECT_TRUE(std::filesystem::is_empty(dir));
+  EXPECT_TRUE(MustCreate(dir, Pass("fresh")) != nullptr);
+}
+
+// A process that ends while the files are being removed leaves them, under keys that are gone, in the
+// wipe's own directory; the next create in that directory removes them.
+TEST(Store, WhatAWipeCutShortLeftIsRemovedByTheNextCreate) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  { auto s = MustCreate(dir); MustDraft(*s, "x"); }
+  pid_t pid = fork();
+  if (pid == 0) {
+    testing::SetFailpointHook([](const char* n) { if (std::string(n) == "wipe.removing") _exit(0); });
+    (void)Store::Wipe(dir);
+    _exit(1);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  auto trash = wipe_test::Trash(dir);
+  ASSERT_EQ(trash.size(), 1u);
+  EXPECT_TRUE(std::filesystem::exists(trash[0] + "/" + kDbFileName));
+  EXPECT_EQ(Store::Open(dir, Pass("pw"), FastOptions()).status().code(), Code::kNotFound);
+  EXPECT_TRUE(MustCreate(dir, Pass("fresh")) != nullptr);
+  EXPECT_TRUE(wipe_test::EventuallyNoTrash(dir));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/" + kDbFileName));  // the new store's
+}
+
 // A crash right after the key is destroyed: the store is gone for good (no key), and a new store can be
 // created in its place.
 TEST(Store, WipeInterruptedAfterKeyDestroyed) {
