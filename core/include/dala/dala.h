@@ -185,7 +185,9 @@ DALA_API dala_status dala_store_rekey(const char *dir, const dala_credential *ol
 
 /* Any thread. Panic wipe, no credential needed: destroys the wrapped key first (overwritten, synced and
    removed: from then on the data cannot be decrypted), then removes the store's files and, if empty,
-   the directory. Close open handles on the store first. DALA_ERR_NOT_FOUND when there is no store. */
+   the directory. The files are first moved into a directory of the wipe's own inside dir; if removing
+   them takes more than about 60 ms (a large store), the call returns and a thread of the library's own
+   finishes, leaving dir in place; the next dala_store_create in dir removes what an ended process left. Close open handles on the store first. DALA_ERR_NOT_FOUND when there is no store. */
 DALA_API dala_status dala_store_wipe(const char *dir, dala_error **out_error) DALA_NOEXCEPT;
 
 /* Any thread. dala_store_wipe for a store with its own file names, and which first calls the app's
