@@ -68,7 +68,7 @@ Result<std::unique_ptr<Store>> Store::Create(const std::string& dir, const Crede
   // The key file is written last and marks the store as existing: anything else here is left over from an
   // interrupted create or wipe, unreadable without its key, and safe to remove.
   for (const auto& f : paths.Files()) DALA_RETURN_IF_ERROR(fs::RemoveFile(f));
-  DALA_RETURN_IF_ERROR(SweepWipes(dir));
+  DALA_RETURN_IF_ERROR(SweepWipes(dir, options.names));
 
   SecretBuffer db_key(32);
   randombytes_buf(db_key.data(), db_key.size());
@@ -102,6 +102,9 @@ Status Store::CreateDatabase(const std::string& path, const SecretBuffer& db_key
   DALA_RETURN_IF_ERROR(txn.Commit());
   DALA_RETURN_IF_ERROR(db.Exec("PRAGMA synchronous = FULL;"));  // the checkpoint syncs the log, then the file
   DALA_RETURN_IF_ERROR(db.CheckpointTruncate());  // whole in its file before anything names it
+  // And synced, whatever the checkpoint found left to copy (an automatic one may have copied pages earlier,
+  // unsynced).
+  DALA_RETURN_IF_ERROR(fs::SyncFile(path));
   return db.CheckFileEncrypted();
 }
 
@@ -117,6 +120,7 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, const Credent
   DALA_ASSIGN_OR_RETURN(Unlocked unlocked, Unlock(StorePaths(dir, options.names), cred, options));
   DALA_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, OpenWithKey(dir, unlocked.db_key, options));
   store->lock_ = std::move(lock);
+  DALA_RETURN_IF_ERROR(SweepWipes(dir, options.names));
   return store;
 }
 

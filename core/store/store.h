@@ -211,8 +211,8 @@ class Store {
   static Status Wipe(const std::string& dir, const StoreFileNames& names = {},
                      const std::function<Status()>& destroy_platform_key = nullptr);
   // Removes, on a thread of its own, what a wipe in `dir` moved away and did not finish removing (its
-  // process ended first). Create calls it.
-  static Status SweepWipes(const std::string& dir);
+  // process ended first), and what a duress open moved away. Create and Open call it.
+  static Status SweepWipes(const std::string& dir, const StoreFileNames& names);
 
   ~Store();
   Store(const Store&) = delete;

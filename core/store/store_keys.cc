@@ -14,6 +14,7 @@
 #include "crypto/attachment_file.h"
 #include "crypto/store_key_file.h"
 #include "store/store.h"
+#include "store/store_trash.h"
 
 namespace dala {
 namespace {
@@ -94,11 +95,21 @@ Result<Store::Unlocked> Store::Unlock(const StorePaths& paths, const Credential&
       out.file = ClearSlot(SealSlot(file, KeySlot::kStore, out.kek, out.db_key), KeySlot::kDuress);
       DALA_RETURN_IF_ERROR(fs::ReplaceFileShreddingOld(paths.key(), out.file));
       Failpoint("duress.key_replaced");
-      // The old database is not overwritten here: that takes time in proportion to its size, and a
-      // duress open must take the time of any open. Its key is gone, which is what protects it. Nor is
-      // either database opened again to find which one the key file names (FinishReplacement's work after a
-      // crash): db_next was made whole and checkpointed above, before the key file named it.
+      // A duress open must take the time of any open, whatever the size of what it destroys. So the old
+      // database and attachment files are neither overwritten nor freed here (both take time in proportion
+      // to their size; their key is gone, which is what protects them): they are moved away, a rename each,
+      // and removed on a thread of their own. Nor is either database opened again to find which one the key
+      // file names (FinishReplacement's work after a crash): db_next was made whole and checkpointed above,
+      // before the key file named it.
+      Status moved;
+      const std::string& d = options.names.database;
+      std::string bin = trash::MoveAway(paths.dir(), d, {d, d + "-wal", d + "-shm", d + "-journal", options.names.media},
+                                        &moved);
+      DALA_RETURN_IF_ERROR(moved);
+      Failpoint("duress.moved_away");
       DALA_RETURN_IF_ERROR(PromoteReplacement(paths, /*overwrite_old=*/false));
+      if (!bin.empty())
+        trash::RemoveInBackground(paths.dir(), {bin}, /*remove_dir=*/false, std::chrono::steady_clock::now());
       return out;
     } else {
       out.db_key = std::move(opened.secret);

@@ -2,6 +2,7 @@
 
 #include "base/db.h"
 #include "base/fsutil.h"
+#include "store/store_trash.h"
 
 namespace dala {
 namespace {
@@ -27,6 +28,11 @@ Status ValidateFileNames(const StoreFileNames& n) {
   for (size_t i = 0; i < all.size(); ++i)
     for (size_t j = i + 1; j < all.size(); ++j)
       if (all[i] == all[j]) return {Code::kInvalidArgument, "the store's file names must all differ"};
+  // The directories a wipe or a duress open moves files into are named "<database>.<16 hex digits>".
+  for (const std::string* name : {&n.key, &n.media})
+    if (trash::IsTrashName(*name, n.database))
+      return {Code::kInvalidArgument, "the store's key file and media directory cannot be named after its database "
+                                      "followed by a dot and 16 hex digits (the wipe uses such names)"};
   return Status::Ok();
 }
 

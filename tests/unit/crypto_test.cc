@@ -145,6 +145,11 @@ TEST(Crypto, EnvelopeScratchHoldsNothingAfterwards) {
   EXPECT_TRUE(all_zero(scratch[0])) << "the content key was left in the scratch after Open";
   EXPECT_FALSE(holds_canary(scratch[1])) << "the report was left in the scratch after Open";
 
+  // A seal that fails once the content key is made (a recipient key libsodium refuses) leaves it no more.
+  PublicKey low_order{};  // the all-zero point
+  std::vector<PublicKey> bad = {low_order};
+  EXPECT_FALSE(envelope::Seal(dev, h, Bytes(canary), bad).ok());
+  EXPECT_TRUE(all_zero(envelope::ScratchForTesting()[0])) << "the content key was left after a failed Seal";
 }
 
 // The attack key commitment stops ("invisible salamanders"): XChaCha20-Poly1305 is not key-committing, so

@@ -6,12 +6,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
 #include <cctype>
 #include <filesystem>
 #include <functional>
 #include <set>
 
 #include "base/failpoint.h"
+#include "store/store_trash.h"
 #include "base/fsutil.h"
 #include "crypto/attachment_file.h"
 #include "crypto/store_key_file.h"
@@ -331,10 +335,11 @@ TEST(Duress, BadSetupsAreRefusedAndChangeNothing) {
 // nothing (before the key file is replaced), or is the new empty store under the duress passphrase.
 TEST(Duress, KilledAtAnyStepOneStoreOrTheOther) {
   for (const char* point : {"create_database.empty_file", "duress.before_key", "atomic_write.before_rename",
-                            "duress.key_replaced", "replace.before_rename"}) {
+                            "duress.key_replaced", "duress.moved_away", "replace.before_rename"}) {
     DuressStore d(Pass("real pw"), Pass("duress pw"));
     ASSERT_TRUE(KilledAt(point, [&] { (void)Open(d.dir, Pass("duress pw")); })) << point << ": not reached";
-    bool committed = std::string(point) == "duress.key_replaced" || std::string(point) == "replace.before_rename";
+    bool committed = std::string(point) == "duress.key_replaced" || std::string(point) == "duress.moved_away" ||
+                     std::string(point) == "replace.before_rename";
     auto real = Open(d.dir, Pass("real pw"));
     if (!committed) {
       ASSERT_TRUE(real.ok()) << point << ": " << real.status().message();
@@ -349,6 +354,57 @@ TEST(Duress, KilledAtAnyStepOneStoreOrTheOther) {
     }
     EXPECT_FALSE(std::filesystem::exists(d.dir + "/" + kDbFileName + ".next")) << point;
   }
+}
+
+namespace duress_test {
+std::atomic<bool> removing{false}, release{false};
+std::vector<std::string> Trash(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (trash::IsTrashName(e.path().filename().string(), kDbFileName)) out.push_back(e.path().string());
+  return out;
+}
+}  // namespace duress_test
+
+// A duress open takes the time of any open whatever the size of what it destroys: the old database and
+// attachment files are moved away (a rename each), not freed while the open waits (freeing takes time in
+// proportion to their size). Their removal is held here until the open has returned: no timing in the test.
+TEST(Duress, TheOldFilesAreMovedAwayAndFreedWithoutTheOpenWaiting) {
+  DuressStore d(Pass("real pw"), Pass("duress pw"));
+  duress_test::removing = false;
+  duress_test::release = false;
+  testing::SetFailpointHook([](const char* n) {
+    if (std::string(n) != "wipe.removing") return;
+    duress_test::removing = true;
+    for (int i = 0; i < 3000 && !duress_test::release; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  });
+  {
+    auto s = Open(d.dir, Pass("duress pw"));
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    EXPECT_TRUE((*s)->List()->empty());
+  }
+  EXPECT_FALSE(duress_test::release.load());  // the open returned while the removal was held
+  auto trash = duress_test::Trash(d.dir);
+  ASSERT_FALSE(trash.empty());
+  bool old_db_held = false, old_media_held = false;
+  for (const auto& t : trash) {
+    if (std::filesystem::exists(t + "/" + kDbFileName)) {
+      old_db_held = true;
+      EXPECT_TRUE(test::DecryptAllPages(t + "/" + kDbFileName, d.old_db_key).has_value());  // the real store's
+    }
+    old_media_held = old_media_held || std::filesystem::exists(t + "/" + kAttachmentDirName);
+  }
+  EXPECT_TRUE(old_db_held);
+  EXPECT_TRUE(old_media_held);
+  // The store in its place is the new one; the real passphrase opens nothing.
+  EXPECT_FALSE(test::DecryptAllPages(d.dir + "/" + kDbFileName, d.old_db_key).has_value());
+  EXPECT_EQ(Open(d.dir, Pass("real pw")).status().code(), Code::kWrongKey);
+  duress_test::release = true;
+  for (int i = 0; i < 1000 && !duress_test::Trash(d.dir).empty(); ++i)  // bounded: 10 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  testing::SetFailpointHook(nullptr);
+  EXPECT_TRUE(duress_test::Trash(d.dir).empty());
+  EXPECT_TRUE(Open(d.dir, Pass("duress pw")).ok());
 }
 
 // Item 2: re-keying.

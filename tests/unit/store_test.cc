@@ -19,6 +19,7 @@
 #include "crypto/keyfile.h"
 #include "crypto/store_key_file.h"
 #include "page_scan.h"
+#include "store/store_trash.h"
 
 namespace dala {
 namespace {
@@ -367,7 +368,7 @@ std::vector<std::string> Trash(const std::string& dir) {
   std::vector<std::string> out;
   if (!std::filesystem::exists(dir)) return out;
   for (const auto& e : std::filesystem::directory_iterator(dir))
-    if (e.path().filename().string().rfind(".wiped-", 0) == 0) out.push_back(e.path().string());
+    if (trash::IsTrashName(e.path().filename().string(), kDbFileName)) out.push_back(e.path().string());
   return out;
 }
 // Bounded: at most 10 s.
@@ -401,13 +402,53 @@ TEST(Store, WipeReturnsWithoutWaitingForItsFilesToBeFreed) {
   ASSERT_EQ(trash.size(), 1u);
   EXPECT_TRUE(std::filesystem::exists(trash[0] + "/" + kDbFileName));  // moved, not yet removed
   EXPECT_FALSE(std::filesystem::exists(trash[0] + "/" + kKeyFileName));  // shredded in place, never moved
-  // A new store in the same directory meanwhile (the removal does not take the directory from under it).
+  // A new store in the same directory meanwhile: the removal takes neither the directory nor the new
+  // store from under it.
+  ReportId fresh_id{};
+  {
+    auto s = MustCreate(dir, Pass("fresh"));
+    fresh_id = MustDraft(*s, "after the wipe").id();
+  }
   wipe_test::release = true;
   EXPECT_TRUE(wipe_test::EventuallyNoTrash(dir));
   testing::SetFailpointHook(nullptr);
-  EXPECT_TRUE(std::filesystem::is_directory(dir));  // left, empty: the app may be making a store in it
-  EXPECT_TRUE(std::filesystem::is_empty(dir));
-  EXPECT_TRUE(MustCreate(dir, Pass("fresh")) != nullptr);
+  EXPECT_TRUE(MustOpen(dir, Pass("fresh"))->Get(fresh_id).ok());
+}
+
+// A key file that cannot be overwritten (here a symbolic link, which the shredder does not follow) is
+// still removed where it is, and never moved beside the database it opens.
+TEST(Store, AKeyFileThatCannotBeShreddedIsRemovedNotMoved) {
+  TempDir t;
+  std::string dir = t.sub("s");
+  { auto s = MustCreate(dir); MustDraft(*s, "x"); }
+  std::string elsewhere = t.sub("key-elsewhere");
+  std::filesystem::rename(dir + "/" + kKeyFileName, elsewhere);
+  std::filesystem::create_symlink(elsewhere, dir + "/" + kKeyFileName);
+  wipe_test::removing = false;
+  wipe_test::release = false;
+  testing::SetFailpointHook([](const char* n) {
+    if (std::string(n) != "wipe.removing") return;
+    for (int i = 0; i < 3000 && !wipe_test::release; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  });
+  EXPECT_FALSE(Store::Wipe(dir).ok());  // the shredding failed, and says so
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::symlink_status(dir + "/" + kKeyFileName)));
+  for (const auto& bin : wipe_test::Trash(dir)) {
+    EXPECT_FALSE(std::filesystem::exists(std::filesystem::symlink_status(bin + "/" + kKeyFileName))) << bin;
+    EXPECT_TRUE(std::filesystem::exists(bin + "/" + kDbFileName)) << bin;  // moved, not yet removed
+  }
+  wipe_test::release = true;
+  EXPECT_TRUE(wipe_test::EventuallyNoTrash(dir));
+  testing::SetFailpointHook(nullptr);
+}
+
+// Names the app could choose that the wipe's own directories would take for theirs are refused.
+TEST(Store, NoFileOfTheStoreMayBeNamedAsTheWipesDirectories) {
+  TempDir t;
+  StoreOptions o = FastOptions();
+  o.names.media = std::string(kDbFileName) + ".0123456789abcdef";
+  EXPECT_EQ(Store::Create(t.sub("s"), Pass("pw"), o).status().code(), Code::kInvalidArgument);
+  o.names.media = std::string(kDbFileName) + ".0123456789abcdeg";  // not hex: allowed
+  EXPECT_TRUE(Store::Create(t.sub("s2"), Pass("pw"), o).ok());
 }
 
 // A process that ends while the files are being removed leaves them, under keys that are gone, in the
