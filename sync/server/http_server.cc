@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/failpoint.h"
 #include "format/invite.h"
 #include "format/receipt.h"
 #include "format/request.h"
@@ -140,6 +141,7 @@ struct HttpServer::Impl {
   // GET /metrics on the metrics listener, or from a loopback client no proxy forwarded; otherwise the core
   // answers, and a refused /metrics gets the 404 of any path the core does not know.
   asio::awaitable<HttpResult> Route(const std::string& peer, const http::request<http::string_body>& req) {
+    Failpoint("server.io.route");  // on this I/O thread (the watchdog test holds it here)
     const bool metrics = req.target() == kMetricsPath && req.method() == http::verb::get;
     const bool forwarded = req.count("X-Forwarded-For") + req.count("Forwarded") + req.count("X-Real-IP") > 0;
     const HttpOptions& opt = fixed;

@@ -266,8 +266,9 @@ int Run(const Options& a) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  // Crash tests only: slow the server down at its failpoints so a SIGKILL lands inside a push, or end it
-  // at once (as a SIGKILL would) at the failpoint named.
+  // Tests only: slow the server down at its failpoints so a SIGKILL lands inside a push, end it at once (as
+  // a SIGKILL would) at the failpoint named, or hold the thread that reaches one failpoint for a while
+  // (NAME:MS; the watchdog test stalls the I/O threads with it).
   if (const char* d = std::getenv("DALA_TEST_FAILPOINT_DELAY_MS")) {
     static int delay_ms = std::atoi(d);
     dala::testing::SetFailpointHook([](const char*) { std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms)); });
@@ -275,6 +276,16 @@ int Run(const Options& a) {
     static std::string exit_at = at;
     dala::testing::SetFailpointHook([](const char* name) {
       if (exit_at == name) ::_exit(99);
+    });
+  } else if (const char* stall = std::getenv("DALA_TEST_FAILPOINT_STALL")) {
+    static std::string stall_at = stall;
+    static int stall_ms = 0;
+    if (auto colon = stall_at.rfind(':'); colon != std::string::npos) {
+      stall_ms = std::atoi(stall_at.c_str() + colon + 1);
+      stall_at.resize(colon);
+    }
+    dala::testing::SetFailpointHook([](const char* name) {
+      if (stall_at == name) std::this_thread::sleep_for(std::chrono::milliseconds(stall_ms));
     });
   }
   if (!a.tsa_url.empty()) Check(dala::server::CheckTsaUrl(a.tsa_url));

@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
@@ -63,8 +64,8 @@ def unit_checks(server_bin, source, work):
 class Notifications:
     """A NOTIFY_SOCKET as systemd binds it: a Unix datagram socket; each message is KEY=VALUE lines."""
 
-    def __init__(self, work):
-        self.path = os.path.join(work, "notify.sock")
+    def __init__(self, work, name="notify.sock"):
+        self.path = os.path.join(work, name)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
         self.got = []
@@ -172,6 +173,52 @@ def config_errors(server_bin, work, data):
         r = subprocess.run([server_bin, "run", "--config", path], capture_output=True, text=True, timeout=30)
         check(f"a config file with {what} is refused (exit 2), naming line {line}",
               r.returncode == 2 and f"line {line}:" in r.stderr and word in r.stderr, (r.returncode, r.stderr[-300:]))
+
+
+def stuck_event_loop(server_bin, server, work):
+    """The watchdog's other half: a server whose I/O threads are stuck stops pinging, and pings again once they
+    are free. Each request is held 5 s on the I/O thread that routes it (a test-only failpoint); three at once
+    hold both threads, and the watchdog's check (a task posted to them, answered within 1 s) fails."""
+    notify = Notifications(work, "notify-stuck.sock")
+    env = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="2000000",
+               DALA_TEST_FAILPOINT_STALL="server.io.route:5000")
+    env.pop("WATCHDOG_PID", None)
+    with open(os.path.join(work, "stuck.log"), "w") as err:
+        proc = subprocess.Popen([server_bin, "run", "--data", server.data, "--listen", f"127.0.0.1:{server.port}"],
+                                stdout=subprocess.DEVNULL, stderr=err, env=env)
+    check("a server started with a 2 s watchdog is ready and pings it", notify.wait_for("READY", "1") is not None
+          and notify.wait_for("WATCHDOG", "1", timeout=5) is not None, notify.got[-3:])
+    answers = []
+
+    def health():
+        try:
+            conn = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+            answers.append(get(conn, "/v2/health"))
+            conn.close()
+        except OSError:
+            answers.append(0)
+
+    threads = [threading.Thread(target=health) for _ in range(3)]
+    t0 = time.time()
+    for t in threads:
+        t.start()
+    # A ping already on its way when the threads were taken may still arrive; none after that, while stuck.
+    quiet_from, quiet_to = t0 + 1.5, t0 + 4.5
+    pings_while_stuck = []
+    while time.time() < quiet_to:
+        got = notify.wait_for("WATCHDOG", "1", timeout=quiet_to - time.time())
+        if got is not None and time.time() >= quiet_from:
+            pings_while_stuck.append(round(time.time() - t0, 2))
+    check("  with both I/O threads stuck, it stops pinging (nothing from 1.5 s to 4.5 s)", not pings_while_stuck,
+          pings_while_stuck)
+    resumed = notify.wait_for("WATCHDOG", "1", timeout=8)
+    for t in threads:
+        t.join(timeout=20)
+    check("  once they are free it pings again, and the held requests are answered",
+          resumed is not None and answers == [200, 200, 200], (answers, notify.got[-3:]))
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    return proc
 
 
 def main():
@@ -282,6 +329,7 @@ def main():
         check("SIGTERM: the server tells systemd it is stopping and exits 0", stopping is not None and code == 0,
               (code, notify.got[-3:]))
         old.close()
+        proc = stuck_event_loop(server_bin, server, work)
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()
