@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -260,6 +261,11 @@ class ServerCore {
   std::mutex uploads_mu_;
   std::map<std::string, UploadState> uploads_;  // by attachment file name, under uploads_mu_
   std::atomic<uint64_t> stored_bytes_{0};
+  // Under mu_, where --max-storage-mib is checked: on PostgreSQL every node stores into one attachment
+  // store, so what the others stored is counted again from the database, at most every 2 s (limits are
+  // then kept across nodes to within what they store in that time; a single node's are as exact as before).
+  void RecountSharedBytesLocked();
+  std::chrono::steady_clock::time_point recounted_{};  // under mu_
 
   std::string dir_;
   std::unique_ptr<AttachmentStore> attachments_;  // DIR/attachments, or what init --blobs named

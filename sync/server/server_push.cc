@@ -96,6 +96,7 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
       }
       if (!complete && limits_.max_storage_bytes != 0) {
         // No room for what is missing: say so now, before the phone sends any of it.
+        RecountSharedBytesLocked();
         uint64_t missing = 0;
         for (const auto& m : it.h.attachments) {
           missing += m.size() - std::min(m.size(), received(m));

@@ -151,6 +151,7 @@ ServerCore::UploadStart ServerCore::BeginUploadUnsigned(uint64_t body_length, co
     auto hv = q->BlobView(2);
     stored.chunk_hashes.assign(reinterpret_cast<const char*>(hv.data()), hv.size());
     stored.complete = q->Int(3) != 0;
+    if (limits_.max_storage_bytes != 0 && !stored.complete) RecountSharedBytesLocked();
   }
   std::unique_ptr<UploadSession> s(new UploadSession(*this));
   s->request_hash_ = hash;

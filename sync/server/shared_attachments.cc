@@ -1,11 +1,30 @@
-// CheckSharedAttachments (attachment_store.h): nodes on one database use one attachment store.
+// What nodes on one database share: CheckSharedAttachments (attachment_store.h), one attachment store for
+// all; ServerCore::RecountSharedBytesLocked, the bytes all of them stored into it.
 #include <sodium.h>
 
 #include "base/encoding.h"
 #include "server/attachment_store.h"
+#include "server/server_core.h"
 #include "server/sql/sql.h"
 
 namespace dala::server {
+
+void ServerCore::RecountSharedBytesLocked() {
+  if (db_->engine() != sql::Engine::kPostgres) return;  // one node: its own count is the whole
+  const auto now = std::chrono::steady_clock::now();
+  if (recounted_ != std::chrono::steady_clock::time_point{} && now - recounted_ < std::chrono::seconds(2)) return;
+  recounted_ = now;
+  auto sum = db_->Prepare("SELECT coalesce(sum(size), 0) FROM attachments WHERE complete = 1");
+  if (!sum.ok()) return;  // the limit is checked against this node's count meanwhile
+  auto row = sum->Step();
+  if (!row.ok() || !*row) return;
+  // What this node counted includes uploads not yet whole; the database, whole attachments of every node.
+  const uint64_t all = static_cast<uint64_t>(sum->Int(0));
+  uint64_t mine = stored_bytes_.load();
+  while (all > mine && !stored_bytes_.compare_exchange_weak(mine, all)) {
+  }
+  metrics_.attachment_bytes_held.Set(static_cast<double>(stored_bytes_.load()));
+}
 
 Status CheckSharedAttachments(sql::Connection& db, AttachmentStore& store) {
   if (db.engine() != sql::Engine::kPostgres) return Status::Ok();  // one node: nothing to share

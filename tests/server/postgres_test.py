@@ -40,6 +40,39 @@ def add_report(dala, store, place):
                 "--text", f"Seen at {place}.", "--seal")
 
 
+def storage_limit_across_nodes(dala, server_bin, desk, cluster, work, servers):
+    """--max-storage-mib on nodes that share one attachment store is the store's limit, not each node's: what
+    one node stored counts on the other (recounted from the database at most every 2 s)."""
+    url = cluster.new_database()
+    e_dir, f_dir = os.path.join(work, "node-e"), os.path.join(work, "node-f")
+    out = harness.run(server_bin, "init", "--data", e_dir, "--organisation", desk.identity, "--database", url,
+                      "--blobs", os.path.join(work, "ef-blobs")).stdout
+    key = out.strip().splitlines()[-1]
+    shutil.copytree(e_dir, f_dir)
+    e = harness.Server(server_bin, e_dir, desk=desk)
+    f = harness.Server(server_bin, f_dir, desk=desk)
+    e.key = f.key = key
+    e.start("--max-storage-mib", "1")
+    f.start("--max-storage-mib", "1")  # both started before anything is stored: each counts nothing
+    servers += [e, f]
+    clip = os.path.join(work, "clip.mp4")
+    with open(clip, "wb") as out_file:
+        out_file.write(os.urandom(700 << 10))
+    first = harness.new_phone(dala, os.path.join(work, "limit-e"), desk.invite(key, f"http://127.0.0.1:{e.port}", uses=1))
+    second = harness.new_phone(dala, os.path.join(work, "limit-f"), desk.invite(key, f"http://127.0.0.1:{f.port}", uses=1))
+    for phone in (first, second):
+        harness.run(dala, "report", "add", "--store", phone, "--form", "detention/1", "--text", "A clip.",
+                    "--attach", clip, "--seal")
+    r = harness.run(dala, "sync", "--store", first, check=False, timeout=120)
+    check("a 700 KiB clip stored through node E (limit 1 MiB)", r.returncode == 0, (r.returncode, r.stderr[-300:]))
+    time.sleep(2.2)  # past node F's recount interval
+    r = harness.run(dala, "sync", "--store", second, check=False, timeout=120)
+    check("  a second one through node F is refused: the shared store is full, whichever node stored the first",
+          r.returncode == 5 and "storage is full" in r.stderr, (r.returncode, r.stderr[-300:]))
+    for s in (e, f):
+        s.stop()
+
+
 def main():
     bin_dir = os.path.abspath(sys.argv[1])
     dala, server_bin = harness.binaries(bin_dir)
@@ -242,6 +275,8 @@ def main():
                 if proc.poll() is None:
                     proc.terminate()
                     proc.wait(timeout=30)
+
+        storage_limit_across_nodes(dala, server_bin, desk, cluster, work, servers)
     finally:
         for s in servers:
             if s.alive():
