@@ -193,6 +193,8 @@ Result<Db> Db::OpenAs(const std::string& path, const SecretBuffer& key, bool cre
   DALA_ASSIGN_OR_RETURN(std::string log_level, QueryText(db, "PRAGMA cipher_log_level;"));
   if (log_level != "NONE") return Status(Code::kNotEncrypted, "SQLCipher 4 is needed; refusing to continue");
   DALA_RETURN_IF_ERROR(ApplyFormat(db, "main", static_cast<Format>(format)));
+  // cipher_memory_security is the process's, not this connection's: left as the app set it (off by
+  // default; docs/platform.md says what it costs and why).
 
   // Defensive: SQL cannot corrupt the file on purpose (writable_schema, page-level tricks); untrusted
   // schema: functions with side effects never run from a view or trigger stored in the file.
