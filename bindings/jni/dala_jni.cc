@@ -21,7 +21,8 @@ namespace {
 JavaVM* g_vm = nullptr;
 // Looked up once in JNI_OnLoad, where the class loader that loaded org.dala is in effect: a library thread
 // attached later would only see the system class loader.
-jclass g_native = nullptr, g_io_exception = nullptr;
+jclass g_native = nullptr, g_io_exception = nullptr, g_sync_progress = nullptr;
+jmethodID g_sync_progress_init = nullptr;  // SyncProgress(String, long x5)
 jmethodID g_string = nullptr;
 
 // The JNIEnv of this thread; a library thread (a sync session's) is attached for the call and detached after.
@@ -65,7 +66,7 @@ struct Callbacks {
     if (l != nullptr) {
       listener = env->NewGlobalRef(l);
       jclass c = env->GetObjectClass(l);
-      on_progress = env->GetMethodID(c, "onProgress", "(Ljava/lang/String;JJJJJ)V");
+      on_progress = env->GetMethodID(c, "onProgress", "(Lorg/dala/SyncProgress;)V");
       if (on_progress == nullptr) return false;
     }
     if (t != nullptr) {
@@ -123,11 +124,17 @@ void OnProgress(void* ctx, const dala_sync_progress* p) {
   if (env == nullptr || cb->listener == nullptr) return;
   jstring dest = JString(env, p->destination);
   if (dest == nullptr) return;
-  env->CallVoidMethod(cb->listener, cb->on_progress, dest, static_cast<jlong>(p->delivered),
-                      static_cast<jlong>(p->rejected), static_cast<jlong>(p->remaining),
-                      static_cast<jlong>(p->upload_done), static_cast<jlong>(p->upload_total));
-  cb->Threw(env);
+  jobject progress = env->NewObject(g_sync_progress, g_sync_progress_init, dest, static_cast<jlong>(p->delivered),
+                                    static_cast<jlong>(p->rejected), static_cast<jlong>(p->remaining),
+                                    static_cast<jlong>(p->upload_done), static_cast<jlong>(p->upload_total));
   env->DeleteLocalRef(dest);
+  if (progress == nullptr) {  // out of memory: an OutOfMemoryError pending, dropped as a listener's would be
+    cb->Threw(env);
+    return;
+  }
+  env->CallVoidMethod(cb->listener, cb->on_progress, progress);
+  cb->Threw(env);
+  env->DeleteLocalRef(progress);
 }
 
 dala_status OnPost(void* ctx, const char* url, const uint8_t* body, size_t size, int64_t timeout_ms,
@@ -478,9 +485,14 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM* vm, void*) {
   if (vm->GetEnv(reinterpret_cast<void**>(&env), JNI_VERSION_1_6) != JNI_OK) return JNI_ERR;
   jclass nat = env->FindClass("org/dala/Native");
   jclass io = env->FindClass("java/io/IOException");
-  if (nat == nullptr || io == nullptr) return JNI_ERR;
+  // Found here, with the app's class loader: a thread the library started would find only the system's.
+  jclass progress = env->FindClass("org/dala/SyncProgress");
+  if (nat == nullptr || io == nullptr || progress == nullptr) return JNI_ERR;
   g_native = static_cast<jclass>(env->NewGlobalRef(nat));
   g_io_exception = static_cast<jclass>(env->NewGlobalRef(io));
+  g_sync_progress = static_cast<jclass>(env->NewGlobalRef(progress));
+  g_sync_progress_init = env->GetMethodID(g_sync_progress, "<init>", "(Ljava/lang/String;JJJJJ)V");
+  if (g_sync_progress_init == nullptr) return JNI_ERR;
   g_string = env->GetStaticMethodID(g_native, "string", "([B)Ljava/lang/String;");
   return g_string != nullptr ? JNI_VERSION_1_6 : JNI_ERR;
 }

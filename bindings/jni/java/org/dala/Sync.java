@@ -5,10 +5,13 @@ import org.jetbrains.annotations.Nullable;
 
 /** Delivery to the organisation's servers. */
 public final class Sync {
-    /** Called on the thread running {@link #runOnce}, after each request. */
+    /**
+     * Called on the thread running the sync, after each request: a lambda in Java and Kotlin
+     * ({@code p -> bar.setProgress(p.uploadDone, p.uploadTotal)}).
+     */
+    @FunctionalInterface
     public interface ProgressListener {
-        void onProgress(@NotNull String destination, long delivered, long rejected, long remaining, long uploadDone,
-                        long uploadTotal);
+        void onProgress(@NotNull SyncProgress progress);
     }
 
     /** What a run did. */

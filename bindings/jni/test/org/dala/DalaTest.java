@@ -404,21 +404,28 @@ class DalaTest {
                 s.seal(r);
             }
             // A listener that throws: the run completes and records everything; then the exception surfaces.
+            // It is called after every request all the same, with one SyncProgress value each.
+            java.util.List<SyncProgress> seen = new java.util.ArrayList<>();
             IllegalStateException thrown = assertThrows(IllegalStateException.class,
-                    () -> s.sync().runOnce(30_000, (d, delivered, rejected, remaining, up, total) -> {
+                    () -> s.sync().runOnce(30_000, p -> {
+                        seen.add(p);
                         throw new IllegalStateException("listener failed");
                     }));
             assertEquals("listener failed", thrown.getMessage());
-            long[] lastUpload = new long[2];
-            Sync.Result r = s.sync().runOnce(30_000, (d, delivered, rejected, remaining, up, total) -> {
-                lastUpload[0] = up;
-                lastUpload[1] = total;
-            });
+            assertTrue(seen.size() > 1, "called after each request, throwing or not");
+            SyncProgress last = seen.get(seen.size() - 1);
+            assertEquals(s.servers().get(0).destination, last.destination);
+            assertEquals(4, last.delivered);
+            assertEquals(0, last.remaining);
+            assertTrue(last.uploadTotal >= 2_500_000, "the video's bytes are counted");
+            assertEquals(last.uploadTotal, last.uploadDone, "progress reached the whole upload");
+            assertTrue(last.toString().contains(last.destination));
+            Sync.Result r = s.sync().runOnce(30_000, p -> { });
+            assertEquals(0, r.delivered);  // everything went in the first run
             assertEquals(0, r.remaining);
             assertEquals(4, s.receipts().size());
             for (Receipt rc : s.receipts()) assertTrue(rc.verified);
             for (ReportInfo info : s.reports()) assertEquals(ReportState.DELIVERED, info.state);
-            assertEquals(lastUpload[1], lastUpload[0], "progress reached the whole upload");
             OutboxStats st = s.outboxStats(destination);
             assertEquals(4, st.delivered);
             assertEquals(0, st.pending + st.inFlight + st.rejected);
@@ -474,8 +481,8 @@ class DalaTest {
             java.util.concurrent.ExecutorService one = java.util.concurrent.Executors.newSingleThreadExecutor();
             java.util.concurrent.CountDownLatch uploading = new java.util.concurrent.CountDownLatch(1);
             java.util.concurrent.Future<Sync.Result> run = s.sync().runAsync(one, 60_000,
-                    (d, delivered, rejected, remaining, up, total) -> {
-                        if (up > 0) uploading.countDown();
+                    p -> {
+                        if (p.uploadDone > 0) uploading.countDown();
                     }, null);
             assertTrue(uploading.await(30, TimeUnit.SECONDS), "the upload started");
             assertTrue(run.cancel(true));
@@ -765,7 +772,7 @@ class DalaTest {
                 }
             }
             AtomicInteger calls = new AtomicInteger();
-            SyncSession session = s.sync().startSession(10_000, (d, delivered, rejected, remaining, up, total) -> {
+            SyncSession session = s.sync().startSession(10_000, p -> {
                 calls.incrementAndGet();
                 throw new IllegalStateException("dropped: the session goes on");
             }, null);
