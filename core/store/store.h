@@ -320,6 +320,27 @@ class Store {
   Result<ReportState> StateLocked(const ReportId& id, uint32_t version);
   using Destinations = std::vector<std::pair<std::string, std::vector<crypto::PublicKey>>>;
   Status SealLocked(Report& report, int64_t now, const Destinations& destinations);
+  // A seal in three steps (store_reports.cc): what it needs read from the database, then signed and sealed
+  // with no database (on several threads for a batch), then written.
+  struct SealJob {
+    struct Queued {
+      std::string destination;
+      const std::vector<crypto::PublicKey>* recipients = nullptr;
+      std::vector<v1::AttachmentManifest> attachments;
+      std::string envelope;
+    };
+    Report report;
+    v1::ReportContent content;  // as signed
+    std::string signed_bytes;
+    crypto::Hash hash{};
+    std::vector<Queued> queued;
+    Status status;
+  };
+  Result<SealJob> PrepareSealLocked(const Report& report, int64_t now, const Destinations& destinations);
+  void SignAndSeal(SealJob& job) const;  // no database, no lock needed: any thread
+  Status WriteSealLocked(SealJob& job, int64_t now);
+  Status InsertOutboxLocked(const std::string& destination, const ReportId& id, uint32_t version, int32_t priority,
+                            const std::string& envelope, int64_t now);
   // Records the destination's recipients; with `seal_existing`, seals every sealed version not yet queued
   // for it.
   Status SetRecipientsLocked(const std::string& destination, const std::vector<crypto::PublicKey>& keys,

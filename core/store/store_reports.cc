@@ -1,7 +1,13 @@
 // Store: drafts, sealing and versions of reports.
 #include <sodium.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <functional>
+#include <system_error>
+#include <thread>
+#include <vector>
 
 #include "base/fsutil.h"
 #include "store/outbox_state.h"
@@ -10,8 +16,30 @@
 #include "format/envelope.h"
 
 namespace dala {
+
 namespace {
 
+// Runs fn(0) ... fn(n - 1), on up to 4 threads (this one among them) when there are enough items to be worth
+// starting them; each index once. fn must not throw.
+void ParallelFor(size_t n, const std::function<void(size_t)>& fn) {
+  constexpr size_t kPerThread = 32;
+  const size_t cores = std::max<unsigned>(1, std::thread::hardware_concurrency());
+  const size_t workers = std::min<size_t>({cores, 4, n / kPerThread});
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < n; i = next++) fn(i);
+  };
+  std::vector<std::thread> helpers;
+  for (size_t t = 1; t < workers; ++t) {
+    try {
+      helpers.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;  // no thread to be had: fewer do it
+    }
+  }
+  work();
+  for (auto& h : helpers) h.join();
+}
 
 // A draft's stored body: its attachments live in the attachments table (with their keys), not here.
 std::string DraftBody(const v1::ReportContent& content) {
@@ -175,6 +203,16 @@ Status Store::SaveDraft(Report& r) {
   return Status::Ok();
 }
 
+Status Store::InsertOutboxLocked(const std::string& destination, const ReportId& id, uint32_t version,
+                                 int32_t priority, const std::string& env, int64_t now) {
+  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+      "INSERT INTO outbox(destination, report_id, version, state, priority, size, envelope, enqueued_ms, "
+      "updated_ms) VALUES(?, ?, ?, 0, ?, ?, ?, ?, ?)"));
+  st.BindText(1, destination).Bind(2, id).Bind(3, version).Bind(4, priority);
+  st.Bind(5, static_cast<int64_t>(env.size())).Bind(6, crypto::Bytes(env)).Bind(7, now).Bind(8, now);
+  return st.Run();
+}
+
 Status Store::EnqueueLocked(const std::string& destination, const std::vector<crypto::PublicKey>& recipients,
                             const ReportId& id, uint32_t version, int32_t priority,
                             std::span<const uint8_t> signed_bytes, int64_t now) {
@@ -184,59 +222,93 @@ Status Store::EnqueueLocked(const std::string& destination, const std::vector<cr
   h.device_key = device_.public_key;
   DALA_RETURN_IF_ERROR(AttachmentManifestsLocked(id, version, &h.attachments));
   DALA_ASSIGN_OR_RETURN(std::string env, envelope::Seal(device_, h, signed_bytes, recipients));
-  DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
-      "INSERT INTO outbox(destination, report_id, version, state, priority, size, envelope, enqueued_ms, "
-      "updated_ms) VALUES(?, ?, ?, 0, ?, ?, ?, ?, ?)"));
-  st.BindText(1, destination).Bind(2, id).Bind(3, version).Bind(4, priority);
-  st.Bind(5, static_cast<int64_t>(env.size())).Bind(6, crypto::Bytes(env)).Bind(7, now).Bind(8, now);
-  return st.Run();
+  return InsertOutboxLocked(destination, id, version, priority, env, now);
 }
 
-// Within a transaction: sign, store, seal to every destination's recipients and queue. A crash at any
-// point before COMMIT leaves the draft untouched (SQLite's atomic commit).
-Status Store::SealLocked(Report& r, int64_t now, const Destinations& destinations) {
-  if (r.sealed()) return {Code::kState, "this version is already sealed"};
+// Step 1, reads only: the content as it will be signed, and the destinations this version goes to.
+Result<Store::SealJob> Store::PrepareSealLocked(const Report& r, int64_t now, const Destinations& destinations) {
+  if (r.sealed()) return Status(Code::kState, "this version is already sealed");
   DALA_RETURN_IF_ERROR(CheckSerializedSize(r.content));
   Failpoint("seal.begin");
-  v1::ReportContent content = r.content;
-  DALA_RETURN_IF_ERROR(FillAttachmentsLocked(r.id(), content.version(), content, /*with_keys=*/true));
-  content.set_sealed_ms(now);
-  content.set_device_key(device_.public_key.data(), device_.public_key.size());
-  std::string signed_bytes = SignContent(device_, content);
-  crypto::Hash hash = crypto::Blake2b256(crypto::Bytes(signed_bytes));
-  Failpoint("seal.signed");
-  ReportId id = r.id();
-  {
-    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
-        "UPDATE reports SET sealed = 1, body = ?, content_hash = ?, updated_ms = ?, priority = ? "
-        "WHERE id = ? AND version = ? AND sealed = 0"));
-    st.Bind(1, crypto::Bytes(signed_bytes)).Bind(2, hash).Bind(3, now).Bind(4, r.priority);
-    st.Bind(5, id).Bind(6, content.version());
-    DALA_RETURN_IF_ERROR(st.Run());
-    if (db_.Changes() == 0) return {Code::kState, "this draft no longer exists as a draft (sealed or deleted)"};
-  }
-  Failpoint("seal.stored");
-  size_t queued = 0;
+  SealJob job;
+  job.report = r;
+  job.content = r.content;
+  DALA_RETURN_IF_ERROR(FillAttachmentsLocked(r.id(), job.content.version(), job.content, /*with_keys=*/true));
+  job.content.set_sealed_ms(now);
+  job.content.set_device_key(device_.public_key.data(), device_.public_key.size());
+  const ReportId id = r.id();
   for (const auto& [dest, keys] : destinations) {
     // A report begun before this destination was joined (without include_existing) is not its: no later
     // version goes there either, so that neither the edit nor the history reaches a newly joined
     // organisation.
-    if (content.version() > 1) {
+    if (job.content.version() > 1) {
       DALA_ASSIGN_OR_RETURN(db::Stmt has, db_.Prepare(
           "SELECT 1 FROM outbox WHERE destination = ? AND report_id = ? AND version < ? LIMIT 1"));
-      has.BindText(1, dest).Bind(2, id).Bind(3, content.version());
+      has.BindText(1, dest).Bind(2, id).Bind(3, job.content.version());
       DALA_ASSIGN_OR_RETURN(bool row, has.Step());
       if (!row) continue;
     }
-    DALA_RETURN_IF_ERROR(EnqueueLocked(dest, keys, id, content.version(), r.priority,
-                                       crypto::Bytes(signed_bytes), now));
-    ++queued;
+    SealJob::Queued q;
+    q.destination = dest;
+    q.recipients = &keys;
+    DALA_RETURN_IF_ERROR(AttachmentManifestsLocked(id, job.content.version(), &q.attachments));
+    job.queued.push_back(std::move(q));
+  }
+  return job;
+}
+
+// Step 2, no database: the device's signature, then an envelope for each destination.
+void Store::SignAndSeal(SealJob& job) const {
+  job.signed_bytes = SignContent(device_, job.content);
+  job.hash = crypto::Blake2b256(crypto::Bytes(job.signed_bytes));
+  for (auto& q : job.queued) {
+    envelope::Header h;
+    h.report_id = job.report.id();
+    h.version = job.content.version();
+    h.device_key = device_.public_key;
+    h.attachments = q.attachments;
+    auto env = envelope::Seal(device_, h, crypto::Bytes(job.signed_bytes), *q.recipients);
+    if (!env.ok()) {
+      job.status = env.status();
+      return;
+    }
+    q.envelope = std::move(*env);
+  }
+}
+
+// Step 3, within the caller's transaction: the sealed version stored and queued. A crash at any point before
+// COMMIT leaves the draft untouched (SQLite's atomic commit).
+Status Store::WriteSealLocked(SealJob& job, int64_t now) {
+  DALA_RETURN_IF_ERROR(job.status);
+  Failpoint("seal.signed");
+  Report& r = job.report;
+  const ReportId id = r.id();
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
+        "UPDATE reports SET sealed = 1, body = ?, content_hash = ?, updated_ms = ?, priority = ? "
+        "WHERE id = ? AND version = ? AND sealed = 0"));
+    st.Bind(1, crypto::Bytes(job.signed_bytes)).Bind(2, job.hash).Bind(3, now).Bind(4, r.priority);
+    st.Bind(5, id).Bind(6, job.content.version());
+    DALA_RETURN_IF_ERROR(st.Run());
+    if (db_.Changes() == 0) return {Code::kState, "this draft no longer exists as a draft (sealed or deleted)"};
+  }
+  Failpoint("seal.stored");
+  for (const auto& q : job.queued) {
+    DALA_RETURN_IF_ERROR(InsertOutboxLocked(q.destination, id, job.content.version(), r.priority, q.envelope, now));
     Failpoint("seal.queued");
   }
-  r.content = std::move(content);
-  r.content_hash = hash;
+  r.content = std::move(job.content);
+  r.content_hash = job.hash;
   r.updated_ms = now;
-  r.state = queued == 0 ? ReportState::kSealed : ReportState::kQueued;
+  r.state = job.queued.empty() ? ReportState::kSealed : ReportState::kQueued;
+  return Status::Ok();
+}
+
+Status Store::SealLocked(Report& r, int64_t now, const Destinations& destinations) {
+  DALA_ASSIGN_OR_RETURN(SealJob job, PrepareSealLocked(r, now, destinations));
+  SignAndSeal(job);
+  DALA_RETURN_IF_ERROR(WriteSealLocked(job, now));
+  r = std::move(job.report);
   return Status::Ok();
 }
 
@@ -269,10 +341,20 @@ Status Store::SealMany(const std::vector<ReportId>& ids) {
   db::Txn txn(db_);
   DALA_RETURN_IF_ERROR(txn.Begin());
   DALA_ASSIGN_OR_RETURN(Destinations destinations, DestinationsLocked());
-  for (const ReportId& id : ids) {
-    DALA_ASSIGN_OR_RETURN(Report r, GetLocked(id, std::nullopt));
-    if (r.sealed()) return {Code::kState, "a report in the batch has no draft to seal"};
-    DALA_RETURN_IF_ERROR(SealLocked(r, now, destinations));
+  // In windows of 256 (what a window holds, its reports and envelopes, stays small whatever the batch): each
+  // read, then signed and sealed (about 60% of a batch's time) on the phone's other cores too, then written.
+  constexpr size_t kWindow = 256;
+  std::vector<SealJob> jobs;
+  for (size_t from = 0; from < ids.size(); from += kWindow) {
+    jobs.clear();
+    for (size_t i = from; i < std::min(ids.size(), from + kWindow); ++i) {
+      DALA_ASSIGN_OR_RETURN(Report r, GetLocked(ids[i], std::nullopt));
+      if (r.sealed()) return {Code::kState, "a report in the batch has no draft to seal"};
+      DALA_ASSIGN_OR_RETURN(SealJob job, PrepareSealLocked(r, now, destinations));
+      jobs.push_back(std::move(job));
+    }
+    ParallelFor(jobs.size(), [&](size_t i) { SignAndSeal(jobs[i]); });
+    for (SealJob& job : jobs) DALA_RETURN_IF_ERROR(WriteSealLocked(job, now));
   }
   return txn.Commit();
 }

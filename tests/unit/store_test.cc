@@ -9,6 +9,8 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "base/db.h"
@@ -550,6 +552,44 @@ TEST(Store, RecipientsSealAndQueue) {
   // Setting the same recipients again queues nothing twice.
   ASSERT_TRUE(s->SetRecipients("org", {org.public_key}).ok());
   EXPECT_EQ(s->Stats("org")->in_flight + s->Stats("org")->pending, 2u);
+}
+
+// A batch of 300 sealed at once (in windows, its signatures and envelopes on several threads): every
+// report sealed as itself, its envelope (one per destination) holding that report and no other.
+TEST(Store, ABatchSealsEachReportAsItselfToEveryDestination) {
+  TempDir t;
+  auto s = MustCreate(t.sub("s"));
+  auto org = crypto::GenerateBoxKeyPair(), other = crypto::GenerateBoxKeyPair();
+  ASSERT_TRUE(s->SetRecipients("org", {org.public_key}).ok());
+  ASSERT_TRUE(s->SetRecipients("other", {other.public_key}).ok());
+  std::vector<ReportId> ids;
+  std::map<std::string, std::string> narrative;  // by report id bytes
+  for (int i = 0; i < 300; ++i) {
+    Report r = MustDraft(*s, "batch report " + std::to_string(i));
+    const ReportId id = r.id();
+    ids.push_back(id);
+    narrative[std::string(id.begin(), id.end())] = "batch report " + std::to_string(i);
+  }
+  ASSERT_TRUE(s->SealMany(ids).ok());
+  for (const auto& [dest, key] : {std::pair{"org", &org}, std::pair{"other", &other}}) {
+    auto batch = s->NextBatch(dest, 1000, 64 << 20);
+    ASSERT_TRUE(batch.ok());
+    ASSERT_EQ(batch->size(), ids.size()) << dest;
+    std::set<std::string> seen;
+    for (const auto& item : *batch) {
+      auto opened = envelope::OpenReport(item.envelope, *key);
+      ASSERT_TRUE(opened.ok()) << opened.status().message();
+      const std::string id(opened->header.report_id.begin(), opened->header.report_id.end());
+      EXPECT_EQ(std::string(item.id.begin(), item.id.end()), id) << "queued under another report's id";
+      ASSERT_TRUE(narrative.count(id));
+      EXPECT_EQ(opened->content.narrative(), narrative[id]) << "another report's content";
+      auto stored = s->Get(item.id);
+      ASSERT_TRUE(stored.ok());
+      EXPECT_EQ(stored->content_hash, opened->content_hash) << "the stored version is not the one sealed";
+      seen.insert(id);
+    }
+    EXPECT_EQ(seen.size(), ids.size()) << dest;
+  }
 }
 
 // Crash between any two steps of sealing: the report is a draft, or fully sealed and queued.

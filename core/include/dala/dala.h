@@ -329,7 +329,8 @@ DALA_API dala_status dala_report_save(dala_store *store, dala_report *report,
    sealed version. After a crash the report is either still a draft or fully sealed and queued. */
 DALA_API dala_status dala_report_seal(dala_store *store, dala_report *report,
                                       dala_error **out_error) DALA_NOEXCEPT;
-/* Any thread. Seals the drafts of `count` reports in one transaction (all or none). */
+/* Any thread. Seals the drafts of `count` reports in one transaction (all or none). Signs and seals them
+   on up to 4 threads of the library's own, started for the call and joined before it returns. */
 DALA_API dala_status dala_store_seal_reports(dala_store *store, const dala_report_id *ids, size_t count,
                                              dala_error **out_error) DALA_NOEXCEPT;
 
