@@ -128,7 +128,7 @@ void OnProgress(void* ctx, const dala_sync_progress* p) {
                                     static_cast<jlong>(p->rejected), static_cast<jlong>(p->remaining),
                                     static_cast<jlong>(p->upload_done), static_cast<jlong>(p->upload_total));
   env->DeleteLocalRef(dest);
-  if (progress == nullptr) {  // out of memory: an OutOfMemoryError pending, dropped as a listener's would be
+  if (progress == nullptr) {  // out of memory: the OutOfMemoryError pending is handled as a listener's exception
     cb->Threw(env);
     return;
   }

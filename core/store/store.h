@@ -329,15 +329,17 @@ class Store {
       std::vector<v1::AttachmentManifest> attachments;
       std::string envelope;
     };
-    Report report;
+    Report report;              // its content moved to `content`
+    ReportId id{};
     v1::ReportContent content;  // as signed
     std::string signed_bytes;
     crypto::Hash hash{};
     std::vector<Queued> queued;
     Status status;
   };
-  Result<SealJob> PrepareSealLocked(const Report& report, int64_t now, const Destinations& destinations);
-  void SignAndSeal(SealJob& job) const;  // no database, no lock needed: any thread
+  Result<SealJob> PrepareSealLocked(Report report, int64_t now, const Destinations& destinations);
+  void SignAndSeal(SealJob& job) const;  // no database, no lock needed: any thread; never throws
+  void SignAndSealOrThrow(SealJob& job) const;
   Status WriteSealLocked(SealJob& job, int64_t now);
   Status InsertOutboxLocked(const std::string& destination, const ReportId& id, uint32_t version, int32_t priority,
                             const std::string& envelope, int64_t now);

@@ -20,7 +20,8 @@ namespace dala {
 namespace {
 
 // Runs fn(0) ... fn(n - 1), on up to 4 threads (this one among them) when there are enough items to be worth
-// starting them; each index once. fn must not throw.
+// starting them; each index once. fn must not throw (SignAndSeal keeps its failures in its job). Every
+// thread started is joined before this returns.
 void ParallelFor(size_t n, const std::function<void(size_t)>& fn) {
   constexpr size_t kPerThread = 32;
   const size_t cores = std::max<unsigned>(1, std::thread::hardware_concurrency());
@@ -30,11 +31,12 @@ void ParallelFor(size_t n, const std::function<void(size_t)>& fn) {
     for (size_t i = next++; i < n; i = next++) fn(i);
   };
   std::vector<std::thread> helpers;
+  helpers.reserve(workers);
   for (size_t t = 1; t < workers; ++t) {
     try {
       helpers.emplace_back(work);
-    } catch (const std::system_error&) {
-      break;  // no thread to be had: fewer do it
+    } catch (const std::exception&) {  // no thread to be had (or no memory for one): fewer do it
+      break;
     }
   }
   work();
@@ -226,17 +228,19 @@ Status Store::EnqueueLocked(const std::string& destination, const std::vector<cr
 }
 
 // Step 1, reads only: the content as it will be signed, and the destinations this version goes to.
-Result<Store::SealJob> Store::PrepareSealLocked(const Report& r, int64_t now, const Destinations& destinations) {
+Result<Store::SealJob> Store::PrepareSealLocked(Report r, int64_t now, const Destinations& destinations) {
   if (r.sealed()) return Status(Code::kState, "this version is already sealed");
   DALA_RETURN_IF_ERROR(CheckSerializedSize(r.content));
   Failpoint("seal.begin");
   SealJob job;
-  job.report = r;
-  job.content = r.content;
-  DALA_RETURN_IF_ERROR(FillAttachmentsLocked(r.id(), job.content.version(), job.content, /*with_keys=*/true));
+  job.id = r.id();
+  job.content = std::move(r.content);  // one copy of the content per job: WriteSealLocked puts it back
+  job.report = std::move(r);
+  job.report.content.Clear();
+  const ReportId& id = job.id;
+  DALA_RETURN_IF_ERROR(FillAttachmentsLocked(id, job.content.version(), job.content, /*with_keys=*/true));
   job.content.set_sealed_ms(now);
   job.content.set_device_key(device_.public_key.data(), device_.public_key.size());
-  const ReportId id = r.id();
   for (const auto& [dest, keys] : destinations) {
     // A report begun before this destination was joined (without include_existing) is not its: no later
     // version goes there either, so that neither the edit nor the history reaches a newly joined
@@ -259,11 +263,19 @@ Result<Store::SealJob> Store::PrepareSealLocked(const Report& r, int64_t now, co
 
 // Step 2, no database: the device's signature, then an envelope for each destination.
 void Store::SignAndSeal(SealJob& job) const {
+  try {
+    SignAndSealOrThrow(job);
+  } catch (const std::bad_alloc&) {
+    job.status = Status(Code::kNoMemory, "out of memory while sealing");
+  }
+}
+
+void Store::SignAndSealOrThrow(SealJob& job) const {
   job.signed_bytes = SignContent(device_, job.content);
   job.hash = crypto::Blake2b256(crypto::Bytes(job.signed_bytes));
   for (auto& q : job.queued) {
     envelope::Header h;
-    h.report_id = job.report.id();
+    h.report_id = job.id;
     h.version = job.content.version();
     h.device_key = device_.public_key;
     h.attachments = q.attachments;
@@ -282,7 +294,7 @@ Status Store::WriteSealLocked(SealJob& job, int64_t now) {
   DALA_RETURN_IF_ERROR(job.status);
   Failpoint("seal.signed");
   Report& r = job.report;
-  const ReportId id = r.id();
+  const ReportId& id = job.id;
   {
     DALA_ASSIGN_OR_RETURN(db::Stmt st, db_.Prepare(
         "UPDATE reports SET sealed = 1, body = ?, content_hash = ?, updated_ms = ?, priority = ? "
@@ -341,16 +353,19 @@ Status Store::SealMany(const std::vector<ReportId>& ids) {
   db::Txn txn(db_);
   DALA_RETURN_IF_ERROR(txn.Begin());
   DALA_ASSIGN_OR_RETURN(Destinations destinations, DestinationsLocked());
-  // In windows of 256 (what a window holds, its reports and envelopes, stays small whatever the batch): each
-  // read, then signed and sealed (about 60% of a batch's time) on the phone's other cores too, then written.
-  constexpr size_t kWindow = 256;
+  // In windows of at most 256 reports and 8 MiB of content (what a window holds, its reports and their
+  // envelopes, stays small whatever the batch and its reports' sizes): each read, then signed and sealed
+  // (about 60% of a batch's time) on the phone's other cores too, then written.
+  constexpr size_t kWindow = 256, kWindowBytes = 8u << 20;
   std::vector<SealJob> jobs;
-  for (size_t from = 0; from < ids.size(); from += kWindow) {
+  for (size_t next = 0; next < ids.size();) {
     jobs.clear();
-    for (size_t i = from; i < std::min(ids.size(), from + kWindow); ++i) {
-      DALA_ASSIGN_OR_RETURN(Report r, GetLocked(ids[i], std::nullopt));
+    size_t bytes = 0;
+    while (next < ids.size() && jobs.size() < kWindow && bytes < kWindowBytes) {
+      DALA_ASSIGN_OR_RETURN(Report r, GetLocked(ids[next++], std::nullopt));
       if (r.sealed()) return {Code::kState, "a report in the batch has no draft to seal"};
-      DALA_ASSIGN_OR_RETURN(SealJob job, PrepareSealLocked(r, now, destinations));
+      DALA_ASSIGN_OR_RETURN(SealJob job, PrepareSealLocked(std::move(r), now, destinations));
+      bytes += job.content.ByteSizeLong() * (1 + job.queued.size());  // the signed report and its envelopes
       jobs.push_back(std::move(job));
     }
     ParallelFor(jobs.size(), [&](size_t i) { SignAndSeal(jobs[i]); });

@@ -271,7 +271,10 @@ int Run(const Options& a) {
   // (NAME:MS; the watchdog test stalls the I/O threads with it).
   if (const char* d = std::getenv("DALA_TEST_FAILPOINT_DELAY_MS")) {
     static int delay_ms = std::atoi(d);
-    dala::testing::SetFailpointHook([](const char*) { std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms)); });
+    dala::testing::SetFailpointHook([](const char* name) {
+      if (std::string_view(name) != "server.io.route")  // the steps of a push or an upload, not every request
+        std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    });
   } else if (const char* at = std::getenv("DALA_TEST_FAILPOINT_EXIT")) {
     static std::string exit_at = at;
     dala::testing::SetFailpointHook([](const char* name) {

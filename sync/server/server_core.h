@@ -261,9 +261,10 @@ class ServerCore {
   std::mutex uploads_mu_;
   std::map<std::string, UploadState> uploads_;  // by attachment file name, under uploads_mu_
   std::atomic<uint64_t> stored_bytes_{0};
-  // Under mu_, where --max-storage-mib is checked: on PostgreSQL every node stores into one attachment
-  // store, so what the others stored is counted again from the database, at most every 2 s (limits are
-  // then kept across nodes to within what they store in that time; a single node's are as exact as before).
+  // Under mu_, outside any transaction, where an upload checks --max-storage-mib: on PostgreSQL every node
+  // stores into one attachment store, so what the others stored is counted again from the database (a scan
+  // of the attachments), at most every 2 s; limits are then kept across nodes to within what they store in
+  // that time. A single node's count is as exact as before.
   void RecountSharedBytesLocked();
   std::chrono::steady_clock::time_point recounted_{};  // under mu_
 

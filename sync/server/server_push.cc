@@ -95,8 +95,8 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
         continue;
       }
       if (!complete && limits_.max_storage_bytes != 0) {
-        // No room for what is missing: say so now, before the phone sends any of it.
-        RecountSharedBytesLocked();
+        // No room for what is missing: say so now, before the phone sends any of it. (By this node's count:
+        // the upload that follows counts what the other nodes stored too, outside this transaction.)
         uint64_t missing = 0;
         for (const auto& m : it.h.attachments) {
           missing += m.size() - std::min(m.size(), received(m));

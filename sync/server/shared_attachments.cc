@@ -15,7 +15,8 @@ void ServerCore::RecountSharedBytesLocked() {
   if (recounted_ != std::chrono::steady_clock::time_point{} && now - recounted_ < std::chrono::seconds(2)) return;
   recounted_ = now;
   auto sum = db_->Prepare("SELECT coalesce(sum(size), 0) FROM attachments WHERE complete = 1");
-  if (!sum.ok()) return;  // the limit is checked against this node's count meanwhile
+  if (!sum.ok()) return;  // the limit is checked against this node's count meanwhile (never inside a
+                          // transaction: a failed statement would abort it)
   auto row = sum->Step();
   if (!row.ok() || !*row) return;
   // What this node counted includes uploads not yet whole; the database, whole attachments of every node.

@@ -80,6 +80,19 @@ def main():
                 check(looked_up, "no class names found in the JNI glue")
                 for cls in looked_up:
                     check(f"{cls}.class" in listed, f"the glue looks up {cls}, which classes.jar lacks")
+                # Each rule that keeps an app's implementation of a callback names a method the interface
+                # declares (a stale rule keeps nothing, and R8 then renames the method the glue calls by name).
+                kept = re.findall(r"-keepclassmembers class \* implements (org\.dala\.[\w$]+) \{(.*?)\}", rules, re.S)
+                check(len(kept) >= 4, f"expected the callback rules, found {len(kept)}")
+                for iface, members in kept:
+                    shown = subprocess.run(["javap", "-cp", os.path.join(tmp, "classes.jar"), iface],
+                                           capture_output=True, text=True).stdout
+                    declared = {re.sub(r"\s+throws .*$", "",
+                                       re.sub(r"^(public |abstract |default |static )+", "", line.strip().rstrip(";")))
+                                for line in shown.splitlines() if "(" in line}
+                    for member in (m.strip() for m in members.split(";") if m.strip()):
+                        check(" ".join(member.split()) in declared,
+                              f"the rule for {iface} keeps '{member}', which it does not declare: {sorted(declared)}")
 
         # Libraries made as an NDK build makes them (SONAME = file name, 16 KiB pages, nothing needed but each
         # other) pass the load checks; the same with 4 KiB pages or a versioned SONAME do not.

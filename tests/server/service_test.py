@@ -186,6 +186,16 @@ def stuck_event_loop(server_bin, server, work):
     with open(os.path.join(work, "stuck.log"), "w") as err:
         proc = subprocess.Popen([server_bin, "run", "--data", server.data, "--listen", f"127.0.0.1:{server.port}"],
                                 stdout=subprocess.DEVNULL, stderr=err, env=env)
+    try:
+        stuck_checks(proc, notify, server)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+    return proc
+
+
+def stuck_checks(proc, notify, server):
     check("a server started with a 2 s watchdog is ready and pings it", notify.wait_for("READY", "1") is not None
           and notify.wait_for("WATCHDOG", "1", timeout=5) is not None, notify.got[-3:])
     answers = []
@@ -199,16 +209,16 @@ def stuck_event_loop(server_bin, server, work):
             answers.append(0)
 
     threads = [threading.Thread(target=health) for _ in range(3)]
-    t0 = time.time()
+    t0 = time.monotonic()
     for t in threads:
         t.start()
     # A ping already on its way when the threads were taken may still arrive; none after that, while stuck.
     quiet_from, quiet_to = t0 + 1.5, t0 + 4.5
     pings_while_stuck = []
-    while time.time() < quiet_to:
-        got = notify.wait_for("WATCHDOG", "1", timeout=quiet_to - time.time())
-        if got is not None and time.time() >= quiet_from:
-            pings_while_stuck.append(round(time.time() - t0, 2))
+    while time.monotonic() < quiet_to:
+        got = notify.wait_for("WATCHDOG", "1", timeout=quiet_to - time.monotonic())
+        if got is not None and time.monotonic() >= quiet_from:
+            pings_while_stuck.append(round(time.monotonic() - t0, 2))
     check("  with both I/O threads stuck, it stops pinging (nothing from 1.5 s to 4.5 s)", not pings_while_stuck,
           pings_while_stuck)
     resumed = notify.wait_for("WATCHDOG", "1", timeout=8)
@@ -218,7 +228,6 @@ def stuck_event_loop(server_bin, server, work):
           resumed is not None and answers == [200, 200, 200], (answers, notify.got[-3:]))
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
-    return proc
 
 
 def main():
