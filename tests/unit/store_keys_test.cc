@@ -358,12 +358,7 @@ TEST(Duress, KilledAtAnyStepOneStoreOrTheOther) {
 
 namespace duress_test {
 std::atomic<bool> removing{false}, release{false};
-std::vector<std::string> Trash(const std::string& dir) {
-  std::vector<std::string> out;
-  for (const auto& e : std::filesystem::directory_iterator(dir))
-    if (trash::IsTrashName(e.path().filename().string(), kDbFileName)) out.push_back(e.path().string());
-  return out;
-}
+std::vector<std::string> Trash(const std::string& dir) { return test::TrashDirs(dir); }
 }  // namespace duress_test
 
 // A duress open takes the time of any open whatever the size of what it destroys: the old database and

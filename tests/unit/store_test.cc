@@ -366,13 +366,7 @@ TEST(Store, WipeDestroysKeyAndFiles) {
 
 namespace wipe_test {
 std::atomic<bool> removing{false}, release{false};
-std::vector<std::string> Trash(const std::string& dir) {
-  std::vector<std::string> out;
-  if (!std::filesystem::exists(dir)) return out;
-  for (const auto& e : std::filesystem::directory_iterator(dir))
-    if (trash::IsTrashName(e.path().filename().string(), kDbFileName)) out.push_back(e.path().string());
-  return out;
-}
+std::vector<std::string> Trash(const std::string& dir) { return test::TrashDirs(dir); }
 // Bounded: at most 10 s.
 bool EventuallyNoTrash(const std::string& dir) {
   for (int i = 0; i < 1000 && !Trash(dir).empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));

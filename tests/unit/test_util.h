@@ -13,6 +13,7 @@
 
 #include "crypto/keyfile.h"
 #include "store/store.h"
+#include "store/store_trash.h"
 #include "base/encoding.h"
 
 namespace dala::test {
@@ -80,6 +81,15 @@ inline StoreOptions FastOptions() {
   o.kdf.opslimit = kKdfOpsMin;
   o.kdf.memlimit = kKdfMemMin;
   return o;
+}
+
+// The directories a wipe or a duress open moved a store's files into (store_trash.h), by full path.
+inline std::vector<std::string> TrashDirs(const std::string& dir) {
+  std::vector<std::string> out;
+  if (!std::filesystem::exists(dir)) return out;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (trash::IsTrashName(e.path().filename().string(), kDbFileName)) out.push_back(e.path().string());
+  return out;
 }
 
 inline std::vector<uint8_t> ReadAll(const std::string& path) {
