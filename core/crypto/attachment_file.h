@@ -48,6 +48,11 @@ struct Finished {
 class Writer {
  public:
   static Result<std::unique_ptr<Writer>> Create(const std::string& path, std::string mime);
+  // For bytes carried over unchanged from another attachment file, whose Reader authenticated them to the
+  // end before Finish is called (a re-key): `plaintext_hash`, recorded when that file was written, is
+  // recorded as their hash, not computed again.
+  static Result<std::unique_ptr<Writer>> CreateCarryingOver(const std::string& path, std::string mime,
+                                                            const crypto::Hash& plaintext_hash);
   ~Writer();  // an unfinished writer removes its file
   Status Write(std::span<const uint8_t> data);  // the attachment's bytes (hashed, counted)
   // Encrypts the rest, makes the file durable and returns what to record. The writer is done after it.
@@ -60,6 +65,7 @@ class Writer {
   std::string path_;
   int fd_ = -1;
   bool done_ = false;
+  bool hash_plaintext_ = true;
   Finished f_;
   crypto_secretstream_xchacha20poly1305_state ss_;
   crypto_generichash_state plain_hash_;
@@ -67,6 +73,8 @@ class Writer {
   SecretBuffer piece_{kPiece};
   size_t fill_ = 0;
   uint64_t plain_size_ = 0;
+  uint64_t written_ = 0;                 // bytes written to the file
+  [[maybe_unused]] uint64_t started_ = 0;  // of those, handed to the disk so far (Put; Linux)
   std::vector<uint8_t> out_;
 };
 
@@ -81,7 +89,7 @@ class Reader {
     bool check_root = false;
     uint32_t chunk_size = kUploadChunk;
     crypto::Hash root{};
-    // false: the caller checks the plaintext's hash itself (a re-key hashes it as it writes it again).
+    // false: the plaintext's hash is neither computed nor checked (the caller checks it otherwise).
     bool check_plaintext_hash = true;
   };
   static Result<std::unique_ptr<Reader>> Open(const std::string& path, std::span<const uint8_t> key, Expect expect);

@@ -87,22 +87,25 @@ bool IsTrashName(const std::string& name, const std::string& database) {
 }
 
 std::string MoveAway(const std::string& dir, const std::string& database, const std::vector<std::string>& names,
-                     Status* first) {
-  Fd d(OpenDir(dir));
+                     Status* first, const std::string& from) {
+  Fd top(OpenDir(dir));
+  if (top.fd < 0) return std::string();
+  Fd d(from.empty() ? ::dup(top.fd) : ::openat(top.fd, from.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (d.fd < 0) return std::string();
   uint8_t r[kHexDigits / 2];
   randombytes_buf(r, sizeof r);
   char hex[kHexDigits + 1];
   sodium_bin2hex(hex, sizeof hex, r, sizeof r);
   const std::string bin = database + "." + hex;
-  Fd b(::mkdirat(d.fd, bin.c_str(), 0700) == 0
-           ? ::openat(d.fd, bin.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+  Fd b(::mkdirat(top.fd, bin.c_str(), 0700) == 0
+           ? ::openat(top.fd, bin.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
            : -1);
   for (const auto& n : names) {
     if (!Exists(d.fd, n)) continue;
     if (b.fd >= 0 && ::renameat(d.fd, n.c_str(), b.fd, n.c_str()) == 0) continue;
     RemoveAt(d.fd, n);  // not moved: removed here
-    if (Exists(d.fd, n) && first->ok()) *first = Status(Code::kIo, "could not remove '" + n + "' in '" + dir + "'");
+    if (Exists(d.fd, n) && first->ok())
+      *first = Status(Code::kIo, "could not remove '" + n + "' in '" + (from.empty() ? dir : dir + "/" + from) + "'");
   }
   return b.fd >= 0 ? bin : std::string();
 }

@@ -17,11 +17,12 @@ namespace dala::trash {
 // Whether `name` is one such directory's name for the database file `database`.
 bool IsTrashName(const std::string& name, const std::string& database);
 
-// Moves each of `names` (entries of `dir`, files or directories) that exists into a new trash directory in
-// `dir`, and returns that directory's name ("" if it could not be made). One that cannot be moved is
-// removed where it is; one that cannot be removed either is reported in *first (if it is still ok).
+// Moves each of `names` (entries of `dir`, or of its subdirectory `from` if given; files or directories) that
+// exists into a new trash directory in `dir`, and returns that directory's name ("" if it could not be made).
+// One that cannot be moved is removed where it is; one that cannot be removed either is reported in *first
+// (if it is still ok).
 std::string MoveAway(const std::string& dir, const std::string& database, const std::vector<std::string>& names,
-                     Status* first);
+                     Status* first, const std::string& from = "");
 
 // Removes the entries `names` of `dir` (and everything under them) on a thread of its own, then `dir`
 // itself if `remove_dir`, that left it empty and the caller is still waiting. Waits for it until

@@ -165,7 +165,8 @@ DALA_API dala_status dala_store_change_credential(const char *dir, const dala_cr
                                                   dala_error **out_error) DALA_NOEXCEPT;
 
 /* Re-key progress: phase 1 = the database (0 of 1 when its copy under the new key starts, 1 of 1 when it
-   is done), phase 2 = the drafts' attachments (`done` of `total` plaintext bytes encrypted again). */
+   is done), phase 2 = the drafts' attachments (`done` of `total` plaintext bytes encrypted again). The two
+   run at the same time, so calls for them interleave; each phase's `done` only grows. */
 typedef void (*dala_rekey_progress_fn)(void *context, int phase, uint64_t done, uint64_t total);
 
 /* Any thread, with no handle open on the store (DALA_ERR_BUSY otherwise). Re-keys: the database is
@@ -174,10 +175,10 @@ typedef void (*dala_rekey_progress_fn)(void *context, int phase, uint64_t done, 
    overwritten, and so are the old database's). Killed at any point, the store
    opens with one credential or the other and loses nothing; called again, it starts over and finishes
    (nothing is ever written under the old key, so an interrupted copy is not kept).
-   Afterwards an old key file with the old credential opens none of the store's files. Its time is
-   mostly re-encrypting the drafts' attachments (1 GiB and 100,000 reports: about 9 s on a 2-core x86-64
-   machine; docs/threat-model.md); use dala_store_change_credential for an instant change of passphrase. progress may be NULL; it is called
-   on this thread. */
+   Afterwards an old key file with the old credential opens none of the store's files. It uses up to 4
+   threads; its time is mostly re-encrypting the drafts' attachments (1 GiB and 100,000 reports: about 2.5
+   to 3 s on a 2-core x86-64 machine; docs/threat-model.md); use dala_store_change_credential for an instant
+   change of passphrase. progress may be NULL; it is called on this thread only. */
 DALA_API dala_status dala_store_rekey(const char *dir, const dala_credential *old_credential,
                                       const dala_credential *new_credential, const dala_store_options *options,
                                       dala_rekey_progress_fn progress, void *progress_context,
