@@ -69,7 +69,7 @@ Status Writer::Put(const uint8_t* data, size_t n, uint8_t tag) {
   tree_.Update({out_.data(), static_cast<size_t>(clen)});
   DALA_RETURN_IF_ERROR(fs::WriteAll(fd_, out_.data(), static_cast<size_t>(clen), path_));
   written_ += clen;
-#ifdef __linux__
+#if defined(__linux__) && (!defined(__ANDROID__) || __ANDROID_API__ >= 26)  // Bionic has it from API 26
   // Starts writing what is written so far to the disk, without waiting for it, so that Finish's fsync
   // finds little left to wait for (a large file otherwise reaches the disk only then). Only a hint.
   constexpr uint64_t kWriteBehind = 8 << 20;

@@ -54,7 +54,7 @@ class Writer {
   static Result<std::unique_ptr<Writer>> CreateCarryingOver(const std::string& path, std::string mime,
                                                             const crypto::Hash& plaintext_hash);
   ~Writer();  // an unfinished writer removes its file
-  Status Write(std::span<const uint8_t> data);  // the attachment's bytes (hashed, counted)
+  Status Write(std::span<const uint8_t> data);  // the attachment's bytes (counted; hashed unless carried over)
   // Encrypts the rest, makes the file durable and returns what to record. The writer is done after it.
   Result<Finished> Finish();
 
@@ -74,7 +74,7 @@ class Writer {
   size_t fill_ = 0;
   uint64_t plain_size_ = 0;
   uint64_t written_ = 0;                 // bytes written to the file
-  [[maybe_unused]] uint64_t started_ = 0;  // of those, handed to the disk so far (Put; Linux)
+  [[maybe_unused]] uint64_t started_ = 0;  // of those, handed to the disk so far (Put; Linux, Android 26+)
   std::vector<uint8_t> out_;
 };
 

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -30,22 +31,41 @@ constexpr char kUnboundAttachments[] =
     "SELECT a.id, a.file, a.mime, a.key, a.size, a.plaintext_hash FROM attachments a WHERE NOT EXISTS "
     "(SELECT 1 FROM reports r WHERE r.id = a.report_id AND r.sealed = 1 AND r.version >= a.version)";
 
-// One attachment to encrypt again, and (once that is done) its new file and what to record for it.
+constexpr size_t kKey = crypto_secretstream_xchacha20poly1305_KEYBYTES;
+
+// One attachment to encrypt again, and (once that is done) its new file and what to record for it. Its old
+// and new file keys are slots of two locked buffers shared by all (Keys): one locked allocation per key
+// would cost four memory mappings each, and a process has about 65,000.
 struct Item {
   AttachmentId id{};
   std::string file, mime;
-  SecretBuffer key;
   attachment::Reader::Expect expect;
   std::string new_file;
-  std::optional<attachment::Finished> finished;
+  std::optional<attachment::Finished> finished;  // its key moved into Keys::fresh
 };
 
-Result<std::vector<Item>> UnboundAttachments(db::Db& db, uint64_t* total) {
+struct Keys {
+  SecretBuffer old, fresh;  // kKey bytes per item, in the items' order
+  std::span<const uint8_t> Old(size_t i) const { return old.span().subspan(i * kKey, kKey); }
+  std::span<const uint8_t> Fresh(size_t i) const { return fresh.span().subspan(i * kKey, kKey); }
+};
+
+Result<std::vector<Item>> UnboundAttachments(db::Db& db, uint64_t* total, Keys* keys) {
+  size_t count = 0;
+  {
+    DALA_ASSIGN_OR_RETURN(db::Stmt n, db.Prepare(std::string("SELECT count(*) FROM (") + kUnboundAttachments + ")"));
+    DALA_ASSIGN_OR_RETURN(bool row, n.Step());
+    if (row) count = static_cast<size_t>(n.Int(0));
+  }
+  keys->old = SecretBuffer(std::max<size_t>(count, 1) * kKey);
+  keys->fresh = SecretBuffer(std::max<size_t>(count, 1) * kKey);
   std::vector<Item> items;
+  items.reserve(count);
   DALA_ASSIGN_OR_RETURN(db::Stmt st, db.Prepare(kUnboundAttachments));
   for (;;) {
     DALA_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
+    if (items.size() == count) return Status(Code::kInternal, "the store's attachments changed while they were listed");
     Item it;
     auto id = st.BlobView(0);
     if (id.size() != it.id.size()) return Status(Code::kCorrupt, "an attachment id in the store is damaged");
@@ -53,7 +73,8 @@ Result<std::vector<Item>> UnboundAttachments(db::Db& db, uint64_t* total) {
     it.file = st.Text(1);
     it.mime = st.Text(2);
     auto k = st.BlobView(3);
-    it.key = SecretBuffer(k.data(), k.size());
+    if (k.size() != kKey) return Status(Code::kCorrupt, "an attachment key is damaged");
+    std::memcpy(keys->old.data() + items.size() * kKey, k.data(), kKey);
     it.expect.size = static_cast<uint64_t>(st.Int(4));
     auto h = st.BlobView(5);
     if (h.size() != it.expect.plaintext_hash.size()) return Status(Code::kCorrupt, "an attachment hash is damaged");
@@ -70,9 +91,9 @@ Result<std::vector<Item>> UnboundAttachments(db::Db& db, uint64_t* total) {
 // which only the store's database holds, and the final tag at the recorded size) proves they are the bytes
 // hashed when it was captured, and hashing them again would cost as much as decrypting them. The old file
 // stays until the re-key commits: until then the store's own database still names it. Touches no database.
-Status ReencryptOne(const std::string& media, Item& it, std::atomic<uint64_t>& done, const std::atomic<bool>& stop,
-                    const std::function<void()>* report) {
-  DALA_ASSIGN_OR_RETURN(auto reader, attachment::Reader::Open(fs::Join(media, it.file), it.key.span(), it.expect));
+Status ReencryptOne(const std::string& media, Item& it, Keys& keys, size_t index, std::atomic<uint64_t>& done,
+                    const std::atomic<bool>& stop, const std::function<void()>* report) {
+  DALA_ASSIGN_OR_RETURN(auto reader, attachment::Reader::Open(fs::Join(media, it.file), keys.Old(index), it.expect));
   uint8_t name[16];
   randombytes_buf(name, sizeof name);
   std::string file = encoding::ToHex(std::span<const uint8_t>(name, sizeof name));
@@ -88,16 +109,27 @@ Status ReencryptOne(const std::string& media, Item& it, std::atomic<uint64_t>& d
     if (report) (*report)();
   }
   DALA_ASSIGN_OR_RETURN(attachment::Finished f, writer->Finish());
+  if (f.size != it.expect.size || f.key.size() != kKey)
+    return Status(Code::kInternal, "an attachment was encrypted again to another size");
+  std::memcpy(keys.fresh.data() + index * kKey, f.key.data(), kKey);
+  f.key = SecretBuffer();
   it.new_file = std::move(file);
   it.finished = std::move(f);
   return Status::Ok();
 }
 
-Status Guarded(const std::function<Status()>& fn) {
+// Runs fn on any thread: running out of memory is its status; any other exception (a C++ caller's progress
+// callback that throws) is kept in *thrown, to be thrown again on the calling thread once every thread has
+// been joined (an exception leaving a thread would end the process).
+Status Guarded(const std::function<Status()>& fn, std::mutex& mu, std::exception_ptr* thrown) {
   try {
     return fn();
   } catch (const std::bad_alloc&) {
     return Status(Code::kNoMemory, "out of memory while re-keying");
+  } catch (...) {
+    std::lock_guard guard(mu);
+    if (!*thrown) *thrown = std::current_exception();
+    return Status(Code::kInternal, "stopped by an exception");
   }
 }
 
@@ -105,7 +137,7 @@ Status Guarded(const std::function<Status()>& fn) {
 // (this one among them; the copy's thread joins them when it is done): the two are independent and each is
 // CPU-bound. Progress is reported on this thread only. Every thread started is joined before this returns;
 // the first failure stops the rest and is returned.
-Status CopyAndReencrypt(const std::function<Status()>& copy_database, std::vector<Item>& items,
+Status CopyAndReencrypt(const std::function<Status()>& copy_database, std::vector<Item>& items, Keys& keys,
                         const std::string& media, uint64_t total, const RekeyProgressFn& progress) {
   std::atomic<size_t> next{0};
   std::atomic<uint64_t> done{0};
@@ -113,6 +145,7 @@ Status CopyAndReencrypt(const std::function<Status()>& copy_database, std::vecto
   std::atomic<int> running{0};
   std::mutex mu;
   Status first;
+  std::exception_ptr thrown;
   auto fail = [&](Status st) {
     if (st.ok()) return;
     stop = true;
@@ -130,13 +163,14 @@ Status CopyAndReencrypt(const std::function<Status()>& copy_database, std::vecto
   };
   auto reencrypt = [&](const std::function<void()>* on_progress) {
     for (size_t i = next++; i < items.size() && !stop; i = next++)
-      fail(Guarded([&] { return ReencryptOne(media, items[i], done, stop, on_progress); }));
+      fail(Guarded([&] { return ReencryptOne(media, items[i], keys, i, done, stop, on_progress); }, mu, &thrown));
   };
   auto copy = [&] {
-    fail(Guarded(copy_database));
-    copied = true;
+    Status st = Guarded(copy_database, mu, &thrown);
+    if (st.ok()) copied = true;
+    fail(std::move(st));
   };
-  if (progress) {
+  if (progress) {  // before any thread starts: what it throws leaves as it would from any call
     progress(RekeyPhase::kDatabase, 0, 1);
     progress(RekeyPhase::kAttachments, 0, total);
   }
@@ -167,25 +201,27 @@ Status CopyAndReencrypt(const std::function<Status()>& copy_database, std::vecto
   }
   if (!copy_started) copy();
   reencrypt(&report);
-  while (progress && running > 0) {  // the others' progress, until they end
+  while (progress && running > 0 && !stop) {  // the others' progress, until they end
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    report();
+    fail(Guarded([&] { report(); return Status::Ok(); }, mu, &thrown));
   }
   for (auto& h : helpers) h.join();
+  if (thrown) std::rethrow_exception(thrown);
   if (first.ok()) report();
   return first;
 }
 
 // Points each attachment's row in the copy (under the new database key) at its new file, in one transaction.
-Status RecordNewFiles(db::Db& copy, const std::vector<Item>& items) {
+Status RecordNewFiles(db::Db& copy, const std::vector<Item>& items, const Keys& keys) {
   db::Txn txn(copy);
   DALA_RETURN_IF_ERROR(txn.Begin());
   DALA_ASSIGN_OR_RETURN(db::Stmt st, copy.Prepare(
       "UPDATE attachments SET file = ?, key = ?, ciphertext_size = ?, chunk_size = ?, ciphertext_hash = ?, "
       "chunk_hashes = ? WHERE id = ?"));
-  for (const Item& it : items) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    const Item& it = items[i];
     const attachment::Finished& f = *it.finished;
-    st.BindText(1, it.new_file).Bind(2, f.key.span()).Bind(3, static_cast<int64_t>(f.ciphertext_size));
+    st.BindText(1, it.new_file).Bind(2, keys.Fresh(i)).Bind(3, static_cast<int64_t>(f.ciphertext_size));
     st.Bind(4, static_cast<int64_t>(attachment::kUploadChunk)).Bind(5, f.root).Bind(6, crypto::Bytes(f.chunk_hashes));
     st.Bind(7, it.id);
     DALA_RETURN_IF_ERROR(st.Run());
@@ -220,14 +256,15 @@ Status Store::Rekey(const std::string& dir, const Credential& old_cred, const Cr
   SecretBuffer new_key(32);
   randombytes_buf(new_key.data(), new_key.size());
   std::vector<Item> items;
-  Status st = [&]() -> Status {
+  Keys keys;
+  auto copy_and_reencrypt = [&]() -> Status {
     // Opened as any store (migrations, sweeps), then copied whole under the new key while the drafts'
     // attachments are encrypted again.
     DALA_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, OpenWithKey(dir, unlocked.db_key, options));
     uint64_t total = 0;
     {
       std::lock_guard guard(store->mu_);
-      DALA_ASSIGN_OR_RETURN(items, UnboundAttachments(store->db_, &total));
+      DALA_ASSIGN_OR_RETURN(items, UnboundAttachments(store->db_, &total, &keys));
     }
     auto copy_database = [&]() -> Status {
       std::lock_guard guard(store->mu_);
@@ -235,20 +272,30 @@ Status Store::Rekey(const std::string& dir, const Credential& old_cred, const Cr
       Failpoint("rekey.copy_started");
       return store->db_.ExportTo(paths.db_next(), new_key);
     };
-    DALA_RETURN_IF_ERROR(CopyAndReencrypt(copy_database, items, paths.media(), total, progress));
+    DALA_RETURN_IF_ERROR(CopyAndReencrypt(copy_database, items, keys, paths.media(), total, progress));
     store.reset();
     {
       DALA_ASSIGN_OR_RETURN(db::Db copy, db::Db::Open(paths.db_next(), new_key, /*create=*/false));
-      DALA_RETURN_IF_ERROR(RecordNewFiles(copy, items));
+      DALA_RETURN_IF_ERROR(RecordNewFiles(copy, items, keys));
       DALA_RETURN_IF_ERROR(copy.CheckpointTruncate());  // whole in its file before the key file names it
     }
     return fs::SyncFile(paths.db_next());
-  }();
-  if (!st.ok()) {
-    // The store is as it was; the copy and the new files (no row of the store names them) go.
+  };
+  // On failure the store is as it was; the copy and the new files (no row of the store names them) go.
+  auto undo = [&] {
     for (const char* suffix : {"", "-wal", "-shm", "-journal"}) (void)fs::RemoveFile(paths.db_next() + suffix);
     for (const Item& it : items)
       if (!it.new_file.empty()) (void)fs::RemoveFile(fs::Join(paths.media(), it.new_file));
+  };
+  Status st;
+  try {
+    st = copy_and_reencrypt();
+  } catch (...) {  // a C++ caller's progress callback threw (CopyAndReencrypt throws it again here)
+    undo();
+    throw;
+  }
+  if (!st.ok()) {
+    undo();
     return st;
   }
   Failpoint("rekey.copied");
@@ -258,8 +305,8 @@ Status Store::Rekey(const std::string& dir, const Credential& old_cred, const Cr
   Failpoint("rekey.key_replaced");
   DALA_RETURN_IF_ERROR(FinishReplacement(paths, new_key, /*overwrite_old=*/true));
   // Re-keyed. The old attachment files, which no row names now and whose keys went with the old database,
-  // are moved aside and freed on a thread of their own (freeing 1 GiB took 0.28 s here). What is left of
-  // them when the process ends, or what could not be moved, goes at the next open (its sweeps).
+  // are moved aside and freed on a thread of their own (freeing 1 GiB took 0.28 s here), or removed here if
+  // they cannot be moved. What is left of them when the process ends goes at the next open (its sweeps).
   std::vector<std::string> old_files;
   old_files.reserve(items.size());
   for (const Item& it : items) old_files.push_back(it.file);
@@ -267,6 +314,8 @@ Status Store::Rekey(const std::string& dir, const Credential& old_cred, const Cr
   std::string bin = trash::MoveAway(paths.dir(), options.names.database, old_files, &moved, options.names.media);
   if (!bin.empty())
     trash::RemoveInBackground(paths.dir(), {bin}, /*remove_dir=*/false, std::chrono::steady_clock::now());
+  else  // not moved (the media directory is a link the app made, say): removed where they are
+    for (const auto& f : old_files) (void)fs::RemoveFile(fs::Join(paths.media(), f));
   return Status::Ok();
 }
 

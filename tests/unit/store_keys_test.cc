@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <set>
+#include <stdexcept>
 
 #include "base/failpoint.h"
 #include "store/store_trash.h"
@@ -489,6 +490,10 @@ TEST(Rekey, TheOldKeyFileAndPassphraseOpenNothingAfterwards) {
   // Listed before anything opens the store (an open sweeps files no row names): the re-key itself took
   // the draft's old file away.
   auto media = fs::ListFiles(r.dir + "/" + kAttachmentDirName);
+  // The draft's old file is freed on a thread of the library's own (bounded wait: 10 s), not by an open.
+  for (int i = 0; i < 1000 && !test::TrashDirs(r.dir).empty(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(test::TrashDirs(r.dir).empty());
   r.ExpectIntact(Pass("new"), "after the re-key");
   EXPECT_EQ(Open(r.dir, Pass("old")).status().code(), Code::kWrongKey);
   // Progress: the database from 0 to 1 and, at the same time, the draft's attachment from 0 to its bytes.
@@ -496,11 +501,6 @@ TEST(Rekey, TheOldKeyFileAndPassphraseOpenNothingAfterwards) {
   EXPECT_EQ(seen.front(), std::make_pair(RekeyPhase::kDatabase, uint64_t{0}));
   EXPECT_NE(std::find(seen.begin(), seen.end(), std::make_pair(RekeyPhase::kDatabase, uint64_t{1})), seen.end());
   EXPECT_EQ(seen.back(), std::make_pair(RekeyPhase::kAttachments, uint64_t{r.draft_bytes.size()}));
-  // The draft's old file left the media directory before the re-key returned; it is freed on a thread
-  // of the library's own (bounded wait: 10 s).
-  for (int i = 0; i < 1000 && !test::TrashDirs(r.dir).empty(); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  EXPECT_TRUE(test::TrashDirs(r.dir).empty());
   // The old key file (kept by a searcher) with the old passphrase: its key decrypts no page of the
   // database or its log, and the old attachment keys open no attachment file there now.
   EXPECT_FALSE(test::DecryptAllPages(r.dir + "/" + kDbFileName, old_key->secret).has_value());
@@ -631,7 +631,17 @@ TEST(Rekey, AnAlteredAttachmentFailsItAndLeavesTheStoreAsItWas) {
   bytes[bytes.size() / 2] ^= 1;
   test::WriteAll(media + "/" + newest, bytes);
   r.ExpectIntact(Pass("old"), "after the failed re-key");
-  ASSERT_TRUE(Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions()).ok());
+  // Progress comes on the calling thread only (an app's callback, a JNI one, may rely on it). The callback
+  // is slow, so that the other threads take most of the attachments.
+  std::atomic<int> calls{0}, elsewhere{0};
+  const auto caller = std::this_thread::get_id();
+  ASSERT_TRUE(Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions(), [&](RekeyPhase, uint64_t, uint64_t) {
+                ++calls;
+                if (std::this_thread::get_id() != caller) ++elsewhere;
+                else std::this_thread::sleep_for(std::chrono::milliseconds(5));
+              }).ok());
+  EXPECT_GE(calls.load(), 4);  // at least: both phases at 0, the database done, the attachments done
+  EXPECT_EQ(elsewhere.load(), 0);
   r.ExpectIntact(Pass("new"), "re-keyed with the file put back");
   auto s = Open(r.dir, Pass("new"));
   ASSERT_TRUE(s.ok());
@@ -649,6 +659,40 @@ TEST(Rekey, AnAlteredAttachmentFailsItAndLeavesTheStoreAsItWas) {
     got.resize(have);
     EXPECT_TRUE(got == want);
   }
+}
+
+// The app may make the media directory a link (to another volume, say): the re-key still takes the
+// drafts' old files away before it returns (they cannot be moved out through the link: removed there).
+TEST(Rekey, TheOldFilesGoAlsoWhenTheMediaDirectoryIsALink) {
+  RekeyStore r;
+  const std::string media = r.dir + "/" + kAttachmentDirName, elsewhere = r.t.sub("media-elsewhere");
+  std::filesystem::rename(media, elsewhere);
+  std::filesystem::create_directory_symlink(elsewhere, media);
+  ASSERT_EQ(fs::ListFiles(elsewhere)->size(), 2u);
+  ASSERT_TRUE(Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions()).ok());
+  auto files = fs::ListFiles(elsewhere);  // before anything opens the store (an open sweeps)
+  ASSERT_TRUE(files.ok());
+  EXPECT_EQ(files->size(), 2u) << "the draft's old file is still there";
+  r.ExpectIntact(Pass("new"), "re-keyed through a link");
+}
+
+// A C++ caller's progress callback that throws: the exception reaches the caller once every thread of the
+// re-key has stopped, and the store is as it was, with no new file left.
+TEST(Rekey, AProgressCallbackThatThrowsLeavesTheStoreAsItWas) {
+  RekeyStore r;
+  const std::string media = r.dir + "/" + kAttachmentDirName;
+  auto before = fs::ListFiles(media);
+  ASSERT_TRUE(before.ok());
+  EXPECT_THROW((void)Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions(),
+                                  [](RekeyPhase phase, uint64_t done, uint64_t) {
+                                    if (phase == RekeyPhase::kAttachments && done > 0) throw std::runtime_error("no");
+                                  }),
+               std::runtime_error);
+  auto after = fs::ListFiles(media);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(std::set<std::string>(after->begin(), after->end()), std::set<std::string>(before->begin(), before->end()));
+  EXPECT_FALSE(std::filesystem::exists(r.dir + "/" + kDbFileName + ".next"));
+  r.ExpectIntact(Pass("old"), "after the callback threw");
 }
 
 // What a crash leaves as the new database (nothing, an empty file, a stray copy under another key) is

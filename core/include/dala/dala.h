@@ -176,7 +176,7 @@ typedef void (*dala_rekey_progress_fn)(void *context, int phase, uint64_t done, 
    opens with one credential or the other and loses nothing; called again, it starts over and finishes
    (nothing is ever written under the old key, so an interrupted copy is not kept).
    Afterwards an old key file with the old credential opens none of the store's files. It uses up to 4
-   threads; its time is mostly re-encrypting the drafts' attachments (1 GiB and 100,000 reports: about 2.5
+   threads, and one more of the library's own frees the old attachment files after it returns; its time is mostly re-encrypting the drafts' attachments (1 GiB and 100,000 reports: about 2.5
    to 3 s on a 2-core x86-64 machine; docs/threat-model.md); use dala_store_change_credential for an instant
    change of passphrase. progress may be NULL; it is called on this thread only. */
 DALA_API dala_status dala_store_rekey(const char *dir, const dala_credential *old_credential,

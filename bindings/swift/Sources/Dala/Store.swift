@@ -104,7 +104,7 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// What `rekey` is doing: the database (0 of 1, then 1 of 1), then the drafts' attachments (bytes).
+    /// What `rekey` is doing: the database (0 of 1, then 1 of 1) and, at the same time, the drafts' attachments (bytes).
     public enum RekeyPhase: Int32, Sendable {
         case database = 1, attachments = 2
     }
