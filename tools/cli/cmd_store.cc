@@ -42,14 +42,20 @@ void AddStoreCommands(CLI::App& app, int* rc) {
     dala_store_options opts = StoreOptions(change->store);
     if (change->rekey) {
       bool tty = isatty(fileno(stderr));
-      dala_rekey_progress_fn show = [](void*, int phase, uint64_t done, uint64_t total) {
-        if (phase == 2)
-          std::fprintf(stderr, "\rre-encrypting attachments: %llu of %llu MiB   ", (unsigned long long)(done >> 20),
-                       (unsigned long long)(total >> 20));
-        else
-          std::fprintf(stderr, "\rre-encrypting the database: %s                 ", done == total ? "done" : "...");
+      // The two phases run at the same time: one line shows both.
+      struct Shown {
+        bool database_done = false;
+        uint64_t done = 0, total = 0;
+      } shown;
+      dala_rekey_progress_fn show = [](void* context, int phase, uint64_t done, uint64_t total) {
+        auto* s = static_cast<Shown*>(context);
+        if (phase == 2) s->done = done, s->total = total;
+        else s->database_done = done == total;
+        std::fprintf(stderr, "\rre-encrypting: the database %s, attachments %llu of %llu MiB   ",
+                     s->database_done ? "done" : "...", (unsigned long long)(s->done >> 20),
+                     (unsigned long long)(s->total >> 20));
       };
-      Call(dala_store_rekey, change->store.dir.c_str(), &oc, &nc, &opts, tty ? show : nullptr, nullptr);
+      Call(dala_store_rekey, change->store.dir.c_str(), &oc, &nc, &opts, tty ? show : nullptr, tty ? &shown : nullptr);
       if (tty) std::fprintf(stderr, "\n");
       std::fprintf(stderr, "Passphrase changed and the store re-keyed: an old key file with the old passphrase "
                            "opens nothing now.\n");
