@@ -69,6 +69,19 @@ uint64_t CopyTree(const std::string& from, const std::string& to) {
   return bytes;
 }
 
+// Reads every file under `dir` once, so that what follows finds it in the page cache.
+void WarmTree(const std::string& dir) {
+  std::vector<char> buf(1 << 20);
+  for (auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    int in = ::open(e.path().c_str(), O_RDONLY);
+    if (in < 0) std::abort();
+    while (::read(in, buf.data(), buf.size()) > 0) {
+    }
+    ::close(in);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -125,6 +138,9 @@ int main(int argc, char** argv) {
   }
   dala_store_close(s);
   ::sync();
+  // Both read the store's files from the page cache: the copy, timed first, must not pay a cold read that
+  // the re-key after it would then be spared.
+  WarmTree(dir);
 
   auto c0 = Clock::now();
   uint64_t bytes = CopyTree(dir, work + "/copy");
