@@ -105,6 +105,7 @@ Status ReencryptOne(const std::string& media, Item& it, Keys& keys, size_t index
     DALA_ASSIGN_OR_RETURN(size_t n, reader->Read(std::span<uint8_t>(buf.data(), buf.size())));
     if (n == 0) break;  // every byte read and authenticated, at the recorded size
     DALA_RETURN_IF_ERROR(writer->Write(std::span<const uint8_t>(buf.data(), n)));
+    Failpoint("rekey.piece");  // on a worker thread (tests make it run out of memory here)
     done += n;
     if (report) (*report)();
   }

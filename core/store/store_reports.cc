@@ -271,6 +271,7 @@ void Store::SignAndSeal(SealJob& job) const {
 }
 
 void Store::SignAndSealOrThrow(SealJob& job) const {
+  Failpoint("seal.sign");  // on a worker thread in a batch (tests make it run out of memory here)
   job.signed_bytes = SignContent(device_, job.content);
   job.hash = crypto::Blake2b256(crypto::Bytes(job.signed_bytes));
   for (auto& q : job.queued) {

@@ -695,6 +695,54 @@ TEST(Rekey, AProgressCallbackThatThrowsLeavesTheStoreAsItWas) {
   r.ExpectIntact(Pass("old"), "after the callback threw");
 }
 
+// Running out of memory on one of the re-key's own threads (a worker encrypting a draft's attachment
+// again): the re-key returns kNoMemory once every thread has stopped, instead of ending the process (an
+// exception leaving a thread), and the store is as it was, with no new file left; the next re-key finishes.
+std::atomic<std::thread::id> g_rekey_caller;
+std::atomic<int> g_worker_ooms{0};
+TEST(Rekey, RunningOutOfMemoryOnAWorkerThreadLeavesTheStoreAsItWas) {
+  RekeyStore r;
+  {
+    auto s = Open(r.dir, Pass("old"));
+    ASSERT_TRUE(s.ok());
+    auto draft = (*s)->CreateDraft("detention/1");
+    ASSERT_TRUE(draft.ok());
+    for (int i = 0; i < 8; ++i) {
+      auto cap = (*s)->CaptureAttachment(draft->id(), "image/jpeg");
+      ASSERT_TRUE(cap.ok() && (*cap)->Write(test::PseudoRandomBytes(300000, 60 + i)).ok());
+      ASSERT_TRUE((*cap)->Finish().ok());
+    }
+    ASSERT_TRUE((*s)->SaveDraft(*draft).ok());
+    r.extra_reports = 1;
+  }
+  const std::string media = r.dir + "/" + kAttachmentDirName;
+  auto before = fs::ListFiles(media);
+  ASSERT_TRUE(before.ok());
+  g_rekey_caller = std::this_thread::get_id();
+  g_worker_ooms = 0;
+  testing::SetFailpointHook([](const char* n) {
+    if (std::string_view(n) == "rekey.piece" && std::this_thread::get_id() != g_rekey_caller.load()) {
+      ++g_worker_ooms;
+      throw std::bad_alloc();
+    }
+  });
+  // The calling thread is slow (its progress callback sleeps), so that the workers take attachments.
+  const Status st = Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions(), [](RekeyPhase, uint64_t, uint64_t) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  });
+  testing::SetFailpointHook(nullptr);
+  EXPECT_GE(g_worker_ooms.load(), 1) << "no worker thread encrypted an attachment again";
+  EXPECT_EQ(st.code(), Code::kNoMemory) << st.message();
+  auto after = fs::ListFiles(media);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(std::set<std::string>(after->begin(), after->end()), std::set<std::string>(before->begin(), before->end()));
+  EXPECT_FALSE(std::filesystem::exists(r.dir + "/" + kDbFileName + ".next"));
+  EXPECT_EQ(Open(r.dir, Pass("new")).status().code(), Code::kWrongKey);
+  r.ExpectIntact(Pass("old"), "after a worker ran out of memory");
+  ASSERT_TRUE(Store::Rekey(r.dir, Pass("old"), Pass("new"), FastOptions()).ok());
+  r.ExpectIntact(Pass("new"), "re-keyed afterwards");
+}
+
 // What a crash leaves as the new database (nothing, an empty file, a stray copy under another key) is
 // never taken for the store: the store's own database, which still opens with the key file's key, stays.
 TEST(Rekey, ALeftOverCopyIsNeverTakenForTheStore) {

@@ -586,6 +586,43 @@ TEST(Store, ABatchSealsEachReportAsItselfToEveryDestination) {
   }
 }
 
+// Running out of memory while a batch is signed and sealed on the phone's other cores: the batch returns
+// kNoMemory once every thread has stopped (an exception leaving a thread would end the process), nothing of
+// it is sealed or queued, and the same batch seals afterwards.
+std::atomic<std::thread::id> g_batch_caller;
+std::atomic<int> g_worker_seals{0};
+TEST(Store, RunningOutOfMemoryWhileABatchIsSealedSealsNothing) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "one core: a batch is sealed on the calling thread";
+  TempDir t;
+  auto s = MustCreate(t.sub("s"));
+  ASSERT_TRUE(s->SetRecipients("org", {crypto::GenerateBoxKeyPair().public_key}).ok());
+  std::vector<ReportId> ids;
+  for (int i = 0; i < 300; ++i) ids.push_back(MustDraft(*s, "batch report " + std::to_string(i)).id());
+  g_batch_caller = std::this_thread::get_id();
+  g_worker_seals = 0;
+  testing::SetFailpointHook([](const char* n) {  // the fifth report a worker thread takes: out of memory
+    if (std::string_view(n) == "seal.sign" && std::this_thread::get_id() != g_batch_caller.load() &&
+        ++g_worker_seals == 5)
+      throw std::bad_alloc();
+  });
+  const Status st = s->SealMany(ids);
+  testing::SetFailpointHook(nullptr);
+  EXPECT_GE(g_worker_seals.load(), 5) << "no worker thread sealed";
+  EXPECT_EQ(st.code(), Code::kNoMemory) << st.message();
+  for (const ReportId& id : ids) {
+    auto r = s->Get(id);
+    ASSERT_TRUE(r.ok());
+    EXPECT_FALSE(r->sealed()) << "sealed by a batch that failed";
+  }
+  auto queued = s->NextBatch("org", 1000, 64 << 20);
+  ASSERT_TRUE(queued.ok());
+  EXPECT_TRUE(queued->empty()) << "queued by a batch that failed";
+  ASSERT_TRUE(s->SealMany(ids).ok());
+  queued = s->NextBatch("org", 1000, 64 << 20);
+  ASSERT_TRUE(queued.ok());
+  EXPECT_EQ(queued->size(), ids.size());
+}
+
 // Crash between any two steps of sealing: the report is a draft, or fully sealed and queued.
 class SealCrash : public ::testing::TestWithParam<const char*> {};
 
