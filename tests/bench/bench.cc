@@ -1,6 +1,8 @@
 // Secure-core benchmarks. Each figure is printed beside its limit, and every limit that depends on the
 // machine is computed from primitives measured in this same run.
-//   dala_bench [--reports N] [--seal-samples N] [--dir DIR]
+//   dala_bench [--reports N] [--seal-samples N] [--dir DIR] [--tools DIR]
+// --tools: where the dala and dala-server programs that make the benchmark's invite are (default: beside
+// this program; a cross-built one run under qemu takes them from the build machine's build).
 #include <dala/dala.h>
 #include <fcntl.h>
 #include <sodium.h>
@@ -88,11 +90,13 @@ dala_report* Draft(dala_store* s, size_t narrative) {
 int main(int argc, char** argv) {
   int reports = 100000, samples = 300;
   std::string base = std::filesystem::temp_directory_path().string();
+  std::string tools = std::filesystem::path(argv[0]).parent_path().string();
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--reports") reports = std::atoi(argv[i + 1]);
     else if (a == "--seal-samples") samples = std::atoi(argv[i + 1]);
     else if (a == "--dir") base = argv[i + 1];
+    else if (a == "--tools") tools = argv[i + 1];
   }
   if (sodium_init() < 0) return 1;
   std::string work = base + "/dala-bench-" + std::to_string(getpid());
@@ -109,7 +113,7 @@ int main(int argc, char** argv) {
   // One organisation, as a phone has after joining: its desk key and an invite from the dala and
   // dala-server programs next to this binary.
   {
-    std::string bin = std::filesystem::path(argv[0]).parent_path().string();
+    const std::string& bin = tools;
     std::string cmd = "export DALA_PASSPHRASE=bench; org=$(" + bin + "/dala desk keygen --out " + work +
                       "/org.key --kdf-ops 1 --kdf-mem-mib 8 2>/dev/null) && key=$(" + bin + "/dala-server init --data " +
                       work + "/srv --organisation \"$org\" 2>/dev/null | tail -1) && " + bin + "/dala desk invite --key " +
