@@ -19,29 +19,52 @@ namespace dala {
 
 namespace {
 
-// Runs fn(0) ... fn(n - 1), on up to 4 threads (this one among them) when there are enough items to be worth
-// starting them; each index once. fn must not throw (SignAndSeal keeps its failures in its job). Every
-// thread started is joined before this returns.
-void ParallelFor(size_t n, const std::function<void(size_t)>& fn) {
-  constexpr size_t kPerThread = 32;
-  const size_t cores = std::max<unsigned>(1, std::thread::hardware_concurrency());
-  const size_t workers = std::min<size_t>({cores, 4, n / kPerThread});
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i = next++; i < n; i = next++) fn(i);
-  };
-  std::vector<std::thread> helpers;
-  helpers.reserve(workers);
-  for (size_t t = 1; t < workers; ++t) {
-    try {
-      helpers.emplace_back(work);
-    } catch (const std::exception&) {  // no thread to be had (or no memory for one): fewer do it
-      break;
+// Runs fn(0) ... fn(n - 1), each index once, on helper threads that start at once (up to 3, when the machine
+// has more than one core), while the calling thread does other work; Finish() has the calling thread take
+// what is left and joins the helpers. fn must not throw (SignAndSeal keeps its failures in its job). Every
+// thread started is joined before Finish() or the destructor returns (the destructor leaves what no thread
+// has begun undone: the caller's work failed, and the items are not wanted).
+class SharedWork {
+ public:
+  SharedWork(size_t n, std::function<void(size_t)> fn) : n_(n), fn_(std::move(fn)) {
+    constexpr size_t kPerThread = 32;
+    const size_t cores = std::max<unsigned>(1, std::thread::hardware_concurrency());
+    const size_t helpers = n < 2 ? 0 : std::min<size_t>({cores - 1, 3, (n + kPerThread - 1) / kPerThread});
+    helpers_.reserve(helpers);
+    for (size_t t = 0; t < helpers; ++t) {
+      try {
+        helpers_.emplace_back([this] { Work(); });
+      } catch (const std::exception&) {  // no thread to be had (or no memory for one): fewer do it
+        break;
+      }
     }
   }
-  work();
-  for (auto& h : helpers) h.join();
-}
+  SharedWork(const SharedWork&) = delete;
+  SharedWork& operator=(const SharedWork&) = delete;
+  ~SharedWork() {
+    next_ = n_;
+    Join();
+  }
+
+  void Finish() {
+    Work();
+    Join();
+  }
+
+ private:
+  void Work() {
+    for (size_t i = next_++; i < n_; i = next_++) fn_(i);
+  }
+  void Join() {
+    for (auto& h : helpers_) h.join();
+    helpers_.clear();
+  }
+
+  const size_t n_;
+  const std::function<void(size_t)> fn_;
+  std::atomic<size_t> next_{0};
+  std::vector<std::thread> helpers_;
+};
 
 // A draft's stored body: its attachments live in the attachments table (with their keys), not here.
 std::string DraftBody(const v1::ReportContent& content) {
@@ -355,12 +378,13 @@ Status Store::SealMany(const std::vector<ReportId>& ids) {
   DALA_RETURN_IF_ERROR(txn.Begin());
   DALA_ASSIGN_OR_RETURN(Destinations destinations, DestinationsLocked());
   // In windows of at most 256 reports and 8 MiB of content (what a window holds, its reports and their
-  // envelopes, stays small whatever the batch and its reports' sizes): each read, then signed and sealed
-  // (about 60% of a batch's time) on the phone's other cores too, then written.
+  // envelopes, stays small whatever the batch and its reports' sizes), as a pipeline: while the phone's
+  // other cores sign and seal one window (about 60% of a batch's CPU), this thread writes the window before
+  // it and reads the one after (the database has one connection: only this thread uses it), then helps
+  // finish the sealing. At most three windows are held at once.
   constexpr size_t kWindow = 256, kWindowBytes = 8u << 20;
-  std::vector<SealJob> jobs;
-  for (size_t next = 0; next < ids.size();) {
-    jobs.clear();
+  size_t next = 0;
+  auto read_window = [&](std::vector<SealJob>& jobs) -> Status {
     size_t bytes = 0;
     while (next < ids.size() && jobs.size() < kWindow && bytes < kWindowBytes) {
       DALA_ASSIGN_OR_RETURN(Report r, GetLocked(ids[next++], std::nullopt));
@@ -369,9 +393,22 @@ Status Store::SealMany(const std::vector<ReportId>& ids) {
       bytes += job.content.ByteSizeLong() * (1 + job.queued.size());  // the signed report and its envelopes
       jobs.push_back(std::move(job));
     }
-    ParallelFor(jobs.size(), [&](size_t i) { SignAndSeal(jobs[i]); });
-    for (SealJob& job : jobs) DALA_RETURN_IF_ERROR(WriteSealLocked(job, now));
+    return Status::Ok();
+  };
+  std::vector<SealJob> written, sealing, read;
+  DALA_RETURN_IF_ERROR(read_window(sealing));
+  while (!sealing.empty()) {
+    {
+      SharedWork seal(sealing.size(), [&](size_t i) { SignAndSeal(sealing[i]); });  // joined on every path
+      for (SealJob& job : written) DALA_RETURN_IF_ERROR(WriteSealLocked(job, now));
+      written.clear();
+      DALA_RETURN_IF_ERROR(read_window(read));
+      seal.Finish();
+    }
+    written.swap(sealing);
+    sealing.swap(read);
   }
+  for (SealJob& job : written) DALA_RETURN_IF_ERROR(WriteSealLocked(job, now));
   return txn.Commit();
 }
 
