@@ -51,11 +51,14 @@ class S3Store;
 
 // Part-sized buffers kept between uploads: a part's bytes land in memory that is already mapped, instead of
 // fresh pages the kernel must fault in and zero (7% of the server's CPU in an upload, measured). At most
-// kKept buffers are kept; any more are freed when given back.
+// kKept buffers of at least a part's smallest size are kept; others are freed when given back. Neither
+// call allocates but Take's reservation.
 class PartBuffers {
  public:
+  PartBuffers() { kept_.reserve(kKept); }
   std::vector<uint8_t> Take(size_t capacity) {
     std::vector<uint8_t> b;
+    if (capacity == 0) return b;
     {
       std::lock_guard lock(mu_);
       if (!kept_.empty()) {
@@ -67,8 +70,8 @@ class PartBuffers {
     b.reserve(capacity);
     return b;
   }
-  void Give(std::vector<uint8_t> b) {
-    if (b.capacity() == 0) return;
+  void Give(std::vector<uint8_t> b) noexcept {
+    if (b.capacity() < kMinPart) return;
     std::lock_guard lock(mu_);
     if (kept_.size() < kKept) kept_.push_back(std::move(b));
   }
@@ -153,16 +156,19 @@ class S3Writer final : public AttachmentWriter {
       if (!id.ok()) return Fail(id.status());
       s_.upload_id = std::move(*id);
     }
-    const uint64_t after = Written();  // where the next tail begins, if this part takes the whole tail
-    auto& f = in_flight_.emplace_back();
-    f.number = static_cast<int>(s_.parts.size() + in_flight_.size());
+    // The part's bytes, before it joins the queue (nothing there without its future, if this throws).
+    std::vector<uint8_t> bytes;
     if (len == s_.tail.size()) {  // the whole tail (as chunks arrive): its buffer goes with the part
-      f.bytes = std::exchange(s_.tail, buffers_.Take(std::min<uint64_t>(part_, shape_.size - after)));
+      std::vector<uint8_t> next = buffers_.Take(std::min<uint64_t>(part_, shape_.size - Written()));
+      bytes = std::exchange(s_.tail, std::move(next));
     } else {
-      f.bytes = buffers_.Take(len);
-      f.bytes.assign(s_.tail.begin(), s_.tail.begin() + static_cast<ptrdiff_t>(len));
+      bytes = buffers_.Take(len);
+      bytes.assign(s_.tail.begin(), s_.tail.begin() + static_cast<ptrdiff_t>(len));
       s_.tail.erase(s_.tail.begin(), s_.tail.begin() + static_cast<ptrdiff_t>(len));
     }
+    auto& f = in_flight_.emplace_back();
+    f.number = static_cast<int>(s_.parts.size() + in_flight_.size());
+    f.bytes = std::move(bytes);
     tail_kept_ = 0;  // the tail object now holds bytes a part holds: stale (and ignored when read back)
     f.etag = std::async(std::launch::async, [this, &f] { return client_.UploadPart(key_, s_.upload_id, f.number, f.bytes); });
     return Status::Ok();

@@ -18,7 +18,10 @@ PRIMITIVES = re.compile(r"(Ed25519 sign 2 KiB|sealed box|XChaCha20-Poly1305 2 Ki
 
 
 def figures(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    except subprocess.TimeoutExpired:
+        sys.exit(f"{' '.join(cmd)} ran for over an hour")
     if r.returncode not in (0, 1):  # 1: a target missed, which is still a run
         sys.exit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr[-2000:]}")
     out = {}
@@ -41,8 +44,7 @@ def main():
     tools = ["--tools", os.path.dirname(os.path.abspath(native))]
     mine = figures([native] + args + tools)
     theirs = figures(other + args + tools)
-    arch = os.path.basename(other[0])
-    print(f"dala_bench {' '.join(args)}: this machine beside {arch} (emulated), same run; "
+    print(f"dala_bench {' '.join(args)}: this machine's build beside the other one under {other[0]}, same run; "
           "ratio = emulated time / native time (for rates: native rate / emulated rate)")
     print(f"{'figure':56} {'native':>12} {'emulated':>12} {'ratio':>8}")
     for name, (value, unit) in mine.items():

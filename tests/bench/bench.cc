@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
   // One organisation, as a phone has after joining: its desk key and an invite from the dala and
   // dala-server programs next to this binary.
   {
-    const std::string& bin = tools;
+    const std::string bin = "'" + tools + "'";  // a path with spaces (not quotes) in the shell command below
     std::string cmd = "export DALA_PASSPHRASE=bench; org=$(" + bin + "/dala desk keygen --out " + work +
                       "/org.key --kdf-ops 1 --kdf-mem-mib 8 2>/dev/null) && key=$(" + bin + "/dala-server init --data " +
                       work + "/srv --organisation \"$org\" 2>/dev/null | tail -1) && " + bin + "/dala desk invite --key " +

@@ -331,7 +331,8 @@ DALA_API dala_status dala_report_save(dala_store *store, dala_report *report,
 DALA_API dala_status dala_report_seal(dala_store *store, dala_report *report,
                                       dala_error **out_error) DALA_NOEXCEPT;
 /* Any thread. Seals the drafts of `count` reports in one transaction (all or none). Signs and seals them
-   on up to 4 threads of the library's own, started for the call and joined before it returns. */
+   on the calling thread and up to 3 threads of the library's own, started for each window of up to 256
+   reports and joined before the call returns. */
 DALA_API dala_status dala_store_seal_reports(dala_store *store, const dala_report_id *ids, size_t count,
                                              dala_error **out_error) DALA_NOEXCEPT;
 
