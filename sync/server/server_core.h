@@ -298,6 +298,7 @@ class ServerCore {
     std::string desk_key;
   };
   Result<v1::Export> BuildExport(const ExportSlice& slice, uint64_t* end);
+  Result<sql::Stmt> LeavesFrom(uint64_t from, uint64_t to);  // under mu_
   // Whether the newest statement lists `desk_key` (this node's, else the database's, read again at most once
   // a second).
   bool DeskListed(std::string_view desk_key);

@@ -18,6 +18,13 @@ HttpResult Plain(int status, std::string text) { return {status, "text/plain", s
 
 }  // namespace
 
+// The log's leaves [from, to), in order, as rows (idx, leaf).
+Result<sql::Stmt> ServerCore::LeavesFrom(uint64_t from, uint64_t to) {
+  DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare("SELECT idx, leaf FROM log WHERE idx >= ? AND idx < ? ORDER BY idx"));
+  st.Bind(1, static_cast<int64_t>(from)).Bind(2, static_cast<int64_t>(to));
+  return st;
+}
+
 Result<v1::Export> ServerCore::BuildExport(const ExportSlice& slice, uint64_t* end) {
   v1::Export ex;
   std::lock_guard lock(mu_);
@@ -69,15 +76,22 @@ Result<v1::Export> ServerCore::BuildExport(const ExportSlice& slice, uint64_t* e
       r->set_receipt(reinterpret_cast<const char*>(rc.data()), rc.size());
     }
     st = sql::Stmt();
-    DALA_ASSIGN_OR_RETURN(std::vector<std::string> leaves, log_.Leaves());
-    for (uint64_t i = slice.from; i < size && i < leaves.size(); ++i) ex.add_log(std::move(leaves[static_cast<size_t>(i)]));
+    DALA_ASSIGN_OR_RETURN(sql::Stmt leaves, LeavesFrom(slice.from, size));
+    for (uint64_t i = slice.from; i < size; ++i) {
+      DALA_ASSIGN_OR_RETURN(bool row, leaves.Step());
+      if (!row || static_cast<uint64_t>(leaves.Int(0)) != i)
+        return Status(Code::kInternal, "the log's leaves are fewer than its size");
+      auto b = leaves.BlobView(1);
+      ex.add_log(reinterpret_cast<const char*>(b.data()), b.size());
+    }
     if (end != nullptr) *end = size;
   } else {
     // A page for a desk: the leaves from `from` on, each with what it records (a report, a device's
     // enrolment, the time-stamp over the head it completes), until the page's bytes reach the budget. Pages
     // are bounded whatever the log holds, and each record is on exactly one page.
-    DALA_ASSIGN_OR_RETURN(std::vector<std::string> leaves, log_.Leaves());
-    if (size > leaves.size()) return Status(Code::kInternal, "the log's leaves are fewer than its size");
+    // Each read starts at `from` (the log by its key, the reports by their leaf's index): a page costs what
+    // it holds, wherever it is in the log, and the lock is held only that long.
+    DALA_ASSIGN_OR_RETURN(sql::Stmt leaves, LeavesFrom(slice.from, size));
     DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare(
         "SELECT envelope, receipt, leaf FROM reports WHERE leaf >= ? AND leaf < ? ORDER BY leaf"));
     st.Bind(1, static_cast<int64_t>(slice.from)).Bind(2, static_cast<int64_t>(size));
@@ -92,7 +106,11 @@ Result<v1::Export> ServerCore::BuildExport(const ExportSlice& slice, uint64_t* e
     size_t bytes = 0;
     uint64_t i = slice.from;
     while (i < size) {
-      const std::string& leaf = leaves[static_cast<size_t>(i)];
+      DALA_ASSIGN_OR_RETURN(bool row, leaves.Step());
+      if (!row || static_cast<uint64_t>(leaves.Int(0)) != i)
+        return Status(Code::kInternal, "the log's leaves are fewer than its size");
+      auto lb = leaves.BlobView(1);
+      const std::string leaf(reinterpret_cast<const char*>(lb.data()), lb.size());
       bytes += leaf.size();
       ex.add_log(leaf);
       for (; have_report && static_cast<uint64_t>(st.Int(2)) == i;) {

@@ -143,8 +143,12 @@ ALTER TABLE devices ADD COLUMN label TEXT;
 CREATE TABLE invites_cancelled(invite_hash BLOB PRIMARY KEY NOT NULL, cancelled_ms INTEGER NOT NULL) WITHOUT ROWID;
 )sql";
 
+// 10: reports by their leaf's index, for a desk's pages (each starts at a leaf: without it, every page read
+// the whole table). Leaves only grow, so the index grows at its end: little for each report stored.
+const char kSchemaV10[] = "CREATE INDEX reports_leaf ON reports(leaf);";
+
 const char* const kMigrations[] = {kSchema,   kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5,
-                                   kSchemaV6, kSchemaV7, kSchemaV8, kSchemaV9};
+                                   kSchemaV6, kSchemaV7, kSchemaV8, kSchemaV9, kSchemaV10};
 
 // PostgreSQL: the schema of step 9 above in one step (no PostgreSQL data predates it). The log is
 // append-only here too: rows of log and log_nodes cannot be changed, deleted or truncated.
@@ -209,7 +213,10 @@ CREATE TRIGGER log_nodes_no_truncate BEFORE TRUNCATE ON log_nodes FOR EACH STATE
   EXECUTE FUNCTION dala_log_append_only();
 )sql";
 
-const char* const kPostgresMigrations[] = {kPostgresSchema};
+// 2: as step 10 above.
+const char kPostgresSchemaV2[] = "CREATE INDEX reports_leaf ON reports(leaf);";
+
+const char* const kPostgresMigrations[] = {kPostgresSchema, kPostgresSchemaV2};
 
 // The advisory lock key that serialises schema migrations ("dalamigr").
 constexpr int64_t kMigrationLock = 0x64616c616d696772;
