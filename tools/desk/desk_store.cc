@@ -264,8 +264,19 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
 
   std::vector<std::string> copied;  // media files this import created: removed again if it is refused
   uint64_t unopened = 0;            // entries that did not open with the organisation's keys
-  std::string export_bytes;         // the bytes every check was made on: what the store keeps
-  options.bytes_sink = [&](std::span<const uint8_t> b) { export_bytes.assign(reinterpret_cast<const char*>(b.data()), b.size()); };
+  // The bytes every check was made on are what the store keeps: written aside as they are read (not held in
+  // memory, an export's size more), and put in place once the import has committed.
+  crypto::Hash export_hash{};
+  Status kept_written = Status(Code::kInternal, "the export was not read");
+  const std::string kept_next = fs::Join(exports_dir, "importing.next");
+  struct RemoveOnExitToo {
+    std::string path;
+    ~RemoveOnExitToo() { (void)fs::RemoveFile(path); }
+  } kept_next_file{kept_next};
+  options.bytes_sink = [&](std::span<const uint8_t> b) {
+    export_hash = crypto::Blake2b256(b);
+    kept_written = fs::WriteFileAtomic(kept_next, b);
+  };
   options.summary_sink = [&](const std::string& s) { result.summary_json = s; };
   options.sink = [&](const OpenedEntry& e) -> Status {
     if (e.report == nullptr || e.device.size() != 32 || e.report_id.size() != 16) {
@@ -412,7 +423,10 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
     undo_copies();
     return result;  // the transaction rolls back
   }
-  const crypto::Hash export_hash = crypto::Blake2b256(crypto::Bytes(export_bytes));
+  if (!kept_written.ok()) {
+    undo_copies();
+    return kept_written;
+  }
   const std::string server_hex = Hex(s.server_key);
   if (Status synced = fs::SyncDirectory(fs::Join(dir_, "media")); !synced.ok()) {
     undo_copies();
@@ -442,8 +456,10 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
   // Then the export is kept (ciphertext only, the very bytes checked), so that the next import from its
   // server must extend its log. Kept only after the commit: a kept export that lags behind the store is
   // harmless (the next import is held against an older log), one ahead of it would not be.
-  if (Status kept = fs::WriteFileAtomic(fs::Join(exports_dir, server_hex + ".export"), crypto::Bytes(export_bytes));
-      !kept.ok())
+  const std::string kept_path = fs::Join(exports_dir, server_hex + ".export");
+  Status kept = ::rename(kept_next.c_str(), kept_path.c_str()) == 0 ? fs::SyncDirectory(exports_dir)
+                                                                     : fs::FromErrno(errno, "could not write", kept_path);
+  if (!kept.ok())
     result.problems.push_back("imported, but the export could not be kept for the next import's check: " + kept.message());
   return result;
 }

@@ -543,6 +543,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
                                 " places: an entry may be hidden there");
     }
   }
+  std::vector<uint8_t>().swap(bytes);  // parsed and scanned: freed before the checks (the export's size again)
 
   // The checks of each entry on its own (signatures, decryption, receipt: nearly all the work) run on
   // every core; what depends on the order and on the other entries follows, one entry at a time.
