@@ -27,3 +27,14 @@ extern "C" JNIEXPORT jdoubleArray JNICALL Java_org_dala_SealBench_sealInC(JNIEnv
   if (out != nullptr) env->SetDoubleArrayRegion(out, 0, n, t.data());
   return out;
 }
+
+// One dala_sync_run_once of the store (the built-in transport, default options but the timeout): what it
+// delivered, or -1.
+extern "C" JNIEXPORT jlong JNICALL Java_org_dala_SealBench_syncInC(JNIEnv*, jclass, jlong h, jlong timeout_ms) {
+  dala_sync_options o;
+  dala_sync_options_init(&o);
+  o.timeout_ms = timeout_ms;
+  dala_sync_result r{};
+  if (dala_sync_run_once(reinterpret_cast<dala_store*>(h), &o, &r, nullptr) != DALA_OK) return -1;
+  return r.remaining == 0 ? static_cast<jlong>(r.delivered) : -1;
+}
