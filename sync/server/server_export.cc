@@ -89,13 +89,14 @@ Result<v1::Export> ServerCore::BuildExport(const ExportSlice& slice, uint64_t* e
     // A page for a desk: the leaves from `from` on, each with what it records (a report, a device's
     // enrolment, the time-stamp over the head it completes), until the page's bytes reach the budget. Pages
     // are bounded whatever the log holds, and each record is on exactly one page.
-    // Each read starts at `from` (the log by its key, the reports by their leaf's index): a page costs what
-    // it holds, wherever it is in the log, and the lock is held only that long.
-    DALA_ASSIGN_OR_RETURN(sql::Stmt leaves, LeavesFrom(slice.from, size));
-    DALA_ASSIGN_OR_RETURN(sql::Stmt st, db_->Prepare(
-        "SELECT envelope, receipt, leaf FROM reports WHERE leaf >= ? AND leaf < ? ORDER BY leaf"));
-    st.Bind(1, static_cast<int64_t>(slice.from)).Bind(2, static_cast<int64_t>(size));
-    DALA_ASSIGN_OR_RETURN(bool have_report, st.Step());
+    // The leaves and their reports are read a window of leaves at a time, each read starting where the
+    // window does (the log by its key, the reports by their leaf's index): a page costs what it holds,
+    // wherever it is in the log, on SQLite and on PostgreSQL (which fetches a query's rows all at once), and
+    // the lock is held only that long.
+    constexpr uint64_t kWindow = 1024;
+    sql::Stmt leaves, st;
+    bool have_report = false;
+    uint64_t window_end = slice.from;
     DALA_ASSIGN_OR_RETURN(sql::Stmt ts, db_->Prepare(
         "SELECT t.size, h.signed, t.token FROM log_timestamps t JOIN log_heads h ON h.size = t.size "
         "WHERE t.size > ? AND t.size <= ? ORDER BY t.size"));
@@ -106,13 +107,22 @@ Result<v1::Export> ServerCore::BuildExport(const ExportSlice& slice, uint64_t* e
     size_t bytes = 0;
     uint64_t i = slice.from;
     while (i < size) {
+      if (i == window_end) {
+        window_end = std::min(size, i + kWindow);
+        leaves = sql::Stmt();
+        st = sql::Stmt();
+        DALA_ASSIGN_OR_RETURN(leaves, LeavesFrom(i, window_end));
+        DALA_ASSIGN_OR_RETURN(st, db_->Prepare(
+            "SELECT envelope, receipt, leaf FROM reports WHERE leaf >= ? AND leaf < ? ORDER BY leaf"));
+        st.Bind(1, static_cast<int64_t>(i)).Bind(2, static_cast<int64_t>(window_end));
+        DALA_ASSIGN_OR_RETURN(have_report, st.Step());
+      }
       DALA_ASSIGN_OR_RETURN(bool row, leaves.Step());
       if (!row || static_cast<uint64_t>(leaves.Int(0)) != i)
         return Status(Code::kInternal, "the log's leaves are fewer than its size");
       auto lb = leaves.BlobView(1);
-      const std::string leaf(reinterpret_cast<const char*>(lb.data()), lb.size());
+      const std::string& leaf = *ex.add_log() = std::string(reinterpret_cast<const char*>(lb.data()), lb.size());
       bytes += leaf.size();
-      ex.add_log(leaf);
       for (; have_report && static_cast<uint64_t>(st.Int(2)) == i;) {
         auto* r = ex.add_reports();
         auto e = st.BlobView(0), rc = st.BlobView(1);

@@ -592,10 +592,13 @@ int main(int argc, char** argv) {
     };
     int small_count = 0, large_count = 0;
     const double small_s = pages(1u << 20, &small_count), large_s = pages(32u << 20, &large_count);
-    std::snprintf(label, sizeof label, "the log in %d pages / in %d", small_count, large_count);
-    std::snprintf(basis, sizeof basis, "server time, this run: %.2f s in pages of 1 MiB, %.2f s in pages of 32 MiB; "
-                  "a page costs what it holds", small_s, large_s);
-    bench::Row(label, small_s / large_s, "<=", 1.5, "x", basis);
+    std::snprintf(basis, sizeof basis, "server time, this run: %.2f s in %d pages of 1 MiB, %.2f s in %d of 32 MiB; "
+                  "a page costs what it holds", small_s, small_count, large_s, large_count);
+    if (small_count >= 20) {
+      bench::Row("export pages of 1 MiB / of 32 MiB, whole log", small_s / large_s, "<=", 1.5, "x", basis);
+    } else {  // too few pages for paging that grows with the log to show
+      Info("export pages of 1 MiB / of 32 MiB, whole log", small_s / large_s, "x ");
+    }
   }
   // ---- the web desk's pages, server side (App::Handle: query and page), on the imported store ----
   std::printf("\n");
