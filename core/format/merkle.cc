@@ -96,6 +96,30 @@ Result<std::vector<Hash>> InclusionProof(const Tree& tree, uint64_t index, uint6
   return out;
 }
 
+std::vector<std::pair<uint64_t, uint64_t>> InclusionProofRanges(uint64_t index, uint64_t size) {
+  // PATH(m, D[begin:end]) walked from the root down; its elements are listed innermost first.
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  uint64_t begin = 0, end = size;
+  while (index < end - begin && end - begin > 1) {
+    const uint64_t k = SplitPoint(end - begin);
+    if (index < k) {
+      out.emplace_back(begin + k, end);
+      end = begin + k;
+    } else {
+      out.emplace_back(begin, begin + k);
+      index -= k;
+      begin += k;
+    }
+  }
+  return {out.rbegin(), out.rend()};
+}
+
+Hash RangeRoot(std::span<const Hash> leaf_hashes) {
+  if (leaf_hashes.size() == 1) return leaf_hashes[0];
+  const uint64_t k = SplitPoint(leaf_hashes.size());
+  return NodeHash(RangeRoot(leaf_hashes.first(k)), RangeRoot(leaf_hashes.subspan(k)));
+}
+
 Result<std::vector<Hash>> ConsistencyProof(const Tree& tree, uint64_t old_size, uint64_t new_size) {
   if (old_size == 0 || old_size > new_size || new_size > tree.size())
     return Status(Code::kInvalidArgument, "no consistency proof between those sizes");

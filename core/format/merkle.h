@@ -37,6 +37,12 @@ Result<std::vector<Hash>> InclusionProof(const Tree& tree, uint64_t index, uint6
 // (0 < old_size <= new_size; equal sizes give an empty proof).
 Result<std::vector<Hash>> ConsistencyProof(const Tree& tree, uint64_t old_size, uint64_t new_size);
 
+// The leaves [first, second) whose MTH each element of InclusionProof(index, size) is, innermost first.
+std::vector<std::pair<uint64_t, uint64_t>> InclusionProofRanges(uint64_t index, uint64_t size);
+// MTH of leaves given by their hashes, in order (RFC 9162 2.1.1): what a proof element covering exactly these
+// leaves is. At least one leaf hash.
+Hash RangeRoot(std::span<const Hash> leaf_hashes);
+
 // RFC 9162 2.1.3.2 and 2.1.4.2. A verifier needs nothing but these and the signed heads.
 bool VerifyInclusion(const Hash& leaf_hash, uint64_t index, uint64_t size, std::span<const Hash> proof,
                      const Hash& root);

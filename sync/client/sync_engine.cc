@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <map>
 #include <thread>
 
 #include "client/address_policy.h"
@@ -13,6 +14,7 @@
 #include "base/fsutil.h"
 #include "format/invite.h"
 #include "format/log.h"
+#include "format/merkle.h"
 #include "format/receipt.h"
 #include "format/request.h"
 #include "format/response.h"
@@ -462,28 +464,16 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
                      std::vector<uint8_t> receipt = {}) {
     outcomes.push_back(OutboxOutcome{kind, it.id, it.version, std::move(receipt), std::move(reason)});
   };
+  // Each result's item (the one we sent with its id and version), and the receipt the phone rebuilds for a
+  // stored or duplicate one from what it knows: a receipt counts only if the pinned server key signed it for
+  // exactly what we sent.
   std::vector<bool> answered(in_flight.size(), false);
-  // Each result's whole inclusion proof: what it carries, then the tail it shares with the previous one's.
-  std::vector<google::protobuf::RepeatedPtrField<std::string>> proofs(static_cast<size_t>(resp.results_size()));
-  {
-    const google::protobuf::RepeatedPtrField<std::string>* previous = nullptr;
-    for (int r = 0; r < resp.results_size(); ++r) {
-      const v1::PushResult& res = resp.results(r);
-      if (!res.has_leaf_index()) continue;
-      auto& proof = proofs[static_cast<size_t>(r)];
-      proof = res.inclusion_proof();
-      const int shared = static_cast<int>(std::min<uint32_t>(res.proof_shared(), 1024));
-      if (shared > 0 && previous != nullptr && shared <= previous->size() && proof.size() + shared <= 128) {
-        for (int k = previous->size() - shared; k < previous->size(); ++k) *proof.Add() = (*previous)[k];
-      } else if (shared > 0) {
-        proof.Clear();  // names hashes that are not there: this receipt's place is not shown
-      }
-      previous = &proof;
-    }
-  }
+  std::vector<const OutboxItem*> items(static_cast<size_t>(resp.results_size()), nullptr);
+  std::vector<v1::Receipt> rebuilt(static_cast<size_t>(resp.results_size()));
+  std::map<uint64_t, merkle::Hash> leaves;  // the leaves of this answer's results, by index: as the phone sees them
+  const crypto::PublicKey me = store_.device_key();
   for (int r = 0; r < resp.results_size(); ++r) {
     const v1::PushResult& res = resp.results(r);
-    const auto& inclusion_proof = proofs[static_cast<size_t>(r)];
     size_t i = 0;
     for (; i < in_flight.size(); ++i) {
       const auto& it = in_flight[i];
@@ -494,21 +484,78 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
     if (i == in_flight.size()) continue;  // not something we sent
     answered[i] = true;
     const OutboxItem& it = in_flight[i];
+    items[static_cast<size_t>(r)] = &it;
+    if (res.code() != v1::STORED && res.code() != v1::DUPLICATE) continue;
+    const crypto::Hash sent = crypto::Blake2b256(it.envelope);
+    v1::Receipt& receipt = rebuilt[static_cast<size_t>(r)];
+    receipt.set_report_id(it.id.data(), it.id.size());
+    receipt.set_version(it.version);
+    receipt.set_content_hash(sent.data(), sent.size());
+    receipt.set_server_time_ms(res.server_time_ms() != 0 ? res.server_time_ms() : resp.server_time_ms());
+    receipt.set_sequence(res.sequence());
+    receipt.set_server_key(server_.server_key.data(), 32);
+    receipt.set_device_key(me.data(), me.size());
+    if (res.has_leaf_index()) leaves.emplace(res.leaf_index(), merkle::LeafHash(crypto::Bytes(protocol::ReportLeaf(receipt))));
+  }
+  // Each result's whole inclusion proof: what it carries, with the elements it says the phone computes
+  // (from the leaves above), then the tail it shares with the previous one's. A proof that names what is
+  // not there is left empty: that receipt's place is not shown.
+  std::vector<google::protobuf::RepeatedPtrField<std::string>> proofs(static_cast<size_t>(resp.results_size()));
+  {
+    const uint64_t log_size = head ? head->size : 0;  // the verified head the proofs lead to
+    const google::protobuf::RepeatedPtrField<std::string>* previous = nullptr;
+    for (int r = 0; r < resp.results_size(); ++r) {
+      const v1::PushResult& res = resp.results(r);
+      if (!res.has_leaf_index()) continue;
+      auto& proof = proofs[static_cast<size_t>(r)];
+      const int shared = static_cast<int>(std::min<uint32_t>(res.proof_shared(), 1024));
+      bool whole = true;
+      if (const uint64_t computed = res.proof_computed(); computed == 0) {
+        proof = res.inclusion_proof();
+      } else if (res.leaf_index() < log_size) {
+        // The full proof has one element per range; those before the shared tail are sent or computed.
+        const auto ranges = merkle::InclusionProofRanges(res.leaf_index(), log_size);
+        const size_t own = ranges.size() >= static_cast<size_t>(shared) ? ranges.size() - static_cast<size_t>(shared) : 0;
+        whole = ranges.size() >= static_cast<size_t>(shared) && (own >= 64 || (computed >> own) == 0);
+        int sent = 0;
+        for (size_t e = 0; whole && e < own; ++e) {
+          if (e >= 64 || ((computed >> e) & 1) == 0) {
+            if (sent < res.inclusion_proof_size()) *proof.Add() = res.inclusion_proof(sent++);
+            else whole = false;
+            continue;
+          }
+          std::vector<merkle::Hash> covered;
+          for (uint64_t k = ranges[e].first; whole && k < ranges[e].second; ++k) {
+            auto at = leaves.find(k);
+            if (at == leaves.end()) whole = false;  // (at most the answer's leaves: the loop ends there)
+            else covered.push_back(at->second);
+          }
+          if (whole) {
+            const merkle::Hash h = merkle::RangeRoot(covered);
+            proof.Add()->assign(reinterpret_cast<const char*>(h.data()), h.size());
+          }
+        }
+        whole = whole && sent == res.inclusion_proof_size();
+      } else {
+        whole = false;
+      }
+      if (whole && shared > 0 && previous != nullptr && shared <= previous->size() && proof.size() + shared <= 128) {
+        for (int k = previous->size() - shared; k < previous->size(); ++k) *proof.Add() = (*previous)[k];
+      } else if (!whole || shared > 0) {
+        proof.Clear();
+      }
+      previous = &proof;
+    }
+  }
+  for (int r = 0; r < resp.results_size(); ++r) {
+    const v1::PushResult& res = resp.results(r);
+    const auto& inclusion_proof = proofs[static_cast<size_t>(r)];
+    if (items[static_cast<size_t>(r)] == nullptr) continue;  // not something we sent
+    const OutboxItem& it = *items[static_cast<size_t>(r)];
     switch (res.code()) {
       case v1::STORED:
       case v1::DUPLICATE: {
-        // A receipt counts only if the pinned server key signed it for exactly what we sent: the phone
-        // rebuilds it from what it knows and checks the signature.
-        crypto::Hash sent = crypto::Blake2b256(it.envelope);
-        crypto::PublicKey me = store_.device_key();
-        v1::Receipt receipt;
-        receipt.set_report_id(it.id.data(), it.id.size());
-        receipt.set_version(it.version);
-        receipt.set_content_hash(sent.data(), sent.size());
-        receipt.set_server_time_ms(res.server_time_ms() != 0 ? res.server_time_ms() : resp.server_time_ms());
-        receipt.set_sequence(res.sequence());
-        receipt.set_server_key(server_.server_key.data(), 32);
-        receipt.set_device_key(me.data(), me.size());
+        const v1::Receipt& receipt = rebuilt[static_cast<size_t>(r)];
         auto kept = protocol::CompleteReceipt(receipt, res.receipt_signature(), server_.server_key);
         if (!kept.ok()) {
           outcome(OutboxOutcome::Kind::kRetry, it, "the server's receipt did not verify; kept queued");

@@ -6,6 +6,7 @@
 #include "server/sql/sqlite_connection.h"
 
 
+#include <set>
 #include <fcntl.h>
 #include <sodium.h>
 #include <sys/stat.h>
@@ -16,6 +17,7 @@
 #include <cstring>
 #include <exception>
 #include <optional>
+#include <set>
 #include <system_error>
 #include <thread>
 
@@ -350,6 +352,16 @@ Status ServerCore::AddLogLocked(const PushJob& job, const std::string& signed_he
   v1::Response r;
   if (!r.ParseFromString(answer->body)) return Status(Code::kInternal, "an answer could not be read back");
   r.set_log_head(signed_head);
+  // The answer's own leaves: a proof element that covers only those, the phone computes from their receipts.
+  std::set<uint64_t> answered;
+  for (const auto& res : r.results())
+    if (res.has_leaf_index()) answered.insert(res.leaf_index());
+  auto all_answered = [&](uint64_t begin, uint64_t end) {
+    auto it = answered.lower_bound(begin);
+    for (uint64_t i = begin; i < end; ++i, ++it)
+      if (it == answered.end() || *it != i) return false;
+    return true;
+  };
   std::vector<merkle::Hash> previous;
   for (auto& res : *r.mutable_results()) {
     if (!res.has_leaf_index()) continue;
@@ -358,8 +370,17 @@ Status ServerCore::AddLogLocked(const PushJob& job, const std::string& signed_he
     while (shared < proof.size() && shared < previous.size() &&
            proof[proof.size() - 1 - shared] == previous[previous.size() - 1 - shared])
       ++shared;
-    for (size_t i = 0; i + shared < proof.size(); ++i) res.add_inclusion_proof(proof[i].data(), proof[i].size());
+    const auto ranges = merkle::InclusionProofRanges(res.leaf_index(), size);
+    uint64_t computed = 0;
+    for (size_t i = 0; i + shared < proof.size(); ++i) {
+      if (i < 64 && i < ranges.size() && all_answered(ranges[i].first, ranges[i].second)) {
+        computed |= uint64_t{1} << i;
+        continue;
+      }
+      res.add_inclusion_proof(proof[i].data(), proof[i].size());
+    }
     res.set_proof_shared(static_cast<uint32_t>(shared));
+    if (computed != 0) res.set_proof_computed(computed);
     previous = std::move(proof);
   }
   for (size_t i = 0; i < job.log_sizes.size(); ++i) {

@@ -1,5 +1,6 @@
 // The sync protocol end to end in one process: phones (Store + SyncEngine) and a ServerCore, joined by a
 // transport that calls ServerCore::Handle. Faults are injected in the transport.
+#include <bit>
 #include <nlohmann/json.hpp>
 
 #include "desk/desk_store.h"
@@ -906,6 +907,39 @@ TEST(Log, EveryReceiptCarriesItsPlaceInTheServersLog) {
   w.net->tamper = nullptr;
   ASSERT_TRUE(phone->RetryNow().ok());
   EXPECT_EQ(Sync(*phone, *w.net).delivered, 1u);
+  // A proof element that covers only leaves of the same answer is not sent: the phone computes it from
+  // those reports' receipts (proof_computed). One it cannot compute (a leaf not in the answer) shows nothing.
+  std::vector<ReportId> four;
+  for (int i = 0; i < 4; ++i) four.push_back(SealOne(*phone, "one of four " + std::to_string(i)));
+  w.net->tamper = [&](const sync::HttpRequest& req, std::string& body) {
+    v1::Response r = Answer(body);
+    if (r.results_size() != 4) return;
+    int lied = -1;
+    for (int k = 0; k < 4 && lied < 0; ++k) {
+      const uint64_t computed = r.results(k).proof_computed();
+      if (computed == 0 || r.results(k).inclusion_proof_size() == 0) continue;
+      // The first element it sends (the lowest position not computed) is claimed as computed instead.
+      const int first_sent = std::countr_one(computed);
+      r.mutable_results(k)->set_proof_computed(computed | (uint64_t{1} << first_sent));
+      r.mutable_results(k)->mutable_inclusion_proof()->DeleteSubrange(0, 1);
+      lied = k;
+    }
+    EXPECT_GE(lied, 0) << "no result of four neighbouring leaves had an element computed";
+    body = SignAnswer(stolen, r, req);
+  };
+  auto computed = Sync(*phone, *w.net);  // that result, and those whose proofs share its tail, wait
+  EXPECT_GE(computed.remaining, 1u) << "a proof element the phone could not compute was taken";
+  EXPECT_EQ(computed.delivered + computed.remaining, 4u);
+  w.net->tamper = nullptr;
+  ASSERT_TRUE(phone->RetryNow().ok());
+  EXPECT_EQ(Sync(*phone, *w.net).delivered, computed.remaining);
+  for (const ReportId& id : four) {  // each kept with its whole proof, computed elements filled in
+    v1::SignedReceipt sr = HeldReceipt(*phone, id);
+    v1::Receipt rr;
+    ASSERT_TRUE(rr.ParseFromString(sr.receipt()));
+    EXPECT_TRUE(protocol::ReceiptInLog(rr, sr.leaf_index(), sr.inclusion_proof(),
+                                       *protocol::VerifyLogHead(crypto::Bytes(sr.log_head()))));
+  }
   v1::SignedReceipt whole = HeldReceipt(*phone, second);  // kept whole: anyone can check it alone
   v1::Receipt wr;
   ASSERT_TRUE(wr.ParseFromString(whole.receipt()));
