@@ -151,6 +151,30 @@ TEST(Merkle, EveryProofOfEverySmallTreeVerifiesAndNoAlteredOneDoes) {
 
 // A log of a million leaves: proofs stay logarithmic (at most 20 hashes for inclusion, 40 for
 // consistency) and verify.
+// What a phone computes of a proof (docs/protocol.md, "The log", proof_computed): each element of every
+// proof of every small tree is the MTH of exactly the leaves InclusionProofRanges names for it.
+TEST(Merkle, EachProofElementIsTheRootOfTheLeavesItsRangeNames) {
+  MemoryTree t;
+  std::vector<Hash> leaves;
+  for (uint32_t i = 0; i < 70; ++i) {
+    uint8_t leaf[3] = {static_cast<uint8_t>(i), 9, static_cast<uint8_t>(i * 3)};
+    leaves.push_back(LeafHash(leaf));
+    t.Append(leaves.back());
+  }
+  for (uint64_t n = 1; n <= 70; ++n) {
+    for (uint64_t i = 0; i < n; ++i) {
+      const auto proof = *InclusionProof(t, i, n);
+      const auto ranges = InclusionProofRanges(i, n);
+      ASSERT_EQ(ranges.size(), proof.size()) << i << "/" << n;
+      for (size_t j = 0; j < proof.size(); ++j) {
+        const auto [a, b] = ranges[j];
+        ASSERT_TRUE(a < b && b <= n && (i < a || i >= b)) << i << "/" << n << " element " << j;
+        EXPECT_EQ(RangeRoot(std::span<const Hash>(leaves).subspan(a, b - a)), proof[j]) << i << "/" << n << " " << j;
+      }
+    }
+  }
+}
+
 TEST(Merkle, AMillionLeavesKeepProofsLogarithmic) {
   MemoryTree t;
   const uint64_t n = 1000000;
