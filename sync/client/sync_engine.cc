@@ -430,6 +430,13 @@ Status SyncEngine::Smaller() {
 }
 
 Status SyncEngine::ApplyPush(const v1::Response& resp) {
+  // One result per report sent, no more: anything else is not an answer to this push (and would make the
+  // phone rebuild proofs for results it never asked about).
+  if (resp.results_size() > static_cast<int>(answering_.size())) {
+    Stop("the server answered with more results than reports sent; trying again later", false);
+    DALA_RETURN_IF_ERROR(store_.SetServerState(server_.destination, server_.enrolled, last_error_));
+    return RetryAll(last_error_);
+  }
   // The log (docs/protocol.md, "What a phone checks"): a receipt counts only with its place in a head that
   // extends every head the server signed for this phone before. A head that cannot is kept as evidence.
   std::optional<protocol::LogHead> head;
@@ -470,7 +477,10 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
   std::vector<bool> answered(in_flight.size(), false);
   std::vector<const OutboxItem*> items(static_cast<size_t>(resp.results_size()), nullptr);
   std::vector<v1::Receipt> rebuilt(static_cast<size_t>(resp.results_size()));
-  std::map<uint64_t, merkle::Hash> leaves;  // the leaves of this answer's results, by index: as the phone sees them
+  std::vector<Result<std::string>> signed_receipts(static_cast<size_t>(resp.results_size()),
+                                                   Status(Code::kVerify, "no receipt"));
+  // The leaves of this answer's results whose receipts verified, by index (the first of a repeated index).
+  std::map<uint64_t, merkle::Hash> leaves;
   const crypto::PublicKey me = store_.device_key();
   for (int r = 0; r < resp.results_size(); ++r) {
     const v1::PushResult& res = resp.results(r);
@@ -495,7 +505,10 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
     receipt.set_sequence(res.sequence());
     receipt.set_server_key(server_.server_key.data(), 32);
     receipt.set_device_key(me.data(), me.size());
-    if (res.has_leaf_index()) leaves.emplace(res.leaf_index(), merkle::LeafHash(crypto::Bytes(protocol::ReportLeaf(receipt))));
+    Result<std::string>& kept = signed_receipts[static_cast<size_t>(r)];
+    kept = protocol::CompleteReceipt(receipt, res.receipt_signature(), server_.server_key);
+    if (kept.ok() && res.has_leaf_index())
+      leaves.emplace(res.leaf_index(), merkle::LeafHash(crypto::Bytes(protocol::ReportLeaf(receipt))));
   }
   // Each result's whole inclusion proof: what it carries, with the elements it says the phone computes
   // (from the leaves above), then the tail it shares with the previous one's. A proof that names what is
@@ -556,7 +569,7 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
       case v1::STORED:
       case v1::DUPLICATE: {
         const v1::Receipt& receipt = rebuilt[static_cast<size_t>(r)];
-        auto kept = protocol::CompleteReceipt(receipt, res.receipt_signature(), server_.server_key);
+        const Result<std::string>& kept = signed_receipts[static_cast<size_t>(r)];
         if (!kept.ok()) {
           outcome(OutboxOutcome::Kind::kRetry, it, "the server's receipt did not verify; kept queued");
           last_error_ = "a receipt did not verify against the organisation's server key";

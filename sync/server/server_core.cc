@@ -5,8 +5,6 @@
 
 #include "server/sql/sqlite_connection.h"
 
-
-#include <set>
 #include <fcntl.h>
 #include <sodium.h>
 #include <sys/stat.h>
@@ -373,7 +371,7 @@ Status ServerCore::AddLogLocked(const PushJob& job, const std::string& signed_he
     const auto ranges = merkle::InclusionProofRanges(res.leaf_index(), size);
     uint64_t computed = 0;
     for (size_t i = 0; i + shared < proof.size(); ++i) {
-      if (i < 64 && i < ranges.size() && all_answered(ranges[i].first, ranges[i].second)) {
+      if (i < 64 && all_answered(ranges[i].first, ranges[i].second)) {
         computed |= uint64_t{1} << i;
         continue;
       }

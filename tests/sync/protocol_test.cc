@@ -909,30 +909,41 @@ TEST(Log, EveryReceiptCarriesItsPlaceInTheServersLog) {
   EXPECT_EQ(Sync(*phone, *w.net).delivered, 1u);
   // A proof element that covers only leaves of the same answer is not sent: the phone computes it from
   // those reports' receipts (proof_computed). One it cannot compute (a leaf not in the answer) shows nothing.
+  // Lies: the first element a result sends claimed as computed instead (leaves outside the answer); a bit
+  // past the proof's elements; a fifth result for four reports.
   std::vector<ReportId> four;
-  for (int i = 0; i < 4; ++i) four.push_back(SealOne(*phone, "one of four " + std::to_string(i)));
-  w.net->tamper = [&](const sync::HttpRequest& req, std::string& body) {
-    v1::Response r = Answer(body);
-    if (r.results_size() != 4) return;
-    int lied = -1;
-    for (int k = 0; k < 4 && lied < 0; ++k) {
-      const uint64_t computed = r.results(k).proof_computed();
-      if (computed == 0 || r.results(k).inclusion_proof_size() == 0) continue;
-      // The first element it sends (the lowest position not computed) is claimed as computed instead.
-      const int first_sent = std::countr_one(computed);
-      r.mutable_results(k)->set_proof_computed(computed | (uint64_t{1} << first_sent));
-      r.mutable_results(k)->mutable_inclusion_proof()->DeleteSubrange(0, 1);
-      lied = k;
-    }
-    EXPECT_GE(lied, 0) << "no result of four neighbouring leaves had an element computed";
-    body = SignAnswer(stolen, r, req);
-  };
-  auto computed = Sync(*phone, *w.net);  // that result, and those whose proofs share its tail, wait
-  EXPECT_GE(computed.remaining, 1u) << "a proof element the phone could not compute was taken";
-  EXPECT_EQ(computed.delivered + computed.remaining, 4u);
-  w.net->tamper = nullptr;
-  ASSERT_TRUE(phone->RetryNow().ok());
-  EXPECT_EQ(Sync(*phone, *w.net).delivered, computed.remaining);
+  for (int lie : {0, 1, 2}) {
+    four.clear();
+    for (int i = 0; i < 4; ++i) four.push_back(SealOne(*phone, "one of four " + std::to_string(i)));
+    w.net->tamper = [&](const sync::HttpRequest& req, std::string& body) {
+      v1::Response r = Answer(body);
+      if (r.results_size() != 4) return;
+      int lied = -1;
+      for (int k = 0; k < 4 && lied < 0; ++k) {
+        const uint64_t computed = r.results(k).proof_computed();
+        if (computed == 0 || r.results(k).inclusion_proof_size() == 0) continue;
+        if (lie == 0) {
+          const int first_sent = std::countr_one(computed);
+          r.mutable_results(k)->set_proof_computed(computed | (uint64_t{1} << first_sent));
+          r.mutable_results(k)->mutable_inclusion_proof()->DeleteSubrange(0, 1);
+        } else if (lie == 1) {
+          r.mutable_results(k)->set_proof_computed(computed | (uint64_t{1} << 63));
+        } else {
+          *r.add_results() = r.results(k);
+        }
+        lied = k;
+      }
+      EXPECT_GE(lied, 0) << "no result of four neighbouring leaves had an element computed";
+      body = SignAnswer(stolen, r, req);
+    };
+    auto computed = Sync(*phone, *w.net);  // that result, and those whose proofs share its tail, wait
+    EXPECT_GE(computed.remaining, 1u) << "lie " << lie << " was taken";
+    EXPECT_EQ(computed.delivered + computed.remaining, 4u) << lie;
+    if (lie == 2) EXPECT_EQ(computed.delivered, 0u) << "an answer of five results for four reports was used";
+    w.net->tamper = nullptr;
+    ASSERT_TRUE(phone->RetryNow().ok());
+    EXPECT_EQ(Sync(*phone, *w.net).delivered, computed.remaining) << lie;
+  }
   for (const ReportId& id : four) {  // each kept with its whole proof, computed elements filled in
     v1::SignedReceipt sr = HeldReceipt(*phone, id);
     v1::Receipt rr;

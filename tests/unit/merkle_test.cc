@@ -149,8 +149,6 @@ TEST(Merkle, EveryProofOfEverySmallTreeVerifiesAndNoAlteredOneDoes) {
   EXPECT_FALSE(ConsistencyProof(t, 0, 70).ok());
 }
 
-// A log of a million leaves: proofs stay logarithmic (at most 20 hashes for inclusion, 40 for
-// consistency) and verify.
 // What a phone computes of a proof (docs/protocol.md, "The log", proof_computed): each element of every
 // proof of every small tree is the MTH of exactly the leaves InclusionProofRanges names for it.
 TEST(Merkle, EachProofElementIsTheRootOfTheLeavesItsRangeNames) {
@@ -175,6 +173,8 @@ TEST(Merkle, EachProofElementIsTheRootOfTheLeavesItsRangeNames) {
   }
 }
 
+// A log of a million leaves: proofs stay logarithmic (at most 20 hashes for inclusion, 40 for
+// consistency) and verify.
 TEST(Merkle, AMillionLeavesKeepProofsLogarithmic) {
   MemoryTree t;
   const uint64_t n = 1000000;
