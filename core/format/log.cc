@@ -115,6 +115,32 @@ bool ReceiptInLog(const v1::Receipt& receipt, uint64_t leaf_index,
   return merkle::VerifyInclusion(merkle::LeafHash(crypto::Bytes(leaf)), leaf_index, head.size, *hashes, head.root);
 }
 
+Result<KeptReceipt> VerifyKeptReceipt(std::span<const uint8_t> signed_receipt, std::span<const uint8_t> server_key) {
+  v1::SignedReceipt sr;
+  if (!sr.ParseFromArray(signed_receipt.data(), static_cast<int>(signed_receipt.size())))
+    return Status(Code::kVerify, "the receipt is malformed");
+  KeptReceipt kept;
+  if (!sr.signature().empty()) {
+    DALA_ASSIGN_OR_RETURN(kept.receipt, VerifyReceipt(signed_receipt, server_key));
+    return kept;
+  }
+  v1::Receipt& r = kept.receipt;
+  if (!r.ParseFromString(sr.receipt()) || r.report_id().size() != 16 || r.content_hash().size() != 32 ||
+      r.device_key().size() != 32 || server_key.size() != 32)
+    return Status(Code::kVerify, "the receipt is malformed");
+  if (r.server_key() != std::string_view(reinterpret_cast<const char*>(server_key.data()), server_key.size()))
+    return Status(Code::kVerify, "the receipt names another server");
+  if (sr.log_head().empty() || !sr.has_leaf_index())
+    return Status(Code::kVerify, "the receipt has neither a signature nor its place in the server's log");
+  DALA_ASSIGN_OR_RETURN(LogHead head, VerifyLogHead(crypto::Bytes(sr.log_head())));
+  if (std::memcmp(head.server_key.data(), server_key.data(), 32) != 0)
+    return Status(Code::kVerify, "the receipt's log head is another server's");
+  if (!ReceiptInLog(r, sr.leaf_index(), sr.inclusion_proof(), head))
+    return Status(Code::kVerify, "the receipt is not where its log head's tree has it");
+  kept.head = head;
+  return kept;
+}
+
 bool Extends(const LogHead& new_head, const LogHead& old_head,
              const google::protobuf::RepeatedPtrField<std::string>& proof) {
   if (old_head.size > new_head.size) return false;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -54,6 +55,18 @@ Result<std::vector<merkle::Hash>> ProofHashes(const google::protobuf::RepeatedPt
 // Whether `receipt`'s report leaf is leaf `leaf_index` of the tree `head` signs, by the inclusion proof.
 bool ReceiptInLog(const v1::Receipt& receipt, uint64_t leaf_index,
                   const google::protobuf::RepeatedPtrField<std::string>& proof, const LogHead& head);
+// A receipt as a phone keeps it (a SignedReceipt with its place in the log; docs/protocol.md, "Receipts
+// are proven by the log"), checked under `server_key`. One with a signature holds if the signature
+// verifies (VerifyReceipt). One without (the server signs none on the wire: the log proves them) holds
+// if its log head verifies under `server_key` and its inclusion proof shows the receipt's report leaf at
+// `leaf_index` of that head's tree. Either way the receipt must be well formed and name `server_key`.
+// The caller checks that the key was authorised at the receipt's time, and at `head`'s when it is set.
+struct KeptReceipt {
+  v1::Receipt receipt;
+  std::optional<LogHead> head;  // the head that proves a receipt without a signature
+};
+Result<KeptReceipt> VerifyKeptReceipt(std::span<const uint8_t> signed_receipt, std::span<const uint8_t> server_key);
+
 // Whether the tree `old_head` signs is a prefix of the one `new_head` signs, by the consistency proof
 // (equal sizes: equal roots, whatever the proof; a smaller new head never is). A malformed proof is
 // not a contradiction: check it with ProofHashes first.

@@ -41,15 +41,6 @@ static Status CheckReceipt(const v1::Receipt& r, std::string_view signature, std
   return Status::Ok();
 }
 
-Result<std::string> CompleteReceipt(const v1::Receipt& receipt, std::string_view signature,
-                                    std::span<const uint8_t> server_key) {
-  DALA_RETURN_IF_ERROR(CheckReceipt(receipt, signature, server_key));
-  v1::SignedReceipt sr;
-  sr.set_receipt(receipt.SerializeAsString());
-  sr.set_signature(std::string(signature));
-  return sr.SerializeAsString();
-}
-
 Result<v1::Receipt> VerifyReceipt(std::span<const uint8_t> signed_receipt, std::span<const uint8_t> server_key) {
   v1::SignedReceipt sr;
   v1::Receipt r;

@@ -1,4 +1,4 @@
-// Receipts: the server's signed statement that it holds one report version (docs/protocol.md).
+// Receipts: the server's statement that it holds one report version (docs/protocol.md), signed in exports.
 #pragma once
 
 #include <span>
@@ -17,11 +17,8 @@ inline constexpr std::string_view kDomainReceipt = "dala/v2/receipt";
 std::string ReceiptMessage(const v1::Receipt& receipt);
 // Serialized SignedReceipt.
 std::string SignReceipt(const crypto::SigningKey& server, const v1::Receipt& receipt);
-// Builds the SignedReceipt for `receipt` with a signature received on the wire and verifies it under the
-// pinned server key. Returns the serialized SignedReceipt to keep.
-Result<std::string> CompleteReceipt(const v1::Receipt& receipt, std::string_view signature,
-                                    std::span<const uint8_t> server_key);
-// Verifies a SignedReceipt under the pinned server key.
+// Verifies a SignedReceipt's signature under `server_key` (as exports carry them; a receipt a phone keeps
+// has none: VerifyKeptReceipt in log.h).
 Result<v1::Receipt> VerifyReceipt(std::span<const uint8_t> signed_receipt, std::span<const uint8_t> server_key);
 
 }  // namespace dala::protocol

@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "format/invite.h"
+#include "format/log.h"
 #include "format/organisation.h"
 #include "format/receipt.h"
 #include "format/request.h"
@@ -241,8 +242,14 @@ Result<std::vector<ReceiptInfo>> Store::ListReceipts() {
       const bool current = std::memcmp(claimed.server_key().data(), s.server_key.data(), 32) == 0;
       if (!current && !protocol::AuthorisedAt(s.statement, crypto::Bytes(claimed.server_key()), claimed.server_time_ms()))
         continue;
-      auto v = protocol::VerifyReceipt(r.receipt, crypto::Bytes(claimed.server_key()));
-      if (v.ok() && v->version() == r.version && v->report_id() == IdBytes(r.id) &&
+      // Its signature, or (as every receipt since receipts are proven by the log) its place in a head that
+      // key signed, authorised then too.
+      auto kept = protocol::VerifyKeptReceipt(r.receipt, crypto::Bytes(claimed.server_key()));
+      if (kept.ok() && kept->head && !current &&
+          !protocol::AuthorisedAt(s.statement, crypto::Bytes(claimed.server_key()), kept->head->time_ms))
+        continue;
+      const v1::Receipt* v = kept.ok() ? &kept->receipt : nullptr;
+      if (v != nullptr && v->version() == r.version && v->report_id() == IdBytes(r.id) &&
           v->device_key() == std::string_view(reinterpret_cast<const char*>(device_.public_key.data()), 32)) {
         r.verified = true;
         r.sequence = v->sequence();

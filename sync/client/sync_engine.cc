@@ -472,14 +472,13 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
     outcomes.push_back(OutboxOutcome{kind, it.id, it.version, std::move(receipt), std::move(reason)});
   };
   // Each result's item (the one we sent with its id and version), and the receipt the phone rebuilds for a
-  // stored or duplicate one from what it knows: a receipt counts only if the pinned server key signed it for
-  // exactly what we sent.
+  // stored or duplicate one from what it knows: a receipt counts only at its place in the log head the
+  // pinned server key signed (below), as exactly what we sent. No receipt carries a signature of its own.
   std::vector<bool> answered(in_flight.size(), false);
   std::vector<const OutboxItem*> items(static_cast<size_t>(resp.results_size()), nullptr);
   std::vector<v1::Receipt> rebuilt(static_cast<size_t>(resp.results_size()));
-  std::vector<Result<std::string>> signed_receipts(static_cast<size_t>(resp.results_size()),
-                                                   Status(Code::kVerify, "no receipt"));
-  // The leaves of this answer's results whose receipts verified, by index (the first of a repeated index).
+  // The report leaves of this answer's results, by index (the first of a repeated index): what the proof
+  // elements the server left out are computed from.
   std::map<uint64_t, merkle::Hash> leaves;
   const crypto::PublicKey me = store_.device_key();
   for (int r = 0; r < resp.results_size(); ++r) {
@@ -505,9 +504,7 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
     receipt.set_sequence(res.sequence());
     receipt.set_server_key(server_.server_key.data(), 32);
     receipt.set_device_key(me.data(), me.size());
-    Result<std::string>& kept = signed_receipts[static_cast<size_t>(r)];
-    kept = protocol::CompleteReceipt(receipt, res.receipt_signature(), server_.server_key);
-    if (kept.ok() && res.has_leaf_index())
+    if (res.has_leaf_index())
       leaves.emplace(res.leaf_index(), merkle::LeafHash(crypto::Bytes(protocol::ReportLeaf(receipt))));
   }
   // Each result's whole inclusion proof: what it carries, with the elements it says the phone computes
@@ -569,20 +566,15 @@ Status SyncEngine::ApplyPush(const v1::Response& resp) {
       case v1::STORED:
       case v1::DUPLICATE: {
         const v1::Receipt& receipt = rebuilt[static_cast<size_t>(r)];
-        const Result<std::string>& kept = signed_receipts[static_cast<size_t>(r)];
-        if (!kept.ok()) {
-          outcome(OutboxOutcome::Kind::kRetry, it, "the server's receipt did not verify; kept queued");
-          last_error_ = "a receipt did not verify against the organisation's server key";
-          break;
-        }
-        // And only at its place in the server's log, which the phone keeps with it.
+        // Only at its place in the log head the pinned server key signed (checked above): the head's
+        // signature and the inclusion proof are the receipt's proof, and the phone keeps them with it.
         if (!res.has_leaf_index() || !protocol::ReceiptInLog(receipt, res.leaf_index(), inclusion_proof, *head)) {
           outcome(OutboxOutcome::Kind::kRetry, it, "the server's log does not show this receipt; kept queued");
           last_error_ = "a receipt is not in the server's log as its answer claims";
           break;
         }
         v1::SignedReceipt held;
-        held.ParseFromString(*kept);
+        held.set_receipt(receipt.SerializeAsString());
         held.set_leaf_index(res.leaf_index());
         *held.mutable_inclusion_proof() = inclusion_proof;
         held.set_log_head(resp.log_head());

@@ -297,7 +297,8 @@ class ServerCore {
     bool first = true;
     std::string desk_key;
   };
-  Result<v1::Export> BuildExport(const ExportSlice& slice, uint64_t* end);
+  Result<v1::Export> BuildExport(const ExportSlice& slice, uint64_t* end);  // ReadExport, receipts signed
+  Result<v1::Export> ReadExport(const ExportSlice& slice, uint64_t* end);   // under mu_, as stored
   Result<sql::Stmt> LeavesFrom(uint64_t from, uint64_t to);  // under mu_
   // Whether the newest statement lists `desk_key` (this node's, else the database's, read again at most once
   // a second).

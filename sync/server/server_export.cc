@@ -7,12 +7,16 @@
 #include "format/export_request.h"
 #include "format/log.h"
 #include "format/manifest.h"
+#include "format/receipt.h"
 #include "format/organisation.h"
 #include "server/server_internal.h"
 
 namespace dala::server {
 
 namespace {
+
+// What signing a stored receipt adds to it: the signature field (tag, length, 64 bytes).
+constexpr size_t kReceiptSignatureBytes = 66;
 
 HttpResult Plain(int status, std::string text) { return {status, "text/plain", std::move(text) + "\n"}; }
 
@@ -26,6 +30,23 @@ Result<sql::Stmt> ServerCore::LeavesFrom(uint64_t from, uint64_t to) {
 }
 
 Result<v1::Export> ServerCore::BuildExport(const ExportSlice& slice, uint64_t* end) {
+  DALA_ASSIGN_OR_RETURN(v1::Export ex, ReadExport(slice, end));
+  // Receipts are stored unsigned (the log proves them to phones); an export carries each signed, as the
+  // desk checks it (docs/protocol.md, "Receipts are proven by the log"). Outside the lock: pushes go on.
+  for (auto& r : *ex.mutable_reports()) {
+    v1::SignedReceipt sr;
+    v1::Receipt fields;
+    if (!sr.ParseFromString(r.receipt()) || !fields.ParseFromString(sr.receipt()))
+      return Status(Code::kCorrupt, "a stored receipt is damaged");
+    if (!sr.signature().empty()) continue;  // stored signed (before receipts were proven by the log)
+    if (fields.server_key() != std::string_view(reinterpret_cast<const char*>(signing_.public_key.data()), 32))
+      return Status(Code::kCorrupt, "a stored receipt names another server key");
+    r.set_receipt(protocol::SignReceipt(signing_, fields));
+  }
+  return ex;
+}
+
+Result<v1::Export> ServerCore::ReadExport(const ExportSlice& slice, uint64_t* end) {
   v1::Export ex;
   std::lock_guard lock(mu_);
   // One snapshot for every read below: a push another process commits meanwhile is all in or all out.
@@ -128,7 +149,7 @@ Result<v1::Export> ServerCore::BuildExport(const ExportSlice& slice, uint64_t* e
         auto e = st.BlobView(0), rc = st.BlobView(1);
         r->set_envelope(reinterpret_cast<const char*>(e.data()), e.size());
         r->set_receipt(reinterpret_cast<const char*>(rc.data()), rc.size());
-        bytes += e.size() + rc.size();
+        bytes += e.size() + rc.size() + kReceiptSignatureBytes;  // signed once read (BuildExport)
         DALA_ASSIGN_OR_RETURN(have_report, st.Step());
       }
       // An enrolment leaf (0x02 || device key || ...) is the device's enrolment if its bytes are its leaf.

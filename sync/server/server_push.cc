@@ -71,7 +71,6 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
           res->set_code(v1::DUPLICATE);
           res->set_sequence(fields.sequence());
           res->set_server_time_ms(fields.server_time_ms());
-          res->set_receipt_signature(original.signature());
           if (!find.IsNull(2)) res->set_leaf_index(static_cast<uint64_t>(find.Int(2)));
         } else {
           res->set_code(v1::REJECTED);
@@ -137,23 +136,24 @@ Result<HttpResult> ServerCore::PushLocked(PushJob& job, int64_t now) {
     receipt.set_sequence(static_cast<uint64_t>(sequence));
     receipt.set_server_key(signing_.public_key.data(), 32);
     receipt.set_device_key(device_key);
-    std::string signed_receipt = protocol::SignReceipt(signing_, receipt);
+    // Kept unsigned: the log proves it to the phone (the head signed for this commit), and an export signs it
+    // (ServerCore::BuildExport). Ed25519 is deterministic: every export carries the same bytes.
+    v1::SignedReceipt kept;
+    kept.set_receipt(receipt.SerializeAsString());
+    const std::string unsigned_receipt = kept.SerializeAsString();
     DALA_ASSIGN_OR_RETURN(sql::Stmt ins, db_->Prepare(
         "INSERT INTO reports(seq, report_id, version, device_key, content_hash, envelope, receipt, received_ms, leaf) "
         "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     DALA_ASSIGN_OR_RETURN(uint64_t leaf, log_.Append(protocol::ReportLeaf(receipt)));
     ins.Bind(1, sequence).Bind(2, it.h.report_id).Bind(3, it.h.version).Bind(4, B(device_key)).Bind(5, it.hash);
-    ins.Bind(6, B(it.envelope)).Bind(7, B(signed_receipt)).Bind(8, now).Bind(9, static_cast<int64_t>(leaf));
+    ins.Bind(6, B(it.envelope)).Bind(7, B(unsigned_receipt)).Bind(8, now).Bind(9, static_cast<int64_t>(leaf));
     DALA_RETURN_IF_ERROR(ins.Run());
     ++next_sequence_;
     ++job.stored;
     job.stored_bytes += it.envelope.size();
-    v1::SignedReceipt sent;
-    sent.ParseFromString(signed_receipt);
     res->set_code(v1::STORED);
     res->set_sequence(static_cast<uint64_t>(sequence));
     // The receipt's time is the answer's (resp.server_time_ms): not repeated per report.
-    res->set_receipt_signature(sent.signature());
     res->set_leaf_index(leaf);
     Failpoint("server.push.stored");  // crash tests stop the server here, inside the transaction
   }

@@ -159,6 +159,7 @@ int main(int argc, char** argv) {
   const v1::Receipt r1 = receipt(env1, c, 1), r2 = receipt(env2, c2, 2);
   Put("fuzz_receipt", "signed-receipt", 0, protocol::SignReceipt(server, r1));
   Put("fuzz_receipt", "receipt-message", 3, r1.SerializeAsString());
+  Put("fuzz_receipt", "kept-receipt-message", 7, r1.SerializeAsString());
   v1::Export ex;
   ex.set_server_key(Str(server.public_key));
   auto* item = ex.add_reports();

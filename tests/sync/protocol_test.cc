@@ -201,10 +201,14 @@ TEST(Sync, JoinOfflineSealsAtOnceThenDeliversWhenOnline) {
   EXPECT_EQ(online.remaining, 0u);
   EXPECT_EQ(*w.server->ReportCount(), 2u);
   EXPECT_EQ(phone->Get(before)->state, ReportState::kDelivered);
-  // The receipt kept on the phone verifies against the pinned server key.
+  // The receipt kept on the phone holds under the pinned server key: proven by its place in a head that key
+  // signed, with no signature of its own.
   auto receipt = phone->Receipt(info->destination, before, 1);
   ASSERT_TRUE(receipt.ok());
-  EXPECT_TRUE(protocol::VerifyReceipt(*receipt, w.server->server_key()).ok());
+  auto kept = protocol::VerifyKeptReceipt(*receipt, w.server->server_key());
+  ASSERT_TRUE(kept.ok()) << kept.status().message();
+  EXPECT_TRUE(kept->head.has_value());
+  EXPECT_EQ(kept->receipt.version(), 1u);
 }
 
 TEST(Sync, AnswerLostAfterServerStoredIsDeliveredExactlyOnce) {
@@ -251,54 +255,56 @@ TEST(Sync, SamePushTwiceGivesOneCopyAndTheSameReceipt) {
   v1::Response r1 = Answer(first.body), r2 = Answer(second.body);
   EXPECT_EQ(r1.results(0).code(), v1::STORED);
   EXPECT_EQ(r2.results(0).code(), v1::DUPLICATE);
-  EXPECT_EQ(r1.results(0).receipt_signature(), r2.results(0).receipt_signature());
+  EXPECT_EQ(r1.results(0).leaf_index(), r2.results(0).leaf_index());
   EXPECT_EQ(r1.results(0).sequence(), r2.results(0).sequence());
   EXPECT_EQ(r1.results(0).server_time_ms(), 0);  // stored now: the answer's time
   EXPECT_EQ(r1.server_time_ms(), r2.results(0).server_time_ms());  // a duplicate: the time it was stored
   EXPECT_EQ(*w.server->ReportCount(), 1u);
 }
 
-TEST(Sync, ReceiptSignedByAnotherKeyIsNotAccepted) {
+// A receipt has no signature of its own: it counts only at its place in a log head the pinned server key
+// signed (docs/protocol.md, "Receipts are proven by the log"). An answer that is genuine in every other
+// way (the stolen key signs it) with the head re-signed by another key, or naming another key, or with a
+// result's sequence changed (the receipt the phone would keep is then not the server's leaf), delivers
+// nothing; the true answer then does.
+TEST(Sync, AReceiptCountsOnlyInALogHeadThePinnedServerKeySigned) {
   World w;
   auto phone = w.Phone("phone");
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
-  ReportId id = SealOne(*phone, "needs a real receipt");
-  auto impostor = crypto::GenerateSigningKey();
-  const crypto::PublicKey dev = phone->device_key();
-  const crypto::PublicKey srv = w.server->server_key();
-  int forged = 0;
+  const crypto::SigningKey impostor = crypto::GenerateSigningKey();
   const crypto::SigningKey server_key = w.StolenServerKey();
-  w.net->tamper = [&](const sync::HttpRequest& http, std::string& body) {
-    v1::SignedRequest sreq;
-    v1::Request req;
-    if (!sreq.ParseFromString(http.body) || !req.ParseFromString(sreq.request()) || !req.has_push()) return;
-    v1::Response r = Answer(body);
-    for (int i = 0; i < r.results_size(); ++i) {
-      auto& res = *r.mutable_results(i);
-      // Exactly the receipt the phone expects, with only the signer changed.
-      v1::Receipt rc;
-      rc.set_report_id(res.report_id());
-      rc.set_version(res.version());
-      auto hash = crypto::Blake2b256(crypto::Bytes(req.push().envelopes(i)));
-      rc.set_content_hash(hash.data(), 32);
-      rc.set_server_time_ms(res.server_time_ms() != 0 ? res.server_time_ms() : r.server_time_ms());
-      rc.set_sequence(res.sequence());
-      rc.set_server_key(srv.data(), 32);
-      rc.set_device_key(dev.data(), 32);
-      // The genuine signature verifies on this rebuild, so the forgery differs in the signer alone.
-      EXPECT_TRUE(protocol::CompleteReceipt(rc, res.receipt_signature(), srv).ok());
-      v1::SignedReceipt fake;
-      fake.ParseFromString(protocol::SignReceipt(impostor, rc));
-      res.set_receipt_signature(fake.signature());
+  for (int lie : {0, 1, 2}) {
+    ReportId id = SealOne(*phone, "needs a real receipt " + std::to_string(lie));
+    int forged = 0;
+    w.net->tamper = [&](const sync::HttpRequest& http, std::string& body) {
+      v1::Response r = Answer(body);
+      if (r.results_size() == 0 || r.log_head().empty()) return;
+      v1::SignedLogHead head;
+      ASSERT_TRUE(head.ParseFromString(r.log_head()));
+      if (lie == 0) {  // the same head, signed by another key
+        auto sig = crypto::Sign(impostor, protocol::kDomainLogHead, crypto::Bytes(head.head()));
+        head.set_signature(sig.data(), sig.size());
+        r.set_log_head(head.SerializeAsString());
+      } else if (lie == 1) {  // the same tree under a head of another key
+        auto h = protocol::VerifyLogHead(crypto::Bytes(r.log_head()));
+        ASSERT_TRUE(h.ok());
+        h->server_key = impostor.public_key;
+        r.set_log_head(protocol::SignLogHead(impostor, *h));
+      } else {  // a receipt for another sequence number than the one the server logged
+        r.mutable_results(0)->set_sequence(r.results(0).sequence() + 1);
+      }
       ++forged;
-    }
-    body = SignAnswer(server_key, r, http);  // the answer itself is genuine: only the receipt is forged
-  };
-  auto run = Sync(*phone, *w.net);
-  EXPECT_EQ(run.delivered, 0u);
-  EXPECT_EQ(phone->Get(id)->state, ReportState::kQueued);
-  EXPECT_EQ(phone->Stats((*phone->Servers())[0].destination)->pending, 1u);
-  EXPECT_EQ(forged, 1);
+      body = SignAnswer(server_key, r, http);  // the answer itself is genuine
+    };
+    auto run = Sync(*phone, *w.net);
+    EXPECT_EQ(run.delivered, 0u) << lie;
+    EXPECT_EQ(phone->Get(id)->state, ReportState::kQueued) << lie;
+    EXPECT_EQ(phone->Stats((*phone->Servers())[0].destination)->pending, 1u) << lie;
+    EXPECT_EQ(forged, 1) << lie;
+    w.net->tamper = nullptr;
+    ASSERT_TRUE(phone->RetryNow().ok());
+    EXPECT_EQ(Sync(*phone, *w.net).delivered, 1u) << lie;  // stored already: the true answer delivers it
+  }
 }
 
 TEST(Sync, RevokedDeviceIsRefusedAndKeepsItsReports) {
@@ -1551,14 +1557,43 @@ TEST(Desk, AlteredExportsAreCaught) {
   // The withheld version is counted once however it shows (the log and a phone's receipt).
   EXPECT_EQ(open(latest, "latest-both", receipts).missing, 1u);
   EXPECT_TRUE(open(good, "good-receipts", receipts).clean());
-  // A phone receipt nobody authorised signed is said to be one.
-  v1::SignedReceipt sr;
-  ASSERT_TRUE(sr.ParseFromString(receipts[0]));
-  std::string sig = sr.signature();
-  sig[3] ^= 1;
-  sr.set_signature(sig);
-  desk::Summary bad_receipt = open(good, "bad-receipt", {sr.SerializeAsString()});
-  EXPECT_EQ(bad_receipt.phone_receipts_invalid, 1u);
+  // A phone keeps a receipt with no signature: its place in a head its server signed proves it. One altered
+  // is said to be invalid: its content hash changed (no longer the leaf its proof shows), its head stripped
+  // (neither a signature nor the log), a signature added that does not verify, its head's signature
+  // changed, its head replaced by one of another key over the same tree. A receipt as an export carries it
+  // (signed) counts as well.
+  const crypto::SigningKey fake = crypto::GenerateSigningKey();
+  for (int how = 0; how < 5; ++how) {
+    v1::SignedReceipt sr;
+    ASSERT_TRUE(sr.ParseFromString(receipts[0]));
+    ASSERT_TRUE(sr.signature().empty());
+    ASSERT_FALSE(sr.log_head().empty());
+    if (how == 0) {
+      v1::Receipt r;
+      ASSERT_TRUE(r.ParseFromString(sr.receipt()));
+      std::string hash = r.content_hash();
+      hash[3] ^= 1;
+      r.set_content_hash(hash);
+      sr.set_receipt(r.SerializeAsString());
+    }
+    if (how == 1) sr.clear_log_head();
+    if (how == 2) sr.set_signature(std::string(64, '\x01'));
+    if (how == 3) {
+      std::string head = sr.log_head();
+      head.back() ^= 1;  // the last byte of its signature
+      sr.set_log_head(head);
+    }
+    if (how == 4) {
+      auto h = protocol::VerifyLogHead(crypto::Bytes(sr.log_head()));
+      ASSERT_TRUE(h.ok());
+      h->server_key = fake.public_key;
+      sr.set_log_head(protocol::SignLogHead(fake, *h));
+    }
+    desk::Summary bad_receipt = open(good, "bad-receipt-" + std::to_string(how), {sr.SerializeAsString()});
+    EXPECT_EQ(bad_receipt.phone_receipts_invalid, 1u) << how;
+    EXPECT_FALSE(bad_receipt.clean()) << how;
+  }
+  EXPECT_TRUE(open(good, "export-receipt", {good.ex.reports(0).receipt()}).clean());
 }
 
 // Anyone holding the organisation's public identity (an auditor, a court) checks a server's log and the
@@ -1627,7 +1662,7 @@ TEST(Log, TheLogIsVerifiedWithThePublicIdentityAlone) {
   fabricated.ex.set_log_head(protocol::SignLogHead(fake, h));
   fabricated.ex.set_server_key(fake.public_key.data(), 32);
   EXPECT_FALSE(verify(&fabricated, "fabricated", {}, root).ok());
-  // A receipt moved to another leaf of its head (its signature still verifies).
+  // A receipt moved to another leaf of its head.
   std::vector<std::string> moved = held;
   v1::SignedReceipt sr;
   ASSERT_TRUE(sr.ParseFromString(moved[0]));

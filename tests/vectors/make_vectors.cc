@@ -4,7 +4,7 @@
 // courier, a raided server or an enrolled device could make it. Receipts files beside phone-receipts.json:
 // forked-receipts.json (a second phone served by a clone of the server's data directory), phone-receipts-
 // later.json (also a report delivered after the export), phone-receipts-leaf-moved.json (one receipt's
-// leaf_index changed) and phone-receipts-before-log.json (no leaf, proof or head, as before the log). The verdicts each must get are in
+// leaf_index changed) and phone-receipts-before-log.json (signed, with no leaf, proof or head, as before the log). The verdicts each must get are in
 // tests/vectors/expected.json, written from docs/protocol.md, not from running the desk; check_vectors.py
 // checks `dala desk open` against them.
 //
@@ -232,14 +232,31 @@ int main(int argc, char** argv) {
 
   // The phone's receipts, as `dala receipts --json` writes them (the desk reads each "receipt").
   Write(out + "/phone-receipts.json", ReceiptsJson(*phone));
-  // The same receipts as a phone from before the log kept them: no leaf, proof or head.
-  Write(out + "/phone-receipts-before-log.json", ReceiptsJson(*phone, [](const ReportId&, uint32_t, v1::SignedReceipt& sr) {
-          sr.clear_leaf_index();
-          sr.clear_inclusion_proof();
-          sr.clear_log_head();
-        }));
-  {  // A3's receipt claiming A2's leaf, inside its head (its signature still verifies: the leaf index is not
-     // signed, but the inclusion proof no longer leads to the head's root).
+  // The same receipts as a phone from before the log kept them: signed (the export's signature for each),
+  // with no leaf, proof or head.
+  {
+    v1::Export signed_by;
+    if (!signed_by.ParseFromString(genuine)) {
+      std::fprintf(stderr, "make_vectors: the export does not parse\n");
+      return 1;
+    }
+    Write(out + "/phone-receipts-before-log.json", ReceiptsJson(*phone, [&](const ReportId&, uint32_t, v1::SignedReceipt& sr) {
+            for (const auto& entry : signed_by.reports()) {
+              v1::SignedReceipt exported;
+              if (exported.ParseFromString(entry.receipt()) && exported.receipt() == sr.receipt())
+                sr.set_signature(exported.signature());
+            }
+            if (sr.signature().empty()) {
+              std::fprintf(stderr, "make_vectors: a phone receipt is not in the export\n");
+              std::exit(1);
+            }
+            sr.clear_leaf_index();
+            sr.clear_inclusion_proof();
+            sr.clear_log_head();
+          }));
+  }
+  {  // A3's receipt claiming A2's leaf, inside its head: its inclusion proof no longer leads to the head's
+     // root, and the log is all that proves a receipt a phone keeps.
     uint64_t a2_leaf = 0;
     ReceiptsJson(*phone, [&](const ReportId& id, uint32_t version, v1::SignedReceipt& sr) {
       if (id == a.id() && version == 2) a2_leaf = sr.leaf_index();

@@ -676,12 +676,17 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
     v1::SignedReceipt sr;
     v1::Receipt r;
     const std::string what = "the phone receipt " + std::to_string(i + 1);
-    if (!sr.ParseFromString(phone_receipts[i]) || !r.ParseFromString(sr.receipt()) || r.server_key().size() != 32 ||
-        r.device_key().size() != 32 ||
-        !protocol::VerifyReceipt(crypto::Bytes(phone_receipts[i]), crypto::Bytes(r.server_key())).ok() ||
-        !protocol::AuthorisedAt(org.statement, crypto::Bytes(r.server_key()), r.server_time_ms())) {
+    // Signed, or (as phones keep them) proven by its place in a head its server signed: authorised at the
+    // receipt's time, and at the head's.
+    auto kept = sr.ParseFromString(phone_receipts[i]) && r.ParseFromString(sr.receipt()) && r.server_key().size() == 32
+                    ? protocol::VerifyKeptReceipt(crypto::Bytes(phone_receipts[i]), crypto::Bytes(r.server_key()))
+                    : Result<protocol::KeptReceipt>(Status(Code::kVerify, "malformed"));
+    if (!kept.ok() || r.device_key().size() != 32 ||
+        !protocol::AuthorisedAt(org.statement, crypto::Bytes(r.server_key()), r.server_time_ms()) ||
+        (kept->head && !protocol::AuthorisedAt(org.statement, crypto::Bytes(r.server_key()), kept->head->time_ms))) {
       ++sum.phone_receipts_invalid;
-      export_problems.push_back(what + " was not signed by a server key the organisation authorised at its time");
+      export_problems.push_back(what + " was not signed, nor proven by a log head, by a server key the organisation "
+                                       "authorised at its time");
       continue;
     }
     if (r.server_key() != ex.server_key()) {  // another server of the organisation: not this export's business

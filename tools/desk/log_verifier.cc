@@ -107,9 +107,13 @@ Result<LogVerdict> VerifyLog(const crypto::PublicKey& root, const LogVerifyInput
       v.problems.push_back(what + " is malformed");
       continue;
     }
-    auto r = protocol::VerifyReceipt(crypto::Bytes(in.phone_receipts[i]), crypto::Bytes(claimed.server_key()));
-    if (!r.ok() || !protocol::AuthorisedAt(*statement, crypto::Bytes(r->server_key()), r->server_time_ms())) {
-      v.problems.push_back(what + " is not signed by a server key the organisation authorised at its time");
+    // Signed, or (as phones keep them) proven by its place in a head its server signed; the head's own checks
+    // follow.
+    auto kept = protocol::VerifyKeptReceipt(crypto::Bytes(in.phone_receipts[i]), crypto::Bytes(claimed.server_key()));
+    const v1::Receipt* r = kept.ok() ? &kept->receipt : nullptr;
+    if (r == nullptr || !protocol::AuthorisedAt(*statement, crypto::Bytes(r->server_key()), r->server_time_ms())) {
+      v.problems.push_back(what + " is not signed, nor proven by a log head, by a server key the organisation "
+                                  "authorised at its time");
       continue;
     }
     if (sr.log_head().empty()) {

@@ -645,8 +645,9 @@ typedef struct dala_sync_result {
 
 /* Any thread; one run per store handle at a time (a second call waits for the first to end). Sends what is due to every joined server until nothing is
    due, the timeout passes, or a server cannot be reached (for OS background schedulers: give it the
-   time the OS grants). No store lock is held during network I/O. A receipt counts only if it verifies
-   against the server key from the invite; then the report is marked delivered. */
+   time the OS grants). No store lock is held during network I/O. A receipt counts only if a log head the
+   server key from the invite signed holds it (docs/protocol.md, "Receipts are proven by the log"); then
+   the report is marked delivered. */
 DALA_API dala_status dala_sync_run_once(dala_store *store, const dala_sync_options *options,
                                         dala_sync_result *out_result, dala_error **out_error) DALA_NOEXCEPT;
 /* Stopping a dala_sync_run_once from another thread: a "Stop" button, a background task the OS is about to
@@ -703,7 +704,7 @@ typedef struct dala_receipt_info {
     const char *destination;   /* valid while the list lives */
     uint64_t sequence;         /* the server's sequence number */
     int64_t server_time_ms;
-    int verified;              /* 1: signed by the server key from the invite */
+    int verified;              /* 1: proven under the server key from the invite (its log head, or a signature) */
     const uint8_t *receipt;    /* the complete SignedReceipt (docs/protocol.md), valid while the list lives: */
     size_t receipt_size;       /* anyone can check it, the desk cross-checks it with an export */
 } dala_receipt_info;

@@ -222,6 +222,20 @@ def phone_receipt_in_log(pr, r, leaf, ex, st):
     if mth(ex["log"][:size]) != root: return False  # another log shown to that phone: a fork
     return ex["log"][sr["leaf_index"]] == leaf
 
+# docs/protocol.md, "Receipts are proven by the log": a phone receipt with a signature holds if it verifies;
+# one without (as phones keep them) if its log head is its server's, verifies, and shows its report leaf at
+# leaf_index. Either way its server key is authorised at the receipt's time (and at the head's).
+def kept_receipt_ok(pr, r, canon, st):
+    sr = msg(pr, PhoneReceipt)
+    if len(r["server_key"]) != 32 or not authorised_at(st, r["server_key"], r["server_time_ms"]): return False
+    if sr["sig"]: return na.verify(r["server_key"], "dala/v2/receipt", canon, sr["sig"])
+    present = {num for num, wt, v in fields(pr)}
+    head = parse_head(sr["log_head"]) if sr["log_head"] and len(sr["log_head"]) == 148 else None
+    if head is None or 3 not in present: return False
+    size, root, t, key, h, sig = head
+    return (key == r["server_key"] and na.verify(key, "dala/v2/log-head", h, sig) and authorised_at(st, key, t)
+            and inclusion_ok(b"\1" + canon, sr["leaf_index"], size, sr["inclusion_proof"], root))
+
 # Returns whether the log verified (head and leaves): phones' heads are held against it only then.
 def audit_log(ex, st, items, summ, withheld):
     if not ex["log_head"]:
@@ -303,7 +317,7 @@ def open_export(org, path, phone_receipts=()):
     for pr in phone_receipts:
         sr = msg(pr, Signed2); r = msg(sr["a"], Receipt)
         canon = r["report_id"] + struct.pack(">I", r["version"]) + r["content_hash"] + struct.pack(">qQ", r["server_time_ms"], r["sequence"]) + r["server_key"] + r["device_key"]
-        if not na.verify(r["server_key"], "dala/v2/receipt", canon, sr["sig"]) or not authorised_at(st, r["server_key"], r["server_time_ms"]):
+        if not kept_receipt_ok(pr, r, canon, st):
             summ["phone_receipts_invalid"] += 1; continue
         if r["server_key"] != ex["server_key"]: continue
         if log_ok and not phone_receipt_in_log(pr, r, b"\1" + canon, ex, st): summ["log_problems"] += 1
