@@ -23,11 +23,15 @@ std::string ReceiptMessage(const v1::Receipt& r) {
   return m;
 }
 
+std::string ReceiptSignature(const crypto::SigningKey& server, const v1::Receipt& receipt) {
+  auto sig = crypto::Sign(server, kDomainReceipt, crypto::Bytes(ReceiptMessage(receipt)));
+  return std::string(reinterpret_cast<const char*>(sig.data()), sig.size());
+}
+
 std::string SignReceipt(const crypto::SigningKey& server, const v1::Receipt& receipt) {
   v1::SignedReceipt sr;
   sr.set_receipt(receipt.SerializeAsString());
-  auto sig = crypto::Sign(server, kDomainReceipt, crypto::Bytes(ReceiptMessage(receipt)));
-  sr.set_signature(sig.data(), sig.size());
+  sr.set_signature(ReceiptSignature(server, receipt));
   return sr.SerializeAsString();
 }
 

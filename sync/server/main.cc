@@ -1,4 +1,4 @@
-// dala-server: the organisation's sync server. Stores sealed reports it cannot read, signs receipts.
+// dala-server: the organisation's sync server. Stores sealed reports it cannot read, in an append-only log it signs.
 // Exit codes: 0 success, 1 error, 2 usage or invalid input, 4 no such data directory or device, or nothing
 // to export (docs/cli.md).
 #include <arpa/inet.h>

@@ -147,8 +147,13 @@ CREATE TABLE invites_cancelled(invite_hash BLOB PRIMARY KEY NOT NULL, cancelled_
 // the whole table). Leaves only grow, so the index grows at its end: little for each report stored.
 const char kSchemaV10[] = "CREATE INDEX reports_leaf ON reports(leaf);";
 
-const char* const kMigrations[] = {kSchema,   kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5,
-                                   kSchemaV6, kSchemaV7, kSchemaV8, kSchemaV9, kSchemaV10};
+// 11: receipts are stored unsigned from here on (the log proves them to phones; an export signs each,
+// docs/protocol.md, "Receipts are proven by the log"). Nothing in the tables changes; the step is there so
+// that a dala-server from before it refuses this data rather than export unsigned receipts.
+const char kSchemaV11[] = "SELECT 1;";
+
+const char* const kMigrations[] = {kSchema,   kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6,
+                                   kSchemaV7, kSchemaV8, kSchemaV9, kSchemaV10, kSchemaV11};
 
 // PostgreSQL: the schema of step 9 above in one step (no PostgreSQL data predates it). The log is
 // append-only here too: rows of log and log_nodes cannot be changed, deleted or truncated.
@@ -216,7 +221,10 @@ CREATE TRIGGER log_nodes_no_truncate BEFORE TRUNCATE ON log_nodes FOR EACH STATE
 // 2: as step 10 above.
 const char kPostgresSchemaV2[] = "CREATE INDEX reports_leaf ON reports(leaf);";
 
-const char* const kPostgresMigrations[] = {kPostgresSchema, kPostgresSchemaV2};
+// 3: as step 11 above.
+const char kPostgresSchemaV3[] = "SELECT 1";
+
+const char* const kPostgresMigrations[] = {kPostgresSchema, kPostgresSchemaV2, kPostgresSchemaV3};
 
 // The advisory lock key that serialises schema migrations ("dalamigr").
 constexpr int64_t kMigrationLock = 0x64616c616d696772;

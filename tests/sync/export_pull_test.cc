@@ -14,6 +14,8 @@
 #include "format/export_request.h"
 #include "format/manifest.h"
 #include "format/organisation.h"
+#include "format/receipt.h"
+#include "../unit/test_util.h"
 
 namespace dala {
 namespace {
@@ -97,6 +99,37 @@ TEST(Pull, TheDeskFetchesEverythingPageByPageThenOnlyWhatIsNew) {
   EXPECT_EQ(first->log_from, 0u);
   EXPECT_GE(first->pages, 4u);  // the reports came a page each
   EXPECT_EQ(Held(*w.store), 4u);
+  // Receipts are stored unsigned and signed as they are exported: every export carries the same bytes (the
+  // desk joins exports by their entries' exact bytes), a file twice and the pages alike.
+  ASSERT_TRUE(w.server->Export(w.t.sub("one.dala")).ok());
+  ASSERT_TRUE(w.server->Export(w.t.sub("two.dala")).ok());
+  EXPECT_EQ(test::ReadAll(w.t.sub("one.dala")), test::ReadAll(w.t.sub("two.dala")));
+  {
+    v1::Export file;
+    auto bytes = test::ReadAll(w.t.sub("one.dala"));
+    ASSERT_TRUE(file.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())));
+    std::vector<std::string> paged;
+    for (uint64_t from = 0; from < first->log_size;) {
+      auto answer = w.Ask(desk::PullKey(w.desk), [&](v1::ExportRequest& r) {
+        r.clear_statement();
+        r.mutable_page()->set_log_from(from);
+        r.mutable_page()->set_log_size(first->log_size);
+      });
+      ASSERT_EQ(answer.status, 200) << answer.body;
+      v1::Export page;
+      ASSERT_TRUE(page.ParseFromString(answer.body));
+      ASSERT_GT(page.log_size(), 0);
+      for (const auto& e : page.reports()) paged.push_back(e.receipt());
+      from += static_cast<uint64_t>(page.log_size());
+    }
+    ASSERT_EQ(paged.size(), 4u);
+    for (size_t i = 0; i < paged.size(); ++i) {
+      EXPECT_EQ(paged[i], file.reports(static_cast<int>(i)).receipt()) << i;
+      v1::SignedReceipt sr;
+      ASSERT_TRUE(sr.ParseFromString(paged[i]));
+      EXPECT_TRUE(protocol::VerifyReceipt(crypto::Bytes(paged[i]), w.server->server_key()).ok()) << i;
+    }
+  }
 
   // Nothing new: nothing added, and the pull starts where the last one ended (the store remembers where).
   auto again = w.PullOnce(w.Options(false));

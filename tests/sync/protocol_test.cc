@@ -209,6 +209,7 @@ TEST(Sync, JoinOfflineSealsAtOnceThenDeliversWhenOnline) {
   ASSERT_TRUE(kept.ok()) << kept.status().message();
   EXPECT_TRUE(kept->head.has_value());
   EXPECT_EQ(kept->receipt.version(), 1u);
+  EXPECT_FALSE(protocol::VerifyKeptReceipt(*receipt, crypto::GenerateSigningKey().public_key).ok());
 }
 
 TEST(Sync, AnswerLostAfterServerStoredIsDeliveredExactlyOnce) {
@@ -265,15 +266,15 @@ TEST(Sync, SamePushTwiceGivesOneCopyAndTheSameReceipt) {
 // A receipt has no signature of its own: it counts only at its place in a log head the pinned server key
 // signed (docs/protocol.md, "Receipts are proven by the log"). An answer that is genuine in every other
 // way (the stolen key signs it) with the head re-signed by another key, or naming another key, or with a
-// result's sequence changed (the receipt the phone would keep is then not the server's leaf), delivers
-// nothing; the true answer then does.
+// result's sequence or time changed (the receipt the phone would keep is then not the server's leaf),
+// delivers nothing; the true answer then does.
 TEST(Sync, AReceiptCountsOnlyInALogHeadThePinnedServerKeySigned) {
   World w;
   auto phone = w.Phone("phone");
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
   const crypto::SigningKey impostor = crypto::GenerateSigningKey();
   const crypto::SigningKey server_key = w.StolenServerKey();
-  for (int lie : {0, 1, 2}) {
+  for (int lie : {0, 1, 2, 3}) {
     ReportId id = SealOne(*phone, "needs a real receipt " + std::to_string(lie));
     int forged = 0;
     w.net->tamper = [&](const sync::HttpRequest& http, std::string& body) {
@@ -290,8 +291,10 @@ TEST(Sync, AReceiptCountsOnlyInALogHeadThePinnedServerKeySigned) {
         ASSERT_TRUE(h.ok());
         h->server_key = impostor.public_key;
         r.set_log_head(protocol::SignLogHead(impostor, *h));
-      } else {  // a receipt for another sequence number than the one the server logged
+      } else if (lie == 2) {  // a receipt for another sequence number than the one the server logged
         r.mutable_results(0)->set_sequence(r.results(0).sequence() + 1);
+      } else {  // a receipt dated otherwise than the one the server logged
+        r.mutable_results(0)->set_server_time_ms(r.server_time_ms() - 1000);
       }
       ++forged;
       body = SignAnswer(server_key, r, http);  // the answer itself is genuine
@@ -1371,7 +1374,7 @@ TEST(Desk, ReceiptsOfARevokedServerKeyAreNotTrustedFromTheRevocationOn) {
   auto phone = w.Phone("phone");
   ASSERT_TRUE(phone->Join(w.Invite()).ok());
   const std::string before = w.desk.signed_statement;  // as the invite carried it
-  SealOne(*phone, "before the revocation");
+  const ReportId first = SealOne(*phone, "before the revocation");
   ASSERT_EQ(Sync(*phone, *w.net).delivered, 1u);
   const int64_t revoked = SystemNowMs() + 1;
   ASSERT_TRUE(desk::RevokeServer(w.desk, w.server->server_key(), revoked, SystemNowMs()).ok());
@@ -1390,6 +1393,34 @@ TEST(Desk, ReceiptsOfARevokedServerKeyAreNotTrustedFromTheRevocationOn) {
   ASSERT_TRUE(again.ok());
   EXPECT_NE(protocol::FindServer(again->statement, w.server->server_key())->revoked_ms(), 0);
   EXPECT_EQ(desk::OpenExport(*again, w.t.sub("export.bin"), w.t.sub("desk2"))->verified, 1u);
+  // The phone's receipt from before the revocation holds, proven by its head. The same tree under a head
+  // the stolen key dates after the revocation proves nothing: a receipt proven by its head needs the key
+  // authorised at the head's time too (docs/protocol.md, "Receipts are proven by the log").
+  v1::SignedReceipt held = HeldReceipt(*phone, first);
+  ASSERT_TRUE(held.signature().empty());
+  auto genuine = desk::OpenExport(*again, w.t.sub("export.bin"), w.t.sub("desk3"), {held.SerializeAsString()});
+  ASSERT_TRUE(genuine.ok());
+  EXPECT_EQ(genuine->phone_receipts_invalid, 0u);
+  auto audit = [&](const v1::SignedReceipt& receipt) {  // dala log verify, the receipt alone
+    desk::LogVerifyInputs in;
+    in.phone_receipts = {receipt.SerializeAsString()};
+    in.statements = {again->signed_statement};
+    auto v = desk::VerifyLog(w.desk.root.public_key, in);
+    EXPECT_TRUE(v.ok());
+    return v.ok() ? *v : desk::LogVerdict{};
+  };
+  EXPECT_TRUE(audit(held).ok());
+  EXPECT_EQ(audit(held).receipts_in_log, 1u);
+  auto head = protocol::VerifyLogHead(crypto::Bytes(held.log_head()));
+  ASSERT_TRUE(head.ok());
+  ASSERT_LT(head->time_ms, revoked);
+  head->time_ms = revoked + 1000;
+  held.set_log_head(protocol::SignLogHead(w.StolenServerKey(), *head));
+  auto late = desk::OpenExport(*again, w.t.sub("export.bin"), w.t.sub("desk4"), {held.SerializeAsString()});
+  ASSERT_TRUE(late.ok());
+  EXPECT_EQ(late->phone_receipts_invalid, 1u);
+  EXPECT_FALSE(audit(held).ok());
+  EXPECT_EQ(audit(held).receipts_in_log, 0u);
 
   // Statements are public (every invite carries one): the one from before the revocation, pasted into the
   // key file after its wrapped secret, does not bring the revoked server back.

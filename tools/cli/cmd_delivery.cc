@@ -156,7 +156,7 @@ void AddDeliveryCommands(CLI::App& app, int* rc) {
     bool json = false;
   };
   auto receipts = std::make_shared<ReceiptArgs>();
-  c = app.add_subcommand("receipts", "the servers' signed receipts kept on this phone");
+  c = app.add_subcommand("receipts", "the servers' receipts kept on this phone, each with its place in the server's signed log");
   AddStoreOptions(c, receipts->store);
   c->add_flag("--json", receipts->json, "as JSON");
   c->callback([receipts, rc] {

@@ -227,12 +227,14 @@ def phone_receipt_in_log(pr, r, leaf, ex, st):
 # leaf_index. Either way its server key is authorised at the receipt's time (and at the head's).
 def kept_receipt_ok(pr, r, canon, st):
     sr = msg(pr, PhoneReceipt)
-    if len(r["server_key"]) != 32 or not authorised_at(st, r["server_key"], r["server_time_ms"]): return False
+    if (len(r["report_id"]), len(r["content_hash"]), len(r["device_key"]), len(r["server_key"])) != (16, 32, 32, 32): return False
+    if not authorised_at(st, r["server_key"], r["server_time_ms"]): return False
     if sr["sig"]: return na.verify(r["server_key"], "dala/v2/receipt", canon, sr["sig"])
     present = {num for num, wt, v in fields(pr)}
-    head = parse_head(sr["log_head"]) if sr["log_head"] and len(sr["log_head"]) == 148 else None
+    head = parse_head(sr["log_head"]) if sr["log_head"] else None
     if head is None or 3 not in present: return False
     size, root, t, key, h, sig = head
+    if sr["log_head"] != b"\x0a\x50" + h + b"\x12\x40" + sig: return False  # exactly the 148 bytes {head, signature}
     return (key == r["server_key"] and na.verify(key, "dala/v2/log-head", h, sig) and authorised_at(st, key, t)
             and inclusion_ok(b"\1" + canon, sr["leaf_index"], size, sr["inclusion_proof"], root))
 

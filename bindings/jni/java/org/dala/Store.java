@@ -313,7 +313,10 @@ public final class Store extends NativeHandle {
         return Native.string(with(h -> Native.join(h, Native.bytes(invite), includeExisting)));
     }
 
-    /** The server's signed receipts kept on this phone, each verified against the invite's server key. */
+    /**
+     * The servers' receipts kept on this phone, each checked under the invite's server key (its place in the
+     * server's signed log).
+     */
     public @NotNull List<Receipt> receipts() {
         return Arrays.asList(with(Native::receipts));
     }
