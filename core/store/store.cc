@@ -177,6 +177,11 @@ Status Store::Check() {
   DALA_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row || st.Text(0) != "ok")
     return {Code::kCorrupt, "the store database is damaged; export what still reads and restore from a backup"};
+  st = db::Stmt();
+  // Every commit waits for the disk (only a batch's claim does not, and puts it back: NextBatch).
+  DALA_ASSIGN_OR_RETURN(db::Stmt sync, db_.Prepare("PRAGMA synchronous;"));
+  DALA_ASSIGN_OR_RETURN(row, sync.Step());
+  if (!row || sync.Int(0) != 2) return {Code::kInternal, "the store's commits are not synced to disk"};
   return Status::Ok();
 }
 

@@ -370,6 +370,7 @@ class Store {
   Status MarkLocked(const std::string& destination, const ReportId& id, uint32_t version, OutboxState state,
                     std::string_view reason, int64_t next_attempt_ms);
   Status UpdateInFlightLocked(const std::vector<int64_t>& seqs, int64_t now);
+  Result<std::vector<OutboxItem>> ClaimLocked(const std::string& destination, size_t max_items, size_t max_bytes);
   Status MarkDeliveredManyLocked(const std::string& destination, std::span<const OutboxOutcome* const> items,
                                  bool purge);
   // Inside the caller's transaction (`purge`: the store deletes content after delivery).

@@ -201,6 +201,7 @@ TEST(Sync, JoinOfflineSealsAtOnceThenDeliversWhenOnline) {
   EXPECT_EQ(online.remaining, 0u);
   EXPECT_EQ(*w.server->ReportCount(), 2u);
   EXPECT_EQ(phone->Get(before)->state, ReportState::kDelivered);
+  EXPECT_TRUE(phone->Check().ok());  // whole, and every commit synced again (a claim's is not)
   // The receipt kept on the phone holds under the pinned server key: proven by its place in a head that key
   // signed, with no signature of its own.
   auto receipt = phone->Receipt(info->destination, before, 1);
