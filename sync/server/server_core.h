@@ -40,7 +40,7 @@ struct ServerLimits {
   size_t max_envelope_bytes = 8u << 20;
   uint64_t max_storage_bytes = 0;      // attachment bytes the server may hold; 0 = no limit but the disk's
   size_t export_page_bytes = 32u << 20;  // bytes of one page a desk pulls (POST /v2/export)
-  size_t max_export_nonces = 1u << 16;   // listed desks' requests remembered (10 minutes each) against replay
+  size_t max_export_nonces = 1u << 16;   // listed desks' requests remembered (10 minutes each, by every node) against replay
 };
 
 struct HttpResult {
@@ -304,9 +304,9 @@ class ServerCore {
   // a second).
   bool DeskListed(std::string_view desk_key);
   std::atomic<int64_t> desk_refresh_ms_{0};
-  std::mutex nonce_mu_;
-  std::set<std::string> nonces_;  // listed desks' export requests seen (desk key + nonce), under nonce_mu_
-  std::deque<std::pair<int64_t, std::string>> nonce_order_;  // each with when it may be forgotten, oldest first
+  // Records a listed desk's export request (desk key + nonce) in the database, which every node shares,
+  // until `forget_ms`: false if a node recorded it before; kBusy when max_export_nonces are held.
+  Result<bool> RecordExportNonce(const std::string& key, int64_t now, int64_t forget_ms);
   crypto::SigningKey signing_;
   crypto::PublicKey organisation_{};
   // The newest SignedStatement seen (in an invite, or installed) and its version, under statement_mu_.

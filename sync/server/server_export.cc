@@ -232,6 +232,28 @@ Result<uint64_t> ServerCore::Export(const std::string& path, uint64_t since, uin
   return static_cast<uint64_t>(ex.reports_size());
 }
 
+Result<bool> ServerCore::RecordExportNonce(const std::string& key, int64_t now, int64_t forget_ms) {
+  std::lock_guard lock(mu_);
+  sql::Txn txn(*db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
+  DALA_ASSIGN_OR_RETURN(sql::Stmt old, db_->Prepare("DELETE FROM export_nonces WHERE forget_ms < ?"));
+  old.Bind(1, now);
+  DALA_RETURN_IF_ERROR(old.Run());
+  old = sql::Stmt();
+  DALA_ASSIGN_OR_RETURN(sql::Stmt count, db_->Prepare("SELECT count(*) FROM export_nonces"));
+  DALA_ASSIGN_OR_RETURN(bool row, count.Step());
+  if (row && static_cast<uint64_t>(count.Int(0)) >= limits_.max_export_nonces)
+    return Status(Code::kBusy, "too many export requests held");
+  count = sql::Stmt();
+  DALA_ASSIGN_OR_RETURN(sql::Stmt put, db_->Prepare(
+      "INSERT INTO export_nonces(nonce, forget_ms) VALUES(?, ?) ON CONFLICT DO NOTHING"));
+  put.Bind(1, B(key)).Bind(2, forget_ms);
+  DALA_RETURN_IF_ERROR(put.Run());
+  const bool fresh = db_->Changes() == 1;
+  DALA_RETURN_IF_ERROR(txn.Commit());
+  return fresh;
+}
+
 bool ServerCore::DeskListed(std::string_view desk_key) {
   {
     std::lock_guard st(statement_mu_);
@@ -280,17 +302,14 @@ HttpResult ServerCore::HandleExport(std::string_view body) {
   }
   if (!DeskListed(req->desk_key())) return Plain(403, "the organisation does not list this desk key");
   {
-    // A request seen before is refused: whoever copied one off the wire cannot fetch with it (on this node,
-    // within the time window; after it, its time refuses it). Only a listed desk's requests get here.
-    std::lock_guard lock(nonce_mu_);
-    while (!nonce_order_.empty() && nonce_order_.front().first < now) {
-      nonces_.erase(nonce_order_.front().second);
-      nonce_order_.pop_front();
-    }
-    if (nonces_.size() >= limits_.max_export_nonces) return Plain(503, "busy: try again in a few minutes");
-    std::string key = req->desk_key() + req->nonce();
-    if (!nonces_.insert(key).second) return Plain(403, "this request was sent before");
-    nonce_order_.emplace_back(now + 2 * protocol::kExportRequestSkewMs, std::move(key));
+    // A request seen before, by any node on this database, is refused: whoever copied one off the wire cannot
+    // fetch with it (within the time window; after it, its time refuses it). Only a listed desk's requests
+    // get here, so no one else can fill the table.
+    auto fresh = RecordExportNonce(req->desk_key() + req->nonce(), now, now + 2 * protocol::kExportRequestSkewMs);
+    if (!fresh.ok())
+      return Plain(503, fresh.status().code() == Code::kBusy ? "busy: try again in a few minutes"
+                                                                    : "the request could not be recorded: try again later");
+    if (!*fresh) return Plain(403, "this request was sent before");
   }
   if (req->has_page()) {
     ExportSlice slice;

@@ -152,8 +152,15 @@ const char kSchemaV10[] = "CREATE INDEX reports_leaf ON reports(leaf);";
 // that a dala-server from before it refuses this data rather than export unsigned receipts.
 const char kSchemaV11[] = "SELECT 1;";
 
-const char* const kMigrations[] = {kSchema,   kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6,
-                                   kSchemaV7, kSchemaV8, kSchemaV9, kSchemaV10, kSchemaV11};
+// 12: listed desks' export requests seen (desk key + nonce), until they may be forgotten: kept in the
+// database, so that a request copied off the wire is refused by every node, not only the one it reached.
+const char kSchemaV12[] = R"sql(
+CREATE TABLE export_nonces(nonce BLOB PRIMARY KEY NOT NULL, forget_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX export_nonces_forget ON export_nonces(forget_ms);
+)sql";
+
+const char* const kMigrations[] = {kSchema,   kSchemaV2, kSchemaV3,  kSchemaV4,  kSchemaV5, kSchemaV6,
+                                   kSchemaV7, kSchemaV8, kSchemaV9, kSchemaV10, kSchemaV11, kSchemaV12};
 
 // PostgreSQL: the schema of step 9 above in one step (no PostgreSQL data predates it). The log is
 // append-only here too: rows of log and log_nodes cannot be changed, deleted or truncated.
@@ -224,7 +231,13 @@ const char kPostgresSchemaV2[] = "CREATE INDEX reports_leaf ON reports(leaf);";
 // 3: as step 11 above.
 const char kPostgresSchemaV3[] = "SELECT 1";
 
-const char* const kPostgresMigrations[] = {kPostgresSchema, kPostgresSchemaV2, kPostgresSchemaV3};
+// 4: as step 12 above.
+const char kPostgresSchemaV4[] = R"sql(
+CREATE TABLE export_nonces(nonce BYTEA PRIMARY KEY, forget_ms BIGINT NOT NULL);
+CREATE INDEX export_nonces_forget ON export_nonces(forget_ms);
+)sql";
+
+const char* const kPostgresMigrations[] = {kPostgresSchema, kPostgresSchemaV2, kPostgresSchemaV3, kPostgresSchemaV4};
 
 // The advisory lock key that serialises schema migrations ("dalamigr").
 constexpr int64_t kMigrationLock = 0x64616c616d696772;

@@ -305,6 +305,15 @@ TEST(Pull, TheServerAnswersOnlyAListedDesksFreshRequestForItself) {
   const std::string once = protocol::SignExportRequest(pull, r);
   EXPECT_EQ(w.server->Handle("POST", protocol::kPathExport, protocol::kContentType, once).status, 200);
   EXPECT_EQ(w.server->Handle("POST", protocol::kPathExport, protocol::kContentType, once).status, 403);
+  {  // ... and sent to another node on the same data: the nodes share the requests seen. A fresh one it answers.
+    auto replica = server::ServerCore::Open(w.t.sub("server"));
+    ASSERT_TRUE(replica.ok());
+    EXPECT_EQ((*replica)->Handle("POST", protocol::kPathExport, protocol::kContentType, once).status, 403);
+    v1::ExportRequest fresh = r;
+    fresh.set_nonce(std::string(16, 'r'));
+    EXPECT_EQ((*replica)->Handle("POST", protocol::kPathExport, protocol::kContentType,
+                                 protocol::SignExportRequest(pull, fresh)).status, 200);
+  }
   // Signed for another server, or long ago, or in the future: refused.
   const auto other = crypto::GenerateSigningKey();
   EXPECT_EQ(w.Ask(pull, [&](v1::ExportRequest& q) { q.set_server_key(other.public_key.data(), 32); }).status, 403);
