@@ -416,7 +416,8 @@ int Timestamp(const Options& a) {
   const uint64_t size = Check(core->StampNewestHead(
       [&](const std::string& q) { return dala::server::PostTimeStampQuery(a.tsa_url, q, 20000); }));
   if (size == 0) {
-    std::fprintf(stderr, "Nothing to stamp: the newest head is stamped already (or the log is empty).\n");
+    std::fprintf(stderr, "Nothing to stamp: the newest head is stamped already (by this node or another), or the log is "
+                         "empty.\n");
   } else {
     std::fprintf(stderr, "Stamped the log head of %llu leaves.\n", static_cast<unsigned long long>(size));
   }

@@ -165,8 +165,9 @@ class ServerCore {
 
   // Trusted time (docs/protocol.md, "Trusted time"): asks a time-stamping authority, through `post` (an
   // RFC 3161 TimeStampReq in, the authority's TimeStampResp out), for a token over the newest signed head
-  // not stamped yet, and keeps it. Returns the size of the head stamped, 0 when nothing was signed since
-  // the last stamp. Thread-safe; no lock is held while the authority answers.
+  // not stamped yet, and keeps it unless a head as large was stamped meanwhile (by another node). Returns
+  // the size of the head stamped, 0 when nothing was signed since the last stamp or nothing was kept.
+  // Thread-safe; no lock is held while the authority answers.
   using TsaPost = std::function<Result<std::string>(const std::string& request_der)>;
   Result<uint64_t> StampNewestHead(const TsaPost& post);
   Result<uint64_t> ReportCount();

@@ -24,12 +24,21 @@ Result<uint64_t> ServerCore::StampNewestHead(const TsaPost& post) {
   DALA_ASSIGN_OR_RETURN(rfc3161::Request request, rfc3161::MakeRequest(B(head)));
   DALA_ASSIGN_OR_RETURN(std::string answer, post(request.der));
   DALA_ASSIGN_OR_RETURN(std::string token, rfc3161::TokenFromResponse(B(answer), request, B(head)));
+  // Kept only if no head as large is stamped yet, checked in a writing transaction (which every node takes
+  // in turn): stamps are stored in the order of their heads' sizes, each size once, whichever node asked
+  // and however long its authority took. A desk asks for stamps over heads larger than its largest, so it
+  // then misses none (docs/protocol.md, "Pulling exports"). A later stamp already dates these leaves.
   std::lock_guard lock(mu_);
+  sql::Txn txn(*db_);
+  DALA_RETURN_IF_ERROR(txn.Begin());
   DALA_ASSIGN_OR_RETURN(sql::Stmt ins, db_->Prepare(
-      db_->InsertOrIgnore("log_timestamps(size, token, stamped_ms) VALUES(?, ?, ?)")));
-  ins.Bind(1, static_cast<int64_t>(size)).Bind(2, B(token)).Bind(3, clock_());
+      "INSERT INTO log_timestamps(size, token, stamped_ms) SELECT ?, ?, ? WHERE NOT EXISTS "
+      "(SELECT 1 FROM log_timestamps WHERE size >= ?)"));
+  ins.Bind(1, static_cast<int64_t>(size)).Bind(2, B(token)).Bind(3, clock_()).Bind(4, static_cast<int64_t>(size));
   DALA_RETURN_IF_ERROR(ins.Run());
-  return size;
+  const bool kept = db_->Changes() == 1;
+  DALA_RETURN_IF_ERROR(txn.Commit());
+  return kept ? size : uint64_t{0};
 }
 
 }  // namespace dala::server

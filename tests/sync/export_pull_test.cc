@@ -496,6 +496,29 @@ TEST(Pull, TimeStampsComeOnceAndOneAddedOnTheWayIsRefused) {
   auto honest = w.PullOnce(w.Options());
   ASSERT_TRUE(honest.ok() && honest->import.imported);
   EXPECT_EQ(honest->import.added, 1u);
+
+  // Two nodes stamping at once: while the second node's authority answers, the first stamps a larger head
+  // and a desk pulls it. The second node's stamp, over the smaller head, is not kept: stamps are stored in
+  // the order of their heads' sizes, so that a desk asking for those over heads larger than its largest
+  // misses none (before, it was kept, below what the desk had already passed, and never pulled).
+  SealOne(*w.phone, "fourth");
+  EXPECT_EQ(Sync(*w.phone, *w.net).delivered, 1u);
+  auto node2 = server::ServerCore::Open(w.t.sub("server"));
+  ASSERT_TRUE(node2.ok());
+  uint64_t larger = 0;
+  auto smaller = (*node2)->StampNewestHead([&](const std::string& q) -> Result<std::string> {
+    SealOne(*w.phone, "fifth");
+    EXPECT_EQ(Sync(*w.phone, *w.net).delivered, 1u);
+    auto stamped = w.server->StampNewestHead(tsa.Post());
+    EXPECT_TRUE(stamped.ok());
+    larger = stamped.ok() ? *stamped : 0;
+    auto pulled = w.PullOnce(o);
+    EXPECT_TRUE(pulled.ok() && pulled->import.imported);
+    return tsa.Post()(q);
+  });
+  ASSERT_TRUE(smaller.ok()) << smaller.status().message();
+  EXPECT_GT(larger, 0u);
+  EXPECT_EQ(*smaller, 0u);
 }
 
 // A server that sends envelopes of devices it shows no enrolment for (through an invite of the organisation)
