@@ -1,5 +1,6 @@
 // dala-server's exports: to a file (dala-server export), and page by page to a desk the organisation lists
 // (POST /v2/export, docs/protocol.md, "Pulling exports").
+#include <algorithm>
 #include <cstdlib>
 #include <optional>
 
@@ -233,9 +234,10 @@ Result<uint64_t> ServerCore::Export(const std::string& path, uint64_t since, uin
 }
 
 Result<bool> ServerCore::RecordExportNonce(const std::string& key, int64_t now, int64_t forget_ms) {
+  // Each statement on its own, outside a writing transaction: on PostgreSQL that would take the lock every
+  // node's pushes take, for each page and range a desk asks for. The primary key alone decides which of two
+  // nodes recording the same request at once gets it; the count is a bound, not an exact figure.
   std::lock_guard lock(mu_);
-  sql::Txn txn(*db_);
-  DALA_RETURN_IF_ERROR(txn.Begin());
   DALA_ASSIGN_OR_RETURN(sql::Stmt old, db_->Prepare("DELETE FROM export_nonces WHERE forget_ms < ?"));
   old.Bind(1, now);
   DALA_RETURN_IF_ERROR(old.Run());
@@ -249,9 +251,7 @@ Result<bool> ServerCore::RecordExportNonce(const std::string& key, int64_t now, 
       "INSERT INTO export_nonces(nonce, forget_ms) VALUES(?, ?) ON CONFLICT DO NOTHING"));
   put.Bind(1, B(key)).Bind(2, forget_ms);
   DALA_RETURN_IF_ERROR(put.Run());
-  const bool fresh = db_->Changes() == 1;
-  DALA_RETURN_IF_ERROR(txn.Commit());
-  return fresh;
+  return db_->Changes() == 1;
 }
 
 bool ServerCore::DeskListed(std::string_view desk_key) {
@@ -305,7 +305,10 @@ HttpResult ServerCore::HandleExport(std::string_view body) {
     // A request seen before, by any node on this database, is refused: whoever copied one off the wire cannot
     // fetch with it (within the time window; after it, its time refuses it). Only a listed desk's requests
     // get here, so no one else can fill the table.
-    auto fresh = RecordExportNonce(req->desk_key() + req->nonce(), now, now + 2 * protocol::kExportRequestSkewMs);
+    // Kept until the request's time is out of every node's window: past the later of its time and this
+    // node's, by the window and a minute for the nodes' clocks to differ.
+    const int64_t forget_ms = std::max(now, req->time_ms()) + protocol::kExportRequestSkewMs + 60 * 1000;
+    auto fresh = RecordExportNonce(req->desk_key() + req->nonce(), now, forget_ms);
     if (!fresh.ok())
       return Plain(503, fresh.status().code() == Code::kBusy ? "busy: try again in a few minutes"
                                                                     : "the request could not be recorded: try again later");

@@ -228,6 +228,31 @@ TEST_P(Engines, InsertOrIgnoreAndUpsertMeanTheSameOnBoth) {
   EXPECT_EQ(q->Int(2), 5);
 }
 
+// The two inserts the server's export requests and time-stamps use (server_export.cc, server_timestamp.cc):
+// one only if the key is absent, one only if nothing as large is there. Each says whether it inserted.
+TEST_P(Engines, AnInsertIfAbsentAndAnInsertIfNothingLargerMeanTheSameOnBoth) {
+  auto absent = [&](int64_t k) {
+    auto st = c_->Prepare("INSERT INTO t(k, s) VALUES(?, ?) ON CONFLICT DO NOTHING");
+    EXPECT_TRUE(st.ok() && st->Bind(1, k).BindText(2, "nonce").Run().ok());
+    return c_->Changes();
+  };
+  EXPECT_EQ(absent(1), 1);
+  EXPECT_EQ(absent(1), 0);
+  auto larger = [&](int64_t k) {
+    auto st = c_->Prepare("INSERT INTO t(k, s, n) SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM t WHERE k >= ?)");
+    EXPECT_TRUE(st.ok() && st->Bind(1, k).BindText(2, "stamp").Bind(3, int64_t{7}).Bind(4, k).Run().ok());
+    return c_->Changes();
+  };
+  EXPECT_EQ(larger(5), 1);
+  EXPECT_EQ(larger(3), 0);  // below 5
+  EXPECT_EQ(larger(5), 0);  // the same
+  EXPECT_EQ(larger(9), 1);
+  auto q = c_->Prepare("SELECT count(*), max(k) FROM t WHERE n = 7");
+  ASSERT_TRUE(q.ok() && *q->Step());
+  EXPECT_EQ(q->Int(0), 2);
+  EXPECT_EQ(q->Int(1), 9);
+}
+
 // A write transaction whose lock wait fails (a lock_timeout, a cancel) leaves nothing open: the next
 // transaction on the same connection runs.
 TEST(Postgres, AFailedLockWaitLeavesTheConnectionUsable) {

@@ -221,7 +221,8 @@ DALA_API dala_status dala_store_get_device_key(dala_store *store, uint8_t out_ke
 DALA_API dala_status dala_store_set_delete_after_delivery(dala_store *store, int enabled,
                                                           dala_error **out_error) DALA_NOEXCEPT;
 
-/* Any thread. Checks every database page (slow on large stores). DALA_ERR_CORRUPT when damaged. */
+/* Any thread. Checks every database page (slow on large stores). DALA_ERR_CORRUPT when damaged;
+   DALA_ERR_INTERNAL when the store's commits are not being synced to disk (docs/storage-format.md). */
 DALA_API dala_status dala_store_check(dala_store *store, dala_error **out_error) DALA_NOEXCEPT;
 
 /* ---------------------------------------------------------------------------------------------------
