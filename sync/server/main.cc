@@ -100,7 +100,7 @@ dala::crypto::PublicKey Key(const std::string& hex, const char* what) {
 struct Options {
   std::string data, config, listen = "127.0.0.1:8443", tls_cert, tls_key, out, organisation, device, statement,
       tsa_url, label, invite, metrics_listen, database, blobs;
-  int threads = 2, header_timeout = 10, body_timeout = 60, tsa_interval = 60;
+  int threads = 2, header_timeout = 10, body_timeout = 60, tsa_interval = 60, node_check_interval = 60;
   uint64_t max_connections = 1024, max_body_mib = 16, max_buffered_mib = 256, max_batch = 256, max_storage_mib = 0,
            max_envelope_mib = 8, since = 0;
   bool quiet = false, json = false, log_client_addresses = false, include_key = false;
@@ -236,6 +236,7 @@ std::vector<std::string> RestartOnlyChanges(const Options& was, const Options& n
   differ("metrics-listen", was.metrics_listen != now.metrics_listen);
   differ("tsa-url", was.tsa_url != now.tsa_url);
   differ("tsa-interval", was.tsa_interval != now.tsa_interval);
+  differ("node-check-interval", was.node_check_interval != now.node_check_interval);
   differ("tls-cert and tls-key (HTTPS on or off)", was.tls_cert.empty() != now.tls_cert.empty());
   return out;
 }
@@ -295,7 +296,7 @@ int Run(const Options& a) {
   std::optional<dala::server::HttpOptions> metrics_options;
   if (!a.metrics_listen.empty()) metrics_options = MetricsListenerOptions(a);
   auto core = OpenCore(a, limits);
-  Check(core->JoinNodes());
+  Check(core->JoinNodes(a.node_check_interval));
   dala::server::HttpServer server(*core, o);
   Check(server.Listen());
   std::unique_ptr<dala::server::HttpServer> metrics_server;
@@ -382,19 +383,31 @@ int Run(const Options& a) {
       }
     });
   }
+  // Nodes on PostgreSQL: every --node-check-interval seconds, whether every running node still uses this
+  // node's attachment store (ServerCore::CheckNodes; nothing on the embedded database).
+  std::thread node_checker([&] {
+    std::unique_lock lock(stamp_mu);
+    while (!stamp_cv.wait_for(lock, std::chrono::seconds(a.node_check_interval), [&] { return stopping; })) {
+      lock.unlock();
+      if (Status st = core->CheckNodes(a.node_check_interval); !st.ok())
+        dala::server::LogLine("warn", "\"event\":\"node_check_failed\",\"error\":" +
+                                          nlohmann::json(st.message()).dump());
+      lock.lock();
+    }
+  });
   server.Run();
+  {
+    std::lock_guard lock(stamp_mu);
+    stopping = true;
+  }
+  stamp_cv.notify_all();
+  node_checker.join();
+  core->LeaveNodes();
   if (metrics_server) {  // it lives as long as the main listener
     metrics_server->Stop();
     metrics_thread.join();
   }
-  if (stamper.joinable()) {
-    {
-      std::lock_guard lock(stamp_mu);
-      stopping = true;
-    }
-    stamp_cv.notify_all();
-    stamper.join();
-  }
+  if (stamper.joinable()) stamper.join();  // told to stop with the node checker
   if (watchdog.joinable()) {
     {
       std::lock_guard lock(watchdog_mu);
@@ -737,6 +750,10 @@ void BuildCli(CLI::App& app, Options& o, Handlers& handlers) {
                   "an RFC 3161 time-stamping authority (http://HOST[:PORT][/PATH]): the log's heads get its tokens");
   run->add_option("--tsa-interval", o.tsa_interval, "seconds between stamps when the log grew (default 60)")
       ->check(CLI::Range(1, 86400));
+  run->add_option("--node-check-interval", o.node_check_interval,
+                  "on PostgreSQL: seconds between checks that every running node uses this node's attachment "
+                  "store (default 60)")
+      ->check(CLI::Range(1, 3600));
   handlers[run] = Run;
 
   auto* stamp = app.add_subcommand("timestamp", "has the newest log head stamped by a time-stamping authority now; "

@@ -750,11 +750,6 @@ bool ServerCore::AuthorisedNow(int64_t now) const {
   return statement_version_ == 0 || protocol::AuthorisedAt(statement_parsed_, signing_.public_key, now);
 }
 
-Status ServerCore::JoinNodes() {
-  std::lock_guard lock(mu_);
-  return CheckSharedAttachments(*db_, *attachments_);
-}
-
 Status ServerCore::SetStatement(std::string_view signed_statement) {
   DALA_ASSIGN_OR_RETURN(v1::OrgStatement st, protocol::VerifyStatement(crypto::Bytes(signed_statement), organisation_));
   std::lock_guard lock(mu_);

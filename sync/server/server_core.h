@@ -137,9 +137,21 @@ class ServerCore {
   // answers. kVerify: not the organisation's; kState: not newer than the one held.
   Status SetStatement(std::string_view signed_statement);
   // A node about to serve (dala-server run) on PostgreSQL: checks that its attachment store is the one the
-  // other nodes use, and leaves its mark there (CheckSharedAttachments, attachment_store.h). Admin commands
-  // neither check nor write.
-  Status JoinNodes();
+  // other nodes use: that the running nodes' newest marks are in it (as CheckNodes looks), and the mark the
+  // last node to start left (CheckSharedAttachments, attachment_store.h); kState, saying what to do, if not,
+  // with nothing written. Then leaves its marks. Admin commands neither check nor write.
+  Status JoinNodes(int check_interval_s);
+  // A serving node on PostgreSQL, every `interval_s` seconds (shared_attachments.cc): leaves a fresh mark in
+  // its attachment store and records it in the database, then looks in its store for the newest mark of
+  // every other running node. While one is missing, the stores are apart (a shared directory unmounted under
+  // a running node, a node started on a copy of the attachments): this node takes no upload and records no
+  // attachment complete (503, try later: the phone keeps the bytes), logs `attachment_stores_apart` each
+  // time, and /metrics says how many nodes' marks it lacks. Both sides stop, since neither can tell which
+  // store is the one the others read. Errors (the store or the database unreachable) change nothing.
+  // One call at a time; thread-safe with everything else.
+  Status CheckNodes(int interval_s);
+  // A node stopping gracefully: its mark's row and its marks are removed, so the others stop checking them.
+  void LeaveNodes();
   // The operator's view (server_admin.cc); each safe while the server runs in another process.
   Result<std::vector<DeviceInfo>> Devices();
   Status Revoke(const crypto::PublicKey& device);
@@ -268,6 +280,21 @@ class ServerCore {
   // that time. A single node's count is as exact as before.
   void RecountSharedBytesLocked();
   std::chrono::steady_clock::time_point recounted_{};  // under mu_
+
+  // CheckNodes' state: this process's id among the nodes, its marks (the newest two are kept: another node
+  // may have just read the one before), each other node's mark as last seen and since when (a node whose
+  // mark has not changed for three of its intervals is not running, and its mark is no longer checked).
+  struct SeenNode {
+    std::string token;
+    std::chrono::steady_clock::time_point since{};
+  };
+  std::mutex nodes_mu_;
+  std::string node_id_;                       // under nodes_mu_
+  std::deque<std::string> node_marks_;        // under nodes_mu_
+  std::map<std::string, SeenNode> seen_nodes_;  // under nodes_mu_
+  std::atomic<bool> stores_apart_{false};
+  Status WriteNodeMark(int interval_s);                    // under nodes_mu_: a new mark, in the store and the database
+  Result<std::vector<std::string>> MissingNodeMarks();  // under nodes_mu_: the running nodes' marks the store lacks
 
   std::string dir_;
   std::unique_ptr<AttachmentStore> attachments_;  // DIR/attachments, or what init --blobs named

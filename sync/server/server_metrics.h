@@ -45,6 +45,7 @@ class ServerMetrics {
   metrics::Gauge& attachment_bytes_limit;
   metrics::Gauge& uploads_in_progress;
   metrics::Gauge& log_leaves;
+  metrics::Gauge& nodes_apart;
   metrics::Histogram& commit_seconds;
   metrics::Histogram& pushes_per_commit;
   // One request to the S3 store: its operation (a fixed name), HTTP status (0: no answer), duration.

@@ -36,7 +36,7 @@ namespace dala::server {
 // here, has nothing left to send, so nothing else would ever finish the report: the attachment is made
 // whole (synced; on S3 the upload completed) and recorded complete here, when the report is pushed again.
 Result<bool> ServerCore::CompleteOnDiskLocked(const std::string& device_key, const v1::AttachmentManifest& m) {
-  if (m.size() == 0) return false;
+  if (m.size() == 0 || stores_apart_.load()) return false;  // apart: whole maybe only where others do not look
   const std::string name = attachment::FileName(B(device_key), B(m.attachment_id()));
   {
     std::lock_guard lock(uploads_mu_);
@@ -125,6 +125,9 @@ ServerCore::UploadStart ServerCore::BeginUploadUnsigned(uint64_t body_length, co
     return Reply(403, v1::WRONG_SERVER, "this request was signed for another server", now);
   if (!req->has_upload()) return Reply(400, v1::BAD_REQUEST, "an upload request was expected", now);
   if (!AuthorisedNow(now)) return Reply(403, v1::WRONG_SERVER, kNotAuthorisedNow, now);
+  // The nodes' attachment stores apart (CheckNodes): what this node stored, the others' exports and desks
+  // would not see. The phone keeps the attachment and tries later.
+  if (stores_apart_.load()) return Reply(503, v1::UNAVAILABLE, "storage unavailable; try again later", now);
   const auto& up = req->upload();
   if (up.attachment_id().size() != 16 || up.length() != body_length)
     return Reply(400, v1::BAD_REQUEST, "the upload request does not match its body", now);
@@ -253,6 +256,10 @@ bool UploadSession::Commit() {
       return false;
     }
     Failpoint("server.upload.before_complete");  // crash tests stop the server here: whole, not recorded
+    if (core_.stores_apart_.load()) {  // parted while this upload ran: whole where no other node may see it
+      StorageFailed(Status(Code::kState, "the nodes' attachment stores are apart: not recorded complete"));
+      return false;
+    }
     if (Status st = core_.MarkComplete(device_key_, attachment_id_); !st.ok()) StorageFailed(st);
   }
   return !storage_failed_;

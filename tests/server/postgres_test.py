@@ -10,7 +10,9 @@
 - two nodes on copies of one data directory and one database, phones dialling both, one node SIGKILLed
   during pushes: every version stored exactly once, every phone with verified receipts, the desk verifying
   the one log, `dala-server check` clean;
-- `backup` on a PostgreSQL data directory says to use pg_dump.
+- `backup` on a PostgreSQL data directory says to use pg_dump;
+- a shared attachment directory vanishing under a running node: both nodes refuse uploads until it is back,
+  saying so in /metrics and the log; a node started on a copy of the shared store is refused.
 
 Usage: postgres_test.py BIN_DIR."""
 import os
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import harness  # noqa: E402
@@ -70,6 +73,162 @@ def storage_limit_across_nodes(dala, server_bin, desk, cluster, work, servers):
           r.returncode == 5 and "storage is full" in r.stderr, (r.returncode, r.stderr[-300:]))
     for s in (e, f):
         s.stop()
+
+
+def nodes_apart(port):
+    """dala_server_nodes_apart in a node's /metrics (None if it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as m:
+            for line in m.read().decode().splitlines():
+                if line.startswith("dala_server_nodes_apart "):
+                    return float(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def wait_apart(ports, want, seconds=30):
+    """Waits (bounded) until every node's /metrics says `want` (True: some node's mark missing)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got = [nodes_apart(p) for p in ports]
+        if all(g is not None and (g > 0) == want for g in got):
+            return got
+        time.sleep(0.2)
+    return [nodes_apart(p) for p in ports]
+
+
+def stores_apart_while_running(dala, server_bin, desk, cluster, work):
+    """Nodes check every --node-check-interval seconds, not only at start, that they use one attachment store:
+    a shared directory that vanishes under a running node (here node H's path, a symlink, pointed at an empty
+    directory, as an unmounted share leaves the mount point) is found by both nodes, which refuse uploads
+    (phones keep their attachments) and say so in /metrics and the log, until the store is back; a node
+    started on a copy of the shared store (its start mark copied with it) is refused at once."""
+    url = cluster.new_database()
+    shared = os.path.join(work, "gh-blobs")
+    link = os.path.join(work, "gh-link")
+    g_dir, h_dir = os.path.join(work, "node-g"), os.path.join(work, "node-h")
+    out = harness.run(server_bin, "init", "--data", g_dir, "--organisation", desk.identity, "--database", url,
+                      "--blobs", shared).stdout
+    key = out.strip().splitlines()[-1]
+    shutil.copytree(g_dir, h_dir)
+    os.symlink(shared, link)
+    with open(os.path.join(h_dir, "blobs.path"), "w") as f:
+        f.write(link)
+    ports = [harness.free_port(), harness.free_port()]
+    nodes, logs = [], []
+    # Node H holds each upload for 5 s between its last byte and recording it complete, so that the stores
+    # part while one is in that step.
+    held = dict(os.environ, DALA_TEST_FAILPOINT_STALL="server.upload.before_complete:5000")
+    for name, data, port, env in (("g", g_dir, ports[0], None), ("h", h_dir, ports[1], held)):
+        logs.append(os.path.join(work, f"node-{name}.log"))
+        with open(logs[-1], "w") as err:
+            nodes.append(subprocess.Popen([server_bin, "run", "--data", data, "--listen", f"127.0.0.1:{port}",
+                                           "--quiet", "--node-check-interval", "1"],
+                                          stdout=subprocess.PIPE, stderr=err, env=env))
+        nodes[-1].stdout.readline()
+    try:
+        clip = os.path.join(work, "apart.mp4")
+        with open(clip, "wb") as f:
+            f.write(os.urandom(300 << 10))
+        phones = [harness.new_phone(dala, os.path.join(work, f"apart{i}"),
+                                    desk.invite(key, f"http://127.0.0.1:{ports[min(i, 1)]}", uses=1))
+                  for i in range(3)]
+
+        def add_clip(phone):
+            harness.run(dala, "report", "add", "--store", phone, "--form", "detention/1", "--text", "A clip.",
+                        "--attach", clip, "--seal")
+
+        for p in phones:
+            add_clip(p)
+        syncs = [harness.run(dala, "sync", "--store", p, check=False, timeout=120).returncode for p in phones]
+        check("two nodes on one shared directory: clips uploaded through each", syncs == [0, 0, 0], syncs)
+        check("  /metrics: no node's mark missing", wait_apart(ports, False, 5) == [0, 0])
+
+        # The share vanishes under node H (its path now shows an empty directory) while H holds an upload
+        # whose last byte it has, not yet recorded complete.
+        for p in phones:
+            add_clip(p)
+        in_step = subprocess.Popen([dala, "sync", "--store", phones[1]], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True, env=harness.ENV)
+        time.sleep(2)  # its clip (300 KiB) is whole on node H, which holds it before recording it complete
+        unmounted = os.path.join(work, "gh-mount-point")
+        os.mkdir(unmounted)
+        os.symlink(unmounted, link + ".new")
+        os.replace(link + ".new", link)
+        got = wait_apart(ports, True)
+        check("the share gone under node H: within seconds both nodes' /metrics count a node whose mark they lack",
+              all(g is not None and g > 0 for g in got), got)
+        in_step.wait(timeout=120)
+        check("  the upload held in its last step as the stores parted is not recorded complete (try later)",
+              in_step.returncode != 0, (in_step.returncode, in_step.stderr.read()[-200:]))
+        syncs = [harness.run(dala, "sync", "--store", p, check=False, timeout=120) for p in (phones[0], phones[2])]
+        check("  uploads begun through either node now are refused as 'try later' (the phones keep their clips)",
+              all(r.returncode != 0 for r in syncs), [(r.returncode, r.stderr[-150:]) for r in syncs])
+        stray = [n for n in os.listdir(unmounted) if not n.startswith(".dala-node-mark-")]
+        check("  nothing but node H's marks was written where the share should be", not stray, stray)
+        said = [open(f).read() for f in logs]
+        check("  each node logs attachment_stores_apart, naming the other's missing mark and where",
+              all('"event":"attachment_stores_apart"' in t and ".dala-node-mark-" in t for t in said),
+              [t[-300:] for t in said])
+
+        # A node started on a copy of the shared directory (the mark the last node left at start is copied
+        # with it): refused once the running nodes' newer marks are not in it.
+        copy_dir, k_dir = os.path.join(work, "gh-copy"), os.path.join(work, "node-k")
+        shutil.copytree(shared, copy_dir)
+        shutil.copytree(g_dir, k_dir)
+        with open(os.path.join(k_dir, "blobs.path"), "w") as f:
+            f.write(copy_dir)
+        time.sleep(2.5)  # node G leaves newer marks in the share, not in the copy
+        try:
+            r = harness.run(server_bin, "run", "--data", k_dir, "--listen", f"127.0.0.1:{harness.free_port()}",
+                            "--quiet", "--node-check-interval", "1", check=False, timeout=30)
+            said = (r.returncode, r.stderr[-1500:])
+        except subprocess.TimeoutExpired:
+            said = ("it started and served", "")
+        check("a node started on a copy of the shared store is refused at start, saying why",
+              said[0] != 0 and "do not all use one attachment store" in said[1] and "lacks the newest mark" in said[1],
+              said)
+
+        # The share back: both nodes take uploads again by themselves; everything is delivered.
+        os.symlink(shared, link + ".new")
+        os.replace(link + ".new", link)
+        got = wait_apart(ports, False)
+        check("the share back under node H: both nodes' /metrics at 0 again", got == [0, 0], got)
+        syncs = [harness.run(dala, "sync", "--store", p, "--now", check=False, timeout=120) for p in phones]
+        check("  the held clips delivered through both nodes", all(r.returncode == 0 for r in syncs),
+              [(r.returncode, r.stderr[-150:]) for r in syncs])
+        problems, n = harness.check_delivered(dala, server_bin, g_dir, desk.key, phones)
+        check(f"  every one of the {n} versions stored once, its clip whole, verified by the desk", not problems,
+              problems[:3])
+        check("  node G logged that the stores are one again", '"event":"attachment_stores_joined"' in
+              open(logs[0]).read())
+
+        # The share gone again, and node H killed (SIGKILL: it cannot take its mark's row with it): node G
+        # stops counting it once its mark has not changed for three of its intervals, and takes uploads.
+        os.symlink(unmounted, link + ".new")
+        os.replace(link + ".new", link)
+        got = wait_apart(ports, True)
+        nodes[1].kill()
+        nodes[1].wait()
+        got_g = wait_apart(ports[:1], False)
+        add_clip(phones[0])
+        r = harness.run(dala, "sync", "--store", phones[0], "--now", check=False, timeout=120)
+        check("node H apart, then killed: node G counts it no more after three of its intervals, and takes "
+              "uploads again", all(g > 0 for g in got) and got_g == [0] and r.returncode == 0,
+              (got, got_g, r.returncode, r.stderr[-150:]))
+        # Node G stops gracefully: it takes its mark's row with it (node H's, killed, is left).
+        rows = cluster.psql("SELECT count(*) FROM meta WHERE key LIKE 'node.%'", url).strip()
+        nodes[0].terminate()
+        nodes[0].wait(timeout=30)
+        left = cluster.psql("SELECT count(*) FROM meta WHERE key LIKE 'node.%'", url).strip()
+        check("a node stopped gracefully leaves no mark's row behind (a killed one's stays)",
+              (rows, left) == ("2", "1"), (rows, left))
+    finally:
+        for proc in nodes:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
 
 
 def main():
@@ -276,6 +435,7 @@ def main():
                     proc.wait(timeout=30)
 
         storage_limit_across_nodes(dala, server_bin, desk, cluster, work, servers)
+        stores_apart_while_running(dala, server_bin, desk, cluster, work)
     finally:
         for s in servers:
             if s.alive():
