@@ -15,7 +15,6 @@
 #include "format/invite.h"
 #include "format/log.h"
 #include "format/merkle.h"
-#include "format/receipt.h"
 #include "format/request.h"
 #include "format/response.h"
 #include "protocol/http_api.h"

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <optional>
 
+#include <google/protobuf/io/coded_stream.h>
+
 #include "format/envelope.h"
 #include "format/export_request.h"
 #include "format/log.h"
@@ -18,6 +20,10 @@ namespace {
 
 // What signing a stored receipt adds to it: the signature field (tag, length, 64 bytes).
 constexpr size_t kReceiptSignatureBytes = 66;
+
+// A length-delimited field of `n` bytes as a page holds it: its tag (one byte: every field number here is
+// under 16), its length, its bytes.
+size_t Field(size_t n) { return 1 + google::protobuf::io::CodedOutputStream::VarintSize64(n) + n; }
 
 HttpResult Plain(int status, std::string text) { return {status, "text/plain", std::move(text) + "\n"}; }
 
@@ -145,13 +151,13 @@ Result<v1::Export> ServerCore::ReadExport(const ExportSlice& slice, uint64_t* en
         return Status(Code::kInternal, "the log's leaves are fewer than its size");
       auto lb = leaves.BlobView(1);
       const std::string& leaf = *ex.add_log() = std::string(reinterpret_cast<const char*>(lb.data()), lb.size());
-      bytes += leaf.size();
+      bytes += Field(leaf.size());
       for (; have_report && static_cast<uint64_t>(st.Int(2)) == i;) {
         auto* r = ex.add_reports();
         auto e = st.BlobView(0), rc = st.BlobView(1);
         r->set_envelope(reinterpret_cast<const char*>(e.data()), e.size());
         r->set_receipt(reinterpret_cast<const char*>(rc.data()), rc.size());
-        bytes += e.size() + rc.size() + kReceiptSignatureBytes;  // signed once read (BuildExport)
+        bytes += Field(Field(e.size()) + Field(rc.size() + kReceiptSignatureBytes));  // signed once read (BuildExport)
         DALA_ASSIGN_OR_RETURN(have_report, st.Step());
       }
       // An enrolment leaf (0x02 || device key || ...) is the device's enrolment if its bytes are its leaf.
@@ -168,7 +174,7 @@ Result<v1::Export> ServerCore::ReadExport(const ExportSlice& slice, uint64_t* en
           e.set_proof(reinterpret_cast<const char*>(pr.data()), pr.size());
           e.set_enrolled_ms(dev.Int(2));
           if (protocol::EnrolmentLeaf(e.device_key(), e.invite(), e.proof(), e.enrolled_ms()) == leaf) {
-            bytes += e.ByteSizeLong();
+            bytes += Field(e.ByteSizeLong());
             *ex.add_enrolments() = std::move(e);
           }
         }
@@ -179,7 +185,7 @@ Result<v1::Export> ServerCore::ReadExport(const ExportSlice& slice, uint64_t* en
         auto hb = ts.BlobView(1), tb = ts.BlobView(2);
         t->set_head(reinterpret_cast<const char*>(hb.data()), hb.size());
         t->set_token(reinterpret_cast<const char*>(tb.data()), tb.size());
-        bytes += hb.size() + tb.size();
+        bytes += Field(Field(hb.size()) + Field(tb.size()));
         DALA_ASSIGN_OR_RETURN(have_stamp, ts.Step());
       }
       if (bytes >= slice.budget) break;

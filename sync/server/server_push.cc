@@ -15,7 +15,6 @@
 #include "crypto/attachment_file.h"
 #include "format/invite.h"
 #include "format/log.h"
-#include "format/receipt.h"
 #include "format/request.h"
 #include "protocol/http_api.h"
 #include "base/clock.h"

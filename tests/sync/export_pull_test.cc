@@ -6,6 +6,8 @@
 #include <sodium.h>
 #include <sys/stat.h>
 
+#include <cstdio>
+
 #include "sync_world.h"
 #include "crypto/attachment_file.h"
 #include "desk/desk_pull.h"
@@ -171,7 +173,18 @@ TEST(Pull, PagesAcrossTheServersReadWindowsHoldEveryLeafOnce) {
   }
   ASSERT_TRUE(w.phone->SealMany(ids).ok());  // one transaction: quick under the sanitizers too
   EXPECT_EQ(Sync(*w.phone, *w.net).delivered, kReports);
+  // A page's budget counts the signature each receipt gains as it is read (kReceiptSignatureBytes): pages
+  // go over it by one leaf's report and the page's own fields at most.
+  std::vector<size_t> page_sizes;
+  w.net->tamper = [&](const sync::HttpRequest& req, std::string& response) {
+    if (req.path == protocol::kPathExport) page_sizes.push_back(response.size());
+  };
   auto pulled = w.PullOnce(w.Options());
+  w.net->tamper = nullptr;
+  ASSERT_GE(page_sizes.size(), 2u);
+  for (size_t n : page_sizes) EXPECT_LE(n, small.export_page_bytes + (16u << 10)) << "a page of " << n << " bytes";
+  std::printf("pages: %zu, the first %zu bytes (budget %zu)\n", page_sizes.size(), page_sizes[0],
+              small.export_page_bytes);
   ASSERT_TRUE(pulled.ok()) << pulled.status().message();
   EXPECT_TRUE(pulled->import.imported) << (pulled->import.problems.empty() ? "" : pulled->import.problems[0]);
   EXPECT_EQ(pulled->import.added, kReports);
