@@ -142,12 +142,13 @@ class ServerCore {
   // with nothing written. Then leaves its marks. Admin commands neither check nor write.
   Status JoinNodes(int check_interval_s);
   // A serving node on PostgreSQL, every `interval_s` seconds (shared_attachments.cc): leaves a fresh mark in
-  // its attachment store and records it in the database, then looks in its store for the newest mark of
-  // every other running node. While one is missing, the stores are apart (a shared directory unmounted under
-  // a running node, a node started on a copy of the attachments): this node takes no upload and records no
-  // attachment complete (503, try later: the phone keeps the bytes), logs `attachment_stores_apart` each
-  // time, and /metrics says how many nodes' marks it lacks. Both sides stop, since neither can tell which
-  // store is the one the others read. Errors (the store or the database unreachable) change nothing.
+  // its attachment store and records it in the database with its verdict, then looks in its store for a
+  // recent mark of every other running node. While one is missing, or another node's row says its store
+  // lacks one, the stores are apart (a shared directory unmounted under a running node, a node started on a
+  // copy of the attachments, a one-way replica): this node takes no upload and records no attachment
+  // complete (503, try later: the phone keeps the bytes), logs `attachment_stores_apart` each time, and
+  // /metrics says how many nodes are concerned. Every node stops, since none can tell which store is the one
+  // the others read. A mark that cannot be written counts as apart; the database unreachable changes nothing.
   // One call at a time; thread-safe with everything else.
   Status CheckNodes(int interval_s);
   // A node stopping gracefully: its mark's row and its marks are removed, so the others stop checking them.
@@ -293,8 +294,18 @@ class ServerCore {
   std::deque<std::string> node_marks_;        // under nodes_mu_
   std::map<std::string, SeenNode> seen_nodes_;  // under nodes_mu_
   std::atomic<bool> stores_apart_{false};
-  Status WriteNodeMark(int interval_s);                    // under nodes_mu_: a new mark, in the store and the database
-  Result<std::vector<std::string>> MissingNodeMarks();  // under nodes_mu_: the running nodes' marks the store lacks
+  bool own_store_lacks_ = false;  // under nodes_mu_: this node's verdict at its last check, which its row says
+  struct NodeVerdict {
+    std::vector<std::string> missing;              // running nodes' marks this node's store lacks (for the log)
+    std::vector<std::string> missing_from_joined;  // those of nodes whose own stores lacked nothing
+    std::vector<std::string> reported_apart;       // running nodes whose stores lack another's mark
+  };
+  // Under nodes_mu_: a new mark in the store (false if it could not be written there) and its row in the
+  // database, saying `apart`; the running nodes' rows read and their marks looked for; the verdict put in
+  // force (uploads, /metrics, the log).
+  Result<bool> WriteNodeMark(int interval_s, bool apart);
+  Result<NodeVerdict> CheckOtherNodes();
+  void PublishNodeVerdict(const NodeVerdict& v, bool write_failed);
 
   std::string dir_;
   std::unique_ptr<AttachmentStore> attachments_;  // DIR/attachments, or what init --blobs named

@@ -21,28 +21,46 @@ std::string RandomHex(size_t n) {
   return encoding::ToHex(std::span<const uint8_t>(raw, n));
 }
 
-// A running node's row in meta: key "node.ID", value "TOKEN WRITTEN_MS INTERVAL_S" (its newest mark, when it
-// wrote it by its own clock, and how often it writes one).
+// A running node's row in meta: key "node.ID", value "TOKEN PREVIOUS WRITTEN_MS INTERVAL_S APART": its
+// newest mark and the one before ("-" if none), when it wrote the row by its own clock, how often it writes
+// one, and whether its own store lacked another node's mark at its last check (1) or not (0).
 constexpr std::string_view kNodeKeyPrefix = "node.";
 
 struct NodeRow {
-  std::string token;
+  std::string token, previous;
   int64_t written_ms = 0;
   int64_t interval_s = 0;
+  bool apart = false;
+  // The mark others look for: the one before if there is one (at least an interval old: a store that
+  // shows new files late, or a replica, has had that long to show it), else the newest.
+  const std::string& checked() const { return previous.empty() ? token : previous; }
 };
+
+std::string NodeRowValue(const NodeRow& r) {
+  return r.token + " " + (r.previous.empty() ? "-" : r.previous) + " " + std::to_string(r.written_ms) + " " +
+         std::to_string(r.interval_s) + (r.apart ? " 1" : " 0");
+}
 
 std::optional<NodeRow> ParseNodeRow(std::span<const uint8_t> v) {
   std::string_view s(reinterpret_cast<const char*>(v.data()), v.size());
-  const size_t a = s.find(' '), b = a == std::string_view::npos ? a : s.find(' ', a + 1);
-  if (b == std::string_view::npos || a != 32) return std::nullopt;
-  NodeRow r;
-  r.token.assign(s.substr(0, a));
+  std::vector<std::string_view> f;
+  for (size_t at = 0; at <= s.size();) {
+    size_t sp = s.find(' ', at);
+    if (sp == std::string_view::npos) sp = s.size();
+    f.push_back(s.substr(at, sp - at));
+    at = sp + 1;
+  }
   auto num = [](std::string_view t, int64_t* out) {
     auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), *out);
     return ec == std::errc() && p == t.data() + t.size();
   };
-  if (!num(s.substr(a + 1, b - a - 1), &r.written_ms) || !num(s.substr(b + 1), &r.interval_s) || r.interval_s <= 0)
+  NodeRow r;
+  if (f.size() != 5 || f[0].size() != 32 || (f[1] != "-" && f[1].size() != 32) || !num(f[2], &r.written_ms) ||
+      !num(f[3], &r.interval_s) || r.interval_s <= 0 || (f[4] != "0" && f[4] != "1"))
     return std::nullopt;
+  r.token.assign(f[0]);
+  if (f[1] != "-") r.previous.assign(f[1]);
+  r.apart = f[4] == "1";
   return r;
 }
 
@@ -101,11 +119,14 @@ Status ServerCore::JoinNodes(int check_interval_s) {
   if (db_->engine() != sql::Engine::kPostgres) return Status::Ok();  // one node: nothing to share
   std::lock_guard check(nodes_mu_);
   // The running nodes' marks first, before this node writes anything: a node refused here leaves no mark
-  // that the others would then miss, and does not replace the one the next node to start checks.
-  DALA_ASSIGN_OR_RETURN(std::vector<std::string> missing, MissingNodeMarks());
-  if (!missing.empty()) {
+  // that the others would then miss, and does not replace the one the next node to start checks. Only the
+  // marks of nodes whose stores were one at their last check refuse it: while nodes are apart (one of them
+  // maybe killed so, its row not yet stale) the checks as it runs keep uploads refused instead, and a node
+  // restarted on a mended store is not kept from starting.
+  DALA_ASSIGN_OR_RETURN(NodeVerdict v, CheckOtherNodes());
+  if (!v.missing_from_joined.empty()) {
     std::string which;
-    for (const auto& m : missing) which += (which.empty() ? "" : "; ") + m;
+    for (const auto& m : v.missing_from_joined) which += (which.empty() ? "" : "; ") + m;
     return Status(Code::kState, "the nodes on this database do not all use one attachment store: " +
                                     attachments_->Describe() + " lacks the newest mark of a running node (" + which +
                                     "). Every node must name the same shared directory, mounted, or the same S3 "
@@ -115,21 +136,33 @@ Status ServerCore::JoinNodes(int check_interval_s) {
     std::lock_guard lock(mu_);
     DALA_RETURN_IF_ERROR(CheckSharedAttachments(*db_, *attachments_));
   }
-  return WriteNodeMark(check_interval_s);
+  PublishNodeVerdict(v, false);
+  return WriteNodeMark(check_interval_s, !v.missing.empty()).status();
 }
 
 Status ServerCore::CheckNodes(int interval_s) {
   if (db_->engine() != sql::Engine::kPostgres) return Status::Ok();  // one node: nothing to share
   std::lock_guard check(nodes_mu_);
-  DALA_RETURN_IF_ERROR(WriteNodeMark(interval_s));
-  DALA_ASSIGN_OR_RETURN(std::vector<std::string> missing, MissingNodeMarks());
-  metrics_.nodes_apart.Set(static_cast<double>(missing.size()));
-  if (!missing.empty()) {
-    std::string list = "[";
-    for (size_t i = 0; i < missing.size(); ++i) list += (i ? "," : "") + JsonString(missing[i]);
-    list += "]";
+  // This node's mark, with its verdict of the last check. A mark that cannot be written is a store that
+  // fails: the row still says so (its mark missing, apart), so that no node goes on as if all were well.
+  Result<bool> wrote = WriteNodeMark(interval_s, own_store_lacks_);
+  if (!wrote.ok()) return wrote.status();  // the database unreachable: nothing changes
+  DALA_ASSIGN_OR_RETURN(NodeVerdict v, CheckOtherNodes());
+  PublishNodeVerdict(v, !*wrote);
+  return Status::Ok();
+}
+
+void ServerCore::PublishNodeVerdict(const NodeVerdict& v, bool write_failed) {
+  own_store_lacks_ = !v.missing.empty() || write_failed;
+  const bool apart = own_store_lacks_ || !v.reported_apart.empty();
+  metrics_.nodes_apart.Set(static_cast<double>(v.missing.size() + v.reported_apart.size() + (write_failed ? 1 : 0)));
+  if (apart) {
+    std::string missing = "[", reported = "[";
+    for (size_t i = 0; i < v.missing.size(); ++i) missing += (i ? "," : "") + JsonString(v.missing[i]);
+    for (size_t i = 0; i < v.reported_apart.size(); ++i) reported += (i ? "," : "") + JsonString(v.reported_apart[i]);
     LogLine("error", "\"event\":\"attachment_stores_apart\",\"store\":" + JsonString(attachments_->Describe()) +
-                         ",\"node\":" + JsonString(node_id_) + ",\"missing\":" + list +
+                         ",\"node\":" + JsonString(node_id_) + ",\"missing\":" + missing + "],\"reported_by\":" +
+                         reported + "],\"mark_written\":" + (write_failed ? "false" : "true") +
                          ",\"error\":\"the nodes on this database do not all use one attachment store: uploads are "
                          "refused (phones keep their attachments and try later) until every node names the same "
                          "store, mounted. Attachments this node or the others stored since the stores parted are in "
@@ -138,32 +171,36 @@ Status ServerCore::CheckNodes(int interval_s) {
     LogLine("info", "\"event\":\"attachment_stores_joined\",\"store\":" + JsonString(attachments_->Describe()) +
                         ",\"node\":" + JsonString(node_id_));
   }
-  stores_apart_.store(!missing.empty());
-  return Status::Ok();
+  stores_apart_.store(apart);
 }
 
-Status ServerCore::WriteNodeMark(int interval_s) {
+Result<bool> ServerCore::WriteNodeMark(int interval_s, bool apart) {
   if (node_id_.empty()) node_id_ = RandomHex(8);
   // In the store first, then named in the database, so that whoever reads the name finds the mark if their
   // store is this one.
-  const std::string token = RandomHex(16);
-  DALA_RETURN_IF_ERROR(attachments_->PutMark(token));
-  const std::string value = token + " " + std::to_string(clock_()) + " " + std::to_string(interval_s);
+  NodeRow row;
+  row.token = RandomHex(16);
+  const bool written = attachments_->PutMark(row.token).ok();
+  if (!node_marks_.empty()) row.previous = node_marks_.back();
+  row.written_ms = clock_();
+  row.interval_s = interval_s;
+  row.apart = apart || !written;
   {
     std::lock_guard lock(mu_);
     DALA_ASSIGN_OR_RETURN(sql::Stmt up, db_->Prepare(db_->Upsert("meta(key, value) VALUES(?, ?)", "key", "value")));
+    const std::string value = NodeRowValue(row);
     up.BindText(1, std::string(kNodeKeyPrefix) + node_id_).Bind(2, crypto::Bytes(value));
     DALA_RETURN_IF_ERROR(up.Run());
   }
-  node_marks_.push_back(token);
-  while (node_marks_.size() > 2) {  // the one before stays: another node may have read its name just now
+  node_marks_.push_back(row.token);
+  while (node_marks_.size() > 3) {  // the newest two are named in the row; one more for a slow reader
     (void)attachments_->RemoveMark(node_marks_.front());
     node_marks_.pop_front();
   }
-  return Status::Ok();
+  return written;
 }
 
-Result<std::vector<std::string>> ServerCore::MissingNodeMarks() {
+Result<ServerCore::NodeVerdict> ServerCore::CheckOtherNodes() {
   const std::string my_key = node_id_.empty() ? std::string() : std::string(kNodeKeyPrefix) + node_id_;
   auto read_rows = [&](const std::string& only) -> Result<std::vector<std::pair<std::string, NodeRow>>> {
     std::vector<std::pair<std::string, NodeRow>> rows;
@@ -183,43 +220,49 @@ Result<std::vector<std::string>> ServerCore::MissingNodeMarks() {
   DALA_ASSIGN_OR_RETURN(auto rows, read_rows(""));
   const int64_t now = clock_();
   const auto steady = std::chrono::steady_clock::now();
-  std::vector<std::string> missing;  // for the log: which node's mark, where it should be
+  NodeVerdict v;
   std::set<std::string> present;
   for (auto& [key, row] : rows) {
     present.insert(key);
+    const std::string id = key.substr(kNodeKeyPrefix.size());
     const auto patience = std::chrono::seconds(3 * row.interval_s + 5);
     SeenNode& seen = seen_nodes_[key];
     if (seen.token != row.token) {
       const bool first = seen.token.empty();
       seen.token = row.token;
       seen.since = steady;
-      // Seen for the first time with a mark written long ago (by its clock, which may differ from this
+      // Seen for the first time with a row written long ago (by its clock, which may differ from this
       // one's: a minute is allowed): a node that stopped without leaving (killed).
       if (first && now - row.written_ms > 3000 * row.interval_s + 60000) seen.since = steady - 2 * patience;
     }
-    if (steady - seen.since > patience) {  // not running: its mark has not changed for three of its intervals
+    if (steady - seen.since > patience) {  // not running: its row has not changed for three of its intervals
       if (now - row.written_ms > 86400000) {  // gone a day: its row is removed
         std::lock_guard lock(mu_);
         if (auto del = db_->Prepare("DELETE FROM meta WHERE key = ?"); del.ok()) (void)del->BindText(1, key).Run();
       }
       continue;
     }
-    DALA_ASSIGN_OR_RETURN(bool there, attachments_->HasMark(row.token));
-    if (!there) {  // the node may have replaced it (and removed the one before) as this one read: read again
+    DALA_ASSIGN_OR_RETURN(bool there, attachments_->HasMark(row.checked()));
+    if (!there) {  // the node may have moved on (and removed that mark) as this one read: read again
       DALA_ASSIGN_OR_RETURN(auto again, read_rows(key));
-      if (again.empty()) {
-        there = true;  // it left
-      } else if (again[0].second.token != row.token) {
-        seen.token = again[0].second.token;
+      if (again.empty()) continue;  // it left
+      if (again[0].second.token != row.token) {
+        row = again[0].second;
+        seen.token = row.token;
         seen.since = steady;
-        DALA_ASSIGN_OR_RETURN(there, attachments_->HasMark(seen.token));
+        DALA_ASSIGN_OR_RETURN(there, attachments_->HasMark(row.checked()));
       }
     }
-    if (!there) missing.push_back("node " + key.substr(kNodeKeyPrefix.size()) + "'s mark " + attachments_->MarkName(seen.token));
+    if (row.apart) v.reported_apart.push_back("node " + id);
+    if (!there) {
+      std::string m = "node " + id + "'s mark " + attachments_->MarkName(row.checked());
+      if (!row.apart) v.missing_from_joined.push_back(m);
+      v.missing.push_back(std::move(m));
+    }
   }
   for (auto it = seen_nodes_.begin(); it != seen_nodes_.end();)
     it = present.count(it->first) ? std::next(it) : seen_nodes_.erase(it);
-  return missing;
+  return v;
 }
 
 void ServerCore::LeaveNodes() {
@@ -228,8 +271,9 @@ void ServerCore::LeaveNodes() {
   if (node_id_.empty()) return;
   {
     std::lock_guard lock(mu_);
-    if (auto del = db_->Prepare("DELETE FROM meta WHERE key = ?"); del.ok())
-      (void)del->BindText(1, std::string(kNodeKeyPrefix) + node_id_).Run();
+    auto del = db_->Prepare("DELETE FROM meta WHERE key = ?");
+    // Not removed from the database: the marks stay, else the others would miss them until the row is stale.
+    if (!del.ok() || !del->BindText(1, std::string(kNodeKeyPrefix) + node_id_).Run().ok()) return;
   }
   for (const auto& t : node_marks_) (void)attachments_->RemoveMark(t);
   node_marks_.clear();

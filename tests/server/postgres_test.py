@@ -11,8 +11,9 @@
   during pushes: every version stored exactly once, every phone with verified receipts, the desk verifying
   the one log, `dala-server check` clean;
 - `backup` on a PostgreSQL data directory says to use pg_dump;
-- a shared attachment directory vanishing under a running node: both nodes refuse uploads until it is back,
-  saying so in /metrics and the log; a node started on a copy of the shared store is refused.
+- nodes whose attachment stores part while they run (a share gone under one, a one-way replica): every node
+  refuses uploads until they are one again, saying so in /metrics and the log; a node started on a copy of
+  the shared store is refused.
 
 Usage: postgres_test.py BIN_DIR."""
 import os
@@ -98,12 +99,23 @@ def wait_apart(ports, want, seconds=30):
     return [nodes_apart(p) for p in ports]
 
 
+def repoint(link, target):
+    """Points the symlink `link` at `target` at once (as a mount appearing or going under a running node)."""
+    os.symlink(target, link + ".new")
+    os.replace(link + ".new", link)
+
+
 def stores_apart_while_running(dala, server_bin, desk, cluster, work):
-    """Nodes check every --node-check-interval seconds, not only at start, that they use one attachment store:
-    a shared directory that vanishes under a running node (here node H's path, a symlink, pointed at an empty
-    directory, as an unmounted share leaves the mount point) is found by both nodes, which refuse uploads
-    (phones keep their attachments) and say so in /metrics and the log, until the store is back; a node
-    started on a copy of the shared store (its start mark copied with it) is refused at once."""
+    """Nodes check every --node-check-interval seconds, not only at start, that they use one attachment store
+    (node H's store path is a symlink the test repoints, as a share mounted or gone under a running node):
+    - a node started on a copy of the shared store is refused at start, naming the running node's missing
+      mark; one on the share starts;
+    - the share gone under node H: both nodes refuse uploads (one held in its last step as well) and say so
+      in /metrics and the log; nothing is written where the share should be; all is delivered once it is back;
+    - H on a one-way copy of the share (it sees node G's marks, G never sees its own): both refuse, G's row
+      saying so to H;
+    - a node killed while apart stops counting after three of its intervals; a node stopped gracefully takes
+      its row with it."""
     url = cluster.new_database()
     shared = os.path.join(work, "gh-blobs")
     link = os.path.join(work, "gh-link")
@@ -112,6 +124,8 @@ def stores_apart_while_running(dala, server_bin, desk, cluster, work):
                       "--blobs", shared).stdout
     key = out.strip().splitlines()[-1]
     shutil.copytree(g_dir, h_dir)
+    spare_dir = os.path.join(work, "node-spare")
+    shutil.copytree(g_dir, spare_dir)
     os.symlink(shared, link)
     with open(os.path.join(h_dir, "blobs.path"), "w") as f:
         f.write(link)
@@ -139,60 +153,84 @@ def stores_apart_while_running(dala, server_bin, desk, cluster, work):
             harness.run(dala, "report", "add", "--store", phone, "--form", "detention/1", "--text", "A clip.",
                         "--attach", clip, "--seal")
 
+        def attachment_files(d):
+            return {n: os.path.getsize(os.path.join(d, n)) for n in os.listdir(d) if not n.startswith(".dala")}
+
         for p in phones:
             add_clip(p)
         syncs = [harness.run(dala, "sync", "--store", p, check=False, timeout=120).returncode for p in phones]
         check("two nodes on one shared directory: clips uploaded through each", syncs == [0, 0, 0], syncs)
-        check("  /metrics: no node's mark missing", wait_apart(ports, False, 5) == [0, 0])
+        time.sleep(2.5)  # a few checks
+        rows = cluster.psql("SELECT count(*) FROM meta WHERE key LIKE 'node.%'", url).strip()
+        got = wait_apart(ports, False, 5)
+        check("  each node has its row; after a few checks no node's /metrics counts a node apart",
+              rows == "2" and got == [0, 0], (rows, got))
 
-        # The share vanishes under node H (its path now shows an empty directory) while H holds an upload
-        # whose last byte it has, not yet recorded complete.
-        for p in phones:
-            add_clip(p)
-        in_step = subprocess.Popen([dala, "sync", "--store", phones[1]], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE, text=True, env=harness.ENV)
-        time.sleep(2)  # its clip (300 KiB) is whole on node H, which holds it before recording it complete
-        unmounted = os.path.join(work, "gh-mount-point")
-        os.mkdir(unmounted)
-        os.symlink(unmounted, link + ".new")
-        os.replace(link + ".new", link)
-        got = wait_apart(ports, True)
-        check("the share gone under node H: within seconds both nodes' /metrics count a node whose mark they lack",
-              all(g is not None and g > 0 for g in got), got)
-        in_step.wait(timeout=120)
-        check("  the upload held in its last step as the stores parted is not recorded complete (try later)",
-              in_step.returncode != 0, (in_step.returncode, in_step.stderr.read()[-200:]))
-        syncs = [harness.run(dala, "sync", "--store", p, check=False, timeout=120) for p in (phones[0], phones[2])]
-        check("  uploads begun through either node now are refused as 'try later' (the phones keep their clips)",
-              all(r.returncode != 0 for r in syncs), [(r.returncode, r.stderr[-150:]) for r in syncs])
-        stray = [n for n in os.listdir(unmounted) if not n.startswith(".dala-node-mark-")]
-        check("  nothing but node H's marks was written where the share should be", not stray, stray)
-        said = [open(f).read() for f in logs]
-        check("  each node logs attachment_stores_apart, naming the other's missing mark and where",
-              all('"event":"attachment_stores_apart"' in t and ".dala-node-mark-" in t for t in said),
-              [t[-300:] for t in said])
-
-        # A node started on a copy of the shared directory (the mark the last node left at start is copied
-        # with it): refused once the running nodes' newer marks are not in it.
+        # A node started on a copy of the shared store, made while the nodes ran (it holds the mark the last
+        # node to start left, and their marks of that moment): refused once their newer marks are not in it.
         copy_dir, k_dir = os.path.join(work, "gh-copy"), os.path.join(work, "node-k")
-        shutil.copytree(shared, copy_dir)
+        os.mkdir(copy_dir)
+        for n in os.listdir(shared):  # marks the nodes remove meanwhile are left out, as a copy would miss them
+            try:
+                shutil.copy2(os.path.join(shared, n), os.path.join(copy_dir, n))
+            except FileNotFoundError:
+                pass
         shutil.copytree(g_dir, k_dir)
         with open(os.path.join(k_dir, "blobs.path"), "w") as f:
             f.write(copy_dir)
-        time.sleep(2.5)  # node G leaves newer marks in the share, not in the copy
+        time.sleep(3)  # the nodes leave newer marks in the share, not in the copy
         try:
             r = harness.run(server_bin, "run", "--data", k_dir, "--listen", f"127.0.0.1:{harness.free_port()}",
                             "--quiet", "--node-check-interval", "1", check=False, timeout=30)
             said = (r.returncode, r.stderr[-1500:])
         except subprocess.TimeoutExpired:
             said = ("it started and served", "")
-        check("a node started on a copy of the shared store is refused at start, saying why",
-              said[0] != 0 and "do not all use one attachment store" in said[1] and "lacks the newest mark" in said[1],
-              said)
+        check("a node started on a copy of the shared store is refused at start, naming a running node's mark "
+              "missing from the copy", said[0] != 0 and "do not all use one attachment store" in said[1] and
+              copy_dir + "/.dala-node-mark-" in said[1], said)
+        spare = subprocess.Popen([server_bin, "run", "--data", spare_dir, "--listen",
+                                  f"127.0.0.1:{harness.free_port()}", "--quiet", "--node-check-interval", "1"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started = spare.stdout.readline()
+        spare.terminate()
+        spare.wait(timeout=30)
+        check("  while a node on the share itself starts", started.startswith("listening on"),
+              (started, spare.stderr.read()[-300:]))
+
+        # The share vanishes under node H (its path now shows an empty directory) while H holds an upload
+        # whose last byte it has, not yet recorded complete.
+        for p in phones:
+            add_clip(p)
+        before = attachment_files(shared)
+        in_step = subprocess.Popen([dala, "sync", "--store", phones[1]], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True, env=harness.ENV)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+                n not in before and size >= 300 << 10 for n, size in attachment_files(shared).items()):
+            time.sleep(0.05)
+        unmounted = os.path.join(work, "gh-mount-point")
+        os.mkdir(unmounted)
+        repoint(link, unmounted)
+        got = wait_apart(ports, True)
+        check("the share gone under node H: within seconds both nodes' /metrics count a node apart",
+              all(g is not None and g > 0 for g in got), got)
+        incomplete = cluster.psql("SELECT count(*) FROM attachments WHERE complete = 0", url).strip()
+        in_step.wait(timeout=120)
+        check("  the upload held in its last step as the stores parted is not recorded complete (try later)",
+              in_step.returncode != 0 and incomplete == "1", (in_step.returncode, incomplete,
+                                                              in_step.stderr.read()[-200:]))
+        syncs = [harness.run(dala, "sync", "--store", p, check=False, timeout=120) for p in (phones[0], phones[2])]
+        check("  uploads begun through either node now are refused as 'try later' (the phones keep their clips)",
+              all(r.returncode != 0 for r in syncs), [(r.returncode, r.stderr[-150:]) for r in syncs])
+        stray = list(attachment_files(unmounted))
+        check("  nothing but node H's marks was written where the share should be", not stray, stray)
+        said = [open(f).read() for f in logs]
+        check("  each node logs attachment_stores_apart, naming the other's missing mark and where",
+              all('"event":"attachment_stores_apart"' in t and ".dala-node-mark-" in t for t in said),
+              [t[-300:] for t in said])
 
         # The share back: both nodes take uploads again by themselves; everything is delivered.
-        os.symlink(shared, link + ".new")
-        os.replace(link + ".new", link)
+        repoint(link, shared)
         got = wait_apart(ports, False)
         check("the share back under node H: both nodes' /metrics at 0 again", got == [0, 0], got)
         syncs = [harness.run(dala, "sync", "--store", p, "--now", check=False, timeout=120) for p in phones]
@@ -204,26 +242,59 @@ def stores_apart_while_running(dala, server_bin, desk, cluster, work):
         check("  node G logged that the stores are one again", '"event":"attachment_stores_joined"' in
               open(logs[0]).read())
 
-        # The share gone again, and node H killed (SIGKILL: it cannot take its mark's row with it): node G
-        # stops counting it once its mark has not changed for three of its intervals, and takes uploads.
-        os.symlink(unmounted, link + ".new")
-        os.replace(link + ".new", link)
+        # Node H on a one-way copy of the share (a replica that receives what the share holds, never the
+        # reverse): H finds node G's marks, G never finds H's. G's row says its store lacks one: H refuses too.
+        replica = os.path.join(work, "gh-replica")
+        os.mkdir(replica)
+        stop = threading.Event()
+
+        def replicate():
+            while not stop.is_set():
+                for n in os.listdir(shared):
+                    if n.startswith(".dala-node-mark-") and not os.path.exists(os.path.join(replica, n)):
+                        shutil.copy(os.path.join(shared, n), os.path.join(replica, n))
+                stop.wait(0.1)
+
+        copier = threading.Thread(target=replicate)
+        copier.start()
+        try:
+            repoint(link, replica)
+            got = wait_apart(ports, True)
+            add_clip(phones[1])
+            r = harness.run(dala, "sync", "--store", phones[1], check=False, timeout=120)
+            check("node H on a one-way replica of the share: both nodes count a node apart, and H refuses uploads "
+                  "though its store holds every mark of G", all(g is not None and g > 0 for g in got) and
+                  r.returncode != 0 and not attachment_files(replica), (got, r.returncode, attachment_files(replica)))
+        finally:
+            stop.set()
+            copier.join()
+
+        # The share gone again, its path with it (node H can write no mark): both count it; then node H is
+        # killed (SIGKILL: it cannot take its row with it), and node G stops counting it once its row has not
+        # changed for three of its intervals, and takes uploads.
+        repoint(link, os.path.join(work, "gone"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and '"mark_written":false' not in open(logs[1]).read():
+            time.sleep(0.2)
+        said = open(logs[1]).read()
+        time.sleep(2)  # node G reads the row H wrote with it
         got = wait_apart(ports, True)
         nodes[1].kill()
         nodes[1].wait()
+        check("the share's path gone under node H: both nodes count a node apart, H saying it wrote no mark",
+              all(g is not None and g > 0 for g in got) and '"mark_written":false' in said, (got, said[-300:]))
         got_g = wait_apart(ports[:1], False)
         add_clip(phones[0])
         r = harness.run(dala, "sync", "--store", phones[0], "--now", check=False, timeout=120)
-        check("node H apart, then killed: node G counts it no more after three of its intervals, and takes "
-              "uploads again", all(g > 0 for g in got) and got_g == [0] and r.returncode == 0,
-              (got, got_g, r.returncode, r.stderr[-150:]))
-        # Node G stops gracefully: it takes its mark's row with it (node H's, killed, is left).
+        check("node H killed while apart: node G counts it no more after three of its intervals, and takes "
+              "uploads again", got_g == [0] and r.returncode == 0, (got_g, r.returncode, r.stderr[-150:]))
+        # Node G stops gracefully: it takes its row with it (node H's, killed, is left).
         rows = cluster.psql("SELECT count(*) FROM meta WHERE key LIKE 'node.%'", url).strip()
         nodes[0].terminate()
         nodes[0].wait(timeout=30)
         left = cluster.psql("SELECT count(*) FROM meta WHERE key LIKE 'node.%'", url).strip()
-        check("a node stopped gracefully leaves no mark's row behind (a killed one's stays)",
-              (rows, left) == ("2", "1"), (rows, left))
+        check("a node stopped gracefully leaves no row behind (a killed one's stays)", (rows, left) == ("2", "1"),
+              (rows, left))
     finally:
         for proc in nodes:
             if proc.poll() is None:
