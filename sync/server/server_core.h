@@ -137,9 +137,10 @@ class ServerCore {
   // answers. kVerify: not the organisation's; kState: not newer than the one held.
   Status SetStatement(std::string_view signed_statement);
   // A node about to serve (dala-server run) on PostgreSQL: checks that its attachment store is the one the
-  // other nodes use: that the running nodes' newest marks are in it (as CheckNodes looks), and the mark the
-  // last node to start left (CheckSharedAttachments, attachment_store.h); kState, saying what to do, if not,
-  // with nothing written. Then leaves its marks. Admin commands neither check nor write.
+  // other nodes use: that the running nodes' recent marks are in it (as CheckNodes looks; refused only while
+  // no node says its store lacks one), and the mark the last node to start left (CheckSharedAttachments,
+  // attachment_store.h); kState, saying what to do, if not, with nothing written. Then leaves its marks.
+  // Admin commands neither check nor write.
   Status JoinNodes(int check_interval_s);
   // A serving node on PostgreSQL, every `interval_s` seconds (shared_attachments.cc): leaves a fresh mark in
   // its attachment store and records it in the database with its verdict, then looks in its store for a
@@ -148,7 +149,8 @@ class ServerCore {
   // copy of the attachments, a one-way replica): this node takes no upload and records no attachment
   // complete (503, try later: the phone keeps the bytes), logs `attachment_stores_apart` each time, and
   // /metrics says how many nodes are concerned. Every node stops, since none can tell which store is the one
-  // the others read. A mark that cannot be written counts as apart; the database unreachable changes nothing.
+  // the others read. A store that cannot say whether it holds a mark stops this node; the database
+  // unreachable changes nothing.
   // One call at a time; thread-safe with everything else.
   Status CheckNodes(int interval_s);
   // A node stopping gracefully: its mark's row and its marks are removed, so the others stop checking them.
@@ -294,18 +296,19 @@ class ServerCore {
   std::deque<std::string> node_marks_;        // under nodes_mu_
   std::map<std::string, SeenNode> seen_nodes_;  // under nodes_mu_
   std::atomic<bool> stores_apart_{false};
-  bool own_store_lacks_ = false;  // under nodes_mu_: this node's verdict at its last check, which its row says
   struct NodeVerdict {
     std::vector<std::string> missing;              // running nodes' marks this node's store lacks (for the log)
     std::vector<std::string> missing_from_joined;  // those of nodes whose own stores lacked nothing
+    std::vector<std::string> unreadable;           // marks the store could not say it holds
     std::vector<std::string> reported_apart;       // running nodes whose stores lack another's mark
+    std::set<std::string> nodes;                   // the nodes concerned, by id (/metrics)
   };
-  // Under nodes_mu_: a new mark in the store (false if it could not be written there) and its row in the
-  // database, saying `apart`; the running nodes' rows read and their marks looked for; the verdict put in
-  // force (uploads, /metrics, the log).
-  Result<bool> WriteNodeMark(int interval_s, bool apart);
+  // Under nodes_mu_: the running nodes' rows read and their marks looked for; a new mark in the store (false
+  // if it could not be written there) and this node's row in the database, saying `apart` (its store lacks
+  // a mark); the verdict put in force (uploads, /metrics, the log).
   Result<NodeVerdict> CheckOtherNodes();
-  void PublishNodeVerdict(const NodeVerdict& v, bool write_failed);
+  Result<bool> WriteNodeMark(int interval_s, bool apart);
+  void PublishNodeVerdict(const NodeVerdict& v, bool written);
 
   std::string dir_;
   std::unique_ptr<AttachmentStore> attachments_;  // DIR/attachments, or what init --blobs named

@@ -89,8 +89,8 @@ ServerMetrics::ServerMetrics()
                                              "Attachment uploads being received now.")),
       log_leaves(registry_.AddGauge("dala_server_log_leaves", "Leaves of the server's append-only log.")),
       nodes_apart(registry_.AddGauge("dala_server_nodes_apart",
-                                     "Running nodes whose recent mark this node's attachment store lacks, or whose "
-                                     "store lacks another's (not 0: the stores are apart, and uploads are refused).")),
+                                     "Running nodes whose recent mark this node's attachment store lacks or cannot look "
+                                     "for, or whose store lacks another's (not 0: uploads are refused).")),
       commit_seconds(registry_.AddHistogram("dala_server_commit_duration_seconds",
                                             "Time of one group-commit transaction of the storage writer, fsync included.",
                                             kCommitBuckets)),

@@ -23,7 +23,9 @@ std::string RandomHex(size_t n) {
 
 // A running node's row in meta: key "node.ID", value "TOKEN PREVIOUS WRITTEN_MS INTERVAL_S APART": its
 // newest mark and the one before ("-" if none), when it wrote the row by its own clock, how often it writes
-// one, and whether its own store lacked another node's mark at its last check (1) or not (0).
+// one, and whether its own store lacked another node's mark at this check (1) or not (0). The others look
+// for the one before (at least an interval old: a store that shows new files late, or a replica, has had
+// that long to show it).
 constexpr std::string_view kNodeKeyPrefix = "node.";
 
 struct NodeRow {
@@ -31,9 +33,6 @@ struct NodeRow {
   int64_t written_ms = 0;
   int64_t interval_s = 0;
   bool apart = false;
-  // The mark others look for: the one before if there is one (at least an interval old: a store that
-  // shows new files late, or a replica, has had that long to show it), else the newest.
-  const std::string& checked() const { return previous.empty() ? token : previous; }
 };
 
 std::string NodeRowValue(const NodeRow& r) {
@@ -119,16 +118,16 @@ Status ServerCore::JoinNodes(int check_interval_s) {
   if (db_->engine() != sql::Engine::kPostgres) return Status::Ok();  // one node: nothing to share
   std::lock_guard check(nodes_mu_);
   // The running nodes' marks first, before this node writes anything: a node refused here leaves no mark
-  // that the others would then miss, and does not replace the one the next node to start checks. Only the
-  // marks of nodes whose stores were one at their last check refuse it: while nodes are apart (one of them
-  // maybe killed so, its row not yet stale) the checks as it runs keep uploads refused instead, and a node
-  // restarted on a mended store is not kept from starting.
+  // that the others would then miss, and does not replace the one the next node to start checks. It is
+  // refused only while the nodes say their stores are one: while some say they are apart (one of them
+  // maybe killed so, its row not yet stale), it starts and its checks keep uploads refused as theirs do,
+  // so that a node restarted on a mended store is not kept from starting.
   DALA_ASSIGN_OR_RETURN(NodeVerdict v, CheckOtherNodes());
-  if (!v.missing_from_joined.empty()) {
+  if (!v.missing_from_joined.empty() && v.reported_apart.empty()) {
     std::string which;
     for (const auto& m : v.missing_from_joined) which += (which.empty() ? "" : "; ") + m;
     return Status(Code::kState, "the nodes on this database do not all use one attachment store: " +
-                                    attachments_->Describe() + " lacks the newest mark of a running node (" + which +
+                                    attachments_->Describe() + " lacks a recent mark of a running node (" + which +
                                     "). Every node must name the same shared directory, mounted, or the same S3 "
                                     "bucket and prefix (blobs.path in the data directory). This node did not start.");
   }
@@ -136,33 +135,34 @@ Status ServerCore::JoinNodes(int check_interval_s) {
     std::lock_guard lock(mu_);
     DALA_RETURN_IF_ERROR(CheckSharedAttachments(*db_, *attachments_));
   }
-  PublishNodeVerdict(v, false);
-  return WriteNodeMark(check_interval_s, !v.missing.empty()).status();
+  DALA_ASSIGN_OR_RETURN(bool written, WriteNodeMark(check_interval_s, !v.missing.empty()));
+  PublishNodeVerdict(v, written);
+  return Status::Ok();
 }
 
 Status ServerCore::CheckNodes(int interval_s) {
   if (db_->engine() != sql::Engine::kPostgres) return Status::Ok();  // one node: nothing to share
   std::lock_guard check(nodes_mu_);
-  // This node's mark, with its verdict of the last check. A mark that cannot be written is a store that
-  // fails: the row still says so (its mark missing, apart), so that no node goes on as if all were well.
-  Result<bool> wrote = WriteNodeMark(interval_s, own_store_lacks_);
-  if (!wrote.ok()) return wrote.status();  // the database unreachable: nothing changes
-  DALA_ASSIGN_OR_RETURN(NodeVerdict v, CheckOtherNodes());
-  PublishNodeVerdict(v, !*wrote);
+  DALA_ASSIGN_OR_RETURN(NodeVerdict v, CheckOtherNodes());  // the database unreachable: nothing changes
+  // This node's new mark, and its row saying whether its store lacked another node's mark just now.
+  DALA_ASSIGN_OR_RETURN(bool written, WriteNodeMark(interval_s, !v.missing.empty()));
+  PublishNodeVerdict(v, written);
   return Status::Ok();
 }
 
-void ServerCore::PublishNodeVerdict(const NodeVerdict& v, bool write_failed) {
-  own_store_lacks_ = !v.missing.empty() || write_failed;
-  const bool apart = own_store_lacks_ || !v.reported_apart.empty();
-  metrics_.nodes_apart.Set(static_cast<double>(v.missing.size() + v.reported_apart.size() + (write_failed ? 1 : 0)));
+void ServerCore::PublishNodeVerdict(const NodeVerdict& v, bool written) {
+  const bool apart = !v.missing.empty() || !v.unreadable.empty() || !v.reported_apart.empty();
+  metrics_.nodes_apart.Set(static_cast<double>(v.nodes.size()));
+  auto list = [](const std::vector<std::string>& l) {
+    std::string out = "[";
+    for (size_t i = 0; i < l.size(); ++i) out += (i ? "," : "") + JsonString(l[i]);
+    return out + "]";
+  };
   if (apart) {
-    std::string missing = "[", reported = "[";
-    for (size_t i = 0; i < v.missing.size(); ++i) missing += (i ? "," : "") + JsonString(v.missing[i]);
-    for (size_t i = 0; i < v.reported_apart.size(); ++i) reported += (i ? "," : "") + JsonString(v.reported_apart[i]);
     LogLine("error", "\"event\":\"attachment_stores_apart\",\"store\":" + JsonString(attachments_->Describe()) +
-                         ",\"node\":" + JsonString(node_id_) + ",\"missing\":" + missing + "],\"reported_by\":" +
-                         reported + "],\"mark_written\":" + (write_failed ? "false" : "true") +
+                         ",\"node\":" + JsonString(node_id_) + ",\"missing\":" + list(v.missing) +
+                         ",\"unreadable\":" + list(v.unreadable) + ",\"reported_by\":" + list(v.reported_apart) +
+                         ",\"mark_written\":" + (written ? "true" : "false") +
                          ",\"error\":\"the nodes on this database do not all use one attachment store: uploads are "
                          "refused (phones keep their attachments and try later) until every node names the same "
                          "store, mounted. Attachments this node or the others stored since the stores parted are in "
@@ -171,33 +171,41 @@ void ServerCore::PublishNodeVerdict(const NodeVerdict& v, bool write_failed) {
     LogLine("info", "\"event\":\"attachment_stores_joined\",\"store\":" + JsonString(attachments_->Describe()) +
                         ",\"node\":" + JsonString(node_id_));
   }
+  if (!written)  // the others check the mark before it meanwhile; this node's uploads fail on their own
+    LogLine("warn", "\"event\":\"node_mark_not_written\",\"store\":" + JsonString(attachments_->Describe()));
   stores_apart_.store(apart);
 }
 
 Result<bool> ServerCore::WriteNodeMark(int interval_s, bool apart) {
   if (node_id_.empty()) node_id_ = RandomHex(8);
   // In the store first, then named in the database, so that whoever reads the name finds the mark if their
-  // store is this one.
+  // store is this one. A mark that could not be written is named as the newest, never as the one before:
+  // the others look for the one before.
   NodeRow row;
   row.token = RandomHex(16);
   const bool written = attachments_->PutMark(row.token).ok();
   if (!node_marks_.empty()) row.previous = node_marks_.back();
   row.written_ms = clock_();
   row.interval_s = interval_s;
-  row.apart = apart || !written;
-  {
+  row.apart = apart;
+  Status recorded = [&]() -> Status {
     std::lock_guard lock(mu_);
     DALA_ASSIGN_OR_RETURN(sql::Stmt up, db_->Prepare(db_->Upsert("meta(key, value) VALUES(?, ?)", "key", "value")));
     const std::string value = NodeRowValue(row);
     up.BindText(1, std::string(kNodeKeyPrefix) + node_id_).Bind(2, crypto::Bytes(value));
-    DALA_RETURN_IF_ERROR(up.Run());
+    return up.Run();
+  }();
+  if (!recorded.ok()) {
+    if (written) (void)attachments_->RemoveMark(row.token);
+    return recorded;
   }
+  if (!written) return false;
   node_marks_.push_back(row.token);
   while (node_marks_.size() > 3) {  // the newest two are named in the row; one more for a slow reader
     (void)attachments_->RemoveMark(node_marks_.front());
     node_marks_.pop_front();
   }
-  return written;
+  return true;
 }
 
 Result<ServerCore::NodeVerdict> ServerCore::CheckOtherNodes() {
@@ -242,22 +250,33 @@ Result<ServerCore::NodeVerdict> ServerCore::CheckOtherNodes() {
       }
       continue;
     }
-    DALA_ASSIGN_OR_RETURN(bool there, attachments_->HasMark(row.checked()));
-    if (!there) {  // the node may have moved on (and removed that mark) as this one read: read again
+    if (row.apart) {
+      v.reported_apart.push_back("node " + id);
+      v.nodes.insert(id);
+    }
+    // A node's first mark is not looked for (a store may show a new file late): its second names it as the
+    // one before, an interval later.
+    if (row.previous.empty()) continue;
+    Result<bool> there = attachments_->HasMark(row.previous);
+    if (there.ok() && !*there) {  // the node may have moved on (and removed that mark) as this one read: read again
       DALA_ASSIGN_OR_RETURN(auto again, read_rows(key));
       if (again.empty()) continue;  // it left
       if (again[0].second.token != row.token) {
         row = again[0].second;
         seen.token = row.token;
         seen.since = steady;
-        DALA_ASSIGN_OR_RETURN(there, attachments_->HasMark(row.checked()));
+        if (row.previous.empty()) continue;
+        there = attachments_->HasMark(row.previous);
       }
     }
-    if (row.apart) v.reported_apart.push_back("node " + id);
-    if (!there) {
-      std::string m = "node " + id + "'s mark " + attachments_->MarkName(row.checked());
-      if (!row.apart) v.missing_from_joined.push_back(m);
-      v.missing.push_back(std::move(m));
+    const std::string mark = "node " + id + "'s mark " + attachments_->MarkName(row.previous);
+    if (!there.ok()) {  // the store cannot say: it fails, and this node's uploads with it
+      v.unreadable.push_back(mark + ": " + there.status().message());
+      v.nodes.insert(id);
+    } else if (!*there) {
+      if (!row.apart) v.missing_from_joined.push_back(mark);
+      v.missing.push_back(mark);
+      v.nodes.insert(id);
     }
   }
   for (auto it = seen_nodes_.begin(); it != seen_nodes_.end();)

@@ -113,9 +113,9 @@ def stores_apart_while_running(dala, server_bin, desk, cluster, work):
     - the share gone under node H: both nodes refuse uploads (one held in its last step as well) and say so
       in /metrics and the log; nothing is written where the share should be; all is delivered once it is back;
     - H on a one-way copy of the share (it sees node G's marks, G never sees its own): both refuse, G's row
-      saying so to H;
-    - a node killed while apart stops counting after three of its intervals; a node stopped gracefully takes
-      its row with it."""
+      saying so to H; H killed there, a node restarted on the share starts at once, and the nodes stop
+      counting H after three of its intervals;
+    - a node stopped gracefully takes its row with it."""
     url = cluster.new_database()
     shared = os.path.join(work, "gh-blobs")
     link = os.path.join(work, "gh-link")
@@ -242,6 +242,24 @@ def stores_apart_while_running(dala, server_bin, desk, cluster, work):
         check("  node G logged that the stores are one again", '"event":"attachment_stores_joined"' in
               open(logs[0]).read())
 
+        # Node H's store path a file, not a directory: its store cannot say whether it holds a mark (ENOTDIR),
+        # and can write none. H stops taking uploads; node G, which still finds the mark H wrote before, does
+        # not. Back on the share, H takes uploads again.
+        not_a_dir = os.path.join(work, "gh-file")
+        with open(not_a_dir, "w") as f:
+            f.write("not a directory")
+        repoint(link, not_a_dir)
+        got_h = wait_apart(ports[1:], True)
+        time.sleep(2)
+        got = [nodes_apart(p) for p in ports]
+        said = open(logs[1]).read()
+        check("node H's store unreadable: H counts a node apart and says which mark it could not look for; G does "
+              "not", got_h[0] and got[0] == 0 and got[1] and '"unreadable":["node ' in said and
+              '"event":"node_mark_not_written"' in said, (got_h, got, said[-300:]))
+        repoint(link, shared)
+        got = wait_apart(ports, False)
+        check("  back on the share, neither counts a node apart", got == [0, 0], got)
+
         # Node H on a one-way copy of the share (a replica that receives what the share holds, never the
         # reverse): H finds node G's marks, G never finds H's. G's row says its store lacks one: H refuses too.
         replica = os.path.join(work, "gh-replica")
@@ -252,7 +270,10 @@ def stores_apart_while_running(dala, server_bin, desk, cluster, work):
             while not stop.is_set():
                 for n in os.listdir(shared):
                     if n.startswith(".dala-node-mark-") and not os.path.exists(os.path.join(replica, n)):
-                        shutil.copy(os.path.join(shared, n), os.path.join(replica, n))
+                        try:
+                            shutil.copy(os.path.join(shared, n), os.path.join(replica, n))
+                        except FileNotFoundError:
+                            pass
                 stop.wait(0.1)
 
         copier = threading.Thread(target=replicate)
@@ -265,29 +286,32 @@ def stores_apart_while_running(dala, server_bin, desk, cluster, work):
             check("node H on a one-way replica of the share: both nodes count a node apart, and H refuses uploads "
                   "though its store holds every mark of G", all(g is not None and g > 0 for g in got) and
                   r.returncode != 0 and not attachment_files(replica), (got, r.returncode, attachment_files(replica)))
+            # Node H killed there (SIGKILL: its row stays, saying its store lacked nothing, its marks only in
+            # the replica). A node restarted on the share at once is not kept from starting: node G says its
+            # store lacks a mark. It refuses uploads with G until H's row has not changed for three of its
+            # intervals; then both take uploads.
+            nodes[1].kill()
+            nodes[1].wait()
         finally:
             stop.set()
             copier.join()
-
-        # The share gone again, its path with it (node H can write no mark): both count it; then node H is
-        # killed (SIGKILL: it cannot take its row with it), and node G stops counting it once its row has not
-        # changed for three of its intervals, and takes uploads.
-        repoint(link, os.path.join(work, "gone"))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and '"mark_written":false' not in open(logs[1]).read():
-            time.sleep(0.2)
-        said = open(logs[1]).read()
-        time.sleep(2)  # node G reads the row H wrote with it
-        got = wait_apart(ports, True)
-        nodes[1].kill()
-        nodes[1].wait()
-        check("the share's path gone under node H: both nodes count a node apart, H saying it wrote no mark",
-              all(g is not None and g > 0 for g in got) and '"mark_written":false' in said, (got, said[-300:]))
-        got_g = wait_apart(ports[:1], False)
+        spare_port = harness.free_port()
+        spare_log = os.path.join(work, "node-spare.log")
+        with open(spare_log, "w") as err:
+            spare = subprocess.Popen([server_bin, "run", "--data", spare_dir, "--listen", f"127.0.0.1:{spare_port}",
+                                      "--quiet", "--node-check-interval", "1"], stdout=subprocess.PIPE, stderr=err,
+                                     text=True)
+        nodes.append(spare)
+        started = spare.stdout.readline()
+        check("node H killed on the replica: a node started on the share at once starts (node G says its store "
+              "lacks a mark)", started.startswith("listening on"), (started, open(spare_log).read()[-300:]))
+        got = wait_apart([ports[0], spare_port], False)
         add_clip(phones[0])
         r = harness.run(dala, "sync", "--store", phones[0], "--now", check=False, timeout=120)
-        check("node H killed while apart: node G counts it no more after three of its intervals, and takes "
-              "uploads again", got_g == [0] and r.returncode == 0, (got_g, r.returncode, r.stderr[-150:]))
+        check("  node G and the new node count node H no more after three of its intervals, and take uploads",
+              got == [0, 0] and r.returncode == 0, (got, r.returncode, r.stderr[-150:]))
+        spare.terminate()
+        spare.wait(timeout=30)
         # Node G stops gracefully: it takes its row with it (node H's, killed, is left).
         rows = cluster.psql("SELECT count(*) FROM meta WHERE key LIKE 'node.%'", url).strip()
         nodes[0].terminate()
