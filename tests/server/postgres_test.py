@@ -44,15 +44,23 @@ def add_report(dala, store, place):
                 "--text", f"Seen at {place}.", "--seal")
 
 
+def init_nodes(server_bin, desk, url, blobs, first, *copies):
+    """`dala-server init` of a node's data directory `first` on the database `url` with attachments in the
+    shared directory `blobs`, copied to each of `copies` (nodes are started on copies of one data directory):
+    the server's key."""
+    out = harness.run(server_bin, "init", "--data", first, "--organisation", desk.identity, "--database", url,
+                      "--blobs", blobs).stdout
+    for c in copies:
+        shutil.copytree(first, c)
+    return out.strip().splitlines()[-1]
+
+
 def storage_limit_across_nodes(dala, server_bin, desk, cluster, work, servers):
     """--max-storage-mib on nodes that share one attachment store is the store's limit, not each node's: what
     one node stored counts on the other (recounted from the database at most every 2 s)."""
     url = cluster.new_database()
     e_dir, f_dir = os.path.join(work, "node-e"), os.path.join(work, "node-f")
-    out = harness.run(server_bin, "init", "--data", e_dir, "--organisation", desk.identity, "--database", url,
-                      "--blobs", os.path.join(work, "ef-blobs")).stdout
-    key = out.strip().splitlines()[-1]
-    shutil.copytree(e_dir, f_dir)
+    key = init_nodes(server_bin, desk, url, os.path.join(work, "ef-blobs"), e_dir, f_dir)
     e = harness.Server(server_bin, e_dir, desk=desk)
     f = harness.Server(server_bin, f_dir, desk=desk)
     e.key = f.key = key
@@ -120,12 +128,8 @@ def stores_apart_while_running(dala, server_bin, desk, cluster, work):
     shared = os.path.join(work, "gh-blobs")
     link = os.path.join(work, "gh-link")
     g_dir, h_dir = os.path.join(work, "node-g"), os.path.join(work, "node-h")
-    out = harness.run(server_bin, "init", "--data", g_dir, "--organisation", desk.identity, "--database", url,
-                      "--blobs", shared).stdout
-    key = out.strip().splitlines()[-1]
-    shutil.copytree(g_dir, h_dir)
     spare_dir = os.path.join(work, "node-spare")
-    shutil.copytree(g_dir, spare_dir)
+    key = init_nodes(server_bin, desk, url, shared, g_dir, h_dir, spare_dir)
     os.symlink(shared, link)
     with open(os.path.join(h_dir, "blobs.path"), "w") as f:
         f.write(link)
@@ -407,11 +411,8 @@ def main():
         # Two nodes on one database, phones dialling both, one node killed during pushes.
         url = cluster.new_database()
         a_dir = os.path.join(work, "node-a")
-        out = harness.run(server_bin, "init", "--data", a_dir, "--organisation", desk.identity, "--database", url,
-                          "--blobs", os.path.join(work, "ab-blobs")).stdout
-        key = out.strip().splitlines()[-1]
         b_dir = os.path.join(work, "node-b")
-        shutil.copytree(a_dir, b_dir)
+        key = init_nodes(server_bin, desk, url, os.path.join(work, "ab-blobs"), a_dir, b_dir)
         # A node whose attachment store is not the others' (the shared directory not mounted: here another
         # directory, as a copy of the data directory made with its own attachments would be) is refused.
         stray_dir = os.path.join(work, "node-stray")
@@ -484,10 +485,7 @@ def main():
         url = cluster.new_database()
         blobs = os.path.join(work, "shared-blobs")
         c_dir, d_dir = os.path.join(work, "node-c"), os.path.join(work, "node-d")
-        out = harness.run(server_bin, "init", "--data", c_dir, "--organisation", desk.identity, "--database", url,
-                          "--blobs", blobs).stdout
-        key = out.strip().splitlines()[-1]
-        shutil.copytree(c_dir, d_dir)
+        key = init_nodes(server_bin, desk, url, blobs, c_dir, d_dir)
         c_port, d_port = harness.free_port(), harness.free_port()
         slow = dict(os.environ, DALA_TEST_FAILPOINT_DELAY_MS="250")  # each 1 MiB chunk a quarter second on C
         node_c = subprocess.Popen([server_bin, "run", "--data", c_dir, "--listen", f"127.0.0.1:{c_port}", "--quiet"],
