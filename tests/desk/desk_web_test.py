@@ -113,6 +113,41 @@ def png(rgb):
             chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+def colour_count(png_bytes, colours):
+    """How many pixels of an 8-bit RGB or RGBA PNG (as Chromium's screenshots are) have one of `colours`
+    (RGB triples). A decoder of its own: no imaging library is installed."""
+    pos, chunks = 8, {}
+    while pos < len(png_bytes):
+        n = struct.unpack(">I", png_bytes[pos:pos + 4])[0]
+        kind = png_bytes[pos + 4:pos + 8]
+        chunks.setdefault(kind, []).append(png_bytes[pos + 8:pos + 8 + n])
+        pos += 12 + n
+    width, height, depth, ctype = struct.unpack(">IIBB", chunks[b"IHDR"][0][:10])
+    if depth != 8 or ctype not in (2, 6):
+        raise AssertionError(f"a PNG of depth {depth}, colour type {ctype}: not decoded here")
+    bpp = 3 if ctype == 2 else 4
+    raw = zlib.decompress(b"".join(chunks[b"IDAT"]))
+    stride, prev, count, wanted = width * bpp, bytearray(width * bpp), 0, set(map(tuple, colours))
+    for row in range(height):
+        f, line = raw[row * (stride + 1)], bytearray(raw[row * (stride + 1) + 1:(row + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        count += sum(tuple(line[i:i + 3]) in wanted for i in range(0, stride, bpp))
+        prev = line
+    return count
+
+
 def tile_of(lat, lon, z):
     """The XYZ tile holding a point (Web Mercator), written here independently of the desk's own code."""
     n = 2 ** z
@@ -188,6 +223,10 @@ def pdf_checks(dala, org_key, data, work, identity):
           (r.returncode, r.stdout[-400:]))
 
 
+# The colours of the test's tiles (tile_checks): a map drawn on them shows these.
+TILE_COLOURS = [(200, 220, 200 + 10 * dx) for dx in (-1, 0, 1)]
+
+
 def tile_checks(dala, org_key, data, work):
     """dala desk serve --tiles: maps drawn on the organisation's own tiles, served by the desk alone, only
     real images, only in a session; an attribution shown escaped."""
@@ -199,7 +238,7 @@ def tile_checks(dala, org_key, data, work):
             for dy in (-1, 0, 1):
                 os.makedirs(os.path.join(tiles, str(z), str(x + dx)), exist_ok=True)
                 with open(os.path.join(tiles, str(z), str(x + dx), f"{y + dy}.png"), "wb") as f:
-                    f.write(png((200, 220, 200 + 10 * dx)))
+                    f.write(png(TILE_COLOURS[dx + 1]))
     x11, y11 = tile_of(*almaty, 11)
     with open(os.path.join(tiles, "11", str(x11), f"{y11 + 1}.png"), "wb") as f:
         f.write(EVIL_SVG)  # an SVG named as a PNG: never served
@@ -218,9 +257,9 @@ def tile_checks(dala, org_key, data, work):
         images = re.findall(rb'<image href="tiles/(\d+)/(\d+)/(\d+)"', page)
         check("tiles: the overview map is drawn on the organisation's tiles", r.status == 200 and len(images) > 0,
               page[:200])
-        check("tiles: only tiles the directory holds are named",
-              all(os.path.exists(os.path.join(tiles, z.decode(), x.decode(), y.decode() + ".png")) for z, x, y in images),
-              images)
+        check("tiles: only tiles the directory holds as images are named (not the SVG named as one)",
+              all(os.path.exists(os.path.join(tiles, z.decode(), x.decode(), y.decode() + ".png")) for z, x, y in images)
+              and (b"11", str(x11).encode(), str(y11 + 1).encode()) not in images, images)
         check("tiles: the attribution is shown, escaped", b"&lt;b&gt;Test tiles&lt;/b&gt;" in page and
               b"<b>Test tiles" not in page)
         z, x, y = (v.decode() for v in images[0])
@@ -585,8 +624,35 @@ def run_browser(desk, shots, work, vrid, hostile_rid, dala, identity):
         driver.get(fresh.origin + fresh.base + "overview")
         browser.screenshot(driver, os.path.join(shots, "overview.png"))
         check("browser: overview draws its charts and map", len(driver.find_elements(By.CSS_SELECTOR, "svg")) >= 3)
+        untiled = colour_count(driver.find_element(By.CSS_SELECTOR, "svg.map").screenshot_as_png, TILE_COLOURS)
         errors = [e for e in browser.console_errors(driver) if "favicon" not in e.get("message", "")]
         check("browser: no console errors (no CSP violation, no failed load)", not errors, errors)
+        # The organisation's own tiles (tile_checks made them): the browser draws them under the map's points,
+        # under the desk's Content-Security-Policy.
+        tiled = Desk(desk.proc.args[0], key, data, "--tiles", os.path.join(work, "tiles"))
+        try:
+            driver.get(tiled.url)
+            driver.get(tiled.origin + tiled.base + "overview")
+            deadline = time.time() + 20
+            loaded = 0
+            while time.time() < deadline:
+                loaded = driver.execute_script(
+                    "return performance.getEntriesByType('resource').filter(e => e.name.includes('/tiles/') && "
+                    "e.decodedBodySize > 0).length")
+                if loaded >= len(driver.find_elements(By.CSS_SELECTOR, "svg.map image")) > 0:
+                    break
+                time.sleep(0.2)
+            time.sleep(0.3)
+            tiled_shot = driver.find_element(By.CSS_SELECTOR, "svg.map").screenshot_as_png
+            with open(os.path.join(shots, "overview-tiles.png"), "wb") as f:
+                f.write(tiled_shot)
+            drawn = colour_count(tiled_shot, TILE_COLOURS)
+            errors = [e for e in browser.console_errors(driver) if "favicon" not in e.get("message", "")]
+            check("browser: the overview map is drawn on the organisation's tiles (their colours fill the map in a "
+                  "screenshot, and none without --tiles), with no console error",
+                  loaded > 0 and drawn > 20000 and untiled == 0 and not errors, (loaded, drawn, untiled, errors))
+        finally:
+            tiled.stop()
     finally:
         driver.quit()
         fresh.stop()

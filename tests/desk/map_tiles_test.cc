@@ -65,6 +65,7 @@ TEST(MapTiles, OnlyImagesTheDirectoryHoldsAreServed) {
   EXPECT_EQ((*src)->Read(5, 0, 0).status().code(), Code::kNotFound);  // a zoom it does not have
   EXPECT_TRUE((*src)->Has(3, 2, 1));
   EXPECT_FALSE((*src)->Has(3, 2, 3));
+  EXPECT_FALSE((*src)->Has(4, 0, 1));  // a map does not name what is not served: the browser would fail to load it
 }
 
 }  // namespace

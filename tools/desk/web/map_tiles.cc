@@ -1,6 +1,8 @@
 #include "desk/web/map_tiles.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -69,7 +71,18 @@ std::optional<std::string> TileSource::PathOf(int z, int64_t x, int64_t y) const
   return std::nullopt;
 }
 
-bool TileSource::Has(int z, int64_t x, int64_t y) const { return PathOf(z, x, y).has_value(); }
+bool TileSource::Has(int z, int64_t x, int64_t y) const {
+  // As Read would serve it: a map names no tile the browser would then fail to load.
+  auto path = PathOf(z, x, y);
+  struct stat sb{};
+  if (!path || ::stat(path->c_str(), &sb) != 0 || sb.st_size > static_cast<off_t>(kMaxTileBytes)) return false;
+  char head[12];
+  const int fd = ::open(path->c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const ssize_t n = ::read(fd, head, sizeof head);
+  ::close(fd);
+  return n > 0 && ImageType(std::string(head, static_cast<size_t>(n))) != nullptr;
+}
 
 Result<Tile> TileSource::Read(int z, int64_t x, int64_t y) const {
   auto path = PathOf(z, x, y);

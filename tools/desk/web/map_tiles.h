@@ -34,7 +34,7 @@ class TileSource {
 
   int min_zoom() const { return min_zoom_; }
   int max_zoom() const { return max_zoom_; }
-  bool Has(int z, int64_t x, int64_t y) const;
+  bool Has(int z, int64_t x, int64_t y) const;  // Read would serve it
   // The tile's bytes (at most 1 MiB), only if they are a PNG, JPEG or WebP image. kNotFound otherwise: a
   // file of another kind (an SVG, an HTML page) is never served, whatever its name.
   Result<Tile> Read(int z, int64_t x, int64_t y) const;
