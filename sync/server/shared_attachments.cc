@@ -166,7 +166,8 @@ void ServerCore::PublishNodeVerdict(const NodeVerdict& v, bool written) {
                          ",\"error\":\"the nodes on this database do not all use one attachment store: uploads are "
                          "refused (phones keep their attachments and try later) until every node names the same "
                          "store, mounted. Attachments this node or the others stored since the stores parted are in "
-                         "the store that took them: copy them into the shared one.\"");
+                         "the store that took them: dala-server check, on a node of the shared store, names each one "
+                         "it lacks; copy them into it.\"");
   } else if (stores_apart_.load()) {
     LogLine("info", "\"event\":\"attachment_stores_joined\",\"store\":" + JsonString(attachments_->Describe()) +
                         ",\"node\":" + JsonString(node_id_));
