@@ -323,6 +323,16 @@ def stores_apart_while_running(dala, server_bin, desk, cluster, work):
         left = cluster.psql("SELECT count(*) FROM meta WHERE key LIKE 'node.%'", url).strip()
         check("a node stopped gracefully leaves no row behind (a killed one's stays)", (rows, left) == ("2", "1"),
               (rows, left))
+        # An attachment a node took into a store of its own (here: moved out of the share): `check` on a node of
+        # the share names it, for the operator to copy it back.
+        name = sorted(attachment_files(shared))[0]
+        os.rename(os.path.join(shared, name), os.path.join(unmounted, name))
+        r = harness.run(server_bin, "check", "--data", g_dir, check=False, timeout=120)
+        os.rename(os.path.join(unmounted, name), os.path.join(shared, name))
+        again = harness.run(server_bin, "check", "--data", g_dir, check=False, timeout=120)
+        check("dala-server check names an attachment recorded complete that the shared store lacks; clean once back",
+              r.returncode == 1 and name in r.stdout + r.stderr and again.returncode == 0,
+              (r.returncode, r.stderr[-300:], again.returncode))
     finally:
         for proc in nodes:
             if proc.poll() is None:
