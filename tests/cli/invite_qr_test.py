@@ -19,9 +19,9 @@ import subprocess
 import sys
 import tempfile
 import termios
-import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import png_pixels  # noqa: E402
 import harness  # noqa: E402
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")
@@ -48,39 +48,12 @@ def png_side(path):
 
 
 def png_grey(path):
-    """The pixels of an 8-bit greyscale PNG, rows of bytes (zlib and the five PNG filters, by hand: the
-    test reads the file independently of libpng)."""
+    """The pixels of an 8-bit greyscale PNG, rows of bytes (read by hand: tests/support/png_pixels.py)."""
     with open(path, "rb") as f:
-        data = f.read()
-    pos, idat, width, height = 8, b"", 0, 0
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        if kind == b"IHDR":
-            width, height, depth, colour = struct.unpack(">IIBB", body[:10])
-            if (depth, colour) != (8, 0):
-                raise AssertionError(f"{path} is not 8-bit greyscale (depth {depth}, colour type {colour})")
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + length
-    raw, rows, prev = zlib.decompress(idat), [], bytearray(width)
-    for y in range(height):
-        kind, line = raw[y * (width + 1)], bytearray(raw[y * (width + 1) + 1:(y + 1) * (width + 1)])
-        for x in range(width):
-            a, b, c = (line[x - 1] if x else 0), prev[x], (prev[x - 1] if x else 0)
-            if kind == 1:
-                line[x] = (line[x] + a) & 255
-            elif kind == 2:
-                line[x] = (line[x] + b) & 255
-            elif kind == 3:
-                line[x] = (line[x] + (a + b) // 2) & 255
-            elif kind == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        rows.append(bytes(line))
-        prev = line
-    return rows
+        _, _, bpp, pixels = png_pixels.rows(f.read())
+    if bpp != 1:
+        raise AssertionError(f"{path} is not greyscale")
+    return pixels
 
 
 def terminal_modules(text):

@@ -38,6 +38,7 @@ import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import harness  # noqa: E402
+import png_pixels  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIP = os.path.join(HERE, "..", "fixtures", "desk", "clip.webm")
@@ -115,37 +116,12 @@ def png(rgb):
 
 def colour_count(png_bytes, colours):
     """How many pixels of an 8-bit RGB or RGBA PNG (as Chromium's screenshots are) have one of `colours`
-    (RGB triples). A decoder of its own: no imaging library is installed."""
-    pos, chunks = 8, {}
-    while pos < len(png_bytes):
-        n = struct.unpack(">I", png_bytes[pos:pos + 4])[0]
-        kind = png_bytes[pos + 4:pos + 8]
-        chunks.setdefault(kind, []).append(png_bytes[pos + 8:pos + 8 + n])
-        pos += 12 + n
-    width, height, depth, ctype = struct.unpack(">IIBB", chunks[b"IHDR"][0][:10])
-    if depth != 8 or ctype not in (2, 6):
-        raise AssertionError(f"a PNG of depth {depth}, colour type {ctype}: not decoded here")
-    bpp = 3 if ctype == 2 else 4
-    raw = zlib.decompress(b"".join(chunks[b"IDAT"]))
-    stride, prev, count, wanted = width * bpp, bytearray(width * bpp), 0, set(map(tuple, colours))
-    for row in range(height):
-        f, line = raw[row * (stride + 1)], bytearray(raw[row * (stride + 1) + 1:(row + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - bpp] if i >= bpp else 0
-            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
-            if f == 1:
-                line[i] = (line[i] + a) & 255
-            elif f == 2:
-                line[i] = (line[i] + b) & 255
-            elif f == 3:
-                line[i] = (line[i] + (a + b) // 2) & 255
-            elif f == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        count += sum(tuple(line[i:i + 3]) in wanted for i in range(0, stride, bpp))
-        prev = line
-    return count
+    (RGB triples)."""
+    _, _, bpp, pixels = png_pixels.rows(png_bytes)
+    if bpp < 3:
+        raise AssertionError("not a colour PNG")
+    wanted = set(map(tuple, colours))
+    return sum(tuple(line[i:i + 3]) in wanted for line in pixels for i in range(0, len(line), bpp))
 
 
 def tile_of(lat, lon, z):
