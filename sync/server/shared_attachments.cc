@@ -4,7 +4,9 @@
 #include <sodium.h>
 
 #include <charconv>
-#include <cstdio>
+#include <optional>
+#include <set>
+#include <vector>
 
 #include "base/encoding.h"
 #include "server/attachment_store.h"
@@ -53,9 +55,14 @@ std::optional<NodeRow> ParseNodeRow(std::span<const uint8_t> v) {
     auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), *out);
     return ec == std::errc() && p == t.data() + t.size();
   };
+  // A mark's token names a file or object in the store: 32 lowercase hex digits, nothing else. An interval
+  // within what `run` accepts keeps the arithmetic on it far from overflow.
+  auto token = [](std::string_view t) {
+    return t.size() == 32 && t.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+  };
   NodeRow r;
-  if (f.size() != 5 || f[0].size() != 32 || (f[1] != "-" && f[1].size() != 32) || !num(f[2], &r.written_ms) ||
-      !num(f[3], &r.interval_s) || r.interval_s <= 0 || (f[4] != "0" && f[4] != "1"))
+  if (f.size() != 5 || !token(f[0]) || (f[1] != "-" && !token(f[1])) || !num(f[2], &r.written_ms) ||
+      !num(f[3], &r.interval_s) || r.interval_s <= 0 || r.interval_s > 86400 || (f[4] != "0" && f[4] != "1"))
     return std::nullopt;
   r.token.assign(f[0]);
   if (f[1] != "-") r.previous.assign(f[1]);
