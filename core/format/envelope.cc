@@ -67,7 +67,9 @@ std::vector<uint8_t> EnvelopeAd(const Header& h) {
   return ad;
 }
 
-Status ParseVerified(std::span<const uint8_t> envelope, v1::EnvelopeBody* body, Header* header) {
+// The envelope's body and header, its shapes checked; its device signature too unless `check_signature` is
+// false (OpenAgain: bytes whose signature was checked before).
+Status Parse(std::span<const uint8_t> envelope, v1::EnvelopeBody* body, Header* header, bool check_signature) {
   v1::SealedEnvelope env;
   if (!env.ParseFromArray(envelope.data(), static_cast<int>(envelope.size())))
     return {Code::kVerify, "the sealed envelope is malformed"};
@@ -76,7 +78,7 @@ Status ParseVerified(std::span<const uint8_t> envelope, v1::EnvelopeBody* body, 
       body->nonce().size() != crypto_aead_xchacha20poly1305_ietf_NPUBBYTES || body->version() == 0 ||
       body->key_commitment().size() != crypto::Hash{}.size())
     return {Code::kVerify, "the sealed envelope has fields of the wrong size"};
-  if (!crypto::Verify(Bytes(body->device_key()), kDomain, Bytes(env.body()), Bytes(env.signature())))
+  if (check_signature && !crypto::Verify(Bytes(body->device_key()), kDomain, Bytes(env.body()), Bytes(env.signature())))
     return {Code::kVerify, "the sealed envelope's device signature does not verify (altered or forged)"};
   std::memcpy(header->report_id.data(), body->report_id().data(), 16);
   header->version = body->version();
@@ -90,6 +92,10 @@ Status ParseVerified(std::span<const uint8_t> envelope, v1::EnvelopeBody* body, 
     header->attachments.push_back(m);
   }
   return Status::Ok();
+}
+
+Status ParseVerified(std::span<const uint8_t> envelope, v1::EnvelopeBody* body, Header* header) {
+  return Parse(envelope, body, header, true);
 }
 }  // namespace
 
@@ -204,18 +210,20 @@ Status DecryptToScratch(const v1::EnvelopeBody& body, const Header& header, cons
 
 // Open() into this thread's scratch: the plaintext is scratch.plain's first *len bytes.
 Status OpenToScratch(std::span<const uint8_t> envelope, const BoxKeyPair& recipient, Header* header, Scratch& scratch,
-                     Wipe& plain_wipe, size_t* len) {
+                     Wipe& plain_wipe, size_t* len, std::span<uint8_t> key_out = {}) {
   v1::EnvelopeBody body;
   DALA_RETURN_IF_ERROR(ParseVerified(envelope, &body, header));
   SecretBuffer& content_key = scratch.key;
   Wipe key_wipe{content_key, content_key.size()};
   DALA_RETURN_IF_ERROR(UnwrapKey(body, recipient, content_key));
-  return DecryptToScratch(body, *header, content_key, scratch, plain_wipe, len);
+  DALA_RETURN_IF_ERROR(DecryptToScratch(body, *header, content_key, scratch, plain_wipe, len));
+  if (key_out.size() == content_key.size()) std::memcpy(key_out.data(), content_key.data(), content_key.size());
+  return Status::Ok();
 }
 
 // The checks of the signed report once decrypted (OpenReport, OpenWithKey).
-Result<OpenedReport> CheckInner(OpenedReport out, std::span<const uint8_t> plain) {
-  DALA_ASSIGN_OR_RETURN(out.content, VerifySignedReport(plain));
+Result<OpenedReport> CheckInner(OpenedReport out, std::span<const uint8_t> plain, bool check_signature = true) {
+  DALA_ASSIGN_OR_RETURN(out.content, check_signature ? VerifySignedReport(plain) : ReadSignedReport(plain));
   if (out.content.report_id() != IdBytes(out.header.report_id) || out.content.version() != out.header.version ||
       out.content.device_key() != std::string_view(reinterpret_cast<const char*>(out.header.device_key.data()), 32))
     return Status(Code::kVerify, "the envelope and the report inside it disagree on id, version or device (altered)");
@@ -232,12 +240,37 @@ Result<SecretBuffer> Open(std::span<const uint8_t> envelope, const BoxKeyPair& r
   return SecretBuffer(scratch.plain.data(), n);
 }
 
-Result<OpenedReport> OpenReport(std::span<const uint8_t> envelope, const BoxKeyPair& recipient) {
+Result<OpenedReport> OpenReport(std::span<const uint8_t> envelope, const BoxKeyPair& recipient,
+                                std::span<uint8_t> content_key) {
+  if (!content_key.empty() && content_key.size() != crypto_aead_xchacha20poly1305_ietf_KEYBYTES)
+    return Status(Code::kInternal, "a content key is 32 bytes");
   OpenedReport out;
   Wipe wipe{scratch.plain};
   size_t n = 0;
-  DALA_RETURN_IF_ERROR(OpenToScratch(envelope, recipient, &out.header, scratch, wipe, &n));
-  return CheckInner(std::move(out), std::span<const uint8_t>(scratch.plain.data(), n));
+  Status st = OpenToScratch(envelope, recipient, &out.header, scratch, wipe, &n, content_key);
+  auto opened = st.ok() ? CheckInner(std::move(out), std::span<const uint8_t>(scratch.plain.data(), n))
+                        : Result<OpenedReport>(st);
+  if (!opened.ok() && !content_key.empty()) sodium_memzero(content_key.data(), content_key.size());
+  return opened;
+}
+
+Result<OpenedReport> OpenAgain(std::span<const uint8_t> envelope, const crypto::Hash& opened_hash,
+                               std::span<const uint8_t> content_key) {
+  if (content_key.size() != crypto_aead_xchacha20poly1305_ietf_KEYBYTES)
+    return Status(Code::kVerify, "a content key is 32 bytes");
+  const crypto::Hash h = crypto::Blake2b256(envelope);
+  if (sodium_memcmp(h.data(), opened_hash.data(), h.size()) != 0)
+    return Status(Code::kVerify, "the envelope is not the one opened before (its bytes changed)");
+  OpenedReport out;
+  v1::EnvelopeBody body;
+  DALA_RETURN_IF_ERROR(Parse(envelope, &body, &out.header, false));
+  SecretBuffer& key = scratch.key;  // sodium_malloc per call would cost more than the decryption
+  Wipe key_wipe{key, key.size()};
+  std::memcpy(key.data(), content_key.data(), key.size());
+  Wipe wipe{scratch.plain};
+  size_t n = 0;
+  DALA_RETURN_IF_ERROR(DecryptToScratch(body, out.header, key, scratch, wipe, &n));
+  return CheckInner(std::move(out), std::span<const uint8_t>(scratch.plain.data(), n), false);
 }
 
 Result<SecretBuffer> ContentKey(std::span<const uint8_t> envelope, const BoxKeyPair& recipient) {

@@ -46,7 +46,17 @@ struct OpenedReport {
 };
 // Open(), then the inner signature (VerifySignedReport), then that inside and outside agree on report id,
 // version and device key. Every failure is kVerify (kNotFound: not sealed to this key).
-Result<OpenedReport> OpenReport(std::span<const uint8_t> envelope, const crypto::BoxKeyPair& recipient);
+// `content_key`, when given (32 bytes), receives the content key it opened with (zeroed on failure), for
+// OpenAgain.
+Result<OpenedReport> OpenReport(std::span<const uint8_t> envelope, const crypto::BoxKeyPair& recipient,
+                                std::span<uint8_t> content_key = {});
+// The same report read again, for a caller that checked it with OpenReport and kept `opened_hash` (the
+// BLAKE2b-256 of the envelope bytes OpenReport opened) and the content key it gave: the bytes must hash to
+// `opened_hash` and the key be the one the envelope commits to; the signatures are not checked again
+// (they were, over these very bytes). The desk reads each report of a large export twice this way rather
+// than holding every one of them between its checks.
+Result<OpenedReport> OpenAgain(std::span<const uint8_t> envelope, const crypto::Hash& opened_hash,
+                               std::span<const uint8_t> content_key);
 
 // Disclosure of one report (the desk's evidence packages, docs/evidence.md): the envelope's content key,
 // unwrapped with the organisation's recipient key and checked against the key commitment the device

@@ -67,6 +67,8 @@ Status CheckSerializedSize(const v1::ReportContent& content);
 std::string SignContent(const crypto::SigningKey& device, const v1::ReportContent& content);
 // Parses and verifies SignedReport bytes: the signature must verify under the content's device key.
 Result<v1::ReportContent> VerifySignedReport(std::span<const uint8_t> signed_bytes);
+// The same shapes, with no signature check: for bytes VerifySignedReport accepted before (envelope::OpenAgain).
+Result<v1::ReportContent> ReadSignedReport(std::span<const uint8_t> signed_bytes);
 
 std::string ReportToJson(const Report& r);
 std::string JsonEscape(std::string_view s);

@@ -71,6 +71,13 @@ double PeakRssMiB() {
   getrusage(RUSAGE_SELF, &u);
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // KiB on Linux
 }
+// The RSS now (VmRSS), in MiB; 0 if unknown.
+double CurrentRssMiB() {
+  std::ifstream f("/proc/self/status");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
+  return 0;
+}
 // Peak RSS is a high-water mark: writing 5 to clear_refs (Linux) starts it again from the current RSS.
 bool ResetPeakRss() {
   std::ofstream f("/proc/self/clear_refs");
@@ -493,6 +500,7 @@ int main(int argc, char** argv) {
 
   // ---- import: every check of desk open, and the store written (one transaction) ----
   const bool peak_reset = ResetPeakRss();
+  const double import_rss0 = CurrentRssMiB();
   auto store = Must(desk::DeskStore::Open(org, work + "/desk"), "desk store");
   const double import_cpu0 = SelfCpu();
   const auto import_start = Clock::now();
@@ -536,6 +544,7 @@ int main(int argc, char** argv) {
   Info("  re-import of the same export (nothing new)", again_s, "s ");
   Info("  re-import time / verify time", again_s / verify_s, "x ");
   Info(peak_reset ? "  peak RSS of the import phase" : "  peak RSS so far (could not reset)", import_peak, "MiB");
+  Info("    of which held before it (the set-up's)", import_rss0, "MiB");
 
   // ---- the same log pulled by a desk (dala desk pull, in process), page by page ----
   {

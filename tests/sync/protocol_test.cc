@@ -20,6 +20,7 @@
 #include "crypto/chunk_tree.h"
 #include "crypto/keyfile.h"
 #include "desk/desk_key.h"
+#include "desk/export_file.h"
 #include "desk/export_opener.h"
 #include "format/organisation.h"
 #include "base/db.h"
@@ -1211,6 +1212,153 @@ TEST(Desk, AnExportLargerThan2GiBIsRefusedNotMisread) {
   auto sum = desk::OpenExport(w.desk, path, w.t.sub("huge"));
   EXPECT_EQ(sum.status().code(), Code::kInvalidArgument);
   EXPECT_NE(sum.status().message().find("2 GiB"), std::string::npos) << sum.status().message();
+}
+
+// The desk reads an export in one pass without holding it (desk/export_file.h): what it reads must be what
+// protobuf would make of the same bytes, with strict parsing's count of the places protobuf would read in
+// silence (a field it does not know, a singular field twice).
+TEST(Desk, AnExportIsReadFieldForFieldAsProtobufReadsIt) {
+  World w;
+  v1::Export ex;
+  ex.set_server_key(std::string(32, 'k'));
+  for (int i = 0; i < 3; ++i) {
+    auto* r = ex.add_reports();
+    r->set_envelope("envelope " + std::to_string(i));
+    r->set_receipt(std::string(200 + i, static_cast<char>('a' + i)));
+    auto* e = ex.add_enrolments();
+    e->set_device_key(std::string(32, static_cast<char>('d' + i)));
+    e->set_enrolled_ms(1000 + i);
+    auto* t = ex.add_timestamps();
+    t->set_head("head " + std::to_string(i));
+    t->set_token(std::string(3000, static_cast<char>('t' + i)));
+  }
+  ex.set_statement("statement");
+  for (int i = 0; i < 5; ++i) ex.add_log(std::string(133, static_cast<char>(i)));
+  ex.set_log_head("the head");
+  ex.set_log_from(7);
+  std::string bytes = ex.SerializeAsString();
+  auto read = [&](const std::string& b) {
+    test::WriteAll(w.t.sub("read.bin"), std::vector<uint8_t>(b.begin(), b.end()));
+    return desk::ReadExport(w.t.sub("read.bin"));
+  };
+  auto same = [&](const desk::ExportFile& got, const v1::Export& want) {
+    EXPECT_EQ(got.server_key, want.server_key());
+    EXPECT_EQ(got.statement, want.statement());
+    EXPECT_EQ(got.log_head, want.log_head());
+    EXPECT_EQ(got.log_from, want.log_from());
+    EXPECT_EQ(got.log_size, static_cast<uint64_t>(want.log_size()));
+    ASSERT_EQ(got.log.size(), static_cast<size_t>(want.log_size()));
+    for (int i = 0; i < want.log_size(); ++i) EXPECT_EQ(got.log[static_cast<size_t>(i)], want.log(i));
+    auto reader = desk::EntryReader::Open(got.path);
+    ASSERT_TRUE(reader.ok());
+    ASSERT_EQ(got.entries.size(), static_cast<size_t>(want.reports_size()));
+    for (int i = 0; i < want.reports_size(); ++i) {
+      std::string entry;
+      std::string_view envelope, receipt;
+      ASSERT_TRUE(reader->Read(got.entries[static_cast<size_t>(i)], &entry).ok());
+      ASSERT_TRUE(desk::SplitEntry(entry, &envelope, &receipt));
+      EXPECT_EQ(envelope, want.reports(i).envelope());
+      EXPECT_EQ(receipt, want.reports(i).receipt());
+    }
+    ASSERT_EQ(got.enrolments.size(), static_cast<size_t>(want.enrolments_size()));
+    for (int i = 0; i < want.enrolments_size(); ++i)
+      EXPECT_EQ(got.enrolments[static_cast<size_t>(i)].SerializeAsString(), want.enrolments(i).SerializeAsString());
+    ASSERT_EQ(got.timestamps.size(), static_cast<size_t>(want.timestamps_size()));
+    for (int i = 0; i < want.timestamps_size(); ++i)
+      EXPECT_EQ(got.timestamps[static_cast<size_t>(i)].SerializeAsString(), want.timestamps(i).SerializeAsString());
+  };
+  {
+    auto got = read(bytes);
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    same(*got, ex);
+    EXPECT_EQ(got->unknown_fields, 0u);
+    EXPECT_TRUE(got->unknown.empty());
+  }
+  // Read in part: the leaves counted only, the entries skipped; the singular fields are always read.
+  {
+    test::WriteAll(w.t.sub("read.bin"), std::vector<uint8_t>(bytes.begin(), bytes.end()));
+    auto got = desk::ReadExport(w.t.sub("read.bin"), desk::ExportParts{false, false, true, false});
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(got->log_size, 5u);
+    EXPECT_TRUE(got->log.empty());
+    EXPECT_TRUE(got->entries.empty());
+    EXPECT_EQ(got->enrolments.size(), 3u);
+    EXPECT_TRUE(got->timestamps.empty());
+    EXPECT_EQ(got->log_head, "the head");
+  }
+  // A singular field twice (protobuf takes the last), a field it does not know, one of each other wire
+  // type, a known number with another wire type, and an entry holding a field of its own: each read as
+  // protobuf reads it, and each place counted.
+  std::string odd = bytes;
+  desk::AppendBytesField(1, std::string(32, 'K'), &odd);  // server key again
+  desk::AppendBytesField(15, "an entry hidden behind a changed tag", &odd);
+  odd += std::string("\xa5\x01", 2) + "abcd";              // field 20, fixed32
+  odd += std::string("\xa9\x01", 2) + "abcdefgh";          // field 21, fixed64
+  odd += std::string("\x10\x05", 2);                       // field 2 as a varint
+  std::string entry;
+  desk::AppendBytesField(1, "envelope 3", &entry);
+  desk::AppendBytesField(9, "an unknown field inside an entry", &entry);
+  desk::AppendBytesField(2, "receipt 3", &entry);
+  desk::AppendBytesField(2, entry, &odd);
+  {
+    v1::Export want;
+    ASSERT_TRUE(want.ParseFromString(odd));
+    EXPECT_EQ(want.server_key(), std::string(32, 'K'));
+    auto got = read(odd);
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    same(*got, want);
+    EXPECT_EQ(got->unknown_fields, 2u);  // the export itself, and the one entry
+    EXPECT_EQ(got->unknown.size(), 4u);  // field 15, 20, 21, and 2 as a varint
+  }
+  // What protobuf refuses is refused: a truncated export, a length past the end, an entry that is no message.
+  for (const std::string& bad : {bytes.substr(0, bytes.size() - 1), bytes + std::string("\x2a\x7f", 2) + "short",
+                                 bytes + std::string("\x12\x02\x0a\x05", 4)}) {
+    v1::Export want;
+    EXPECT_FALSE(want.ParseFromString(bad));
+    EXPECT_EQ(read(bad).status().code(), Code::kCorrupt) << bad.size() << " of " << bytes.size();
+  }
+}
+
+// The desk reads each entry again when it writes it (its memory then holds no report for long): bytes that
+// changed on disk after they were checked are refused, never written or stored as checked. Here a receipt
+// (which the desk store would keep as it is) changes while the first window of entries is written.
+TEST(Desk, AnExportThatChangesWhileItIsReadIsRefused) {
+  World w;
+  v1::Export ex;
+  ex.set_server_key(std::string(32, 'k'));
+  for (int i = 0; i < 2100; ++i) {  // more than one window (2,048 entries) of junk: none opens
+    auto* r = ex.add_reports();
+    r->set_envelope("envelope " + std::to_string(i));
+    r->set_receipt("receipt " + std::to_string(i));
+  }
+  const std::string bytes = ex.SerializeAsString();
+  const std::string path = w.t.sub("changing.bin");
+  test::WriteAll(path, std::vector<uint8_t>(bytes.begin(), bytes.end()));
+  const size_t at = bytes.find("receipt 2099");
+  ASSERT_NE(at, std::string::npos);
+  auto run = [&](bool change) {
+    desk::OpenOptions o;
+    uint64_t handed = 0;
+    o.sink = [&](const desk::OpenedEntry&) {
+      if (handed++ == 0 && change) {
+        std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(static_cast<std::streamoff>(at));
+        f << "RECEIPT";
+      }
+      return Status::Ok();
+    };
+    auto sum = desk::OpenExport(w.desk, path, "", o);
+    return std::pair{sum, handed};
+  };
+  auto [unchanged, all] = run(false);
+  ASSERT_TRUE(unchanged.ok()) << unchanged.status().message();
+  EXPECT_EQ(all, 2100u);
+  EXPECT_EQ(unchanged->failed, 2100u);
+  auto [changed, handed] = run(true);
+  EXPECT_EQ(changed.status().code(), Code::kCorrupt);
+  EXPECT_NE(changed.status().message().find("changed while it was read"), std::string::npos)
+      << changed.status().message();
+  EXPECT_EQ(handed, 2048u) << "entries past the change were handed on";
 }
 
 TEST(Desk, ExportProblemsAreReportedNotHidden) {

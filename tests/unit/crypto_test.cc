@@ -2,6 +2,7 @@
 // wrappers add: domain separation, envelope sealing and tamper detection.
 #include <gtest/gtest.h>
 #include <algorithm>
+#include <array>
 #include <sodium.h>
 
 #include <boost/multiprecision/cpp_int.hpp>
@@ -9,6 +10,7 @@
 #include "base/encoding.h"
 #include "crypto/crypto.h"
 #include "format/envelope.h"
+#include "format/report.h"
 
 namespace dala::crypto {
 namespace {
@@ -108,6 +110,61 @@ TEST(Crypto, EnvelopeRoundTripAndTamper) {
     if (!envelope::Open(Bytes(bad), org1, &got).ok()) ++detected;
   }
   EXPECT_EQ(detected, env->size());
+}
+
+// The desk reads each report of a large export twice rather than holding them all (OpenReport, then
+// OpenAgain with the content key it gave): the second reading gives the same report, and only for the very
+// bytes the first one checked.
+TEST(Crypto, AnEnvelopeOpenedAgainIsTheSameReportForTheSameBytesOnly) {
+  SigningKey dev = GenerateSigningKey();
+  BoxKeyPair org = GenerateBoxKeyPair();
+  v1::ReportContent c;
+  ReportId id{};
+  randombytes_buf(id.data(), id.size());
+  c.set_report_id(id.data(), id.size());
+  c.set_version(1);
+  c.set_device_key(dev.public_key.data(), 32);
+  c.set_narrative("taken from the square at noon");
+  envelope::Header h;
+  h.report_id = id;
+  h.version = 1;
+  h.device_key = dev.public_key;
+  const std::string signed_report = SignContent(dev, c);
+  std::vector<PublicKey> rec = {org.public_key};
+  auto env = envelope::Seal(dev, h, Bytes(signed_report), rec);
+  ASSERT_TRUE(env.ok());
+  std::array<uint8_t, 32> key{};
+  auto first = envelope::OpenReport(Bytes(*env), org, key);
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  const Hash opened = Blake2b256(Bytes(*env));
+  auto again = envelope::OpenAgain(Bytes(*env), opened, key);
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(again->content.SerializeAsString(), first->content.SerializeAsString());
+  EXPECT_EQ(again->content_hash, first->content_hash);
+  EXPECT_EQ(again->header.report_id, id);
+
+  // Other bytes than those opened, even ones that would open (the same report sealed again): refused.
+  auto resealed = envelope::Seal(dev, h, Bytes(signed_report), rec);
+  ASSERT_TRUE(resealed.ok());
+  EXPECT_EQ(envelope::OpenAgain(Bytes(*resealed), opened, key).status().code(), Code::kVerify);
+  std::string flipped = *env;
+  flipped[flipped.size() / 2] ^= 1;
+  EXPECT_EQ(envelope::OpenAgain(Bytes(flipped), opened, key).status().code(), Code::kVerify);
+  // Above all, bytes that decrypt as well as the checked ones but whose signature no longer holds (its last
+  // byte is the device signature's): signatures are not checked again, the hash stands for them.
+  std::string forged = *env;
+  forged.back() ^= 1;
+  EXPECT_FALSE(envelope::OpenReport(Bytes(forged), org).ok());
+  EXPECT_EQ(envelope::OpenAgain(Bytes(forged), opened, key).status().code(), Code::kVerify);
+  // Another content key than the one committed to: refused.
+  std::array<uint8_t, 32> other = key;
+  other[0] ^= 1;
+  EXPECT_EQ(envelope::OpenAgain(Bytes(*env), opened, other).status().code(), Code::kVerify);
+  // A failed opening leaves no key behind.
+  std::array<uint8_t, 32> none{};
+  none.fill(0xaa);
+  EXPECT_FALSE(envelope::OpenReport(Bytes(flipped), org, none).ok());
+  EXPECT_EQ(none, (std::array<uint8_t, 32>{}));
 }
 
 // Sealing and opening reuse one scratch buffer per thread for the content key and the plaintext (fresh

@@ -1,4 +1,5 @@
 #include "desk/desk_pull.h"
+#include "desk/export_file.h"
 
 #include <fcntl.h>
 #include <sodium.h>
@@ -6,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <set>
 
@@ -84,16 +86,18 @@ Result<Kept> KeptOf(const DeskStore& store, const crypto::PublicKey& server) {
   Kept k;
   const std::string kept = fs::Join(fs::Join(store.dir(), "exports"), Hex(server) + ".export");
   if (!fs::Exists(kept)) return k;
-  DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> b, fs::ReadFile(kept, static_cast<size_t>(INT32_MAX)));
-  v1::Export ex;
-  if (!ex.ParseFromArray(b.data(), static_cast<int>(b.size())))
+  // Read through, its entries and leaves skipped (counted only).
+  auto ex = ReadExport(kept, ExportParts{false, false, true, true});
+  if (!ex.ok()) {
+    if (ex.status().code() != Code::kCorrupt) return ex.status();
     return Status(Code::kCorrupt, "the desk's kept export of this server is damaged");
-  k.bytes = b.size();
-  k.log_size = ex.log_from() + static_cast<uint64_t>(ex.log_size());
+  }
+  k.bytes = ex->size;
+  k.log_size = ex->log_from + ex->log_size;
   // Heads are stamped in the order of their sizes, one stamp each (a stamp two nodes store out of that
   // order may be missed: a later one then dates those leaves): the desk asks for those over larger heads.
-  for (const auto& t : ex.timestamps()) k.stamps_from = std::max(k.stamps_from, protocol::LogHeadSize(t.head()) + 1);
-  for (const auto& e : ex.enrolments()) k.enrolled.insert(e.device_key());
+  for (const auto& t : ex->timestamps) k.stamps_from = std::max(k.stamps_from, protocol::LogHeadSize(t.head()) + 1);
+  for (const auto& e : ex->enrolments) k.enrolled.insert(e.device_key());
   return k;
 }
 
@@ -108,8 +112,6 @@ class Puller {
     out.server = target_.server;
     DALA_ASSIGN_OR_RETURN(Kept kept, KeptOf(store_, target_.server));
     out.log_from = kept.log_size;
-    DALA_ASSIGN_OR_RETURN(v1::Export all, FetchPages(kept, &out));
-    out.log_size = all.log_from() + static_cast<uint64_t>(all.log_size());
     const std::string stage = fs::Join(store_.dir(), "pull");
     const std::string export_path = fs::Join(stage, Hex(target_.server) + ".export");
     const std::string media = export_path + ".media";
@@ -117,14 +119,17 @@ class Puller {
       std::string path;
       ~RemoveOnExit() { (void)fs::RemoveFile(path); }
     } staged{export_path};
+    // The pages go to the staged file as they come (one page in memory at a time), then the file is read
+    // through for what it names.
+    DALA_RETURN_IF_ERROR(FetchPages(kept, export_path, &out));
+    DALA_ASSIGN_OR_RETURN(ExportFile all, ReadExport(export_path, ExportParts{true, false, true, false}));
+    out.log_size = all.log_from + all.log_size;
     // Attachments only of devices enrolled through an invite of this organisation: a server cannot make the
     // desk download for devices that are none of the organisation's.
     std::set<std::string> enrolled = std::move(kept.enrolled);
-    for (const auto& e : all.enrolments())
+    for (const auto& e : all.enrolments)
       if (protocol::CheckSignedInvite(e.invite(), &org_.root.public_key).ok()) enrolled.insert(e.device_key());
     DALA_RETURN_IF_ERROR(FetchMedia(all, enrolled, media, &out));
-    const std::string bytes = all.SerializeAsString();
-    DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(export_path, crypto::Bytes(bytes)));
     DALA_ASSIGN_OR_RETURN(out.import, store_.Import(export_path, options_.open, false));
     if (!out.import.imported) return Status::Ok();  // downloads kept: each is checked again before it is used
     DALA_RETURN_IF_ERROR(Remember(store_.db(), target_));
@@ -165,9 +170,20 @@ class Puller {
   }
 
   // Every page from where the kept export ended up to the newest head the server signed, joined into one
-  // incremental export (at most 2 GiB: what an import reads).
-  Result<v1::Export> FetchPages(const Kept& kept, PullResult* out) {
-    v1::Export all;
+  // incremental export (at most 2 GiB: what an import reads) at `path`, synced: the first page whole, the
+  // reports, enrolments, leaves and time-stamps of the next ones after it (as protobuf joins messages).
+  Status FetchPages(const Kept& kept, const std::string& path, PullResult* out) {
+    DALA_RETURN_IF_ERROR(fs::EnsureDirectory(fs::Join(store_.dir(), "pull")));
+    (void)fs::RemoveFile(path);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return fs::FromErrno(errno, "create", path);
+    struct Closer {
+      int fd;
+      ~Closer() { ::close(fd); }
+    } closer{fd};
+    auto append = [&](const std::string& b) {
+      return fs::WriteAll(fd, reinterpret_cast<const uint8_t*>(b.data()), b.size(), path);
+    };
     uint64_t from = kept.log_size, size = 0, bytes = 0;
     for (uint64_t page = 0; page < kMaxPages; ++page) {
       v1::ExportRequest req;
@@ -191,27 +207,35 @@ class Puller {
       const uint64_t leaves = static_cast<uint64_t>(ex.log_size());
       if (page == 0) {
         size = protocol::LogHeadSize(ex.log_head());  // checked with everything else at import
-        all = std::move(ex);
+        DALA_RETURN_IF_ERROR(append(ex.SerializeAsString()));
       } else {
         if (leaves == 0) return Status(Code::kCorrupt, "the server at " + url_ + " answered with an empty page");
-        for (auto& l : *ex.mutable_log()) all.add_log(std::move(l));
-        for (auto& rep : *ex.mutable_reports()) *all.add_reports() = std::move(rep);
-        for (auto& e : *ex.mutable_enrolments()) *all.add_enrolments() = std::move(e);
-        for (auto& t : *ex.mutable_timestamps()) *all.add_timestamps() = std::move(t);
+        std::string more;
+        for (const auto& l : ex.log()) AppendBytesField(5, l, &more);
+        for (const auto& rep : ex.reports()) AppendBytesField(2, rep.SerializeAsString(), &more);
+        for (const auto& e : ex.enrolments()) AppendBytesField(3, e.SerializeAsString(), &more);
+        for (const auto& t : ex.timestamps()) AppendBytesField(7, t.SerializeAsString(), &more);
+        DALA_RETURN_IF_ERROR(append(more));
       }
       from += leaves;
-      if (from >= size) return all;
+      if (from >= size) return ::fsync(fd) == 0 ? Status::Ok() : fs::FromErrno(errno, "sync", path);
     }
     return Status(Code::kCorrupt, "the server at " + url_ + " answered with too many pages");
   }
 
   // The attachment files of every fetched report of an enrolled device that the store does not hold, into
   // `media`.
-  Status FetchMedia(const v1::Export& all, const std::set<std::string>& enrolled, const std::string& media,
+  Status FetchMedia(const ExportFile& all, const std::set<std::string>& enrolled, const std::string& media,
                     PullResult* out) {
-    for (const auto& r : all.reports()) {
+    DALA_ASSIGN_OR_RETURN(EntryReader reader, EntryReader::Open(all.path));
+    std::string entry;
+    for (const auto& place : all.entries) {
+      std::string_view envelope_bytes, receipt_bytes;
+      DALA_RETURN_IF_ERROR(reader.Read(place, &entry));
       envelope::Header h;
-      if (!envelope::Verify(crypto::Bytes(r.envelope()), &h).ok()) continue;  // the import says why
+      if (!SplitEntry(entry, &envelope_bytes, &receipt_bytes) ||
+          !envelope::Verify(crypto::Bytes(envelope_bytes), &h).ok())
+        continue;  // the import says why
       if (!enrolled.count(std::string(reinterpret_cast<const char*>(h.device_key.data()), h.device_key.size())))
         continue;  // likewise
       for (const auto& m : h.attachments) {

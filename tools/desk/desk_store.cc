@@ -16,6 +16,7 @@
 #include "base/fsutil.h"
 #include "crypto/chunk_tree.h"
 #include "desk/desk_custody.h"
+#include "desk/export_file.h"
 #include "desk/export_merge.h"
 #include "format/organisation.h"
 #include "format/report.h"
@@ -218,35 +219,34 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
     if (name.size() > 7 && name.substr(name.size() - 7) == ".export")
       options.earlier_exports.push_back(fs::Join(exports_dir, name));
 
-  // An incremental export (dala-server export --since N) is joined to this server's kept export first: the
-  // joined, full export is what every check runs on and what is kept (docs/protocol.md, "Incremental
-  // exports"). The earlier reports' attachments are found in the store's media, checked when imported.
-  std::string checked_path = export_path;
-  std::string joined_note;
+  // The bytes every check is made on are the store's own copy, made first (only this import, under its lock,
+  // writes it) and put in place once the import has committed. An incremental export (dala-server export
+  // --since N) is joined to this server's kept export into that copy: the joined, full export is what every
+  // check runs on and what is kept (docs/protocol.md, "Incremental exports"). The earlier reports'
+  // attachments are found in the store's media, checked when imported. Neither export is held in memory.
+  const std::string kept_next = fs::Join(exports_dir, "importing.next");
   struct RemoveOnExit {
     std::string path;
-    ~RemoveOnExit() { if (!path.empty()) (void)fs::RemoveFile(path); }
-  } joined_file;
+    ~RemoveOnExit() { (void)fs::RemoveFile(path); }
+  } kept_next_file{kept_next};
+  (void)fs::RemoveFile(kept_next);  // an interrupted import's
+  std::string joined_note;
+  crypto::Hash export_hash{};
   {
-    DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> raw, fs::ReadFile(export_path, static_cast<size_t>(INT32_MAX)));
-    const std::string_view raw_view(reinterpret_cast<const char*>(raw.data()), raw.size());
-    auto kind = KindOf(raw_view);
+    auto kind = ReadExport(export_path, ExportParts{false, false, false, false});
     if (kind.ok() && kind->log_from != 0) {
       const std::string kept = fs::Join(exports_dir, Hex(kind->server_key) + ".export");
       if (!fs::Exists(kept))
         return Status(Code::kNotFound, "'" + export_path + "' is an incremental export (the server's log from position " +
                                            std::to_string(kind->log_from) + " on), and this desk holds no earlier "
                                            "export of that server to join it to: import a full export first");
-      DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> base, fs::ReadFile(kept, static_cast<size_t>(INT32_MAX)));
-      DALA_ASSIGN_OR_RETURN(std::string joined,
-                            JoinIncremental(std::string_view(reinterpret_cast<const char*>(base.data()), base.size()),
-                                            raw_view));
-      joined_file.path = fs::Join(dir_, "joined.export.tmp");
-      DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(joined_file.path, crypto::Bytes(joined)));
-      checked_path = joined_file.path;
+      DALA_ASSIGN_OR_RETURN(const crypto::Hash increment_hash, HashFile(export_path));
+      DALA_ASSIGN_OR_RETURN(export_hash, JoinIncremental(kept, export_path, kept_next));
       options.media_dirs = {export_path + ".media", fs::Join(dir_, "media")};
-      joined_note = " (the incremental export " + encoding::ToHex(crypto::Blake2b256(crypto::Bytes(raw_view))) +
-                    " from log position " + std::to_string(kind->log_from) + " joined to the kept export)";
+      joined_note = " (the incremental export " + encoding::ToHex(increment_hash) + " from log position " +
+                    std::to_string(kind->log_from) + " joined to the kept export)";
+    } else {
+      DALA_ASSIGN_OR_RETURN(export_hash, CopyExport(export_path, kept_next));
     }
   }
 
@@ -264,19 +264,6 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
 
   std::vector<std::string> copied;  // media files this import created: removed again if it is refused
   uint64_t unopened = 0;            // entries that did not open with the organisation's keys
-  // The bytes every check was made on are what the store keeps: written aside as they are read (not held in
-  // memory, an export's size more), and put in place once the import has committed.
-  crypto::Hash export_hash{};
-  Status kept_written = Status(Code::kInternal, "the export was not read");
-  const std::string kept_next = fs::Join(exports_dir, "importing.next");
-  struct RemoveOnExitToo {
-    std::string path;
-    ~RemoveOnExitToo() { (void)fs::RemoveFile(path); }
-  } kept_next_file{kept_next};
-  options.bytes_sink = [&](std::span<const uint8_t> b) {
-    export_hash = crypto::Blake2b256(b);
-    kept_written = fs::WriteFileAtomic(kept_next, b);
-  };
   options.summary_sink = [&](const std::string& s) { result.summary_json = s; };
   options.sink = [&](const OpenedEntry& e) -> Status {
     if (e.report == nullptr || e.device.size() != 32 || e.report_id.size() != 16) {
@@ -397,7 +384,8 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
   auto undo_copies = [&] {
     for (const auto& f : copied) (void)fs::RemoveFile(f);
   };
-  auto opened = OpenExport(org_, checked_path, std::string(), options);
+  options.source_path = export_path;
+  auto opened = OpenExport(org_, kept_next, std::string(), options);
   if (!opened.ok()) {
     undo_copies();
     return opened.status();
@@ -422,10 +410,6 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
   if (!result.problems.empty()) {
     undo_copies();
     return result;  // the transaction rolls back
-  }
-  if (!kept_written.ok()) {
-    undo_copies();
-    return kept_written;
   }
   const std::string server_hex = Hex(s.server_key);
   if (Status synced = fs::SyncDirectory(fs::Join(dir_, "media")); !synced.ok()) {

@@ -1,4 +1,5 @@
 #include "desk/evidence.h"
+#include "desk/export_file.h"
 
 #include <sodium.h>
 
@@ -64,7 +65,7 @@ json ProofJson(uint64_t index, const std::vector<merkle::Hash>& proof, const std
 // The log of a server as the desk's newest export of it holds: leaves, the tree, its signed head, the
 // enrolments by device.
 struct KeptLog {
-  v1::Export ex;
+  ExportFile ex;  // without its entries
   merkle::MemoryTree tree;
   std::map<std::string, const v1::Enrolment*> enrolments;
   std::map<std::string, uint64_t> leaf_index;
@@ -72,15 +73,18 @@ struct KeptLog {
 
 Result<std::unique_ptr<KeptLog>> LoadKeptLog(const DeskStore& store, const std::string& server_hex) {
   const std::string path = fs::Join(fs::Join(store.dir(), "exports"), server_hex + ".export");
-  DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, fs::ReadFile(path, static_cast<size_t>(INT32_MAX)));
   auto log = std::make_unique<KeptLog>();
-  if (!log->ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+  auto ex = ReadExport(path, ExportParts{false, true, true, true});
+  if (!ex.ok()) {
+    if (ex.status().code() != Code::kCorrupt) return ex.status();
     return Status(Code::kCorrupt, "the desk's copy of the export of server " + server_hex + " is damaged");
-  for (int i = 0; i < log->ex.log_size(); ++i) {
-    log->tree.Append(merkle::LeafHash(crypto::Bytes(log->ex.log(i))));
-    log->leaf_index.emplace(log->ex.log(i), static_cast<uint64_t>(i));
   }
-  for (const auto& e : log->ex.enrolments()) log->enrolments.emplace(e.device_key(), &e);
+  log->ex = std::move(*ex);
+  for (size_t i = 0; i < log->ex.log.size(); ++i) {
+    log->tree.Append(merkle::LeafHash(crypto::Bytes(log->ex.log[i])));
+    log->leaf_index.emplace(log->ex.log[i], static_cast<uint64_t>(i));
+  }
+  for (const auto& e : log->ex.enrolments) log->enrolments.emplace(e.device_key(), &e);
   return log;
 }
 
@@ -241,7 +245,7 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
       if (!key.ok()) return key.status();
       DALA_ASSIGN_OR_RETURN(envelope::OpenedReport opened, envelope::OpenWithKey(v.envelope, key->span()));
       DALA_ASSIGN_OR_RETURN(KeptLog * log, log_of(v.server_key));
-      const std::string head = log->ex.log_head();
+      const std::string head = log->ex.log_head;
       const uint64_t size = log->tree.size();
       DALA_ASSIGN_OR_RETURN(auto proof, merkle::InclusionProof(log->tree, static_cast<uint64_t>(v.leaf_index), size));
       DALA_RETURN_IF_ERROR(add(vdir + "envelope.bin", std::string(v.envelope.begin(), v.envelope.end()), false));
@@ -252,11 +256,11 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
       // version was in the server's log, so received, no later than the time the authority saw that head.
       const v1::LogTimestamp* stamp = nullptr;
       uint64_t stamped_size = 0;
-      for (const auto& t : log->ex.timestamps()) {
+      for (const auto& t : log->ex.timestamps) {
         // Only a stamp over a head this log's server signed, of this very log (the import checked the same).
         auto h = protocol::VerifyLogHead(crypto::Bytes(t.head()));
         if (!h.ok() || h->size <= static_cast<uint64_t>(v.leaf_index) || h->size > size ||
-            std::string_view(reinterpret_cast<const char*>(h->server_key.data()), 32) != log->ex.server_key())
+            std::string_view(reinterpret_cast<const char*>(h->server_key.data()), 32) != log->ex.server_key)
           continue;
         auto root = merkle::Root(log->tree, h->size);
         if (!root.ok() || *root != h->root || (stamp != nullptr && h->size >= stamped_size)) continue;
@@ -293,7 +297,7 @@ Result<uint64_t> WriteEvidence(DeskStore& store, const std::vector<int64_t>& rid
       return Status(Code::kState, "the enrolment of the device of report " + d.row.report_id + " is not in its server's log");
     DALA_ASSIGN_OR_RETURN(auto eproof, merkle::InclusionProof(log->tree, at->second, log->tree.size()));
     DALA_RETURN_IF_ERROR(add(dir + "enrolment.bin", e->second->SerializeAsString(), false));
-    DALA_RETURN_IF_ERROR(add(dir + "enrolment-log.json", ProofJson(at->second, eproof, log->ex.log_head()).dump(1) + "\n"));
+    DALA_RETURN_IF_ERROR(add(dir + "enrolment-log.json", ProofJson(at->second, eproof, log->ex.log_head).dump(1) + "\n"));
     {
       DALA_ASSIGN_OR_RETURN(DeviceRow dev, LoadDevice(db, d.row.device));
       if (dev.enrolled_ms <= 0)

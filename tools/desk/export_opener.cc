@@ -1,5 +1,6 @@
 #include "desk/export_opener.h"
 #include "desk/desk_media.h"
+#include "desk/export_file.h"
 #include "desk/log_verifier.h"
 
 #include <fcntl.h>
@@ -9,18 +10,19 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/wire_format_lite.h>
 
 #include <algorithm>
 #include <atomic>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <system_error>
 #include <map>
 #include <set>
 #include <thread>
 #include <tuple>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "base/encoding.h"
@@ -40,25 +42,74 @@
 namespace dala::desk {
 namespace {
 
+// One entry after its own checks: what the checks across entries need, a few hundred bytes. The report itself
+// is not held: it is read again (envelope::OpenAgain, with the content key kept aside) when it is written.
 struct Opened {
   std::string device;  // the 32-byte device key, as bytes
   std::string id_hex;
   uint32_t version = 0;
-  Report report;
   bool opened = false;
   std::vector<std::string> problems;
+  std::string receipt_problem;  // why the receipt did not verify
   bool receipt_ok = false;
   uint64_t sequence = 0;
-  envelope::Header header;
-  std::string attachments_json = "[]";
+  envelope::Header header;      // without its attachments (read again with the report)
   crypto::Hash envelope_hash{};
+  crypto::Hash receipt_hash{};  // of the receipt bytes checked
+  // Of the opened report, for the version chains:
+  crypto::Hash content_hash{};
+  std::string previous_hash;
+  std::string form;
+  uint32_t form_version = 0;
+  int64_t created_ms = 0;
   std::string base;  // the output name, without .json
   std::string receipt_server;  // the server key of a receipt that verified
   std::string leaf;            // its leaf in the server's log (protocol::ReportLeaf), once the receipt verified
   size_t entry = 0;            // its index in the export's reports
   int64_t received_ms = 0;     // the receipt's server time, once it verified
-  std::vector<bool> attachment_ok;  // per attachment of the sealed report
 };
+
+// The entries' content keys, in locked memory, zeroed when done: what reading a report again takes.
+class ContentKeys {
+ public:
+  explicit ContentKeys(size_t n) {
+    for (size_t i = 0; i < n; i += kPerChunk) chunks_.emplace_back(std::min(kPerChunk, n - i) * 32);
+  }
+  std::span<uint8_t> At(size_t i) { return {chunks_[i / kPerChunk].data() + (i % kPerChunk) * 32, 32}; }
+
+ private:
+  static constexpr size_t kPerChunk = 4096;
+  std::vector<SecretBuffer> chunks_;
+};
+
+// Runs fn(0..n-1) on every core (at most 8); the first exception (e.g. out of memory) ends every worker and
+// is thrown here.
+void ParallelFor(size_t n, const std::function<void(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  std::mutex failed_mu;
+  std::exception_ptr failed;
+  auto work = [&] {
+    try {
+      for (size_t i; (i = next.fetch_add(1)) < n;) fn(i);
+    } catch (...) {
+      next = n;
+      std::lock_guard lock(failed_mu);
+      if (!failed) failed = std::current_exception();
+    }
+  };
+  const size_t threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8);
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads && t < n; ++t) {
+    try {
+      pool.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;  // fewer threads, the same work
+    }
+  }
+  work();
+  for (auto& t : pool) t.join();
+  if (failed) std::rethrow_exception(failed);
+}
 
 
 // Decrypts one attachment from the export's media directory into `to`, checking the signed ciphertext
@@ -117,86 +168,17 @@ std::string ProblemsJson(const std::vector<std::string>& p) {
   return j + "]";
 }
 
-// Splits a serialized message into its top-level fields: (field number, wire type, payload). Only the wire
-// types Dala uses (varint, length-delimited); false for anything else or a truncated message.
-struct WireField {
-  uint32_t number;
-  int wire_type;
-  std::string_view payload;
-};
-bool SplitFields(std::string_view bytes, std::vector<WireField>* out) {
-  namespace pb = google::protobuf;
-  pb::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()), static_cast<int>(bytes.size()));
-  in.SetTotalBytesLimit(static_cast<int>(std::min<size_t>(bytes.size(), INT32_MAX)));
-  for (;;) {
-    uint32_t tag = in.ReadTag();
-    if (tag == 0) return in.CurrentPosition() == static_cast<int>(bytes.size());
-    WireField f{static_cast<uint32_t>(pb::internal::WireFormatLite::GetTagFieldNumber(tag)),
-                static_cast<int>(pb::internal::WireFormatLite::GetTagWireType(tag)), {}};
-    if (f.wire_type == pb::internal::WireFormatLite::WIRETYPE_VARINT) {
-      uint64_t v;
-      if (!in.ReadVarint64(&v)) return false;
-    } else if (f.wire_type == pb::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
-      uint32_t n;
-      if (!in.ReadVarint32(&n) || n > bytes.size() - static_cast<size_t>(in.CurrentPosition())) return false;
-      f.payload = bytes.substr(static_cast<size_t>(in.CurrentPosition()), n);
-      if (!in.Skip(static_cast<int>(n))) return false;
-    } else {
-      return false;
-    }
-    out->push_back(f);
-  }
-}
-
-// Each field must be one `rules` names, with its wire type, a singular one at most once.
-struct FieldRule {
-  uint32_t number;
-  int wire_type;
-  bool repeated;
-};
-bool OnlyKnown(const std::vector<WireField>& fields, std::initializer_list<FieldRule> rules) {
-  std::map<uint32_t, int> count;
-  for (const auto& f : fields) {
-    const FieldRule* rule = nullptr;
-    for (const auto& r : rules)
-      if (r.number == f.number) rule = &r;
-    if (rule == nullptr || rule->wire_type != f.wire_type || (!rule->repeated && ++count[f.number] > 1)) return false;
-  }
-  return true;
-}
-
-// How many places of an export (the export itself, an entry, an enrolment) hold a field that is not in
-// dala.v1.Export as this desk knows it, or a singular field twice: protobuf would keep the first as an
-// unknown field, or take the last, in silence.
-uint64_t StrictExportFields(std::string_view bytes) {
-  constexpr int kVarint = 0, kBytes = 2;
-  std::vector<WireField> top;
-  if (!SplitFields(bytes, &top)) return 1;
-  uint64_t bad = OnlyKnown(top, {{1, kBytes, false}, {2, kBytes, true}, {3, kBytes, true}, {4, kBytes, false},
-                                 {5, kBytes, true}, {6, kBytes, false}, {7, kBytes, true}}) ? 0 : 1;
-  for (const auto& f : top) {
-    if (f.wire_type != kBytes || (f.number != 2 && f.number != 3 && f.number != 7)) continue;
-    std::vector<WireField> inner;
-    const bool ok = SplitFields(f.payload, &inner) &&
-                    (f.number == 3 ? OnlyKnown(inner, {{1, kBytes, false}, {2, kBytes, false}, {3, kBytes, false},
-                                                       {4, kVarint, false}})
-                                   : OnlyKnown(inner, {{1, kBytes, false}, {2, kBytes, false}}));
-    bad += ok ? 0 : 1;
-  }
-  return bad;
-}
-
 // The devices enrolled through an invite of this organisation (signed by its root, naming a server it
 // authorised, with the invite holder's proof for that device at that server), by device key.
 struct EnrolledDevice {
   const v1::Enrolment* enrolment;
   v1::Invite invite;  // checked: signed by the root
 };
-std::map<std::string, EnrolledDevice> Enrolled(const v1::Export& ex, const Organisation& org) {
+std::map<std::string, EnrolledDevice> Enrolled(const ExportFile& ex, const Organisation& org) {
   // As the server counts: each invite (by its enrolment key) enrols at most `uses` devices, before it
   // expires; earliest first.
   std::vector<const v1::Enrolment*> order;
-  for (const auto& e : ex.enrolments()) order.push_back(&e);
+  for (const auto& e : ex.enrolments) order.push_back(&e);
   std::stable_sort(order.begin(), order.end(),
                    [](const v1::Enrolment* a, const v1::Enrolment* b) { return a->enrolled_ms() < b->enrolled_ms(); });
   std::map<std::string, EnrolledDevice> out;
@@ -216,11 +198,12 @@ std::map<std::string, EnrolledDevice> Enrolled(const v1::Export& ex, const Organ
 
 // The receipt, if a server key the organisation authorised (in the desk's own statement, not the export's)
 // signed it at the time it bears, for exactly these envelope bytes and this device.
-Result<v1::Receipt> CheckReceipt(const std::string& signed_receipt, const std::string& envelope_bytes,
+Result<v1::Receipt> CheckReceipt(std::string_view signed_receipt, std::string_view envelope_bytes,
                                  const envelope::Header& h, const Organisation& org) {
   v1::SignedReceipt sr;
   v1::Receipt claimed;
-  if (!sr.ParseFromString(signed_receipt) || !claimed.ParseFromString(sr.receipt()) ||
+  if (!sr.ParseFromArray(signed_receipt.data(), static_cast<int>(signed_receipt.size())) ||
+      !claimed.ParseFromString(sr.receipt()) ||
       claimed.server_key().size() != 32)
     return Status(Code::kVerify, "missing or malformed");
   if (!protocol::FindServer(org.statement, crypto::Bytes(claimed.server_key())))
@@ -244,18 +227,16 @@ Result<v1::Receipt> CheckReceipt(const std::string& signed_receipt, const std::s
 // key the organisation authorised signed for this export's server; every entry whose receipt verified must
 // be a leaf, and every report leaf an entry (else that version was withheld); enrolments likewise.
 // Whether the log verified (its head, and the leaves making it): only then are phones' heads held against it.
-bool AuditLog(const v1::Export& ex, const Organisation& org, const std::vector<Opened>& all,
-              const merkle::MemoryTree& tree, Summary* sum, std::set<uint64_t>* withheld,
-              std::vector<std::string>* problems) {
-  std::map<std::string, uint64_t> leaves;  // leaf bytes -> index
-  for (const auto& leaf : ex.log()) leaves.emplace(leaf, leaves.size());
-  if (ex.log_head().empty()) {
+bool AuditLog(const ExportFile& ex, const Organisation& org, const std::vector<Opened>& all,
+              const merkle::MemoryTree& tree, const std::unordered_map<std::string_view, uint64_t>& leaves,
+              Summary* sum, std::set<uint64_t>* withheld, std::vector<std::string>* problems) {
+  if (ex.log_head.empty()) {
     ++sum->log_problems;
     problems->push_back("the export carries no signed log head: nothing shows that it holds all the server received");
     return false;
   }
-  auto head = protocol::VerifyLogHead(crypto::Bytes(ex.log_head()));
-  if (!head.ok() || std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != ex.server_key() ||
+  auto head = protocol::VerifyLogHead(crypto::Bytes(ex.log_head));
+  if (!head.ok() || std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != ex.server_key ||
       !protocol::AuthorisedAt(org.statement, head->server_key, head->time_ms)) {
     ++sum->log_problems;
     problems->push_back("the log head is not signed by this export's server under a key the organisation "
@@ -269,7 +250,7 @@ bool AuditLog(const v1::Export& ex, const Organisation& org, const std::vector<O
                         std::to_string(head->size) + " (a leaf changed, added, dropped or reordered)");
     return false;
   }
-  std::set<std::string> entries;
+  std::unordered_set<std::string_view> entries;
   for (const auto& o : all) {
     if (!o.receipt_ok) continue;
     entries.insert(o.leaf);
@@ -279,7 +260,9 @@ bool AuditLog(const v1::Export& ex, const Organisation& org, const std::vector<O
                           " has a receipt but is not in the server's log");
     }
   }
-  for (const auto& [leaf, index] : leaves) {
+  for (uint64_t index = 0; index < ex.log.size(); ++index) {  // in the log's order, each leaf once
+    const std::string& leaf = ex.log[index];
+    if (leaves.at(leaf) != index) continue;
     if (leaf.size() == 1 + 132 && static_cast<uint8_t>(leaf[0]) == static_cast<uint8_t>(protocol::LeafType::kReport) &&
         !entries.count(leaf)) {
       uint64_t sequence = 0;
@@ -291,7 +274,7 @@ bool AuditLog(const v1::Export& ex, const Organisation& org, const std::vector<O
                           " (leaf " + std::to_string(index) + "), which the export lacks");
     }
   }
-  for (const auto& e : ex.enrolments()) {
+  for (const auto& e : ex.enrolments) {
     if (!leaves.count(protocol::EnrolmentLeaf(e.device_key(), e.invite(), e.proof(), e.enrolled_ms()))) {
       ++sum->log_problems;
       problems->push_back("the enrolment of device " + encoding::ToHex(crypto::Bytes(e.device_key())) +
@@ -305,7 +288,7 @@ bool AuditLog(const v1::Export& ex, const Organisation& org, const std::vector<O
 // "What the desk checks"). That head must be a prefix of the export's log, holding the report's leaf there:
 // else the server showed the phone another log than the desk (a fork), or the export stops short of what
 // the server had logged. Empty when it holds (or the receipt carries no log).
-std::string PhoneReceiptInLog(const v1::SignedReceipt& sr, const v1::Receipt& r, const v1::Export& ex,
+std::string PhoneReceiptInLog(const v1::SignedReceipt& sr, const v1::Receipt& r, const ExportFile& ex,
                               const merkle::MemoryTree& tree, const Organisation& org) {
   if (sr.log_head().empty()) return "";
   auto head = protocol::VerifyLogHead(crypto::Bytes(sr.log_head()));
@@ -321,33 +304,28 @@ std::string PhoneReceiptInLog(const v1::SignedReceipt& sr, const v1::Receipt& r,
   if (!root.ok() || *root != head->root)
     return "the phone was shown a log of " + std::to_string(head->size) + " leaves that is not the first " +
            std::to_string(head->size) + " leaves of the export's: the server forked its log";
-  if (ex.log(static_cast<int>(sr.leaf_index())) != protocol::ReportLeaf(r))
+  if (ex.log[sr.leaf_index()] != protocol::ReportLeaf(r))
     return "the export's log holds another leaf where the phone's receipt is";
   return "";
 }
 
 // An earlier export of the same server (the desk's own earlier import): its signed head must be a prefix of
 // this export's log, so that nothing it held was removed or changed since. "" when it is; else the problem.
-std::string HeldAgainstEarlier(const std::string& path, const v1::Export& ex, const merkle::MemoryTree& tree,
+std::string HeldAgainstEarlier(const std::string& path, const ExportFile& ex, const merkle::MemoryTree& tree,
                                const Organisation& org, bool* other_server) {
   *other_server = false;
-  // Its server key and head only (fields 1 and 6): the rest of it is not needed, nor parsed.
-  auto bytes = fs::ReadFile(path, static_cast<size_t>(INT32_MAX));
-  std::vector<WireField> fields;
-  std::string_view server_key, log_head;
-  if (bytes.ok() && SplitFields(std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size()), &fields))
-    for (const auto& f : fields) {
-      if (f.number == 1 && f.wire_type == 2) server_key = f.payload;
-      if (f.number == 6 && f.wire_type == 2) log_head = f.payload;
-    }
+  // Its server key and head only: the rest of it is skipped over.
+  auto earlier = ReadExport(path, ExportParts{false, false, false, false});
+  const std::string_view server_key = earlier.ok() ? std::string_view(earlier->server_key) : std::string_view();
+  const std::string_view log_head = earlier.ok() ? std::string_view(earlier->log_head) : std::string_view();
   if (server_key.size() != 32 || log_head.empty())
     return "the earlier export " + path + " cannot be read as an export with a log head";
-  if (server_key != ex.server_key()) {  // another server's log: nothing to compare
+  if (server_key != ex.server_key) {  // another server's log: nothing to compare
     *other_server = true;
     return "";
   }
   auto head = protocol::VerifyLogHead(crypto::Bytes(log_head));
-  if (!head.ok() || std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != ex.server_key() ||
+  if (!head.ok() || std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != ex.server_key ||
       !protocol::AuthorisedAt(org.statement, head->server_key, head->time_ms))
     return "the earlier export " + path + " carries no log head its server signed under an authorised key";
   if (head->size > tree.size())
@@ -365,7 +343,7 @@ using Stamped = StampedHead;  // every leaf below `size` was logged no later tha
 // Trusted time (docs/protocol.md, "Trusted time"): each token over a head this export's server signed, of
 // this export's log (one that verified), by a TSA whose certificate the organisation gave. Returns the
 // stamps that verified, by size.
-std::vector<Stamped> CheckTimestamps(const v1::Export& ex, const Organisation& org, const merkle::MemoryTree& tree,
+std::vector<Stamped> CheckTimestamps(const ExportFile& ex, const Organisation& org, const merkle::MemoryTree& tree,
                                      bool log_verified, const std::string& trusted_pem, Summary* sum,
                                      std::vector<std::string>* problems) {
   std::vector<Stamped> out;
@@ -373,24 +351,24 @@ std::vector<Stamped> CheckTimestamps(const v1::Export& ex, const Organisation& o
     // No authority to trust, so no time is claimed; but each stamp must still be over a head this server
     // signed, of this log: a stamp put in on the way (an export carries them unsigned) is refused here, not
     // kept to spoil evidence packages later.
-    for (int i = 0; i < ex.timestamps_size(); ++i) {
-      auto head = CheckLogTimestamp(ex.timestamps(i), ex.server_key(), org.statement, log_verified ? &tree : nullptr, "");
+    for (size_t i = 0; i < ex.timestamps.size(); ++i) {
+      auto head = CheckLogTimestamp(ex.timestamps[i], ex.server_key, org.statement, log_verified ? &tree : nullptr, "");
       if (!head.ok()) {
         ++sum->timestamp_problems;
         problems->push_back("time-stamp " + std::to_string(i + 1) + " " + head.status().message());
       }
     }
-    if (ex.timestamps_size() > 0)
-      problems->push_back(std::to_string(ex.timestamps_size()) + " time-stamps of the log were not checked (no "
+    if (ex.timestamps.size() > 0)
+      problems->push_back(std::to_string(ex.timestamps.size()) + " time-stamps of the log were not checked (no "
                           "trusted TSA certificate given: --tsa-cert)");
     return out;
   }
-  if (ex.timestamps_size() == 0) {
+  if (ex.timestamps.size() == 0) {
     ++sum->timestamp_problems;
     problems->push_back("the export holds no time-stamp of its log, and the organisation trusts a TSA for them");
   }
-  for (int i = 0; i < ex.timestamps_size(); ++i) {
-    auto stamp = CheckLogTimestamp(ex.timestamps(i), ex.server_key(), org.statement, log_verified ? &tree : nullptr,
+  for (size_t i = 0; i < ex.timestamps.size(); ++i) {
+    auto stamp = CheckLogTimestamp(ex.timestamps[i], ex.server_key, org.statement, log_verified ? &tree : nullptr,
                                    trusted_pem);
     if (!stamp.ok()) {
       ++sum->timestamp_problems;
@@ -406,11 +384,12 @@ std::vector<Stamped> CheckTimestamps(const v1::Export& ex, const Organisation& o
 
 // Opens one entry's envelope with the organisation's recipient keys (each checks the device's signatures);
 // one that does not open still gets its header when its outer signature holds, so that it can be named.
-void OpenEntry(const std::string& envelope_bytes, const Organisation& org, Opened* o) {
+// The content key it opened with goes to `content_key`, to read the report again later.
+void OpenEntry(std::string_view envelope_bytes, const Organisation& org, Opened* o, std::span<uint8_t> content_key) {
   o->envelope_hash = crypto::Blake2b256(crypto::Bytes(envelope_bytes));
   Result<envelope::OpenedReport> opened = Status(Code::kNotFound, "not sealed to this organisation's keys");
   for (const auto& k : org.recipients) {
-    opened = envelope::OpenReport(crypto::Bytes(envelope_bytes), k);
+    opened = envelope::OpenReport(crypto::Bytes(envelope_bytes), k, content_key);
     if (opened.ok() || opened.status().code() != Code::kNotFound) break;
   }
   if (!opened.ok()) {
@@ -422,12 +401,15 @@ void OpenEntry(const std::string& envelope_bytes, const Organisation& org, Opene
     return;
   }
   o->header = std::move(opened->header);
+  o->header.attachments.clear();  // read again with the report
   o->id_hex = encoding::ToHex(o->header.report_id);
   o->version = o->header.version;
-  o->report.content = std::move(opened->content);
-  o->report.state = ReportState::kDelivered;
-  o->report.content_hash = opened->content_hash;
-  o->report.updated_ms = o->report.content.sealed_ms();
+  const v1::ReportContent& c = opened->content;
+  o->content_hash = opened->content_hash;
+  o->previous_hash = c.previous_hash();
+  o->form = c.form();
+  o->form_version = c.form_version();
+  o->created_ms = c.created_ms();
   o->opened = true;
 }
 
@@ -456,8 +438,20 @@ std::string MediaSource(const std::vector<std::string>& dirs, const std::string&
   return fs::Join(dirs.front(), name);
 }
 
+// One entry read again to be written: its bytes (checked to be those the first pass checked) and report.
+struct Reread {
+  std::string bytes;
+  std::string_view envelope, receipt;
+  Report report;
+  envelope::Header header;  // with its attachments
+  std::vector<bool> attachment_ok;  // per attachment of the sealed report
+  std::string attachments_json = "[]";
+  bool verified = false;
+  std::string json;
+};
+
 // What a sink is handed for one report version.
-OpenedEntry Entry(const Opened& o, bool verified, const v1::Export& ex, const std::map<std::string, uint64_t>& leaf_index,
+OpenedEntry Entry(const Opened& o, const Reread& r, const std::unordered_map<std::string_view, uint64_t>& leaf_index,
                   const std::map<std::string, EnrolledDevice>& enrolled, const std::vector<std::string>& media_dirs,
                   std::string json) {
   OpenedEntry e;
@@ -470,12 +464,11 @@ OpenedEntry Entry(const Opened& o, bool verified, const v1::Export& ex, const st
     e.report_id = std::string_view(reinterpret_cast<const char*>(o.header.report_id.data()), o.header.report_id.size());
   }
   e.version = o.version;
-  e.verified = verified;
+  e.verified = r.verified;
   e.problems = &o.problems;
-  e.report = o.opened ? &o.report : nullptr;
-  const auto& item = ex.reports(static_cast<int>(o.entry));
-  e.envelope = item.envelope();
-  e.receipt = item.receipt();
+  e.report = o.opened ? &r.report : nullptr;
+  e.envelope = r.envelope;
+  e.receipt = r.receipt;
   e.receipt_ok = o.receipt_ok;
   if (o.receipt_ok) {
     e.sequence = o.sequence;
@@ -485,17 +478,17 @@ OpenedEntry Entry(const Opened& o, bool verified, const v1::Export& ex, const st
   }
   e.json = std::move(json);
   if (o.opened)
-    for (int i = 0; i < o.report.content.attachments_size(); ++i) {
-      const auto& ref = o.report.content.attachments(i);
+    for (int i = 0; i < r.report.content.attachments_size(); ++i) {
+      const auto& ref = r.report.content.attachments(i);
       OpenedEntry::Attachment a;
       a.id = ref.attachment_id();
       a.mime = ref.mime_type();
       a.size = ref.size();
-      a.verified = static_cast<size_t>(i) < o.attachment_ok.size() && o.attachment_ok[static_cast<size_t>(i)];
+      a.verified = static_cast<size_t>(i) < r.attachment_ok.size() && r.attachment_ok[static_cast<size_t>(i)];
       a.source = MediaSource(media_dirs, attachment::FileName(o.header.device_key, crypto::Bytes(ref.attachment_id())));
       a.key = ref.key();
       a.plaintext_hash = ref.plaintext_hash();
-      for (const auto& m : o.header.attachments)
+      for (const auto& m : r.header.attachments)
         if (m.attachment_id() == ref.attachment_id()) {
           a.ciphertext_root = m.root();
           a.chunk_size = m.chunk_size();
@@ -505,87 +498,97 @@ OpenedEntry Entry(const Opened& o, bool verified, const v1::Export& ex, const st
   return e;
 }
 
+// An entry's envelope and receipt, read back from the export.
+Status ReadEntry(const EntryReader& reader, const ExportFile::Place& place, std::string* bytes,
+                 std::string_view* envelope, std::string_view* receipt) {
+  DALA_RETURN_IF_ERROR(reader.Read(place, bytes));
+  if (!SplitEntry(*bytes, envelope, receipt))
+    return Status(Code::kCorrupt, "the export changed while it was read (an entry is no longer one)");
+  return Status::Ok();
+}
+
 }  // namespace
 
-Result<Summary> OpenExport(const Organisation& org, const std::string& export_path, const std::string& out_dir,
+Result<Summary> OpenExport(const Organisation& org, const std::string& file, const std::string& out_dir,
                            const OpenOptions& options) {
+  const std::string& export_path = options.source_path.empty() ? file : options.source_path;
   const std::vector<std::string>& phone_receipts = options.phone_receipts;
   const bool write = !out_dir.empty();  // else: every check, nothing decrypted written
-  // Protobuf parses at most 2 GiB in one message: a larger export is refused as such, not misread. (The
-  // server's export holds envelopes only, about 1.5 KB a report; attachments are files beside it.)
-  constexpr size_t kMaxExport = static_cast<size_t>(INT32_MAX);
+  // One export is one protobuf message, which protobuf parses up to 2 GiB: a larger one is refused as such,
+  // not misread. (The server's export holds envelopes only, about 1.5 KB a report; attachments are files
+  // beside it.)
+  constexpr uint64_t kMaxExport = static_cast<uint64_t>(INT32_MAX);
   std::error_code size_error;
-  if (const auto size = std::filesystem::file_size(export_path, size_error); !size_error && size > kMaxExport)
+  if (const auto size = std::filesystem::file_size(file, size_error); !size_error && size > kMaxExport)
     return Status(Code::kInvalidArgument, "'" + export_path + "' is larger than 2 GiB, more than one export may hold; "
                                           "export the server's reports in parts");
-  DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, fs::ReadFile(export_path, kMaxExport));
-  if (options.bytes_sink) options.bytes_sink(bytes);
-  v1::Export ex;
-  if (!ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) || ex.server_key().size() != 32)
-    return Status(Code::kCorrupt, "'" + export_path + "' is not a dala-server export");
-  if (ex.log_from() != 0)
+  // Read once, front to back: the entries stay in the file, read back (each checked to be the same bytes)
+  // when they are opened, and again when they are written. What an import holds grows with the number of
+  // reports, a few hundred bytes each, not with their size.
+  auto indexed = ReadExport(file);
+  if (!indexed.ok()) {
+    if (indexed.status().code() == Code::kCorrupt)
+      return Status(Code::kCorrupt, "'" + export_path + "' is not a dala-server export");
+    return indexed.status();
+  }
+  const ExportFile& ex = *indexed;
+  if (ex.server_key.size() != 32) return Status(Code::kCorrupt, "'" + export_path + "' is not a dala-server export");
+  if (ex.log_from != 0)
     return Status(Code::kInvalidArgument,
                   "'" + export_path + "' is an incremental export (the server's log from position " +
-                      std::to_string(ex.log_from()) + " on): import it into the desk store that holds this server's "
+                      std::to_string(ex.log_from) + " on): import it into the desk store that holds this server's "
                       "earlier export (dala desk import), or open a full export (dala-server export without --since)");
+  DALA_ASSIGN_OR_RETURN(EntryReader reader, EntryReader::Open(file));
   if (write) DALA_RETURN_IF_ERROR(fs::EnsureDirectory(out_dir));
   const auto enrolled = Enrolled(ex, org);
   Summary sum;
-  sum.server_key = ex.server_key();
-  sum.log_size = static_cast<uint64_t>(ex.log_size());
+  sum.server_key = ex.server_key;
+  sum.log_size = ex.log_size;
   std::vector<std::string> export_problems;
   // Strict parsing: a field this desk does not know may be an entry hidden behind a changed tag.
-  {
-    uint64_t unknown = StrictExportFields(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
-    if (unknown > 0) {
-      sum.unknown_fields = unknown;
-      export_problems.push_back("the export holds fields this desk does not know, in " + std::to_string(unknown) +
-                                " places: an entry may be hidden there");
-    }
+  if (ex.unknown_fields > 0) {
+    sum.unknown_fields = ex.unknown_fields;
+    export_problems.push_back("the export holds fields this desk does not know, in " +
+                              std::to_string(ex.unknown_fields) + " places: an entry may be hidden there");
   }
-  std::vector<uint8_t>().swap(bytes);  // parsed and scanned: freed before the checks (the export's size again)
 
   // The checks of each entry on its own (signatures, decryption, receipt: nearly all the work) run on
   // every core; what depends on the order and on the other entries follows, one entry at a time.
-  std::vector<Opened> each(static_cast<size_t>(ex.reports_size()));
-  std::vector<Result<v1::Receipt>> receipts(each.size(), Status(Code::kInternal, "not checked"));
+  std::vector<Opened> each(ex.entries.size());
+  ContentKeys keys(each.size());
   {
-    std::atomic<size_t> next{0};
-    std::mutex failed_mu;
-    std::exception_ptr failed;  // e.g. out of memory: the first one ends every worker, then is thrown here
-    auto work = [&] {
-      try {
-        for (size_t i; (i = next.fetch_add(1)) < each.size();) {
-          const auto& item = ex.reports(static_cast<int>(i));
-          Opened& o = each[i];
-          OpenEntry(item.envelope(), org, &o);
-          receipts[i] = CheckReceipt(item.receipt(), item.envelope(), o.header, org);
-        }
-      } catch (...) {
-        next = each.size();
-        std::lock_guard lock(failed_mu);
-        if (!failed) failed = std::current_exception();
+    std::mutex error_mu;
+    Status read_error = Status::Ok();
+    ParallelFor(each.size(), [&](size_t i) {
+      std::string bytes;
+      std::string_view envelope_bytes, receipt_bytes;
+      if (Status st = ReadEntry(reader, ex.entries[i], &bytes, &envelope_bytes, &receipt_bytes); !st.ok()) {
+        std::lock_guard lock(error_mu);
+        if (read_error.ok()) read_error = st;
+        return;
       }
-    };
-    const size_t threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8);
-    std::vector<std::thread> pool;
-    for (size_t t = 1; t < threads && t < each.size(); ++t) {
-      try {
-        pool.emplace_back(work);
-      } catch (const std::system_error&) {
-        break;  // fewer threads, the same work
+      Opened& o = each[i];
+      OpenEntry(envelope_bytes, org, &o, keys.At(i));
+      o.receipt_hash = crypto::Blake2b256(crypto::Bytes(receipt_bytes));
+      auto receipt = CheckReceipt(receipt_bytes, envelope_bytes, o.header, org);
+      if (!receipt.ok()) {
+        o.receipt_problem = "receipt: " + receipt.status().message();
+        return;
       }
-    }
-    work();
-    for (auto& t : pool) t.join();
-    if (failed) std::rethrow_exception(failed);
+      o.receipt_ok = true;
+      o.sequence = receipt->sequence();
+      o.received_ms = receipt->server_time_ms();
+      o.leaf = protocol::ReportLeaf(*receipt);
+      o.receipt_server = receipt->server_key();
+    });
+    DALA_RETURN_IF_ERROR(read_error);
   }
 
   std::vector<Opened> all;
   std::map<std::string, size_t> seen;  // device || id || version -> index in `all`
   uint64_t last_sequence = 0;
-  for (int index = 0; index < ex.reports_size(); ++index) {
-    Opened o = std::move(each[static_cast<size_t>(index)]);
+  for (size_t index = 0; index < each.size(); ++index) {
+    Opened o = std::move(each[index]);
     if (!o.id_hex.empty()) {  // the same report version twice (by its verified header): written and counted once
       std::string key(reinterpret_cast<const char*>(o.header.device_key.data()), 32);
       key.append(reinterpret_cast<const char*>(o.header.report_id.data()), o.header.report_id.size());
@@ -606,18 +609,12 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
       o.problems.push_back("the device that signed it was not enrolled through an invite of this organisation");
     }
     o.device.assign(reinterpret_cast<const char*>(o.header.device_key.data()), 32);
-    o.entry = static_cast<size_t>(index);
-    const auto& receipt = receipts[static_cast<size_t>(index)];
-    if (!receipt.ok()) {
-      o.problems.push_back("receipt: " + receipt.status().message());
+    o.entry = index;
+    if (!o.receipt_ok) {
+      o.problems.push_back(std::move(o.receipt_problem));
     } else {
-      o.receipt_ok = true;
-      o.sequence = receipt->sequence();
-      o.received_ms = receipt->server_time_ms();
-      o.leaf = protocol::ReportLeaf(*receipt);
-      o.receipt_server = receipt->server_key();
       // One export, one server: an entry another server signed for cannot fill this server's gaps.
-      if (o.receipt_server != ex.server_key()) {
+      if (o.receipt_server != ex.server_key) {
         o.receipt_ok = false;
         o.problems.push_back("receipt: signed by another server than the one whose export this is");
       }
@@ -628,10 +625,11 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
       }
       last_sequence = std::max(last_sequence, o.sequence);
     }
+    o.receipt_problem.clear();
+    o.receipt_problem.shrink_to_fit();
     all.push_back(std::move(o));
   }
   std::vector<Opened>().swap(each);
-  std::vector<Result<v1::Receipt>>().swap(receipts);
   // Each server numbers what it stores 1, 2, 3...: a number no entry carries is a report version withheld.
   // Counted per server key, so that one server's entry cannot fill another's gap. Withheld versions of
   // this export's server are counted once, by sequence number, however they show (a gap, the log, a
@@ -651,8 +649,13 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
     }
   }
   merkle::MemoryTree tree;  // the export's log
-  for (const auto& leaf : ex.log()) tree.Append(merkle::LeafHash(crypto::Bytes(leaf)));
-  const bool log_verified = AuditLog(ex, org, all, tree, &sum, &withheld, &export_problems);
+  std::unordered_map<std::string_view, uint64_t> leaf_index;  // leaf bytes -> its first index
+  leaf_index.reserve(ex.log.size());
+  for (const auto& leaf : ex.log) {
+    leaf_index.emplace(leaf, tree.size());
+    tree.Append(merkle::LeafHash(crypto::Bytes(leaf)));
+  }
+  const bool log_verified = AuditLog(ex, org, all, tree, leaf_index, &sum, &withheld, &export_problems);
   // Earlier exports of this server: against a log that verified only (one that does not is counted above).
   for (const auto& path : options.earlier_exports) {
     bool other_server = false;
@@ -689,7 +692,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
                                        "authorised at its time");
       continue;
     }
-    if (r.server_key() != ex.server_key()) {  // another server of the organisation: not this export's business
+    if (r.server_key() != ex.server_key) {  // another server of the organisation: not this export's business
       ++other_server;
       continue;
     }
@@ -713,6 +716,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
                                 std::to_string(r.version()) + " than the export holds");
     }
   }
+  std::map<std::string, size_t>().swap(seen);
 
   sum.missing += withheld.size();
   if (other_server > 0)
@@ -721,102 +725,58 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
 
   // Version chains, per device (report ids are the device's): version n names version n-1's content hash,
   // was signed by the same device, and keeps the form and the creation time.
-  std::map<std::tuple<std::string, std::string, uint32_t>, const Opened*> by_version;
-  std::map<std::pair<std::string, uint32_t>, const Opened*> any_device;
-  for (const auto& o : all)
-    if (o.opened) {
-      by_version[{o.device, o.id_hex, o.version}] = &o;
-      any_device[{o.id_hex, o.version}] = &o;
-    }
-  for (auto& o : all) {
-    if (!o.opened) continue;
-    const std::string& prev = o.report.content.previous_hash();
-    if (o.version == 1) {
-      if (!prev.empty()) o.problems.push_back("version 1 names a previous version");
-      continue;
-    }
-    auto it = by_version.find({o.device, o.id_hex, o.version - 1});
-    if (it == by_version.end()) {
-      o.problems.push_back(any_device.count({o.id_hex, o.version - 1})
-                               ? "version " + std::to_string(o.version - 1) + " was signed by another device"
-                               : "version " + std::to_string(o.version - 1) + " is missing from the export");
-      continue;
-    }
-    const v1::ReportContent& before = it->second->report.content;
-    if (prev != std::string_view(reinterpret_cast<const char*>(it->second->report.content_hash.data()), 32))
-      o.problems.push_back("the previous-version hash does not match version " + std::to_string(o.version - 1));
-    if (before.form() != o.report.content.form() || before.form_version() != o.report.content.form_version())
-      o.problems.push_back("the form differs from version " + std::to_string(o.version - 1));
-    if (before.created_ms() != o.report.content.created_ms())
-      o.problems.push_back("the creation time differs from version " + std::to_string(o.version - 1));
-  }
-
-  // The envelope's manifest declares exactly the attachments the sealed report lists.
-  for (auto& o : all) {
-    if (!o.opened) continue;
-    for (const auto& m : o.header.attachments) {
-      bool listed = false;
-      for (const auto& ref : o.report.content.attachments()) listed = listed || ref.attachment_id() == m.attachment_id();
-      if (!listed)
-        o.problems.push_back("the envelope declares an attachment the sealed report does not list (" +
-                             encoding::ToHex(crypto::Bytes(m.attachment_id())) + ")");
+  {
+    std::map<std::tuple<std::string_view, std::string_view, uint32_t>, const Opened*> by_version;
+    std::set<std::pair<std::string_view, uint32_t>> any_device;
+    for (const auto& o : all)
+      if (o.opened) {
+        by_version[{o.device, o.id_hex, o.version}] = &o;
+        any_device.insert({o.id_hex, o.version});
+      }
+    for (auto& o : all) {
+      if (!o.opened) continue;
+      if (o.version == 1) {
+        if (!o.previous_hash.empty()) o.problems.push_back("version 1 names a previous version");
+        continue;
+      }
+      auto it = by_version.find({o.device, o.id_hex, o.version - 1});
+      if (it == by_version.end()) {
+        o.problems.push_back(any_device.count({o.id_hex, o.version - 1})
+                                 ? "version " + std::to_string(o.version - 1) + " was signed by another device"
+                                 : "version " + std::to_string(o.version - 1) + " is missing from the export");
+        continue;
+      }
+      const Opened& before = *it->second;
+      if (o.previous_hash != std::string_view(reinterpret_cast<const char*>(before.content_hash.data()), 32))
+        o.problems.push_back("the previous-version hash does not match version " + std::to_string(o.version - 1));
+      if (before.form != o.form || before.form_version != o.form_version)
+        o.problems.push_back("the form differs from version " + std::to_string(o.version - 1));
+      if (before.created_ms != o.created_ms)
+        o.problems.push_back("the creation time differs from version " + std::to_string(o.version - 1));
     }
   }
 
-  // Attachments: decrypted next to the reports (ATTACHMENT-ID.ext under a directory per report), each
-  // checked end to end. One that fails makes its report fail; it is reported, not hidden.
   // Output names: <id>-v<version>, with the device's first 8 key bytes added when two devices used the
   // same id (ids are the device's), so that no report's files can take another's place.
   {
     std::map<std::pair<std::string, uint32_t>, int> uses;
     for (const auto& o : all) ++uses[{o.id_hex, o.version}];
+    std::set<std::string> names;
     for (size_t i = 0; i < all.size(); ++i) {
       Opened& o = all[i];
       o.base = (o.id_hex.empty() ? "unreadable-" + std::to_string(i) : o.id_hex) + "-v" + std::to_string(o.version);
       if (!o.id_hex.empty() && uses[{o.id_hex, o.version}] > 1)
         o.base += "-" + encoding::ToHex(crypto::Bytes(o.device.substr(0, 8)));
+      if (!names.insert(o.base).second) return Status(Code::kInternal, "two reports were to be written as " + o.base);
     }
-  }
-  std::vector<std::string> media_dirs{export_path + ".media"};
-  media_dirs.insert(media_dirs.end(), options.media_dirs.begin(), options.media_dirs.end());
-  for (auto& o : all) {
-    if (!o.opened || o.report.content.attachments_size() == 0) continue;
-    std::set<std::string> ids;
-    for (const auto& ref : o.report.content.attachments())
-      if (!ids.insert(ref.attachment_id()).second)
-        o.problems.push_back("the sealed report lists one attachment twice");
-    const std::string sub = o.base + "-attachments";
-    const std::string dir = write ? fs::Join(out_dir, sub) : std::string();
-    if (write) DALA_RETURN_IF_ERROR(fs::EnsureDirectory(dir));
-    o.attachments_json = "[";
-    for (int i = 0; i < o.report.content.attachments_size(); ++i) {
-      const auto& ref = o.report.content.attachments(i);
-      const v1::AttachmentManifest* manifest = nullptr;
-      for (const auto& m : o.header.attachments)
-        if (m.attachment_id() == ref.attachment_id()) manifest = &m;
-      std::string id_hex = encoding::ToHex(crypto::Bytes(ref.attachment_id()));
-      std::string file = id_hex + MediaExtension(ref.mime_type());
-      std::string from = MediaSource(media_dirs, attachment::FileName(o.header.device_key, crypto::Bytes(ref.attachment_id())));
-      Status st = OpenAttachment(ref, manifest, from, write ? fs::Join(dir, file) : std::string());
-      if (!st.ok()) o.problems.push_back("attachment " + id_hex + ": " + st.message());
-      o.attachment_ok.push_back(st.ok());
-      o.attachments_json += std::string(i ? "," : "") + "{\"id\":" + JsonEscape(id_hex) + ",\"mime\":" +
-                            JsonEscape(ref.mime_type()) + ",\"size\":" + std::to_string(ref.size()) +
-                            ",\"verified\":" + (st.ok() ? "true" : "false") + ",\"file\":" +
-                            (st.ok() && write ? JsonEscape(sub + "/" + file) : "null") + "}";
-    }
-    o.attachments_json += "]";
   }
 
   // Received no later than: the earliest time-stamp over a head that holds the report's leaf.
-  std::map<std::string, uint64_t> leaf_index;
-  if (!stamps.empty() || options.sink)
-    for (int i = 0; i < ex.log_size(); ++i) leaf_index.emplace(ex.log(i), static_cast<uint64_t>(i));
   std::vector<size_t> earliest(stamps.size());  // earliest[k]: the stamp of least time among stamps[k..]
   for (size_t k = stamps.size(); k-- > 0;)
     earliest[k] = k + 1 < stamps.size() && stamps[earliest[k + 1]].time_ms < stamps[k].time_ms ? earliest[k + 1] : k;
   auto timestamp_json = [&](const Opened& o) -> std::string {
-    auto at = o.receipt_ok ? leaf_index.find(o.leaf) : leaf_index.end();
+    auto at = o.receipt_ok && !stamps.empty() ? leaf_index.find(o.leaf) : leaf_index.end();
     if (at == leaf_index.end()) return "null";
     auto k = std::upper_bound(stamps.begin(), stamps.end(), at->second,
                               [](uint64_t leaf, const Stamped& st) { return leaf < st.size; });
@@ -825,29 +785,103 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& export_pa
     return "{\"no_later_than_ms\":" + std::to_string(first.time_ms) + ",\"tsa\":" + JsonEscape(first.tsa) + "}";
   };
 
-  std::set<std::string> names;
+  // Each report read again (its bytes checked to be those checked above) and written: a window of entries
+  // at a time, opened on every core, then written (or handed to the sink) in the export's order.
+  // Attachments are decrypted next to the reports (ATTACHMENT-ID.ext under a directory per report), each
+  // checked end to end. One that fails makes its report fail; it is reported, not hidden.
+  std::vector<std::string> media_dirs{export_path + ".media"};
+  media_dirs.insert(media_dirs.end(), options.media_dirs.begin(), options.media_dirs.end());
+  constexpr size_t kWindow = 2048;
   std::string index = "[";
-  for (size_t i = 0; i < all.size(); ++i) {
-    const Opened& o = all[i];
-    std::string name = o.base + ".json";
-    if (!names.insert(name).second) return Status(Code::kInternal, "two reports were to be written as " + name);
-    bool ok = o.opened && o.problems.empty();
-    ++sum.reports;
-    ok ? ++sum.verified : ++sum.failed;
-    std::string j = "{\"verified\":" + std::string(ok ? "true" : "false") +
-                    ",\"problems\":" + ProblemsJson(o.problems) +
-                    ",\"receipt\":{\"verified\":" + (o.receipt_ok ? "true" : "false") +
-                    ",\"sequence\":" + std::to_string(o.sequence) + "}" +
-                    ",\"attachments\":" + o.attachments_json + ",\"timestamp\":" + timestamp_json(o) +
-                    ",\"report\":" + (o.opened ? ReportToJson(o.report) : std::string("null")) + "}\n";
-    if (write) DALA_RETURN_IF_ERROR(WriteUnsynced(fs::Join(out_dir, name), j));
-    if (options.sink) DALA_RETURN_IF_ERROR(options.sink(Entry(o, ok, ex, leaf_index, enrolled, media_dirs, std::move(j))));
-    index += std::string(i ? "," : "") + "{\"file\":" + (write ? JsonEscape(name) : "null") + ",\"id\":" + JsonEscape(o.id_hex) +
-             ",\"version\":" + std::to_string(o.version) + ",\"verified\":" + (ok ? "true" : "false") +
-             ",\"problems\":" + ProblemsJson(o.problems) + "}";
+  for (size_t from = 0; from < all.size(); from += kWindow) {
+    const size_t n = std::min(kWindow, all.size() - from);
+    std::vector<Reread> win(n);
+    std::mutex error_mu;
+    Status error = Status::Ok();
+    auto fail = [&](Status st) {
+      std::lock_guard lock(error_mu);
+      if (error.ok()) error = std::move(st);
+    };
+    ParallelFor(n, [&](size_t k) {
+      Opened& o = all[from + k];
+      Reread& r = win[k];
+      if (Status st = ReadEntry(reader, ex.entries[o.entry], &r.bytes, &r.envelope, &r.receipt); !st.ok())
+        return fail(std::move(st));
+      const crypto::Hash receipt_hash = crypto::Blake2b256(crypto::Bytes(r.receipt));
+      if (crypto::Blake2b256(crypto::Bytes(r.envelope)) != o.envelope_hash || receipt_hash != o.receipt_hash)
+        return fail(Status(Code::kCorrupt, "the export changed while it was read (entry " +
+                                               std::to_string(o.entry + 1) + ")"));
+      if (o.opened) {
+        auto again = envelope::OpenAgain(crypto::Bytes(r.envelope), o.envelope_hash, keys.At(o.entry));
+        if (!again.ok()) return fail(Status(Code::kInternal, "a report did not open again: " + again.status().message()));
+        r.header = std::move(again->header);
+        r.report.content = std::move(again->content);
+        r.report.state = ReportState::kDelivered;
+        r.report.content_hash = again->content_hash;
+        r.report.updated_ms = r.report.content.sealed_ms();
+        // The envelope's manifest declares exactly the attachments the sealed report lists.
+        for (const auto& m : r.header.attachments) {
+          bool listed = false;
+          for (const auto& ref : r.report.content.attachments()) listed = listed || ref.attachment_id() == m.attachment_id();
+          if (!listed)
+            o.problems.push_back("the envelope declares an attachment the sealed report does not list (" +
+                                 encoding::ToHex(crypto::Bytes(m.attachment_id())) + ")");
+        }
+      }
+      if (o.opened && r.report.content.attachments_size() > 0) {
+        std::set<std::string> ids;
+        for (const auto& ref : r.report.content.attachments())
+          if (!ids.insert(ref.attachment_id()).second)
+            o.problems.push_back("the sealed report lists one attachment twice");
+        const std::string sub = o.base + "-attachments";
+        const std::string dir = write ? fs::Join(out_dir, sub) : std::string();
+        if (write)
+          if (Status st = fs::EnsureDirectory(dir); !st.ok()) return fail(std::move(st));
+        r.attachments_json = "[";
+        for (int i = 0; i < r.report.content.attachments_size(); ++i) {
+          const auto& ref = r.report.content.attachments(i);
+          const v1::AttachmentManifest* manifest = nullptr;
+          for (const auto& m : r.header.attachments)
+            if (m.attachment_id() == ref.attachment_id()) manifest = &m;
+          std::string id_hex = encoding::ToHex(crypto::Bytes(ref.attachment_id()));
+          std::string file = id_hex + MediaExtension(ref.mime_type());
+          std::string source =
+              MediaSource(media_dirs, attachment::FileName(o.header.device_key, crypto::Bytes(ref.attachment_id())));
+          Status st = OpenAttachment(ref, manifest, source, write ? fs::Join(dir, file) : std::string());
+          if (!st.ok()) o.problems.push_back("attachment " + id_hex + ": " + st.message());
+          r.attachment_ok.push_back(st.ok());
+          r.attachments_json += std::string(i ? "," : "") + "{\"id\":" + JsonEscape(id_hex) + ",\"mime\":" +
+                                JsonEscape(ref.mime_type()) + ",\"size\":" + std::to_string(ref.size()) +
+                                ",\"verified\":" + (st.ok() ? "true" : "false") + ",\"file\":" +
+                                (st.ok() && write ? JsonEscape(sub + "/" + file) : "null") + "}";
+        }
+        r.attachments_json += "]";
+      }
+      r.verified = o.opened && o.problems.empty();
+      r.json = "{\"verified\":" + std::string(r.verified ? "true" : "false") +
+               ",\"problems\":" + ProblemsJson(o.problems) +
+               ",\"receipt\":{\"verified\":" + (o.receipt_ok ? "true" : "false") +
+               ",\"sequence\":" + std::to_string(o.sequence) + "}" +
+               ",\"attachments\":" + r.attachments_json + ",\"timestamp\":" + timestamp_json(o) +
+               ",\"report\":" + (o.opened ? ReportToJson(r.report) : std::string("null")) + "}\n";
+    });
+    DALA_RETURN_IF_ERROR(error);
+    for (size_t k = 0; k < n; ++k) {
+      const Opened& o = all[from + k];
+      Reread& r = win[k];
+      const std::string name = o.base + ".json";
+      ++sum.reports;
+      r.verified ? ++sum.verified : ++sum.failed;
+      if (write) DALA_RETURN_IF_ERROR(WriteUnsynced(fs::Join(out_dir, name), r.json));
+      if (options.sink)
+        DALA_RETURN_IF_ERROR(options.sink(Entry(o, r, leaf_index, enrolled, media_dirs, std::move(r.json))));
+      index += std::string(from + k ? "," : "") + "{\"file\":" + (write ? JsonEscape(name) : "null") +
+               ",\"id\":" + JsonEscape(o.id_hex) + ",\"version\":" + std::to_string(o.version) +
+               ",\"verified\":" + (r.verified ? "true" : "false") + ",\"problems\":" + ProblemsJson(o.problems) + "}";
+    }
   }
   index += "]";
-  std::string summary = "{\"server_key\":" + JsonEscape(encoding::ToHex(crypto::Bytes(ex.server_key()))) +
+  std::string summary = "{\"server_key\":" + JsonEscape(encoding::ToHex(crypto::Bytes(ex.server_key))) +
                         ",\"reports\":" + std::to_string(sum.reports) + ",\"verified\":" + std::to_string(sum.verified) +
                         ",\"failed\":" + std::to_string(sum.failed) + ",\"duplicates\":" + std::to_string(sum.duplicates) +
                         ",\"reordered\":" + std::to_string(sum.reordered) +

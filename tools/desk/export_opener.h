@@ -89,8 +89,10 @@ struct OpenOptions {
   std::string trusted_tsa_pem;
   // Called for every report version after the checks (in the export's order); an error ends the opening.
   std::function<Status(const OpenedEntry&)> sink;
-  // Called once with the export's bytes as read (every check is made on these bytes).
-  std::function<void(std::span<const uint8_t>)> bytes_sink;
+  // Where the export came from when the file opened is a copy of it (the desk store checks its own copy):
+  // the name messages give it, and its PATH.media/ is where attachments are looked for first. Empty: the
+  // file opened.
+  std::string source_path;
   // Called once with summary.json's text, before it is written anywhere.
   std::function<void(const std::string&)> summary_sink;
 };

@@ -1,4 +1,5 @@
 #include "desk/log_verifier.h"
+#include "desk/export_file.h"
 
 #include <algorithm>
 #include <optional>
@@ -35,23 +36,25 @@ Result<StampedHead> CheckLogTimestamp(const v1::LogTimestamp& t, std::string_vie
 
 Result<LogVerdict> VerifyLog(const crypto::PublicKey& root, const LogVerifyInputs& in) {
   LogVerdict v;
-  v1::Export ex;
+  ExportFile ex;  // its log, head, statement and time-stamps: the reports are skipped over
   if (!in.export_path.empty()) {
-    DALA_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, fs::ReadFile(in.export_path, static_cast<size_t>(INT32_MAX)));
-    if (!ex.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) || ex.server_key().size() != 32)
+    auto read = ReadExport(in.export_path, ExportParts{false, true, false, true});
+    if (!read.ok() && read.status().code() != Code::kCorrupt) return read.status();
+    if (!read.ok() || read->server_key.size() != 32)
       return Status(Code::kCorrupt, "'" + in.export_path + "' is not a dala-server export");
-    if (ex.log_from() != 0)
+    ex = std::move(*read);
+    if (ex.log_from != 0)
       return Status(Code::kInvalidArgument, "'" + in.export_path + "' is an incremental export (the log from position " +
-                                                std::to_string(ex.log_from()) + " on): audit a full export");
-    v.server_key = encoding::ToHex(crypto::Bytes(ex.server_key()));
-    v.leaves = static_cast<uint64_t>(ex.log_size());
+                                                std::to_string(ex.log_from) + " on): audit a full export");
+    v.server_key = encoding::ToHex(crypto::Bytes(ex.server_key));
+    v.leaves = ex.log.size();
   }
 
   // The organisation's statement (which server keys, when): the newest of those the root signed, the
   // export's and the verifier's own.
   std::optional<v1::OrgStatement> statement;
   std::vector<std::string> candidates = in.statements;
-  if (!ex.statement().empty()) candidates.push_back(ex.statement());
+  if (!ex.statement.empty()) candidates.push_back(ex.statement);
   for (const auto& s : candidates) {
     auto st = protocol::VerifyStatement(crypto::Bytes(s), root);
     if (!st.ok()) {
@@ -76,11 +79,11 @@ Result<LogVerdict> VerifyLog(const crypto::PublicKey& root, const LogVerifyInput
   merkle::MemoryTree tree;
   bool log_ok = false;
   if (!in.export_path.empty()) {
-    for (const auto& leaf : ex.log()) tree.Append(merkle::LeafHash(crypto::Bytes(leaf)));
-    auto head = authorised_head(ex.log_head());
+    for (const auto& leaf : ex.log) tree.Append(merkle::LeafHash(crypto::Bytes(leaf)));
+    auto head = authorised_head(ex.log_head);
     if (!head.ok()) {
       v.problems.push_back("the export's log head: " + head.status().message());
-    } else if (std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != ex.server_key()) {
+    } else if (std::string_view(reinterpret_cast<const char*>(head->server_key.data()), 32) != ex.server_key) {
       v.problems.push_back("the export's log head is another server's");
     } else {
       auto r = merkle::Root(tree, tree.size());
@@ -129,11 +132,11 @@ Result<LogVerdict> VerifyLog(const crypto::PublicKey& root, const LogVerifyInput
       v.problems.push_back(what + ": its inclusion proof does not hold in its head");
       continue;
     }
-    if (log_ok && r->server_key() == ex.server_key()) {
+    if (log_ok && r->server_key() == ex.server_key) {
       auto prefix = head->size <= tree.size() ? merkle::Root(tree, head->size)
                                               : Result<merkle::Hash>(Status(Code::kVerify, ""));
       if (!prefix.ok() || *prefix != head->root ||
-          ex.log(static_cast<int>(sr.leaf_index())) != protocol::ReportLeaf(*r)) {
+          ex.log[sr.leaf_index()] != protocol::ReportLeaf(*r)) {
         v.problems.push_back(what + ": its head is not a prefix of the export's log holding it there (a fork, or an "
                              "export cut short)");
         continue;
@@ -144,8 +147,8 @@ Result<LogVerdict> VerifyLog(const crypto::PublicKey& root, const LogVerifyInput
 
   // Time-stamps of the export's heads.
   if (!in.trusted_tsa_pem.empty() && log_ok) {
-    for (int i = 0; i < ex.timestamps_size(); ++i) {
-      auto stamp = CheckLogTimestamp(ex.timestamps(i), ex.server_key(), *statement, &tree, in.trusted_tsa_pem);
+    for (size_t i = 0; i < ex.timestamps.size(); ++i) {
+      auto stamp = CheckLogTimestamp(ex.timestamps[i], ex.server_key, *statement, &tree, in.trusted_tsa_pem);
       if (!stamp.ok()) {
         v.problems.push_back("time-stamp " + std::to_string(i + 1) + " " + stamp.status().message());
         continue;
