@@ -170,6 +170,22 @@ def stores_apart_while_running(dala, server_bin, desk, cluster, work):
         check("  each node has its row; after a few checks no node's /metrics counts a node apart",
               rows == "2" and got == [0, 0], (rows, got))
 
+        # Rows only a writer of the database could forge, read strictly: a mark that is not 32 lowercase hex
+        # digits (it names a file or object in the store) and an interval past a day are not rows of a node.
+        # Were they taken for one, its marks (missing from every store) would hold the nodes apart.
+        now_ms = int(time.time() * 1000)
+        forged = {"node.forged-token": f"{'Z' * 32} {'Z' * 32} {now_ms} 1 0",
+                  "node.forged-interval": f"{'a' * 32} {'b' * 32} {now_ms} 86401 0"}
+        for k, v in forged.items():
+            cluster.psql(f"INSERT INTO meta(key, value) VALUES ('{k}', convert_to('{v}', 'UTF8'))", url)
+        seen, deadline = set(), time.monotonic() + 4
+        while time.monotonic() < deadline:  # several checks, each row fresh (alive) all along
+            seen.update(tuple(nodes_apart(p) or 0 for p in ports))
+            time.sleep(0.2)
+        cluster.psql("DELETE FROM meta WHERE key LIKE 'node.forged-%'", url)
+        check("  forged node rows (a mark that is no hex token, an interval past a day) are ignored: no node "
+              "counts a node apart", seen == {0}, seen)
+
         # A node started on a copy of the shared store, made while the nodes ran (it holds the mark the last
         # node to start left, and their marks of that moment): refused once their newer marks are not in it.
         copy_dir, k_dir = os.path.join(work, "gh-copy"), os.path.join(work, "node-k")
