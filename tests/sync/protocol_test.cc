@@ -1271,8 +1271,10 @@ TEST(Desk, AnExportIsReadFieldForFieldAsProtobufReadsIt) {
     auto got = read(bytes);
     ASSERT_TRUE(got.ok()) << got.status().message();
     same(*got, ex);
-    EXPECT_EQ(got->unknown_fields, 0u);
+    EXPECT_EQ(got->unknown_fields, 1u);  // log_from: read, but no field of a full export (below)
     EXPECT_TRUE(got->unknown.empty());
+    ASSERT_EQ(got->entry_hashes.size(), 3u);
+    EXPECT_EQ(got->entry_hashes[1], crypto::Blake2b256(crypto::Bytes(ex.reports(1).SerializeAsString())));
   }
   // Read in part: the leaves counted only, the entries skipped; the singular fields are always read.
   {
@@ -1291,10 +1293,12 @@ TEST(Desk, AnExportIsReadFieldForFieldAsProtobufReadsIt) {
   // protobuf reads it, and each place counted.
   std::string odd = bytes;
   desk::AppendBytesField(1, std::string(32, 'K'), &odd);  // server key again
+  const size_t unknown_from = odd.size();
   desk::AppendBytesField(15, "an entry hidden behind a changed tag", &odd);
   odd += std::string("\xa5\x01", 2) + "abcd";              // field 20, fixed32
   odd += std::string("\xa9\x01", 2) + "abcdefgh";          // field 21, fixed64
   odd += std::string("\x10\x05", 2);                       // field 2 as a varint
+  const size_t unknown_to = odd.size();
   std::string entry;
   desk::AppendBytesField(1, "envelope 3", &entry);
   desk::AppendBytesField(9, "an unknown field inside an entry", &entry);
@@ -1308,15 +1312,60 @@ TEST(Desk, AnExportIsReadFieldForFieldAsProtobufReadsIt) {
     ASSERT_TRUE(got.ok()) << got.status().message();
     same(*got, want);
     EXPECT_EQ(got->unknown_fields, 2u);  // the export itself, and the one entry
-    EXPECT_EQ(got->unknown.size(), 4u);  // field 15, 20, 21, and 2 as a varint
+    ASSERT_EQ(got->unknown.size(), 1u);  // field 15, 20, 21, and 2 as a varint: one run of them
+    EXPECT_EQ(got->unknown[0].offset, unknown_from);
+    EXPECT_EQ(got->unknown[0].size, unknown_to - unknown_from);
   }
-  // What protobuf refuses is refused: a truncated export, a length past the end, an entry that is no message.
+  // Each of these alone is one place strict parsing refuses, and no more: a singular field twice, at the
+  // top or in an entry; a log_from at all, even 0 (a full export holds none; protobuf reads it in silence).
+  {
+    v1::Export full = ex;
+    full.clear_log_from();
+    std::string twice = full.SerializeAsString();
+    desk::AppendBytesField(6, "another head", &twice);
+    auto got = read(twice);
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(got->log_head, "another head");
+    EXPECT_EQ(got->unknown_fields, 1u);
+    std::string in_entry;
+    desk::AppendBytesField(1, "envelope 3", &in_entry);
+    desk::AppendBytesField(1, "envelope 3 again", &in_entry);
+    std::string entry_twice = full.SerializeAsString();
+    desk::AppendBytesField(2, in_entry, &entry_twice);
+    got = read(entry_twice);
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(got->unknown_fields, 1u);
+    std::string zero = full.SerializeAsString() + std::string("\x40\x00", 2);
+    got = read(zero);
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(got->log_from, 0u);
+    EXPECT_EQ(got->unknown_fields, 1u);
+    got = read(full.SerializeAsString());
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(got->unknown_fields, 0u);
+  }
+  // What protobuf refuses is refused: a truncated export, a length past the end, an entry that is no message,
+  // a tag or a length of more than 5 bytes (here padded: the same values, other bytes), at the top or in an
+  // entry, and a length past 2 GiB.
+  const std::string padded_tag = std::string("\x8a\x80\x80\x80\x80\x00", 6) + bytes.substr(1);
+  ASSERT_EQ(bytes[0], '\x0a');
+  // An entry: field 1, its length (1) in 6 bytes, "x".
+  const std::string padded_length = bytes + std::string("\x12\x08\x0a\x81\x80\x80\x80\x80\x00x", 10);
   for (const std::string& bad : {bytes.substr(0, bytes.size() - 1), bytes + std::string("\x2a\x7f", 2) + "short",
-                                 bytes + std::string("\x12\x02\x0a\x05", 4)}) {
+                                 bytes + std::string("\x12\x02\x0a\x05", 4), padded_tag, padded_length,
+                                 bytes + std::string("\x22\x81\x80\x80\x80\x80\x00s", 8),
+                                 bytes + std::string("\x2a\x80\x80\x80\x80\x08", 6)}) {
     v1::Export want;
     EXPECT_FALSE(want.ParseFromString(bad));
     EXPECT_EQ(read(bad).status().code(), Code::kCorrupt) << bad.size() << " of " << bytes.size();
   }
+  // Larger than one message may be (2 GiB): refused as such, before anything is read.
+  {
+    std::ofstream f(w.t.sub("huge.bin"), std::ios::binary);
+    f << bytes;
+  }
+  std::filesystem::resize_file(w.t.sub("huge.bin"), (2ull << 30) + 1);  // sparse
+  EXPECT_EQ(desk::ReadExport(w.t.sub("huge.bin")).status().code(), Code::kInvalidArgument);
 }
 
 // The desk reads each entry again when it writes it (its memory then holds no report for long): bytes that
@@ -1336,7 +1385,8 @@ TEST(Desk, AnExportThatChangesWhileItIsReadIsRefused) {
   test::WriteAll(path, std::vector<uint8_t>(bytes.begin(), bytes.end()));
   const size_t at = bytes.find("receipt 2099");
   ASSERT_NE(at, std::string::npos);
-  auto run = [&](bool change) {
+  auto run = [&](bool change, const std::string& out = "") {
+    test::WriteAll(path, std::vector<uint8_t>(bytes.begin(), bytes.end()));
     desk::OpenOptions o;
     uint64_t handed = 0;
     o.sink = [&](const desk::OpenedEntry&) {
@@ -1347,7 +1397,7 @@ TEST(Desk, AnExportThatChangesWhileItIsReadIsRefused) {
       }
       return Status::Ok();
     };
-    auto sum = desk::OpenExport(w.desk, path, "", o);
+    auto sum = desk::OpenExport(w.desk, path, out, o);
     return std::pair{sum, handed};
   };
   auto [unchanged, all] = run(false);
@@ -1359,6 +1409,14 @@ TEST(Desk, AnExportThatChangesWhileItIsReadIsRefused) {
   EXPECT_NE(changed.status().message().find("changed while it was read"), std::string::npos)
       << changed.status().message();
   EXPECT_EQ(handed, 2048u) << "entries past the change were handed on";
+  // Opened into a directory: the report files of the first window are removed again, none is left without
+  // the summary.json that says what the export as a whole is.
+  const std::string out = w.t.sub("changing-out");
+  auto [written, _] = run(true, out);
+  EXPECT_EQ(written.status().code(), Code::kCorrupt);
+  size_t left = 0;
+  for (const auto& e : std::filesystem::directory_iterator(out)) left += e.path().extension() == ".json" ? 1 : 0;
+  EXPECT_EQ(left, 0u);
 }
 
 TEST(Desk, ExportProblemsAreReportedNotHidden) {

@@ -234,16 +234,19 @@ Result<ImportResult> DeskStore::Import(const std::string& export_path, OpenOptio
   crypto::Hash export_hash{};
   {
     auto kind = ReadExport(export_path, ExportParts{false, false, false, false});
-    if (kind.ok() && kind->log_from != 0) {
+    if (!kind.ok() && kind.status().code() == Code::kCorrupt)
+      return Status(Code::kCorrupt, "'" + export_path + "' is not a dala-server export");
+    if (!kind.ok()) return kind.status();  // unreadable, or larger than an export may be: nothing copied
+    if (kind->log_from != 0) {
       const std::string kept = fs::Join(exports_dir, Hex(kind->server_key) + ".export");
       if (!fs::Exists(kept))
         return Status(Code::kNotFound, "'" + export_path + "' is an incremental export (the server's log from position " +
                                            std::to_string(kind->log_from) + " on), and this desk holds no earlier "
                                            "export of that server to join it to: import a full export first");
-      DALA_ASSIGN_OR_RETURN(const crypto::Hash increment_hash, HashFile(export_path));
-      DALA_ASSIGN_OR_RETURN(export_hash, JoinIncremental(kept, export_path, kept_next));
+      DALA_ASSIGN_OR_RETURN(const Joined joined, JoinIncremental(kept, export_path, kept_next));
+      export_hash = joined.joined;
       options.media_dirs = {export_path + ".media", fs::Join(dir_, "media")};
-      joined_note = " (the incremental export " + encoding::ToHex(increment_hash) + " from log position " +
+      joined_note = " (the incremental export " + encoding::ToHex(joined.incremental) + " from log position " +
                     std::to_string(kind->log_from) + " joined to the kept export)";
     } else {
       DALA_ASSIGN_OR_RETURN(export_hash, CopyExport(export_path, kept_next));

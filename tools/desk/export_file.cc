@@ -8,6 +8,8 @@
 #include <cstring>
 #include <map>
 
+#include <sodium.h>
+
 #include "base/fsutil.h"
 
 namespace dala::desk {
@@ -18,7 +20,14 @@ constexpr int kVarint = 0, kFixed64 = 1, kBytes = 2, kFixed32 = 5;
 // Reads a file front to back through one buffer, by absolute offsets; skipping costs nothing.
 class Scanner {
  public:
-  Scanner(int fd, uint64_t size) : fd_(fd), size_(size), buf_(1 << 20) {}
+  Scanner(int fd, uint64_t size, bool hash) : fd_(fd), size_(size), buf_(1 << 20), hashing_(hash) {
+    if (hashing_) crypto_generichash_init(&hash_, nullptr, 0, 32);
+  }
+  crypto::Hash Hash() {
+    crypto::Hash h{};
+    crypto_generichash_final(&hash_, h.data(), h.size());
+    return h;
+  }
   uint64_t pos() const { return pos_; }
   bool done() const { return pos_ == size_; }
   const Status& error() const { return error_; }
@@ -29,10 +38,10 @@ class Scanner {
     ++pos_;
     return true;
   }
-  // A varint as protobuf reads one: at most 10 bytes.
-  bool Varint(uint64_t* v) {
+  // A varint as protobuf reads one: at most 10 bytes for a value, 5 for a tag or a length.
+  bool Varint(uint64_t* v, int max_bytes = 10) {
     *v = 0;
-    for (int i = 0; i < 10; ++i) {
+    for (int i = 0; i < max_bytes; ++i) {
       uint8_t b;
       if (!Byte(&b)) return false;
       *v |= static_cast<uint64_t>(b & 0x7f) << (7 * i);
@@ -54,7 +63,16 @@ class Scanner {
   }
   bool Skip(uint64_t n) {
     if (n > size_ - pos_) return false;
-    pos_ += n;
+    if (!hashing_) {
+      pos_ += n;
+      return true;
+    }
+    for (uint64_t done = 0; done < n;) {  // read through, for the hash
+      if (!InBuffer() && !Fill()) return false;
+      const uint64_t take = std::min<uint64_t>(n - done, start_ + len_ - pos_);
+      done += take;
+      pos_ += take;
+    }
     return true;
   }
 
@@ -71,6 +89,8 @@ class Scanner {
       }
       start_ = pos_;
       len_ = static_cast<size_t>(n);
+      // Hashing, every read continues the last (nothing is skipped over): each byte is hashed once, in order.
+      if (hashing_) crypto_generichash_update(&hash_, reinterpret_cast<const uint8_t*>(buf_.data()), len_);
       return true;
     }
   }
@@ -81,6 +101,8 @@ class Scanner {
   uint64_t start_ = 0;
   size_t len_ = 0;
   Status error_ = Status::Ok();
+  bool hashing_;
+  crypto_generichash_state hash_;
 };
 
 struct Field {
@@ -94,9 +116,9 @@ struct Field {
 bool SplitMessage(std::string_view bytes, std::vector<Field>* out) {
   out->clear();
   size_t pos = 0;
-  auto varint = [&](uint64_t* v) {
+  auto varint = [&](uint64_t* v, int max_bytes = 10) {
     *v = 0;
-    for (int i = 0; i < 10; ++i) {
+    for (int i = 0; i < max_bytes; ++i) {
       if (pos >= bytes.size()) return false;
       const uint8_t b = static_cast<uint8_t>(bytes[pos++]);
       *v |= static_cast<uint64_t>(b & 0x7f) << (7 * i);
@@ -106,7 +128,7 @@ bool SplitMessage(std::string_view bytes, std::vector<Field>* out) {
   };
   while (pos < bytes.size()) {
     uint64_t tag, v;
-    if (!varint(&tag) || tag > UINT32_MAX || (tag >> 3) == 0) return false;
+    if (!varint(&tag, 5) || tag > UINT32_MAX || (tag >> 3) == 0) return false;
     Field f{static_cast<uint32_t>(tag >> 3), static_cast<int>(tag & 7), {}};
     switch (f.wire_type) {
       case kVarint:
@@ -120,7 +142,7 @@ bool SplitMessage(std::string_view bytes, std::vector<Field>* out) {
         break;
       }
       case kBytes:
-        if (!varint(&v) || v > bytes.size() - pos) return false;
+        if (!varint(&v, 5) || v > INT32_MAX || v > bytes.size() - pos) return false;
         f.payload = bytes.substr(pos, v);
         pos += v;
         break;
@@ -192,7 +214,17 @@ Result<ExportFile> ReadExport(const std::string& path, const ExportParts& parts)
   ExportFile ex;
   ex.path = path;
   ex.size = static_cast<uint64_t>(st.st_size);
-  Scanner in(fd, ex.size);
+  if (ex.size > kMaxExportBytes)
+    return Status(Code::kInvalidArgument, "'" + path + "' is larger than 2 GiB, more than one export may hold; "
+                                          "export the server's reports in parts");
+  Scanner in(fd, ex.size, parts.hash);
+  // Runs of unknown fields are kept as one place (a file of tiny unknown fields must not cost 8 times its size).
+  auto unknown_place = [&](uint64_t from) {
+    if (!ex.unknown.empty() && ex.unknown.back().offset + ex.unknown.back().size == from)
+      ex.unknown.back().size += in.pos() - from;
+    else
+      ex.unknown.push_back({from, in.pos() - from});
+  };
   std::map<uint32_t, int> singular;  // how often each singular field came
   bool strict = true;                // the export's own fields: only known ones, singular ones once
   std::string payload;
@@ -202,30 +234,31 @@ Result<ExportFile> ReadExport(const std::string& path, const ExportParts& parts)
   while (!in.done()) {
     const uint64_t field_start = in.pos();
     uint64_t tag;
-    if (!in.Varint(&tag) || tag > UINT32_MAX || (tag >> 3) == 0) return bad();
+    if (!in.Varint(&tag, 5) || tag > UINT32_MAX || (tag >> 3) == 0) return bad();
     const uint32_t number = static_cast<uint32_t>(tag >> 3);
     const int wire_type = static_cast<int>(tag & 7);
     const bool known_bytes = wire_type == kBytes && number >= 1 && number <= 7;
     const bool known = known_bytes || (wire_type == kVarint && number == 8);
-    if (!known) strict = false;
-    else if ((number == 1 || number == 4 || number == 6 || number == 8) && ++singular[number] > 1) strict = false;
+    // log_from is read, but counts as a field a full export does not hold, as every strict reader counts it.
+    if (!known || number == 8) strict = false;
+    else if ((number == 1 || number == 4 || number == 6) && ++singular[number] > 1) strict = false;
     uint64_t v = 0;
     if (wire_type == kVarint) {
       if (!in.Varint(&v)) return bad();
       if (known) ex.log_from = v;
-      else ex.unknown.push_back({field_start, in.pos() - field_start});
+      else unknown_place(field_start);
       continue;
     }
     if (wire_type == kFixed64 || wire_type == kFixed32) {
       if (!in.Skip(wire_type == kFixed64 ? 8 : 4)) return bad();
-      ex.unknown.push_back({field_start, in.pos() - field_start});
+      unknown_place(field_start);
       continue;
     }
-    if (wire_type != kBytes || !in.Varint(&v) || v > INT32_MAX) return bad();
+    if (wire_type != kBytes || !in.Varint(&v, 5) || v > INT32_MAX) return bad();
     const uint64_t at = in.pos();
     if (!known) {
       if (!in.Skip(v)) return bad();
-      ex.unknown.push_back({field_start, in.pos() - field_start});
+      unknown_place(field_start);
       continue;
     }
     const bool keep = number == 1 || number == 4 || number == 6 || (number == 2 && parts.entries) ||
@@ -249,6 +282,7 @@ Result<ExportFile> ReadExport(const std::string& path, const ExportParts& parts)
         if (!SplitMessage(payload, &inner)) return NotAnExport(path);
         if (!OnlyKnown(inner, {{1, kBytes, false}, {2, kBytes, false}})) ++ex.unknown_fields;
         ex.entries.push_back({at, v});
+        ex.entry_hashes.push_back(crypto::Blake2b256(crypto::Bytes(payload)));
         break;
       case 3: {
         if (!SplitMessage(payload, &inner)) return NotAnExport(path);
@@ -265,6 +299,7 @@ Result<ExportFile> ReadExport(const std::string& path, const ExportParts& parts)
     }
   }
   if (!strict) ++ex.unknown_fields;
+  if (parts.hash) ex.file_hash = in.Hash();
   return ex;
 }
 
@@ -276,6 +311,13 @@ Result<EntryReader> EntryReader::Open(const std::string& path) {
 
 EntryReader::~EntryReader() {
   if (fd_ >= 0) ::close(fd_);
+}
+
+Status EntryReader::ReadEntry(const ExportFile& ex, size_t i, std::string* out) const {
+  DALA_RETURN_IF_ERROR(Read(ex.entries[i], out));
+  if (i >= ex.entry_hashes.size() || crypto::Blake2b256(crypto::Bytes(*out)) != ex.entry_hashes[i])
+    return Status(Code::kCorrupt, "the export changed while it was read (entry " + std::to_string(i + 1) + ")");
+  return Status::Ok();
 }
 
 Status EntryReader::Read(const ExportFile::Place& place, std::string* out) const {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "crypto/crypto.h"
 #include "dala/v1/sync.pb.h"
 
 namespace dala::desk {
@@ -30,11 +31,15 @@ struct ExportFile {
   uint64_t log_size = 0;    // leaves of field 5 (held in `log` when asked)
   std::vector<std::string> log;
   std::vector<Place> entries;  // field 2: each ExportedReport's bytes
+  std::vector<crypto::Hash> entry_hashes;  // BLAKE2b-256 of each as read here: what reading it back must give
   std::vector<v1::Enrolment> enrolments;   // field 3
   std::vector<v1::LogTimestamp> timestamps;  // field 7
-  std::vector<Place> unknown;  // top-level fields this desk does not know, tag and all (a join carries them)
+  std::vector<Place> unknown;  // top-level fields this desk does not know, tag and all, runs of them joined (a
+                               // join carries them)
   uint64_t unknown_fields = 0;  // places strict parsing refuses: the export as a whole (at most 1), each entry,
-                                // enrolment and time-stamp
+                                // enrolment and time-stamp. log_from counts as unknown at the top (a full export
+                                // has none; an incremental one is refused or joined before it is checked).
+  crypto::Hash file_hash{};     // BLAKE2b-256 of every byte as read here (ExportParts::hash)
 };
 
 // What to keep of an export besides its singular fields (which are always read): the rest is skipped over.
@@ -43,11 +48,14 @@ struct ExportParts {
   bool log = true;          // the leaves (else only counted)
   bool enrolments = true;
   bool timestamps = true;
+  bool hash = false;        // file_hash (the parts skipped are read through)
 };
 
-// kCorrupt when the file is not an export as protobuf would parse it (or holds groups, which Dala never
-// writes); an export larger than 2 GiB is refused as such (protobuf's limit for one message).
+// kCorrupt when the file is not an export as protobuf would parse it, or holds groups or tags of more than 32
+// bits (which Dala never writes and protobuf reads by truncating them); kInvalidArgument for a file larger than
+// 2 GiB (protobuf's limit for one message): refused as such, not misread.
 Result<ExportFile> ReadExport(const std::string& path, const ExportParts& parts = {});
+inline constexpr uint64_t kMaxExportBytes = 0x7fffffff;
 
 // An entry's bytes read back (thread-safe: each call reads on its own).
 class EntryReader {
@@ -57,6 +65,9 @@ class EntryReader {
   EntryReader& operator=(EntryReader&&) = delete;
   ~EntryReader();
   Status Read(const ExportFile::Place& place, std::string* out) const;
+  // Entry `i` of `ex` (read with its entries), checked to be the bytes ReadExport read: kCorrupt if the file
+  // changed since.
+  Status ReadEntry(const ExportFile& ex, size_t i, std::string* out) const;
 
  private:
   explicit EntryReader(int fd) : fd_(fd) {}

@@ -56,21 +56,24 @@ class HashingWriter {
   crypto_generichash_state hash_;
 };
 
-Result<ExportFile> Read(const std::string& path, const char* what) {
-  auto ex = ReadExport(path);
+Result<ExportFile> Read(const std::string& path, const char* what, bool hash) {
+  ExportParts parts;
+  parts.hash = hash;
+  auto ex = ReadExport(path, parts);
   if (!ex.ok() && ex.status().code() == Code::kCorrupt)
     return Status(Code::kCorrupt, std::string(what) + " is not a dala-server export");
   if (ex.ok() && ex->server_key.size() != 32) return Status(Code::kCorrupt, std::string(what) + " is not a dala-server export");
   return ex;
 }
 
-// Each entry of `places` (read from `reader`) whose exact bytes `held` does not hold yet, as field 2.
-Status CopyEntries(const EntryReader& reader, const std::vector<ExportFile::Place>& places,
-                   std::set<crypto::Hash>* held, HashingWriter* out) {
+// Each entry of `ex` (read from `reader`, checked to be the bytes first read) whose exact bytes `held` does not
+// hold yet, as field 2.
+Status CopyEntries(const EntryReader& reader, const ExportFile& ex, std::set<crypto::Hash>* held, HashingWriter* out) {
   std::string bytes;
-  for (const auto& p : places) {
-    DALA_RETURN_IF_ERROR(reader.Read(p, &bytes));
-    if (held->insert(crypto::Blake2b256(crypto::Bytes(bytes))).second) DALA_RETURN_IF_ERROR(out->Field(2, bytes));
+  for (size_t i = 0; i < ex.entries.size(); ++i) {
+    if (!held->insert(ex.entry_hashes[i]).second) continue;
+    DALA_RETURN_IF_ERROR(reader.ReadEntry(ex, i, &bytes));
+    DALA_RETURN_IF_ERROR(out->Field(2, bytes));
   }
   return Status::Ok();
 }
@@ -103,9 +106,9 @@ Status ReadThrough(const std::string& path, const std::function<Status(std::stri
 
 }  // namespace
 
-Result<crypto::Hash> JoinIncremental(const std::string& base_path, const std::string& inc_path, const std::string& out_path) {
-  DALA_ASSIGN_OR_RETURN(ExportFile base, Read(base_path, "the kept export"));
-  DALA_ASSIGN_OR_RETURN(ExportFile inc, Read(inc_path, "the incremental export"));
+Result<Joined> JoinIncremental(const std::string& base_path, const std::string& inc_path, const std::string& out_path) {
+  DALA_ASSIGN_OR_RETURN(ExportFile base, Read(base_path, "the kept export", false));
+  DALA_ASSIGN_OR_RETURN(ExportFile inc, Read(inc_path, "the incremental export", true));
   if (base.log_from != 0) return Status(Code::kCorrupt, "the kept export is not a full export");
   if (base.server_key != inc.server_key)
     return Status(Code::kInvalidArgument, "the incremental export is another server's than the kept export");
@@ -121,8 +124,8 @@ Result<crypto::Hash> JoinIncremental(const std::string& base_path, const std::st
   DALA_RETURN_IF_ERROR(out.Create());
   DALA_RETURN_IF_ERROR(out.Field(1, inc.server_key));
   std::set<crypto::Hash> entries;
-  DALA_RETURN_IF_ERROR(CopyEntries(base_reader, base.entries, &entries, &out));
-  DALA_RETURN_IF_ERROR(CopyEntries(inc_reader, inc.entries, &entries, &out));
+  DALA_RETURN_IF_ERROR(CopyEntries(base_reader, base, &entries, &out));
+  DALA_RETURN_IF_ERROR(CopyEntries(inc_reader, inc, &entries, &out));
   std::set<std::string> enrolments;
   DALA_RETURN_IF_ERROR(CopyMessages(3, base.enrolments, &enrolments, &out));
   DALA_RETURN_IF_ERROR(CopyMessages(3, inc.enrolments, &enrolments, &out));
@@ -138,7 +141,16 @@ Result<crypto::Hash> JoinIncremental(const std::string& base_path, const std::st
     DALA_RETURN_IF_ERROR(inc_reader.Read(p, &unknown));
     DALA_RETURN_IF_ERROR(out.Append(unknown));
   }
-  return out.Finish();
+  Joined j;
+  DALA_ASSIGN_OR_RETURN(j.joined, out.Finish());
+  j.incremental = inc.file_hash;
+  // The unknown fields were read a second time: the incremental export must still be the bytes first read,
+  // whose hash the desk records.
+  if (!inc.unknown.empty()) {
+    DALA_ASSIGN_OR_RETURN(crypto::Hash again, HashFile(inc_path));
+    if (again != j.incremental) return Status(Code::kCorrupt, "the incremental export changed while it was read");
+  }
+  return j;
 }
 
 Result<crypto::Hash> CopyExport(const std::string& from, const std::string& out_path) {

@@ -17,8 +17,12 @@ namespace dala::desk {
 // exact bytes), base's first; the incremental's statement and head, and any field of it this desk does not
 // know (for the strict check to find). Nothing is judged here: a server that changed its log, withheld a
 // report or signed other bytes is found by the checks the joined export then goes through, as in a full
-// export. Returns the BLAKE2b-256 of what it wrote.
-Result<crypto::Hash> JoinIncremental(const std::string& base, const std::string& incremental, const std::string& out);
+// export. kCorrupt if either changes while it is read.
+struct Joined {
+  crypto::Hash joined{};       // BLAKE2b-256 of what it wrote
+  crypto::Hash incremental{};  // of the incremental export's bytes, which it joined
+};
+Result<Joined> JoinIncremental(const std::string& base, const std::string& incremental, const std::string& out);
 
 // Copies an export to `out` (a new file, synced), returning the BLAKE2b-256 of its bytes.
 Result<crypto::Hash> CopyExport(const std::string& from, const std::string& out);

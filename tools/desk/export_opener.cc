@@ -55,7 +55,6 @@ struct Opened {
   uint64_t sequence = 0;
   envelope::Header header;      // without its attachments (read again with the report)
   crypto::Hash envelope_hash{};
-  crypto::Hash receipt_hash{};  // of the receipt bytes checked
   // Of the opened report, for the version chains:
   crypto::Hash content_hash{};
   std::string previous_hash;
@@ -498,12 +497,12 @@ OpenedEntry Entry(const Opened& o, const Reread& r, const std::unordered_map<std
   return e;
 }
 
-// An entry's envelope and receipt, read back from the export.
-Status ReadEntry(const EntryReader& reader, const ExportFile::Place& place, std::string* bytes,
+// Entry `i`'s envelope and receipt, read back from the export: the very bytes the first reading saw (else
+// kCorrupt, the file changed), so that every pass checks and uses the same bytes.
+Status ReadEntry(const EntryReader& reader, const ExportFile& ex, size_t i, std::string* bytes,
                  std::string_view* envelope, std::string_view* receipt) {
-  DALA_RETURN_IF_ERROR(reader.Read(place, bytes));
-  if (!SplitEntry(*bytes, envelope, receipt))
-    return Status(Code::kCorrupt, "the export changed while it was read (an entry is no longer one)");
+  DALA_RETURN_IF_ERROR(reader.ReadEntry(ex, i, bytes));
+  if (!SplitEntry(*bytes, envelope, receipt)) return Status(Code::kInternal, "an entry read is not one");
   return Status::Ok();
 }
 
@@ -514,21 +513,18 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& file, con
   const std::string& export_path = options.source_path.empty() ? file : options.source_path;
   const std::vector<std::string>& phone_receipts = options.phone_receipts;
   const bool write = !out_dir.empty();  // else: every check, nothing decrypted written
-  // One export is one protobuf message, which protobuf parses up to 2 GiB: a larger one is refused as such,
-  // not misread. (The server's export holds envelopes only, about 1.5 KB a report; attachments are files
-  // beside it.)
-  constexpr uint64_t kMaxExport = static_cast<uint64_t>(INT32_MAX);
-  std::error_code size_error;
-  if (const auto size = std::filesystem::file_size(file, size_error); !size_error && size > kMaxExport)
-    return Status(Code::kInvalidArgument, "'" + export_path + "' is larger than 2 GiB, more than one export may hold; "
-                                          "export the server's reports in parts");
   // Read once, front to back: the entries stay in the file, read back (each checked to be the same bytes)
   // when they are opened, and again when they are written. What an import holds grows with the number of
-  // reports, a few hundred bytes each, not with their size.
+  // reports, a few hundred bytes each, not with their size. One export is one protobuf message, which
+  // protobuf parses up to 2 GiB: a larger one is refused as such, not misread. (The server's export holds
+  // envelopes only, about 1.5 KB a report; attachments are files beside it.)
   auto indexed = ReadExport(file);
   if (!indexed.ok()) {
     if (indexed.status().code() == Code::kCorrupt)
       return Status(Code::kCorrupt, "'" + export_path + "' is not a dala-server export");
+    if (indexed.status().code() == Code::kInvalidArgument)
+      return Status(Code::kInvalidArgument, "'" + export_path + "' is larger than 2 GiB, more than one export may "
+                                            "hold; export the server's reports in parts");
     return indexed.status();
   }
   const ExportFile& ex = *indexed;
@@ -562,14 +558,13 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& file, con
     ParallelFor(each.size(), [&](size_t i) {
       std::string bytes;
       std::string_view envelope_bytes, receipt_bytes;
-      if (Status st = ReadEntry(reader, ex.entries[i], &bytes, &envelope_bytes, &receipt_bytes); !st.ok()) {
+      if (Status st = ReadEntry(reader, ex, i, &bytes, &envelope_bytes, &receipt_bytes); !st.ok()) {
         std::lock_guard lock(error_mu);
         if (read_error.ok()) read_error = st;
         return;
       }
       Opened& o = each[i];
       OpenEntry(envelope_bytes, org, &o, keys.At(i));
-      o.receipt_hash = crypto::Blake2b256(crypto::Bytes(receipt_bytes));
       auto receipt = CheckReceipt(receipt_bytes, envelope_bytes, o.header, org);
       if (!receipt.ok()) {
         o.receipt_problem = "receipt: " + receipt.status().message();
@@ -792,25 +787,39 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& file, con
   std::vector<std::string> media_dirs{export_path + ".media"};
   media_dirs.insert(media_dirs.end(), options.media_dirs.begin(), options.media_dirs.end());
   constexpr size_t kWindow = 2048;
+  // What this opening wrote into out_dir, removed again if it fails part way (the file changed under it, a
+  // full disk): no report file is left without the summary.json that says what the export as a whole is.
+  std::vector<std::string> written;
+  struct RemoveUnlessDone {
+    std::vector<std::string>& paths;
+    bool done = false;
+    ~RemoveUnlessDone() {
+      if (done) return;
+      std::error_code ec;
+      for (const auto& p : paths) std::filesystem::remove_all(p, ec);
+    }
+  } written_guard{written};
   std::string index = "[";
   for (size_t from = 0; from < all.size(); from += kWindow) {
     const size_t n = std::min(kWindow, all.size() - from);
     std::vector<Reread> win(n);
     std::mutex error_mu;
     Status error = Status::Ok();
+    std::atomic<bool> failed{false};
     auto fail = [&](Status st) {
       std::lock_guard lock(error_mu);
       if (error.ok()) error = std::move(st);
+      failed = true;
     };
+    if (write)
+      for (size_t k = 0; k < n; ++k)
+        if (const Opened& o = all[from + k]; o.opened) written.push_back(fs::Join(out_dir, o.base + "-attachments"));
     ParallelFor(n, [&](size_t k) {
+      if (failed) return;  // the window fails: nothing more is opened or written
       Opened& o = all[from + k];
       Reread& r = win[k];
-      if (Status st = ReadEntry(reader, ex.entries[o.entry], &r.bytes, &r.envelope, &r.receipt); !st.ok())
+      if (Status st = ReadEntry(reader, ex, o.entry, &r.bytes, &r.envelope, &r.receipt); !st.ok())
         return fail(std::move(st));
-      const crypto::Hash receipt_hash = crypto::Blake2b256(crypto::Bytes(r.receipt));
-      if (crypto::Blake2b256(crypto::Bytes(r.envelope)) != o.envelope_hash || receipt_hash != o.receipt_hash)
-        return fail(Status(Code::kCorrupt, "the export changed while it was read (entry " +
-                                               std::to_string(o.entry + 1) + ")"));
       if (o.opened) {
         auto again = envelope::OpenAgain(crypto::Bytes(r.envelope), o.envelope_hash, keys.At(o.entry));
         if (!again.ok()) return fail(Status(Code::kInternal, "a report did not open again: " + again.status().message()));
@@ -872,7 +881,10 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& file, con
       const std::string name = o.base + ".json";
       ++sum.reports;
       r.verified ? ++sum.verified : ++sum.failed;
-      if (write) DALA_RETURN_IF_ERROR(WriteUnsynced(fs::Join(out_dir, name), r.json));
+      if (write) {
+        written.push_back(fs::Join(out_dir, name));
+        DALA_RETURN_IF_ERROR(WriteUnsynced(written.back(), r.json));
+      }
       if (options.sink)
         DALA_RETURN_IF_ERROR(options.sink(Entry(o, r, leaf_index, enrolled, media_dirs, std::move(r.json))));
       index += std::string(from + k ? "," : "") + "{\"file\":" + (write ? JsonEscape(name) : "null") +
@@ -901,6 +913,7 @@ Result<Summary> OpenExport(const Organisation& org, const std::string& file, con
                                    : write              ? fs::Join(out_dir, "summary.json")
                                                         : std::string();
   if (!summary_file.empty()) DALA_RETURN_IF_ERROR(fs::WriteFileAtomic(summary_file, crypto::Bytes(summary)));
+  written_guard.done = true;
   return sum;
 }
 
