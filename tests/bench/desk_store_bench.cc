@@ -545,6 +545,8 @@ int main(int argc, char** argv) {
   Info("  re-import time / verify time", again_s / verify_s, "x ");
   Info(peak_reset ? "  peak RSS of the import phase" : "  peak RSS so far (could not reset)", import_peak, "MiB");
   Info("    of which held before it (the set-up's)", import_rss0, "MiB");
+  Info("    its own growth, per report",
+       (import_peak - import_rss0) * 1048576.0 / reports, "B  ");
 
   // ---- the same log pulled by a desk (dala desk pull, in process), page by page ----
   {
